@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: Apache-2.0
+# Thin wrapper around Meson (DESIGN.md §3). Real build logic lives in meson.build files.
+BUILD ?= build
+FUZZ_BUILD ?= build-fuzz
+ASAN_BUILD ?= build-asan
+FUZZ_SECONDS ?= 10
+PYTEST ?= /usr/bin/python3 -m pytest
+PYTEST_ARGS ?=
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: deps format-check build check-unit check-asan fuzz-smoke check-integration
+	@echo "make check: all suites passed"
+
+check-unit: build
+	meson test -C $(BUILD) --print-errorlogs --suite unit --suite fuzz
+
+# Unit tests again under ASan + UBSan, built with clang (also proves the clang build).
+check-asan: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN_BUILD) --print-errorlogs --suite unit --suite fuzz
+
+check-integration: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) $(PYTEST) -q -ra $(PYTEST_ARGS) tests
+
+fuzz-smoke: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	ninja -C $(FUZZ_BUILD)
+	scripts/fuzz-smoke $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	@clang-format --dry-run -Werror $(SOURCES) && echo "format-check: ok"
+
+demo:
+	@scripts/demo
+
+clean:
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * File-descriptor helpers: safe closing, ownership hand-over, bounded reads, full writes,
+ * close-on-exec sweeps before exec. Inputs are fds owned by the caller.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <stdbool.h>
+
+#include "macro.h"
+
+/* Close fd if valid (>= 0), preserving errno. Always returns -EBADF, so
+ * `fd = safe_close(fd);` is the only way to close by hand. */
+int safe_close(int fd);
+
+static inline void closep(int *fd) {
+        (void) safe_close(*fd);
+}
+#define _cleanup_close_ _cleanup_(closep)
+#define TAKE_FD(fd) TAKE_GENERIC(fd, int, -EBADF)
+
+/* Close a FILE*, accepting NULL; returns NULL. */
+#include <stdio.h>
+FILE *safe_fclose(FILE *f);
+static inline void fclosep(FILE **f) {
+        (void) safe_fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Write all n bytes, retrying on EINTR/short writes. Returns 0 or -errno. */
+int loop_write(int fd, const void *buf, size_t n);
+
+/* Read exactly n bytes. Returns 0, -EIO on early EOF (ret_got says how many), or -errno. */
+int loop_read_exact(int fd, void *buf, size_t n);
+
+/* Read until EOF, at most max bytes. Returns 0 and a NUL-terminated malloc'd buffer
+ * (caller frees) and its size without the NUL; -EFBIG if the input exceeds max. */
+int read_full_fd(int fd, size_t max, char **ret_data, size_t *ret_size);
+
+/* Like read_full_fd on a path opened O_RDONLY|O_CLOEXEC|O_NOCTTY (relative to dirfd,
+ * AT_FDCWD allowed). */
+int read_full_file_at(int dirfd, const char *path, size_t max, char **ret_data, size_t *ret_size);
+
+/* Atomically write a file: create a temp file in the same directory with the given mode
+ * (never wider, even for an instant), write, fsync, rename over path. */
+int write_file_atomic_at(int dirfd, const char *path, const void *data, size_t n, mode_t mode);
+
+/* Mark every fd >= from close-on-exec (close_range(CLOSE_RANGE_CLOEXEC), falling back to
+ * walking /proc/self/fd after checking it is procfs). Returns 0 or -errno. */
+int fd_cloexec_from(int from);
+
+/* Close every fd >= from, except those listed. Used in forked children. */
+int fd_close_all_from(int from, const int *except, size_t n_except);
+
+int fd_set_nonblock(int fd, bool nonblock);
+int fd_set_cloexec(int fd, bool cloexec);
+
+/* Move fd to >= 3 with F_DUPFD_CLOEXEC; consumes fd. */
+int fd_move_above_stdio(int fd);

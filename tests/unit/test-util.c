@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for src/lib/util: parsing, strings, hex, visibility escaping, fd helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "parse-util.h"
+#include "string-util.h"
+
+static void test_safe_atou64(void **state) {
+        uint64_t v;
+        assert_int_equal(safe_atou64("0", &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(safe_atou64("18446744073709551615", &v), 0);
+        assert_true(v == UINT64_MAX);
+        assert_int_equal(safe_atou64("18446744073709551616", &v), -ERANGE);
+        assert_int_equal(safe_atou64("", &v), -EINVAL);
+        assert_int_equal(safe_atou64(" 1", &v), -EINVAL);
+        assert_int_equal(safe_atou64("+1", &v), -EINVAL);
+        assert_int_equal(safe_atou64("-1", &v), -EINVAL);
+        assert_int_equal(safe_atou64("1x", &v), -EINVAL);
+}
+
+static void test_safe_atoi(void **state) {
+        int64_t v;
+        int32_t w;
+        assert_int_equal(safe_atoi64("-9223372036854775808", &v), 0);
+        assert_true(v == INT64_MIN);
+        assert_int_equal(safe_atoi64("9223372036854775808", &v), -ERANGE);
+        assert_int_equal(safe_atoi32("-2147483649", &w), -ERANGE);
+        assert_int_equal(safe_atoi32("-5", &w), 0);
+        assert_int_equal(w, -5);
+}
+
+static void test_parse_micros(void **state) {
+        uint64_t v;
+        assert_int_equal(parse_micros("1.5", &v), 0);
+        assert_int_equal(v, 1500000);
+        assert_int_equal(parse_micros("0.000001", &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(parse_micros("0.0000001", &v), -ERANGE);
+        assert_int_equal(parse_micros("5", &v), 0);
+        assert_int_equal(v, 5000000);
+        assert_int_equal(parse_micros(".", &v), -EINVAL);
+        assert_int_equal(parse_micros("1.", &v), -EINVAL);
+        assert_int_equal(parse_micros("-1", &v), -EINVAL);
+}
+
+static void test_hex(void **state) {
+        _cleanup_free_ char *h = hexmem("\x00\xff\x10", 3);
+        assert_string_equal(h, "00ff10");
+        _cleanup_free_ void *b = NULL;
+        size_t n;
+        assert_int_equal(unhexmem(h, strlen(h), &b, &n), 0);
+        assert_int_equal(n, 3);
+        assert_memory_equal(b, "\x00\xff\x10", 3);
+        void *c = NULL;
+        assert_int_equal(unhexmem("0g", 2, &c, &n), -EINVAL);
+        assert_int_equal(unhexmem("abc", 3, &c, &n), -EINVAL);
+        assert_null(c);
+}
+
+static void test_visible(void **state) {
+        _cleanup_free_ char *a = string_make_visible("git push\n\x1b[2Jrm -rf");
+        assert_string_equal(a, "git push\\n\\x1b[2Jrm -rf");
+        _cleanup_free_ char *b = string_make_visible("a\xe2\x80\xae"
+                                                     "b\xef\xbb\xbf");
+        assert_string_equal(b, "a\\u202eb\\ufeff");
+        _cleanup_free_ char *c = string_make_visible("caf\xc3\xa9");
+        assert_string_equal(c, "caf\xc3\xa9");
+}
+
+static void test_strv(void **state) {
+        _cleanup_strv_free_ char **l = NULL;
+        strv_extend(&l, "b");
+        strv_extend(&l, "a");
+        strv_extend(&l, "b");
+        strv_sort_uniq(l);
+        assert_int_equal(strv_length(l), 2);
+        _cleanup_free_ char *j = strv_join(l, ",");
+        assert_string_equal(j, "a,b");
+        assert_true(strv_contains(l, "a"));
+        assert_false(strv_contains(l, "c"));
+}
+
+static void test_memeq(void **state) {
+        assert_true(memeq_consttime("abc", "abc", 3));
+        assert_false(memeq_consttime("abc", "abd", 3));
+}
+
+static void test_read_full_and_atomic(void **state) {
+        char dir[] = "/tmp/nucleus-test-util-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_int_equal(write_file_atomic_at(dfd, "f", "hello", 5, 0600), 0);
+        struct stat st;
+        assert_int_equal(fstatat(dfd, "f", &st, 0), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        _cleanup_free_ char *data = NULL;
+        size_t n;
+        assert_int_equal(read_full_file_at(dfd, "f", 100, &data, &n), 0);
+        assert_int_equal(n, 5);
+        assert_string_equal(data, "hello");
+        char *d2 = NULL;
+        assert_int_equal(read_full_file_at(dfd, "f", 4, &d2, &n), -EFBIG);
+        assert_null(d2);
+        assert_int_equal(unlinkat(dfd, "f", 0), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_safe_atou64),  cmocka_unit_test(test_safe_atoi),
+                cmocka_unit_test(test_parse_micros), cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_visible),      cmocka_unit_test(test_strv),
+                cmocka_unit_test(test_memeq),        cmocka_unit_test(test_read_full_and_atomic),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
