@@ -30,3 +30,7 @@ def source_dir():
 def require_root():
     if os.geteuid() != 0:
         pytest.skip("needs root")
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
