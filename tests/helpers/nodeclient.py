@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Signed Python client for the nucleus-node HTTP API (tests and tools).
+
+Signing follows CONTRACTS.md / DESIGN.md §4: the string to sign is the "\n"-join of
+"nucleus-v1", METHOD, path-with-query exactly as sent, timestamp, nonce, actor and
+hex(SHA-256(body)); the signature is hex HMAC-SHA256 under the 32-byte node secret.
+
+Usage:
+    c = NodeClient("http://127.0.0.1:8080", key_file="/path/node.key")
+    r = c.create_pod({"apiVersion": "nucleus/v1", "kind": "Pod", "spec": {...}})
+    pod = r.json()["id"]; c.wait_state(pod, {"running"})
+    c.tool(pod, "read", {"path": "README"}).json()
+
+Every method returns a Response (status, headers, body bytes, .json()); nothing raises on
+HTTP errors, so tests can assert on 4xx answers. Low-level knobs (timestamp, nonce, extra
+headers, sign=False, raw path) exist so adversarial tests can build bad requests.
+"""
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import time
+import urllib.parse
+
+__all__ = ["NodeClient", "Response", "sign_headers", "string_to_sign", "load_key"]
+
+
+def load_key(key_file):
+    """Read a node secret file (64 hex chars + newline) and return the 32 raw bytes."""
+    with open(key_file, "r", encoding="ascii") as f:
+        text = f.read().strip()
+    key = bytes.fromhex(text)
+    if len(key) != 32:
+        raise ValueError(f"{key_file}: expected 64 hex characters, got {len(text)}")
+    return key
+
+
+def string_to_sign(method, path, timestamp, nonce, actor, body):
+    return "\n".join([
+        "nucleus-v1",
+        method,
+        path,
+        str(timestamp),
+        nonce,
+        actor,
+        hashlib.sha256(body).hexdigest(),
+    ]).encode()
+
+
+def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonce=None):
+    """The four X-Nucleus-* headers for one request."""
+    if timestamp is None:
+        timestamp = int(time.time())
+    if nonce is None:
+        nonce = secrets.token_hex(16)
+    sig = hmac.new(key, string_to_sign(method, path, timestamp, nonce, actor, body),
+                   hashlib.sha256).hexdigest()
+    return {
+        "X-Nucleus-Timestamp": str(timestamp),
+        "X-Nucleus-Nonce": nonce,
+        "X-Nucleus-Actor": actor,
+        "X-Nucleus-Signature": sig,
+    }
+
+
+class Response:
+    def __init__(self, status, headers, body, sent_headers=None):
+        self.status = status
+        self.headers = headers          # dict, lower-case names
+        self.body = body                # bytes
+        self.sent_headers = sent_headers or {}
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:200]!r}>"
+
+
+class NodeClient:
+    def __init__(self, base_url, key=None, key_file=None, actor="test", timeout=60):
+        u = urllib.parse.urlsplit(base_url)
+        if u.scheme != "http":
+            raise ValueError("only http:// node URLs are supported")
+        self.host = u.hostname
+        self.port = u.port or 80
+        self.key = key if key is not None else (load_key(key_file) if key_file else None)
+        self.actor = actor
+        self.timeout = timeout
+
+    # ---- low level -------------------------------------------------------------------
+    def _conn(self, timeout=None):
+        return http.client.HTTPConnection(self.host, self.port,
+                                          timeout=timeout or self.timeout)
+
+    def request(self, method, path, body=b"", headers=None, *, sign=True, timestamp=None,
+                nonce=None, actor=None, signed_headers=None, timeout=None):
+        """Send one request. signed_headers: use exactly these X-Nucleus-* headers (replay)."""
+        if isinstance(body, str):
+            body = body.encode()
+        if body is None:
+            body = b""
+        h = {}
+        if sign:
+            if signed_headers is not None:
+                h.update(signed_headers)
+            else:
+                h.update(sign_headers(self.key, method, path, body,
+                                      actor if actor is not None else self.actor,
+                                      timestamp, nonce))
+        if headers:
+            h.update(headers)
+        c = self._conn(timeout)
+        try:
+            c.putrequest(method, path, skip_accept_encoding=True)
+            for k, v in h.items():
+                c.putheader(k, v)
+            if body or method in ("POST", "PUT", "PATCH"):
+                c.putheader("Content-Length", str(len(body)))
+            c.endheaders()
+            if body:
+                c.send(body)
+            r = c.getresponse()
+            data = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, h)
+        finally:
+            c.close()
+
+    def stream(self, method, path, body=b"", headers=None, timeout=None):
+        """Send a signed request and return (connection, HTTPResponse) for reading a stream
+        (server-sent events). The caller closes the connection."""
+        if isinstance(body, str):
+            body = body.encode()
+        h = sign_headers(self.key, method, path, body, self.actor)
+        if headers:
+            h.update(headers)
+        c = self._conn(timeout)
+        c.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in h.items():
+            c.putheader(k, v)
+        if body or method in ("POST", "PUT"):
+            c.putheader("Content-Length", str(len(body)))
+        c.endheaders()
+        if body:
+            c.send(body)
+        return c, c.getresponse()
+
+    @staticmethod
+    def sse_events(resp, limit=None):
+        """Yield (event, data) pairs from an SSE HTTPResponse until EOF or limit events."""
+        event, data, n = None, [], 0
+        while True:
+            line = resp.readline()
+            if not line:
+                return
+            line = line.decode("utf-8").rstrip("\r\n")
+            if line == "":
+                if data or event:
+                    yield event or "message", "\n".join(data)
+                    n += 1
+                    if limit is not None and n >= limit:
+                        return
+                event, data = None, []
+            elif line.startswith(":"):
+                continue
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+
+    # ---- API -------------------------------------------------------------------------
+    def health(self):
+        return self.request("GET", "/v1/health", sign=False)
+
+    def create_pod(self, spec, content_type=None):
+        """spec: dict (sent as JSON) or str/bytes (sent as is, e.g. YAML)."""
+        if isinstance(spec, dict):
+            body = json.dumps(spec).encode()
+            content_type = content_type or "application/json"
+        else:
+            body = spec.encode() if isinstance(spec, str) else spec
+            content_type = content_type or "application/yaml"
+        return self.request("POST", "/v1/pods", body, {"Content-Type": content_type})
+
+    def list_pods(self):
+        return self.request("GET", "/v1/pods")
+
+    def get_pod(self, pod):
+        return self.request("GET", f"/v1/pods/{pod}")
+
+    def delete_pod(self, pod):
+        return self.request("DELETE", f"/v1/pods/{pod}")
+
+    def cancel_pod(self, pod):
+        return self.request("POST", f"/v1/pods/{pod}/cancel")
+
+    def logs(self, pod, tail=None):
+        q = f"?tail={tail}" if tail is not None else ""
+        return self.request("GET", f"/v1/pods/{pod}/logs{q}")
+
+    def upload_workspace(self, pod, tar_bytes):
+        return self.request("PUT", f"/v1/pods/{pod}/workspace", tar_bytes,
+                            {"Content-Type": "application/x-tar"})
+
+    def patch(self, pod):
+        return self.request("GET", f"/v1/pods/{pod}/workspace/patch")
+
+    def tool(self, pod, op, args=None, timeout=None):
+        body = json.dumps(args if args is not None else {}).encode()
+        return self.request("POST", f"/v1/pods/{pod}/tools/{op}", body,
+                            {"Content-Type": "application/json"}, timeout=timeout)
+
+    def approve(self, pod, token):
+        body = token if isinstance(token, (bytes, str)) else json.dumps(token)
+        return self.request("POST", f"/v1/pods/{pod}/approvals", body,
+                            {"Content-Type": "application/json"})
+
+    def audit(self, pod):
+        return self.request("GET", f"/v1/pods/{pod}/audit")
+
+    def wait_state(self, pod, states, timeout=120.0, interval=0.2):
+        """Poll GET /v1/pods/{id} until its state is in states (a set); returns the last
+        JSON body. Raises TimeoutError with the last body when it never gets there."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            r = self.get_pod(pod)
+            if r.status == 200:
+                last = r.json()
+                if last.get("state") in states:
+                    return last
+            else:
+                last = {"status": r.status, "body": r.text}
+            time.sleep(interval)
+        raise TimeoutError(f"pod {pod} not in {states} after {timeout}s: {last}")
+
+
+def new_key_file(path):
+    """Write a fresh node secret file (0600, 64 hex + newline); returns the raw key."""
+    key = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key
