@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared declarations of the `nucleus` CLI: one verb_<name>() per verb-<name>.c, plus the few
+ * helpers every verb uses (output mode, option parsing conventions). Verbs parse their own
+ * options from argv (argv[0] is the verb name); global options are parsed in main.c.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes (DESIGN.md §10): 0 ok, 1 failure, 2 usage. */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE 2
+
+typedef enum OutputMode {
+        OUTPUT_TEXT,
+        OUTPUT_JSON,
+        _OUTPUT_MODE_MAX,
+        _OUTPUT_MODE_INVALID = -EINVAL,
+} OutputMode;
+
+const char *output_mode_to_string(OutputMode m);
+OutputMode output_mode_from_string(const char *s);
+
+/* Parse an --output argument; logs and returns CLI_EXIT_USAGE on a bad value, else 0. */
+int cli_parse_output(const char *value, OutputMode *ret);
+
+/* Print a JSON document on stdout (pretty, one document, trailing newline). Returns 0 or
+ * -EIO. Nothing else may be written to stdout in JSON mode. */
+#include <jansson.h>
+int cli_print_json(const json_t *j);
+
+/* Print "unknown option / missing argument" style usage errors consistently; returns 2. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Verbs. Each returns a process exit code (0, 1 or 2). */
+int verb_setup(int argc, char **argv);
+int verb_start(int argc, char **argv);
+int verb_stop(int argc, char **argv);
+int verb_doctor(int argc, char **argv);
+int verb_profiles(int argc, char **argv);
+int verb_config(int argc, char **argv);
+int verb_secrets(int argc, char **argv);
+int verb_ps(int argc, char **argv);
+int verb_logs(int argc, char **argv);
+int verb_audit(int argc, char **argv);
+int verb_image(int argc, char **argv); /* engineer G: verb-image.c */
+int verb_run(int argc, char **argv);   /* engineer R: verb-run.c */

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one place the client signs a request (DESIGN.md §4 / CONTRACTS.md "Request signing").
+ * Kept isolated so it can defer to src/lib/auth's signer: inputs are our own request, the key
+ * is the node secret (never logged).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ClientSignedHeaders {
+        char timestamp[24]; /* decimal unix seconds */
+        char nonce[33];     /* 32 lowercase hex chars (16 random bytes) */
+        char signature[65]; /* lowercase hex HMAC-SHA256 */
+} ClientSignedHeaders;
+
+/* Computes the headers for METHOD path_query body with the 32-byte key at time now (unix
+ * seconds). Returns 0 or -EINVAL (actor or method with control characters or newlines). */
+int client_sign(
+        const uint8_t key[static 32],
+        const char *method,
+        const char *path_query,
+        const char *actor,
+        const void *body,
+        size_t body_len,
+        uint64_t now,
+        ClientSignedHeaders *ret);

@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libcurl transport for the node API. Trusts its caller (URL, key, actor); distrusts the
+ * server: response bodies are capped at CLIENT_BODY_MAX, headers are parsed defensively, and
+ * error messages are made printable before they reach a terminal.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "alloc-util.h"
+#include "client-sign.h"
+#include "client.h"
+#include "json-util.h"
+#include "log.h"
+#include "string-util.h"
+
+struct NucleusClient {
+        char *base;   /* scheme://authority, no trailing slash */
+        char *prefix; /* path prefix of the base URL ("" or "/x"), part of what is signed */
+        char *actor;
+        uint8_t key[CLIENT_KEY_SIZE];
+        usec_t connect_timeout;
+        usec_t total_timeout;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) {
+        (void) curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void client_error_done(ClientError *e) {
+        if (!e)
+                return;
+        e->message = mfree(e->message);
+        e->kind = mfree(e->kind);
+        e->status = 0;
+}
+
+void client_response_done(ClientResponse *r) {
+        if (!r)
+                return;
+        r->body = mfree(r->body);
+        r->content_type = mfree(r->content_type);
+        r->size = 0;
+        r->status = 0;
+}
+
+static void set_error(ClientError *e, long status, const char *kind, const char *fmt, ...) _printf_(4, 5);
+static void set_error(ClientError *e, long status, const char *kind, const char *fmt, ...) {
+        if (!e)
+                return;
+        client_error_done(e);
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *raw = xvasprintf(fmt, ap);
+        va_end(ap);
+        e->status = status;
+        e->message = string_make_visible(raw);
+        e->kind = xstrdup(kind);
+}
+
+int client_new(
+        const char *url, const uint8_t key[static CLIENT_KEY_SIZE], const char *actor, NucleusClient **ret) {
+        const char *rest;
+
+        if (!url)
+                return -EINVAL;
+        rest = startswith(url, "http://");
+        if (!rest)
+                rest = startswith(url, "https://");
+        if (!rest || isempty(rest) || string_has_cc(url, NULL) || strpbrk(url, " \"<>\\^`{|}#?"))
+                return -EINVAL;
+        actor = actor ?: CLIENT_DEFAULT_ACTOR;
+        if (string_has_cc(actor, NULL) || strlen(actor) > 256)
+                return -EINVAL;
+
+        const char *slash = strchr(rest, '/');
+        size_t authority = slash ? (size_t) (slash - rest) : strlen(rest);
+        if (authority == 0)
+                return -EINVAL;
+
+        NucleusClient *c = xnew0(NucleusClient, 1);
+        c->base = xstrndup(url, (size_t) (rest - url) + authority);
+        c->prefix = xstrdup(slash ?: "");
+        /* Drop trailing slashes of the prefix: paths we append start with '/'. */
+        for (size_t n = strlen(c->prefix); n > 0 && c->prefix[n - 1] == '/'; n--)
+                c->prefix[n - 1] = 0;
+        c->actor = xstrdup(actor);
+        memcpy(c->key, key, CLIENT_KEY_SIZE);
+        c->connect_timeout = 5 * USEC_PER_SEC;
+        c->total_timeout = 60 * USEC_PER_SEC;
+        (void) pthread_once(&curl_once, curl_init_once);
+        *ret = c;
+        return 0;
+}
+
+NucleusClient *client_free(NucleusClient *c) {
+        if (!c)
+                return NULL;
+        sodium_memzero(c->key, sizeof(c->key));
+        free(c->base);
+        free(c->prefix);
+        free(c->actor);
+        return mfree(c);
+}
+
+void client_set_timeouts(NucleusClient *c, usec_t connect, usec_t total) {
+        c->connect_timeout = connect;
+        c->total_timeout = total;
+}
+
+const char *client_url(const NucleusClient *c) {
+        return c->base;
+}
+
+/* Receive state shared by the buffered and the streaming paths. */
+typedef struct Recv {
+        char *buf;
+        size_t size;
+        size_t max;
+        bool overflow;
+        /* streaming */
+        bool stream;
+        bool started; /* status and content type known */
+        bool sse;
+        CURL *curl;
+        ClientDataFn on_data;
+        ClientEventFn on_event;
+        void *userdata;
+        int cb_error;
+        /* SSE assembly */
+        char *event;
+        char *data;
+        size_t data_len;
+} Recv;
+
+static void recv_done(Recv *r) {
+        free(r->buf);
+        free(r->event);
+        free(r->data);
+}
+
+static int buf_append(Recv *r, const char *p, size_t n) {
+        if (n > r->max - r->size) {
+                r->overflow = true;
+                return -EFBIG;
+        }
+        r->buf = xrealloc(r->buf, r->size + n + 1);
+        memcpy(r->buf + r->size, p, n);
+        r->size += n;
+        r->buf[r->size] = 0;
+        return 0;
+}
+
+/* One SSE line (without its newline). An empty line dispatches the event. */
+static int sse_line(Recv *r, const char *line, size_t n) {
+        if (n == 0) {
+                int k = 0;
+                if (r->data)
+                        k = r->on_event(r->event, r->data, r->userdata);
+                r->event = mfree(r->event);
+                r->data = mfree(r->data);
+                r->data_len = 0;
+                return k;
+        }
+        if (line[0] == ':') /* comment / keep-alive */
+                return 0;
+        const char *colon = memchr(line, ':', n);
+        size_t flen = colon ? (size_t) (colon - line) : n;
+        const char *v = colon ? colon + 1 : line + n;
+        if (colon && v < line + n && *v == ' ')
+                v++;
+        size_t vlen = (size_t) (line + n - v);
+        if (flen == 4 && memcmp(line, "data", 4) == 0) {
+                if (vlen > 16 * 1024 * 1024 - r->data_len)
+                        return -EFBIG;
+                r->data = xrealloc(r->data, r->data_len + vlen + 2);
+                if (r->data_len > 0)
+                        r->data[r->data_len++] = '\n';
+                memcpy(r->data + r->data_len, v, vlen);
+                r->data_len += vlen;
+                r->data[r->data_len] = 0;
+        } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
+                free(r->event);
+                r->event = xstrndup(v, vlen);
+        }
+        return 0;
+}
+
+static int stream_start(Recv *r) {
+        long status = 0;
+        const char *ct = NULL;
+        (void) curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(r->curl, CURLINFO_CONTENT_TYPE, &ct);
+        r->started = true;
+        /* Errors are collected whole and decoded later; only 2xx bodies are streamed. */
+        if (status < 200 || status >= 300) {
+                r->stream = false;
+                r->max = 1024 * 1024;
+                return 0;
+        }
+        r->sse = ct && r->on_event && strncasecmp(ct, "text/event-stream", 17) == 0;
+        return 0;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Recv *r = userdata;
+        size_t n = size * nmemb;
+
+        if (r->stream && !r->started)
+                (void) stream_start(r);
+
+        if (!r->stream)
+                return buf_append(r, ptr, n) < 0 ? 0 : n;
+
+        if (!r->sse) {
+                int k = r->on_data ? r->on_data(ptr, n, r->userdata) : 0;
+                if (k < 0) {
+                        r->cb_error = k;
+                        return 0;
+                }
+                return n;
+        }
+
+        /* SSE: accumulate, then handle complete lines. A line longer than 1 MiB is refused. */
+        if (buf_append(r, ptr, n) < 0) {
+                r->cb_error = -EFBIG;
+                return 0;
+        }
+        size_t start = 0;
+        for (size_t i = 0; i < r->size; i++) {
+                if (r->buf[i] != '\n')
+                        continue;
+                size_t len = i - start;
+                if (len > 0 && r->buf[start + len - 1] == '\r')
+                        len--;
+                int k = sse_line(r, r->buf + start, len);
+                if (k < 0) {
+                        r->cb_error = k;
+                        return 0;
+                }
+                start = i + 1;
+        }
+        memmove(r->buf, r->buf + start, r->size - start);
+        r->size -= start;
+        if (r->buf)
+                r->buf[r->size] = 0;
+        return n;
+}
+
+static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        (void) ptr;
+        (void) userdata;
+        return size * nmemb;
+}
+
+static int map_curl_error(CURLcode cc) {
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_FILESIZE_EXCEEDED:
+                return -EFBIG;
+        case CURLE_URL_MALFORMAT:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+                return -EINVAL;
+        default:
+                return -EIO;
+        }
+}
+
+static long usec_to_ms(usec_t u) {
+        if (u == 0 || u == USEC_INFINITY)
+                return 0;
+        u /= USEC_PER_MSEC;
+        return u > LONG_MAX ? LONG_MAX : (long) (u ?: 1);
+}
+
+static int
+        perform(NucleusClient *c,
+                const char *method,
+                const char *path_query,
+                const char *content_type,
+                const void *body,
+                size_t body_len,
+                Recv *rv,
+                long *ret_status,
+                char **ret_content_type,
+                ClientError *reterr) {
+        _cleanup_free_ char *signed_path = NULL, *url = NULL, *h_ts = NULL, *h_nonce = NULL, *h_actor = NULL,
+                            *h_sig = NULL, *h_ct = NULL;
+        ClientSignedHeaders sh;
+        char errbuf[CURL_ERROR_SIZE] = "";
+        struct curl_slist *headers = NULL;
+        CURLcode cc;
+        int r;
+
+        if (!path_query || path_query[0] != '/') {
+                set_error(reterr, 0, "invalid_request", "Request path must start with '/'");
+                return -EINVAL;
+        }
+        signed_path = xasprintf("%s%s", c->prefix, path_query);
+        url = xasprintf("%s%s", c->base, signed_path);
+
+        r = client_sign(c->key, method, signed_path, c->actor, body, body_len, (uint64_t) time(NULL), &sh);
+        if (r < 0) {
+                set_error(reterr, 0, "invalid_request", "Cannot sign request %s %s", method, path_query);
+                return r;
+        }
+
+        CURL *curl = curl_easy_init();
+        if (!curl)
+                return log_oom();
+        rv->curl = curl;
+
+        h_ts = xasprintf("X-Nucleus-Timestamp: %s", sh.timestamp);
+        h_nonce = xasprintf("X-Nucleus-Nonce: %s", sh.nonce);
+        h_actor = xasprintf("X-Nucleus-Actor: %s", c->actor);
+        h_sig = xasprintf("X-Nucleus-Signature: %s", sh.signature);
+        h_ct = xasprintf("Content-Type: %s", content_type ?: "application/json");
+        headers = curl_slist_append(headers, h_ts);
+        headers = curl_slist_append(headers, h_nonce);
+        headers = curl_slist_append(headers, h_actor);
+        headers = curl_slist_append(headers, h_sig);
+        if (body)
+                headers = curl_slist_append(headers, h_ct);
+        headers = curl_slist_append(headers, "Expect:");
+        if (rv->stream)
+                headers = curl_slist_append(headers, "Accept: text/event-stream, text/plain, */*");
+        else
+                headers = curl_slist_append(headers, "Accept: application/json, */*");
+
+        (void) curl_easy_setopt(curl, CURLOPT_URL, url);
+        (void) curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+        (void) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        (void) curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        (void) curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        (void) curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+        /* A signature is for one host; never let an environment proxy see our requests. */
+        (void) curl_easy_setopt(curl, CURLOPT_PROXY, "");
+        (void) curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+        (void) curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, usec_to_ms(c->connect_timeout));
+        (void) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, rv->stream ? 0L : usec_to_ms(c->total_timeout));
+        (void) curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
+        (void) curl_easy_setopt(curl, CURLOPT_WRITEDATA, rv);
+        (void) curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
+        if (body) {
+                (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+                (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+        } else if (streq(method, "HEAD"))
+                (void) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+
+        cc = curl_easy_perform(curl);
+        long status = 0;
+        const char *ct = NULL;
+        (void) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct);
+        _cleanup_free_ char *ct_copy = ct ? xstrdup(ct) : NULL;
+        curl_easy_cleanup(curl);
+        curl_slist_free_all(headers);
+        rv->curl = NULL;
+
+        if (rv->cb_error < 0) {
+                if (rv->cb_error == -EFBIG)
+                        set_error(reterr, status, "too_large", "Response from %s is too large", c->base);
+                return rv->cb_error;
+        }
+        if (rv->overflow) {
+                set_error(reterr, status, "too_large", "Response from %s exceeds %zu bytes", c->base, rv->max);
+                return -EFBIG;
+        }
+        if (cc != CURLE_OK) {
+                r = map_curl_error(cc);
+                set_error(
+                        reterr,
+                        0,
+                        "io_error",
+                        "%s %s: %s",
+                        method,
+                        url,
+                        errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                return r;
+        }
+        *ret_status = status;
+        if (ret_content_type)
+                *ret_content_type = TAKE_PTR(ct_copy);
+        return 0;
+}
+
+int client_request(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const char *content_type,
+        const void *body,
+        size_t body_len,
+        ClientResponse *ret,
+        ClientError *reterr) {
+        _cleanup_(recv_done) Recv rv = { .max = CLIENT_BODY_MAX };
+        long status = 0;
+        char *ct = NULL;
+        int r;
+
+        r = perform(c, method, path_query, content_type, body, body_len, &rv, &status, &ct, reterr);
+        if (r < 0)
+                return r;
+        *ret = (ClientResponse){
+                .status = status,
+                .body = rv.buf ? TAKE_PTR(rv.buf) : xstrdup(""),
+                .size = rv.size,
+                .content_type = ct,
+        };
+        return 0;
+}
+
+static const char *kind_for_status(long status) {
+        switch (status) {
+        case 400:
+                return "invalid_request";
+        case 401:
+                return "unauthorized";
+        case 402:
+                return "budget_exhausted";
+        case 403:
+                return "insufficient_capability";
+        case 404:
+                return "not_found";
+        case 409:
+                return "conflict";
+        case 413:
+                return "too_large";
+        case 503:
+                return "capacity";
+        default:
+                return status >= 500 ? "internal" : "invalid_request";
+        }
+}
+
+void client_error_from_response(const ClientResponse *resp, ClientError *ret) {
+        _cleanup_json_ json_t *j = NULL;
+        const char *msg = NULL, *kind = NULL;
+
+        if (resp->body && resp->size > 0 &&
+            json_parse_strict(resp->body, resp->size, 1024 * 1024, &j, NULL) >= 0 && json_is_object(j)) {
+                msg = json_string_value(json_object_get(j, "error"));
+                kind = json_string_value(json_object_get(j, "kind"));
+        }
+        /* A kind must look like one: lowercase identifier, short. Anything else is replaced. */
+        if (kind && (strlen(kind) > 64 || strspn(kind, "abcdefghijklmnopqrstuvwxyz_") != strlen(kind)))
+                kind = NULL;
+
+        client_error_done(ret);
+        ret->status = resp->status;
+        ret->kind = xstrdup(kind ?: kind_for_status(resp->status));
+        if (msg)
+                ret->message = string_make_visible(msg);
+        else {
+                /* Not our error document: show the start of whatever came back. */
+                _cleanup_free_ char *head = xstrndup(resp->body ?: "", NUCLEUS_MIN(resp->size, (size_t) 200));
+                _cleanup_free_ char *vis = string_make_visible(head);
+                ret->message = isempty(vis) ? xasprintf("HTTP status %ld", resp->status)
+                                            : xasprintf("HTTP status %ld: %s", resp->status, vis);
+        }
+}
+
+int client_call_json(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const json_t *body,
+        json_t **ret,
+        ClientError *reterr) {
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *perr = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        if (body) {
+                text = json_dumps(body, JSON_COMPACT);
+                if (!text)
+                        return log_oom();
+        }
+        r = client_request(
+                c, method, path_query, "application/json", text, text ? strlen(text) : 0, &resp, reterr);
+        if (r < 0)
+                return r;
+        if (resp.status < 200 || resp.status >= 300) {
+                if (reterr)
+                        client_error_from_response(&resp, reterr);
+                return -EREMOTEIO;
+        }
+        if (!ret)
+                return 0;
+        r = json_parse_strict(resp.body, resp.size, CLIENT_BODY_MAX, &j, &perr);
+        if (r < 0) {
+                set_error(
+                        reterr,
+                        resp.status,
+                        "internal",
+                        "Node sent invalid JSON for %s %s: %s",
+                        method,
+                        path_query,
+                        perr ?: "empty");
+                return -EBADMSG;
+        }
+        *ret = TAKE_PTR(j);
+        return 0;
+}
+
+int client_stream(
+        NucleusClient *c,
+        const char *path_query,
+        ClientDataFn on_data,
+        ClientEventFn on_event,
+        void *userdata,
+        ClientError *reterr) {
+        _cleanup_(recv_done) Recv rv = {
+                .max = 1024 * 1024,
+                .stream = true,
+                .on_data = on_data,
+                .on_event = on_event,
+                .userdata = userdata,
+        };
+        long status = 0;
+        _cleanup_free_ char *ct = NULL;
+        int r;
+
+        r = perform(c, "GET", path_query, NULL, NULL, 0, &rv, &status, &ct, reterr);
+        if (r < 0)
+                return r;
+        if (status < 200 || status >= 300) {
+                ClientResponse resp = { .status = status, .body = rv.buf, .size = rv.size };
+                if (reterr)
+                        client_error_from_response(&resp, reterr);
+                return -EREMOTEIO;
+        }
+        /* A final event without a trailing blank line still counts. */
+        if (rv.sse && rv.data && on_event)
+                return on_event(rv.event, rv.data, userdata);
+        return 0;
+}
+
+char *client_error_describe(const ClientError *e) {
+        const char *kind = e->kind ?: "internal";
+        const char *fix = NULL;
+
+        if (streq(kind, "unauthorized"))
+                fix = "the node rejected our signature: make sure the CLI and the node use the same "
+                      "node.key "
+                      "(nucleus secrets show-paths) and that both clocks agree; restart the node after "
+                      "'nucleus secrets rotate'";
+        else if (e->status == 0 && streq(kind, "io_error"))
+                fix = "is the node running? Start it with 'nucleus start' (or check 'nucleus doctor')";
+        if (fix)
+                return xasprintf("%s (%s); fix: %s", e->message ?: "error", kind, fix);
+        return xasprintf("%s (%s)", e->message ?: "error", kind);
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Signed HTTP client for the nucleus-node API (libcurl). Every request carries the
+ * X-Nucleus-* headers of DESIGN.md §4 (see client-sign.h). Responses from the node are
+ * untrusted: bodies are capped, error documents are decoded into { message, kind } and made
+ * printable before anyone shows them.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "time-util.h"
+
+#define CLIENT_KEY_SIZE 32
+#define CLIENT_DEFAULT_URL "http://127.0.0.1:8080"
+#define CLIENT_DEFAULT_ACTOR "nucleus-cli"
+#define CLIENT_BODY_MAX ((size_t) 64 * 1024 * 1024)
+
+typedef struct NucleusClient NucleusClient;
+
+/* Failure detail for a request. status is the HTTP status (0 for transport errors); message
+ * and kind are never NULL after a failed call (kind is one of the CONTRACTS.md error kinds,
+ * or "io_error" with status 0 for transport failures). */
+typedef struct ClientError {
+        long status;
+        char *message;
+        char *kind;
+} ClientError;
+
+void client_error_done(ClientError *e);
+#define _cleanup_client_error_ _cleanup_(client_error_done)
+
+typedef struct ClientResponse {
+        long status;        /* HTTP status */
+        char *body;         /* NUL-terminated; may contain NULs before size */
+        size_t size;        /* bytes of body */
+        char *content_type; /* NULL when the server sent none */
+} ClientResponse;
+
+void client_response_done(ClientResponse *r);
+
+/*
+ * client_new:
+ *   Arguments: url: "http://host:port" (optionally with a path prefix; https allowed);
+ *              key: the 32-byte node secret (copied; wiped on free); actor: free text
+ *              (audit only, no control characters; NULL means "nucleus-cli").
+ *   Returns: 0, or -EINVAL for a malformed URL or actor.
+ */
+int client_new(
+        const char *url, const uint8_t key[static CLIENT_KEY_SIZE], const char *actor, NucleusClient **ret);
+NucleusClient *client_free(NucleusClient *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(NucleusClient *, client_free);
+#define _cleanup_client_free_ _cleanup_(client_freep)
+
+/* Connect timeout and total timeout (0 = none, for streams). Defaults 5 s and 60 s. */
+void client_set_timeouts(NucleusClient *c, usec_t connect, usec_t total);
+const char *client_url(const NucleusClient *c);
+
+/*
+ * client_request:
+ *   Sends a signed request; path_query starts with '/' and is signed exactly as sent.
+ *   Returns: 0 with *ret filled for ANY HTTP status (the caller looks at ret->status);
+ *            a negative errno for transport failures (-ECONNREFUSED, -ETIMEDOUT,
+ *            -EHOSTUNREACH, -EFBIG when the body exceeds CLIENT_BODY_MAX, -EIO), with
+ *            *reterr (optional) describing it.
+ */
+int client_request(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const char *content_type,
+        const void *body,
+        size_t body_len,
+        ClientResponse *ret,
+        ClientError *reterr);
+
+/*
+ * client_call_json:
+ *   A request whose answer is JSON. body may be NULL (no body). On 2xx returns 0 and the
+ *   parsed document in *ret (optional). On an HTTP error returns -EREMOTEIO with
+ *   reterr->{status,message,kind} decoded from the node's {"error","kind"} document; a 2xx
+ *   answer that is not JSON is -EBADMSG; transport failures as client_request.
+ */
+int client_call_json(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const json_t *body,
+        json_t **ret,
+        ClientError *reterr);
+
+/*
+ * client_stream:
+ *   A streaming GET (timeouts: connect only). Each chunk of the body is passed to on_data as
+ *   it arrives; when the response is text/event-stream, on_event is called instead once per
+ *   complete event with its "event" name (NULL when absent) and its joined "data" lines.
+ *   Callbacks return 0 to continue or a negative errno to stop (returned by the call).
+ *   A non-2xx answer is decoded as in client_call_json (-EREMOTEIO).
+ */
+typedef int (*ClientDataFn)(const char *data, size_t n, void *userdata);
+typedef int (*ClientEventFn)(const char *event, const char *data, void *userdata);
+int client_stream(
+        NucleusClient *c,
+        const char *path_query,
+        ClientDataFn on_data,
+        ClientEventFn on_event,
+        void *userdata,
+        ClientError *reterr);
+
+/* Decode a non-2xx response into *ret (message made printable; kind from the document or
+ * derived from the status). Always succeeds. */
+void client_error_from_response(const ClientResponse *resp, ClientError *ret);
+
+/* One line for humans: "message (kind)", plus the fix for kinds the user can act on
+ * (unauthorized: the CLI and node secrets differ; transport failure: start the node). Caller
+ * frees. */
+char *client_error_describe(const ClientError *e);

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of src/lib/client: request signing, URL validation, file locations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc-util.h"
+#include "client-paths.h"
+#include "client-sign.h"
+#include "client.h"
+
+static const uint8_t key[32] = { 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
+
+static void test_sign(void **state) {
+        ClientSignedHeaders a, b;
+        (void) state;
+
+        assert_int_equal(client_sign(key, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &a), 0);
+        assert_string_equal(a.timestamp, "1700000000");
+        assert_int_equal(strlen(a.nonce), 32);
+        assert_int_equal(strlen(a.signature), 64);
+        assert_int_equal(strspn(a.signature, "0123456789abcdef"), 64);
+
+        /* Recompute the documented string independently and compare. */
+        uint8_t h[32], mac[32];
+        char hex[65], sig[65];
+        crypto_hash_sha256(h, (const unsigned char *) "{}", 2);
+        sodium_bin2hex(hex, sizeof(hex), h, 32);
+        _cleanup_free_ char *msg = xasprintf(
+                "nucleus-v1\nPOST\n/v1/pods?x=1\n1700000000\n%s\nme\n%s", a.nonce, hex);
+        crypto_auth_hmacsha256(mac, (const unsigned char *) msg, strlen(msg), key);
+        sodium_bin2hex(sig, sizeof(sig), mac, 32);
+        assert_string_equal(sig, a.signature);
+
+        /* Fresh nonce each time. */
+        assert_int_equal(client_sign(key, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &b), 0);
+        assert_string_not_equal(a.nonce, b.nonce);
+
+        /* Newlines cannot smuggle fields. */
+        assert_int_equal(client_sign(key, "GET", "/v1/x\n", "me", NULL, 0, 1, &a), -EINVAL);
+        assert_int_equal(client_sign(key, "GET", "/v1/x", "m\ne", NULL, 0, 1, &a), -EINVAL);
+        assert_int_equal(client_sign(key, "GET", "v1/x", "me", NULL, 0, 1, &a), -EINVAL);
+}
+
+static void test_url(void **state) {
+        NucleusClient *c = NULL;
+        (void) state;
+
+        assert_int_equal(client_new("http://127.0.0.1:8080", key, NULL, &c), 0);
+        assert_string_equal(client_url(c), "http://127.0.0.1:8080");
+        c = client_free(c);
+        assert_int_equal(client_new("http://127.0.0.1:8080/", key, "x", &c), 0);
+        c = client_free(c);
+        assert_int_equal(client_new("ftp://127.0.0.1", key, NULL, &c), -EINVAL);
+        assert_int_equal(client_new("http://", key, NULL, &c), -EINVAL);
+        assert_int_equal(client_new("http://a b", key, NULL, &c), -EINVAL);
+        assert_int_equal(client_new("http://h?x=1", key, NULL, &c), -EINVAL);
+        assert_int_equal(client_new("http://h", key, "bad\nactor", &c), -EINVAL);
+}
+
+static void test_error_decode(void **state) {
+        ClientError e = {};
+        (void) state;
+
+        ClientResponse r = { .status = 403,
+                             .body = (char *) "{\"error\":\"no\\u001b[31m\",\"kind\":\"path_denied\"}" };
+        r.size = strlen(r.body);
+        client_error_from_response(&r, &e);
+        assert_string_equal(e.kind, "path_denied");
+        assert_null(strchr(e.message, 0x1b));
+
+        ClientResponse r2 = { .status = 401, .body = (char *) "nope", .size = 4 };
+        client_error_from_response(&r2, &e);
+        assert_string_equal(e.kind, "unauthorized");
+        assert_non_null(strstr(e.message, "401"));
+
+        ClientResponse r3 = { .status = 500, .body = (char *) "{\"error\":\"x\",\"kind\":\"Bad Kind\"}" };
+        r3.size = strlen(r3.body);
+        client_error_from_response(&r3, &e);
+        assert_string_equal(e.kind, "internal");
+        client_error_done(&e);
+}
+
+static void test_paths(void **state) {
+        _cleanup_free_ char *d = NULL, *s = NULL, *k = NULL, *st = NULL, *img = NULL;
+        (void) state;
+
+        setenv("NUCLEUS_CONFIG_DIR", "/tmp/nc", 1);
+        setenv("NUCLEUS_STATE_DIR", "/tmp/ns", 1);
+        unsetenv("NUCLEUS_IMAGES_DIR");
+        assert_int_equal(client_config_dir(&d), 0);
+        assert_string_equal(d, "/tmp/nc");
+        assert_int_equal(client_secrets_dir(&s), 0);
+        assert_string_equal(s, "/tmp/nc/secrets");
+        assert_int_equal(client_secret_file("node.key", &k), 0);
+        assert_string_equal(k, "/tmp/nc/secrets/node.key");
+        assert_int_equal(client_images_dir(&img), 0);
+        assert_string_equal(img, "/tmp/ns/images");
+        assert_int_equal(client_secret_file("../x", &st), -EINVAL);
+
+        unsetenv("NUCLEUS_CONFIG_DIR");
+        setenv("XDG_CONFIG_HOME", "relative", 1);
+        char *x = NULL;
+        assert_int_equal(client_config_dir(&x), -EINVAL);
+        setenv("XDG_CONFIG_HOME", "/xdg", 1);
+        assert_int_equal(client_config_dir(&x), 0);
+        assert_string_equal(x, "/xdg/nucleus");
+        free(x);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_sign),
+                cmocka_unit_test(test_url),
+                cmocka_unit_test(test_error_decode),
+                cmocka_unit_test(test_paths),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
