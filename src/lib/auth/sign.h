@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Request signing for the node API (DESIGN.md §4, CONTRACTS.md "Request signing").
+ * HMAC-SHA256 with the 32-byte node secret over
+ *   "nucleus-v1\nMETHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nACTOR\nhex(sha256(body))".
+ * Verification treats every header as hostile: lengths are capped, syntax is strict, the MAC
+ * is compared in constant time, and a bounded nonce cache refuses replays (fail closed when
+ * full). Nonces are only remembered after the MAC verified, so an unauthenticated peer
+ * cannot fill the cache.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_HEADER_TIMESTAMP "X-Nucleus-Timestamp"
+#define AUTH_HEADER_NONCE "X-Nucleus-Nonce"
+#define AUTH_HEADER_ACTOR "X-Nucleus-Actor"
+#define AUTH_HEADER_SIGNATURE "X-Nucleus-Signature"
+
+#define AUTH_KEY_SIZE 32U          /* node secret, raw bytes */
+#define AUTH_SIGNATURE_HEX_LEN 64U /* hex HMAC-SHA256 */
+#define AUTH_MAX_SKEW_SEC 60       /* |now - timestamp| must be <= this */
+#define AUTH_NONCE_MIN_HEX 32U     /* 16 bytes */
+#define AUTH_NONCE_MAX_HEX 128U
+#define AUTH_ACTOR_MAX 256U /* printable ASCII, may be empty */
+#define AUTH_METHOD_MAX 16U
+#define AUTH_PATH_MAX 8192U
+#define AUTH_TIMESTAMP_MAX_LEN 19U /* decimal digits of a positive int64 */
+#define AUTH_NONCE_CACHE_DEFAULT_CAPACITY 65536U
+
+typedef enum AuthVerifyResult {
+        AUTH_VERIFY_OK,
+        AUTH_VERIFY_MISSING_HEADER, /* a required header is absent (see reterr_header) */
+        AUTH_VERIFY_BAD_TIMESTAMP,  /* not a plain decimal unix time */
+        AUTH_VERIFY_SKEW,           /* more than AUTH_MAX_SKEW_SEC away from now */
+        AUTH_VERIFY_BAD_NONCE,      /* not 32..128 lowercase-or-uppercase hex chars, even length */
+        AUTH_VERIFY_BAD_ACTOR,      /* too long or not printable ASCII */
+        AUTH_VERIFY_BAD_REQUEST,    /* method/path unusable (empty, too long, control chars) */
+        AUTH_VERIFY_BAD_SIGNATURE,  /* malformed hex or MAC mismatch */
+        AUTH_VERIFY_REPLAY,         /* nonce already seen inside the window */
+        AUTH_VERIFY_CACHE_FULL,     /* nonce cache full of live entries: refused (fail closed) */
+        _AUTH_VERIFY_RESULT_MAX,
+        _AUTH_VERIFY_RESULT_INVALID = -22,
+} AuthVerifyResult;
+
+/* "ok", "missing_header", "bad_timestamp", "skew", "bad_nonce", "bad_actor", "bad_request",
+ * "bad_signature", "replay", "cache_full": the `detail` sub-kind of an `unauthorized` error. */
+const char *auth_verify_result_to_string(AuthVerifyResult r);
+AuthVerifyResult auth_verify_result_from_string(const char *s);
+
+/* The incoming request as the server saw it. NULL header = absent. */
+typedef struct AuthRequest {
+        const char *method;    /* "GET", "POST", ... exactly as received */
+        const char *path;      /* path with query exactly as sent (the request target) */
+        const char *timestamp; /* header values, NUL-terminated, or NULL when absent */
+        const char *nonce;
+        const char *actor;
+        const char *signature;
+        const void *body; /* may be NULL when body_len == 0 */
+        size_t body_len;
+} AuthRequest;
+
+/* Headers a client sends; filled by auth_make_headers(). */
+typedef struct AuthHeaders {
+        char timestamp[AUTH_TIMESTAMP_MAX_LEN + 1];
+        char nonce[AUTH_NONCE_MIN_HEX + 1];
+        char signature[AUTH_SIGNATURE_HEX_LEN + 1];
+} AuthHeaders;
+
+typedef struct AuthNonceCache AuthNonceCache;
+
+/*
+ * auth_sign_request: compute the signature of one request.
+ * Arguments: key (AUTH_KEY_SIZE bytes); method, path, timestamp (decimal text), nonce, actor
+ *   exactly as they will be sent; body/body_len (body may be NULL if body_len is 0).
+ * Returns: 0 and ret_hex (65 bytes: 64 lowercase hex + NUL), or -EINVAL if a field contains a
+ *   newline or NUL-unsafe data (a "\n" would make the signed string ambiguous).
+ */
+int auth_sign_request(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *method,
+        const char *path,
+        const char *timestamp,
+        const char *nonce,
+        const char *actor,
+        const void *body,
+        size_t body_len,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
+
+/*
+ * auth_make_headers: the full client-side header set for one request: timestamp = now,
+ * a fresh random 16-byte nonce, and the signature. The actor header is the caller's string.
+ * Returns 0, or -EINVAL as auth_sign_request.
+ */
+int auth_make_headers(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *method,
+        const char *path,
+        const char *actor,
+        const void *body,
+        size_t body_len,
+        AuthHeaders *ret);
+
+/*
+ * auth_verify_request: verify one request.
+ * Arguments: key; req; cache (required: replay protection is not optional; shared by all
+ *   threads of a server); now (unix seconds, normally time(NULL)); reterr_header (optional):
+ *   for AUTH_VERIFY_MISSING_HEADER the name of the first missing header (static string).
+ * Returns: AUTH_VERIFY_OK or the first failure, checked in this order: missing header,
+ *   timestamp syntax, skew, nonce syntax, actor, method/path, signature (constant time),
+ *   replay (the nonce is recorded only after the MAC verified).
+ * Notes: thread-safe when cache is shared. A request is accepted at most once per nonce for
+ *   as long as its timestamp could still pass the skew check.
+ */
+AuthVerifyResult auth_verify_request(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const AuthRequest *req,
+        AuthNonceCache *cache,
+        int64_t now,
+        const char **reterr_header);
+
+/* A bounded, expiring, thread-safe set of seen nonces. capacity 0 = default (65536). */
+int auth_nonce_cache_new(size_t capacity, AuthNonceCache **ret);
+AuthNonceCache *auth_nonce_cache_free(AuthNonceCache *c);
+static inline void auth_nonce_cache_freep(AuthNonceCache **c) {
+        if (*c)
+                *c = auth_nonce_cache_free(*c);
+}
+/* Record nonce (any string) until expires_at (unix s). Returns 0 if new, -EEXIST if it is
+ * already present and unexpired at now, -ENOSPC when the cache holds `capacity` live entries. */
+int auth_nonce_cache_insert(AuthNonceCache *c, const char *nonce, int64_t expires_at, int64_t now);
+/* Number of entries currently held (live or not yet purged). */
+size_t auth_nonce_cache_size(AuthNonceCache *c);
+
+/* Parse a decimal unix timestamp header strictly (digits only, no sign, <= 19 chars). */
+int auth_parse_timestamp(const char *s, int64_t *ret);
+/* True if s is 32..128 hex characters of even length. */
+bool auth_nonce_is_valid(const char *s);

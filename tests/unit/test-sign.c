@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for request signing (src/lib/auth/sign.c), including adversarial case A4. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc-util.h"
+#include "sign.h"
+
+static const uint8_t key[32] = { 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
+#define NOW 1764000000LL
+
+typedef struct Fixture {
+        char ts[24];
+        char nonce[40];
+        char sig[65];
+        AuthRequest req;
+} Fixture;
+
+static void make(
+        Fixture *f, const char *method, const char *path, int64_t ts, const char *nonce, const char *body) {
+        memset(f, 0, sizeof(*f));
+        snprintf(f->ts, sizeof(f->ts), "%lld", (long long) ts);
+        snprintf(f->nonce, sizeof(f->nonce), "%s", nonce);
+        assert_int_equal(
+                auth_sign_request(key, method, path, f->ts, f->nonce, "alice", body, strlen(body), f->sig), 0);
+        f->req = (AuthRequest){ .method = method,
+                                .path = path,
+                                .timestamp = f->ts,
+                                .nonce = f->nonce,
+                                .actor = "alice",
+                                .signature = f->sig,
+                                .body = body,
+                                .body_len = strlen(body) };
+}
+
+#define N1 "00112233445566778899aabbccddeeff"
+#define N2 "ffeeddccbbaa99887766554433221100"
+
+static void test_known_vector(void **state) {
+        /* Independent computation of the documented string to sign. */
+        char sig[65];
+        const char *body = "{\"a\":1}";
+        assert_int_equal(
+                auth_sign_request(
+                        key, "POST", "/v1/pods?x=1", "1764000000", N1, "alice", body, strlen(body), sig),
+                0);
+        uint8_t d[32], mac[32];
+        char dh[65], want[65];
+        crypto_hash_sha256(d, (const uint8_t *) body, strlen(body));
+        sodium_bin2hex(dh, sizeof(dh), d, 32);
+        _cleanup_free_ char *msg = xasprintf(
+                "nucleus-v1\nPOST\n/v1/pods?x=1\n1764000000\n%s\nalice\n%s", N1, dh);
+        crypto_auth_hmacsha256(mac, (const uint8_t *) msg, strlen(msg), key);
+        sodium_bin2hex(want, sizeof(want), mac, 32);
+        assert_string_equal(sig, want);
+}
+
+static void test_ok_and_replay(void **state) {
+        AuthNonceCache *c = NULL;
+        Fixture f;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        make(&f, "POST", "/v1/pods", NOW, N1, "{}");
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_OK);
+        /* A4: the same request again (same nonce) is a replay. */
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW + 5, NULL), AUTH_VERIFY_REPLAY);
+        /* Uppercase spelling of the same nonce is the same nonce. */
+        Fixture g;
+        make(&g, "POST", "/v1/pods", NOW, "00112233445566778899AABBCCDDEEFF", "{}");
+        assert_int_equal(auth_verify_request(key, &g.req, c, NOW, NULL), AUTH_VERIFY_REPLAY);
+        auth_nonce_cache_free(c);
+}
+
+static void test_old_timestamp(void **state) {
+        AuthNonceCache *c = NULL;
+        Fixture f;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        /* A4: 5 minutes old, validly signed. */
+        make(&f, "GET", "/v1/pods", NOW - 300, N1, "");
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_SKEW);
+        make(&f, "GET", "/v1/pods", NOW + 61, N1, "");
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_SKEW);
+        make(&f, "GET", "/v1/pods", NOW - 60, N1, "");
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_OK);
+        auth_nonce_cache_free(c);
+}
+
+static void test_other_path_or_method(void **state) {
+        AuthNonceCache *c = NULL;
+        Fixture f;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        make(&f, "GET", "/v1/pods", NOW, N1, "");
+        /* A4: same signature sent to another path, another method, another query, another body. */
+        f.req.path = "/v1/pods/abc/cancel";
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        f.req.path = "/v1/pods";
+        f.req.method = "POST";
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        f.req.method = "GET";
+        f.req.path = "/v1/pods?all=1";
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        f.req.path = "/v1/pods";
+        f.req.body = "x";
+        f.req.body_len = 1;
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        f.req.body = "";
+        f.req.body_len = 0;
+        f.req.actor = "mallory";
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        f.req.actor = "alice";
+        /* Failed attempts did not burn the nonce: the genuine request still passes once. */
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_OK);
+        /* Wrong key. */
+        uint8_t other[32] = {};
+        Fixture g;
+        make(&g, "GET", "/v1/pods", NOW, N2, "");
+        assert_int_equal(auth_verify_request(other, &g.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        auth_nonce_cache_free(c);
+}
+
+static void test_header_errors(void **state) {
+        AuthNonceCache *c = NULL;
+        Fixture f;
+        const char *h = NULL;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        make(&f, "GET", "/v1/pods", NOW, N1, "");
+        AuthRequest r = f.req;
+        r.timestamp = NULL;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, &h), AUTH_VERIFY_MISSING_HEADER);
+        assert_string_equal(h, AUTH_HEADER_TIMESTAMP);
+        r = f.req;
+        r.nonce = NULL;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, &h), AUTH_VERIFY_MISSING_HEADER);
+        assert_string_equal(h, AUTH_HEADER_NONCE);
+        r = f.req;
+        r.signature = NULL;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, &h), AUTH_VERIFY_MISSING_HEADER);
+        assert_string_equal(h, AUTH_HEADER_SIGNATURE);
+        r = f.req;
+        r.actor = NULL;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, &h), AUTH_VERIFY_MISSING_HEADER);
+
+        const char *bad_ts[] = { "",     "+1764000000",         "-1", "1764000000.5", " 1764000000",
+                                 "0x10", "99999999999999999999" };
+        for (size_t i = 0; i < ELEMENTSOF(bad_ts); i++) {
+                r = f.req;
+                r.timestamp = bad_ts[i];
+                assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_TIMESTAMP);
+        }
+        const char *bad_nonce[] = { "",
+                                    "0011",
+                                    "00112233445566778899aabbccddeef",
+                                    "zz112233445566778899aabbccddeeff",
+                                    "00112233445566778899aabbccddeeff0" };
+        for (size_t i = 0; i < ELEMENTSOF(bad_nonce); i++) {
+                r = f.req;
+                r.nonce = bad_nonce[i];
+                assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_NONCE);
+        }
+        r = f.req;
+        r.actor = "a\nb";
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_ACTOR);
+        const char *bad_sig[] = {
+                "", "00", "zz", "0000000000000000000000000000000000000000000000000000000000000000"
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_sig); i++) {
+                r = f.req;
+                r.signature = bad_sig[i];
+                assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        }
+        /* Newlines in signed fields are refused on the signing side too. */
+        char sig[65];
+        assert_int_equal(auth_sign_request(key, "GET", "/a\n/b", "1", N1, "x", NULL, 0, sig), -EINVAL);
+        assert_string_equal(auth_verify_result_to_string(AUTH_VERIFY_REPLAY), "replay");
+        auth_nonce_cache_free(c);
+}
+
+static void test_make_headers(void **state) {
+        AuthNonceCache *c = NULL;
+        AuthHeaders h;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        assert_int_equal(auth_make_headers(key, "POST", "/v1/pods", "cli", "{}", 2, &h), 0);
+        assert_int_equal(strlen(h.nonce), 32);
+        AuthRequest r = { "POST", "/v1/pods", h.timestamp, h.nonce, "cli", h.signature, "{}", 2 };
+        assert_int_equal(auth_verify_request(key, &r, c, (int64_t) time(NULL), NULL), AUTH_VERIFY_OK);
+        assert_int_equal(auth_verify_request(key, &r, c, (int64_t) time(NULL), NULL), AUTH_VERIFY_REPLAY);
+        auth_nonce_cache_free(c);
+}
+
+static void test_cache_bounded(void **state) {
+        AuthNonceCache *c = NULL;
+        char n[40];
+        assert_int_equal(auth_nonce_cache_new(100, &c), 0);
+        for (int i = 0; i < 100; i++) {
+                snprintf(n, sizeof(n), "%032x", i);
+                assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 61, NOW), 0);
+        }
+        snprintf(n, sizeof(n), "%032x", 5);
+        assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 61, NOW), -EEXIST);
+        snprintf(n, sizeof(n), "%032x", 1000);
+        /* Full of live entries: fail closed. */
+        assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 61, NOW), -ENOSPC);
+        /* After they expire, room again, and expired nonces are forgotten. */
+        assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 200, NOW + 100), 0);
+        assert_true(auth_nonce_cache_size(c) <= 100);
+        snprintf(n, sizeof(n), "%032x", 5);
+        assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 200, NOW + 100), 0);
+        auth_nonce_cache_free(c);
+}
+
+static void test_cache_full_verify(void **state) {
+        AuthNonceCache *c = NULL;
+        Fixture f;
+        char n[40];
+        assert_int_equal(auth_nonce_cache_new(16, &c), 0);
+        for (int i = 0; i < 16; i++) {
+                snprintf(n, sizeof(n), "%032x", i + 1000);
+                assert_int_equal(auth_nonce_cache_insert(c, n, NOW + 61, NOW), 0);
+        }
+        make(&f, "GET", "/v1/pods", NOW, N1, "");
+        assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_CACHE_FULL);
+        auth_nonce_cache_free(c);
+}
+
+static AuthNonceCache *shared;
+static int accepted;
+static pthread_mutex_t acc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *racer(void *arg) {
+        Fixture *f = arg;
+        if (auth_verify_request(key, &f->req, shared, NOW, NULL) == AUTH_VERIFY_OK) {
+                pthread_mutex_lock(&acc_lock);
+                accepted++;
+                pthread_mutex_unlock(&acc_lock);
+        }
+        return NULL;
+}
+
+static void test_concurrent_replay(void **state) {
+        Fixture f;
+        pthread_t t[8];
+        assert_int_equal(auth_nonce_cache_new(0, &shared), 0);
+        make(&f, "POST", "/v1/pods", NOW, N1, "{}");
+        for (int i = 0; i < 8; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, racer, &f), 0);
+        for (int i = 0; i < 8; i++)
+                pthread_join(t[i], NULL);
+        assert_int_equal(accepted, 1);
+        shared = auth_nonce_cache_free(shared);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_known_vector),      cmocka_unit_test(test_ok_and_replay),
+                cmocka_unit_test(test_old_timestamp),     cmocka_unit_test(test_other_path_or_method),
+                cmocka_unit_test(test_header_errors),     cmocka_unit_test(test_make_headers),
+                cmocka_unit_test(test_cache_bounded),     cmocka_unit_test(test_cache_full_verify),
+                cmocka_unit_test(test_concurrent_replay),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        if (sodium_init() < 0)
+                return 77;
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
