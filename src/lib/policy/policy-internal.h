@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the policy implementation files. Not a public API. */
+#pragma once
+
+#include "policy.h"
+
+/* Sorted-set helpers on strv (NULL = empty). All return new vectors. */
+char **string_set_new(const char *const *items); /* copies, sorts, dedups */
+char **string_set_intersect(char *const *a, char *const *b);
+char **string_set_union(char *const *a, char *const *b);
+bool string_set_subset(char *const *a, char *const *b); /* a ⊆ b */
+bool string_set_equal(char *const *a, char *const *b);
+void string_set_add(char ***s, const char *item);
+
+/* Command rules. */
+void command_rules_done(CommandRules *r);
+void command_rules_copy(CommandRules *dst, const CommandRules *src);
+void command_rules_add(CommandRules *r, const CommandRule *rule); /* deep copies, keeps sorted set */
+CommandRules command_rules_intersect(const CommandRules *a, const CommandRules *b);
+CommandRules command_rules_union(const CommandRules *a, const CommandRules *b);
+bool command_rules_subset(const CommandRules *a, const CommandRules *b);
+bool command_rules_equal(const CommandRules *a, const CommandRules *b);
+int command_rule_compare(const CommandRule *a, const CommandRule *b);
+/* Build a rule: program + args, args as "any", "any_remaining" or "=value" for exact. */
+void command_rule_init(CommandRule *r, const char *program, const char *const *args);
+void command_rule_done(CommandRule *r);
+bool command_rule_matches(const CommandRule *r, char *const *words);
+
+void path_policy_done(PathPolicy *p);
+void command_policy_done(CommandPolicy *c);
+void command_policy_copy(CommandPolicy *dst, const CommandPolicy *src);
+
+/* An empty Policy (all never, nothing allowed, zero budget, trifecta on), for builders. */
+Policy *policy_new_empty(void);
+
+/* The block_sensitive path list and the default command presets (policy-profile.c). */
+extern const char *const policy_block_sensitive[];
+void command_policy_default_blocks(CommandPolicy *c);
+
+/* Allocate a decision. */
+void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, Operation op, const char *fmt, ...)
+        _printf_(5, 6);
