@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Model clients: OpenAI-compatible chat completions (OpenAI, Ollama, llama.cpp, vLLM, ...) and
+ * Anthropic's Messages API, both with tool calling and streaming (SSE), over libcurl; plus the
+ * deterministic "script" provider (--script PLAN.json). Model answers are untrusted input:
+ * sizes are capped, tool arguments must parse as JSON objects.
+ *
+ * Conversation format (provider-neutral, a jansson array), converted per provider:
+ *   {"role":"user","content":"text"}
+ *   {"role":"assistant","content":"text","tool_calls":[{"id":"..","name":"..","input":{..}}]}
+ *   {"role":"tool","tool_call_id":"..","name":"..","content":"text","is_error":bool}
+ * Tools: [{"name":"..","description":"..","input_schema":{JSON Schema}}].
+ */
+#pragma once
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+typedef enum LlmProvider {
+        LLM_PROVIDER_OPENAI,
+        LLM_PROVIDER_ANTHROPIC,
+        LLM_PROVIDER_SCRIPT,
+        _LLM_PROVIDER_MAX,
+        _LLM_PROVIDER_INVALID = -EINVAL,
+} LlmProvider;
+
+const char *llm_provider_to_string(LlmProvider p);
+LlmProvider llm_provider_from_string(const char *s);
+
+#define LLM_MAX_TEXT (4U * 1024U * 1024U)      /* assistant text per response, bytes */
+#define LLM_MAX_TOOL_ARGS (1024U * 1024U)      /* one tool call's JSON arguments, bytes */
+#define LLM_MAX_TOOL_CALLS 64U                 /* tool calls per response */
+#define LLM_MAX_RESPONSE (16U * 1024U * 1024U) /* whole HTTP response body, bytes */
+
+typedef struct LlmConfig {
+        LlmProvider provider;
+        char *base_url;      /* OpenAI: ".../v1" (POST base/chat/completions); Anthropic: host root
+                                or ".../v1" (POST .../v1/messages) */
+        char *model;         /* model name sent to the API */
+        char *api_key_env;   /* NAME of the environment variable holding the key; NULL: no key */
+        uint32_t max_tokens; /* per response; 0: provider default (4096) */
+        uint64_t timeout_ms; /* per request; 0: 600000 */
+        char *script_path;   /* LLM_PROVIDER_SCRIPT only */
+        bool stream;         /* ask for SSE (default true) */
+} LlmConfig;
+
+void llm_config_done(LlmConfig *c);
+
+typedef struct LlmResponse {
+        char *text;            /* assistant text ("" when none); never NULL after success */
+        json_t *tool_calls;    /* array of {"id","name","input"}; never NULL after success */
+        uint64_t input_tokens; /* as reported by the API (0 when not reported) */
+        uint64_t output_tokens;
+        char *stop_reason; /* provider's word, normalized: "end", "tool_use", "max_tokens", or raw */
+} LlmResponse;
+
+void llm_response_done(LlmResponse *r);
+
+/* Called with each piece of assistant text as it arrives (not NUL-terminated). */
+typedef void (*LlmTextFn)(const char *text, size_t n, void *userdata);
+
+typedef struct LlmClient LlmClient;
+
+/* Arguments: cfg is copied. The API key is read from the environment variable cfg->api_key_env
+ *   (secure_getenv) now, kept in memory only, erased on free; it is never logged.
+ * Returns: 0, -EINVAL (bad config; *reterr says what), -ENOKEY (the named variable is unset
+ *   or empty), or the script loader's error. */
+int llm_client_new(const LlmConfig *cfg, LlmClient **ret, char **reterr);
+LlmClient *llm_client_free(LlmClient *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(LlmClient *, llm_client_free);
+
+/* Point the client at a flag polled during transfers: when it becomes non-zero the request
+ * is aborted and llm_client_complete() returns -EINTR. */
+void llm_client_set_interrupt(LlmClient *c, volatile sig_atomic_t *flag);
+
+/* Abort requests still running at this CLOCK_MONOTONIC time (usec; 0: none); they return
+ * -ETIME. */
+void llm_client_set_deadline(LlmClient *c, uint64_t deadline_usec);
+
+/* One model turn.
+ * Arguments: system prompt (may be NULL), messages and tools in the neutral format (not
+ *   consumed), on_text for streamed text (may be NULL).
+ * Returns: 0 and *ret filled; -EINTR (interrupted), -ETIMEDOUT, -EIO (transport or HTTP error;
+ *   *reterr carries the status and the API's error message), -EBADMSG (unparseable answer),
+ *   -E2BIG (answer over a cap). On failure *ret is untouched. */
+int llm_client_complete(
+        LlmClient *c,
+        const char *system,
+        json_t *messages,
+        json_t *tools,
+        LlmTextFn on_text,
+        void *userdata,
+        LlmResponse *ret,
+        char **reterr);
+
+/* ---- Provider internals, exposed for unit tests and the fuzzer. ---- */
+
+/* Request bodies (new reference). */
+json_t *llm_openai_build_request(
+        const char *model, uint32_t max_tokens, bool stream, const char *system, json_t *messages, json_t *tools);
+json_t *llm_anthropic_build_request(
+        const char *model, uint32_t max_tokens, bool stream, const char *system, json_t *messages, json_t *tools);
+
+/* Streaming accumulator: feed it SSE events, then finish into an LlmResponse. */
+typedef struct LlmStream LlmStream;
+LlmStream *llm_stream_new(LlmProvider provider, LlmTextFn on_text, void *userdata);
+LlmStream *llm_stream_free(LlmStream *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(LlmStream *, llm_stream_free);
+/* Returns 0, -EBADMSG (malformed event; *reterr), -E2BIG (cap), -EIO (the API sent an error
+ * event; *reterr carries its message). */
+int llm_stream_event(LlmStream *s, const char *event, const char *data, size_t n, char **reterr);
+/* Returns 0 and fills *ret, or -EBADMSG when a tool call's arguments are not a JSON object. */
+int llm_stream_finish(LlmStream *s, LlmResponse *ret, char **reterr);
+
+/* Non-streaming answers (a whole JSON body). Same return values as llm_stream_finish(). */
+int llm_parse_response(LlmProvider provider, const char *body, size_t n, LlmResponse *ret, char **reterr);
+
+/* A readable message for an HTTP error body ({"error":{"message":..}} or {"error":".."}),
+ * made visible and capped. Never NULL. */
+char *llm_error_message(const char *body, size_t n);
