@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus-mcp: a stdio MCP server exposing one pod's tools. Each tools/call becomes a signed
+ * POST /v1/pods/{id}/tools/{op} on nucleus-node. Configured by the pod id, the node URL and
+ * the path of the node secret (flags or environment; the secret itself never travels on a
+ * command line or in the environment). stdin is untrusted client input; stdout carries only
+ * JSON-RPC messages, logs go to stderr.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent-node.h"
+#include "alloc-util.h"
+#include "client-settings.h"
+#include "client.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "mcp-server.h"
+#include "nucleus-config.h"
+#include "string-util.h"
+#include "tools.h"
+
+static char *arg_pod = NULL;
+static char *arg_url = NULL;
+static char *arg_key_file = NULL;
+static char *arg_actor = NULL;
+static char *arg_tools = NULL;
+static char *arg_profile = NULL;
+
+typedef struct McpContext {
+        NucleusClient *client;
+        const char *pod;
+} McpContext;
+
+static int call_tool(void *userdata, const char *op, json_t *args, json_t **ret_answer, char **reterr) {
+        McpContext *c = userdata;
+        return agent_node_call_tool(c->client, c->pod, op, args, ret_answer, reterr);
+}
+
+static void help(void) {
+        printf("Usage: nucleus-mcp --pod ID [OPTIONS]\n"
+               "A stdio MCP server (JSON-RPC 2.0, protocol %s) exposing a Nucleus pod's tools.\n\n"
+               "  --pod ID           pod to act on                    ($NUCLEUS_MCP_POD)\n"
+               "  --node-url URL     nucleus-node API                 ($NUCLEUS_NODE_URL, config, default)\n"
+               "  --key-file PATH    node secret file (64 hex)        ($NUCLEUS_NODE_KEY_FILE, config, "
+               "default)\n"
+               "  --actor NAME       actor recorded in the audit log  (default nucleus-mcp)\n"
+               "  --tools LIST       offer exactly these operations   ($NUCLEUS_MCP_TOOLS, "
+               "comma-separated)\n"
+               "  --profile NAME     offer the operations this profile grants ($NUCLEUS_MCP_PROFILE)\n"
+               "Without --tools/--profile the pod's policy is read from the node.\n",
+               MCP_PROTOCOL_LATEST);
+}
+
+static int parse_argv(int argc, char **argv) {
+        enum {
+                ARG_POD = 0x100,
+                ARG_URL,
+                ARG_KEY,
+                ARG_ACTOR,
+                ARG_TOOLS,
+                ARG_PROFILE,
+                ARG_VERSION
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "pod", required_argument, NULL, ARG_POD },
+                { "node-url", required_argument, NULL, ARG_URL },
+                { "key-file", required_argument, NULL, ARG_KEY },
+                { "actor", required_argument, NULL, ARG_ACTOR },
+                { "tools", required_argument, NULL, ARG_TOOLS },
+                { "profile", required_argument, NULL, ARG_PROFILE },
+                {},
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("nucleus-mcp %s\n", NUCLEUS_VERSION);
+                        return 0;
+                case ARG_POD:
+                        arg_pod = optarg;
+                        break;
+                case ARG_URL:
+                        arg_url = optarg;
+                        break;
+                case ARG_KEY:
+                        arg_key_file = optarg;
+                        break;
+                case ARG_ACTOR:
+                        arg_actor = optarg;
+                        break;
+                case ARG_TOOLS:
+                        arg_tools = optarg;
+                        break;
+                case ARG_PROFILE:
+                        arg_profile = optarg;
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc) {
+                log_error("unexpected argument '%s'", argv[optind]);
+                return -EINVAL;
+        }
+        if (!arg_pod)
+                arg_pod = secure_getenv("NUCLEUS_MCP_POD");
+        if (!arg_tools)
+                arg_tools = secure_getenv("NUCLEUS_MCP_TOOLS");
+        if (!arg_profile)
+                arg_profile = secure_getenv("NUCLEUS_MCP_PROFILE");
+        if (isempty(arg_pod)) {
+                log_error("no pod given: use --pod ID or $NUCLEUS_MCP_POD");
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static char **split_list(const char *s) {
+        char **l = NULL;
+        _cleanup_free_ char *copy = xstrdup(s);
+        char *save = NULL;
+        for (char *w = strtok_r(copy, ", ", &save); w; w = strtok_r(NULL, ", ", &save))
+                strv_extend(&l, w);
+        return l;
+}
+
+/* The operations to offer: --tools, else --profile, else the pod's policy from the node. */
+static int resolve_ops(NucleusClient *client, char ***ret) {
+        if (!isempty(arg_tools)) {
+                *ret = split_list(arg_tools);
+                return 0;
+        }
+        if (!isempty(arg_profile)) {
+                _cleanup_(policy_freep) Policy *p = NULL;
+                if (policy_profile_new(arg_profile, &p) < 0)
+                        return log_error_errno(-ENOENT, "unknown profile '%s'", arg_profile);
+                *ret = agent_ops_for_policy(p);
+                return 0;
+        }
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", arg_pod);
+        _cleanup_json_ json_t *pod = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        int r = client_call_json(client, "GET", path, NULL, &pod, &e);
+        if (r < 0) {
+                _cleanup_free_ char *d = client_error_describe(&e);
+                return log_error_errno(r, "cannot read pod %s from the node: %s", arg_pod, d);
+        }
+        /* The node reports the enforced policy as "policy" (or under "spec"). */
+        json_t *pj = json_object_get(pod, "policy");
+        if (!json_is_object(pj))
+                pj = json_object_get(json_object_get(pod, "spec"), "policy");
+        _cleanup_(policy_freep) Policy *p = NULL;
+        _cleanup_free_ char *perr = NULL;
+        if (json_is_object(pj) && policy_from_json(pj, &p, &perr) >= 0) {
+                *ret = agent_ops_for_policy(p);
+                return 0;
+        }
+        const char *profile = json_string_value(json_object_get(pod, "profile"));
+        if (profile && policy_profile_new(profile, &p) >= 0) {
+                *ret = agent_ops_for_policy(p);
+                return 0;
+        }
+        return log_error_errno(
+                -EPROTO, "the node did not report pod %s's policy; pass --tools or --profile", arg_pod);
+}
+
+/* Read one line of at most max bytes. Returns 1 with a line, 0 at EOF, -E2BIG for an
+ * over-long line (consumed up to its newline), <0 on read errors. */
+static int read_line(FILE *f, char **buf, size_t *n, size_t max) {
+        size_t len = 0;
+        bool overflow = false;
+        int c;
+        while ((c = fgetc(f)) != EOF) {
+                if (c == '\n')
+                        break;
+                if (len >= max) {
+                        overflow = true;
+                        continue;
+                }
+                if (len + 1 >= *n) {
+                        *n = *n ? *n * 2 : 4096;
+                        *buf = xrealloc(*buf, *n);
+                }
+                (*buf)[len++] = (char) c;
+        }
+        if (c == EOF && len == 0 && !overflow)
+                return ferror(f) ? -EIO : 0;
+        if (overflow)
+                return -E2BIG;
+        if (!*buf)
+                *buf = xmalloc(*n = 1);
+        (*buf)[len] = 0;
+        return (int) NUCLEUS_MIN(len, (size_t) INT32_MAX - 1) + 1;
+}
+
+static void write_reply(json_t *reply) {
+        _cleanup_free_ char *s = json_dumps(reply, JSON_COMPACT);
+        if (!s)
+                return;
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+        _cleanup_(client_settings_done) ClientSettings settings = {};
+        _cleanup_client_free_ NucleusClient *client = NULL;
+        _cleanup_free_ char *err = NULL, *line = NULL;
+        char **ops = NULL;
+        size_t alloc = 0;
+        int r;
+
+        log_set_prefix("nucleus-mcp");
+        (void) signal(SIGPIPE, SIG_IGN);
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+
+        r = client_settings_load(&settings, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot load settings"), 1;
+        if (arg_url) {
+                free(settings.url);
+                settings.url = xstrdup(arg_url);
+        }
+        if (arg_key_file) {
+                free(settings.key_file);
+                settings.key_file = xstrdup(arg_key_file);
+        }
+        free(settings.actor);
+        settings.actor = xstrdup(arg_actor ? arg_actor : "nucleus-mcp");
+        r = client_open(&settings, &client, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot create the node client"), 1;
+        /* Tool calls such as run may take minutes: no total timeout, the pod's deadline bounds them. */
+        client_set_timeouts(client, 5 * USEC_PER_SEC, 0);
+
+        r = resolve_ops(client, &ops);
+        if (r < 0)
+                return 1;
+        _cleanup_json_ json_t *tools = agent_tools_for_ops(ops);
+        strv_free(ops);
+        log_info("serving pod %s with %zu tools", arg_pod, json_array_size(tools));
+
+        McpContext ctx = { .client = client, .pod = arg_pod };
+        _cleanup_(mcp_server_freep) McpServer *server = mcp_server_new(tools, call_tool, &ctx);
+        for (;;) {
+                r = read_line(stdin, &line, &alloc, MCP_MAX_MESSAGE);
+                if (r == 0)
+                        break;
+                if (r == -E2BIG) {
+                        _cleanup_json_ json_t *rep = json_pack(
+                                "{s:s, s:n, s:{s:i, s:s}}",
+                                "jsonrpc",
+                                "2.0",
+                                "id",
+                                "error",
+                                "code",
+                                MCP_INVALID_REQUEST,
+                                "message",
+                                "Invalid Request: message too large");
+                        write_reply(rep);
+                        continue;
+                }
+                if (r < 0)
+                        return log_error_errno(r, "reading stdin: %m"), 1;
+                if (isempty(line))
+                        continue;
+                _cleanup_json_ json_t *reply = mcp_server_handle(server, line, strlen(line));
+                if (reply)
+                        write_reply(reply);
+        }
+        return 0;
+}
