@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Per-pod network isolation for nucleus-node (DESIGN.md §9, docs/network.md): a network
+ * namespace holding the VMM's tap, a bridge and a veth to the host with NAT out; one nftables
+ * table per pod (default drop, IPv4 and IPv6); a dnsmasq that answers only dns_allow names and
+ * feeds their answers into an nftables set; a drift check; cleanup. Runs as root on the host.
+ * The spec's network section is untrusted input: every entry is parsed and validated here.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+/* ---- Policy (the spec's `network` section, parsed) ---------------------------------------- */
+
+typedef enum NetProto {
+        NET_PROTO_ANY, /* with a port: tcp and udp; without: every protocol */
+        NET_PROTO_TCP,
+        NET_PROTO_UDP,
+        _NET_PROTO_MAX,
+        _NET_PROTO_INVALID = -EINVAL,
+} NetProto;
+
+typedef struct NetEntry {
+        int family;       /* AF_INET or AF_INET6 */
+        uint8_t addr[16]; /* network address, host bits clear; IPv4 uses the first 4 bytes */
+        uint8_t prefix;   /* 0..32 (IPv4) or 0..128 (IPv6) */
+        uint16_t port;    /* destination port; 0 = any */
+        NetProto proto;
+} NetEntry;
+
+typedef struct NetPolicy {
+        NetEntry *allow; /* egress allowed to these (deny wins) */
+        size_t n_allow;
+        NetEntry *deny; /* egress dropped to these, always */
+        size_t n_deny;
+        char **dns_allow; /* strv of normalised names: lower case, no trailing dot, optional
+                           * leading "*." (= every name strictly below, not the name itself) */
+} NetPolicy;
+
+#define NET_ENTRY_MAX_LEN 128U      /* longest accepted allow/deny entry text */
+#define NET_POLICY_MAX_ENTRIES 256U /* per list (allow, deny, dns_allow) */
+
+/* Parse one allow/deny entry.
+ * Arguments: text: "ADDR[/PREFIX][:PORT][/tcp|/udp]" for IPv4; IPv6 as "ADDR[/PREFIX]" or, with a
+ *            port, "[ADDR[/PREFIX]]:PORT[/tcp|/udp]"; a bare "ADDR[/PREFIX]/tcp" is allowed too.
+ * Returns: 0 and *ret; -EINVAL with *reterr (malloc'd, may be NULL) naming the problem.
+ * Notes: host bits set under the prefix, port 0, hostnames and anything else odd are errors. */
+int net_entry_parse(const char *text, NetEntry *ret, char **reterr);
+/* Format as nft would accept it ("10.0.0.0/8", "2001:db8::/32"); buf >= 64 bytes. */
+void net_entry_format_addr(const NetEntry *e, char *buf, size_t size);
+
+/* Validate and normalise one dns_allow name ("api.example.com", "*.example.com").
+ * Returns: 0 and a malloc'd normalised copy; -EINVAL with *reterr. */
+int net_dns_name_normalize(const char *text, char **ret, char **reterr);
+
+/* True if host (a DNS name, any case, trailing dot allowed) matches the dns_allow list, with the
+ * same rules dnsmasq is configured with: "example.com" matches only example.com; "*.example.com"
+ * matches every name below example.com but not example.com. web_fetch uses the same function. */
+bool net_dns_name_allowed(char *const *dns_allow, const char *host);
+
+/* Build a NetPolicy from string lists (as the spec holds them). Any NULL list is empty.
+ * Returns: 0 and *ret (free with net_policy_free); -EINVAL/-E2BIG with *reterr naming the list,
+ * the index and the problem ("network.allow[2]: port out of range"). */
+int net_policy_from_strv(
+        char *const *allow, char *const *deny, char *const *dns_allow, NetPolicy **ret, char **reterr);
+NetPolicy *net_policy_free(NetPolicy *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(NetPolicy *, net_policy_free);
+
+/* ---- Node-wide configuration ------------------------------------------------------------- */
+
+typedef struct NetConfig {
+        const char *state_dir;      /* directory for allocations and per-pod files (created 0700);
+                                     * default "/var/lib/nucleus/net" */
+        const char *pool;           /* IPv4 CIDR split into /29 blocks, prefix 8..26; default
+                                     * "10.201.0.0/16" */
+        const char *dns_upstream;   /* IPv4 address dnsmasq forwards allowed names to; NULL = first
+                                     * non-loopback IPv4 nameserver in /etc/resolv.conf */
+        uint16_t dns_upstream_port; /* 0 = 53 */
+        uid_t tap_uid;              /* owner of the tap (the VMM's user); (uid_t)-1 = root only */
+        gid_t tap_gid;              /* (gid_t)-1 = none */
+} NetConfig;
+
+#define NET_CONFIG_NULL                       \
+        ((NetConfig){ .state_dir = NULL,      \
+                      .pool = NULL,           \
+                      .dns_upstream = NULL,   \
+                      .dns_upstream_port = 0, \
+                      .tap_uid = (uid_t) -1,  \
+                      .tap_gid = (gid_t) -1 })
+
+/* ---- Per-pod network ----------------------------------------------------------------------- */
+
+typedef struct NetPod NetPod;
+
+/* Everything the node needs to start the VM. Strings are owned by the NetPod. */
+typedef struct NetPodInfo {
+        const char *netns_name; /* "nucleus-<short>" (also /run/netns/<name>) */
+        const char *netns_path; /* "/run/netns/nucleus-<short>" */
+        int netns_fd;           /* O_RDONLY|O_CLOEXEC fd of the namespace; owned by the NetPod */
+        const char *tap;        /* tap device inside the namespace, "nut-<short>" */
+        const char *mac;        /* guest MAC "06:xx:xx:xx:xx:xx" (locally administered) */
+        const char *guest_addr; /* e.g. "10.201.0.6" */
+        unsigned guest_prefix;  /* 30 */
+        const char *gateway;    /* bridge address, also the DNS server, e.g. "10.201.0.5" */
+        const char *dns;        /* DNS server for the guest (= gateway) */
+        const char *cmdline;    /* "nucleus.net=10.201.0.6/30,10.201.0.5,10.201.0.5" */
+        const char *host_veth;  /* host side veth, "nuh-<short>" */
+        const char *host_table; /* nft table on the host, "inet nucleus_<short>" */
+} NetPodInfo;
+
+/* Set up the pod's network.
+ * Arguments: config: node settings (NULL fields take defaults); pod_id: the pod's id (1..128
+ *            printable ASCII, no '/'); policy: the parsed network section (must not be NULL:
+ *            a pod without one gets no network at all and must not call this).
+ * Returns: 0 and *ret (tear down with net_pod_teardown); -errno on failure, with everything
+ *          created so far removed again. *reterr (may be NULL) gets a message naming the step.
+ * Notes: order is fail-closed: the namespace's ruleset (policy drop) is applied before any link
+ *        exists; the host table (NAT, host input drop) before the veth is up; dnsmasq last. The
+ *        drift baseline is taken at the end. The address block is claimed in
+ *        <state_dir>/alloc/<index> (O_EXCL) and released by teardown. Not thread-safe per pod. */
+int net_pod_setup(
+        const NetConfig *config, const char *pod_id, const NetPolicy *policy, NetPod **ret, char **reterr);
+
+/* Read-only view of the pod's network; valid until net_pod_teardown. */
+const NetPodInfo *net_pod_info(const NetPod *pod);
+
+/* Enter the pod's namespace. Call in a forked child right before exec'ing the VMM, so the VMM
+ * can open the tap by name (-netdev tap,ifname=<tap>,script=no,downscript=no) and any traffic
+ * of its own meets the namespace's output policy (drop).
+ * Returns: 0 or -errno (the child must then _exit, never exec in the host namespace). */
+int net_pod_enter(const NetPod *pod);
+
+/* Alternative to net_pod_enter: open the tap in the namespace from the calling thread and
+ * return the fd (O_CLOEXEC cleared by the caller before exec if passed as -netdev tap,fd=N).
+ * vnet_hdr: set IFF_VNET_HDR. Returns fd >= 0 or -errno. The calling thread's namespace is
+ * restored before returning. */
+int net_pod_open_tap(const NetPod *pod, bool vnet_hdr);
+
+/* Compare the namespace's ruleset and the pod's host table with what setup applied.
+ * Returns: 0 when identical (dnsmasq's additions to the DNS sets are ignored); 1 when they
+ *          differ (the node must kill the pod with reason "network policy drift"); -errno when
+ *          the check itself failed (treat like drift: fail closed). *reterr (may be NULL) gets
+ *          a short description of the first difference. Blocking: runs `nft` twice. */
+int net_pod_check_drift(NetPod *pod, char **reterr);
+
+/* Remove everything setup created: dnsmasq, host table, veth (and with it the host route),
+ * namespace (tap and bridge die with it), allocation and per-pod files. Kill the VMM first.
+ * Returns: 0, or the first -errno (everything is still attempted). Frees pod; accepts NULL. */
+int net_pod_teardown(NetPod *pod);
+
+/* At node start: remove what an earlier run recorded in config->state_dir (allocations whose
+ * namespace, links, tables, dnsmasq remain). With all=true, also every nucleus-* namespace,
+ * nuh-* link and nucleus_* host table on the machine, whoever made them (doctor --fix; do not
+ * use when several nodes share the host). Processes still inside a namespace are SIGKILLed.
+ * Returns: number of pods cleaned (>= 0) or -errno. */
+int net_cleanup_stale(const NetConfig *config, bool all);
+
+/* ---- doctor ---------------------------------------------------------------------------------- */
+
+typedef struct NetDoctorCheck {
+        char name[32]; /* "nftables", "dnsmasq", "dnsmasq-nftset", "ip-forward", "netns" */
+        bool ok;
+        char detail[224]; /* human readable: what was found or what to do */
+} NetDoctorCheck;
+
+/* Run the checks without changing anything. Returns the number of checks written (<= n). */
+size_t net_doctor_checks(const NetConfig *config, NetDoctorCheck *checks, size_t n);
