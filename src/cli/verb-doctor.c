@@ -1,12 +1,421 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* nucleus doctor: work in progress (engineer C). */
+/*
+ * nucleus doctor: check everything a working node needs and print one line per check,
+ * "[OK|WARN|ERR] name: message" with the fix; exit 1 when any check is ERR. Each check is
+ * independent, so one failure does not hide the others.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include "alloc-util.h"
+#include "cli-check.h"
+#include "cli-lima.h"
+#include "cli-node.h"
 #include "cli.h"
+#include "client-paths.h"
+#include "client-settings.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "string-util.h"
+#ifdef NUCLEUS_HAVE_AUTH_DEP
+#        include "secrets.h"
+#endif
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+#        include "image.h"
+#endif
+
+static void usage(void) {
+        printf("Usage: nucleus doctor [OPTIONS]\n\n"
+               "Check the installation: config, secrets, VMM and acceleration, images, the node\n"
+               "(with a signed request), nftables and dnsmasq, free disk. Exit 1 on any [ERR].\n\n"
+               "Options:\n"
+               "      --output FORMAT     text (default) or json\n"
+               "  -h, --help              Show this help\n");
+}
+
+static void check_config(CheckList *l, const ClientSettings *s) {
+        _cleanup_free_ char *node_config = NULL;
+        if (access(s->config_file, R_OK) < 0)
+                check_add(l, CHECK_ERR, "config", "nucleus setup", "%s: %s", s->config_file, strerror(errno));
+        else
+                check_add(l, CHECK_OK, "config", NULL, "%s (node at %s, mode %s)", s->config_file, s->url, s->mode);
+        if (streq(s->mode, "lima"))
+                return;
+        if (client_node_config_file(&node_config) < 0 || access(node_config, R_OK) < 0)
+                check_add(l, CHECK_ERR, "node config", "nucleus setup", "%s: missing", node_config ?: "node.toml");
+        else
+                check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);
+}
+
+static void check_secrets(CheckList *l) {
+        _cleanup_free_ char *dir = NULL;
+        struct stat st;
+
+        if (client_secrets_dir(&dir) < 0) {
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "secrets",
+                        "set HOME or XDG_CONFIG_HOME",
+                        "cannot locate the secrets directory");
+                return;
+        }
+        if (lstat(dir, &st) < 0) {
+                check_add(l, CHECK_ERR, "secrets", "nucleus setup", "%s: %s", dir, strerror(errno));
+                return;
+        }
+        if (!S_ISDIR(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid()) {
+                _cleanup_free_ char *fix = xasprintf(
+                        "chmod 700 %s (and make it owned by uid %u)", dir, (unsigned) geteuid());
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "secrets",
+                        fix,
+                        "%s must be a directory owned by us with mode 0700 (is %04o)",
+                        dir,
+                        (unsigned) (st.st_mode & 07777));
+        } else
+                check_add(l, CHECK_OK, "secrets dir", NULL, "%s (0700)", dir);
+
+        static const struct {
+                const char *file;
+                size_t len;
+                bool secret;
+        } files[] = {
+                { "node.key", 32, true },  { "approver.key", 64, true }, { "approver.pub", 32, false },
+                { "audit.key", 64, true }, { "audit.pub", 32, false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, files[i].file), *err = NULL;
+                uint8_t buf[64];
+                int r;
+#ifdef NUCLEUS_HAVE_AUTH_DEP
+                r = secret_load_file(path, buf, files[i].len, files[i].secret, &err);
+#else
+                r = files[i].len == 32 && files[i].secret ? client_load_key_file(path, buf, &err)
+                                                          : (access(path, R_OK) < 0 ? -errno : 0);
+#endif
+                explicit_bzero_safe(buf, sizeof(buf));
+                if (r < 0) {
+                        _cleanup_free_ char *fix = r == -ENOENT ? xstrdup("nucleus setup")
+                                : r == -EPERM                   ? xasprintf("chmod 600 %s", path)
+                                                                : xstrdup("nucleus setup --rotate-secrets");
+                        check_add(l, CHECK_ERR, files[i].file, fix, "%s", err ?: strerror(-r));
+                } else {
+                        struct stat fst;
+                        unsigned mode = stat(path, &fst) == 0 ? (unsigned) (fst.st_mode & 07777) : 0;
+                        check_add(l, CHECK_OK, files[i].file, NULL, "%s (%04o)", path, mode);
+                }
+        }
+}
+
+static void check_vmm(CheckList *l, const char *images_dir) {
+        _cleanup_free_ char *qemu = NULL;
+        if (cli_find_program("qemu-system-x86_64", &qemu) < 0) {
+                check_add(l, CHECK_ERR, "vmm", "apt-get install qemu-system-x86", "qemu-system-x86_64 not found");
+                return;
+        }
+        check_add(l, CHECK_OK, "vmm", NULL, "%s", qemu);
+
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_VMLINUZ);
+        _cleanup_free_ char *initrd = xasprintf("%s/%s", images_dir, IMAGE_INITRAMFS);
+        _cleanup_free_ char *reason = NULL;
+        ImageAccel accel = IMAGE_ACCEL_TCG;
+        if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        "nucleus setup",
+                        "not probed: no guest image yet; pods would use TCG (software emulation, slower)");
+                return;
+        }
+        if (image_kvm_probe(qemu, kernel, initrd, 20 * USEC_PER_SEC, &accel, &reason) < 0) {
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        NULL,
+                        "KVM probe could not run; pods use TCG (software emulation, slower)");
+                return;
+        }
+        if (accel == IMAGE_ACCEL_KVM)
+                check_add(l, CHECK_OK, "acceleration", NULL, "KVM (%s)", reason ?: "probe boot succeeded");
+        else
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        "none needed: TCG is fully functional, only slower; for KVM use a host whose "
+                        "/dev/kvm boots guests",
+                        "TCG (software emulation, slower) because %s",
+                        reason ?: "the KVM probe boot failed");
+#else
+        (void) images_dir;
+        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        NULL,
+                        "TCG: /dev/kvm cannot be opened (%s)",
+                        strerror(errno));
+        else {
+                close(fd);
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        NULL,
+                        "TCG assumed: built without the image library's KVM probe");
+        }
+#endif
+}
+
+static void check_images(CheckList *l, const char *images_dir) {
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+        _cleanup_json_ json_t *m = NULL;
+        int r = image_manifest_load(images_dir, &m);
+        if (r == -ENOENT)
+                check_add(l, CHECK_ERR, "images", "nucleus setup", "no guest image in %s", images_dir);
+        else if (r < 0)
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "images",
+                        "nucleus setup --force (rebuilds the image)",
+                        "%s/manifest.json is invalid: %s",
+                        images_dir,
+                        strerror(-r));
+        else
+                check_add(l, CHECK_OK, "images", NULL, "%s (manifest valid, all artifacts present)", images_dir);
+#else
+        _cleanup_free_ char *m = xasprintf("%s/manifest.json", images_dir);
+        if (access(m, R_OK) < 0)
+                check_add(l, CHECK_ERR, "images", "nucleus setup", "%s missing", m);
+        else
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "images",
+                        NULL,
+                        "%s present (not validated: built without the image library)",
+                        m);
+#endif
+}
+
+static void check_node(CheckList *l, const ClientSettings *s) {
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        r = client_open(s, &c, &err);
+        if (r < 0) {
+                check_add(
+                        l, CHECK_ERR, "node", "nucleus setup", "cannot sign requests: %s", err ?: strerror(-r));
+                return;
+        }
+        client_set_timeouts(c, 2 * USEC_PER_SEC, 5 * USEC_PER_SEC);
+        r = cli_node_check(c, &e);
+        if (r >= 0) {
+                check_add(l, CHECK_OK, "node", NULL, "%s answers signed requests", s->url);
+                return;
+        }
+        if (e.status == 401)
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "node",
+                        "make the node use the same node.key as the CLI (nucleus secrets show-paths), then "
+                        "nucleus stop && nucleus start",
+                        "%s rejected our signature: %s",
+                        s->url,
+                        e.message);
+        else if (e.status == 0)
+                check_add(l, CHECK_ERR, "node", "nucleus start", "not reachable at %s (%s)", s->url, e.message);
+        else
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "node",
+                        "see the node log (nucleus config shows where)",
+                        "%s answered %ld: %s (%s)",
+                        s->url,
+                        e.status,
+                        e.message,
+                        e.kind);
+}
+
+static void check_network(CheckList *l) {
+        /* FIXME: use src/node/net's net_doctor_checks() once it lands (it also checks the
+         * kernel's nftables support); until then: the binaries. */
+        static const struct {
+                const char *prog, *pkg;
+        } tools[] = { { "nft", "nftables" }, { "dnsmasq", "dnsmasq-base" }, { "ip", "iproute2" } };
+        for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
+                _cleanup_free_ char *p = NULL;
+                if (cli_find_program(tools[i].prog, &p) < 0) {
+                        _cleanup_free_ char *fix = xasprintf("apt-get install %s", tools[i].pkg);
+                        check_add(
+                                l,
+                                CHECK_ERR,
+                                tools[i].prog,
+                                fix,
+                                "not found (needed for pods with a network policy)");
+                } else
+                        check_add(l, CHECK_OK, tools[i].prog, NULL, "%s", p);
+        }
+}
+
+static void check_disk(CheckList *l) {
+        _cleanup_free_ char *dir = NULL;
+        struct statvfs sv;
+
+        if (client_state_dir(&dir) < 0)
+                return;
+        /* The state dir may not exist yet: measure its nearest existing parent. */
+        while (statvfs(dir, &sv) < 0) {
+                char *slash = strrchr(dir, '/');
+                if (!slash || slash == dir) {
+                        strcpy(dir, "/");
+                        if (statvfs(dir, &sv) < 0)
+                                return;
+                        break;
+                }
+                *slash = 0;
+        }
+        unsigned long long free_mib = (unsigned long long) sv.f_bavail * sv.f_frsize / (1024 * 1024);
+        if (free_mib < 1024)
+                check_add(
+                        l,
+                        CHECK_ERR,
+                        "disk",
+                        "free space on that filesystem",
+                        "%llu MiB free at %s (need >= 1 GiB for images and pods)",
+                        free_mib,
+                        dir);
+        else if (free_mib < 4096)
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "disk",
+                        "free space on that filesystem",
+                        "%llu MiB free at %s (4 GiB recommended)",
+                        free_mib,
+                        dir);
+        else
+                check_add(l, CHECK_OK, "disk", NULL, "%llu MiB free at %s", free_mib, dir);
+}
 
 int verb_doctor(int argc, char **argv) {
-        (void) argc;
-        (void) argv;
-        fprintf(stderr, "nucleus doctor: not implemented yet.\n");
-        return CLI_EXIT_FAILURE;
+        enum {
+                ARG_OUTPUT = 0x100
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        _cleanup_(client_settings_done) ClientSettings s = {};
+        _cleanup_free_ char *err = NULL, *images_dir = NULL;
+        OutputMode output = OUTPUT_TEXT;
+        CheckList l;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage();
+                        return CLI_EXIT_OK;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &output);
+                        if (r != 0)
+                                return r;
+                        break;
+                case '?':
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+        if (optind < argc)
+                return cli_usage_error("doctor", "unexpected argument '%s'", argv[optind]);
+
+        check_list_init(&l, output);
+        r = client_settings_load(&s, &err);
+        if (r < 0)
+                check_add(
+                        &l,
+                        CHECK_ERR,
+                        "config",
+                        "nucleus setup (or fix the file named above)",
+                        "%s",
+                        err ?: strerror(-r));
+        else
+                check_config(&l, &s);
+        check_secrets(&l);
+        if (r >= 0 && streq(s.mode, "lima")) {
+                _cleanup_free_ char *status = NULL;
+                int k = lima_vm_status(s.vm_name, &status);
+                if (k < 0)
+                        check_add(
+                                &l,
+                                CHECK_ERR,
+                                "lima",
+                                "brew install lima",
+                                "limactl not usable: %s",
+                                strerror(-k));
+                else if (k == 0)
+                        check_add(&l, CHECK_ERR, "lima", "nucleus setup", "VM '%s' does not exist", s.vm_name);
+                else
+                        check_add(
+                                &l,
+                                streq(status, "Running") ? CHECK_OK : CHECK_ERR,
+                                "lima",
+                                "nucleus start",
+                                "VM '%s' is %s",
+                                s.vm_name,
+                                status);
+        } else {
+                if (client_images_dir(&images_dir) >= 0) {
+                        check_vmm(&l, images_dir);
+                        check_images(&l, images_dir);
+                }
+                check_network(&l);
+                check_disk(&l);
+        }
+        if (r >= 0)
+                check_node(&l, &s);
+
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *doc = json_pack(
+                        "{s:b,s:I,s:I,s:I,s:O}",
+                        "ok",
+                        l.n_err == 0,
+                        "errors",
+                        (json_int_t) l.n_err,
+                        "warnings",
+                        (json_int_t) l.n_warn,
+                        "passed",
+                        (json_int_t) l.n_ok,
+                        "checks",
+                        l.items);
+                (void) cli_print_json(doc);
+        } else if (l.n_err > 0)
+                printf("%u check(s) failed; apply the fixes above, then run 'nucleus doctor' again.\n",
+                       l.n_err);
+        else
+                printf("All checks passed%s.\n", l.n_warn > 0 ? " (warnings above explain themselves)" : "");
+        r = l.n_err > 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        check_list_done(&l);
+        return r;
 }

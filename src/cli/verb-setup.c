@@ -1,12 +1,758 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* nucleus setup: work in progress (engineer C). */
+/*
+ * nucleus setup: take this machine from nothing to a node that `nucleus start` can run.
+ * Linux: packages, images, VMM acceleration probe, secrets, node.toml + config.toml, and the
+ * systemd unit when systemd is PID 1. macOS (or NUCLEUS_TEST_PLATFORM=darwin-*): a Lima VM
+ * running the Linux setup inside (cli-lima.c). Idempotent: a second run reports no changes.
+ * Trusts its caller and the local package manager; secrets are created by src/lib/auth.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "alloc-util.h"
+#include "cli-files.h"
+#include "cli-lima.h"
+#include "cli-node.h"
+#include "cli-setup.h"
 #include "cli.h"
+#include "client-paths.h"
+#include "client.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse-util.h"
+#include "string-util.h"
+#ifdef NUCLEUS_HAVE_AUTH_DEP
+#        include "secrets.h"
+#endif
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+#        include "image.h"
+#endif
+
+/* Packages nucleus-node needs at run time on Debian (build deps: scripts/install-deps). */
+static const char *const runtime_packages[] = {
+        "qemu-system-x86", "e2fsprogs", "mmdebstrap", "bubblewrap", "nftables",        "dnsmasq-base",
+        "iproute2",        "cpio",      "zstd",       "kmod",       "ca-certificates",
+};
+
+static void usage(void) {
+        printf("Usage: nucleus setup [OPTIONS]\n\n"
+               "Prepare this machine to run Nucleus. Safe to run again: it changes only what is\n"
+               "missing or outdated, and says so.\n\n"
+               "Options:\n"
+               "      --force                    Overwrite config files that differ; recreate the Lima VM\n"
+               "      --rotate-secrets           Replace the existing secrets with new ones\n"
+               "      --skip-vm                  macOS: do not create or touch the Lima VM\n"
+               "      --skip-images              Do not build or refresh the guest images\n"
+               "      --skip-deps                Do not check or install packages\n"
+               "      --listen ADDR:PORT         Node API address (default 127.0.0.1:8080)\n"
+               "      --metrics-listen ADDR:PORT Metrics address (default 127.0.0.1:9080)\n"
+               "      --vm-name NAME             Lima instance name (default nucleus)\n"
+               "      --vm-cpus N                Lima VM CPUs (default 4)\n"
+               "      --vm-memory-gib N          Lima VM memory in GiB (default 8)\n"
+               "      --vm-disk-gib N            Lima VM disk in GiB (default 50)\n"
+               "      --output FORMAT            text (default) or json (a summary of every step)\n"
+               "  -h, --help                     Show this help\n\n"
+               "Files: see 'nucleus secrets show-paths' and 'nucleus config'.\n");
+}
+
+void setup_step(SetupContext *ctx, const char *step, SetupStepResult res, const char *fmt, ...) {
+        static const char *const names[] = {
+                [SETUP_UNCHANGED] = "unchanged", [SETUP_CHANGED] = "changed", [SETUP_SKIPPED] = "skipped",
+                [SETUP_WARNING] = "warning",     [SETUP_FAILED] = "failed",
+        };
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *raw = xvasprintf(fmt, ap);
+        va_end(ap);
+        _cleanup_free_ char *msg = string_make_visible(raw);
+
+        if (res == SETUP_CHANGED)
+                ctx->n_changed++;
+        if (res == SETUP_FAILED)
+                ctx->n_failed++;
+        json_t *o = json_pack("{s:s,s:s,s:s}", "step", step, "result", names[res], "message", msg);
+        if (o)
+                json_array_append_new(ctx->steps, o);
+        /* Progress goes to stderr; stdout carries only the result. */
+        fprintf(stderr, "  %-9s %-9s %s\n", step, names[res], msg);
+}
+
+static int step_packages(SetupContext *ctx) {
+        _cleanup_strv_free_ char **argv = NULL, **missing = NULL;
+        _cleanup_free_ char *out = NULL, *dpkg = NULL;
+        int r;
+
+        if (ctx->skip_deps) {
+                setup_step(ctx, "packages", SETUP_SKIPPED, "--skip-deps given");
+                return 0;
+        }
+        if (cli_find_program("dpkg-query", &dpkg) < 0) {
+                setup_step(
+                        ctx,
+                        "packages",
+                        SETUP_WARNING,
+                        "not a Debian system (no dpkg-query): install the equivalents of qemu-system-x86 "
+                        "e2fsprogs mmdebstrap bubblewrap nftables dnsmasq iproute2 yourself");
+                return 0;
+        }
+        strv_extend(&argv, "dpkg-query");
+        strv_extend(&argv, "-W");
+        strv_extend(&argv, "-f=${Package} ${db:Status-Status}\\n");
+        for (size_t i = 0; i < ELEMENTSOF(runtime_packages); i++)
+                strv_extend(&argv, runtime_packages[i]);
+        /* dpkg-query exits 1 when a package is unknown; the output still lists the others. */
+        r = cli_run_capture(argv, &out, 1024 * 1024);
+        if (r < 0) {
+                setup_step(ctx, "packages", SETUP_FAILED, "cannot run dpkg-query: %s", strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(runtime_packages); i++) {
+                _cleanup_free_ char *want = xasprintf("%s installed\n", runtime_packages[i]);
+                _cleanup_free_ char *want_line = xasprintf("\n%s", want);
+                if (!startswith(out ?: "", want) && !strstr(out ?: "", want_line))
+                        strv_extend(&missing, runtime_packages[i]);
+        }
+        if (strv_length(missing) == 0) {
+                setup_step(
+                        ctx,
+                        "packages",
+                        SETUP_UNCHANGED,
+                        "all %zu runtime packages installed",
+                        ELEMENTSOF(runtime_packages));
+                return 0;
+        }
+        _cleanup_free_ char *list = strv_join(missing, " ");
+        if (geteuid() != 0) {
+                setup_step(
+                        ctx,
+                        "packages",
+                        SETUP_FAILED,
+                        "missing: %s; fix: sudo apt-get install -y --no-install-recommends %s",
+                        list,
+                        list);
+                return -EPERM;
+        }
+        log_info("Installing %s ...", list);
+        _cleanup_strv_free_ char **inst = NULL;
+        strv_extend(&inst, "env");
+        strv_extend(&inst, "DEBIAN_FRONTEND=noninteractive");
+        strv_extend(&inst, "apt-get");
+        strv_extend(&inst, "install");
+        strv_extend(&inst, "-y");
+        strv_extend(&inst, "-q");
+        strv_extend(&inst, "--no-install-recommends");
+        STRV_FOREACH(p, missing)
+                strv_extend(&inst, *p);
+        r = cli_run_capture(inst, NULL, 0);
+        if (r != 0) {
+                setup_step(
+                        ctx,
+                        "packages",
+                        SETUP_FAILED,
+                        "apt-get install failed (%d); fix: apt-get update && apt-get install -y %s",
+                        r,
+                        list);
+                return -EIO;
+        }
+        setup_step(ctx, "packages", SETUP_CHANGED, "installed %s", list);
+        return 0;
+}
+
+static char *read_text(const char *path) {
+        char *t = NULL;
+        size_t n;
+        if (read_full_file_at(AT_FDCWD, path, 16 * 1024 * 1024, &t, &n) < 0)
+                return NULL;
+        return t;
+}
+
+static int step_images(SetupContext *ctx, const char *images_dir) {
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+        _cleanup_free_ char *init = NULL, *proxy = NULL, *manifest_path = NULL, *before = NULL, *after = NULL;
+        _cleanup_json_ json_t *manifest = NULL;
+        int r;
+
+        if (ctx->skip_images) {
+                r = image_manifest_load(images_dir, &manifest);
+                setup_step(
+                        ctx,
+                        "images",
+                        r < 0 ? SETUP_WARNING : SETUP_SKIPPED,
+                        r < 0 ? "--skip-images given and no valid image in %s: pods cannot boot until "
+                                "'nucleus setup' builds one"
+                              : "--skip-images given (image in %s is valid)",
+                        images_dir);
+                return 0;
+        }
+        if (cli_find_helper("nucleus-guest-init", "NUCLEUS_GUEST_INIT", "../guest/init", &init) < 0 ||
+            cli_find_helper("nucleus-tool-proxy", "NUCLEUS_TOOL_PROXY", "../guest/proxy", &proxy) < 0) {
+                setup_step(
+                        ctx,
+                        "images",
+                        SETUP_FAILED,
+                        "the static guest programs nucleus-guest-init and nucleus-tool-proxy were not "
+                        "found; "
+                        "fix: build them (ninja) or set NUCLEUS_GUEST_INIT / NUCLEUS_TOOL_PROXY");
+                return -ENOENT;
+        }
+        manifest_path = xasprintf("%s/manifest.json", images_dir);
+        before = read_text(manifest_path);
+        log_info("Building or refreshing the guest images in %s (cached by input hash) ...", images_dir);
+        ImageBuildOptions o = {
+                .images_dir = images_dir,
+                .init_path = init,
+                .proxy_path = proxy,
+                .quiet = log_get_max_level() < LOG_INFO,
+        };
+        r = image_build(&o, &manifest);
+        if (r < 0) {
+                setup_step(
+                        ctx,
+                        "images",
+                        SETUP_FAILED,
+                        "image build failed: %s; see %s/cache/build.log",
+                        strerror(-r),
+                        images_dir);
+                return r;
+        }
+        after = read_text(manifest_path);
+        bool same = before && after && streq(before, after);
+        setup_step(
+                ctx,
+                "images",
+                same ? SETUP_UNCHANGED : SETUP_CHANGED,
+                same ? "up to date in %s" : "built in %s",
+                images_dir);
+        return 0;
+#else
+        setup_step(
+                ctx,
+                "images",
+                SETUP_FAILED,
+                "this nucleus was built without the image library (src/lib/image); fix: rebuild Nucleus");
+        (void) images_dir;
+        return -EOPNOTSUPP;
+#endif
+}
+
+static void step_accel(SetupContext *ctx, const char *images_dir) {
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_VMLINUZ);
+        _cleanup_free_ char *initrd = xasprintf("%s/%s", images_dir, IMAGE_INITRAMFS);
+        _cleanup_free_ char *qemu = NULL, *reason = NULL;
+        ImageAccel accel = IMAGE_ACCEL_TCG;
+
+        if (cli_find_program("qemu-system-x86_64", &qemu) < 0) {
+                ctx->accel = xstrdup("tcg");
+                ctx->accel_reason = xstrdup("qemu-system-x86_64 not found (install qemu-system-x86)");
+                setup_step(
+                        ctx,
+                        "vmm",
+                        SETUP_FAILED,
+                        "qemu-system-x86_64 not found; fix: apt-get install qemu-system-x86");
+                return;
+        }
+        if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
+                ctx->accel = xstrdup("tcg");
+                ctx->accel_reason = xstrdup("no guest image to run the KVM probe with; using TCG");
+        } else if (image_kvm_probe(qemu, kernel, initrd, 30 * USEC_PER_SEC, &accel, &reason) < 0) {
+                ctx->accel = xstrdup("tcg");
+                ctx->accel_reason = xstrdup("KVM probe could not run; using TCG");
+        } else {
+                ctx->accel = xstrdup(image_accel_to_string(accel));
+                ctx->accel_reason = TAKE_PTR(reason);
+        }
+        setup_step(
+                ctx,
+                "vmm",
+                streq(ctx->accel, "kvm") ? SETUP_UNCHANGED : SETUP_WARNING,
+                "%s with %s acceleration: %s",
+                qemu,
+                streq(ctx->accel, "kvm") ? "KVM" : "TCG (software)",
+                ctx->accel_reason ?: "");
+#else
+        (void) images_dir;
+        ctx->accel = xstrdup("tcg");
+        ctx->accel_reason = xstrdup("built without the image library: no KVM probe");
+        setup_step(ctx, "vmm", SETUP_WARNING, "TCG: %s", ctx->accel_reason);
+#endif
+}
+
+int setup_secrets(SetupContext *ctx, const char *secrets_dir) {
+#ifdef NUCLEUS_HAVE_AUTH_DEP
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        if (ctx->secrets_provided) {
+                /* Inside the Lima VM: the host handed over node.key, approver.pub and audit.key;
+                 * the approver's secret half stays on the host. */
+                const char *need[] = { "node.key", "approver.pub", "audit.key" };
+                for (size_t i = 0; i < ELEMENTSOF(need); i++) {
+                        _cleanup_free_ char *path = xasprintf("%s/%s", secrets_dir, need[i]);
+                        if (access(path, R_OK) < 0) {
+                                setup_step(
+                                        ctx,
+                                        "secrets",
+                                        SETUP_FAILED,
+                                        "%s missing; fix: rerun 'nucleus setup' on the host",
+                                        path);
+                                return -ENOENT;
+                        }
+                }
+                setup_step(ctx, "secrets", SETUP_UNCHANGED, "provided by the host in %s", secrets_dir);
+                return 0;
+        }
+        r = secret_dir_ensure(secrets_dir, &err);
+        if (r < 0) {
+                setup_step(ctx, "secrets", SETUP_FAILED, "%s", err ?: strerror(-r));
+                return r;
+        }
+        for (SecretKind k = 0; k < _SECRET_KIND_MAX; k++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", secrets_dir, secret_kind_file(k));
+                _cleanup_free_ char *e = NULL;
+                int64_t now = (int64_t) time(NULL);
+                struct stat st;
+
+                if (lstat(path, &st) == 0) {
+                        if (ctx->rotate_secrets) {
+                                r = secret_rotate(secrets_dir, k, now, &e);
+                                if (r < 0) {
+                                        setup_step(
+                                                ctx,
+                                                "secrets",
+                                                SETUP_FAILED,
+                                                "rotating %s: %s",
+                                                path,
+                                                e ?: strerror(-r));
+                                        return r;
+                                }
+                                setup_step(ctx, "secrets", SETUP_CHANGED, "rotated %s", path);
+                                continue;
+                        }
+                        uint8_t buf[64];
+                        r = secret_load(secrets_dir, k, buf, k == SECRET_NODE ? 32 : 64, &e);
+                        explicit_bzero_safe(buf, sizeof(buf));
+                        if (r < 0) {
+                                setup_step(
+                                        ctx,
+                                        "secrets",
+                                        SETUP_FAILED,
+                                        "%s is unusable: %s (or replace it: nucleus setup --rotate-secrets)",
+                                        path,
+                                        e ?: strerror(-r));
+                                return r;
+                        }
+                        setup_step(ctx, "secrets", SETUP_UNCHANGED, "%s present (0600)", path);
+                        continue;
+                }
+                r = secret_generate(secrets_dir, k, /* overwrite= */ false, now, &e);
+                if (r < 0) {
+                        setup_step(ctx, "secrets", SETUP_FAILED, "creating %s: %s", path, e ?: strerror(-r));
+                        return r;
+                }
+                setup_step(ctx, "secrets", SETUP_CHANGED, "created %s (0600)", path);
+        }
+        return 0;
+#else
+        setup_step(
+                ctx,
+                "secrets",
+                SETUP_FAILED,
+                "this nucleus was built without the secret store (src/lib/auth); fix: rebuild Nucleus");
+        (void) secrets_dir;
+        return -EOPNOTSUPP;
+#endif
+}
+
+static void report_write(SetupContext *ctx, const char *step, const char *path, int r) {
+        switch (r) {
+        case WRITE_UNCHANGED:
+                setup_step(ctx, step, SETUP_UNCHANGED, "%s is up to date", path);
+                break;
+        case WRITE_CREATED:
+                setup_step(ctx, step, SETUP_CHANGED, "wrote %s", path);
+                break;
+        case WRITE_UPDATED:
+                setup_step(ctx, step, SETUP_CHANGED, "rewrote %s (--force)", path);
+                break;
+        case WRITE_KEPT:
+                setup_step(
+                        ctx,
+                        step,
+                        SETUP_WARNING,
+                        "%s differs from what setup would write; kept your version (use --force to replace "
+                        "it)",
+                        path);
+                break;
+        default:
+                setup_step(ctx, step, SETUP_FAILED, "cannot write %s: %s", path, strerror(-r));
+        }
+}
+
+static int step_node_config(
+        SetupContext *ctx, const char *node_config, const char *secrets_dir, const char *images_dir) {
+        _cleanup_free_ char *state = NULL, *q_listen = NULL, *q_metrics = NULL, *q_state = NULL,
+                            *q_images = NULL, *q_node_key = NULL, *q_appr = NULL, *q_audit = NULL,
+                            *q_audit_pub = NULL, *q_accel = NULL, *tmp = NULL;
+        int r;
+
+        r = client_state_dir(&state);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *node_state = xasprintf("%s/node", state);
+        q_listen = cli_toml_quote(ctx->listen);
+        q_metrics = cli_toml_quote(ctx->metrics_listen);
+        q_state = cli_toml_quote(node_state);
+        q_images = cli_toml_quote(images_dir);
+        q_accel = cli_toml_quote(ctx->accel ?: "tcg");
+        tmp = xasprintf("%s/node.key", secrets_dir);
+        q_node_key = cli_toml_quote(tmp);
+        free(tmp);
+        tmp = xasprintf("%s/approver.pub", secrets_dir);
+        q_appr = cli_toml_quote(tmp);
+        free(tmp);
+        tmp = xasprintf("%s/audit.key", secrets_dir);
+        q_audit = cli_toml_quote(tmp);
+        free(tmp);
+        tmp = xasprintf("%s/audit.pub", secrets_dir);
+        q_audit_pub = cli_toml_quote(tmp);
+
+        _cleanup_free_ char *text = xasprintf(
+                "# nucleus-node configuration, written by `nucleus setup`.\n"
+                "# Edit freely; `nucleus setup --force` rewrites it. Secrets are referenced by path only.\n"
+                "\n"
+                "[api]\n"
+                "listen = %s\n"
+                "\n"
+                "[metrics]\n"
+                "listen = %s\n"
+                "\n"
+                "[paths]\n"
+                "state_dir = %s\n"
+                "images_dir = %s\n"
+                "\n"
+                "[vmm]\n"
+                "driver = \"qemu\"\n"
+                "# Chosen by setup's KVM probe: %s\n"
+                "accel = %s\n"
+                "\n"
+                "[secrets]\n"
+                "node_key = %s\n"
+                "approver_public_key = %s\n"
+                "audit_key = %s\n"
+                "audit_public_key = %s\n",
+                q_listen,
+                q_metrics,
+                q_state,
+                q_images,
+                ctx->accel_reason ?: "not probed",
+                q_accel,
+                q_node_key,
+                q_appr,
+                q_audit,
+                q_audit_pub);
+        /* The comment line carries the probe's reason: keep it single-line. */
+        for (char *p = strstr(text, "# Chosen by"); p && *p != '\n'; p++)
+                if ((unsigned char) *p < 0x20)
+                        *p = ' ';
+        r = cli_write_if_changed(node_config, text, 0600, ctx->force);
+        report_write(ctx, "node.toml", node_config, r);
+        return r < 0 ? r : 0;
+}
+
+int setup_cli_config(SetupContext *ctx, const char *mode, const char *node_config) {
+        _cleanup_free_ char *config = NULL, *key = NULL, *images = NULL;
+        int r;
+
+        if (client_config_file(&config) < 0 || client_secret_file("node.key", &key) < 0 ||
+            client_images_dir(&images) < 0)
+                return -ENOENT;
+        _cleanup_free_ char *url = xasprintf("http://%s", ctx->listen);
+        _cleanup_free_ char *q_mode = cli_toml_quote(mode), *q_url = cli_toml_quote(url),
+                            *q_cfg = cli_toml_quote(node_config), *q_key = cli_toml_quote(key),
+                            *q_images = cli_toml_quote(images), *q_vm = cli_toml_quote(ctx->vm_name);
+        _cleanup_free_ char *text = xasprintf(
+                "# Nucleus CLI configuration, written by `nucleus setup`.\n"
+                "# Edit freely; `nucleus setup --force` rewrites it. `nucleus config` shows the\n"
+                "# effective values and where each comes from.\n"
+                "\n"
+                "[node]\n"
+                "# How the node runs here: \"daemon\" (pid file, managed by `nucleus start/stop`),\n"
+                "# \"systemd\" (nucleus-node.service) or \"lima\" (inside the Lima VM on macOS).\n"
+                "mode = %s\n"
+                "# The node's API.\n"
+                "url = %s\n"
+                "# Recorded in the audit log for requests from this CLI.\n"
+                "actor = \"nucleus-cli\"\n"
+                "# The node's own configuration (`nucleus start` passes it to nucleus-node).\n"
+                "config = %s\n"
+                "\n"
+                "[auth]\n"
+                "# The node secret (64 hex characters, mode 0600). Only its path belongs here.\n"
+                "node_key_file = %s\n"
+                "\n"
+                "[images]\n"
+                "dir = %s\n"
+                "\n"
+                "[vm]\n"
+                "# Lima only (macOS).\n"
+                "name = %s\n"
+                "cpus = %u\n"
+                "memory_gib = %u\n"
+                "disk_gib = %u\n",
+                q_mode,
+                q_url,
+                q_cfg,
+                q_key,
+                q_images,
+                q_vm,
+                ctx->vm_cpus,
+                ctx->vm_memory_gib,
+                ctx->vm_disk_gib);
+        r = cli_write_if_changed(config, text, 0644, ctx->force);
+        report_write(ctx, "config", config, r);
+        return r < 0 ? r : 0;
+}
+
+static int step_service(SetupContext *ctx, const char *node_config, const char **ret_mode) {
+        _cleanup_free_ char *node = NULL;
+        int r;
+
+        if (!cli_have_systemd() || geteuid() != 0) {
+                *ret_mode = "daemon";
+                setup_step(
+                        ctx,
+                        "service",
+                        SETUP_UNCHANGED,
+                        cli_have_systemd() ? "not root: `nucleus start` will run nucleus-node as a pid-file "
+                                             "daemon"
+                                           : "systemd is not PID 1 here: `nucleus start` will run "
+                                             "nucleus-node as a "
+                                             "pid-file daemon");
+                return 0;
+        }
+        *ret_mode = "systemd";
+        r = cli_find_node_binary(&node);
+        if (r < 0) {
+                setup_step(
+                        ctx,
+                        "service",
+                        SETUP_FAILED,
+                        "nucleus-node not found; fix: install Nucleus (meson install)");
+                return r;
+        }
+        _cleanup_free_ char *unit = xasprintf(
+                "# Written by `nucleus setup`.\n"
+                "[Unit]\n"
+                "Description=Nucleus node (microVM sandboxes for AI agents)\n"
+                "After=network-online.target\n"
+                "Wants=network-online.target\n"
+                "\n"
+                "[Service]\n"
+                "Type=simple\n"
+                "ExecStart=%s --config %s\n"
+                "Restart=on-failure\n"
+                "RestartSec=2\n"
+                "UMask=0077\n"
+                "\n"
+                "[Install]\n"
+                "WantedBy=multi-user.target\n",
+                node,
+                node_config);
+        const char *path = "/etc/systemd/system/nucleus-node.service";
+        r = cli_write_if_changed(path, unit, 0644, true);
+        report_write(ctx, "service", path, r);
+        if (r == WRITE_CREATED || r == WRITE_UPDATED) {
+                char *reload[] = { (char *) "systemctl", (char *) "daemon-reload", NULL };
+                char *enable[] = {
+                        (char *) "systemctl", (char *) "enable", (char *) "nucleus-node.service", NULL
+                };
+                if (cli_run_capture(reload, NULL, 0) != 0 || cli_run_capture(enable, NULL, 0) != 0)
+                        setup_step(ctx, "service", SETUP_FAILED, "systemctl daemon-reload/enable failed");
+        }
+        return r < 0 ? r : 0;
+}
+
+static int setup_linux(SetupContext *ctx) {
+        _cleanup_free_ char *config_dir = NULL, *secrets_dir = NULL, *images_dir = NULL, *node_config = NULL;
+        const char *mode = "daemon";
+        int r;
+
+        if (client_config_dir(&config_dir) < 0 || client_secrets_dir(&secrets_dir) < 0 ||
+            client_images_dir(&images_dir) < 0 || client_node_config_file(&node_config) < 0)
+                return log_error_errno(
+                        -ENOENT,
+                        "Cannot locate the config or state directory: set HOME (or XDG_CONFIG_HOME / "
+                        "NUCLEUS_CONFIG_DIR and NUCLEUS_STATE_DIR) to absolute paths");
+        r = cli_mkdir_p(config_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create %s: %m", config_dir);
+
+        (void) step_packages(ctx);
+        r = step_images(ctx, images_dir);
+        step_accel(ctx, images_dir);
+        r = setup_secrets(ctx, secrets_dir);
+        if (r < 0)
+                return r; /* without secrets nothing below is usable */
+        r = step_node_config(ctx, node_config, secrets_dir, images_dir);
+        (void) step_service(ctx, node_config, &mode);
+        (void) setup_cli_config(ctx, mode, node_config);
+        return 0;
+}
 
 int verb_setup(int argc, char **argv) {
-        (void) argc;
-        (void) argv;
-        fprintf(stderr, "nucleus setup: not implemented yet.\n");
-        return CLI_EXIT_FAILURE;
+        enum {
+                ARG_FORCE = 0x100,
+                ARG_ROTATE,
+                ARG_SKIP_VM,
+                ARG_SKIP_IMAGES,
+                ARG_SKIP_DEPS,
+                ARG_LISTEN,
+                ARG_METRICS,
+                ARG_VM_NAME,
+                ARG_VM_CPUS,
+                ARG_VM_MEM,
+                ARG_VM_DISK,
+                ARG_OUTPUT,
+                ARG_SECRETS_PROVIDED,
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "rotate-secrets", no_argument, NULL, ARG_ROTATE },
+                { "skip-vm", no_argument, NULL, ARG_SKIP_VM },
+                { "skip-images", no_argument, NULL, ARG_SKIP_IMAGES },
+                { "skip-deps", no_argument, NULL, ARG_SKIP_DEPS },
+                { "listen", required_argument, NULL, ARG_LISTEN },
+                { "metrics-listen", required_argument, NULL, ARG_METRICS },
+                { "vm-name", required_argument, NULL, ARG_VM_NAME },
+                { "vm-cpus", required_argument, NULL, ARG_VM_CPUS },
+                { "vm-memory-gib", required_argument, NULL, ARG_VM_MEM },
+                { "vm-disk-gib", required_argument, NULL, ARG_VM_DISK },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                { "secrets-provided", no_argument, NULL, ARG_SECRETS_PROVIDED }, /* hidden: Lima */
+                {},
+        };
+        SetupContext ctx = {
+                .listen = "127.0.0.1:8080",
+                .metrics_listen = "127.0.0.1:9080",
+                .vm_name = "nucleus",
+                .vm_cpus = 4,
+                .vm_memory_gib = 8,
+                .vm_disk_gib = 50,
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                uint32_t *num = NULL;
+                switch (c) {
+                case 'h':
+                        usage();
+                        return CLI_EXIT_OK;
+                case ARG_FORCE:
+                        ctx.force = true;
+                        break;
+                case ARG_ROTATE:
+                        ctx.rotate_secrets = true;
+                        break;
+                case ARG_SKIP_VM:
+                        ctx.skip_vm = true;
+                        break;
+                case ARG_SKIP_IMAGES:
+                        ctx.skip_images = true;
+                        break;
+                case ARG_SKIP_DEPS:
+                        ctx.skip_deps = true;
+                        break;
+                case ARG_SECRETS_PROVIDED:
+                        ctx.secrets_provided = true;
+                        break;
+                case ARG_LISTEN:
+                case ARG_METRICS:
+                        if (!strchr(optarg, ':') || string_has_cc(optarg, NULL) || strpbrk(optarg, " /\"\\"))
+                                return cli_usage_error(
+                                        "setup",
+                                        "--%s needs ADDR:PORT, not '%s'",
+                                        c == ARG_LISTEN ? "listen" : "metrics-listen",
+                                        optarg);
+                        if (c == ARG_LISTEN)
+                                ctx.listen = optarg;
+                        else
+                                ctx.metrics_listen = optarg;
+                        break;
+                case ARG_VM_NAME:
+                        if (isempty(optarg) ||
+                            strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(optarg))
+                                return cli_usage_error(
+                                        "setup", "--vm-name must be lowercase letters, digits and '-'");
+                        ctx.vm_name = optarg;
+                        break;
+                case ARG_VM_CPUS:
+                        num = &ctx.vm_cpus;
+                        break;
+                case ARG_VM_MEM:
+                        num = &ctx.vm_memory_gib;
+                        break;
+                case ARG_VM_DISK:
+                        num = &ctx.vm_disk_gib;
+                        break;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &ctx.output);
+                        if (r != 0)
+                                return r;
+                        break;
+                case '?':
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+                if (num) {
+                        uint32_t v;
+                        if (safe_atou32(optarg, &v) < 0 || v == 0 || v > 4096)
+                                return cli_usage_error("setup", "'%s' is not a valid count (1..4096)", optarg);
+                        *num = v;
+                }
+        }
+        if (optind < argc)
+                return cli_usage_error("setup", "unexpected argument '%s'", argv[optind]);
+
+        ctx.steps = json_array();
+        bool darwin = cli_platform_is_darwin();
+        fprintf(stderr, "Nucleus setup (%s):\n", darwin ? "macOS, node inside a Lima VM" : "Linux host");
+        r = darwin ? setup_darwin(&ctx) : setup_linux(&ctx);
+
+        bool ok = r >= 0 && ctx.n_failed == 0;
+        if (ctx.output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *doc = json_pack(
+                        "{s:b,s:I,s:o,s:s?,s:s?}",
+                        "ok",
+                        ok,
+                        "changed",
+                        (json_int_t) ctx.n_changed,
+                        "steps",
+                        json_incref(ctx.steps),
+                        "accel",
+                        ctx.accel,
+                        "accel_reason",
+                        ctx.accel_reason);
+                (void) cli_print_json(doc);
+        } else if (!ok)
+                printf("Setup failed: %u step(s) failed; see the messages above for the fix.\n", ctx.n_failed);
+        else if (ctx.n_changed == 0)
+                printf("Nothing changed: everything was already set up.\n");
+        else
+                printf("Setup complete: %u change(s). Next: nucleus start && nucleus doctor\n", ctx.n_changed);
+
+        json_decref(ctx.steps);
+        free(ctx.accel);
+        free(ctx.accel_reason);
+        return ok ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }

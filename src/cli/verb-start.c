@@ -1,12 +1,277 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* nucleus start: work in progress (engineer C). */
+/*
+ * nucleus start: start nucleus-node the way this machine runs it (pid-file daemon, systemd,
+ * or inside the Lima VM) and wait until a SIGNED request succeeds, so "ready" also proves the
+ * CLI and the node share the secret. Every failure names its fix.
+ */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "alloc-util.h"
+#include "cli-lima.h"
+#include "cli-node.h"
 #include "cli.h"
+#include "client-paths.h"
+#include "client-settings.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse-util.h"
+#include "string-util.h"
+
+static void usage(void) {
+        printf("Usage: nucleus start [OPTIONS]\n\n"
+               "Start nucleus-node and wait until it answers a signed request.\n\n"
+               "Options:\n"
+               "      --no-wait           Do not wait for the node to become ready\n"
+               "      --timeout S         Seconds to wait (default 60)\n"
+               "      --output FORMAT     text (default) or json\n"
+               "  -h, --help              Show this help\n");
+}
+
+static int fail(OutputMode mode, const char *kind, const char *fmt, ...) _printf_(3, 4);
+static int fail(OutputMode mode, const char *kind, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        log_error("%s", msg);
+        if (mode == OUTPUT_JSON) {
+                _cleanup_json_ json_t *j = json_pack("{s:b,s:s,s:s}", "ok", false, "error", msg, "kind", kind);
+                (void) cli_print_json(j);
+        }
+        return CLI_EXIT_FAILURE;
+}
 
 int verb_start(int argc, char **argv) {
-        (void) argc;
-        (void) argv;
-        fprintf(stderr, "nucleus start: not implemented yet.\n");
-        return CLI_EXIT_FAILURE;
+        enum {
+                ARG_NO_WAIT = 0x100,
+                ARG_TIMEOUT,
+                ARG_OUTPUT
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        _cleanup_(client_settings_done) ClientSettings s = {};
+        _cleanup_client_free_ NucleusClient *client = NULL;
+        _cleanup_free_ char *err = NULL, *node_config = NULL;
+        OutputMode output = OUTPUT_TEXT;
+        bool wait = true;
+        uint32_t timeout = 60;
+        pid_t pid = 0;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage();
+                        return CLI_EXIT_OK;
+                case ARG_NO_WAIT:
+                        wait = false;
+                        break;
+                case ARG_TIMEOUT:
+                        if (safe_atou32(optarg, &timeout) < 0 || timeout == 0 || timeout > 3600)
+                                return cli_usage_error(
+                                        "start", "--timeout needs 1..3600 seconds, not '%s'", optarg);
+                        break;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &output);
+                        if (r != 0)
+                                return r;
+                        break;
+                case '?':
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+        if (optind < argc)
+                return cli_usage_error("start", "unexpected argument '%s'", argv[optind]);
+
+        r = client_settings_load(&s, &err);
+        if (r < 0)
+                return fail(output, "not_configured", "%s; fix: nucleus setup", err ?: strerror(-r));
+        NodeMode mode = node_mode_from_string(s.mode);
+        if (mode < 0)
+                return fail(
+                        output,
+                        "not_configured",
+                        "[node] mode '%s' in %s is not daemon, systemd or lima; fix: nucleus setup --force",
+                        s.mode,
+                        s.config_file);
+        if (access(s.config_file, F_OK) < 0)
+                return fail(output, "not_configured", "No CLI config at %s; fix: nucleus setup", s.config_file);
+
+        /* Our half of the secret first: without it no signed check can pass. */
+        r = client_open(&s, &client, &err);
+        if (r < 0)
+                return fail(
+                        output, "not_configured", "%s", err ?: "cannot open the node client; fix: nucleus setup");
+        client_set_timeouts(client, 2 * USEC_PER_SEC, 5 * USEC_PER_SEC);
+
+        bool already = false;
+        switch (mode) {
+        case NODE_MODE_DAEMON:
+                if (client_node_config_file(&node_config) < 0 || access(node_config, R_OK) < 0)
+                        return fail(
+                                output,
+                                "not_configured",
+                                "Node config %s is missing; fix: nucleus setup",
+                                node_config ?: "node.toml");
+                r = cli_daemon_start(node_config, &pid);
+                if (r == -EALREADY)
+                        already = true;
+                else if (r < 0)
+                        return fail(output, "internal", "Could not start nucleus-node: %s", strerror(-r));
+                else
+                        log_info(
+                                "Started nucleus-node (pid %d); waiting for it to answer at %s ...",
+                                (int) pid,
+                                s.url);
+                break;
+        case NODE_MODE_SYSTEMD: {
+                char *argv_s[] = {
+                        (char *) "systemctl", (char *) "start", (char *) "nucleus-node.service", NULL
+                };
+                r = cli_run_capture(argv_s, NULL, 0);
+                if (r != 0)
+                        return fail(
+                                output,
+                                "internal",
+                                "systemctl start nucleus-node.service failed; fix: journalctl -u "
+                                "nucleus-node -n 50, then nucleus setup");
+                break;
+        }
+        case NODE_MODE_LIMA: {
+                _cleanup_free_ char *status = NULL;
+                r = lima_vm_status(s.vm_name, &status);
+                if (r < 0)
+                        return fail(
+                                output,
+                                "not_configured",
+                                "limactl is not usable (%s); fix: brew install lima",
+                                strerror(-r));
+                if (r == 0)
+                        return fail(
+                                output,
+                                "not_configured",
+                                "Lima VM '%s' does not exist; fix: nucleus setup",
+                                s.vm_name);
+                if (!streq(status, "Running")) {
+                        char *st[] = {
+                                (char *) "limactl", (char *) "start", (char *) "--tty=false", s.vm_name, NULL
+                        };
+                        if (lima_run(st) != 0)
+                                return fail(
+                                        output,
+                                        "internal",
+                                        "limactl start %s failed; fix: limactl list, then nucleus setup",
+                                        s.vm_name);
+                }
+                char *sv[] = { (char *) "limactl",
+                               (char *) "shell",
+                               s.vm_name,
+                               (char *) "--",
+                               (char *) "sudo",
+                               (char *) "systemctl",
+                               (char *) "start",
+                               (char *) "nucleus-node.service",
+                               NULL };
+                if (lima_run(sv) != 0)
+                        return fail(
+                                output,
+                                "internal",
+                                "Starting nucleus-node in VM '%s' failed; fix: limactl shell %s -- sudo "
+                                "journalctl -u nucleus-node",
+                                s.vm_name,
+                                s.vm_name);
+                break;
+        }
+        default:
+                assert(!"unreachable");
+        }
+
+        if (!wait) {
+                if (output == OUTPUT_JSON) {
+                        _cleanup_json_ json_t *j = json_pack(
+                                "{s:b,s:s,s:s,s:b}", "ok", true, "mode", s.mode, "url", s.url, "ready", false);
+                        (void) cli_print_json(j);
+                } else
+                        printf("nucleus-node %s (%s); not waiting for it (--no-wait).\n",
+                               already ? "was already running" : "started",
+                               s.mode);
+                return CLI_EXIT_OK;
+        }
+
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout * USEC_PER_SEC;
+        _cleanup_client_error_ ClientError e = {};
+        for (;;) {
+                client_error_done(&e);
+                r = cli_node_check(client, &e);
+                if (r >= 0)
+                        break;
+                if (e.status == 401) {
+                        _cleanup_free_ char *d = client_error_describe(&e);
+                        return fail(
+                                output,
+                                "unauthorized",
+                                "nucleus-node at %s rejected our signed request: %s",
+                                s.url,
+                                d);
+                }
+                if (mode == NODE_MODE_DAEMON && pid > 0 && !cli_pid_alive(pid)) {
+                        _cleanup_free_ char *tail = cli_node_log_tail(15), *log = NULL;
+                        (void) client_node_log_file(&log);
+                        return fail(
+                                output,
+                                "internal",
+                                "nucleus-node exited during startup. Last lines of %s:\n%s\nfix: correct "
+                                "the problem above (often: nucleus setup --force)",
+                                log ?: "the node log",
+                                tail ?: "(empty)");
+                }
+                if (now_usec(CLOCK_MONOTONIC) >= deadline) {
+                        _cleanup_free_ char *d = client_error_describe(&e), *log = NULL;
+                        (void) client_node_log_file(&log);
+                        return fail(
+                                output,
+                                "internal",
+                                "nucleus-node did not become ready within %u s (%s); fix: check %s, or "
+                                "raise --timeout",
+                                timeout,
+                                d,
+                                mode == NODE_MODE_DAEMON ? (log ?: "the node log") : "the node's journal");
+                }
+                (void) usleep(250 * 1000);
+        }
+        if (mode == NODE_MODE_DAEMON && pid == 0)
+                (void) cli_daemon_pid(&pid);
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *j = json_pack(
+                        "{s:b,s:s,s:s,s:b,s:I}",
+                        "ok",
+                        true,
+                        "mode",
+                        s.mode,
+                        "url",
+                        s.url,
+                        "ready",
+                        true,
+                        "pid",
+                        (json_int_t) pid);
+                (void) cli_print_json(j);
+        } else if (pid > 0)
+                printf("nucleus-node is %s and ready at %s (%s, pid %d).\n",
+                       already ? "already running" : "running",
+                       s.url,
+                       s.mode,
+                       (int) pid);
+        else
+                printf("nucleus-node is ready at %s (%s).\n", s.url, s.mode);
+        return CLI_EXIT_OK;
 }

@@ -1,12 +1,163 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* nucleus stop: work in progress (engineer C). */
+/*
+ * nucleus stop: stop nucleus-node (pid-file daemon, systemd, or inside the Lima VM) and, with
+ * --stop-vm, the Lima VM. Stopping a node that is not running succeeds and says so.
+ */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "alloc-util.h"
+#include "cli-lima.h"
+#include "cli-node.h"
 #include "cli.h"
+#include "client-settings.h"
+#include "json-util.h"
+#include "log.h"
+#include "string-util.h"
+
+static void usage(void) {
+        printf("Usage: nucleus stop [OPTIONS]\n\n"
+               "Stop nucleus-node. Running pods are stopped by the node as it shuts down.\n\n"
+               "Options:\n"
+               "      --stop-vm           macOS: also stop the Lima VM\n"
+               "      --force             SIGKILL the node if it does not exit on SIGTERM (10 s);\n"
+               "                          force-stop the Lima VM\n"
+               "      --output FORMAT     text (default) or json\n"
+               "  -h, --help              Show this help\n");
+}
 
 int verb_stop(int argc, char **argv) {
-        (void) argc;
-        (void) argv;
-        fprintf(stderr, "nucleus stop: not implemented yet.\n");
-        return CLI_EXIT_FAILURE;
+        enum {
+                ARG_STOP_VM = 0x100,
+                ARG_FORCE,
+                ARG_OUTPUT
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "stop-vm", no_argument, NULL, ARG_STOP_VM },
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        _cleanup_(client_settings_done) ClientSettings s = {};
+        _cleanup_free_ char *err = NULL;
+        OutputMode output = OUTPUT_TEXT;
+        bool stop_vm = false, force = false, was_running = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage();
+                        return CLI_EXIT_OK;
+                case ARG_STOP_VM:
+                        stop_vm = true;
+                        break;
+                case ARG_FORCE:
+                        force = true;
+                        break;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &output);
+                        if (r != 0)
+                                return r;
+                        break;
+                case '?':
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+        if (optind < argc)
+                return cli_usage_error("stop", "unexpected argument '%s'", argv[optind]);
+
+        r = client_settings_load(&s, &err);
+        if (r < 0) {
+                log_error("%s; fix: nucleus setup", err ?: strerror(-r));
+                return CLI_EXIT_FAILURE;
+        }
+        NodeMode mode = node_mode_from_string(s.mode);
+        switch (mode) {
+        case NODE_MODE_DAEMON:
+                r = cli_daemon_stop(force, 10 * USEC_PER_SEC);
+                if (r < 0)
+                        return CLI_EXIT_FAILURE;
+                was_running = r > 0;
+                break;
+        case NODE_MODE_SYSTEMD: {
+                char *argv_s[] = { (char *) "systemctl",
+                                   (char *) (force ? "kill" : "stop"),
+                                   (char *) "nucleus-node.service",
+                                   NULL };
+                char *argv_k[] = { (char *) "systemctl",
+                                   (char *) "kill",
+                                   (char *) "--signal=SIGKILL",
+                                   (char *) "nucleus-node.service",
+                                   NULL };
+                if (cli_run_capture(force ? argv_k : argv_s, NULL, 0) != 0) {
+                        log_error(
+                                "systemctl %s nucleus-node.service failed; fix: journalctl -u nucleus-node",
+                                force ? "kill" : "stop");
+                        return CLI_EXIT_FAILURE;
+                }
+                was_running = true;
+                break;
+        }
+        case NODE_MODE_LIMA: {
+                _cleanup_free_ char *status = NULL;
+                r = lima_vm_status(s.vm_name, &status);
+                if (r < 0) {
+                        log_error("limactl is not usable (%s); fix: brew install lima", strerror(-r));
+                        return CLI_EXIT_FAILURE;
+                }
+                if (r == 0 || !streq(status, "Running")) {
+                        log_info("Lima VM '%s' is %s: nothing to stop.", s.vm_name, r == 0 ? "absent" : status);
+                        break;
+                }
+                char *sv[] = { (char *) "limactl",
+                               (char *) "shell",
+                               s.vm_name,
+                               (char *) "--",
+                               (char *) "sudo",
+                               (char *) "systemctl",
+                               (char *) "stop",
+                               (char *) "nucleus-node.service",
+                               NULL };
+                if (lima_run(sv) != 0 && !force) {
+                        log_error(
+                                "Stopping nucleus-node in VM '%s' failed; fix: nucleus stop --force",
+                                s.vm_name);
+                        return CLI_EXIT_FAILURE;
+                }
+                was_running = true;
+                if (stop_vm) {
+                        char *st[] = { (char *) "limactl",
+                                       (char *) "stop",
+                                       (char *) (force ? "--force" : s.vm_name),
+                                       force ? s.vm_name : NULL,
+                                       NULL };
+                        if (lima_run(st) != 0) {
+                                log_error(
+                                        "limactl stop %s failed; fix: nucleus stop --stop-vm --force",
+                                        s.vm_name);
+                                return CLI_EXIT_FAILURE;
+                        }
+                }
+                break;
+        }
+        default:
+                log_error(
+                        "[node] mode '%s' in %s is not daemon, systemd or lima; fix: nucleus setup --force",
+                        s.mode,
+                        s.config_file);
+                return CLI_EXIT_FAILURE;
+        }
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *j = json_pack(
+                        "{s:b,s:s,s:b}", "ok", true, "mode", s.mode, "was_running", was_running);
+                (void) cli_print_json(j);
+        } else
+                printf(was_running ? "nucleus-node stopped.\n"
+                                   : "nucleus-node was not running; nothing to stop.\n");
+        return CLI_EXIT_OK;
 }

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Idempotent file writes and helper lookup for setup (see cli-files.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "cli-files.h"
+#include "cli-node.h"
+#include "fd-util.h"
+#include "nucleus-config.h"
+#include "string-util.h"
+
+int cli_mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = xstrdup(path);
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int cli_write_if_changed(const char *path, const char *content, mode_t mode, bool force) {
+        _cleanup_free_ char *old = NULL, *dir = NULL;
+        size_t n = 0;
+        int r;
+
+        r = read_full_file_at(AT_FDCWD, path, 1024 * 1024, &old, &n);
+        if (r >= 0 && n == strlen(content) && memcmp(old, content, n) == 0) {
+                /* Same content: still make sure the mode is what we want. */
+                struct stat st;
+                if (stat(path, &st) == 0 && (st.st_mode & 07777) != mode && chmod(path, mode) < 0)
+                        return -errno;
+                return WRITE_UNCHANGED;
+        }
+        if (r >= 0 && !force)
+                return WRITE_KEPT;
+        if (r < 0 && r != -ENOENT)
+                return r;
+
+        dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                r = cli_mkdir_p(dir, 0755);
+                if (r < 0)
+                        return r;
+        }
+        r = write_file_atomic_at(AT_FDCWD, path, content, strlen(content), mode);
+        if (r < 0)
+                return r;
+        return old ? WRITE_UPDATED : WRITE_CREATED;
+}
+
+char *cli_toml_quote(const char *s) {
+        size_t n = strlen(s);
+        char *out = xnew(char, n * 6 + 3), *o = out;
+        *o++ = '"';
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                if (*p == '"' || *p == '\\') {
+                        *o++ = '\\';
+                        *o++ = (char) *p;
+                } else if (*p < 0x20 || *p == 0x7f)
+                        o += sprintf(o, "\\u%04x", *p);
+                else
+                        *o++ = (char) *p;
+        }
+        *o++ = '"';
+        *o = 0;
+        return out;
+}
+
+int cli_find_helper(const char *name, const char *env, const char *build_rel, char **ret) {
+        const char *e = env ? secure_getenv(env) : NULL;
+        char self[PATH_MAX];
+
+        if (!isempty(e)) {
+                if (access(e, X_OK) < 0)
+                        return -ENOENT;
+                *ret = xstrdup(e);
+                return 0;
+        }
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        _cleanup_free_ char *a = xasprintf("%s/%s", self, name);
+                        _cleanup_free_ char *b = build_rel ? xasprintf("%s/%s/%s", self, build_rel, name)
+                                                           : NULL;
+                        char real[PATH_MAX];
+                        if (access(a, X_OK) == 0 && realpath(a, real)) {
+                                *ret = xstrdup(real);
+                                return 0;
+                        }
+                        if (b && access(b, X_OK) == 0 && realpath(b, real)) {
+                                *ret = xstrdup(real);
+                                return 0;
+                        }
+                }
+        }
+        _cleanup_free_ char *lib = xasprintf("%s/%s", NUCLEUS_LIBEXECDIR, name);
+        if (access(lib, X_OK) == 0) {
+                *ret = TAKE_PTR(lib);
+                return 0;
+        }
+        return cli_find_program(name, ret);
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* File helpers for setup: idempotent writes, directory creation, generated config texts. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef enum WriteResult {
+        WRITE_UNCHANGED, /* file already had this content */
+        WRITE_CREATED,
+        WRITE_UPDATED, /* content differed and force was given */
+        WRITE_KEPT,    /* content differs, kept because force was not given */
+} WriteResult;
+
+/* Write content to path atomically with mode (exact from creation) unless it already holds
+ * exactly that. Returns a WriteResult (>= 0) or a negative errno. */
+int cli_write_if_changed(const char *path, const char *content, mode_t mode, bool force);
+
+/* mkdir -p with mode for every created component. Returns 0 or -errno. */
+int cli_mkdir_p(const char *path, mode_t mode);
+
+/* Quote s as a TOML basic string (escapes ", \ and control characters). Caller frees. */
+char *cli_toml_quote(const char *s);
+
+/* Find a helper program built with us: $env, next to nucleus, in the build tree (build_rel
+ * relative to our directory), the libexec dir, then $PATH. Returns 0 or -ENOENT. */
+int cli_find_helper(const char *name, const char *env, const char *build_rel, char **ret);

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* State shared by setup's Linux steps (verb-setup.c) and its Lima path (cli-lima.c). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "cli.h"
+
+typedef enum SetupStepResult {
+        SETUP_UNCHANGED,
+        SETUP_CHANGED,
+        SETUP_SKIPPED,
+        SETUP_WARNING,
+        SETUP_FAILED,
+} SetupStepResult;
+
+typedef struct SetupContext {
+        /* options */
+        bool force;
+        bool rotate_secrets;
+        bool skip_vm;
+        bool skip_images;
+        bool skip_deps;
+        bool secrets_provided;      /* inside Lima: secrets were handed over, only verify them */
+        const char *listen;         /* node API, "127.0.0.1:8080" */
+        const char *metrics_listen; /* "127.0.0.1:9080" */
+        const char *vm_name;
+        unsigned vm_cpus, vm_memory_gib, vm_disk_gib;
+        OutputMode output;
+        /* results */
+        json_t *steps; /* array of {step, result, message} */
+        unsigned n_changed;
+        unsigned n_failed;
+        char *accel; /* "kvm" or "tcg" */
+        char *accel_reason;
+} SetupContext;
+
+/* Record and print (stderr) one step's outcome. */
+void setup_step(SetupContext *ctx, const char *step, SetupStepResult res, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Secrets step (S's store), shared with the Lima path (host-side secrets). Returns 0 or a
+ * negative errno (already recorded as a failed step). */
+int setup_secrets(SetupContext *ctx, const char *secrets_dir);
+
+/* Write the CLI config.toml. mode: "daemon", "systemd" or "lima". */
+int setup_cli_config(SetupContext *ctx, const char *mode, const char *node_config);
