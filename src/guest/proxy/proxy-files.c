@@ -1,0 +1,743 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * File operations: read, write, edit, list, glob, grep. Every path is untrusted; it is
+ * resolved by the kernel beneath the workspace root fd (proxy-path.c), the policy judges both
+ * the requested and the resolved workspace-relative path, and file types and link counts are
+ * checked on the opened fd, never on a name.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <dirent.h>
+#include <linux/openat2.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pcre2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "glob.h"
+#include "proxy-path.h"
+#include "proxy.h"
+#include "string-util.h"
+
+#define ANSWER_BUDGET (PROTO_MAX_PAYLOAD - 64 * 1024) /* bytes of JSON we allow in an answer */
+
+static void fail_errno(Request *req, int r, const char *what, const char *rel) {
+        _cleanup_free_ char *vis = string_make_visible(rel);
+        ErrorKind k = proxy_errno_kind(r);
+        if (k == ERROR_KIND_SANDBOX_ESCAPE)
+                request_fail(
+                        req,
+                        k,
+                        "sandbox escape: path '%s' resolves outside the workspace (or through a link that "
+                        "is refused)",
+                        vis);
+        else if (k == ERROR_KIND_NOT_FOUND)
+                request_fail(req, k, "%s: '%s' does not exist", what, vis);
+        else
+                request_fail(req, k, "%s: '%s': %s", what, vis, strerror(-r));
+}
+
+/* Normalize the "path" argument. Fails the request and returns <0 on error. */
+static int get_path(Request *req, const char *key, bool required, const char *def, char **ret_rel) {
+        const char *path;
+        ErrorKind kind;
+        _cleanup_free_ char *msg = NULL;
+        if (args_get_string(req, key, required, &path) < 0)
+                return -EINVAL;
+        if (!path)
+                path = def;
+        if (proxy_path_normalize(req->proxy, path, ret_rel, &kind, &msg) < 0) {
+                request_fail(req, kind, "%s", msg);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Judge requested and resolved paths; then run the gate. Returns 0 when allowed. */
+static int judge(Request *req, const char *requested, const char *resolved, PathAccess access, uint64_t cost) {
+        Policy *pol = req->proxy->policy;
+        PolicyDecision d1 = {}, d2 = {};
+        if (request_check_deadline(req) < 0)
+                return -ETIME;
+        if (policy_check_path(pol, requested, access, &d1) < 0) {
+                request_fail(req, ERROR_KIND_INTERNAL, "policy check failed");
+                return -EINVAL;
+        }
+        if (d1.verdict != POLICY_DENY && resolved && !streq(resolved, requested)) {
+                if (policy_check_path(pol, resolved, access, &d2) < 0) {
+                        policy_decision_done(&d1);
+                        request_fail(req, ERROR_KIND_INTERNAL, "policy check failed");
+                        return -EINVAL;
+                }
+                if (d2.verdict == POLICY_DENY) {
+                        policy_decision_done(&d1);
+                        return request_gate(req, &d2, cost);
+                }
+                policy_decision_done(&d2);
+        }
+        return request_gate(req, &d1, cost);
+}
+
+/* Open an existing path beneath the root (following in-root symlinks), learn its real
+ * relative path, judge it. On success *ret_fd and *ret_rel (resolved) are set. */
+static int open_judged(Request *req, const char *rel, int flags, PathAccess access, int *ret_fd, char **ret_rel) {
+        Proxy *p = req->proxy;
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *resolved = NULL;
+        int r;
+
+        if (request_check_deadline(req) < 0)
+                return -ETIME;
+        fd = proxy_openat2(p, -1, rel, flags | O_NONBLOCK | O_NOCTTY, 0, 0);
+        if (fd < 0) {
+                /* A refusal of the path itself beats "not found": judge the name first. */
+                PolicyDecision d = {};
+                if (fd != -EXDEV && fd != -ELOOP && policy_check_path(p->policy, rel, access, &d) >= 0 &&
+                    d.verdict == POLICY_DENY)
+                        return request_gate(req, &d, 0) < 0 ? -EPERM : -EPERM;
+                policy_decision_done(&d);
+                fail_errno(req, fd, req->op, rel);
+                return fd;
+        }
+        r = proxy_fd_relpath(p, fd, &resolved);
+        if (r < 0) {
+                fail_errno(req, r, req->op, rel);
+                return r;
+        }
+        r = judge(req, rel, resolved, access, p->costs.base_usd_micros);
+        if (r < 0)
+                return r;
+        *ret_fd = TAKE_FD(fd);
+        *ret_rel = TAKE_PTR(resolved);
+        return 0;
+}
+
+static int check_regular(Request *req, int fd, const char *rel, struct stat *ret_st) {
+        struct stat st;
+        _cleanup_free_ char *vis = string_make_visible(rel);
+        if (fstat(fd, &st) < 0) {
+                request_fail(req, ERROR_KIND_IO_ERROR, "%s: stat '%s': %m", req->op, vis);
+                return -errno;
+        }
+        if (S_ISDIR(st.st_mode)) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "%s: '%s' is a directory", req->op, vis);
+                return -EISDIR;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                request_fail(req, ERROR_KIND_PATH_DENIED, "%s: '%s' is not a regular file", req->op, vis);
+                return -EPERM;
+        }
+        if (st.st_nlink > 1) {
+                /* F8: a hard link may share its inode with a file outside the workspace. */
+                request_fail(
+                        req,
+                        ERROR_KIND_PATH_DENIED,
+                        "%s: '%s' has %ju hard links; hard-linked files are refused",
+                        req->op,
+                        vis,
+                        (uintmax_t) st.st_nlink);
+                return -EPERM;
+        }
+        *ret_st = st;
+        return 0;
+}
+
+void op_read(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "path", "offset", "length", NULL };
+        _cleanup_free_ char *rel = NULL, *resolved = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t offset, length;
+        struct stat st;
+
+        if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0 ||
+            args_get_u64(req, "offset", 0, INT64_MAX, &offset) < 0 ||
+            args_get_u64(req, "length", p->limits.max_read_bytes, UINT64_MAX, &length) < 0)
+                return;
+        if (length > p->limits.max_read_bytes) {
+                request_fail(
+                        req,
+                        ERROR_KIND_TOO_LARGE,
+                        "read: length %llu exceeds the limit of %llu bytes per read",
+                        (unsigned long long) length,
+                        (unsigned long long) p->limits.max_read_bytes);
+                return;
+        }
+        if (open_judged(req, rel, O_RDONLY, PATH_ACCESS_READ, &fd, &resolved) < 0)
+                return;
+        if (check_regular(req, fd, resolved, &st) < 0)
+                return;
+        _cleanup_free_ char *buf = xmalloc(length + 1);
+        size_t got = 0;
+        while (got < length) {
+                ssize_t k = pread(fd, buf + got, length - got, (off_t) (offset + got));
+                if (k < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        request_fail(req, ERROR_KIND_IO_ERROR, "read: %m");
+                        return;
+                }
+                if (k == 0)
+                        break;
+                got += (size_t) k;
+        }
+        request_settle(req, p->costs.base_usd_micros);
+        json_t *j = json_pack(
+                "{s:s, s:I, s:I, s:I, s:b}",
+                "path",
+                resolved,
+                "size",
+                (json_int_t) st.st_size,
+                "offset",
+                (json_int_t) offset,
+                "length",
+                (json_int_t) got,
+                "eof",
+                offset + got >= (uint64_t) st.st_size);
+        json_set_bytes(j, "content", buf, got);
+        request_finish(req, j);
+}
+
+/* Open (creating with create_dirs) the parent directory of rel; returns O_PATH dir fd. */
+static int open_parent(Request *req, const char *parent, bool create_dirs) {
+        Proxy *p = req->proxy;
+        int fd = proxy_openat2(p, -1, parent, O_PATH | O_DIRECTORY, 0, 0);
+        if (fd >= 0 || fd != -ENOENT || !create_dirs)
+                return fd;
+
+        /* mkdir -p, one component at a time, never following symlinks while creating. */
+        _cleanup_close_ int dfd = proxy_openat2(p, -1, ".", O_PATH | O_DIRECTORY, 0, 0);
+        if (dfd < 0)
+                return dfd;
+        _cleanup_free_ char *copy = xstrdup(parent);
+        char *save = NULL;
+        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                int nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, 0);
+                if (nfd == -ENOENT) {
+                        if (mkdirat(dfd, c, 0755) < 0 && errno != EEXIST)
+                                return -errno;
+                        if (fchownat(dfd, c, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                                return -errno;
+                        nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+                }
+                if (nfd < 0)
+                        return nfd;
+                safe_close(dfd);
+                dfd = nfd;
+        }
+        return TAKE_FD(dfd);
+}
+
+static int write_all_fd(int fd, const void *buf, size_t n) {
+        const uint8_t *b = buf;
+        while (n > 0) {
+                ssize_t k = write(fd, b, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                b += k, n -= (size_t) k;
+        }
+        return 0;
+}
+
+void op_write(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "path", "content", "content_base64", "create_dirs", "mode", NULL };
+        _cleanup_free_ char *rel = NULL, *parent = NULL, *leaf = NULL, *parent_res = NULL, *target = NULL;
+        _cleanup_free_ uint8_t *decoded = NULL;
+        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+        const char *content = NULL, *b64 = NULL;
+        size_t n = 0;
+        bool create_dirs;
+        uint64_t mode;
+        int r;
+
+        if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0 ||
+            args_get_bool(req, "create_dirs", false, &create_dirs) < 0 ||
+            args_get_u64(req, "mode", 0644, 0777, &mode) < 0)
+                return;
+        json_t *jc = json_object_get(req->args, "content");
+        if (jc && !json_is_string(jc)) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: 'content' must be a string");
+                return;
+        }
+        if (args_get_string(req, "content_base64", false, &b64) < 0)
+                return;
+        if (!!jc == !!b64) {
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "write: exactly one of 'content' or 'content_base64' is required");
+                return;
+        }
+        if (jc) {
+                content = json_string_value(jc);
+                n = json_string_length(jc);
+        } else {
+                r = base64_decode(b64, strlen(b64), p->limits.max_file_bytes, &decoded, &n);
+                if (r < 0) {
+                        request_fail(
+                                req,
+                                r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_INVALID_REQUEST,
+                                "write: bad content_base64");
+                        return;
+                }
+                content = (const char *) decoded;
+        }
+        if (n > p->limits.max_file_bytes) {
+                request_fail(req, ERROR_KIND_TOO_LARGE, "write: %zu bytes exceeds the limit", n);
+                return;
+        }
+        if (proxy_path_split(rel, &parent, &leaf) < 0) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: cannot write the workspace root");
+                return;
+        }
+        if (request_check_deadline(req) < 0)
+                return;
+
+        /* Judge the requested name before touching anything (mkdir -p is a side effect). */
+        PolicyDecision pre = {};
+        if (policy_check_path(p->policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 && pre.verdict == POLICY_DENY &&
+            !streq(pre.kind ?: "", "approval_required")) {
+                PolicyDecision edit = {};
+                /* Deny only if neither write nor edit would be allowed. */
+                if (policy_check_path(p->policy, rel, PATH_ACCESS_EDIT, &edit) >= 0 &&
+                    edit.verdict == POLICY_DENY) {
+                        policy_decision_done(&edit);
+                        (void) request_gate(req, &pre, 0);
+                        return;
+                }
+                policy_decision_done(&edit);
+        }
+        policy_decision_done(&pre);
+
+        dfd = open_parent(req, parent, create_dirs);
+        if (dfd < 0) {
+                fail_errno(req, dfd, "write", parent);
+                return;
+        }
+        r = proxy_fd_relpath(p, dfd, &parent_res);
+        if (r < 0) {
+                fail_errno(req, r, "write", parent);
+                return;
+        }
+        target = streq(parent_res, ".") ? xstrdup(leaf) : xasprintf("%s/%s", parent_res, leaf);
+
+        struct stat st;
+        bool exists = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) >= 0;
+        if (exists && S_ISLNK(st.st_mode)) {
+                _cleanup_free_ char *vis = string_make_visible(target);
+                request_fail(
+                        req,
+                        ERROR_KIND_PATH_DENIED,
+                        "write: '%s' is a symbolic link; write to its target instead",
+                        vis);
+                return;
+        }
+        if (exists && S_ISDIR(st.st_mode)) {
+                _cleanup_free_ char *vis = string_make_visible(target);
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: '%s' is a directory", vis);
+                return;
+        }
+        if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->costs.base_usd_micros) <
+            0)
+                return;
+
+        if (exists) {
+                fd = openat(dfd, leaf, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0) {
+                        fail_errno(req, -errno, "write", target);
+                        return;
+                }
+                if (check_regular(req, fd, target, &st) < 0)
+                        return;
+                if (ftruncate(fd, 0) < 0) {
+                        request_fail(req, ERROR_KIND_IO_ERROR, "write: truncate: %m");
+                        return;
+                }
+        } else {
+                fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t) mode);
+                if (fd < 0) {
+                        fail_errno(req, -errno, "write", target);
+                        return;
+                }
+                /* Files belong to the agent, so its commands can change them too. */
+                if (fchown(fd, p->agent_uid, p->agent_gid) < 0) {
+                        request_fail(req, ERROR_KIND_IO_ERROR, "write: chown: %m");
+                        return;
+                }
+                (void) fchmod(fd, (mode_t) mode);
+        }
+        r = write_all_fd(fd, content, n);
+        if (r < 0) {
+                request_fail(
+                        req,
+                        r == -EFBIG || r == -ENOSPC ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        "write: %s",
+                        strerror(-r));
+                return;
+        }
+        request_settle(req, p->costs.base_usd_micros);
+        json_t *j = json_pack("{s:s, s:I, s:b}", "path", target, "bytes", (json_int_t) n, "created", !exists);
+        request_finish(req, j);
+}
+
+void op_edit(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "path", "old", "new", NULL };
+        _cleanup_free_ char *rel = NULL, *resolved = NULL, *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        size_t size;
+        int r;
+
+        json_t *jo = json_object_get(req->args, "old"), *jn = json_object_get(req->args, "new");
+        if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0)
+                return;
+        if (!json_is_string(jo) || !json_is_string(jn) || json_string_length(jo) == 0) {
+                request_fail(
+                        req, ERROR_KIND_INVALID_REQUEST, "edit: 'old' (non-empty) and 'new' must be strings");
+                return;
+        }
+        if (open_judged(req, rel, O_RDWR, PATH_ACCESS_EDIT, &fd, &resolved) < 0)
+                return;
+        if (check_regular(req, fd, resolved, &st) < 0)
+                return;
+        if ((uint64_t) st.st_size > p->limits.max_file_bytes) {
+                request_fail(
+                        req,
+                        ERROR_KIND_TOO_LARGE,
+                        "edit: file is larger than %llu bytes",
+                        (unsigned long long) p->limits.max_file_bytes);
+                return;
+        }
+        r = read_full_fd(fd, p->limits.max_file_bytes, &data, &size);
+        if (r < 0) {
+                request_fail(
+                        req,
+                        r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        "edit: read: %s",
+                        strerror(-r));
+                return;
+        }
+        const char *old = json_string_value(jo), *new = json_string_value(jn);
+        size_t on = json_string_length(jo), nn = json_string_length(jn);
+        const char *hit = memmem(data, size, old, on);
+        if (!hit) {
+                _cleanup_free_ char *vis = string_make_visible(resolved);
+                request_fail(
+                        req, ERROR_KIND_NOT_FOUND, "edit: the text to replace does not occur in '%s'", vis);
+                return;
+        }
+        size_t off = (size_t) (hit - data);
+        if (memmem(hit + 1, size - off - 1, old, on)) {
+                _cleanup_free_ char *vis = string_make_visible(resolved);
+                request_fail(
+                        req,
+                        ERROR_KIND_NOT_UNIQUE,
+                        "edit: the text to replace occurs more than once in '%s'",
+                        vis);
+                return;
+        }
+        if (size - on + nn > p->limits.max_file_bytes) {
+                request_fail(req, ERROR_KIND_TOO_LARGE, "edit: result would exceed the file size limit");
+                return;
+        }
+        _cleanup_free_ char *out = xmalloc(size - on + nn + 1);
+        memcpy(out, data, off);
+        memcpy(out + off, new, nn);
+        memcpy(out + off + nn, data + off + on, size - off - on);
+        size_t outn = size - on + nn;
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 || (r = write_all_fd(fd, out, outn)) < 0) {
+                request_fail(req, ERROR_KIND_IO_ERROR, "edit: write failed");
+                return;
+        }
+        request_settle(req, p->costs.base_usd_micros);
+        json_t *j = json_pack(
+                "{s:s, s:i, s:I}", "path", resolved, "replacements", 1, "size", (json_int_t) outn);
+        request_finish(req, j);
+}
+
+static const char *type_name(unsigned char t) {
+        switch (t) {
+        case DT_REG:
+                return "file";
+        case DT_DIR:
+                return "dir";
+        case DT_LNK:
+                return "symlink";
+        default:
+                return "other";
+        }
+}
+
+static char *join_rel(const char *dir, const char *name) {
+        return streq(dir, ".") ? xstrdup(name) : xasprintf("%s/%s", dir, name);
+}
+
+void op_list(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "path", NULL };
+        _cleanup_free_ char *rel = NULL, *resolved = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (args_check_keys(req, keys) < 0 || get_path(req, "path", false, ".", &rel) < 0)
+                return;
+        if (open_judged(req, rel, O_RDONLY | O_DIRECTORY, PATH_ACCESS_GLOB, &fd, &resolved) < 0)
+                return;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                request_fail(req, ERROR_KIND_IO_ERROR, "list: %m");
+                return;
+        }
+        int dirfd_ = TAKE_FD(fd);
+        json_t *entries = json_array();
+        bool truncated = false;
+        size_t budget = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                _cleanup_free_ char *child = join_rel(resolved, de->d_name);
+                if (!policy_path_allowed(p->policy, child))
+                        continue;
+                if (json_array_size(entries) >= p->limits.max_list_entries || budget > ANSWER_BUDGET) {
+                        truncated = true;
+                        break;
+                }
+                struct stat st;
+                json_int_t size = -1;
+                unsigned char t = de->d_type;
+                if (fstatat(dirfd_, de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
+                        size = (json_int_t) st.st_size;
+                        t = S_ISREG(st.st_mode)       ? DT_REG
+                                : S_ISDIR(st.st_mode) ? DT_DIR
+                                : S_ISLNK(st.st_mode) ? DT_LNK
+                                                      : DT_UNKNOWN;
+                }
+                budget += strlen(de->d_name) + 48;
+                json_array_append_new(
+                        entries,
+                        json_pack("{s:s, s:s, s:I}", "name", de->d_name, "type", type_name(t), "size", size));
+        }
+        closedir(d);
+        request_settle(req, p->costs.base_usd_micros);
+        request_finish(
+                req,
+                json_pack("{s:s, s:o, s:b}", "path", resolved, "entries", entries, "truncated", truncated));
+}
+
+typedef struct Walk {
+        Request *req;
+        uint64_t visited;
+        bool truncated;
+        size_t answer_bytes;
+        /* glob */
+        const char *pattern;
+        json_t *matches;
+        /* grep */
+        pcre2_code *re;
+        pcre2_match_data *md;
+        pcre2_match_context *mctx;
+        uint64_t max_matches;
+        uint64_t n_matches;
+        uint64_t files_searched;
+} Walk;
+
+static void grep_file(Walk *w, int dirfd, const char *name, const char *rel);
+
+static void walk_dir(Walk *w, int dirfd, const char *rel, unsigned depth) {
+        Proxy *p = w->req->proxy;
+        if (depth > 64 || w->truncated)
+                return;
+        int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dup_fd < 0)
+                return;
+        DIR *d = fdopendir(dup_fd);
+        if (!d) {
+                safe_close(dup_fd);
+                return;
+        }
+        struct dirent *de;
+        while (!w->truncated && (de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (++w->visited > p->limits.max_walk_entries) {
+                        w->truncated = true;
+                        break;
+                }
+                _cleanup_free_ char *child = join_rel(rel, de->d_name);
+                bool allowed = policy_path_allowed(p->policy, child);
+                unsigned char t = de->d_type;
+                if (t == DT_UNKNOWN) {
+                        struct stat st;
+                        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
+                                t = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+                }
+                if (allowed && w->pattern && glob_match(w->pattern, child)) {
+                        if (json_array_size(w->matches) >= p->limits.max_list_entries ||
+                            w->answer_bytes > ANSWER_BUDGET) {
+                                w->truncated = true;
+                                break;
+                        }
+                        w->answer_bytes += strlen(child) + 4;
+                        json_array_append_new(w->matches, json_string(child));
+                }
+                if (allowed && w->re && t == DT_REG)
+                        grep_file(w, dirfd, de->d_name, child);
+                if (t == DT_DIR) {
+                        /* O_NOFOLLOW: the walk never leaves through a symlink. */
+                        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0) {
+                                walk_dir(w, sub, child, depth + 1);
+                                safe_close(sub);
+                        }
+                }
+        }
+        closedir(d);
+}
+
+void op_glob(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "pattern", "path", NULL };
+        _cleanup_free_ char *rel = NULL, *resolved = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *pattern;
+
+        if (args_check_keys(req, keys) < 0 || args_get_string(req, "pattern", true, &pattern) < 0 ||
+            get_path(req, "path", false, ".", &rel) < 0)
+                return;
+        if (strlen(pattern) == 0 || strlen(pattern) > GLOB_MAX_LEN) {
+                request_fail(
+                        req, ERROR_KIND_INVALID_REQUEST, "glob: pattern must be 1..%u bytes", GLOB_MAX_LEN);
+                return;
+        }
+        if (open_judged(req, rel, O_RDONLY | O_DIRECTORY, PATH_ACCESS_GLOB, &fd, &resolved) < 0)
+                return;
+        /* Patterns are matched against workspace-relative paths; with a sub-path, prefix it. */
+        _cleanup_free_ char *full = streq(resolved, ".") ? xstrdup(pattern)
+                                                         : xasprintf("%s/%s", resolved, pattern);
+        Walk w = { .req = req, .pattern = full, .matches = json_array() };
+        walk_dir(&w, fd, resolved, 0);
+        request_settle(req, p->costs.base_usd_micros);
+        request_finish(req, json_pack("{s:o, s:b}", "matches", w.matches, "truncated", w.truncated));
+}
+
+static void grep_file(Walk *w, int dirfd, const char *name, const char *rel) {
+        Proxy *p = w->req->proxy;
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1 ||
+            (uint64_t) st.st_size > p->limits.max_grep_file_bytes)
+                return;
+        _cleanup_free_ char *data = NULL;
+        size_t n;
+        if (read_full_fd(fd, p->limits.max_grep_file_bytes, &data, &n) < 0)
+                return;
+        if (memchr(data, 0, NUCLEUS_MIN(n, (size_t) 8192)))
+                return; /* binary */
+        w->files_searched++;
+        size_t lineno = 0;
+        for (size_t off = 0; off < n && !w->truncated;) {
+                const char *nl = memchr(data + off, '\n', n - off);
+                size_t len = nl ? (size_t) (nl - (data + off)) : n - off;
+                lineno++;
+                int rc = pcre2_match(w->re, (PCRE2_SPTR) (data + off), len, 0, 0, w->md, w->mctx);
+                if (rc >= 0) {
+                        if (w->n_matches >= w->max_matches || w->answer_bytes > ANSWER_BUDGET) {
+                                w->truncated = true;
+                                break;
+                        }
+                        size_t show = NUCLEUS_MIN(len, (size_t) 512);
+                        json_t *m = json_pack("{s:s, s:I}", "path", rel, "line", (json_int_t) lineno);
+                        json_set_bytes(m, "text", data + off, show);
+                        json_array_append_new(w->matches, m);
+                        w->answer_bytes += strlen(rel) + show * 2 + 48;
+                        w->n_matches++;
+                }
+                off += len + 1;
+        }
+}
+
+void op_grep(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { "pattern", "path", "max_matches", "ignore_case", NULL };
+        _cleanup_free_ char *rel = NULL, *resolved = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *pattern;
+        uint64_t max_matches;
+        bool icase;
+
+        if (args_check_keys(req, keys) < 0 || args_get_string(req, "pattern", true, &pattern) < 0 ||
+            get_path(req, "path", false, ".", &rel) < 0 ||
+            args_get_u64(
+                    req,
+                    "max_matches",
+                    NUCLEUS_MIN((uint64_t) 100, p->limits.max_grep_matches),
+                    p->limits.max_grep_matches,
+                    &max_matches) < 0 ||
+            args_get_bool(req, "ignore_case", false, &icase) < 0)
+                return;
+        if (strlen(pattern) == 0 || strlen(pattern) > 4096) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "grep: pattern must be 1..4096 bytes");
+                return;
+        }
+        int errcode;
+        PCRE2_SIZE erroff;
+        pcre2_code *re = pcre2_compile(
+                (PCRE2_SPTR) pattern, PCRE2_ZERO_TERMINATED, icase ? PCRE2_CASELESS : 0, &errcode, &erroff, NULL);
+        if (!re) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(errcode, msg, sizeof msg);
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "grep: bad pattern at offset %zu: %s",
+                        (size_t) erroff,
+                        (char *) msg);
+                return;
+        }
+        if (open_judged(req, rel, O_RDONLY, PATH_ACCESS_GREP, &fd, &resolved) < 0) {
+                pcre2_code_free(re);
+                return;
+        }
+        Walk w = {
+                .req = req,
+                .re = re,
+                .md = pcre2_match_data_create_from_pattern(re, NULL),
+                .mctx = pcre2_match_context_create(NULL),
+                .max_matches = max_matches,
+                .matches = json_array(),
+        };
+        /* Bound the work a hostile pattern can cause per line. */
+        pcre2_set_match_limit(w.mctx, 1000000);
+        pcre2_set_depth_limit(w.mctx, 10000);
+        struct stat st;
+        if (fstat(fd, &st) >= 0 && S_ISREG(st.st_mode)) {
+                _cleanup_free_ char *parent = NULL, *leaf = NULL;
+                _cleanup_close_ int pfd = -EBADF;
+                if (proxy_path_split(resolved, &parent, &leaf) >= 0 &&
+                    (pfd = proxy_openat2(p, -1, parent, O_PATH | O_DIRECTORY, 0, 0)) >= 0)
+                        grep_file(&w, pfd, leaf, resolved);
+        } else
+                walk_dir(&w, fd, resolved, 0);
+        pcre2_match_data_free(w.md);
+        pcre2_match_context_free(w.mctx);
+        pcre2_code_free(re);
+        request_settle(req, p->costs.base_usd_micros);
+        request_finish(
+                req,
+                json_pack(
+                        "{s:o, s:b, s:I}",
+                        "matches",
+                        w.matches,
+                        "truncated",
+                        w.truncated,
+                        "files_searched",
+                        (json_int_t) w.files_searched));
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Workspace path resolution (see proxy-path.h). Input paths are untrusted. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "proxy-path.h"
+#include "string-util.h"
+
+int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *reterr_kind, char **reterr_msg) {
+        size_t n = strlen(path);
+        _cleanup_free_ char *vis = NULL;
+
+        if (n == 0) {
+                *reterr_kind = ERROR_KIND_INVALID_REQUEST;
+                *reterr_msg = xstrdup("empty path");
+                return -EINVAL;
+        }
+        if (n > PROXY_PATH_MAX) {
+                *reterr_kind = ERROR_KIND_INVALID_REQUEST;
+                *reterr_msg = xasprintf("path is %zu bytes, longer than %u", n, PROXY_PATH_MAX);
+                return -ENAMETOOLONG;
+        }
+        const char *rest = path;
+        if (path[0] == '/') {
+                /* Absolute: only under the workspace root, compared component-wise so that
+                 * "/workspace2" or "/workspace_evil" never match "/workspace" (F4). */
+                const char *after = startswith(path, p->workspace_path);
+                if (!after || (*after != '/' && *after != 0)) {
+                        vis = string_make_visible(path);
+                        *reterr_kind = ERROR_KIND_SANDBOX_ESCAPE;
+                        *reterr_msg = xasprintf(
+                                "sandbox escape: path '%s' is outside the workspace %s", vis, p->workspace_path);
+                        return -EXDEV;
+                }
+                rest = after;
+        }
+
+        /* Lexical normalization: drop "" and ".", apply ".." but never above the root. */
+        _cleanup_free_ char *out = xmalloc(n + 2);
+        size_t o = 0;
+        const char *s = rest;
+        while (*s) {
+                while (*s == '/')
+                        s++;
+                if (!*s)
+                        break;
+                const char *e = strchrnul(s, '/');
+                size_t len = (size_t) (e - s);
+                if (len == 1 && s[0] == '.') {
+                        /* skip */
+                } else if (len == 2 && s[0] == '.' && s[1] == '.') {
+                        if (o == 0) {
+                                vis = string_make_visible(path);
+                                *reterr_kind = ERROR_KIND_SANDBOX_ESCAPE;
+                                *reterr_msg = xasprintf(
+                                        "sandbox escape: path '%s' climbs above the workspace root", vis);
+                                return -EXDEV;
+                        }
+                        while (o > 0 && out[o - 1] != '/')
+                                o--;
+                        if (o > 0)
+                                o--; /* the slash */
+                } else {
+                        if (o > 0)
+                                out[o++] = '/';
+                        memcpy(out + o, s, len);
+                        o += len;
+                }
+                s = e;
+        }
+        if (o == 0)
+                out[o++] = '.';
+        out[o] = 0;
+        *ret_rel = TAKE_PTR(out);
+        return 0;
+}
+
+int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, uint64_t resolve) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_CLOEXEC),
+                .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve,
+        };
+        int fd = (int) syscall(SYS_openat2, dirfd < 0 ? p->workspace_fd : dirfd, rel, &how, sizeof how);
+        if (fd < 0)
+                return -errno;
+        return fd;
+}
+
+int proxy_fd_relpath(Proxy *p, int fd, char **ret_rel) {
+        char proc[64], buf[PROXY_PATH_MAX + 256];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(proc, buf, sizeof buf - 1);
+        if (k < 0)
+                return -errno;
+        if ((size_t) k >= sizeof buf - 1)
+                return -ENAMETOOLONG;
+        buf[k] = 0;
+        const char *after = startswith(buf, p->workspace_real);
+        if (!after || (*after != '/' && *after != 0))
+                return -EXDEV;
+        while (*after == '/')
+                after++;
+        *ret_rel = xstrdup(*after ? after : ".");
+        return 0;
+}
+
+ErrorKind proxy_errno_kind(int r) {
+        switch (-r) {
+        case EXDEV:
+        case ELOOP:
+                return ERROR_KIND_SANDBOX_ESCAPE;
+        case ENOENT:
+        case ENOTDIR:
+                return ERROR_KIND_NOT_FOUND;
+        case EEXIST:
+                return ERROR_KIND_ALREADY_EXISTS;
+        case EACCES:
+        case EPERM:
+                return ERROR_KIND_PATH_DENIED;
+        case ENAMETOOLONG:
+        case EINVAL:
+                return ERROR_KIND_INVALID_REQUEST;
+        case EFBIG:
+        case E2BIG:
+                return ERROR_KIND_TOO_LARGE;
+        default:
+                return ERROR_KIND_IO_ERROR;
+        }
+}
+
+int proxy_path_split(const char *rel, char **ret_parent, char **ret_leaf) {
+        if (streq(rel, "."))
+                return -EINVAL;
+        const char *slash = strrchr(rel, '/');
+        if (!slash) {
+                *ret_parent = xstrdup(".");
+                *ret_leaf = xstrdup(rel);
+        } else {
+                *ret_parent = xstrndup(rel, (size_t) (slash - rel));
+                *ret_leaf = xstrdup(slash + 1);
+        }
+        return 0;
+}

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus-tool-proxy: shared state of the in-guest enforcement point. One Proxy per process,
+ * one peer (the node) at a time, one epoll loop. Everything arriving on the channel is
+ * untrusted; the command-line options come from guest init (trusted).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "approval.h"
+#include "frame.h"
+#include "message.h"
+#include "policy.h"
+#include "process-util.h"
+#include "time-util.h"
+#include "transport.h"
+
+typedef struct Proxy Proxy;
+typedef struct Request Request;
+typedef struct Job Job;
+
+/* Limits applied to operations; configure may lower or raise them within hard caps. */
+typedef struct ProxyLimits {
+        uint64_t max_read_bytes;        /* one read answer (before base64) */
+        uint64_t max_file_bytes;        /* write/edit content and files edit will load */
+        uint64_t max_output_bytes;      /* per stream (stdout, stderr) kept for a run answer */
+        uint64_t max_import_bytes;      /* whole tar stream */
+        uint64_t max_list_entries;      /* list/glob answers */
+        uint64_t max_walk_entries;      /* directory entries visited by glob/grep */
+        uint64_t max_grep_matches;      /* default match cap for grep */
+        uint64_t max_grep_file_bytes;   /* files larger than this are skipped by grep */
+        usec_t default_command_timeout; /* run without timeout_seconds */
+        usec_t max_command_timeout;     /* cap for timeout_seconds */
+        uint64_t rlimit_nproc;          /* RLIMIT_NPROC for commands */
+        uint64_t rlimit_nofile;         /* RLIMIT_NOFILE */
+        uint64_t rlimit_fsize;          /* RLIMIT_FSIZE bytes */
+        uint64_t rlimit_as;             /* RLIMIT_AS bytes */
+        uint64_t max_concurrent_jobs;   /* running commands at once */
+} ProxyLimits;
+
+typedef struct ProxyCosts {
+        uint64_t base_usd_micros;           /* reserved+charged for every side effect */
+        uint64_t run_usd_micros_per_second; /* run: reserved for the timeout, settled on use */
+} ProxyCosts;
+
+struct Request {
+        Proxy *proxy;
+        uint32_t stream_id;
+        char *op;             /* owned copy */
+        json_t *args;         /* owned reference */
+        char args_sha256[65]; /* of canonical args (approval field removed) */
+        usec_t start;         /* CLOCK_MONOTONIC */
+        BudgetReservation reservation;
+        bool reserved;
+        char *approval_token;   /* token to consume once everything else passed, or NULL */
+        Operation approval_op;  /* operation the token must name */
+        char approval_args[65]; /* args digest the token must carry ("" = none) */
+};
+
+/* Result of a policy gate: 0 = go ahead, else an error JSON was produced. */
+typedef struct Proxy {
+        /* command line */
+        char *workspace_path; /* absolute, no trailing slash */
+        int workspace_fd;     /* O_PATH|O_DIRECTORY of workspace_path */
+        char *workspace_real; /* realpath, for /proc/self/fd checks */
+        uid_t agent_uid;
+        gid_t agent_gid;
+        char *agent_home; /* HOME for commands */
+        char *state_dir;  /* root-only dir outside the workspace (baseline git) */
+
+        /* channel */
+        Transport *transport;
+        int epoll_fd;
+        int conn_fd; /* -EBADF when no peer */
+        FrameDecoder decoder;
+        FrameQueue out;
+        bool want_out; /* EPOLLOUT armed */
+        bool drop_peer;
+
+        /* configuration (set once by configure) */
+        bool configured;
+        char *pod_id;
+        Policy *policy;
+        char policy_sha256[65];
+        TimeWindow window;
+        BudgetMeter *budget;
+        ProxyLimits limits;
+        ProxyCosts costs;
+        bool have_approver;
+        uint8_t approver_key[APPROVAL_PUBLIC_KEY_SIZE];
+        ApprovalRegistry *approvals;
+        char **pending_tokens; /* approve op: verified tokens waiting to be used */
+        char **env;            /* NAME=value strings added to every command's environment */
+        char **dns_allow;      /* host or host:port */
+        char *fetch_helper;    /* path of nucleus-web-fetch, or NULL */
+
+        /* jobs (running commands, imports) */
+        Job *jobs;
+        unsigned n_jobs;
+        Job *graveyard; /* removed during a loop iteration; freed after it */
+        bool terminating;
+} Proxy;
+
+/* Loop sources: epoll data.ptr points at one of these. */
+typedef struct LoopSource {
+        int fd;
+        void (*callback)(Proxy *p, struct LoopSource *s, uint32_t events);
+        void *userdata;
+} LoopSource;
+
+int proxy_loop_add(Proxy *p, LoopSource *s, uint32_t events);
+int proxy_loop_mod(Proxy *p, LoopSource *s, uint32_t events);
+void proxy_loop_del(Proxy *p, LoopSource *s);
+
+/* ---- channel (proxy-channel.c) ---- */
+/* Queue a frame/JSON for the peer; silently dropped when there is no peer. */
+void proxy_send(Proxy *p, FrameType type, uint32_t stream_id, const void *buf, size_t n);
+void proxy_send_json(Proxy *p, FrameType type, uint32_t stream_id, json_t *j);
+
+/* ---- requests (proxy-ops.c) ---- */
+/* Finish a request: send the response (takes result), emit the audit event, free req. */
+void request_finish(Request *req, json_t *result);
+/* Same with an error built from kind + message. */
+void request_fail(Request *req, ErrorKind kind, const char *fmt, ...) _printf_(3, 4);
+Request *request_free(Request *req);
+void proxy_handle_frame(Proxy *p, Frame *f);
+void proxy_handle_peer_gone(Proxy *p);
+
+/*
+ * The policy gate, in the documented order (docs/proxy.md "Check order"):
+ *   deadline -> policy decision (capability, path/command rules, obligation) -> approval
+ *   token (verified, bound to pod/op/args; consumed later) -> budget reservation.
+ * decision: what policy_check_path/command said (consumed). Returns 0 when the caller may
+ * execute; otherwise the request was already failed (and freed when it was async: never).
+ */
+int request_gate(Request *req, PolicyDecision *decision, uint64_t reserve_usd_micros);
+/* Deadline only (ops without a policy decision). Returns 0 or fails the request. */
+int request_check_deadline(Request *req);
+/* Consume the approval (if any) and settle the reservation with the actual cost. */
+void request_settle(Request *req, uint64_t actual_usd_micros);
+
+/* ---- ops ---- */
+void op_configure(Request *req);
+void op_status(Request *req);
+void op_charge(Request *req);
+void op_approve(Request *req);
+void op_read(Request *req);
+void op_write(Request *req);
+void op_edit(Request *req);
+void op_list(Request *req);
+void op_glob(Request *req);
+void op_grep(Request *req);
+void op_run(Request *req);
+void op_web_fetch(Request *req);
+void op_import(Request *req);
+void op_export(Request *req);
+
+/* ---- jobs (proxy-run.c, proxy-import.c) ---- */
+struct Job {
+        Job *next;
+        Proxy *proxy;
+        Request *req;
+        void (*on_frame)(Job *j, Frame *f); /* data/end/cancel on the job's stream */
+        void (*free)(Job *j);
+        void *data;
+};
+Job *proxy_find_job(Proxy *p, uint32_t stream_id);
+void proxy_add_job(Proxy *p, Job *j);
+/* Unlink; j->free runs after the current loop iteration (sources may still have events). */
+void proxy_remove_job(Proxy *p, Job *j);
+/* Earliest timer among jobs (CLOCK_MONOTONIC usec) or USEC_INFINITY; and the tick. */
+usec_t proxy_jobs_next_deadline(Proxy *p);
+void proxy_jobs_reap_graveyard(Proxy *p);
+void proxy_jobs_tick(Proxy *p);
+
+/* ---- helpers (proxy-util.c) ---- */
+/* Parse helpers for args: each fails the request with invalid_request and returns <0. */
+int args_get_string(Request *req, const char *key, bool required, const char **ret);
+int args_get_bool(Request *req, const char *key, bool def, bool *ret);
+int args_get_u64(Request *req, const char *key, uint64_t def, uint64_t max, uint64_t *ret);
+/* Reject unknown keys: allowed is NULL-terminated. */
+int args_check_keys(Request *req, const char *const *allowed);
+/* base64 (libsodium, original variant with padding) helpers. */
+char *base64_encode(const void *p, size_t n);
+int base64_decode(const char *s, size_t len, size_t max, uint8_t **ret, size_t *ret_n);
+/* Lowercase hex SHA-256 of bytes. */
+void sha256_hex(const void *p, size_t n, char ret[static 65]);
+bool utf8_valid(const char *p, size_t n);
+/* Put bytes into obj under key (UTF-8 string) or key_base64 when not valid UTF-8/has NUL. */
+void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n);
