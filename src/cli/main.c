@@ -36,6 +36,7 @@ static const Verb verbs[] = {
         { "ps", verb_ps, "List the node's pods" },
         { "logs", verb_logs, "Show a pod's logs" },
         { "audit", verb_audit, "Verify an audit log" },
+        { "run", verb_run, "Run an agent on a task in a fresh microVM pod and return its patch" },
 };
 
 static void help(void) {

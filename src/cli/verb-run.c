@@ -1,0 +1,1176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus run: the main job. Builds a pod spec from the policy flags, uploads the working
+ * directory as a tar, creates the pod, lets an agent (a model through src/agent, a --script
+ * plan, or an external MCP agent via --agent-cmd) act only through the pod's tools, then
+ * saves the patch, fetches the audit log and ALWAYS deletes the pod (errors and Ctrl-C
+ * included). Trusts the user's flags and files; the node's and the model's answers are
+ * untrusted and made visible before they reach the terminal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent-node.h"
+#include "agent-workspace.h"
+#include "agent.h"
+#include "alloc-util.h"
+#include "approval.h"
+#include "cli-files.h"
+#include "cli.h"
+#include "client-paths.h"
+#include "client-settings.h"
+#include "client.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "llm.h"
+#include "parse-util.h"
+#include "log.h"
+#include "policy.h"
+#include "pricing.h"
+#include "process-util.h"
+#include "secrets.h"
+#include "string-util.h"
+#include "time-util.h"
+#include "tools.h"
+#include "words.h"
+
+#define RUN_BOOT_TIMEOUT_USEC (600 * USEC_PER_SEC) /* TCG boots are slow */
+#define RUN_APPROVAL_TTL_SEC 300
+
+typedef struct RunOptions {
+        const char *task;
+        const char *dir;
+        const char *profile;
+        const char *policy_file;
+        const char *max_cost;
+        uint64_t timeout_sec;
+        const char *network;
+        unsigned max_turns;
+        const char *model;
+        const char *provider;
+        const char *base_url;
+        const char *api_key_env;
+        const char *price_in;
+        const char *price_out;
+        const char *script;
+        const char *agent_cmd;
+        bool apply;
+        bool apply_flagged;
+        const char *patch_out;
+        OutputMode output;
+        bool keep_text_stdout;
+} RunOptions;
+
+static volatile sig_atomic_t run_interrupted = 0;
+
+static void on_signal(int sig) {
+        run_interrupted = 1;
+}
+
+static void help(void) {
+        printf("Usage: nucleus run \"TASK\" [OPTIONS]\n"
+               "Run an agent on TASK inside a fresh microVM pod with enforced permissions.\n\n"
+               "  -d, --dir DIR            working directory to upload (default .)\n"
+               "  -p, --profile NAME       permission profile (default restrictive)\n"
+               "  -c, --config FILE        policy file (.json), overrides --profile\n"
+               "      --max-cost USD       budget for the pod (model tokens and tool costs)\n"
+               "      --timeout S          pod deadline in seconds (default 3600)\n"
+               "      --network allow=IP[:PORT],dns=NAME,...  give the pod a default-deny network\n"
+               "      --max-turns N        model turns (default 50)\n"
+               "      --model M            model name (config [model] model)\n"
+               "      --provider P         openai (any OpenAI-compatible server) or anthropic\n"
+               "      --base-url URL       model API base URL\n"
+               "      --api-key-env NAME   environment variable holding the API key\n"
+               "      --price-in USD       price per million input tokens\n"
+               "      --price-out USD      price per million output tokens\n"
+               "      --script PLAN.json   deterministic agent: a listed sequence of tool calls\n"
+               "      --agent-cmd \"CMD..\"  run an external MCP agent wired to nucleus-mcp for the pod\n"
+               "      --patch-out FILE     where to save the patch (default in the state dir)\n"
+               "      --apply              apply the patch to DIR with git apply\n"
+               "      --apply-flagged      also apply when the patch touches flagged paths\n"
+               "      --output text|json   JSON: one document on stdout, nothing else\n");
+}
+
+/* ---- options ---- */
+
+static int parse_options(int argc, char **argv, RunOptions *o) {
+        enum {
+                ARG_MAX_COST = 0x100,
+                ARG_TIMEOUT,
+                ARG_NETWORK,
+                ARG_MAX_TURNS,
+                ARG_MODEL,
+                ARG_PROVIDER,
+                ARG_BASE_URL,
+                ARG_API_KEY_ENV,
+                ARG_PRICE_IN,
+                ARG_PRICE_OUT,
+                ARG_SCRIPT,
+                ARG_AGENT_CMD,
+                ARG_APPLY,
+                ARG_APPLY_FLAGGED,
+                ARG_PATCH_OUT,
+                ARG_OUTPUT,
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "dir", required_argument, NULL, 'd' },
+                { "profile", required_argument, NULL, 'p' },
+                { "config", required_argument, NULL, 'c' },
+                { "max-cost", required_argument, NULL, ARG_MAX_COST },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "network", required_argument, NULL, ARG_NETWORK },
+                { "max-turns", required_argument, NULL, ARG_MAX_TURNS },
+                { "model", required_argument, NULL, ARG_MODEL },
+                { "provider", required_argument, NULL, ARG_PROVIDER },
+                { "base-url", required_argument, NULL, ARG_BASE_URL },
+                { "api-key-env", required_argument, NULL, ARG_API_KEY_ENV },
+                { "price-in", required_argument, NULL, ARG_PRICE_IN },
+                { "price-out", required_argument, NULL, ARG_PRICE_OUT },
+                { "script", required_argument, NULL, ARG_SCRIPT },
+                { "agent-cmd", required_argument, NULL, ARG_AGENT_CMD },
+                { "apply", no_argument, NULL, ARG_APPLY },
+                { "apply-flagged", no_argument, NULL, ARG_APPLY_FLAGGED },
+                { "patch-out", required_argument, NULL, ARG_PATCH_OUT },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        int c, r;
+        uint32_t u;
+
+        *o = (RunOptions){ .dir = ".", .profile = "restrictive", .timeout_sec = 3600, .max_turns = 50 };
+        while ((c = getopt_long(argc, argv, "hd:p:c:", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'd':
+                        o->dir = optarg;
+                        break;
+                case 'p':
+                        o->profile = optarg;
+                        break;
+                case 'c':
+                        o->policy_file = optarg;
+                        break;
+                case ARG_MAX_COST:
+                        o->max_cost = optarg;
+                        break;
+                case ARG_TIMEOUT:
+                        if (safe_atou32(optarg, &u) < 0 || u == 0)
+                                return cli_usage_error(
+                                        "run", "--timeout needs a positive number of seconds, got '%s'", optarg);
+                        o->timeout_sec = u;
+                        break;
+                case ARG_NETWORK:
+                        o->network = optarg;
+                        break;
+                case ARG_MAX_TURNS:
+                        if (safe_atou32(optarg, &u) < 0 || u == 0)
+                                return cli_usage_error(
+                                        "run", "--max-turns needs a positive number, got '%s'", optarg);
+                        o->max_turns = u;
+                        break;
+                case ARG_MODEL:
+                        o->model = optarg;
+                        break;
+                case ARG_PROVIDER:
+                        o->provider = optarg;
+                        break;
+                case ARG_BASE_URL:
+                        o->base_url = optarg;
+                        break;
+                case ARG_API_KEY_ENV:
+                        o->api_key_env = optarg;
+                        break;
+                case ARG_PRICE_IN:
+                        o->price_in = optarg;
+                        break;
+                case ARG_PRICE_OUT:
+                        o->price_out = optarg;
+                        break;
+                case ARG_SCRIPT:
+                        o->script = optarg;
+                        break;
+                case ARG_AGENT_CMD:
+                        o->agent_cmd = optarg;
+                        break;
+                case ARG_APPLY:
+                        o->apply = true;
+                        break;
+                case ARG_APPLY_FLAGGED:
+                        o->apply_flagged = true;
+                        break;
+                case ARG_PATCH_OUT:
+                        o->patch_out = optarg;
+                        break;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &o->output);
+                        if (r != 0)
+                                return -EINVAL;
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        return -EINVAL;
+                }
+        if (optind + 1 != argc)
+                return cli_usage_error(
+                        "run", "expected exactly one TASK argument (use - to read it from stdin)");
+        o->task = argv[optind];
+        if (o->script && o->agent_cmd)
+                return cli_usage_error("run", "--script and --agent-cmd exclude each other");
+        return 1;
+}
+
+/* ---- policy and spec ---- */
+
+static int load_policy(const RunOptions *o, Policy **ret) {
+        _cleanup_(policy_freep) Policy *p = NULL;
+        int r;
+
+        if (o->policy_file) {
+                _cleanup_free_ char *data = NULL, *err = NULL;
+                size_t n;
+                if (!endswith(o->policy_file, ".json"))
+                        return log_error_errno(
+                                -EOPNOTSUPP,
+                                "%s: only JSON policy files (.json) are supported by this build; TOML "
+                                "policy files need the config parser from src/lib/spec",
+                                o->policy_file);
+                r = read_full_file_at(AT_FDCWD, o->policy_file, 1024 * 1024, &data, &n);
+                if (r < 0)
+                        return log_error_errno(r, "%s: cannot read: %m", o->policy_file);
+                r = policy_from_json_text(data, n, &p, &err);
+                if (r < 0)
+                        return log_error_errno(r, "%s: %s", o->policy_file, err ? err : "invalid policy");
+        } else {
+                r = policy_profile_new(o->profile, &p);
+                if (r < 0) {
+                        const char *const *names = policy_profile_names();
+                        _cleanup_free_ char *list = strv_join((char *const *) names, ", ");
+                        return log_error_errno(r, "unknown profile '%s' (known: %s)", o->profile, list);
+                }
+        }
+        if (o->max_cost) {
+                uint64_t m;
+                r = pricing_parse_usd(o->max_cost, &m);
+                if (r < 0)
+                        return log_error_errno(
+                                r, "--max-cost: '%s' is not a USD amount like 0.50", o->max_cost);
+                p->max_usd_micros = m;
+        }
+        policy_normalize(p);
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+static int parse_network(const char *s, json_t **ret) {
+        _cleanup_json_ json_t *allow = json_array(), *dns = json_array();
+        _cleanup_free_ char *copy = xstrdup(s);
+        char *save = NULL;
+        for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                const char *v;
+                if ((v = startswith(w, "allow=")) && *v)
+                        json_array_append_new(allow, json_string(v));
+                else if ((v = startswith(w, "dns=")) && *v)
+                        json_array_append_new(dns, json_string(v));
+                else
+                        return log_error_errno(
+                                -EINVAL, "--network: '%s' is not allow=IP[/N][:PORT] or dns=NAME", w);
+        }
+        *ret = json_pack("{s:O, s:O}", "allow", allow, "dns_allow", dns);
+        return 0;
+}
+
+static json_t *build_spec(const RunOptions *o, const Policy *p, const char *dir, json_t *network) {
+        const char *base = strrchr(dir, '/');
+        base = base && base[1] ? base + 1 : "workspace";
+        _cleanup_free_ char *name = xasprintf("run-%.40s", base);
+        for (char *c = name; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+                        *c = (*c >= 'A' && *c <= 'Z') ? (char) (*c - 'A' + 'a') : '-';
+        json_t *spec = json_pack(
+                "{s:o, s:I}", "policy", policy_to_json(p), "timeout_seconds", (json_int_t) o->timeout_sec);
+        if (network)
+                json_object_set(spec, "network", network);
+        return json_pack(
+                "{s:s, s:s, s:{s:s, s:{s:s}}, s:o}",
+                "apiVersion",
+                "nucleus/v1",
+                "kind",
+                "Pod",
+                "metadata",
+                "name",
+                name,
+                "labels",
+                "nucleus.run",
+                "true",
+                "spec",
+                spec);
+}
+
+/* ---- model ---- */
+
+static const char *env_or(const char *flag, const char *env) {
+        if (flag)
+                return flag;
+        const char *e = secure_getenv(env);
+        return isempty(e) ? NULL : e;
+}
+
+/* Model settings: flags > environment (NUCLEUS_MODEL_*) > defaults. FIXME: add config.toml
+ * [model] between environment and defaults once src/lib/spec's loader lands. */
+static int model_config(const RunOptions *o, LlmConfig *ret, uint64_t *ret_in, uint64_t *ret_out) {
+        const char *model = env_or(o->model, "NUCLEUS_MODEL");
+        const char *provider = env_or(o->provider, "NUCLEUS_MODEL_PROVIDER");
+        const char *base = env_or(o->base_url, "NUCLEUS_MODEL_BASE_URL");
+        const char *keyenv = env_or(o->api_key_env, "NUCLEUS_MODEL_API_KEY_ENV");
+        const char *pin = env_or(o->price_in, "NUCLEUS_MODEL_PRICE_IN");
+        const char *pout = env_or(o->price_out, "NUCLEUS_MODEL_PRICE_OUT");
+        LlmProvider prov;
+        int r;
+
+        if (!model)
+                return log_error_errno(
+                        -ENOENT,
+                        "no model configured: pass --model (and --base-url, --provider), set "
+                        "NUCLEUS_MODEL, or use --script PLAN.json");
+        if (provider) {
+                prov = llm_provider_from_string(provider);
+                if (prov < 0 || prov == LLM_PROVIDER_SCRIPT)
+                        return log_error_errno(
+                                -EINVAL, "--provider: '%s' is not openai or anthropic", provider);
+        } else
+                prov = (base && strstr(base, "anthropic")) || startswith(model, "claude")
+                        ? LLM_PROVIDER_ANTHROPIC
+                        : LLM_PROVIDER_OPENAI;
+        bool official = !base;
+        if (!base)
+                base = prov == LLM_PROVIDER_ANTHROPIC ? "https://api.anthropic.com"
+                                                      : "https://api.openai.com/v1";
+        if (!keyenv) {
+                keyenv = prov == LLM_PROVIDER_ANTHROPIC ? "ANTHROPIC_API_KEY" : "OPENAI_API_KEY";
+                /* Local servers (Ollama, llama.cpp, vLLM) usually need no key. */
+                if (!official && isempty(secure_getenv(keyenv)))
+                        keyenv = NULL;
+        }
+        *ret_in = *ret_out = 0;
+        if (pin && (r = pricing_parse_usd(pin, ret_in)) < 0)
+                return log_error_errno(r, "--price-in: '%s' is not a USD amount", pin);
+        if (pout && (r = pricing_parse_usd(pout, ret_out)) < 0)
+                return log_error_errno(r, "--price-out: '%s' is not a USD amount", pout);
+        *ret = (LlmConfig){
+                .provider = prov,
+                .base_url = xstrdup(base),
+                .model = xstrdup(model),
+                .api_key_env = keyenv ? xstrdup(keyenv) : NULL,
+                .stream = true,
+        };
+        return 0;
+}
+
+/* ---- the pod ---- */
+
+typedef struct RunContext {
+        const RunOptions *opts;
+        NucleusClient *client;
+        char *pod;
+        char *secrets_dir;
+        unsigned approvals_granted;
+        unsigned approvals_refused;
+} RunContext;
+
+static int hook_call_tool(void *userdata, const char *op, json_t *args, json_t **ret, char **reterr) {
+        RunContext *c = userdata;
+        return agent_node_call_tool(c->client, c->pod, op, args, ret, reterr);
+}
+
+static int hook_charge(void *userdata, uint64_t micros, uint64_t in, uint64_t out) {
+        RunContext *c = userdata;
+        _cleanup_free_ char *err = NULL;
+        int r = agent_node_charge(c->client, c->pod, micros, in, out, &err);
+        if (r < 0 && r != -EDQUOT)
+                log_error("charging model usage failed: %s", err ? err : strerror(-r));
+        return r;
+}
+
+static int prompt_yes_no(void) {
+        char line[32];
+        if (!fgets(line, sizeof line, stdin))
+                return 0;
+        line[strcspn(line, "\r\n")] = 0;
+        return streq(line, "y") || streq(line, "Y") || streq(line, "yes") || streq(line, "YES");
+}
+
+static int hook_approve(void *userdata, const char *op, json_t *args, json_t *answer) {
+        RunContext *c = userdata;
+        _cleanup_free_ char *desc = agent_describe_call(op, args, 2000), *err = NULL, *token = NULL;
+        const char *operation = json_string_value(json_object_get(answer, "operation"));
+        uint8_t key[APPROVAL_SECRET_KEY_SIZE];
+        char digest[65];
+        int r;
+
+        if (!operation || operation_from_string(operation) < 0)
+                operation = agent_call_operation(op, args);
+        if (!operation)
+                return 0;
+        if (!isatty(STDIN_FILENO)) {
+                fprintf(stderr,
+                        "[approval] %s needs approval (%s); stdin is not a terminal: denied\n",
+                        desc,
+                        operation);
+                c->approvals_refused++;
+                return 0;
+        }
+        fprintf(stderr,
+                "\n[approval] The policy requires a human approval for '%s':\n    %s\n"
+                "Approve this exact call once? [y/N] ",
+                operation,
+                desc);
+        fflush(stderr);
+        if (!prompt_yes_no() || run_interrupted) {
+                fprintf(stderr, "[approval] refused\n");
+                c->approvals_refused++;
+                return 0;
+        }
+        r = secret_load(c->secrets_dir, SECRET_APPROVER, key, sizeof key, &err);
+        if (r < 0) {
+                log_error("cannot load the approver key: %s", err ? err : strerror(-r));
+                return r;
+        }
+        const char *want = json_string_value(json_object_get(answer, "args_sha256"));
+        if (want && strlen(want) == 64)
+                memcpy(digest, want, 65);
+        else if ((r = approval_args_sha256(agent_call_approval_args(op, args), digest)) < 0) {
+                explicit_bzero_safe(key, sizeof key);
+                return r;
+        }
+        ApprovalToken t = {
+                .version = 1,
+                .has_args = true,
+                .uses = 1,
+                .expires_at = (int64_t) time(NULL) + RUN_APPROVAL_TTL_SEC,
+        };
+        snprintf(t.pod, sizeof t.pod, "%s", c->pod);
+        snprintf(t.operation, sizeof t.operation, "%s", operation);
+        memcpy(t.args_sha256, digest, 65);
+        r = approval_token_mint(key, &t, &token, NULL);
+        explicit_bzero_safe(key, sizeof key);
+        if (r < 0)
+                return log_error_errno(r, "minting the approval token failed: %m");
+        r = agent_node_submit_approval(c->client, c->pod, token, &err);
+        if (r < 0) {
+                log_error("the node refused the approval: %s", err ? err : strerror(-r));
+                return r;
+        }
+        c->approvals_granted++;
+        fprintf(stderr, "[approval] granted once; retrying\n");
+        return 1;
+}
+
+static int wait_running(NucleusClient *client, const char *pod, char **reterr) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);
+        usec_t until = now_usec(CLOCK_MONOTONIC) + RUN_BOOT_TIMEOUT_USEC;
+        for (;;) {
+                _cleanup_json_ json_t *j = NULL;
+                _cleanup_client_error_ ClientError e = {};
+                if (run_interrupted)
+                        return -EINTR;
+                int r = client_call_json(client, "GET", path, NULL, &j, &e);
+                if (r < 0) {
+                        *reterr = client_error_describe(&e);
+                        return r;
+                }
+                const char *state = json_string_value(json_object_get(j, "state"));
+                if (streq_ptr(state, "running"))
+                        return 0;
+                if (streq_ptr(state, "failed") || streq_ptr(state, "exited") || streq_ptr(state, "stopping")) {
+                        _cleanup_free_ char *reason = string_make_visible(
+                                json_string_value(json_object_get(j, "reason")) ?: "no reason given");
+                        *reterr = xasprintf("pod %s is %s: %s", pod, state, reason);
+                        return -EIO;
+                }
+                if (now_usec(CLOCK_MONOTONIC) > until) {
+                        *reterr = xasprintf(
+                                "pod %s did not become ready in %llu s (state %s)",
+                                pod,
+                                (unsigned long long) (RUN_BOOT_TIMEOUT_USEC / USEC_PER_SEC),
+                                state ? state : "?");
+                        return -ETIMEDOUT;
+                }
+                (void) usleep(300 * 1000);
+        }
+}
+
+static int upload_workspace(RunContext *c, const char *dir, AgentTar *tar, char **reterr) {
+        _cleanup_strv_free_ char **exclude = NULL;
+        _cleanup_free_ char *cfg = NULL, *sec = NULL;
+        int r;
+
+        /* Never upload the secret store or the config dir, even when they live inside DIR. */
+        if (client_config_dir(&cfg) >= 0) {
+                char real[PATH_MAX];
+                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
+        }
+        if (client_secrets_dir(&sec) >= 0) {
+                char real[PATH_MAX];
+                strv_extend(&exclude, realpath(sec, real) ? real : sec);
+        }
+        STRV_FOREACH(e, exclude) {
+                const char *rest = startswith(dir, *e);
+                if (rest && (*rest == 0 || *rest == '/')) {
+                        *reterr = xasprintf(
+                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
+                                dir,
+                                *e);
+                        return -EPERM;
+                }
+        }
+        r = agent_workspace_tar(dir, exclude, tar, reterr);
+        if (r < 0)
+                return r;
+        if (tar->n_excluded > 0)
+                log_warning(
+                        "left out %zu file(s) of the Nucleus config/secret store inside %s",
+                        tar->n_excluded,
+                        dir);
+
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/workspace", c->pod);
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        _cleanup_client_error_ ClientError e = {};
+        r = client_request(c->client, "PUT", path, "application/x-tar", tar->data, tar->size, &resp, &e);
+        if (r < 0) {
+                *reterr = client_error_describe(&e);
+                return r;
+        }
+        if (resp.status < 200 || resp.status >= 300) {
+                client_error_from_response(&resp, &e);
+                *reterr = client_error_describe(&e);
+                return -EREMOTEIO;
+        }
+        return 0;
+}
+
+static int delete_pod(NucleusClient *client, const char *pod) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);
+        _cleanup_client_error_ ClientError e = {};
+        int r = client_call_json(client, "DELETE", path, NULL, NULL, &e);
+        if (r < 0 && e.status != 404) {
+                _cleanup_free_ char *d = client_error_describe(&e);
+                log_error("could not delete pod %s: %s", pod, d);
+                return r;
+        }
+        return 0;
+}
+
+static int fetch_to_file(
+        NucleusClient *client,
+        const char *path_query,
+        const char *file,
+        char **ret_ct,
+        char **ret_body,
+        size_t *ret_size) {
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        _cleanup_client_error_ ClientError e = {};
+        int r = client_request(client, "GET", path_query, NULL, NULL, 0, &resp, &e);
+        if (r < 0)
+                return r;
+        if (resp.status < 200 || resp.status >= 300)
+                return -EREMOTEIO;
+        if (file) {
+                r = write_file_atomic_at(AT_FDCWD, file, resp.body, resp.size, 0600);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_ct)
+                *ret_ct = resp.content_type ? xstrdup(resp.content_type) : NULL;
+        if (ret_body) {
+                *ret_body = TAKE_PTR(resp.body);
+                *ret_size = resp.size;
+        }
+        return 0;
+}
+
+/* Runs argv (no shell) with a minimal environment; captures stdout (capped). */
+static int run_capture(char *const argv[], char **ret_out, int *ret_status) {
+        int pipefd[2];
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return -errno;
+        _cleanup_close_ int rd = pipefd[0];
+        _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        char *envp[] = { (char *) "PATH=/usr/local/bin:/usr/bin:/bin", (char *) "LC_ALL=C", NULL };
+        PidRef pid = PIDREF_NULL;
+        int r = spawn_argv(argv, envp, nullfd, pipefd[1], pipefd[1], &pid);
+        safe_close(pipefd[1]);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *out = NULL;
+        size_t n;
+        r = read_full_fd(rd, 4 * 1024 * 1024, &out, &n);
+        int status = 0;
+        (void) pidref_wait(&pid, &status);
+        pidref_done(&pid);
+        if (r < 0)
+                return r;
+        *ret_status = status;
+        if (ret_out)
+                *ret_out = TAKE_PTR(out);
+        return 0;
+}
+
+/* ---- external agent (--agent-cmd) ---- */
+
+static int run_agent_cmd(RunContext *c, const ClientSettings *settings, char *const *ops, int *ret_exit) {
+        _cleanup_free_ char *mcp = NULL, *tmp = NULL, *cfgpath = NULL, *tools = NULL, *json = NULL;
+        _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
+        unsigned meta = 0;
+        int r;
+
+        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp/nucleus-mcp", &mcp);
+        if (r < 0)
+                return log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
+        r = words_split(c->opts->agent_cmd, &argv, &meta);
+        if (r < 0 || strv_length(argv) == 0)
+                return log_error_errno(
+                        r < 0 ? r : -EINVAL, "--agent-cmd: cannot split '%s' into words", c->opts->agent_cmd);
+
+        const char *td = secure_getenv("TMPDIR");
+        tmp = xasprintf("%s/nucleus-run-XXXXXX", isempty(td) ? "/tmp" : td);
+        if (!mkdtemp(tmp))
+                return log_error_errno(-errno, "cannot create a temporary directory: %m");
+        cfgpath = xasprintf("%s/mcp.json", tmp);
+        tools = strv_join(ops, ",");
+        _cleanup_json_ json_t *cfg = json_pack(
+                "{s:{s:{s:s, s:s, s:[s, s], s:{s:s, s:s, s:s}}}}",
+                "mcpServers",
+                "nucleus",
+                "type",
+                "stdio",
+                "command",
+                mcp,
+                "args",
+                "--pod",
+                c->pod,
+                "env",
+                "NUCLEUS_NODE_URL",
+                settings->url,
+                "NUCLEUS_NODE_KEY_FILE",
+                settings->key_file,
+                "NUCLEUS_MCP_TOOLS",
+                tools);
+        json = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+        r = write_file_atomic_at(AT_FDCWD, cfgpath, json, strlen(json), 0600);
+        if (r < 0) {
+                (void) rmdir(tmp);
+                return log_error_errno(r, "cannot write %s: %m", cfgpath);
+        }
+
+        const char *base = strrchr(argv[0], '/');
+        base = base ? base + 1 : argv[0];
+        if (streq(base, "claude")) {
+                /* Claude Code: only our MCP server, its built-in tools that touch the host off. */
+                _cleanup_strv_free_ char **allowed = NULL;
+                STRV_FOREACH(o, ops) {
+                        char *t = xasprintf("mcp__nucleus__%s", *o);
+                        strv_consume(&allowed, t);
+                }
+                _cleanup_free_ char *allowed_s = strv_join(allowed, ",");
+                const char *extra[] = { "--print",
+                                        "--mcp-config",
+                                        cfgpath,
+                                        "--strict-mcp-config",
+                                        "--allowedTools",
+                                        allowed_s,
+                                        "--disallowedTools",
+                                        "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,LS,WebFetch,WebSearch,"
+                                        "NotebookEdit,"
+                                        "NotebookRead,Task,TodoWrite",
+                                        "--max-turns",
+                                        NULL };
+                for (size_t i = 0; extra[i]; i++)
+                        strv_extend(&argv, extra[i]);
+                char *turns = xasprintf("%u", c->opts->max_turns);
+                strv_consume(&argv, turns);
+        }
+        strv_extend(&argv, c->opts->task);
+
+        /* The agent gets a minimal environment: what it needs to reach its own model, never
+         * a Nucleus secret (nucleus-mcp reads the node key from its file). */
+        static const char *const pass[] = { "PATH",
+                                            "HOME",
+                                            "USER",
+                                            "LANG",
+                                            "LC_ALL",
+                                            "TERM",
+                                            "TMPDIR",
+                                            "ANTHROPIC_API_KEY",
+                                            "ANTHROPIC_BASE_URL",
+                                            "OPENAI_API_KEY",
+                                            "OPENAI_BASE_URL",
+                                            NULL };
+        for (size_t i = 0; pass[i]; i++) {
+                const char *v = secure_getenv(pass[i]);
+                if (v)
+                        strv_consume(&envp, xasprintf("%s=%s", pass[i], v));
+        }
+        strv_consume(&envp, xasprintf("NUCLEUS_MCP_CONFIG=%s", cfgpath));
+
+        _cleanup_free_ char *shown = words_join(argv);
+        fprintf(stderr, "[agent] %s\n", shown);
+        pid_t pid = fork();
+        if (pid < 0) {
+                r = -errno;
+        } else if (pid == 0) {
+                /* The agent works in an empty directory: the host project is reachable only
+                 * through the pod. */
+                if (chdir(tmp) < 0)
+                        _exit(127);
+                (void) fd_close_all_from(3, NULL, 0);
+                execvpe(argv[0], argv, envp);
+                fprintf(stderr, "nucleus run: cannot execute %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        } else {
+                int status = 0;
+                for (;;) {
+                        pid_t w = waitpid(pid, &status, 0);
+                        if (w >= 0)
+                                break;
+                        if (errno != EINTR) {
+                                r = -errno;
+                                break;
+                        }
+                        if (run_interrupted)
+                                (void) kill(pid, SIGTERM);
+                }
+                *ret_exit = WIFEXITED(status) ? WEXITSTATUS(status)
+                                              : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+                r = 0;
+        }
+        (void) unlink(cfgpath);
+        (void) rmdir(tmp);
+        return r;
+}
+
+/* ---- output ---- */
+
+static json_t *strv_to_json(char *const *l) {
+        json_t *a = json_array();
+        STRV_FOREACH(s, l)
+                json_array_append_new(a, json_string(*s));
+        return a;
+}
+
+static void print_summary(
+        const char *pod,
+        const AgentStats *st,
+        const char *patch_path,
+        const AgentPatch *patch,
+        const char *diffstat,
+        bool applied,
+        const char *apply_note,
+        const char *audit_path,
+        const RunContext *c) {
+        char usd[32];
+        fprintf(stderr, "\n--- nucleus run summary ---\n");
+        fprintf(stderr, "pod:         %s (deleted)\n", pod);
+        fprintf(stderr,
+                "stopped:     %s: %s\n",
+                agent_stop_to_string(st->stop),
+                st->stop_detail ? st->stop_detail : "");
+        fprintf(stderr, "turns:       %u\n", st->turns);
+        fprintf(stderr,
+                "tokens:      %llu in, %llu out\n",
+                (unsigned long long) st->input_tokens,
+                (unsigned long long) st->output_tokens);
+        fprintf(stderr, "model cost:  %s\n", pricing_format_usd(usd, st->cost_micros));
+        fprintf(stderr, "tool calls:  %u (%u denied", st->tool_calls, st->denials);
+        const char *k;
+        json_t *v;
+        bool first = true;
+        json_object_foreach(st->denials_by_kind, k, v) {
+                fprintf(stderr, "%s%s %lld", first ? ": " : ", ", k, (long long) json_integer_value(v));
+                first = false;
+        }
+        fprintf(stderr, ")\n");
+        if (c->approvals_granted + c->approvals_refused > 0)
+                fprintf(stderr,
+                        "approvals:   %u granted, %u refused\n",
+                        c->approvals_granted,
+                        c->approvals_refused);
+        if (!patch_path)
+                fprintf(stderr, "patch:       not available\n");
+        else if (!patch->patch || patch->size == 0)
+                fprintf(stderr, "patch:       no changes\n");
+        else {
+                fprintf(stderr, "patch:       %s\n", patch_path);
+                if (diffstat) {
+                        _cleanup_free_ char *vis = xstrdup(diffstat);
+                        fputs(vis, stderr);
+                        if (!endswith(vis, "\n"))
+                                fputc('\n', stderr);
+                }
+                STRV_FOREACH(f, patch->flagged) {
+                        _cleanup_free_ char *vis = string_make_visible(*f);
+                        fprintf(stderr,
+                                "FLAGGED:     %s (a host would execute or parse this; review it)\n",
+                                vis);
+                }
+                fprintf(stderr,
+                        "applied:     %s%s%s\n",
+                        applied ? "yes" : "no",
+                        apply_note ? " - " : "",
+                        apply_note ? apply_note : "");
+        }
+        if (audit_path)
+                fprintf(stderr, "audit log:   %s\n", audit_path);
+}
+
+/* ---- the verb ---- */
+
+int verb_run(int argc, char **argv) {
+        RunOptions o;
+        _cleanup_(policy_freep) Policy *policy = NULL;
+        _cleanup_(client_settings_done) ClientSettings settings = {};
+        _cleanup_client_free_ NucleusClient *client = NULL;
+        _cleanup_(llm_client_freep) LlmClient *llm = NULL;
+        _cleanup_(llm_config_done) LlmConfig mcfg = {};
+        _cleanup_json_ json_t *network = NULL, *spec = NULL, *created = NULL, *tools = NULL;
+        _cleanup_strv_free_ char **ops = NULL;
+        _cleanup_free_ char *err = NULL, *task_buf = NULL, *state = NULL, *patch_path = NULL,
+                            *audit_path = NULL, *diffstat = NULL, *apply_note = NULL, *run_error = NULL;
+        _cleanup_(agent_tar_done) AgentTar tar = {};
+        AgentPatch patch = {};
+        AgentStats st = {};
+        RunContext ctx = {};
+        uint64_t price_in = 0, price_out = 0;
+        char dir[PATH_MAX];
+        bool applied = false, have_patch = false, stats_set = false;
+        int agent_exit = -1, r;
+
+        r = parse_options(argc, argv, &o);
+        if (r <= 0)
+                return r < 0 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        ctx.opts = &o;
+
+        if (streq(o.task, "-")) {
+                size_t n;
+                r = read_full_fd(STDIN_FILENO, 1024 * 1024, &task_buf, &n);
+                if (r < 0)
+                        return log_error_errno(r, "reading the task from stdin: %m"), CLI_EXIT_FAILURE;
+                o.task = task_buf;
+        }
+        _cleanup_free_ char *trimmed = xstrdup(o.task);
+        {
+                size_t l = strlen(trimmed);
+                while (l > 0 && strchr(" \t\r\n", trimmed[l - 1]))
+                        trimmed[--l] = 0;
+        }
+        o.task = trimmed + strspn(trimmed, " \t\r\n");
+        if (isempty(o.task))
+                return cli_usage_error("run", "the task cannot be empty");
+
+        if (!realpath(o.dir, dir))
+                return log_error_errno(-errno, "--dir %s: %m", o.dir), CLI_EXIT_FAILURE;
+        if (load_policy(&o, &policy) < 0)
+                return CLI_EXIT_FAILURE;
+        if (o.network && parse_network(o.network, &network) < 0)
+                return CLI_EXIT_USAGE;
+        ops = agent_ops_for_policy(policy);
+        tools = agent_tools_for_ops(ops);
+
+        /* The agent before the pod: a bad model config or plan must not cost a VM boot. */
+        if (o.script) {
+                LlmConfig sc = { .provider = LLM_PROVIDER_SCRIPT, .script_path = (char *) o.script };
+                r = llm_client_new(&sc, &llm, &err);
+        } else if (!o.agent_cmd) {
+                if (model_config(&o, &mcfg, &price_in, &price_out) < 0)
+                        return CLI_EXIT_FAILURE;
+                r = llm_client_new(&mcfg, &llm, &err);
+        } else
+                r = 0;
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot set up the model client"),
+                       CLI_EXIT_FAILURE;
+
+        r = client_settings_load(&settings, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot load settings"), CLI_EXIT_FAILURE;
+        r = client_open(&settings, &client, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot reach the node"), CLI_EXIT_FAILURE;
+        client_set_timeouts(client, 10 * USEC_PER_SEC, 0);
+        ctx.client = client;
+        if (client_secrets_dir(&ctx.secrets_dir) < 0)
+                ctx.secrets_dir = NULL;
+        if (client_state_dir(&state) < 0)
+                state = NULL;
+
+        struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+        sigemptyset(&sa.sa_mask);
+        (void) sigaction(SIGINT, &sa, &old_int);
+        (void) sigaction(SIGTERM, &sa, &old_term);
+
+        /* Create the pod. From here on, every path goes through `cleanup:`. */
+        spec = build_spec(&o, policy, dir, network);
+        {
+                _cleanup_client_error_ ClientError e = {};
+                r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);
+                if (r < 0) {
+                        _cleanup_free_ char *d = client_error_describe(&e);
+                        log_error("creating the pod failed: %s", d);
+                        goto restore;
+                }
+        }
+        const char *id = json_string_value(json_object_get(created, "id"));
+        if (!id) {
+                log_error("the node's answer to POST /v1/pods has no pod id");
+                r = -EBADMSG;
+                goto restore;
+        }
+        ctx.pod = xstrdup(id);
+        fprintf(stderr,
+                "[nucleus] pod %s created (profile %s, deadline %llus); booting...\n",
+                ctx.pod,
+                policy->name ? policy->name : "custom",
+                (unsigned long long) o.timeout_sec);
+
+        r = wait_running(client, ctx.pod, &err);
+        if (r < 0) {
+                run_error = xstrdup(
+                        r == -EINTR ? "interrupted while the pod was booting" : (err ? err : "boot failed"));
+                goto cleanup;
+        }
+        err = mfree(err);
+        r = upload_workspace(&ctx, dir, &tar, &err);
+        if (r < 0) {
+                run_error = xasprintf("uploading the workspace failed: %s", err ? err : strerror(-r));
+                goto cleanup;
+        }
+        fprintf(stderr,
+                "[nucleus] workspace uploaded: %zu files%s, %zu KiB; tools: %s\n",
+                tar.n_files,
+                tar.from_git ? " (git ls-files)" : "",
+                tar.size / 1024,
+                ops ? "" : "none");
+        {
+                _cleanup_free_ char *l = strv_join(ops, " ");
+                fprintf(stderr, "[nucleus] tools offered: %s\n", l);
+        }
+        if (run_interrupted) {
+                run_error = xstrdup("interrupted");
+                goto cleanup;
+        }
+
+        if (o.agent_cmd) {
+                r = run_agent_cmd(&ctx, &settings, ops, &agent_exit);
+                st = (AgentStats){
+                        .stop = run_interrupted ? AGENT_STOP_INTERRUPTED
+                                                : (agent_exit == 0 ? AGENT_STOP_DONE : AGENT_STOP_ERROR),
+                        .stop_detail = xasprintf("external agent exited with status %d", agent_exit),
+                        .denials_by_kind = json_object(),
+                        .calls = json_array(),
+                        .final_text = xstrdup(""),
+                };
+                stats_set = true;
+                if (r < 0)
+                        run_error = xstrdup("the external agent could not be run");
+        } else {
+                AgentHooks hooks = {
+                        .call_tool = hook_call_tool,
+                        .approve = hook_approve,
+                        .charge = o.script ? NULL : hook_charge,
+                        .userdata = &ctx,
+                };
+                AgentOptions ao = {
+                        .task = o.task,
+                        .tools = tools,
+                        .max_turns = o.max_turns,
+                        .deadline = now_usec(CLOCK_MONOTONIC) + o.timeout_sec * USEC_PER_SEC,
+                        .price_in = price_in,
+                        .price_out = price_out,
+                        .interrupt = &run_interrupted,
+                        .text_out = o.output == OUTPUT_JSON ? NULL : stdout,
+                        .log_out = stderr,
+                };
+                (void) agent_run(llm, &ao, &hooks, &st);
+                stats_set = true;
+        }
+
+        /* The patch (also after Ctrl-C: what was done is worth keeping for review). */
+        {
+                _cleanup_free_ char *ct = NULL, *body = NULL,
+                                    *path = xasprintf("/v1/pods/%s/workspace/patch", ctx.pod);
+                size_t n = 0;
+                r = fetch_to_file(client, path, NULL, &ct, &body, &n);
+                if (r < 0)
+                        log_warning("could not fetch the patch: %s", strerror(-r));
+                else if (agent_patch_parse(ct, body, n, &patch, &err) < 0)
+                        log_warning("%s", err);
+                else
+                        have_patch = true;
+        }
+        if (have_patch && patch.size > 0) {
+                if (o.patch_out)
+                        patch_path = xstrdup(o.patch_out);
+                else if (state) {
+                        _cleanup_free_ char *runs = xasprintf("%s/runs", state);
+                        (void) cli_mkdir_p(runs, 0700);
+                        patch_path = xasprintf("%s/%s.patch", runs, ctx.pod);
+                }
+                if (patch_path &&
+                    (r = write_file_atomic_at(AT_FDCWD, patch_path, patch.patch, patch.size, 0600)) < 0) {
+                        log_error_errno(r, "cannot save the patch to %s: %m", patch_path);
+                        patch_path = mfree(patch_path);
+                }
+                if (patch_path) {
+                        char *sargv[] = { (char *) "git", (char *) "apply", (char *) "--stat", patch_path, NULL };
+                        int status = -1;
+                        if (run_capture(sargv, &diffstat, &status) < 0 || status != 0)
+                                diffstat = mfree(diffstat);
+                }
+                if (o.apply && patch_path) {
+                        if (patch.flagged && !o.apply_flagged)
+                                apply_note = xstrdup("refused: the patch touches flagged paths (use "
+                                                     "--apply-flagged "
+                                                     "after reviewing them)");
+                        else {
+                                char *aargv[] = { (char *) "git",
+                                                  (char *) "-C",
+                                                  dir,
+                                                  (char *) "apply",
+                                                  (char *) "--whitespace=nowarn",
+                                                  patch_path,
+                                                  NULL };
+                                _cleanup_free_ char *out = NULL;
+                                int status = -1;
+                                r = run_capture(aargv, &out, &status);
+                                applied = r >= 0 && status == 0;
+                                if (!applied)
+                                        apply_note = xasprintf(
+                                                "git apply failed: %s", out ? out : strerror(-r));
+                        }
+                }
+        }
+
+cleanup:
+        /* Always: delete the pod, then keep its audit log (sealed on delete). */
+        if (ctx.pod) {
+                _cleanup_free_ char *apath = xasprintf("/v1/pods/%s/audit", ctx.pod);
+                if (state) {
+                        _cleanup_free_ char *runs = xasprintf("%s/runs", state);
+                        (void) cli_mkdir_p(runs, 0700);
+                        audit_path = xasprintf("%s/%s.audit.jsonl", runs, ctx.pod);
+                }
+                /* Before the delete (the node may drop the pod's files), then again after it
+                 * to get the sealed log when the node keeps it. */
+                if (audit_path && fetch_to_file(client, apath, audit_path, NULL, NULL, NULL) < 0)
+                        audit_path = mfree(audit_path);
+                int d = delete_pod(client, ctx.pod);
+                if (d >= 0) {
+                        _cleanup_free_ char *sealed = audit_path ? xasprintf("%s.sealed", audit_path) : NULL;
+                        if (sealed && fetch_to_file(client, apath, sealed, NULL, NULL, NULL) >= 0)
+                                (void) rename(sealed, audit_path);
+                        else if (sealed)
+                                (void) unlink(sealed);
+                } else if (!run_error)
+                        run_error = xstrdup("the pod could not be deleted");
+        }
+        if (!stats_set)
+                st = (AgentStats){
+                        .stop = run_interrupted ? AGENT_STOP_INTERRUPTED : AGENT_STOP_ERROR,
+                        .stop_detail = xstrdup(run_error ? run_error : "not started"),
+                        .denials_by_kind = json_object(),
+                        .calls = json_array(),
+                        .final_text = xstrdup(""),
+                };
+        if (run_error)
+                log_error("%s", run_error);
+
+        if (o.output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *doc = agent_stats_to_json(&st);
+                json_object_set_new(doc, "pod", json_string(ctx.pod ? ctx.pod : ""));
+                json_object_set_new(doc, "ok", json_boolean(st.stop == AGENT_STOP_DONE && !run_error));
+                if (run_error)
+                        json_object_set_new(doc, "error", json_string(run_error));
+                json_object_set_new(doc, "profile", json_string(policy->name ? policy->name : "custom"));
+                json_object_set_new(doc, "tools", strv_to_json(ops));
+                json_object_set_new(
+                        doc,
+                        "workspace",
+                        json_pack(
+                                "{s:s, s:I, s:I, s:b}",
+                                "dir",
+                                dir,
+                                "files",
+                                (json_int_t) tar.n_files,
+                                "bytes",
+                                (json_int_t) tar.size,
+                                "from_git",
+                                tar.from_git));
+                json_object_set_new(
+                        doc,
+                        "approvals",
+                        json_pack(
+                                "{s:I, s:I}",
+                                "granted",
+                                (json_int_t) ctx.approvals_granted,
+                                "refused",
+                                (json_int_t) ctx.approvals_refused));
+                if (o.agent_cmd)
+                        json_object_set_new(doc, "agent_exit_status", json_integer(agent_exit));
+                json_t *pj = json_pack(
+                        "{s:b, s:I, s:o, s:o, s:b}",
+                        "available",
+                        have_patch,
+                        "bytes",
+                        (json_int_t) patch.size,
+                        "changed",
+                        strv_to_json(patch.changed),
+                        "flagged",
+                        strv_to_json(patch.flagged),
+                        "applied",
+                        applied);
+                if (!isempty(patch_path))
+                        json_object_set_new(pj, "path", json_string(patch_path));
+                if (diffstat)
+                        json_object_set_new(pj, "diffstat", json_string(diffstat));
+                if (apply_note)
+                        json_object_set_new(pj, "apply_note", json_string(apply_note));
+                json_object_set_new(doc, "patch", pj);
+                if (audit_path)
+                        json_object_set_new(doc, "audit_log", json_string(audit_path));
+                (void) cli_print_json(doc);
+        } else if (ctx.pod)
+                print_summary(
+                        ctx.pod,
+                        &st,
+                        have_patch ? (patch_path ? patch_path : "") : NULL,
+                        &patch,
+                        diffstat,
+                        applied,
+                        apply_note,
+                        audit_path,
+                        &ctx);
+
+        r = (st.stop == AGENT_STOP_DONE && !run_error && !(o.apply && patch.size > 0 && !applied)) ? 0 : -EIO;
+
+restore:
+        (void) sigaction(SIGINT, &old_int, NULL);
+        (void) sigaction(SIGTERM, &old_term, NULL);
+        agent_patch_done(&patch);
+        agent_stats_done(&st);
+        free(ctx.pod);
+        free(ctx.secrets_dir);
+        return r < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
