@@ -575,7 +575,7 @@ static bool path_rules_allow(const Policy *p, const char *norm, const char **ret
 bool policy_path_allowed(const Policy *p, const char *relpath) {
         _cleanup_free_ char *norm = path_normalize_relative(relpath);
         const char *rule;
-        if (!p || !norm)
+        if (!p || !norm || strlen(relpath) > GLOB_MAX_LEN)
                 return false;
         return path_rules_allow(p, norm, &rule);
 }
@@ -588,6 +588,17 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
         *ret = (PolicyDecision){};
         _cleanup_free_ char *vis = string_make_visible(relpath);
         _cleanup_free_ char *norm = path_normalize_relative(relpath);
+        if (strlen(relpath) > GLOB_MAX_LEN) {
+                /* Longer than PATH_MAX: the matcher would not judge it, so refuse it here. */
+                policy_decision_set(
+                        ret,
+                        POLICY_DENY,
+                        "path_denied",
+                        op,
+                        "access denied: path longer than %u bytes",
+                        GLOB_MAX_LEN);
+                return 0;
+        }
         if (!norm) {
                 policy_decision_set(
                         ret,
