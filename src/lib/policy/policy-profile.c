@@ -47,8 +47,7 @@ const char *const policy_block_sensitive[] = {
         "**/token.*",
         "**/password",
         "**/password.*",
-        "**/passwords",
-        "**/passwords.*",
+
         "**/.docker/config.json",
         "**/.kube/config",
         NULL,
