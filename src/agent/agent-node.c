@@ -92,15 +92,13 @@ int agent_node_charge(
         uint64_t output_tokens,
         char **reterr) {
         _cleanup_json_ json_t *args = json_pack(
-                "{s:I, s:I, s:I, s:s}",
+                "{s:I, s:I, s:I}",
                 "usd_micros",
                 (json_int_t) usd_micros,
                 "input_tokens",
                 (json_int_t) input_tokens,
                 "output_tokens",
-                (json_int_t) output_tokens,
-                "reason",
-                "model tokens");
+                (json_int_t) output_tokens);
         _cleanup_json_ json_t *answer = NULL;
         int r = agent_node_call_tool(c, pod, "charge", args, &answer, reterr);
         if (r < 0)

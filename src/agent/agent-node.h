@@ -34,7 +34,7 @@ int agent_node_submit_approval(NucleusClient *c, const char *pod, const char *to
 /*
  * agent_node_charge:
  *   Charge model usage to the pod's budget meter through the proxy's `charge` op
- *   {"usd_micros", "input_tokens", "output_tokens", "reason"}.
+ *   {"usd_micros", "input_tokens", "output_tokens"}.
  *   Returns: 0, -EDQUOT when the answer is budget_exhausted, other <0 with *reterr.
  */
 int agent_node_charge(

@@ -27,22 +27,24 @@ static const AgentToolDef tool_table[] = {
         },
         {
                 "write",
-                "Create or replace a file in the workspace with the given contents.",
+                "Create or replace a file in the workspace with the given content.",
                 "{\"type\":\"object\",\"properties\":{"
                 "\"path\":{\"type\":\"string\",\"description\":\"file path relative to the workspace\"},"
-                "\"contents\":{\"type\":\"string\",\"description\":\"the complete new contents\"}},"
-                "\"required\":[\"path\",\"contents\"],\"additionalProperties\":false}",
+                "\"content\":{\"type\":\"string\",\"description\":\"the complete new content\"},"
+                "\"create_dirs\":{\"type\":\"boolean\",\"description\":\"create missing parent "
+                "directories\"}},"
+                "\"required\":[\"path\",\"content\"],\"additionalProperties\":false}",
         },
         {
                 "edit",
-                "Replace one exact, unique occurrence of old_string with new_string in a workspace file. "
-                "Fails with not_found when old_string is absent and not_unique when it occurs more than "
-                "once (add surrounding context to make it unique).",
+                "Replace one exact, unique occurrence of the text old with new in a workspace file. "
+                "Fails with not_found when old is absent and not_unique when it occurs more than once "
+                "(include surrounding lines to make it unique).",
                 "{\"type\":\"object\",\"properties\":{"
                 "\"path\":{\"type\":\"string\",\"description\":\"file path relative to the workspace\"},"
-                "\"old_string\":{\"type\":\"string\",\"description\":\"exact text to replace\"},"
-                "\"new_string\":{\"type\":\"string\",\"description\":\"replacement text\"}},"
-                "\"required\":[\"path\",\"old_string\",\"new_string\"],\"additionalProperties\":false}",
+                "\"old\":{\"type\":\"string\",\"description\":\"exact text to replace\"},"
+                "\"new\":{\"type\":\"string\",\"description\":\"replacement text\"}},"
+                "\"required\":[\"path\",\"old\",\"new\"],\"additionalProperties\":false}",
         },
         {
                 "list",
@@ -57,7 +59,8 @@ static const AgentToolDef tool_table[] = {
                 "Find workspace files whose paths match a glob pattern such as src/**/*.c.",
                 "{\"type\":\"object\",\"properties\":{"
                 "\"pattern\":{\"type\":\"string\",\"description\":\"glob pattern, relative to the "
-                "workspace\"}},"
+                "workspace\"},"
+                "\"path\":{\"type\":\"string\",\"description\":\"directory to search; default the root\"}},"
                 "\"required\":[\"pattern\"],\"additionalProperties\":false}",
         },
         {
@@ -68,7 +71,6 @@ static const AgentToolDef tool_table[] = {
                 "\"pattern\":{\"type\":\"string\",\"description\":\"regular expression\"},"
                 "\"path\":{\"type\":\"string\",\"description\":\"file or directory to search; default the "
                 "root\"},"
-                "\"glob\":{\"type\":\"string\",\"description\":\"only files matching this glob\"},"
                 "\"ignore_case\":{\"type\":\"boolean\"},"
                 "\"max_matches\":{\"type\":\"integer\",\"minimum\":1}},"
                 "\"required\":[\"pattern\"],\"additionalProperties\":false}",

@@ -61,7 +61,7 @@ static void test_check_args(void **state) {
         check("read", "{\"path\":\"a\",\"evil\":true}", -EINVAL, "unknown argument");
         check("run", "{\"argv\":[\"ls\",\"-l\"]}", 0, NULL);
         check("run", "{\"argv\":[\"ls\",1]}", -EINVAL, "\"argv\"[1]");
-        check("edit", "{\"path\":\"a\",\"old_string\":\"x\"}", -EINVAL, "new_string");
+        check("edit", "{\"path\":\"a\",\"old\":\"x\"}", -EINVAL, "\"new\"");
         check("status", "{}", 0, NULL);
         check("read", "[1]", -EINVAL, "JSON object");
 }
