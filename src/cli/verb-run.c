@@ -67,6 +67,7 @@ typedef struct RunOptions {
         bool apply;
         bool apply_flagged;
         const char *patch_out;
+        const char *audit_out;
         OutputMode output;
         bool keep_text_stdout;
 } RunOptions;
@@ -96,6 +97,7 @@ static void help(void) {
                "      --script PLAN.json   deterministic agent: a listed sequence of tool calls\n"
                "      --agent-cmd \"CMD..\"  run an external MCP agent wired to nucleus-mcp for the pod\n"
                "      --patch-out FILE     where to save the patch (default in the state dir)\n"
+               "      --audit-out FILE     where to save the pod's audit log (default in the state dir)\n"
                "      --apply              apply the patch to DIR with git apply\n"
                "      --apply-flagged      also apply when the patch touches flagged paths\n"
                "      --output text|json   JSON: one document on stdout, nothing else\n");
@@ -120,6 +122,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_APPLY,
                 ARG_APPLY_FLAGGED,
                 ARG_PATCH_OUT,
+                ARG_AUDIT_OUT,
                 ARG_OUTPUT,
         };
         static const struct option options[] = {
@@ -142,6 +145,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "apply", no_argument, NULL, ARG_APPLY },
                 { "apply-flagged", no_argument, NULL, ARG_APPLY_FLAGGED },
                 { "patch-out", required_argument, NULL, ARG_PATCH_OUT },
+                { "audit-out", required_argument, NULL, ARG_AUDIT_OUT },
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 {},
         };
@@ -213,6 +217,9 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         break;
                 case ARG_PATCH_OUT:
                         o->patch_out = optarg;
+                        break;
+                case ARG_AUDIT_OUT:
+                        o->audit_out = optarg;
                         break;
                 case ARG_OUTPUT:
                         r = cli_parse_output(optarg, &o->output);
@@ -1067,7 +1074,9 @@ cleanup:
         /* Always: delete the pod, then keep its audit log (sealed on delete). */
         if (ctx.pod) {
                 _cleanup_free_ char *apath = xasprintf("/v1/pods/%s/audit", ctx.pod);
-                if (state) {
+                if (o.audit_out)
+                        audit_path = xstrdup(o.audit_out);
+                else if (state) {
                         _cleanup_free_ char *runs = xasprintf("%s/runs", state);
                         (void) cli_mkdir_p(runs, 0700);
                         audit_path = xasprintf("%s/%s.audit.jsonl", runs, ctx.pod);
