@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Node side of the channel: framing, a reader thread and per-stream waiters. The guest is
+ * untrusted: a header is checked (magic, version, reserved, length <= 1 MiB) before the payload
+ * is read, JSON is parsed strictly, and any violation closes the channel.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "channel.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "message.h"
+
+#define CHANNEL_PREWAIT_MAX (4u * CHANNEL_PAYLOAD_MAX)
+
+typedef struct Pending {
+        uint32_t stream;
+        bool done;
+        ChannelReply reply;
+        size_t max_data;
+        ChannelDataFn on_data;
+        void *userdata;
+        struct Pending *next;
+} Pending;
+
+struct Channel {
+        int fd;
+        pthread_t reader;
+        bool reader_started;
+        pthread_mutex_t lock;       /* protects everything below and the pending list */
+        pthread_mutex_t write_lock; /* serialises frame writes */
+        pthread_cond_t cond;
+        bool closed;
+        int close_error;
+        uint32_t next_stream; /* odd */
+        Pending *pending;
+        uint64_t bytes_tx, bytes_rx;
+        ChannelEventFn on_event;
+        ChannelCloseFn on_close;
+        void *userdata;
+};
+
+void channel_reply_done(ChannelReply *r) {
+        if (!r)
+                return;
+        json_decref(r->response);
+        free(r->data);
+        *r = (ChannelReply){};
+}
+
+static int channel_write_frame(Channel *c, uint8_t type, uint32_t stream, const void *p, size_t n) {
+        uint8_t hdr[PROTO_HEADER_SIZE];
+        int r;
+
+        r = frame_header_encode(hdr, (FrameType) type, stream, (uint32_t) n);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->write_lock);
+        r = loop_write(c->fd, hdr, sizeof hdr);
+        if (r >= 0 && n > 0)
+                r = loop_write(c->fd, p, n);
+        pthread_mutex_unlock(&c->write_lock);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        c->bytes_tx += n;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+static Pending *pending_find(Channel *c, uint32_t stream) {
+        for (Pending *p = c->pending; p; p = p->next)
+                if (p->stream == stream)
+                        return p;
+        return NULL;
+}
+
+static void pending_unlink(Channel *c, Pending *p) {
+        for (Pending **pp = &c->pending; *pp; pp = &(*pp)->next)
+                if (*pp == p) {
+                        *pp = p->next;
+                        return;
+                }
+}
+
+static void pending_append_data(Pending *p, const void *d, size_t n) {
+        if (p->on_data) {
+                if (p->on_data(p->userdata, d, n) < 0)
+                        p->on_data = NULL;
+                return;
+        }
+        size_t room = p->max_data > p->reply.n_data ? p->max_data - p->reply.n_data : 0;
+        size_t take = NUCLEUS_MIN(room, n);
+        if (take < n)
+                p->reply.data_truncated = true;
+        if (take == 0)
+                return;
+        p->reply.data = xrealloc(p->reply.data, p->reply.n_data + take + 1);
+        memcpy(p->reply.data + p->reply.n_data, d, take);
+        p->reply.n_data += take;
+        p->reply.data[p->reply.n_data] = 0;
+}
+
+static int channel_handle_frame(Channel *c, uint8_t type, uint32_t stream, const char *payload, size_t n) {
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        if (type == FRAME_REQUEST || type == FRAME_RESPONSE || type == FRAME_EVENT || type == FRAME_ERROR) {
+                _cleanup_free_ char *err = NULL;
+                r = proto_json_parse(payload, n, &j, &err);
+                if (r < 0) {
+                        log_debug("channel: bad JSON in frame type %u stream %u: %s", type, stream, err ?: "?");
+                        return -EBADMSG;
+                }
+        }
+
+        switch (type) {
+        case FRAME_EVENT:
+                if (c->on_event)
+                        c->on_event(c->userdata, j);
+                return 0;
+        case FRAME_REQUEST: {
+                /* Guest-initiated requests are not part of the node's protocol: refuse them. */
+                static const char refuse[] = "{\"error\":\"the node accepts no "
+                                             "requests\",\"kind\":\"unsupported\"}";
+                return channel_write_frame(c, FRAME_ERROR, stream, refuse, sizeof refuse - 1);
+        }
+        case FRAME_CANCEL:
+                return 0;
+        case FRAME_RESPONSE:
+        case FRAME_ERROR:
+        case FRAME_DATA:
+        case FRAME_END:
+                break;
+        default:
+                return -EBADMSG;
+        }
+
+        pthread_mutex_lock(&c->lock);
+        Pending *p = pending_find(c, stream);
+        if (!p || p->done) {
+                pthread_mutex_unlock(&c->lock);
+                log_debug("channel: frame type %u for unknown stream %u dropped", type, stream);
+                return 0;
+        }
+        if (type == FRAME_DATA)
+                pending_append_data(p, payload, n);
+        else if (type == FRAME_RESPONSE || type == FRAME_ERROR) {
+                if (!json_is_object(j)) {
+                        pthread_mutex_unlock(&c->lock);
+                        return -EBADMSG;
+                }
+                p->reply.response = TAKE_PTR(j);
+                p->done = true;
+                pthread_cond_broadcast(&c->cond);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+static void *channel_reader(void *userdata) {
+        Channel *c = userdata;
+        _cleanup_free_ char *payload = xmalloc(CHANNEL_PAYLOAD_MAX + 1);
+        int r;
+
+        for (;;) {
+                uint8_t hdr[PROTO_HEADER_SIZE], type;
+                uint32_t stream, len;
+                FrameHeader fh;
+
+                r = loop_read_exact(c->fd, hdr, sizeof hdr);
+                if (r == -EIO) {
+                        r = 0; /* EOF */
+                        break;
+                }
+                if (r < 0)
+                        break;
+                /* The guest is untrusted and the node has no reason to resynchronise with a
+                 * peer that breaks framing: any header error ends the channel (fail closed). */
+                r = frame_header_decode(hdr, &fh);
+                if (r < 0)
+                        break;
+                type = fh.type;
+                stream = fh.stream_id;
+                len = fh.length;
+                r = loop_read_exact(c->fd, payload, len);
+                if (r < 0) {
+                        r = -ECONNRESET;
+                        break;
+                }
+                payload[len] = 0;
+                pthread_mutex_lock(&c->lock);
+                c->bytes_rx += len;
+                pthread_mutex_unlock(&c->lock);
+                r = channel_handle_frame(c, type, stream, payload, len);
+                if (r < 0)
+                        break;
+        }
+
+        pthread_mutex_lock(&c->lock);
+        bool was_closed = c->closed;
+        c->closed = true;
+        c->close_error = r;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        if (!was_closed && c->on_close)
+                c->on_close(c->userdata, r);
+        return NULL;
+}
+
+int channel_new(int fd, ChannelEventFn on_event, ChannelCloseFn on_close, void *userdata, Channel **ret) {
+        _cleanup_close_ int owned = fd;
+        Channel *c = xnew0(Channel, 1);
+        int r;
+
+        c->fd = TAKE_FD(owned);
+        c->next_stream = 1;
+        c->on_event = on_event;
+        c->on_close = on_close;
+        c->userdata = userdata;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->write_lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        (void) fd_set_nonblock(c->fd, false);
+
+        r = -pthread_create(&c->reader, NULL, channel_reader, c);
+        if (r < 0) {
+                c->closed = true;
+                channel_free(c);
+                return r;
+        }
+        c->reader_started = true;
+        *ret = c;
+        return 0;
+}
+
+Channel *channel_free(Channel *c) {
+        if (!c)
+                return NULL;
+        pthread_mutex_lock(&c->lock);
+        bool was_closed = c->closed;
+        c->closed = true;
+        if (c->close_error == 0)
+                c->close_error = -ECONNRESET;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        if (c->fd >= 0)
+                (void) shutdown(c->fd, SHUT_RDWR);
+        if (c->reader_started)
+                (void) pthread_join(c->reader, NULL);
+        (void) was_closed;
+        /* Waiters hold no reference after they saw closed; the owner frees only after the
+         * pod's users are gone (pod refcount), so the pending list is empty here. */
+        while (c->pending) {
+                Pending *p = c->pending;
+                c->pending = p->next;
+                channel_reply_done(&p->reply);
+                free(p);
+        }
+        c->fd = safe_close(c->fd);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->write_lock);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+void channel_shutdown(Channel *c) {
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->closed = true;
+        if (c->close_error == 0)
+                c->close_error = -ECONNRESET;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        (void) shutdown(c->fd, SHUT_RDWR);
+}
+
+int channel_begin(Channel *c, const char *op, json_t *args, uint32_t *ret_stream) {
+        _cleanup_json_ json_t *req = NULL;
+        _cleanup_free_ char *text = NULL;
+        uint32_t stream;
+        int r;
+
+        req = args ? json_pack("{s:s,s:O}", "op", op, "args", args)
+                   : json_pack("{s:s,s:{}}", "op", op, "args");
+        if (!req)
+                return -ENOMEM;
+        text = json_dumps(req, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        if (strlen(text) > CHANNEL_PAYLOAD_MAX)
+                return -E2BIG;
+
+        Pending *p = xnew0(Pending, 1);
+        pthread_mutex_lock(&c->lock);
+        if (c->closed) {
+                pthread_mutex_unlock(&c->lock);
+                free(p);
+                return -ECONNRESET;
+        }
+        stream = c->next_stream;
+        c->next_stream += 2;
+        if (c->next_stream == 0 || c->next_stream > INT32_MAX)
+                c->next_stream = 1;
+        p->stream = stream;
+        p->max_data = CHANNEL_PREWAIT_MAX; /* data that arrives before channel_wait */
+        p->next = c->pending;
+        c->pending = p;
+        pthread_mutex_unlock(&c->lock);
+
+        r = channel_write_frame(c, FRAME_REQUEST, stream, text, strlen(text));
+        if (r < 0) {
+                pthread_mutex_lock(&c->lock);
+                pending_unlink(c, p);
+                pthread_mutex_unlock(&c->lock);
+                channel_reply_done(&p->reply);
+                free(p);
+                return r;
+        }
+        *ret_stream = stream;
+        return 0;
+}
+
+int channel_send_data(Channel *c, uint32_t stream, const void *p, size_t n) {
+        const uint8_t *b = p;
+        while (n > 0) {
+                size_t k = NUCLEUS_MIN(n, (size_t) CHANNEL_PAYLOAD_MAX);
+                int r = channel_write_frame(c, FRAME_DATA, stream, b, k);
+                if (r < 0)
+                        return r;
+                b += k;
+                n -= k;
+        }
+        return 0;
+}
+
+int channel_send_end(Channel *c, uint32_t stream) {
+        return channel_write_frame(c, FRAME_END, stream, NULL, 0);
+}
+
+int channel_send_cancel(Channel *c, uint32_t stream) {
+        return channel_write_frame(c, FRAME_CANCEL, stream, NULL, 0);
+}
+
+int channel_wait(
+        Channel *c,
+        uint32_t stream,
+        usec_t timeout,
+        size_t max_data,
+        ChannelDataFn on_data,
+        void *userdata,
+        ChannelReply *ret) {
+        struct timespec ts;
+        int r = 0;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (timeout != USEC_INFINITY) {
+                uint64_t ns = (uint64_t) ts.tv_nsec + (timeout % USEC_PER_SEC) * 1000u;
+                ts.tv_sec += (time_t) (timeout / USEC_PER_SEC + ns / 1000000000u);
+                ts.tv_nsec = (long) (ns % 1000000000u);
+        }
+
+        pthread_mutex_lock(&c->lock);
+        Pending *p = pending_find(c, stream);
+        if (!p) {
+                pthread_mutex_unlock(&c->lock);
+                return -ENOENT;
+        }
+        p->max_data = max_data;
+        if (on_data) {
+                if (p->reply.n_data > 0)
+                        (void) on_data(userdata, p->reply.data, p->reply.n_data);
+                p->reply.data = mfree(p->reply.data);
+                p->reply.n_data = 0;
+                p->on_data = on_data;
+                p->userdata = userdata;
+        } else if (p->reply.n_data > max_data) {
+                p->reply.n_data = max_data;
+                p->reply.data_truncated = true;
+        }
+        while (!p->done && !c->closed) {
+                if (timeout == USEC_INFINITY)
+                        pthread_cond_wait(&c->cond, &c->lock);
+                else if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        if (!p->done && r == 0)
+                r = c->close_error < 0 ? -ECONNRESET : -ECONNRESET;
+        pending_unlink(c, p);
+        pthread_mutex_unlock(&c->lock);
+
+        if (r == -ETIMEDOUT)
+                (void) channel_send_cancel(c, stream);
+        if (r < 0) {
+                channel_reply_done(&p->reply);
+                free(p);
+                return r;
+        }
+        *ret = p->reply;
+        free(p);
+        return 0;
+}
+
+int channel_call(
+        Channel *c,
+        const char *op,
+        json_t *args,
+        const void *upload,
+        size_t n_upload,
+        usec_t timeout,
+        size_t max_data,
+        ChannelReply *ret) {
+        uint32_t stream;
+        int r;
+
+        r = channel_begin(c, op, args, &stream);
+        if (r < 0)
+                return r;
+        if (upload) {
+                r = channel_send_data(c, stream, upload, n_upload);
+                if (r >= 0)
+                        r = channel_send_end(c, stream);
+                if (r < 0) {
+                        ChannelReply dummy = {};
+                        (void) channel_wait(c, stream, 0, 0, NULL, NULL, &dummy);
+                        channel_reply_done(&dummy);
+                        return r;
+                }
+        }
+        return channel_wait(c, stream, timeout, max_data, NULL, NULL, ret);
+}
+
+void channel_bytes(Channel *c, uint64_t *ret_tx, uint64_t *ret_rx) {
+        pthread_mutex_lock(&c->lock);
+        *ret_tx = c->bytes_tx;
+        *ret_rx = c->bytes_rx;
+        pthread_mutex_unlock(&c->lock);
+}

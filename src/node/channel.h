@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Node side of the node↔guest channel (CONTRACTS.md "Node ↔ guest channel"): one byte stream
+ * per pod, framed, multiplexed by stream id (the node uses odd ids). A reader thread owns the
+ * receive side; callers block on their own stream. Everything read from the guest is untrusted:
+ * frames are length-checked before allocation and a malformed frame closes the channel.
+ */
+#pragma once
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "frame.h"
+#include "time-util.h"
+
+typedef struct Channel Channel;
+
+#define CHANNEL_PAYLOAD_MAX PROTO_MAX_PAYLOAD
+
+typedef struct ChannelReply {
+        json_t *response;    /* the guest's JSON answer (result or {"error","kind"}); owned */
+        char *data;          /* data frames collected for the stream (NUL-terminated); owned */
+        size_t n_data;       /* bytes in data */
+        bool data_truncated; /* more than max_data bytes arrived; the rest was dropped */
+} ChannelReply;
+
+void channel_reply_done(ChannelReply *r);
+
+/* Called from the reader thread for each event frame (ownership of ev stays with the caller). */
+typedef void (*ChannelEventFn)(void *userdata, json_t *ev);
+/* Called from the reader thread once, when the channel ends (error is 0 on orderly EOF). */
+typedef void (*ChannelCloseFn)(void *userdata, int error);
+/* Streaming sink for data frames of one call; return <0 to stop delivery. */
+typedef int (*ChannelDataFn)(void *userdata, const void *p, size_t n);
+
+/* Take over fd (consumed) and start the reader thread. */
+int channel_new(int fd, ChannelEventFn on_event, ChannelCloseFn on_close, void *userdata, Channel **ret);
+/* Shut the stream down, fail every waiter with -ECONNRESET, join the reader, free. NULL-safe. */
+Channel *channel_free(Channel *c);
+
+/* Start a request: sends {"op": op, "args": args} on a fresh odd stream id. */
+int channel_begin(Channel *c, const char *op, json_t *args, uint32_t *ret_stream);
+/* Send bytes of an upload on the stream as data frames (split at the payload cap). */
+int channel_send_data(Channel *c, uint32_t stream, const void *p, size_t n);
+int channel_send_end(Channel *c, uint32_t stream);
+int channel_send_cancel(Channel *c, uint32_t stream);
+/* Wait for the response of stream. Data frames go to on_data if set, else are collected up to
+ * max_data bytes. Returns 0 and fills *ret; -ETIMEDOUT (a cancel frame is sent), -ECONNRESET
+ * when the channel closed. */
+int channel_wait(
+        Channel *c,
+        uint32_t stream,
+        usec_t timeout,
+        size_t max_data,
+        ChannelDataFn on_data,
+        void *userdata,
+        ChannelReply *ret);
+/* begin + wait, with an optional upload (data frames then end-of-stream). */
+int channel_call(
+        Channel *c,
+        const char *op,
+        json_t *args,
+        const void *upload,
+        size_t n_upload,
+        usec_t timeout,
+        size_t max_data,
+        ChannelReply *ret);
+/* Bytes sent and received on the channel (payloads only), for metrics. */
+void channel_bytes(Channel *c, uint64_t *ret_tx, uint64_t *ret_rx);
+/* Shut the stream down (both directions) so the reader ends and every waiter gets
+ * -ECONNRESET; the Channel stays allocated until channel_free. Thread-safe, idempotent. */
+void channel_shutdown(Channel *c);

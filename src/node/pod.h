@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pods: the table, the state machine (pending → booting → configuring → running → stopping →
+ * exited | failed), the boot sequence, termination (deadline, DELETE, VMM crash, shutdown) and
+ * the per-pod audit log that only the node writes.
+ */
+#pragma once
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "channel.h"
+#include "node.h"
+#include "nodespec.h"
+#include "time-util.h"
+#include "vmm/vmm.h"
+
+typedef enum PodState {
+        POD_PENDING,
+        POD_BOOTING,
+        POD_CONFIGURING,
+        POD_RUNNING,
+        POD_STOPPING,
+        POD_EXITED,
+        POD_FAILED,
+        _POD_STATE_MAX,
+        _POD_STATE_INVALID = -EINVAL,
+} PodState;
+
+const char *pod_state_to_string(PodState s);
+PodState pod_state_from_string(const char *s);
+
+typedef struct PodSub PodSub; /* a live /events subscriber */
+typedef struct NetPod NetPod;
+
+struct Pod {
+        unsigned n_ref;    /* under node->lock */
+        char id[37];       /* uuid v4, lower case */
+        char *name;        /* metadata.name or NULL */
+        PodState state;    /* under node->lock */
+        char *reason;      /* why it ended (exited/failed), or NULL */
+        char *reason_kind; /* error kind for calls after the end ("time_violation", ...) */
+        VmmDriver driver;
+        NodeSpec *spec;    /* the validated spec */
+        char *dir;         /* <state_dir>/pods/<id>, 0700 */
+        usec_t created_rt; /* CLOCK_REALTIME */
+        usec_t created_mono;
+        usec_t timeout;       /* pod lifetime */
+        usec_t deadline_mono; /* created_mono + timeout */
+        usec_t ended_rt;      /* 0 while alive */
+        unsigned vcpus;
+        uint64_t memory_mib, scratch_mib;
+        char *policy_sha256; /* from the proxy's configure answer */
+        Vmm *vm;             /* set once started; freed with the pod */
+        Channel *channel;    /* set once connected; shut down at the end, freed with the pod */
+        NetPod *net;         /* W's per-pod network, or NULL */
+        char *cgroup_dir;    /* created cgroup, or NULL */
+        bool weak;           /* local driver */
+        bool terminating;    /* someone runs pod_terminate */
+        AuditLog *audit;     /* signed, chained log (src/lib/audit); sealed at the end */
+        pthread_mutex_t audit_lock;
+        PodSub *subs; /* /events subscribers, under node->lock */
+        uint64_t budget_spent_micro_usd;
+};
+
+/* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
+ * new reference, -EBUSY when max_pods live pods exist, other -errno with *reterr. */
+int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr);
+/* Look up by id (new reference) or NULL. */
+Pod *pod_find(Node *n, const char *id);
+Pod *pod_ref(Pod *p);
+Pod *pod_unref(Pod *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Pod *, pod_unref);
+
+/* End a pod: kill the VMM, tear down network and cgroup, append the end record, seal the
+ * audit log and remove everything else the pod created. final is POD_EXITED or POD_FAILED.
+ * Idempotent; the first caller's reason wins. Blocks until done (the VMM is reaped). */
+void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind);
+/* Same, on a detached thread (supervisor use). */
+void pod_terminate_async(Pod *p, PodState final, const char *reason, const char *kind);
+
+/* State snapshot for the API (JSON object, caller decrefs). */
+json_t *pod_to_json(Pod *p);
+
+/* Append one audit record (AuditEvent of src/lib/audit) and publish it to /events
+ * subscribers. Never fails the caller: errors are logged and counted in metrics. */
+void pod_audit(Pod *p, const AuditEvent *ev);
+
+/* /events subscribers. pod_sub_next blocks up to timeout for the next line; returns 1 and a
+ * malloc'd SSE chunk, 0 on timeout, -EPIPE when the pod ended and everything was delivered. */
+PodSub *pod_subscribe(Pod *p);
+int pod_sub_next(Pod *p, PodSub *s, usec_t timeout, char **ret);
+void pod_unsubscribe(Pod *p, PodSub *s);
+
+/* Supervisor: watches VMM pidfds and deadlines; runs on its own thread until shutdown. */
+int pod_supervisor_start(Node *n);
+void pod_supervisor_stop(Node *n);
+/* Shutdown: terminate every live pod (reason "node shutdown"). */
+void pod_terminate_all(Node *n, const char *reason);
+/* At start: clean what an earlier run left under <state_dir>/pods. Returns pods cleaned. */
+int pod_cleanup_stale(Node *n);
+/* Count live pods (not exited/failed), under lock. */
+unsigned pod_count_live_locked(Node *n);

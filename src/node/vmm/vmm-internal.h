@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Backend table for the VMM drivers. Only vmm*.c include this.
+ */
+#pragma once
+#include "vmm.h"
+
+struct Vmm {
+        const struct VmmOps *ops;
+        PidRef pid;         /* the VMM (or bwrap) process */
+        char *pod_dir;      /* absolute */
+        char *channel_path; /* unix socket of the channel, or NULL when channel_fd is used */
+        int channel_fd;     /* pre-connected channel (local driver), or -EBADF */
+        char *accel;        /* what is actually in use */
+        void *data;         /* backend private */
+        bool stopped;
+};
+
+typedef struct VmmOps {
+        const char *name;
+        bool weak_isolation;
+        int (*probe)(const VmmLaunch *l, char **reterr);
+        int (*start)(const VmmLaunch *l, Vmm *vm, char **reterr);
+        int (*connect)(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr);
+        void (*cleanup)(Vmm *vm); /* after the process is gone: remove files */
+        void (*free_data)(Vmm *vm);
+} VmmOps;
+
+extern const VmmOps vmm_qemu_ops;
+extern const VmmOps vmm_firecracker_ops;
+extern const VmmOps vmm_local_ops;
+
+/* Shared helpers for backends. */
+/* Connect to a unix stream socket at path, retrying until timeout while it is absent or
+ * refuses (the VMM creates it). Stops early if the VMM process died. */
+int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_fd);
+/* Write vmm.pid in the pod dir. */
+int vmm_write_pidfile(Vmm *vm);
+/* Fork a child that joins cgroup_dir, drops to uid/gid (when nonzero), sets stdin /dev/null,
+ * stdout+stderr to log_fd, closes other fds except keep_fd (moved to 3 when >= 0) and execs
+ * argv with an empty environment. */
+int vmm_spawn(const VmmLaunch *l, char *const argv[], int log_fd, int keep_fd, PidRef *ret);
+
+/* Append each string argument to *l (NULL-terminated list). */
+void vmm_strv_extend_many(char ***l, ...);
+#define VMM_STRV_EXTEND(l, ...) vmm_strv_extend_many((l), __VA_ARGS__, (const char *) NULL)

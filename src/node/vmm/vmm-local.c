@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Driver "local": no VM. The tool proxy runs on the host inside bubblewrap with new user, pid,
+ * ipc, uts, net (no network at all) and mount namespaces, read-only system dirs, and only the
+ * pod's workspace writable (plus private tmpfs /tmp and /run). Inside, the proxy is uid 1000
+ * with no capabilities; the user namespace maps it to the node's uid, so files it creates in
+ * the workspace belong to the node outside. The channel is a socketpair whose far end the proxy inherits as
+ * fd 3. This is weaker isolation than a microVM (shared kernel); the node says so on every
+ * response and in the logs.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "log.h"
+#include "string-util.h"
+#include "vmm-internal.h"
+
+#define BWRAP_PATH "/usr/bin/bwrap"
+
+static int local_probe(const VmmLaunch *l, char **reterr) {
+        if (access(BWRAP_PATH, X_OK) < 0) {
+                *reterr = xstrdup("driver local needs bubblewrap (" BWRAP_PATH "): install the 'bubblewrap' "
+                                                                               "package");
+                return -ENOENT;
+        }
+        if (!l->proxy_path || access(l->proxy_path, X_OK) < 0) {
+                *reterr = xasprintf(
+                        "driver local needs nucleus-tool-proxy, not found at '%s' (set [node] proxy_path)",
+                        l->proxy_path ?: "(unset)");
+                return -ENOENT;
+        }
+        if (l->net_cmdline) {
+                *reterr = xstrdup("driver local cannot give a pod a network; use the qemu driver for specs "
+                                  "with 'network'");
+                return -EOPNOTSUPP;
+        }
+        return 0;
+}
+
+static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
+        _cleanup_free_ char *ws = xasprintf("%s/workspace", l->pod_dir);
+        _cleanup_free_ char *logp = xasprintf("%s/console.log", l->pod_dir);
+        _cleanup_close_ int logfd = -EBADF, node_end = -EBADF, guest_end = -EBADF;
+        int sp[2];
+        int r;
+
+        if (mkdir(ws, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                *reterr = xasprintf("cannot create workspace dir %s: %s", ws, strerror(-r));
+                return r;
+        }
+        logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (logfd < 0) {
+                r = -errno;
+                *reterr = xasprintf("cannot open %s: %s", logp, strerror(-r));
+                return r;
+        }
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+                r = -errno;
+                *reterr = xasprintf("socketpair: %s", strerror(-r));
+                return r;
+        }
+        node_end = sp[0];
+        guest_end = sp[1];
+
+        /* Only what a tool needs from /etc: never the whole dir (it holds the node's secrets). */
+        char *argv[] = {
+                (char *) BWRAP_PATH,
+                (char *) "--unshare-user",
+                (char *) "--uid",
+                (char *) "1000",
+                (char *) "--gid",
+                (char *) "1000",
+                (char *) "--unshare-pid",
+                (char *) "--unshare-ipc",
+                (char *) "--unshare-uts",
+                (char *) "--unshare-net",
+                (char *) "--unshare-cgroup-try",
+                (char *) "--new-session",
+                (char *) "--clearenv",
+                (char *) "--setenv",
+                (char *) "PATH",
+                (char *) "/usr/local/bin:/usr/bin:/bin",
+                (char *) "--setenv",
+                (char *) "HOME",
+                (char *) "/tmp",
+                (char *) "--ro-bind",
+                (char *) "/usr",
+                (char *) "/usr",
+                (char *) "--symlink",
+                (char *) "usr/bin",
+                (char *) "/bin",
+                (char *) "--symlink",
+                (char *) "usr/sbin",
+                (char *) "/sbin",
+                (char *) "--symlink",
+                (char *) "usr/lib",
+                (char *) "/lib",
+                (char *) "--symlink",
+                (char *) "usr/lib64",
+                (char *) "/lib64",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/passwd",
+                (char *) "/etc/passwd",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/group",
+                (char *) "/etc/group",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/ld.so.cache",
+                (char *) "/etc/ld.so.cache",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/alternatives",
+                (char *) "/etc/alternatives",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/ssl",
+                (char *) "/etc/ssl",
+                (char *) "--ro-bind-try",
+                (char *) "/etc/localtime",
+                (char *) "/etc/localtime",
+                (char *) "--proc",
+                (char *) "/proc",
+                (char *) "--dev",
+                (char *) "/dev",
+                (char *) "--tmpfs",
+                (char *) "/tmp",
+                (char *) "--tmpfs",
+                (char *) "/run",
+                (char *) "--bind",
+                ws,
+                (char *) "/workspace",
+                (char *) "--ro-bind",
+                (char *) l->proxy_path,
+                (char *) "/nucleus/nucleus-tool-proxy",
+                (char *) "--chdir",
+                (char *) "/workspace",
+                (char *) "--cap-drop",
+                (char *) "ALL",
+                (char *) "--",
+                (char *) "/nucleus/nucleus-tool-proxy",
+                (char *) "--fd",
+                (char *) "3",
+                (char *) "--workspace",
+                (char *) "/workspace",
+                (char *) "--agent-user",
+                (char *) "1000:1000",
+                (char *) "--state-dir",
+                (char *) "/run/nucleus",
+                NULL,
+        };
+
+        /* The far end must survive exec in the child: vmm_spawn moves it to fd 3 without CLOEXEC. */
+        r = vmm_spawn(l, argv, logfd, guest_end, &vm->pid);
+        if (r < 0) {
+                *reterr = xasprintf("cannot start bubblewrap: %s", strerror(-r));
+                return r;
+        }
+        vm->channel_fd = TAKE_FD(node_end);
+        vm->accel = xstrdup("none (local driver: host kernel, weaker isolation)");
+        log_warning(
+                "pod %s: driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
+                "than a microVM",
+                l->pod_id);
+        return 0;
+}
+
+static int local_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
+        if (vm->channel_fd < 0) {
+                *reterr = xstrdup("channel already taken");
+                return -EBADF;
+        }
+        *ret_fd = TAKE_FD(vm->channel_fd);
+        return 0;
+}
+
+static void local_cleanup(Vmm *vm) {
+        /* The workspace is removed by the pod layer together with the rest of the pod dir. */
+}
+
+const VmmOps vmm_local_ops = {
+        .name = "local",
+        .weak_isolation = true,
+        .probe = local_probe,
+        .start = local_start,
+        .connect = local_connect,
+        .cleanup = local_cleanup,
+};

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Driver "qemu" (default): the microVM invocation of src/lib/image (image_qemu_argv:
+ * -M microvm, -nodefaults, read-only rootfs + per-pod scratch on virtio-blk, the channel on a
+ * virtio-serial port backed by a unix socket in the pod's 0700 vm/ dir, console to
+ * console.log, -sandbox on with every deny option, a NIC only with a tap). The VMM joins its
+ * cgroup and the pod's netns before exec and runs as the nucleus-vmm user when it exists.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "image.h"
+#include "log.h"
+#include "string-util.h"
+#include "vmm-internal.h"
+
+#define QEMU_PATH "/usr/bin/qemu-system-x86_64"
+
+static int qemu_probe(const VmmLaunch *l, char **reterr) {
+        static const char *const files[] = { IMAGE_VMLINUZ, IMAGE_INITRAMFS, IMAGE_ROOTFS };
+
+        if (access(QEMU_PATH, X_OK) < 0) {
+                *reterr = xstrdup("driver qemu needs " QEMU_PATH ": install the 'qemu-system-x86' package");
+                return -ENOENT;
+        }
+        if (!l->image_dir) {
+                *reterr = xstrdup("no images dir configured (--images-dir or images_dir in the node "
+                                  "config)");
+                return -ENOENT;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_free_ char *p = xasprintf("%s/%s", l->image_dir, files[i]);
+                if (access(p, R_OK) < 0) {
+                        *reterr = xasprintf(
+                                "guest image incomplete: %s is missing (run 'nucleus setup' or 'nucleus "
+                                "image build')",
+                                p);
+                        return -ENOENT;
+                }
+        }
+        return 0;
+}
+
+static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
+        _cleanup_free_ char *vmdir = xasprintf("%s/vm", l->pod_dir);
+        _cleanup_free_ char *scratch = xasprintf("%s/scratch.img", vmdir);
+        _cleanup_free_ char *sock = xasprintf("%s/channel.sock", vmdir);
+        _cleanup_free_ char *console = xasprintf("%s/console.log", l->pod_dir);
+        _cleanup_free_ char *kernel = xasprintf("%s/" IMAGE_VMLINUZ, l->image_dir);
+        _cleanup_free_ char *initrd = xasprintf("%s/" IMAGE_INITRAMFS, l->image_dir);
+        _cleanup_free_ char *rootfs = xasprintf("%s/" IMAGE_ROOTFS, l->image_dir);
+        _cleanup_free_ char *net_arg = NULL;
+        _cleanup_close_ int logfd = -EBADF;
+        char **argv = NULL;
+        int r;
+
+        if (mkdir(vmdir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                *reterr = xasprintf("cannot create %s: %s", vmdir, strerror(-r));
+                return r;
+        }
+        r = image_scratch_create(scratch, l->scratch_mib * 1024 * 1024);
+        if (r < 0) {
+                *reterr = xasprintf("cannot create the scratch disk %s: %s", scratch, strerror(-r));
+                return r;
+        }
+        /* The console log is ours (node opens it); QEMU's stdout/stderr go to it as well. */
+        logfd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (logfd < 0) {
+                r = -errno;
+                *reterr = xasprintf("cannot open %s: %s", console, strerror(-r));
+                return r;
+        }
+        if (l->run_uid != 0) {
+                /* QEMU runs as the VMM user: hand it its own dir, disk and console, nothing else. */
+                if (chown(vmdir, l->run_uid, l->run_gid) < 0 || chown(scratch, l->run_uid, l->run_gid) < 0 ||
+                    fchown(logfd, l->run_uid, l->run_gid) < 0) {
+                        r = -errno;
+                        *reterr = xasprintf("cannot hand %s to the VMM user: %s", vmdir, strerror(-r));
+                        return r;
+                }
+        }
+        if (l->net_cmdline) {
+                const char *v = startswith(l->net_cmdline, "nucleus.net=");
+                net_arg = xstrdup(v ?: l->net_cmdline);
+        }
+
+        ImageQemuConfig qc = {
+                .qemu_binary = QEMU_PATH,
+                .kernel = kernel,
+                .initramfs = initrd,
+                .rootfs = rootfs,
+                .scratch = scratch,
+                .channel_socket = sock,
+                .console_log = console,
+                .accel = streq_ptr(l->accel, "kvm") ? IMAGE_ACCEL_KVM : IMAGE_ACCEL_TCG,
+                .memory_mib = (unsigned) l->memory_mib,
+                .cpus = l->vcpus,
+                .tap_ifname = l->tap_name,
+                .mac = l->tap_mac,
+                .net_cmdline = l->tap_name ? net_arg : NULL,
+        };
+        r = image_qemu_argv(&qc, &argv);
+        if (r < 0) {
+                *reterr = xasprintf("cannot build the QEMU command line: %s", strerror(-r));
+                return r;
+        }
+        (void) unlink(sock);
+        r = vmm_spawn(l, argv, logfd, -1, &vm->pid);
+        strv_free(argv);
+        if (r < 0) {
+                *reterr = xasprintf("cannot start QEMU: %s", strerror(-r));
+                return r;
+        }
+        vm->channel_path = TAKE_PTR(sock);
+        vm->accel = xstrdup(image_accel_to_string(qc.accel));
+        if (l->run_uid == 0)
+                log_notice(
+                        "pod %s: QEMU runs as root with -sandbox (no 'nucleus-vmm' user to drop to)",
+                        l->pod_id);
+        return 0;
+}
+
+static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
+        int r = vmm_connect_unix_retry(vm, vm->channel_path, timeout, ret_fd);
+        if (r == -ECHILD)
+                *reterr = xstrdup("QEMU exited before the channel came up (see the pod's logs)");
+        else if (r < 0)
+                *reterr = xasprintf(
+                        "cannot connect to the channel socket %s: %s", vm->channel_path, strerror(-r));
+        else
+                (void) chmod(vm->channel_path, 0600);
+        return r;
+}
+
+static void qemu_cleanup(Vmm *vm) {
+        _cleanup_free_ char *scratch = xasprintf("%s/vm/scratch.img", vm->pod_dir);
+        _cleanup_free_ char *sock = xasprintf("%s/vm/channel.sock", vm->pod_dir);
+        _cleanup_free_ char *vmdir = xasprintf("%s/vm", vm->pod_dir);
+        (void) unlink(scratch);
+        (void) unlink(sock);
+        (void) rmdir(vmdir);
+}
+
+const VmmOps vmm_qemu_ops = {
+        .name = "qemu",
+        .weak_isolation = false,
+        .probe = qemu_probe,
+        .start = qemu_start,
+        .connect = qemu_connect,
+        .cleanup = qemu_cleanup,
+};

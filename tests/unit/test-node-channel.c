@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the node side of the channel: multiplexed calls, data collection, events,
+ * out-of-order responses, a peer that breaks framing, closing with waiters. The "guest" is a
+ * thread on the other end of a socketpair speaking src/lib/proto frames. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "fd-util.h"
+#include "frame.h"
+#include "json-util.h"
+#include "message.h"
+
+static int n_events;
+static int close_error = 1;
+static void on_event(void *ud, json_t *ev) {
+        if (json_is_object(ev))
+                __atomic_add_fetch(&n_events, 1, __ATOMIC_SEQ_CST);
+}
+static void on_close(void *ud, int e) {
+        close_error = e;
+}
+
+static int read_frame(int fd, uint8_t *type, uint32_t *sid, char **payload, uint32_t *len) {
+        uint8_t h[PROTO_HEADER_SIZE];
+        FrameHeader fh;
+        if (loop_read_exact(fd, h, sizeof h) < 0 || frame_header_decode(h, &fh) < 0)
+                return -1;
+        *payload = calloc(1, fh.length + 1);
+        if (fh.length && loop_read_exact(fd, *payload, fh.length) < 0)
+                return -1;
+        *type = fh.type;
+        *sid = fh.stream_id;
+        *len = fh.length;
+        return 0;
+}
+
+/* Guest: answer two requests in reverse order; the second gets data frames first. */
+static void *guest_reverse(void *arg) {
+        int fd = *(int *) arg;
+        uint32_t sids[2], len;
+        uint8_t type;
+        char *p;
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(read_frame(fd, &type, &sids[i], &p, &len), 0);
+                assert_int_equal(type, FRAME_REQUEST);
+                assert_true(sids[i] % 2 == 1);
+                free(p);
+        }
+        frame_write(fd, FRAME_EVENT, 0, "{\"type\":\"boot\"}", 15);
+        frame_write(fd, FRAME_DATA, sids[1], "hello ", 6);
+        frame_write(fd, FRAME_DATA, sids[1], "world", 5);
+        frame_write(fd, FRAME_RESPONSE, sids[1], "{\"n\":2}", 7);
+        frame_write(fd, FRAME_RESPONSE, sids[0], "{\"error\":\"no\",\"kind\":\"path_denied\"}", 35);
+        return NULL;
+}
+
+typedef struct CallArg {
+        Channel *c;
+        const char *op;
+        ChannelReply rep;
+        int r;
+} CallArg;
+
+static void *do_call(void *arg) {
+        CallArg *a = arg;
+        a->r = channel_call(a->c, a->op, NULL, NULL, 0, 5 * USEC_PER_SEC, 64, &a->rep);
+        return NULL;
+}
+
+static void test_multiplex(void **state) {
+        int sp[2];
+        Channel *c = NULL;
+        pthread_t g, t1, t2;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], on_event, on_close, NULL, &c), 0);
+        pthread_create(&g, NULL, guest_reverse, &sp[1]);
+        CallArg a1 = { .c = c, .op = "read" }, a2 = { .c = c, .op = "export" };
+        pthread_create(&t1, NULL, do_call, &a1);
+        usleep(50 * 1000);
+        pthread_create(&t2, NULL, do_call, &a2);
+        pthread_join(t1, NULL);
+        pthread_join(t2, NULL);
+        pthread_join(g, NULL);
+        assert_int_equal(a1.r, 0);
+        assert_int_equal(a2.r, 0);
+        assert_string_equal(json_string_value(json_object_get(a1.rep.response, "kind")), "path_denied");
+        assert_int_equal(json_integer_value(json_object_get(a2.rep.response, "n")), 2);
+        assert_int_equal(a2.rep.n_data, 11);
+        assert_memory_equal(a2.rep.data, "hello world", 11);
+        assert_int_equal(n_events, 1);
+        channel_reply_done(&a1.rep);
+        channel_reply_done(&a2.rep);
+        close(sp[1]);
+        channel_free(c);
+}
+
+static void *guest_garbage(void *arg) {
+        int fd = *(int *) arg;
+        uint8_t type;
+        uint32_t sid, len;
+        char *p;
+        assert_int_equal(read_frame(fd, &type, &sid, &p, &len), 0);
+        free(p);
+        /* A header claiming 2 MiB: the node must drop the channel without allocating it. */
+        uint8_t h[16] = { 'N', 'U', 1, 2, 0, 0, 0, 1, 0, 0x20, 0, 0, 0, 0, 0, 0 };
+        (void) !write(fd, h, sizeof h);
+        return NULL;
+}
+
+static void test_oversize_closes(void **state) {
+        int sp[2];
+        Channel *c = NULL;
+        pthread_t g;
+        ChannelReply rep = {};
+        close_error = 1;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], NULL, on_close, NULL, &c), 0);
+        pthread_create(&g, NULL, guest_garbage, &sp[1]);
+        assert_int_equal(channel_call(c, "read", NULL, NULL, 0, 5 * USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        pthread_join(g, NULL);
+        for (int i = 0; i < 100 && __atomic_load_n(&close_error, __ATOMIC_SEQ_CST) == 1; i++)
+                usleep(10 * 1000); /* on_close runs right after waiters are released */
+        assert_int_equal(close_error, -EMSGSIZE);
+        close(sp[1]);
+        channel_free(c);
+}
+
+static void test_timeout_sends_cancel(void **state) {
+        int sp[2];
+        Channel *c = NULL;
+        ChannelReply rep = {};
+        uint8_t type;
+        uint32_t sid, sid2, len;
+        char *p;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], NULL, NULL, NULL, &c), 0);
+        assert_int_equal(channel_call(c, "run", NULL, "tar", 3, 100 * 1000, 0, &rep), -ETIMEDOUT);
+        assert_int_equal(read_frame(sp[1], &type, &sid, &p, &len), 0);
+        assert_int_equal(type, FRAME_REQUEST);
+        assert_string_equal(p, "{\"op\":\"run\",\"args\":{}}");
+        free(p);
+        assert_int_equal(read_frame(sp[1], &type, &sid2, &p, &len), 0);
+        assert_int_equal(type, FRAME_DATA);
+        assert_int_equal(sid2, sid);
+        free(p);
+        assert_int_equal(read_frame(sp[1], &type, &sid2, &p, &len), 0);
+        assert_int_equal(type, FRAME_END);
+        free(p);
+        assert_int_equal(read_frame(sp[1], &type, &sid2, &p, &len), 0);
+        assert_int_equal(type, FRAME_CANCEL);
+        assert_int_equal(sid2, sid);
+        free(p);
+        /* A late answer for the cancelled stream is dropped, the channel stays usable. */
+        frame_write(sp[1], FRAME_RESPONSE, sid, "{}", 2);
+        channel_shutdown(c);
+        assert_int_equal(channel_call(c, "status", NULL, NULL, 0, USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        close(sp[1]);
+        channel_free(c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_multiplex),
+                cmocka_unit_test(test_oversize_closes),
+                cmocka_unit_test(test_timeout_sends_cancel),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the node's use of PodSpecs: values taken from a parsed spec (YAML and JSON),
+ * refusals surfacing the parser's message, and the proxy's configure arguments. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "alloc-util.h"
+#include "json-util.h"
+#include "nodespec.h"
+#include "vmm.h"
+
+static void test_yaml(void **state) {
+        static const char y[] = "apiVersion: nucleus/v1\nkind: Pod\nmetadata:\n  name: t1\nspec:\n"
+                                "  policy: fix-issue\n  timeout_seconds: 60\n  driver: local\n"
+                                "  resources: {vcpus: 2, memory_mib: 256}\n  env: {FOO: bar}\n";
+        NodeSpec *s = NULL;
+        char *err = NULL;
+        assert_int_equal(nodespec_parse(y, strlen(y), &s, &err), 0);
+        assert_int_equal(s->driver, VMM_DRIVER_LOCAL);
+        assert_int_equal(s->timeout_seconds, 60);
+        assert_int_equal(s->vcpus, 2);
+        assert_int_equal(s->memory_mib, 256);
+        assert_false(s->has_network);
+        assert_string_equal(s->name, "t1");
+        char *dir = nodespec_image_dir(s, "/images");
+        assert_string_equal(dir, "/images");
+        free(dir);
+        uint8_t pub[32] = { 1 };
+        json_t *a = nodespec_configure_args(s, "pod-1", pub);
+        assert_string_equal(json_string_value(json_object_get(a, "pod_id")), "pod-1");
+        assert_true(json_is_object(json_object_get(a, "policy")));
+        assert_int_equal(json_integer_value(json_object_get(a, "timeout_seconds")), 60);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(a, "env"), "FOO")), "bar");
+        assert_int_equal(strlen(json_string_value(json_object_get(a, "approver_public_key"))), 64);
+        json_decref(a);
+        nodespec_free(s);
+}
+
+static void test_json_network(void **state) {
+        static const char j[] = "{\"apiVersion\":\"nucleus/"
+                                "v1\",\"kind\":\"Pod\",\"spec\":{\"policy\":\"read-only\",\"network\":"
+                                "{\"allow\":[\"10.0.0.0/8:443\"],\"dns_allow\":[\"example.com\"]}}}";
+        NodeSpec *s = NULL;
+        char *err = NULL;
+        int r = nodespec_parse(j, strlen(j), &s, &err);
+        if (r < 0)
+                print_message("# %s\n", err);
+        assert_int_equal(r, 0);
+        assert_true(s->has_network);
+        assert_string_equal(s->allow[0], "10.0.0.0/8:443");
+        assert_null(s->deny[0]);
+        assert_string_equal(s->dns_allow[0], "example.com");
+        assert_int_equal(s->driver, -1);
+        nodespec_free(s);
+}
+
+static void test_bad(void **state) {
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"apiVersion\":\"nucleus/v1\",\"kind\":\"Pod\",\"spec\":{\"netwrok\":{}}}",
+                "apiVersion: nucleus/v1\nkind: Pod\nspec:\n  driver: docker\n",
+                "apiVersion: nucleus/v1\nkind: Pod\nspec:\n  image: ../../etc\n",
+                "apiVersion: nucleus/v1\nkind: Pod\nspec:\n  timeout_seconds: 0\n",
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                NodeSpec *s = NULL;
+                char *err = NULL;
+                assert_true(nodespec_parse(bad[i], strlen(bad[i]), &s, &err) < 0);
+                assert_non_null(err);
+                assert_null(s);
+                free(err);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_yaml),
+                cmocka_unit_test(test_json_network),
+                cmocka_unit_test(test_bad),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
