@@ -440,8 +440,8 @@ int audit_verify_buffer(
                                 rec.seq,
                                 lineno,
                                 "line %u: seq %" PRIu64 " where seq %" PRIu64 " was expected (records "
-                                                                              "missing, duplicated or "
-                                                                              "reordered)",
+                                "missing, duplicated or "
+                                "reordered)",
                                 lineno,
                                 rec.seq,
                                 expect_seq);
@@ -468,7 +468,7 @@ int audit_verify_buffer(
                                 rec.seq,
                                 lineno,
                                 "line %u: seq %" PRIu64 " does not chain to the previous record (prev %s, "
-                                                        "expected %s)",
+                                "expected %s)",
                                 lineno,
                                 rec.seq,
                                 rec.prev,
@@ -492,7 +492,7 @@ int audit_verify_buffer(
                                         rec.seq,
                                         lineno,
                                         "line %u: seal seq %" PRIu64 " claims %" PRIu64 " records, log has "
-                                                                                        "%" PRIu64,
+                                        "%" PRIu64,
                                         lineno,
                                         rec.seq,
                                         rec.count,
@@ -516,7 +516,7 @@ int audit_verify_buffer(
                                 last_seq,
                                 lineno,
                                 "log is not sealed: records after seq %" PRIu64 " may have been cut off "
-                                                                                "(line %u is the last)",
+                                "(line %u is the last)",
                                 last_seq,
                                 lineno);
                 return 0;

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Config files (docs/config.md): the CLI's config.toml and the node's node.toml. Both are
+ * parsed with our strict TOML subset and checked against a field table: unknown keys, wrong
+ * types and out-of-range values are errors naming FILE:LINE:COL. Each loader returns a struct
+ * with defaults applied and remembers where every value came from (default, file:line, or a
+ * command-line flag) so `nucleus config` can show it. Secrets never live in these files: only
+ * paths to secret files and names of environment variables.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum ConfigSource {
+        CONFIG_SOURCE_DEFAULT,
+        CONFIG_SOURCE_FILE,
+        CONFIG_SOURCE_FLAG,
+        _CONFIG_SOURCE_MAX,
+        _CONFIG_SOURCE_INVALID = -22,
+} ConfigSource;
+
+typedef struct ConfigOrigin {
+        ConfigSource source;
+        unsigned line; /* CONFIG_SOURCE_FILE: 1-based line in the loaded file */
+} ConfigOrigin;
+
+/* ---- CLI config ($XDG_CONFIG_HOME/nucleus/config.toml) ------------------------------------ */
+
+typedef enum CliConfigField {
+        CLI_DEFAULT_PROFILE,
+        CLI_VM_NAME,
+        CLI_VM_AUTO_START,
+        CLI_VM_CPUS,
+        CLI_VM_MEMORY_GIB,
+        CLI_VM_DISK_GIB,
+        CLI_NODE_URL,
+        CLI_NODE_ACTOR,
+        CLI_BUDGET_MAX_COST_USD,
+        CLI_BUDGET_MAX_INPUT_TOKENS,
+        CLI_BUDGET_MAX_OUTPUT_TOKENS,
+        CLI_BUDGET_TIMEOUT_SECONDS,
+        CLI_MODEL_PROVIDER,
+        CLI_MODEL_BASE_URL,
+        CLI_MODEL_MODEL,
+        CLI_MODEL_API_KEY_ENV,
+        CLI_MODEL_PRICE_IN,
+        CLI_MODEL_PRICE_OUT,
+        CLI_IMAGES_DEFAULT,
+        CLI_IMAGES_PACKAGES,
+        CLI_AUTH_USE_KEYCHAIN,
+        CLI_AUTH_SECRETS_DIR,
+        _CLI_CONFIG_FIELD_MAX,
+} CliConfigField;
+
+typedef struct CliConfig {
+        char *path;            /* file loaded, NULL when none existed (all defaults) */
+        char *default_profile; /* "default_profile", default "restrictive" */
+        struct {
+                char *name;          /* "nucleus": Lima VM name (macOS) */
+                bool auto_start;     /* true */
+                uint32_t cpus;       /* 4, 1..64 */
+                uint32_t memory_gib; /* 8, 1..512 */
+                uint32_t disk_gib;   /* 50, 10..4096 */
+        } vm;
+        struct {
+                char *url;   /* "http://127.0.0.1:8080" */
+                char *actor; /* "nucleus-cli" (X-Nucleus-Actor) */
+        } node;
+        struct {
+                uint64_t max_cost_usd_micros; /* 5.0 USD */
+                uint64_t max_input_tokens;    /* 100000 */
+                uint64_t max_output_tokens;   /* 10000 */
+                uint64_t timeout_seconds;     /* 3600, 1..86400 */
+        } budget;
+        struct {
+                char *provider; /* "openai" | "anthropic"; default "openai" */
+                char *base_url; /* default per provider: https://api.openai.com/v1 | https://api.anthropic.com */
+                char *model;       /* default per provider: gpt-4o-mini | claude-sonnet-4-5 */
+                char *api_key_env; /* NAME of the env var holding the key: OPENAI_API_KEY | ANTHROPIC_API_KEY */
+                uint64_t price_in_per_mtok_usd_micros;  /* per million input tokens; default per provider */
+                uint64_t price_out_per_mtok_usd_micros; /* per million output tokens */
+        } model;
+        struct {
+                char *default_image; /* "default" */
+                char **packages;     /* extra Debian packages for `nucleus setup` rootfs builds (strv) */
+        } images;
+        struct {
+                bool use_keychain; /* false; macOS only */
+                char *secrets_dir; /* NULL = secret_dir_default() */
+        } auth;
+        ConfigOrigin origins[_CLI_CONFIG_FIELD_MAX];
+} CliConfig;
+
+/* Default path: $XDG_CONFIG_HOME/nucleus/config.toml or ~/.config/nucleus/config.toml (the same
+ * on macOS, fixing the reference's split). -ENOENT without HOME. */
+int cli_config_default_path(char **ret);
+
+/*
+ * cli_config_load: load path (NULL = the default path). A missing file gives all defaults
+ * unless must_exist. Returns 0 and *ret, or -errno with *reterr ("FILE:LINE:COL: key: ...").
+ */
+int cli_config_load(const char *path, bool must_exist, CliConfig **ret, char **reterr);
+CliConfig *cli_config_free(CliConfig *c);
+
+/* Override one value from a command-line flag ("node.url", "budget.max_cost_usd", ...): the
+ * value text is parsed per the field's type; origin becomes CONFIG_SOURCE_FLAG. */
+int cli_config_set(CliConfig *c, const char *key, const char *value, char **reterr);
+
+/* {"key": {"value": ..., "source": "default"|"file"|"flag", "line": N?}, ...} with dotted keys,
+ * for `nucleus config --output json`; with_origins false gives {"key": value}. */
+json_t *cli_config_to_json(const CliConfig *c, bool with_origins);
+
+/* ---- Node config (/etc/nucleus/node.toml) ------------------------------------------------ */
+
+typedef enum NodeConfigField {
+        NODE_LISTEN,
+        NODE_METRICS_LISTEN,
+        NODE_STATE_DIR,
+        NODE_IMAGES_DIR,
+        NODE_DRIVER,
+        NODE_ACCEL,
+        NODE_MAX_PODS,
+        NODE_MAX_BODY_BYTES,
+        NODE_DEFAULT_TIMEOUT,
+        NODE_MAX_TIMEOUT,
+        NODE_QEMU_BINARY,
+        NODE_FIRECRACKER_BINARY,
+        NODE_SECRET_FILE,
+        NODE_APPROVER_PUBLIC_KEY_FILE,
+        NODE_AUDIT_SIGNING_KEY_FILE,
+        NODE_NET_POOL,
+        NODE_NET_ENABLED,
+        _NODE_CONFIG_FIELD_MAX,
+} NodeConfigField;
+
+typedef struct NodeConfig {
+        char *path;              /* file loaded, or NULL */
+        char *listen;            /* [node] listen = "127.0.0.1:8080" (HOST:PORT; IPv6 as [::1]:8080) */
+        char *metrics_listen;    /* [node] metrics_listen = "127.0.0.1:9080" */
+        char *state_dir;         /* [node] state_dir = "/var/lib/nucleus" (absolute) */
+        char *images_dir;        /* [node] images_dir = "/var/lib/nucleus/images" (absolute) */
+        char *driver;            /* [pods] driver = "qemu" | "firecracker" | "local" */
+        char *accel;             /* [pods] accel = "auto" | "kvm" | "tcg" */
+        uint32_t max_pods;       /* [pods] max_pods = 16, 1..1024 */
+        uint64_t max_body_bytes; /* [node] max_body_bytes = 10485760, 1024..1073741824 */
+        uint64_t default_timeout_seconds; /* [pods] default_timeout_seconds = 3600 */
+        uint64_t max_timeout_seconds;     /* [pods] max_timeout_seconds = 86400 */
+        char *qemu_binary;        /* [pods] qemu_binary = "qemu-system-x86_64" (name or absolute path) */
+        char *firecracker_binary; /* [pods] firecracker_binary = "firecracker" */
+        char *node_secret_file;   /* [secrets] node_secret_file = "/etc/nucleus/secrets/node.key" */
+        char *approver_public_key_file; /* [secrets] approver_public_key_file = ".../approver.pub" */
+        char *audit_signing_key_file;   /* [secrets] audit_signing_key_file = ".../audit.key" */
+        char *net_pool;                 /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
+        bool net_enabled;               /* [net] enabled = true */
+        ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
+} NodeConfig;
+
+#define NODE_CONFIG_DEFAULT_PATH "/etc/nucleus/node.toml"
+
+int node_config_load(const char *path, bool must_exist, NodeConfig **ret, char **reterr);
+NodeConfig *node_config_free(NodeConfig *c);
+/* Flag override, e.g. ("node.listen", "127.0.0.1:18080"). */
+int node_config_set(NodeConfig *c, const char *key, const char *value, char **reterr);
+json_t *node_config_to_json(const NodeConfig *c, bool with_origins);
+
+const char *config_source_to_string(ConfigSource s);
+ConfigSource config_source_from_string(const char *s);

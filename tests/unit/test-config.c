@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the CLI and node config loaders (src/lib/spec/config.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "config.h"
+#include "json-util.h"
+
+static char *write_tmp(const char *text) {
+        char t[] = "/tmp/nucleus-test-config-XXXXXX";
+        int fd = mkstemp(t);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        return xstrdup(t);
+}
+
+static void test_cli_defaults(void **state) {
+        CliConfig *c = NULL;
+        assert_int_equal(cli_config_load("/nonexistent/config.toml", false, &c, NULL), 0);
+        assert_null(c->path);
+        assert_string_equal(c->node.url, "http://127.0.0.1:8080");
+        assert_string_equal(c->node.actor, "nucleus-cli");
+        assert_int_equal(c->vm.cpus, 4);
+        assert_true(c->vm.auto_start);
+        assert_int_equal(c->budget.max_cost_usd_micros, 5000000);
+        assert_string_equal(c->model.provider, "openai");
+        assert_string_equal(c->model.api_key_env, "OPENAI_API_KEY");
+        assert_string_equal(c->default_profile, "restrictive");
+        assert_int_equal(c->origins[CLI_VM_CPUS].source, CONFIG_SOURCE_DEFAULT);
+        cli_config_free(c);
+        char *err = NULL;
+        assert_int_equal(cli_config_load("/nonexistent/config.toml", true, &c, &err), -ENOENT);
+        free(err);
+}
+
+static void test_cli_file(void **state) {
+        _cleanup_free_ char *p = write_tmp("default_profile = \"read-only\"\n"
+                                           "[vm]\ncpus = 2\nauto_start = false\n"
+                                           "[budget]\nmax_cost_usd = 1.25\n"
+                                           "[model]\nprovider = \"anthropic\"\nprice_in_per_mtok_usd = 2\n"
+                                           "[images]\npackages = [\"jq\", \"ripgrep\"]\n");
+        CliConfig *c = NULL;
+        char *err = NULL;
+        if (cli_config_load(p, true, &c, &err) < 0)
+                fail_msg("%s", err);
+        assert_string_equal(c->default_profile, "read-only");
+        assert_int_equal(c->vm.cpus, 2);
+        assert_false(c->vm.auto_start);
+        assert_int_equal(c->budget.max_cost_usd_micros, 1250000);
+        assert_string_equal(c->model.base_url, "https://api.anthropic.com");
+        assert_string_equal(c->model.api_key_env, "ANTHROPIC_API_KEY");
+        assert_int_equal(c->model.price_in_per_mtok_usd_micros, 2000000);
+        assert_int_equal(c->model.price_out_per_mtok_usd_micros, 15000000);
+        assert_string_equal(c->images.packages[1], "ripgrep");
+        assert_int_equal(c->origins[CLI_VM_CPUS].source, CONFIG_SOURCE_FILE);
+        assert_int_equal(c->origins[CLI_VM_CPUS].line, 3);
+        assert_int_equal(cli_config_set(c, "node.url", "http://10.0.0.2:8080", NULL), 0);
+        assert_int_equal(c->origins[CLI_NODE_URL].source, CONFIG_SOURCE_FLAG);
+        assert_int_equal(cli_config_set(c, "vm.cpus", "999", &err), -EINVAL);
+        free(err);
+        err = NULL;
+        assert_int_equal(cli_config_set(c, "nope", "1", &err), -EINVAL);
+        free(err);
+        _cleanup_json_ json_t *j = cli_config_to_json(c, true);
+        json_t *cpus = json_object_get(j, "vm.cpus");
+        assert_string_equal(json_string_value(json_object_get(cpus, "source")), "file");
+        assert_int_equal(json_integer_value(json_object_get(cpus, "line")), 3);
+        cli_config_free(c);
+}
+
+static void expect_cli_err(const char *text, const char *part) {
+        _cleanup_free_ char *p = write_tmp(text);
+        CliConfig *c = NULL;
+        char *err = NULL;
+        if (cli_config_load(p, true, &c, &err) >= 0)
+                fail_msg("accepted: %s", text);
+        if (!strstr(err, part))
+                fail_msg("error '%s' lacks '%s'", err, part);
+        free(err);
+        unlink(p);
+}
+
+static void test_cli_errors(void **state) {
+        expect_cli_err("[vm]\ncpus = 0\n", ":2:1: vm.cpus: must be an integer 1..64");
+        expect_cli_err("[vm]\ncpu = 2\n", ":2:1: vm.cpu: unknown key");
+        expect_cli_err("[firecracker]\nkernel_path = \"x\"\n", "firecracker.kernel_path: unknown section");
+        expect_cli_err("[model]\napi_key = \"sk-123\"\n", "secrets never go in config files");
+        expect_cli_err("[model]\nprovider = \"gemini\"\n", "must be one of: openai, anthropic");
+        expect_cli_err("[model]\napi_key_env = \"sk-abc\"\n", "environment variable NAME");
+        expect_cli_err("[node]\nurl = \"ftp://x\"\n", "http:// or https://");
+        expect_cli_err("[vm]\nauto_start = \"yes\"\n", "true or false");
+        expect_cli_err("[budget]\nmax_cost_usd = -1.0\n", "US dollars");
+        expect_cli_err("default_profile = \"godmode\"\n", "unknown policy profile");
+        expect_cli_err("[vm]\ncpus = 1\ncpus = 2\n", "duplicate key");
+}
+
+static void test_node(void **state) {
+        NodeConfig *c = NULL;
+        char *err = NULL;
+        assert_int_equal(node_config_load("/nonexistent/node.toml", false, &c, NULL), 0);
+        assert_string_equal(c->listen, "127.0.0.1:8080");
+        assert_string_equal(c->metrics_listen, "127.0.0.1:9080");
+        assert_string_equal(c->state_dir, "/var/lib/nucleus");
+        assert_string_equal(c->images_dir, "/var/lib/nucleus/images");
+        assert_string_equal(c->driver, "qemu");
+        assert_string_equal(c->accel, "auto");
+        assert_string_equal(c->node_secret_file, "/etc/nucleus/secrets/node.key");
+        assert_int_equal(c->max_body_bytes, 10485760);
+        assert_true(c->net_enabled);
+        assert_int_equal(node_config_set(c, "node.listen", "[::1]:18080", NULL), 0);
+        assert_int_equal(node_config_set(c, "node.listen", "localhost:80", &err), -EINVAL);
+        free(err);
+        err = NULL;
+        assert_int_equal(node_config_set(c, "node.metrics_listen", "[::1]:18080", &err), -EINVAL);
+        free(err);
+        err = NULL;
+        node_config_free(c);
+
+        _cleanup_free_ char *p = write_tmp("[node]\nlisten = \"0.0.0.0:8443\"\nstate_dir = "
+                                           "\"/srv/nucleus\"\n"
+                                           "[pods]\ndriver = \"local\"\naccel = \"tcg\"\nmax_pods = 4\n"
+                                           "[net]\npool = \"10.77.0.0/16\"\n");
+        if (node_config_load(p, true, &c, &err) < 0)
+                fail_msg("%s", err);
+        assert_string_equal(c->listen, "0.0.0.0:8443");
+        assert_string_equal(c->driver, "local");
+        assert_int_equal(c->max_pods, 4);
+        assert_int_equal(c->origins[NODE_MAX_PODS].line, 7);
+        node_config_free(c);
+
+        const char *bad[] = {
+                "[node]\nstate_dir = \"relative\"\n",
+                "[node]\nstate_dir = \"/a/../b\"\n",
+                "[pods]\naccel = \"hvf\"\n",
+                "[net]\npool = \"10.0.0.1/16\"\n",
+                "[net]\npool = \"10.0.0.0/30\"\n",
+                "[pods]\ndefault_timeout_seconds = 100\nmax_timeout_seconds = 50\n",
+                "[pods]\nqemu_binary = \"bin/qemu\"\n",
+                "[secrets]\nnode_secret = \"abc\"\n",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *q = write_tmp(bad[i]);
+                err = NULL;
+                if (node_config_load(q, true, &c, &err) >= 0)
+                        fail_msg("accepted: %s", bad[i]);
+                assert_non_null(err);
+                free(err);
+                unlink(q);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_cli_defaults),
+                cmocka_unit_test(test_cli_file),
+                cmocka_unit_test(test_cli_errors),
+                cmocka_unit_test(test_node),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
