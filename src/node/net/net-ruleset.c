@@ -293,7 +293,8 @@ char **net_dnsmasq_argv(
         strv_extend(&argv, "--port=53");
         strv_extend(&argv, "--domain-needed");
         strv_extend(&argv, "--bogus-priv");
-        strv_extend(&argv, "--stop-dns-rebind"); /* private answers are dropped (rebinding) */
+        /* No --stop-dns-rebind: it also refuses the documentation ranges; rebinding is stopped by
+         * the ruleset instead (special ranges are dropped before the DNS sets are consulted). */
         strv_extend(&argv, "--no-negcache");
         strv_consume(&argv, xasprintf("--pid-file=%s", pid_file));
         strv_consume(&argv, xasprintf("--log-facility=%s", log_file));

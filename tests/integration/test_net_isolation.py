@@ -1,0 +1,273 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Network isolation at library level (adversarial N1-N5), without VMs.
+
+net-test-helper sets up a real pod network (namespace, bridge, tap, veth, NAT, nftables,
+dnsmasq); a namespace attached to the pod's bridge plays the guest; NetLab is the "internet"
+(HTTP/UDP echo servers and an authoritative DNS server that logs every query it receives).
+Every "dropped" check expects a timeout (the packet vanished), never a refusal (which would mean
+it arrived); every dropped case has a reachable twin, so the tests can fail.
+"""
+import json
+import os
+import random
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from conftest import binary, require_root
+from helpers.netlab import Guest, NetLab, PodNet, leftovers, host_ipv4_addrs, host_routes, netns_exec, sh
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, nftables)")
+
+
+def _free_pool():
+    used = host_ipv4_addrs()
+    routes = json.dumps(host_routes())
+    for _ in range(200):
+        a, b = random.randrange(100, 250), random.randrange(0, 256)
+        pfx = f"10.{a}.{b}."
+        if not any(u.startswith(pfx) for u in used) and f'"10.{a}.{b}.' not in routes:
+            return f"10.{a}.{b}.0/24"
+    pytest.skip("no free 10.x.y.0/24 pool")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    require_root()
+    return _free_pool()
+
+
+@pytest.fixture(scope="module")
+def lab(pool, tmp_path_factory):
+    with NetLab(tmp_path_factory.mktemp("netlab"), pool) as lab:
+        yield lab
+
+
+@pytest.fixture
+def make_pod(pool, lab, tmp_path):
+    helper = binary("net-test-helper")
+    made = []
+
+    def make(spec, state_dir=None):
+        sd = state_dir or (tmp_path / "state")
+        p = PodNet(helper, sd, pool, f"test-{os.getpid()}-{random.randrange(1 << 30)}", spec,
+                   dns_upstream=lab.dns_addr)
+        g = Guest(p.info)
+        made.append((p, g, sd))
+        return p, g
+
+    yield make
+    for p, g, sd in made:
+        g.close()
+        assert p.teardown() == {"teardown": 0}
+    for p, g, sd in made:
+        assert leftovers(p.info, sd) == []
+
+
+def dropped(r):
+    return not r["ok"] and r.get("error") == "timeout"
+
+
+def test_allowed_cidr_port_reachable_everything_else_dropped(lab, make_pod):  # N1
+    _, g = make_pod({"allow": [f"{lab.web}/32:{lab.port}/tcp"]})
+    r = g.tcp(lab.web, lab.port)
+    assert r["ok"] and f"nucleus-lab {lab.web}" in r["body"]
+    assert dropped(g.tcp(lab.web_unresolved, lab.port))    # other address
+    assert dropped(g.tcp(lab.web, lab.port + 1))           # other port (no listener: would be RST)
+    assert dropped(g.udp(lab.web, lab.port))               # other protocol
+    assert not g.ping(lab.web)                             # ICMP
+    assert dropped(g.tcp(lab.dns_addr, 53))
+    assert dropped(g.udp(lab.dns_addr, 53))
+
+
+def test_entry_without_port_allows_all_protocols(lab, make_pod):
+    _, g = make_pod({"allow": [f"{lab.web}/32"]})
+    assert g.tcp(lab.web, lab.port)["ok"]
+    assert g.udp(lab.web, lab.port)["ok"]
+    assert g.ping(lab.web)
+    assert dropped(g.udp(lab.web_other, lab.port))
+    assert not g.ping(lab.web_other)
+
+
+def test_deny_wins_over_allow(lab, make_pod):
+    _, g = make_pod({"allow": [lab.services_net], "deny": [f"{lab.web}/32"]})
+    assert dropped(g.tcp(lab.web, lab.port))
+    assert g.tcp(lab.web_unresolved, lab.port)["ok"]
+
+
+def test_dns_allowlist(lab, make_pod):  # N2, N3
+    p, g = make_pod({"dns_allow": [f"www.{lab.ZONE}"]})
+    # Before any lookup nothing in the zone is reachable.
+    assert dropped(g.tcp(lab.web, lab.port))
+    ans = g.dns(f"www.{lab.ZONE}")
+    assert ans["ok"] and ans["rcode"] == "NOERROR" and ans["addrs"] == [lab.web]
+    r = g.tcp(lab.web, lab.port)
+    assert r["ok"], r
+    # dnsmasq's additions to the DNS set are not drift.
+    assert p.drift()["drift"] == 0
+
+    # A name not on the list: no real answer, and the query never reaches the lab server.
+    for name in (f"secret.{lab.ZONE}", f"deep.www.{lab.ZONE}", "exfil-6e75636c657573.evil.example", "localhost"):
+        a = g.dns(name)
+        assert not a["ok"] or (a["rcode"] in ("REFUSED", "NXDOMAIN") and a["addrs"] == []), (name, a)
+    for q in (16, 28):  # TXT and AAAA for a forbidden name
+        a = g.dns(f"secret.{lab.ZONE}", qtype=q)
+        assert not a["ok"] or a["addrs"] == []
+    asked = lab.dns_queries()
+    assert f"www.{lab.ZONE}" in asked
+    for name in (f"secret.{lab.ZONE}", f"deep.www.{lab.ZONE}", "exfil-6e75636c657573.evil.example"):
+        assert name not in asked
+    # N3: addresses of the zone that were never resolved stay closed.
+    assert dropped(g.tcp(lab.web_other, lab.port))
+    assert dropped(g.tcp(lab.web_unresolved, lab.port))
+    # The guest cannot use the lab resolver directly either (no tunnel around dnsmasq).
+    assert dropped(g.udp(lab.dns_addr, 53))
+
+
+def test_dns_wildcard(lab, make_pod):
+    _, g = make_pod({"dns_allow": [f"*.www.{lab.ZONE}"]})
+    a = g.dns(f"deep.www.{lab.ZONE}")
+    assert a["ok"] and a["addrs"] == [lab.web]
+    before = lab.dns_queries().count(f"www.{lab.ZONE}")
+    b = g.dns(f"www.{lab.ZONE}")  # "*." does not include the name itself
+    assert not b["ok"] or b["addrs"] == []
+    assert lab.dns_queries().count(f"www.{lab.ZONE}") == before  # and it was not forwarded
+    assert g.tcp(lab.web, lab.port)["ok"]
+
+
+def test_dns_rebinding_to_private_address_stays_closed(lab, make_pod):
+    # rebind.lab.test answers 10.77.0.1, where the lab listens (routed for pod traffic only).
+    _lab_extra_address(lab, "10.77.0.1")
+    _, g = make_pod({"dns_allow": [f"rebind.{lab.ZONE}"]})
+    g.dns(f"rebind.{lab.ZONE}")  # whatever the answer, the address must stay closed
+    assert dropped(g.tcp("10.77.0.1", lab.port))
+    _, g2 = make_pod({"allow": [f"10.77.0.1/32:{lab.port}/tcp"]})  # control: reachable when named
+    assert g2.tcp("10.77.0.1", lab.port)["ok"]
+
+
+def _lab_extra_address(lab, addr):
+    """Make the lab serve on addr too, routed from the pod pool only."""
+    sh("ip", "-n", lab.ns, "addr", "add", f"{addr}/32", "dev", "lo", check=False)
+    sh("ip", "route", "replace", f"{addr}/32", "via", lab.lab_link_addr, "dev", lab.hveth, "onlink",
+       "table", lab.table)
+    lab.serve_on(addr)
+
+
+@pytest.fixture
+def host_listener():
+    """A TCP listener on every host address (what a careless host service looks like)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 0))
+    s.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = s.accept()
+                c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost-service\n")
+                c.close()
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield s.getsockname()[1]
+    stop.set()
+    t.join()
+    s.close()
+
+
+def test_metadata_and_host_addresses_unreachable(lab, make_pod, host_listener, pool):  # N4
+    # The lab also plays a cloud metadata service, routed for pod traffic only.
+    _lab_extra_address(lab, "169.254.169.254")
+    p, g = make_pod({"allow": ["0.0.0.0/0"]})
+    assert g.tcp(lab.web, lab.port)["ok"]  # the world is open...
+    assert dropped(g.tcp("169.254.169.254", lab.port))  # ...but not metadata
+    # Positive control: the lab listener on the host is reachable from elsewhere.
+    r = netns_exec(lab.ns, "/usr/bin/python3", "-c",
+                   f"import socket; s=socket.create_connection(('{lab.host_addr}', {host_listener}), 2); print(s.recv(99))")
+    assert b"host-service".decode() in r.stdout
+    targets = set(host_ipv4_addrs()) - {"127.0.0.1"}
+    assert lab.host_addr in targets
+    for a in sorted(targets):
+        assert dropped(g.tcp(a, host_listener)), a
+    assert dropped(g.tcp(p.info["gateway"], host_listener))  # the namespace itself
+    assert dropped(g.tcp(p.info["gateway"], 22))
+
+    # With an explicit allow entry the metadata address opens (proves the drop above is policy).
+    _, g2 = make_pod({"allow": ["0.0.0.0/0", f"169.254.169.254/32:{lab.port}/tcp"]})
+    assert g2.tcp("169.254.169.254", lab.port)["ok"]
+
+
+def test_pods_cannot_reach_each_other(lab, make_pod):
+    pa, ga = make_pod({"allow": ["0.0.0.0/0", "10.0.0.0/8"]})
+    pb, gb = make_pod({"allow": ["0.0.0.0/0"]})
+    assert pa.info["guest_addr"] != pb.info["guest_addr"]
+    srv = subprocess.Popen(["ip", "netns", "exec", gb.ns, "/usr/bin/python3", "-c",
+                            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 8099)); s.listen(); time.sleep(30)"])
+    try:
+        assert dropped(ga.tcp(pb.info["guest_addr"], 8099))
+        assert dropped(ga.tcp(pb.info["gateway"], 53))
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_drift_in_namespace_detected(lab, make_pod):  # N5
+    p, g = make_pod({"allow": [f"{lab.web}/32:{lab.port}/tcp"], "dns_allow": [f"www.{lab.ZONE}"]})
+    assert p.drift()["drift"] == 0
+    assert dropped(g.tcp(lab.web_other, lab.port))
+    netns_exec(p.info["netns"], "nft", "insert", "rule", "inet", "nucleus", "forward", "accept")
+    assert g.tcp(lab.web_other, lab.port)["ok"]  # the tampering really opened egress
+    d = p.drift()
+    assert d["drift"] == 1 and "ruleset changed" in d["detail"]
+
+
+def test_drift_of_host_table_detected(lab, make_pod):
+    p, _ = make_pod({"allow": [f"{lab.web}/32"]})
+    short = p.info["tap"].split("-", 1)[1]
+    sh("nft", "flush", "chain", "inet", f"nucleus_{short}", "input")
+    d = p.drift()
+    assert d["drift"] == 1 and "host table" in d["detail"]
+
+
+def test_drift_extra_table_detected(lab, make_pod):
+    p, _ = make_pod({"allow": [f"{lab.web}/32"]})
+    netns_exec(p.info["netns"], "nft", "add", "table", "ip", "sneaky")
+    assert p.drift()["drift"] == 1
+
+
+def test_teardown_and_stale_cleanup_leave_nothing(lab, pool, tmp_path):
+    helper = binary("net-test-helper")
+    sd = tmp_path / "state"
+    p = PodNet(helper, sd, pool, f"stale-{os.getpid()}", {"dns_allow": [f"www.{lab.ZONE}"]},
+               dns_upstream=lab.dns_addr)
+    assert leftovers(p.info, sd) != []  # the checker sees a live pod
+    p.crash()                           # node dies: dnsmasq, namespace, links, table stay
+    left = leftovers(p.info, sd)
+    assert any(x.startswith("process") for x in left) and any(x.startswith("netns") for x in left)
+    r = sh(str(helper), "cleanup", "--state-dir", str(sd))
+    assert json.loads(r.stdout)["cleaned"] == 1
+    assert leftovers(p.info, sd) == []
+
+
+def test_invalid_spec_creates_nothing(pool, tmp_path):
+    helper = binary("net-test-helper")
+    r = sh(str(helper), "pod", "--state-dir", str(tmp_path), "--pool", pool, "--pod-id", "bad",
+           "--spec", json.dumps({"allow": ["10.0.0.1/8"]}), check=False)
+    out = json.loads(r.stdout)
+    assert r.returncode == 2 and out["kind"] == "invalid_request" and "network.allow[0]" in out["error"]
+    assert not os.path.exists(tmp_path / "alloc") or os.listdir(tmp_path / "alloc") == []
+
+
+def test_doctor(tmp_path):
+    require_root()
+    r = sh(str(binary("net-test-helper")), "doctor")
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    for name in ("nftables", "dnsmasq", "dnsmasq-nftset", "iproute2", "tun", "pool"):
+        assert checks[name]["ok"], checks[name]
