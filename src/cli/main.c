@@ -37,6 +37,7 @@ static const Verb verbs[] = {
         { "logs", verb_logs, "Show a pod's logs" },
         { "audit", verb_audit, "Verify an audit log" },
         { "run", verb_run, "Run an agent on a task in a fresh microVM pod and return its patch" },
+        { "image", verb_image, "Build or refresh the guest images (kernel, initramfs, rootfs)" },
 };
 
 static void help(void) {

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus image build: build or refresh the guest images (kernel, initramfs, rootfs, manifest)
+ * in the images dir, reusing every artifact whose inputs did not change. Progress goes to
+ * stderr; the result (the manifest) to stdout, as text or one JSON document. Options are the
+ * user's own; the paths they name are read, never written, except the images dir.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc-util.h"
+#include "cli-files.h"
+#include "cli.h"
+#include "client-paths.h"
+#include "json-util.h"
+#include "log.h"
+#include "string-util.h"
+
+#ifdef NUCLEUS_HAVE_IMAGE_DEP
+#        include "image.h"
+
+static void image_help(void) {
+        printf("Usage: nucleus image build [OPTIONS]\n\n"
+               "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
+               "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
+               "  --images-dir DIR        Output directory (default: the configured images dir)\n"
+               "  --force                 Rebuild everything\n"
+               "  --packages LIST         Comma-separated rootfs packages (default: " IMAGE_DEFAULT_PACKAGES
+               ")\n"
+               "  --rootfs-tar FILE       Import this rootfs tar (e.g. a docker export) instead\n"
+               "  --kernel-deb FILE       Use this kernel package instead of apt-get download\n"
+               "  --kernel-sha256 HEX     Its SHA-256 (required with --kernel-deb)\n"
+               "  --init FILE             Static nucleus-guest-init (default: the built one)\n"
+               "  --proxy FILE            Static nucleus-tool-proxy (default: the built one)\n"
+               "  --output text|json      Result format on stdout\n"
+               "  -h, --help              Show this help\n");
+}
+
+static void print_text(const json_t *m, const char *dir) {
+        json_t *arts = json_object_get(m, "artifacts");
+        const char *k;
+        json_t *v;
+        printf("Images in %s (kernel %s):\n",
+               dir,
+               json_string_value(json_object_get(json_object_get(m, "kernel"), "release")));
+        json_object_foreach((json_t *) arts, k, v)
+                printf("  %-18s %12lld bytes  sha256 %s\n",
+                       k,
+                       (long long) json_integer_value(json_object_get(v, "size")),
+                       json_string_value(json_object_get(v, "sha256")));
+}
+
+int verb_image(int argc, char **argv) {
+        enum {
+                ARG_IMAGES_DIR = 0x100,
+                ARG_FORCE,
+                ARG_PACKAGES,
+                ARG_ROOTFS_TAR,
+                ARG_KERNEL_DEB,
+                ARG_KERNEL_SHA256,
+                ARG_INIT,
+                ARG_PROXY,
+                ARG_OUTPUT,
+        };
+        static const struct option options[] = {
+                { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "packages", required_argument, NULL, ARG_PACKAGES },
+                { "rootfs-tar", required_argument, NULL, ARG_ROOTFS_TAR },
+                { "kernel-deb", required_argument, NULL, ARG_KERNEL_DEB },
+                { "kernel-sha256", required_argument, NULL, ARG_KERNEL_SHA256 },
+                { "init", required_argument, NULL, ARG_INIT },
+                { "proxy", required_argument, NULL, ARG_PROXY },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL;
+        _cleanup_strv_free_ char **packages = NULL;
+        ImageBuildOptions o = {};
+        OutputMode output = OUTPUT_TEXT;
+        int c, r;
+
+        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
+                image_help();
+                return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        }
+        if (!streq(argv[1], "build"))
+                return cli_usage_error("image", "unknown subcommand '%s' (expected 'build')", argv[1]);
+        argc--;
+        argv++;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_IMAGES_DIR:
+                        free(dir);
+                        dir = xstrdup(optarg);
+                        break;
+                case ARG_FORCE:
+                        o.force = true;
+                        break;
+                case ARG_PACKAGES: {
+                        packages = strv_free(packages);
+                        _cleanup_free_ char *s = xstrdup(optarg);
+                        char *save = NULL;
+                        for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                                strv_extend(&packages, t);
+                        if (!packages)
+                                return cli_usage_error("image", "--packages needs at least one package");
+                        break;
+                }
+                case ARG_ROOTFS_TAR:
+                        o.rootfs_tar = optarg;
+                        break;
+                case ARG_KERNEL_DEB:
+                        o.kernel_deb = optarg;
+                        break;
+                case ARG_KERNEL_SHA256:
+                        o.kernel_sha256 = optarg;
+                        break;
+                case ARG_INIT:
+                        free(init);
+                        init = xstrdup(optarg);
+                        break;
+                case ARG_PROXY:
+                        free(proxy);
+                        proxy = xstrdup(optarg);
+                        break;
+                case ARG_OUTPUT:
+                        if ((r = cli_parse_output(optarg, &output)) != 0)
+                                return r;
+                        break;
+                case 'h':
+                        image_help();
+                        return CLI_EXIT_OK;
+                default:
+                        return CLI_EXIT_USAGE;
+                }
+        if (optind < argc)
+                return cli_usage_error("image", "unexpected argument '%s'", argv[optind]);
+        if (!!o.kernel_deb != !!o.kernel_sha256)
+                return cli_usage_error("image", "--kernel-deb and --kernel-sha256 go together");
+        if (o.kernel_sha256 &&
+            (strlen(o.kernel_sha256) != 64 || strspn(o.kernel_sha256, "0123456789abcdefABCDEF") != 64))
+                return cli_usage_error("image", "--kernel-sha256 must be 64 hex digits");
+        if (o.rootfs_tar && packages)
+                return cli_usage_error("image", "--packages and --rootfs-tar exclude each other");
+
+        if (!dir && (r = client_images_dir(&dir)) < 0) {
+                log_error_errno(r, "Cannot determine the images dir (pass --images-dir): %m");
+                return CLI_EXIT_FAILURE;
+        }
+        if (!init && cli_find_helper("nucleus-guest-init", "NUCLEUS_GUEST_INIT", "../guest/init", &init) < 0) {
+                log_error("nucleus-guest-init not found: build it or pass --init / set NUCLEUS_GUEST_INIT");
+                return CLI_EXIT_FAILURE;
+        }
+        if (!proxy &&
+            cli_find_helper("nucleus-tool-proxy", "NUCLEUS_TOOL_PROXY", "../guest/proxy", &proxy) < 0) {
+                log_error("nucleus-tool-proxy not found: build it or pass --proxy / set NUCLEUS_TOOL_PROXY");
+                return CLI_EXIT_FAILURE;
+        }
+
+        o.images_dir = dir;
+        o.init_path = init;
+        o.proxy_path = proxy;
+        o.packages = packages;
+        o.quiet = log_get_max_level() < LOG_INFO;
+
+        _cleanup_json_ json_t *m = NULL;
+        r = image_build(&o, &m);
+        if (r < 0) {
+                if (output == OUTPUT_JSON) {
+                        _cleanup_json_ json_t *e = json_pack(
+                                "{s:s, s:s}",
+                                "error",
+                                "image build failed (see the images dir's cache/build.log)",
+                                "kind",
+                                "io_error");
+                        (void) cli_print_json(e);
+                }
+                log_error_errno(r, "Image build failed: %m");
+                return CLI_EXIT_FAILURE;
+        }
+        if (output == OUTPUT_JSON)
+                return cli_print_json(m) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        print_text(m, dir);
+        return CLI_EXIT_OK;
+}
+#else
+int verb_image(int argc, char **argv) {
+        log_error("This nucleus was built without the image library.");
+        return CLI_EXIT_FAILURE;
+}
+#endif

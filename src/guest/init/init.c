@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus-guest-init: PID 1 of every Nucleus microVM. It mounts the pseudo filesystems, loads
+ * the kernel modules shipped in the initramfs, finds the disks and the channel by the names
+ * the host gave them, switches into the read-only rootfs, starts the tool proxy and powers the
+ * VM off when the proxy exits. Single-threaded. It trusts the initramfs (built by the host)
+ * and the kernel command line only as far as init-cmdline.c validates it; it never trusts
+ * anything in the rootfs or scratch disk. Any setup failure prints one line on the console
+ * and powers off: the VM never carries on half-configured (STYLE.md rule 6).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "init-cmdline.h"
+#include "init.h"
+#include "json-util.h"
+#include "log.h"
+#include "string-util.h"
+#include "time-util.h"
+
+#define NEWROOT "/newroot"
+#define AGENT_UID 1000
+#define AGENT_GID 1000
+#define CHANNEL_FD 3 /* the fd number the proxy receives the channel on */
+
+static InitCmdline arg_cmdline = {};
+static volatile sig_atomic_t arg_shutdown_requested = 0;
+
+typedef struct BootReport {
+        unsigned n_modules;
+        bool nic;
+        json_t *mounts; /* array of {"target","fstype","options"} */
+} BootReport;
+
+_noreturn_ static void power_off(void) {
+        sync();
+        (void) reboot(RB_POWER_OFF);
+        /* Not reached. If the kernel refuses, exiting PID 1 panics the kernel; with panic=-1 it
+         * restarts, which QEMU (-no-reboot) turns into an exit. Never loop half-alive. */
+        _exit(1);
+}
+
+_noreturn_ _printf_(1, 2) static void die(const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        /* One line on the console, the reason the VM stopped. */
+        dprintf(STDERR_FILENO, "nucleus-guest-init: FATAL: %s; powering off\n", msg);
+        power_off();
+}
+
+static int mount_one(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+        (void) mkdir(dst, 0755);
+        if (mount(src, dst, type, flags, data) < 0)
+                return -errno;
+        return 0;
+}
+
+static void report_mount(BootReport *br, const char *target, const char *fstype, const char *options) {
+        json_array_append_new(
+                br->mounts,
+                json_pack("{s:s, s:s, s:s}", "target", target, "fstype", fstype, "options", options));
+}
+
+/* Initramfs-level pseudo filesystems. devtmpfs may already be there (EBUSY is fine). */
+static void setup_early_mounts(void) {
+        int r;
+
+        if ((r = mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) < 0)
+                die("mount /proc: %s", strerror(-r));
+        if ((r = mount_one("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) < 0)
+                die("mount /sys: %s", strerror(-r));
+        r = mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+        if (r < 0 && r != -EBUSY)
+                die("mount /dev: %s", strerror(-r));
+        if ((r = mount_one("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")) < 0)
+                die("mount /run: %s", strerror(-r));
+}
+
+static void read_cmdline(char **ret) {
+        _cleanup_free_ char *s = NULL;
+        size_t n;
+        int r = read_full_file_at(AT_FDCWD, "/proc/cmdline", INIT_CMDLINE_MAX, &s, &n);
+        if (r < 0)
+                die("read /proc/cmdline: %s", strerror(-r));
+        *ret = TAKE_PTR(s);
+}
+
+static void load_modules(const char *cmdline, BootReport *br) {
+        _cleanup_free_ char *list = NULL;
+        size_t n;
+        int r;
+
+        r = read_full_file_at(AT_FDCWD, INIT_MODULE_LIST, 64 * 1024, &list, &n);
+        if (r < 0)
+                die("read module list " INIT_MODULE_LIST ": %s", strerror(-r));
+
+        char *save = NULL;
+        for (char *line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                if (isempty(line) || line[0] == '#')
+                        continue;
+                if (strchr(line, '/') || !endswith(line, ".ko") || strlen(line) > 64)
+                        die("module list entry '%s' is not a plain <name>.ko", line);
+
+                _cleanup_free_ char *path = xasprintf("%s/%s", INIT_MODULE_DIR, line);
+                _cleanup_free_ char *name = xstrndup(line, strlen(line) - 3);
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0)
+                        die("module %s: cannot open %s: %m", name, path);
+
+                _cleanup_free_ char *params = init_cmdline_module_params(cmdline, name);
+                if (syscall(SYS_finit_module, fd, params, 0) < 0 && errno != EEXIST)
+                        die("module %s: finit_module failed: %m", name);
+                br->n_modules++;
+        }
+}
+
+static usec_t boottime(void) {
+        return now_usec(CLOCK_BOOTTIME);
+}
+
+/* Wait until check() returns > 0 or the deadline passes. Returns check()'s result or -ETIMEDOUT. */
+static int wait_for(usec_t timeout, int (*check)(void *userdata), void *userdata) {
+        usec_t deadline = boottime() + timeout;
+        for (;;) {
+                int r = check(userdata);
+                if (r != 0)
+                        return r;
+                if (boottime() >= deadline)
+                        return -ETIMEDOUT;
+                (void) nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+}
+
+/* Read a small sysfs attribute, trailing whitespace stripped. */
+static int read_attr(const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        ssize_t k = read(fd, buf, size - 1);
+        if (k < 0)
+                return -errno;
+        buf[k] = 0;
+        while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == ' '))
+                buf[--k] = 0;
+        return 0;
+}
+
+typedef struct FindDev {
+        const char *class_dir; /* "/sys/block" or "/sys/class/virtio-ports" */
+        const char *prefix;    /* "vd" or "vport" */
+        const char *attr;      /* "serial" or "name" */
+        const char *want;      /* value to match */
+        char found[64];        /* device name, e.g. "vda" */
+} FindDev;
+
+static int find_dev_check(void *userdata) {
+        FindDev *f = userdata;
+        _cleanup_(closedirp) DIR *d = opendir(f->class_dir);
+        struct dirent *de;
+
+        if (!d)
+                return 0; /* the class appears when the driver loads */
+        while ((de = readdir(d))) {
+                char path[PATH_MAX], val[256], node[PATH_MAX];
+                if (!startswith(de->d_name, f->prefix) || strlen(de->d_name) >= sizeof(f->found))
+                        continue;
+                (void) snprintf(path, sizeof(path), "%s/%s/%s", f->class_dir, de->d_name, f->attr);
+                if (read_attr(path, val, sizeof(val)) < 0 || !streq(val, f->want))
+                        continue;
+                (void) snprintf(node, sizeof(node), "/dev/%s", de->d_name);
+                if (access(node, F_OK) < 0)
+                        return 0; /* devtmpfs node not there yet */
+                strcpy(f->found, de->d_name);
+                return 1;
+        }
+        return 0;
+}
+
+static void find_device(FindDev *f, const char *what) {
+        int r = wait_for(INIT_DEVICE_TIMEOUT_USEC, find_dev_check, f);
+        if (r < 0)
+                die("%s with %s '%s' did not appear within %llus (missing device or driver?)",
+                    what,
+                    f->attr,
+                    f->want,
+                    (unsigned long long) (INIT_DEVICE_TIMEOUT_USEC / USEC_PER_SEC));
+}
+
+/* Open the channel before anything else runs, then make sure no /dev node for it remains that
+ * anyone (in particular uid 1000 later) could open: chmod 0600 then unlink. The open fd is
+ * O_CLOEXEC, so only the proxy, which receives it explicitly, ever holds it. */
+static int open_channel(const char *name) {
+        FindDev f = { .class_dir = "/sys/class/virtio-ports", .prefix = "vport", .attr = "name", .want = name };
+        char node[PATH_MAX];
+
+        find_device(&f, "channel port");
+        (void) snprintf(node, sizeof(node), "/dev/%s", f.found);
+        int fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                die("open channel %s: %m", node);
+        if (fchmod(fd, 0600) < 0 || fchown(fd, 0, 0) < 0)
+                die("restrict channel %s: %m", node);
+        if (unlink(node) < 0)
+                die("remove channel node %s: %m", node);
+        return fd;
+}
+
+/* Any remaining virtio-serial port nodes are removed too: nothing else is expected. */
+static void remove_other_ports(void) {
+        _cleanup_(closedirp) DIR *d = opendir("/dev");
+        struct dirent *de;
+        if (!d)
+                die("open /dev: %m");
+        while ((de = readdir(d)))
+                if (startswith(de->d_name, "vport") && unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        die("remove /dev/%s: %m", de->d_name);
+}
+
+static void mount_root_and_scratch(BootReport *br) {
+        FindDev root = {
+                .class_dir = "/sys/block", .prefix = "vd", .attr = "serial", .want = INIT_ROOTFS_SERIAL
+        };
+        FindDev scratch = {
+                .class_dir = "/sys/block", .prefix = "vd", .attr = "serial", .want = INIT_SCRATCH_SERIAL
+        };
+        char node[PATH_MAX];
+        struct stat st;
+        int r;
+
+        find_device(&root, "rootfs disk");
+        find_device(&scratch, "scratch disk");
+
+        (void) snprintf(node, sizeof(node), "/dev/%s", root.found);
+        r = mount_one(node, NEWROOT, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+        if (r < 0)
+                die("mount rootfs %s read-only: %s", node, strerror(-r));
+        report_mount(br, "/", "ext4", "ro,nosuid,nodev");
+
+        /* Mount points must exist in the image: the rootfs is read-only, so we cannot create
+         * them, and we refuse symlinks (the rootfs may be an imported tar). */
+        static const char *const dirs[] = { "/workspace", "/tmp", "/proc",    "/sys",
+                                            "/dev",       "/run", "/nucleus", "/home/agent" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                char p[PATH_MAX];
+                (void) snprintf(p, sizeof(p), NEWROOT "%s", dirs[i]);
+                if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+                        die("rootfs has no directory %s (build it with nucleus image build)", dirs[i]);
+        }
+
+        (void) snprintf(node, sizeof(node), "/dev/%s", scratch.found);
+        r = mount_one(node, NEWROOT "/workspace", "ext4", MS_NOSUID | MS_NODEV, NULL);
+        if (r < 0)
+                die("mount scratch %s at /workspace: %s", node, strerror(-r));
+        if (stat(NEWROOT "/workspace", &st) < 0)
+                die("stat /workspace: %m");
+        if (st.st_uid != AGENT_UID)
+                die("scratch disk root is owned by uid %u, not %u", (unsigned) st.st_uid, AGENT_UID);
+        report_mount(br, "/workspace", "ext4", "rw,nosuid,nodev");
+
+        r = mount_one("tmpfs", NEWROOT "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=25%");
+        if (r < 0)
+                die("mount /tmp: %s", strerror(-r));
+        report_mount(br, "/tmp", "tmpfs", "rw,nosuid,nodev");
+
+        r = mount_one(
+                "tmpfs",
+                NEWROOT "/home/agent",
+                "tmpfs",
+                MS_NOSUID | MS_NODEV,
+                "mode=0700,uid=1000,gid=1000,size=64m");
+        if (r < 0)
+                die("mount /home/agent: %s", strerror(-r));
+        report_mount(br, "/home/agent", "tmpfs", "rw,nosuid,nodev");
+
+        /* The initramfs binaries, read-only, at a fixed place in the new root. */
+        if (mount(INIT_NUCLEUS_DIR, NEWROOT "/nucleus", NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, NEWROOT "/nucleus", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+                    0)
+                die("bind /nucleus read-only: %m");
+        report_mount(br, "/nucleus", "initramfs", "ro,nosuid,nodev");
+}
+
+/* Move the pseudo filesystems into the new root and make it "/". The initramfs (rootfs) cannot
+ * be pivot_root'ed away, so this is the classic MS_MOVE + chroot; the initramfs stays reachable
+ * only through the read-only /nucleus bind mount. */
+static void switch_root(void) {
+        static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
+        for (size_t i = 0; i < ELEMENTSOF(moves); i++) {
+                char p[PATH_MAX];
+                (void) snprintf(p, sizeof(p), NEWROOT "%s", moves[i]);
+                if (mount(moves[i], p, NULL, MS_MOVE, NULL) < 0)
+                        die("move %s into the rootfs: %m", moves[i]);
+        }
+        if (chdir(NEWROOT) < 0)
+                die("chdir " NEWROOT ": %m");
+        if (mount(NEWROOT, "/", NULL, MS_MOVE, NULL) < 0)
+                die("move the rootfs to /: %m");
+        if (chroot(".") < 0 || chdir("/") < 0)
+                die("chroot into the rootfs: %m");
+        if (mount_one("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=16m") < 0)
+                die("mount /dev/shm: %m");
+}
+
+static void setup_network(BootReport *br) {
+        int r = init_net_loopback_up();
+        if (r < 0)
+                die("bring up lo: %s", strerror(-r));
+
+        if (!arg_cmdline.have_net)
+                return;
+
+        char ifname[IFNAMSIZ_INIT] = {};
+        r = init_net_wait_nic(ifname, sizeof(ifname), INIT_NIC_TIMEOUT_USEC);
+        if (r < 0) {
+                log_warning("nucleus.net= given but no network interface appeared; loopback only");
+                return;
+        }
+        r = init_net_configure(ifname, &arg_cmdline.net);
+        if (r < 0)
+                die("configure %s as %s: %s", ifname, arg_cmdline.net.text, strerror(-r));
+
+        /* /etc/resolv.conf in the image points at /run/nucleus/resolv.conf (the rootfs is
+         * read-only); if it is a plain file instead, bind the generated one over it. */
+        char ns[INET_ADDRSTRLEN], buf[64];
+        if (!inet_ntop(AF_INET, &arg_cmdline.net.dns, ns, sizeof(ns)))
+                die("format DNS address");
+        int n = snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
+        (void) mkdir("/run/nucleus", 0755);
+        r = write_file_atomic_at(AT_FDCWD, "/run/nucleus/resolv.conf", buf, (size_t) n, 0644);
+        if (r < 0)
+                die("write /run/nucleus/resolv.conf: %s", strerror(-r));
+        struct stat st;
+        if (lstat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode) &&
+            mount("/run/nucleus/resolv.conf", "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
+                die("bind resolv.conf: %m");
+        br->nic = true;
+}
+
+/* One event frame (CONTRACTS.md "Node <-> guest channel", docs/channel.md): magic "NU",
+ * version 1, type 5 (event), stream 0, payload length, reserved 0, all big-endian. Written here
+ * rather than through src/lib/proto so PID 1 links only util. */
+static int write_event_frame(int fd, const char *json) {
+        size_t n = strlen(json);
+        if (n > 1024 * 1024)
+                return -EMSGSIZE;
+        _cleanup_free_ uint8_t *buf = xmalloc(16 + n);
+        buf[0] = 'N';
+        buf[1] = 'U';
+        buf[2] = 1;
+        buf[3] = 5;
+        memset(buf + 4, 0, 4);
+        buf[8] = (uint8_t) (n >> 24);
+        buf[9] = (uint8_t) (n >> 16);
+        buf[10] = (uint8_t) (n >> 8);
+        buf[11] = (uint8_t) n;
+        memset(buf + 12, 0, 4);
+        memcpy(buf + 16, json, n);
+        return loop_write(fd, buf, 16 + n);
+}
+
+static void send_boot_report(int chan, BootReport *br, usec_t started) {
+        struct utsname u;
+        if (uname(&u) < 0)
+                die("uname: %m");
+        usec_t ready = boottime();
+
+        _cleanup_json_ json_t *j = json_pack(
+                "{s:s, s:s, s:I, s:I, s:O, s:b, s:o, s:I, s:s}",
+                "type",
+                "boot",
+                "kernel",
+                u.release,
+                "ready_ms",
+                (json_int_t) (ready / USEC_PER_MSEC),
+                "init_started_ms",
+                (json_int_t) (started / USEC_PER_MSEC),
+                "mounts",
+                br->mounts,
+                "nic",
+                br->nic,
+                "net",
+                arg_cmdline.have_net && br->nic ? json_string(arg_cmdline.net.text) : json_null(),
+                "modules",
+                (json_int_t) br->n_modules,
+                "channel",
+                arg_cmdline.channel);
+        if (!j)
+                die("build boot report");
+        _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
+        if (!s)
+                die("serialize boot report");
+        /* Blocks until the host side of the port is connected: the node connects right after
+         * starting QEMU, and there is nothing else for the VM to do before that. */
+        int r = write_event_frame(chan, s);
+        if (r < 0)
+                die("send boot report on the channel: %s", strerror(-r));
+        dprintf(STDERR_FILENO,
+                "nucleus-guest-init: ready in %llu ms (kernel %s, nic %s)\n",
+                (unsigned long long) (ready / USEC_PER_MSEC),
+                u.release,
+                br->nic ? "yes" : "no");
+}
+
+static void on_shutdown_signal(int sig) {
+        arg_shutdown_requested = 1;
+}
+
+static pid_t start_proxy(int chan) {
+        pid_t pid = fork();
+        if (pid < 0)
+                die("fork: %m");
+        if (pid > 0)
+                return pid;
+
+        /* Child: restore default signal handling, put the channel at CHANNEL_FD (dup2 clears
+         * close-on-exec on the copy only), close everything else, exec. Environment from
+         * nothing. */
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        for (int s = 1; s < _NSIG; s++)
+                (void) sigaction(s, &sa, NULL);
+        sigset_t all;
+        sigemptyset(&all);
+        (void) sigprocmask(SIG_SETMASK, &all, NULL);
+        (void) setsid();
+
+        if (chan == CHANNEL_FD) {
+                if (fd_set_cloexec(chan, false) < 0)
+                        _exit(127);
+        } else if (dup2(chan, CHANNEL_FD) < 0)
+                _exit(127);
+        int keep = CHANNEL_FD;
+        (void) fd_close_all_from(CHANNEL_FD + 1, &keep, 1);
+
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, STDIN_FILENO) < 0)
+                _exit(127);
+
+        char *const argv[] = { (char *) INIT_PROXY_PATH, (char *) "--fd", (char *) "3", NULL };
+        char *const envp[] = {
+                (char *) "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                (char *) "LANG=C.UTF-8",
+                NULL,
+        };
+        execve(argv[0], argv, envp);
+        dprintf(STDERR_FILENO, "nucleus-guest-init: FATAL: exec %s: %m; powering off\n", argv[0]);
+        _exit(127);
+}
+
+/* Reap every child until the proxy exits. Returns its wait status. */
+static int supervise(pid_t proxy) {
+        bool term_sent = false;
+        for (;;) {
+                int status;
+                if (arg_shutdown_requested && !term_sent) {
+                        log_info("shutdown requested; stopping the proxy");
+                        (void) kill(proxy, SIGTERM);
+                        term_sent = true;
+                }
+                pid_t p = waitpid(-1, &status, 0);
+                if (p < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno; /* ECHILD: the proxy is gone */
+                }
+                if (p == proxy)
+                        return status;
+        }
+}
+
+/* Kill whatever is left, give it a moment to go, reap. */
+static void kill_all(void) {
+        (void) kill(-1, SIGKILL);
+        usec_t deadline = boottime() + 2 * USEC_PER_SEC;
+        while (boottime() < deadline) {
+                pid_t p = waitpid(-1, NULL, WNOHANG);
+                if (p < 0)
+                        break; /* ECHILD */
+                if (p == 0)
+                        (void) nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+}
+
+int main(int argc, char **argv) {
+        _cleanup_free_ char *cmdline = NULL;
+        BootReport br = { .mounts = json_array() };
+        const char *err = NULL;
+
+        usec_t started = boottime();
+        log_set_prefix("nucleus-guest-init");
+        umask(022);
+
+        if (getpid() != 1)
+                die("must run as PID 1");
+        /* The marker bench/boot and the KVM probe wait for. */
+        dprintf(STDERR_FILENO, INIT_MARKER " at %llu ms\n", (unsigned long long) (started / USEC_PER_MSEC));
+
+        /* Ctrl-Alt-Del (and a host-requested ACPI-less reboot) becomes SIGINT to us, which we
+         * turn into an orderly power-off. */
+        (void) reboot(RB_DISABLE_CAD);
+        struct sigaction sa = { .sa_handler = on_shutdown_signal }; /* no SA_RESTART: wake waitpid */
+        (void) sigaction(SIGINT, &sa, NULL);
+        (void) sigaction(SIGTERM, &sa, NULL);
+        (void) sigaction(SIGPWR, &sa, NULL);
+
+        setup_early_mounts();
+        read_cmdline(&cmdline);
+        if (init_cmdline_parse(cmdline, &arg_cmdline, &err) < 0)
+                die("bad kernel command line: %s", err);
+        if (arg_cmdline.probe) {
+                dprintf(STDERR_FILENO, INIT_PROBE_MARKER "\n");
+                power_off();
+        }
+
+        load_modules(cmdline, &br);
+        _cleanup_close_ int chan = open_channel(arg_cmdline.channel);
+        remove_other_ports();
+        mount_root_and_scratch(&br);
+        switch_root();
+        setup_network(&br);
+        send_boot_report(chan, &br, started);
+        json_decref(br.mounts);
+
+        pid_t proxy = start_proxy(chan);
+        chan = safe_close(chan);
+
+        int status = supervise(proxy);
+        if (status < 0)
+                log_error_errno(status, "lost track of the proxy: %m");
+        else if (WIFEXITED(status))
+                log_info("proxy exited with status %d; powering off", WEXITSTATUS(status));
+        else if (WIFSIGNALED(status))
+                log_info("proxy killed by signal %d; powering off", WTERMSIG(status));
+        kill_all();
+        power_off();
+}

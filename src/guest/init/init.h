@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Guest init internals shared by its files: the fixed initramfs layout the image builder
+ * (src/lib/image) produces, timeouts, and the small network helpers. Nothing here is used
+ * outside the guest init.
+ */
+#pragma once
+
+#include <dirent.h>
+#include <net/if.h>
+#include <stddef.h>
+
+#include "init-cmdline.h"
+#include "time-util.h"
+
+/* Initramfs layout (must match src/lib/image/image-initramfs.c). */
+#define INIT_NUCLEUS_DIR "/nucleus"
+#define INIT_MODULE_DIR "/nucleus/modules"
+#define INIT_MODULE_LIST "/nucleus/modules/load.list" /* one "<name>.ko" per line, load order */
+#define INIT_PROXY_PATH "/nucleus/bin/nucleus-tool-proxy"
+
+/* Disk serials and console markers (part of the host/guest contract, CONTRACTS.md). */
+#define INIT_ROOTFS_SERIAL "nucleus-rootfs"
+#define INIT_SCRATCH_SERIAL "nucleus-scratch"
+#define INIT_MARKER "nucleus-guest-init: started"
+#define INIT_PROBE_MARKER "nucleus-guest-init: probe ok"
+
+/* Bounded waits. TCG guests are slow, so these are generous but finite. */
+#define INIT_DEVICE_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define INIT_NIC_TIMEOUT_USEC (3 * USEC_PER_SEC)
+
+#define IFNAMSIZ_INIT IFNAMSIZ
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+/* Bring lo up (the kernel adds 127.0.0.1/8 itself). Returns 0 or -errno. */
+int init_net_loopback_up(void);
+/* Wait up to timeout for the first non-loopback interface; its name goes to ifname.
+ * Returns 0 or -ETIMEDOUT. */
+int init_net_wait_nic(char *ifname, size_t size, usec_t timeout);
+/* Address, netmask, up, default route via gateway. Returns 0 or -errno. */
+int init_net_configure(const char *ifname, const InitNetConfig *c);

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The initramfs: a gzip-compressed newc cpio written with libarchive, deterministic (uid/gid 0,
+ * mtime 0, fixed order), holding the static guest init as /init, the static proxy, the kernel
+ * modules (decompressed if the kernel shipped them compressed) and their load order. The
+ * layout is the contract with src/guest/init/init.h.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "image-internal.h"
+#include "log.h"
+#include "string-util.h"
+
+static void archive_freep(struct archive **a) {
+        if (*a)
+                archive_write_free(*a);
+}
+
+static int add_entry(struct archive *a, const char *path, mode_t mode, dev_t rdev, const void *data, size_t size) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, path);
+        archive_entry_set_mode(e, mode);
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        archive_entry_set_mtime(e, 0, 0);
+        archive_entry_set_nlink(e, S_ISDIR(mode) ? 2 : 1);
+        if (S_ISCHR(mode))
+                archive_entry_set_rdev(e, rdev);
+        archive_entry_set_size(e, S_ISREG(mode) ? (la_int64_t) size : 0);
+        int r = archive_write_header(a, e);
+        archive_entry_free(e);
+        if (r != ARCHIVE_OK)
+                return log_error_errno(-EIO, "image: initramfs: %s: %s", path, archive_error_string(a));
+        if (S_ISREG(mode) && size > 0 && archive_write_data(a, data, size) != (la_ssize_t) size)
+                return log_error_errno(-EIO, "image: initramfs: write %s: %s", path, archive_error_string(a));
+        return 0;
+}
+
+static int add_file(struct archive *a, const char *path, const char *src, mode_t perm) {
+        _cleanup_free_ char *data = NULL;
+        size_t n;
+        int r = read_full_file_at(AT_FDCWD, src, 256u << 20, &data, &n);
+        if (r < 0)
+                return log_error_errno(r, "image: initramfs: read %s: %m", src);
+        return add_entry(a, path, S_IFREG | perm, 0, data, n);
+}
+
+/* Read a module, decompressing .ko.xz/.ko.zst/.ko.gz (libarchive raw filters). */
+static int read_module(const char *src, char **ret, size_t *ret_size) {
+        if (endswith(src, ".ko"))
+                return read_full_file_at(AT_FDCWD, src, 64u << 20, ret, ret_size);
+
+        struct archive *a = archive_read_new();
+        struct archive_entry *e;
+        size_t used = 0, alloc = 1 << 20;
+        char *out = xmalloc(alloc);
+        int r = -EBADMSG;
+        archive_read_support_filter_all(a);
+        archive_read_support_format_raw(a);
+        if (archive_read_open_filename(a, src, 1 << 16) == ARCHIVE_OK &&
+            archive_read_next_header(a, &e) == ARCHIVE_OK)
+                for (;;) {
+                        if (used == alloc) {
+                                if (alloc >= (64u << 20)) {
+                                        r = -EFBIG;
+                                        break;
+                                }
+                                alloc *= 2;
+                                out = xrealloc(out, alloc);
+                        }
+                        la_ssize_t k = archive_read_data(a, out + used, alloc - used);
+                        if (k < 0)
+                                break;
+                        if (k == 0) {
+                                r = 0;
+                                break;
+                        }
+                        used += (size_t) k;
+                }
+        archive_read_free(a);
+        if (r < 0) {
+                free(out);
+                return r;
+        }
+        *ret = out;
+        *ret_size = used;
+        return 0;
+}
+
+int image_initramfs_write(
+        const char *out_path,
+        const char *init_path,
+        const char *proxy_path,
+        const char *kroot,
+        const char *release,
+        char *const *module_paths) {
+        _cleanup_(archive_freep) struct archive *a = archive_write_new();
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp", out_path), *list = xstrdup("");
+        int r;
+
+        if (archive_write_set_format_cpio_newc(a) != ARCHIVE_OK ||
+            archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
+            archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK)
+                return log_error_errno(-EIO, "image: initramfs: libarchive: %s", archive_error_string(a));
+        if (archive_write_open_filename(a, tmp) != ARCHIVE_OK)
+                return log_error_errno(-EIO, "image: initramfs: open %s: %s", tmp, archive_error_string(a));
+
+        static const char *const dirs[] = { "dev",     "proc",        "sys",
+                                            "run",     "tmp",         "newroot",
+                                            "nucleus", "nucleus/bin", "nucleus/modules" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = add_entry(a, dirs[i], S_IFDIR | 0755, 0, NULL, 0)) < 0)
+                        goto fail;
+        /* The kernel opens /dev/console for init's stdio before anything is mounted. */
+        if ((r = add_entry(a, "dev/console", S_IFCHR | 0600, makedev(5, 1), NULL, 0)) < 0 ||
+            (r = add_entry(a, "dev/null", S_IFCHR | 0666, makedev(1, 3), NULL, 0)) < 0)
+                goto fail;
+        if ((r = add_file(a, "init", init_path, 0755)) < 0 ||
+            (r = add_file(a, "nucleus/bin/nucleus-tool-proxy", proxy_path, 0755)) < 0)
+                goto fail;
+
+        STRV_FOREACH(m, module_paths) {
+                _cleanup_free_ char *src = xasprintf("%s/lib/modules/%s/%s", kroot, release, *m), *data = NULL;
+                size_t n;
+                const char *base = strrchr(*m, '/');
+                base = base ? base + 1 : *m;
+                _cleanup_free_ char *name = xstrndup(
+                        base, strstr(base, ".ko") ? (size_t) (strstr(base, ".ko") - base) : strlen(base));
+                if ((r = read_module(src, &data, &n)) < 0) {
+                        log_error_errno(r, "image: initramfs: read module %s: %m", src);
+                        goto fail;
+                }
+                _cleanup_free_ char *dst = xasprintf("nucleus/modules/%s.ko", name);
+                if ((r = add_entry(a, dst, S_IFREG | 0644, 0, data, n)) < 0)
+                        goto fail;
+                char *nl = xasprintf("%s%s.ko\n", list, name);
+                free(list);
+                list = nl;
+        }
+        if ((r = add_entry(a, "nucleus/modules/load.list", S_IFREG | 0644, 0, list, strlen(list))) < 0)
+                goto fail;
+        if (archive_write_close(a) != ARCHIVE_OK) {
+                r = log_error_errno(-EIO, "image: initramfs: close: %s", archive_error_string(a));
+                goto fail;
+        }
+        if (chmod(tmp, 0644) < 0 || rename(tmp, out_path) < 0) {
+                r = log_error_errno(-errno, "image: initramfs: rename to %s: %m", out_path);
+                goto fail;
+        }
+        return 0;
+fail:
+        (void) unlink(tmp);
+        return r;
+}

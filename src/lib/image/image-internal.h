@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Internals of src/lib/image shared by its files: running build tools (argv only, output to
+ * the build log), hashing, progress lines, tree removal. Not for use outside this folder.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+
+#define IMAGE_SHA256_HEX 65 /* 64 hex chars + NUL */
+
+typedef struct ImageCtx {
+        const ImageBuildOptions *opts;
+        char *dir;       /* images dir */
+        char *cache_dir; /* <dir>/cache */
+        int log_fd;      /* <dir>/cache/build.log, append */
+        usec_t started;  /* for progress timestamps */
+} ImageCtx;
+
+/* Progress line on stderr: "image: [12.3s] <msg>" (unless quiet). */
+void image_progress(const ImageCtx *ctx, const char *fmt, ...) _printf_(2, 3);
+
+/* Run argv (no shell) with cwd (NULL: inherit), stdin /dev/null, stdout+stderr appended to the
+ * build log, a fixed minimal environment. Prints a progress heartbeat every 15 s while it runs.
+ * Returns the exit status (0 ok) or -errno; logs a failure with the last log lines. */
+int image_run(ImageCtx *ctx, const char *what, char *const argv[], const char *cwd);
+/* Like image_run, capturing stdout (at most max bytes) into *ret_out. */
+int image_run_capture(ImageCtx *ctx, char *const argv[], size_t max, char **ret_out);
+
+/* SHA-256 of a file (hex), or of a buffer. */
+int image_sha256_file(const char *path, char ret_hex[static IMAGE_SHA256_HEX]);
+void image_sha256_buf(const void *p, size_t n, char ret_hex[static IMAGE_SHA256_HEX]);
+
+/* Recursively remove path (no symlink following; stays on one filesystem). Missing is fine. */
+int image_rm_rf(const char *path);
+int image_mkdir_p(const char *path, mode_t mode);
+/* Copy a file (contents only) to dst with mode, via a temp file + rename. */
+int image_copy_file(const char *src, const char *dst, mode_t mode);
+/* Apparent tree size (bytes, st_blocks based) and entry count, without following symlinks. */
+int image_tree_usage(const char *path, uint64_t *ret_bytes, uint64_t *ret_entries);
+/* True if the ELF file at path has no PT_INTERP (statically linked). -errno if unreadable,
+ * -ENOEXEC if not a 64-bit ELF. */
+int image_elf_is_static(const char *path);
+
+/* Kernel: fetch + unpack + depmod into the cache; returns the unpacked root and release. */
+int image_kernel_prepare(
+        ImageCtx *ctx,
+        char **ret_root,
+        char **ret_release,
+        char ret_deb_sha[static IMAGE_SHA256_HEX],
+        char **ret_deb_name);
+/* Resolve the module list with dependencies, in load order (dependencies first); built-in
+ * modules are dropped. Returns a strv of paths relative to lib/modules/<release>/. */
+int image_kernel_modules(const char *kroot, const char *release, char *const *wanted, char ***ret_paths);
+/* Extract the uncompressed vmlinux ELF from a bzImage. */
+int image_kernel_extract_vmlinux(const char *bzimage, const char *out);
+
+/* Write initramfs.cpio.gz to out_path. */
+int image_initramfs_write(
+        const char *out_path,
+        const char *init_path,
+        const char *proxy_path,
+        const char *kroot,
+        const char *release,
+        char *const *module_paths);
+
+/* Rootfs: populate dir (mmdebstrap or tar import), then customize and trim, then mkfs. */
+int image_rootfs_debootstrap(ImageCtx *ctx, const char *dir, const char *suite, char *const *packages);
+int image_rootfs_import_tar(ImageCtx *ctx, const char *tar, const char *dir);
+int image_rootfs_customize(ImageCtx *ctx, const char *dir);
+int image_rootfs_mkfs(ImageCtx *ctx, const char *dir, const char *out);

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The read-only rootfs: Debian minbase through mmdebstrap (or any rootfs tar, e.g. a docker
+ * export, extracted with libarchive's secure flags since its contents are untrusted), then
+ * customised (agent user uid 1000, mount points, /etc/resolv.conf pointing into /run), trimmed
+ * (apt lists, caches, docs, logs) and scrubbed of per-machine secrets (ssh host keys,
+ * machine-id), and finally made into an ext4 image with `mkfs.ext4 -d` (no loop mounts).
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "image-internal.h"
+#include "log.h"
+#include "string-util.h"
+
+int image_rootfs_debootstrap(ImageCtx *ctx, const char *dir, const char *suite, char *const *packages) {
+        _cleanup_free_ char *inc = strv_join(packages, ","), *incopt = xasprintf("--include=%s", inc);
+        /* Docs, man pages and locales are never installed (copyright files are kept). */
+        char *const argv[] = {
+                (char *) "mmdebstrap",
+                (char *) "--variant=minbase",
+                (char *) "--mode=root",
+                (char *) "--format=directory",
+                incopt,
+                (char *) "--dpkgopt=path-exclude=/usr/share/man/*",
+                (char *) "--dpkgopt=path-exclude=/usr/share/info/*",
+                (char *) "--dpkgopt=path-exclude=/usr/share/doc/*",
+                (char *) "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                (char *) "--dpkgopt=path-exclude=/usr/share/locale/*",
+                (char *) "--dpkgopt=path-exclude=/usr/share/lintian/*",
+                (char *) suite,
+                (char *) dir,
+                NULL,
+        };
+        image_progress(ctx, "rootfs: mmdebstrap %s minbase + %s (about a minute)", suite, inc);
+        return image_run(ctx, "mmdebstrap", argv, NULL);
+}
+
+int image_rootfs_import_tar(ImageCtx *ctx, const char *tar, const char *dir) {
+        struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+        struct archive_entry *e;
+        int r = 0, cwd = -EBADF;
+        uint64_t n = 0;
+
+        image_progress(ctx, "rootfs: importing %s", tar);
+        archive_read_support_filter_all(a);
+        archive_read_support_format_tar(a);
+        archive_read_support_format_gnutar(a);
+        archive_read_support_format_cpio(a);
+        /* Untrusted archive: no "..", no absolute paths, no writing through symlinks. Owners and
+         * modes are kept (the rootfs needs them), so this step runs as root. */
+        archive_write_disk_set_options(
+                w,
+                ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                        ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                        ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_UNLINK);
+        archive_write_disk_set_standard_lookup(w);
+        if (archive_read_open_filename(a, tar, 1 << 16) != ARCHIVE_OK) {
+                r = log_error_errno(-EINVAL, "image: open %s: %s", tar, archive_error_string(a));
+                goto out;
+        }
+        /* libarchive extracts relative to the cwd (absolute names are refused by design), so
+         * the cwd is switched for the duration and restored; the builder is single-threaded. */
+        cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cwd < 0 || chdir(dir) < 0) {
+                r = log_error_errno(-errno, "image: chdir %s: %m", dir);
+                goto out;
+        }
+        for (;;) {
+                int k = archive_read_next_header(a, &e);
+                if (k == ARCHIVE_EOF)
+                        break;
+                if (k < ARCHIVE_WARN) {
+                        r = log_error_errno(-EBADMSG, "image: %s: %s", tar, archive_error_string(a));
+                        goto out;
+                }
+                const char *p = archive_entry_pathname(e);
+                /* Nothing may land on the mount points' contents the init relies on. */
+                if (p &&
+                    (startswith(p, "dev/") || startswith(p, "./dev/") || startswith(p, "proc/") ||
+                     startswith(p, "./proc/") || startswith(p, "sys/") || startswith(p, "./sys/")) &&
+                    archive_entry_filetype(e) != AE_IFDIR)
+                        continue;
+                k = archive_read_extract2(a, e, w);
+                if (k < ARCHIVE_WARN) {
+                        r = log_error_errno(
+                                -EIO, "image: %s: extract %s: %s", tar, p ? p : "?", archive_error_string(w));
+                        goto out;
+                }
+                if (++n % 5000 == 0)
+                        image_progress(ctx, "rootfs: %llu entries imported", (unsigned long long) n);
+        }
+        image_progress(ctx, "rootfs: %llu entries imported", (unsigned long long) n);
+out:
+        if (cwd >= 0 && fchdir(cwd) < 0 && r == 0)
+                r = log_error_errno(-errno, "image: restore cwd: %m");
+        cwd = safe_close(cwd);
+        archive_read_free(a);
+        archive_write_free(w);
+        return r;
+}
+
+static int remove_glob(const char *dir, const char *pattern) {
+        _cleanup_free_ char *pat = xasprintf("%s/%s", dir, pattern);
+        glob_t g = {};
+        int r = 0;
+        if (glob(pat, GLOB_NOSORT | GLOB_PERIOD, NULL, &g) == 0)
+                for (size_t i = 0; i < g.gl_pathc && r == 0; i++) {
+                        const char *b = strrchr(g.gl_pathv[i], '/');
+                        if (b && (streq(b, "/.") || streq(b, "/..")))
+                                continue;
+                        r = image_rm_rf(g.gl_pathv[i]);
+                }
+        globfree(&g);
+        return r;
+}
+
+/* True if an /etc/passwd-style file already has an entry with this numeric id (field 3). */
+static bool has_id(const char *data, unsigned id) {
+        char want[16];
+        (void) snprintf(want, sizeof(want), "%u", id);
+        for (const char *l = data; l && *l;) {
+                const char *e = strchrnul(l, '\n');
+                const char *f = l;
+                for (int i = 0; i < 2 && f < e; i++) {
+                        f = memchr(f, ':', (size_t) (e - f));
+                        if (!f)
+                                break;
+                        f++;
+                }
+                if (f && f < e) {
+                        const char *end = memchr(f, ':', (size_t) (e - f));
+                        if (end && (size_t) (end - f) == strlen(want) && memcmp(f, want, strlen(want)) == 0)
+                                return true;
+                }
+                l = *e ? e + 1 : e;
+        }
+        return false;
+}
+
+static int append_line(const char *dir, const char *file, const char *line, mode_t mode, bool check_id) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, file), *data = NULL;
+        size_t n = 0;
+        int r = read_full_file_at(AT_FDCWD, p, 4u << 20, &data, &n);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (check_id && data && has_id(data, IMAGE_AGENT_UID))
+                return 0;
+        if (!check_id && data && (startswith(data, "agent:") || strstr(data, "\nagent:")))
+                return 0; /* shadow: keyed by name */
+        _cleanup_free_ char *out = xasprintf(
+                "%s%s%s\n", data ? data : "", (n > 0 && data[n - 1] != '\n') ? "\n" : "", line);
+        return write_file_atomic_at(AT_FDCWD, p, out, strlen(out), mode);
+}
+
+static int ensure_dir(const char *dir, const char *sub, mode_t mode, uid_t uid, gid_t gid) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, sub);
+        struct stat st;
+        if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+                int r = image_rm_rf(p);
+                if (r < 0)
+                        return r;
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        if (chmod(p, mode) < 0 || lchown(p, uid, gid) < 0)
+                return -errno;
+        return 0;
+}
+
+int image_rootfs_customize(ImageCtx *ctx, const char *dir) {
+        int r;
+
+        image_progress(ctx, "rootfs: customizing (agent user, mount points) and trimming");
+        static const char *const trim[] = {
+                "var/lib/apt/lists/*",
+                "var/cache/apt/*",
+                "var/cache/debconf/*-old",
+                "var/lib/dpkg/*-old",
+                "var/log/*",
+                "usr/share/doc/*/changelog*",
+                "usr/share/man/*",
+                "usr/share/info/*",
+                "tmp/*",
+                "var/tmp/*",
+                /* Per-machine secrets and identities: never ship them in a shared image. */
+                "etc/ssh/ssh_host_*",
+                "var/lib/dbus/machine-id",
+                "root/.bash_history",
+                "etc/shadow-",
+                "etc/gshadow-",
+                "etc/passwd-",
+                "etc/group-",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(trim); i++)
+                if ((r = remove_glob(dir, trim[i])) < 0)
+                        return log_error_errno(r, "image: trim %s: %m", trim[i]);
+
+        _cleanup_free_ char *mid = xasprintf("%s/etc/machine-id", dir);
+        if (access(mid, F_OK) == 0 && (r = write_file_atomic_at(AT_FDCWD, mid, "", 0, 0444)) < 0)
+                return log_error_errno(r, "image: empty %s: %m", mid);
+
+        if ((r = append_line(
+                     dir, "etc/passwd", "agent:x:1000:1000:Nucleus agent:/home/agent:/bin/sh", 0644, true)) <
+                    0 ||
+            (r = append_line(dir, "etc/group", "agent:x:1000:", 0644, true)) < 0 ||
+            (r = append_line(dir, "etc/shadow", "agent:!:19000:0:99999:7:::", 0640, false)) < 0)
+                return log_error_errno(r, "image: add the agent user: %m");
+
+        static const struct {
+                const char *path;
+                mode_t mode;
+                uid_t uid;
+        } dirs[] = {
+                { "proc", 0555, 0 }, { "sys", 0555, 0 },           { "dev", 0755, 0 },
+                { "run", 0755, 0 },  { "tmp", 01777, 0 },          { "nucleus", 0755, 0 },
+                { "home", 0755, 0 }, { "home/agent", 0700, 1000 }, { "workspace", 0755, 1000 },
+                { "etc", 0755, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = ensure_dir(dir, dirs[i].path, dirs[i].mode, dirs[i].uid, dirs[i].uid)) < 0)
+                        return log_error_errno(r, "image: create /%s: %m", dirs[i].path);
+
+        /* The rootfs is read-only: DNS comes from a file the init writes under /run. */
+        _cleanup_free_ char *rc = xasprintf("%s/etc/resolv.conf", dir);
+        (void) image_rm_rf(rc);
+        if (symlink("../run/nucleus/resolv.conf", rc) < 0)
+                return log_error_errno(-errno, "image: symlink %s: %m", rc);
+        return 0;
+}
+
+int image_rootfs_mkfs(ImageCtx *ctx, const char *dir, const char *out) {
+        uint64_t bytes, entries;
+        int r = image_tree_usage(dir, &bytes, &entries);
+        if (r < 0)
+                return log_error_errno(r, "image: measure %s: %m", dir);
+
+        /* Room for metadata: +25 % + 64 MiB, in MiB; enough inodes for every entry. */
+        uint64_t mib = (bytes + bytes / 4) / (1024 * 1024) + 64;
+        uint64_t inodes = entries + entries / 4 + 4096;
+        _cleanup_free_ char *size = xasprintf("%lluM", (unsigned long long) mib);
+        _cleanup_free_ char *ninodes = xasprintf("%llu", (unsigned long long) inodes);
+        _cleanup_free_ char *tmp = xasprintf("%s.tmp", out);
+        (void) unlink(tmp);
+        char *const argv[] = {
+                (char *) "mkfs.ext4",
+                (char *) "-q",
+                (char *) "-F",
+                (char *) "-L",
+                (char *) "nucleus-root",
+                (char *) "-m",
+                (char *) "0",
+                (char *) "-N",
+                ninodes,
+                (char *) "-O",
+                (char *) "^has_journal", /* read-only image: no journal to replay */
+                (char *) "-E",
+                (char *) "lazy_itable_init=0,nodiscard",
+                (char *) "-d",
+                (char *) dir,
+                tmp,
+                size,
+                NULL,
+        };
+        image_progress(
+                ctx,
+                "rootfs: mkfs.ext4 -d (%llu MiB, %llu entries)",
+                (unsigned long long) mib,
+                (unsigned long long) entries);
+        if ((r = image_run(ctx, "mkfs.ext4", argv, NULL)) < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        if (chmod(tmp, 0644) < 0 || rename(tmp, out) < 0) {
+                r = -errno;
+                (void) unlink(tmp);
+                return log_error_errno(r, "image: rename to %s: %m", out);
+        }
+        return 0;
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Guest images and the QEMU microVM invocation (DESIGN.md §8, CONTRACTS.md "VM layout").
+ * Builds, into one image dir: vmlinuz (bzImage for QEMU), vmlinux (uncompressed, Firecracker),
+ * initramfs.cpio.gz (static nucleus-guest-init as /init, the static proxy, kernel modules),
+ * rootfs.ext4 (read-only Debian minbase or an imported tar) and manifest.json. Artifacts are
+ * cached by the SHA-256 of their inputs and rebuilt only when those change. Also: per-pod
+ * sparse scratch disks, the QEMU argv, and the KVM probe with TCG fallback.
+ * Inputs trusted: the caller's options; distrusted: tar archives (extracted with libarchive's
+ * secure flags), kernel packages (checked against a SHA-256 when given as a file).
+ *
+ * Image dir layout (every name fixed):
+ *   <dir>/vmlinuz  <dir>/vmlinux  <dir>/initramfs.cpio.gz  <dir>/rootfs.ext4  <dir>/manifest.json
+ *   <dir>/cache/   kernel packages, unpacked kernels, build logs (safe to delete)
+ * Initramfs layout (src/guest/init/init.h): /init, /nucleus/bin/nucleus-tool-proxy,
+ *   /nucleus/modules/<name>.ko, /nucleus/modules/load.list (load order), /dev/console.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "time-util.h"
+
+#define IMAGE_VMLINUZ "vmlinuz"
+#define IMAGE_VMLINUX "vmlinux"
+#define IMAGE_INITRAMFS "initramfs.cpio.gz"
+#define IMAGE_ROOTFS "rootfs.ext4"
+#define IMAGE_MANIFEST "manifest.json"
+
+#define IMAGE_ROOTFS_SERIAL "nucleus-rootfs"
+#define IMAGE_SCRATCH_SERIAL "nucleus-scratch"
+#define IMAGE_CHANNEL_NAME "org.nucleus.channel.0"
+#define IMAGE_INIT_MARKER "nucleus-guest-init: started"
+#define IMAGE_PROBE_MARKER "nucleus-guest-init: probe ok"
+#define IMAGE_AGENT_UID 1000
+
+#define IMAGE_DEFAULT_SUITE "bookworm"
+#define IMAGE_DEFAULT_KERNEL_PACKAGE "linux-image-cloud-amd64"
+/* Default rootfs packages (on top of minbase), overridable with --packages. */
+#define IMAGE_DEFAULT_PACKAGES "git,ca-certificates,busybox"
+
+typedef struct ImageBuildOptions {
+        const char *images_dir;    /* output dir; created if missing */
+        bool force;                /* rebuild everything even when the inputs did not change */
+        char **packages;           /* rootfs packages; NULL: IMAGE_DEFAULT_PACKAGES */
+        const char *rootfs_tar;    /* import this tar (any compression) instead of mmdebstrap */
+        const char *kernel_deb;    /* use this kernel .deb instead of apt-get download ... */
+        const char *kernel_sha256; /* ... whose SHA-256 (hex) must match; required with it */
+        const char *init_path;     /* static nucleus-guest-init */
+        const char *proxy_path;    /* static nucleus-tool-proxy */
+        const char *suite;         /* Debian suite; NULL: IMAGE_DEFAULT_SUITE */
+        char **modules;            /* kernel modules for the initramfs; NULL: the default set */
+        bool quiet;                /* no progress on stderr */
+} ImageBuildOptions;
+
+/* Build (or reuse from cache) every artifact in o->images_dir and write manifest.json.
+ * Arguments: o (images_dir, init_path and proxy_path required; both binaries must be static).
+ * Returns: 0 and the manifest (caller decrefs) in *ret_manifest, or -errno after logging the
+ * reason. Progress goes to stderr unless o->quiet. Long steps: kernel download (~25 MB),
+ * mmdebstrap (~1 min), mkfs.ext4. Tool output goes to <dir>/cache/build.log.
+ * Notes: needs root for mmdebstrap and for tar import with ownership; nothing secret is added to
+ * any image (ssh host keys and machine-id are removed from the rootfs). */
+int image_build(const ImageBuildOptions *o, json_t **ret_manifest);
+
+/* Load and sanity-check <dir>/manifest.json and that every artifact it lists exists.
+ * Returns 0 and the manifest, -ENOENT when no image was built, -EBADMSG when it is corrupt. */
+int image_manifest_load(const char *images_dir, json_t **ret_manifest);
+
+/* Create a per-pod scratch disk: a sparse file of size_bytes at path (must not exist; created
+ * 0600) holding an empty ext4 whose root directory is owned by uid/gid 1000 (the agent).
+ * size_bytes is clamped to >= 16 MiB. Returns 0 or -errno (the file is removed on failure). */
+int image_scratch_create(const char *path, uint64_t size_bytes);
+
+typedef enum ImageAccel {
+        IMAGE_ACCEL_TCG,
+        IMAGE_ACCEL_KVM,
+        _IMAGE_ACCEL_MAX,
+        _IMAGE_ACCEL_INVALID = -EINVAL,
+} ImageAccel;
+
+const char *image_accel_to_string(ImageAccel a);
+ImageAccel image_accel_from_string(const char *s);
+
+typedef struct ImageQemuConfig {
+        const char *qemu_binary;    /* NULL: "qemu-system-x86_64" */
+        const char *kernel;         /* bzImage path */
+        const char *initramfs;      /* initramfs.cpio.gz path */
+        const char *rootfs;         /* rootfs.ext4 (attached read-only); NULL: no disks (probe) */
+        const char *scratch;        /* per-pod scratch ext4; required with rootfs */
+        const char *channel_socket; /* unix socket QEMU listens on (server, no wait); NULL: no channel */
+        const char *console_log;    /* serial console output file (required) */
+        const char *qmp_socket;     /* optional QMP unix socket (server, no wait) */
+        ImageAccel accel;
+        unsigned memory_mib;       /* 0: 512 */
+        unsigned cpus;             /* 0: 1 */
+        unsigned tcg_tb_mib;       /* TCG translation cache, MiB; 0: 64 */
+        const char *tap_ifname;    /* tap device for virtio-net; NULL: no NIC at all */
+        const char *mac;           /* NIC MAC "xx:xx:xx:xx:xx:xx"; required with tap_ifname */
+        const char *net_cmdline;   /* "addr/prefix,gw,dns" for nucleus.net=; required with tap */
+        const char *extra_cmdline; /* appended verbatim (tests: nucleus.probe=1); NULL: none */
+        bool no_sandbox;           /* skip -sandbox (only for debugging) */
+} ImageQemuConfig;
+
+/* Build the qemu-system-x86_64 argv for a microVM (CONTRACTS.md "VM layout"): -M microvm,
+ * -nodefaults -no-user-config -nographic, -no-reboot, -sandbox on,..., kernel + initramfs +
+ * command line (console=ttyS0 quiet panic=-1 nucleus.channel=...), virtio-blk rootfs
+ * (read-only, serial nucleus-rootfs) and scratch (serial nucleus-scratch), virtio-serial port
+ * org.nucleus.channel.0 on channel_socket, serial console to console_log, virtio-net only with
+ * a tap. Returns 0 and a NULL-terminated strv (caller frees with strv_free), or -EINVAL when a
+ * required field is missing or a value contains a ',' that QEMU would misparse.
+ * Notes: QEMU creates channel_socket with the process umask: put it in a 0700 pod dir. The
+ * guest powers off when its proxy exits; QEMU then exits 0. */
+int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv);
+
+/* Decide the accelerator: when /dev/kvm opens read-write, boot kernel + initramfs under
+ * -accel kvm with nucleus.probe=1 and wait up to timeout for the probe marker on the console.
+ * Never hangs: the probe VM is killed at the deadline. Returns 0 with *ret_accel (KVM only when
+ * the marker appeared) and a human-readable reason (caller frees); -errno only for local
+ * errors (temp dir). */
+int image_kvm_probe(
+        const char *qemu_binary,
+        const char *kernel,
+        const char *initramfs,
+        usec_t timeout,
+        ImageAccel *ret_accel,
+        char **ret_reason);
+
+/* Run one probe-mode boot with the given accel and return the time from spawning QEMU to the
+ * PID 1 marker on the console (bench/boot's "bare boot"). Returns 0 or -ETIMEDOUT/-errno. */
+int image_probe_boot(
+        const char *qemu_binary,
+        const char *kernel,
+        const char *initramfs,
+        ImageAccel accel,
+        usec_t timeout,
+        usec_t *ret_usec);

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for src/lib/image: QEMU argv, module dependency order, initramfs contents. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "image-internal.h"
+#include "string-util.h"
+
+static bool has_pair(char **argv, const char *opt, const char *val) {
+        for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+                if (streq(argv[i], opt) && streq(argv[i + 1], val))
+                        return true;
+        return false;
+}
+
+static void test_qemu_argv(void **state) {
+        ImageQemuConfig c = {
+                .kernel = "/img/vmlinuz",
+                .initramfs = "/img/initramfs.cpio.gz",
+                .rootfs = "/img/rootfs.ext4",
+                .scratch = "/pod/scratch.ext4",
+                .channel_socket = "/pod/channel.sock",
+                .console_log = "/pod/console.log",
+                .accel = IMAGE_ACCEL_TCG,
+                .memory_mib = 384,
+        };
+        char **argv = NULL;
+        assert_int_equal(image_qemu_argv(&c, &argv), 0);
+        assert_string_equal(argv[0], "qemu-system-x86_64");
+        assert_true(has_pair(argv, "-accel", "tcg,tb-size=64"));
+        assert_true(has_pair(argv, "-cpu", "max"));
+        assert_true(has_pair(argv, "-m", "384"));
+        assert_true(has_pair(argv, "-drive", "id=rootfs,file=/img/rootfs.ext4,format=raw,if=none,readonly=on"));
+        assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=rootfs,serial=nucleus-rootfs"));
+        assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=scratch,serial=nucleus-scratch"));
+        assert_true(has_pair(argv, "-chardev", "socket,id=ch0,path=/pod/channel.sock,server=on,wait=off"));
+        assert_true(has_pair(argv, "-device", "virtserialport,chardev=ch0,name=org.nucleus.channel.0"));
+        assert_true(strv_contains(argv, "-nodefaults"));
+        assert_true(strv_contains(argv, "-no-reboot"));
+        for (size_t i = 0; argv[i]; i++) {
+                assert_null(strstr(argv[i], "netdev"));
+                if (streq(argv[i], "-append")) {
+                        assert_non_null(strstr(argv[i + 1], "nucleus.channel=org.nucleus.channel.0"));
+                        assert_null(strstr(argv[i + 1], "nucleus.net="));
+                }
+        }
+        strv_free(argv);
+
+        c.tap_ifname = "nutap0";
+        c.mac = "06:00:0a:c9:00:02";
+        c.net_cmdline = "10.201.0.2/30,10.201.0.1,10.201.0.1";
+        c.accel = IMAGE_ACCEL_KVM;
+        assert_int_equal(image_qemu_argv(&c, &argv), 0);
+        assert_true(has_pair(argv, "-netdev", "tap,id=net0,ifname=nutap0,script=no,downscript=no"));
+        assert_true(has_pair(argv, "-accel", "kvm"));
+        bool found = false;
+        for (size_t i = 0; argv[i]; i++)
+                if (streq(argv[i], "-append"))
+                        found = strstr(argv[i + 1], "nucleus.net=10.201.0.2/30,10.201.0.1,10.201.0.1") != NULL;
+        assert_true(found);
+        strv_free(argv);
+
+        /* Values QEMU would split on ',' are refused. */
+        c.scratch = "/pod/a,b";
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.scratch = "/pod/s";
+        c.net_cmdline = "10.0.0.2/30 init=/bin/sh";
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.tap_ifname = NULL;
+        c.console_log = NULL;
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+}
+
+static void write_text(const char *path, const char *text) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(loop_write(fd, text, strlen(text)), 0);
+        close(fd);
+}
+
+static char *make_kernel_tree(void) {
+        char tmpl[] = "/tmp/test-image-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        char *root = xstrdup(tmpl);
+        _cleanup_free_ char *d = xasprintf("%s/lib/modules/6.1.0-test/kernel/drivers", root);
+        assert_int_equal(image_mkdir_p(d, 0755), 0);
+        _cleanup_free_ char *dep = xasprintf("%s/lib/modules/6.1.0-test/modules.dep", root);
+        write_text(
+                dep,
+                "kernel/drivers/virtio.ko: kernel/drivers/virtio_ring.ko\n"
+                "kernel/drivers/virtio_ring.ko:\n"
+                "kernel/drivers/virtio_blk.ko: kernel/drivers/virtio.ko kernel/drivers/virtio_ring.ko\n"
+                "kernel/drivers/virtio_net.ko: kernel/drivers/net_failover.ko kernel/drivers/failover.ko "
+                "kernel/drivers/virtio.ko kernel/drivers/virtio_ring.ko\n"
+                "kernel/drivers/net_failover.ko: kernel/drivers/failover.ko\n"
+                "kernel/drivers/failover.ko:\n");
+        _cleanup_free_ char *bi = xasprintf("%s/lib/modules/6.1.0-test/modules.builtin", root);
+        write_text(bi, "kernel/fs/ext4/ext4.ko\n");
+        static const char *const mods[] = { "virtio",     "virtio_ring",  "virtio_blk",
+                                            "virtio_net", "net_failover", "failover" };
+        for (size_t i = 0; i < ELEMENTSOF(mods); i++) {
+                _cleanup_free_ char *p = xasprintf("%s/%s.ko", d, mods[i]);
+                write_text(p, mods[i]);
+        }
+        return root;
+}
+
+static void test_modules_order(void **state) {
+        _cleanup_free_ char *root = make_kernel_tree();
+        char *wanted[] = { (char *) "virtio_net", (char *) "virtio-blk", (char *) "ext4", NULL };
+        char **order = NULL;
+        assert_int_equal(image_kernel_modules(root, "6.1.0-test", wanted, &order), 0);
+        _cleanup_free_ char *j = strv_join(order, " ");
+        assert_string_equal(
+                j,
+                "kernel/drivers/failover.ko kernel/drivers/net_failover.ko kernel/drivers/virtio_ring.ko "
+                "kernel/drivers/virtio.ko kernel/drivers/virtio_net.ko kernel/drivers/virtio_blk.ko");
+
+        char *missing[] = { (char *) "vsock", NULL };
+        char **o2 = NULL;
+        assert_int_equal(image_kernel_modules(root, "6.1.0-test", missing, &o2), -ENOENT);
+        assert_null(o2);
+
+        /* Initramfs: read back with libarchive and check layout and load order. */
+        _cleanup_free_ char *out = xasprintf("%s/initramfs.cpio.gz", root);
+        _cleanup_free_ char *bin = xasprintf("%s/bin", root);
+        write_text(
+                bin,
+                "\x7f"
+                "ELF fake");
+        assert_int_equal(image_initramfs_write(out, bin, bin, root, "6.1.0-test", order), 0);
+
+        struct archive *a = archive_read_new();
+        struct archive_entry *e;
+        archive_read_support_filter_gzip(a);
+        archive_read_support_format_cpio(a);
+        assert_int_equal(archive_read_open_filename(a, out, 65536), ARCHIVE_OK);
+        bool have_init = false, have_console = false, have_list = false, have_proxy = false;
+        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+                const char *p = archive_entry_pathname(e);
+                assert_int_equal(archive_entry_uid(e), 0);
+                if (streq(p, "init")) {
+                        have_init = true;
+                        assert_int_equal(archive_entry_perm(e), 0755);
+                } else if (streq(p, "dev/console")) {
+                        have_console = archive_entry_filetype(e) == AE_IFCHR;
+                } else if (streq(p, "nucleus/bin/nucleus-tool-proxy")) {
+                        have_proxy = true;
+                } else if (streq(p, "nucleus/modules/load.list")) {
+                        char buf[512] = {};
+                        assert_true(archive_read_data(a, buf, sizeof(buf) - 1) > 0);
+                        assert_string_equal(
+                                buf,
+                                "failover.ko\nnet_failover.ko\nvirtio_ring.ko\nvirtio.ko\nvirtio_net."
+                                "ko\nvirtio_blk.ko\n");
+                        have_list = true;
+                }
+        }
+        archive_read_free(a);
+        assert_true(have_init && have_console && have_list && have_proxy);
+        strv_free(order);
+
+        /* A script is not a static ELF. */
+        assert_int_equal(image_elf_is_static(bin), -ENOEXEC);
+        assert_int_equal(image_rm_rf(root), 0);
+}
+
+static void test_accel_table(void **state) {
+        assert_string_equal(image_accel_to_string(IMAGE_ACCEL_TCG), "tcg");
+        assert_int_equal(image_accel_from_string("kvm"), IMAGE_ACCEL_KVM);
+        assert_int_equal(image_accel_from_string("hvf"), _IMAGE_ACCEL_INVALID);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_qemu_argv),
+                cmocka_unit_test(test_modules_order),
+                cmocka_unit_test(test_accel_table),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
