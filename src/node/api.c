@@ -405,7 +405,16 @@ static enum MHD_Result proxy_call(
                 return ret;
         if (upload)
                 sha256_hex(upload, n_upload, args_sha);
-        r = channel_call(p->channel, op, args, upload, n_upload, pod_call_timeout(p), max_data, &rep);
+        r = channel_call(
+                p->channel,
+                op,
+                args,
+                streq(op, "export") ? CHANNEL_WANT_END : 0,
+                upload,
+                n_upload,
+                pod_call_timeout(p),
+                max_data,
+                &rep);
         if (r < 0) {
                 AuditEvent ev = { .actor = actor,
                                   .op = audit_op,
@@ -552,7 +561,7 @@ static enum MHD_Result h_run_sse(struct MHD_Connection *c, Pod *p, const char *a
         enum MHD_Result ret;
         int r;
 
-        r = channel_begin(p->channel, "run", args, &s->stream);
+        r = channel_begin(p->channel, "run", args, 0, &s->stream);
         if (r < 0) {
                 free(s);
                 return reply_channel_error(c, p, r);
@@ -688,7 +697,7 @@ static enum MHD_Result h_approval(struct MHD_Connection *c, Pod *p, const char *
         }
         _cleanup_json_ json_t *args = json_pack("{s:s}", "token", token);
         ChannelReply rep = {};
-        int r = channel_call(p->channel, "approve", args, NULL, 0, pod_call_timeout(p), 0, &rep);
+        int r = channel_call(p->channel, "approve", args, 0, NULL, 0, pod_call_timeout(p), 0, &rep);
         if (r < 0)
                 return reply_channel_error(c, p, r);
         const char *kind = NULL, *decision = answer_decision(rep.response, &kind);
@@ -762,7 +771,7 @@ static enum MHD_Result h_pod_route(
                                 c, MHD_HTTP_BAD_REQUEST, "invalid_request", "empty body: send a tar archive");
                 if (!pod_check_callable(c, p, &ret))
                         return ret;
-                _cleanup_json_ json_t *args = json_pack("{s:I}", "size", (json_int_t) q->n_body);
+                _cleanup_json_ json_t *args = json_object();
                 return proxy_call(c, p, actor, "import", "workspace_import", args, q->body, q->n_body, 0);
         }
         if (streq(sub, "workspace/patch") && streq(method, "GET")) {

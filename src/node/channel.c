@@ -23,6 +23,8 @@
 typedef struct Pending {
         uint32_t stream;
         bool done;
+        bool want_end; /* output follows the response as data frames + end (export) */
+        bool end_seen;
         ChannelReply reply;
         size_t max_data;
         ChannelDataFn on_data;
@@ -152,14 +154,23 @@ static int channel_handle_frame(Channel *c, uint8_t type, uint32_t stream, const
         }
         if (type == FRAME_DATA)
                 pending_append_data(p, payload, n);
-        else if (type == FRAME_RESPONSE || type == FRAME_ERROR) {
+        else if (type == FRAME_END) {
+                p->end_seen = true;
+                if (p->reply.response) {
+                        p->done = true;
+                        pthread_cond_broadcast(&c->cond);
+                }
+        } else if (type == FRAME_RESPONSE || type == FRAME_ERROR) {
                 if (!json_is_object(j)) {
                         pthread_mutex_unlock(&c->lock);
                         return -EBADMSG;
                 }
+                bool failed = type == FRAME_ERROR || json_object_get(j, "error");
                 p->reply.response = TAKE_PTR(j);
-                p->done = true;
-                pthread_cond_broadcast(&c->cond);
+                if (!p->want_end || p->end_seen || failed) {
+                        p->done = true;
+                        pthread_cond_broadcast(&c->cond);
+                }
         }
         pthread_mutex_unlock(&c->lock);
         return 0;
@@ -284,7 +295,7 @@ void channel_shutdown(Channel *c) {
         (void) shutdown(c->fd, SHUT_RDWR);
 }
 
-int channel_begin(Channel *c, const char *op, json_t *args, uint32_t *ret_stream) {
+int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint32_t *ret_stream) {
         _cleanup_json_ json_t *req = NULL;
         _cleanup_free_ char *text = NULL;
         uint32_t stream;
@@ -312,6 +323,7 @@ int channel_begin(Channel *c, const char *op, json_t *args, uint32_t *ret_stream
         if (c->next_stream == 0 || c->next_stream > INT32_MAX)
                 c->next_stream = 1;
         p->stream = stream;
+        p->want_end = flags & CHANNEL_WANT_END;
         p->max_data = CHANNEL_PREWAIT_MAX; /* data that arrives before channel_wait */
         p->next = c->pending;
         c->pending = p;
@@ -416,6 +428,7 @@ int channel_call(
         Channel *c,
         const char *op,
         json_t *args,
+        unsigned flags,
         const void *upload,
         size_t n_upload,
         usec_t timeout,
@@ -424,7 +437,7 @@ int channel_call(
         uint32_t stream;
         int r;
 
-        r = channel_begin(c, op, args, &stream);
+        r = channel_begin(c, op, args, flags, &stream);
         if (r < 0)
                 return r;
         if (upload) {

@@ -37,8 +37,13 @@ int channel_new(int fd, ChannelEventFn on_event, ChannelCloseFn on_close, void *
 /* Shut the stream down, fail every waiter with -ECONNRESET, join the reader, free. NULL-safe. */
 Channel *channel_free(Channel *c);
 
+/* Flags of a call. */
+#define CHANNEL_WANT_END                                                    \
+        (1u << 0) /* the answer is followed by data frames and an end frame \
+                   * (export): wait for the end unless the answer is an error */
+
 /* Start a request: sends {"op": op, "args": args} on a fresh odd stream id. */
-int channel_begin(Channel *c, const char *op, json_t *args, uint32_t *ret_stream);
+int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint32_t *ret_stream);
 /* Send bytes of an upload on the stream as data frames (split at the payload cap). */
 int channel_send_data(Channel *c, uint32_t stream, const void *p, size_t n);
 int channel_send_end(Channel *c, uint32_t stream);
@@ -59,6 +64,7 @@ int channel_call(
         Channel *c,
         const char *op,
         json_t *args,
+        unsigned flags,
         const void *upload,
         size_t n_upload,
         usec_t timeout,

@@ -519,7 +519,7 @@ static int pod_configure(Pod *p, char **reterr) {
         args = nodespec_configure_args(
                 p->spec, p->id, node_global->have_approver_pub ? node_global->approver_pub : NULL);
         json_object_set_new(args, "timeout_seconds", json_integer((json_int_t) (p->timeout / USEC_PER_SEC)));
-        r = channel_call(p->channel, "configure", args, NULL, 0, 60 * USEC_PER_SEC, 0, &reply);
+        r = channel_call(p->channel, "configure", args, 0, NULL, 0, 60 * USEC_PER_SEC, 0, &reply);
         if (r < 0) {
                 *reterr = xasprintf("configure: no answer from the proxy: %s", strerror(-r));
                 return r;

@@ -72,7 +72,7 @@ typedef struct CallArg {
 
 static void *do_call(void *arg) {
         CallArg *a = arg;
-        a->r = channel_call(a->c, a->op, NULL, NULL, 0, 5 * USEC_PER_SEC, 64, &a->rep);
+        a->r = channel_call(a->c, a->op, NULL, 0, NULL, 0, 5 * USEC_PER_SEC, 64, &a->rep);
         return NULL;
 }
 
@@ -125,7 +125,7 @@ static void test_oversize_closes(void **state) {
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
         assert_int_equal(channel_new(sp[0], NULL, on_close, NULL, &c), 0);
         pthread_create(&g, NULL, guest_garbage, &sp[1]);
-        assert_int_equal(channel_call(c, "read", NULL, NULL, 0, 5 * USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        assert_int_equal(channel_call(c, "read", NULL, 0, NULL, 0, 5 * USEC_PER_SEC, 0, &rep), -ECONNRESET);
         pthread_join(g, NULL);
         for (int i = 0; i < 100 && __atomic_load_n(&close_error, __ATOMIC_SEQ_CST) == 1; i++)
                 usleep(10 * 1000); /* on_close runs right after waiters are released */
@@ -143,7 +143,7 @@ static void test_timeout_sends_cancel(void **state) {
         char *p;
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
         assert_int_equal(channel_new(sp[0], NULL, NULL, NULL, &c), 0);
-        assert_int_equal(channel_call(c, "run", NULL, "tar", 3, 100 * 1000, 0, &rep), -ETIMEDOUT);
+        assert_int_equal(channel_call(c, "run", NULL, 0, "tar", 3, 100 * 1000, 0, &rep), -ETIMEDOUT);
         assert_int_equal(read_frame(sp[1], &type, &sid, &p, &len), 0);
         assert_int_equal(type, FRAME_REQUEST);
         assert_string_equal(p, "{\"op\":\"run\",\"args\":{}}");
@@ -162,7 +162,41 @@ static void test_timeout_sends_cancel(void **state) {
         /* A late answer for the cancelled stream is dropped, the channel stays usable. */
         frame_write(sp[1], FRAME_RESPONSE, sid, "{}", 2);
         channel_shutdown(c);
-        assert_int_equal(channel_call(c, "status", NULL, NULL, 0, USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        assert_int_equal(channel_call(c, "status", NULL, 0, NULL, 0, USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        close(sp[1]);
+        channel_free(c);
+}
+
+static void *guest_export(void *arg) {
+        int fd = *(int *) arg;
+        uint8_t type;
+        uint32_t sid, len;
+        char *p;
+        assert_int_equal(read_frame(fd, &type, &sid, &p, &len), 0);
+        free(p);
+        frame_write(fd, FRAME_RESPONSE, sid, "{\"patch_bytes\":5}", 17);
+        usleep(50 * 1000);
+        frame_write(fd, FRAME_DATA, sid, "diff\n", 5);
+        frame_write(fd, FRAME_END, sid, NULL, 0);
+        return NULL;
+}
+
+/* export: the answer comes first, the patch follows as data frames up to an end frame. */
+static void test_want_end(void **state) {
+        int sp[2];
+        Channel *c = NULL;
+        pthread_t g;
+        ChannelReply rep = {};
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], NULL, NULL, NULL, &c), 0);
+        pthread_create(&g, NULL, guest_export, &sp[1]);
+        assert_int_equal(
+                channel_call(c, "export", NULL, CHANNEL_WANT_END, NULL, 0, 5 * USEC_PER_SEC, 1024, &rep), 0);
+        pthread_join(g, NULL);
+        assert_int_equal(json_integer_value(json_object_get(rep.response, "patch_bytes")), 5);
+        assert_int_equal(rep.n_data, 5);
+        assert_memory_equal(rep.data, "diff\n", 5);
+        channel_reply_done(&rep);
         close(sp[1]);
         channel_free(c);
 }
@@ -172,6 +206,7 @@ int main(void) {
                 cmocka_unit_test(test_multiplex),
                 cmocka_unit_test(test_oversize_closes),
                 cmocka_unit_test(test_timeout_sends_cancel),
+                cmocka_unit_test(test_want_end),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,7 @@
 static int local_probe(const VmmLaunch *l, char **reterr) {
         if (access(BWRAP_PATH, X_OK) < 0) {
                 *reterr = xstrdup("driver local needs bubblewrap (" BWRAP_PATH "): install the 'bubblewrap' "
-                                                                               "package");
+                                  "package");
                 return -ENOENT;
         }
         if (!l->proxy_path || access(l->proxy_path, X_OK) < 0) {
