@@ -228,7 +228,7 @@ static int resume_tail(AuditLog *log) {
         int r = audit_record_parse_line(buf + start, end - start, &rec, NULL);
         if (r < 0)
                 return -EBADMSG;
-        _cleanup_json_ json_t *j = rec.json;
+        _cleanup_json_ _unused_ json_t *j = rec.json;
         if (!streq(rec.pod, log->pod) || !record_signature_ok(&rec, log->pk) || rec.seq == 0)
                 return -EBADMSG;
         if (rec.is_seal)
@@ -423,7 +423,7 @@ int audit_verify_buffer(
                                 err);
                         return 0;
                 }
-                _cleanup_json_ json_t *j = rec.json;
+                _cleanup_json_ _unused_ json_t *j = rec.json;
                 if (rep->sealed) {
                         report_bad(
                                 rep,
