@@ -25,17 +25,17 @@ static void test_entry_parse(void **state) {
         assert_int_equal(e.family, AF_INET);
         assert_int_equal(e.prefix, 8);
         assert_int_equal(e.port, 443);
-        assert_int_equal(e.proto, NET_PROTO_TCP);
+        assert_int_equal(e.proto, NET_ENTRY_PROTO_TCP);
 
         assert_int_equal(net_entry_parse("203.0.113.7", &e, NULL), 0);
         assert_int_equal(e.prefix, 32);
         assert_int_equal(e.port, 0);
-        assert_int_equal(e.proto, NET_PROTO_ANY);
+        assert_int_equal(e.proto, NET_ENTRY_PROTO_ANY);
 
         assert_int_equal(net_entry_parse("203.0.113.7:53", &e, NULL), 0);
         assert_int_equal(e.port, 53);
         assert_int_equal(net_entry_parse("203.0.113.0/24/udp", &e, NULL), 0);
-        assert_int_equal(e.proto, NET_PROTO_UDP);
+        assert_int_equal(e.proto, NET_ENTRY_PROTO_UDP);
         assert_int_equal(e.port, 0);
 
         assert_int_equal(net_entry_parse("2001:db8::/32", &e, NULL), 0);

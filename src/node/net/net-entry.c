@@ -82,7 +82,7 @@ static int parse_cidr(const char *s, NetEntry *e, const char *whole, char **rete
 int net_entry_parse(const char *text, NetEntry *ret, char **reterr) {
         char buf[NET_ENTRY_MAX_LEN + 1];
         const char *addr_part, *port_part = NULL;
-        NetEntry e = { .proto = NET_PROTO_ANY };
+        NetEntry e = { .proto = NET_ENTRY_PROTO_ANY };
         size_t len;
 
         if (!text)
@@ -100,10 +100,10 @@ int net_entry_parse(const char *text, NetEntry *ret, char **reterr) {
         /* Trailing protocol. */
         char *p;
         if ((p = endswith(buf, "/tcp"))) {
-                e.proto = NET_PROTO_TCP;
+                e.proto = NET_ENTRY_PROTO_TCP;
                 *p = 0;
         } else if ((p = endswith(buf, "/udp"))) {
-                e.proto = NET_PROTO_UDP;
+                e.proto = NET_ENTRY_PROTO_UDP;
                 *p = 0;
         }
         if (buf[0] == 0)

@@ -71,7 +71,7 @@ uint32_t net_pool_blocks(unsigned pool_prefix) {
 int net_pool_parse(const char *text, uint32_t *ret_base, unsigned *ret_prefix) {
         NetEntry e;
         if (net_entry_parse(text, &e, NULL) < 0 || e.family != AF_INET || e.port != 0 ||
-            e.proto != NET_PROTO_ANY || e.prefix < 8 || e.prefix > 26)
+            e.proto != NET_ENTRY_PROTO_ANY || e.prefix < 8 || e.prefix > 26)
                 return -EINVAL;
         uint32_t be;
         memcpy(&be, e.addr, 4);
@@ -110,12 +110,15 @@ static void emit_match(FILE *f, const NetEntry *e) {
         net_entry_format_addr(e, a, sizeof(a));
         fprintf(f, "%s daddr %s", e->family == AF_INET ? "ip" : "ip6", a);
         if (e->port != 0) {
-                if (e->proto == NET_PROTO_ANY)
+                if (e->proto == NET_ENTRY_PROTO_ANY)
                         fprintf(f, " meta l4proto { tcp, udp } th dport %u", (unsigned) e->port);
                 else
-                        fprintf(f, " %s dport %u", e->proto == NET_PROTO_TCP ? "tcp" : "udp", (unsigned) e->port);
-        } else if (e->proto != NET_PROTO_ANY)
-                fprintf(f, " meta l4proto %s", e->proto == NET_PROTO_TCP ? "tcp" : "udp");
+                        fprintf(f,
+                                " %s dport %u",
+                                e->proto == NET_ENTRY_PROTO_TCP ? "tcp" : "udp",
+                                (unsigned) e->port);
+        } else if (e->proto != NET_ENTRY_PROTO_ANY)
+                fprintf(f, " meta l4proto %s", e->proto == NET_ENTRY_PROTO_TCP ? "tcp" : "udp");
 }
 
 static bool entry_is_explicit_special(const NetEntry *e) {

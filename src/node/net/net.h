@@ -17,20 +17,20 @@
 
 /* ---- Policy (the spec's `network` section, parsed) ---------------------------------------- */
 
-typedef enum NetProto {
-        NET_PROTO_ANY, /* with a port: tcp and udp; without: every protocol */
-        NET_PROTO_TCP,
-        NET_PROTO_UDP,
-        _NET_PROTO_MAX,
-        _NET_PROTO_INVALID = -EINVAL,
-} NetProto;
+typedef enum NetEntryProto {
+        NET_ENTRY_PROTO_ANY, /* with a port: tcp and udp; without: every protocol */
+        NET_ENTRY_PROTO_TCP,
+        NET_ENTRY_PROTO_UDP,
+        _NET_ENTRY_PROTO_MAX,
+        _NET_ENTRY_PROTO_INVALID = -EINVAL,
+} NetEntryProto;
 
 typedef struct NetEntry {
         int family;       /* AF_INET or AF_INET6 */
         uint8_t addr[16]; /* network address, host bits clear; IPv4 uses the first 4 bytes */
         uint8_t prefix;   /* 0..32 (IPv4) or 0..128 (IPv6) */
         uint16_t port;    /* destination port; 0 = any */
-        NetProto proto;
+        NetEntryProto proto;
 } NetEntry;
 
 typedef struct NetPolicy {
