@@ -124,6 +124,8 @@ static void test_words_meta(void **state) {
                 { "(a)", WORDS_META_SUBSHELL },
                 { "a\\;b", 0 },
                 { "echo \"x\ny\"", 0 },
+                { "a # c\nb", WORDS_META_NEWLINE },
+                { "# c\nb", 0 },
         };
         for (size_t i = 0; i < ELEMENTSOF(v); i++) {
                 _cleanup_strv_free_ char **w = NULL;

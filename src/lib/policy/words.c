@@ -208,8 +208,11 @@ int words_split(const char *s, char ***ret, unsigned *ret_meta) {
                         }
                         break;
                 case ST_COMMENT:
-                        if (!end && c == '\n')
+                        if (!end && c == '\n') {
+                                if (n_words > 0)
+                                        pending_newline = true; /* "a # x<LF>b" is two commands */
                                 st = ST_DELIMITER;
+                        }
                         break;
                 default:
                         assert(false);
