@@ -387,12 +387,14 @@ void proxy_handle_frame(Proxy *p, Frame *f) {
 
 Job *proxy_find_job(Proxy *p, uint32_t stream_id) {
         for (Job *j = p->jobs; j; j = j->next)
-                if (j->req && j->req->stream_id == stream_id)
+                if (j->stream_id == stream_id)
                         return j;
         return NULL;
 }
 
 void proxy_add_job(Proxy *p, Job *j) {
+        if (j->req)
+                j->stream_id = j->req->stream_id;
         j->next = p->jobs;
         p->jobs = j;
         p->n_jobs++;
@@ -423,7 +425,7 @@ void proxy_handle_peer_gone(Proxy *p) {
         while (p->jobs) {
                 Job *j = p->jobs;
                 if (j->on_frame) {
-                        Frame f = { .type = FRAME_CANCEL, .stream_id = j->req ? j->req->stream_id : 0 };
+                        Frame f = { .type = FRAME_CANCEL, .stream_id = j->stream_id };
                         j->on_frame(j, &f);
                 }
                 if (p->jobs == j) /* the job did not remove itself */
@@ -490,6 +492,7 @@ void op_status(Request *req) {
                 (json_int_t) p->n_jobs);
         if (!j)
                 oom_abort();
+        json_object_set_new(j, "policy", policy_to_json(p->policy));
         request_finish(req, j);
 }
 

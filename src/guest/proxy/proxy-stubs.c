@@ -4,9 +4,3 @@
 void op_web_fetch(Request *req) {
         request_fail(req, ERROR_KIND_UNSUPPORTED, "web_fetch: not available");
 }
-void op_import(Request *req) {
-        request_fail(req, ERROR_KIND_UNSUPPORTED, "import: not available");
-}
-void op_export(Request *req) {
-        request_fail(req, ERROR_KIND_UNSUPPORTED, "export: not available");
-}

@@ -163,7 +163,8 @@ void op_export(Request *req);
 struct Job {
         Job *next;
         Proxy *proxy;
-        Request *req;
+        Request *req;                       /* NULL once answered */
+        uint32_t stream_id;                 /* the request's stream */
         void (*on_frame)(Job *j, Frame *f); /* data/end/cancel on the job's stream */
         void (*free)(Job *j);
         void *data;

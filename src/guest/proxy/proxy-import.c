@@ -1,0 +1,813 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * import: unpack a tar stream (data frames) into the workspace, refusing entries that would
+ * escape it (absolute names, '..', anything reached through a symlink) and device/fifo
+ * entries; then record a baseline commit in a git directory under the root-only state dir,
+ * which the agent cannot see. export: a binary git patch of the workspace against that
+ * baseline, the changed paths, and the paths a host would later execute or parse (flagged).
+ * The tar stream and the workspace contents are untrusted.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "fd-util.h"
+#include "glob.h"
+#include "log.h"
+#include "proxy-path.h"
+#include "proxy.h"
+#include "string-util.h"
+#include "tar.h"
+
+#define IMPORT_MAX_ENTRIES 1000000U
+#define EXPORT_MAX_PATCH (48U * 1024U * 1024U) /* must fit the channel's output queue */
+#define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
+
+/* ---- flagged paths (docs/proxy.md "Flagged paths") ---- */
+
+typedef struct FlagRule {
+        const char *glob;
+        const char *reason;
+} FlagRule;
+
+static const FlagRule flag_rules[] = {
+        { ".git/hooks/**", "git-hook" },
+        { ".git/config", "git-config" },
+        { ".git/info/**", "git-config" },
+        { ".gitmodules", "git-config" },
+        { "**/.gitattributes", "git-config" },
+        { "**/.bashrc", "shell-rc" },
+        { "**/.bash_profile", "shell-rc" },
+        { "**/.bash_login", "shell-rc" },
+        { "**/.bash_logout", "shell-rc" },
+        { "**/.profile", "shell-rc" },
+        { "**/.zshrc", "shell-rc" },
+        { "**/.zshenv", "shell-rc" },
+        { "**/.zprofile", "shell-rc" },
+        { "**/.zlogin", "shell-rc" },
+        { "**/.inputrc", "shell-rc" },
+        { "**/.envrc", "shell-rc" },
+        { ".github/workflows/**", "ci" },
+        { ".github/actions/**", "ci" },
+        { "**/.gitlab-ci.yml", "ci" },
+        { ".circleci/**", "ci" },
+        { ".travis.yml", "ci" },
+        { "**/Jenkinsfile", "ci" },
+        { "azure-pipelines.yml", "ci" },
+        { ".buildkite/**", "ci" },
+        { ".drone.yml", "ci" },
+        { "bitbucket-pipelines.yml", "ci" },
+        { ".claude/**", "agent-config" },
+        { "**/CLAUDE.md", "agent-config" },
+        { ".cursor/**", "agent-config" },
+        { ".cursorrules", "agent-config" },
+        { "**/.mcp.json", "agent-config" },
+        { "**/AGENTS.md", "agent-config" },
+        { ".github/copilot-instructions.md", "agent-config" },
+        { ".vscode/**", "agent-config" },
+        { ".idea/**", "agent-config" },
+        { ".devcontainer/**", "agent-config" },
+        { ".aider*", "agent-config" },
+        { ".continue/**", "agent-config" },
+        { ".windsurfrules", "agent-config" },
+        { "**/Makefile", "build" },
+        { "**/GNUmakefile", "build" },
+        { "**/*.mk", "build" },
+        { "**/package.json", "build" },
+        { "**/.npmrc", "build" },
+        { "**/setup.py", "build" },
+        { "**/pyproject.toml", "build" },
+        { "**/build.rs", "build" },
+        { ".cargo/config", "build" },
+        { ".cargo/config.toml", "build" },
+        { ".pre-commit-config.yaml", "build" },
+        { ".husky/**", "build" },
+};
+
+static const char *flag_reason(const char *rel) {
+        for (size_t i = 0; i < ELEMENTSOF(flag_rules); i++)
+                if (glob_match(flag_rules[i].glob, rel))
+                        return flag_rules[i].reason;
+        return NULL;
+}
+
+/* ---- git, run as root on the baseline dir (never the workspace's own .git) ---- */
+
+static char *baseline_dir(Proxy *p) {
+        return xasprintf("%s/baseline.git", p->state_dir);
+}
+
+/* Run git with a fixed, minimal config; capture stdout (up to max bytes) if ret_out. */
+static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *ret_n) {
+        _cleanup_free_ char *gitdir = baseline_dir(p);
+        _cleanup_free_ char *a_gitdir = xasprintf("--git-dir=%s", gitdir);
+        _cleanup_free_ char *a_wt = xasprintf("--work-tree=%s", p->workspace_real);
+        _cleanup_free_ char *e_home = xasprintf("HOME=%s", p->state_dir);
+        char *argv[64] = {
+                (char *) "git",
+                a_gitdir,
+                a_wt,
+                (char *) "-c",
+                (char *) "core.hooksPath=/dev/null",
+                (char *) "-c",
+                (char *) "core.fsmonitor=false",
+                (char *) "-c",
+                (char *) "core.autocrlf=false",
+                (char *) "-c",
+                (char *) "core.symlinks=true",
+                (char *) "-c",
+                (char *) "core.excludesFile=/dev/null",
+                (char *) "-c",
+                (char *) "core.attributesFile=/dev/null",
+                (char *) "-c",
+                (char *) "core.pager=cat",
+                (char *) "-c",
+                (char *) "safe.directory=*",
+                (char *) "-c",
+                (char *) "gc.auto=0",
+                (char *) "-c",
+                (char *) "commit.gpgsign=false",
+                (char *) "-c",
+                (char *) "diff.external=",
+                (char *) "-c",
+                (char *) "user.name=nucleus",
+                (char *) "-c",
+                (char *) "user.email=nucleus@localhost",
+        };
+        size_t n = 0;
+        while (argv[n])
+                n++;
+        for (char **a = args; *a && n < ELEMENTSOF(argv) - 1; a++)
+                argv[n++] = *a;
+        argv[n] = NULL;
+        char *envp[] = {
+                (char *) "PATH=/usr/local/bin:/usr/bin:/bin",
+                e_home,
+                (char *) "LANG=C",
+                (char *) "GIT_CONFIG_NOSYSTEM=1",
+                (char *) "GIT_CONFIG_GLOBAL=/dev/null",
+                (char *) "GIT_TERMINAL_PROMPT=0",
+                (char *) "GIT_OPTIONAL_LOCKS=0",
+                NULL,
+        };
+        int out[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0) {
+                safe_close(out[0]), safe_close(out[1]);
+                return -errno;
+        }
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0) /* stderr: our log */
+                        _exit(127);
+                (void) fd_close_all_from(3, NULL, 0);
+                (void) signal(SIGPIPE, SIG_DFL);
+                execve("/usr/bin/git", argv, envp);
+                execve("/bin/git", argv, envp);
+                _exit(127);
+        }
+        safe_close(out[1]);
+        _cleanup_free_ char *buf = NULL;
+        size_t got = 0;
+        bool overflow = false;
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + GIT_TIMEOUT_USEC;
+        char tmp[65536];
+        for (;;) {
+                ssize_t k = read(out[0], tmp, sizeof tmp);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                if (now_usec(CLOCK_MONOTONIC) > deadline) {
+                        (void) kill(pid, SIGKILL);
+                        break;
+                }
+                if (!ret_out)
+                        continue;
+                if (got + (size_t) k > max) {
+                        overflow = true;
+                        continue;
+                }
+                buf = xrealloc(buf, got + (size_t) k + 1);
+                memcpy(buf + got, tmp, (size_t) k);
+                got += (size_t) k;
+        }
+        safe_close(out[0]);
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? -ENOENT : -EIO;
+        if (overflow)
+                return -EFBIG;
+        if (ret_out) {
+                if (!buf)
+                        buf = xstrdup("");
+                buf[got] = 0;
+                *ret_out = TAKE_PTR(buf);
+                *ret_n = got;
+        }
+        return 0;
+}
+
+/* Files under .git are never seen by git itself: record a digest manifest for the flagged
+ * ones (.git/config and everything under .git/hooks and .git/info) at baseline time and compare at export. */
+static void manifest_walk(Proxy *p, int dirfd, const char *rel, json_t *m, unsigned depth) {
+        if (depth > 8 || json_object_size(m) > 10000)
+                return;
+        int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dup_fd < 0)
+                return;
+        DIR *d = fdopendir(dup_fd);
+        if (!d) {
+                safe_close(dup_fd);
+                return;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                _cleanup_free_ char *child = xasprintf("%s/%s", rel, de->d_name);
+                struct stat st;
+                if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0) {
+                                manifest_walk(p, sub, child, m, depth + 1);
+                                safe_close(sub);
+                        }
+                        continue;
+                }
+                if (!flag_reason(child))
+                        continue;
+                char digest[65] = "link";
+                if (S_ISREG(st.st_mode)) {
+                        _cleanup_close_ int fd = openat(
+                                dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+                        _cleanup_free_ char *data = NULL;
+                        size_t n;
+                        if (fd < 0 || read_full_fd(fd, 16 * 1024 * 1024, &data, &n) < 0)
+                                strcpy(digest, "unreadable");
+                        else
+                                sha256_hex(data, n, digest);
+                        /* Mode matters: a hook becoming executable is a change. */
+                        size_t l = strlen(digest);
+                        snprintf(
+                                digest + NUCLEUS_MIN(l, (size_t) 56),
+                                9,
+                                ":%o",
+                                (unsigned) (st.st_mode & 0111) ? 1 : 0);
+                } else if (S_ISLNK(st.st_mode)) {
+                        char target[256] = {};
+                        ssize_t k = readlinkat(dirfd, de->d_name, target, sizeof target - 1);
+                        sha256_hex(target, k > 0 ? (size_t) k : 0, digest);
+                }
+                json_object_set_new(m, child, json_string(digest));
+        }
+        closedir(d);
+}
+
+static json_t *manifest_build(Proxy *p) {
+        json_t *m = json_object();
+        _cleanup_close_ int gfd = proxy_openat2(p, -1, ".git", O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+        if (gfd >= 0)
+                manifest_walk(p, gfd, ".git", m, 0);
+        return m;
+}
+
+static int baseline_record(Proxy *p, char **ret_commit) {
+        _cleanup_free_ char *gitdir = baseline_dir(p);
+        int r;
+        struct stat st;
+        if (stat(gitdir, &st) < 0) {
+                char *init[] = { (char *) "init", (char *) "-q", NULL };
+                r = git_run(p, init, 0, NULL, NULL);
+                if (r < 0)
+                        return r;
+        }
+        char *add[] = { (char *) "add", (char *) "-A", (char *) "--", (char *) ".", NULL };
+        r = git_run(p, add, 0, NULL, NULL);
+        if (r < 0)
+                return r;
+        char *commit[] = { (char *) "commit",
+                           (char *) "-q",
+                           (char *) "--allow-empty",
+                           (char *) "--no-verify",
+                           (char *) "-m",
+                           (char *) "nucleus baseline",
+                           NULL };
+        r = git_run(p, commit, 0, NULL, NULL);
+        if (r < 0)
+                return r;
+        char *rev[] = { (char *) "rev-parse", (char *) "HEAD", NULL };
+        _cleanup_free_ char *out = NULL;
+        size_t n;
+        r = git_run(p, rev, 128, &out, &n);
+        if (r < 0)
+                return r;
+        out[strcspn(out, "\n")] = 0;
+
+        json_t *m = manifest_build(p);
+        _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(m);
+        _cleanup_close_ int sfd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (sfd < 0)
+                return -errno;
+        r = write_file_atomic_at(sfd, "flag-manifest.json", text, strlen(text), 0600);
+        if (r < 0)
+                return r;
+        *ret_commit = TAKE_PTR(out);
+        return 0;
+}
+
+/* ---- import ---- */
+
+typedef struct ImportJob {
+        Job job;
+        TarReader tar;
+        int fd;         /* current file being written, or -EBADF */
+        uint64_t bytes; /* total bytes received */
+        uint64_t files, dirs, symlinks, hardlinks;
+        bool failed;    /* an error answer was sent; swallow the rest of the stream */
+        ErrorKind kind; /* error to report from a callback */
+        char *msg;
+} ImportJob;
+
+static void import_job_free(Job *j) {
+        ImportJob *ij = (ImportJob *) j;
+        safe_close(ij->fd);
+        tar_reader_done(&ij->tar);
+        free(ij->msg);
+        request_free(j->req);
+        free(ij);
+}
+
+_printf_(4, 0) static int import_error(ImportJob *ij, ErrorKind kind, int r, const char *fmt, const char *path) {
+        _cleanup_free_ char *vis = string_make_visible(path);
+        free(ij->msg);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        ij->msg = xasprintf(fmt, vis); /* every caller passes a literal with one %s */
+#pragma GCC diagnostic pop
+        ij->kind = kind;
+        return r;
+}
+
+/* Normalize an archive name: relative, no '..', no empty result. "." entries are skipped. */
+static int import_name(ImportJob *ij, const char *raw, char **ret) {
+        Proxy *p = ij->job.proxy;
+        ErrorKind k;
+        _cleanup_free_ char *msg = NULL;
+        if (raw[0] == '/')
+                return import_error(
+                        ij, ERROR_KIND_SANDBOX_ESCAPE, -EXDEV, "import: entry '%s' has an absolute name", raw);
+        for (const char *s = raw; *s;) {
+                const char *e = strchrnul(s, '/');
+                if (e - s == 2 && s[0] == '.' && s[1] == '.')
+                        return import_error(
+                                ij, ERROR_KIND_SANDBOX_ESCAPE, -EXDEV, "import: entry '%s' contains '..'", raw);
+                s = *e ? e + 1 : e;
+        }
+        if (proxy_path_normalize(p, raw, ret, &k, &msg) < 0)
+                return import_error(ij, k, -EINVAL, "import: bad entry name '%s'", raw);
+        return 0;
+}
+
+/* mkdir -p parent (never through symlinks) and return an O_PATH fd of it. */
+static int import_parent(ImportJob *ij, const char *parent) {
+        Proxy *p = ij->job.proxy;
+        _cleanup_close_ int dfd = proxy_openat2(p, -1, ".", O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+        if (dfd < 0 || streq(parent, "."))
+                return dfd < 0 ? dfd : TAKE_FD(dfd);
+        _cleanup_free_ char *copy = xstrdup(parent);
+        char *save = NULL;
+        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                int nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+                if (nfd == -ENOENT) {
+                        if (mkdirat(dfd, c, 0755) < 0 && errno != EEXIST)
+                                return -errno;
+                        if (fchownat(dfd, c, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                                return -errno;
+                        nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+                }
+                if (nfd < 0)
+                        return nfd;
+                safe_close(dfd);
+                dfd = nfd;
+        }
+        return TAKE_FD(dfd);
+}
+
+/* Remove a non-directory leaf that an earlier entry created (duplicate names). */
+static int clear_leaf(int dfd, const char *leaf) {
+        struct stat st;
+        if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        return RET_NERRNO(unlinkat(dfd, leaf, 0));
+}
+
+static int import_entry(void *ud, const TarEntry *e) {
+        ImportJob *ij = ud;
+        Proxy *p = ij->job.proxy;
+        _cleanup_free_ char *rel = NULL, *parent = NULL, *leaf = NULL;
+        _cleanup_close_ int dfd = -EBADF;
+        int r;
+
+        if (ij->tar.n_entries > IMPORT_MAX_ENTRIES)
+                return import_error(
+                        ij, ERROR_KIND_TOO_LARGE, -E2BIG, "import: more than 1000000 entries%s", "");
+        r = import_name(ij, e->path, &rel);
+        if (r < 0)
+                return r;
+        if (e->type == TAR_ENTRY_CHAR || e->type == TAR_ENTRY_BLOCK || e->type == TAR_ENTRY_FIFO)
+                return import_error(
+                        ij,
+                        ERROR_KIND_INVALID_REQUEST,
+                        -EPERM,
+                        "import: entry '%s' is a device or fifo; such entries are refused",
+                        e->path);
+        if (streq(rel, "."))
+                return 0; /* the root itself */
+        r = proxy_path_split(rel, &parent, &leaf);
+        if (r < 0)
+                return import_error(ij, ERROR_KIND_INVALID_REQUEST, r, "import: bad entry name '%s'", e->path);
+        dfd = import_parent(ij, parent);
+        if (dfd < 0)
+                return import_error(
+                        ij,
+                        proxy_errno_kind(dfd) == ERROR_KIND_SANDBOX_ESCAPE ? ERROR_KIND_SANDBOX_ESCAPE
+                                                                           : ERROR_KIND_IO_ERROR,
+                        dfd,
+                        "import: entry '%s' would be created through a symlink or non-directory",
+                        e->path);
+        mode_t mode = e->mode & 0777; /* never setuid/setgid/sticky */
+
+        switch (e->type) {
+        case TAR_ENTRY_DIR: {
+                if (mkdirat(dfd, leaf, mode | 0700) < 0 && errno != EEXIST)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: mkdir '%s' failed", e->path);
+                _cleanup_close_ int fd = proxy_openat2(
+                        p, dfd, leaf, O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+                if (fd < 0)
+                        return import_error(
+                                ij,
+                                ERROR_KIND_SANDBOX_ESCAPE,
+                                fd,
+                                "import: entry '%s' is not a directory in the workspace",
+                                e->path);
+                if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, mode | 0700) < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
+                ij->dirs++;
+                return 0;
+        }
+        case TAR_ENTRY_SYMLINK:
+                /* Stored verbatim and never followed: later entries resolve with
+                 * RESOLVE_NO_SYMLINKS and leaves are created O_EXCL|O_NOFOLLOW. */
+                if ((r = clear_leaf(dfd, leaf)) < 0)
+                        return import_error(
+                                ij,
+                                ERROR_KIND_ALREADY_EXISTS,
+                                r,
+                                "import: '%s' already exists as a directory",
+                                e->path);
+                if (symlinkat(e->link, dfd, leaf) < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: symlink '%s' failed", e->path);
+                if (fchownat(dfd, leaf, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
+                ij->symlinks++;
+                return 0;
+        case TAR_ENTRY_HARDLINK: {
+                /* Materialized as a copy of an earlier regular file of this archive's tree:
+                 * no hard links are ever created (F8). */
+                _cleanup_free_ char *target = NULL;
+                r = import_name(ij, e->link, &target);
+                if (r < 0)
+                        return r;
+                _cleanup_close_ int src = proxy_openat2(
+                        p, -1, target, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, RESOLVE_NO_SYMLINKS);
+                struct stat st;
+                if (src < 0 || fstat(src, &st) < 0 || !S_ISREG(st.st_mode))
+                        return import_error(
+                                ij,
+                                src == -EXDEV || src == -ELOOP ? ERROR_KIND_SANDBOX_ESCAPE
+                                                               : ERROR_KIND_INVALID_REQUEST,
+                                -EINVAL,
+                                "import: hard link '%s' does not name an earlier regular file",
+                                e->path);
+                if ((r = clear_leaf(dfd, leaf)) < 0)
+                        return import_error(
+                                ij,
+                                ERROR_KIND_ALREADY_EXISTS,
+                                r,
+                                "import: '%s' already exists as a directory",
+                                e->path);
+                _cleanup_close_ int fd = openat(
+                        dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0777);
+                if (fd < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: create '%s' failed", e->path);
+                if (fchown(fd, p->agent_uid, p->agent_gid) < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
+                for (;;) {
+                        ssize_t k = copy_file_range(src, NULL, fd, NULL, 1 << 30, 0);
+                        if (k < 0)
+                                return import_error(
+                                        ij, ERROR_KIND_IO_ERROR, -errno, "import: copy for '%s' failed", e->path);
+                        if (k == 0)
+                                break;
+                }
+                ij->hardlinks++;
+                return 0;
+        }
+        case TAR_ENTRY_FILE: {
+                if (ij->bytes + e->size > p->limits.max_import_bytes)
+                        return import_error(
+                                ij,
+                                ERROR_KIND_TOO_LARGE,
+                                -EFBIG,
+                                "import: archive content exceeds the import limit at '%s'",
+                                e->path);
+                if ((r = clear_leaf(dfd, leaf)) < 0)
+                        return import_error(
+                                ij,
+                                ERROR_KIND_ALREADY_EXISTS,
+                                r,
+                                "import: '%s' already exists as a directory",
+                                e->path);
+                int fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+                if (fd < 0)
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: create '%s' failed", e->path);
+                if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, mode) < 0) {
+                        safe_close(fd);
+                        return import_error(
+                                ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
+                }
+                ij->fd = fd;
+                ij->files++;
+                return 0;
+        }
+        case TAR_ENTRY_CHAR:
+        case TAR_ENTRY_BLOCK:
+        case TAR_ENTRY_FIFO:
+        default:
+                return -EINVAL;
+        }
+}
+
+static int import_data(void *ud, const void *buf, size_t n) {
+        ImportJob *ij = ud;
+        ij->bytes += n;
+        if (ij->fd < 0)
+                return 0;
+        int r = loop_write(ij->fd, buf, n);
+        if (r < 0)
+                return import_error(
+                        ij,
+                        r == -ENOSPC || r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        r,
+                        "import: write failed%s",
+                        "");
+        return 0;
+}
+
+static int import_entry_end(void *ud) {
+        ImportJob *ij = ud;
+        ij->fd = safe_close(ij->fd);
+        return 0;
+}
+
+static const TarCallbacks import_callbacks = {
+        .entry = import_entry,
+        .data = import_data,
+        .entry_end = import_entry_end,
+};
+
+static void import_fail(ImportJob *ij, int r) {
+        Request *req = TAKE_PTR(ij->job.req);
+        ij->failed = true;
+        ij->fd = safe_close(ij->fd);
+        if (ij->msg)
+                request_fail(req, ij->kind, "%s", ij->msg);
+        else
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "import: malformed tar stream: %s",
+                        ij->tar.error[0] ? ij->tar.error : strerror(-r));
+}
+
+static void import_on_frame(Job *j, Frame *f) {
+        ImportJob *ij = (ImportJob *) j;
+        Proxy *p = j->proxy;
+        int r;
+
+        if (ij->failed) {
+                /* Swallow the rest of a refused stream; forget the job at its end. */
+                if (f->type != FRAME_DATA)
+                        proxy_remove_job(p, j);
+                return;
+        }
+        if (f->type == FRAME_CANCEL) {
+                Request *req = TAKE_PTR(j->req);
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "import: cancelled by the node; the workspace may hold a partial tree");
+                proxy_remove_job(p, j);
+                return;
+        }
+        if (f->type == FRAME_DATA) {
+                r = tar_reader_feed(&ij->tar, f->payload, f->length, &import_callbacks, ij);
+                if (r < 0)
+                        import_fail(ij, r);
+                return;
+        }
+        /* FRAME_END */
+        r = tar_reader_finish(&ij->tar);
+        if (r < 0) {
+                import_fail(ij, r);
+                proxy_remove_job(p, j);
+                return;
+        }
+        Request *req = TAKE_PTR(j->req);
+        _cleanup_free_ char *commit = NULL;
+        r = baseline_record(p, &commit);
+        request_settle(req, p->costs.base_usd_micros);
+        if (r < 0)
+                request_fail(
+                        req,
+                        r == -ENOENT ? ERROR_KIND_UNSUPPORTED : ERROR_KIND_IO_ERROR,
+                        "import: unpacked, but recording the baseline with git failed (%s)",
+                        strerror(-r));
+        else
+                request_finish(
+                        req,
+                        json_pack(
+                                "{s:I, s:I, s:I, s:I, s:I, s:s}",
+                                "entries",
+                                (json_int_t) ij->tar.n_entries,
+                                "files",
+                                (json_int_t) ij->files,
+                                "dirs",
+                                (json_int_t) ij->dirs,
+                                "symlinks",
+                                (json_int_t) (ij->symlinks),
+                                "bytes",
+                                (json_int_t) ij->bytes,
+                                "baseline",
+                                commit));
+        proxy_remove_job(p, j);
+}
+
+void op_import(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { NULL };
+        if (args_check_keys(req, keys) < 0 || request_check_deadline(req) < 0)
+                return;
+        /* Host-side op (the node uploads the task's files); no capability applies, but the
+         * budget still counts it. */
+        PolicyDecision d = { .verdict = POLICY_ALLOW, .message = xstrdup("import") };
+        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
+                return;
+        ImportJob *ij = xnew0(ImportJob, 1);
+        ij->job = (Job){ .proxy = p, .req = req, .on_frame = import_on_frame, .free = import_job_free };
+        ij->fd = -EBADF;
+        tar_reader_init(&ij->tar);
+        proxy_add_job(p, &ij->job);
+}
+
+/* ---- export ---- */
+
+void op_export(Request *req) {
+        Proxy *p = req->proxy;
+        static const char *const keys[] = { NULL };
+        _cleanup_free_ char *gitdir = baseline_dir(p), *patch = NULL, *names = NULL, *mtext = NULL;
+        size_t patch_n = 0, names_n = 0, mn = 0;
+        struct stat st;
+        int r;
+
+        if (args_check_keys(req, keys) < 0 || request_check_deadline(req) < 0)
+                return;
+        if (stat(gitdir, &st) < 0) {
+                request_fail(
+                        req, ERROR_KIND_NOT_FOUND, "export: no baseline recorded; import the workspace first");
+                return;
+        }
+        PolicyDecision d = { .verdict = POLICY_ALLOW, .message = xstrdup("export") };
+        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
+                return;
+
+        char *add[] = { (char *) "add", (char *) "-A", (char *) "--", (char *) ".", NULL };
+        char *diff[] = { (char *) "diff",         (char *) "--cached",      (char *) "--binary",
+                         (char *) "--no-color",   (char *) "--no-ext-diff", (char *) "--no-textconv",
+                         (char *) "--full-index", (char *) "HEAD",          NULL };
+        char *list[] = { (char *) "diff",
+                         (char *) "--cached",
+                         (char *) "--name-only",
+                         (char *) "-z",
+                         (char *) "--no-renames",
+                         (char *) "HEAD",
+                         NULL };
+        r = git_run(p, add, 0, NULL, NULL);
+        if (r >= 0)
+                r = git_run(p, diff, EXPORT_MAX_PATCH, &patch, &patch_n);
+        if (r >= 0)
+                r = git_run(p, list, 16 * 1024 * 1024, &names, &names_n);
+        if (r < 0) {
+                request_fail(
+                        req,
+                        r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        "export: git failed (%s)",
+                        r == -EFBIG ? "patch larger than 48 MiB" : strerror(-r));
+                return;
+        }
+
+        json_t *changed = json_array(), *flagged = json_array();
+        for (size_t off = 0; off < names_n;) {
+                const char *name = names + off;
+                size_t l = strnlen(name, names_n - off);
+                if (l > 0) {
+                        json_array_append_new(changed, json_stringn(name, l));
+                        const char *why = flag_reason(name);
+                        if (why)
+                                json_array_append_new(
+                                        flagged, json_pack("{s:s%, s:s}", "path", name, l, "reason", why));
+                }
+                off += l + 1;
+        }
+        /* .git/ contents, invisible to git: compare against the baseline manifest. */
+        _cleanup_close_ int sfd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        json_t *old = NULL;
+        if (sfd >= 0 && read_full_file_at(sfd, "flag-manifest.json", 32 * 1024 * 1024, &mtext, &mn) >= 0)
+                old = json_loadb(mtext, mn, 0, NULL);
+        json_t *now = manifest_build(p);
+        const char *k;
+        json_t *v;
+        json_object_foreach(now, k, v) {
+                json_t *o = old ? json_object_get(old, k) : NULL;
+                if (!o || !json_equal(o, v))
+                        json_array_append_new(
+                                flagged,
+                                json_pack(
+                                        "{s:s, s:s, s:s}",
+                                        "path",
+                                        k,
+                                        "reason",
+                                        flag_reason(k),
+                                        "change",
+                                        o ? "modified" : "added"));
+        }
+        if (old)
+                json_object_foreach(old, k, v) if (!json_object_get(now, k)) json_array_append_new(
+                        flagged,
+                        json_pack(
+                                "{s:s, s:s, s:s}",
+                                "path",
+                                k,
+                                "reason",
+                                flag_reason(k) ?: "git-config",
+                                "change",
+                                "deleted"));
+        json_decref(old);
+        json_decref(now);
+
+        char digest[65];
+        sha256_hex(patch, patch_n, digest);
+        uint32_t sid = req->stream_id;
+        request_settle(req, p->costs.base_usd_micros);
+        request_finish(
+                req,
+                json_pack(
+                        "{s:I, s:s, s:o, s:o}",
+                        "patch_bytes",
+                        (json_int_t) patch_n,
+                        "patch_sha256",
+                        digest,
+                        "changed",
+                        changed,
+                        "flagged",
+                        flagged));
+        for (size_t off = 0; off < patch_n; off += PROTO_MAX_PAYLOAD)
+                proxy_send(
+                        p, FRAME_DATA, sid, patch + off, NUCLEUS_MIN((size_t) PROTO_MAX_PAYLOAD, patch_n - off));
+        proxy_send(p, FRAME_END, sid, NULL, 0);
+}

@@ -1,0 +1,395 @@
+# SPDX-License-Identifier: Apache-2.0
+"""nucleus-tool-proxy over a unix socket, as root, with a throwaway agent user: every op and
+every error kind the proxy produces, plus audit events and channel robustness."""
+import base64
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from helpers.channel import (CANCEL, DATA, END, ERROR, REQUEST, Channel, ChannelClosed,
+                             ChannelError, encode_frame)
+from helpers.proxyrun import (Approver, agent_ids, approver, args_sha256, configure, err_kind,  # noqa: F401
+                              fix_issue_policy, last_audit, make_tar, proxy, proxy_bin)
+
+
+def policy(proxy_bin, agent_ids, **kw):
+    return fix_issue_policy(proxy_bin, *agent_ids, **kw)
+
+
+# ---------------------------------------------------------------- configure / status
+
+def test_refuses_everything_before_configure(proxy):
+    for op, args in [("read", {"path": "a"}), ("status", {}), ("run", {"argv": ["true"]}),
+                     ("import", {}), ("export", {}), ("approve", {"token": "x"})]:
+        assert err_kind(proxy.ch.request(op, args)) == "not_configured"
+    ev = last_audit(proxy)
+    assert ev["decision"] == "deny" and ev["kind"] == "not_configured"
+
+
+def test_configure_once_and_hash(proxy):
+    r = configure(proxy)
+    assert len(r["policy_sha256"]) == 64
+    assert r["pod_id"] == "pod-test"
+    again = proxy.ch.request("configure", {"pod_id": "other", "profile": "permissive"})
+    assert err_kind(again) == "conflict"
+    st = proxy.ch.request("status")
+    assert st["policy_sha256"] == r["policy_sha256"] and st["pod_id"] == "pod-test"
+    assert st["budget"]["max_usd_micros"] > 0 and st["expired"] is False
+
+
+def test_configure_same_policy_same_hash(proxy_bin, agent_ids, proxy):
+    pol = policy(proxy_bin, agent_ids)
+    a = configure(proxy, policy=pol)["policy_sha256"]
+    from helpers.proxyrun import ProxyProcess
+    other = ProxyProcess(proxy_bin, *agent_ids)
+    try:
+        b = configure(other, profile="fix-issue")["policy_sha256"]
+    finally:
+        other.stop()
+    assert a == b
+
+
+@pytest.mark.parametrize("cfg,needle", [
+    ({"profile": "fix-issue"}, "pod_id"),
+    ({"pod_id": "p", "profile": "nope"}, "profile"),
+    ({"pod_id": "p"}, "exactly one"),
+    ({"pod_id": "p", "profile": "fix-issue", "bogus": 1}, "unknown key"),
+    ({"pod_id": "p", "profile": "fix-issue", "env": {"LD_PRELOAD": "/x.so"}}, "LD_PRELOAD"),
+    ({"pod_id": "p", "profile": "fix-issue", "env": {"PATH": "/evil"}}, "PATH"),
+    ({"pod_id": "p", "profile": "fix-issue", "approver_public_key": "zz"}, "approver_public_key"),
+    ({"pod_id": "p", "profile": "fix-issue", "limits": {"max_read_bytes": 0}}, "max_read_bytes"),
+    ({"pod_id": "p/../x", "profile": "fix-issue"}, "pod_id"),
+])
+def test_configure_rejects_bad_input_and_stays_unconfigured(proxy, cfg, needle):
+    r = proxy.ch.request("configure", cfg)
+    assert err_kind(r) == "invalid_request" and needle in r["error"]
+    assert err_kind(proxy.ch.request("status")) == "not_configured"
+    configure(proxy)  # a good one still works afterwards
+
+
+# ---------------------------------------------------------------- files
+
+def test_read_text_binary_offset(proxy):
+    configure(proxy)
+    proxy.put("t.txt", "hello world")
+    proxy.put("b.bin", bytes(range(256)))
+    r = proxy.ch.request("read", {"path": "t.txt"})
+    assert r["content"] == "hello world" and r["size"] == 11 and r["eof"]
+    r = proxy.ch.request("read", {"path": "t.txt", "offset": 6, "length": 3})
+    assert r["content"] == "wor" and not r["eof"]
+    r = proxy.ch.request("read", {"path": "b.bin"})
+    assert base64.b64decode(r["content_base64"]) == bytes(range(256))
+    r = proxy.ch.request("read", {"path": proxy.ws + "/t.txt"})
+    assert r["content"] == "hello world"
+    ev = last_audit(proxy, "read")
+    assert ev["decision"] == "allow" and ev["kind"] is None and len(ev["result_sha256"]) == 64
+
+
+def test_read_errors(proxy):
+    configure(proxy)
+    os.mkdir(os.path.join(proxy.ws, "d"))
+    assert err_kind(proxy.ch.request("read", {"path": "missing"})) == "not_found"
+    assert err_kind(proxy.ch.request("read", {"path": "d"})) == "invalid_request"
+    assert err_kind(proxy.ch.request("read", {})) == "invalid_request"
+    assert err_kind(proxy.ch.request("read", {"path": 5})) == "invalid_request"
+    assert err_kind(proxy.ch.request("read", {"path": "x", "extra": 1})) == "invalid_request"
+    assert err_kind(proxy.ch.request("read", {"path": "x", "length": 100 * 1024 * 1024})) == "too_large"
+    os.mkfifo(os.path.join(proxy.ws, "fifo"))
+    assert err_kind(proxy.ch.request("read", {"path": "fifo"})) == "path_denied"
+
+
+def test_write_create_replace_dirs(proxy):
+    configure(proxy)
+    r = proxy.ch.request("write", {"path": "new.txt", "content": "abc"})
+    assert r["created"] is True and r["bytes"] == 3
+    st = os.stat(os.path.join(proxy.ws, "new.txt"))
+    assert (st.st_uid, st.st_gid) == (proxy.uid, proxy.gid)
+    r = proxy.ch.request("write", {"path": "new.txt", "content": "xy"})
+    assert r["created"] is False
+    assert open(os.path.join(proxy.ws, "new.txt")).read() == "xy"
+    r = proxy.ch.request("write", {"path": "a/b/c.bin", "content_base64": base64.b64encode(b"\0\1").decode(),
+                                   "create_dirs": True})
+    assert open(os.path.join(proxy.ws, "a/b/c.bin"), "rb").read() == b"\0\1"
+    assert err_kind(proxy.ch.request("write", {"path": "q/r.txt", "content": "x"})) == "not_found"
+    assert err_kind(proxy.ch.request("write", {"path": "a", "content": "x"})) == "invalid_request"
+    assert err_kind(proxy.ch.request("write", {"path": "z", "content": "x", "content_base64": "eA=="})) == "invalid_request"
+
+
+def test_edit_unique_replace(proxy):
+    configure(proxy)
+    proxy.put("e.txt", "one two two three")
+    r = proxy.ch.request("edit", {"path": "e.txt", "old": "one", "new": "1"})
+    assert r["replacements"] == 1
+    assert open(os.path.join(proxy.ws, "e.txt")).read() == "1 two two three"
+    assert err_kind(proxy.ch.request("edit", {"path": "e.txt", "old": "two", "new": "2"})) == "not_unique"
+    assert err_kind(proxy.ch.request("edit", {"path": "e.txt", "old": "four", "new": "4"})) == "not_found"
+    assert err_kind(proxy.ch.request("edit", {"path": "e.txt", "old": "", "new": "4"})) == "invalid_request"
+    assert err_kind(proxy.ch.request("edit", {"path": "nope", "old": "a", "new": "b"})) == "not_found"
+
+
+def test_list_glob_grep(proxy):
+    configure(proxy)
+    proxy.put("src/main.c", "int main(void) {\n  return 0;\n}\n")
+    proxy.put("src/util.c", "static int helper;\nint MAIN_LIKE;\n")
+    proxy.put("README", "read me\n")
+    proxy.put(".env", "SECRET=1\n")
+    r = proxy.ch.request("list", {})
+    names = {e["name"]: e["type"] for e in r["entries"]}
+    assert names["src"] == "dir" and names["README"] == "file" and ".env" not in names
+    r = proxy.ch.request("glob", {"pattern": "src/*.c"})
+    assert sorted(r["matches"]) == ["src/main.c", "src/util.c"]
+    r = proxy.ch.request("glob", {"pattern": "**"})
+    assert ".env" not in r["matches"]
+    r = proxy.ch.request("grep", {"pattern": "main"})
+    assert [(m["path"], m["line"]) for m in r["matches"]] == [("src/main.c", 1)]
+    r = proxy.ch.request("grep", {"pattern": "main", "ignore_case": True})
+    assert {m["path"] for m in r["matches"]} == {"src/main.c", "src/util.c"}
+    r = proxy.ch.request("grep", {"pattern": "SECRET"})
+    assert r["matches"] == []
+    r = proxy.ch.request("grep", {"pattern": "int", "max_matches": 1})
+    assert len(r["matches"]) == 1 and r["truncated"] is True
+    assert err_kind(proxy.ch.request("grep", {"pattern": "("})) == "invalid_request"
+    r = proxy.ch.request("grep", {"pattern": "return", "path": "src/main.c"})
+    assert r["matches"][0]["line"] == 2
+
+
+# ---------------------------------------------------------------- run
+
+def test_run_argv_output_exit(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["id", "printf", "cat", "false", "pwd"]))
+    r = proxy.ch.request("run", {"argv": ["id", "-u"]})
+    assert r["exit_code"] == 0 and r["stdout"].strip() == str(agent_ids[0]) and r["success"]
+    r = proxy.ch.request("run", {"argv": ["id", "-G"]})
+    assert r["stdout"].split() == [str(agent_ids[1])]  # supplementary groups dropped
+    r = proxy.ch.request("run", {"argv": ["false"]})
+    assert r["exit_code"] == 1 and r["success"] is False
+    r = proxy.ch.request("run", {"argv": ["cat"], "stdin": "piped in"})
+    assert r["stdout"] == "piped in"
+    os.mkdir(os.path.join(proxy.ws, "sub"))
+    r = proxy.ch.request("run", {"argv": ["pwd"], "cwd": "sub"})
+    assert r["stdout"].strip() == os.path.join(proxy.ws, "sub")
+    r = proxy.ch.request("run", {"argv": ["printf", "\\377\\376"]})
+    assert base64.b64decode(r["stdout_base64"]) == b"\xff\xfe"
+    assert err_kind(proxy.ch.request("run", {"argv": ["id"], "cwd": "../.."})) == "sandbox_escape"
+    assert err_kind(proxy.ch.request("run", {"argv": []})) == "invalid_request"
+    assert err_kind(proxy.ch.request("run", {"argv": ["id"], "command": "id"})) == "invalid_request"
+
+
+def test_run_output_cap_truncated(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["head"]),
+              limits={"max_output_bytes": 1000})
+    r = proxy.ch.request("run", {"argv": ["head", "-c", "100000", "/dev/zero"]})
+    assert r["truncated"] is True and r["stdout_bytes"] == 100000
+    assert len(base64.b64decode(r["stdout_base64"])) == 1000 if "stdout_base64" in r else len(r["stdout"]) == 1000
+
+
+def test_run_timeout_kills_process_group(proxy_bin, agent_ids, proxy):
+    pol = policy(proxy_bin, agent_ids, extra_allowed=["sleep"])
+    configure(proxy, policy=pol)
+    t = time.monotonic()
+    r = proxy.ch.request("run", {"argv": ["sleep", "30"], "timeout_seconds": 1}, timeout=20)
+    assert time.monotonic() - t < 10
+    assert r["timed_out"] is True and r["signal"] == 9 and r["success"] is False
+
+
+def test_run_does_not_block_other_requests(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["sleep"]))
+    proxy.put("f.txt", "x")
+    slow = proxy.ch.start("run", {"argv": ["sleep", "3"]})
+    t = time.monotonic()
+    r = proxy.ch.request("read", {"path": "f.txt"})
+    assert r["content"] == "x" and time.monotonic() - t < 2
+    r = proxy.ch.wait(slow, timeout=20)
+    assert r["exit_code"] == 0
+
+
+def test_run_stream_and_cancel(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["echo", "sleep"]))
+    resp, data, end = proxy.ch.request_stream_out("run", {"argv": ["echo", "streamed"], "stream": True})
+    assert resp["exit_code"] == 0 and data == b"\x01streamed\n"
+    sid = proxy.ch.start("run", {"argv": ["sleep", "30"]})
+    time.sleep(0.3)
+    proxy.ch.cancel(sid)
+    r = proxy.ch.wait(sid, timeout=10)
+    assert r["cancelled"] is True and r["success"] is False
+
+
+def test_run_not_found_program(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["no-such-program-x"]))
+    assert err_kind(proxy.ch.request("run", {"argv": ["no-such-program-x"]})) == "not_found"
+
+
+def test_run_command_string_without_shell_is_split(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=policy(proxy_bin, agent_ids, extra_allowed=["echo"]))
+    r = proxy.ch.request("run", {"command": "echo 'a b' c"})
+    assert r["stdout"] == "a b c\n"
+
+
+def test_run_command_string_with_shell(proxy_bin, agent_ids, proxy):
+    pol = policy(proxy_bin, agent_ids)
+    pol["commands"] = {"unrestricted": True, "allowed": [], "blocked": [], "allowed_rules": [], "blocked_rules": []}
+    configure(proxy, policy=pol)
+    r = proxy.ch.request("run", {"command": "echo one && echo two | tr a-z A-Z"})
+    assert r["stdout"] == "one\nTWO\n", r
+
+
+# ---------------------------------------------------------------- approvals, budget, charge
+
+def test_approval_required_then_approved(proxy_bin, agent_ids, proxy, approver):
+    # fix-issue: git_commit needs an approval (obligation).
+    configure(proxy, approver=approver)
+    subprocess.run(["git", "init", "-q", proxy.ws], check=True)
+    subprocess.run(["chown", "-R", f"{agent_ids[0]}:{agent_ids[1]}", proxy.ws], check=True)
+    argv = ["git", "commit", "--allow-empty", "-m", "x"]
+    r = proxy.ch.request("run", {"argv": argv})
+    assert err_kind(r) == "approval_required"
+    assert r["operation"] == "git_commit" and r["args_sha256"] == args_sha256(argv)
+    tok = approver.mint("pod-test", "git_commit", args=argv)
+    a = proxy.ch.request("approve", {"token": tok})
+    assert a["ok"] is True and a["operation"] == "git_commit"
+    r = proxy.ch.request("run", {"argv": argv})
+    assert "error" not in r, r  # git itself may fail (no identity); the call was allowed
+    assert err_kind(proxy.ch.request("run", {"argv": argv})) == "approval_required"  # single use
+
+
+def test_approve_errors(proxy, approver):
+    configure(proxy, approver=approver)
+    assert err_kind(proxy.ch.request("approve", {"token": "nat1.garbage"})) == "approval_invalid"
+    assert err_kind(proxy.ch.request("approve", {})) == "invalid_request"
+    wrong_pod = approver.mint("other-pod", "git_commit")
+    r = proxy.ch.request("approve", {"token": wrong_pod})
+    assert err_kind(r) == "approval_invalid" and r["detail"] == "wrong_pod"
+
+
+def test_approve_without_configured_key(proxy, approver):
+    configure(proxy)
+    assert err_kind(proxy.ch.request("approve", {"token": approver.mint("pod-test", "git_commit")})) == "approval_invalid"
+
+
+def test_charge_and_budget_exhausted(proxy):
+    configure(proxy)
+    st = proxy.ch.request("status")
+    left = st["budget"]["left_usd_micros"]
+    r = proxy.ch.request("charge", {"usd_micros": 10, "input_tokens": 5, "output_tokens": 7})
+    assert r["ok"] is True and r["budget"]["input_tokens"] == 5
+    r = proxy.ch.request("charge", {"usd": "0.000010"})
+    assert r["ok"] is True
+    assert err_kind(proxy.ch.request("charge", {"usd": "abc"})) == "invalid_request"
+    assert err_kind(proxy.ch.request("charge", {"usd_micros": -1})) == "invalid_request"
+    assert err_kind(proxy.ch.request("charge", {"usd_micros": left * 2})) == "budget_exhausted"
+    proxy.put("x", "1")
+    assert err_kind(proxy.ch.request("read", {"path": "x"})) == "budget_exhausted"
+    assert proxy.ch.request("status")["budget"]["exhausted"] is True
+
+
+def test_deadline_time_violation(proxy):
+    configure(proxy, timeout_seconds=1)
+    proxy.put("x", "1")
+    time.sleep(1.3)
+    assert err_kind(proxy.ch.request("read", {"path": "x"})) == "time_violation"
+    assert proxy.ch.request("status")["expired"] is True
+
+
+def test_unknown_op_and_bad_json(proxy):
+    configure(proxy)
+    assert err_kind(proxy.ch.request("frobnicate", {})) == "unsupported"
+    sid = proxy.ch.new_stream()
+    proxy.ch.send(REQUEST, sid, b"{not json")
+    assert err_kind(proxy.ch.wait(sid)) == "invalid_request"
+    sid = proxy.ch.new_stream()
+    proxy.ch.send(REQUEST, sid, b'{"op":"read","op":"write"}')
+    assert err_kind(proxy.ch.wait(sid)) == "invalid_request"
+
+
+def test_web_fetch_denied_without_capability(proxy):
+    configure(proxy)
+    assert err_kind(proxy.ch.request("web_fetch", {"url": "https://example.com/"})) in (
+        "insufficient_capability", "unsupported")
+
+
+# ---------------------------------------------------------------- import / export
+
+def test_import_export_roundtrip(proxy):
+    configure(proxy)
+    tar = make_tar([("src", "dir", None), ("src/a.txt", "file", "alpha\n"), ("run.sh", "file", "#!/bin/sh\n", 0o4755),
+                    ("link", "symlink", "src/a.txt"), ("hl", "hardlink", "src/a.txt")])
+    r = proxy.ch.request_stream_in("import", {}, tar)
+    assert r["files"] == 2 and r["dirs"] == 1 and len(r["baseline"]) == 40, r
+    st = os.stat(os.path.join(proxy.ws, "run.sh"))
+    assert st.st_mode & 0o7777 == 0o755 and st.st_uid == proxy.uid  # setuid stripped
+    assert os.readlink(os.path.join(proxy.ws, "link")) == "src/a.txt"
+    assert os.stat(os.path.join(proxy.ws, "hl")).st_nlink == 1
+    proxy.ch.request("write", {"path": "src/a.txt", "content": "beta\n"})
+    proxy.ch.request("write", {"path": "new.bin", "content_base64": base64.b64encode(b"\0\xff").decode()})
+    resp, patch, end = proxy.ch.request_stream_out("export", {})
+    assert set(resp["changed"]) == {"src/a.txt", "new.bin"}
+    assert b"-alpha\n+beta\n" in patch and b"GIT binary patch" in patch
+    assert resp["patch_bytes"] == len(patch)
+    assert resp["flagged"] == []
+
+
+def test_import_errors(proxy):
+    configure(proxy)
+    assert err_kind(proxy.ch.request_stream_in("import", {}, b"x" * 1024)) == "invalid_request"
+    assert err_kind(proxy.ch.request_stream_in("import", {}, make_tar([("/abs", "file", "x")]))) == "sandbox_escape"
+    assert err_kind(proxy.ch.request_stream_in("import", {}, make_tar([("fifo", "fifo", None)]))) == "invalid_request"
+    proxy.ch.drain_events(0.2)
+    assert proxy.ch.request("status")["jobs"] == 0
+
+
+def test_export_without_baseline(proxy):
+    configure(proxy)
+    assert err_kind(proxy.ch.request("export", {})) == "not_found"
+
+
+# ---------------------------------------------------------------- channel robustness
+
+def test_garbage_frames_drop_peer_proxy_survives(proxy):
+    configure(proxy)
+    ch = proxy.ch
+    ch.send_raw(b"\x00garbage" * 10)
+    for _ in range(10):
+        ch.send_raw(encode_frame(99, 1, b"zz"))
+    with pytest.raises((ChannelClosed, ChannelError, OSError)):
+        for _ in range(100):
+            ch.read_frame(timeout=5)
+    assert any(f.type == ERROR for f in ch.errors)
+    ch.close()
+    # A new peer can connect and the configuration persisted.
+    proxy.ch = proxy.connect()
+    assert len(proxy.ch.request("status")["policy_sha256"]) == 64
+
+
+def test_oversized_frame_is_refused_without_allocation(proxy):
+    configure(proxy)
+    hdr = struct.pack(">2sBBIII", b"NU", 1, REQUEST, 7, 0xFFFFFFF0, 0)
+    proxy.ch.send_raw(hdr)
+    f = proxy.ch.read_frame(timeout=5)
+    while f.type != ERROR:
+        f = proxy.ch.read_frame(timeout=5)
+    assert f.json()["kind"] == "too_large" and f.stream == 7
+    assert proxy.alive()
+
+
+def test_second_peer_refused(proxy):
+    configure(proxy)
+    other = proxy.connect()
+    f = other.read_frame(timeout=5)
+    assert f.type == ERROR and f.json()["kind"] == "conflict"
+    other.close()
+    assert proxy.ch.request("status")["pod_id"] == "pod-test"
+
+
+def test_data_for_unknown_stream(proxy):
+    configure(proxy)
+    proxy.ch.send(DATA, 41, b"abc")
+    f = proxy.ch.read_frame(timeout=5)
+    while f.type != ERROR:
+        f = proxy.ch.read_frame(timeout=5)
+    assert f.stream == 41
+    proxy.ch.send(CANCEL, 43)  # harmless
+    assert proxy.ch.request("status")["jobs"] == 0
