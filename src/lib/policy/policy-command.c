@@ -648,6 +648,16 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 } else if (in_list(prog, shells)) {
                         analyze_shell(prog, argv, a);
                         return;
+                } else if (startswith(prog, "git-") && prog[4]) {
+                        /* git's dashed programs (/usr/lib/git-core/git-push) are the subcommand:
+                         * judge `git-push x` as `git push x`. */
+                        _cleanup_strv_free_ char **g = xnew0(char *, 1);
+                        strv_extend(&g, "git");
+                        strv_extend(&g, prog + 4);
+                        for (size_t k = 1; k < n; k++)
+                                strv_extend(&g, argv[k]);
+                        analyze_git(p, g, e, a);
+                        return;
                 } else if (streq(prog, "git")) {
                         /* analyze_git adds the effective layer itself. */
                         analyze_git(p, argv, e, a);

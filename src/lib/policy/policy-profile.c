@@ -18,7 +18,8 @@
  * `secretsauce.txt`, `x/.keystore`) and under-blocks (`keys/server.pem`, `sub/server.key`,
  * `config/.env.local`). Fixed: every pattern is anchored on whole path components at any
  * depth, with no prefix heuristic. Also added: .git/hooks (code that git runs later), .netrc,
- * .gnupg, id_ecdsa/id_dsa keys, .docker/config.json, .kube/config.
+ * .gnupg, id_ecdsa/id_dsa keys, .docker/config.json, .kube/config, and git's user configuration
+ * (.gitconfig, .config/git/) which can define aliases, pagers and hooks for later git commands.
  */
 const char *const policy_block_sensitive[] = {
         "**/.env",
@@ -50,6 +51,8 @@ const char *const policy_block_sensitive[] = {
 
         "**/.docker/config.json",
         "**/.kube/config",
+        "**/.gitconfig",
+        "**/.config/git/**",
         NULL,
 };
 
