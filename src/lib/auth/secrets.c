@@ -89,7 +89,9 @@ int secret_dir_ensure(const char *dir, char **reterr) {
                 SET_ERR("cannot create parents of %s: %s", dir, strerror(-r));
                 return r;
         }
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        if (mkdir(dir, 0700) >= 0)
+                (void) chmod(dir, 0700); /* a umask may have removed owner bits: set exactly */
+        else if (errno != EEXIST) {
                 r = -errno;
                 SET_ERR("cannot create %s: %s", dir, strerror(-r));
                 return r;
