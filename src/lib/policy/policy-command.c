@@ -26,7 +26,8 @@
 typedef struct Exec {
         char **layers[ANALYSIS_MAX_LAYERS];
         size_t n_layers;
-        char **effective; /* borrowed from layers */
+        char **effective;  /* borrowed from layers */
+        char *raw_program; /* argv[0] of the innermost layer as given (owned) */
         Operation op;
 } Exec;
 
@@ -38,9 +39,11 @@ typedef struct Analysis {
 } Analysis;
 
 static void analysis_done(Analysis *a) {
-        for (size_t i = 0; i < a->n_execs; i++)
+        for (size_t i = 0; i < a->n_execs; i++) {
                 for (size_t k = 0; k < a->execs[i].n_layers; k++)
                         strv_free(a->execs[i].layers[k]);
+                free(a->execs[i].raw_program);
+        }
         free(a->inline_reason);
         free(a->fail_reason);
 }
@@ -275,7 +278,7 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                 set_fail(a, "too many wrapper layers");
                 return;
         }
-        e->effective = eff;
+        e->effective = eff; /* e->raw_program keeps the program as given (set by analyze()) */
         if (i >= n)
                 return;
         const char *sub = argv[i];
@@ -561,6 +564,8 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 char **layer = layer_of(argv);
                 e->layers[e->n_layers++] = layer;
                 e->effective = layer;
+                free(e->raw_program);
+                e->raw_program = xstrdup(argv[0]);
                 n = strv_length(argv);
                 const char *prog = layer[0];
                 size_t next = 0; /* index of the wrapped command in argv; 0 = not a wrapper */
@@ -759,6 +764,30 @@ static bool allowed_string_matches(const char *s, char *const *words) {
         return true;
 }
 
+/* A program named without '/' (found on the proxy's PATH) or by an absolute path directly in a
+ * system directory. Relative paths and other directories may be workspace files. */
+static bool program_path_trusted(const char *prog) {
+        static const char *const dirs[] = { "/bin/",
+                                            "/sbin/",
+                                            "/usr/bin/",
+                                            "/usr/sbin/",
+                                            "/usr/local/bin/",
+                                            "/usr/local/sbin/",
+                                            "/usr/lib/git-core/",
+                                            "/usr/libexec/git-core/",
+                                            NULL };
+        if (!prog)
+                return true; /* synthetic argv (policy_grants_shell) */
+        if (!strchr(prog, '/'))
+                return true;
+        for (const char *const *d = dirs; *d; d++) {
+                const char *rest = startswith(prog, *d);
+                if (rest && *rest && !strchr(rest, '/') && !streq(rest, "..") && !streq(rest, "."))
+                        return true;
+        }
+        return false;
+}
+
 /* Judge one Exec against the command component. On denial returns false and a malloc'd
  * reason in *ret_reason. */
 static bool command_component_allows(const CommandPolicy *c, const Exec *e, char **ret_reason) {
@@ -781,6 +810,17 @@ static bool command_component_allows(const CommandPolicy *c, const Exec *e, char
         }
         if (c->unrestricted)
                 return true;
+        if (!program_path_trusted(e->raw_program)) {
+                /* Blocks match the basename (no bypass by path), but an allowlist entry "cargo test"
+                 * means the system's cargo, not ./cargo written into the workspace. */
+                if (asprintf(
+                            ret_reason,
+                            "runs '%s', which is not a system program; allowlists name programs "
+                            "found on PATH",
+                            e->raw_program) < 0)
+                        abort();
+                return false;
+        }
         for (size_t r = 0; r < c->allowed_rules.n_rules; r++)
                 if (command_rule_matches(&c->allowed_rules.rules[r], e->effective))
                         return true;
