@@ -158,8 +158,38 @@ char *lima_template(
                 q_art);
 }
 
+/* limactl needs the user's HOME (instances live in ~/.lima), LIMA_HOME when set, and a PATH
+ * that finds Homebrew's tools. Nothing else of our environment is passed on; the stand-in
+ * limactl of the tests gets its FAKE_LIMACTL_* variables only in test mode. */
+static char **lima_env(void) {
+        static const char *const pass[] = { "HOME", "LIMA_HOME", "USER", "TMPDIR" };
+        char **env = NULL;
+        const char *path = secure_getenv("PATH");
+
+        strv_consume(
+                &env,
+                xasprintf(
+                        "PATH=%s:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin",
+                        isempty(path) ? "/usr/bin" : path));
+        for (size_t i = 0; i < ELEMENTSOF(pass); i++) {
+                const char *v = secure_getenv(pass[i]);
+                if (v)
+                        strv_consume(&env, xasprintf("%s=%s", pass[i], v));
+        }
+        if (test_platform()) {
+                const char *names[] = { "FAKE_LIMACTL_LOG", "FAKE_LIMACTL_STATE" };
+                for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                        const char *v = secure_getenv(names[i]);
+                        if (v)
+                                strv_consume(&env, xasprintf("%s=%s", names[i], v));
+                }
+        }
+        return env;
+}
+
 int lima_run(char *const argv[]) {
-        return cli_run_capture(argv, NULL, 0);
+        _cleanup_strv_free_ char **env = lima_env();
+        return cli_run_capture_env(argv, env, NULL, 0);
 }
 
 int lima_vm_status(const char *name, char **ret_status) {
@@ -167,7 +197,8 @@ int lima_vm_status(const char *name, char **ret_status) {
         char *argv[] = {
                 (char *) "limactl", (char *) "list", (char *) "--format", (char *) "{{.Name}}\t{{.Status}}", NULL
         };
-        int r = cli_run_capture(argv, &out, 1024 * 1024);
+        _cleanup_strv_free_ char **env = lima_env();
+        int r = cli_run_capture_env(argv, env, &out, 1024 * 1024);
         if (r < 0)
                 return r;
         if (r != 0)
@@ -202,7 +233,7 @@ static int lima_shell_stdin(const char *name, const char *script, const char *pa
                 return -errno;
         char *argv[] = { limactl,       (char *) "shell", (char *) name,   (char *) "--", (char *) "sudo",
                          (char *) "sh", (char *) "-c",    (char *) script, NULL };
-        static char *const env[] = { (char *) "PATH=/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin", NULL };
+        _cleanup_strv_free_ char **env = lima_env();
         r = spawn_argv(argv, env, fd, STDERR_FILENO, -1, &ref);
         if (r < 0)
                 return r;
@@ -483,5 +514,6 @@ int setup_darwin(SetupContext *ctx) {
                 if (r < 0)
                         return r;
         }
-        return setup_cli_config(ctx, "lima", "/etc/nucleus/node.toml");
+        /* Lima forwards the VM's 127.0.0.1:8080 to the host's. */
+        return setup_cli_config(ctx, "http://127.0.0.1:8080", secrets_dir);
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "cli-lima.h"
 #include "cli-node.h"
 #include "client-paths.h"
 #include "fd-util.h"
@@ -38,6 +39,14 @@ static char *const clean_env[] = {
         (char *) "LANG=C.UTF-8",
         NULL,
 };
+
+NodeMode cli_node_mode(void) {
+        if (cli_platform_is_darwin())
+                return NODE_MODE_LIMA;
+        if (cli_have_systemd() && access(CLI_SYSTEMD_UNIT_PATH, F_OK) == 0)
+                return NODE_MODE_SYSTEMD;
+        return NODE_MODE_DAEMON;
+}
 
 bool cli_have_systemd(void) {
         return access("/run/systemd/system", F_OK) == 0;
@@ -119,17 +128,35 @@ bool cli_pid_alive(pid_t pid) {
         return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-static bool pid_is_node(pid_t pid) {
-        char link[64], exe[PATH_MAX];
-        (void) snprintf(link, sizeof(link), "/proc/%d/exe", (int) pid);
-        ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-        if (n <= 0)
-                return false;
-        exe[n] = 0;
-        const char *base = strrchr(exe, '/');
-        base = base ? base + 1 : exe;
+static bool name_is_node(const char *path) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
         /* A rebuilt binary shows as "nucleus-node (deleted)". */
         return streq(base, "nucleus-node") || startswith(base, "nucleus-node (deleted)");
+}
+
+/* Is pid a nucleus-node? Its executable, or (for a script run by an interpreter) its first
+ * two argv words, must be named nucleus-node. Guards against signalling a recycled pid. */
+static bool pid_is_node(pid_t pid) {
+        char link[64], exe[PATH_MAX];
+        _cleanup_free_ char *cmdline = NULL;
+        size_t n = 0;
+
+        (void) snprintf(link, sizeof(link), "/proc/%d/exe", (int) pid);
+        ssize_t k = readlink(link, exe, sizeof(exe) - 1);
+        if (k > 0) {
+                exe[k] = 0;
+                if (name_is_node(exe))
+                        return true;
+        }
+        (void) snprintf(link, sizeof(link), "/proc/%d/cmdline", (int) pid);
+        if (read_full_file_at(AT_FDCWD, link, 8192, &cmdline, &n) < 0 || n == 0)
+                return false;
+        const char *a0 = cmdline;
+        size_t l0 = strnlen(a0, n);
+        if (name_is_node(a0))
+                return true;
+        return l0 + 1 < n && name_is_node(a0 + l0 + 1);
 }
 
 int cli_daemon_pid(pid_t *ret_pid) {
@@ -293,25 +320,33 @@ char *cli_node_log_tail(size_t lines) {
         if (fd < 0)
                 return NULL;
         off_t end = lseek(fd, 0, SEEK_END);
-        if (end > 16384)
-                (void) lseek(fd, end - 16384, SEEK_SET);
-        else
-                (void) lseek(fd, 0, SEEK_SET);
+        (void) lseek(fd, end > 16384 ? end - 16384 : 0, SEEK_SET);
         if (read_full_fd(fd, 16384, &text, &n) < 0)
                 return NULL;
+        while (n > 0 && text[n - 1] == '\n')
+                text[--n] = 0;
+        /* Keep the last `lines` lines; each is made printable on its own so the newlines stay. */
         size_t seen = 0;
-        char *p = text + n;
-        while (p > text) {
-                p--;
-                if (*p == '\n' && p != text + n - 1 && ++seen == lines) {
-                        p++;
+        char *start = text;
+        for (char *p = text + n; p > text; p--)
+                if (p[-1] == '\n' && ++seen == lines) {
+                        start = p;
                         break;
                 }
+        _cleanup_free_ char *out = xstrdup("");
+        char *save = NULL;
+        for (char *line = strtok_r(start, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                _cleanup_free_ char *vis = string_make_visible(line), *prev = TAKE_PTR(out);
+                out = xasprintf("%s  %s\n", prev, vis);
         }
-        return string_make_visible(p);
+        return TAKE_PTR(out);
 }
 
 int cli_run_capture(char *const argv[], char **ret_stdout, size_t max) {
+        return cli_run_capture_env(argv, NULL, ret_stdout, max);
+}
+
+int cli_run_capture_env(char *const argv[], char *const envp[], char **ret_stdout, size_t max) {
         _cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
         _cleanup_pidref_kill_ PidRef ref = PIDREF_NULL;
         _cleanup_free_ char *out = NULL, *path = NULL;
@@ -331,7 +366,7 @@ int cli_run_capture(char *const argv[], char **ret_stdout, size_t max) {
                 wfd = fds[1];
         }
         /* Never let a helper write to our stdout: it may carry a JSON document. */
-        r = spawn_argv(args, clean_env, -1, ret_stdout ? wfd : STDERR_FILENO, -1, &ref);
+        r = spawn_argv(args, envp ?: clean_env, -1, ret_stdout ? wfd : STDERR_FILENO, -1, &ref);
         if (r < 0)
                 return r;
         wfd = safe_close(wfd);

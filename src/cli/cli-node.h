@@ -26,6 +26,11 @@ typedef enum NodeMode {
 const char *node_mode_to_string(NodeMode m);
 NodeMode node_mode_from_string(const char *s);
 
+/* How the node runs here: Lima on macOS (or the test platform override), systemd when it is
+ * PID 1 and setup installed nucleus-node.service, else the pid-file daemon. */
+NodeMode cli_node_mode(void);
+#define CLI_SYSTEMD_UNIT_PATH "/etc/systemd/system/nucleus-node.service"
+
 /* True when systemd is PID 1 (/run/systemd/system exists). */
 bool cli_have_systemd(void);
 
@@ -65,3 +70,5 @@ char *cli_node_log_tail(size_t n);
 /* Run a helper (argv, clean env with PATH only), capture stdout up to max bytes (optional).
  * Returns its exit status (>= 0) or a negative errno. */
 int cli_run_capture(char *const argv[], char **ret_stdout, size_t max);
+/* Same with an explicit environment (NULL: the clean default). */
+int cli_run_capture_env(char *const argv[], char *const envp[], char **ret_stdout, size_t max);

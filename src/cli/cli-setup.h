@@ -44,5 +44,5 @@ void setup_step(SetupContext *ctx, const char *step, SetupStepResult res, const 
  * negative errno (already recorded as a failed step). */
 int setup_secrets(SetupContext *ctx, const char *secrets_dir);
 
-/* Write the CLI config.toml. mode: "daemon", "systemd" or "lima". */
-int setup_cli_config(SetupContext *ctx, const char *mode, const char *node_config);
+/* Write the CLI config.toml: the node URL and the secrets dir. */
+int setup_cli_config(SetupContext *ctx, const char *url, const char *secrets_dir);

@@ -39,3 +39,53 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
         fprintf(stderr, "\nRun 'nucleus %s --help' for usage.\n", verb);
         return CLI_EXIT_USAGE;
 }
+
+#include <getopt.h>
+
+#include "cli-opt.h"
+
+int cli_parse_simple(
+        int argc, char **argv, const char *extra_short, void (*usage)(void), OutputMode *output, bool *done) {
+        enum {
+                ARG_OUTPUT = 0x100
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        int c, r;
+        (void) extra_short;
+
+        *done = false;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage();
+                        *done = true;
+                        return CLI_EXIT_OK;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, output);
+                        if (r != 0) {
+                                *done = true;
+                                return r;
+                        }
+                        break;
+                case '?':
+                        *done = true;
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+        return 0;
+}
+
+#include <string.h>
+
+#include "cli-pod.h"
+
+bool cli_pod_id_valid(const char *id) {
+        size_t n = id ? strlen(id) : 0;
+        return n > 0 && n <= 64 &&
+                strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}

@@ -29,6 +29,12 @@
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
 #        include "image.h"
 #endif
+#ifdef NUCLEUS_HAVE_NET_DEP
+#        include "net.h"
+#endif
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+#endif
 
 static void usage(void) {
         printf("Usage: nucleus doctor [OPTIONS]\n\n"
@@ -41,23 +47,55 @@ static void usage(void) {
 
 static void check_config(CheckList *l, const ClientSettings *s) {
         _cleanup_free_ char *node_config = NULL;
-        if (access(s->config_file, R_OK) < 0)
-                check_add(l, CHECK_ERR, "config", "nucleus setup", "%s: %s", s->config_file, strerror(errno));
+        if (!s->config_found)
+                check_add(l, CHECK_ERR, "config", "nucleus setup", "%s: %s", s->config_file, strerror(ENOENT));
         else
-                check_add(l, CHECK_OK, "config", NULL, "%s (node at %s, mode %s)", s->config_file, s->url, s->mode);
-        if (streq(s->mode, "lima"))
+                check_add(
+                        l,
+                        CHECK_OK,
+                        "config",
+                        NULL,
+                        "%s (node at %s, %s)",
+                        s->config_file,
+                        s->url,
+                        node_mode_to_string(cli_node_mode()));
+        if (cli_node_mode() == NODE_MODE_LIMA)
                 return;
-        if (client_node_config_file(&node_config) < 0 || access(node_config, R_OK) < 0)
+        if (client_node_config_file(&node_config) < 0 || access(node_config, R_OK) < 0) {
                 check_add(l, CHECK_ERR, "node config", "nucleus setup", "%s: missing", node_config ?: "node.toml");
-        else
-                check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);
+                return;
+        }
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        _cleanup_free_ char *err = NULL;
+        NodeConfig *nc = NULL;
+        int r = node_config_load(node_config, true, &nc, &err);
+        if (r < 0) {
+                _cleanup_free_ char *fix = xasprintf(
+                        "correct %s, or rewrite it: nucleus setup --force", node_config);
+                check_add(l, CHECK_ERR, "node config", fix, "%s", err ?: strerror(-r));
+                return;
+        }
+        check_add(
+                l,
+                CHECK_OK,
+                "node config",
+                NULL,
+                "%s (listen %s, driver %s, accel %s)",
+                node_config,
+                nc->listen,
+                nc->driver,
+                nc->accel);
+        node_config_free(nc);
+#else
+        check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);
+#endif
 }
 
-static void check_secrets(CheckList *l) {
-        _cleanup_free_ char *dir = NULL;
+static void check_secrets(CheckList *l, const char *settings_dir) {
+        _cleanup_free_ char *dir = settings_dir ? xstrdup(settings_dir) : NULL;
         struct stat st;
 
-        if (client_secrets_dir(&dir) < 0) {
+        if (!dir && client_secrets_dir(&dir) < 0) {
                 check_add(
                         l,
                         CHECK_ERR,
@@ -257,11 +295,31 @@ static void check_node(CheckList *l, const ClientSettings *s) {
 }
 
 static void check_network(CheckList *l) {
-        /* FIXME: use src/node/net's net_doctor_checks() once it lands (it also checks the
-         * kernel's nftables support); until then: the binaries. */
+#ifdef NUCLEUS_HAVE_NET_DEP
+        NetDoctorCheck checks[16];
+        NetConfig cfg = NET_CONFIG_NULL;
+        size_t n = net_doctor_checks(&cfg, checks, ELEMENTSOF(checks));
+        for (size_t i = 0; i < n; i++) {
+                checks[i].name[sizeof(checks[i].name) - 1] = 0;
+                checks[i].detail[sizeof(checks[i].detail) - 1] = 0;
+                /* Missing firewall or DNS tooling breaks every pod with a network policy; the
+                 * others (e.g. forwarding) the node can still report per pod. */
+                bool hard = streq(checks[i].name, "nftables") || streq(checks[i].name, "dnsmasq") ||
+                        streq(checks[i].name, "netns");
+                if (checks[i].ok)
+                        check_add(l, CHECK_OK, checks[i].name, NULL, "%s", checks[i].detail);
+                else
+                        check_add(
+                                l,
+                                hard ? CHECK_ERR : CHECK_WARN,
+                                checks[i].name,
+                                checks[i].detail,
+                                "failed (needed for pods with a network policy)");
+        }
+#else
         static const struct {
                 const char *prog, *pkg;
-        } tools[] = { { "nft", "nftables" }, { "dnsmasq", "dnsmasq-base" }, { "ip", "iproute2" } };
+        } tools[] = { { "nft", "nftables" }, { "dnsmasq", "dnsmasq-base" } };
         for (size_t i = 0; i < ELEMENTSOF(tools); i++) {
                 _cleanup_free_ char *p = NULL;
                 if (cli_find_program(tools[i].prog, &p) < 0) {
@@ -275,6 +333,7 @@ static void check_network(CheckList *l) {
                 } else
                         check_add(l, CHECK_OK, tools[i].prog, NULL, "%s", p);
         }
+#endif
 }
 
 static void check_disk(CheckList *l) {
@@ -362,8 +421,8 @@ int verb_doctor(int argc, char **argv) {
                         err ?: strerror(-r));
         else
                 check_config(&l, &s);
-        check_secrets(&l);
-        if (r >= 0 && streq(s.mode, "lima")) {
+        check_secrets(&l, r >= 0 ? s.secrets_dir : NULL);
+        if (r >= 0 && cli_node_mode() == NODE_MODE_LIMA) {
                 _cleanup_free_ char *status = NULL;
                 int k = lima_vm_status(s.vm_name, &status);
                 if (k < 0)

@@ -1,12 +1,106 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* nucleus profiles: work in progress (engineer C). */
+/* nucleus profiles: the permission profiles of src/lib/policy with their capabilities. */
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "alloc-util.h"
 #include "cli.h"
+#include "json-util.h"
+#include "policy.h"
+#include "string-util.h"
+
+static void usage(void) {
+        printf("Usage: nucleus profiles [OPTIONS]\n\n"
+               "List the permission profiles, their capability levels and what needs approval.\n\n"
+               "Options:\n"
+               "      --output FORMAT     text (default) or json\n"
+               "  -h, --help              Show this help\n");
+}
 
 int verb_profiles(int argc, char **argv) {
-        (void) argc;
-        (void) argv;
-        fprintf(stderr, "nucleus profiles: not implemented yet.\n");
-        return CLI_EXIT_FAILURE;
+        enum {
+                ARG_OUTPUT = 0x100
+        };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, ARG_OUTPUT },
+                {},
+        };
+        OutputMode output = OUTPUT_TEXT;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        usage();
+                        return CLI_EXIT_OK;
+                case ARG_OUTPUT:
+                        r = cli_parse_output(optarg, &output);
+                        if (r != 0)
+                                return r;
+                        break;
+                case '?':
+                        return CLI_EXIT_USAGE;
+                default:
+                        assert(!"unexpected option");
+                }
+        if (optind < argc)
+                return cli_usage_error("profiles", "unexpected argument '%s'", argv[optind]);
+
+        _cleanup_json_ json_t *list = json_array();
+        for (const char *const *n = policy_profile_names(); n && *n; n++) {
+                _cleanup_(policy_freep) Policy *p = NULL;
+                r = policy_profile_new(*n, &p);
+                if (r < 0) {
+                        fprintf(stderr, "nucleus profiles: cannot build profile '%s'.\n", *n);
+                        return CLI_EXIT_FAILURE;
+                }
+                json_t *pj = policy_to_json(p);
+                json_t *o = json_pack(
+                        "{s:s,s:s,s:O*,s:O*}",
+                        "name",
+                        *n,
+                        "description",
+                        p->description ?: "",
+                        "capabilities",
+                        json_object_get(pj, "capabilities"),
+                        "obligations",
+                        json_object_get(pj, "obligations"));
+                json_decref(pj);
+                if (o)
+                        json_array_append_new(list, o);
+        }
+
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *doc = json_pack("{s:O}", "profiles", list);
+                return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        }
+        size_t i;
+        json_t *o;
+        json_array_foreach(list, i, o) {
+                printf("%s\n    %s\n",
+                       json_string_value(json_object_get(o, "name")),
+                       json_string_value(json_object_get(o, "description")));
+                json_t *caps = json_object_get(o, "capabilities");
+                const char *k;
+                json_t *v;
+                printf("    capabilities:");
+                bool any = false;
+                json_object_foreach(caps, k, v) {
+                        const char *lvl = json_string_value(v);
+                        if (lvl && !streq(lvl, "never")) {
+                                printf(" %s=%s", k, lvl);
+                                any = true;
+                        }
+                }
+                printf("%s\n", any ? "" : " none");
+                json_t *obl = json_object_get(o, "obligations");
+                if (json_is_array(obl) && json_array_size(obl) > 0) {
+                        _cleanup_free_ char *t = json_dumps(obl, JSON_COMPACT);
+                        printf("    needs approval: %s\n", t ?: "");
+                }
+        }
+        printf("\nUse one with: nucleus run --profile NAME \"task\"\n");
+        return CLI_EXIT_OK;
 }

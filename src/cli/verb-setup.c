@@ -399,120 +399,89 @@ static void report_write(SetupContext *ctx, const char *step, const char *path, 
 
 static int step_node_config(
         SetupContext *ctx, const char *node_config, const char *secrets_dir, const char *images_dir) {
-        _cleanup_free_ char *state = NULL, *q_listen = NULL, *q_metrics = NULL, *q_state = NULL,
-                            *q_images = NULL, *q_node_key = NULL, *q_appr = NULL, *q_audit = NULL,
-                            *q_audit_pub = NULL, *q_accel = NULL, *tmp = NULL;
+        _cleanup_free_ char *state = NULL;
         int r;
 
         r = client_state_dir(&state);
         if (r < 0)
                 return r;
         _cleanup_free_ char *node_state = xasprintf("%s/node", state);
-        q_listen = cli_toml_quote(ctx->listen);
-        q_metrics = cli_toml_quote(ctx->metrics_listen);
-        q_state = cli_toml_quote(node_state);
-        q_images = cli_toml_quote(images_dir);
-        q_accel = cli_toml_quote(ctx->accel ?: "tcg");
-        tmp = xasprintf("%s/node.key", secrets_dir);
-        q_node_key = cli_toml_quote(tmp);
-        free(tmp);
-        tmp = xasprintf("%s/approver.pub", secrets_dir);
-        q_appr = cli_toml_quote(tmp);
-        free(tmp);
-        tmp = xasprintf("%s/audit.key", secrets_dir);
-        q_audit = cli_toml_quote(tmp);
-        free(tmp);
-        tmp = xasprintf("%s/audit.pub", secrets_dir);
-        q_audit_pub = cli_toml_quote(tmp);
+        _cleanup_free_ char *key = xasprintf("%s/node.key", secrets_dir);
+        _cleanup_free_ char *appr = xasprintf("%s/approver.pub", secrets_dir);
+        _cleanup_free_ char *audit = xasprintf("%s/audit.key", secrets_dir);
+        _cleanup_free_ char *q_listen = cli_toml_quote(ctx->listen),
+                            *q_metrics = cli_toml_quote(ctx->metrics_listen),
+                            *q_state = cli_toml_quote(node_state), *q_images = cli_toml_quote(images_dir),
+                            *q_accel = cli_toml_quote(ctx->accel ?: "tcg"), *q_key = cli_toml_quote(key),
+                            *q_appr = cli_toml_quote(appr), *q_audit = cli_toml_quote(audit);
+        _cleanup_free_ char *reason = string_make_visible(ctx->accel_reason ?: "not probed");
 
+        /* Schema: docs/config.md "Node". Secrets are referenced by path only. */
         _cleanup_free_ char *text = xasprintf(
-                "# nucleus-node configuration, written by `nucleus setup`.\n"
+                "# nucleus-node configuration, written by `nucleus setup` (docs/config.md).\n"
                 "# Edit freely; `nucleus setup --force` rewrites it. Secrets are referenced by path only.\n"
                 "\n"
-                "[api]\n"
+                "[node]\n"
                 "listen = %s\n"
-                "\n"
-                "[metrics]\n"
-                "listen = %s\n"
-                "\n"
-                "[paths]\n"
+                "metrics_listen = %s\n"
                 "state_dir = %s\n"
                 "images_dir = %s\n"
                 "\n"
-                "[vmm]\n"
+                "[pods]\n"
                 "driver = \"qemu\"\n"
                 "# Chosen by setup's KVM probe: %s\n"
                 "accel = %s\n"
                 "\n"
                 "[secrets]\n"
-                "node_key = %s\n"
-                "approver_public_key = %s\n"
-                "audit_key = %s\n"
-                "audit_public_key = %s\n",
+                "node_secret_file = %s\n"
+                "approver_public_key_file = %s\n"
+                "audit_signing_key_file = %s\n",
                 q_listen,
                 q_metrics,
                 q_state,
                 q_images,
-                ctx->accel_reason ?: "not probed",
+                reason,
                 q_accel,
-                q_node_key,
+                q_key,
                 q_appr,
-                q_audit,
-                q_audit_pub);
-        /* The comment line carries the probe's reason: keep it single-line. */
-        for (char *p = strstr(text, "# Chosen by"); p && *p != '\n'; p++)
-                if ((unsigned char) *p < 0x20)
-                        *p = ' ';
+                q_audit);
         r = cli_write_if_changed(node_config, text, 0600, ctx->force);
         report_write(ctx, "node.toml", node_config, r);
         return r < 0 ? r : 0;
 }
 
-int setup_cli_config(SetupContext *ctx, const char *mode, const char *node_config) {
-        _cleanup_free_ char *config = NULL, *key = NULL, *images = NULL;
+int setup_cli_config(SetupContext *ctx, const char *url, const char *secrets_dir) {
+        _cleanup_free_ char *config = NULL;
         int r;
 
-        if (client_config_file(&config) < 0 || client_secret_file("node.key", &key) < 0 ||
-            client_images_dir(&images) < 0)
+        if (client_config_file(&config) < 0)
                 return -ENOENT;
-        _cleanup_free_ char *url = xasprintf("http://%s", ctx->listen);
-        _cleanup_free_ char *q_mode = cli_toml_quote(mode), *q_url = cli_toml_quote(url),
-                            *q_cfg = cli_toml_quote(node_config), *q_key = cli_toml_quote(key),
-                            *q_images = cli_toml_quote(images), *q_vm = cli_toml_quote(ctx->vm_name);
+        _cleanup_free_ char *q_url = cli_toml_quote(url), *q_secrets = cli_toml_quote(secrets_dir),
+                            *q_vm = cli_toml_quote(ctx->vm_name);
+        /* Schema: docs/config.md "CLI" (unknown keys are errors there). */
         _cleanup_free_ char *text = xasprintf(
-                "# Nucleus CLI configuration, written by `nucleus setup`.\n"
+                "# Nucleus CLI configuration, written by `nucleus setup` (docs/config.md).\n"
                 "# Edit freely; `nucleus setup --force` rewrites it. `nucleus config` shows the\n"
                 "# effective values and where each comes from.\n"
                 "\n"
                 "[node]\n"
-                "# How the node runs here: \"daemon\" (pid file, managed by `nucleus start/stop`),\n"
-                "# \"systemd\" (nucleus-node.service) or \"lima\" (inside the Lima VM on macOS).\n"
-                "mode = %s\n"
                 "# The node's API.\n"
                 "url = %s\n"
                 "# Recorded in the audit log for requests from this CLI.\n"
                 "actor = \"nucleus-cli\"\n"
-                "# The node's own configuration (`nucleus start` passes it to nucleus-node).\n"
-                "config = %s\n"
                 "\n"
                 "[auth]\n"
-                "# The node secret (64 hex characters, mode 0600). Only its path belongs here.\n"
-                "node_key_file = %s\n"
-                "\n"
-                "[images]\n"
-                "dir = %s\n"
+                "# node.key, approver.key, audit.pub live here (0700; files 0600).\n"
+                "secrets_dir = %s\n"
                 "\n"
                 "[vm]\n"
-                "# Lima only (macOS).\n"
+                "# The Lima VM (macOS only).\n"
                 "name = %s\n"
                 "cpus = %u\n"
                 "memory_gib = %u\n"
                 "disk_gib = %u\n",
-                q_mode,
                 q_url,
-                q_cfg,
-                q_key,
-                q_images,
+                q_secrets,
                 q_vm,
                 ctx->vm_cpus,
                 ctx->vm_memory_gib,
@@ -522,12 +491,11 @@ int setup_cli_config(SetupContext *ctx, const char *mode, const char *node_confi
         return r < 0 ? r : 0;
 }
 
-static int step_service(SetupContext *ctx, const char *node_config, const char **ret_mode) {
+static int step_service(SetupContext *ctx, const char *node_config) {
         _cleanup_free_ char *node = NULL;
         int r;
 
         if (!cli_have_systemd() || geteuid() != 0) {
-                *ret_mode = "daemon";
                 setup_step(
                         ctx,
                         "service",
@@ -539,7 +507,6 @@ static int step_service(SetupContext *ctx, const char *node_config, const char *
                                              "pid-file daemon");
                 return 0;
         }
-        *ret_mode = "systemd";
         r = cli_find_node_binary(&node);
         if (r < 0) {
                 setup_step(
@@ -567,7 +534,7 @@ static int step_service(SetupContext *ctx, const char *node_config, const char *
                 "WantedBy=multi-user.target\n",
                 node,
                 node_config);
-        const char *path = "/etc/systemd/system/nucleus-node.service";
+        const char *path = CLI_SYSTEMD_UNIT_PATH;
         r = cli_write_if_changed(path, unit, 0644, true);
         report_write(ctx, "service", path, r);
         if (r == WRITE_CREATED || r == WRITE_UPDATED) {
@@ -583,7 +550,6 @@ static int step_service(SetupContext *ctx, const char *node_config, const char *
 
 static int setup_linux(SetupContext *ctx) {
         _cleanup_free_ char *config_dir = NULL, *secrets_dir = NULL, *images_dir = NULL, *node_config = NULL;
-        const char *mode = "daemon";
         int r;
 
         if (client_config_dir(&config_dir) < 0 || client_secrets_dir(&secrets_dir) < 0 ||
@@ -603,8 +569,9 @@ static int setup_linux(SetupContext *ctx) {
         if (r < 0)
                 return r; /* without secrets nothing below is usable */
         r = step_node_config(ctx, node_config, secrets_dir, images_dir);
-        (void) step_service(ctx, node_config, &mode);
-        (void) setup_cli_config(ctx, mode, node_config);
+        (void) step_service(ctx, node_config);
+        _cleanup_free_ char *url = xasprintf("http://%s", ctx->listen);
+        (void) setup_cli_config(ctx, url, secrets_dir);
         return 0;
 }
 
@@ -715,9 +682,14 @@ int verb_setup(int argc, char **argv) {
                         assert(!"unexpected option");
                 }
                 if (num) {
-                        uint32_t v;
-                        if (safe_atou32(optarg, &v) < 0 || v == 0 || v > 4096)
-                                return cli_usage_error("setup", "'%s' is not a valid count (1..4096)", optarg);
+                        /* The ranges of docs/config.md [vm]. */
+                        uint32_t v, lo = c == ARG_VM_DISK ? 10 : 1,
+                                    hi = c == ARG_VM_CPUS ? 64
+                                : c == ARG_VM_MEM         ? 512
+                                                          : 4096;
+                        if (safe_atou32(optarg, &v) < 0 || v < lo || v > hi)
+                                return cli_usage_error(
+                                        "setup", "'%s' is out of range (%u..%u)", optarg, lo, hi);
                         *num = v;
                 }
         }

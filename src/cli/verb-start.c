@@ -96,14 +96,7 @@ int verb_start(int argc, char **argv) {
         r = client_settings_load(&s, &err);
         if (r < 0)
                 return fail(output, "not_configured", "%s; fix: nucleus setup", err ?: strerror(-r));
-        NodeMode mode = node_mode_from_string(s.mode);
-        if (mode < 0)
-                return fail(
-                        output,
-                        "not_configured",
-                        "[node] mode '%s' in %s is not daemon, systemd or lima; fix: nucleus setup --force",
-                        s.mode,
-                        s.config_file);
+        NodeMode mode = cli_node_mode();
         if (access(s.config_file, F_OK) < 0)
                 return fail(output, "not_configured", "No CLI config at %s; fix: nucleus setup", s.config_file);
 
@@ -199,12 +192,20 @@ int verb_start(int argc, char **argv) {
         if (!wait) {
                 if (output == OUTPUT_JSON) {
                         _cleanup_json_ json_t *j = json_pack(
-                                "{s:b,s:s,s:s,s:b}", "ok", true, "mode", s.mode, "url", s.url, "ready", false);
+                                "{s:b,s:s,s:s,s:b}",
+                                "ok",
+                                true,
+                                "mode",
+                                node_mode_to_string(mode),
+                                "url",
+                                s.url,
+                                "ready",
+                                false);
                         (void) cli_print_json(j);
                 } else
                         printf("nucleus-node %s (%s); not waiting for it (--no-wait).\n",
                                already ? "was already running" : "started",
-                               s.mode);
+                               node_mode_to_string(mode));
                 return CLI_EXIT_OK;
         }
 
@@ -230,7 +231,7 @@ int verb_start(int argc, char **argv) {
                         return fail(
                                 output,
                                 "internal",
-                                "nucleus-node exited during startup. Last lines of %s:\n%s\nfix: correct "
+                                "nucleus-node exited during startup. Last lines of %s:\n%sfix: correct "
                                 "the problem above (often: nucleus setup --force)",
                                 log ?: "the node log",
                                 tail ?: "(empty)");
@@ -257,7 +258,7 @@ int verb_start(int argc, char **argv) {
                         "ok",
                         true,
                         "mode",
-                        s.mode,
+                        node_mode_to_string(mode),
                         "url",
                         s.url,
                         "ready",
@@ -269,9 +270,9 @@ int verb_start(int argc, char **argv) {
                 printf("nucleus-node is %s and ready at %s (%s, pid %d).\n",
                        already ? "already running" : "running",
                        s.url,
-                       s.mode,
+                       node_mode_to_string(mode),
                        (int) pid);
         else
-                printf("nucleus-node is ready at %s (%s).\n", s.url, s.mode);
+                printf("nucleus-node is ready at %s (%s).\n", s.url, node_mode_to_string(mode));
         return CLI_EXIT_OK;
 }

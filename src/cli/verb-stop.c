@@ -76,7 +76,7 @@ int verb_stop(int argc, char **argv) {
                 log_error("%s; fix: nucleus setup", err ?: strerror(-r));
                 return CLI_EXIT_FAILURE;
         }
-        NodeMode mode = node_mode_from_string(s.mode);
+        NodeMode mode = cli_node_mode();
         switch (mode) {
         case NODE_MODE_DAEMON:
                 r = cli_daemon_stop(force, 10 * USEC_PER_SEC);
@@ -146,15 +146,12 @@ int verb_stop(int argc, char **argv) {
                 break;
         }
         default:
-                log_error(
-                        "[node] mode '%s' in %s is not daemon, systemd or lima; fix: nucleus setup --force",
-                        s.mode,
-                        s.config_file);
+                assert(!"unreachable");
                 return CLI_EXIT_FAILURE;
         }
         if (output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *j = json_pack(
-                        "{s:b,s:s,s:b}", "ok", true, "mode", s.mode, "was_running", was_running);
+                        "{s:b,s:s,s:b}", "ok", true, "mode", node_mode_to_string(mode), "was_running", was_running);
                 (void) cli_print_json(j);
         } else
                 printf(was_running ? "nucleus-node stopped.\n"

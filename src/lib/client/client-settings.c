@@ -19,6 +19,11 @@
 #ifdef NUCLEUS_HAVE_AUTH_DEP
 #        include "secrets.h"
 #endif
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
+#endif
+#include "json-util.h"
 
 void client_settings_done(ClientSettings *s) {
         if (!s)
@@ -27,8 +32,9 @@ void client_settings_done(ClientSettings *s) {
         free(s->url);
         free(s->actor);
         free(s->key_file);
-        free(s->mode);
+        free(s->secrets_dir);
         free(s->vm_name);
+        json_decref(s->config_json);
         *s = (ClientSettings){};
 }
 
@@ -54,32 +60,41 @@ static void
 
 int client_settings_load(ClientSettings *ret, char **reterr) {
         _cleanup_(client_settings_done) ClientSettings s = {};
-        _cleanup_free_ char *default_key = NULL;
-        const char *cfg_url = NULL, *cfg_actor = NULL, *cfg_key = NULL, *cfg_mode = NULL, *cfg_vm = NULL;
-        struct stat st;
+        _cleanup_free_ char *default_secrets = NULL;
+        const char *cfg_url = NULL, *cfg_actor = NULL, *cfg_secrets = NULL, *cfg_vm = NULL;
         int r;
 
         r = client_config_file(&s.config_file);
+        if (r >= 0)
+                r = client_secrets_dir(&default_secrets);
         if (r < 0) {
                 if (reterr)
                         *reterr = xstrdup("Cannot locate the config directory: set HOME or XDG_CONFIG_HOME "
                                           "(or NUCLEUS_CONFIG_DIR) to an absolute path");
                 return r;
         }
-        if (stat(s.config_file, &st) < 0) {
-                if (errno != ENOENT || client_paths_config_file_is_explicit()) {
-                        r = -errno;
-                        if (reterr)
-                                *reterr = xasprintf(
-                                        "Cannot read config file %s: %s", s.config_file, strerror(-r));
-                        return r;
-                }
-        } else {
-                /* FIXME: parse with src/lib/spec's config.toml loader once it lands; until
-                 * then only the environment and defaults apply. */
-                s.config_found = false;
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        _cleanup_(cli_config_freep) CliConfig *cfg = NULL;
+        r = cli_config_load(s.config_file, client_paths_config_file_is_explicit(), &cfg, reterr);
+        if (r < 0)
+                return r;
+        s.config_found = cfg->path != NULL;
+        if (s.config_found) {
+                cfg_url = cfg->origins[CLI_NODE_URL].source == CONFIG_SOURCE_FILE ? cfg->node.url : NULL;
+                cfg_actor = cfg->origins[CLI_NODE_ACTOR].source == CONFIG_SOURCE_FILE ? cfg->node.actor : NULL;
+                cfg_vm = cfg->vm.name;
+                cfg_secrets = cfg->auth.secrets_dir;
         }
-
+        s.config_json = cli_config_to_json(cfg, true);
+#else
+        /* Built without src/lib/spec: only the environment and defaults apply. */
+        if (client_paths_config_file_is_explicit() && access(s.config_file, F_OK) < 0) {
+                r = -errno;
+                if (reterr)
+                        *reterr = xasprintf("Cannot read config file %s: %s", s.config_file, strerror(-r));
+                return r;
+        }
+#endif
         pick(&s.url, &s.url_source, "NUCLEUS_NODE_URL", cfg_url, "config.toml [node] url", CLIENT_DEFAULT_URL);
         pick(&s.actor,
              &s.actor_source,
@@ -87,20 +102,16 @@ int client_settings_load(ClientSettings *ret, char **reterr) {
              cfg_actor,
              "config.toml [node] actor",
              CLIENT_DEFAULT_ACTOR);
-        r = client_secret_file("node.key", &default_key);
-        if (r < 0) {
-                if (reterr)
-                        *reterr = xstrdup("Cannot locate the secrets directory: set HOME or "
-                                          "XDG_CONFIG_HOME");
-                return r;
-        }
-        pick(&s.key_file,
-             &s.key_file_source,
-             "NUCLEUS_NODE_KEY_FILE",
-             cfg_key,
-             "config.toml [auth] node_key_file",
-             default_key);
-        pick(&s.mode, &s.mode_source, NULL, cfg_mode, "config.toml [node] mode", "daemon");
+        pick(&s.secrets_dir,
+             &s.secrets_dir_source,
+             NULL,
+             cfg_secrets,
+             "config.toml [auth] secrets_dir",
+             default_secrets);
+        _cleanup_free_ char *key = xasprintf("%s/node.key", s.secrets_dir);
+        pick(&s.key_file, &s.key_file_source, "NUCLEUS_NODE_KEY_FILE", NULL, NULL, key);
+        if (streq(s.key_file_source, "default") && cfg_secrets)
+                s.key_file_source = "config.toml [auth] secrets_dir";
         const char *unused;
         pick(&s.vm_name, &unused, NULL, cfg_vm, NULL, "nucleus");
 

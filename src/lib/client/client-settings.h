@@ -2,9 +2,10 @@
 /*
  * How a client finds its node: URL, actor and node secret file, each with the place it came
  * from, resolved as  environment > config.toml > default:
- *   url       $NUCLEUS_NODE_URL      [node] url            http://127.0.0.1:8080
- *   actor     $NUCLEUS_NODE_ACTOR    [node] actor          nucleus-cli
- *   key file  $NUCLEUS_NODE_KEY_FILE [auth] node_key_file  <secrets dir>/node.key
+ *   url       $NUCLEUS_NODE_URL      [node] url                   http://127.0.0.1:8080
+ *   actor     $NUCLEUS_NODE_ACTOR    [node] actor                 nucleus-cli
+ *   key file  $NUCLEUS_NODE_KEY_FILE [auth] secrets_dir/node.key  <secrets dir>/node.key
+ * config.toml is read with src/lib/spec's loader (docs/config.md; unknown keys are errors).
  * The secret itself never travels in the environment or on a command line: only its path.
  * Used by the CLI, `nucleus run` and nucleus-mcp, so they all talk to the same node.
  */
@@ -24,9 +25,10 @@ typedef struct ClientSettings {
         const char *actor_source;
         char *key_file;
         const char *key_file_source;
-        char *mode; /* [node] mode: "daemon", "systemd" or "lima" (default "daemon") */
-        const char *mode_source;
-        char *vm_name; /* [vm] name (lima), default "nucleus" */
+        char *secrets_dir; /* [auth] secrets_dir, or the default secrets dir */
+        const char *secrets_dir_source;
+        char *vm_name;       /* [vm] name (Lima), default "nucleus" */
+        json_t *config_json; /* the loader's {"key": {"value","source","line"}} view, or NULL */
 } ClientSettings;
 
 void client_settings_done(ClientSettings *s);

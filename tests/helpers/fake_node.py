@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""A stand-in nucleus-node for CLI tests: `fake_node.py --config node.toml`.
+
+Reads the node config that `nucleus setup` writes ([node] listen, [secrets] node_secret_file),
+GET /v1/health without auth and every other route only with a valid DESIGN.md §4 signature
+(checked independently of the C client with nodeclient.string_to_sign), answering like the
+node: GET /v1/pods -> {"pods": []}, unknown routes 404, bad signatures 401 {"error","kind"}.
+SIGTERM exits cleanly. FAKE_NODE_IGNORE_TERM=1 ignores SIGTERM (tests `stop --force`).
+"""
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import signal
+import sys
+import time
+import tomllib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+from helpers.nodeclient import load_key, string_to_sign  # noqa: E402
+
+SEEN = set()
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) != 2 or args[0] != "--config":
+        print("usage: nucleus-node --config FILE", file=sys.stderr)
+        return 2
+    with open(args[1], "rb") as f:
+        cfg = tomllib.load(f)
+    host, port = cfg["node"]["listen"].rsplit(":", 1)
+    key = load_key(cfg["secrets"]["node_secret_file"])
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, fmt, *a):
+            sys.stderr.write("fake-node: " + (fmt % a) + "\n")
+
+        def answer(self, code, doc):
+            body = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def verify(self, body):
+            h = self.headers
+            ts, nonce = h.get("X-Nucleus-Timestamp"), h.get("X-Nucleus-Nonce")
+            actor, sig = h.get("X-Nucleus-Actor"), h.get("X-Nucleus-Signature")
+            if None in (ts, nonce, actor, sig):
+                return "missing_header"
+            if abs(int(ts) - time.time()) > 60:
+                return "skew"
+            want = hmac.new(key, string_to_sign(self.command, self.path, ts, nonce, actor, body),
+                            hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(want, sig):
+                return "bad_signature"
+            if nonce in SEEN:
+                return "replay"
+            SEEN.add(nonce)
+            return None
+
+        def handle_any(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            if self.command == "GET" and self.path == "/v1/health":
+                return self.answer(200, {"status": "ok"})
+            bad = self.verify(body)
+            if bad:
+                return self.answer(401, {"error": "signature check failed", "kind": "unauthorized",
+                                         "detail": bad})
+            if self.command == "GET" and self.path == "/v1/pods":
+                return self.answer(200, {"pods": []})
+            return self.answer(404, {"error": f"no route {self.path}", "kind": "not_found"})
+
+        do_GET = do_POST = do_DELETE = do_PUT = handle_any
+
+    srv = http.server.ThreadingHTTPServer((host, int(port)), H)
+    if os.environ.get("FAKE_NODE_IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print(f"fake-node: listening on {host}:{port}", file=sys.stderr, flush=True)
+    srv.serve_forever()
+    return 0
+
+
+sys.exit(main())

@@ -1,0 +1,415 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The `nucleus` CLI end to end: setup (idempotent), secrets born 0600, start/stop/doctor with
+the node up, down and misconfigured, --output json purity, and the Lima path against a stand-in
+limactl. Every test uses its own HOME / XDG dirs / ports, so engineers can run them at once.
+
+A stand-in node (tests/helpers/fake_node.py, reached as <tmp>/bin/nucleus-node) checks our
+signatures independently of the C client; test_real_node_* use the real nucleus-node when built.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import binary
+
+HELPERS = pathlib.Path(__file__).resolve().parent.parent / "helpers"
+VERBS = ["setup", "start", "stop", "doctor", "profiles", "config", "secrets", "ps", "logs", "audit"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Env:
+    """An isolated user environment for the CLI."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.nucleus = str(binary("nucleus"))
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.bindir = tmp / "bin"
+        self.bindir.mkdir()
+        fake = self.bindir / "nucleus-node"
+        fake.symlink_to(HELPERS / "fake_node.py")
+        self.env = {
+            "PATH": f"{self.bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": str(tmp / "home"),
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+            "XDG_STATE_HOME": str(tmp / "state"),
+            "NUCLEUS_IMAGES_DIR": str(tmp / "images"),
+            "NUCLEUS_NODE_BINARY": str(fake),
+            "LANG": "C.UTF-8",
+        }
+        (tmp / "home").mkdir()
+        self.config_dir = tmp / "config" / "nucleus"
+        self.secrets = self.config_dir / "secrets"
+
+    def run(self, *args, check=None, env=None, prefix=(), timeout=120):
+        e = dict(self.env)
+        e.update(env or {})
+        p = subprocess.run([*prefix, self.nucleus, *args], env=e, capture_output=True, text=True,
+                           timeout=timeout)
+        if check is not None:
+            assert p.returncode == check, f"{args}: rc={p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+        return p
+
+    def setup(self, *extra, check=0):
+        return self.run("setup", "--skip-images", "--listen", f"127.0.0.1:{self.port}",
+                        "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *extra, check=check)
+
+    def stop_quietly(self):
+        self.run("stop", "--force")
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.stop_quietly()
+
+
+def checks(doc):
+    return {c["name"]: c for c in doc["checks"]}
+
+
+def test_help_on_every_command(env):
+    p = env.run("--help", check=0)
+    for v in VERBS:
+        assert v in p.stdout
+        q = env.run(v, "--help", check=0)
+        assert q.stdout.startswith("Usage: nucleus"), v
+        assert q.stderr == ""
+    assert env.run("no-such-verb").returncode == 2
+    assert env.run("doctor", "--bogus").returncode == 2
+    assert env.run("doctor", "--output", "yaml").returncode == 2
+    assert re.match(r"nucleus \d+\.\d+\.\d+\n", env.run("--version", check=0).stdout)
+
+
+def test_setup_then_idempotent(env):
+    first = env.setup()
+    assert "changed" in first.stderr and "Setup complete" in first.stdout
+    cfg = (env.config_dir / "config.toml").read_text()
+    assert f'url = "http://127.0.0.1:{env.port}"' in cfg
+    node = (env.config_dir / "node.toml").read_text()
+    assert f'listen = "127.0.0.1:{env.port}"' in node
+    assert str(env.secrets / "node.key") in node
+    # The node config names secrets by path only; no key material in any config.
+    key = (env.secrets / "node.key").read_text().strip()
+    assert key not in node and key not in cfg
+    assert stat.S_IMODE((env.secrets).stat().st_mode) == 0o700
+    for f in ["node.key", "approver.key", "audit.key"]:
+        assert stat.S_IMODE((env.secrets / f).stat().st_mode) == 0o600
+
+    second = env.setup()
+    assert "Nothing changed" in second.stdout
+    assert "changed  " not in second.stderr.replace("unchanged", "")
+    assert (env.secrets / "node.key").read_text().strip() == key
+
+    third = env.setup("--output", "json")
+    doc = json.loads(third.stdout)
+    assert doc["ok"] is True and doc["changed"] == 0
+    assert {s["step"] for s in doc["steps"]} >= {"secrets", "config", "node.toml", "service"}
+
+
+def test_setup_keeps_edited_config_unless_forced(env):
+    env.setup()
+    cfg = env.config_dir / "config.toml"
+    cfg.write_text(cfg.read_text() + "# my edit\n")
+    p = env.setup()
+    assert "kept your version" in p.stderr
+    assert "# my edit" in cfg.read_text()
+    env.setup("--force")
+    assert "# my edit" not in cfg.read_text()
+
+
+def test_rotate_secrets(env):
+    env.setup()
+    old = (env.secrets / "node.key").read_text()
+    p = env.setup("--rotate-secrets")
+    assert "rotated" in p.stderr
+    assert (env.secrets / "node.key").read_text() != old
+    old = (env.secrets / "audit.key").read_text()
+    env.run("secrets", "rotate", "audit", check=0)
+    assert (env.secrets / "audit.key").read_text() != old
+
+
+@pytest.mark.parametrize("umask", ["0000", "0022"])
+def test_secret_files_are_0600_from_creation(env, umask):
+    """Every open() that creates a file in the secrets dir asks for O_EXCL and mode 0600, so no
+    moment exists where a wider mode applies, whatever the umask."""
+    if not shutil.which("strace"):
+        pytest.skip("strace not installed")
+    log = env.tmp / "strace.log"
+    p = env.run("setup", "--skip-images", "--skip-deps", "--listen", f"127.0.0.1:{env.port}",
+                prefix=("strace", "-f", "-qq", "-e", "trace=open,openat,creat,chmod,fchmod,fchmodat,mkdir,mkdirat",
+                        "-o", str(log), "sh", "-c", f'umask {umask}; exec "$@"', "sh"))
+    assert p.returncode == 0, p.stderr
+    secret_names = ["node.key", "approver.key", "approver.pub", "audit.key", "audit.pub"]
+    creates = []
+    for line in log.read_text().splitlines():
+        m = re.search(r'\bopen(?:at)?\((?:AT_FDCWD, |\d+, )?"([^"]+)", ([A-Z_|]+)(?:, (0\d+))?\)', line)
+        if m and "O_CREAT" in m.group(2):
+            path, flags, mode = m.groups()
+            base = os.path.basename(path)
+            # Relative names are opened against the secrets dir fd (atomic temp files).
+            if str(env.secrets) in path or any(base.startswith(n) for n in secret_names + ["secrets-metadata"]):
+                creates.append(base)
+                assert "O_EXCL" in flags, line
+                assert mode == "0600", line
+        if re.search(r"\bmkdir(at)?\(", line) and str(env.secrets) + '"' in line:
+            assert ", 0700)" in line, line
+        # Nothing in the secrets dir is ever chmodded wider than 0600.
+        m = re.search(r"\bchmod(?:at)?\(.*, (0\d+)\)", line)
+        if m and str(env.secrets) in line:
+            assert int(m.group(1), 8) & 0o077 == 0, line
+    for f in secret_names:
+        assert any(c.startswith(f) for c in creates), f"no creating open() seen for {f}"
+    for f in env.secrets.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_start_doctor_stop_with_node(env):
+    env.setup()
+    p = env.run("start", "--timeout", "30", check=0)
+    assert "ready" in p.stdout
+    pid = int((env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid").read_text())
+    assert os.path.exists(f"/proc/{pid}")
+    # Second start: already running, still verified with a signed request.
+    assert "already running" in env.run("start", check=0).stdout
+
+    d = env.run("doctor", "--output", "json")
+    doc = json.loads(d.stdout)
+    c = checks(doc)
+    assert c["node"]["status"] == "OK", c["node"]
+    for name in ["config", "node config", "node.key", "approver.key", "audit.key", "vmm", "disk"]:
+        assert c[name]["status"] == "OK", c[name]
+    assert c["acceleration"]["status"] in ("OK", "WARN")
+    if c["acceleration"]["status"] == "WARN":
+        assert "TCG" in c["acceleration"]["message"]
+
+    ps = env.run("ps", "--output", "json", check=0)
+    assert json.loads(ps.stdout) == {"pods": []}
+    assert "ID" in env.run("ps", check=0).stdout
+
+    s = env.run("stop", check=0)
+    assert "stopped" in s.stdout
+    for _ in range(50):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert "not running" in env.run("stop", check=0).stdout
+
+
+def test_doctor_node_down_names_fix(env):
+    env.setup()
+    p = env.run("doctor")
+    assert p.returncode == 1
+    assert re.search(r"^\[ERR\] node: not reachable", p.stdout, re.M)
+    assert "fix: nucleus start" in p.stdout
+    doc = json.loads(env.run("doctor", "--output", "json").stdout)
+    assert doc["ok"] is False and checks(doc)["node"]["fix"] == "nucleus start"
+
+
+def test_not_set_up_names_fix(env):
+    p = env.run("start")
+    assert p.returncode == 1 and "nucleus setup" in p.stderr
+    d = env.run("doctor")
+    assert d.returncode == 1
+    assert "[ERR] config" in d.stdout and "fix: nucleus setup" in d.stdout
+    assert "[ERR] secrets" in d.stdout
+
+
+def test_wrong_key_is_unauthorized_with_fix(env):
+    env.setup()
+    env.run("start", check=0)
+    # The running node keeps the old key; the CLI now signs with a new one.
+    env.run("secrets", "rotate", "node", check=0)
+    d = env.run("doctor", "--output", "json")
+    c = checks(json.loads(d.stdout))["node"]
+    assert c["status"] == "ERR" and "rejected our signature" in c["message"]
+    assert "node.key" in c["fix"]
+    env.run("stop", check=0)
+    # Restarting picks the new key up.
+    env.run("start", check=0)
+    assert checks(json.loads(env.run("doctor", "--output", "json").stdout))["node"]["status"] == "OK"
+
+
+def test_bad_secret_mode_is_reported(env):
+    env.setup()
+    (env.secrets / "node.key").chmod(0o644)
+    d = env.run("doctor")
+    assert d.returncode == 1
+    assert "[ERR] node.key" in d.stdout and "chmod 600" in d.stdout
+    assert env.run("start").returncode == 1
+
+
+def test_start_without_node_binary_names_fix(env):
+    env.setup()
+    p = env.run("start", env={"NUCLEUS_NODE_BINARY": str(env.tmp / "missing")})
+    assert p.returncode == 1
+    assert "nucleus-node not found" in p.stderr and "NUCLEUS_NODE_BINARY" in p.stderr
+
+
+def test_node_dying_at_startup_shows_log(env):
+    env.setup()
+    # Break the node config: the stand-in node cannot parse it and exits.
+    (env.config_dir / "node.toml").write_text("[api\n")
+    p = env.run("start", "--timeout", "20")
+    assert p.returncode == 1
+    assert "exited during startup" in p.stderr
+
+
+def test_stop_force_kills_stubborn_node(env):
+    env.setup()
+    env.run("start", check=0, env={"FAKE_NODE_IGNORE_TERM": "1"})
+    p = env.run("stop", "--force", timeout=60)
+    assert p.returncode == 0 and "stopped" in p.stdout
+
+
+def test_json_output_is_only_json(env):
+    env.setup()
+    for args in (["doctor"], ["config"], ["secrets", "show-paths"], ["profiles"], ["stop"],
+                 ["setup", "--skip-images", "--listen", f"127.0.0.1:{env.port}",
+                  "--metrics-listen", f"127.0.0.1:{env.metrics_port}"]):
+        p = env.run(*args, "--output", "json", env={"NUCLEUS_NODE_URL": f"http://127.0.0.1:{env.port}"})
+        json.loads(p.stdout)  # exactly one document, nothing else
+        assert p.stdout.count("\n{") == 0
+
+
+def test_config_shows_sources(env):
+    env.setup()
+    doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
+    assert doc["node.url"]["value"] == f"http://127.0.0.1:{env.port}"
+    assert "config.toml" in doc["node.url"]["source"]
+    doc = json.loads(env.run("config", "--output", "json", env={"NUCLEUS_NODE_URL": "http://127.0.0.1:1"}).stdout)
+    assert doc["node.url"] == {"value": "http://127.0.0.1:1", "source": "NUCLEUS_NODE_URL"}
+    paths = json.loads(env.run("secrets", "show-paths", "--output", "json", check=0).stdout)
+    assert paths["secrets"]["node.key"] == str(env.secrets / "node.key")
+
+
+def test_profiles(env):
+    doc = json.loads(env.run("profiles", "--output", "json", check=0).stdout)
+    names = {p["name"] for p in doc["profiles"]}
+    assert {"restrictive", "read_only"} & names or {"restrictive", "read-only"} & names
+    assert all("capabilities" in p for p in doc["profiles"])
+    assert "restrictive" in env.run("profiles", check=0).stdout
+
+
+def test_logs_and_audit_usage(env):
+    assert env.run("logs").returncode == 2
+    assert env.run("logs", "../etc").returncode == 2
+    assert env.run("audit", "verify").returncode == 2
+
+
+# ---- macOS / Lima against a stand-in limactl -------------------------------------------------
+
+
+def lima_env(env, chip, version, platform="darwin-arm64"):
+    shutil.copy(HELPERS / "fake_limactl", env.bindir / "limactl")
+    linux_bins = env.tmp / "linux-bin"
+    linux_bins.mkdir(exist_ok=True)
+    for n in ["nucleus", "nucleus-node", "nucleus-guest-init", "nucleus-tool-proxy"]:
+        (linux_bins / n).write_text("#!/bin/sh\n")
+    return {
+        "NUCLEUS_TEST_PLATFORM": platform,
+        "NUCLEUS_TEST_MAC_CHIP": chip,
+        "NUCLEUS_TEST_MAC_VERSION": version,
+        "FAKE_LIMACTL_LOG": str(env.tmp / "limactl.log"),
+        "FAKE_LIMACTL_STATE": str(env.tmp / "limactl-state.json"),
+        "NUCLEUS_LINUX_BIN_DIR": str(linux_bins),
+    }
+
+
+def calls(env):
+    return [json.loads(l) for l in (env.tmp / "limactl.log").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("chip,version,platform,vmtype,nested", [
+    ("Apple M3 Pro", "15.1", "darwin-arm64", "vz", True),
+    ("Apple M4", "15.0", "darwin-arm64", "vz", True),
+    ("Apple M3", "14.6", "darwin-arm64", "vz", False),
+    ("Apple M1 Max", "15.2", "darwin-arm64", "vz", False),
+    ("Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz", "13.6", "darwin-x86_64", "qemu", False),
+])
+def test_lima_setup(env, chip, version, platform, vmtype, nested):
+    le = lima_env(env, chip, version, platform)
+    p = env.run("setup", env=le)
+    assert p.returncode == 0, p.stderr
+
+    tmpl = yaml.safe_load((env.config_dir / "lima.yaml").read_text())
+    assert tmpl["vmType"] == vmtype
+    assert tmpl["arch"] == ("aarch64" if platform == "darwin-arm64" else "x86_64")
+    assert tmpl["nestedVirtualization"] is nested
+    assert tmpl["cpus"] == 4 and tmpl["memory"] == "8GiB" and tmpl["disk"] == "50GiB"
+    assert tmpl["mounts"] == [{"location": str(env.config_dir / "artifacts"),
+                               "mountPoint": "/nucleus/artifacts", "writable": False}]
+    assert not any(m["location"] in ("~", env.env["HOME"]) for m in tmpl["mounts"])
+    ports = {(f["guestPort"], f["hostPort"], f["hostIP"]) for f in tmpl["portForwards"]}
+    assert ports == {(8080, 8080, "127.0.0.1"), (9080, 9080, "127.0.0.1")}
+    assert tmpl["images"][0]["arch"] == tmpl["arch"]
+
+    cl = calls(env)
+    argvs = [c["argv"] for c in cl]
+    assert ["--version"] in argvs
+    assert any(a[:3] == ["create", "--tty=false", "--name"] and a[3] == "nucleus" for a in argvs)
+    assert any(a[0] == "start" and a[-1] == "nucleus" for a in argvs)
+    assert any(a[:4] == ["shell", "nucleus", "--", "sudo"] and "install" in a for a in argvs)
+    assert ["shell", "nucleus", "--", "sudo", "/usr/local/bin/nucleus", "setup", "--secrets-provided"] in argvs
+    # Secrets went over stdin, byte for byte, and never appear in any argv.
+    for f in ["node.key", "approver.pub", "audit.key", "audit.pub"]:
+        data = (env.secrets / f).read_bytes()
+        assert any(c["stdin_sha256"] == hashlib.sha256(data).hexdigest() for c in cl), f
+        for c in cl:
+            assert data.decode().strip() not in " ".join(c["argv"])
+    assert not (env.secrets / "approver.key").read_bytes().decode().strip() in (env.tmp / "limactl.log").read_text()
+    shell_scripts = [a[-1] for a in argvs if a[:2] == ["shell", "nucleus"] and "-c" in a]
+    assert all("umask 077" in s for s in shell_scripts)
+
+    cfg = (env.config_dir / "config.toml").read_text()
+    assert 'url = "http://127.0.0.1:8080"' in cfg
+    doc = json.loads(env.run("config", "--output", "json", env=le, check=0).stdout)
+    assert doc["node.mode"]["value"] == "lima"
+
+    # Idempotent: the VM exists and runs; no create, no start.
+    n = len(cl)
+    env.run("setup", env=le, check=0)
+    again = [c["argv"] for c in calls(env)[n:]]
+    assert not any(a[0] in ("create", "delete", "start") for a in again)
+
+    # start/stop go through limactl.
+    n = len(calls(env))
+    env.run("stop", "--stop-vm", env=le, check=0)
+    later = [c["argv"] for c in calls(env)[n:]]
+    assert ["shell", "nucleus", "--", "sudo", "systemctl", "stop", "nucleus-node.service"] in later
+    assert ["stop", "nucleus"] in later
+    p = env.run("start", "--no-wait", env=le, check=0)
+    later = [c["argv"] for c in calls(env)[n:]]
+    assert ["start", "--tty=false", "nucleus"] in later
+    assert ["shell", "nucleus", "--", "sudo", "systemctl", "start", "nucleus-node.service"] in later
+
+
+def test_lima_force_recreates_and_missing_limactl(env):
+    le = lima_env(env, "Apple M3", "15.0")
+    env.run("setup", env=le, check=0)
+    n = len(calls(env))
+    env.run("setup", "--force", env=le, check=0)
+    again = [c["argv"] for c in calls(env)[n:]]
+    assert ["delete", "--force", "nucleus"] in again
+    assert any(a[0] == "create" for a in again)
+    (env.bindir / "limactl").unlink()
+    p = env.run("setup", env=le)
+    assert p.returncode == 1 and "brew install lima" in p.stderr
