@@ -162,7 +162,7 @@ int pod_sub_next(Pod *p, PodSub *s, usec_t timeout, char **ret) {
                         r = 1;
                         break;
                 }
-                if (pod_state_is_final(p->state)) {
+                if (p->events_closed) {
                         r = -EPIPE;
                         break;
                 }
@@ -406,6 +406,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
                         "{s:s,s:s,s:s}", "id", p->id, "state", pod_state_to_string(final), "reason", reason);
                 pod_broadcast_locked(p, "end", ev);
         }
+        p->events_closed = true;
         pod_wake_subs_locked(p);
         pthread_mutex_unlock(&node_global->lock);
         log_info("pod %s: %s (%s)", p->id, pod_state_to_string(final), reason);
@@ -815,29 +816,43 @@ static void *pod_supervisor(void *userdata) {
                 }
                 pfds = xnew0(struct pollfd, n->n_pods + 1);
                 owners = xnew0(Pod *, n->n_pods + 1);
+                Pod **expired = xnew0(Pod *, n->n_pods + 1);
+                size_t n_expired = 0;
                 pfds[0] = (struct pollfd){ .fd = n->wake_fd, .events = POLLIN };
                 for (size_t i = 0; i < n->n_pods; i++) {
                         Pod *p = n->pods[i];
-                        if (p->terminating || pod_state_is_final(p->state))
+                        if (p->terminating || p->deadline_fired || pod_state_is_final(p->state))
                                 continue;
                         if (p->deadline_mono <= now) {
-                                pod_terminate_async(
-                                        p,
-                                        POD_EXITED,
-                                        "deadline reached: the pod's time is up",
-                                        "time_violation");
-                                p->terminating = true; /* pod_terminate re-checks; avoids a second job */
+                                /* Terminated outside the lock (pod_terminate_async takes it). */
+                                p->deadline_fired = true;
+                                p->n_ref++;
+                                expired[n_expired++] = p;
                                 continue;
                         }
                         next = NUCLEUS_MIN(next, p->deadline_mono);
                         if (p->vm && vmm_pid(p->vm)->fd >= 0) {
-                                pfds[k] = (struct pollfd){ .fd = vmm_pid(p->vm)->fd, .events = POLLIN };
+                                /* Our own copy: the terminating thread may close the VMM's pidfd. */
+                                int fd = fcntl(vmm_pid(p->vm)->fd, F_DUPFD_CLOEXEC, 3);
+                                if (fd < 0)
+                                        continue;
+                                pfds[k] = (struct pollfd){ .fd = fd, .events = POLLIN };
                                 owners[k] = p;
                                 p->n_ref++;
                                 k++;
                         }
                 }
                 pthread_mutex_unlock(&n->lock);
+                for (size_t i = 0; i < n_expired; i++) {
+                        log_info("pod %s: deadline reached", expired[i]->id);
+                        pod_terminate_async(
+                                expired[i],
+                                POD_EXITED,
+                                "deadline reached: the pod's time is up",
+                                "time_violation");
+                        pod_unref(expired[i]);
+                }
+                free(expired);
 
                 int timeout_ms = next == USEC_INFINITY ? 1000
                                                        : (int) NUCLEUS_MIN((next - now) / 1000 + 1, 1000u);
@@ -868,6 +883,7 @@ static void *pod_supervisor(void *userdata) {
                                         pod_terminate_async(p, POD_FAILED, why, "internal");
                                 }
                         }
+                        safe_close(pfds[i].fd);
                         pod_unref(owners[i]);
                 }
                 free(pfds);

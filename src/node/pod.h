@@ -59,6 +59,8 @@ struct Pod {
         char *cgroup_dir;    /* created cgroup, or NULL */
         bool weak;           /* local driver */
         bool terminating;    /* someone runs pod_terminate */
+        bool deadline_fired; /* the supervisor queued the deadline termination */
+        bool events_closed;  /* the final "end" event was published */
         AuditLog *audit;     /* signed, chained log (src/lib/audit); sealed at the end */
         pthread_mutex_t audit_lock;
         PodSub *subs; /* /events subscribers, under node->lock */

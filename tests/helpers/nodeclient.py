@@ -125,7 +125,10 @@ class NodeClient:
                 c.putheader("Content-Length", str(len(body)))
             c.endheaders()
             if body:
-                c.send(body)
+                try:
+                    c.send(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the server answered early (413, 401) and closed: read that answer
             r = c.getresponse()
             data = r.read()
             return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, h)

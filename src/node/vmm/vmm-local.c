@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Driver "local": no VM. The tool proxy runs on the host inside bubblewrap with new user, pid,
- * ipc, uts, net (no network at all) and mount namespaces, read-only system dirs, and only the
- * pod's workspace writable (plus private tmpfs /tmp and /run). Inside, the proxy is uid 1000
- * with no capabilities; the user namespace maps it to the node's uid, so files it creates in
- * the workspace belong to the node outside. The channel is a socketpair whose far end the proxy inherits as
- * fd 3. This is weaker isolation than a microVM (shared kernel); the node says so on every
- * response and in the logs.
+ * Driver "local": no VM. The tool proxy runs on the host inside bubblewrap with new pid, ipc,
+ * uts, net (no network at all) and mount namespaces, read-only system dirs, and only the pod's
+ * workspace writable (plus private tmpfs /tmp and /run). The proxy keeps uid 0 with only the
+ * capabilities it uses in the guest to manage the agent's files and processes (SETUID, SETGID,
+ * CHOWN, DAC_OVERRIDE, FOWNER, KILL; bwrap drops every other one, no CAP_SYS_ADMIN), so it can
+ * run agent commands as uid 1000 exactly as in the guest; inside a user namespace it could not
+ * switch users. It sees only the read-only binds below and the workspace.
+ * The channel is a socketpair whose far end the proxy inherits as fd 3. This is weaker isolation than a
+ * microVM (shared kernel); the node says so on every response and in the logs.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -54,6 +56,12 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 *reterr = xasprintf("cannot create workspace dir %s: %s", ws, strerror(-r));
                 return r;
         }
+        /* The agent (uid 1000) owns the workspace, as on the guest's scratch disk. */
+        if (chown(ws, 1000, 1000) < 0) {
+                r = -errno;
+                *reterr = xasprintf("cannot hand the workspace %s to uid 1000: %s", ws, strerror(-r));
+                return r;
+        }
         logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (logfd < 0) {
                 r = -errno;
@@ -71,11 +79,6 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         /* Only what a tool needs from /etc: never the whole dir (it holds the node's secrets). */
         char *argv[] = {
                 (char *) BWRAP_PATH,
-                (char *) "--unshare-user",
-                (char *) "--uid",
-                (char *) "1000",
-                (char *) "--gid",
-                (char *) "1000",
                 (char *) "--unshare-pid",
                 (char *) "--unshare-ipc",
                 (char *) "--unshare-uts",
@@ -140,6 +143,18 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 (char *) "/workspace",
                 (char *) "--cap-drop",
                 (char *) "ALL",
+                (char *) "--cap-add",
+                (char *) "CAP_SETUID",
+                (char *) "--cap-add",
+                (char *) "CAP_SETGID",
+                (char *) "--cap-add",
+                (char *) "CAP_CHOWN",
+                (char *) "--cap-add",
+                (char *) "CAP_DAC_OVERRIDE",
+                (char *) "--cap-add",
+                (char *) "CAP_FOWNER",
+                (char *) "--cap-add",
+                (char *) "CAP_KILL",
                 (char *) "--",
                 (char *) "/nucleus/nucleus-tool-proxy",
                 (char *) "--fd",
