@@ -15,13 +15,17 @@
 #include "client-paths.h"
 #include "json-util.h"
 #include "log.h"
+#include "parse-util.h"
 #include "string-util.h"
 
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
 #        include "image.h"
 
 static void image_help(void) {
-        printf("Usage: nucleus image build [OPTIONS]\n\n"
+        printf("Usage: nucleus image build [OPTIONS]\n"
+               "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
+               "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra S]\n"
+               "       nucleus image probe [--images-dir DIR]\n\n"
                "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
                "  --images-dir DIR        Output directory (default: the configured images dir)\n"
@@ -35,6 +39,124 @@ static void image_help(void) {
                "  --proxy FILE            Static nucleus-tool-proxy (default: the built one)\n"
                "  --output text|json      Result format on stdout\n"
                "  -h, --help              Show this help\n");
+}
+
+/* nucleus image argv: print the QEMU argv the node would use, as one JSON array (tests, bench
+ * and debugging use it so they exercise the same builder as the node). */
+static int image_argv_verb(int argc, char **argv) {
+        enum {
+                ARG_IMAGES_DIR = 0x100,
+                ARG_SCRATCH,
+                ARG_CHANNEL,
+                ARG_CONSOLE,
+                ARG_QMP,
+                ARG_MEMORY,
+                ARG_ACCEL,
+                ARG_EXTRA,
+                ARG_INITRAMFS,
+                ARG_NO_DISKS,
+        };
+        static const struct option options[] = {
+                { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
+                { "scratch", required_argument, NULL, ARG_SCRATCH },
+                { "channel", required_argument, NULL, ARG_CHANNEL },
+                { "console", required_argument, NULL, ARG_CONSOLE },
+                { "qmp", required_argument, NULL, ARG_QMP },
+                { "memory", required_argument, NULL, ARG_MEMORY },
+                { "accel", required_argument, NULL, ARG_ACCEL },
+                { "cmdline-extra", required_argument, NULL, ARG_EXTRA },
+                { "initramfs", required_argument, NULL, ARG_INITRAMFS },
+                { "no-disks", no_argument, NULL, ARG_NO_DISKS },
+                {},
+        };
+        _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL;
+        ImageQemuConfig q = { .accel = IMAGE_ACCEL_TCG };
+        bool no_disks = false;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_IMAGES_DIR:
+                        free(dir);
+                        dir = xstrdup(optarg);
+                        break;
+                case ARG_SCRATCH:
+                        q.scratch = optarg;
+                        break;
+                case ARG_CHANNEL:
+                        q.channel_socket = optarg;
+                        break;
+                case ARG_CONSOLE:
+                        q.console_log = optarg;
+                        break;
+                case ARG_QMP:
+                        q.qmp_socket = optarg;
+                        break;
+                case ARG_MEMORY: {
+                        uint32_t v;
+                        if (safe_atou32(optarg, &v) < 0)
+                                return cli_usage_error("image", "--memory: '%s' is not a number of MiB", optarg);
+                        q.memory_mib = v;
+                        break;
+                }
+                case ARG_ACCEL:
+                        q.accel = image_accel_from_string(optarg);
+                        if (q.accel < 0)
+                                return cli_usage_error("image", "--accel must be tcg or kvm");
+                        break;
+                case ARG_EXTRA:
+                        q.extra_cmdline = optarg;
+                        break;
+                case ARG_INITRAMFS:
+                        free(initramfs);
+                        initramfs = xstrdup(optarg);
+                        break;
+                case ARG_NO_DISKS:
+                        no_disks = true;
+                        break;
+                default:
+                        return CLI_EXIT_USAGE;
+                }
+        if (!dir && (r = client_images_dir(&dir)) < 0)
+                return cli_usage_error("image", "pass --images-dir");
+        if (!q.console_log || (!no_disks && !q.scratch))
+                return cli_usage_error("image", "argv needs --console and --scratch (or --no-disks)");
+        kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ);
+        if (!initramfs)
+                initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
+        rootfs = xasprintf("%s/%s", dir, IMAGE_ROOTFS);
+        q.kernel = kernel;
+        q.initramfs = initramfs;
+        q.rootfs = no_disks ? NULL : rootfs;
+
+        _cleanup_strv_free_ char **a = NULL;
+        if ((r = image_qemu_argv(&q, &a)) < 0) {
+                log_error_errno(r, "Cannot build the QEMU argv: %m");
+                return CLI_EXIT_FAILURE;
+        }
+        _cleanup_json_ json_t *j = json_array();
+        STRV_FOREACH(s, a)
+                json_array_append_new(j, json_string(*s));
+        return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
+
+/* nucleus image probe: run the KVM probe (TCG fallback) and print the decision. */
+static int image_probe_verb(int argc, char **argv) {
+        _cleanup_free_ char *dir = NULL, *reason = NULL;
+        if (argc >= 3 && streq(argv[1], "--images-dir"))
+                dir = xstrdup(argv[2]);
+        else if (client_images_dir(&dir) < 0)
+                return cli_usage_error("image", "pass --images-dir");
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ), *initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
+        ImageAccel a;
+        int r = image_kvm_probe(NULL, kernel, initramfs, 10 * USEC_PER_SEC, &a, &reason);
+        if (r < 0) {
+                log_error_errno(r, "Probe failed: %m");
+                return CLI_EXIT_FAILURE;
+        }
+        _cleanup_json_ json_t *j = json_pack("{s:s, s:s}", "accel", image_accel_to_string(a), "reason", reason);
+        return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
 static void print_text(const json_t *m, const char *dir) {
@@ -86,8 +208,12 @@ int verb_image(int argc, char **argv) {
                 image_help();
                 return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
         }
+        if (streq(argv[1], "argv"))
+                return image_argv_verb(argc - 1, argv + 1);
+        if (streq(argv[1], "probe"))
+                return image_probe_verb(argc - 1, argv + 1);
         if (!streq(argv[1], "build"))
-                return cli_usage_error("image", "unknown subcommand '%s' (expected 'build')", argv[1]);
+                return cli_usage_error("image", "unknown subcommand '%s' (expected build, argv or probe)", argv[1]);
         argc--;
         argv++;
 

@@ -339,19 +339,19 @@ static void setup_network(BootReport *br) {
         if (r < 0)
                 die("configure %s as %s: %s", ifname, arg_cmdline.net.text, strerror(-r));
 
-        /* /etc/resolv.conf in the image points at /run/nucleus/resolv.conf (the rootfs is
+        /* /etc/resolv.conf in the image points at /run/nucleus-net/resolv.conf (the rootfs is
          * read-only); if it is a plain file instead, bind the generated one over it. */
         char ns[INET_ADDRSTRLEN], buf[64];
         if (!inet_ntop(AF_INET, &arg_cmdline.net.dns, ns, sizeof(ns)))
                 die("format DNS address");
         int n = snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
-        (void) mkdir("/run/nucleus", 0755);
-        r = write_file_atomic_at(AT_FDCWD, "/run/nucleus/resolv.conf", buf, (size_t) n, 0644);
+        (void) mkdir("/run/nucleus-net", 0755);
+        r = write_file_atomic_at(AT_FDCWD, "/run/nucleus-net/resolv.conf", buf, (size_t) n, 0644);
         if (r < 0)
-                die("write /run/nucleus/resolv.conf: %s", strerror(-r));
+                die("write /run/nucleus-net/resolv.conf: %s", strerror(-r));
         struct stat st;
         if (lstat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode) &&
-            mount("/run/nucleus/resolv.conf", "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
+            mount("/run/nucleus-net/resolv.conf", "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
                 die("bind resolv.conf: %m");
         br->nic = true;
 }

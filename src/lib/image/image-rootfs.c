@@ -233,7 +233,7 @@ int image_rootfs_customize(ImageCtx *ctx, const char *dir) {
         /* The rootfs is read-only: DNS comes from a file the init writes under /run. */
         _cleanup_free_ char *rc = xasprintf("%s/etc/resolv.conf", dir);
         (void) image_rm_rf(rc);
-        if (symlink("../run/nucleus/resolv.conf", rc) < 0)
+        if (symlink("../run/nucleus-net/resolv.conf", rc) < 0)
                 return log_error_errno(-errno, "image: symlink %s: %m", rc);
         return 0;
 }

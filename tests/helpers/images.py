@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Guest images and microVMs for tests.
+
+`guest_images` (session fixture, root): builds the images once with `nucleus image build` into
+a shared cache dir (default /var/cache/nucleus-test/images, override NUCLEUS_TEST_IMAGES) and
+returns its path. The builder is content-addressed, so later sessions reuse everything whose
+inputs (kernel package, guest binaries, package list) did not change; a lock serialises
+concurrent builders.
+
+`Vm`: boots one microVM with the argv from `nucleus image argv` (the same C builder the node
+uses), a fresh sparse scratch disk, the channel socket and the console log in a private dir.
+"""
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import binary
+
+DEFAULT_CACHE = "/var/cache/nucleus-test/images"
+VM_MEMORY_MIB = 384
+
+
+def images_cache_dir():
+    return os.environ.get("NUCLEUS_TEST_IMAGES", DEFAULT_CACHE)
+
+
+def build_images(images_dir=None, extra_args=(), timeout=1800):
+    """Build (or refresh) the images into images_dir; returns (dir, manifest dict)."""
+    images_dir = images_dir or images_cache_dir()
+    os.makedirs(images_dir, exist_ok=True)
+    nucleus = binary("nucleus")
+    init = binary("nucleus-guest-init")
+    proxy = binary("nucleus-tool-proxy")
+    with open(os.path.join(images_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = subprocess.run(
+            [str(nucleus), "image", "build", "--images-dir", images_dir, "--init", str(init),
+             "--proxy", str(proxy), "--output", "json", *extra_args],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"nucleus image build failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return images_dir, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="session")
+def guest_images():
+    """Path of a built image dir (vmlinuz, vmlinux, initramfs.cpio.gz, rootfs.ext4, manifest.json)."""
+    if os.geteuid() != 0:
+        pytest.skip("building guest images needs root (mmdebstrap)")
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 is not installed")
+    d, _ = build_images()
+    return d
+
+
+def make_scratch(path, size_mib=256):
+    """A sparse ext4 scratch disk owned by uid 1000 (same recipe as image_scratch_create)."""
+    with open(path, "xb") as f:
+        f.truncate(size_mib << 20)
+    os.chmod(path, 0o600)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "nucleus-scratch", "-m", "0", "-E",
+                    "root_owner=1000:1000,lazy_itable_init=1,nodiscard", path], check=True)
+
+
+class Vm:
+    """One microVM. Use as a context manager; .console() reads the serial log."""
+
+    def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
+                 initramfs=None, cmdline_extra=None, workdir=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
+        os.chmod(self.dir, 0o700)
+        self.console_path = os.path.join(self.dir, "console.log")
+        self.sock = os.path.join(self.dir, "channel.sock") if channel else None
+        self.scratch = os.path.join(self.dir, "scratch.ext4") if disks else None
+        if self.scratch:
+            make_scratch(self.scratch)
+        args = [str(binary("nucleus")), "image", "argv", "--images-dir", images_dir,
+                "--console", self.console_path, "--memory", str(memory)]
+        if disks:
+            args += ["--scratch", self.scratch]
+        else:
+            args += ["--no-disks"]
+        if self.sock:
+            args += ["--channel", self.sock]
+        if initramfs:
+            args += ["--initramfs", initramfs]
+        if cmdline_extra:
+            args += ["--cmdline-extra", cmdline_extra]
+        self.argv = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+        self.stderr = open(os.path.join(self.dir, "qemu.stderr"), "w+")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.stderr,
+                                     stderr=self.stderr)
+
+    def console(self):
+        try:
+            with open(self.console_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, text, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.console():
+                return time.monotonic() - self.started
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"console never showed {text!r}; console:\n{self.console()[-3000:]}")
+
+    def wait_exit(self, timeout=60.0):
+        """QEMU's exit code, or raises (the VM is killed) after timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"VM did not power off within {timeout}s; console:\n{self.console()[-3000:]}")
+
+    def connect(self, timeout=60.0):
+        from helpers.channel import Channel
+        return Channel.connect_unix(self.sock, timeout=timeout, retry_for=20.0)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
