@@ -196,6 +196,7 @@ static void test_errors(void **state) {
         expect_err(HEAD "spec:\n  policy: read-only\n  env: {LD_PRELOAD: /x.so}\n", "refused");
         expect_err(HEAD "spec:\n  policy: read-only\n  env: {\"1X\": a}\n", "variable names");
         expect_err(HEAD "spec:\n  policy: read-only\n  env: {N: 1}\n", "must be a string");
+        expect_err(HEAD "spec:\n  policy: read-only\n  env: {N: \"a\\nb\"}\n", "control characters");
         expect_err(HEAD "spec:\n  policy: read-only\n  budget_model: {base_cost_usd: 1}\n", "needs both");
         expect_err("apiVersion: nucleus/v2\nkind: Pod\nspec: {policy: read-only}\n", "apiVersion: must be");
         expect_err("apiVersion: nucleus/v1\nkind: Job\nspec: {policy: read-only}\n", "kind: must be \"Pod\"");

@@ -649,8 +649,8 @@ static int node_config_check(NodeConfig *c, char **reterr) {
                 if (reterr)
                         *reterr = xasprintf(
                                 "%s%spods.default_timeout_seconds (%" PRIu64 ") is above "
-                                                                             "pods.max_timeout_seconds "
-                                                                             "(%" PRIu64 ")",
+                                "pods.max_timeout_seconds "
+                                "(%" PRIu64 ")",
                                 c->path ? c->path : "",
                                 c->path ? ": " : "",
                                 c->default_timeout_seconds,

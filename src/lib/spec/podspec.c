@@ -542,7 +542,7 @@ static int build_policy(Ctx *c, PodSpec *s) {
                                 c,
                                 "spec.policy.max_input_tokens",
                                 "%" PRIu64 " exceeds the policy's limit of %" PRIu64 " (overrides can only "
-                                                                                     "tighten)",
+                                "tighten)",
                                 s->max_input_tokens,
                                 p->max_input_tokens);
                 p->max_input_tokens = s->max_input_tokens;
@@ -553,7 +553,7 @@ static int build_policy(Ctx *c, PodSpec *s) {
                                 c,
                                 "spec.policy.max_output_tokens",
                                 "%" PRIu64 " exceeds the policy's limit of %" PRIu64 " (overrides can only "
-                                                                                     "tighten)",
+                                "tighten)",
                                 s->max_output_tokens,
                                 p->max_output_tokens);
                 p->max_output_tokens = s->max_output_tokens;
@@ -730,6 +730,8 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
                                 return bad(c, kp, "must be a string (quote it)");
                         if ((r = get_string(c, ev, kp, PODSPEC_ENV_VALUE_MAX, &val)) < 0)
                                 return r;
+                        if (string_has_cc(val, "\t"))
+                                return bad(c, kp, "must not contain control characters (newlines included)");
                         strv_consume(&s->env, xasprintf("%s=%s", key, val));
                 }
                 strv_sort_uniq(s->env);
