@@ -181,7 +181,7 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
         fd = safe_close(fd);
         /* root_owner: /workspace belongs to the agent from the first mount on. */
         char *const argv[] = {
-                (char *) "mkfs.ext4",
+                (char *) "/sbin/mkfs.ext4", /* run_argv execs argv[0] as is: no PATH lookup */
                 (char *) "-q",
                 (char *) "-F",
                 (char *) "-L",
