@@ -35,6 +35,17 @@ void agent_patch_done(AgentPatch *p) {
         p->changed = strv_free(p->changed);
 }
 
+char *agent_find_program(const char *name) {
+        static const char *const dirs[] = { "/usr/local/bin", "/usr/bin", "/bin" };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                char *p = xasprintf("%s/%s", dirs[i], name);
+                if (access(p, X_OK) == 0)
+                        return p;
+                free(p);
+        }
+        return NULL;
+}
+
 typedef struct Sink {
         char *buf;
         size_t size, alloc;
@@ -65,10 +76,17 @@ static int git_list(const char *dir, char ***ret) {
                 return -errno;
         _cleanup_close_ int rd = pipefd[0];
         _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-        char *argv[] = { (char *) "git", (char *) "-C",
-                         (char *) dir,   (char *) "ls-files",
-                         (char *) "-co", (char *) "--exclude-standard",
-                         (char *) "-z",  NULL };
+        _cleanup_free_ char *git = agent_find_program("git");
+        if (!git)
+                return 0; /* no git: walk the directory */
+        char *argv[] = { git,
+                         (char *) "-C",
+                         (char *) dir,
+                         (char *) "ls-files",
+                         (char *) "-co",
+                         (char *) "--exclude-standard",
+                         (char *) "-z",
+                         NULL };
         char *envp[] = { (char *) "PATH=/usr/local/bin:/usr/bin:/bin",
                          (char *) "LC_ALL=C",
                          (char *) "GIT_CONFIG_NOSYSTEM=1",

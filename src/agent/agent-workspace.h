@@ -35,6 +35,10 @@ void agent_tar_done(AgentTar *t);
  */
 int agent_workspace_tar(const char *dir, char *const *exclude, AgentTar *ret, char **reterr);
 
+/* Absolute path of a program in /usr/local/bin, /usr/bin or /bin (not $PATH: the user's
+ * environment does not choose what we run on their files), or NULL. Caller frees. */
+char *agent_find_program(const char *name);
+
 /* The node's patch answer. */
 typedef struct AgentPatch {
         char *patch; /* binary git patch text ("" when nothing changed) */

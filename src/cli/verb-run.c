@@ -611,14 +611,20 @@ static int fetch_to_file(
 
 /* Runs argv (no shell) with a minimal environment; captures stdout (capped). */
 static int run_capture(char *const argv[], char **ret_out, int *ret_status) {
+        _cleanup_free_ char *prog = argv[0][0] == '/' ? xstrdup(argv[0]) : agent_find_program(argv[0]);
         int pipefd[2];
+        if (!prog)
+                return -ENOENT;
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
         _cleanup_close_ int rd = pipefd[0];
         _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
         char *envp[] = { (char *) "PATH=/usr/local/bin:/usr/bin:/bin", (char *) "LC_ALL=C", NULL };
         PidRef pid = PIDREF_NULL;
-        int r = spawn_argv(argv, envp, nullfd, pipefd[1], pipefd[1], &pid);
+        _cleanup_strv_free_ char **args = strv_copy(argv);
+        free(args[0]);
+        args[0] = xstrdup(prog);
+        int r = spawn_argv(args, envp, nullfd, pipefd[1], pipefd[1], &pid);
         safe_close(pipefd[1]);
         if (r < 0)
                 return r;
