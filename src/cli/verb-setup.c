@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -163,6 +165,60 @@ static int step_packages(SetupContext *ctx) {
                 return -EIO;
         }
         setup_step(ctx, "packages", SETUP_CHANGED, "installed %s", list);
+        return 0;
+}
+
+/* nucleus-node runs each VMM as this unprivileged user when it exists (src/node/main.c). */
+#define SETUP_VMM_USER "nucleus-vmm"
+
+static int step_vmm_user(SetupContext *ctx) {
+        _cleanup_strv_free_ char **argv = NULL;
+        struct group *kvm;
+        int r;
+
+        if (getpwnam(SETUP_VMM_USER)) {
+                setup_step(ctx, "vmm user", SETUP_UNCHANGED, "system user '%s' exists", SETUP_VMM_USER);
+                return 0;
+        }
+        if (geteuid() != 0) {
+                setup_step(
+                        ctx,
+                        "vmm user",
+                        SETUP_WARNING,
+                        "no '%s' user, so the node would run QEMU as root (confined by -sandbox only); fix: "
+                        "sudo "
+                        "useradd --system --user-group --no-create-home --shell /usr/sbin/nologin %s",
+                        SETUP_VMM_USER,
+                        SETUP_VMM_USER);
+                return 0;
+        }
+        strv_extend(&argv, "useradd");
+        strv_extend(&argv, "--system");
+        strv_extend(&argv, "--user-group");
+        strv_extend(&argv, "--no-create-home");
+        strv_extend(&argv, "--home-dir");
+        strv_extend(&argv, "/nonexistent");
+        strv_extend(&argv, "--shell");
+        strv_extend(&argv, "/usr/sbin/nologin");
+        /* KVM access, where the host has it. */
+        kvm = getgrnam("kvm");
+        if (kvm) {
+                strv_extend(&argv, "--groups");
+                strv_extend(&argv, "kvm");
+        }
+        strv_extend(&argv, SETUP_VMM_USER);
+        r = cli_run_capture(argv, NULL, 0);
+        if (r != 0) {
+                setup_step(ctx, "vmm user", SETUP_FAILED, "useradd %s failed (%d)", SETUP_VMM_USER, r);
+                return -EIO;
+        }
+        setup_step(
+                ctx,
+                "vmm user",
+                SETUP_CHANGED,
+                "created system user '%s'%s (QEMU runs as it)",
+                SETUP_VMM_USER,
+                kvm ? " in group kvm" : "");
         return 0;
 }
 
@@ -563,6 +619,7 @@ static int setup_linux(SetupContext *ctx) {
                 return log_error_errno(r, "Cannot create %s: %m", config_dir);
 
         (void) step_packages(ctx);
+        (void) step_vmm_user(ctx);
         r = step_images(ctx, images_dir);
         step_accel(ctx, images_dir);
         r = setup_secrets(ctx, secrets_dir);
