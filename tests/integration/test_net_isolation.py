@@ -59,9 +59,11 @@ def make_pod(pool, lab, tmp_path):
         return p, g
 
     yield make
+    results = []
     for p, g, sd in made:
         g.close()
-        assert p.teardown() == {"teardown": 0}
+        results.append(p.teardown())
+    assert results == [{"teardown": 0}] * len(made)
     for p, g, sd in made:
         assert leftovers(p.info, sd) == []
 
@@ -240,6 +242,71 @@ def test_drift_extra_table_detected(lab, make_pod):
     p, _ = make_pod({"allow": [f"{lab.web}/32"]})
     netns_exec(p.info["netns"], "nft", "add", "table", "ip", "sneaky")
     assert p.drift()["drift"] == 1
+
+
+@pytest.fixture
+def host_listener6():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::", 0))
+    s.listen(16)
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = s.accept()
+                c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost-service6\n")
+                c.close()
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield s.getsockname()[1]
+    stop.set()
+    t.join()
+    s.close()
+
+
+def test_ipv6_dropped_even_when_plumbed_by_hand(lab, make_pod, host_listener6):  # N1 (IPv6)
+    """The pod gets no IPv6; enable it by hand on every hop and the v6 policy still drops."""
+    p, g = make_pod({"allow": ["0.0.0.0/0"]})
+    ns, short = p.info["netns"], p.info["tap"].split("-", 1)[1]
+    pre = f"2001:db8:{random.randrange(1, 0xffff):x}"
+    for conf in ("all", "default", f"nub-{short}", f"nun-{short}"):
+        netns_exec(ns, "sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=0")
+    netns_exec(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    netns_exec(g.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+    sh("sysctl", "-qw", f"net.ipv6.conf.{p.info['host_veth']}.disable_ipv6=0")
+    sh("ip", "-6", "addr", "add", f"{pre}:0::1/64", "dev", p.info["host_veth"], "nodad")
+    sh("ip", "-6", "route", "add", f"{pre}:1::/64", "via", f"{pre}:0::2", "dev", p.info["host_veth"])
+    sh("ip", "-n", ns, "-6", "addr", "add", f"{pre}:0::2/64", "dev", f"nun-{short}", "nodad")
+    sh("ip", "-n", ns, "-6", "addr", "add", f"{pre}:1::1/64", "dev", f"nub-{short}", "nodad")
+    sh("ip", "-n", ns, "-6", "route", "add", "default", "via", f"{pre}:0::1")
+    sh("ip", "-n", g.ns, "-6", "addr", "add", f"{pre}:1::2/64", "dev", g.gveth, "nodad")
+    sh("ip", "-n", g.ns, "-6", "route", "add", "default", "via", f"{pre}:1::1")
+    target = f"{pre}:0::1"
+
+    # Not through: a silent drop, or the guest giving up on neighbour discovery (the namespace's
+    # input policy drops ICMPv6 too).
+    def blocked(r):
+        return not r["ok"] and r.get("error") in ("timeout", "No route to host")
+
+    assert blocked(g.tcp(target, host_listener6))
+    # Without the host table's input drop, the namespace's IPv6 policy alone still drops it.
+    sh("nft", "flush", "chain", "inet", f"nucleus_{short}", "input")
+    assert blocked(g.tcp(target, host_listener6))
+    # Control: without the namespace's table too, the path is open (so the drops were policy).
+    netns_exec(ns, "nft", "delete", "table", "inet", "nucleus")
+    r = g.tcp(target, host_listener6)
+    assert r["ok"] and "host-service6" in r["body"], r
+
+
+def test_tap_opens_in_namespace(lab, make_pod):
+    p, _ = make_pod({"allow": [f"{lab.web}/32"]})
+    assert p._cmd("tap")["tap_fd"] >= 0
 
 
 def test_teardown_and_stale_cleanup_leave_nothing(lab, pool, tmp_path):
