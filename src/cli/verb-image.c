@@ -24,7 +24,8 @@
 static void image_help(void) {
         printf("Usage: nucleus image build [OPTIONS]\n"
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
-               "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra S]\n"
+               "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
+               "S]\n"
                "       nucleus image probe [--images-dir DIR]\n\n"
                "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
@@ -96,7 +97,8 @@ static int image_argv_verb(int argc, char **argv) {
                 case ARG_MEMORY: {
                         uint32_t v;
                         if (safe_atou32(optarg, &v) < 0)
-                                return cli_usage_error("image", "--memory: '%s' is not a number of MiB", optarg);
+                                return cli_usage_error(
+                                        "image", "--memory: '%s' is not a number of MiB", optarg);
                         q.memory_mib = v;
                         break;
                 }
@@ -148,7 +150,8 @@ static int image_probe_verb(int argc, char **argv) {
                 dir = xstrdup(argv[2]);
         else if (client_images_dir(&dir) < 0)
                 return cli_usage_error("image", "pass --images-dir");
-        _cleanup_free_ char *kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ), *initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ),
+                            *initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
         ImageAccel a;
         int r = image_kvm_probe(NULL, kernel, initramfs, 10 * USEC_PER_SEC, &a, &reason);
         if (r < 0) {
@@ -213,7 +216,8 @@ int verb_image(int argc, char **argv) {
         if (streq(argv[1], "probe"))
                 return image_probe_verb(argc - 1, argv + 1);
         if (!streq(argv[1], "build"))
-                return cli_usage_error("image", "unknown subcommand '%s' (expected build, argv or probe)", argv[1]);
+                return cli_usage_error(
+                        "image", "unknown subcommand '%s' (expected build, argv or probe)", argv[1]);
         argc--;
         argv++;
 

@@ -125,8 +125,10 @@ def test_workspace_is_writable(vm):
     r = run(vm.ch, "sh", "-c", "grep ' /workspace ' /proc/mounts")
     opts = r["stdout"].split()[3].split(",")
     assert "rw" in opts and "nosuid" in opts and "nodev" in opts
-    r = run(vm.ch, "sh", "-c", "echo x > /tmp/t && echo x > /home/agent/t && stat -c %a:%u /home/agent && echo ok")
-    assert r["stdout"].split() == ["700:1000", "ok"], r
+    r = run(vm.ch, "sh", "-c", "echo x > /tmp/t && cat /tmp/t && stat -c %a:%u /home/agent")
+    assert r["stdout"].split() == ["x", "700:1000"], r
+    r = run(vm.ch, "sh", "-c", "grep -E ' /(tmp|home/agent) ' /proc/mounts")
+    assert [line.split()[2] for line in r["stdout"].splitlines()] == ["tmpfs", "tmpfs"], r
 
 
 def test_no_nic_without_network(vm):
