@@ -101,6 +101,9 @@ static const Case cases[] = {
         DENY("local_dev", "find . -exec sudo id ;", CMD),
         DENY("fix_issue", "find . -exec sh -c id ;", CMD),
         ALLOW("local_dev", "find . -name '*.rs' -exec grep -n foo {} +"),
+        ALLOW("local_dev", "find . -name '*.rs' -exec grep -n foo {} \\;"),
+        DENY("local_dev", "find . -name x \\; id", CMD),
+        DENY("local_dev", "find . -exec grep x {} \\; \\; id", CMD),
         /* C4: tar program options (and getopt abbreviations). */
         DENY("local_dev", "tar --checkpoint=1 --checkpoint-action=exec=id -cf /dev/null .", CMD),
         DENY("local_dev", "tar --to-command=sh -xf a.tar", CMD),

@@ -865,8 +865,17 @@ static int check_command_words(const Policy *p, char *const *argv, const char *d
                 return 0;
         }
         /* 2. separators given as words (C7): only a shell would read them as such. */
+        bool in_find_exec = false; /* a ';' ending find's -exec is find syntax, not a separator */
         if (!shell)
-                STRV_FOREACH(w, argv)
+                STRV_FOREACH(w, argv) {
+                        if (in_list(*w, (const char *const[]){ "-exec", "-execdir", "-ok", "-okdir", NULL })) {
+                                in_find_exec = true;
+                                continue;
+                        }
+                        if (in_find_exec && streq(*w, ";")) {
+                                in_find_exec = false;
+                                continue;
+                        }
                         if (in_list(*w, separator_words)) {
                                 policy_decision_set(
                                         ret,
@@ -879,6 +888,7 @@ static int check_command_words(const Policy *p, char *const *argv, const char *d
                                         *w);
                                 return 0;
                         }
+                }
         /* 3. analysis */
         analyze(p, argv, 0, &a);
         if (a.fail_reason) {
