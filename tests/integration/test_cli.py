@@ -491,3 +491,28 @@ def test_lima_force_recreates_and_missing_limactl(env):
     (env.bindir / "limactl").unlink()
     p = env.run("setup", env=le)
     assert p.returncode == 1 and "brew install lima" in p.stderr
+
+
+# ---- shell completions ---------------------------------------------------------------------------
+
+COMPLETIONS = pathlib.Path(__file__).resolve().parent.parent.parent / "packaging" / "completions"
+
+
+def bash_complete(words):
+    script = (f"source {COMPLETIONS / 'nucleus.bash'}\n"
+              f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+              "_nucleus; printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_bash_completion_knows_every_flag(env):
+    assert set(VERBS) <= set(bash_complete(["nucleus", ""]))
+    assert bash_complete(["nucleus", "doctor", "--output", ""]) == ["text", "json"]
+    zsh = (COMPLETIONS / "_nucleus").read_text()
+    for v in VERBS:
+        helptext = env.run(v, "--help", check=0).stdout
+        flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", helptext))
+        offered = set(bash_complete(["nucleus", v, "--"]))
+        assert flags <= offered, (v, flags - offered)
+        for f in flags:
+            assert f in zsh, (v, f)

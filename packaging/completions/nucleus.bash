@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+# bash completion for nucleus (install to /usr/share/bash-completion/completions/nucleus)
+
+_nucleus() {
+        local cur prev verb i
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD-1]}
+        local verbs="setup start stop doctor profiles config secrets ps logs audit run image help"
+        local global="-c --config -v --verbose -q --quiet -h --help --version"
+
+        verb=
+        for ((i = 1; i < COMP_CWORD; i++)); do
+                case ${COMP_WORDS[i]} in
+                -c|--config) ((i++)) ;;
+                -*) ;;
+                *) verb=${COMP_WORDS[i]}; break ;;
+                esac
+        done
+
+        case $prev in
+        -c|--config|--public-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib) return ;;
+        esac
+
+        if [[ -z $verb ]]; then
+                COMPREPLY=($(compgen -W "$verbs $global" -- "$cur"))
+                return
+        fi
+
+        local opts="-h --help"
+        case $verb in
+        setup) opts+=" --force --rotate-secrets --skip-vm --skip-images --skip-deps --listen --metrics-listen --vm-name --vm-cpus --vm-memory-gib --vm-disk-gib --output" ;;
+        start) opts+=" --no-wait --timeout --output" ;;
+        stop) opts+=" --stop-vm --force --output" ;;
+        doctor|profiles|config|ps) opts+=" --output" ;;
+        secrets) opts+=" --output rotate show-paths node approver audit all" ;;
+        logs) opts+=" -f --follow --tail" ;;
+        audit)
+                opts+=" --public-key --allow-unsealed --output verify"
+                if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify ]]; then
+                        COMPREPLY=($(compgen -f -- "$cur"))
+                        return
+                fi ;;
+        run|image) opts+=" --output" ;;
+        esac
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+}
+complete -F _nucleus nucleus
