@@ -158,12 +158,43 @@ static void test_node(void **state) {
         }
 }
 
+/* The exact shapes `nucleus setup` writes (src/cli/verb-setup.c) must load. */
+static void test_setup_written(void **state) {
+        _cleanup_free_ char *cli = write_tmp("# comment\n\n[node]\n# The node's API.\nurl = "
+                                             "\"http://127.0.0.1:8080\"\n"
+                                             "actor = \"nucleus-cli\"\n\n[auth]\nsecrets_dir = "
+                                             "\"/root/.config/nucleus/secrets\"\n\n"
+                                             "[vm]\nname = \"nucleus\"\ncpus = 4\nmemory_gib = 8\ndisk_gib "
+                                             "= 50\n");
+        _cleanup_free_ char *node = write_tmp("[node]\nlisten = \"127.0.0.1:8080\"\nmetrics_listen = "
+                                              "\"127.0.0.1:9080\"\n"
+                                              "state_dir = \"/var/lib/nucleus\"\nimages_dir = "
+                                              "\"/var/lib/nucleus/images\"\n\n"
+                                              "[pods]\ndriver = \"qemu\"\n# probe\naccel = "
+                                              "\"tcg\"\n\n[secrets]\n"
+                                              "node_secret_file = \"/etc/nucleus/secrets/node.key\"\n"
+                                              "approver_public_key_file = "
+                                              "\"/etc/nucleus/secrets/approver.pub\"\n"
+                                              "audit_signing_key_file = "
+                                              "\"/etc/nucleus/secrets/audit.key\"\n");
+        CliConfig *c = NULL;
+        NodeConfig *n = NULL;
+        char *err = NULL;
+        if (cli_config_load(cli, true, &c, &err) < 0)
+                fail_msg("%s", err);
+        assert_string_equal(c->auth.secrets_dir, "/root/.config/nucleus/secrets");
+        if (node_config_load(node, true, &n, &err) < 0)
+                fail_msg("%s", err);
+        assert_string_equal(n->accel, "tcg");
+        cli_config_free(c);
+        node_config_free(n);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_cli_defaults),
-                cmocka_unit_test(test_cli_file),
-                cmocka_unit_test(test_cli_errors),
-                cmocka_unit_test(test_node),
+                cmocka_unit_test(test_cli_defaults),  cmocka_unit_test(test_cli_file),
+                cmocka_unit_test(test_cli_errors),    cmocka_unit_test(test_node),
+                cmocka_unit_test(test_setup_written),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);
