@@ -168,7 +168,12 @@ static int resolve_ops(NucleusClient *client, char ***ret) {
                 *ret = agent_ops_for_policy(p);
                 return 0;
         }
+        /* A profile name, as "policy": "NAME" (spec form) or "profile": "NAME". */
         const char *profile = json_string_value(json_object_get(pod, "profile"));
+        if (!profile)
+                profile = json_string_value(json_object_get(pod, "policy"));
+        if (!profile)
+                profile = json_string_value(json_object_get(json_object_get(pod, "spec"), "policy"));
         if (profile && policy_profile_new(profile, &p) >= 0) {
                 *ret = agent_ops_for_policy(p);
                 return 0;
