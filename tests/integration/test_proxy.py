@@ -351,9 +351,12 @@ def test_export_without_baseline(proxy):
 def test_garbage_frames_drop_peer_proxy_survives(proxy):
     configure(proxy)
     ch = proxy.ch
-    ch.send_raw(b"\x00garbage" * 10)
-    for _ in range(10):
-        ch.send_raw(encode_frame(99, 1, b"zz"))
+    try:
+        ch.send_raw(b"\x00garbage" * 10)
+        for _ in range(10):
+            ch.send_raw(encode_frame(99, 1, b"zz"))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # dropped before we finished: that is the point
     with pytest.raises((ChannelClosed, ChannelError, OSError)):
         for _ in range(100):
             ch.read_frame(timeout=5)

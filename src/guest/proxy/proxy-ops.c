@@ -118,6 +118,12 @@ int request_check_deadline(Request *req) {
         return 0;
 }
 
+/* True if the token's nonce has been used and has no uses left. */
+static bool token_used_up(Proxy *p, const ApprovalToken *t) {
+        return strv_contains(p->used_nonces, t->nonce) &&
+                approval_registry_remaining(p->approvals, t->nonce, (int64_t) time(NULL)) == 0;
+}
+
 /* The token a request may use: its own "approval" argument, else a pending one from
  * `approve` that verifies and matches (pod, op, args). Returns the token (borrowed) or NULL,
  * and the first mismatch reason if a token was given but does not fit. */
@@ -140,7 +146,8 @@ static const char *
                         continue;
                 if (approval_token_check(
                             &t, p->pod_id, operation_to_string(op), args_sha, (int64_t) time(NULL)) !=
-                    APPROVAL_OK)
+                            APPROVAL_OK ||
+                    token_used_up(p, &t))
                         continue;
                 *ret_res = APPROVAL_OK;
                 return *tok;
@@ -246,8 +253,14 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                         request_finish(req, e);
                         return -EACCES;
                 }
-                /* Drop it from the pending pool when it has no uses left. */
+                /* Remember the nonce; drop the token from the pending pool when used up. */
                 ApprovalToken t;
+                if (approval_token_verify(req->approval_token, p->approver_key, &t, NULL) == APPROVAL_OK &&
+                    !strv_contains(p->used_nonces, t.nonce)) {
+                        if (strv_length(p->used_nonces) >= APPROVAL_REGISTRY_DEFAULT_CAPACITY)
+                                p->used_nonces = strv_free(p->used_nonces); /* registry still refuses replays */
+                        strv_extend(&p->used_nonces, t.nonce);
+                }
                 if (approval_token_verify(req->approval_token, p->approver_key, &t, NULL) == APPROVAL_OK &&
                     approval_registry_remaining(p->approvals, t.nonce, (int64_t) time(NULL)) == 0) {
                         char **w = p->pending_tokens;
@@ -557,15 +570,15 @@ void op_approve(Request *req) {
                 r = approval_token_check(
                         &t, p->pod_id, t.operation, t.has_args ? t.args_sha256 : NULL, (int64_t) time(NULL));
         }
-        if (r == APPROVAL_OK && approval_registry_remaining(p->approvals, t.nonce, (int64_t) time(NULL)) == 0) {
-                /* Unknown nonces report 0 too; refuse only if it was seen before and used up. */
+        if (r == APPROVAL_OK && token_used_up(p, &t))
+                r = APPROVAL_EXHAUSTED;
+        if (r == APPROVAL_OK)
                 STRV_FOREACH(tok, p->pending_tokens)
                         if (streq(*tok, text)) {
                                 request_fail(
                                         req, ERROR_KIND_APPROVAL_INVALID, "approve: token already pending");
                                 return;
                         }
-        }
         if (r != APPROVAL_OK) {
                 json_t *e = proto_error_new(
                         ERROR_KIND_APPROVAL_INVALID,

@@ -94,9 +94,10 @@ typedef struct Proxy {
         uint8_t approver_key[APPROVAL_PUBLIC_KEY_SIZE];
         ApprovalRegistry *approvals;
         char **pending_tokens; /* approve op: verified tokens waiting to be used */
-        char **env;            /* NAME=value strings added to every command's environment */
-        char **dns_allow;      /* host or host:port */
-        char *fetch_helper;    /* path of nucleus-web-fetch, or NULL */
+        char **used_nonces; /* nonces consumed at least once (registry_remaining cannot tell unknown from used up) */
+        char **env;         /* NAME=value strings added to every command's environment */
+        char **dns_allow;   /* host or host:port */
+        char *fetch_helper; /* path of nucleus-web-fetch, or NULL */
 
         /* jobs (running commands, imports) */
         Job *jobs;
