@@ -65,6 +65,11 @@ static void test_cmdline_parse(void **state) {
         assert_true(c.probe);
         init_cmdline_done(&c);
 
+        assert_int_equal(init_cmdline_parse("nucleus.channel=vsock:5005", &c, &err), 0);
+        assert_int_equal(c.vsock_port, 5005);
+        init_cmdline_done(&c);
+        assert_int_equal(init_cmdline_parse("nucleus.channel=vsock:0", &c, &err), -EINVAL);
+        assert_int_equal(init_cmdline_parse("nucleus.channel=vsock:x", &c, &err), -EINVAL);
         assert_int_equal(init_cmdline_parse("nucleus.net=garbage", &c, &err), -EINVAL);
         assert_non_null(err);
         assert_int_equal(init_cmdline_parse("nucleus.channel=a nucleus.channel=b", &c, &err), -EINVAL);

@@ -106,6 +106,11 @@ int init_cmdline_parse(const char *cmdline, InitCmdline *ret, const char **reter
                                 goto fail;
                         }
                         c.channel = xstrdup(v);
+                        const char *port = startswith(v, "vsock:");
+                        if (port && (safe_atou32(port, &c.vsock_port) < 0 || c.vsock_port == 0)) {
+                                *reterr = "nucleus.channel=vsock:<port> needs a port number 1..4294967295";
+                                goto fail;
+                        }
                 } else if ((v = startswith(t, "nucleus.net="))) {
                         if (seen_net) {
                                 *reterr = "nucleus.net= given twice";

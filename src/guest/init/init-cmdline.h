@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define INIT_CMDLINE_MAX 4096u /* bytes read from /proc/cmdline */
 
@@ -21,10 +22,11 @@ typedef struct InitNetConfig {
 } InitNetConfig;
 
 typedef struct InitCmdline {
-        char *channel;     /* virtio-serial port name; owned; never NULL after parse */
-        bool have_net;     /* nucleus.net= was given and parsed */
-        InitNetConfig net; /* valid when have_net */
-        bool probe;        /* nucleus.probe=1: print the marker and power off */
+        char *channel;       /* virtio-serial port name; owned; never NULL after parse */
+        uint32_t vsock_port; /* nucleus.channel=vsock:<port> (Firecracker): > 0, else 0 */
+        bool have_net;       /* nucleus.net= was given and parsed */
+        InitNetConfig net;   /* valid when have_net */
+        bool probe;          /* nucleus.probe=1: print the marker and power off */
 } InitCmdline;
 
 #define INIT_DEFAULT_CHANNEL "org.nucleus.channel.0"

@@ -409,11 +409,16 @@ static void send_boot_report(int chan, BootReport *br, usec_t started) {
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
         if (!s)
                 die("serialize boot report");
-        /* Blocks until the host side of the port is connected: the node connects right after
-         * starting QEMU, and there is nothing else for the VM to do before that. */
-        int r = write_event_frame(chan, s);
-        if (r < 0)
-                die("send boot report on the channel: %s", strerror(-r));
+        if (chan >= 0) {
+                /* Blocks until the host side of the port is connected: the node connects right
+                 * after starting QEMU, and there is nothing else for the VM to do before that. */
+                int r = write_event_frame(chan, s);
+                if (r < 0)
+                        die("send boot report on the channel: %s", strerror(-r));
+        } else
+                /* vsock: the proxy listens and the host connects later; the report goes to the
+                 * console, one line, for the node to pick up there. */
+                dprintf(STDERR_FILENO, "nucleus-guest-init: boot report %s\n", s);
         dprintf(STDERR_FILENO,
                 "nucleus-guest-init: ready in %llu ms (kernel %s, nic %s)\n",
                 (unsigned long long) (ready / USEC_PER_MSEC),
@@ -443,25 +448,33 @@ static pid_t start_proxy(int chan) {
         (void) sigprocmask(SIG_SETMASK, &all, NULL);
         (void) setsid();
 
-        if (chan == CHANNEL_FD) {
-                if (fd_set_cloexec(chan, false) < 0)
+        if (chan < 0)
+                (void) fd_close_all_from(3, NULL, 0);
+        else {
+                if (chan == CHANNEL_FD) {
+                        if (fd_set_cloexec(chan, false) < 0)
+                                _exit(127);
+                } else if (dup2(chan, CHANNEL_FD) < 0)
                         _exit(127);
-        } else if (dup2(chan, CHANNEL_FD) < 0)
-                _exit(127);
-        int keep = CHANNEL_FD;
-        (void) fd_close_all_from(CHANNEL_FD + 1, &keep, 1);
+                int keep = CHANNEL_FD;
+                (void) fd_close_all_from(CHANNEL_FD + 1, &keep, 1);
+        }
 
         int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0)
                 _exit(127);
 
-        char *const argv[] = { (char *) INIT_PROXY_PATH, (char *) "--fd", (char *) "3", NULL };
+        char port[16];
+        (void) snprintf(port, sizeof(port), "%u", arg_cmdline.vsock_port);
+        char *const argv_fd[] = { (char *) INIT_PROXY_PATH, (char *) "--fd", (char *) "3", NULL };
+        char *const argv_vsock[] = { (char *) INIT_PROXY_PATH, (char *) "--vsock-port", port, NULL };
+        char *const *argv = chan >= 0 ? argv_fd : argv_vsock;
         char *const envp[] = {
                 (char *) "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 (char *) "LANG=C.UTF-8",
                 NULL,
         };
-        execve(argv[0], argv, envp);
+        execve(argv[0], (char **) argv, envp);
         dprintf(STDERR_FILENO, "nucleus-guest-init: FATAL: exec %s: %m; powering off\n", argv[0]);
         _exit(127);
 }
@@ -532,7 +545,9 @@ int main(int argc, char **argv) {
         }
 
         load_modules(cmdline, &br);
-        _cleanup_close_ int chan = open_channel(arg_cmdline.channel);
+        /* virtio-serial (QEMU): opened here, before anything else runs. vsock (Firecracker):
+         * the proxy listens on the port itself; only the host can connect to it. */
+        _cleanup_close_ int chan = arg_cmdline.vsock_port > 0 ? -EBADF : open_channel(arg_cmdline.channel);
         remove_other_ports();
         mount_root_and_scratch(&br);
         switch_root();

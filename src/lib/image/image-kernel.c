@@ -46,6 +46,16 @@ static int resolve_kernel_package(ImageCtx *ctx, char **ret) {
                 (char *) "apt-cache", (char *) "depends", (char *) IMAGE_DEFAULT_KERNEL_PACKAGE, NULL
         };
         int r = image_run_capture(ctx, argv, 64 * 1024, &out);
+        if (r < 0 && geteuid() == 0) {
+                /* A fresh machine may have no package lists yet. */
+                image_progress(
+                        ctx,
+                        "kernel: apt-cache knows no %s; running apt-get update",
+                        IMAGE_DEFAULT_KERNEL_PACKAGE);
+                char *const upd[] = { (char *) "apt-get", (char *) "update", (char *) "-q", NULL };
+                if (image_run(ctx, "apt-get update", upd, NULL) >= 0)
+                        r = image_run_capture(ctx, argv, 64 * 1024, &out);
+        }
         if (r < 0)
                 return log_error_errno(
                         r,

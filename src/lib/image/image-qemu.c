@@ -123,9 +123,10 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         strv_extend(&a, "-append");
         strv_extend(&a, cmdline);
 
-        /* Serial console (ttyS0) to a file; no monitor on stdio. */
+        /* Serial console (ttyS0) to a file, appended (the node may log QEMU's own stderr to the
+         * same file); no monitor on stdio. */
         strv_extend(&a, "-chardev");
-        strv_consume(&a, xasprintf("file,id=con0,path=%s", c->console_log));
+        strv_consume(&a, xasprintf("file,id=con0,path=%s,append=on", c->console_log));
         strv_extend(&a, "-serial");
         strv_extend(&a, "chardev:con0");
         strv_extend(&a, "-monitor");
