@@ -244,10 +244,10 @@ int podspec_check_dns_name(const char *s, char **ret_normalized, char **reterr) 
                         all_digits_last = true;
                         continue;
                 }
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) {
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')) {
                         if (reterr)
                                 *reterr = xasprintf(
-                                        "'%s': only letters, digits, '-' and '.' are allowed%s",
+                                        "'%s': only letters, digits, '-', '_' and '.' are allowed%s",
                                         s,
                                         ch == '*' ? " (a wildcard only as a leading \"*.\")" : "");
                         return -EINVAL;
