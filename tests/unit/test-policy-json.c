@@ -32,13 +32,13 @@
 
 static void test_good(void **state) {
         static const char text[] = "{\"name\":\"custom\",\"description\":\"d\"," CAPS "," REST ",\"obligatio"
-                                                                                               "ns\":{"
-                                                                                               "\"approvals"
-                                                                                               "\":[\"web_"
-                                                                                               "fetch\"]},"
-                                                                                               "\"trifecta_"
-                                                                                               "constraint\""
-                                                                                               ":false}";
+                                   "ns\":{"
+                                   "\"approvals"
+                                   "\":[\"web_"
+                                   "fetch\"]},"
+                                   "\"trifecta_"
+                                   "constraint\""
+                                   ":false}";
         _cleanup_(policy_freep) Policy *p = NULL, *q = NULL;
         _cleanup_free_ char *err = NULL;
         assert_int_equal(policy_from_json_text(text, strlen(text), &p, &err), 0);
@@ -106,11 +106,11 @@ static void test_errors(void **state) {
         expect_error("{\"capabilities\":{\"ReadFiles\":\"always\"}," REST "}", "$.capabilities: unknown key");
         expect_error(
                 "{" CAPS ",\"paths\":{\"blocked\":[\"a\",\"b\",3]},\"commands\":{},\"budget\":{},\"time\":{}"
-                         "}",
+                "}",
                 "$.paths.blocked[2]: expected a string");
         expect_error(
                 "{" CAPS ",\"paths\":{\"unrestricted\":true,\"allowed\":[\"x\"]},\"commands\":{},\"budget\":"
-                         "{}"
+                "{}"
                 ",\"time\":{}}",
                 "$.paths.allowed: must be empty when \"unrestricted\" is true");
         expect_error(
@@ -143,12 +143,12 @@ static void test_errors(void **state) {
                 "$.budget: give either");
         expect_error(
                 "{" CAPS ",\"paths\":{},\"commands\":{},\"budget\":{\"max_usd_micros\":1,\"max_input_"
-                         "tokens\":1,"
+                "tokens\":1,"
                 "\"max_output_tokens\":1.5},\"time\":{}}",
                 "$.budget.max_output_tokens: expected a non-negative integer");
         expect_error(
                 "{" CAPS ",\"paths\":{},\"commands\":{},\"budget\":{\"max_usd_micros\":1,\"max_input_"
-                         "tokens\":1,"
+                "tokens\":1,"
                 "\"max_output_tokens\":1},\"time\":{\"max_duration_seconds\":\"1h\"}}",
                 "$.time.max_duration_seconds: expected a non-negative integer");
         expect_error(
