@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Request signing for the node API with libsodium: HMAC-SHA256 over
- * "nucleus-v1\nMETHOD\npath?query\ntimestamp\nnonce\nactor\nhex(sha256(body))".
- * FIXME: call src/lib/auth's signer once it lands, so there is one implementation.
+ * Request signing for the node API: fresh timestamp and nonce here, the signature itself from
+ * src/lib/auth (auth_sign_request), so client and node share one implementation of the
+ * string to sign.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc-util.h"
 #include "client-sign.h"
+#include "sign.h"
 #include "string-util.h"
 
 int client_sign(
@@ -23,9 +23,9 @@ int client_sign(
         size_t body_len,
         uint64_t now,
         ClientSignedHeaders *ret) {
-        uint8_t body_hash[crypto_hash_sha256_BYTES], nonce[16], mac[crypto_auth_hmacsha256_BYTES];
-        char body_hex[2 * crypto_hash_sha256_BYTES + 1];
-        crypto_auth_hmacsha256_state st;
+        uint8_t nonce[16];
+        ClientSignedHeaders h = {};
+        int r;
 
         if (isempty(method) || !path_query || path_query[0] != '/' || !actor)
                 return -EINVAL;
@@ -35,36 +35,13 @@ int client_sign(
         if (sodium_init() < 0)
                 return -EIO;
 
-        crypto_hash_sha256(body_hash, body ?: (const void *) "", body_len);
-        sodium_bin2hex(body_hex, sizeof(body_hex), body_hash, sizeof(body_hash));
         randombytes_buf(nonce, sizeof(nonce));
-
-        ClientSignedHeaders h = {};
         (void) snprintf(h.timestamp, sizeof(h.timestamp), "%" PRIu64, now);
         sodium_bin2hex(h.nonce, sizeof(h.nonce), nonce, sizeof(nonce));
-
-        crypto_auth_hmacsha256_init(&st, key, 32);
-#define FIELD(s) crypto_auth_hmacsha256_update(&st, (const unsigned char *) (s), strlen(s))
-#define NL crypto_auth_hmacsha256_update(&st, (const unsigned char *) "\n", 1)
-        FIELD("nucleus-v1");
-        NL;
-        FIELD(method);
-        NL;
-        FIELD(path_query);
-        NL;
-        FIELD(h.timestamp);
-        NL;
-        FIELD(h.nonce);
-        NL;
-        FIELD(actor);
-        NL;
-        FIELD(body_hex);
-#undef FIELD
-#undef NL
-        crypto_auth_hmacsha256_final(&st, mac);
-        sodium_memzero(&st, sizeof(st));
-        sodium_bin2hex(h.signature, sizeof(h.signature), mac, sizeof(mac));
-
+        r = auth_sign_request(
+                key, method, path_query, h.timestamp, h.nonce, actor, body, body_len, h.signature);
+        if (r < 0)
+                return r;
         *ret = h;
         return 0;
 }

@@ -2,7 +2,7 @@
 /*
  * The one place the client signs a request (DESIGN.md §4 / CONTRACTS.md "Request signing").
  * Kept isolated so it can defer to src/lib/auth's signer: inputs are our own request, the key
- * is the node secret (never logged).
+ * is the node secret (never logged). The signature comes from src/lib/auth/sign.h.
  */
 #pragma once
 
