@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -21,7 +21,7 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-check: deps format-check build check-unit check-asan fuzz-smoke check-integration
+check: deps format-check lint build check-unit check-asan fuzz-smoke check-integration
 	@echo "make check: all suites passed"
 
 check-unit: build
@@ -41,6 +41,9 @@ fuzz-smoke: deps
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	ninja -C $(FUZZ_BUILD)
 	scripts/fuzz-smoke $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+lint:
+	@scripts/check-cloexec
 
 format:
 	clang-format -i $(SOURCES)
