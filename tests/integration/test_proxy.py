@@ -306,9 +306,90 @@ def test_unknown_op_and_bad_json(proxy):
 
 
 def test_web_fetch_denied_without_capability(proxy):
-    configure(proxy)
-    assert err_kind(proxy.ch.request("web_fetch", {"url": "https://example.com/"})) in (
-        "insufficient_capability", "unsupported")
+    configure(proxy, dns_allow=["example.com"])
+    r = proxy.ch.request("web_fetch", {"url": "https://example.com/"})
+    assert err_kind(r) == "insufficient_capability"
+
+
+@pytest.fixture
+def http_server():
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/redirect-out"):
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{self.server.server_port}/secret")
+                self.end_headers()
+                return
+            if self.path.startswith("/redirect-in"):
+                self.send_response(302)
+                self.send_header("Location", "/hello")
+                self.end_headers()
+                return
+            body = b"hello from test" if self.path == "/hello" else b"x" * 5000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Test", "yes")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_port
+    srv.shutdown()
+
+
+@pytest.fixture
+def fetch_proxy(proxy_bin, agent_ids):
+    from conftest import binary
+    from helpers.proxyrun import ProxyProcess
+    pp = ProxyProcess(proxy_bin, *agent_ids, extra_args=["--fetch-helper", str(binary("nucleus-web-fetch"))])
+    yield pp
+    alive = pp.alive()
+    pp.stop()
+    assert alive
+
+
+def web_policy(proxy_bin, agent_ids):
+    pol = policy(proxy_bin, agent_ids)
+    pol["capabilities"]["web_fetch"] = "low_risk"
+    return pol
+
+
+def test_web_fetch_allowed_host_and_redirect_checks(proxy_bin, agent_ids, fetch_proxy, http_server):
+    port = http_server
+    configure(fetch_proxy, policy=web_policy(proxy_bin, agent_ids), dns_allow=[f"127.0.0.1:{port}"])
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://127.0.0.1:{port}/hello"})
+    assert r["status"] == 200 and r["body"] == "hello from test" and r["headers"]["x-test"] == "yes", r
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://127.0.0.1:{port}/redirect-in"})
+    assert r["status"] == 200 and r["redirects"] == 1 and r["body"] == "hello from test"
+    # A redirect to a host that is not allowed is refused, not followed.
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://127.0.0.1:{port}/redirect-out"})
+    assert err_kind(r) == "network_denied" and "localhost" in r["error"]
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://localhost:{port}/hello"})
+    assert err_kind(r) == "network_denied"
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://127.0.0.1:{port + 1 if port < 65535 else 1}/hello"})
+    assert err_kind(r) == "network_denied"
+    r = fetch_proxy.ch.request("web_fetch", {"url": f"http://127.0.0.1:{port}/big", "max_bytes": 100})
+    assert r["truncated"] is True and len(r["body"]) == 100
+    assert err_kind(fetch_proxy.ch.request("web_fetch", {"url": "file:///etc/passwd"})) == "invalid_request"
+    assert err_kind(fetch_proxy.ch.request("web_fetch", {"url": "http://x/", "method": "TRACE"})) == "invalid_request"
+
+
+def test_web_fetch_without_dns_allow(proxy_bin, agent_ids, fetch_proxy):
+    configure(fetch_proxy, policy=web_policy(proxy_bin, agent_ids))
+    assert err_kind(fetch_proxy.ch.request("web_fetch", {"url": "https://example.com/"})) == "network_denied"
+
+
+def test_web_fetch_without_helper(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=web_policy(proxy_bin, agent_ids), dns_allow=["example.com"])
+    assert err_kind(proxy.ch.request("web_fetch", {"url": "https://example.com/"})) == "unsupported"
 
 
 # ---------------------------------------------------------------- import / export

@@ -53,7 +53,8 @@ typedef struct RunJob {
         usec_t started;
         usec_t deadline;    /* kill at */
         usec_t grace_until; /* after exit: stop waiting for pipes */
-        uint64_t cap;       /* bytes kept/streamed per pipe */
+        void (*on_done)(Request *req, int status, bool timed_out, const char *out, size_t n); /* custom answer */
+        uint64_t cap; /* bytes kept/streamed per pipe */
 } RunJob;
 
 static void run_job_free(Job *j) {
@@ -88,6 +89,11 @@ static void run_finish(RunJob *rj) {
         uint64_t secs = (dur + USEC_PER_SEC - 1) / USEC_PER_SEC;
 
         request_settle(req, p->costs.base_usd_micros + secs * p->costs.run_usd_micros_per_second);
+        if (rj->on_done) {
+                rj->on_done(
+                        req, rj->status, rj->timed_out || rj->cancelled, rj->out[0].buf ?: "", rj->out[0].n);
+                goto cleanup;
+        }
 
         json_t *j = json_object();
         if (WIFEXITED(rj->status)) {
@@ -124,6 +130,7 @@ static void run_finish(RunJob *rj) {
         } else
                 proxy_send(p, FRAME_END, req->stream_id, NULL, 0);
         request_finish(req, j);
+cleanup:
         for (int i = 0; i < 2; i++)
                 if (rj->out[i].open) {
                         proxy_loop_del(p, &rj->out[i].src);
@@ -330,10 +337,10 @@ void op_run(Request *req) {
         static const char *const keys[] = { "argv",   "command",      "cwd",
                                             "stdin",  "stdin_base64", "timeout_seconds",
                                             "stream", "env",          NULL };
-        _cleanup_strv_free_ char **argv = NULL, **env = NULL;
+        _cleanup_strv_free_ char **argv = NULL;
         _cleanup_free_ char *cwd_rel = NULL, *cwd_res = NULL;
         _cleanup_free_ uint8_t *stdin_data = NULL;
-        _cleanup_close_ int cwd_fd = -EBADF, stdin_fd = -EBADF;
+        _cleanup_close_ int cwd_fd = -EBADF;
         const char *command = NULL, *cwd = NULL, *in_s = NULL, *in_b64 = NULL;
         size_t stdin_n = 0;
         uint64_t timeout_s;
@@ -474,35 +481,55 @@ void op_run(Request *req) {
         if (request_gate(req, &d, reserve) < 0)
                 return;
 
+        r = proxy_spawn(
+                req, argv, cwd_fd, stdin_data, stdin_n, timeout, stream, NULL, p->limits.max_output_bytes);
+        (void) r;
+}
+
+int proxy_spawn(
+        Request *req,
+        char **argv,
+        int cwd_fd,
+        const void *stdin_data,
+        size_t stdin_n,
+        usec_t timeout,
+        bool stream,
+        void (*on_done)(Request *req, int status, bool timed_out, const char *out, size_t n),
+        uint64_t cap) {
+        Proxy *p = req->proxy;
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_close_ int stdin_fd = -EBADF;
+        int r;
+
         /* stdin: a sealed memfd, or /dev/null. */
         if (stdin_data) {
                 stdin_fd = memfd_create("nucleus-stdin", MFD_CLOEXEC);
                 if (stdin_fd < 0 || loop_write(stdin_fd, stdin_data, stdin_n) < 0 ||
                     lseek(stdin_fd, 0, SEEK_SET) < 0) {
                         request_fail(req, ERROR_KIND_IO_ERROR, "run: cannot prepare stdin");
-                        return;
+                        return -EIO;
                 }
         } else {
                 stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (stdin_fd < 0) {
                         request_fail(req, ERROR_KIND_IO_ERROR, "run: /dev/null: %m");
-                        return;
+                        return -EIO;
                 }
         }
         int po[2], pe[2], perr[2];
         if (pipe2(po, O_CLOEXEC | O_NONBLOCK) < 0) {
                 request_fail(req, ERROR_KIND_IO_ERROR, "run: pipe: %m");
-                return;
+                return -EIO;
         }
         if (pipe2(pe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 safe_close(po[0]), safe_close(po[1]);
                 request_fail(req, ERROR_KIND_IO_ERROR, "run: pipe: %m");
-                return;
+                return -EIO;
         }
         if (pipe2(perr, O_CLOEXEC) < 0) {
                 safe_close(po[0]), safe_close(po[1]), safe_close(pe[0]), safe_close(pe[1]);
                 request_fail(req, ERROR_KIND_IO_ERROR, "run: pipe: %m");
-                return;
+                return -EIO;
         }
         env = build_env(p);
         SandboxParams sp = {
@@ -522,7 +549,7 @@ void op_run(Request *req) {
                 safe_close(po[0]), safe_close(po[1]), safe_close(pe[0]), safe_close(pe[1]);
                 safe_close(perr[0]), safe_close(perr[1]);
                 request_fail(req, ERROR_KIND_IO_ERROR, "run: fork: %m");
-                return;
+                return -EIO;
         }
         if (pid == 0) {
                 /* Child: only async-signal-safe-ish work until exec; report failures on perr. */
@@ -574,7 +601,7 @@ void op_run(Request *req) {
                                 "run: sandbox step '%s' failed: %s",
                                 step ? step + 1 : "?",
                                 strerror(err));
-                return;
+                return -EIO;
         }
 
         RunJob *rj = xnew0(RunJob, 1);
@@ -582,7 +609,8 @@ void op_run(Request *req) {
         rj->stream = stream;
         rj->started = now_usec(CLOCK_MONOTONIC);
         rj->deadline = rj->started + timeout;
-        rj->cap = stream ? p->limits.max_output_bytes * 16 : p->limits.max_output_bytes;
+        rj->cap = stream ? cap * 16 : cap;
+        rj->on_done = on_done;
         (void) pidref_set_pid(&rj->pid, pid);
         rj->pid_src = (LoopSource){ .fd = rj->pid.fd, .callback = pid_event, .userdata = rj };
         if (rj->pid.fd >= 0 && proxy_loop_add(p, &rj->pid_src, EPOLLIN) < 0)
@@ -594,5 +622,6 @@ void op_run(Request *req) {
                 (void) proxy_loop_add(p, &rj->out[i].src, EPOLLIN);
         }
         proxy_add_job(p, &rj->job);
-        log_debug("run [%u]: started pid %d", req->stream_id, (int) pid);
+        log_debug("%s [%u]: started pid %d", req->op, req->stream_id, (int) pid);
+        return 0;
 }

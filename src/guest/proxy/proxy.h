@@ -179,6 +179,22 @@ usec_t proxy_jobs_next_deadline(Proxy *p);
 void proxy_jobs_reap_graveyard(Proxy *p);
 void proxy_jobs_tick(Proxy *p);
 
+/* Fork a confined child (sandbox.c) as the agent and track it as a job of req: argv via PATH,
+ * cwd_fd beneath the workspace, stdin bytes (or /dev/null), killed at timeout. Output is kept
+ * up to cap bytes per pipe. on_done NULL: answer as `run`; else on_done builds the answer from
+ * the wait status and stdout. Returns 0 (req now owned by the job) or <0 (req was failed). The
+ * caller has passed request_gate(). */
+int proxy_spawn(
+        Request *req,
+        char **argv,
+        int cwd_fd,
+        const void *stdin_data,
+        size_t stdin_n,
+        usec_t timeout,
+        bool stream,
+        void (*on_done)(Request *req, int status, bool timed_out, const char *out, size_t n),
+        uint64_t cap);
+
 /* ---- helpers (proxy-util.c) ---- */
 /* Parse helpers for args: each fails the request with invalid_request and returns <0. */
 int args_get_string(Request *req, const char *key, bool required, const char **ret);
