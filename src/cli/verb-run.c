@@ -26,6 +26,10 @@
 #include "alloc-util.h"
 #include "approval.h"
 #include "cli-files.h"
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
+#endif
 #include "cli.h"
 #include "client-paths.h"
 #include "client-settings.h"
@@ -336,23 +340,54 @@ static const char *env_or(const char *flag, const char *env) {
         return isempty(e) ? NULL : e;
 }
 
-/* Model settings: flags > environment (NUCLEUS_MODEL_*) > defaults. FIXME: add config.toml
- * [model] between environment and defaults once src/lib/spec's loader lands. */
-static int model_config(const RunOptions *o, LlmConfig *ret, uint64_t *ret_in, uint64_t *ret_out) {
+/* Model settings: flags > environment (NUCLEUS_MODEL_*) > config.toml [model] (values set in
+ * the file only; its built-in defaults do not count as "a model is configured") > defaults. */
+static int model_config(
+        const RunOptions *o, const char *config_file, LlmConfig *ret, uint64_t *ret_in, uint64_t *ret_out) {
         const char *model = env_or(o->model, "NUCLEUS_MODEL");
         const char *provider = env_or(o->provider, "NUCLEUS_MODEL_PROVIDER");
         const char *base = env_or(o->base_url, "NUCLEUS_MODEL_BASE_URL");
         const char *keyenv = env_or(o->api_key_env, "NUCLEUS_MODEL_API_KEY_ENV");
         const char *pin = env_or(o->price_in, "NUCLEUS_MODEL_PRICE_IN");
         const char *pout = env_or(o->price_out, "NUCLEUS_MODEL_PRICE_OUT");
+        bool have_cfg_prices = false;
+        uint64_t cfg_in = 0, cfg_out = 0;
         LlmProvider prov;
         int r;
+
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        _cleanup_(cli_config_freep) CliConfig *cfg = NULL;
+        _cleanup_free_ char *cerr = NULL;
+        r = cli_config_load(config_file, false, &cfg, &cerr);
+        if (r < 0)
+                return log_error_errno(r, "%s", cerr ? cerr : "cannot load config.toml");
+#        define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
+        bool file_model = FROM_FILE(CLI_MODEL_MODEL) || FROM_FILE(CLI_MODEL_PROVIDER) ||
+                FROM_FILE(CLI_MODEL_BASE_URL);
+        if (file_model) {
+                /* A [model] section: its values (and its per-provider defaults) fill the gaps. */
+                if (!provider)
+                        provider = cfg->model.provider;
+                if (!model && !(o->provider && !FROM_FILE(CLI_MODEL_MODEL)))
+                        model = cfg->model.model;
+                if (!base && FROM_FILE(CLI_MODEL_BASE_URL))
+                        base = cfg->model.base_url;
+                if (!keyenv && FROM_FILE(CLI_MODEL_API_KEY_ENV))
+                        keyenv = cfg->model.api_key_env;
+                have_cfg_prices = true;
+                cfg_in = cfg->model.price_in_per_mtok_usd_micros;
+                cfg_out = cfg->model.price_out_per_mtok_usd_micros;
+        }
+#        undef FROM_FILE
+#else
+        (void) config_file;
+#endif
 
         if (!model)
                 return log_error_errno(
                         -ENOENT,
-                        "no model configured: pass --model (and --base-url, --provider), set "
-                        "NUCLEUS_MODEL, or use --script PLAN.json");
+                        "no model configured: add a [model] section to config.toml, pass --model (and "
+                        "--base-url, --provider), set NUCLEUS_MODEL, or use --script PLAN.json");
         if (provider) {
                 prov = llm_provider_from_string(provider);
                 if (prov < 0 || prov == LLM_PROVIDER_SCRIPT)
@@ -372,7 +407,8 @@ static int model_config(const RunOptions *o, LlmConfig *ret, uint64_t *ret_in, u
                 if (!official && isempty(secure_getenv(keyenv)))
                         keyenv = NULL;
         }
-        *ret_in = *ret_out = 0;
+        *ret_in = have_cfg_prices ? cfg_in : 0;
+        *ret_out = have_cfg_prices ? cfg_out : 0;
         if (pin && (r = pricing_parse_usd(pin, ret_in)) < 0)
                 return log_error_errno(r, "--price-in: '%s' is not a USD amount", pin);
         if (pout && (r = pricing_parse_usd(pout, ret_out)) < 0)
@@ -902,12 +938,16 @@ int verb_run(int argc, char **argv) {
         ops = agent_ops_for_policy(policy);
         tools = agent_tools_for_ops(ops);
 
+        r = client_settings_load(&settings, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot load settings"), CLI_EXIT_FAILURE;
+
         /* The agent before the pod: a bad model config or plan must not cost a VM boot. */
         if (o.script) {
                 LlmConfig sc = { .provider = LLM_PROVIDER_SCRIPT, .script_path = (char *) o.script };
                 r = llm_client_new(&sc, &llm, &err);
         } else if (!o.agent_cmd) {
-                if (model_config(&o, &mcfg, &price_in, &price_out) < 0)
+                if (model_config(&o, settings.config_file, &mcfg, &price_in, &price_out) < 0)
                         return CLI_EXIT_FAILURE;
                 r = llm_client_new(&mcfg, &llm, &err);
         } else
@@ -916,9 +956,6 @@ int verb_run(int argc, char **argv) {
                 return log_error_errno(r, "%s", err ? err : "cannot set up the model client"),
                        CLI_EXIT_FAILURE;
 
-        r = client_settings_load(&settings, &err);
-        if (r < 0)
-                return log_error_errno(r, "%s", err ? err : "cannot load settings"), CLI_EXIT_FAILURE;
         r = client_open(&settings, &client, &err);
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot reach the node"), CLI_EXIT_FAILURE;

@@ -344,3 +344,31 @@ def test_bad_model_config_fails_before_any_pod(env, node):
     r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "NOT_SET_ANYWHERE" in r.stderr
     assert node.pods == {}
+
+
+def test_model_from_config_toml(env, node):
+    with ModelServer([{"text": "Configured through config.toml."}]) as ms:
+        (env.cfg / "config.toml").write_text(
+            "[model]\n"
+            'provider = "anthropic"\n'
+            f'base_url = "{ms.anthropic_base_url}"\n'
+            'model = "claude-from-config"\n'
+            'api_key_env = "TEST_MODEL_KEY"\n'
+            "price_in_per_mtok_usd = 3.0\n"
+            "price_out_per_mtok_usd = 15.0\n")
+        argv = [str(binary("nucleus")), "run", "Hello", "-d", str(env.proj), "--output", "json"]
+        r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["final_text"] == "Configured through config.toml."
+    req = ms.requests[0]
+    assert req["path"] == "/v1/messages" and req["body"]["model"] == "claude-from-config"
+    assert req["headers"]["x-api-key"] == "sk-test-123"
+    assert doc["cost_micros"] > 0  # prices came from the file
+
+
+def test_no_model_and_no_script_is_a_clear_error(env, node):
+    argv = [str(binary("nucleus")), "run", "Hello", "-d", str(env.proj)]
+    r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "no model configured" in r.stderr
+    assert node.pods == {}
