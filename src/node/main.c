@@ -277,7 +277,7 @@ static int load_secrets(Node *n) {
         return 0;
 }
 
-static int mkdir_0700(const char *p) {
+static int mkdir_mode(const char *p, mode_t mode) {
         struct stat st;
         if (mkdir(p, 0700) < 0 && errno != EEXIST)
                 return -errno;
@@ -285,7 +285,7 @@ static int mkdir_0700(const char *p) {
                 return -errno;
         if (!S_ISDIR(st.st_mode))
                 return -ENOTDIR;
-        if (chmod(p, 0700) < 0)
+        if (chmod(p, mode) < 0)
                 return -errno;
         return 0;
 }
@@ -369,9 +369,7 @@ int main(int argc, char **argv) {
         r = auth_nonce_cache_new(0, &node.nonces);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the nonce cache: %m"), 1;
-        pods_dir = xasprintf("%s/pods", node.config.state_dir);
-        if ((r = mkdir_0700(node.config.state_dir)) < 0 || (r = mkdir_0700(pods_dir)) < 0)
-                return log_error_errno(r, "Cannot create the state dir %s: %m", node.config.state_dir), 1;
+
         if (!node.config.net_state_dir)
                 node.config.net_state_dir = xasprintf("%s/net", node.config.state_dir);
         node.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -389,6 +387,13 @@ int main(int argc, char **argv) {
                         "No '%s' user: VMMs run as root, confined by QEMU's -sandbox only ('nucleus setup' "
                         "creates the user)",
                         node.config.vmm_user ?: "nucleus-vmm");
+
+        /* With a dedicated VMM user, the state dirs are traversable (not listable) by others so
+         * QEMU can reach its own pod's vm/ dir; pod dirs are 0710 root:<vmm group>. */
+        pods_dir = xasprintf("%s/pods", node.config.state_dir);
+        if ((r = mkdir_mode(node.config.state_dir, node.vmm_uid ? 0711 : 0700)) < 0 ||
+            (r = mkdir_mode(pods_dir, node.vmm_uid ? 0711 : 0700)) < 0)
+                return log_error_errno(r, "Cannot create the state dir %s: %m", node.config.state_dir), 1;
 
         r = cgroup_node_setup(NULL, &node.cgroup_root, &why);
         if (r <= 0)

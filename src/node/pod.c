@@ -498,6 +498,33 @@ static void pod_on_event(void *userdata, json_t *ev) {
         pod_audit(p, &ae);
 }
 
+/* If the VMM process has ended (or ends within wait), a reason naming how; else NULL. */
+static char *pod_vmm_exit_reason(Pod *p, usec_t wait) {
+        usec_t end = now_usec(CLOCK_MONOTONIC) + wait;
+        int fd = -EBADF;
+
+        pthread_mutex_lock(&node_global->lock);
+        if (p->vm && vmm_pid(p->vm)->fd >= 0)
+                fd = fcntl(vmm_pid(p->vm)->fd, F_DUPFD_CLOEXEC, 3);
+        pthread_mutex_unlock(&node_global->lock);
+        if (fd < 0)
+                return NULL;
+        for (;;) {
+                siginfo_t si = {};
+                if (waitid(P_PIDFD, (id_t) fd, &si, WEXITED | WNOHANG | WNOWAIT) >= 0 && si.si_pid != 0) {
+                        safe_close(fd);
+                        return si.si_code == CLD_EXITED
+                                ? xasprintf("VMM exited unexpectedly with status %d", si.si_status)
+                                : xasprintf("VMM killed by signal %s", sigabbrev_np(si.si_status) ?: "?");
+                }
+                if (now_usec(CLOCK_MONOTONIC) >= end)
+                        break;
+                (void) usleep(20 * 1000);
+        }
+        safe_close(fd);
+        return NULL;
+}
+
 static void pod_on_close(void *userdata, int error) {
         Pod *p = userdata;
         PodState s;
@@ -505,9 +532,11 @@ static void pod_on_close(void *userdata, int error) {
         s = p->state;
         pthread_mutex_unlock(&node_global->lock);
         if (s == POD_RUNNING) {
-                _cleanup_free_ char *why = error < 0
-                        ? xasprintf("channel to the guest broken: %s", strerror(-error))
-                        : xstrdup("the guest closed the channel");
+                /* A dead VMM closes the channel too: name the cause, not the symptom. */
+                _cleanup_free_ char *why = pod_vmm_exit_reason(p, 500 * USEC_PER_MSEC);
+                if (!why)
+                        why = error < 0 ? xasprintf("channel to the guest broken: %s", strerror(-error))
+                                        : xstrdup("the guest closed the channel");
                 pod_terminate_async(p, POD_FAILED, why, "internal");
         }
 }
@@ -743,6 +772,13 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         if (mkdir(p->dir, 0700) < 0) {
                 r = -errno;
                 *reterr = xasprintf("cannot create pod dir %s: %s", p->dir, strerror(-r));
+                pod_free(p);
+                return r;
+        }
+        if (n->vmm_uid != 0 && (chown(p->dir, 0, n->vmm_gid) < 0 || chmod(p->dir, 0710) < 0)) {
+                r = -errno;
+                *reterr = xasprintf("cannot open pod dir %s to the VMM group: %s", p->dir, strerror(-r));
+                (void) rmdir(p->dir);
                 pod_free(p);
                 return r;
         }

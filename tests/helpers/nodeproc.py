@@ -52,7 +52,12 @@ class NodeProc:
         import nacl.signing  # python3-nacl
 
         self.base = pathlib.Path(tmp_path)
-        self.state_dir = self.base / "state"
+        # The state dir lives outside pytest's 0700 tmp tree: a VMM running as the dedicated
+        # nucleus-vmm user must be able to traverse down to its pod's dir.
+        import tempfile
+        self.state_root = pathlib.Path(tempfile.mkdtemp(prefix="nucleus-node-test-", dir="/var/tmp"))
+        os.chmod(self.state_root, 0o711)
+        self.state_dir = self.state_root / "state"
         self.secrets = self.base / "secrets"
         self.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.node_key = os.urandom(32)
@@ -131,6 +136,11 @@ class NodeProc:
             self.assert_clean()
         return rc
 
+    def remove_state(self):
+        """Delete the state dir (after the last stop; tests may still read it before)."""
+        import shutil
+        shutil.rmtree(self.state_root, ignore_errors=True)
+
     def kill9(self):
         """SIGKILL the node itself (its VMMs stay behind: a restart must clean them)."""
         self.proc.kill()
@@ -154,6 +164,8 @@ class NodeProc:
     def __exit__(self, *exc):
         if self.proc is not None:
             self.stop(check_clean=exc[0] is None)
+        if exc[0] is None:
+            self.remove_state()
 
     # ---- checks ----------------------------------------------------------------------------
     def processes_mentioning_state(self):

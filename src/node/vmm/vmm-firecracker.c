@@ -251,7 +251,7 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         } else
                 VMM_STRV_EXTEND(&argv, l->firecracker_path, "--api-sock", d->api_sock, "--id", id);
 
-        r = vmm_spawn(l, argv, logfd, -1, &vm->pid);
+        r = vmm_spawn(l, NULL, argv, logfd, -1, &vm->pid);
         strv_free(argv);
         if (r < 0) {
                 *reterr = xasprintf("cannot start firecracker: %s", strerror(-r));

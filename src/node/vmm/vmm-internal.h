@@ -36,10 +36,11 @@ extern const VmmOps vmm_local_ops;
 int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_fd);
 /* Write vmm.pid in the pod dir. */
 int vmm_write_pidfile(Vmm *vm);
-/* Fork a child that joins cgroup_dir, drops to uid/gid (when nonzero), sets stdin /dev/null,
+/* Fork a child that joins cgroup_dir, changes to cwd (if set; after the privilege drop, so the
+ * VMM user must be able to enter it), drops to uid/gid (when nonzero), sets stdin /dev/null,
  * stdout+stderr to log_fd, closes other fds except keep_fd (moved to 3 when >= 0) and execs
  * argv with an empty environment. */
-int vmm_spawn(const VmmLaunch *l, char *const argv[], int log_fd, int keep_fd, PidRef *ret);
+int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_fd, int keep_fd, PidRef *ret);
 
 /* Append each string argument to *l (NULL-terminated list). */
 void vmm_strv_extend_many(char ***l, ...);

@@ -169,7 +169,7 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         };
 
         /* The far end must survive exec in the child: vmm_spawn moves it to fd 3 without CLOEXEC. */
-        r = vmm_spawn(l, argv, logfd, guest_end, &vm->pid);
+        r = vmm_spawn(l, NULL, argv, logfd, guest_end, &vm->pid);
         if (r < 0) {
                 *reterr = xasprintf("cannot start bubblewrap: %s", strerror(-r));
                 return r;

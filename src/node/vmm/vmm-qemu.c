@@ -95,7 +95,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .initramfs = initrd,
                 .rootfs = rootfs,
                 .scratch = scratch,
-                .channel_socket = sock,
+                .channel_socket = "channel.sock", /* relative to vm/ (QEMU's cwd): sun_path is short */
                 .console_log = console,
                 .accel = streq_ptr(l->accel, "kvm") ? IMAGE_ACCEL_KVM : IMAGE_ACCEL_TCG,
                 .memory_mib = (unsigned) l->memory_mib,
@@ -110,7 +110,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 return r;
         }
         (void) unlink(sock);
-        r = vmm_spawn(l, argv, logfd, -1, &vm->pid);
+        r = vmm_spawn(l, vmdir, argv, logfd, -1, &vm->pid);
         strv_free(argv);
         if (r < 0) {
                 *reterr = xasprintf("cannot start QEMU: %s", strerror(-r));

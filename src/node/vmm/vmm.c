@@ -142,10 +142,21 @@ int vmm_write_pidfile(Vmm *vm) {
 int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         usec_t end = now_usec(CLOCK_MONOTONIC) + timeout;
+        _cleanup_close_ int dfd = -EBADF;
 
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
+        if (strlen(path) >= sizeof sa.sun_path) {
+                /* sun_path holds 108 bytes; state dirs can be deeper. Reach the socket through
+                 * an O_PATH fd of its directory: "/proc/self/fd/N/<name>" is short. */
+                const char *slash = strrchr(path, '/');
+                if (!slash || strlen(slash) > 64)
+                        return -ENAMETOOLONG;
+                _cleanup_free_ char *dir = xstrndup(path, (size_t) (slash - path));
+                dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (dfd < 0)
+                        return -errno;
+                snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d%s", dfd, slash);
+        } else
+                strcpy(sa.sun_path, path);
         for (;;) {
                 _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (fd < 0)
@@ -169,7 +180,7 @@ int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_f
         }
 }
 
-int vmm_spawn(const VmmLaunch *l, char *const argv[], int log_fd, int keep_fd, PidRef *ret) {
+int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_fd, int keep_fd, PidRef *ret) {
         char *const envp[] = { NULL };
         pid_t pid;
         int r;
@@ -211,6 +222,8 @@ int vmm_spawn(const VmmLaunch *l, char *const argv[], int log_fd, int keep_fd, P
                             setresuid(l->run_uid, l->run_uid, l->run_uid) < 0)
                                 _exit(126);
                 }
+                if (cwd && chdir(cwd) < 0)
+                        _exit(126);
                 if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                         _exit(126);
                 sigset_t ss;
