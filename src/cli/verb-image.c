@@ -56,6 +56,9 @@ static int image_argv_verb(int argc, char **argv) {
                 ARG_EXTRA,
                 ARG_INITRAMFS,
                 ARG_NO_DISKS,
+                ARG_TAP,
+                ARG_MAC,
+                ARG_NET,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
@@ -68,6 +71,9 @@ static int image_argv_verb(int argc, char **argv) {
                 { "cmdline-extra", required_argument, NULL, ARG_EXTRA },
                 { "initramfs", required_argument, NULL, ARG_INITRAMFS },
                 { "no-disks", no_argument, NULL, ARG_NO_DISKS },
+                { "tap", required_argument, NULL, ARG_TAP },
+                { "mac", required_argument, NULL, ARG_MAC },
+                { "net", required_argument, NULL, ARG_NET },
                 {},
         };
         _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL;
@@ -116,6 +122,15 @@ static int image_argv_verb(int argc, char **argv) {
                         break;
                 case ARG_NO_DISKS:
                         no_disks = true;
+                        break;
+                case ARG_TAP:
+                        q.tap_ifname = optarg;
+                        break;
+                case ARG_MAC:
+                        q.mac = optarg;
+                        break;
+                case ARG_NET:
+                        q.net_cmdline = optarg;
                         break;
                 default:
                         return CLI_EXIT_USAGE;

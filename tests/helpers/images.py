@@ -72,7 +72,8 @@ class Vm:
     """One microVM. Use as a context manager; .console() reads the serial log."""
 
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
-                 initramfs=None, cmdline_extra=None, workdir=None):
+                 initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
+                 mac=None, net=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -92,7 +93,12 @@ class Vm:
             args += ["--initramfs", initramfs]
         if cmdline_extra:
             args += ["--cmdline-extra", cmdline_extra]
+        if tap:
+            args += ["--tap", tap, "--mac", mac, "--net", net]
         self.argv = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+        if netns:
+            # QEMU opens the tap inside the pod's network namespace (as the node does).
+            self.argv = ["ip", "netns", "exec", netns] + self.argv
         self.stderr = open(os.path.join(self.dir, "qemu.stderr"), "w+")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.stderr,
