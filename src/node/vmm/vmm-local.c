@@ -169,7 +169,12 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         };
 
         /* The far end must survive exec in the child: vmm_spawn moves it to fd 3 without CLOEXEC. */
-        r = vmm_spawn(l, NULL, argv, logfd, guest_end, &vm->pid);
+        /* bwrap sets up the namespaces and the proxy's capability set itself and needs root to do
+         * so: the dedicated VMM user is for QEMU/Firecracker, not for this driver. */
+        VmmLaunch as_root = *l;
+        as_root.run_uid = 0;
+        as_root.run_gid = 0;
+        r = vmm_spawn(&as_root, NULL, argv, logfd, guest_end, &vm->pid);
         if (r < 0) {
                 *reterr = xasprintf("cannot start bubblewrap: %s", strerror(-r));
                 return r;
