@@ -171,6 +171,11 @@ def host_listener():
         while not stop.is_set():
             try:
                 c, _ = s.accept()
+                c.settimeout(2)
+                try:
+                    c.recv(4096)  # read the request first: closing with unread data sends RST
+                except OSError:
+                    pass
                 c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost-service\n")
                 c.close()
             except OSError:
@@ -192,7 +197,8 @@ def test_metadata_and_host_addresses_unreachable(lab, make_pod, host_listener, p
     assert dropped(g.tcp("169.254.169.254", lab.port))  # ...but not metadata
     # Positive control: the lab listener on the host is reachable from elsewhere.
     r = netns_exec(lab.ns, "/usr/bin/python3", "-c",
-                   f"import socket; s=socket.create_connection(('{lab.host_addr}', {host_listener}), 2); print(s.recv(99))")
+                   f"import socket; s=socket.create_connection(('{lab.host_addr}', {host_listener}), 2); "
+                   f"s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(s.recv(99))")
     assert b"host-service".decode() in r.stdout
     targets = set(host_ipv4_addrs()) - {"127.0.0.1"}
     assert lab.host_addr in targets
@@ -257,6 +263,11 @@ def host_listener6():
         while not stop.is_set():
             try:
                 c, _ = s.accept()
+                c.settimeout(2)
+                try:
+                    c.recv(4096)  # read the request first: closing with unread data sends RST
+                except OSError:
+                    pass
                 c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhost-service6\n")
                 c.close()
             except OSError:

@@ -24,26 +24,15 @@
 #define NET_EXEC_OUTPUT_MAX (16U * 1024 * 1024)
 
 const char *net_find_program(const char *name) {
-        static const char *const dirs[] = { "/usr/sbin", "/sbin", "/usr/bin", "/bin" };
-        static char found[8][64];
-        static const char *names[8];
-
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (names[i] && streq(names[i], name))
-                        return found[i];
-        for (size_t d = 0; d < ELEMENTSOF(dirs); d++) {
-                char p[64];
-                if ((size_t) snprintf(p, sizeof(p), "%s/%s", dirs[d], name) >= sizeof(p))
-                        continue;
-                if (access(p, X_OK) != 0)
-                        continue;
-                for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                        if (!names[i]) {
-                                strcpy(found[i], p);
-                                names[i] = name;
-                                return found[i];
-                        }
-                return NULL;
+        /* Constant strings only: thread-safe without locks (pods are set up from several threads). */
+        static const char *const known[] = {
+                "/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft",      "/usr/sbin/ip",  "/sbin/ip",
+                "/usr/bin/ip",   "/bin/ip",   "/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(known); i++) {
+                const char *base = strrchr(known[i], '/') + 1;
+                if (streq(base, name) && access(known[i], X_OK) == 0)
+                        return known[i];
         }
         return NULL;
 }

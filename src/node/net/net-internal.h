@@ -76,5 +76,5 @@ extern const size_t net_n_special_ranges;
 /* True if entry e lies entirely inside range r (same family). */
 bool net_entry_inside(const NetEntry *e, const NetEntry *r);
 
-/* Absolute path of a system program (searched in /usr/sbin, /sbin, /usr/bin, /bin), or NULL. */
+/* Absolute path of nft, ip or dnsmasq (/usr/sbin, /sbin, /usr/bin, /bin), or NULL. Thread-safe. */
 const char *net_find_program(const char *name);

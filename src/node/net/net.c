@@ -95,7 +95,8 @@ static int resolv_conf_upstream(struct in_addr *ret) {
         int r = read_full_file_at(AT_FDCWD, "/etc/resolv.conf", 1U << 20, &data, NULL);
         if (r < 0)
                 return r;
-        for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        char *save = NULL;
+        for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *v = startswith(line, "nameserver");
                 struct in_addr a;
                 if (!v || (*v != ' ' && *v != '\t'))
