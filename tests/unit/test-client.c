@@ -7,11 +7,13 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc-util.h"
 #include "client-paths.h"
 #include "client-sign.h"
+#include "client-sse.h"
 #include "client.h"
 
 static const uint8_t key[32] = { 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
@@ -114,12 +116,54 @@ static void test_paths(void **state) {
         free(x);
 }
 
+typedef struct Seen {
+        char log[4096];
+        int n;
+} Seen;
+
+static int collect(const char *event, const char *data, void *userdata) {
+        Seen *s = userdata;
+        size_t l = strlen(s->log);
+        snprintf(s->log + l, sizeof(s->log) - l, "[%s|%s]", event ?: "-", data);
+        s->n++;
+        return 0;
+}
+
+static void test_sse(void **state) {
+        ClientSse p;
+        Seen seen = {};
+        (void) state;
+
+        /* Split at every possible point: the result must not depend on chunking. */
+        const char *text = "event: log\ndata: a\ndata:b\r\n\n: comment\ndata\ndata: c\n\nid: 7\n\ndata: tail";
+        for (size_t cut = 0; cut <= strlen(text); cut++) {
+                memset(&seen, 0, sizeof(seen));
+                client_sse_init(&p, collect, &seen);
+                assert_int_equal(client_sse_feed(&p, text, cut), 0);
+                assert_int_equal(client_sse_feed(&p, text + cut, strlen(text) - cut), 0);
+                assert_int_equal(client_sse_finish(&p), 0);
+                client_sse_done(&p);
+                assert_string_equal(seen.log, "[log|a\nb][-|\nc][-|tail]");
+                assert_int_equal(seen.n, 3);
+        }
+
+        /* Over-long lines are refused, not buffered without end. */
+        client_sse_init(&p, collect, &seen);
+        char *big = malloc(CLIENT_SSE_LINE_MAX + 2);
+        memset(big, 'x', CLIENT_SSE_LINE_MAX + 1);
+        big[CLIENT_SSE_LINE_MAX + 1] = 0;
+        assert_int_equal(client_sse_feed(&p, big, CLIENT_SSE_LINE_MAX + 1), -EFBIG);
+        free(big);
+        client_sse_done(&p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sign),
                 cmocka_unit_test(test_url),
                 cmocka_unit_test(test_error_decode),
                 cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_sse),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 
 #include "alloc-util.h"
 #include "client-sign.h"
+#include "client-sse.h"
 #include "client.h"
 #include "json-util.h"
 #include "log.h"
@@ -134,16 +135,12 @@ typedef struct Recv {
         ClientEventFn on_event;
         void *userdata;
         int cb_error;
-        /* SSE assembly */
-        char *event;
-        char *data;
-        size_t data_len;
+        ClientSse sse_parser;
 } Recv;
 
 static void recv_done(Recv *r) {
         free(r->buf);
-        free(r->event);
-        free(r->data);
+        client_sse_done(&r->sse_parser);
 }
 
 static int buf_append(Recv *r, const char *p, size_t n) {
@@ -155,41 +152,6 @@ static int buf_append(Recv *r, const char *p, size_t n) {
         memcpy(r->buf + r->size, p, n);
         r->size += n;
         r->buf[r->size] = 0;
-        return 0;
-}
-
-/* One SSE line (without its newline). An empty line dispatches the event. */
-static int sse_line(Recv *r, const char *line, size_t n) {
-        if (n == 0) {
-                int k = 0;
-                if (r->data)
-                        k = r->on_event(r->event, r->data, r->userdata);
-                r->event = mfree(r->event);
-                r->data = mfree(r->data);
-                r->data_len = 0;
-                return k;
-        }
-        if (line[0] == ':') /* comment / keep-alive */
-                return 0;
-        const char *colon = memchr(line, ':', n);
-        size_t flen = colon ? (size_t) (colon - line) : n;
-        const char *v = colon ? colon + 1 : line + n;
-        if (colon && v < line + n && *v == ' ')
-                v++;
-        size_t vlen = (size_t) (line + n - v);
-        if (flen == 4 && memcmp(line, "data", 4) == 0) {
-                if (vlen > 16 * 1024 * 1024 - r->data_len)
-                        return -EFBIG;
-                r->data = xrealloc(r->data, r->data_len + vlen + 2);
-                if (r->data_len > 0)
-                        r->data[r->data_len++] = '\n';
-                memcpy(r->data + r->data_len, v, vlen);
-                r->data_len += vlen;
-                r->data[r->data_len] = 0;
-        } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
-                free(r->event);
-                r->event = xstrndup(v, vlen);
-        }
         return 0;
 }
 
@@ -206,6 +168,8 @@ static int stream_start(Recv *r) {
                 return 0;
         }
         r->sse = ct && r->on_event && strncasecmp(ct, "text/event-stream", 17) == 0;
+        if (r->sse)
+                client_sse_init(&r->sse_parser, r->on_event, r->userdata);
         return 0;
 }
 
@@ -228,29 +192,11 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 return n;
         }
 
-        /* SSE: accumulate, then handle complete lines. A line longer than 1 MiB is refused. */
-        if (buf_append(r, ptr, n) < 0) {
-                r->cb_error = -EFBIG;
+        int k = client_sse_feed(&r->sse_parser, ptr, n);
+        if (k < 0) {
+                r->cb_error = k;
                 return 0;
         }
-        size_t start = 0;
-        for (size_t i = 0; i < r->size; i++) {
-                if (r->buf[i] != '\n')
-                        continue;
-                size_t len = i - start;
-                if (len > 0 && r->buf[start + len - 1] == '\r')
-                        len--;
-                int k = sse_line(r, r->buf + start, len);
-                if (k < 0) {
-                        r->cb_error = k;
-                        return 0;
-                }
-                start = i + 1;
-        }
-        memmove(r->buf, r->buf + start, r->size - start);
-        r->size -= start;
-        if (r->buf)
-                r->buf[r->size] = 0;
         return n;
 }
 
@@ -546,8 +492,8 @@ int client_stream(
                 return -EREMOTEIO;
         }
         /* A final event without a trailing blank line still counts. */
-        if (rv.sse && rv.data && on_event)
-                return on_event(rv.event, rv.data, userdata);
+        if (rv.sse)
+                return client_sse_finish(&rv.sse_parser);
         return 0;
 }
 
