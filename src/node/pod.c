@@ -76,6 +76,7 @@ static void pod_free(Pod *p) {
         free(p->policy_sha256);
         free(p->cgroup_dir);
         pthread_mutex_destroy(&p->audit_lock);
+        pthread_mutex_destroy(&p->net_lock);
         free(p);
 }
 
@@ -374,11 +375,13 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
                 if (r > 0)
                         log_debug("pod %s: VMM ended with status %d", p->id, r);
         }
+        pthread_mutex_lock(&p->net_lock); /* serialises with the drift check */
         if (p->net) {
                 int r = net_pod_teardown(TAKE_PTR(p->net));
                 if (r < 0)
                         log_warning_errno(r, "pod %s: network teardown incomplete: %m", p->id);
         }
+        pthread_mutex_unlock(&p->net_lock);
         if (p->cgroup_dir)
                 (void) cgroup_pod_remove(p->cgroup_dir);
 
@@ -617,9 +620,17 @@ static void *pod_boot_thread(void *userdata) {
                 r = net_pod_setup(&nc, p->id, netpol, &np, &err);
                 if (r < 0)
                         goto fail;
+                pthread_mutex_lock(&p->net_lock);
                 pthread_mutex_lock(&n->lock);
-                p->net = np;
+                bool late = p->terminating;
                 pthread_mutex_unlock(&n->lock);
+                if (late) /* terminated while the network was being built: nobody else tears it down */
+                        (void) net_pod_teardown(np);
+                else
+                        p->net = np;
+                pthread_mutex_unlock(&p->net_lock);
+                if (late)
+                        goto out;
         }
 
         if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
@@ -757,6 +768,7 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->spec = spec; /* owned from here on, also on failure */
         p->name = spec->name ? xstrdup(spec->name) : NULL;
         pthread_mutex_init(&p->audit_lock, NULL);
+        pthread_mutex_init(&p->net_lock, NULL);
         timeout_sec = spec->timeout_seconds ?: n->config.default_timeout_sec;
         if (timeout_sec > n->config.max_timeout_sec)
                 timeout_sec = n->config.max_timeout_sec;
@@ -928,7 +940,68 @@ static void *pod_supervisor(void *userdata) {
         return NULL;
 }
 
+/* Network drift monitor (DESIGN.md §9): every POD_DRIFT_INTERVAL, compare each running pod's
+ * rulesets with what was applied; any difference, or a failed check, kills the pod (fail
+ * closed). Runs on its own thread because each check runs `nft`. */
+#define POD_DRIFT_INTERVAL (5 * USEC_PER_SEC)
+static pthread_t drift_thread;
+static bool drift_running;
+
+static void *pod_drift_monitor(void *userdata) {
+        Node *n = userdata;
+
+        for (;;) {
+                Pod **list;
+                size_t k = 0;
+                bool stop;
+
+                pthread_mutex_lock(&n->lock);
+                stop = n->shutting_down;
+                list = xnew0(Pod *, n->n_pods + 1);
+                for (size_t i = 0; !stop && i < n->n_pods; i++)
+                        if (n->pods[i]->state == POD_RUNNING && n->pods[i]->net && !n->pods[i]->terminating) {
+                                list[k++] = n->pods[i];
+                                n->pods[i]->n_ref++;
+                        }
+                pthread_mutex_unlock(&n->lock);
+                for (size_t i = 0; i < k; i++) {
+                        Pod *p = list[i];
+                        _cleanup_free_ char *err = NULL;
+                        int r = 0;
+                        pthread_mutex_lock(&p->net_lock);
+                        if (p->net)
+                                r = net_pod_check_drift(p->net, &err);
+                        pthread_mutex_unlock(&p->net_lock);
+                        if (r != 0) {
+                                _cleanup_free_ char *why = xasprintf(
+                                        "network policy drift: %s",
+                                        err ?: (r < 0 ? strerror(-r) : "ruleset changed"));
+                                log_error("pod %s: %s; killing it", p->id, why);
+                                pod_terminate_async(p, POD_FAILED, why, "network_denied");
+                        }
+                        pod_unref(p);
+                }
+                free(list);
+                if (stop)
+                        break;
+                /* Sleep in short steps so shutdown is quick. */
+                for (usec_t slept = 0; slept < POD_DRIFT_INTERVAL; slept += 100 * USEC_PER_MSEC) {
+                        pthread_mutex_lock(&n->lock);
+                        stop = n->shutting_down;
+                        pthread_mutex_unlock(&n->lock);
+                        if (stop)
+                                break;
+                        (void) usleep(100 * 1000);
+                }
+                if (stop)
+                        break;
+        }
+        return NULL;
+}
+
 int pod_supervisor_start(Node *n) {
+        if (pthread_create(&drift_thread, NULL, pod_drift_monitor, n) == 0)
+                drift_running = true;
         int r = -pthread_create(&supervisor_thread, NULL, pod_supervisor, n);
         if (r >= 0)
                 supervisor_running = true;
@@ -936,6 +1009,10 @@ int pod_supervisor_start(Node *n) {
 }
 
 void pod_supervisor_stop(Node *n) {
+        if (drift_running) {
+                (void) pthread_join(drift_thread, NULL);
+                drift_running = false;
+        }
         if (!supervisor_running)
                 return;
         node_wake(n);

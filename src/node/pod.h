@@ -52,16 +52,17 @@ struct Pod {
         usec_t ended_rt;      /* 0 while alive */
         unsigned vcpus;
         uint64_t memory_mib, scratch_mib;
-        char *policy_sha256; /* from the proxy's configure answer */
-        Vmm *vm;             /* set once started; freed with the pod */
-        Channel *channel;    /* set once connected; shut down at the end, freed with the pod */
-        NetPod *net;         /* W's per-pod network, or NULL */
-        char *cgroup_dir;    /* created cgroup, or NULL */
-        bool weak;           /* local driver */
-        bool terminating;    /* someone runs pod_terminate */
-        bool deadline_fired; /* the supervisor queued the deadline termination */
-        bool events_closed;  /* the final "end" event was published */
-        AuditLog *audit;     /* signed, chained log (src/lib/audit); sealed at the end */
+        char *policy_sha256;      /* from the proxy's configure answer */
+        Vmm *vm;                  /* set once started; freed with the pod */
+        Channel *channel;         /* set once connected; shut down at the end, freed with the pod */
+        NetPod *net;              /* W's per-pod network, or NULL */
+        pthread_mutex_t net_lock; /* serialises the network hand-over, drift checks and teardown */
+        char *cgroup_dir;         /* created cgroup, or NULL */
+        bool weak;                /* local driver */
+        bool terminating;         /* someone runs pod_terminate */
+        bool deadline_fired;      /* the supervisor queued the deadline termination */
+        bool events_closed;       /* the final "end" event was published */
+        AuditLog *audit;          /* signed, chained log (src/lib/audit); sealed at the end */
         pthread_mutex_t audit_lock;
         PodSub *subs; /* /events subscribers, under node->lock */
         uint64_t budget_spent_micro_usd;

@@ -154,3 +154,28 @@ def test_qemu_b2_deadline(node):
     assert st["reason_kind"] == "time_violation"
     node.assert_clean()
     assert not qemu_pids(node)
+
+
+def _netns_names():
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def test_qemu_pod_with_network(node):
+    """A pod with a network section gets W's namespace, tap and ruleset; the guest sees its
+    nucleus.net= address; DELETE removes the namespace again."""
+    c = node.client()
+    before = _netns_names()
+    extra = RES + "  network:\n    allow: [\"192.0.2.0/24:443\"]\n"
+    pod = running_pod(c, extra=extra)
+    st = c.get_pod(pod).json()
+    assert st["network"] is True
+    created = _netns_names() - before
+    assert len(created) == 1, created
+    r = c.tool(pod, "write", {"path": "n.txt", "content": "1"})
+    assert r.status == 200
+    c.delete_pod(pod)
+    node.assert_clean()
+    assert not (_netns_names() & created), "the pod's namespace survived DELETE"

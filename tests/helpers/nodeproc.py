@@ -164,7 +164,7 @@ class NodeProc:
     def __exit__(self, *exc):
         if self.proc is not None:
             self.stop(check_clean=exc[0] is None)
-        if exc[0] is None:
+        if exc[0] is None and not os.environ.get("NUCLEUS_KEEP_STATE"):
             self.remove_state()
 
     # ---- checks ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include "fd-util.h"
 #include "image.h"
 #include "log.h"
+#include "net.h"
 #include "string-util.h"
 #include "vmm-internal.h"
 
@@ -54,7 +55,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *initrd = xasprintf("%s/" IMAGE_INITRAMFS, l->image_dir);
         _cleanup_free_ char *rootfs = xasprintf("%s/" IMAGE_ROOTFS, l->image_dir);
         _cleanup_free_ char *net_arg = NULL;
-        _cleanup_close_ int logfd = -EBADF;
+        _cleanup_close_ int logfd = -EBADF, tapfd = -EBADF;
         char **argv = NULL;
         int r;
 
@@ -109,8 +110,34 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 *reterr = xasprintf("cannot build the QEMU command line: %s", strerror(-r));
                 return r;
         }
+        if (l->net && l->tap_name) {
+                /* /dev/net/tun is root-only (0600) on many hosts, and QEMU may run as the VMM
+                 * user: open the tap here, as root, inside the pod's namespace, and hand QEMU the
+                 * fd (moved to 3 by vmm_spawn). The netdev option names it instead of the device.
+                 * FIXME: ask src/lib/image for a tap_fd field instead of rewriting its argv. */
+                _cleanup_free_ char *want = xasprintf(
+                        "tap,id=net0,ifname=%s,script=no,downscript=no", l->tap_name);
+                bool found = false;
+                tapfd = net_pod_open_tap(l->net, true);
+                if (tapfd < 0) {
+                        strv_free(argv);
+                        *reterr = xasprintf("cannot open the pod's tap %s: %s", l->tap_name, strerror(-tapfd));
+                        return tapfd;
+                }
+                for (size_t i = 0; argv[i]; i++)
+                        if (streq(argv[i], want)) {
+                                free(argv[i]);
+                                argv[i] = xstrdup("tap,id=net0,fd=3,vhost=off");
+                                found = true;
+                        }
+                if (!found) {
+                        strv_free(argv);
+                        *reterr = xstrdup("internal: the QEMU argv has no tap netdev to hand the fd to");
+                        return -EINVAL;
+                }
+        }
         (void) unlink(sock);
-        r = vmm_spawn(l, vmdir, argv, logfd, -1, &vm->pid);
+        r = vmm_spawn(l, vmdir, argv, logfd, tapfd, &vm->pid);
         strv_free(argv);
         if (r < 0) {
                 *reterr = xasprintf("cannot start QEMU: %s", strerror(-r));
