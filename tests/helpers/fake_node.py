@@ -46,6 +46,13 @@ def main():
             self.end_headers()
             self.wfile.write(body)
 
+        def raw(self, code, ctype, body):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def verify(self, body):
             h = self.headers
             ts, nonce = h.get("X-Nucleus-Timestamp"), h.get("X-Nucleus-Nonce")
@@ -74,6 +81,20 @@ def main():
                                          "detail": bad})
             if self.command == "GET" and self.path == "/v1/pods":
                 return self.answer(200, {"pods": []})
+            parts = self.path.split("?")[0].split("/")
+            if self.command == "GET" and len(parts) == 5 and parts[1:3] == ["v1", "pods"]:
+                pod, what = parts[3], parts[4]
+                if pod != "pod-1":
+                    return self.answer(404, {"error": f"no pod {pod}", "kind": "not_found"})
+                if what == "logs" and "follow=1" in self.path:
+                    return self.raw(200, "text/event-stream",
+                                    b": hi\nevent: log\ndata: booted\n\ndata: line \x1b[2J\n\n")
+                if what == "logs":
+                    return self.raw(200, "text/plain", b"console line 1\nescape \x1b[31m red\n")
+                if what == "audit":
+                    # nucleus start gives the node a clean environment: the test puts the log here.
+                    with open(os.path.join(cfg["node"]["state_dir"], "pod-1.audit.jsonl"), "rb") as f:
+                        return self.raw(200, "application/jsonl", f.read())
             return self.answer(404, {"error": f"no route {self.path}", "kind": "not_found"})
 
         do_GET = do_POST = do_DELETE = do_PUT = handle_any

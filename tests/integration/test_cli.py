@@ -309,6 +309,37 @@ def test_profiles(env):
     assert "restrictive" in env.run("profiles", check=0).stdout
 
 
+def test_logs_ps_audit_against_node(env):
+    writer = built("test-audit-writer")
+    env.setup()
+    log = env.tmp / "state" / "nucleus" / "node" / "pod-1.audit.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if writer:
+        subprocess.run([str(writer), str(log), "pod-1", str(env.secrets / "audit.key"), "5"], check=True)
+    env.run("start", check=0)
+
+    p = env.run("logs", "pod-1", check=0)
+    assert p.stdout == "console line 1\nescape \\x1b[31m red\n"  # escapes from the guest are defused
+    p = env.run("logs", "pod-1", "--follow", check=0)
+    assert p.stdout == "booted\nline \\x1b[2J\n"
+    p = env.run("logs", "nope")
+    assert p.returncode == 1 and "not_found" in p.stderr
+
+    if not writer:
+        pytest.skip("test-audit-writer not built (unit tests disabled)")
+    r = env.run("audit", "verify", str(log), "--output", "json", check=0)
+    doc = json.loads(r.stdout)
+    assert doc["valid"] is True and doc["records"] == 5 and doc["sealed"] is True
+    assert "valid (5 records, sealed" in env.run("audit", "verify", "pod-1", check=0).stdout
+    lines = log.read_text().splitlines()
+    lines[2] = lines[2].replace('"seq":3', '"seq":4')
+    log.write_text("\n".join(lines) + "\n")
+    bad = env.run("audit", "verify", str(log))
+    assert bad.returncode == 1 and "INVALID" in bad.stdout
+    bad = env.run("audit", "verify", "pod-1")
+    assert bad.returncode == 1
+
+
 def test_logs_and_audit_usage(env):
     assert env.run("logs").returncode == 2
     assert env.run("logs", "../etc").returncode == 2
