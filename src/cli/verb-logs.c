@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * nucleus logs POD [--follow] [--tail N]: a pod's console and node log (signed GET
- * /v1/pods/ID/logs). --follow streams (server-sent events or a chunked body). The text comes
- * from the guest and is untrusted: control characters are made visible except newlines/tabs.
+ * nucleus logs POD [--follow] [--tail N]: a pod's console log (signed GET /v1/pods/ID/logs).
+ * --follow polls until the pod ends. The text comes from the guest and is untrusted: control
+ * characters are made visible except newlines and tabs.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "cli.h"
 #include "client-settings.h"
 #include "fd-util.h"
+#include "json-util.h"
 #include "parse-util.h"
 #include "string-util.h"
 
@@ -37,18 +39,64 @@ static void print_untrusted(const char *data, size_t n) {
         fflush(stdout);
 }
 
-static int on_data(const char *data, size_t n, void *userdata) {
-        (void) userdata;
-        print_untrusted(data, n);
-        return 0;
+static int fetch(NucleusClient *c, const char *path, ClientResponse *resp, ClientError *e) {
+        int r = client_request(c, "GET", path, NULL, NULL, 0, resp, e);
+        if (r >= 0 && (resp->status < 200 || resp->status >= 300)) {
+                client_error_from_response(resp, e);
+                return -EREMOTEIO;
+        }
+        return r;
 }
 
-static int on_event(const char *event, const char *data, void *userdata) {
-        (void) event;
-        (void) userdata;
-        print_untrusted(data, strlen(data));
-        fputc('\n', stdout);
-        return 0;
+/* Is the pod finished? Errors count as "no" (the next poll reports them). */
+static bool pod_finished(NucleusClient *c, const char *pod) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        if (client_call_json(c, "GET", path, NULL, &j, &e) < 0)
+                return false;
+        const char *st = json_string_value(json_object_get(j, "state"));
+        return st && (streq(st, "exited") || streq(st, "failed"));
+}
+
+/*
+ * --follow: the node serves a bounded window of the console log (the last N bytes), so poll
+ * it and print what is new: the part after the previously printed text. When the window
+ * slid past what we saw, resynchronise on the last 4 KiB we printed. Ends when the pod has
+ * exited or failed (after one last fetch) or on an error.
+ */
+static int follow(NucleusClient *c, const char *pod, const char *path, ClientError *e) {
+        _cleanup_free_ char *seen = xstrdup("");
+        size_t seen_n = 0;
+
+        for (;;) {
+                bool finished = pod_finished(c, pod);
+                _cleanup_(client_response_done) ClientResponse resp = {};
+                int r = fetch(c, path, &resp, e);
+                if (r < 0)
+                        return r;
+                size_t from = 0;
+                if (seen_n > 0) {
+                        size_t k = NUCLEUS_MIN(seen_n, (size_t) 4096);
+                        const char *tail = seen + seen_n - k;
+                        if (resp.size >= seen_n && memcmp(resp.body, seen, seen_n) == 0)
+                                from = seen_n;
+                        else {
+                                const char *hit = memmem(resp.body, resp.size, tail, k);
+                                /* Without an overlap everything is new (the log rolled over). */
+                                from = hit ? (size_t) (hit - resp.body) + k : 0;
+                        }
+                }
+                if (from < resp.size)
+                        print_untrusted(resp.body + from, resp.size - from);
+                free(seen);
+                seen = TAKE_PTR(resp.body);
+                seen_n = resp.size;
+                resp.size = 0;
+                if (finished)
+                        return 0;
+                (void) usleep(500 * 1000);
+        }
 }
 
 int verb_logs(int argc, char **argv) {
@@ -64,7 +112,7 @@ int verb_logs(int argc, char **argv) {
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
         _cleanup_free_ char *err = NULL, *path = NULL;
-        bool follow = false;
+        bool follow_mode = false;
         uint32_t tail = 0;
         int ch, r;
 
@@ -74,7 +122,7 @@ int verb_logs(int argc, char **argv) {
                         usage();
                         return CLI_EXIT_OK;
                 case 'f':
-                        follow = true;
+                        follow_mode = true;
                         break;
                 case ARG_TAIL:
                         if (safe_atou32(optarg, &tail) < 0 || tail == 0)
@@ -98,18 +146,15 @@ int verb_logs(int argc, char **argv) {
                 return CLI_EXIT_FAILURE;
         }
         if (tail > 0)
-                path = xasprintf("/v1/pods/%s/logs?tail=%u%s", pod, tail, follow ? "&follow=1" : "");
+                path = xasprintf("/v1/pods/%s/logs?tail=%u", pod, tail);
         else
-                path = xasprintf("/v1/pods/%s/logs%s", pod, follow ? "?follow=1" : "");
-        if (follow)
-                r = client_stream(c, path, on_data, on_event, NULL, &e);
+                path = xasprintf("/v1/pods/%s/logs", pod);
+        if (follow_mode)
+                r = follow(c, pod, path, &e);
         else {
                 _cleanup_(client_response_done) ClientResponse resp = {};
-                r = client_request(c, "GET", path, NULL, NULL, 0, &resp, &e);
-                if (r >= 0 && (resp.status < 200 || resp.status >= 300)) {
-                        client_error_from_response(&resp, &e);
-                        r = -EREMOTEIO;
-                } else if (r >= 0)
+                r = fetch(c, path, &resp, &e);
+                if (r >= 0)
                         print_untrusted(resp.body, resp.size);
         }
         if (r < 0) {

@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 from helpers.nodeclient import load_key, string_to_sign  # noqa: E402
 
 SEEN = set()
+# pod-1's console grows by one line per logs request; the pod exits after a few polls.
+POD = {"polls": 0, "state_calls": 0}
 
 
 def main():
@@ -82,15 +84,23 @@ def main():
             if self.command == "GET" and self.path == "/v1/pods":
                 return self.answer(200, {"pods": []})
             parts = self.path.split("?")[0].split("/")
+            if self.command == "GET" and len(parts) == 4 and parts[1:3] == ["v1", "pods"]:
+                if parts[3] != "pod-1":
+                    return self.answer(404, {"error": f"no pod {parts[3]}", "kind": "not_found"})
+                POD["state_calls"] += 1
+                return self.answer(200, {"id": "pod-1", "state": "running" if POD["state_calls"] < 4 else "exited"})
             if self.command == "GET" and len(parts) == 5 and parts[1:3] == ["v1", "pods"]:
                 pod, what = parts[3], parts[4]
                 if pod != "pod-1":
                     return self.answer(404, {"error": f"no pod {pod}", "kind": "not_found"})
-                if what == "logs" and "follow=1" in self.path:
-                    return self.raw(200, "text/event-stream",
-                                    b": hi\nevent: log\ndata: booted\n\ndata: line \x1b[2J\n\n")
+                if what == "logs" and "?" in self.path and not self.path.split("?", 1)[1].startswith("tail="):
+                    return self.answer(400, {"error": "query: only tail=N", "kind": "invalid_request"})
                 if what == "logs":
-                    return self.raw(200, "text/plain", b"console line 1\nescape \x1b[31m red\n")
+                    if POD["state_calls"] == 0:
+                        return self.raw(200, "text/plain", b"console line 1\nescape \x1b[31m red\n")
+                    POD["polls"] += 1
+                    text = "".join(f"line {i}\n" for i in range(1, POD["polls"] + 1))
+                    return self.raw(200, "text/plain", text.encode())
                 if what == "audit":
                     # nucleus start gives the node a clean environment: the test puts the log here.
                     with open(os.path.join(cfg["node"]["state_dir"], "pod-1.audit.jsonl"), "rb") as f:
