@@ -26,6 +26,7 @@ static void image_help(void) {
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
                "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
                "S]\n"
+               "       nucleus image scratch PATH SIZE_MIB\n"
                "       nucleus image probe [--images-dir DIR]\n\n"
                "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
@@ -158,6 +159,19 @@ static int image_argv_verb(int argc, char **argv) {
         return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
 
+/* nucleus image scratch PATH SIZE_MIB: make a per-pod scratch disk exactly as the node does. */
+static int image_scratch_verb(int argc, char **argv) {
+        uint64_t mib;
+        if (argc != 3 || safe_atou64(argv[2], &mib) < 0 || mib == 0 || mib > (UINT64_C(1) << 24))
+                return cli_usage_error("image", "usage: nucleus image scratch PATH SIZE_MIB");
+        int r = image_scratch_create(argv[1], mib << 20);
+        if (r < 0) {
+                log_error_errno(r, "Cannot create the scratch disk %s: %m", argv[1]);
+                return CLI_EXIT_FAILURE;
+        }
+        return CLI_EXIT_OK;
+}
+
 /* nucleus image probe: run the KVM probe (TCG fallback) and print the decision. */
 static int image_probe_verb(int argc, char **argv) {
         _cleanup_free_ char *dir = NULL, *reason = NULL;
@@ -228,6 +242,8 @@ int verb_image(int argc, char **argv) {
         }
         if (streq(argv[1], "argv"))
                 return image_argv_verb(argc - 1, argv + 1);
+        if (streq(argv[1], "scratch"))
+                return image_scratch_verb(argc - 1, argv + 1);
         if (streq(argv[1], "probe"))
                 return image_probe_verb(argc - 1, argv + 1);
         if (!streq(argv[1], "build"))

@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -140,6 +141,19 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
         ctx.log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (ctx.log_fd < 0)
                 return log_error_errno(-errno, "image: open %s: %m", logp);
+
+        /* One builder per images dir at a time (setup, tests and a user may race). */
+        _cleanup_free_ char *lockp = xasprintf("%s/.lock", ctx.cache_dir);
+        _cleanup_close_ int lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lockfd < 0)
+                return log_error_errno(-errno, "image: open %s: %m", lockp);
+        if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return log_error_errno(-errno, "image: lock %s: %m", lockp);
+                image_progress(&ctx, "waiting for another image build in %s", ctx.dir);
+                if (flock(lockfd, LOCK_EX) < 0)
+                        return log_error_errno(-errno, "image: lock %s: %m", lockp);
+        }
 
         if (!o->force && image_manifest_load(ctx.dir, &old) < 0)
                 old = NULL;
