@@ -246,7 +246,15 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
 
 /* ---- policy and spec ---- */
 
-static int load_policy(const RunOptions *o, Policy **ret) {
+/* How the spec names the policy: by profile (the node builds it, --max-cost tightening it)
+ * or inline (a policy file, or a --max-cost above the profile's own budget). */
+typedef struct PolicyForm {
+        bool inline_policy;
+        bool have_max_cost;
+        uint64_t max_cost_micros;
+} PolicyForm;
+
+static int load_policy(const RunOptions *o, Policy **ret, PolicyForm *ret_form) {
         _cleanup_(policy_freep) Policy *p = NULL;
         int r;
 
@@ -273,12 +281,17 @@ static int load_policy(const RunOptions *o, Policy **ret) {
                         return log_error_errno(r, "unknown profile '%s' (known: %s)", o->profile, list);
                 }
         }
+        *ret_form = (PolicyForm){ .inline_policy = o->policy_file != NULL };
         if (o->max_cost) {
                 uint64_t m;
                 r = pricing_parse_usd(o->max_cost, &m);
                 if (r < 0)
                         return log_error_errno(
                                 r, "--max-cost: '%s' is not a USD amount like 0.50", o->max_cost);
+                if (m > p->max_usd_micros)
+                        ret_form->inline_policy = true; /* the node only lets overrides tighten */
+                ret_form->have_max_cost = true;
+                ret_form->max_cost_micros = m;
                 p->max_usd_micros = m;
         }
         policy_normalize(p);
@@ -304,15 +317,24 @@ static int parse_network(const char *s, json_t **ret) {
         return 0;
 }
 
-static json_t *build_spec(const RunOptions *o, const Policy *p, const char *dir, json_t *network) {
+static json_t *build_spec(
+        const RunOptions *o, const Policy *p, const PolicyForm *form, const char *dir, json_t *network) {
         const char *base = strrchr(dir, '/');
         base = base && base[1] ? base + 1 : "workspace";
         _cleanup_free_ char *name = xasprintf("run-%.40s", base);
         for (char *c = name; *c; c++)
                 if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
                         *c = (*c >= 'A' && *c <= 'Z') ? (char) (*c - 'A' + 'a') : '-';
-        json_t *spec = json_pack(
-                "{s:o, s:I}", "policy", policy_to_json(p), "timeout_seconds", (json_int_t) o->timeout_sec);
+        json_t *pol;
+        if (form->inline_policy || !p->name)
+                pol = json_pack("{s:o}", "inline", policy_to_json(p));
+        else {
+                pol = json_pack("{s:s}", "profile", p->name);
+                if (form->have_max_cost)
+                        json_object_set_new(
+                                pol, "max_cost_usd", json_real((double) form->max_cost_micros / 1e6));
+        }
+        json_t *spec = json_pack("{s:o, s:I}", "policy", pol, "timeout_seconds", (json_int_t) o->timeout_sec);
         if (network)
                 json_object_set(spec, "network", network);
         return json_pack(
@@ -556,12 +578,12 @@ static int wait_running(NucleusClient *client, const char *pod, char **reterr) {
         }
 }
 
-static int upload_workspace(RunContext *c, const char *dir, AgentTar *tar, char **reterr) {
+/* The paths never uploaded (config dir, secret store), canonical. Refuses (-EPERM) when dir
+ * itself lies inside one of them. Called before the pod exists. */
+static int workspace_excludes(const char *dir, char ***ret, char **reterr) {
         _cleanup_strv_free_ char **exclude = NULL;
         _cleanup_free_ char *cfg = NULL, *sec = NULL;
-        int r;
 
-        /* Never upload the secret store or the config dir, even when they live inside DIR. */
         if (client_config_dir(&cfg) >= 0) {
                 char real[PATH_MAX];
                 strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
@@ -580,6 +602,13 @@ static int upload_workspace(RunContext *c, const char *dir, AgentTar *tar, char 
                         return -EPERM;
                 }
         }
+        *ret = TAKE_PTR(exclude);
+        return 0;
+}
+
+static int upload_workspace(RunContext *c, const char *dir, char *const *exclude, AgentTar *tar, char **reterr) {
+        int r;
+
         r = agent_workspace_tar(dir, exclude, tar, reterr);
         if (r < 0)
                 return r;
@@ -895,13 +924,14 @@ int verb_run(int argc, char **argv) {
         _cleanup_(llm_client_freep) LlmClient *llm = NULL;
         _cleanup_(llm_config_done) LlmConfig mcfg = {};
         _cleanup_json_ json_t *network = NULL, *spec = NULL, *created = NULL, *tools = NULL;
-        _cleanup_strv_free_ char **ops = NULL;
+        _cleanup_strv_free_ char **ops = NULL, **exclude = NULL;
         _cleanup_free_ char *err = NULL, *task_buf = NULL, *state = NULL, *patch_path = NULL,
                             *audit_path = NULL, *diffstat = NULL, *apply_note = NULL, *run_error = NULL;
         _cleanup_(agent_tar_done) AgentTar tar = {};
         AgentPatch patch = {};
         AgentStats st = {};
         RunContext ctx = {};
+        PolicyForm form = {};
         uint64_t price_in = 0, price_out = 0;
         char dir[PATH_MAX];
         bool applied = false, have_patch = false, stats_set = false;
@@ -931,8 +961,10 @@ int verb_run(int argc, char **argv) {
 
         if (!realpath(o.dir, dir))
                 return log_error_errno(-errno, "--dir %s: %m", o.dir), CLI_EXIT_FAILURE;
-        if (load_policy(&o, &policy) < 0)
+        if (load_policy(&o, &policy, &form) < 0)
                 return CLI_EXIT_FAILURE;
+        if (workspace_excludes(dir, &exclude, &err) < 0)
+                return log_error_errno(-EPERM, "%s", err), CLI_EXIT_FAILURE;
         if (o.network && parse_network(o.network, &network) < 0)
                 return CLI_EXIT_USAGE;
         ops = agent_ops_for_policy(policy);
@@ -972,7 +1004,7 @@ int verb_run(int argc, char **argv) {
         (void) sigaction(SIGTERM, &sa, &old_term);
 
         /* Create the pod. From here on, every path goes through `cleanup:`. */
-        spec = build_spec(&o, policy, dir, network);
+        spec = build_spec(&o, policy, &form, dir, network);
         {
                 _cleanup_client_error_ ClientError e = {};
                 r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);
@@ -1002,7 +1034,7 @@ int verb_run(int argc, char **argv) {
                 goto cleanup;
         }
         err = mfree(err);
-        r = upload_workspace(&ctx, dir, &tar, &err);
+        r = upload_workspace(&ctx, dir, exclude, &tar, &err);
         if (r < 0) {
                 run_error = xasprintf("uploading the workspace failed: %s", err ? err : strerror(-r));
                 goto cleanup;
