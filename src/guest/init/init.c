@@ -566,5 +566,8 @@ int main(int argc, char **argv) {
         else if (WIFSIGNALED(status))
                 log_info("proxy killed by signal %d; powering off", WTERMSIG(status));
         kill_all();
+        /* Nothing holds /workspace now; unmount so the scratch disk is clean for an export by
+         * the host. Failure is harmless (power_off syncs anyway). */
+        (void) umount2("/workspace", 0);
         power_off();
 }

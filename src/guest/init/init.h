@@ -26,7 +26,7 @@
 #define INIT_PROBE_MARKER "nucleus-guest-init: probe ok"
 
 /* Bounded waits. TCG guests are slow, so these are generous but finite. */
-#define INIT_DEVICE_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define INIT_DEVICE_TIMEOUT_USEC (15 * USEC_PER_SEC)
 #define INIT_NIC_TIMEOUT_USEC (3 * USEC_PER_SEC)
 
 #define IFNAMSIZ_INIT IFNAMSIZ
