@@ -85,6 +85,27 @@ static void check_config(CheckList *l, const ClientSettings *s) {
                 nc->listen,
                 nc->driver,
                 nc->accel);
+        /* The CLI must talk to the address the node listens on. */
+        const char *auth = startswith(s->url, "http://") ?: startswith(s->url, "https://");
+        if (auth) {
+                _cleanup_free_ char *a = xstrndup(auth, strcspn(auth, "/"));
+                const char *lport = strrchr(nc->listen, ':'), *uport = strrchr(a, ':');
+                bool wildcard = startswith(nc->listen, "0.0.0.0:") || startswith(nc->listen, "[::]:");
+                if (!lport || !uport || !streq(lport, uport) || (!wildcard && !streq(a, nc->listen))) {
+                        _cleanup_free_ char *fix = xasprintf(
+                                "make [node] url in %s point at %s (or: nucleus setup --force)",
+                                s->config_file,
+                                nc->listen);
+                        check_add(
+                                l,
+                                CHECK_ERR,
+                                "node address",
+                                fix,
+                                "the CLI uses %s but the node listens on %s",
+                                s->url,
+                                nc->listen);
+                }
+        }
         node_config_free(nc);
 #else
         check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);

@@ -248,6 +248,15 @@ def test_wrong_key_is_unauthorized_with_fix(env):
     assert checks(json.loads(env.run("doctor", "--output", "json").stdout))["node"]["status"] == "OK"
 
 
+def test_url_and_listen_mismatch_is_reported(env):
+    env.setup()
+    cfg = env.config_dir / "config.toml"
+    cfg.write_text(cfg.read_text().replace(f"127.0.0.1:{env.port}", "127.0.0.1:1"))
+    d = env.run("doctor")
+    assert d.returncode == 1
+    assert f"[ERR] node address: the CLI uses http://127.0.0.1:1 but the node listens on 127.0.0.1:{env.port}" in d.stdout
+
+
 def test_bad_secret_mode_is_reported(env):
     env.setup()
     (env.secrets / "node.key").chmod(0o644)
