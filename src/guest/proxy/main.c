@@ -196,27 +196,6 @@ static int parse_argv(int argc, char **argv) {
         return 1;
 }
 
-static void proxy_defaults(Proxy *p) {
-        p->limits = (ProxyLimits){
-                .max_read_bytes = 512 * 1024,
-                .max_file_bytes = 16 * 1024 * 1024,
-                .max_output_bytes = 256 * 1024,
-                .max_import_bytes = UINT64_C(4) << 30,
-                .max_list_entries = 10000,
-                .max_walk_entries = 200000,
-                .max_grep_matches = 1000,
-                .max_grep_file_bytes = 8 * 1024 * 1024,
-                .default_command_timeout = 120 * USEC_PER_SEC,
-                .max_command_timeout = 3600 * USEC_PER_SEC,
-                .rlimit_nproc = 1024,
-                .rlimit_nofile = 4096,
-                .rlimit_fsize = UINT64_C(4) << 30,
-                .rlimit_as = UINT64_C(8) << 30,
-                .max_concurrent_jobs = 8,
-        };
-        p->costs = (ProxyCosts){ .base_usd_micros = 1, .run_usd_micros_per_second = 100 };
-}
-
 int main(int argc, char **argv) {
         Proxy proxy = { .workspace_fd = -EBADF, .epoll_fd = -EBADF, .conn_fd = -EBADF };
         Proxy *p = &proxy;
@@ -229,7 +208,7 @@ int main(int argc, char **argv) {
 
         if (geteuid() != 0)
                 log_warning("Not running as root: commands cannot switch to the agent user");
-        proxy_defaults(p);
+        proxy_init_defaults(p);
 
         /* Workspace root: an absolute path without trailing slash; the fd is the capability. */
         const char *ws = arg_workspace ?: "/workspace";

@@ -338,7 +338,7 @@ void op_run(Request *req) {
                                             "stdin",  "stdin_base64", "timeout_seconds",
                                             "stream", "env",          NULL };
         _cleanup_strv_free_ char **argv = NULL;
-        _cleanup_free_ char *cwd_rel = NULL, *cwd_res = NULL;
+        _cleanup_free_ char *cwd_rel = NULL;
         _cleanup_free_ uint8_t *stdin_data = NULL;
         _cleanup_close_ int cwd_fd = -EBADF;
         const char *command = NULL, *cwd = NULL, *in_s = NULL, *in_b64 = NULL;

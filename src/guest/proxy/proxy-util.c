@@ -157,3 +157,24 @@ void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n) {
         _cleanup_free_ char *b = base64_encode(p, n);
         json_object_set_new(obj, k, json_string(b));
 }
+
+void proxy_init_defaults(Proxy *p) {
+        p->limits = (ProxyLimits){
+                .max_read_bytes = 512 * 1024,
+                .max_file_bytes = 16 * 1024 * 1024,
+                .max_output_bytes = 256 * 1024,
+                .max_import_bytes = UINT64_C(4) << 30,
+                .max_list_entries = 10000,
+                .max_walk_entries = 200000,
+                .max_grep_matches = 1000,
+                .max_grep_file_bytes = 8 * 1024 * 1024,
+                .default_command_timeout = 120 * USEC_PER_SEC,
+                .max_command_timeout = 3600 * USEC_PER_SEC,
+                .rlimit_nproc = 1024,
+                .rlimit_nofile = 4096,
+                .rlimit_fsize = UINT64_C(4) << 30,
+                .rlimit_as = UINT64_C(8) << 30,
+                .max_concurrent_jobs = 8,
+        };
+        p->costs = (ProxyCosts){ .base_usd_micros = 1, .run_usd_micros_per_second = 100 };
+}

@@ -196,6 +196,8 @@ int proxy_spawn(
         uint64_t cap);
 
 /* ---- helpers (proxy-util.c) ---- */
+/* Default limits and costs (before configure). */
+void proxy_init_defaults(Proxy *p);
 /* Parse helpers for args: each fails the request with invalid_request and returns <0. */
 int args_get_string(Request *req, const char *key, bool required, const char **ret);
 int args_get_bool(Request *req, const char *key, bool def, bool *ret);

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the proxy's lexical path normalization (src/guest/proxy/proxy-path.c):
+ * workspace-relative results, absolute paths only under the root, prefix confusion, '..'. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc-util.h"
+#include "proxy-path.h"
+
+static Proxy proxy = { .workspace_path = (char *) "/workspace" };
+
+static void ok(const char *in, const char *want) {
+        char *rel = NULL, *msg = NULL;
+        ErrorKind k;
+        assert_int_equal(proxy_path_normalize(&proxy, in, &rel, &k, &msg), 0);
+        assert_string_equal(rel, want);
+        free(rel);
+}
+
+static void bad(const char *in, ErrorKind want) {
+        char *rel = NULL, *msg = NULL;
+        ErrorKind k = _ERROR_KIND_INVALID;
+        assert_true(proxy_path_normalize(&proxy, in, &rel, &k, &msg) < 0);
+        assert_int_equal(k, want);
+        assert_non_null(msg);
+        assert_null(rel);
+        free(msg);
+}
+
+static void test_normalize(void **state) {
+        ok("a", "a");
+        ok("a/b/c", "a/b/c");
+        ok("./a//b/./c/", "a/b/c");
+        ok("a/../b", "b");
+        ok("a/b/..", "a");
+        ok(".", ".");
+        ok("a/..", ".");
+        ok("/workspace", ".");
+        ok("/workspace/", ".");
+        ok("/workspace//x/./y", "x/y");
+        ok("/workspace/a/../b", "b");
+        ok("...", "...");
+        ok("..a/b..", "..a/b..");
+}
+
+static void test_escapes(void **state) {
+        bad("..", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("../x", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("a/../../x", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("/etc/passwd", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("/workspace2/x", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("/workspace_evil", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("/workspace/../etc/hostname", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("//workspace/x", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("/proc/self/root/etc/passwd", ERROR_KIND_SANDBOX_ESCAPE);
+        bad("", ERROR_KIND_INVALID_REQUEST);
+        char *longp = xmalloc(PROXY_PATH_MAX + 2);
+        memset(longp, 'a', PROXY_PATH_MAX + 1);
+        longp[PROXY_PATH_MAX + 1] = 0;
+        bad(longp, ERROR_KIND_INVALID_REQUEST);
+        free(longp);
+}
+
+static void test_split(void **state) {
+        char *parent, *leaf;
+        assert_int_equal(proxy_path_split("a/b/c", &parent, &leaf), 0);
+        assert_string_equal(parent, "a/b");
+        assert_string_equal(leaf, "c");
+        free(parent), free(leaf);
+        assert_int_equal(proxy_path_split("c", &parent, &leaf), 0);
+        assert_string_equal(parent, ".");
+        assert_string_equal(leaf, "c");
+        free(parent), free(leaf);
+        assert_int_equal(proxy_path_split(".", &parent, &leaf), -EINVAL);
+}
+
+static void test_errno_kinds(void **state) {
+        assert_int_equal(proxy_errno_kind(-EXDEV), ERROR_KIND_SANDBOX_ESCAPE);
+        assert_int_equal(proxy_errno_kind(-ELOOP), ERROR_KIND_SANDBOX_ESCAPE);
+        assert_int_equal(proxy_errno_kind(-ENOENT), ERROR_KIND_NOT_FOUND);
+        assert_int_equal(proxy_errno_kind(-EACCES), ERROR_KIND_PATH_DENIED);
+        assert_int_equal(proxy_errno_kind(-EIO), ERROR_KIND_IO_ERROR);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_normalize),
+                cmocka_unit_test(test_escapes),
+                cmocka_unit_test(test_split),
+                cmocka_unit_test(test_errno_kinds),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
