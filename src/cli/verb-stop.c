@@ -5,10 +5,13 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc-util.h"
+#include "macro.h"
 #include "cli-lima.h"
 #include "cli-node.h"
 #include "cli.h"
@@ -28,6 +31,22 @@ static void usage(void) {
                "  -h, --help              Show this help\n");
 }
 
+static char *stop_error = NULL;
+
+/* Log the failure (stderr) and keep it for the JSON answer. */
+static int stop_fail(const char *fmt, ...) _printf_(1, 2);
+static int stop_fail(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        free(stop_error);
+        stop_error = xvasprintf(fmt, ap);
+        va_end(ap);
+        log_error("%s", stop_error);
+        return CLI_EXIT_FAILURE;
+}
+
+static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_running);
+
 int verb_stop(int argc, char **argv) {
         enum {
                 ARG_STOP_VM = 0x100,
@@ -41,8 +60,6 @@ int verb_stop(int argc, char **argv) {
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 {},
         };
-        _cleanup_(client_settings_done) ClientSettings s = {};
-        _cleanup_free_ char *err = NULL;
         OutputMode output = OUTPUT_TEXT;
         bool stop_vm = false, force = false, was_running = false;
         int c, r;
@@ -71,18 +88,45 @@ int verb_stop(int argc, char **argv) {
         if (optind < argc)
                 return cli_usage_error("stop", "unexpected argument '%s'", argv[optind]);
 
-        r = client_settings_load(&s, &err);
-        if (r < 0) {
-                log_error("%s; fix: nucleus setup", err ?: strerror(-r));
+        NodeMode mode = NODE_MODE_DAEMON;
+        r = do_stop(stop_vm, force, &mode, &was_running);
+        if (r != 0) {
+                if (output == OUTPUT_JSON) {
+                        _cleanup_json_ json_t *j = json_pack(
+                                "{s:b,s:s,s:s}", "ok", false, "error", stop_error ?: "failed", "kind", "internal");
+                        (void) cli_print_json(j);
+                }
+                stop_error = mfree(stop_error);
                 return CLI_EXIT_FAILURE;
         }
-        NodeMode mode = cli_node_mode();
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *j = json_pack(
+                        "{s:b,s:s,s:b}", "ok", true, "mode", node_mode_to_string(mode), "was_running", was_running);
+                (void) cli_print_json(j);
+        } else
+                printf(was_running ? "nucleus-node stopped.\n"
+                                   : "nucleus-node was not running; nothing to stop.\n");
+        return CLI_EXIT_OK;
+}
+
+static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_running) {
+        _cleanup_(client_settings_done) ClientSettings s = {};
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        r = client_settings_load(&s, &err);
+        if (r < 0)
+                return stop_fail("%s; fix: nucleus setup", err ?: strerror(-r));
+        NodeMode mode = *ret_mode = cli_node_mode();
         switch (mode) {
         case NODE_MODE_DAEMON:
                 r = cli_daemon_stop(force, 10 * USEC_PER_SEC);
-                if (r < 0)
-                        return CLI_EXIT_FAILURE;
-                was_running = r > 0;
+                if (r < 0) {
+                        /* cli_daemon_stop() already logged the reason and the fix. */
+                        stop_error = xasprintf("could not stop nucleus-node: %s", strerror(-r));
+                        return -1;
+                }
+                *ret_was_running = r > 0;
                 break;
         case NODE_MODE_SYSTEMD: {
                 char *argv_s[] = { (char *) "systemctl",
@@ -95,20 +139,18 @@ int verb_stop(int argc, char **argv) {
                                    (char *) "nucleus-node.service",
                                    NULL };
                 if (cli_run_capture(force ? argv_k : argv_s, NULL, 0) != 0) {
-                        log_error(
+                        return stop_fail(
                                 "systemctl %s nucleus-node.service failed; fix: journalctl -u nucleus-node",
                                 force ? "kill" : "stop");
-                        return CLI_EXIT_FAILURE;
                 }
-                was_running = true;
+                *ret_was_running = true;
                 break;
         }
         case NODE_MODE_LIMA: {
                 _cleanup_free_ char *status = NULL;
                 r = lima_vm_status(s.vm_name, &status);
                 if (r < 0) {
-                        log_error("limactl is not usable (%s); fix: brew install lima", strerror(-r));
-                        return CLI_EXIT_FAILURE;
+                        return stop_fail("limactl is not usable (%s); fix: brew install lima", strerror(-r));
                 }
                 if (r == 0 || !streq(status, "Running")) {
                         log_info("Lima VM '%s' is %s: nothing to stop.", s.vm_name, r == 0 ? "absent" : status);
@@ -124,12 +166,11 @@ int verb_stop(int argc, char **argv) {
                                (char *) "nucleus-node.service",
                                NULL };
                 if (lima_run(sv) != 0 && !force) {
-                        log_error(
+                        return stop_fail(
                                 "Stopping nucleus-node in VM '%s' failed; fix: nucleus stop --force",
                                 s.vm_name);
-                        return CLI_EXIT_FAILURE;
                 }
-                was_running = true;
+                *ret_was_running = true;
                 if (stop_vm) {
                         char *st[] = { (char *) "limactl",
                                        (char *) "stop",
@@ -137,24 +178,16 @@ int verb_stop(int argc, char **argv) {
                                        force ? s.vm_name : NULL,
                                        NULL };
                         if (lima_run(st) != 0) {
-                                log_error(
+                                return stop_fail(
                                         "limactl stop %s failed; fix: nucleus stop --stop-vm --force",
                                         s.vm_name);
-                                return CLI_EXIT_FAILURE;
                         }
                 }
                 break;
         }
         default:
                 assert(!"unreachable");
-                return CLI_EXIT_FAILURE;
+                return -1;
         }
-        if (output == OUTPUT_JSON) {
-                _cleanup_json_ json_t *j = json_pack(
-                        "{s:b,s:s,s:b}", "ok", true, "mode", node_mode_to_string(mode), "was_running", was_running);
-                (void) cli_print_json(j);
-        } else
-                printf(was_running ? "nucleus-node stopped.\n"
-                                   : "nucleus-node was not running; nothing to stop.\n");
-        return CLI_EXIT_OK;
+        return 0;
 }
