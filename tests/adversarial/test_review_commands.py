@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Security review findings (see /work/coord/review-findings.md) against a real
+nucleus-tool-proxy: command-policy bypasses that run a shell or write policy-blocked files
+although no shell is granted. Each test is xfail(strict=True) until the owner fixes it."""
+import os
+import subprocess
+
+import pytest
+
+from helpers.proxyrun import (agent_ids, configure, fix_issue_policy, proxy, proxy_bin)  # noqa: F401
+
+MARK = "/tmp/nucleus-review-pwned"
+
+
+@pytest.fixture(autouse=True)
+def no_marker():
+    if os.path.exists(MARK):
+        os.unlink(MARK)
+    yield
+    if os.path.exists(MARK):
+        os.unlink(MARK)
+
+
+def run(pp, args):
+    return pp.ch.request("run", args)
+
+
+def write(pp, path, content, mode=None):
+    args = {"path": path, "content": content, "create_dirs": True}
+    if mode is not None:
+        args["mode"] = mode
+    r = pp.ch.request("write", args)
+    assert "error" not in r, r
+    return r
+
+
+def git_repo(pp):
+    """A committed git repository in the workspace, owned by the agent (as an import leaves it)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": pp.base, "GIT_CONFIG_NOSYSTEM": "1"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "--allow-empty", "-m", "init"]):
+        cmd = cmd[:1] + ["-c", "safe.directory=*"] + cmd[1:]
+        subprocess.run(cmd, cwd=pp.ws, env=env, check=True, capture_output=True)
+    subprocess.run(["chown", "-R", f"{pp.uid}:{pp.gid}", pp.ws], check=True)
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-1: git runs programs named in an agent-written "
+                   "git config reached through a '.git' gitdir file (only **/.git/config is path-blocked)")
+def test_rf1_git_config_through_gitdir_file_runs_a_shell(proxy):
+    # fix-issue: no shell is granted; only `git status/diff/log/add/commit` and cargo run.
+    configure(proxy)
+    assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
+    # Everything below is written through the write op; no path is blocked by the profile.
+    write(proxy, "w/.git", "gitdir: ../g\n")
+    write(proxy, "g/HEAD", "ref: refs/heads/main\n")
+    write(proxy, "g/objects/.keep", "")
+    write(proxy, "g/refs/heads/.keep", "")
+    write(proxy, "g/config", f"[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch {MARK}; true\n")
+    # The allowlisted `git status`, in the directory holding the gitdir file.
+    r = run(proxy, {"argv": ["git", "status"], "cwd": "w"})
+    assert "error" in r or not os.path.exists(MARK), \
+        f"git status ran core.fsmonitor from agent-written config (a shell without run_bash): {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-2: 'git log/diff --output=FILE' is not judged: "
+                   "an allowlisted git command writes any file, including policy-blocked .git/config")
+def test_rf2_git_log_output_writes_blocked_git_config_then_runs(proxy):
+    git_repo(proxy)
+    configure(proxy)
+    # The path policy refuses .git/config to the file ops ...
+    r = proxy.ch.request("write", {"path": ".git/config", "content": "[core]\n"})
+    assert r.get("kind") == "path_denied", r
+    before = open(os.path.join(proxy.ws, ".git/config")).read()
+    # ... but the allowlisted `git log` writes it with content chosen by the agent.
+    fmt = f"--format=[core]%n\trepositoryformatversion = 0%n\tfsmonitor = touch {MARK}; true"
+    r = run(proxy, {"argv": ["git", "log", "-1", fmt, "--output=.git/config"]})
+    after = open(os.path.join(proxy.ws, ".git/config")).read()
+    run(proxy, {"argv": ["git", "status"]})
+    assert after == before and not os.path.exists(MARK), \
+        f"git log --output rewrote .git/config ({after!r}) and git status ran it: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-3: 'env --sp=STRING' (getopt abbreviation of "
+                   "--split-string) is not recognised; env is judged as itself and runs sh -c")
+def test_rf3_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
+    # Same configuration as the C1 test: the wrapper itself is allowlisted, shells are not.
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["env"]))
+    assert "error" in run(proxy, {"argv": ["env", "-S", f"sh -c 'touch {MARK}'"]})
+    r = run(proxy, {"argv": ["env", f"--sp=sh -c 'touch {MARK}'"]})
+    assert "error" in r and not os.path.exists(MARK), f"env --sp ran a shell: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-4: wrapper option parsing ignores abbreviated "
+                   "long options that take an argument (nice --adj N, timeout --k N, env --ch DIR): the "
+                   "argument is taken for the program and the real command escapes the blocked rules")
+@pytest.mark.parametrize("argv", [["nice", "--adj", "5", "sh", "-c", f"touch {MARK}"],
+                                  ["timeout", "--k", "1", "5", "sh", "-c", f"touch {MARK}"],
+                                  ["env", "--ch", ".", "sh", "-c", f"touch {MARK}"]])
+def test_rf4_wrapper_abbreviated_option_with_argument(proxy, argv):
+    # local-dev: commands unrestricted except the default blocks, which include `sh -c`.
+    configure(proxy, profile="local-dev")
+    assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
+    plain = {"nice": ["nice", "-n", "5"], "timeout": ["timeout", "5"], "env": ["env", "--chdir=."]}[argv[0]]
+    assert "error" in run(proxy, {"argv": plain + ["sh", "-c", f"touch {MARK}"]})
+    r = run(proxy, {"argv": argv})
+    assert "error" in r and not os.path.exists(MARK), f"{argv[0]} with an abbreviated option ran sh -c: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-5: GNU sed's 'e' command / s///e flag run a "
+                   "shell; analyze_misc treats sed as harmless")
+def test_rf5_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["sed"]))
+    write(proxy, "f.txt", "x\n")
+    r = run(proxy, {"argv": ["sed", "-n", f"1e touch {MARK}", "f.txt"]})
+    assert "error" in r and not os.path.exists(MARK), f"sed e ran a shell: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-6: make -E STRING (and --ev= abbreviations) "
+                   "evaluate $(shell ...); only a literal '--eval' prefix is refused")
+@pytest.mark.parametrize("opt", [["-E", f"$(shell touch {MARK})"], [f"--ev=$(shell touch {MARK})"]])
+def test_rf6_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
+    if not os.path.exists("/usr/bin/make"):
+        pytest.skip("make not installed")
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["make"]))
+    assert "error" in run(proxy, {"argv": ["make", f"--eval=$(shell touch {MARK})"]})
+    r = run(proxy, {"argv": ["make"] + opt})
+    assert "error" in r and not os.path.exists(MARK), f"make {opt[0]} ran $(shell): {r}"
