@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="needs qemu-system-x86_64"),
 ]
 
+
 BOOT_TIMEOUT = 600  # TCG on a shared 2-core machine
 
 
@@ -39,10 +40,14 @@ def _free_pool():
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, guest_images):
+def env(tmp_path_factory):
     from helpers.nodeproc import NodeProc
 
-    images = guest_images
+    if not _tun_usable_by_vmm():
+        pytest.skip("QEMU runs as nucleus-vmm but /dev/net/tun is not world rw (mode 0600 here); "
+                    "needs the node to pass a tap fd (net_pod_open_tap) or mode 0666")
+    from helpers.images import build_images
+    images, _ = build_images()
     base = tmp_path_factory.mktemp("netvm")
     pool = _free_pool()
     cfg = base / "node.toml"
@@ -57,15 +62,6 @@ def env(tmp_path_factory, guest_images):
             node.stop()
         finally:
             lab.close()
-
-
-@pytest.fixture(scope="module")
-def guest_images():
-    from helpers.images import build_images
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    d, _ = build_images()
-    return d
 
 
 def _spec(network_yaml, policy="codegen", timeout=900):
@@ -86,31 +82,42 @@ def _start(c, spec):
     return pod
 
 
-def _wget(c, pod, url):
-    r = c.tool(pod, "run", {"argv": ["busybox", "wget", "-q", "-O", "-", "-T", "4", url]}, timeout=180)
+def _fetch(c, pod, url, timeout=10):
+    """HTTP GET from inside the VM with git (in the rootfs, allowed by the codegen profile).
+    Returns (reached, result): reached is True when the lab's HTTP server answered."""
+    r = c.tool(pod, "run", {"argv": ["git", "ls-remote", url], "timeout_seconds": timeout}, timeout=180)
     assert r.status == 200, r
-    return r.json()
+    res = r.json()
+    # The lab answers every GET with a page that is not a git ref list: git says so.
+    return "not valid: is this a git repository" in res.get("stderr", ""), res
 
 
-def _out(res):
-    return json.dumps(res)
+def _tun_usable_by_vmm():
+    """QEMU opens the tap by name (-netdev tap,ifname=): as the unprivileged nucleus-vmm user it
+    needs /dev/net/tun world read/write (Debian's udev default 0666)."""
+    import pwd
+    try:
+        pwd.getpwnam("nucleus-vmm")
+    except KeyError:
+        return True  # QEMU runs as root
+    return (os.stat("/dev/net/tun").st_mode & 0o006) == 0o006
 
 
 def test_vm_allowed_reachable_rest_dropped(env):  # N1, N4
     node, lab = env
     c = node.client()
-    pod = _start(c, f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n')
+    pod = _start(c, _spec(f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n'))
     ns = _netns_of(pod)
     assert ns in netns_list()
     try:
-        ok = _wget(c, pod, f"http://{lab.web}:{lab.port}/")
-        assert f"nucleus-lab {lab.web}" in _out(ok), ok
-        for url in (f"http://{lab.web_unresolved}:{lab.port}/",   # other address
-                    f"http://{lab.web}:{lab.port + 1}/",           # other port
-                    f"http://169.254.169.254:{lab.port}/",         # metadata
-                    f"http://{lab.host_addr}:22/"):                # the host
-            res = _wget(c, pod, url)
-            assert "nucleus-lab" not in _out(res) and res.get("exit_code") != 0, (url, res)
+        reached, res = _fetch(c, pod, f"http://{lab.web}:{lab.port}/x")
+        assert reached, res
+        for url in (f"http://{lab.web_unresolved}:{lab.port}/x",   # other address
+                    f"http://{lab.web}:{lab.port + 1}/x",           # other port
+                    f"http://169.254.169.254:{lab.port}/x",         # metadata
+                    f"http://{lab.host_addr}:{lab.port}/x"):        # the host
+            reached, res = _fetch(c, pod, url, timeout=8)
+            assert not reached and not res.get("success"), (url, res)
     finally:
         r = c.delete_pod(pod)
         assert r.status == 200, r
@@ -125,7 +132,7 @@ def test_vm_drift_kills_pod(env):  # N5
     if b"network policy drift" not in binary("nucleus-node").read_bytes():
         pytest.skip("this nucleus-node has no drift monitor yet (net_pod_check_drift is not called)")
     c = node.client()
-    pod = _start(c, f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n')
+    pod = _start(c, _spec(f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n'))
     ns = _netns_of(pod)
     netns_exec(ns, "nft", "insert", "rule", "inet", "nucleus", "forward", "accept")
     st = c.wait_state(pod, {"failed", "exited"}, timeout=120)
