@@ -128,37 +128,36 @@ bool cli_pid_alive(pid_t pid) {
         return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-static bool name_is_node(const char *path) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        /* A rebuilt binary shows as "nucleus-node (deleted)". */
-        return streq(base, "nucleus-node") || startswith(base, "nucleus-node (deleted)");
+/* Does `path` (a /proc/PID/exe target, or an argv word) name `exe`? A rebuilt binary shows as
+ * "PATH (deleted)". */
+static bool path_is(const char *path, const char *exe) {
+        const char *rest = startswith(path, exe);
+        return rest && (*rest == 0 || streq(rest, " (deleted)"));
 }
 
-/* Is pid a nucleus-node? Its executable, or (for a script run by an interpreter) its first
- * two argv words, must be named nucleus-node. Guards against signalling a recycled pid. */
-static bool pid_is_node(pid_t pid) {
-        char link[64], exe[PATH_MAX];
+/* Is pid the node we started from `exe`? Its executable, or (for a script run by an
+ * interpreter, as in tests) one of its first two argv words, must be exe. This guards against
+ * signalling an unrelated process that reused the pid. */
+static bool pid_is_node(pid_t pid, const char *exe) {
+        char link[64], target[PATH_MAX];
         _cleanup_free_ char *cmdline = NULL;
         size_t n = 0;
 
         (void) snprintf(link, sizeof(link), "/proc/%d/exe", (int) pid);
-        ssize_t k = readlink(link, exe, sizeof(exe) - 1);
+        ssize_t k = readlink(link, target, sizeof(target) - 1);
         if (k > 0) {
-                exe[k] = 0;
-                if (name_is_node(exe))
+                target[k] = 0;
+                if (path_is(target, exe))
                         return true;
         }
         (void) snprintf(link, sizeof(link), "/proc/%d/cmdline", (int) pid);
         if (read_full_file_at(AT_FDCWD, link, 8192, &cmdline, &n) < 0 || n == 0)
                 return false;
-        const char *a0 = cmdline;
-        size_t l0 = strnlen(a0, n);
-        if (name_is_node(a0))
-                return true;
-        return l0 + 1 < n && name_is_node(a0 + l0 + 1);
+        size_t l0 = strnlen(cmdline, n);
+        return path_is(cmdline, exe) || (l0 + 1 < n && path_is(cmdline + l0 + 1, exe));
 }
 
+/* The pid file holds "PID\nEXECUTABLE\n" (the absolute path we exec'd). */
 int cli_daemon_pid(pid_t *ret_pid) {
         _cleanup_free_ char *pidfile = NULL, *text = NULL;
         size_t n;
@@ -168,15 +167,19 @@ int cli_daemon_pid(pid_t *ret_pid) {
         r = client_pid_file(&pidfile);
         if (r < 0)
                 return r;
-        r = read_full_file_at(AT_FDCWD, pidfile, 64, &text, &n);
+        r = read_full_file_at(AT_FDCWD, pidfile, PATH_MAX + 64, &text, &n);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return r;
-        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
-                text[--n] = 0;
-        if (safe_atou32(text, &pid) < 0 || pid < 2 || pid > INT32_MAX || !pid_is_node((pid_t) pid) ||
-            !cli_pid_alive((pid_t) pid)) {
+        char *nl = memchr(text, '\n', n);
+        char *exe = nl ? nl + 1 : NULL;
+        if (nl)
+                *nl = 0;
+        if (exe)
+                exe[strcspn(exe, "\n")] = 0;
+        if (!exe || exe[0] != '/' || safe_atou32(text, &pid) < 0 || pid < 2 || pid > INT32_MAX ||
+            !cli_pid_alive((pid_t) pid) || !pid_is_node((pid_t) pid, exe)) {
                 log_debug("Removing stale pid file %s", pidfile);
                 (void) unlink(pidfile);
                 return 0;
@@ -256,7 +259,7 @@ int cli_daemon_start(const char *node_config, pid_t *ret_pid) {
         }
 
         /* The pid file is ours alone (0600) and written atomically. */
-        _cleanup_free_ char *text = xasprintf("%d\n", (int) pid);
+        _cleanup_free_ char *text = xasprintf("%d\n%s\n", (int) pid, node);
         r = write_file_atomic_at(AT_FDCWD, pidfile, text, strlen(text), 0600);
         if (r < 0) {
                 (void) kill(pid, SIGTERM);

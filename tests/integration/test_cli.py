@@ -185,7 +185,7 @@ def test_start_doctor_stop_with_node(env):
     env.setup()
     p = env.run("start", "--timeout", "30", check=0)
     assert "ready" in p.stdout
-    pid = int((env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid").read_text())
+    pid = int((env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid").read_text().splitlines()[0])
     assert os.path.exists(f"/proc/{pid}")
     # Second start: already running, still verified with a signed request.
     assert "already running" in env.run("start", check=0).stdout
@@ -557,3 +557,24 @@ def test_bash_completion_knows_every_flag(env):
         assert flags <= offered, (v, flags - offered)
         for f in flags:
             assert f in zsh, (v, f)
+
+
+def test_pid_file_is_verified(env):
+    """A pid file naming another process is stale: stop must not signal it, start must not
+    believe a node runs."""
+    env.setup()
+    env.run("start", check=0)
+    pidfile = env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid"
+    pid, exe = pidfile.read_text().splitlines()
+    assert os.path.realpath(exe) == os.path.realpath(env.env["NUCLEUS_NODE_BINARY"]) or exe == env.env["NUCLEUS_NODE_BINARY"]
+    # Any node binary name works, as long as it is the one we started.
+    env.run("stop", check=0)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile.write_text(f"{sleeper.pid}\n{exe}\n")
+        assert "not running" in env.run("stop", check=0).stdout
+        assert sleeper.poll() is None  # untouched
+        assert not pidfile.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
