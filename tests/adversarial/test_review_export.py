@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Security review findings (see /work/coord/review-findings.md) about the exported patch's
+flagged paths (files a host later executes or parses). xfail(strict=True) until fixed."""
+import pytest
+
+from helpers.proxyrun import agent_ids, configure, make_tar, proxy, proxy_bin  # noqa: F401
+
+
+def flagged(resp):
+    return {f["path"]: f["reason"] for f in resp["flagged"]}
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-8: cargo config is flagged only at the workspace "
+                   "root ('.cargo/config.toml'), but cargo reads .cargo/config[.toml] in every ancestor of "
+                   "its cwd; a nested one (build.rustc-wrapper, target runner) runs on the host unflagged")
+@pytest.mark.parametrize("path", ["crates/a/.cargo/config.toml", "crates/a/.cargo/config"])
+def test_rf8_nested_cargo_config_not_flagged(proxy, path):
+    configure(proxy)
+    tar = make_tar([("Cargo.toml", "file", "[workspace]\nmembers = [\"crates/a\"]\n"),
+                    ("crates/a/Cargo.toml", "file", "[package]\nname = \"a\"\n"),
+                    ("crates/a/src/lib.rs", "file", "\n")])
+    assert "error" not in proxy.ch.request_stream_in("import", {}, tar)
+    proxy.put(".cargo/config.toml", "[build]\n")  # control: the root one is flagged
+    proxy.put(path, "[build]\nrustc-wrapper = \"/tmp/evil\"\n")
+    resp, patch, _ = proxy.ch.request_stream_out("export", {})
+    f = flagged(resp)
+    assert f.get(".cargo/config.toml") == "build", f
+    assert path in resp["changed"] and path.encode() in patch
+    assert f.get(path) == "build", f"{path} reaches the host in the patch without a flag: {f}"
