@@ -24,7 +24,7 @@ int cli_parse_output(const char *value, OutputMode *ret) {
 }
 
 int cli_print_json(const json_t *j) {
-        if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
+        if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) < 0)
                 return -EIO;
         fputc('\n', stdout);
         return fflush(stdout) == 0 ? 0 : -EIO;

@@ -68,11 +68,16 @@ int verb_config(int argc, char **argv) {
         /* Every config.toml key as the loader sees it (value, source, line), then what the
          * environment and our path logic resolve on top. */
         _cleanup_json_ json_t *doc = s.config_json ? json_deep_copy(s.config_json) : json_object();
-        for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                /* Values that came from config.toml keep the loader's entry (with its line). */
+                json_t *have = json_object_get(doc, rows[i].key);
+                if (have && rows[i].source && startswith(rows[i].source, "config.toml"))
+                        continue;
                 json_object_set_new(
                         doc,
                         rows[i].key,
                         json_pack("{s:s?,s:s?}", "value", rows[i].value, "source", rows[i].source));
+        }
         if (output == OUTPUT_JSON)
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 
@@ -82,7 +87,7 @@ int verb_config(int argc, char **argv) {
                 json_t *val = json_object_get(v, "value");
                 _cleanup_free_ char *text = json_is_string(val)
                         ? xstrdup(json_string_value(val))
-                        : json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
+                        : json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
                 json_t *line = json_object_get(v, "line");
                 const char *src = json_string_value(json_object_get(v, "source"));
                 _cleanup_free_ char *vis = string_make_visible(text ?: "null");

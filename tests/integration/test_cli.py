@@ -303,7 +303,8 @@ def test_config_shows_sources(env):
     env.setup()
     doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
     assert doc["node.url"]["value"] == f"http://127.0.0.1:{env.port}"
-    assert "config.toml" in doc["node.url"]["source"]
+    assert doc["node.url"]["source"] == "file" and doc["node.url"]["line"] > 0
+    assert doc["budget.max_cost_usd"] == {"value": 5.0, "source": "default"}
     doc = json.loads(env.run("config", "--output", "json", env={"NUCLEUS_NODE_URL": "http://127.0.0.1:1"}).stdout)
     assert doc["node.url"] == {"value": "http://127.0.0.1:1", "source": "NUCLEUS_NODE_URL"}
     paths = json.loads(env.run("secrets", "show-paths", "--output", "json", check=0).stdout)
