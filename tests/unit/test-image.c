@@ -104,18 +104,31 @@ static char *make_kernel_tree(void) {
                 "kernel/drivers/virtio.ko: kernel/drivers/virtio_ring.ko\n"
                 "kernel/drivers/virtio_ring.ko:\n"
                 "kernel/drivers/virtio_blk.ko: kernel/drivers/virtio.ko kernel/drivers/virtio_ring.ko\n"
-                "kernel/drivers/virtio_net.ko: kernel/drivers/net_failover.ko kernel/drivers/failover.ko "
+                "kernel/drivers/virtio_net.ko: kernel/drivers/net_failover.ko kernel/drivers/failover.ko.xz "
                 "kernel/drivers/virtio.ko kernel/drivers/virtio_ring.ko\n"
-                "kernel/drivers/net_failover.ko: kernel/drivers/failover.ko\n"
-                "kernel/drivers/failover.ko:\n");
+                "kernel/drivers/net_failover.ko: kernel/drivers/failover.ko.xz\n"
+                "kernel/drivers/failover.ko.xz:\n");
         _cleanup_free_ char *bi = xasprintf("%s/lib/modules/6.1.0-test/modules.builtin", root);
         write_text(bi, "kernel/fs/ext4/ext4.ko\n");
-        static const char *const mods[] = { "virtio",     "virtio_ring",  "virtio_blk",
-                                            "virtio_net", "net_failover", "failover" };
+        static const char *const mods[] = { "virtio", "virtio_ring", "virtio_blk", "virtio_net", "net_failover" };
         for (size_t i = 0; i < ELEMENTSOF(mods); i++) {
                 _cleanup_free_ char *p = xasprintf("%s/%s.ko", d, mods[i]);
                 write_text(p, mods[i]);
         }
+        /* A compressed module, as newer kernels ship them (written with libarchive's xz). */
+        _cleanup_free_ char *xzp = xasprintf("%s/failover.ko.xz", d);
+        struct archive *w = archive_write_new();
+        struct archive_entry *e = archive_entry_new();
+        assert_int_equal(archive_write_set_format_raw(w), ARCHIVE_OK);
+        assert_int_equal(archive_write_add_filter_xz(w), ARCHIVE_OK);
+        assert_int_equal(archive_write_open_filename(w, xzp), ARCHIVE_OK);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_size(e, 8);
+        assert_int_equal(archive_write_header(w, e), ARCHIVE_OK);
+        assert_int_equal(archive_write_data(w, "failover", 8), 8);
+        archive_entry_free(e);
+        assert_int_equal(archive_write_close(w), ARCHIVE_OK);
+        archive_write_free(w);
         return root;
 }
 
@@ -127,7 +140,7 @@ static void test_modules_order(void **state) {
         _cleanup_free_ char *j = strv_join(order, " ");
         assert_string_equal(
                 j,
-                "kernel/drivers/failover.ko kernel/drivers/net_failover.ko kernel/drivers/virtio_ring.ko "
+                "kernel/drivers/failover.ko.xz kernel/drivers/net_failover.ko kernel/drivers/virtio_ring.ko "
                 "kernel/drivers/virtio.ko kernel/drivers/virtio_net.ko kernel/drivers/virtio_blk.ko");
 
         char *missing[] = { (char *) "vsock", NULL };
@@ -160,6 +173,10 @@ static void test_modules_order(void **state) {
                         have_console = archive_entry_filetype(e) == AE_IFCHR;
                 } else if (streq(p, "nucleus/bin/nucleus-tool-proxy")) {
                         have_proxy = true;
+                } else if (streq(p, "nucleus/modules/failover.ko")) {
+                        char buf[64] = {};
+                        assert_int_equal(archive_read_data(a, buf, sizeof(buf) - 1), 8);
+                        assert_string_equal(buf, "failover"); /* stored decompressed */
                 } else if (streq(p, "nucleus/modules/load.list")) {
                         char buf[512] = {};
                         assert_true(archive_read_data(a, buf, sizeof(buf) - 1) > 0);
