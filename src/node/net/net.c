@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <pwd.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sched.h>
@@ -851,13 +852,22 @@ size_t net_doctor_checks(const NetConfig *config, NetDoctorCheck *checks, size_t
                              "starts");
         }
         if (k < n) {
-                bool ok = access("/dev/net/tun", R_OK | W_OK) == 0;
-                check_set(
-                        &checks[k++],
-                        "tun",
-                        ok,
-                        "%s",
-                        ok ? "/dev/net/tun usable" : "/dev/net/tun missing (modprobe tun)");
+                struct stat st;
+                if (stat("/dev/net/tun", &st) < 0 || !S_ISCHR(st.st_mode))
+                        check_set(&checks[k++], "tun", false, "/dev/net/tun missing (modprobe tun)");
+                else if ((st.st_mode & 0006) != 0006) {
+                        /* nucleus-node drops the VMM to the nucleus-vmm user when that user exists. */
+                        bool root_vmm = getpwnam("nucleus-vmm") == NULL;
+                        check_set(
+                                &checks[k++],
+                                "tun",
+                                root_vmm,
+                                "/dev/net/tun is mode %04o: an unprivileged VMM cannot open the tap by "
+                                "name; "
+                                "pass it a tap fd (net_pod_open_tap) or make the device 0666",
+                                (unsigned) (st.st_mode & 07777));
+                } else
+                        check_set(&checks[k++], "tun", true, "/dev/net/tun usable");
         }
         if (k < n) {
                 uint32_t b;
