@@ -37,6 +37,9 @@
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
 #        include "image.h"
 #endif
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+#endif
 
 /* Packages nucleus-node needs at run time on Debian (build deps: scripts/install-deps). */
 static const char *const runtime_packages[] = {
@@ -262,8 +265,30 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
         manifest_path = xasprintf("%s/manifest.json", images_dir);
         before = read_text(manifest_path);
         log_info("Building or refreshing the guest images in %s (cached by input hash) ...", images_dir);
+        /* The rootfs packages: the defaults plus config.toml [images] packages. */
+        _cleanup_strv_free_ char **packages = NULL;
+#        ifdef NUCLEUS_HAVE_SPEC_DEP
+        {
+                _cleanup_free_ char *cfgpath = NULL, *cerr = NULL;
+                CliConfig *cfg = NULL;
+                if (client_config_file(&cfgpath) >= 0 && cli_config_load(cfgpath, false, &cfg, &cerr) >= 0) {
+                        if (strv_length(cfg->images.packages) > 0) {
+                                _cleanup_free_ char *def = xstrdup(IMAGE_DEFAULT_PACKAGES);
+                                char *save = NULL;
+                                for (char *w = strtok_r(def, ",", &save); w; w = strtok_r(NULL, ",", &save))
+                                        strv_extend(&packages, w);
+                                STRV_FOREACH(pkg, cfg->images.packages)
+                                        strv_extend(&packages, *pkg);
+                                strv_sort_uniq(packages);
+                        }
+                        cli_config_free(cfg);
+                } else if (cerr)
+                        log_warning("Not using [images] packages: %s", cerr);
+        }
+#        endif
         ImageBuildOptions o = {
                 .images_dir = images_dir,
+                .packages = packages,
                 .init_path = init,
                 .proxy_path = proxy,
                 .quiet = log_get_max_level() < LOG_INFO,
