@@ -45,6 +45,7 @@ static void setup(void) {
         P->workspace_real = realpath(ws, NULL);
         P->workspace_fd = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC);
         P->agent_uid = P->agent_gid = 65534;
+        P->have_proc_fd = access("/proc/self/fd", X_OK) == 0;
         P->agent_home = xstrdup(ws);
         P->state_dir = xstrdup("/nonexistent-nucleus-fuzz-state");
         int fd = openat(P->workspace_fd, "file.txt", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);

@@ -226,6 +226,10 @@ int main(int argc, char **argv) {
         if (!p->workspace_real)
                 return log_error_errno(errno, "Cannot resolve workspace %s: %m", p->workspace_path), 1;
 
+        p->have_proc_fd = access("/proc/self/fd", X_OK) == 0;
+        if (!p->have_proc_fd)
+                log_warning("/proc is not mounted: file operations will not follow any symlink");
+
         r = parse_agent(p, arg_agent_user ?: "agent");
         if (r < 0)
                 return log_error_errno(

@@ -102,7 +102,7 @@ static int open_judged(Request *req, const char *rel, int flags, PathAccess acce
                 fail_errno(req, fd, req->op, rel);
                 return fd;
         }
-        r = proxy_fd_relpath(p, fd, &resolved);
+        r = proxy_fd_relpath(p, fd, rel, &resolved);
         if (r < 0) {
                 fail_errno(req, r, req->op, rel);
                 return r;
@@ -321,7 +321,7 @@ void op_write(Request *req) {
                 fail_errno(req, dfd, "write", parent);
                 return;
         }
-        r = proxy_fd_relpath(p, dfd, &parent_res);
+        r = proxy_fd_relpath(p, dfd, parent, &parent_res);
         if (r < 0) {
                 fail_errno(req, r, "write", parent);
                 return;

@@ -86,7 +86,8 @@ int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, 
         struct open_how how = {
                 .flags = (uint64_t) (flags | O_CLOEXEC),
                 .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve |
+                        (p->have_proc_fd ? 0 : RESOLVE_NO_SYMLINKS),
         };
         int fd = (int) syscall(SYS_openat2, dirfd < 0 ? p->workspace_fd : dirfd, rel, &how, sizeof how);
         if (fd < 0)
@@ -94,8 +95,12 @@ int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, 
         return fd;
 }
 
-int proxy_fd_relpath(Proxy *p, int fd, char **ret_rel) {
+int proxy_fd_relpath(Proxy *p, int fd, const char *fallback_rel, char **ret_rel) {
         char proc[64], buf[PROXY_PATH_MAX + 256];
+        if (!p->have_proc_fd) {
+                *ret_rel = xstrdup(fallback_rel);
+                return 0;
+        }
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
         ssize_t k = readlink(proc, buf, sizeof buf - 1);
         if (k < 0)

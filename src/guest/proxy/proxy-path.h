@@ -25,8 +25,10 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
 int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, uint64_t resolve);
 
 /* The workspace-relative path an fd really refers to ("." for the root), via
- * /proc/self/fd. -EXDEV if it is not under the workspace. */
-int proxy_fd_relpath(Proxy *p, int fd, char **ret_rel);
+ * /proc/self/fd. -EXDEV if it is not under the workspace. Without procfs (p->have_proc_fd
+ * false) every open uses RESOLVE_NO_SYMLINKS, so the path opened is the normalized requested
+ * one: fallback_rel is returned. */
+int proxy_fd_relpath(Proxy *p, int fd, const char *fallback_rel, char **ret_rel);
 
 /* Map an errno from resolution to an error kind. */
 ErrorKind proxy_errno_kind(int r);

@@ -67,6 +67,7 @@ typedef struct Proxy {
         char *workspace_path; /* absolute, no trailing slash */
         int workspace_fd;     /* O_PATH|O_DIRECTORY of workspace_path */
         char *workspace_real; /* realpath, for /proc/self/fd checks */
+        bool have_proc_fd;    /* /proc/self/fd usable; else symlinks are never followed */
         uid_t agent_uid;
         gid_t agent_gid;
         char *agent_home; /* HOME for commands */
