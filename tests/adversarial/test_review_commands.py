@@ -125,3 +125,32 @@ def test_rf6_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
     assert "error" in run(proxy, {"argv": ["make", f"--eval=$(shell touch {MARK})"]})
     r = run(proxy, {"argv": ["make"] + opt})
     assert "error" in r and not os.path.exists(MARK), f"make {opt[0]} ran $(shell): {r}"
+
+
+PMARK = "/tmp/nx-rv-pwn"  # no 'e'/'E' in the perl case: the analyzer would flag -M...e... by accident
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-9: interpreters run code given in arguments in "
+                   "forms the analyzer does not know: python3 -m timeit STMT, perl '-MMod;CODE' script, "
+                   "node --import data:URL script")
+@pytest.mark.parametrize("argv", [
+    ["python3", "-m", "timeit", "-n1", "-r1", f"open({PMARK!r}, 'w')"],
+    ["perl", f"-Mstrict;`touch {PMARK}`", "s.pl"],
+    ["node", "--import", "data:text/javascript,import('fs').then(f=>f.writeFileSync('" + PMARK + "','x'))", "s.js"],
+])
+def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
+    if not os.path.exists("/usr/bin/" + argv[0]):
+        pytest.skip(argv[0] + " not installed")
+    if os.path.exists(PMARK):
+        os.unlink(PMARK)
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3", "perl", "node"]))
+    write(proxy, "s.pl", "1;\n")
+    write(proxy, "s.js", "\n")
+    # The plain inline forms are refused (C5) ...
+    assert "error" in run(proxy, {"argv": [argv[0], {"python3": "-c", "perl": "-e", "node": "-e"}[argv[0]], "1"]})
+    # ... these are not.
+    r = run(proxy, {"argv": argv})
+    ran = os.path.exists(PMARK)
+    if ran:
+        os.unlink(PMARK)
+    assert "error" in r and not ran, f"{argv[0]} ran code from its arguments: {r}"
