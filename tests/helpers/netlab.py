@@ -258,6 +258,7 @@ class NetLab:
                 "--port=53", "--log-queries", f"--log-facility={self.dns_log}", "--no-negcache",
                 f"--pid-file={self.dns_log}.pid"]
         argv += [f"--host-record={n},{a}" for n, a in self.records.items()]
+        argv += [f"--cname=alias.{self.ZONE},www.{self.ZONE}"]  # a CNAME, like CDN-hosted names
         self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(100):
             if os.path.exists(f"{self.dns_log}.pid"):

@@ -139,6 +139,16 @@ def test_dns_wildcard(lab, make_pod):
     assert g.tcp(lab.web, lab.port)["ok"]
 
 
+def test_dns_cname_target_opens(lab, make_pod):
+    """alias.lab.test is a CNAME for www.lab.test: the final addresses of an allowed name open."""
+    _, g = make_pod({"dns_allow": [f"alias.{lab.ZONE}"]})
+    a = g.dns(f"alias.{lab.ZONE}")
+    assert a["ok"] and lab.web in a["addrs"], a
+    assert g.tcp(lab.web, lab.port)["ok"]
+    b = g.dns(f"www.{lab.ZONE}")  # the target name itself is still not on the list
+    assert not b["ok"] or b["addrs"] == []
+
+
 def test_dns_rebinding_to_private_address_stays_closed(lab, make_pod):
     # rebind.lab.test answers 10.77.0.1, where the lab listens (routed for pod traffic only).
     _lab_extra_address(lab, "10.77.0.1")
