@@ -154,3 +154,16 @@ def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
     if ran:
         os.unlink(PMARK)
     assert "error" in r and not ran, f"{argv[0]} ran code from its arguments: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-11: paths.blocked only binds the file ops; an "
+                   "allowlisted command reads a blocked secret file (.env) as the agent user and returns it")
+def test_rf11_blocked_secret_read_through_allowlisted_git(proxy):
+    secret = "API_KEY=sk-review-5ec12e7\n"
+    proxy.put(".env", secret)
+    configure(proxy)
+    r = proxy.ch.request("read", {"path": ".env"})
+    assert r.get("kind") == "path_denied", r
+    r = run(proxy, {"argv": ["git", "diff", "--no-index", "--", "/dev/null", ".env"]})
+    assert "sk-review-5ec12e7" not in (r.get("stdout") or "") + str(r), \
+        f"the blocked .env reached the agent through `git diff --no-index`: {r}"
