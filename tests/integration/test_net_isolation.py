@@ -353,6 +353,19 @@ def test_invalid_spec_creates_nothing(pool, tmp_path):
     assert not os.path.exists(tmp_path / "alloc") or os.listdir(tmp_path / "alloc") == []
 
 
+def test_pool_exhausted(tmp_path):
+    require_root()
+    a, b = _free_pool().split(".")[1:3]
+    pool = f"10.{a}.{b}.0/26"  # 8 blocks of /29
+    (tmp_path / "alloc").mkdir(mode=0o700)
+    for i in range(8):
+        (tmp_path / "alloc" / str(i)).write_text(f"other-{i}\n")
+    r = sh(str(binary("net-test-helper")), "pod", "--state-dir", str(tmp_path), "--pool", pool, "--pod-id",
+           "exhaust", "--spec", json.dumps({"allow": ["203.0.113.1"]}), check=False)
+    assert r.returncode == 1 and "pool exhausted" in json.loads(r.stdout)["error"], r.stdout
+    assert sorted(os.listdir(tmp_path / "alloc")) == sorted(str(i) for i in range(8))
+
+
 def test_doctor(tmp_path):
     require_root()
     r = sh(str(binary("net-test-helper")), "doctor")

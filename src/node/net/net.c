@@ -173,7 +173,7 @@ static int alloc_claim(
                 pod->alloc_path = TAKE_PTR(p);
                 return 0;
         }
-        return set_err(reterr, -ENOSPC, "network pool %s exhausted (%u pods)", "", n);
+        return set_err(reterr, -ENOSPC, "network pool exhausted (%u pods of /29): enlarge [net] pool", n);
 }
 
 static int nft_apply(int netns_fd, const char *ruleset, char **reterr) {
