@@ -457,8 +457,11 @@ int main(int argc, char **argv) {
 finish:
         api = api_stop(api);
         metrics = api_stop(metrics);
+        log_debug("API stopped; ending pods");
         pod_terminate_all(&node, "node shutdown");
+        log_debug("Pods ended; stopping the supervisor");
         pod_supervisor_stop(&node);
+        log_debug("Supervisor stopped; freeing pods");
         pthread_mutex_lock(&node.lock);
         Pod **pods = TAKE_PTR(node.pods);
         size_t n = node.n_pods;

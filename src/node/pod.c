@@ -297,7 +297,9 @@ json_t *pod_to_json(Pod *p) {
                 json_object_set_new(j, "policy_sha256", json_string(p->policy_sha256));
         if (p->vm)
                 json_object_set_new(j, "accel", json_string(vmm_accel(p->vm)));
-        json_object_set_new(j, "network", json_boolean(p->net != NULL));
+        json_object_set_new(j, "network", json_boolean(p->spec->has_network));
+        if (p->net)
+                json_object_set_new(j, "netns", json_string(net_pod_info(p->net)->netns_name));
         if (p->weak)
                 json_object_set_new(
                         j,
@@ -433,12 +435,13 @@ static void *terminate_thread(void *userdata) {
         return NULL;
 }
 
-void pod_terminate_async(Pod *p, PodState final, const char *reason, const char *kind) {
+/* Like pod_terminate_async, consuming a reference the caller already holds. */
+static void pod_terminate_async_take(Pod *p, PodState final, const char *reason, const char *kind) {
         TerminateJob *j = xnew0(TerminateJob, 1);
         pthread_attr_t attr;
         pthread_t t;
 
-        j->pod = pod_ref(p);
+        j->pod = p;
         j->final = final;
         j->reason = xstrdup(reason);
         j->kind = kind ? xstrdup(kind) : NULL;
@@ -447,6 +450,10 @@ void pod_terminate_async(Pod *p, PodState final, const char *reason, const char 
         if (pthread_create(&t, &attr, terminate_thread, j) != 0)
                 terminate_thread(j);
         pthread_attr_destroy(&attr);
+}
+
+void pod_terminate_async(Pod *p, PodState final, const char *reason, const char *kind) {
+        pod_terminate_async_take(pod_ref(p), final, reason, kind);
 }
 
 /* ---- boot ------------------------------------------------------------------------------- */
@@ -514,7 +521,10 @@ static char *pod_vmm_exit_reason(Pod *p, usec_t wait) {
                 return NULL;
         for (;;) {
                 siginfo_t si = {};
-                if (waitid(P_PIDFD, (id_t) fd, &si, WEXITED | WNOHANG | WNOWAIT) >= 0 && si.si_pid != 0) {
+                int w = waitid(P_PIDFD, (id_t) fd, &si, WEXITED | WNOHANG | WNOWAIT);
+                if (w < 0)
+                        break; /* already reaped: someone else is ending the pod */
+                if (si.si_pid != 0) {
                         safe_close(fd);
                         return si.si_code == CLD_EXITED
                                 ? xasprintf("VMM exited unexpectedly with status %d", si.si_status)
@@ -530,18 +540,25 @@ static char *pod_vmm_exit_reason(Pod *p, usec_t wait) {
 
 static void pod_on_close(void *userdata, int error) {
         Pod *p = userdata;
-        PodState s;
+        bool live;
+
+        /* Runs on the channel's reader thread, which holds no reference: the pod may be in
+         * pod_free (n_ref 0, joining this very thread). Only a pod with references that is
+         * still running is touched, and the termination job gets its reference under the
+         * same lock. */
         pthread_mutex_lock(&node_global->lock);
-        s = p->state;
+        live = p->n_ref > 0 && p->state == POD_RUNNING && !p->terminating;
+        if (live)
+                p->n_ref++;
         pthread_mutex_unlock(&node_global->lock);
-        if (s == POD_RUNNING) {
-                /* A dead VMM closes the channel too: name the cause, not the symptom. */
-                _cleanup_free_ char *why = pod_vmm_exit_reason(p, 500 * USEC_PER_MSEC);
-                if (!why)
-                        why = error < 0 ? xasprintf("channel to the guest broken: %s", strerror(-error))
-                                        : xstrdup("the guest closed the channel");
-                pod_terminate_async(p, POD_FAILED, why, "internal");
-        }
+        if (!live)
+                return;
+        /* A dead VMM closes the channel too: name the cause, not the symptom. */
+        _cleanup_free_ char *why = pod_vmm_exit_reason(p, 500 * USEC_PER_MSEC);
+        if (!why)
+                why = error < 0 ? xasprintf("channel to the guest broken: %s", strerror(-error))
+                                : xstrdup("the guest closed the channel");
+        pod_terminate_async_take(p, POD_FAILED, why, "internal");
 }
 
 static int pod_configure(Pod *p, char **reterr) {

@@ -311,13 +311,18 @@ def test_node_restart_with_pod_running(node):
 def test_sigterm_ends_every_pod(tmp_path):
     require_root()
     node = NodeProc(tmp_path, driver="local").start()
-    c = node.client()
-    ids = [running_pod(c) for _ in range(2)]
+    try:
+        c = node.client()
+        ids = [running_pod(c) for _ in range(2)]
+    except BaseException:
+        node.stop(check_clean=False)
+        raise
     node.stop()  # asserts exit 0 and nothing left behind
     for i in ids:
         st = json.loads((node.state_dir / "pods" / i / "state.json").read_text())
         assert st["state"] == "exited" and st["reason"] == "node shutdown"
         assert node.verify_audit(i).returncode == 0
+    node.remove_state()
 
 
 def test_b2_deadline(node):
