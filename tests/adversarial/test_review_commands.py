@@ -167,3 +167,32 @@ def test_rf11_blocked_secret_read_through_allowlisted_git(proxy):
     r = run(proxy, {"argv": ["git", "diff", "--no-index", "--", "/dev/null", ".env"]})
     assert "sk-review-5ec12e7" not in (r.get("stdout") or "") + str(r), \
         f"the blocked .env reached the agent through `git diff --no-index`: {r}"
+
+
+def repo_with_local_remote(pp):
+    """A committed repo whose `origin` is a bare repo inside the workspace (no network)."""
+    git_repo(pp)
+    env = {"PATH": "/usr/bin:/bin", "HOME": pp.base, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "-c", "safe.directory=*", "init", "-q", "--bare", "remote.git"], cwd=pp.ws, env=env,
+                   check=True, capture_output=True)
+    subprocess.run(["git", "-c", "safe.directory=*", "remote", "add", "origin", "./remote.git"], cwd=pp.ws, env=env,
+                   check=True, capture_output=True)
+    subprocess.run(["chown", "-R", f"{pp.uid}:{pp.gid}", pp.ws], check=True)
+    return os.path.join(pp.ws, "remote.git", "refs", "heads", "main")
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-3/RF-4: the wrapper misparse also hides "
+                   "`git push` from the capability check (git_push is Never)")
+@pytest.mark.parametrize("case", ["fix-issue+env", "local-dev"])
+def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
+    ref = repo_with_local_remote(proxy)
+    if case == "fix-issue+env":
+        configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["env"]))
+        argv = ["env", "--sp=git push origin main"]
+    else:
+        configure(proxy, profile="local-dev")
+        argv = ["nice", "--adj", "5", "git", "push", "origin", "main"]
+    r = run(proxy, {"argv": ["git", "push", "origin", "main"]})
+    assert r.get("kind") == "insufficient_capability", r
+    r = run(proxy, {"argv": argv})
+    assert "error" in r and not os.path.exists(ref), f"git push ran although git_push is Never: {r}"
