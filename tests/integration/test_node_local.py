@@ -433,3 +433,52 @@ def test_metrics_match_calls(node):
     c.delete_pod(pod)
     assert node.metric("nucleus_pods", state="exited") == 1
     assert node.metric("nucleus_pods", state="running") == 0
+
+
+def test_config_file(tmp_path):
+    """The node config as `nucleus setup` writes it (docs/config.md, src/lib/spec loader);
+    flags override it; a bad key is refused with its name."""
+    require_root()
+    from conftest import binary
+    import subprocess
+    node = NodeProc(tmp_path, driver="local")
+    node.port = __import__("helpers.nodeproc", fromlist=["free_port"]).free_port()
+    node.metrics_port = __import__("helpers.nodeproc", fromlist=["free_port"]).free_port()
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(
+        "[node]\n"
+        f"listen = \"127.0.0.1:{node.port}\"\n"
+        f"metrics_listen = \"127.0.0.1:{node.metrics_port}\"\n"
+        f"state_dir = \"{node.state_dir}\"\n"
+        "images_dir = \"/nonexistent\"\n"
+        "[pods]\n"
+        "driver = \"local\"\n"
+        "max_pods = 1\n"
+        "[secrets]\n"
+        f"node_secret_file = \"{node.secrets / 'node.key'}\"\n"
+        f"approver_public_key_file = \"{node.secrets / 'approver.pub'}\"\n"
+        f"audit_signing_key_file = \"{node.secrets / 'audit.key'}\"\n")
+    os.chmod(cfg, 0o600)
+    node.argv = lambda: [str(binary("nucleus-node")), "--config", str(cfg),
+                         "--proxy-path", str(binary("nucleus-tool-proxy"))]
+    node.start()
+    try:
+        c = node.client()
+        a = running_pod(c)
+        r = c.create_pod(spec_yaml())
+        assert r.status == 409, r  # max_pods = 1 from the file
+        c.delete_pod(a)
+    finally:
+        node.stop()
+    node.remove_state()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[node]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n")
+    r = subprocess.run([str(binary("nucleus-node")), "--config", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and "lisen" in r.stderr, r.stderr
+    r = subprocess.run([str(binary("nucleus-node")), "--driver", "docker"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "--driver" in r.stderr
+    r = subprocess.run([str(binary("nucleus-node")), "--state-dir", str(tmp_path / "s")], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "node key" in r.stderr, r.stderr
