@@ -13,6 +13,7 @@
 #include "pricing.h"
 #include "string-util.h"
 #include "time-util.h"
+#include "tools.h"
 
 #define AGENT_RESULT_MAX (64U * 1024U) /* bytes of a tool answer given to the model */
 
@@ -171,16 +172,17 @@ static json_t *do_call(
         json_t *answer = NULL;
         _cleanup_free_ char *err = NULL;
 
-        if (!tool_offered(o->tools, name)) {
-                _cleanup_free_ char *vis = string_make_visible(name ? name : "");
+        /* A tool the policy does not grant but that exists is still sent to the pod: its proxy
+         * refuses it with the authoritative kind and the node audits the attempt. Names that
+         * are no tool at all never leave this process. */
+        if (!tool_offered(o->tools, name) && !agent_tool_find(name))
                 return json_pack(
                         "{s:s, s:s}",
                         "error",
-                        vis[0] ? "unknown tool (not offered by this sandbox's policy)"
-                               : "tool call without a name",
+                        isempty(name) ? "tool call without a name" : "unknown tool (no such sandbox operation)",
                         "kind",
-                        "insufficient_capability");
-        }
+                        "invalid_request");
+
         int r = h->call_tool(h->userdata, name, args, &answer, &err);
         if (r < 0) {
                 *ret_transport_err = err ? TAKE_PTR(err) : xasprintf("tool call failed: %s", strerror(-r));

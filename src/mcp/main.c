@@ -150,6 +150,18 @@ static int resolve_ops(NucleusClient *client, char ***ret) {
                 *ret = agent_ops_for_policy(p);
                 return 0;
         }
+        /* The enforced policy, as the pod's proxy reports it in `status`. */
+        {
+                _cleanup_json_ json_t *st = NULL, *noargs = json_object();
+                _cleanup_free_ char *serr = NULL;
+                _cleanup_(policy_freep) Policy *sp = NULL;
+                if (agent_node_call_tool(client, arg_pod, "status", noargs, &st, &serr) >= 0 &&
+                    json_is_object(json_object_get(st, "policy")) &&
+                    policy_from_json(json_object_get(st, "policy"), &sp, NULL) >= 0) {
+                        *ret = agent_ops_for_policy(sp);
+                        return 0;
+                }
+        }
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s", arg_pod);
         _cleanup_json_ json_t *pod = NULL;
         _cleanup_client_error_ ClientError e = {};

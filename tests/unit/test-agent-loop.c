@@ -36,6 +36,9 @@ static int fake_call(void *userdata, const char *op, json_t *args, json_t **ret,
         const char *path = json_string_value(json_object_get(args, "path"));
         if (streq(op, "read") && path && startswith(path, "/etc"))
                 *ret = json_pack("{s:s, s:s}", "error", "path escapes the workspace", "kind", "sandbox_escape");
+        else if (streq(op, "web_fetch"))
+                *ret = json_pack(
+                        "{s:s, s:s}", "error", "web_fetch is never allowed", "kind", "insufficient_capability");
         else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "git")) {
                 if (f->approved)
                         *ret = json_pack("{s:i, s:s}", "exit_status", 0, "stdout", "pushed");
@@ -111,8 +114,8 @@ static void test_denials_and_approval_refused(void **state) {
         assert_int_equal(st.stop, AGENT_STOP_DONE);
         assert_int_equal(st.turns, 5);
         assert_int_equal(st.tool_calls, 4);
-        /* web_fetch is not offered: refused locally, never reaches the node. */
-        assert_string_equal(f.log, "read;read;run;");
+        /* web_fetch is not offered but exists: the node (proxy) refuses it, and audits it. */
+        assert_string_equal(f.log, "read;read;web_fetch;run;");
         assert_int_equal(f.approvals, 1);
         assert_int_equal(st.denials, 3);
         assert_int_equal(json_integer_value(json_object_get(st.denials_by_kind, "sandbox_escape")), 1);
@@ -130,7 +133,7 @@ static void test_approval_granted(void **state) {
         Fake f = { .approve_answer = 1 };
         AgentStats st = {};
         run_plan(demo_plan, &f, 0, NULL, &st);
-        assert_string_equal(f.log, "read;read;run;run;"); /* retried once after approval */
+        assert_string_equal(f.log, "read;read;web_fetch;run;run;"); /* retried once after approval */
         assert_int_equal(st.denials, 2);
         assert_null(json_object_get(st.denials_by_kind, "approval_required"));
         agent_stats_done(&st);
