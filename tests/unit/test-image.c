@@ -74,6 +74,19 @@ static void test_qemu_argv(void **state) {
         assert_true(found);
         strv_free(argv);
 
+        /* An inherited tap fd instead of a name (unprivileged QEMU). */
+        c.tap_ifname = NULL;
+        c.tap_fd = 7;
+        assert_int_equal(image_qemu_argv(&c, &argv), 0);
+        assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7"));
+        strv_free(argv);
+        c.tap_fd = 2;
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.tap_ifname = "nutap0";
+        c.tap_fd = 7;
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.tap_fd = 0;
+
         /* Values QEMU would split on ',' are refused. */
         c.scratch = "/pod/a,b";
         assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);

@@ -66,9 +66,13 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                 return -EINVAL;
         if (c->qmp_socket && !qemu_opt_ok(c->qmp_socket))
                 return -EINVAL;
-        if (c->tap_ifname &&
-            (!qemu_opt_ok(c->tap_ifname) || !qemu_opt_ok(c->mac) || isempty(c->net_cmdline) ||
-             strpbrk(c->net_cmdline, " \t") || string_has_cc(c->net_cmdline, NULL)))
+        bool nic = c->tap_ifname || c->tap_fd != 0;
+        if ((c->tap_ifname && c->tap_fd != 0) || (c->tap_fd != 0 && c->tap_fd <= 2) ||
+            (c->tap_ifname && !qemu_opt_ok(c->tap_ifname)))
+                return -EINVAL;
+        if (nic &&
+            (!qemu_opt_ok(c->mac) || isempty(c->net_cmdline) || strpbrk(c->net_cmdline, " \t") ||
+             string_has_cc(c->net_cmdline, NULL)))
                 return -EINVAL;
         if (c->extra_cmdline && string_has_cc(c->extra_cmdline, NULL))
                 return -EINVAL;
@@ -116,8 +120,8 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                 "console=ttyS0 quiet panic=-1 reboot=t%s nucleus.channel=%s%s%s%s%s",
                 tsc,
                 IMAGE_CHANNEL_NAME,
-                c->tap_ifname ? " nucleus.net=" : "",
-                c->tap_ifname ? c->net_cmdline : "",
+                nic ? " nucleus.net=" : "",
+                nic ? c->net_cmdline : "",
                 c->extra_cmdline ? " " : "",
                 c->extra_cmdline ? c->extra_cmdline : "");
         strv_extend(&a, "-append");
@@ -154,9 +158,13 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtserialport,chardev=ch0,name=" IMAGE_CHANNEL_NAME);
         }
-        if (c->tap_ifname) {
+        if (nic) {
                 strv_extend(&a, "-netdev");
-                strv_consume(&a, xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", c->tap_ifname));
+                if (c->tap_fd > 2)
+                        strv_consume(&a, xasprintf("tap,id=net0,fd=%d", c->tap_fd));
+                else
+                        strv_consume(
+                                &a, xasprintf("tap,id=net0,ifname=%s,script=no,downscript=no", c->tap_ifname));
                 strv_extend(&a, "-device");
                 strv_consume(&a, xasprintf("virtio-net-device,netdev=net0,mac=%s", c->mac));
         }

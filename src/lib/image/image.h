@@ -96,8 +96,12 @@ typedef struct ImageQemuConfig {
         unsigned memory_mib;       /* 0: 512 */
         unsigned cpus;             /* 0: 1 */
         unsigned tcg_tb_mib;       /* TCG translation cache, MiB; 0: 64 */
-        const char *tap_ifname;    /* tap device for virtio-net; NULL: no NIC at all */
-        const char *mac;           /* NIC MAC "xx:xx:xx:xx:xx:xx"; required with tap_ifname */
+        const char *tap_ifname;    /* tap device for virtio-net; NULL: no NIC (unless tap_fd) */
+        int tap_fd;                /* > 2: an open tap fd QEMU inherits (-netdev tap,fd=N), for a
+                                    * QEMU that runs unprivileged and cannot open /dev/net/tun;
+                                    * the caller keeps it open and non-CLOEXEC across the exec.
+                                    * 0: unused. Excludes tap_ifname. */
+        const char *mac;           /* NIC MAC "xx:xx:xx:xx:xx:xx"; required with a tap */
         const char *net_cmdline;   /* "addr/prefix,gw,dns" for nucleus.net=; required with tap */
         const char *extra_cmdline; /* appended verbatim (tests: nucleus.probe=1); NULL: none */
         bool no_sandbox;           /* skip -sandbox (only for debugging) */
