@@ -38,7 +38,7 @@ def ensure_agent_user():
 class ProxyProcess:
     """One proxy process: .ch (Channel), .ws (workspace path), .state, .proc."""
 
-    def __init__(self, binary, uid, gid, extra_args=()):
+    def __init__(self, binary, uid, gid, extra_args=(), wrapper=()):
         # Not under pytest's 0700 tmp dirs: the agent user must be able to reach the workspace.
         self.base = tempfile.mkdtemp(prefix="nucleus-x-", dir="/tmp")
         os.chmod(self.base, 0o755)
@@ -50,7 +50,7 @@ class ProxyProcess:
         self.uid, self.gid = uid, gid
         self.log = open(os.path.join(self.base, "proxy.log"), "w+")
         self.proc = subprocess.Popen(
-            [str(binary), "--unix", self.sock, "--workspace", self.ws, "--agent-user", AGENT_USER,
+            [*wrapper, str(binary), "--unix", self.sock, "--workspace", self.ws, "--agent-user", AGENT_USER,
              "--state-dir", self.state, "--log-level", "debug", *extra_args],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env={"PATH": "/usr/bin:/bin",
                                                                               "NUCLEUS_SECRET_CANARY": "canary-7f3a"})

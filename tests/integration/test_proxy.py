@@ -427,6 +427,23 @@ def test_export_without_baseline(proxy):
     assert err_kind(proxy.ch.request("export", {})) == "not_found"
 
 
+def test_without_procfs_symlinks_are_never_followed(proxy_bin, agent_ids):
+    from helpers.proxyrun import ProxyProcess
+    hide = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"]
+    pp = ProxyProcess(proxy_bin, *agent_ids, wrapper=hide)
+    try:
+        configure(pp)
+        pp.put("real.txt", "R")
+        os.symlink("real.txt", os.path.join(pp.ws, "alias"))
+        assert pp.ch.request("read", {"path": "real.txt"})["content"] == "R"
+        assert err_kind(pp.ch.request("read", {"path": "alias"})) == "sandbox_escape"
+        assert pp.ch.request("write", {"path": "d/n.txt", "content": "x", "create_dirs": True})["created"]
+        assert "/proc is not mounted" in pp.logs()
+        assert pp.alive()
+    finally:
+        pp.stop()
+
+
 # ---------------------------------------------------------------- channel robustness
 
 def test_garbage_frames_drop_peer_proxy_survives(proxy):
