@@ -949,7 +949,8 @@ static enum MHD_Result api_handler(
                                                                                            : "unauthorized");
                 return reply_unauthorized(c, detail, m);
         }
-        const char *actor = ar.actor;
+        /* The audit log wants a non-empty actor; the signature covered whatever was sent. */
+        const char *actor = isempty(ar.actor) ? "unknown" : ar.actor;
 
         if (streq(path, "/v1/pods")) {
                 if (streq(method, "POST"))

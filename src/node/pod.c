@@ -465,6 +465,10 @@ static const char *hex64_or_null(json_t *v) {
         return s;
 }
 
+#define POD_GUEST_EVENTS_MAX 200000u
+
+static void pod_terminate_async_take(Pod *p, PodState final, const char *reason, const char *kind);
+
 static void pod_on_event(void *userdata, json_t *ev) {
         Pod *p = userdata;
         const char *type = json_string_value(json_object_get(ev, "type"));
@@ -472,6 +476,22 @@ static void pod_on_event(void *userdata, json_t *ev) {
         const char *decision = json_string_value(json_object_get(ev, "decision"));
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         _cleanup_free_ char *gop = NULL, *text = NULL;
+
+        /* A guest may not fill the host's disk through the audit log: past the cap the pod is
+         * ended (its own records stop being trustworthy evidence anyway). */
+        pthread_mutex_lock(&node_global->lock);
+        bool flood = ++p->n_guest_events > POD_GUEST_EVENTS_MAX && p->state == POD_RUNNING &&
+                !p->terminating && p->n_ref > 0;
+        if (flood)
+                p->n_ref++;
+        pthread_mutex_unlock(&node_global->lock);
+        if (flood) {
+                pod_terminate_async_take(
+                        p, POD_FAILED, "the guest sent more events than the audit log accepts", "too_large");
+                return;
+        }
+        if (p->n_guest_events > POD_GUEST_EVENTS_MAX)
+                return;
 
         /* Guest events are recorded as reported, marked actor "guest": the guest cannot write
          * the log itself, and its claims are evidence, not the node's own observation. Only

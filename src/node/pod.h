@@ -66,6 +66,7 @@ struct Pod {
         pthread_mutex_t audit_lock;
         PodSub *subs; /* /events subscribers, under node->lock */
         uint64_t budget_spent_micro_usd;
+        uint64_t n_guest_events; /* event frames received; capped (POD_GUEST_EVENTS_MAX) */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
