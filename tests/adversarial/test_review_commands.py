@@ -196,3 +196,15 @@ def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
     assert r.get("kind") == "insufficient_capability", r
     r = run(proxy, {"argv": argv})
     assert "error" in r and not os.path.exists(ref), f"git push ran although git_push is Never: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-14: git subcommand options with an attached "
+                   "value are missed (`git clone -u<cmd>` runs cmd through a shell; only a separate '-u' "
+                   "word is refused)")
+def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
+    git_repo(proxy)
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["git clone"]))
+    r = run(proxy, {"argv": ["git", "clone", "-u", f"touch {MARK}; git-upload-pack", ".", "d1"]})
+    assert r.get("kind") == "command_denied", r
+    r = run(proxy, {"argv": ["git", "clone", f"-utouch {MARK}; git-upload-pack", ".", "d2"]})
+    assert "error" in r and not os.path.exists(MARK), f"git clone -u<cmd> ran a shell: {r}"
