@@ -208,3 +208,15 @@ def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
     assert r.get("kind") == "command_denied", r
     r = run(proxy, {"argv": ["git", "clone", f"-utouch {MARK}; git-upload-pack", ".", "d2"]})
     assert "error" in r and not os.path.exists(MARK), f"git clone -u<cmd> ran a shell: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-15: the database_client profile allows its five "
+                   "clients with any arguments, but they run shell commands from their arguments "
+                   "(sqlite3 '.shell CMD', psql '\\! CMD', mysql 'system CMD'); run_bash has no shell grant")
+def test_rf15_database_client_shell_escape(proxy):
+    if not os.path.exists("/usr/bin/sqlite3"):
+        pytest.skip("sqlite3 not installed")
+    configure(proxy, profile="database-client")
+    assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
+    r = run(proxy, {"argv": ["sqlite3", ":memory:", f".shell touch {MARK}"]})
+    assert "error" in r and not os.path.exists(MARK), f"sqlite3 .shell ran a shell: {r}"
