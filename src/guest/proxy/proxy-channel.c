@@ -92,7 +92,8 @@ void proxy_send_json(Proxy *p, FrameType type, uint32_t stream_id, json_t *j) {
 static void conn_close(Proxy *p) {
         if (p->conn_fd < 0)
                 return;
-        log_info("Channel peer disconnected");
+        /* A virtio-serial port flaps while the host side is away: keep the console quiet. */
+        log_full(p->transport->kind == TRANSPORT_CHARDEV ? LOG_DEBUG : LOG_INFO, "Channel peer disconnected");
         proxy_loop_del(p, &conn_source);
         p->conn_fd = safe_close(p->conn_fd);
         conn_source.fd = -EBADF;
@@ -174,7 +175,7 @@ static int conn_adopt(Proxy *p, int fd) {
                 p->conn_fd = safe_close(p->conn_fd);
                 return r;
         }
-        log_info("Channel peer connected");
+        log_full(p->transport->kind == TRANSPORT_CHARDEV ? LOG_DEBUG : LOG_INFO, "Channel peer connected");
         /* Boot report on stream 0 (guest-initiated side uses even ids). */
         json_t *ev = json_pack(
                 "{s:s, s:s, s:b}", "type", "boot", "component", "nucleus-tool-proxy", "configured", p->configured);
