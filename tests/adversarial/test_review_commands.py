@@ -220,3 +220,14 @@ def test_rf15_database_client_shell_escape(proxy):
     assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
     r = run(proxy, {"argv": ["sqlite3", ":memory:", f".shell touch {MARK}"]})
     assert "error" in r and not os.path.exists(MARK), f"sqlite3 .shell ran a shell: {r}"
+
+
+@pytest.mark.xfail(strict=True, reason="review finding RF-9: a script path naming standard input "
+                   "(/dev/stdin, /proc/self/fd/0) runs code from the request like the refused '-'")
+@pytest.mark.parametrize("script", ["/dev/stdin", "/proc/self/fd/0"])
+def test_rf9_interpreter_script_from_stdin_path(proxy_bin, agent_ids, proxy, script):
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3"]))
+    code = f"open({MARK!r}, 'w')\n"
+    assert "error" in run(proxy, {"argv": ["python3", "-"], "stdin": code})
+    r = run(proxy, {"argv": ["python3", script], "stdin": code})
+    assert "error" in r and not os.path.exists(MARK), f"python3 {script} ran code from the request: {r}"
