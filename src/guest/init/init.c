@@ -426,6 +426,8 @@ static void send_boot_report(int chan, BootReport *br, usec_t started) {
                 br->nic ? "yes" : "no");
 }
 
+#define IN_SET_SIG_SHUTDOWN(s) ((s) == SIGINT || (s) == SIGTERM || (s) == SIGPWR)
+
 static void on_shutdown_signal(int sig) {
         arg_shutdown_requested = 1;
 }
@@ -479,24 +481,45 @@ static pid_t start_proxy(int chan) {
         _exit(127);
 }
 
-/* Reap every child until the proxy exits. Returns its wait status. */
+/* Reap every child (orphans included) until the proxy exits; returns its wait status, or
+ * -ECHILD. Signals are taken synchronously (blocked + sigtimedwait), so a shutdown request
+ * cannot slip in between a check and a blocking wait. A shutdown request sends the proxy
+ * SIGTERM, then SIGKILL after INIT_PROXY_STOP_USEC. */
 static int supervise(pid_t proxy) {
-        bool term_sent = false;
+        usec_t kill_at = USEC_INFINITY;
+        sigset_t set;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGPWR);
+        if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+                return -errno;
         for (;;) {
                 int status;
-                if (arg_shutdown_requested && !term_sent) {
+                pid_t p;
+                while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+                        if (p == proxy)
+                                return status;
+                if (p < 0 && errno != EINTR)
+                        return -errno; /* ECHILD: the proxy is gone */
+
+                usec_t n = boottime();
+                if (arg_shutdown_requested && kill_at == USEC_INFINITY) {
                         log_info("shutdown requested; stopping the proxy");
                         (void) kill(proxy, SIGTERM);
-                        term_sent = true;
+                        kill_at = n + INIT_PROXY_STOP_USEC;
+                } else if (n >= kill_at) {
+                        log_warning("the proxy did not stop; killing it");
+                        (void) kill(proxy, SIGKILL);
+                        kill_at = USEC_INFINITY - 1; /* once */
                 }
-                pid_t p = waitpid(-1, &status, 0);
-                if (p < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno; /* ECHILD: the proxy is gone */
-                }
-                if (p == proxy)
-                        return status;
+                siginfo_t si;
+                struct timespec ts = { .tv_sec = 1 };
+                int sig = sigtimedwait(&set, &si, &ts);
+                if (IN_SET_SIG_SHUTDOWN(sig))
+                        arg_shutdown_requested = 1;
         }
 }
 

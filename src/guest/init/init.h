@@ -28,6 +28,7 @@
 /* Bounded waits. TCG guests are slow, so these are generous but finite. */
 #define INIT_DEVICE_TIMEOUT_USEC (15 * USEC_PER_SEC)
 #define INIT_NIC_TIMEOUT_USEC (3 * USEC_PER_SEC)
+#define INIT_PROXY_STOP_USEC (10 * USEC_PER_SEC) /* SIGTERM -> SIGKILL on shutdown */
 
 #define IFNAMSIZ_INIT IFNAMSIZ
 
