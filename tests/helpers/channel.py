@@ -58,6 +58,39 @@ class Frame:
         return f"Frame({TYPE_NAMES.get(self.type, self.type)}, stream={self.stream}, {p!r})"
 
 
+class FdSocket:
+    """Socket-like adapter over a raw fd (pty master, pipe pair, char device) for Channel."""
+
+    def __init__(self, rfd, wfd=None):
+        self.rfd, self.wfd, self.timeout = rfd, rfd if wfd is None else wfd, None
+
+    def settimeout(self, t):
+        self.timeout = t
+
+    def recv(self, n):
+        import select
+        r, _, _ = select.select([self.rfd], [], [], self.timeout)
+        if not r:
+            raise socket.timeout()
+        try:
+            return os.read(self.rfd, n)
+        except OSError:
+            return b""
+
+    def sendall(self, data):
+        view = memoryview(data)
+        while view:
+            k = os.write(self.wfd, view)
+            view = view[k:]
+
+    def close(self):
+        for fd in {self.rfd, self.wfd}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Channel:
     """A framed connection over a connected stream socket (or any socket-like object)."""
 
@@ -85,6 +118,11 @@ class Channel:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)
+
+    @classmethod
+    def from_fd(cls, rfd, wfd=None, timeout=30.0):
+        """Wrap an already open fd (or a read/write pair), e.g. a pty master or a FIFO."""
+        return cls(FdSocket(rfd, wfd), timeout)
 
     def close(self):
         try:

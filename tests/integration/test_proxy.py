@@ -427,6 +427,34 @@ def test_export_without_baseline(proxy):
     assert err_kind(proxy.ch.request("export", {})) == "not_found"
 
 
+def test_chardev_transport(proxy_bin, agent_ids):
+    """--channel-dev with a character device (a raw pty stands in for the virtio-serial port)."""
+    import pty
+    import tty
+    import tempfile
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    ws = tempfile.mkdtemp(prefix="nucleus-x-cd-", dir="/tmp")
+    os.chown(ws, *agent_ids)
+    st = tempfile.mkdtemp(prefix="nucleus-x-st-", dir="/tmp")
+    proc = subprocess.Popen([str(proxy_bin), "--channel-dev", os.ttyname(slave), "--workspace", ws, "--agent-user",
+                             "nucleus-test-agent", "--state-dir", st + "/s"], stderr=subprocess.DEVNULL)
+    ch = Channel.from_fd(master, timeout=10)
+    try:
+        boot = ch.wait_event(lambda e: e.get("type") == "boot")
+        assert boot["component"] == "nucleus-tool-proxy"
+        assert ch.configure({"pod_id": "cd", "profile": "fix-issue"})["pod_id"] == "cd"
+        assert ch.request("list", {})["entries"] == []
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        ch.close()
+        os.close(slave)
+        import shutil
+        shutil.rmtree(ws, ignore_errors=True)
+        shutil.rmtree(st, ignore_errors=True)
+
+
 def test_without_procfs_symlinks_are_never_followed(proxy_bin, agent_ids):
     from helpers.proxyrun import ProxyProcess
     hide = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"]
