@@ -221,3 +221,19 @@ def test_probe_boot_reaches_init(guest_images):  # noqa: F811
         v.wait_console("nucleus-guest-init: started", timeout=60)
         assert v.wait_exit(30) == 0
         assert "nucleus-guest-init: probe ok" in v.console()
+
+
+def test_init_reaps_orphans(vm):
+    """A command that leaves a background child behind: the proxy kills the command's session
+    when it ends, the orphan is re-parented to PID 1, and PID 1 must reap it (no zombies)."""
+    r = run(vm.ch, "sh", "-c", "sleep 30 & sleep 30 & echo started")
+    assert r["stdout"].strip() == "started"
+    deadline = time.monotonic() + 20
+    while True:
+        r = run(vm.ch, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null")
+        states = [line.rsplit(")", 1)[1].split()[0] for line in r["stdout"].splitlines() if ")" in line]
+        names = [line.split("(", 1)[1].split(")", 1)[0] for line in r["stdout"].splitlines() if "(" in line]
+        if "Z" not in states and "sleep" not in names:
+            break
+        assert time.monotonic() < deadline, f"zombies or leftovers: {list(zip(names, states))}"
+        time.sleep(0.5)
