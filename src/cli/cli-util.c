@@ -75,7 +75,7 @@ int cli_parse_simple(
                         *done = true;
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         return 0;
 }

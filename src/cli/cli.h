@@ -9,6 +9,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* A switch default that cannot happen (getopt returned an option we did not declare). */
+#define cli_assert_not_reached() abort()
 
 /* Exit codes (DESIGN.md §10): 0 ok, 1 failure, 2 usage. */
 #define CLI_EXIT_OK 0

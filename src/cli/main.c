@@ -88,7 +88,7 @@ static int parse_global(int argc, char **argv) {
                 case '?':
                         return -EINVAL;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         return 1;
 }

@@ -73,7 +73,7 @@ int verb_audit(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind + 2 != argc || !streq(argv[optind], "verify"))
                 return cli_usage_error("audit", "expected: nucleus audit verify FILE|POD");

@@ -425,7 +425,7 @@ int verb_doctor(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind < argc)
                 return cli_usage_error("doctor", "unexpected argument '%s'", argv[optind]);

@@ -132,7 +132,7 @@ int verb_logs(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind + 1 != argc)
                 return cli_usage_error("logs", "expected exactly one POD id");

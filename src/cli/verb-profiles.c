@@ -43,7 +43,7 @@ int verb_profiles(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind < argc)
                 return cli_usage_error("profiles", "unexpected argument '%s'", argv[optind]);

@@ -164,7 +164,7 @@ int verb_secrets(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind >= argc)
                 return cli_usage_error("secrets", "missing command: rotate or show-paths");

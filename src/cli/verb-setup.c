@@ -761,7 +761,7 @@ int verb_setup(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
                 if (num) {
                         /* The ranges of docs/config.md [vm]. */

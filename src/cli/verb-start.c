@@ -88,7 +88,7 @@ int verb_start(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind < argc)
                 return cli_usage_error("start", "unexpected argument '%s'", argv[optind]);
@@ -186,7 +186,7 @@ int verb_start(int argc, char **argv) {
                 break;
         }
         default:
-                assert(!"unreachable");
+                cli_assert_not_reached();
         }
 
         if (!wait) {

@@ -83,7 +83,7 @@ int verb_stop(int argc, char **argv) {
                 case '?':
                         return CLI_EXIT_USAGE;
                 default:
-                        assert(!"unexpected option");
+                        cli_assert_not_reached();
                 }
         if (optind < argc)
                 return cli_usage_error("stop", "unexpected argument '%s'", argv[optind]);
@@ -186,7 +186,7 @@ static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_r
                 break;
         }
         default:
-                assert(!"unreachable");
+                cli_assert_not_reached();
                 return -1;
         }
         return 0;
