@@ -33,6 +33,15 @@ static void handle(const char *json, uint32_t sid) {
         frame_done(&f);
 }
 
+static void cleanup(void) {
+        /* Only these two entries can exist: write, run and import never reach the proxy. */
+        if (!P)
+                return;
+        (void) unlinkat(P->workspace_fd, "file.txt", 0);
+        (void) unlinkat(P->workspace_fd, "dir", AT_REMOVEDIR);
+        (void) rmdir(P->workspace_path);
+}
+
 static void setup(void) {
         char ws[] = "/tmp/nucleus-fuzz-ws-XXXXXX";
         if (!mkdtemp(ws))
@@ -60,6 +69,7 @@ static void setup(void) {
                1);
         if (!P->configured)
                 abort();
+        atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
