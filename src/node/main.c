@@ -313,6 +313,23 @@ static void pick_accel(Node *n) {
         n->accel_in_use = xstrdup(image_accel_to_string(a));
 }
 
+static void node_settings_done(NodeSettings *c) {
+        char **strs[] = { &c->listen,        &c->metrics_listen,   &c->state_dir,         &c->images_dir,
+                          &c->accel,         &c->node_key_path,    &c->approver_pub_path, &c->audit_key_path,
+                          &c->proxy_path,    &c->firecracker_path, &c->jailer_path,       &c->vmm_user,
+                          &c->net_state_dir, &c->net_pool };
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                *strs[i] = mfree(*strs[i]);
+}
+
+/* Everything main allocated, on every return path. */
+static void node_donep(Node *n) {
+        node_settings_done(&n->config);
+        n->cgroup_root = mfree(n->cgroup_root);
+        n->accel_in_use = mfree(n->accel_in_use);
+        arg_config = mfree(arg_config);
+}
+
 static void node_config_defaults(NodeSettings *c) {
         c->listen = xstrdup("127.0.0.1:8080");
         c->metrics_listen = xstrdup("127.0.0.1:9080");
@@ -337,7 +354,7 @@ static void node_config_defaults(NodeSettings *c) {
 }
 
 int main(int argc, char **argv) {
-        Node node = { .wake_fd = -EBADF };
+        _cleanup_(node_donep) Node node = { .wake_fd = -EBADF };
         _cleanup_free_ char *pods_dir = NULL, *why = NULL;
         ApiServer *api = NULL, *metrics = NULL;
         sigset_t mask;
@@ -474,5 +491,6 @@ finish:
         node.wake_fd = safe_close(node.wake_fd);
         explicit_bzero_safe(node.node_key, sizeof node.node_key);
         explicit_bzero_safe(node.audit_key, sizeof node.audit_key);
+
         return r < 0 ? 1 : 0;
 }
