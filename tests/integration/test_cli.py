@@ -506,6 +506,10 @@ def test_lima_setup(env, chip, version, platform, vmtype, nested):
     doc = json.loads(env.run("config", "--output", "json", env=le, check=0).stdout)
     assert doc["node.mode"]["value"] == "lima"
 
+    d = json.loads(env.run("doctor", "--output", "json", env=le).stdout)
+    assert checks(d)["lima"]["status"] == "OK" and "Running" in checks(d)["lima"]["message"]
+    assert checks(d)["node.key"]["status"] == "OK"
+
     # Idempotent: the VM exists and runs; no create, no start.
     n = len(cl)
     env.run("setup", env=le, check=0)
@@ -581,3 +585,45 @@ def test_pid_file_is_verified(env):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_non_root_user_defaults(env):
+    """As an ordinary user with only HOME set: everything lands under ~/.config/nucleus and
+    ~/.local/state/nucleus, owned by that user, secrets 0600 in a 0700 dir."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to switch to nobody")
+    import tempfile
+    # pytest's tmp dirs are 0700 root: nobody needs a home it can reach.
+    home = pathlib.Path(tempfile.mkdtemp(prefix="nucleus-cli-nobody-"))
+    os.chmod(home, 0o755)
+    os.chown(home, 65534, 65534)
+    try:
+        _non_root(env, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _non_root(env, home):
+    e = {"HOME": str(home), "XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "NUCLEUS_IMAGES_DIR": ""}
+    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    p = env.run("setup", "--skip-images", "--listen", f"127.0.0.1:{env.port}", env=e, prefix=prefix)
+    assert p.returncode == 0, p.stderr
+    secrets = home / ".config" / "nucleus" / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700 and secrets.stat().st_uid == 65534
+    for f in secrets.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600 and f.stat().st_uid == 65534, f
+    node = (home / ".config" / "nucleus" / "node.toml").read_text()
+    assert f'state_dir = "{home}/.local/state/nucleus/node"' in node
+    paths = json.loads(env.run("secrets", "show-paths", "--output", "json", env=e, prefix=prefix, check=0).stdout)
+    assert paths["images_dir"] == f"{home}/.local/state/nucleus/images"
+    assert "Nothing changed" in env.run("setup", "--skip-images", "--listen", f"127.0.0.1:{env.port}",
+                                        env=e, prefix=prefix, check=0).stdout
+
+
+def test_explicit_config_must_exist(env):
+    p = env.run("-c", str(env.tmp / "nope.toml"), "config")
+    assert p.returncode == 1 and "nope.toml" in p.stderr
+    bad = env.tmp / "bad.toml"
+    bad.write_text("[node]\nurl = \"http://127.0.0.1:1\"\nbogus = 1\n")
+    p = env.run("-c", str(bad), "doctor")
+    assert p.returncode == 1 and "bad.toml:3" in p.stdout
