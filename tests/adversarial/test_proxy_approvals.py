@@ -121,3 +121,25 @@ def test_token_not_consumed_when_budget_refuses(gated, approver):
     gated.ch.request("charge", {"usd_micros": left})
     assert err_kind(run_touch(gated, "b", tok)) == "budget_exhausted"
     assert not os.path.exists(os.path.join(gated.ws, "b"))
+
+
+def test_unbound_token_approves_any_arguments_once(gated, approver):
+    tok = approver.mint("pod-test", "run_bash", uses=1)  # the approver chose not to bind argv
+    assert run_touch(gated, "any-name", tok)["exit_code"] == 0
+    assert err_kind(run_touch(gated, "again", tok)) == "approval_invalid"
+
+
+def test_file_op_approval_bound_to_its_arguments(proxy_bin, agent_ids, proxy, approver):
+    from helpers.proxyrun import args_sha256
+    pol = fix_issue_policy(proxy_bin, *agent_ids)
+    pol["obligations"] = {"approvals": sorted(set(pol["obligations"]["approvals"]) | {"read_files"})}
+    configure(proxy, policy=pol, approver=approver)
+    proxy.put("a.txt", "A")
+    proxy.put("b.txt", "B")
+    r = proxy.ch.request("read", {"path": "a.txt"})
+    assert err_kind(r) == "approval_required" and r["operation"] == "read_files"
+    assert r["args_sha256"] == args_sha256({"path": "a.txt"})
+    tok = approver.mint("pod-test", "read_files", args={"path": "a.txt"})
+    r = proxy.ch.request("read", {"path": "b.txt", "approval": tok})
+    assert err_kind(r) == "approval_invalid" and r["detail"] == "wrong_args"
+    assert proxy.ch.request("read", {"path": "a.txt", "approval": tok})["content"] == "A"

@@ -136,7 +136,11 @@ static const char *
                 ApprovalResult r = approval_token_verify(req->approval_token, p->approver_key, &t, ret_err);
                 if (r == APPROVAL_OK)
                         r = approval_token_check(
-                                &t, p->pod_id, operation_to_string(op), args_sha, (int64_t) time(NULL));
+                                &t,
+                                p->pod_id,
+                                operation_to_string(op),
+                                t.has_args ? args_sha : NULL,
+                                (int64_t) time(NULL));
                 *ret_res = r;
                 return r == APPROVAL_OK ? req->approval_token : NULL;
         }
@@ -145,8 +149,11 @@ static const char *
                 if (approval_token_verify(*tok, p->approver_key, &t, NULL) != APPROVAL_OK)
                         continue;
                 if (approval_token_check(
-                            &t, p->pod_id, operation_to_string(op), args_sha, (int64_t) time(NULL)) !=
-                            APPROVAL_OK ||
+                            &t,
+                            p->pod_id,
+                            operation_to_string(op),
+                            t.has_args ? args_sha : NULL,
+                            (int64_t) time(NULL)) != APPROVAL_OK ||
                     token_used_up(p, &t))
                         continue;
                 *ret_res = APPROVAL_OK;
@@ -230,7 +237,15 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
         /* 6. consume the approval now that everything else allowed the call. */
         if (req->approval_token) {
                 _cleanup_free_ char *err = NULL;
-                const char *args_sha = req->approval_args[0] ? req->approval_args : NULL;
+                /* A token bound to arguments must match them exactly; an unbound one approves
+                 * the operation whatever its arguments (the approver chose so). */
+                ApprovalToken bound;
+                const char *args_sha = req->approval_args[0] &&
+                                approval_token_verify(req->approval_token, p->approver_key, &bound, NULL) ==
+                                        APPROVAL_OK &&
+                                bound.has_args
+                        ? req->approval_args
+                        : NULL;
                 ApprovalResult ar = approval_registry_use(
                         p->approvals,
                         req->approval_token,
@@ -357,6 +372,8 @@ static void proxy_handle_request(Proxy *p, Frame *f) {
                 req->approval_token = xstrdup(json_string_value(tok));
                 json_object_del(req->args, "approval");
         }
+        /* What an approval token binds to; run and web_fetch refine it (argv, request). */
+        (void) approval_args_sha256(req->args, req->approval_args);
         e->handler(req);
 }
 
