@@ -6,5 +6,4 @@
 
 /* Parses -h/--help and --output; leaves optind at the first operand. Returns 0 to continue,
  * or an exit code (>= 0 with *done set) when help was shown or usage was wrong. */
-int cli_parse_simple(
-        int argc, char **argv, const char *extra_short, void (*usage)(void), OutputMode *output, bool *done);
+int cli_parse_simple(int argc, char **argv, void (*usage)(void), OutputMode *output, bool *done);

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Helpers shared by the verbs: output modes, JSON printing, usage errors. */
+/* Helpers shared by the verbs: output modes, JSON printing, usage errors, option parsing of
+ * the small verbs, pod id validation (ids go into URL paths). */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "cli-opt.h"
+#include "cli-pod.h"
 #include "cli.h"
 #include "macro.h"
 #include "string-util.h"
@@ -40,12 +45,7 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
         return CLI_EXIT_USAGE;
 }
 
-#include <getopt.h>
-
-#include "cli-opt.h"
-
-int cli_parse_simple(
-        int argc, char **argv, const char *extra_short, void (*usage)(void), OutputMode *output, bool *done) {
+int cli_parse_simple(int argc, char **argv, void (*usage)(void), OutputMode *output, bool *done) {
         enum {
                 ARG_OUTPUT = 0x100
         };
@@ -55,7 +55,6 @@ int cli_parse_simple(
                 {},
         };
         int c, r;
-        (void) extra_short;
 
         *done = false;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -79,10 +78,6 @@ int cli_parse_simple(
                 }
         return 0;
 }
-
-#include <string.h>
-
-#include "cli-pod.h"
 
 bool cli_pod_id_valid(const char *id) {
         size_t n = id ? strlen(id) : 0;

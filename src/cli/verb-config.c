@@ -31,7 +31,7 @@ int verb_config(int argc, char **argv) {
         bool done;
         int r;
 
-        r = cli_parse_simple(argc, argv, NULL, usage, &output, &done);
+        r = cli_parse_simple(argc, argv, usage, &output, &done);
         if (done)
                 return r;
         if (optind < argc)
