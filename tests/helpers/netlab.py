@@ -358,13 +358,15 @@ class Guest:
 class PodNet:
     """One pod network through net-test-helper; commands go over its stdin."""
 
-    def __init__(self, helper, state_dir, pool, pod_id, spec, dns_upstream=None):
+    def __init__(self, helper, state_dir, pool, pod_id, spec, dns_upstream=None, monitor_ms=None):
         self.pod_id = pod_id
         self.state_dir = str(state_dir)
         argv = [str(helper), "pod", "--state-dir", self.state_dir, "--pool", pool, "--pod-id", pod_id,
                 "--spec", json.dumps(spec)]
         if dns_upstream:
             argv += ["--dns-upstream", dns_upstream]
+        if monitor_ms:
+            argv += ["--monitor-ms", str(monitor_ms)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         line = self.proc.stdout.readline()
@@ -379,6 +381,15 @@ class PodNet:
         self.proc.stdin.write(c + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
+
+    def wait_event(self, timeout):
+        """The next line the helper prints on its own (the drift monitor's report), or None."""
+        import select
+        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not r:
+            return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else None
 
     def drift(self):
         return self._cmd("drift")

@@ -246,6 +246,27 @@ def test_drift_in_namespace_detected(lab, make_pod):  # N5
     assert d["drift"] == 1 and "ruleset changed" in d["detail"]
 
 
+def test_drift_monitor_reports_within_period(lab, pool, tmp_path):  # N5, the monitor thread
+    import time
+    sd = tmp_path / "state"
+    p = PodNet(binary("net-test-helper"), sd, pool, f"mon-{os.getpid()}", {"dns_allow": [f"www.{lab.ZONE}"]},
+               dns_upstream=lab.dns_addr, monitor_ms=300)
+    g = Guest(p.info)
+    try:
+        assert g.dns(f"www.{lab.ZONE}")["addrs"] == [lab.web]  # dnsmasq fills the set: not drift
+        assert p.wait_event(1.5) is None
+        t0 = time.monotonic()
+        netns_exec(p.info["netns"], "nft", "add", "rule", "inet", "nucleus", "output", "accept")
+        ev = p.wait_event(5)
+        elapsed = time.monotonic() - t0
+        assert ev and ev["killed"] == "network policy drift" and ev["result"] == 1, ev
+        assert elapsed < 0.3 + 1.5, elapsed
+    finally:
+        g.close()
+        assert p.teardown() == {"teardown": 0}  # joins the (finished) monitor
+    assert leftovers(p.info, sd) == []
+
+
 def test_drift_of_host_table_detected(lab, make_pod):
     p, _ = make_pod({"allow": [f"{lab.web}/32"]})
     short = p.info["tap"].split("-", 1)[1]

@@ -5,6 +5,7 @@
  * stdin ("drift", "teardown") one per line, answering one JSON line each. `cleanup` runs
  * net_cleanup_stale, `doctor` prints the checks. Input comes from the test suite.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,13 +28,24 @@ static char **json_strv(json_t *a) {
         return l;
 }
 
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void print_json(json_t *j) {
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
+        pthread_mutex_lock(&print_lock);
         printf("%s\n", s);
         fflush(stdout);
+        pthread_mutex_unlock(&print_lock);
 }
 
-static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec) {
+/* What the node does on drift, minus the kill: report it (the test then tears down). */
+static void on_drift(void *userdata, int result, const char *detail) {
+        _cleanup_json_ json_t *o = json_pack(
+                "{s:s,s:i,s:s}", "killed", "network policy drift", "result", result, "detail", detail ? detail : "");
+        print_json(o);
+}
+
+static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec, uint32_t monitor_ms) {
         _cleanup_json_ json_t *j = NULL;
         _cleanup_free_ char *err = NULL;
         _cleanup_strv_free_ char **allow = NULL, **deny = NULL, **dns = NULL;
@@ -89,6 +101,13 @@ static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec) {
                         i->host_table);
                 print_json(o);
         }
+        if (monitor_ms > 0) {
+                r = net_pod_monitor_start(pod, (uint64_t) monitor_ms * 1000, on_drift, NULL);
+                if (r < 0) {
+                        (void) net_pod_teardown(pod);
+                        return log_error_errno(r, "cannot start the drift monitor: %m");
+                }
+        }
 
         char line[64];
         while (fgets(line, sizeof(line), stdin)) {
@@ -116,13 +135,15 @@ static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec) {
 int main(int argc, char **argv) {
         NetConfig cfg = NET_CONFIG_NULL;
         const char *pod_id = NULL, *spec = NULL;
+        uint32_t monitor_ms = 0;
         bool all = false;
 
         log_set_prefix("net-test-helper");
         if (argc < 2) {
                 fprintf(stderr,
                         "usage: net-test-helper pod|cleanup|doctor [--state-dir D] [--pool CIDR] "
-                        "[--dns-upstream IP] [--dns-port N] [--pod-id ID] [--spec JSON] [--all]\n");
+                        "[--dns-upstream IP] [--dns-port N] [--pod-id ID] [--spec JSON] [--monitor-ms MS] "
+                        "[--all]\n");
                 return 2;
         }
         for (int i = 2; i < argc; i++) {
@@ -148,6 +169,9 @@ int main(int argc, char **argv) {
                         if (safe_atou32(v, &p) < 0 || p == 0 || p > 65535)
                                 return 2;
                         cfg.dns_upstream_port = (uint16_t) p;
+                } else if (streq(a, "--monitor-ms")) {
+                        if (safe_atou32(v, &monitor_ms) < 0)
+                                return 2;
                 } else if (streq(a, "--pod-id"))
                         pod_id = v;
                 else if (streq(a, "--spec"))
@@ -161,7 +185,7 @@ int main(int argc, char **argv) {
         if (streq(argv[1], "pod")) {
                 if (!pod_id || !spec)
                         return 2;
-                return cmd_pod(&cfg, pod_id, spec);
+                return cmd_pod(&cfg, pod_id, spec, monitor_ms);
         }
         if (streq(argv[1], "cleanup")) {
                 int r = net_cleanup_stale(&cfg, all);

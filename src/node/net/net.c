@@ -12,10 +12,13 @@
 #include <pwd.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +56,13 @@ struct NetPod {
         char *alloc_path;
         char *baseline_pod;  /* normalised `nft -j list ruleset` in the namespace */
         char *baseline_host; /* normalised `nft -j list table inet <host_table>` */
+        /* drift monitor (net_pod_monitor_start); joined by teardown */
+        bool monitor_running;
+        pthread_t monitor;
+        int monitor_stop_fd; /* eventfd: written by teardown to stop the thread */
+        uint64_t monitor_period_usec;
+        NetDriftCallback monitor_cb;
+        void *monitor_userdata;
 };
 
 static int set_err(char **reterr, int r, const char *fmt, ...) _printf_(3, 4);
@@ -288,9 +298,23 @@ static int kill_netns_processes(const char *netns_path) {
         return n;
 }
 
+static void monitor_stop(NetPod *pod) {
+        if (!pod->monitor_running)
+                return;
+        uint64_t one = 1;
+        (void) !write(pod->monitor_stop_fd, &one, sizeof(one));
+        if (pthread_equal(pthread_self(), pod->monitor))
+                (void) pthread_detach(pod->monitor); /* called from the callback: cannot join */
+        else
+                (void) pthread_join(pod->monitor, NULL);
+        pod->monitor_running = false;
+}
+
 static void pod_free(NetPod *pod) {
         if (!pod)
                 return;
+        monitor_stop(pod);
+        pod->monitor_stop_fd = safe_close(pod->monitor_stop_fd);
         pod->netns_fd = safe_close(pod->netns_fd);
         pidref_kill_and_wait(&pod->dnsmasq);
         free(pod->state_dir);
@@ -383,6 +407,7 @@ int net_pod_setup(
                 return set_err(reterr, -EINVAL, "no network policy");
         pod = xcalloc(1, sizeof(NetPod));
         pod->netns_fd = -EBADF;
+        pod->monitor_stop_fd = -EBADF;
         pod->dnsmasq = PIDREF_NULL;
 
         r = net_plan_names(&pod->plan, pod_id);
@@ -677,10 +702,55 @@ int net_pod_check_drift(NetPod *pod, char **reterr) {
         return 0;
 }
 
+static void *monitor_thread(void *userdata) {
+        NetPod *pod = userdata;
+        for (;;) {
+                struct pollfd pfd = { .fd = pod->monitor_stop_fd, .events = POLLIN };
+                int timeout_ms = (int) NUCLEUS_MIN(pod->monitor_period_usec / 1000, (uint64_t) INT32_MAX);
+                int r = poll(&pfd, 1, timeout_ms);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0) {
+                        /* Cannot wait, cannot watch: fail closed. */
+                        r = -errno;
+                        pod->monitor_cb(pod->monitor_userdata, r, "drift monitor cannot wait");
+                        return NULL;
+                }
+                if (r > 0)
+                        return NULL; /* stop requested by teardown */
+                _cleanup_free_ char *detail = NULL;
+                r = net_pod_check_drift(pod, &detail);
+                if (r != 0) {
+                        /* Fail closed: a failed check is reported like drift. Report once, stop. */
+                        pod->monitor_cb(pod->monitor_userdata, r, detail ? detail : strerror(r < 0 ? -r : EIO));
+                        return NULL;
+                }
+        }
+}
+
+int net_pod_monitor_start(NetPod *pod, uint64_t period_usec, NetDriftCallback cb, void *userdata) {
+        if (!pod || !cb || period_usec < 100 * 1000 || pod->monitor_running)
+                return -EINVAL;
+        if (pod->monitor_stop_fd < 0) {
+                pod->monitor_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (pod->monitor_stop_fd < 0)
+                        return -errno;
+        }
+        pod->monitor_period_usec = period_usec;
+        pod->monitor_cb = cb;
+        pod->monitor_userdata = userdata;
+        int r = pthread_create(&pod->monitor, NULL, monitor_thread, pod);
+        if (r != 0)
+                return -r;
+        pod->monitor_running = true;
+        return 0;
+}
+
 int net_pod_teardown(NetPod *pod) {
         int r;
         if (!pod)
                 return 0;
+        monitor_stop(pod);
         pidref_kill_and_wait(&pod->dnsmasq);
         pod->netns_fd = safe_close(pod->netns_fd);
         r = plan_remove(&pod->plan, pod->state_dir, pod->alloc_path);

@@ -151,6 +151,19 @@ int net_pod_open_tap(const NetPod *pod, bool vnet_hdr);
  *        added there by hand on the host is not detected. */
 int net_pod_check_drift(NetPod *pod, char **reterr);
 
+/* Called from the monitor thread when the check finds drift (result 1) or fails (-errno); detail
+ * says what changed. Called at most once per monitor; the monitor stops afterwards. The callback
+ * must only schedule the pod's end (e.g. the node's async terminate with reason "network policy
+ * drift"): it must not block for long, and may call net_pod_teardown only as its last action. */
+typedef void (*NetDriftCallback)(void *userdata, int result, const char *detail);
+
+/* Start a thread that runs net_pod_check_drift every period_usec (>= 100 ms; 2 s is a good
+ * default) and calls cb on the first difference or failure.
+ * Returns: 0, -EINVAL (bad arguments, already running) or -errno.
+ * Notes: net_pod_teardown stops and joins the thread before touching anything, so the check can
+ *        never run on a half-removed pod. */
+int net_pod_monitor_start(NetPod *pod, uint64_t period_usec, NetDriftCallback cb, void *userdata);
+
 /* Remove everything setup created: dnsmasq, host table, veth (and with it the host route),
  * namespace (tap and bridge die with it), allocation and per-pod files. Kill the VMM first.
  * Returns: 0, or the first -errno (everything is still attempted). Frees pod; accepts NULL. */
