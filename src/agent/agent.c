@@ -132,6 +132,29 @@ static const char *answer_kind(json_t *answer) {
         return k ? k : "internal";
 }
 
+/* For command answers: " (exit N: first line of output)", made visible and short; else "". */
+static char *answer_detail(json_t *answer) {
+        json_t *code = json_object_get(answer, "exit_code");
+        if (!code)
+                code = json_object_get(answer, "exit_status");
+        json_t *sig = json_object_get(answer, "signal");
+        if (!json_is_integer(code) && !(json_is_integer(sig) && json_integer_value(sig) > 0))
+                return xstrdup("");
+        const char *out = json_string_value(json_object_get(answer, "stdout"));
+        const char *err = json_string_value(json_object_get(answer, "stderr"));
+        const char *text = !isempty(out) &&
+                        (!json_is_integer(code) || json_integer_value(code) == 0 || isempty(err))
+                ? out
+                : err;
+        _cleanup_free_ char *line = xstrndup(text ? text : "", 100);
+        line[strcspn(line, "\n")] = 0;
+        _cleanup_free_ char *vis = string_make_visible(line);
+        _cleanup_free_ char *status = json_is_integer(code)
+                ? xasprintf("exit %lld", (long long) json_integer_value(code))
+                : xasprintf("signal %lld", (long long) json_integer_value(sig));
+        return isempty(vis) ? xasprintf(" (%s)", status) : xasprintf(" (%s: %s)", status, vis);
+}
+
 static char *result_text(json_t *answer) {
         _cleanup_free_ char *s = json_dumps(answer, JSON_COMPACT);
         if (!s)
@@ -381,8 +404,10 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                         _cleanup_free_ char *e = string_make_visible(
                                                 json_string_value(json_object_get(answer, "error")) ?: "");
                                         fprintf(o->log_out, "[tool] %s -> DENIED %s: %s\n", desc, kind, e);
-                                } else
-                                        fprintf(o->log_out, "[tool] %s -> ok\n", desc);
+                                } else {
+                                        _cleanup_free_ char *detail = answer_detail(answer);
+                                        fprintf(o->log_out, "[tool] %s -> ok%s\n", desc, detail);
+                                }
                                 fflush(o->log_out);
                         }
                         _cleanup_free_ char *text = result_text(answer);

@@ -1040,11 +1040,10 @@ int verb_run(int argc, char **argv) {
                 goto cleanup;
         }
         fprintf(stderr,
-                "[nucleus] workspace uploaded: %zu files%s, %zu KiB; tools: %s\n",
+                "[nucleus] workspace uploaded: %zu files%s, %zu KiB\n",
                 tar.n_files,
                 tar.from_git ? " (git ls-files)" : "",
-                tar.size / 1024,
-                ops ? "" : "none");
+                tar.size / 1024);
         {
                 _cleanup_free_ char *l = strv_join(ops, " ");
                 fprintf(stderr, "[nucleus] tools offered: %s\n", l);

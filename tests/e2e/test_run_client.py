@@ -123,6 +123,9 @@ def test_openai_session_fixes_bug_and_returns_patch(env, node):
     assert "Let me look at the code." in r.stdout and "tests pass now" in r.stdout
     assert '[tool] edit {"new":"return a + b","old":"return a - b","path":"calc.py"} -> ok' in r.stderr
     assert "stopped:     done" in r.stderr
+    # Command outcomes show the exit status and the first line of output.
+    assert '[tool] run {"argv":["python3","test_calc.py"]} -> ok (exit 1: ' in r.stderr
+    assert '[tool] run {"argv":["python3","test_calc.py"]} -> ok (exit 0: tests passed)' in r.stderr
     check_fixed_patch(env, str(env.tmp / "fix.patch"))
     # The working dir itself is untouched (no --apply).
     assert (env.proj / "calc.py").read_text() == BUGGY
