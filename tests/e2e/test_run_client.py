@@ -375,3 +375,46 @@ def test_no_model_and_no_script_is_a_clear_error(env, node):
     r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "no model configured" in r.stderr
     assert node.pods == {}
+
+
+AGENT = r'''#!/usr/bin/python3
+"""A minimal external MCP agent: starts the server named in $NUCLEUS_MCP_CONFIG, reads a file
+through it, tries to escape, and prints what it saw."""
+import json, os, subprocess, sys
+cfg = json.load(open(os.environ["NUCLEUS_MCP_CONFIG"]))["mcpServers"]["nucleus"]
+env = dict(cfg["env"], PATH="/usr/bin:/bin")
+p = subprocess.Popen([cfg["command"], *cfg["args"]], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def call(i, method, params):
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}) + "\n")
+    p.stdin.flush()
+    return json.loads(p.stdout.readline())
+call(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}})
+tools = [t["name"] for t in call(2, "tools/list", {})["result"]["tools"]]
+ok = call(3, "tools/call", {"name": "read", "arguments": {"path": "README.md"}})["result"]
+bad = call(4, "tools/call", {"name": "read", "arguments": {"path": "/etc/shadow"}})["result"]
+print(json.dumps({"task": sys.argv[-1], "cwd": os.getcwd(), "tools": tools, "ok": ok, "bad": bad,
+                  "env": sorted(os.environ)}))
+p.stdin.close()
+p.wait()
+'''
+
+
+def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    agent.chmod(0o755)
+    e = dict(env.env(node), NUCLEUS_MCP_PATH=str(binary("nucleus-mcp")))
+    argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
+            "--agent-cmd", f"{agent} --flag"]
+    r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["task"] == "Review it"
+    assert out["tools"] == ["read", "list", "glob", "grep", "status"]
+    assert "calc" in out["ok"]["content"][0]["text"] and out["ok"]["isError"] is False
+    assert out["bad"]["isError"] is True and out["bad"]["structuredContent"]["kind"] == "sandbox_escape"
+    # The agent ran in an empty scratch dir with a minimal environment: no node key, no
+    # Nucleus settings beyond its MCP config.
+    assert out["cwd"] != str(env.proj) and not out["cwd"].startswith(str(env.proj))
+    assert "NUCLEUS_CONFIG_DIR" not in out["env"] and "NUCLEUS_NODE_URL" not in out["env"]
+    assert only_pod(node).deleted
