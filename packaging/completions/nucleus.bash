@@ -35,7 +35,7 @@ _nucleus() {
         stop) opts+=" --stop-vm --force --output" ;;
         doctor|profiles|config|ps) opts+=" --output" ;;
         secrets) opts+=" --output rotate show-paths node approver audit all" ;;
-        logs) opts+=" -f --follow --tail" ;;
+        logs) opts+=" -f --follow --tail --events" ;;
         audit)
                 opts+=" --public-key --allow-unsealed --output verify"
                 if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify ]]; then

@@ -25,6 +25,8 @@ static void usage(void) {
                "Options:\n"
                "  -f, --follow            Keep printing new output until the pod ends (Ctrl-C stops)\n"
                "      --tail N            Only the last N lines\n"
+               "      --events            Stream the pod's live audit events instead (one line each:\n"
+               "                          EVENT JSON) until the pod ends\n"
                "  -h, --help              Show this help\n");
 }
 
@@ -37,6 +39,15 @@ static void print_untrusted(const char *data, size_t n) {
                         printf("\\x%02x", ch);
         }
         fflush(stdout);
+}
+
+/* --events: one line per server-sent event, "EVENT DATA" (DATA is the node's JSON record). */
+static int on_event(const char *event, const char *data, void *userdata) {
+        (void) userdata;
+        _cleanup_free_ char *vis = string_make_visible(data);
+        printf("%s %s\n", event ?: "audit", vis);
+        fflush(stdout);
+        return 0;
 }
 
 static int fetch(NucleusClient *c, const char *path, ClientResponse *resp, ClientError *e) {
@@ -101,18 +112,20 @@ static int follow(NucleusClient *c, const char *pod, const char *path, ClientErr
 
 int verb_logs(int argc, char **argv) {
         enum {
-                ARG_TAIL = 0x100
+                ARG_TAIL = 0x100,
+                ARG_EVENTS,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "follow", no_argument, NULL, 'f' },
                 { "tail", required_argument, NULL, ARG_TAIL },
+                { "events", no_argument, NULL, ARG_EVENTS },
                 {},
         };
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
         _cleanup_free_ char *err = NULL, *path = NULL;
-        bool follow_mode = false;
+        bool follow_mode = false, events = false;
         uint32_t tail = 0;
         int ch, r;
 
@@ -123,6 +136,9 @@ int verb_logs(int argc, char **argv) {
                         return CLI_EXIT_OK;
                 case 'f':
                         follow_mode = true;
+                        break;
+                case ARG_EVENTS:
+                        events = true;
                         break;
                 case ARG_TAIL:
                         if (safe_atou32(optarg, &tail) < 0 || tail == 0)
@@ -144,6 +160,19 @@ int verb_logs(int argc, char **argv) {
         if (r < 0) {
                 fprintf(stderr, "nucleus logs: %s\n", err ?: strerror(-r));
                 return CLI_EXIT_FAILURE;
+        }
+        if (events && (follow_mode || tail > 0))
+                return cli_usage_error("logs", "--events cannot be combined with --follow or --tail");
+        if (events) {
+                /* A stream has no total timeout; only connecting is bounded. */
+                _cleanup_free_ char *epath = xasprintf("/v1/pods/%s/events", pod);
+                r = client_stream(c, epath, NULL, on_event, NULL, &e);
+                if (r < 0) {
+                        _cleanup_free_ char *d = client_error_describe(&e);
+                        fprintf(stderr, "nucleus logs: %s\n", d);
+                        return CLI_EXIT_FAILURE;
+                }
+                return CLI_EXIT_OK;
         }
         if (tail > 0)
                 path = xasprintf("/v1/pods/%s/logs?tail=%u", pod, tail);

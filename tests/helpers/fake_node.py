@@ -101,6 +101,10 @@ def main():
                     POD["polls"] += 1
                     text = "".join(f"line {i}\n" for i in range(1, POD["polls"] + 1))
                     return self.raw(200, "text/plain", text.encode())
+                if what == "events":
+                    return self.raw(200, "text/event-stream",
+                                    b": nucleus-node audit events\n\nevent: audit\ndata: {\"op\":\"read\"}\n\n"
+                                    b": keep-alive\n\ndata: {\"op\":\"run\",\"x\":\"\x1b[2J\"}\n\n")
                 if what == "audit":
                     # nucleus start gives the node a clean environment: the test puts the log here.
                     with open(os.path.join(cfg["node"]["state_dir"], "pod-1.audit.jsonl"), "rb") as f:

@@ -335,6 +335,9 @@ def test_logs_ps_audit_against_node(env):
     # --follow polls the (bounded) log until the pod ends, printing each new line once.
     p = env.run("logs", "pod-1", "--follow", check=0)
     assert p.stdout == "".join(f"line {i}\n" for i in range(1, 5)), p.stdout
+    p = env.run("logs", "pod-1", "--events", check=0)
+    assert p.stdout == 'audit {"op":"read"}\naudit {"op":"run","x":"\\x1b[2J"}\n', p.stdout
+    assert env.run("logs", "pod-1", "--events", "--follow").returncode == 2
     p = env.run("logs", "nope")
     assert p.returncode == 1 and "not_found" in p.stderr
 
