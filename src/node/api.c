@@ -317,11 +317,33 @@ static enum MHD_Result h_delete(struct MHD_Connection *c, Pod *p, const char *ac
         return reply_json(c, MHD_HTTP_OK, out);
 }
 
+/* Append the last API_LOGS_MAX bytes of <pod>/<name> to buf under a header line. */
+static void logs_append(Pod *p, const char *name, const char *title, char **buf, size_t *n) {
+        _cleanup_free_ char *path = xasprintf("%s/%s", p->dir, name), *data = NULL;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        size_t k = 0;
+
+        if (fd < 0)
+                return;
+        off_t size = lseek(fd, 0, SEEK_END);
+        off_t from = size > (off_t) API_LOGS_MAX ? size - (off_t) API_LOGS_MAX : 0;
+        if (lseek(fd, from, SEEK_SET) < 0 || read_full_fd(fd, API_LOGS_MAX, &data, &k) < 0)
+                return;
+        _cleanup_free_ char *head = xasprintf("==> %s <==\n", title);
+        *buf = xrealloc(*buf, *n + strlen(head) + k + 2);
+        memcpy(*buf + *n, head, strlen(head));
+        *n += strlen(head);
+        memcpy(*buf + *n, data, k);
+        *n += k;
+        if (k > 0 && data[k - 1] != '\n')
+                (*buf)[(*n)++] = '\n';
+        (*buf)[*n] = 0;
+}
+
 static enum MHD_Result h_logs(struct MHD_Connection *c, Pod *p, const char *query) {
-        _cleanup_free_ char *path = xasprintf("%s/console.log", p->dir), *data = NULL;
+        _cleanup_free_ char *data = NULL;
         uint32_t tail = 0;
         size_t n = 0;
-        int r;
 
         if (query) {
                 const char *t = startswith(query, "tail=");
@@ -332,23 +354,10 @@ static enum MHD_Result h_logs(struct MHD_Connection *c, Pod *p, const char *quer
                                 "invalid_request",
                                 "query: only tail=N (0..100000) is understood");
         }
-        /* Read at most the last API_LOGS_MAX bytes. */
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd >= 0) {
-                off_t size = lseek(fd, 0, SEEK_END);
-                off_t from = size > (off_t) API_LOGS_MAX ? size - (off_t) API_LOGS_MAX : 0;
-                if (lseek(fd, from, SEEK_SET) >= 0 && (r = read_full_fd(fd, API_LOGS_MAX, &data, &n)) < 0)
-                        return reply_error(
-                                c,
-                                MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                "io_error",
-                                "cannot read the log: %s",
-                                strerror(-r));
-        }
-        if (!data) {
-                data = xstrdup("");
-                n = 0;
-        }
+        /* The node's own lines about this pod, then the VM console (or proxy output). */
+        data = xstrdup("");
+        logs_append(p, "node.log", "node", &data, &n);
+        logs_append(p, "console.log", "console", &data, &n);
         /* Lossy: keep text, newlines and tabs; anything else non-printable ASCII becomes '?'. */
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char) data[i];

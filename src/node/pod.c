@@ -5,6 +5,8 @@
  * exactly once. Everything the guest sends is untrusted; the node alone writes the audit log.
  */
 #include <dirent.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -251,6 +253,26 @@ static void pod_audit_lifecycle(Pod *p, const char *event, const char *detail, c
         pod_audit(p, &ev);
 }
 
+/* ---- the pod's node log ---------------------------------------------------------------------- */
+
+/* One line to the daemon's log and to <pod>/node.log (kept after the pod ends; part of
+ * GET .../logs), so a pod's own history is readable without the node's journal. */
+_printf_(3, 4) static void pod_log(Pod *p, int level, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL, *line = NULL, *path = NULL;
+        char ts[32];
+        va_list ap;
+
+        va_start(ap, fmt);
+        msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        log_full(level, "pod %s: %s", p->id, msg);
+        line = xasprintf("%s %s\n", format_timestamp_rfc3339(ts, now_usec(CLOCK_REALTIME)), msg);
+        path = xasprintf("%s/node.log", p->dir);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0)
+                (void) loop_write(fd, line, strlen(line));
+}
+
 /* ---- state ------------------------------------------------------------------------------- */
 
 static void pod_set_state(Pod *p, PodState s) {
@@ -368,7 +390,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         pod_wake_subs_locked(p);
         pthread_mutex_unlock(&node_global->lock);
 
-        log_info("pod %s: stopping (%s, was %s)", p->id, reason, pod_state_to_string(was));
+        pod_log(p, LOG_INFO, "stopping (%s, was %s)", reason, pod_state_to_string(was));
         /* Fail every waiter on the channel first, then end the VM. */
         if (ch)
                 channel_shutdown(ch);
@@ -414,7 +436,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         p->events_closed = true;
         pod_wake_subs_locked(p);
         pthread_mutex_unlock(&node_global->lock);
-        log_info("pod %s: %s (%s)", p->id, pod_state_to_string(final), reason);
+        pod_log(p, LOG_INFO, "%s (%s)", pod_state_to_string(final), reason);
         node_wake(node_global);
 }
 
@@ -639,6 +661,18 @@ static void *pod_boot_thread(void *userdata) {
 
         pod_set_state(p, POD_BOOTING);
         pod_audit_lifecycle(p, "booting", NULL, NULL);
+        pod_log(p,
+                LOG_DEBUG,
+                "booting (driver %s, %u vCPU, %" PRIu64 " MiB, deadline in %" PRIu64 " s)",
+                vmm_driver_to_string(p->driver),
+                p->vcpus,
+                p->memory_mib,
+                (uint64_t) (p->timeout / USEC_PER_SEC));
+        if (p->weak)
+                pod_log(p,
+                        LOG_WARNING,
+                        "driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
+                        "than a microVM");
 
         if (p->spec->has_network) {
                 r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, &err);
@@ -743,9 +777,9 @@ static void *pod_boot_thread(void *userdata) {
         pod_set_state(p, POD_RUNNING);
         metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
         pod_audit_lifecycle(p, "running", vmm_accel(vm), NULL);
-        log_info(
-                "pod %s: running (driver %s, accel %s, ready in %.1fs)",
-                p->id,
+        pod_log(p,
+                LOG_INFO,
+                "running (driver %s, accel %s, ready in %.1fs)",
                 vmm_driver_to_string(p->driver),
                 vmm_accel(vm),
                 (double) (now_usec(CLOCK_MONOTONIC) - p->created_mono) / 1e6);
@@ -754,7 +788,7 @@ static void *pod_boot_thread(void *userdata) {
 fail:
         if (!pod_stopping(p)) {
                 metrics_pod_create_failed();
-                log_error("pod %s: failed to start: %s", p->id, err ?: strerror(r < 0 ? -r : EIO));
+                pod_log(p, LOG_ERR, "failed to start: %s", err ?: strerror(r < 0 ? -r : EIO));
                 pod_terminate(p, POD_FAILED, err ?: "failed to start", "internal");
         }
 out:
@@ -929,7 +963,7 @@ static void *pod_supervisor(void *userdata) {
                 }
                 pthread_mutex_unlock(&n->lock);
                 for (size_t i = 0; i < n_expired; i++) {
-                        log_info("pod %s: deadline reached", expired[i]->id);
+                        pod_log(expired[i], LOG_INFO, "deadline reached");
                         pod_terminate_async(
                                 expired[i],
                                 POD_EXITED,
@@ -1013,7 +1047,7 @@ static void *pod_drift_monitor(void *userdata) {
                                 _cleanup_free_ char *why = xasprintf(
                                         "network policy drift: %s",
                                         err ?: (r < 0 ? strerror(-r) : "ruleset changed"));
-                                log_error("pod %s: %s; killing it", p->id, why);
+                                pod_log(p, LOG_ERR, "%s; killing it", why);
                                 pod_terminate_async(p, POD_FAILED, why, "network_denied");
                         }
                         pod_unref(p);

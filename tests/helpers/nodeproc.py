@@ -27,7 +27,7 @@ from conftest import binary
 
 from .nodeclient import NodeClient
 
-KEPT_FILES = {"audit.jsonl", "console.log", "state.json"}
+KEPT_FILES = {"audit.jsonl", "console.log", "node.log", "state.json"}
 
 
 def free_port():

@@ -74,6 +74,9 @@ def test_functional_session(node):
 
     logs = c.logs(pod, tail=50)
     assert logs.status == 200 and logs.headers["content-type"].startswith("text/plain")
+    assert "weaker isolation" in logs.text and "running (driver local" in logs.text, logs.text
+    assert "Configured pod" in logs.text  # the proxy's own output (console section)
+    assert len(c.logs(pod, tail=1).text.splitlines()) == 1
 
     r = c.delete_pod(pod)
     assert r.status == 200 and r.json()["state"] == "exited", r

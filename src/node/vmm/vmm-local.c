@@ -181,10 +181,6 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         }
         vm->channel_fd = TAKE_FD(node_end);
         vm->accel = xstrdup("none (local driver: host kernel, weaker isolation)");
-        log_warning(
-                "pod %s: driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
-                "than a microVM",
-                l->pod_id);
         return 0;
 }
 
