@@ -29,8 +29,14 @@ static int run_security(char *const argv[], const char *stdin_text, char **ret_s
         posix_spawn_file_actions_t fa;
         char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
 
-        if (pipe(in) < 0 || pipe(out) < 0)
+        /* macOS has no pipe2(): create, then mark close-on-exec at once. The process is
+         * single-threaded here, so no exec can race between the two calls. */
+        if (pipe(in) < 0 || pipe(out) < 0) /* cloexec-ok: pipe2 is absent on Darwin; FD_CLOEXEC set below */
                 return -errno;
+        for (size_t i = 0; i < 2; i++) {
+                (void) fcntl(in[i], F_SETFD, FD_CLOEXEC);
+                (void) fcntl(out[i], F_SETFD, FD_CLOEXEC);
+        }
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, in[0], 0);
         posix_spawn_file_actions_adddup2(&fa, out[1], 1);
