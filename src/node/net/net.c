@@ -396,8 +396,7 @@ int net_pod_setup(
         const NetConfig *config, const char *pod_id, const NetPolicy *policy, NetPod **ret, char **reterr) {
         _cleanup_free_ char *pod_rules = NULL, *host_rules = NULL, *ns_batch = NULL, *host_batch1 = NULL,
                             *host_batch2 = NULL, *sysctl_path = NULL;
-        char h[INET_ADDRSTRLEN], n[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN], gu[INET_ADDRSTRLEN],
-                gn[INET_ADDRSTRLEN];
+        char h[INET_ADDRSTRLEN], n[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN], gn[INET_ADDRSTRLEN];
         NetPod *pod = NULL;
         uint32_t base;
         unsigned prefix;
@@ -600,7 +599,6 @@ int net_pod_setup(
         (void) snprintf(
                 pod->cmdline, sizeof(pod->cmdline), "nucleus.net=%s/30,%s,%s", pod->guest, pod->gw, pod->gw);
         (void) snprintf(pod->host_table_full, sizeof(pod->host_table_full), "inet %s", pod->plan.host_table);
-        (void) gu;
         pod->info = (NetPodInfo){
                 .netns_name = pod->plan.netns,
                 .netns_path = pod->netns_path,
