@@ -322,6 +322,9 @@ json_t *pod_to_json(Pod *p) {
         json_object_set_new(j, "network", json_boolean(p->spec->has_network));
         if (p->net)
                 json_object_set_new(j, "netns", json_string(net_pod_info(p->net)->netns_name));
+        if (p->budget_spent_micro_usd)
+                json_object_set_new(
+                        j, "budget_spent_usd_micros", json_integer((json_int_t) p->budget_spent_micro_usd));
         if (p->weak)
                 json_object_set_new(
                         j,
@@ -391,6 +394,21 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         pthread_mutex_unlock(&node_global->lock);
 
         pod_log(p, LOG_INFO, "stopping (%s, was %s)", reason, pod_state_to_string(was));
+        /* Last word with a live proxy: what the pod spent (for metrics and the pod object). */
+        if (ch && was == POD_RUNNING) {
+                ChannelReply rep = {};
+                if (channel_call(ch, "status", NULL, 0, NULL, 0, 2 * USEC_PER_SEC, 0, &rep) >= 0) {
+                        json_t *used = json_object_get(
+                                json_object_get(rep.response, "budget"), "used_usd_micros");
+                        if (json_is_integer(used) && json_integer_value(used) > 0) {
+                                pthread_mutex_lock(&node_global->lock);
+                                p->budget_spent_micro_usd = (uint64_t) json_integer_value(used);
+                                pthread_mutex_unlock(&node_global->lock);
+                                metrics_budget_spent((uint64_t) json_integer_value(used));
+                        }
+                        channel_reply_done(&rep);
+                }
+        }
         /* Fail every waiter on the channel first, then end the VM. */
         if (ch)
                 channel_shutdown(ch);
@@ -518,15 +536,6 @@ static void pod_on_event(void *userdata, json_t *ev) {
         /* Guest events are recorded as reported, marked actor "guest": the guest cannot write
          * the log itself, and its claims are evidence, not the node's own observation. Only
          * fields with a closed syntax are copied; everything else goes in as a digest. */
-        if (streq_ptr(type, "audit")) {
-                json_t *spent = json_object_get(ev, "cost_usd_micros");
-                if (json_is_integer(spent) && json_integer_value(spent) > 0) {
-                        metrics_budget_spent((uint64_t) json_integer_value(spent));
-                        pthread_mutex_lock(&node_global->lock);
-                        p->budget_spent_micro_usd += (uint64_t) json_integer_value(spent);
-                        pthread_mutex_unlock(&node_global->lock);
-                }
-        }
         if (!op || strlen(op) > 32 || strspn(op, "abcdefghijklmnopqrstuvwxyz_") != strlen(op))
                 op = NULL;
         gop = xasprintf("guest.%s", op ?: (streq_ptr(type, "boot") ? "boot" : "event"));

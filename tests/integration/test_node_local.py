@@ -433,7 +433,12 @@ def test_metrics_match_calls(node):
     data = tar_bytes({"f": "x" * 1000})
     assert c.upload_workspace(pod, data).status == 200
     assert node.metric("nucleus_bytes_total", direction="upload") == up + len(data)
-    c.delete_pod(pod)
+    assert c.tool(pod, "run", {"argv": ["git", "status"]}).status == 200
+    assert node.metric("nucleus_budget_spent_micro_usd") == 0
+    r = c.delete_pod(pod)
+    spent = r.json().get("budget_spent_usd_micros", 0)
+    assert spent > 0, r  # the proxy's own meter, read at the end
+    assert node.metric("nucleus_budget_spent_micro_usd") == spent
     assert node.metric("nucleus_pods", state="exited") == 1
     assert node.metric("nucleus_pods", state="running") == 0
 
