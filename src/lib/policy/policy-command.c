@@ -115,44 +115,21 @@ static const char *const shells[] = {
 /* Programs that run another program in ways we do not parse, or change identity/namespace:
  * always treated as inline execution. */
 static const char *const opaque_executors[] = {
-        "sudo",        "doas",
-        "su",          "runuser",
-        "pkexec",      "xargs",
-        "parallel",    "watch",
-        "script",      "chroot",
-        "unshare",     "nsenter",
-        "strace",      "ltrace",
-        "gdb",         "lldb",
-        "valgrind",    "firejail",
-        "bwrap",       "systemd-run",
-        "ssh-agent",   "dbus-run-session",
-        "fakeroot",    "catchsegv",
-        "prlimit",     "cgexec",
-        "numactl",     "expect",
-        "sg",          "newgrp",
-        "screen",      "tmux",
-        "at",          "batch",
-        "crontab",     "eatmydata",
-        "unbuffer",    "torsocks",
-        "proxychains", "proxychains4",
-        "chrt",        "taskset",
-        "flock",       "setpriv",
-        "capsh",       "setarch",
-        "linux32",     "linux64",
-        "scl",         "direnv",
-        "entr",        "inotifywait",
-        "vi",          "vim",
-        "nvim",        "view",
-        "ex",          "rview",
-        "rvim",        "emacs",
-        "ed",          "mg",
-        "nano",        "pico",
-        "busybox-vi",  "dosbox",
-        "qemu-user",   "socat",
-        "nc",          "ncat",
-        "netcat",      "telnet",
-        NULL,
+        "runuser",  "pkexec",    "parallel",    "watch",       "script",      "chroot",
+        "unshare",  "nsenter",   "strace",      "ltrace",      "gdb",         "lldb",
+        "valgrind", "firejail",  "bwrap",       "systemd-run", "ssh-agent",   "dbus-run-session",
+        "fakeroot", "catchsegv", "prlimit",     "cgexec",      "numactl",     "expect",
+        "sg",       "newgrp",    "screen",      "tmux",        "at",          "batch",
+        "crontab",  "eatmydata", "unbuffer",    "torsocks",    "proxychains", "proxychains4",
+        "setpriv",  "capsh",     "setarch",     "linux32",     "linux64",     "scl",
+        "direnv",   "entr",      "inotifywait", "vi",          "vim",         "nvim",
+        "view",     "ex",        "rview",       "rvim",        "emacs",       "ed",
+        "mg",       "nano",      "pico",        "busybox-vi",  "dosbox",      "qemu-user",
+        "socat",    "nc",        "ncat",        "netcat",      "telnet",      NULL,
 };
+
+/* Programs that change identity: denied outright, whatever they run. */
+static const char *const identity_changers[] = { "sudo", "doas", "su", "sudoedit", NULL };
 
 static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis *a);
 
@@ -177,23 +154,278 @@ static char **layer_of(char *const *argv) {
         return l;
 }
 
-/* Skip options of a wrapper. opts_with_arg: options taking a separate argument (short "-n"
- * or long "--adjustment"); "--x=y" and "-nX" forms are skipped as one word. Returns the index
- * of the first non-option word. Unknown options starting with '-' are skipped too. */
-static size_t skip_options(char *const *argv, size_t i, const char *const *opts_with_arg) {
-        size_t n = strv_length(argv);
+/* ---- wrapper option grammars ---- */
+
+/* One wrapper's getopt_long grammar: short letters without / with an argument, long names
+ * without / with a required argument / with an optional ("=value" only) argument, and how
+ * many positional words come between the options and the command (timeout's DURATION). */
+typedef struct WrapperGrammar {
+        const char *name;
+        const char *short_flags;         /* letters taking no argument */
+        const char *short_args;          /* letters taking an argument (attached or next word) */
+        const char *const *long_flags;   /* no argument */
+        const char *const *long_args;    /* required argument ("=v" or next word) */
+        const char *const *long_optargs; /* optional argument, only as "=v" */
+        unsigned positionals;            /* words between the options and the command */
+        const char *no_command_opts;     /* short letters after which no command runs (pids) */
+} WrapperGrammar;
+
+#define WG_LIST(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+static const WrapperGrammar wrapper_grammars[] = {
+        { "env",
+          "i0v",
+          "uCS",
+          WG_LIST("ignore-environment", "null", "debug", "list-signal-handling", "help", "version"),
+          WG_LIST("unset", "chdir", "split-string"),
+          WG_LIST("block-signal", "default-signal", "ignore-signal"),
+          0,
+          NULL },
+        { "nice", "", "n", WG_LIST("help", "version"), WG_LIST("adjustment"), WG_LIST(NULL), 0, NULL },
+        { "timeout",
+          "fpv",
+          "ks",
+          WG_LIST("foreground", "preserve-status", "verbose", "help", "version"),
+          WG_LIST("kill-after", "signal"),
+          WG_LIST(NULL),
+          1,
+          NULL },
+        { "nohup", "", "", WG_LIST("help", "version"), WG_LIST(NULL), WG_LIST(NULL), 0, NULL },
+        { "stdbuf", "", "ioe", WG_LIST("help", "version"), WG_LIST("input", "output", "error"), WG_LIST(NULL), 0, NULL },
+        { "setsid",
+          "cfwhV",
+          "",
+          WG_LIST("ctty", "fork", "wait", "help", "version"),
+          WG_LIST(NULL),
+          WG_LIST(NULL),
+          0,
+          NULL },
+        { "xargs",
+          "0oprtxE",
+          "adEILnPs",
+          WG_LIST("null", "open-tty", "interactive", "no-run-if-empty", "verbose", "exit", "show-limits", "help", "version"),
+          WG_LIST("arg-file", "delimiter", "max-args", "max-procs", "max-chars", "process-slot-var"),
+          WG_LIST("eof", "replace", "max-lines"),
+          0,
+          NULL },
+        { "command", "pvV", "", WG_LIST(NULL), WG_LIST(NULL), WG_LIST(NULL), 0, NULL },
+        { "exec", "cl", "a", WG_LIST(NULL), WG_LIST(NULL), WG_LIST(NULL), 0, NULL },
+        { "ionice",
+          "thV",
+          "cnpPu",
+          WG_LIST("ignore", "help", "version"),
+          WG_LIST("class", "classdata", "pid", "pgid", "uid"),
+          WG_LIST(NULL),
+          0,
+          "pPu" },
+        { "chrt",
+          "abdfimoprRvhV",
+          "TPD",
+          WG_LIST("all-tasks",
+                  "batch",
+                  "deadline",
+                  "fifo",
+                  "idle",
+                  "max",
+                  "other",
+                  "pid",
+                  "rr",
+                  "reset-on-fork",
+                  "verbose",
+                  "help",
+                  "version"),
+          WG_LIST("sched-runtime", "sched-period", "sched-deadline"),
+          WG_LIST(NULL),
+          1,
+          "pm" },
+        { "taskset",
+          "acphV",
+          "",
+          WG_LIST("all-tasks", "cpu-list", "pid", "help", "version"),
+          WG_LIST(NULL),
+          WG_LIST(NULL),
+          1,
+          "p" },
+        { "flock",
+          "sxeunoFhV",
+          "wEc",
+          WG_LIST("shared", "exclusive", "unlock", "nonblock", "nb", "close", "no-fork", "verbose", "help", "version"),
+          WG_LIST("timeout", "wait", "conflict-exit-code", "command"),
+          WG_LIST(NULL),
+          1,
+          NULL },
+        { "time",
+          "apqvV",
+          "fo",
+          WG_LIST("append", "portability", "quiet", "verbose", "help", "version"),
+          WG_LIST("format", "output"),
+          WG_LIST(NULL),
+          0,
+          NULL },
+};
+
+static const WrapperGrammar *wrapper_grammar(const char *prog) {
+        for (size_t i = 0; i < ELEMENTSOF(wrapper_grammars); i++)
+                if (streq(wrapper_grammars[i].name, prog))
+                        return &wrapper_grammars[i];
+        return NULL;
+}
+
+/* getopt_long's abbreviation rule: an exact name wins; else the prefix must match exactly one
+ * name of all lists. Returns the full name (static) and its argument kind (0 none, 1 required,
+ * 2 optional), NULL for unknown or ambiguous. */
+static const char *long_opt_lookup(const char *name, size_t len, const WrapperGrammar *g, int *ret_kind) {
+        const char *const *lists[] = { g->long_flags, g->long_args, g->long_optargs };
+        const char *found = NULL;
+        int kind = 0;
+        unsigned hits = 0;
+        if (len == 0)
+                return NULL;
+        for (int k = 0; k < 3; k++)
+                for (const char *const *l = lists[k]; l && *l; l++) {
+                        if (strlen(*l) == len && strncmp(*l, name, len) == 0) {
+                                *ret_kind = k;
+                                return *l;
+                        }
+                        if (strlen(*l) > len && strncmp(*l, name, len) == 0) {
+                                found = *l;
+                                kind = k;
+                                hits++;
+                        }
+                }
+        if (hits != 1)
+                return NULL;
+        *ret_kind = kind;
+        return found;
+}
+
+/* One parsed wrapper option. */
+typedef struct WrapperOpt {
+        const char *long_name; /* full long name, or NULL for a short option */
+        char short_name;       /* or 0 */
+        const char *value;     /* argument, or NULL */
+} WrapperOpt;
+
+/* Returns < 0: stop, analysis failed; 0: go on; > 0: stop after this option (env -S). */
+typedef int (*WrapperOptFn)(const WrapperOpt *o, void *userdata, Analysis *a);
+
+/* Parse the options of wrapper g in argv[1..] (POSIX order: the first operand ends them, as the
+ * "+" in these programs' optstrings). Calls fn per option. Returns the index of the first
+ * operand (or of the word after an option fn stopped at), or SIZE_MAX (analysis failed:
+ * unknown or ambiguous option, missing argument). */
+static size_t wrapper_parse(
+        const WrapperGrammar *g, char *const *argv, size_t start, WrapperOptFn fn, void *userdata, Analysis *a) {
+        size_t n = strv_length(argv), i = start;
+        int r;
         while (i < n) {
                 const char *w = argv[i];
                 if (streq(w, "--"))
                         return i + 1;
                 if (w[0] != '-' || w[1] == 0)
                         return i;
-                if (in_list(w, opts_with_arg))
-                        i += 2;
-                else
-                        i += 1;
+                if (w[1] == '-') {
+                        const char *name = w + 2, *eq = strchr(name, '=');
+                        size_t len = eq ? (size_t) (eq - name) : strlen(name);
+                        int kind = 0;
+                        const char *full = long_opt_lookup(name, len, g, &kind);
+                        WrapperOpt o = { .long_name = full };
+                        if (!full) {
+                                _cleanup_free_ char *vis = string_make_visible(w);
+                                set_fail(a, "'%s': unknown or ambiguous option '%s'", g->name, vis);
+                                return SIZE_MAX;
+                        }
+                        if (kind == 0 && eq) {
+                                set_fail(a, "'%s': option '--%s' takes no argument", g->name, full);
+                                return SIZE_MAX;
+                        }
+                        if (eq)
+                                o.value = eq + 1;
+                        else if (kind == 1) {
+                                if (i + 1 >= n) {
+                                        set_fail(a, "'%s': option '--%s' needs an argument", g->name, full);
+                                        return SIZE_MAX;
+                                }
+                                o.value = argv[++i];
+                        }
+                        r = fn(&o, userdata, a);
+                        if (r < 0)
+                                return SIZE_MAX;
+                        i++;
+                        if (r > 0)
+                                return i;
+                        continue;
+                }
+                /* Short cluster: flags, then possibly one option taking the rest or the next word. */
+                for (const char *c = w + 1; *c; c++) {
+                        WrapperOpt o = { .short_name = *c };
+                        if (strchr(g->short_args, *c)) {
+                                if (c[1])
+                                        o.value = c + 1;
+                                else if (i + 1 < n)
+                                        o.value = argv[++i];
+                                else {
+                                        set_fail(a, "'%s': option '-%c' needs an argument", g->name, *c);
+                                        return SIZE_MAX;
+                                }
+                                r = fn(&o, userdata, a);
+                                if (r < 0)
+                                        return SIZE_MAX;
+                                if (r > 0)
+                                        return i + 1;
+                                break;
+                        }
+                        if (!strchr(g->short_flags, *c)) {
+                                _cleanup_free_ char *vis = string_make_visible(w);
+                                set_fail(a, "'%s': unknown option '%s'", g->name, vis);
+                                return SIZE_MAX;
+                        }
+                        if (fn(&o, userdata, a) < 0)
+                                return SIZE_MAX;
+                }
+                i++;
         }
-        return NUCLEUS_MIN(i, n);
+        return i;
+}
+
+/* "nice -NUM", "nice --NUM", "nice -+NUM" (obsolete adjustment syntax, first word only). */
+static bool nice_obsolete_number(const char *w) {
+        if (w[0] != '-')
+                return false;
+        w++;
+        if (*w == '+' || *w == '-')
+                w++;
+        return *w && w[strspn(w, "0123456789")] == 0;
+}
+
+static bool opt_is(const WrapperOpt *o, char s, const char *l) {
+        return (s && o->short_name == s) || (l && o->long_name && streq(o->long_name, l));
+}
+
+typedef struct WrapperState {
+        const char *prog;
+        const char *split_string; /* env -S value (borrowed from argv) */
+        bool no_command;          /* ionice -p, chrt -p/-m, taskset -p: operands are not a command */
+} WrapperState;
+
+static int wrapper_opt(const WrapperOpt *o, void *userdata, Analysis *a) {
+        WrapperState *s = userdata;
+        const WrapperGrammar *g = wrapper_grammar(s->prog);
+        if (o->short_name && g->no_command_opts && strchr(g->no_command_opts, o->short_name))
+                s->no_command = true;
+        if (o->long_name &&
+            (streq(o->long_name, "pid") || streq(o->long_name, "pgid") || streq(o->long_name, "uid") ||
+             streq(o->long_name, "max")))
+                s->no_command = true;
+        if (streq(s->prog, "env") && opt_is(o, 'S', "split-string")) {
+                /* GNU env replaces the option by the split words and parses again from there. */
+                s->split_string = o->value;
+                return 1;
+        }
+        if (streq(s->prog, "time") && opt_is(o, 'o', "output"))
+                set_inline(a, "'time -o/--output' writes a file named in its arguments");
+        if (streq(s->prog, "flock") && opt_is(o, 'c', "command"))
+                set_inline(a, "'flock -c/--command' runs its argument through a shell");
+        return 0;
 }
 
 static bool git_dangerous_config_key(const char *kv) {
@@ -289,20 +521,32 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
 
         static const char *const exec_opts[] = {
                 "upload-pack", "receive-pack",        "exec", "template", "config",
-                "extcmd",      "open-files-in-pager", "tool", NULL
+                "extcmd",      "open-files-in-pager", "tool", "ext-diff", NULL
         };
         for (size_t k = i + 1; k < n; k++) {
                 const char *w = argv[k];
                 if (streq(w, "--"))
                         break;
-                if (long_opt_abbrev(w, exec_opts) && !(streq(sub, "commit") && startswith(w, "--template"))) {
+                if ((long_opt_abbrev(w, exec_opts) && !(streq(sub, "commit") && startswith(w, "--template"))) ||
+                    streq(w, "--textconv")) {
                         set_inline(a, "'git %s %s' makes git run a program", sub, w);
                         return;
                 }
-                if ((streq(sub, "rebase") && (streq(w, "-x") || cluster_has(w, 'x'))) ||
+                /* File writes that bypass the path policy (review RF-2): --output (log/diff/show
+                 * family, archive), format-patch -o/--output-directory, archive -o. */
+                if (long_opt_abbrev(w, (const char *const[]){ "output", "output-directory", NULL }) ||
+                    (in_list(sub, (const char *const[]){ "format-patch", "archive", NULL }) &&
+                     cluster_has(w, 'o'))) {
+                        set_inline(a, "'git %s %s' writes a file outside the path policy", sub, w);
+                        return;
+                }
+                /* Short options with a value attached ("-u<cmd>") or inside a cluster ("-qu<cmd>")
+                 * count as well as the separate word (review RF-14). */
+                if ((streq(sub, "rebase") && cluster_has(w, 'x')) ||
                     (in_list(sub,
-                             (const char *const[]){ "clone", "fetch", "pull", "ls-remote", "archive", NULL }) &&
-                     (streq(w, "-u") || streq(w, "-c"))) ||
+                             (const char *const[]){
+                                     "clone", "fetch", "pull", "ls-remote", "archive", "submodule", NULL }) &&
+                     (cluster_has(w, 'u') || cluster_has(w, 'c'))) ||
                     (streq(sub, "grep") && (streq(w, "-O") || startswith(w, "-O"))) ||
                     (streq(sub, "config") &&
                      (git_dangerous_config_key(w) || streq(w, "-e") || streq(w, "--edit")))) {
@@ -526,19 +770,427 @@ static void analyze_misc(const char *prog, char *const *argv, Analysis *a) {
                                 startswith(w, "--html");
                 else if (in_list(prog, (const char *const[]){ "less", "more", "most", NULL }))
                         bad = w[0] == '+';
-                else if (streq(prog, "make") || streq(prog, "gmake"))
-                        bad = startswith(w, "--eval");
                 else if (in_list(prog, (const char *const[]){ "npx", "npm", "pnpm", "yarn", NULL }))
                         bad = streq(w, "-c") || startswith(w, "--call");
                 else if (streq(prog, "cargo"))
                         bad = streq(w, "--config") || startswith(w, "--config=");
                 else if (streq(prog, "gh"))
                         bad = (streq(w, "alias") || streq(w, "extension") || streq(w, "ext")) && i == 1;
-                else if (streq(prog, "sed"))
-                        bad = false;
                 if (bad) {
                         set_inline(a, "'%s %s' makes %s run a program", prog, w, prog);
                         return;
+                }
+        }
+}
+
+/* ---- programs that run code or commands from their arguments or input ---- */
+
+/* Interpreters: any invocation runs code (a script the agent may have written, a module, code
+ * from stdin or an argument). */
+static bool is_interpreter(const char *prog) {
+        static const char *const exact[] = {
+                "perl",   "ruby",   "irb",    "jruby",      "node",        "nodejs",    "bun",     "deno",
+                "lua",    "luajit", "julia",  "Rscript",    "R",           "osascript", "tclsh",   "wish",
+                "awk",    "gawk",   "mawk",   "nawk",       "busybox-awk", "mongosh",   "mongo",   "guile",
+                "racket", "csi",    "sbcl",   "clisp",      "swipl",       "escript",   "elixir",  "iex",
+                "groovy", "jshell", "runghc", "runhaskell", "ghci",        "scala",     "kotlinc", "qjs",
+                "rhino",  "jjs",    "expect", "gjs",        "tsx",         "ts-node",   NULL,
+        };
+        return python_like(prog) || startswith(prog, "perl5") || startswith(prog, "php") ||
+                startswith(prog, "lua5") || startswith(prog, "tclsh") || startswith(prog, "ruby") ||
+                in_list(prog, exact);
+}
+
+static bool allowed_string_matches(const char *s, char *const *words);
+
+/* The command allowlist names this program explicitly with at least one fixed argument
+ * ("python3 -m pytest", or a rule {program, [exact ..., ...]}) and argv matches that entry.
+ * fixed_args = false: any entry naming the program counts ("make"). */
+static bool allowlist_names_program(const Policy *p, char *const *argv, bool fixed_args) {
+        const CommandPolicy *c = &p->commands;
+        for (size_t r = 0; r < c->allowed_rules.n_rules; r++) {
+                const CommandRule *rule = &c->allowed_rules.rules[r];
+                bool has_exact = false;
+                for (size_t k = 0; k < rule->n_args; k++)
+                        has_exact = has_exact || rule->args[k].type == ARG_PATTERN_EXACT;
+                if (streq(rule->program, argv[0]) && (has_exact || !fixed_args) &&
+                    command_rule_matches(rule, argv))
+                        return true;
+        }
+        STRV_FOREACH(s, c->allowed) {
+                _cleanup_strv_free_ char **aw = NULL;
+                if (words_split(*s, &aw, NULL) < 0 || !aw[0] || !streq(aw[0], argv[0]))
+                        continue;
+                if ((aw[1] || !fixed_args) && allowed_string_matches(*s, argv))
+                        return true;
+        }
+        return false;
+}
+
+/* A script operand that names standard input: the request's stdin is code then. */
+static bool path_is_stdin(const char *w) {
+        return streq(w, "-") || streq(w, "/dev/stdin") || startswith(w, "/dev/fd/") ||
+                (startswith(w, "/proc/") && strstr(w, "/fd/")) || streq(w, "/dev/tty") ||
+                streq(w, "/proc/self/fd/0");
+}
+
+/* Extra argument forms of interpreters that run code from the argument itself (RF-9). */
+static void analyze_interpreter_args(const char *prog, char *const *argv, Analysis *a) {
+        static const char *const py_modules_ok[] = {
+                "pytest", "unittest", "py_compile", "compileall", "json.tool", "mypy", "black",
+                "ruff",   "flake8",   "pylint",     "isort",      "doctest",   "venv", NULL,
+        };
+        size_t n = strv_length(argv);
+        for (size_t i = 1; i < n; i++) {
+                const char *w = argv[i];
+                if (path_is_stdin(w)) {
+                        set_inline(a, "'%s %s' runs code read from the request's input", prog, w);
+                        return;
+                }
+                if (python_like(prog) && (streq(w, "-m") || (startswith(w, "-m") && w[2]))) {
+                        const char *mod = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
+                        if (!in_list(mod, py_modules_ok))
+                                set_inline(
+                                        a,
+                                        "'%s -m %s' runs a module that takes code from its arguments",
+                                        prog,
+                                        mod);
+                        return; /* the rest are the module's arguments */
+                }
+                if ((streq(prog, "perl") || startswith(prog, "perl5")) &&
+                    (startswith(w, "-M") || startswith(w, "-m"))) {
+                        const char *v = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
+                        size_t l = strspn(
+                                v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-");
+                        if (v[l] &&
+                            !(v[l] == '=' &&
+                              v[l + 1 +
+                                strspn(v + l + 1,
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:"
+                                       ",")] == 0)) {
+                                set_inline(a, "'perl %s' inserts code into a 'use' statement", w);
+                                return;
+                        }
+                }
+                if (in_list(prog, (const char *const[]){ "node", "nodejs", "bun", "deno", NULL })) {
+                        static const char *const mods[] = {
+                                "import", "require", "loader", "experimental-loader", NULL
+                        };
+                        const char *v = NULL;
+                        if (long_opt_abbrev(w, mods))
+                                v = strchr(w, '=') ? strchr(w, '=') + 1 : i + 1 < n ? argv[i + 1] : "";
+                        else if (startswith(w, "-r"))
+                                v = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
+                        if (v && strchr(v, ':')) {
+                                set_inline(a, "'%s %s' loads code from a URL given in its arguments", prog, w);
+                                return;
+                        }
+                }
+        }
+}
+
+/* GNU sed script: true if it has none of the commands that run a shell or touch other files
+ * (e, r, R, w, W, and the s///e and s///w flags). Anything not understood counts as unsafe. */
+static bool sed_skip_delimited(const char **c, char delim) {
+        const char *p = *c;
+        while (*p && *p != delim) {
+                if (*p == '\n' && delim != '\n')
+                        return false;
+                p += p[0] == '\\' && p[1] ? 2 : 1;
+        }
+        if (!*p)
+                return false;
+        *c = p + 1;
+        return true;
+}
+
+static bool sed_script_safe(const char *s) {
+        const char *c = s;
+        for (;;) {
+                c += strspn(c, " \t\n;");
+                if (!*c)
+                        return true;
+                if (*c == '#') {
+                        c += strcspn(c, "\n");
+                        continue;
+                }
+                for (int k = 0; k < 2; k++) {
+                        if (*c >= '0' && *c <= '9') {
+                                c += strspn(c, "0123456789");
+                                if (*c == '~')
+                                        c += 1 + strspn(c + 1, "0123456789");
+                        } else if (*c == '$')
+                                c++;
+                        else if (*c == '/' || *c == '\\') {
+                                char delim = *c == '\\' ? c[1] : '/';
+                                if (!delim || delim == '\n' || delim == '\\')
+                                        return false;
+                                c += *c == '\\' ? 2 : 1;
+                                if (!sed_skip_delimited(&c, delim))
+                                        return false;
+                                c += strspn(c, "IM");
+                        } else if (k == 1 && (*c == '+' || *c == '~'))
+                                c += 1 + strspn(c + 1, "0123456789");
+                        else if (k == 1)
+                                return false;
+                        c += strspn(c, " \t");
+                        if (k == 0 && *c == ',') {
+                                c++;
+                                c += strspn(c, " \t");
+                                continue;
+                        }
+                        break;
+                }
+                c += strspn(c, " \t!");
+                char cmd = *c;
+                if (!cmd)
+                        return false;
+                c++;
+                switch (cmd) {
+                case '{':
+                case '}':
+                case '=':
+                case 'd':
+                case 'D':
+                case 'g':
+                case 'G':
+                case 'h':
+                case 'H':
+                case 'n':
+                case 'N':
+                case 'p':
+                case 'P':
+                case 'x':
+                case 'z':
+                case 'F':
+                        break;
+                case 'l':
+                case 'L':
+                case 'q':
+                case 'Q':
+                        c += strspn(c, " \t");
+                        c += strspn(c, "0123456789");
+                        break;
+                case 'a':
+                case 'i':
+                case 'c':
+                        /* Text up to an unescaped newline. */
+                        while (*c && *c != '\n')
+                                c += c[0] == '\\' && c[1] ? 2 : 1;
+                        break;
+                case ':':
+                case 'b':
+                case 't':
+                case 'T':
+                case 'v':
+                        c += strcspn(c, ";\n");
+                        break;
+                case 's':
+                case 'y': {
+                        char delim = *c;
+                        if (!delim || delim == '\n' || delim == '\\')
+                                return false;
+                        c++;
+                        if (!sed_skip_delimited(&c, delim) || !sed_skip_delimited(&c, delim))
+                                return false;
+                        if (cmd == 's')
+                                c += strspn(c, "gpiImM0123456789");
+                        if (*c == 'e' || *c == 'w' || *c == 'W')
+                                return false;
+                        break;
+                }
+                default: /* e r R w W, and anything unknown */
+                        return false;
+                }
+        }
+}
+
+static void analyze_sed(const char *prog, char *const *argv, Analysis *a) {
+        const WrapperGrammar g = {
+                "sed",
+                "nrEsuzb",
+                "efl",
+                WG_LIST("quiet",
+                        "silent",
+                        "debug",
+                        "posix",
+                        "regexp-extended",
+                        "separate",
+                        "sandbox",
+                        "unbuffered",
+                        "null-data",
+                        "zero-terminated",
+                        "binary",
+                        "follow-symlinks",
+                        "help",
+                        "version"),
+                WG_LIST("expression", "file", "line-length"),
+                WG_LIST("in-place"),
+                0,
+                NULL,
+        };
+        _cleanup_free_ char *script = NULL;
+        bool have_script = false, sandbox = false;
+        size_t n = strv_length(argv);
+        for (size_t i = 1; i < n; i++) {
+                const char *w = argv[i], *val = NULL;
+                bool expr = false, file = false;
+                if (streq(w, "--")) {
+                        if (!have_script && i + 1 < n) {
+                                script = xstrdup(argv[i + 1]);
+                                have_script = true;
+                        }
+                        break;
+                }
+                if (startswith(w, "--")) {
+                        const char *name = w + 2, *eq = strchr(name, '=');
+                        int kind = 0;
+                        const char *full = long_opt_lookup(
+                                name, eq ? (size_t) (eq - name) : strlen(name), &g, &kind);
+                        if (!full) {
+                                set_inline(a, "'%s %s': unknown option", prog, w);
+                                return;
+                        }
+                        sandbox = sandbox || streq(full, "sandbox");
+                        expr = streq(full, "expression");
+                        file = streq(full, "file");
+                        if (kind == 1)
+                                val = eq ? eq + 1 : i + 1 < n ? argv[++i] : "";
+                } else if (w[0] == '-' && w[1]) {
+                        for (const char *c = w + 1; *c; c++) {
+                                if (*c == 'i')
+                                        break; /* -i[SUFFIX] */
+                                if (strchr(g.short_args, *c)) {
+                                        expr = *c == 'e';
+                                        file = *c == 'f';
+                                        val = c[1] ? c + 1 : i + 1 < n ? argv[++i] : "";
+                                        break;
+                                }
+                                if (!strchr(g.short_flags, *c)) {
+                                        set_inline(a, "'%s %s': unknown option", prog, w);
+                                        return;
+                                }
+                        }
+                } else if (!have_script && !script) {
+                        script = xstrdup(w); /* first operand, unless -e/-f gave the script */
+                        continue;
+                } else
+                        continue;
+                if (file) {
+                        set_inline(a, "'%s -f' runs a script file whose commands are not visible", prog);
+                        have_script = true;
+                } else if (expr && val) {
+                        if (!have_script) {
+                                /* An operand taken as the script before -e was seen is a file. */
+                                free(script);
+                                script = xstrdup("");
+                        }
+                        have_script = true;
+                        char *j = NULL;
+                        if (asprintf(&j, "%s\n%s", script, val) < 0)
+                                abort();
+                        free(script);
+                        script = j;
+                }
+        }
+        if (sandbox)
+                return; /* GNU sed --sandbox refuses e/r/w */
+        if (script && !sed_script_safe(script))
+                set_inline(
+                        a,
+                        "'%s' script uses e/r/w commands (runs a shell or touches files); use --sandbox",
+                        prog);
+}
+
+static void analyze_make(const Policy *p, const char *prog, char *const *argv, Analysis *a) {
+        static const char *const eval[] = { "eval", NULL };
+        static const char *const files[] = { "file", "makefile", NULL };
+        size_t n = strv_length(argv);
+        for (size_t i = 1; i < n; i++) {
+                const char *w = argv[i];
+                if (streq(w, "--"))
+                        break;
+                if (cluster_has(w, 'E') || long_opt_abbrev(w, eval)) {
+                        set_inline(a, "'%s %s' evaluates make code given in its arguments", prog, w);
+                        return;
+                }
+                if (strchr(w, '$') || strchr(w, '`') || startswith(w, "SHELL=") ||
+                    startswith(w, "MAKESHELL=") || startswith(w, ".SHELLFLAGS=")) {
+                        set_inline(a, "'%s %s' sets variables that make expands into commands", prog, w);
+                        return;
+                }
+                if ((streq(w, "-f") && i + 1 < n && path_is_stdin(argv[i + 1])) ||
+                    (startswith(w, "-f") && path_is_stdin(w + 2)) ||
+                    (long_opt_abbrev(w, files) &&
+                     (strchr(w, '=') ? path_is_stdin(strchr(w, '=') + 1)
+                                     : i + 1 < n && path_is_stdin(argv[i + 1])))) {
+                        set_inline(a, "'%s' reads a makefile from the request's input", prog);
+                        return;
+                }
+        }
+        /* Any makefile runs commands: make counts as a shell unless the policy names it. */
+        if (!p->commands.unrestricted && !allowlist_names_program(p, argv, false))
+                set_inline(a, "'%s' runs the commands of a makefile; allowlist make explicitly", prog);
+}
+
+/* Database clients (RF-15): their arguments and input can run shell commands on this machine
+ * (sqlite3 .shell/.system, psql \!, mysql system). sqlite3 only in -safe mode; psql and mysql
+ * with no command-bearing argument; mongosh is an interpreter (JavaScript). */
+static void analyze_db_client(const char *prog, char *const *argv, Analysis *a) {
+        size_t n = strv_length(argv);
+        if (streq(prog, "sqlite3") || streq(prog, "sqlite")) {
+                bool safe = false;
+                for (size_t i = 1; i < n; i++) {
+                        if (streq(argv[i], "-safe") || streq(argv[i], "--safe"))
+                                safe = true;
+                        if (startswith(argv[i], "-unsafe") || startswith(argv[i], "--unsafe")) {
+                                set_inline(a, "'%s %s' turns off its safe mode", prog, argv[i]);
+                                return;
+                        }
+                }
+                if (!safe)
+                        set_inline(
+                                a,
+                                "'%s' without -safe runs shell commands (.shell, .system) from its "
+                                "arguments or input",
+                                prog);
+                return;
+        }
+        if (streq(prog, "mongosh") || streq(prog, "mongo")) {
+                set_inline(a, "'%s' runs JavaScript from its arguments, files or input", prog);
+                return;
+        }
+        if (streq(prog, "psql")) {
+                /* -c text is SQL unless it holds a backslash meta-command (checked per word). */
+                static const char *const bad[] = { "file", "output", "log-file", NULL };
+                for (size_t i = 1; i < n; i++) {
+                        const char *w = argv[i];
+                        if (strchr(w, '\\') || long_opt_abbrev(w, bad) || cluster_has(w, 'f') ||
+                            cluster_has(w, 'o') || cluster_has(w, 'L')) {
+                                set_inline(a, "'psql %s' can run shell commands or write files", w);
+                                return;
+                        }
+                }
+                return;
+        }
+        if (streq(prog, "mysql") || streq(prog, "mariadb")) {
+                static const char *const bad[] = { "execute",
+                                                   "pager",
+                                                   "tee",
+                                                   "defaults-file",
+                                                   "defaults-extra-file",
+                                                   "init-command",
+                                                   "plugin-dir",
+                                                   "default-auth",
+                                                   "load-data-local-dir",
+                                                   "defaults-group-suffix",
+                                                   NULL };
+                for (size_t i = 1; i < n; i++) {
+                        const char *w = argv[i];
+                        if (strchr(w, '\\') || long_opt_abbrev(w, bad) || cluster_has(w, 'e')) {
+                                set_inline(a, "'%s %s' can run shell commands or write files", prog, w);
+                                return;
+                        }
                 }
         }
 }
@@ -581,72 +1233,71 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 if (streq(prog, "busybox") || streq(prog, "toybox")) {
                         if (n < 2)
                                 return;
+                        if (argv[1][0] == '-') {
+                                if (!in_list(
+                                            argv[1],
+                                            (const char *const[]){ "--list", "--list-full", "--help", NULL }))
+                                        set_fail(a, "'%s %s': unknown option", prog, argv[1]);
+                                return;
+                        }
                         next = 1;
-                } else if (streq(prog, "env")) {
+                } else if (in_list(prog, identity_changers)) {
+                        set_fail(a, "'%s' changes identity; never allowed", prog);
+                        return;
+                } else if (wrapper_grammar(prog)) {
+                        const WrapperGrammar *g = wrapper_grammar(prog);
+                        WrapperState st = { .prog = g->name };
                         size_t i = 1;
-                        while (i < n) {
-                                const char *w = argv[i];
-                                if (streq(w, "--")) {
-                                        i++;
-                                        break;
-                                }
-                                if (streq(w, "-S") || startswith(w, "-S") || startswith(w, "--split-string") ||
-                                    (is_short_cluster(w) && strchr(w, 'S'))) {
-                                        set_inline(a, "'env %s' splits a string into a command", w);
+                        if (streq(prog, "nice") && n > 1 && nice_obsolete_number(argv[1]))
+                                i = 2; /* obsolete "nice -NUM" / "nice --NUM" */
+                        i = wrapper_parse(g, argv, i, wrapper_opt, &st, a);
+                        if (i == SIZE_MAX)
+                                return;
+                        if (streq(prog, "env") && st.split_string) {
+                                /* env -S: the string is split into words that replace it, then env
+                                 * parses again: judge "env <words> <rest>" as a command of its own. */
+                                _cleanup_strv_free_ char **words = NULL;
+                                if (strpbrk(st.split_string, "$\\") ||
+                                    words_split(st.split_string, &words, NULL) < 0) {
+                                        set_fail(a, "'env -S' string with escapes or variables is not analysed");
                                         return;
                                 }
-                                if (streq(w, "-u") || streq(w, "--unset") || streq(w, "-C") ||
-                                    streq(w, "--chdir")) {
-                                        i += 2;
-                                        continue;
+                                _cleanup_strv_free_ char **inner = xnew0(char *, 1);
+                                strv_extend(&inner, "env");
+                                STRV_FOREACH(x, words)
+                                        strv_extend(&inner, *x);
+                                for (size_t k = i; k < n; k++)
+                                        strv_extend(&inner, argv[k]);
+                                analyze(p, inner, depth + 1, a);
+                                return;
+                        }
+                        if (streq(prog, "env")) {
+                                if (i < n && streq(argv[i], "-"))
+                                        i++; /* "env -" = env -i */
+                                for (; i < n && strchr(argv[i], '='); i++) {
+                                        const char *w = argv[i];
+                                        _cleanup_free_ char *name = xstrndup(w, (size_t) (strchr(w, '=') - w));
+                                        if (!policy_env_name_allowed(name)) {
+                                                _cleanup_free_ char *vis = string_make_visible(name);
+                                                set_inline(
+                                                        a,
+                                                        "'env %s=...' sets a variable that can make "
+                                                        "programs "
+                                                        "run other code",
+                                                        vis);
+                                        }
                                 }
-                                if (w[0] == '-') {
-                                        i++;
-                                        continue;
-                                }
-                                const char *eq = strchr(w, '=');
-                                if (!eq)
-                                        break;
-                                _cleanup_free_ char *name = xstrndup(w, (size_t) (eq - w));
-                                if (!policy_env_name_allowed(name)) {
-                                        _cleanup_free_ char *vis = string_make_visible(name);
-                                        set_inline(
-                                                a,
-                                                "'env %s=...' sets a variable that can make programs run "
-                                                "other code",
-                                                vis);
-                                }
-                                i++;
+                        } else if (streq(prog, "xargs"))
+                                set_inline(a, "'xargs' appends arguments read from its input to the command");
+                        if (st.no_command)
+                                return;
+                        i += g->positionals;
+                        if (streq(prog, "xargs") && i >= n) {
+                                static char *const echo[] = { (char *) "echo", NULL };
+                                analyze(p, echo, depth + 1, a);
+                                return;
                         }
                         next = i < n ? i : 0;
-                } else if (streq(prog, "nice")) {
-                        next = skip_options(argv, 1, (const char *const[]){ "-n", "--adjustment", NULL });
-                } else if (streq(prog, "timeout")) {
-                        size_t i = skip_options(
-                                argv, 1, (const char *const[]){ "-s", "--signal", "-k", "--kill-after", NULL });
-                        next = i < n ? i + 1 : n; /* skip DURATION */
-                } else if (streq(prog, "nohup")) {
-                        next = skip_options(argv, 1, (const char *const[]){ NULL });
-                } else if (streq(prog, "stdbuf")) {
-                        next = skip_options(argv, 1, (const char *const[]){ "-i", "-o", "-e", NULL });
-                } else if (streq(prog, "setsid")) {
-                        next = skip_options(argv, 1, (const char *const[]){ NULL });
-                } else if (streq(prog, "command")) {
-                        next = skip_options(argv, 1, (const char *const[]){ NULL });
-                } else if (streq(prog, "exec")) {
-                        next = skip_options(argv, 1, (const char *const[]){ "-a", NULL });
-                } else if (streq(prog, "ionice")) {
-                        next = skip_options(
-                                argv, 1, (const char *const[]){ "-c", "-n", "--class", "--classdata", NULL });
-                } else if (streq(prog, "time")) {
-                        for (size_t i = 1; i < n && argv[i][0] == '-'; i++)
-                                if (startswith(argv[i], "-o") || startswith(argv[i], "--output") ||
-                                    startswith(argv[i], "-a") || startswith(argv[i], "--append")) {
-                                        set_inline(
-                                                a, "'time %s' writes a file named in its arguments", argv[i]);
-                                        return;
-                                }
-                        next = skip_options(argv, 1, (const char *const[]){ "-f", "--format", NULL });
                 } else if (in_list(prog, opaque_executors)) {
                         set_inline(a, "'%s' runs other commands in a way Nucleus does not analyse", prog);
                         return;
@@ -680,6 +1331,24 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         return;
                 } else {
                         analyze_interpreter(prog, argv, a);
+                        if (is_interpreter(prog)) {
+                                analyze_interpreter_args(prog, argv, a);
+                                /* Any interpreter run is code execution (a script the agent wrote,
+                                 * a module, its input). With an unrestricted command list a script is
+                                 * no more than `./script` the agent may already run; otherwise the
+                                 * allowlist must name the interpreter with fixed arguments. */
+                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer, true))
+                                        set_inline(
+                                                a,
+                                                "'%s' is an interpreter and runs code (scripts, modules, "
+                                                "input); allowlist it with fixed arguments",
+                                                prog);
+                        } else if (streq(prog, "sed") || streq(prog, "gsed"))
+                                analyze_sed(prog, argv, a);
+                        else if (in_list(prog,
+                                         (const char *const[]){ "make", "gmake", "bmake", "pmake", NULL }))
+                                analyze_make(p, prog, layer, a);
+                        analyze_db_client(prog, argv, a);
                         analyze_misc(prog, argv, a);
                         return;
                 }
@@ -840,10 +1509,74 @@ bool policy_grants_shell(const Policy *p) {
         return command_component_allows(&p->commands, &e, &reason);
 }
 
+/* RF-11 (best effort): the lexically cleaned path an argument word names, relative to the
+ * workspace root (cwd joined to relative words; "." dropped, ".." pops what it can). Absolute
+ * words keep their components. NULL when the word is empty or over-long. */
+static char *arg_path_clean(const char *cwd, const char *w) {
+        _cleanup_free_ char *joined = NULL;
+        if (isempty(w) || strlen(w) > 4096)
+                return NULL;
+        if (w[0] != '/' && !isempty(cwd)) {
+                if (asprintf(&joined, "%s/%s", cwd, w) < 0)
+                        abort();
+        } else
+                joined = xstrdup(w);
+        char *out = xnew0(char, strlen(joined) + 1);
+        size_t o = 0;
+        for (const char *c = joined; *c;) {
+                size_t l = strcspn(c, "/");
+                if (l == 0 || (l == 1 && c[0] == '.')) {
+                } else if (l == 2 && c[0] == '.' && c[1] == '.') {
+                        while (o > 0 && out[o - 1] != '/')
+                                o--;
+                        if (o > 0)
+                                o--;
+                } else {
+                        if (o > 0)
+                                out[o++] = '/';
+                        memcpy(out + o, c, l);
+                        o += l;
+                }
+                c += l;
+                if (*c == '/')
+                        c++;
+        }
+        out[o] = 0;
+        return out;
+}
+
+/* The paths.blocked rule an argument names, or NULL. Judges the word, the value of
+ * "--opt=value", and the path of "rev:path"; each at every component-boundary suffix, so
+ * "/workspace/.env" and "../x/.env" are caught whatever the workspace's absolute name is. */
+static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char *w, const char **ret_cand) {
+        const char *cands[3] = { w, NULL, NULL };
+        if (w[0] == '-' && strchr(w, '='))
+                cands[1] = strchr(w, '=') + 1;
+        if (strchr(w, ':'))
+                cands[2] = strrchr(w, ':') + 1;
+        for (size_t k = 0; k < ELEMENTSOF(cands); k++) {
+                if (!cands[k])
+                        continue;
+                _cleanup_free_ char *norm = arg_path_clean(cwd, cands[k]);
+                for (const char *sfx = norm; sfx && *sfx;) {
+                        const char *rule = policy_blocked_rule_for(p, sfx);
+                        if (rule) {
+                                *ret_cand = cands[k];
+                                return rule;
+                        }
+                        sfx = strchr(sfx, '/');
+                        if (sfx)
+                                sfx++;
+                }
+        }
+        return NULL;
+}
+
 static const char *const separator_words[] = { ";",  "&&", "||", "|", "&",  "|&", ";;",
                                                "&>", ">",  ">>", "<", "2>", NULL };
 
-static int check_command_words(const Policy *p, char *const *argv, const char *display, PolicyDecision *ret) {
+static int check_command_words(
+        const Policy *p, char *const *argv, const char *cwd, const char *display, PolicyDecision *ret) {
         _cleanup_(analysis_done) Analysis a = {};
         _cleanup_free_ char *reason = NULL;
         bool shell = policy_grants_shell(p);
@@ -956,7 +1689,28 @@ static int check_command_words(const Policy *p, char *const *argv, const char *d
                                 reason);
                         return 0;
                 }
-        /* 7. obligations: the most consequential operation first */
+        /* 7. arguments naming blocked paths (best effort, RF-11: commands read as the agent) */
+        for (size_t i = 0; i < a.n_execs; i++)
+                for (size_t l = 0; l < a.execs[i].n_layers; l++)
+                        for (size_t k = 1; a.execs[i].layers[l][0] && a.execs[i].layers[l][k]; k++) {
+                                const char *cand = NULL;
+                                const char *rule = arg_blocked_rule(p, cwd, a.execs[i].layers[l][k], &cand);
+                                if (!rule)
+                                        continue;
+                                _cleanup_free_ char *vis = string_make_visible(cand);
+                                policy_decision_set(
+                                        ret,
+                                        POLICY_DENY,
+                                        "path_denied",
+                                        OPERATION_READ_FILES,
+                                        "command denied: '%s': argument '%s' names a blocked path "
+                                        "(paths.blocked '%s')",
+                                        display,
+                                        vis,
+                                        rule);
+                                return 0;
+                        }
+        /* 8. obligations: the most consequential operation first */
         Obligations o = p->obligations;
         if (p->trifecta)
                 o |= capabilities_trifecta_obligations(&p->capabilities);
@@ -983,13 +1737,17 @@ static int check_command_words(const Policy *p, char *const *argv, const char *d
         return 0;
 }
 
-int policy_check_command(const Policy *p, char *const *argv, PolicyDecision *ret) {
+int policy_check_command_at(const Policy *p, char *const *argv, const char *cwd, PolicyDecision *ret) {
         if (!p || !ret)
                 return -EINVAL;
         *ret = (PolicyDecision){};
         _cleanup_free_ char *joined = argv ? words_join(argv) : xstrdup("");
         _cleanup_free_ char *display = string_make_visible(joined);
-        return check_command_words(p, argv, display, ret);
+        return check_command_words(p, argv, cwd, display, ret);
+}
+
+int policy_check_command(const Policy *p, char *const *argv, PolicyDecision *ret) {
+        return policy_check_command_at(p, argv, NULL, ret);
 }
 
 int policy_check_command_string(const Policy *p, const char *command, PolicyDecision *ret) {
@@ -1051,9 +1809,9 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
                 /* A shell is granted and the string is shell syntax: judge it as what the proxy
                  * would run, `sh -c <string>`. */
                 char *sh[] = { (char *) "sh", (char *) "-c", (char *) command, NULL };
-                return check_command_words(p, sh, display, ret);
+                return check_command_words(p, sh, NULL, display, ret);
         }
-        return check_command_words(p, words, display, ret);
+        return check_command_words(p, words, NULL, display, ret);
 }
 
 bool policy_env_name_allowed(const char *name) {

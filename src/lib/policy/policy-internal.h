@@ -40,3 +40,7 @@ void command_policy_default_blocks(CommandPolicy *c);
 /* Allocate a decision. */
 void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, Operation op, const char *fmt, ...)
         _printf_(5, 6);
+
+/* Path helpers (policy.c). norm is a path from path_normalize_relative(). */
+bool policy_path_has_git_component(const char *norm);
+const char *policy_blocked_rule_for(const Policy *p, const char *norm); /* borrowed, or NULL */

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alloc-util.h"
 #include "glob.h"
@@ -572,6 +573,29 @@ static bool path_rules_allow(const Policy *p, const char *norm, const char **ret
         return false;
 }
 
+/* True if some component of the normalized path is ".git" (any case: case-insensitive
+ * filesystems on the host treat ".GIT" as ".git" once the patch is applied). A ".git" file is a
+ * gitdir pointer and a ".git" directory holds config and hooks that git runs: git itself
+ * writes them through commands; the agent's file operations never may (review RF-1/RF-2). */
+bool policy_path_has_git_component(const char *norm) {
+        for (const char *c = norm; c && *c;) {
+                size_t l = strcspn(c, "/");
+                if (l == 4 && strncasecmp(c, ".git", 4) == 0)
+                        return true;
+                c += l;
+                if (*c == '/')
+                        c++;
+        }
+        return false;
+}
+
+const char *policy_blocked_rule_for(const Policy *p, const char *norm) {
+        STRV_FOREACH(b, p->paths.blocked)
+                if (glob_match(*b, norm))
+                        return *b;
+        return NULL;
+}
+
 bool policy_path_allowed(const Policy *p, const char *relpath) {
         _cleanup_free_ char *norm = path_normalize_relative(relpath);
         const char *rule;
@@ -611,6 +635,18 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
         }
         if (!check_capability(p, op, ret))
                 return 0;
+        if ((access == PATH_ACCESS_WRITE || access == PATH_ACCESS_EDIT) &&
+            policy_path_has_git_component(norm)) {
+                policy_decision_set(
+                        ret,
+                        POLICY_DENY,
+                        "path_denied",
+                        op,
+                        "access denied: path '%s' is inside git's own data ('.git'); only git "
+                        "commands may change it",
+                        vis);
+                return 0;
+        }
         if (!path_rules_allow(p, norm, &rule)) {
                 if (rule)
                         policy_decision_set(

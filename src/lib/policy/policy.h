@@ -191,3 +191,21 @@ bool policy_grants_shell(const Policy *p);
  * (LD_*, GIT_*, BASH_ENV, ENV, PAGER, EDITOR, NODE_OPTIONS, PYTHON*, PERL5*, ...). The proxy
  * builds the child env from nothing and may pass only names for which this is true. */
 bool policy_env_name_allowed(const char *name);
+
+/* RF-1: the fixed "NAME=VALUE" list (NULL-terminated, static) the proxy must add to the
+ * environment of every command whose program is git (also git-* programs and git under a
+ * wrapper), after building the env from nothing. It ignores system/global config and pins, via
+ * GIT_CONFIG_COUNT/KEY_n/VALUE_n (which override every config file), each setting that makes
+ * git run a program: core.fsmonitor, core.hooksPath, pagers, editors, core.sshCommand,
+ * askpass, diff.external, credential helpers, uploadpack.packObjectsHook, protocol.ext, gpg,
+ * and safe.bareRepository=explicit (no discovery of agent-built bare repositories).
+ * Notes: it does not pin per-driver keys (filter.<x>.*, diff.<x>.command, merge.<x>.driver)
+ * that only repository config can name; repository config stays write-protected by the path
+ * policy ('.git' components) and the command analysis (git config, --output). The proxy
+ * should also set GIT_CEILING_DIRECTORIES to the workspace's parent. */
+const char *const *policy_git_hardening_env(void);
+
+/* Like policy_check_command(), with the command's working directory (relative to the
+ * workspace root; NULL or "" = the root) so that argument words naming blocked paths
+ * (`cat .env`, `git show HEAD:.env`) are judged relative to it (best effort; docs/policy.md). */
+int policy_check_command_at(const Policy *p, char *const *argv, const char *cwd, PolicyDecision *ret);
