@@ -39,8 +39,6 @@ def no_marker():
         os.unlink(MARK)
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-7: a command's descendants escape the kill "
-                   "(kill(-pgid) only) with setsid() and outlive the run op, its timeout and its billing")
 def test_rf7_descendant_survives_run_via_setsid(proxy_bin, agent_ids, proxy):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3"]))
     proxy.put("daemon.py", DAEMON)

@@ -31,9 +31,6 @@ def host_echo_server():
     srv.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-13: web_fetch forwards an agent-chosen Host "
-                   "header, so the request reaches a virtual host other than the dns_allow name "
-                   "(domain fronting through a shared CDN/front end of an allowed name)")
 def test_rf13_host_header_override(proxy_bin, agent_ids, host_echo_server):
     from conftest import binary
     port, seen = host_echo_server

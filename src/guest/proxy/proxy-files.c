@@ -532,6 +532,11 @@ void op_list(Request *req) {
                 json_pack("{s:s, s:o, s:b}", "path", resolved, "entries", entries, "truncated", truncated));
 }
 
+#define GREP_MATCH_LIMIT 100000U        /* backtracking steps per line */
+#define GREP_DEPTH_LIMIT 1000U          /* nested backtracking frames per line */
+#define GREP_HEAP_LIMIT_KIB 8192U       /* 8 MiB of backtracking frames per line */
+#define GREP_TIME_BUDGET (USEC_PER_SEC) /* wall clock for one grep op */
+
 typedef struct Walk {
         Request *req;
         uint64_t visited;
@@ -544,9 +549,13 @@ typedef struct Walk {
         pcre2_code *re;
         pcre2_match_data *md;
         pcre2_match_context *mctx;
+        bool jit; /* re was JIT-compiled: use pcre2_jit_match */
         uint64_t max_matches;
         uint64_t n_matches;
         uint64_t files_searched;
+        usec_t grep_deadline;   /* CLOCK_MONOTONIC: stop searching (RF-12 time budget) */
+        bool out_of_time;       /* the budget ran out: answer is partial */
+        uint64_t lines_skipped; /* lines whose match hit a PCRE2 limit (not matched) */
 } Walk;
 
 static void grep_file(Walk *w, int dirfd, const char *name, const char *rel);
@@ -567,6 +576,10 @@ static void walk_dir(Walk *w, int dirfd, const char *rel, unsigned depth) {
         while (!w->truncated && (de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
+                if (w->grep_deadline != 0 && now_usec(CLOCK_MONOTONIC) >= w->grep_deadline) {
+                        w->out_of_time = w->truncated = true;
+                        break;
+                }
                 if (++w->visited > p->limits.max_walk_entries) {
                         w->truncated = true;
                         break;
@@ -647,7 +660,16 @@ static void grep_file(Walk *w, int dirfd, const char *name, const char *rel) {
                 const char *nl = memchr(data + off, '\n', n - off);
                 size_t len = nl ? (size_t) (nl - (data + off)) : n - off;
                 lineno++;
-                int rc = pcre2_match(w->re, (PCRE2_SPTR) (data + off), len, 0, 0, w->md, w->mctx);
+                /* One clock read per line (vDSO): the whole op stays within its budget plus
+                 * one line's match, which the match/depth/heap limits bound. */
+                if (now_usec(CLOCK_MONOTONIC) >= w->grep_deadline) {
+                        w->out_of_time = w->truncated = true;
+                        break;
+                }
+                int rc = w->jit ? pcre2_jit_match(w->re, (PCRE2_SPTR) (data + off), len, 0, 0, w->md, w->mctx)
+                                : pcre2_match(w->re, (PCRE2_SPTR) (data + off), len, 0, 0, w->md, w->mctx);
+                if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+                        w->lines_skipped++; /* match/depth/heap limit: counted, reported */
                 if (rc >= 0) {
                         if (w->n_matches >= w->max_matches || w->answer_bytes > ANSWER_BUDGET) {
                                 w->truncated = true;
@@ -714,9 +736,18 @@ void op_grep(Request *req) {
                 .max_matches = max_matches,
                 .matches = json_array(),
         };
-        /* Bound the work a hostile pattern can cause per line. */
-        pcre2_set_match_limit(w.mctx, 1000000);
-        pcre2_set_depth_limit(w.mctx, 10000);
+        /* RF-12: the proxy is single-threaded, so a hostile pattern must not hold the loop.
+         * Per line: PCRE2 match (backtracking steps), depth and heap limits, enforced by the
+         * interpreter and the JIT alike. Per op: a wall-clock budget checked before every
+         * line and directory entry; when it runs out the answer is partial ("truncated",
+         * "time_budget_exceeded"). So one grep holds the loop for at most GREP_TIME_BUDGET
+         * plus one bounded match, and status/cancel are served right after. */
+        pcre2_set_match_limit(w.mctx, GREP_MATCH_LIMIT);
+        pcre2_set_depth_limit(w.mctx, GREP_DEPTH_LIMIT);
+        pcre2_set_heap_limit(w.mctx, GREP_HEAP_LIMIT_KIB);
+        w.jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+        usec_t left = time_window_remaining(&p->window);
+        w.grep_deadline = now_usec(CLOCK_MONOTONIC) + NUCLEUS_MIN(GREP_TIME_BUDGET, left);
         struct stat st;
         if (fstat(fd, &st) >= 0 && S_ISREG(st.st_mode)) {
                 _cleanup_free_ char *parent = NULL, *leaf = NULL;
@@ -733,11 +764,15 @@ void op_grep(Request *req) {
         request_finish(
                 req,
                 json_pack(
-                        "{s:o, s:b, s:I}",
+                        "{s:o, s:b, s:I, s:b, s:I}",
                         "matches",
                         w.matches,
                         "truncated",
                         w.truncated,
                         "files_searched",
-                        (json_int_t) w.files_searched));
+                        (json_int_t) w.files_searched,
+                        "time_budget_exceeded",
+                        w.out_of_time,
+                        "lines_skipped",
+                        (json_int_t) w.lines_skipped));
 }

@@ -7,11 +7,14 @@
  * process group. Requests are untrusted; so is everything the child writes.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +46,8 @@ typedef struct OutPipe {
 
 typedef struct RunJob {
         Job job;
-        PidRef pid;
+        PidRef pid;    /* the command's PID-namespace init (or the command without PID ns) */
+        int status_fd; /* read end: the init writes the command's wait status; -EBADF if none */
         LoopSource pid_src;
         OutPipe out[2];
         bool exited;
@@ -67,6 +71,7 @@ static void run_job_free(Job *j) {
                 }
                 free(rj->out[i].buf);
         }
+        safe_close(rj->status_fd);
         if (pidref_is_set(&rj->pid)) {
                 if (!rj->exited) {
                         (void) kill(-rj->pid.pid, SIGKILL);
@@ -209,6 +214,14 @@ static void reap(RunJob *rj) {
                 return;
         rj->exited = true;
         rj->status = status;
+        if (rj->status_fd >= 0) {
+                /* The init exited normally after the command did: report the command's status.
+                 * Killed init (timeout/cancel) wrote nothing: keep its SIGKILL status. */
+                int cst;
+                if (WIFEXITED(status) && read(rj->status_fd, &cst, sizeof cst) == (ssize_t) sizeof cst)
+                        rj->status = cst;
+                rj->status_fd = safe_close(rj->status_fd);
+        }
         /* Whatever the command left behind in its session dies with it. */
         (void) kill(-rj->pid.pid, SIGKILL);
         rj->grace_until = now_usec(CLOCK_MONOTONIC) + RUN_EXIT_GRACE_USEC;
@@ -330,6 +343,73 @@ _noreturn_ static void child_fail(int errfd, const char *step, int r) {
         if (n > 0)
                 (void) !write(errfd, msg, (size_t) NUCLEUS_MIN(n, (int) sizeof msg - 1));
         _exit(127);
+}
+
+/* The confined command: stdio in place, cwd, sandbox, exec. Reports failures on errfd. */
+_noreturn_ static void command_child(
+        int po[2], int pe[2], int errfd, int stdin_fd, int cwd_fd, const SandboxParams *sp, char **argv, char **env) {
+        const char *step = NULL;
+        int r;
+        if (dup2(stdin_fd, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
+                child_fail(errfd, "dup2", -errno);
+        (void) fd_set_nonblock(1, false);
+        (void) fd_set_nonblock(2, false);
+        if (fchdir(cwd_fd) < 0)
+                child_fail(errfd, "chdir", -errno);
+        r = sandbox_apply(sp, &step);
+        if (r < 0)
+                child_fail(errfd, step, r);
+        extern char **environ;
+        environ = env;
+        execvp(argv[0], argv);
+        child_fail(errfd, "exec", -errno);
+}
+
+/* PID 1 of the command's namespace (see proxy_spawn): fork the command, reap whatever
+ * reparents to us, and when the command itself exits write its raw wait status (int) to
+ * status_fd and exit, which makes the kernel kill the rest of the namespace. Signals from
+ * inside the namespace cannot reach us (init without handlers; and the command is another
+ * uid). PR_SET_PDEATHSIG: if the proxy dies, so does the namespace. */
+_noreturn_ static void
+        ns_init(int po[2],
+                int pe[2],
+                int errfd,
+                int status_fd,
+                int stdin_fd,
+                int cwd_fd,
+                const SandboxParams *sp,
+                char **argv,
+                char **env) {
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        pid_t c = fork();
+        if (c < 0)
+                child_fail(errfd, "fork", -errno);
+        if (c == 0) {
+                safe_close(status_fd);
+                command_child(po, pe, errfd, stdin_fd, cwd_fd, sp, argv, env);
+        }
+        /* Hold nothing the proxy waits on: output pipes and the exec error pipe must see EOF
+         * when the command (tree) is gone; our stdio may be the proxy's channel. */
+        int keep[1] = { status_fd };
+        (void) fd_close_all_from(3, keep, 1);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nul >= 0) {
+                (void) dup2(nul, 0), (void) dup2(nul, 1), (void) dup2(nul, 2);
+                if (nul > 2)
+                        (void) close(nul);
+        }
+        for (;;) {
+                int st;
+                pid_t w = waitpid(-1, &st, 0);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        _exit(127);
+                if (w == c) {
+                        (void) !write(status_fd, &st, sizeof st);
+                        _exit(0);
+                }
+        }
 }
 
 void op_run(Request *req) {
@@ -499,7 +579,6 @@ int proxy_spawn(
         Proxy *p = req->proxy;
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_close_ int stdin_fd = -EBADF;
-        int r;
 
         /* stdin: a sealed memfd, or /dev/null. */
         if (stdin_data) {
@@ -544,35 +623,53 @@ int proxy_spawn(
                 .keep_fd = perr[1],
         };
 
-        pid_t pid = fork();
-        if (pid < 0) {
+        /* Status pipe: the namespace init reports the command's wait status through it. */
+        int pst[2];
+        if (pipe2(pst, O_CLOEXEC | O_NONBLOCK) < 0) {
                 safe_close(po[0]), safe_close(po[1]), safe_close(pe[0]), safe_close(pe[1]);
                 safe_close(perr[0]), safe_close(perr[1]);
+                request_fail(req, ERROR_KIND_IO_ERROR, "run: pipe: %m");
+                return -EIO;
+        }
+
+        /* RF-7: every command gets its own PID namespace. Our direct child is the namespace's
+         * init (still root, never execs); it forks the confined command and exits when that
+         * command exits. The kernel then SIGKILLs everything left in the namespace (setsid()
+         * or double-fork cannot escape, unlike a process-group kill) and the init's exit is
+         * only reported once all of them are gone, so billing covers the whole tree. Timeout
+         * and cancel SIGKILL the init from outside, with the same effect. The command itself
+         * cannot create namespaces (seccomp). */
+        bool in_ns = true;
+        pid_t pid = (pid_t) syscall(
+                SYS_clone, (unsigned long) (CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, NULL);
+        if (pid < 0 && errno == EINVAL) {
+                /* Kernel without CONFIG_PID_NS: fall back to the process-group kill. */
+                static bool warned = false;
+                if (!warned)
+                        log_warning("PID namespaces unavailable: command descendants may outlive a run");
+                warned = true;
+                in_ns = false;
+                pid = fork();
+        }
+        if (pid < 0) {
+                safe_close(po[0]), safe_close(po[1]), safe_close(pe[0]), safe_close(pe[1]);
+                safe_close(perr[0]), safe_close(perr[1]), safe_close(pst[0]), safe_close(pst[1]);
                 request_fail(req, ERROR_KIND_IO_ERROR, "run: fork: %m");
                 return -EIO;
         }
         if (pid == 0) {
-                /* Child: only async-signal-safe-ish work until exec; report failures on perr. */
-                const char *step = NULL;
                 (void) signal(SIGPIPE, SIG_DFL);
                 sigset_t all;
                 sigemptyset(&all);
                 (void) sigprocmask(SIG_SETMASK, &all, NULL);
-                if (dup2(stdin_fd, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
-                        child_fail(perr[1], "dup2", -errno);
-                (void) fd_set_nonblock(1, false);
-                (void) fd_set_nonblock(2, false);
-                if (fchdir(cwd_fd) < 0)
-                        child_fail(perr[1], "chdir", -errno);
-                r = sandbox_apply(&sp, &step);
-                if (r < 0)
-                        child_fail(perr[1], step, r);
-                extern char **environ;
-                environ = env;
-                execvp(argv[0], argv);
-                child_fail(perr[1], "exec", -errno);
+                if (in_ns) {
+                        safe_close(pst[0]);
+                        ns_init(po, pe, perr[1], pst[1], stdin_fd, cwd_fd, &sp, argv, env);
+                }
+                safe_close(pst[1]);
+                command_child(po, pe, perr[1], stdin_fd, cwd_fd, &sp, argv, env);
         }
-
+        safe_close(pst[1]);
         safe_close(po[1]);
         safe_close(pe[1]);
         safe_close(perr[1]);
@@ -588,7 +685,7 @@ int proxy_spawn(
                 int err = atoi(ebuf);
                 const char *step = strchr(ebuf, ' ');
                 (void) waitpid(pid, NULL, 0);
-                safe_close(po[0]), safe_close(pe[0]);
+                safe_close(po[0]), safe_close(pe[0]), safe_close(pst[0]);
                 _cleanup_free_ char *vis = string_make_visible(argv[0]);
                 request_settle(req, p->costs.base_usd_micros);
                 if (step && streq(step + 1, "exec") && (err == ENOENT || err == EACCES))
@@ -611,6 +708,7 @@ int proxy_spawn(
         rj->deadline = rj->started + timeout;
         rj->cap = stream ? cap * 16 : cap;
         rj->on_done = on_done;
+        rj->status_fd = in_ns ? pst[0] : safe_close(pst[0]);
         (void) pidref_set_pid(&rj->pid, pid);
         rj->pid_src = (LoopSource){ .fd = rj->pid.fd, .callback = pid_event, .userdata = rj };
         if (rj->pid.fd >= 0 && proxy_loop_add(p, &rj->pid_src, EPOLLIN) < 0)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 
 #include "alloc-util.h"
@@ -41,6 +42,25 @@ static void fetch_done(Request *req, int status, bool timed_out, const char *out
                 return;
         }
         request_finish(req, j);
+}
+
+/* RF-13: request headers are an allowlist. Host (domain fronting: the connection goes to the
+ * checked name, the front end serves another site), hop-by-hop and framing headers
+ * (Connection, Transfer-Encoding, Content-Length, TE, Upgrade, Expect, Proxy-*), and
+ * credentials (Authorization, Cookie: they would be re-sent to every redirect hop) are
+ * refused; the host always comes from the URL that was checked. */
+#define WEB_ALLOWED_HEADERS_TEXT                                                            \
+        "Accept, Accept-Language, User-Agent, Content-Type, Cache-Control, If-None-Match, " \
+        "If-Modified-Since, Range"
+static bool web_header_allowed(const char *name) {
+        static const char *const allowed[] = {
+                "Accept",        "Accept-Language", "User-Agent",        "Content-Type",
+                "Cache-Control", "If-None-Match",   "If-Modified-Since", "Range",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
+                if (strcasecmp(name, allowed[i]) == 0)
+                        return true;
+        return false;
 }
 
 void op_web_fetch(Request *req) {
@@ -86,12 +106,23 @@ void op_web_fetch(Request *req) {
                                 "web_fetch: 'headers' must be an object of at most 50 strings");
                         return;
                 }
-                json_object_foreach(h, k, v) if (
-                        !json_is_string(v) || string_has_cc(k, NULL) ||
-                        string_has_cc(json_string_value(v), "\t") || strchr(k, ':') || !*k ||
-                        strlen(k) > 256 || json_string_length(v) > 8192) {
-                        request_fail(req, ERROR_KIND_INVALID_REQUEST, "web_fetch: bad header");
-                        return;
+                json_object_foreach(h, k, v) {
+                        if (!json_is_string(v) || string_has_cc(k, NULL) ||
+                            string_has_cc(json_string_value(v), "\t") || strchr(k, ':') || !*k ||
+                            strlen(k) > 256 || json_string_length(v) > 8192) {
+                                request_fail(req, ERROR_KIND_INVALID_REQUEST, "web_fetch: bad header");
+                                return;
+                        }
+                        if (!web_header_allowed(k)) {
+                                _cleanup_free_ char *vis = string_make_visible(k);
+                                request_fail(
+                                        req,
+                                        ERROR_KIND_INVALID_REQUEST,
+                                        "web_fetch: header '%s' may not be set by a request (allowed: %s)",
+                                        vis,
+                                        WEB_ALLOWED_HEADERS_TEXT);
+                                return;
+                        }
                 }
         }
         (void) approval_args_sha256(req->args, req->approval_args);

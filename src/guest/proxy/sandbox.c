@@ -182,6 +182,16 @@ out:
         return r;
 }
 
+int sandbox_drop_bounding_set(void) {
+        for (unsigned long cap = 0; cap < 128; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                        if (errno == EINVAL && cap > 0)
+                                return 0; /* past CAP_LAST_CAP */
+                        return -errno;
+                }
+        return 0;
+}
+
 static int set_limit(int resource, uint64_t v) {
         struct rlimit rl = { .rlim_cur = (rlim_t) v, .rlim_max = (rlim_t) v };
         return RET_NERRNO(setrlimit(resource, &rl));
@@ -217,6 +227,12 @@ int sandbox_apply(const SandboxParams *sp, const char **reterr_step) {
                 return r;
         }
 
+        /* Empty the capability bounding set while we still hold CAP_SETPCAP (review S2, STYLE
+         * rule 54): even a setuid-root binary on a writable mount could then gain nothing,
+         * independently of no_new_privs. PR_CAPBSET_DROP fails with EINVAL past the last cap
+         * the running kernel knows, which ends the loop. */
+        STEP("capability bounding set", sandbox_drop_bounding_set());
+
         /* Drop privileges: groups first, then gid, then uid; verify nothing is left. */
         STEP("setgroups", RET_NERRNO(setgroups(0, NULL)));
         STEP("setresgid", RET_NERRNO(setresgid(sp->gid, sp->gid, sp->gid)));
@@ -226,6 +242,7 @@ int sandbox_apply(const SandboxParams *sp, const char **reterr_step) {
                 return -EPERM;
         }
         STEP("no_new_privs", RET_NERRNO(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)));
+        STEP("ambient caps", RET_NERRNO(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)));
         STEP("seccomp", sandbox_seccomp_install());
         return 0;
 #undef STEP

@@ -29,5 +29,7 @@ int sandbox_apply(const SandboxParams *sp, const char **reterr_step);
 
 /* The seccomp deny-list alone (used by sandbox_apply; exposed for tests). */
 int sandbox_seccomp_install(void);
+/* Drop every capability from the bounding set (needs CAP_SETPCAP: call while still root). */
+int sandbox_drop_bounding_set(void);
 /* Landlock ABI version of the running kernel, or <0 when unavailable. */
 int sandbox_landlock_abi(void);
