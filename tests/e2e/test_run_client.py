@@ -418,3 +418,21 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     assert out["cwd"] != str(env.proj) and not out["cwd"].startswith(str(env.proj))
     assert "NUCLEUS_CONFIG_DIR" not in out["env"] and "NUCLEUS_NODE_URL" not in out["env"]
     assert only_pod(node).deleted
+
+
+def test_spec_carries_network_and_budget(env, node):
+    with ModelServer([{"text": "a"}, {"text": "b"}]) as ms:
+        r = run(env, node, ms, "Look", "--network", "allow=93.184.216.34:443,dns=example.com", "--max-cost", "0.25",
+                "--timeout", "120")
+        assert r.returncode == 0, r.stderr
+        # Raising the budget above the profile's own ($0.50 for restrictive) sends the policy inline.
+        r = run(env, node, ms, "Look", "--max-cost", "7")
+        assert r.returncode == 0, r.stderr
+        bad = run(env, node, ms, "Look", "--network", "everything")
+    tight, raised = [p.spec["spec"] for p in node.pods.values()]
+    assert tight["network"] == {"allow": ["93.184.216.34:443"], "dns_allow": ["example.com"]}
+    assert tight["policy"] == {"profile": "restrictive", "max_cost_usd": 0.25} and tight["timeout_seconds"] == 120
+    assert raised["policy"]["inline"]["budget"]["max_usd_micros"] == 7000000
+    assert raised["policy"]["inline"]["capabilities"]["read_files"] == "always"
+    assert "network" not in raised
+    assert bad.returncode == 2 and "allow=" in bad.stderr
