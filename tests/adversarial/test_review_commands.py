@@ -62,8 +62,6 @@ def test_rf1_git_config_through_gitdir_file_runs_a_shell(proxy):
         f"git status ran core.fsmonitor from agent-written config (a shell without run_bash): {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-2: 'git log/diff --output=FILE' is not judged: "
-                   "an allowlisted git command writes any file, including policy-blocked .git/config")
 def test_rf2_git_log_output_writes_blocked_git_config_then_runs(proxy):
     git_repo(proxy)
     configure(proxy)
@@ -80,8 +78,6 @@ def test_rf2_git_log_output_writes_blocked_git_config_then_runs(proxy):
         f"git log --output rewrote .git/config ({after!r}) and git status ran it: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-3: 'env --sp=STRING' (getopt abbreviation of "
-                   "--split-string) is not recognised; env is judged as itself and runs sh -c")
 def test_rf3_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
     # Same configuration as the C1 test: the wrapper itself is allowlisted, shells are not.
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["env"]))
@@ -90,9 +86,6 @@ def test_rf3_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
     assert "error" in r and not os.path.exists(MARK), f"env --sp ran a shell: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-4: wrapper option parsing ignores abbreviated "
-                   "long options that take an argument (nice --adj N, timeout --k N, env --ch DIR): the "
-                   "argument is taken for the program and the real command escapes the blocked rules")
 @pytest.mark.parametrize("argv", [["nice", "--adj", "5", "sh", "-c", f"touch {MARK}"],
                                   ["timeout", "--k", "1", "5", "sh", "-c", f"touch {MARK}"],
                                   ["env", "--ch", ".", "sh", "-c", f"touch {MARK}"]])
@@ -106,8 +99,6 @@ def test_rf4_wrapper_abbreviated_option_with_argument(proxy, argv):
     assert "error" in r and not os.path.exists(MARK), f"{argv[0]} with an abbreviated option ran sh -c: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-5: GNU sed's 'e' command / s///e flag run a "
-                   "shell; analyze_misc treats sed as harmless")
 def test_rf5_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["sed"]))
     write(proxy, "f.txt", "x\n")
@@ -115,8 +106,6 @@ def test_rf5_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
     assert "error" in r and not os.path.exists(MARK), f"sed e ran a shell: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-6: make -E STRING (and --ev= abbreviations) "
-                   "evaluate $(shell ...); only a literal '--eval' prefix is refused")
 @pytest.mark.parametrize("opt", [["-E", f"$(shell touch {MARK})"], [f"--ev=$(shell touch {MARK})"]])
 def test_rf6_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
     if not os.path.exists("/usr/bin/make"):
@@ -130,9 +119,6 @@ def test_rf6_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
 PMARK = "/tmp/nx-rv-pwn"  # no 'e'/'E' in the perl case: the analyzer would flag -M...e... by accident
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-9: interpreters run code given in arguments in "
-                   "forms the analyzer does not know: python3 -m timeit STMT, perl '-MMod;CODE' script, "
-                   "node --import data:URL script")
 @pytest.mark.parametrize("argv", [
     ["python3", "-m", "timeit", "-n1", "-r1", f"open({PMARK!r}, 'w')"],
     ["perl", f"-Mstrict;`touch {PMARK}`", "s.pl"],
@@ -156,8 +142,6 @@ def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
     assert "error" in r and not ran, f"{argv[0]} ran code from its arguments: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-11: paths.blocked only binds the file ops; an "
-                   "allowlisted command reads a blocked secret file (.env) as the agent user and returns it")
 def test_rf11_blocked_secret_read_through_allowlisted_git(proxy):
     secret = "API_KEY=sk-review-5ec12e7\n"
     proxy.put(".env", secret)
@@ -181,8 +165,6 @@ def repo_with_local_remote(pp):
     return os.path.join(pp.ws, "remote.git", "refs", "heads", "main")
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-3/RF-4: the wrapper misparse also hides "
-                   "`git push` from the capability check (git_push is Never)")
 @pytest.mark.parametrize("case", ["fix-issue+env", "local-dev"])
 def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
     ref = repo_with_local_remote(proxy)
@@ -198,9 +180,6 @@ def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
     assert "error" in r and not os.path.exists(ref), f"git push ran although git_push is Never: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-14: git subcommand options with an attached "
-                   "value are missed (`git clone -u<cmd>` runs cmd through a shell; only a separate '-u' "
-                   "word is refused)")
 def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
     git_repo(proxy)
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["git clone"]))
@@ -210,9 +189,6 @@ def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
     assert "error" in r and not os.path.exists(MARK), f"git clone -u<cmd> ran a shell: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-15: the database_client profile allows its five "
-                   "clients with any arguments, but they run shell commands from their arguments "
-                   "(sqlite3 '.shell CMD', psql '\\! CMD', mysql 'system CMD'); run_bash has no shell grant")
 def test_rf15_database_client_shell_escape(proxy):
     if not os.path.exists("/usr/bin/sqlite3"):
         pytest.skip("sqlite3 not installed")
@@ -222,8 +198,6 @@ def test_rf15_database_client_shell_escape(proxy):
     assert "error" in r and not os.path.exists(MARK), f"sqlite3 .shell ran a shell: {r}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-9: a script path naming standard input "
-                   "(/dev/stdin, /proc/self/fd/0) runs code from the request like the refused '-'")
 @pytest.mark.parametrize("script", ["/dev/stdin", "/proc/self/fd/0"])
 def test_rf9_interpreter_script_from_stdin_path(proxy_bin, agent_ids, proxy, script):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3"]))

@@ -141,7 +141,9 @@ static const Case runner_cases[] = {
         DENY("local_dev", "make --eval=x", CMD),
         /* interpreters: code execution whatever the arguments, unless the allowlist names the
          * interpreter with fixed arguments; inline forms always need a shell. */
-        DENY("fix_issue+python3", "python3 script.py", CMD),
+        ALLOW("fix_issue+python3", "python3 script.py"),
+        DENY("fix_issue+env", "env python3 script.py", CMD),
+        DENY("fix_issue+python3 -m pytest", "python3 script.py", CMD),
         DENY("fix_issue+python3", "python3 -m timeit -n1 1", CMD),
         DENY("fix_issue+python3", "python3 /dev/stdin", CMD),
         DENY("fix_issue+python3", "/usr/bin/python3 /proc/self/fd/0", CMD),
@@ -150,7 +152,8 @@ static const Case runner_cases[] = {
         DENY("fix_issue+python3 -m pytest", "python3 -c 1", CMD),
         DENY("fix_issue+perl", "perl '-Mstrict;`id`' s.pl", CMD),
         DENY("fix_issue+node", "node --import data:text/javascript,x s.js", CMD),
-        DENY("fix_issue+awk", "awk -f p.awk f", CMD),
+        ALLOW("fix_issue+awk", "awk -f p.awk f"),
+        DENY("fix_issue+awk", "awk -f p.awk -e x f", CMD),
         DENY("fix_issue+awk", "awk '{print}' f", CMD),
         ALLOW("local_dev", "python3 test_calc.py"),
         DENY("local_dev", "python3 -m timeit 1", CMD),

@@ -1336,12 +1336,13 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                 /* Any interpreter run is code execution (a script the agent wrote,
                                  * a module, its input). With an unrestricted command list a script is
                                  * no more than `./script` the agent may already run; otherwise the
-                                 * allowlist must name the interpreter with fixed arguments. */
-                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer, true))
+                                 * allowlist must name the interpreter itself ("python3", or a rule for
+                                 * it), not merely allow it through a wrapper or an unrelated entry. */
+                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer, false))
                                         set_inline(
                                                 a,
                                                 "'%s' is an interpreter and runs code (scripts, modules, "
-                                                "input); allowlist it with fixed arguments",
+                                                "input); the command allowlist does not name it",
                                                 prog);
                         } else if (streq(prog, "sed") || streq(prog, "gsed"))
                                 analyze_sed(prog, argv, a);
