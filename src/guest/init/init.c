@@ -46,6 +46,7 @@ typedef struct BootReport {
         unsigned n_modules;
         bool nic;
         json_t *mounts; /* array of {"target","fstype","options"} */
+        json_t *disks;  /* {"rootfs": {"device","by"}, "scratch": {...}} */
 } BootReport;
 
 _noreturn_ static void power_off(void) {
@@ -236,21 +237,135 @@ static void remove_other_ports(void) {
                         die("remove /dev/%s: %m", de->d_name);
 }
 
+#define INIT_MAX_DISKS 16
+
+typedef struct DiskScan {
+        InitDisk disks[INIT_MAX_DISKS];
+        size_t n;
+        InitDiskMatch match; /* valid once the check returned 1 */
+        const char *err;     /* ambiguity reason (static) */
+        InitDiskRole err_role;
+} DiskScan;
+
+/* The ext4 volume label of /dev/<name>, "" when the disk is not ext4, is shorter than a
+ * superblock, cannot be read or carries a label mkfs would not write (it then matches no role,
+ * and the timeout message lists it). Returns 0, or -ENOENT while devtmpfs has no node yet. */
+static int read_disk_label(const char *name, char label[static INIT_EXT4_LABEL_MAX + 1]) {
+        uint8_t sb[1024];
+        char node[PATH_MAX];
+
+        label[0] = 0;
+        (void) snprintf(node, sizeof(node), "/dev/%s", name);
+        _cleanup_close_ int fd = open(node, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? -ENOENT : 0;
+        ssize_t k = pread(fd, sb, sizeof(sb), INIT_EXT4_SB_OFFSET);
+        if (k <= 0)
+                return 0;
+        if (init_ext4_label_parse(sb, (size_t) k, label) <= 0)
+                label[0] = 0;
+        return 0;
+}
+
+/* One pass over /sys/block/vd*: serial (sysfs; virtio-blk GET_ID) and ext4 label of every
+ * disk, then the matching rules of init_disks_match(). virtio_blk probes the virtio-mmio
+ * devices while its finit_module runs, so every disk is in sysfs by the time we get here and
+ * an ambiguity cannot be a disk that is merely late; only devtmpfs nodes can lag (waited for).
+ * Returns 1 when matched, 0 to retry, -ENOTUNIQ/-E2BIG to give up. */
+static int disk_scan_check(void *userdata) {
+        DiskScan *s = userdata;
+        _cleanup_(closedirp) DIR *d = opendir("/sys/block");
+        struct dirent *de;
+
+        s->n = 0;
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                char path[PATH_MAX], val[256];
+                if (!startswith(de->d_name, "vd") || strlen(de->d_name) >= sizeof(s->disks[0].name))
+                        continue;
+                if (s->n >= INIT_MAX_DISKS)
+                        return -E2BIG;
+                InitDisk *k = &s->disks[s->n];
+                *k = (InitDisk){};
+                strcpy(k->name, de->d_name);
+                (void) snprintf(path, sizeof(path), "/sys/block/%s/serial", de->d_name);
+                /* No serial (Firecracker answers GET_ID with its own string; QEMU without
+                 * serial= answers ""; some VMMs fail the request) simply leaves it empty. */
+                if (read_attr(path, val, sizeof(val)) == 0 && strlen(val) <= INIT_DISK_SERIAL_MAX)
+                        strcpy(k->serial, val);
+                if (read_disk_label(k->name, k->label) == -ENOENT)
+                        return 0;
+                s->n++;
+        }
+        return init_disks_match(s->disks, s->n, &s->match, &s->err, &s->err_role);
+}
+
+static void find_disks(DiskScan *s) {
+        int r = wait_for(INIT_DEVICE_TIMEOUT_USEC, disk_scan_check, s);
+        if (r > 0)
+                return;
+        if (r == -ENOTUNIQ)
+                die("%s disk is ambiguous: %s (serial '%s', ext4 label '%s'); refusing to guess",
+                    init_disk_role_to_string(s->err_role),
+                    s->err,
+                    init_disk_role_serial(s->err_role),
+                    init_disk_role_label(s->err_role));
+        if (r == -E2BIG)
+                die("more than %d virtio-blk disks attached", INIT_MAX_DISKS);
+
+        char seen[1024] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < s->n && used < sizeof(seen); i++) {
+                int k = snprintf(
+                        seen + used,
+                        sizeof(seen) - used,
+                        "%s%s(serial='%s',label='%s')",
+                        i > 0 ? " " : "",
+                        s->disks[i].name,
+                        s->disks[i].serial,
+                        s->disks[i].label);
+                if (k < 0)
+                        break;
+                used += (size_t) k;
+        }
+        die("rootfs/scratch disks (serial %s/%s, or ext4 label %s/%s) not found within %llus; disks: %s",
+            INIT_ROOTFS_SERIAL,
+            INIT_SCRATCH_SERIAL,
+            INIT_ROOTFS_LABEL,
+            INIT_SCRATCH_LABEL,
+            (unsigned long long) (INIT_DEVICE_TIMEOUT_USEC / USEC_PER_SEC),
+            s->n > 0 ? seen : "none (missing device or driver?)");
+}
+
+static void report_disks(BootReport *br, const DiskScan *s) {
+        br->disks = json_object();
+        for (InitDiskRole r = 0; r < _INIT_DISK_ROLE_MAX; r++) {
+                const InitDisk *k = &s->disks[s->match.index[r]];
+                json_object_set_new(
+                        br->disks,
+                        init_disk_role_to_string(r),
+                        json_pack("{s:s, s:s}", "device", k->name, "by", init_disk_by_to_string(s->match.by[r])));
+                dprintf(STDERR_FILENO,
+                        "nucleus-guest-init: %s disk /dev/%s (by %s)\n",
+                        init_disk_role_to_string(r),
+                        k->name,
+                        init_disk_by_to_string(s->match.by[r]));
+        }
+}
+
 static void mount_root_and_scratch(BootReport *br) {
-        FindDev root = {
-                .class_dir = "/sys/block", .prefix = "vd", .attr = "serial", .want = INIT_ROOTFS_SERIAL
-        };
-        FindDev scratch = {
-                .class_dir = "/sys/block", .prefix = "vd", .attr = "serial", .want = INIT_SCRATCH_SERIAL
-        };
+        DiskScan scan = {};
         char node[PATH_MAX];
         struct stat st;
         int r;
 
-        find_device(&root, "rootfs disk");
-        find_device(&scratch, "scratch disk");
+        find_disks(&scan);
+        report_disks(br, &scan);
+        const char *root = scan.disks[scan.match.index[INIT_DISK_ROOTFS]].name;
+        const char *scratch = scan.disks[scan.match.index[INIT_DISK_SCRATCH]].name;
 
-        (void) snprintf(node, sizeof(node), "/dev/%s", root.found);
+        (void) snprintf(node, sizeof(node), "/dev/%s", root);
         r = mount_one(node, NEWROOT, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
         if (r < 0)
                 die("mount rootfs %s read-only: %s", node, strerror(-r));
@@ -267,7 +382,7 @@ static void mount_root_and_scratch(BootReport *br) {
                         die("rootfs has no directory %s (build it with nucleus image build)", dirs[i]);
         }
 
-        (void) snprintf(node, sizeof(node), "/dev/%s", scratch.found);
+        (void) snprintf(node, sizeof(node), "/dev/%s", scratch);
         r = mount_one(node, NEWROOT "/workspace", "ext4", MS_NOSUID | MS_NODEV, NULL);
         if (r < 0)
                 die("mount scratch %s at /workspace: %s", node, strerror(-r));
@@ -385,7 +500,7 @@ static void send_boot_report(int chan, BootReport *br, usec_t started) {
         usec_t ready = boottime();
 
         _cleanup_json_ json_t *j = json_pack(
-                "{s:s, s:s, s:I, s:I, s:O, s:b, s:o, s:I, s:s}",
+                "{s:s, s:s, s:I, s:I, s:O, s:O, s:b, s:o, s:I, s:s}",
                 "type",
                 "boot",
                 "kernel",
@@ -396,6 +511,8 @@ static void send_boot_report(int chan, BootReport *br, usec_t started) {
                 (json_int_t) (started / USEC_PER_MSEC),
                 "mounts",
                 br->mounts,
+                "disks",
+                br->disks,
                 "nic",
                 br->nic,
                 "net",
@@ -577,6 +694,7 @@ int main(int argc, char **argv) {
         setup_network(&br);
         send_boot_report(chan, &br, started);
         json_decref(br.mounts);
+        json_decref(br.disks);
 
         pid_t proxy = start_proxy(chan);
         chan = safe_close(chan);

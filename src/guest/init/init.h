@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "init-cmdline.h"
+#include "init-disk.h"
 #include "time-util.h"
 
 /* Initramfs layout (must match src/lib/image/image-initramfs.c). */
@@ -19,9 +20,7 @@
 #define INIT_MODULE_LIST "/nucleus/modules/load.list" /* one "<name>.ko" per line, load order */
 #define INIT_PROXY_PATH "/nucleus/bin/nucleus-tool-proxy"
 
-/* Disk serials and console markers (part of the host/guest contract, CONTRACTS.md). */
-#define INIT_ROOTFS_SERIAL "nucleus-rootfs"
-#define INIT_SCRATCH_SERIAL "nucleus-scratch"
+/* Console markers (part of the host/guest contract). Disk serials and labels: init-disk.h. */
 #define INIT_MARKER "nucleus-guest-init: started"
 #define INIT_PROBE_MARKER "nucleus-guest-init: probe ok"
 

@@ -194,7 +194,7 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
                 (char *) "-q",
                 (char *) "-F",
                 (char *) "-L",
-                (char *) "nucleus-scratch",
+                (char *) IMAGE_SCRATCH_LABEL, /* how the guest finds it without a serial */
                 (char *) "-m",
                 (char *) "0",
                 (char *) "-E",

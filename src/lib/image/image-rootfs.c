@@ -256,7 +256,7 @@ int image_rootfs_mkfs(ImageCtx *ctx, const char *dir, const char *out) {
                 (char *) "-q",
                 (char *) "-F",
                 (char *) "-L",
-                (char *) "nucleus-root",
+                (char *) IMAGE_ROOTFS_LABEL, /* how the guest finds it without a serial */
                 (char *) "-m",
                 (char *) "0",
                 (char *) "-N",

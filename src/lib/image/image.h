@@ -31,6 +31,10 @@
 
 #define IMAGE_ROOTFS_SERIAL "nucleus-rootfs"
 #define IMAGE_SCRATCH_SERIAL "nucleus-scratch"
+/* ext4 volume labels: the guest init finds the disks by these when the VMM sets no serial
+ * (Firecracker). Must match src/guest/init/init-disk.h. */
+#define IMAGE_ROOTFS_LABEL "nucleus-root"
+#define IMAGE_SCRATCH_LABEL "nucleus-scratch"
 #define IMAGE_CHANNEL_NAME "org.nucleus.channel.0"
 #define IMAGE_INIT_MARKER "nucleus-guest-init: started"
 #define IMAGE_PROBE_MARKER "nucleus-guest-init: probe ok"
@@ -69,7 +73,8 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest);
 int image_manifest_load(const char *images_dir, json_t **ret_manifest);
 
 /* Create a per-pod scratch disk: a sparse file of size_bytes at path (must not exist; created
- * 0600) holding an empty ext4 whose root directory is owned by uid/gid 1000 (the agent).
+ * 0600) holding an empty ext4 labelled IMAGE_SCRATCH_LABEL whose root directory is owned by
+ * uid/gid 1000 (the agent).
  * size_bytes is clamped to >= 16 MiB. Returns 0 or -errno (the file is removed on failure). */
 int image_scratch_create(const char *path, uint64_t size_bytes);
 

@@ -271,13 +271,17 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         if (r < 0)
                 return r;
         free(body);
-        body = firecracker_body_drive("rootfs", rootfs, false, true);
-        r = fc_put(d->api_sock, "/drives/rootfs", body, reterr);
+        /* Firecracker does not pass drive_id to the guest as the virtio-blk serial (its GET_ID
+         * answer is built from the backing file's st_dev/st_rdev/st_ino), so the guest init
+         * finds these disks by their ext4 labels (nucleus-root, nucleus-scratch; see
+         * src/guest/init/init-disk.h). The ids only name the drives in the API and logs. */
+        body = firecracker_body_drive("nucleus-rootfs", rootfs, false, true);
+        r = fc_put(d->api_sock, "/drives/nucleus-rootfs", body, reterr);
         if (r < 0)
                 return r;
         free(body);
-        body = firecracker_body_drive("scratch", scratch, false, false);
-        r = fc_put(d->api_sock, "/drives/scratch", body, reterr);
+        body = firecracker_body_drive("nucleus-scratch", scratch, false, false);
+        r = fc_put(d->api_sock, "/drives/nucleus-scratch", body, reterr);
         if (r < 0)
                 return r;
         free(body);
