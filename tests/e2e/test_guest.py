@@ -94,6 +94,9 @@ def test_vm_boots_and_proxy_answers(vm):
     targets = {m["target"]: m for m in ev["mounts"]}
     assert targets["/"]["options"].startswith("ro")
     assert targets["/workspace"]["options"].startswith("rw")
+    # QEMU sets the virtio-blk serials, so both disks are found by serial (label path:
+    # test_guest_disks.py).
+    assert ev["disks"]["rootfs"]["by"] == "serial" and ev["disks"]["scratch"]["by"] == "serial", ev
     assert len(vm.configure_answer["policy_sha256"]) == 64
     st = vm.ch.request("status", {})
     assert st["pod_id"] == "pod-guest-test"

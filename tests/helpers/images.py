@@ -9,6 +9,9 @@ concurrent builders.
 
 `Vm`: boots one microVM with the argv from `nucleus image argv` (the same C builder the node
 uses), a fresh sparse scratch disk, the channel socket and the console log in a private dir.
+`disk_serials=False` drops the virtio-blk serials from that argv, the way Firecracker attaches
+disks (no serial the guest can match), so the init must find them by ext4 volume label;
+`extra_disks` attaches more raw images without a serial (ambiguity tests).
 """
 import fcntl
 import json
@@ -65,12 +68,29 @@ def make_scratch(path, size_mib=256):
     subprocess.run([str(binary("nucleus")), "image", "scratch", path, str(size_mib)], check=True)
 
 
+def strip_disk_serials(argv):
+    """The same argv with ',serial=...' removed from every virtio-blk device; fails if there
+    was none to remove (so a change in the argv builder cannot turn the label test into a
+    serial test silently)."""
+    out, stripped = [], 0
+    for a in argv:
+        if a.startswith("virtio-blk-device,"):
+            parts = a.split(",")
+            kept = [p for p in parts if not p.startswith("serial=")]
+            stripped += len(parts) - len(kept)
+            a = ",".join(kept)
+        out.append(a)
+    if stripped != 2:
+        raise AssertionError(f"expected two disk serials to strip, found {stripped}: {argv}")
+    return out
+
+
 class Vm:
     """One microVM. Use as a context manager; .console() reads the serial log."""
 
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
                  initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
-                 mac=None, net=None):
+                 mac=None, net=None, disk_serials=True, extra_disks=()):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -93,6 +113,11 @@ class Vm:
         if tap:
             args += ["--tap", tap, "--mac", mac, "--net", net]
         self.argv = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+        if not disk_serials:
+            self.argv = strip_disk_serials(self.argv)
+        for i, path in enumerate(extra_disks):
+            self.argv += ["-drive", f"id=extra{i},file={path},format=raw,if=none,readonly=on",
+                          "-device", f"virtio-blk-device,drive=extra{i}"]
         if netns:
             # QEMU opens the tap inside the pod's network namespace (as the node does).
             self.argv = ["ip", "netns", "exec", netns] + self.argv
