@@ -12,20 +12,21 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        static Policy *profiles[2];
+        static Policy *profiles[3];
         _cleanup_free_ char *s = NULL;
         _cleanup_strv_free_ char **w = NULL, **w2 = NULL;
         if (size > 16 * 1024)
                 return 0;
         if (!profiles[0]) {
                 if (policy_profile_new("fix_issue", &profiles[0]) < 0 ||
-                    policy_profile_new("local_dev", &profiles[1]) < 0)
+                    policy_profile_new("local_dev", &profiles[1]) < 0 ||
+                    policy_profile_new("database_client", &profiles[2]) < 0)
                         abort();
         }
         s = xmalloc(size + 1);
         memcpy(s, data, size);
         s[size] = 0;
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < 3; i++) {
                 PolicyDecision d = {};
                 if (policy_check_command_string(profiles[i], s, &d) < 0 || !d.message)
                         abort();
@@ -39,9 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; w[i] || w2[i]; i++)
                 if (!w[i] || !w2[i] || strcmp(w[i], w2[i]) != 0)
                         abort();
-        PolicyDecision d = {};
-        if (policy_check_command(profiles[1], w, &d) < 0)
-                abort();
-        policy_decision_done(&d);
+        for (size_t i = 0; i < 3; i++) {
+                PolicyDecision d = {};
+                if (policy_check_command_at(profiles[i], w, i == 0 ? "sub/dir" : NULL, &d) < 0 || !d.message)
+                        abort();
+                policy_decision_done(&d);
+        }
         return 0;
 }
