@@ -111,7 +111,10 @@ def test_c8_env_injection_and_clean_environment(proxy_bin, agent_ids, proxy):
     r = proxy.ch.request("run", {"argv": ["cat", "/proc/self/environ"]})
     raw = base64.b64decode(r["stdout_base64"]).decode() if "stdout_base64" in r else r["stdout"]
     env = dict(kv.split("=", 1) for kv in raw.split("\0") if kv)
-    assert set(env) == {"PATH", "HOME", "LANG", "TERM", "USER", "LOGNAME", "RUST_LOG"}, env
+    # Plus the fixed git hardening list (RF-1), which is the same for every pod.
+    assert {k for k in env if not k.startswith("GIT_")} == {"PATH", "HOME", "LANG", "TERM", "USER", "LOGNAME",
+                                                           "RUST_LOG"}, env
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1" and "NUCLEUS_SECRET_CANARY" not in env
     assert env["RUST_LOG"] == "from-spec"
     assert "canary-7f3a" not in raw  # the proxy's own environment never leaks
     # The proxy's process is out of reach: environ, memory and fds belong to root.

@@ -10,9 +10,6 @@ def flagged(resp):
     return {f["path"]: f["reason"] for f in resp["flagged"]}
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-8: cargo config is flagged only at the workspace "
-                   "root ('.cargo/config.toml'), but cargo reads .cargo/config[.toml] in every ancestor of "
-                   "its cwd; a nested one (build.rustc-wrapper, target runner) runs on the host unflagged")
 @pytest.mark.parametrize("path", ["crates/a/.cargo/config.toml", "crates/a/.cargo/config"])
 def test_rf8_nested_cargo_config_not_flagged(proxy, path):
     configure(proxy)

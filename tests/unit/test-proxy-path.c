@@ -88,12 +88,25 @@ static void test_errno_kinds(void **state) {
         assert_int_equal(proxy_errno_kind(-EIO), ERROR_KIND_IO_ERROR);
 }
 
+static void test_git_component(void **state) {
+        assert_true(proxy_path_has_git_component(".git"));
+        assert_true(proxy_path_has_git_component(".git/config"));
+        assert_true(proxy_path_has_git_component("w/.git"));
+        assert_true(proxy_path_has_git_component("a/b/.git/hooks/pre-commit"));
+        assert_true(proxy_path_has_git_component("x/.GIT/config"));
+        assert_false(proxy_path_has_git_component(".gitignore"));
+        assert_false(proxy_path_has_git_component(".github/workflows/x.yml"));
+        assert_false(proxy_path_has_git_component("a.git/x"));
+        assert_false(proxy_path_has_git_component("x/.git2"));
+        assert_false(proxy_path_has_git_component("."));
+        assert_false(proxy_path_has_git_component(""));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_normalize),
-                cmocka_unit_test(test_escapes),
-                cmocka_unit_test(test_split),
-                cmocka_unit_test(test_errno_kinds),
+                cmocka_unit_test(test_normalize),     cmocka_unit_test(test_escapes),
+                cmocka_unit_test(test_split),         cmocka_unit_test(test_errno_kinds),
+                cmocka_unit_test(test_git_component),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,12 +56,34 @@ static int get_path(Request *req, const char *key, bool required, const char *de
         return 0;
 }
 
+/* RF-1/RF-2 (execution side): a ".git" file or directory anywhere is a gitdir pointer or a
+ * repository whose config, hooks and commondir git obeys (core.fsmonitor, hooks, filters run
+ * programs). The file ops never create or change one, under every profile and regardless of
+ * approvals; the repository's own .git is the host's business (import/export). Fails the
+ * request (path_denied) and returns <0 when the path has such a component. */
+static int refuse_git_write(Request *req, const char *rel) {
+        if (!rel || !proxy_path_has_git_component(rel))
+                return 0;
+        _cleanup_free_ char *vis = string_make_visible(rel);
+        request_fail(
+                req,
+                ERROR_KIND_PATH_DENIED,
+                "%s: '%s' is inside or names a .git repository directory/pointer; the file ops never write "
+                "there (git would run programs named in it)",
+                req->op,
+                vis);
+        return -EPERM;
+}
+
 /* Judge requested and resolved paths; then run the gate. Returns 0 when allowed. */
 static int judge(Request *req, const char *requested, const char *resolved, PathAccess access, uint64_t cost) {
         Policy *pol = req->proxy->policy;
         PolicyDecision d1 = {}, d2 = {};
         if (request_check_deadline(req) < 0)
                 return -ETIME;
+        if ((access == PATH_ACCESS_WRITE || access == PATH_ACCESS_EDIT) &&
+            (refuse_git_write(req, requested) < 0 || refuse_git_write(req, resolved) < 0))
+                return -EPERM;
         if (policy_check_path(pol, requested, access, &d1) < 0) {
                 request_fail(req, ERROR_KIND_INTERNAL, "policy check failed");
                 return -EINVAL;
@@ -301,6 +323,8 @@ void op_write(Request *req) {
                 return;
 
         /* Judge the requested name before touching anything (mkdir -p is a side effect). */
+        if (refuse_git_write(req, rel) < 0)
+                return;
         PolicyDecision pre = {};
         if (policy_check_path(p->policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 && pre.verdict == POLICY_DENY &&
             !streq(pre.kind ?: "", "approval_required")) {

@@ -38,63 +38,92 @@ typedef struct FlagRule {
 } FlagRule;
 
 static const FlagRule flag_rules[] = {
+        /* Every rule applies at any depth (see flag_reason); order decides the reason. */
         { ".git/hooks/**", "git-hook" },
         { ".git/config", "git-config" },
         { ".git/info/**", "git-config" },
+        { ".git", "git-config" },           /* a gitdir pointer file */
+        { ".git/commondir", "git-config" }, /* redirects git to another repository */
+        { ".git/modules/**/config", "git-config" },
+        { ".git/modules/**/hooks/**", "git-hook" },
+        { ".git/modules/**/info/**", "git-config" },
+        { ".git/modules/**/commondir", "git-config" },
         { ".gitmodules", "git-config" },
-        { "**/.gitattributes", "git-config" },
-        { "**/.bashrc", "shell-rc" },
-        { "**/.bash_profile", "shell-rc" },
-        { "**/.bash_login", "shell-rc" },
-        { "**/.bash_logout", "shell-rc" },
-        { "**/.profile", "shell-rc" },
-        { "**/.zshrc", "shell-rc" },
-        { "**/.zshenv", "shell-rc" },
-        { "**/.zprofile", "shell-rc" },
-        { "**/.zlogin", "shell-rc" },
-        { "**/.inputrc", "shell-rc" },
-        { "**/.envrc", "shell-rc" },
+        { ".gitattributes", "git-config" },
+        { ".lfsconfig", "git-config" },
+        { ".bashrc", "shell-rc" },
+        { ".bash_profile", "shell-rc" },
+        { ".bash_login", "shell-rc" },
+        { ".bash_logout", "shell-rc" },
+        { ".profile", "shell-rc" },
+        { ".zshrc", "shell-rc" },
+        { ".zshenv", "shell-rc" },
+        { ".zprofile", "shell-rc" },
+        { ".zlogin", "shell-rc" },
+        { ".inputrc", "shell-rc" },
+        { ".envrc", "shell-rc" },
         { ".github/workflows/**", "ci" },
         { ".github/actions/**", "ci" },
-        { "**/.gitlab-ci.yml", "ci" },
+        { ".gitlab-ci.yml", "ci" },
         { ".circleci/**", "ci" },
         { ".travis.yml", "ci" },
-        { "**/Jenkinsfile", "ci" },
+        { "Jenkinsfile", "ci" },
         { "azure-pipelines.yml", "ci" },
         { ".buildkite/**", "ci" },
         { ".drone.yml", "ci" },
         { "bitbucket-pipelines.yml", "ci" },
         { ".claude/**", "agent-config" },
-        { "**/CLAUDE.md", "agent-config" },
+        { "CLAUDE.md", "agent-config" },
         { ".cursor/**", "agent-config" },
         { ".cursorrules", "agent-config" },
-        { "**/.mcp.json", "agent-config" },
-        { "**/AGENTS.md", "agent-config" },
+        { ".mcp.json", "agent-config" },
+        { "AGENTS.md", "agent-config" },
         { ".github/copilot-instructions.md", "agent-config" },
         { ".vscode/**", "agent-config" },
         { ".idea/**", "agent-config" },
         { ".devcontainer/**", "agent-config" },
+        { ".devcontainer.json", "agent-config" },
         { ".aider*", "agent-config" },
         { ".continue/**", "agent-config" },
         { ".windsurfrules", "agent-config" },
-        { "**/Makefile", "build" },
-        { "**/GNUmakefile", "build" },
-        { "**/*.mk", "build" },
-        { "**/package.json", "build" },
-        { "**/.npmrc", "build" },
-        { "**/setup.py", "build" },
-        { "**/pyproject.toml", "build" },
-        { "**/build.rs", "build" },
+        { "Makefile", "build" },
+        { "makefile", "build" },
+        { "GNUmakefile", "build" },
+        { "*.mk", "build" },
+        { "package.json", "build" },
+        { ".npmrc", "build" },
+        { ".yarnrc", "build" },
+        { ".yarnrc.yml", "build" },
+        { ".pnpmfile.cjs", "build" },
+        { "setup.py", "build" },
+        { "setup.cfg", "build" },
+        { "pyproject.toml", "build" },
+        { "conftest.py", "build" }, /* pytest imports it from every test directory */
+        { "build.rs", "build" },
+        { "Cargo.toml", "build" },
+        { "rust-toolchain", "build" },
+        { "rust-toolchain.toml", "build" },
         { ".cargo/config", "build" },
         { ".cargo/config.toml", "build" },
         { ".pre-commit-config.yaml", "build" },
         { ".husky/**", "build" },
 };
 
+/* RF-8: tools read these files in every directory, not only at the repository root (cargo
+ * reads .cargo/config.toml in each ancestor of its cwd, direnv any .envrc, git any nested
+ * .git, editors a nested .vscode/ of a multi-root workspace). So every rule is matched against
+ * the path and against each suffix that starts at a component boundary: "a/b/.cargo/config"
+ * is tried as itself, "b/.cargo/config" and ".cargo/config". Over-flagging (a nested
+ * .github/workflows that CI ignores) is cheap; a missed flag reaches the host unreviewed. */
 static const char *flag_reason(const char *rel) {
         for (size_t i = 0; i < ELEMENTSOF(flag_rules); i++)
-                if (glob_match(flag_rules[i].glob, rel))
-                        return flag_rules[i].reason;
+                for (const char *s = rel; s && *s;) {
+                        if (glob_match(flag_rules[i].glob, s))
+                                return flag_rules[i].reason;
+                        s = strchr(s, '/');
+                        if (s)
+                                s++;
+                }
         return NULL;
 }
 
@@ -147,16 +176,19 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
         for (char **a = args; *a && n < ELEMENTSOF(argv) - 1; a++)
                 argv[n++] = *a;
         argv[n] = NULL;
-        char *envp[] = {
+        /* Our fixed settings, then the policy's git hardening list (RF-1: the same pinned
+         * config as agent commands get, so nothing in the workspace can make this root git
+         * run a program). */
+        char *envp[96] = {
                 (char *) "PATH=/usr/local/bin:/usr/bin:/bin",
                 e_home,
                 (char *) "LANG=C",
-                (char *) "GIT_CONFIG_NOSYSTEM=1",
-                (char *) "GIT_CONFIG_GLOBAL=/dev/null",
-                (char *) "GIT_TERMINAL_PROMPT=0",
                 (char *) "GIT_OPTIONAL_LOCKS=0",
-                NULL,
         };
+        size_t ne = 4;
+        for (const char *const *g = policy_git_hardening_env(); *g && ne < ELEMENTSOF(envp) - 1; g++)
+                envp[ne++] = (char *) *g;
+        envp[ne] = NULL;
         int out[2];
         if (pipe2(out, O_CLOEXEC) < 0)
                 return -errno;
@@ -339,8 +371,10 @@ typedef struct ImportJob {
         int fd;         /* current file being written, or -EBADF */
         uint64_t bytes; /* total bytes received */
         uint64_t files, dirs, symlinks, hardlinks;
-        bool failed;    /* an error answer was sent; swallow the rest of the stream */
-        ErrorKind kind; /* error to report from a callback */
+        uint64_t skipped_git; /* nested .git entries not materialized (RF-1) */
+        uint64_t protected;   /* read-blocked entries made root-only (RF-11) */
+        bool failed;          /* an error answer was sent; swallow the rest of the stream */
+        ErrorKind kind;       /* error to report from a callback */
         char *msg;
 } ImportJob;
 
@@ -419,6 +453,32 @@ static int clear_leaf(int dfd, const char *leaf) {
         return RET_NERRNO(unlinkat(dfd, leaf, 0));
 }
 
+/* Give a materialized entry its owner and mode: the agent's, or root's with 0600/0700 when
+ * the policy blocks the path (RF-11: paths.blocked must hold against commands too, which
+ * read files with the agent uid, not only against the file ops). */
+static int import_set_owner(ImportJob *ij, int fd, const char *rel, mode_t mode, bool dir) {
+        Proxy *p = ij->job.proxy;
+        if (proxy_path_read_blocked(p, rel)) {
+                ij->protected ++;
+                if (fchown(fd, 0, 0) < 0 || fchmod(fd, dir ? 0700 : 0600) < 0)
+                        return -errno;
+                return 0;
+        }
+        if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, mode) < 0)
+                return -errno;
+        return 0;
+}
+
+/* The top-level ".git" directory and what lies beneath it (without a further ".git"), or a
+ * path without any ".git" component. */
+static bool import_git_entry_allowed(const char *rel, TarEntryType type) {
+        if (streq(rel, ".git"))
+                return type == TAR_ENTRY_DIR;
+        if (startswith(rel, ".git/"))
+                return !proxy_path_has_git_component(rel + 5);
+        return !proxy_path_has_git_component(rel);
+}
+
 static int import_entry(void *ud, const TarEntry *e) {
         ImportJob *ij = ud;
         Proxy *p = ij->job.proxy;
@@ -441,6 +501,16 @@ static int import_entry(void *ud, const TarEntry *e) {
                         e->path);
         if (streq(rel, "."))
                 return 0; /* the root itself */
+        /* RF-1/RF-2: git obeys any ".git" it discovers (a gitdir pointer file, a nested
+         * repository's config/hooks/commondir). Only the repository's own top-level ".git"
+         * directory is materialized; any other entry with a ".git" component (nested
+         * repositories, submodule pointer files, a ".git" file or symlink at the root) is
+         * skipped and counted in the answer ("skipped_git"). Submodules thus arrive as plain
+         * directories: the baseline and the exported patch treat them as ordinary files. */
+        if (!import_git_entry_allowed(rel, e->type)) {
+                ij->skipped_git++;
+                return 0;
+        }
         r = proxy_path_split(rel, &parent, &leaf);
         if (r < 0)
                 return import_error(ij, ERROR_KIND_INVALID_REQUEST, r, "import: bad entry name '%s'", e->path);
@@ -469,7 +539,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                                 fd,
                                 "import: entry '%s' is not a directory in the workspace",
                                 e->path);
-                if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, mode | 0700) < 0)
+                if (import_set_owner(ij, fd, rel, mode | 0700, true) < 0)
                         return import_error(
                                 ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
                 ij->dirs++;
@@ -523,7 +593,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                 if (fd < 0)
                         return import_error(
                                 ij, ERROR_KIND_IO_ERROR, -errno, "import: create '%s' failed", e->path);
-                if (fchown(fd, p->agent_uid, p->agent_gid) < 0)
+                if (import_set_owner(ij, fd, rel, st.st_mode & 0777, false) < 0)
                         return import_error(
                                 ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
                 for (;;) {
@@ -556,7 +626,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                 if (fd < 0)
                         return import_error(
                                 ij, ERROR_KIND_IO_ERROR, -errno, "import: create '%s' failed", e->path);
-                if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, mode) < 0) {
+                if (import_set_owner(ij, fd, rel, mode, false) < 0) {
                         safe_close(fd);
                         return import_error(
                                 ij, ERROR_KIND_IO_ERROR, -errno, "import: cannot set owner of '%s'", e->path);
@@ -662,7 +732,7 @@ static void import_on_frame(Job *j, Frame *f) {
                 request_finish(
                         req,
                         json_pack(
-                                "{s:I, s:I, s:I, s:I, s:I, s:s}",
+                                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
                                 "entries",
                                 (json_int_t) ij->tar.n_entries,
                                 "files",
@@ -673,6 +743,10 @@ static void import_on_frame(Job *j, Frame *f) {
                                 (json_int_t) (ij->symlinks),
                                 "bytes",
                                 (json_int_t) ij->bytes,
+                                "skipped_git",
+                                (json_int_t) ij->skipped_git,
+                                "protected",
+                                (json_int_t) ij->protected,
                                 "baseline",
                                 commit));
         proxy_remove_job(p, j);

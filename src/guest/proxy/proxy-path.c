@@ -5,11 +5,13 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "glob.h"
 #include "proxy-path.h"
 #include "string-util.h"
 
@@ -153,4 +155,26 @@ int proxy_path_split(const char *rel, char **ret_parent, char **ret_leaf) {
                 *ret_leaf = xstrdup(slash + 1);
         }
         return 0;
+}
+
+/* True when a path component is ".git" (".git" itself, "a/.git", ".git/x", "a/.git/b"). */
+bool proxy_path_has_git_component(const char *rel) {
+        for (const char *s = rel; s && *s;) {
+                size_t l = strcspn(s, "/");
+                if (l == 4 && strncasecmp(s, ".git", 4) == 0) /* ".GIT" is ".git" on a case-insensitive host */
+                        return true;
+                s += l;
+                if (*s == '/')
+                        s++;
+        }
+        return false;
+}
+
+bool proxy_path_read_blocked(Proxy *p, const char *rel) {
+        if (!p->policy)
+                return false;
+        STRV_FOREACH(b, p->policy->paths.blocked)
+                if (glob_match(*b, rel))
+                        return true;
+        return false;
 }

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,3 +36,11 @@ ErrorKind proxy_errno_kind(int r);
 
 /* Split "a/b/c" into parent "a/b" ("." when none) and leaf "c". Leaf is never "." or "..". */
 int proxy_path_split(const char *rel, char **ret_parent, char **ret_leaf);
+
+/* True when a component of the workspace-relative path rel is exactly ".git". */
+bool proxy_path_has_git_component(const char *rel);
+
+/* RF-11: true when rel matches one of the policy's paths.blocked globs. Such files are kept
+ * root-owned and mode 0600 (directories 0700) when the proxy materializes them, so commands
+ * (the agent uid) cannot read them either; the proxy (root) still serves and exports them. */
+bool proxy_path_read_blocked(Proxy *p, const char *rel);

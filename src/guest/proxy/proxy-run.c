@@ -295,6 +295,18 @@ static char **build_env(Proxy *p) {
         strv_extend(&env, "LOGNAME=agent");
         STRV_FOREACH(e, p->env)
                 strv_extend(&env, *e);
+        /* RF-1 at the execution layer: git (run directly, under a wrapper, from a script, by
+         * make or a test runner) ignores system/global config and cannot be told by any
+         * repository config, gitdir pointer or commondir to run a program; discovery stops at
+         * the workspace. Every command gets it: configure.env can never carry GIT_* names
+         * (policy_env_name_allowed), so nothing overrides it. */
+        for (const char *const *g = policy_git_hardening_env(); *g; g++)
+                strv_extend(&env, *g);
+        _cleanup_free_ char *ceiling = xstrdup(p->workspace_real);
+        char *slash = strrchr(ceiling, '/');
+        if (slash)
+                *(slash == ceiling ? slash + 1 : slash) = 0;
+        strv_consume(&env, xasprintf("GIT_CEILING_DIRECTORIES=%s", ceiling));
         return env;
 }
 
@@ -471,6 +483,14 @@ void op_run(Request *req) {
                 }
         }
 
+        /* cwd beneath the workspace (lexically first: argument paths are judged relative to it). */
+        ErrorKind ek;
+        _cleanup_free_ char *emsg = NULL;
+        if (proxy_path_normalize(p, cwd ?: ".", &cwd_rel, &ek, &emsg) < 0) {
+                request_fail(req, ek, "run: cwd: %s", emsg);
+                return;
+        }
+
         /* Judge the command. */
         PolicyDecision d = {};
         if (request_check_deadline(req) < 0)
@@ -478,7 +498,7 @@ void op_run(Request *req) {
         if (ja) {
                 if (parse_argv(req, ja, &argv) < 0)
                         return;
-                r = policy_check_command(p->policy, argv, &d);
+                r = policy_check_command_at(p->policy, argv, cwd_rel, &d);
         } else {
                 if (strlen(command) > WORDS_MAX_INPUT) {
                         request_fail(req, ERROR_KIND_TOO_LARGE, "run: command string too long");
@@ -507,14 +527,6 @@ void op_run(Request *req) {
                 json_decref(a);
         }
 
-        /* cwd beneath the workspace. */
-        ErrorKind ek;
-        _cleanup_free_ char *emsg = NULL;
-        if (proxy_path_normalize(p, cwd ?: ".", &cwd_rel, &ek, &emsg) < 0) {
-                policy_decision_done(&d);
-                request_fail(req, ek, "run: cwd: %s", emsg);
-                return;
-        }
         cwd_fd = proxy_openat2(p, -1, cwd_rel, O_RDONLY | O_DIRECTORY, 0, 0);
         if (cwd_fd < 0) {
                 policy_decision_done(&d);
