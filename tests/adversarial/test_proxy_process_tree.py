@@ -117,3 +117,26 @@ def test_command_has_its_own_pid_namespace_and_no_capabilities(proxy_bin, agent_
     # NSpid lists the pid in each namespace: two levels (host/guest, then the command's own).
     nspid = st["NSpid"].split()
     assert len(nspid) == 2 and nspid[1] == "2", nspid
+
+
+VSOCK = """
+import socket
+try:
+    socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    print("created")
+except OSError as e:
+    print("errno", e.errno)
+"""
+
+
+def test_commands_cannot_create_vsock_sockets(proxy_bin, agent_ids, proxy):
+    import errno
+    import socket
+    try:
+        socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close()
+    except OSError:
+        pytest.skip("no AF_VSOCK on this kernel: nothing to refuse")
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3 vs.py"]))
+    proxy.put("vs.py", VSOCK)
+    r = proxy.ch.request("run", {"argv": ["python3", "vs.py"]})
+    assert r["stdout"].strip() == f"errno {errno.EAFNOSUPPORT}", r

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <linux/vm_sockets.h>
 #include <unistd.h>
 
 #include "alloc-util.h"
 #include "fd-util.h"
 #include "frame.h"
 #include "message.h"
+#include "transport.h"
 
 static void test_header_roundtrip(void **state) {
         uint8_t b[PROTO_HEADER_SIZE];
@@ -303,6 +305,21 @@ static void test_error_kinds(void **state) {
         json_decref(e);
 }
 
+static void test_vsock_peer_only_host(void **state) {
+        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST, .svm_port = 1234 };
+        assert_true(transport_vsock_peer_allowed(&sa, sizeof(sa)));
+        assert_false(transport_vsock_peer_allowed(&sa, sizeof(sa) - 1));
+        sa.svm_cid = 1; /* VMADDR_CID_LOCAL: a process in this guest over loopback */
+        assert_false(transport_vsock_peer_allowed(&sa, sizeof(sa)));
+        sa.svm_cid = 3; /* another guest */
+        assert_false(transport_vsock_peer_allowed(&sa, sizeof(sa)));
+        sa.svm_cid = VMADDR_CID_ANY;
+        assert_false(transport_vsock_peer_allowed(&sa, sizeof(sa)));
+        sa.svm_cid = VMADDR_CID_HOST;
+        sa.svm_family = AF_UNIX;
+        assert_false(transport_vsock_peer_allowed(&sa, sizeof(sa)));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_header_roundtrip),
@@ -316,6 +333,7 @@ int main(void) {
                 cmocka_unit_test(test_queue_cap_and_flush),
                 cmocka_unit_test(test_request_parse),
                 cmocka_unit_test(test_error_kinds),
+                cmocka_unit_test(test_vsock_peer_only_host),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

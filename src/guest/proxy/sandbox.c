@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -169,6 +170,12 @@ int sandbox_seccomp_install(void) {
                         goto out;
         }
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        if (r < 0)
+                goto out;
+        /* Review S7: commands get no AF_VSOCK sockets (they could reach host services or, with
+         * vsock loopback, pose as the node while it is away). */
+        r = seccomp_rule_add(
+                ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_VSOCK));
         if (r < 0)
                 goto out;
         /* TIOCSTI would let a command type into a terminal it shares. */

@@ -32,6 +32,27 @@ static int accept_generic(Transport *t) {
         return fd;
 }
 
+bool transport_vsock_peer_allowed(const struct sockaddr_vm *sa, socklen_t len) {
+        return len >= (socklen_t) sizeof(*sa) && sa->svm_family == AF_VSOCK && sa->svm_cid == VMADDR_CID_HOST;
+}
+
+/* Review S7: only the host (VMADDR_CID_HOST = 2) may be our peer. A local process (vsock
+ * loopback, CID 1) or another guest must never reach the host-only ops (import, export,
+ * approve). Refused connections are closed at once; -EAGAIN makes the caller wait for the
+ * next one. */
+static int vsock_accept(Transport *t) {
+        struct sockaddr_vm sa = {};
+        socklen_t len = sizeof(sa);
+        int fd = accept4(t->fd, (struct sockaddr *) &sa, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (!transport_vsock_peer_allowed(&sa, len)) {
+                safe_close(fd);
+                return -EAGAIN;
+        }
+        return fd;
+}
+
 static void done_generic(Transport *t) {
         t->fd = safe_close(t->fd);
 }
@@ -117,7 +138,7 @@ static int fd_connect(Transport *t) {
 
 static const TransportOps transport_ops[_TRANSPORT_KIND_MAX] = {
         [TRANSPORT_CHARDEV] = { chardev_setup, no_listen_fd, chardev_connect, done_generic },
-        [TRANSPORT_VSOCK] = { vsock_setup, listen_fd_generic, accept_generic, done_generic },
+        [TRANSPORT_VSOCK] = { vsock_setup, listen_fd_generic, vsock_accept, done_generic },
         [TRANSPORT_UNIX] = { unix_setup, listen_fd_generic, accept_generic, unix_done },
         [TRANSPORT_FD] = { fd_setup, no_listen_fd, fd_connect, done_generic },
 };

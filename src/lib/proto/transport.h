@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "macro.h"
 
@@ -60,3 +61,8 @@ static inline int transport_connect(Transport *t) {
 
 /* Connect to a unix socket path as a client (node side, tests). Returns a blocking CLOEXEC fd. */
 int transport_unix_connect(const char *path);
+
+struct sockaddr_vm;
+/* True when an accepted vsock peer address is the host (VMADDR_CID_HOST): the only peer the
+ * vsock transport accepts. */
+bool transport_vsock_peer_allowed(const struct sockaddr_vm *sa, socklen_t len);
