@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "alloc-util.h"
+#include "json-util.h"
 #include "log.h"
 #include "proxy.h"
 #include "string-util.h"
@@ -271,6 +272,80 @@ static int parse_config(Proxy *p, json_t *args, Policy **ret_policy, usec_t *ret
         return 0;
 }
 
+/* Review S3: policy_sha256 attests the policy only. configure_sha256 covers everything else
+ * configure decided, in canonical JSON (sorted keys, compact): the policy digest, pod id,
+ * requested timeout, effective limits and costs, env, dns_allow and the approver key, so the
+ * node can record and later prove the whole configuration a pod ran under. */
+static void configure_digest(Proxy *p, json_t *args, char ret[static 65]) {
+        const ProxyLimits *l = &p->limits;
+        json_t *limits = json_pack(
+                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                "max_read_bytes",
+                (json_int_t) l->max_read_bytes,
+                "max_file_bytes",
+                (json_int_t) l->max_file_bytes,
+                "max_output_bytes",
+                (json_int_t) l->max_output_bytes,
+                "max_import_bytes",
+                (json_int_t) l->max_import_bytes,
+                "max_list_entries",
+                (json_int_t) l->max_list_entries,
+                "max_walk_entries",
+                (json_int_t) l->max_walk_entries,
+                "max_grep_matches",
+                (json_int_t) l->max_grep_matches,
+                "max_grep_file_bytes",
+                (json_int_t) l->max_grep_file_bytes,
+                "command_timeout_usec",
+                (json_int_t) l->default_command_timeout,
+                "max_command_timeout_usec",
+                (json_int_t) l->max_command_timeout,
+                "max_processes",
+                (json_int_t) l->rlimit_nproc,
+                "max_open_files",
+                (json_int_t) l->rlimit_nofile,
+                "max_file_size_bytes",
+                (json_int_t) l->rlimit_fsize,
+                "max_address_space_bytes",
+                (json_int_t) l->rlimit_as,
+                "max_concurrent_commands",
+                (json_int_t) l->max_concurrent_jobs);
+        json_t *env = json_array(), *dns = json_array();
+        STRV_FOREACH(e, p->env)
+                json_array_append_new(env, json_string(*e));
+        STRV_FOREACH(d, p->dns_allow)
+                json_array_append_new(dns, json_string(*d));
+        _cleanup_free_ char *keyhex = p->have_approver ? hexmem(p->approver_key, sizeof p->approver_key)
+                                                       : NULL;
+        json_t *timeout = json_object_get(args, "timeout_seconds");
+        json_t *j = json_pack(
+                "{s:i, s:s, s:s, s:O, s:o, s:{s:I, s:I}, s:o, s:o, s:o}",
+                "version",
+                1,
+                "policy_sha256",
+                p->policy_sha256,
+                "pod_id",
+                p->pod_id,
+                "timeout_seconds",
+                timeout ?: json_null(),
+                "limits",
+                limits,
+                "costs",
+                "base_usd_micros",
+                (json_int_t) p->costs.base_usd_micros,
+                "run_usd_micros_per_second",
+                (json_int_t) p->costs.run_usd_micros_per_second,
+                "env",
+                env,
+                "dns_allow",
+                dns,
+                "approver_public_key",
+                p->have_approver ? json_string(keyhex) : json_null());
+        _cleanup_free_ char *text = json_dump_canonical(j);
+        json_decref(j);
+        sha256_hex(text ?: "", text ? strlen(text) : 0, ret);
+}
+
 void op_configure(Request *req) {
         Proxy *p = req->proxy;
         _cleanup_free_ char *err = NULL;
@@ -322,10 +397,14 @@ void op_configure(Request *req) {
         log_info("Configured pod %s, policy %s", p->pod_id, p->policy_sha256);
 
         usec_t left = time_window_remaining(&p->window);
+        char cfg_sha[65];
+        configure_digest(p, req->args, cfg_sha);
         json_t *j = json_pack(
-                "{s:s, s:s, s:o, s:b}",
+                "{s:s, s:s, s:s, s:o, s:b}",
                 "policy_sha256",
                 p->policy_sha256,
+                "configure_sha256",
+                cfg_sha,
                 "pod_id",
                 p->pod_id,
                 "deadline_remaining_ms",

@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Review S3: configure answers configure_sha256 next to policy_sha256; it changes with
+anything configure decided (limits, env, dns_allow, approver key, timeout, pod id) and is
+stable for the same configuration."""
+import re
+
+import pytest
+
+from helpers.proxyrun import Approver, ProxyProcess, agent_ids, proxy_bin  # noqa: F401
+
+BASE = {"pod_id": "pod-digest", "profile": "fix-issue", "timeout_seconds": 600,
+        "limits": {"max_read_bytes": 4096}, "env": {"RUST_LOG": "info"}, "dns_allow": ["example.com"]}
+
+
+def answer(proxy_bin, agent_ids, cfg):
+    pp = ProxyProcess(proxy_bin, *agent_ids)
+    try:
+        return pp.ch.configure(cfg)
+    finally:
+        pp.stop()
+
+
+@pytest.fixture(scope="module")
+def base_answer(proxy_bin, agent_ids):
+    return answer(proxy_bin, agent_ids, BASE)
+
+
+def test_digest_present_and_stable(proxy_bin, agent_ids, base_answer):
+    assert re.fullmatch(r"[0-9a-f]{64}", base_answer["configure_sha256"])
+    assert base_answer["configure_sha256"] != base_answer["policy_sha256"]
+    again = answer(proxy_bin, agent_ids, dict(BASE))
+    assert again["configure_sha256"] == base_answer["configure_sha256"]
+
+
+@pytest.mark.parametrize("change", [
+    {"dns_allow": ["example.org"]}, {"env": {"RUST_LOG": "debug"}}, {"limits": {"max_read_bytes": 8192}},
+    {"timeout_seconds": 601}, {"pod_id": "pod-other"}, {"costs": {"base_usd_micros": 7}}, "approver"])
+def test_digest_covers_each_setting(proxy_bin, agent_ids, base_answer, change):
+    cfg = dict(BASE)
+    if change == "approver":
+        cfg["approver_public_key"] = Approver().public_hex
+    else:
+        cfg.update(change)
+    r = answer(proxy_bin, agent_ids, cfg)
+    assert r["policy_sha256"] == base_answer["policy_sha256"]
+    assert r["configure_sha256"] != base_answer["configure_sha256"], change
