@@ -136,6 +136,8 @@ static int apply_config_file(const char *path, NodeSettings *c) {
                 set_str(&c->audit_key_path, f->audit_signing_key_file);
         if (f->net_pool)
                 set_str(&c->net_pool, f->net_pool);
+        if (!isempty(f->net_dns_upstream))
+                set_str(&c->net_dns_upstream, f->net_dns_upstream);
         node_config_free(f);
         return 0;
 }
@@ -317,7 +319,7 @@ static void node_settings_done(NodeSettings *c) {
         char **strs[] = { &c->listen,        &c->metrics_listen,   &c->state_dir,         &c->images_dir,
                           &c->accel,         &c->node_key_path,    &c->approver_pub_path, &c->audit_key_path,
                           &c->proxy_path,    &c->firecracker_path, &c->jailer_path,       &c->vmm_user,
-                          &c->net_state_dir, &c->net_pool };
+                          &c->net_state_dir, &c->net_pool,         &c->net_dns_upstream };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 *strs[i] = mfree(*strs[i]);
 }

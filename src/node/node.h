@@ -41,8 +41,9 @@ typedef struct NodeSettings {
         unsigned default_vcpus;
         uint64_t default_memory_mib;
         uint64_t default_scratch_mib;
-        char *net_state_dir; /* W's NetConfig.state_dir */
-        char *net_pool;      /* W's NetConfig.pool */
+        char *net_state_dir;    /* W's NetConfig.state_dir */
+        char *net_pool;         /* W's NetConfig.pool */
+        char *net_dns_upstream; /* W's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */
 } NodeSettings;
 
 typedef struct Node {

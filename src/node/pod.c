@@ -692,6 +692,7 @@ static void *pod_boot_thread(void *userdata) {
                 NetConfig nc = NET_CONFIG_NULL;
                 nc.state_dir = n->config.net_state_dir;
                 nc.pool = n->config.net_pool;
+                nc.dns_upstream = n->config.net_dns_upstream;
                 if (n->vmm_uid != 0) {
                         nc.tap_uid = n->vmm_uid;
                         nc.tap_gid = n->vmm_gid;
@@ -1134,7 +1135,7 @@ void pod_terminate_all(Node *n, const char *reason) {
 int pod_cleanup_stale(Node *n) {
         _cleanup_free_ char *pods_dir = xasprintf("%s/pods", n->config.state_dir);
         DIR *d = opendir(pods_dir);
-        int cleaned = 0;
+        int cleaned = 0, r;
 
         if (!d)
                 return errno == ENOENT ? 0 : -errno;
@@ -1152,6 +1153,18 @@ int pod_cleanup_stale(Node *n) {
                         continue;
                 log_info("Cleaning up pod %s left by an earlier run", de->d_name);
                 (void) vmm_cleanup_stale(dfd, dir);
+                {
+                        /* The VMM is gone: now its network (namespace, links, tables, dnsmasq). */
+                        NetConfig nc = NET_CONFIG_NULL;
+                        nc.state_dir = n->config.net_state_dir;
+                        nc.pool = n->config.net_pool;
+                        r = net_cleanup_pod(&nc, de->d_name);
+                        if (r > 0)
+                                log_info("Removed the network of pod %s left by an earlier run", de->d_name);
+                        else if (r < 0)
+                                log_warning_errno(
+                                        r, "Pod %s: stale network cleanup incomplete: %m", de->d_name);
+                }
                 if (n->cgroup_root) {
                         _cleanup_free_ char *cg = xasprintf("%s/pod-%s", n->cgroup_root, de->d_name);
                         (void) cgroup_pod_remove(cg);

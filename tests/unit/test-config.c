@@ -128,10 +128,12 @@ static void test_node(void **state) {
         _cleanup_free_ char *p = write_tmp("[node]\nlisten = \"0.0.0.0:8443\"\nstate_dir = "
                                            "\"/srv/nucleus\"\n"
                                            "[pods]\ndriver = \"local\"\naccel = \"tcg\"\nmax_pods = 4\n"
-                                           "[net]\npool = \"10.77.0.0/16\"\n");
+                                           "[net]\npool = \"10.77.0.0/16\"\ndns_upstream = "
+                                           "\"203.0.113.53\"\n");
         if (node_config_load(p, true, &c, &err) < 0)
                 fail_msg("%s", err);
         assert_string_equal(c->listen, "0.0.0.0:8443");
+        assert_string_equal(c->net_dns_upstream, "203.0.113.53");
         assert_string_equal(c->driver, "local");
         assert_int_equal(c->max_pods, 4);
         assert_int_equal(c->origins[NODE_MAX_PODS].line, 7);
@@ -143,6 +145,9 @@ static void test_node(void **state) {
                 "[pods]\naccel = \"hvf\"\n",
                 "[net]\npool = \"10.0.0.1/16\"\n",
                 "[net]\npool = \"10.0.0.0/30\"\n",
+                "[net]\ndns_upstream = \"dns.example.com\"\n",
+                "[net]\ndns_upstream = \"2001:db8::53\"\n",
+                "[net]\ndns_upstream = \"10.0.0.0/8\"\n",
                 "[pods]\ndefault_timeout_seconds = 100\nmax_timeout_seconds = 50\n",
                 "[pods]\nqemu_binary = \"bin/qemu\"\n",
                 "[secrets]\nnode_secret = \"abc\"\n",

@@ -161,6 +161,8 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         if (nic) {
                 strv_extend(&a, "-netdev");
                 if (c->tap_fd > 2)
+                        /* No vnet_hdr= here: QEMU (7.2) refuses it with fd= and reads the
+                         * IFF_VNET_HDR flag from the fd itself (TUNGETIFF). */
                         strv_consume(&a, xasprintf("tap,id=net0,fd=%d", c->tap_fd));
                 else
                         strv_consume(

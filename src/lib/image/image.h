@@ -104,7 +104,9 @@ typedef struct ImageQemuConfig {
         const char *tap_ifname;    /* tap device for virtio-net; NULL: no NIC (unless tap_fd) */
         int tap_fd;                /* > 2: an open tap fd QEMU inherits (-netdev tap,fd=N), for a
                                     * QEMU that runs unprivileged and cannot open /dev/net/tun;
-                                    * the caller keeps it open and non-CLOEXEC across the exec.
+                                    * QEMU takes vnet_hdr from the fd's IFF_VNET_HDR flag (it
+                                    * refuses vnet_hdr= with fd=); the caller keeps the fd open
+                                    * and non-CLOEXEC across the exec.
                                     * 0: unused. Excludes tap_ifname. */
         const char *mac;           /* NIC MAC "xx:xx:xx:xx:xx:xx"; required with a tap */
         const char *net_cmdline;   /* "addr/prefix,gw,dns" for nucleus.net=; required with tap */

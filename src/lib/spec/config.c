@@ -49,6 +49,7 @@ typedef enum FieldType {
         FT_NAME,    /* [a-z0-9][a-z0-9._-]* (image / VM names) */
         FT_BINARY,  /* program name or absolute path */
         FT_OPTPATH, /* absolute path or empty (= automatic) */
+        FT_OPTIPV4, /* IPv4 address or empty (= automatic) */
 } FieldType;
 
 typedef struct Field {
@@ -169,6 +170,7 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 .def_str = "/etc/nucleus/secrets/audit.key"),
         [NODE_NET_POOL] = NF("net.pool", FT_CIDR4, net_pool, .def_str = "10.201.0.0/16"),
         [NODE_NET_ENABLED] = NF("net.enabled", FT_BOOL, net_enabled, .def_num = 1),
+        [NODE_NET_DNS_UPSTREAM] = NF("net.dns_upstream", FT_OPTIPV4, net_dns_upstream, .def_str = ""),
 };
 #undef NF
 
@@ -235,6 +237,13 @@ static char *check_string(const Field *f, const char *s) {
                                 return xstrdup("host must be an IP address");
                 } else if (inet_pton(AF_INET, host, buf) != 1)
                         return xstrdup("host must be an IPv4 address (IPv6 as [ADDR]:PORT)");
+                return NULL;
+        }
+        case FT_OPTIPV4: {
+                uint8_t a[4];
+                if (n > 0 && inet_pton(AF_INET, s, a) != 1)
+                        return xstrdup("must be an IPv4 address (or empty: the first IPv4 nameserver in "
+                                       "/etc/resolv.conf)");
                 return NULL;
         }
         case FT_CIDR4: {

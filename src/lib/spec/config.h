@@ -132,6 +132,7 @@ typedef enum NodeConfigField {
         NODE_AUDIT_SIGNING_KEY_FILE,
         NODE_NET_POOL,
         NODE_NET_ENABLED,
+        NODE_NET_DNS_UPSTREAM,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -154,6 +155,9 @@ typedef struct NodeConfig {
         char *audit_signing_key_file;   /* [secrets] audit_signing_key_file = ".../audit.key" */
         char *net_pool;                 /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
         bool net_enabled;               /* [net] enabled = true */
+        char *net_dns_upstream;         /* [net] dns_upstream = "" (IPv4 address the pods' dnsmasq
+                                         * forwards allowed names to; "" = the first non-loopback
+                                         * IPv4 nameserver in /etc/resolv.conf) */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 

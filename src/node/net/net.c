@@ -324,12 +324,37 @@ static void pod_free(NetPod *pod) {
         free(pod);
 }
 
+/* A dnsmasq that outlived its namespace (the namespace is gone but the process is not): found
+ * by its pid file, killed only if its command line names this pod's state dir. */
+static void kill_dnsmasq_by_pidfile(const char *pod_state_dir) {
+        _cleanup_free_ char *pf = xasprintf("%s/dnsmasq.pid", pod_state_dir), *data = NULL, *cmd = NULL,
+                            *cmdpath = NULL;
+        size_t n = 0;
+        uint32_t pid;
+
+        if (read_full_file_at(AT_FDCWD, pf, 64, &data, NULL) < 0)
+                return;
+        data[strcspn(data, "\n")] = 0;
+        if (safe_atou32(data, &pid) < 0 || pid <= 1)
+                return;
+        cmdpath = xasprintf("/proc/%u/cmdline", pid);
+        if (read_full_file_at(AT_FDCWD, cmdpath, 1U << 16, &cmd, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (cmd[i] == 0)
+                        cmd[i] = ' ';
+        if (strstr(cmd, "dnsmasq") && strstr(cmd, pod_state_dir))
+                (void) kill((pid_t) pid, SIGKILL);
+}
+
 /* Remove everything named by plan; used by teardown, failed setup and stale cleanup. */
 static int plan_remove(const NetPlan *plan, const char *pod_state_dir, const char *alloc_path) {
         _cleanup_free_ char *nsp = xasprintf(NET_NETNS_DIR "/%s", plan->netns);
         int r, ret = 0;
 
         (void) kill_netns_processes(nsp);
+        if (pod_state_dir)
+                kill_dnsmasq_by_pidfile(pod_state_dir);
         r = host_table_del(plan->host_table);
         if (r < 0 && ret == 0)
                 ret = r;
@@ -347,7 +372,8 @@ static int plan_remove(const NetPlan *plan, const char *pod_state_dir, const cha
                 }
                 (void) rmdir(pod_state_dir);
         }
-        if (alloc_path)
+        /* Keep the record while anything is left, so the next node start retries. */
+        if (alloc_path && ret == 0)
                 (void) unlink(alloc_path);
         return ret;
 }
@@ -782,6 +808,45 @@ static int cleanup_recorded(const char *state_dir) {
                 n++;
         }
         return n;
+}
+
+int net_cleanup_pod(const NetConfig *config, const char *pod_id) {
+        _cleanup_free_ char *pod_dir = NULL, *alloc_dir = NULL, *alloc_path = NULL, *nsp = NULL, *veth = NULL;
+        NetPlan plan = {};
+        bool found;
+        int r;
+
+        r = net_plan_names(&plan, pod_id);
+        if (r < 0)
+                return r;
+        pod_dir = xasprintf("%s/pods/%s", cfg_state_dir(config), plan.short_id);
+        nsp = xasprintf(NET_NETNS_DIR "/%s", plan.netns);
+        veth = xasprintf("/sys/class/net/%s", plan.host_veth);
+        found = access(pod_dir, F_OK) >= 0 || access(nsp, F_OK) >= 0 || access(veth, F_OK) >= 0;
+
+        /* The allocation record that names this pod, if any. */
+        alloc_dir = xasprintf("%s/alloc", cfg_state_dir(config));
+        _cleanup_(closedirp_net) DIR *d = opendir(alloc_dir);
+        if (d)
+                for (struct dirent *de; (de = readdir(d));) {
+                        uint32_t idx;
+                        _cleanup_free_ char *path = NULL, *data = NULL;
+                        if (safe_atou32(de->d_name, &idx) < 0)
+                                continue;
+                        path = xasprintf("%s/%s", alloc_dir, de->d_name);
+                        if (read_full_file_at(AT_FDCWD, path, 1024, &data, NULL) < 0)
+                                continue;
+                        data[strcspn(data, "\n")] = 0;
+                        if (streq(data, pod_id)) {
+                                alloc_path = TAKE_PTR(path);
+                                found = true;
+                                break;
+                        }
+                }
+        r = plan_remove(&plan, pod_dir, alloc_path);
+        if (r < 0)
+                return r;
+        return found ? 1 : 0;
 }
 
 static int cleanup_all_on_host(void) {

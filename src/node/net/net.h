@@ -166,7 +166,8 @@ int net_pod_monitor_start(NetPod *pod, uint64_t period_usec, NetDriftCallback cb
 
 /* Remove everything setup created: dnsmasq, host table, veth (and with it the host route),
  * namespace (tap and bridge die with it), allocation and per-pod files. Kill the VMM first.
- * Returns: 0, or the first -errno (everything is still attempted). Frees pod; accepts NULL. */
+ * Returns: 0, or the first -errno (everything is still attempted; the allocation record is then
+ * kept, so net_cleanup_stale at the next node start retries). Frees pod; accepts NULL. */
 int net_pod_teardown(NetPod *pod);
 
 /* At node start: remove what an earlier run recorded in config->state_dir (allocations whose
@@ -175,6 +176,14 @@ int net_pod_teardown(NetPod *pod);
  * use when several nodes share the host). Processes still inside a namespace are SIGKILLed.
  * Returns: number of pods cleaned (>= 0) or -errno. */
 int net_cleanup_stale(const NetConfig *config, bool all);
+
+/* Remove whatever the network of one pod (by its id) left on the machine: processes in its
+ * namespace (and its dnsmasq, matched by pid file and command line), host table, veth,
+ * namespace, per-pod files and the allocation record naming it. For a node restart that knows
+ * the ids of the pods an earlier run had live; nothing of other pods is touched.
+ * Returns: 1 if anything of the pod was found, 0 if nothing was, -errno if removal failed (the
+ * allocation record is then kept so a later call retries). */
+int net_cleanup_pod(const NetConfig *config, const char *pod_id);
 
 /* ---- doctor ---------------------------------------------------------------------------------- */
 

@@ -38,8 +38,9 @@ int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_f
 int vmm_write_pidfile(Vmm *vm);
 /* Fork a child that joins cgroup_dir, changes to cwd (if set; after the privilege drop, so the
  * VMM user must be able to enter it), drops to uid/gid (when nonzero), sets stdin /dev/null,
- * stdout+stderr to log_fd, closes other fds except keep_fd (moved to 3 when >= 0) and execs
+ * stdout+stderr to log_fd, closes other fds except keep_fd (moved to VMM_KEEP_FD when >= 0) and execs
  * argv with an empty environment. */
+#define VMM_KEEP_FD 3 /* the number keep_fd has in the VMM */
 int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_fd, int keep_fd, PidRef *ret);
 
 /* Append each string argument to *l (NULL-terminated list). */

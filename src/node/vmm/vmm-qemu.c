@@ -90,6 +90,20 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 net_arg = xstrdup(v ?: l->net_cmdline);
         }
 
+        if (l->net && l->tap_name) {
+                /* /dev/net/tun is root-only (0600) on many hosts, and QEMU may run as the VMM
+                 * user: open the tap here, as root, inside the pod's namespace, and hand QEMU the
+                 * fd (vmm_spawn moves it to 3; -netdev tap,fd=3,vnet_hdr=on). */
+                tapfd = net_pod_open_tap(l->net, true);
+                if (tapfd < 0) {
+                        *reterr = xasprintf("cannot open the pod's tap %s: %s", l->tap_name, strerror(-tapfd));
+                        return tapfd;
+                }
+        } else if (l->tap_name) {
+                *reterr = xstrdup("internal: a tap without the pod's network to open it in");
+                return -EINVAL;
+        }
+
         ImageQemuConfig qc = {
                 .qemu_binary = QEMU_PATH,
                 .kernel = kernel,
@@ -101,40 +115,14 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .accel = streq_ptr(l->accel, "kvm") ? IMAGE_ACCEL_KVM : IMAGE_ACCEL_TCG,
                 .memory_mib = (unsigned) l->memory_mib,
                 .cpus = l->vcpus,
-                .tap_ifname = l->tap_name,
+                .tap_fd = tapfd >= 0 ? VMM_KEEP_FD : 0, /* the fd number QEMU sees after vmm_spawn */
                 .mac = l->tap_mac,
-                .net_cmdline = l->tap_name ? net_arg : NULL,
+                .net_cmdline = tapfd >= 0 ? net_arg : NULL,
         };
         r = image_qemu_argv(&qc, &argv);
         if (r < 0) {
                 *reterr = xasprintf("cannot build the QEMU command line: %s", strerror(-r));
                 return r;
-        }
-        if (l->net && l->tap_name) {
-                /* /dev/net/tun is root-only (0600) on many hosts, and QEMU may run as the VMM
-                 * user: open the tap here, as root, inside the pod's namespace, and hand QEMU the
-                 * fd (moved to 3 by vmm_spawn). The netdev option names it instead of the device.
-                 * FIXME: ask src/lib/image for a tap_fd field instead of rewriting its argv. */
-                _cleanup_free_ char *want = xasprintf(
-                        "tap,id=net0,ifname=%s,script=no,downscript=no", l->tap_name);
-                bool found = false;
-                tapfd = net_pod_open_tap(l->net, true);
-                if (tapfd < 0) {
-                        strv_free(argv);
-                        *reterr = xasprintf("cannot open the pod's tap %s: %s", l->tap_name, strerror(-tapfd));
-                        return tapfd;
-                }
-                for (size_t i = 0; argv[i]; i++)
-                        if (streq(argv[i], want)) {
-                                free(argv[i]);
-                                argv[i] = xstrdup("tap,id=net0,fd=3,vhost=off");
-                                found = true;
-                        }
-                if (!found) {
-                        strv_free(argv);
-                        *reterr = xstrdup("internal: the QEMU argv has no tap netdev to hand the fd to");
-                        return -EINVAL;
-                }
         }
         (void) unlink(sock);
         r = vmm_spawn(l, vmdir, argv, logfd, tapfd, &vm->pid);

@@ -208,13 +208,13 @@ int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_f
                 if (dup2(log_fd >= 0 ? log_fd : nullfd, 1) < 0 || dup2(log_fd >= 0 ? log_fd : nullfd, 2) < 0)
                         _exit(126);
                 if (keep_fd >= 0) {
-                        if (keep_fd == 3) {
-                                if (fcntl(3, F_SETFD, 0) < 0)
+                        if (keep_fd == VMM_KEEP_FD) {
+                                if (fcntl(VMM_KEEP_FD, F_SETFD, 0) < 0)
                                         _exit(126);
-                        } else if (dup2(keep_fd, 3) < 0)
+                        } else if (dup2(keep_fd, VMM_KEEP_FD) < 0)
                                 _exit(126);
                 }
-                if (fd_close_all_from(keep_fd >= 0 ? 4 : 3, NULL, 0) < 0)
+                if (fd_close_all_from(keep_fd >= 0 ? VMM_KEEP_FD + 1 : 3, NULL, 0) < 0)
                         _exit(126);
                 if (l->run_uid != 0) {
                         /* Drop to the dedicated VMM user: no supplementary groups, then gid, then uid. */
