@@ -2,9 +2,10 @@
 /*
  * Command decisions. An argv (or a command string, split without expansion) is untrusted:
  * it is unwrapped (env, nice, timeout, ..., path-qualified and busybox programs) down to what
- * really runs, classified (git push/commit, gh pr create, else run_bash), scanned for
- * argument-borne execution (shells and interpreters with inline code, git -c, find -exec,
- * tar --to-command, ...), and judged against capabilities, the command component and
+ * really runs (each wrapper by its own getopt grammar), classified (git push/commit, gh pr
+ * create, else run_bash), scanned for argument-borne execution (shells, interpreters, sed,
+ * make, database clients, git -c/--output, find -exec, tar --to-command, ...), checked for
+ * arguments naming blocked paths, and judged against capabilities, the command component and
  * obligations. docs/policy.md documents the order. Fail closed on anything unparsed.
  */
 #include <stdarg.h>
@@ -803,25 +804,21 @@ static bool is_interpreter(const char *prog) {
 
 static bool allowed_string_matches(const char *s, char *const *words);
 
-/* The command allowlist names this program explicitly with at least one fixed argument
- * ("python3 -m pytest", or a rule {program, [exact ..., ...]}) and argv matches that entry.
- * fixed_args = false: any entry naming the program counts ("make"). */
-static bool allowlist_names_program(const Policy *p, char *const *argv, bool fixed_args) {
+/* The command allowlist names this program itself (an allowed string whose first word is it,
+ * or an allowed rule for it) and argv matches that entry: the policy author chose to let it
+ * run whatever scripts or makefiles it reads. */
+static bool allowlist_names_program(const Policy *p, char *const *argv) {
         const CommandPolicy *c = &p->commands;
         for (size_t r = 0; r < c->allowed_rules.n_rules; r++) {
                 const CommandRule *rule = &c->allowed_rules.rules[r];
-                bool has_exact = false;
-                for (size_t k = 0; k < rule->n_args; k++)
-                        has_exact = has_exact || rule->args[k].type == ARG_PATTERN_EXACT;
-                if (streq(rule->program, argv[0]) && (has_exact || !fixed_args) &&
-                    command_rule_matches(rule, argv))
+                if (streq(rule->program, argv[0]) && command_rule_matches(rule, argv))
                         return true;
         }
         STRV_FOREACH(s, c->allowed) {
                 _cleanup_strv_free_ char **aw = NULL;
                 if (words_split(*s, &aw, NULL) < 0 || !aw[0] || !streq(aw[0], argv[0]))
                         continue;
-                if ((aw[1] || !fixed_args) && allowed_string_matches(*s, argv))
+                if (allowed_string_matches(*s, argv))
                         return true;
         }
         return false;
@@ -1129,7 +1126,7 @@ static void analyze_make(const Policy *p, const char *prog, char *const *argv, A
                 }
         }
         /* Any makefile runs commands: make counts as a shell unless the policy names it. */
-        if (!p->commands.unrestricted && !allowlist_names_program(p, argv, false))
+        if (!p->commands.unrestricted && !allowlist_names_program(p, argv))
                 set_inline(a, "'%s' runs the commands of a makefile; allowlist make explicitly", prog);
 }
 
@@ -1338,7 +1335,7 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                  * no more than `./script` the agent may already run; otherwise the
                                  * allowlist must name the interpreter itself ("python3", or a rule for
                                  * it), not merely allow it through a wrapper or an unrelated entry. */
-                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer, false))
+                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer))
                                         set_inline(
                                                 a,
                                                 "'%s' is an interpreter and runs code (scripts, modules, "
