@@ -50,15 +50,71 @@ Request *request_free(Request *req) {
         return NULL;
 }
 
+/* Review: cap what the proxy can make the host store. Size: every field of an audit event is
+ * bounded (op names are cut to PROXY_AUDIT_OP_MAX bytes, the rest are digests, kinds, numbers,
+ * the pod id <= 128). Rate: a token bucket of PROXY_AUDIT_BURST events refilled at
+ * PROXY_AUDIT_RATE per second; events over it are not sent but counted, and the count goes
+ * out as one {"type":"audit_dropped","count":N} event as soon as a token is available again,
+ * so the record shows that (and how much) was dropped. Responses are never dropped. */
+#define PROXY_AUDIT_BURST 1000U
+#define PROXY_AUDIT_RATE 200U
+#define PROXY_AUDIT_OP_MAX 64U
+
+static bool audit_take_token(Proxy *p) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (p->audit_refill == 0) {
+                p->audit_refill = now;
+                p->audit_tokens = PROXY_AUDIT_BURST;
+        }
+        uint64_t add = (now - p->audit_refill) * PROXY_AUDIT_RATE / USEC_PER_SEC;
+        if (add > 0) {
+                p->audit_tokens = NUCLEUS_MIN(p->audit_tokens + add, (uint64_t) PROXY_AUDIT_BURST);
+                p->audit_refill += add * USEC_PER_SEC / PROXY_AUDIT_RATE;
+        }
+        if (p->audit_tokens == 0)
+                return false;
+        p->audit_tokens--;
+        return true;
+}
+
 static void emit_audit(Request *req, const char *decision, const char *kind, const char *result_sha256) {
         Proxy *p = req->proxy;
         usec_t dur = now_usec(CLOCK_MONOTONIC) - req->start;
+        if (!audit_take_token(p)) {
+                p->audit_dropped++;
+                return;
+        }
+        if (p->audit_dropped > 0) {
+                json_t *d = json_pack(
+                        "{s:s, s:I, s:I}",
+                        "type",
+                        "audit_dropped",
+                        "count",
+                        (json_int_t) p->audit_dropped,
+                        "time_unix",
+                        (json_int_t) time(NULL));
+                if (!d)
+                        oom_abort();
+                if (p->pod_id)
+                        json_object_set_new(d, "pod", json_string(p->pod_id));
+                proxy_send_json(p, FRAME_EVENT, 0, d);
+                json_decref(d);
+                p->audit_dropped = 0;
+        }
+        /* Cut at a UTF-8 character boundary (op came from JSON: valid UTF-8). */
+        size_t oplen = strlen(req->op);
+        if (oplen > PROXY_AUDIT_OP_MAX) {
+                oplen = PROXY_AUDIT_OP_MAX;
+                while (oplen > 0 && ((unsigned char) req->op[oplen] & 0xC0) == 0x80)
+                        oplen--;
+        }
+        _cleanup_free_ char *op = xstrndup(req->op, oplen);
         json_t *ev = json_pack(
                 "{s:s, s:s, s:I, s:s, s:s, s:o, s:I, s:s, s:I}",
                 "type",
                 "audit",
                 "op",
-                req->op,
+                op,
                 "stream",
                 (json_int_t) req->stream_id,
                 "args_sha256",

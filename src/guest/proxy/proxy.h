@@ -100,6 +100,11 @@ typedef struct Proxy {
         char **dns_allow;   /* host or host:port */
         char *fetch_helper; /* path of nucleus-web-fetch, or NULL */
 
+        /* audit event rate limit (token bucket, see emit_audit) */
+        uint64_t audit_tokens;  /* events that may be sent now; <= PROXY_AUDIT_BURST */
+        usec_t audit_refill;    /* CLOCK_MONOTONIC of the last refill */
+        uint64_t audit_dropped; /* events not sent since the last audit_dropped summary */
+
         /* jobs (running commands, imports) */
         Job *jobs;
         unsigned n_jobs;
