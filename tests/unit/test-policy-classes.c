@@ -291,6 +291,18 @@ static void test_argument_paths(void **state) {
         policy_decision_done(&d);
 }
 
+static void test_stdin_readers(void **state) {
+        _cleanup_(policy_freep) Policy *p = get_policy("database_client");
+        assert_true(policy_command_stdin_is_code(
+                p, (char *[]){ (char *) "psql", (char *) "-h", (char *) "db", NULL }));
+        assert_true(policy_command_stdin_is_code(p, (char *[]){ (char *) "nice", (char *) "mysql", NULL }));
+        assert_true(policy_command_stdin_is_code(p, (char *[]){ (char *) "/usr/bin/mariadb", NULL }));
+        assert_true(policy_command_stdin_is_code(p, (char *[]){ (char *) "env", (char *) "--bogus", NULL }));
+        assert_false(policy_command_stdin_is_code(p, (char *[]){ (char *) "redis-cli", NULL }));
+        assert_false(policy_command_stdin_is_code(p, (char *[]){ (char *) "sqlite3", (char *) "-safe", NULL }));
+        assert_false(policy_command_stdin_is_code(p, (char *[]){ (char *) "cat", NULL }));
+}
+
 static void test_git_writes(void **state) {
         static const char *const denied[] = { ".git",         "w/.git",
                                               ".git/config",  "a/b/.git/hooks/x",
@@ -385,7 +397,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_wrappers),          cmocka_unit_test(test_code_runners),
                 cmocka_unit_test(test_argument_paths),    cmocka_unit_test(test_git_writes),
-                cmocka_unit_test(test_git_hardening_env),
+                cmocka_unit_test(test_git_hardening_env), cmocka_unit_test(test_stdin_readers),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

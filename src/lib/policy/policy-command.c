@@ -1812,6 +1812,21 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
         return check_command_words(p, words, NULL, display, ret);
 }
 
+bool policy_command_stdin_is_code(const Policy *p, char *const *argv) {
+        static const char *const readers[] = { "psql", "mysql", "mariadb", NULL };
+        _cleanup_(analysis_done) Analysis a = {};
+        if (!p || !argv || !argv[0])
+                return true;
+        analyze(p, argv, 0, &a);
+        if (a.fail_reason)
+                return true;
+        for (size_t i = 0; i < a.n_execs; i++)
+                if (a.execs[i].effective && a.execs[i].effective[0] &&
+                    in_list(a.execs[i].effective[0], readers))
+                        return true;
+        return false;
+}
+
 bool policy_env_name_allowed(const char *name) {
         static const char *const exact[] = {
                 "LANG",

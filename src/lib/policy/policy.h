@@ -192,6 +192,12 @@ bool policy_grants_shell(const Policy *p);
  * builds the child env from nothing and may pass only names for which this is true. */
 bool policy_env_name_allowed(const char *name);
 
+/* RF-15: true if a program of this command reads commands that can run shell commands from
+ * its standard input (psql `\!`, mysql `system`), also under wrappers; true for anything the
+ * analysis cannot parse. The library never sees the request's stdin: the proxy must refuse a
+ * request that carries stdin for such a command unless policy_grants_shell(p). */
+bool policy_command_stdin_is_code(const Policy *p, char *const *argv);
+
 /* RF-1: the fixed "NAME=VALUE" list (NULL-terminated, static) the proxy must add to the
  * environment of every command whose program is git (also git-* programs and git under a
  * wrapper), after building the env from nothing. It ignores system/global config and pins, via
