@@ -251,3 +251,18 @@ def test_vm_node_restart_cleans_network(env):
     node.assert_clean()
     st = json.loads((node.state_dir / "pods" / pod / "state.json").read_text())
     assert st["state"] == "failed"
+
+
+def test_vm_deadline_leaves_no_network(env):
+    """The pod's deadline ends it (while booting or running, whichever it reaches under TCG):
+    time_violation, and its network is gone."""
+    node, lab = env
+    c = node.client()
+    r = c.create_pod(_spec(f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n    dns_allow: ["www.{lab.ZONE}"]\n',
+                           timeout=30))
+    assert r.status == 201, r
+    pod = r.json()["id"]
+    st = c.wait_state(pod, {"exited", "failed"}, timeout=120)
+    assert st["state"] == "exited" and st.get("reason_kind") == "time_violation", st
+    _assert_net_gone(node, pod)
+    node.assert_clean()
