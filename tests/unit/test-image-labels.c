@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The host/guest disk contract: the ext4 labels the image library writes (IMAGE_*_LABEL,
+ * src/lib/image) are the ones the guest init looks for (INIT_*_LABEL, src/guest/init), and a
+ * scratch disk from image_scratch_create() parses to the scratch label with the init's own
+ * superblock parser. Needs /sbin/mkfs.ext4 for the second part (skipped without it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "init-disk.h"
+
+static void test_label_constants(void **state) {
+        assert_string_equal(IMAGE_ROOTFS_LABEL, INIT_ROOTFS_LABEL);
+        assert_string_equal(IMAGE_SCRATCH_LABEL, INIT_SCRATCH_LABEL);
+        assert_string_equal(IMAGE_ROOTFS_SERIAL, INIT_ROOTFS_SERIAL);
+        assert_string_equal(IMAGE_SCRATCH_SERIAL, INIT_SCRATCH_SERIAL);
+        assert_true(strlen(IMAGE_ROOTFS_LABEL) <= INIT_EXT4_LABEL_MAX);
+        assert_true(strlen(IMAGE_SCRATCH_LABEL) <= INIT_EXT4_LABEL_MAX);
+        assert_true(strlen(IMAGE_ROOTFS_SERIAL) <= INIT_DISK_SERIAL_MAX);
+        assert_true(strlen(IMAGE_SCRATCH_SERIAL) <= INIT_DISK_SERIAL_MAX);
+}
+
+static void test_scratch_label(void **state) {
+        char dir[] = "/tmp/nucleus-test-image-labels-XXXXXX";
+        char path[PATH_MAX];
+        uint8_t sb[1024];
+        char label[INIT_EXT4_LABEL_MAX + 1];
+        struct stat st;
+
+        if (access("/sbin/mkfs.ext4", X_OK) < 0)
+                skip();
+        assert_non_null(mkdtemp(dir));
+        (void) snprintf(path, sizeof(path), "%s/scratch.ext4", dir);
+        assert_int_equal(image_scratch_create(path, 16u << 20), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, sb, sizeof(sb), INIT_EXT4_SB_OFFSET), (ssize_t) sizeof(sb));
+        (void) close(fd);
+        assert_int_equal(init_ext4_label_parse(sb, sizeof(sb), label), 1);
+        assert_string_equal(label, INIT_SCRATCH_LABEL);
+
+        /* And the init's matching rules take it as the scratch disk without a serial. */
+        InitDisk disks[2] = {};
+        strcpy(disks[0].name, "vda");
+        strcpy(disks[0].label, INIT_ROOTFS_LABEL);
+        strcpy(disks[1].name, "vdb");
+        memcpy(disks[1].label, label, sizeof(label));
+        InitDiskMatch m;
+        const char *err = NULL;
+        InitDiskRole role;
+        assert_int_equal(init_disks_match(disks, 2, &m, &err, &role), 1);
+        assert_int_equal(m.index[INIT_DISK_SCRATCH], 1);
+        assert_int_equal(m.by[INIT_DISK_SCRATCH], INIT_DISK_BY_LABEL);
+
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_label_constants),
+                cmocka_unit_test(test_scratch_label),
+        };
+        cmocka_set_message_output(CM_OUTPUT_TAP);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
