@@ -15,19 +15,32 @@
 #include "nucleus-config.h"
 #include "string-util.h"
 
-int cli_mkdir_p(const char *path, mode_t mode) {
+/* mkdir with exactly mode (not narrowed by the umask) when it creates the directory. */
+static int mkdir_exact(const char *p, mode_t mode) {
+        if (mkdir(p, mode) < 0)
+                return errno == EEXIST ? 0 : -errno;
+        if (chmod(p, mode) < 0)
+                return -errno;
+        return 0;
+}
+
+int cli_mkdir_parents_p(const char *path, mode_t parent_mode, mode_t mode) {
         _cleanup_free_ char *p = xstrdup(path);
+        int r;
         for (char *s = p + 1; *s; s++) {
                 if (*s != '/')
                         continue;
                 *s = 0;
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return -errno;
+                r = mkdir_exact(p, parent_mode);
+                if (r < 0)
+                        return r;
                 *s = '/';
         }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
+        return mkdir_exact(p, mode);
+}
+
+int cli_mkdir_p(const char *path, mode_t mode) {
+        return cli_mkdir_parents_p(path, mode, mode);
 }
 
 int cli_write_if_changed(const char *path, const char *content, mode_t mode, bool force) {

@@ -19,6 +19,10 @@ int cli_write_if_changed(const char *path, const char *content, mode_t mode, boo
 /* mkdir -p with mode for every created component. Returns 0 or -errno. */
 int cli_mkdir_p(const char *path, mode_t mode);
 
+/* Like cli_mkdir_p(), but missing ancestors get parent_mode and only the last component gets
+ * mode (e.g. 0755 ancestors for a private 0700 leaf). Existing directories are not touched. */
+int cli_mkdir_parents_p(const char *path, mode_t parent_mode, mode_t mode);
+
 /* Quote s as a TOML basic string (escapes ", \ and control characters). Caller frees. */
 char *cli_toml_quote(const char *s);
 

@@ -18,6 +18,7 @@
 
 #include "alloc-util.h"
 #include "cli-lima.h"
+#include "cli-files.h"
 #include "cli-node.h"
 #include "client-paths.h"
 #include "fd-util.h"
@@ -188,21 +189,6 @@ int cli_daemon_pid(pid_t *ret_pid) {
         return 1;
 }
 
-static int mkdir_p(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = xstrdup(path);
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 int cli_daemon_start(const char *node_config, pid_t *ret_pid) {
         _cleanup_free_ char *node = NULL, *pidfile = NULL, *logfile = NULL, *rundir = NULL, *logdir = NULL;
         _cleanup_close_ int logfd = -EBADF, nullfd = -EBADF;
@@ -228,10 +214,13 @@ int cli_daemon_start(const char *node_config, pid_t *ret_pid) {
             client_node_log_file(&logfile) < 0)
                 return log_error_errno(
                         -ENOENT, "Cannot locate the state directory: set HOME or NUCLEUS_STATE_DIR");
-        r = mkdir_p(rundir, 0700);
+        /* The state dir itself (the parent of run/ and log/) must stay traversable: the node
+         * keeps its pod dirs below it and the VMM user has to reach them. Only run/ and log/
+         * are private. */
+        r = cli_mkdir_parents_p(rundir, 0755, 0700);
         if (r < 0)
                 return log_error_errno(r, "Cannot create %s: %m", rundir);
-        r = mkdir_p(logdir, 0700);
+        r = cli_mkdir_parents_p(logdir, 0755, 0700);
         if (r < 0)
                 return log_error_errno(r, "Cannot create %s: %m", logdir);
 

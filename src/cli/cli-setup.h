@@ -25,6 +25,8 @@ typedef struct SetupContext {
         bool secrets_provided;      /* inside Lima: secrets were handed over, only verify them */
         const char *listen;         /* node API, "127.0.0.1:8080" */
         const char *metrics_listen; /* "127.0.0.1:9080" */
+        bool listen_given;          /* --listen / --metrics-listen were on the command line: */
+        bool metrics_listen_given;  /* otherwise an existing node.toml's addresses are kept */
         const char *vm_name;
         unsigned vm_cpus, vm_memory_gib, vm_disk_gib;
         OutputMode output;

@@ -18,14 +18,61 @@ static const char *const output_mode_table[_OUTPUT_MODE_MAX] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(output_mode, OutputMode);
 
+static const char *verb_name = NULL;
+
+void cli_set_verb(const char *verb) {
+        verb_name = verb;
+}
+
+const char *cli_verb(void) {
+        return verb_name;
+}
+
+/* "nucleus" or "nucleus VERB", the prefix of our usage messages. */
+static void print_prefix(void) {
+        if (verb_name)
+                fprintf(stderr, "nucleus %s: ", verb_name);
+        else
+                fputs("nucleus: ", stderr);
+}
+
+static int usage_hint(void) {
+        if (verb_name)
+                fprintf(stderr, "Run 'nucleus %s --help' for usage.\n", verb_name);
+        else
+                fputs("Run 'nucleus --help' for usage.\n", stderr);
+        return CLI_EXIT_USAGE;
+}
+
 int cli_parse_output(const char *value, OutputMode *ret) {
         OutputMode m = output_mode_from_string(value);
         if (m < 0) {
-                fprintf(stderr, "nucleus: --output must be 'text' or 'json', not '%s'.\n", value);
-                return CLI_EXIT_USAGE;
+                print_prefix();
+                fprintf(stderr, "--output must be 'text' or 'json', not '%s'.\n", value);
+                return usage_hint();
         }
         *ret = m;
         return 0;
+}
+
+int cli_option_common(int c, void (*usage)(void), OutputMode *output) {
+        int r;
+
+        switch (c) {
+        case 'h':
+                usage();
+                return CLI_EXIT_OK;
+        case CLI_ARG_OUTPUT:
+                if (!output)
+                        cli_assert_not_reached();
+                r = cli_parse_output(optarg, output);
+                return r != 0 ? r : CLI_OPTION_CONTINUE;
+        case '?':
+        case ':':
+                return usage_hint();
+        default:
+                cli_assert_not_reached();
+        }
 }
 
 int cli_print_json(const json_t *j) {
@@ -46,36 +93,21 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
 }
 
 int cli_parse_simple(int argc, char **argv, void (*usage)(void), OutputMode *output, bool *done) {
-        enum {
-                ARG_OUTPUT = 0x100
-        };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, ARG_OUTPUT },
+                CLI_OPTION_HELP,
+                CLI_OPTION_OUTPUT,
                 {},
         };
         int c, r;
 
         *done = false;
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        usage();
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                r = cli_option_common(c, usage, output);
+                if (r != CLI_OPTION_CONTINUE) {
                         *done = true;
-                        return CLI_EXIT_OK;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, output);
-                        if (r != 0) {
-                                *done = true;
-                                return r;
-                        }
-                        break;
-                case '?':
-                        *done = true;
-                        return CLI_EXIT_USAGE;
-                default:
-                        cli_assert_not_reached();
+                        return r;
                 }
+        }
         return 0;
 }
 

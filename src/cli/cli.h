@@ -29,8 +29,27 @@ typedef enum OutputMode {
 const char *output_mode_to_string(OutputMode m);
 OutputMode output_mode_from_string(const char *s);
 
+/* The verb being run ("ps"), for messages; set by main.c before dispatching. */
+void cli_set_verb(const char *verb);
+const char *cli_verb(void);
+
 /* Parse an --output argument; logs and returns CLI_EXIT_USAGE on a bad value, else 0. */
 int cli_parse_output(const char *value, OutputMode *ret);
+
+/* The options every verb has, for its struct option table, and their shared handling. */
+#define CLI_ARG_OUTPUT 0x1000
+#define CLI_OPTION_HELP \
+        { "help", no_argument, NULL, 'h' }
+#define CLI_OPTION_OUTPUT \
+        { "output", required_argument, NULL, CLI_ARG_OUTPUT }
+#define CLI_OPTION_CONTINUE (-1)
+
+/* Handle a getopt_long() result that is not one of the verb's own options: -h/--help (prints
+ * usage, returns CLI_EXIT_OK), --output (into *output, which may be NULL when the verb has
+ * none; returns CLI_OPTION_CONTINUE or CLI_EXIT_USAGE), '?'/':' (getopt already named the
+ * problem; adds "Run 'nucleus VERB --help'" and returns CLI_EXIT_USAGE). Anything else is a
+ * programming error (abort). */
+int cli_option_common(int c, void (*usage)(void), OutputMode *output);
 
 /* Print a JSON document on stdout (pretty, one document, trailing newline). Returns 0 or
  * -EIO. Nothing else may be written to stdout in JSON mode. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc-util.h"
 #include "cli.h"
 #include "client-paths.h"
 #include "log.h"
@@ -128,6 +129,11 @@ int main(int argc, char **argv) {
                         int vargc = argc - optind;
                         char **vargv = argv + optind;
                         optind = 0;
+                        /* getopt names the verb in its messages ("nucleus ps: unrecognized
+                         * option ..."), like every other usage error. */
+                        _cleanup_free_ char *argv0 = xasprintf("nucleus %s", name);
+                        vargv[0] = argv0;
+                        cli_set_verb(verbs[i].name);
                         return verbs[i].fn(vargc, vargv);
                 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc-util.h"
 #include "audit.h"
@@ -19,6 +20,10 @@
 #include "json-util.h"
 #include "secrets.h"
 #include "string-util.h"
+
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+#endif
 
 static void usage(void) {
         printf("Usage: nucleus audit verify FILE|POD [OPTIONS]\n\n"
@@ -32,17 +37,43 @@ static void usage(void) {
                "  -h, --help              Show this help\n");
 }
 
+/* The log the node keeps for pod on this machine: <[node] state_dir of node.toml, else
+ * <state dir>/node>/pods/<pod>/audit.jsonl. NULL when unknown or not readable. */
+static char *local_audit_log(const char *pod) {
+        _cleanup_free_ char *node_state = NULL;
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        _cleanup_free_ char *node_config = NULL, *err = NULL;
+        if (client_node_config_file(&node_config) >= 0 && access(node_config, R_OK) == 0) {
+                NodeConfig *nc = NULL;
+                if (node_config_load(node_config, true, &nc, &err) >= 0) {
+                        if (!isempty(nc->state_dir))
+                                node_state = xstrdup(nc->state_dir);
+                        node_config_free(nc);
+                }
+        }
+#endif
+        if (!node_state) {
+                _cleanup_free_ char *state = NULL;
+                if (client_state_dir(&state) < 0)
+                        return NULL;
+                node_state = xasprintf("%s/node", state);
+        }
+        char *p = xasprintf("%s/pods/%s/audit.jsonl", node_state, pod);
+        if (access(p, R_OK) < 0)
+                return mfree(p);
+        return p;
+}
+
 int verb_audit(int argc, char **argv) {
         enum {
                 ARG_KEY = 0x100,
-                ARG_UNSEALED,
-                ARG_OUTPUT
+                ARG_UNSEALED
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
+                CLI_OPTION_HELP,
                 { "public-key", required_argument, NULL, ARG_KEY },
                 { "allow-unsealed", no_argument, NULL, ARG_UNSEALED },
-                { "output", required_argument, NULL, ARG_OUTPUT },
+                CLI_OPTION_OUTPUT,
                 {},
         };
         _cleanup_free_ char *keyfile = NULL, *err = NULL;
@@ -55,9 +86,6 @@ int verb_audit(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
                 case ARG_KEY:
                         free(keyfile);
                         keyfile = xstrdup(optarg);
@@ -65,15 +93,10 @@ int verb_audit(int argc, char **argv) {
                 case ARG_UNSEALED:
                         flags |= AUDIT_VERIFY_ALLOW_UNSEALED;
                         break;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
                 default:
-                        cli_assert_not_reached();
+                        r = cli_option_common(c, usage, &output);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
                 }
         if (optind + 2 != argc || !streq(argv[optind], "verify"))
                 return cli_usage_error("audit", "expected: nucleus audit verify FILE|POD");
@@ -110,12 +133,21 @@ int verb_audit(int argc, char **argv) {
                         client_error_from_response(&resp, &e);
                         r = -EREMOTEIO;
                 }
-                if (r < 0) {
+                _cleanup_free_ char *local = NULL;
+                if (r < 0 && e.status == 404 && (local = local_audit_log(target))) {
+                        /* A node forgets the pods of its earlier runs; their logs stay on disk. */
+                        fprintf(stderr,
+                                "nucleus audit: the node does not know pod %s (restarted since?); "
+                                "verifying the log it left at %s\n",
+                                target,
+                                local);
+                        r = audit_verify_file(local, pub, flags, &rep);
+                } else if (r < 0) {
                         _cleanup_free_ char *d = client_error_describe(&e);
                         fprintf(stderr, "nucleus audit: fetching the log of pod %s: %s\n", target, d);
                         return CLI_EXIT_FAILURE;
-                }
-                r = audit_verify_buffer(resp.body, resp.size, pub, flags, &rep);
+                } else
+                        r = audit_verify_buffer(resp.body, resp.size, pub, flags, &rep);
         }
         if (r < 0) {
                 fprintf(stderr, "nucleus audit: cannot read %s: %s\n", target, strerror(-r));
@@ -153,5 +185,10 @@ int verb_audit(int argc, char **argv) {
                        rep.bad_line,
                        (unsigned long long) rep.bad_seq,
                        reason ?: "unknown reason");
+        if (!rep.valid && !rep.sealed && !(flags & AUDIT_VERIFY_ALLOW_UNSEALED) && reason &&
+            strstr(reason, "not sealed"))
+                fprintf(stderr,
+                        "nucleus audit: a pod that is still running has no seal yet; fix: add "
+                        "--allow-unsealed to verify the records so far\n");
         return rep.valid ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }

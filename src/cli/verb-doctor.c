@@ -17,6 +17,7 @@
 #include "cli-check.h"
 #include "cli-lima.h"
 #include "cli-node.h"
+#include "cli-opt.h"
 #include "cli.h"
 #include "client-paths.h"
 #include "client-settings.h"
@@ -398,35 +399,16 @@ static void check_disk(CheckList *l) {
 }
 
 int verb_doctor(int argc, char **argv) {
-        enum {
-                ARG_OUTPUT = 0x100
-        };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, ARG_OUTPUT },
-                {},
-        };
         _cleanup_(client_settings_done) ClientSettings s = {};
         _cleanup_free_ char *err = NULL, *images_dir = NULL;
         OutputMode output = OUTPUT_TEXT;
         CheckList l;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
-                default:
-                        cli_assert_not_reached();
-                }
+        bool done;
+        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        if (done)
+                return r;
         if (optind < argc)
                 return cli_usage_error("doctor", "unexpected argument '%s'", argv[optind]);
 

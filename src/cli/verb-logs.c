@@ -116,7 +116,7 @@ int verb_logs(int argc, char **argv) {
                 ARG_EVENTS,
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
+                CLI_OPTION_HELP,
                 { "follow", no_argument, NULL, 'f' },
                 { "tail", required_argument, NULL, ARG_TAIL },
                 { "events", no_argument, NULL, ARG_EVENTS },
@@ -131,9 +131,6 @@ int verb_logs(int argc, char **argv) {
 
         while ((ch = getopt_long(argc, argv, "hf", options, NULL)) >= 0)
                 switch (ch) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
                 case 'f':
                         follow_mode = true;
                         break;
@@ -145,10 +142,10 @@ int verb_logs(int argc, char **argv) {
                                 return cli_usage_error(
                                         "logs", "--tail needs a positive number, not '%s'", optarg);
                         break;
-                case '?':
-                        return CLI_EXIT_USAGE;
                 default:
-                        cli_assert_not_reached();
+                        r = cli_option_common(ch, usage, NULL);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
                 }
         if (optind + 1 != argc)
                 return cli_usage_error("logs", "expected exactly one POD id");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc-util.h"
+#include "cli-opt.h"
 #include "cli.h"
 #include "json-util.h"
 #include "policy.h"
@@ -19,32 +20,13 @@ static void usage(void) {
 }
 
 int verb_profiles(int argc, char **argv) {
-        enum {
-                ARG_OUTPUT = 0x100
-        };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, ARG_OUTPUT },
-                {},
-        };
         OutputMode output = OUTPUT_TEXT;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
-                default:
-                        cli_assert_not_reached();
-                }
+        bool done;
+        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        if (done)
+                return r;
         if (optind < argc)
                 return cli_usage_error("profiles", "unexpected argument '%s'", argv[optind]);
 
@@ -95,10 +77,17 @@ int verb_profiles(int argc, char **argv) {
                         }
                 }
                 printf("%s\n", any ? "" : " none");
-                json_t *obl = json_object_get(o, "obligations");
-                if (json_is_array(obl) && json_array_size(obl) > 0) {
-                        _cleanup_free_ char *t = json_dumps(obl, JSON_COMPACT);
-                        printf("    needs approval: %s\n", t ?: "");
+                /* obligations is {"approvals": ["op", ...]} (policy_to_json). */
+                json_t *appr = json_object_get(json_object_get(o, "obligations"), "approvals");
+                if (json_is_array(appr) && json_array_size(appr) > 0) {
+                        size_t j;
+                        json_t *a;
+                        printf("    needs approval:");
+                        json_array_foreach(appr, j, a) {
+                                _cleanup_free_ char *t = string_make_visible(json_string_value(a) ?: "?");
+                                printf("%s %s", j > 0 ? "," : "", t);
+                        }
+                        printf("\n");
                 }
         }
         printf("\nUse one with: nucleus run --profile NAME \"task\"\n");

@@ -61,13 +61,14 @@ int verb_ps(int argc, char **argv) {
         if (output == OUTPUT_JSON)
                 return cli_print_json(res) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         json_t *pods = json_is_array(res) ? res : json_object_get(res, "pods");
-        printf("%-38s %-20s %-12s %s\n", "ID", "NAME", "STATE", "CREATED");
+        printf("%-38s %-20s %-12s %-24s %s\n", "ID", "NAME", "STATE", "CREATED", "REASON");
         size_t i;
         json_t *p;
         json_array_foreach(pods, i, p) {
                 _cleanup_free_ char *id = field(p, "id"), *name = field(p, "name"),
-                                    *state = field(p, "state"), *created = field(p, "created_at");
-                printf("%-38s %-20s %-12s %s\n", id, name, state, created);
+                                    *state = field(p, "state"), *created = field(p, "created"),
+                                    *reason = field(p, "reason");
+                printf("%-38s %-20s %-12s %-24s %s\n", id, name, state, created, reason);
         }
         return CLI_EXIT_OK;
 }

@@ -11,6 +11,7 @@
 
 #include "alloc-util.h"
 #include "cli-node.h"
+#include "cli-opt.h"
 #include "cli.h"
 #include "client-paths.h"
 #include "client-settings.h"
@@ -140,32 +141,13 @@ static int rotate(char **kinds, OutputMode output) {
 }
 
 int verb_secrets(int argc, char **argv) {
-        enum {
-                ARG_OUTPUT = 0x100
-        };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "output", required_argument, NULL, ARG_OUTPUT },
-                {},
-        };
         OutputMode output = OUTPUT_TEXT;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
-                default:
-                        cli_assert_not_reached();
-                }
+        bool done;
+        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        if (done)
+                return r;
         if (optind >= argc)
                 return cli_usage_error("secrets", "missing command: rotate or show-paths");
         if (streq(argv[optind], "show-paths")) {

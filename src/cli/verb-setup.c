@@ -643,6 +643,23 @@ static int setup_linux(SetupContext *ctx) {
         if (r < 0)
                 return log_error_errno(r, "Cannot create %s: %m", config_dir);
 
+        /* A rerun without --listen / --metrics-listen keeps the addresses of the node.toml an
+         * earlier run wrote, instead of calling that file "edited" against the defaults. */
+        _cleanup_free_ char *kept_listen = NULL, *kept_metrics = NULL;
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        if ((!ctx->listen_given || !ctx->metrics_listen_given) && access(node_config, F_OK) == 0) {
+                _cleanup_free_ char *err = NULL;
+                NodeConfig *nc = NULL;
+                if (node_config_load(node_config, true, &nc, &err) >= 0) {
+                        if (!ctx->listen_given && !isempty(nc->listen))
+                                ctx->listen = kept_listen = xstrdup(nc->listen);
+                        if (!ctx->metrics_listen_given && nc->metrics_listen)
+                                ctx->metrics_listen = kept_metrics = xstrdup(nc->metrics_listen);
+                        node_config_free(nc);
+                }
+        }
+#endif
+
         (void) step_packages(ctx);
         (void) step_vmm_user(ctx);
         r = step_images(ctx, images_dir);
@@ -670,11 +687,10 @@ int verb_setup(int argc, char **argv) {
                 ARG_VM_CPUS,
                 ARG_VM_MEM,
                 ARG_VM_DISK,
-                ARG_OUTPUT,
                 ARG_SECRETS_PROVIDED,
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
+                CLI_OPTION_HELP,
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "rotate-secrets", no_argument, NULL, ARG_ROTATE },
                 { "skip-vm", no_argument, NULL, ARG_SKIP_VM },
@@ -686,7 +702,7 @@ int verb_setup(int argc, char **argv) {
                 { "vm-cpus", required_argument, NULL, ARG_VM_CPUS },
                 { "vm-memory-gib", required_argument, NULL, ARG_VM_MEM },
                 { "vm-disk-gib", required_argument, NULL, ARG_VM_DISK },
-                { "output", required_argument, NULL, ARG_OUTPUT },
+                CLI_OPTION_OUTPUT,
                 { "secrets-provided", no_argument, NULL, ARG_SECRETS_PROVIDED }, /* hidden: Lima */
                 {},
         };
@@ -703,9 +719,6 @@ int verb_setup(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 uint32_t *num = NULL;
                 switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
                 case ARG_FORCE:
                         ctx.force = true;
                         break;
@@ -732,10 +745,13 @@ int verb_setup(int argc, char **argv) {
                                         "--%s needs ADDR:PORT, not '%s'",
                                         c == ARG_LISTEN ? "listen" : "metrics-listen",
                                         optarg);
-                        if (c == ARG_LISTEN)
+                        if (c == ARG_LISTEN) {
                                 ctx.listen = optarg;
-                        else
+                                ctx.listen_given = true;
+                        } else {
                                 ctx.metrics_listen = optarg;
+                                ctx.metrics_listen_given = true;
+                        }
                         break;
                 case ARG_VM_NAME:
                         if (isempty(optarg) ||
@@ -753,15 +769,10 @@ int verb_setup(int argc, char **argv) {
                 case ARG_VM_DISK:
                         num = &ctx.vm_disk_gib;
                         break;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &ctx.output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
                 default:
-                        cli_assert_not_reached();
+                        r = cli_option_common(c, usage, &ctx.output);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
                 }
                 if (num) {
                         /* The ranges of docs/config.md [vm]. */

@@ -48,14 +48,13 @@ static int fail(OutputMode mode, const char *kind, const char *fmt, ...) {
 int verb_start(int argc, char **argv) {
         enum {
                 ARG_NO_WAIT = 0x100,
-                ARG_TIMEOUT,
-                ARG_OUTPUT
+                ARG_TIMEOUT
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
+                CLI_OPTION_HELP,
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "output", required_argument, NULL, ARG_OUTPUT },
+                CLI_OPTION_OUTPUT,
                 {},
         };
         _cleanup_(client_settings_done) ClientSettings s = {};
@@ -69,9 +68,6 @@ int verb_start(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
                 case ARG_NO_WAIT:
                         wait = false;
                         break;
@@ -80,15 +76,10 @@ int verb_start(int argc, char **argv) {
                                 return cli_usage_error(
                                         "start", "--timeout needs 1..3600 seconds, not '%s'", optarg);
                         break;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
                 default:
-                        cli_assert_not_reached();
+                        r = cli_option_common(c, usage, &output);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
                 }
         if (optind < argc)
                 return cli_usage_error("start", "unexpected argument '%s'", argv[optind]);

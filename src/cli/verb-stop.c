@@ -50,14 +50,13 @@ static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_r
 int verb_stop(int argc, char **argv) {
         enum {
                 ARG_STOP_VM = 0x100,
-                ARG_FORCE,
-                ARG_OUTPUT
+                ARG_FORCE
         };
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
+                CLI_OPTION_HELP,
                 { "stop-vm", no_argument, NULL, ARG_STOP_VM },
                 { "force", no_argument, NULL, ARG_FORCE },
-                { "output", required_argument, NULL, ARG_OUTPUT },
+                CLI_OPTION_OUTPUT,
                 {},
         };
         OutputMode output = OUTPUT_TEXT;
@@ -66,24 +65,16 @@ int verb_stop(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
-                case 'h':
-                        usage();
-                        return CLI_EXIT_OK;
                 case ARG_STOP_VM:
                         stop_vm = true;
                         break;
                 case ARG_FORCE:
                         force = true;
                         break;
-                case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &output);
-                        if (r != 0)
-                                return r;
-                        break;
-                case '?':
-                        return CLI_EXIT_USAGE;
                 default:
-                        cli_assert_not_reached();
+                        r = cli_option_common(c, usage, &output);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
                 }
         if (optind < argc)
                 return cli_usage_error("stop", "unexpected argument '%s'", argv[optind]);

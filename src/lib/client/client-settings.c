@@ -122,7 +122,16 @@ int client_settings_load(ClientSettings *ret, char **reterr) {
 
 int client_load_key_file(const char *path, uint8_t key[static CLIENT_KEY_SIZE], char **reterr) {
 #ifdef NUCLEUS_HAVE_AUTH_DEP
-        return secret_load_file(path, key, CLIENT_KEY_SIZE, /* strict_perms= */ true, reterr);
+        int k = secret_load_file(path, key, CLIENT_KEY_SIZE, /* strict_perms= */ true, reterr);
+        if (k == -ENOENT && reterr) {
+                /* The usual cause is a machine (or environment) that was never set up. */
+                free(*reterr);
+                *reterr = xasprintf(
+                        "the node key %s does not exist; fix: run 'nucleus setup' (or point "
+                        "NUCLEUS_NODE_KEY_FILE / [auth] secrets_dir at the node's key)",
+                        path);
+        }
+        return k;
 #else
         /* Minimal reader until src/lib/auth's store is built in. */
         _cleanup_close_ int fd = -EBADF;
@@ -179,13 +188,24 @@ int client_open(const ClientSettings *s, NucleusClient **ret, char **reterr) {
                 return r;
         r = client_new(s->url, key, s->actor, ret);
         explicit_bzero_safe(key, sizeof(key));
-        if (r < 0 && reterr)
-                *reterr = xasprintf(
-                        "Invalid node URL '%s' (from %s) or actor '%s' (from %s)",
-                        s->url,
-                        s->url_source,
-                        s->actor,
-                        s->actor_source);
+        if (r < 0 && reterr) {
+                /* Name the value that is wrong (client_new checks the actor after the URL). */
+                bool bad_actor = s->actor && (string_has_cc(s->actor, NULL) || strlen(s->actor) > 256);
+                _cleanup_free_ char *url = string_make_visible(s->url ?: ""),
+                                    *actor = string_make_visible(s->actor ?: "");
+                if (!bad_actor)
+                        *reterr = xasprintf(
+                                "Invalid node URL '%s' (from %s); fix: use http://HOST:PORT, e.g. "
+                                "http://127.0.0.1:8080",
+                                url,
+                                s->url_source);
+                else
+                        *reterr = xasprintf(
+                                "Invalid actor '%s' (from %s); fix: at most 256 characters, no "
+                                "control characters",
+                                actor,
+                                s->actor_source);
+        }
         return r;
 }
 

@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Regressions found by walking the README and docs/cli.md as a new user: usage errors that
+name the verb and the help, missing keys and bad URLs that name their fix, `profiles` showing
+what needs approval, `ps` showing when a pod was created and why it ended, a setup rerun that
+keeps the ports of the first run, a state dir the VMM user can traverse, and `audit verify POD`
+for a pod the node forgot. Each test uses its own HOME / XDG dirs / ports.
+"""
+import http.server
+import json
+import os
+import pathlib
+import socket
+import stat
+import subprocess
+import threading
+
+import pytest
+
+from conftest import binary
+
+HELPERS = pathlib.Path(__file__).resolve().parent.parent / "helpers"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def built(name):
+    try:
+        return binary(name)
+    except pytest.fail.Exception:
+        return None
+
+
+class Env:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.nucleus = str(binary("nucleus"))
+        self.port = free_port()
+        self.metrics_port = free_port()
+        bindir = tmp / "bin"
+        bindir.mkdir()
+        fake = bindir / "nucleus-node"
+        fake.symlink_to(HELPERS / "fake_node.py")
+        self.env = {
+            "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": str(tmp / "home"),
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+            "XDG_STATE_HOME": str(tmp / "state"),
+            "NUCLEUS_IMAGES_DIR": str(tmp / "images"),
+            "NUCLEUS_NODE_BINARY": str(fake),
+            "LANG": "C.UTF-8",
+        }
+        (tmp / "home").mkdir()
+        self.config_dir = tmp / "config" / "nucleus"
+        self.secrets = self.config_dir / "secrets"
+
+    def run(self, *args, check=None, env=None, umask=None, timeout=120):
+        e = dict(self.env)
+        e.update(env or {})
+        pre = (lambda: os.umask(umask)) if umask is not None else None
+        p = subprocess.run([self.nucleus, *args], env=e, capture_output=True, text=True,
+                           timeout=timeout, preexec_fn=pre)
+        if check is not None:
+            assert p.returncode == check, f"{args}: rc={p.returncode}\n{p.stdout}\n{p.stderr}"
+        return p
+
+    def setup(self, *extra, check=0, ports=True):
+        listen = ["--listen", f"127.0.0.1:{self.port}",
+                  "--metrics-listen", f"127.0.0.1:{self.metrics_port}"] if ports else []
+        return self.run("setup", "--skip-images", "--skip-deps", *listen, *extra, check=check)
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.run("stop", "--force")
+
+
+def test_option_errors_name_the_verb_and_the_help(env):
+    for args, verb, what in [(["ps", "--bogus"], "ps", "unrecognized option '--bogus'"),
+                             (["doctor", "--output"], "doctor", "requires an argument"),
+                             (["logs", "-x", "p"], "logs", "invalid option"),
+                             (["setup", "--nope"], "setup", "unrecognized option"),
+                             (["ps", "--output", "yaml"], "ps", "--output must be 'text' or 'json'")]:
+        p = env.run(*args)
+        assert p.returncode == 2, args
+        assert p.stdout == "", args
+        first, _, rest = p.stderr.partition("\n")
+        assert first.startswith(f"nucleus {verb}: ") and what in first, p.stderr
+        assert f"Run 'nucleus {verb} --help' for usage." in rest, p.stderr
+
+
+def test_commands_before_setup_name_the_fix(env):
+    for args in (["ps"], ["ps", "--output", "json"], ["logs", "pod-1"]):
+        p = env.run(*args)
+        assert p.returncode == 1, args
+        assert "does not exist" in p.stderr and "fix: run 'nucleus setup'" in p.stderr, p.stderr
+
+
+def test_bad_node_url_is_named_alone(env):
+    env.setup()
+    p = env.run("ps", env={"NUCLEUS_NODE_URL": "not-a-url"})
+    assert p.returncode == 1
+    assert "Invalid node URL 'not-a-url' (from NUCLEUS_NODE_URL)" in p.stderr, p.stderr
+    assert "actor" not in p.stderr and "fix:" in p.stderr
+
+
+def test_profiles_text_lists_what_needs_approval(env):
+    doc = json.loads(env.run("profiles", "--output", "json", check=0).stdout)
+    text = env.run("profiles", check=0).stdout
+    blocks = {b[0]: "\n".join(b) for b in _blocks(text)}
+    n = 0
+    for prof in doc["profiles"]:
+        approvals = prof["obligations"].get("approvals", [])
+        block = blocks[prof["name"]]
+        if approvals:
+            n += 1
+            assert f"    needs approval: {', '.join(approvals)}" in block.splitlines(), block
+        else:
+            assert "needs approval" not in block
+    assert n > 0
+
+
+def _blocks(text):
+    cur = []
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            if cur:
+                yield cur
+            cur = [line]
+        elif line:
+            cur.append(line)
+    if cur:
+        yield cur
+
+
+class _Pods(http.server.BaseHTTPRequestHandler):
+    POD = {"id": "0b5c1e9e-3a6f-4c39-9d1e-5f1b2d3c4a5e", "name": "fix-bug", "state": "failed",
+           "created": "2026-11-29T21:11:10.984Z", "driver": "qemu",
+           "reason": "QEMU exited before the channel came up"}
+
+    def do_GET(self):
+        body = json.dumps({"pods": [self.POD]}).encode()
+        self.send_response(200 if self.path == "/v1/pods" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_ps_shows_created_and_reason(env):
+    env.setup()
+    srv = http.server.HTTPServer(("127.0.0.1", 0), _Pods)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        p = env.run("ps", env={"NUCLEUS_NODE_URL": f"http://127.0.0.1:{srv.server_address[1]}"},
+                    check=0)
+    finally:
+        srv.shutdown()
+    head, row = p.stdout.splitlines()[:2]
+    assert head.split() == ["ID", "NAME", "STATE", "CREATED", "REASON"]
+    assert row.split()[:4] == [_Pods.POD["id"], "fix-bug", "failed", _Pods.POD["created"]], row
+    assert row.endswith(_Pods.POD["reason"])
+
+
+def test_setup_rerun_keeps_the_ports_of_the_first_run(env):
+    env.setup()
+    p = env.setup("--output", "json", ports=False)
+    doc = json.loads(p.stdout)
+    warn = [s for s in doc["steps"] if s["result"] == "warning" and s["step"] in ("node.toml", "config")]
+    assert warn == [] and doc["changed"] == 0, doc["steps"]
+    node_toml = (env.config_dir / "node.toml").read_text()
+    assert f'listen = "127.0.0.1:{env.port}"' in node_toml
+    # An explicit flag still wins (and the edited-file rule still applies).
+    q = env.setup("--output", "json", "--listen", f"127.0.0.1:{free_port()}", ports=False)
+    steps = {s["step"]: s["result"] for s in json.loads(q.stdout)["steps"]}
+    assert steps["node.toml"] == "warning"
+
+
+def test_start_leaves_the_state_dir_traversable(env):
+    """pods/ live below the state dir; a 0700 state dir locks the VMM user out of them."""
+    state = env.tmp / "deep" / "state"
+    e = {"NUCLEUS_STATE_DIR": str(state)}
+    env.setup()
+    env.run("start", "--timeout", "30", env=e, umask=0o077, check=0)
+    for d in (state, state.parent):
+        mode = stat.S_IMODE(d.stat().st_mode)
+        assert mode & 0o011 == 0o011, f"{d}: {mode:o}"
+    for d in ("run", "log"):
+        assert stat.S_IMODE((state / d).stat().st_mode) == 0o700
+    env.run("stop", env=e, check=0)
+
+
+def test_audit_verify_pod_the_node_forgot_uses_the_log_on_disk(env):
+    writer = built("test-audit-writer")
+    if not writer:
+        pytest.skip("test-audit-writer not built (unit tests disabled)")
+    env.setup()
+    pod = "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    log = env.tmp / "state" / "nucleus" / "node" / "pods" / pod / "audit.jsonl"
+    log.parent.mkdir(parents=True)
+    subprocess.run([str(writer), str(log), pod, str(env.secrets / "audit.key"), "4"], check=True)
+    env.run("start", "--timeout", "30", check=0)
+
+    p = env.run("audit", "verify", pod)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"{pod}: valid (4 records, sealed"), p.stdout
+    assert str(log) in p.stderr
+    doc = json.loads(env.run("audit", "verify", pod, "--output", "json", check=0).stdout)
+    assert doc["valid"] is True and doc["records"] == 4
+    # A pod the node never had, with no log on disk: still the node's answer.
+    q = env.run("audit", "verify", "0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    assert q.returncode == 1 and "not_found" in q.stderr
+
+
+def test_audit_verify_unsealed_names_allow_unsealed(env):
+    writer = built("test-audit-writer")
+    if not writer:
+        pytest.skip("test-audit-writer not built (unit tests disabled)")
+    env.setup()
+    log = env.tmp / "running.jsonl"
+    subprocess.run([str(writer), str(log), "pod-1", str(env.secrets / "audit.key"), "3"], check=True)
+    lines = log.read_text().splitlines()
+    assert '"seal"' in lines[-1]
+    log.write_text("\n".join(lines[:-1]) + "\n")
+    p = env.run("audit", "verify", str(log))
+    assert p.returncode == 1 and "INVALID" in p.stdout
+    assert "--allow-unsealed" in p.stderr, p.stderr
+    assert env.run("audit", "verify", str(log), "--allow-unsealed").returncode == 0
