@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nucleus-guest-init: PID 1 of every Nucleus microVM. It mounts the pseudo filesystems, loads
- * the kernel modules shipped in the initramfs, finds the disks and the channel by the names
- * the host gave them, switches into the read-only rootfs, starts the tool proxy and powers the
- * VM off when the proxy exits. Single-threaded. It trusts the initramfs (built by the host)
- * and the kernel command line only as far as init-cmdline.c validates it; it never trusts
- * anything in the rootfs or scratch disk. Any setup failure prints one line on the console
+ * the kernel modules shipped in the initramfs, finds the disks (virtio-blk serial, else ext4
+ * label: init-disk.c) and the channel by the names the host gave them, switches into the
+ * read-only rootfs, starts the tool proxy and powers the VM off when the proxy exits.
+ * Single-threaded. It trusts the initramfs (built by the host) and the kernel command line only
+ * as far as init-cmdline.c validates it; it never trusts anything in the rootfs or scratch disk
+ * (superblock bytes included). Any setup failure prints one line on the console
  * and powers off: the VM never carries on half-configured (STYLE.md rule 6).
  */
 #include <arpa/inet.h>
