@@ -4,6 +4,7 @@ virtio-blk serial when the VMM sets one (QEMU), else by ext4 volume label (Firec
 GET_ID answer is derived from the backing file, never our drive id). Real microVMs under QEMU
 with the serials stripped from the argv; needs root (image build) and QEMU."""
 import os
+import subprocess
 
 from helpers.images import Vm, guest_images, make_scratch  # noqa: F401 (fixture)
 
@@ -74,6 +75,23 @@ def test_two_scratch_labels_refused(guest_images, tmp_path):  # noqa: F811
         con = v.console()
         assert "FATAL: scratch disk is ambiguous: two or more disks carry the volume label" in con, con[-2000:]
         assert "powering off" in con
+        assert "nucleus-guest-init: ready" not in con
+
+
+def test_unlabelled_scratch_without_serial_powers_off(guest_images):  # noqa: F811
+    """No serial and no label on the scratch disk: nothing identifies it, so the init gives up
+    after its bounded wait with one FATAL line listing what it saw, and powers off."""
+    def unlabel(path):
+        subprocess.run(["/sbin/e2label", path, ""], check=True)
+
+    with Vm(guest_images, disk_serials=False, prepare_scratch=unlabel) as v:
+        assert v.wait_exit(180) == 0
+        con = v.console()
+        line = [ln for ln in con.splitlines() if "FATAL:" in ln]
+        assert len(line) == 1, con[-2000:]
+        assert "rootfs/scratch disks (serial nucleus-rootfs/nucleus-scratch, or ext4 label " \
+               "nucleus-root/nucleus-scratch) not found within 15s" in line[0], line
+        assert "(serial='',label='nucleus-root')" in line[0] and "(serial='',label='')" in line[0], line
         assert "nucleus-guest-init: ready" not in con
 
 

@@ -11,7 +11,8 @@ concurrent builders.
 uses), a fresh sparse scratch disk, the channel socket and the console log in a private dir.
 `disk_serials=False` drops the virtio-blk serials from that argv, the way Firecracker attaches
 disks (no serial the guest can match), so the init must find them by ext4 volume label;
-`extra_disks` attaches more raw images without a serial (ambiguity tests).
+`extra_disks` attaches more raw images without a serial (ambiguity tests); `prepare_scratch`
+(a callable taking the scratch path) may alter the fresh scratch disk before QEMU starts.
 """
 import fcntl
 import json
@@ -90,7 +91,7 @@ class Vm:
 
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
                  initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
-                 mac=None, net=None, disk_serials=True, extra_disks=()):
+                 mac=None, net=None, disk_serials=True, extra_disks=(), prepare_scratch=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -98,6 +99,8 @@ class Vm:
         self.scratch = os.path.join(self.dir, "scratch.ext4") if disks else None
         if self.scratch:
             make_scratch(self.scratch)
+            if prepare_scratch:
+                prepare_scratch(self.scratch)
         args = [str(binary("nucleus")), "image", "argv", "--images-dir", images_dir,
                 "--console", self.console_path, "--memory", str(memory)]
         if disks:
