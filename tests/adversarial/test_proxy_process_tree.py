@@ -119,6 +119,12 @@ def test_command_has_its_own_pid_namespace_and_no_capabilities(proxy_bin, agent_
     assert len(nspid) == 2 and nspid[1] == "2", nspid
 
 
+def test_commands_are_the_preferred_oom_victims(proxy_bin, agent_ids, proxy):
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["cat /proc/self/oom_score_adj"]))
+    r = proxy.ch.request("run", {"argv": ["cat", "/proc/self/oom_score_adj"]})
+    assert r["stdout"].strip() == "1000", r
+
+
 VSOCK = """
 import socket
 try:

@@ -393,6 +393,13 @@ _noreturn_ static void
                 char **argv,
                 char **env) {
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        /* Review S6: under memory pressure the kernel picks a command tree first (inherited by
+         * the command; killing this init then kills the whole namespace). Best effort. */
+        int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (oom >= 0) {
+                (void) !write(oom, "1000", 4);
+                (void) close(oom);
+        }
         pid_t c = fork();
         if (c < 0)
                 child_fail(errfd, "fork", -errno);
