@@ -111,6 +111,17 @@ int cli_parse_simple(int argc, char **argv, void (*usage)(void), OutputMode *out
         return 0;
 }
 
+int cli_parse_simple_no_args(int argc, char **argv, void (*usage)(void), OutputMode *output, bool *done) {
+        int r = cli_parse_simple(argc, argv, usage, output, done);
+        if (*done)
+                return r;
+        if (optind < argc) {
+                *done = true;
+                return cli_usage_error(cli_verb() ?: "", "unexpected argument '%s'", argv[optind]);
+        }
+        return 0;
+}
+
 bool cli_pod_id_valid(const char *id) {
         size_t n = id ? strlen(id) : 0;
         return n > 0 && n <= 64 &&

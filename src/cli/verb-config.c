@@ -31,11 +31,9 @@ int verb_config(int argc, char **argv) {
         bool done;
         int r;
 
-        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        r = cli_parse_simple_no_args(argc, argv, usage, &output, &done);
         if (done)
                 return r;
-        if (optind < argc)
-                return cli_usage_error("config", "unexpected argument '%s'", argv[optind]);
 
         r = client_settings_load(&s, &err);
         if (r < 0) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,6 +46,54 @@ static void usage(void) {
                "      --output FORMAT     text (default) or json\n"
                "  -h, --help              Show this help\n");
 }
+
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        define DOCTOR_VMM_USER "nucleus-vmm"
+
+/* The node keeps each pod's files (console log, channel socket, scratch disk) below its
+ * state_dir, and QEMU runs as the VMM user: every existing ancestor of state_dir must let that
+ * user through, or every VM pod fails at boot. Without the VMM user VMMs run as root. */
+static void check_state_reachable(CheckList *l, const char *state_dir) {
+        const struct passwd *pw = getpwnam(DOCTOR_VMM_USER);
+        if (!pw || state_dir[0] != '/')
+                return;
+        uid_t uid = pw->pw_uid;
+        gid_t gid = pw->pw_gid;
+        _cleanup_free_ char *p = xstrdup(state_dir);
+        for (char *s = p;; s++) {
+                if (*s != '/' && *s != 0)
+                        continue;
+                char saved = *s;
+                *s = 0;
+                struct stat st;
+                if (stat(s == p ? "/" : p, &st) < 0) /* not yet created: the node makes it */
+                        break;
+                bool through = st.st_uid == uid ? (st.st_mode & S_IXUSR)
+                        : st.st_gid == gid      ? (st.st_mode & S_IXGRP)
+                                                : (st.st_mode & S_IXOTH);
+                if (!through) {
+                        _cleanup_free_ char *fix = xasprintf("chmod o+x %s", s == p ? "/" : p);
+                        check_add(
+                                l,
+                                CHECK_ERR,
+                                "state dir",
+                                fix,
+                                "%s (mode %04o) keeps the VMM user " DOCTOR_VMM_USER " out of %s: every VM "
+                                "pod would fail at "
+                                "boot",
+                                s == p ? "/" : p,
+                                (unsigned) (st.st_mode & 07777),
+                                state_dir);
+                        return;
+                }
+                *s = saved;
+                if (saved == 0)
+                        break;
+        }
+        check_add(l, CHECK_OK, "state dir", NULL, "%s (reachable by " DOCTOR_VMM_USER ")", state_dir);
+}
+
+#endif
 
 static void check_config(CheckList *l, const ClientSettings *s) {
         _cleanup_free_ char *node_config = NULL;
@@ -93,10 +142,13 @@ static void check_config(CheckList *l, const ClientSettings *s) {
                 const char *lport = strrchr(nc->listen, ':'), *uport = strrchr(a, ':');
                 bool wildcard = startswith(nc->listen, "0.0.0.0:") || startswith(nc->listen, "[::]:");
                 if (!lport || !uport || !streq(lport, uport) || (!wildcard && !streq(a, nc->listen))) {
-                        _cleanup_free_ char *fix = xasprintf(
-                                "make [node] url in %s point at %s (or: nucleus setup --force)",
-                                s->config_file,
-                                nc->listen);
+                        /* The fix is where the URL came from. */
+                        _cleanup_free_ char *fix = streq_ptr(s->url_source, "NUCLEUS_NODE_URL")
+                                ? xasprintf("unset NUCLEUS_NODE_URL or set it to http://%s", nc->listen)
+                                : xasprintf(
+                                          "make [node] url in %s point at %s (or: nucleus setup --force)",
+                                          s->config_file,
+                                          nc->listen);
                         check_add(
                                 l,
                                 CHECK_ERR,
@@ -107,6 +159,8 @@ static void check_config(CheckList *l, const ClientSettings *s) {
                                 nc->listen);
                 }
         }
+        if (!streq_ptr(nc->driver, "local") && !isempty(nc->state_dir))
+                check_state_reachable(l, nc->state_dir);
         node_config_free(nc);
 #else
         check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);
@@ -406,11 +460,9 @@ int verb_doctor(int argc, char **argv) {
         int r;
 
         bool done;
-        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        r = cli_parse_simple_no_args(argc, argv, usage, &output, &done);
         if (done)
                 return r;
-        if (optind < argc)
-                return cli_usage_error("doctor", "unexpected argument '%s'", argv[optind]);
 
         check_list_init(&l, output);
         r = client_settings_load(&s, &err);

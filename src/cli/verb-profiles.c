@@ -24,11 +24,9 @@ int verb_profiles(int argc, char **argv) {
         int r;
 
         bool done;
-        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        r = cli_parse_simple_no_args(argc, argv, usage, &output, &done);
         if (done)
                 return r;
-        if (optind < argc)
-                return cli_usage_error("profiles", "unexpected argument '%s'", argv[optind]);
 
         _cleanup_json_ json_t *list = json_array();
         for (const char *const *n = policy_profile_names(); n && *n; n++) {

@@ -37,11 +37,9 @@ int verb_ps(int argc, char **argv) {
         bool done;
         int r;
 
-        r = cli_parse_simple(argc, argv, usage, &output, &done);
+        r = cli_parse_simple_no_args(argc, argv, usage, &output, &done);
         if (done)
                 return r;
-        if (optind < argc)
-                return cli_usage_error("ps", "unexpected argument '%s'", argv[optind]);
         r = client_open_default(&c, &err);
         if (r < 0) {
                 fprintf(stderr, "nucleus ps: %s\n", err ?: strerror(-r));

@@ -56,6 +56,7 @@ class Env:
         (tmp / "home").mkdir()
         self.config_dir = tmp / "config" / "nucleus"
         self.secrets = self.config_dir / "secrets"
+        self.cleanup = []
 
     def run(self, *args, check=None, env=None, prefix=(), timeout=120):
         e = dict(self.env)
@@ -79,6 +80,8 @@ def env(tmp_path):
     e = Env(tmp_path)
     yield e
     e.stop_quietly()
+    for d in e.cleanup:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def checks(doc):
@@ -383,7 +386,17 @@ def images_env(env):
         pytest.skip("guest programs or QEMU not available")
     os.makedirs(IMAGES_CACHE, exist_ok=True)
     env.env["NUCLEUS_IMAGES_DIR"] = IMAGES_CACHE
+    # A state dir the VMM user can reach (doctor checks it; pytest's tmp dirs are 0700).
+    env.env["NUCLEUS_STATE_DIR"] = str(vmm_reachable_dir(env) / "state")
     return open(os.path.join(IMAGES_CACHE, ".lock"), "w")
+
+
+def vmm_reachable_dir(env):
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="nucleus-cli-test-", dir="/var/tmp"))
+    d.chmod(0o711)
+    env.cleanup.append(d)
+    return d
 
 
 def full_setup(env, *extra):
@@ -429,7 +442,7 @@ def test_real_node_setup_start_doctor(env):
         p = full_setup(env)
     assert p.returncode == 0, p.stderr
     s = env.run("start", "--timeout", "60")
-    assert s.returncode == 0, s.stderr + (env.tmp / "state/nucleus/log/nucleus-node.log").read_text()[-3000:]
+    assert s.returncode == 0, s.stderr + (pathlib.Path(env.env["NUCLEUS_STATE_DIR"]) / "log/nucleus-node.log").read_text()[-3000:]
     d = env.run("doctor", "--output", "json")
     doc = json.loads(d.stdout)
     for c in doc["checks"]:

@@ -235,3 +235,43 @@ def test_audit_verify_unsealed_names_allow_unsealed(env):
     assert p.returncode == 1 and "INVALID" in p.stdout
     assert "--allow-unsealed" in p.stderr, p.stderr
     assert env.run("audit", "verify", str(log), "--allow-unsealed").returncode == 0
+
+
+def test_doctor_names_a_state_dir_the_vmm_user_cannot_reach(env):
+    import pwd
+    import shutil
+    import tempfile
+    try:
+        pwd.getpwnam("nucleus-vmm")
+    except KeyError:
+        pytest.skip("no nucleus-vmm user on this machine (VMMs run as root)")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="nucleus-newuser-", dir="/var/tmp"))
+    try:
+        base.chmod(0o711)
+        state = base / "state"
+        state.mkdir(mode=0o700)
+        state.chmod(0o700)
+        e = {"NUCLEUS_STATE_DIR": str(state)}
+        env.env.update(e)  # setup writes [node] state_dir = <state>/node
+        env.setup()
+        doc = json.loads(env.run("doctor", "--output", "json", env=e).stdout)
+        c = {x["name"]: x for x in doc["checks"]}["state dir"]
+        assert c["status"] == "ERR" and c["fix"] == f"chmod o+x {state}", c
+        assert "0700" in c["message"] and str(state / "node") in c["message"]
+        assert doc["ok"] is False
+        state.chmod(0o711)
+        doc = json.loads(env.run("doctor", "--output", "json", env=e).stdout)
+        assert {x["name"]: x for x in doc["checks"]}["state dir"]["status"] == "OK"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_doctor_url_from_the_environment_names_the_variable(env):
+    env.setup()
+    p = env.run("doctor", "--output", "json", env={"NUCLEUS_NODE_URL": "http://127.0.0.1:1"})
+    c = {x["name"]: x for x in json.loads(p.stdout)["checks"]}["node address"]
+    assert c["status"] == "ERR"
+    assert c["fix"] == f"unset NUCLEUS_NODE_URL or set it to http://127.0.0.1:{env.port}", c
+    # From config.toml the fix still names the file.
+    q = env.run("doctor", "--output", "json", env={"NUCLEUS_NODE_URL": ""})
+    assert "node address" not in {x["name"] for x in json.loads(q.stdout)["checks"]}
