@@ -91,3 +91,15 @@ def test_repository_config_cannot_run_fsmonitor(proxy):
     r = proxy.ch.request("run", {"argv": ["git", "status"]})
     assert "error" not in r, r
     assert not os.path.exists(MARK), f"git status ran core.fsmonitor: {r}"
+
+
+def test_import_hardlink_source_with_other_names_is_refused(proxy):
+    """Review S5: a tar hard-link entry copies only from a file import itself made (nlink 1)."""
+    configure(proxy)
+    outside = os.path.join(proxy.base, "outside-secret")
+    with open(outside, "w") as f:
+        f.write("host secret\n")
+    os.link(outside, os.path.join(proxy.ws, "planted"))  # as a command with a shared fs could
+    r = proxy.ch.request_stream_in("import", {}, make_tar([("copy", "hardlink", "planted")]))
+    assert r.get("kind") == "invalid_request", r
+    assert not os.path.exists(os.path.join(proxy.ws, "copy"))

@@ -573,7 +573,9 @@ static int import_entry(void *ud, const TarEntry *e) {
                 _cleanup_close_ int src = proxy_openat2(
                         p, -1, target, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, RESOLVE_NO_SYMLINKS);
                 struct stat st;
-                if (src < 0 || fstat(src, &st) < 0 || !S_ISREG(st.st_mode))
+                /* nlink == 1 (review S5): import never makes hard links, so a source with more
+                 * names was linked by someone else (a command, to a file outside the tree). */
+                if (src < 0 || fstat(src, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
                         return import_error(
                                 ij,
                                 src == -EXDEV || src == -ELOOP ? ERROR_KIND_SANDBOX_ESCAPE
