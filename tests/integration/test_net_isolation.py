@@ -17,7 +17,8 @@ import threading
 import pytest
 
 from conftest import binary, require_root
-from helpers.netlab import Guest, NetLab, PodNet, leftovers, host_ipv4_addrs, host_routes, netns_exec, sh
+from helpers.netlab import (Guest, NetLab, PodNet, leftovers, host_ipv4_addrs, host_routes, netns_exec, netns_list,
+                            sh)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, nftables)")
 
@@ -363,6 +364,31 @@ def test_teardown_and_stale_cleanup_leave_nothing(lab, pool, tmp_path):
     r = sh(str(helper), "cleanup", "--state-dir", str(sd))
     assert json.loads(r.stdout)["cleaned"] == 1
     assert leftovers(p.info, sd) == []
+
+
+def test_cleanup_pod_by_id_leaves_nothing(lab, pool, tmp_path):
+    """net_cleanup_pod (the node's restart path, by the ids of pods it had live): everything of
+    that pod goes, even when its allocation record was lost; another pod is not touched."""
+    helper = binary("net-test-helper")
+    sd = tmp_path / "state"
+    spec = {"allow": [f"{lab.web}/32:{lab.port}/tcp"], "dns_allow": [f"www.{lab.ZONE}"]}
+    victim = PodNet(helper, sd, pool, f"gone-{os.getpid()}", spec, dns_upstream=lab.dns_addr)
+    other = PodNet(helper, tmp_path / "other", pool, f"other-{os.getpid()}", spec, dns_upstream=lab.dns_addr)
+    try:
+        victim.crash()
+        for a in os.listdir(sd / "alloc"):  # the record is gone; the names derive from the id
+            os.unlink(sd / "alloc" / a)
+        left = leftovers(victim.info, sd)
+        assert any(x.startswith("process") for x in left) and any(x.startswith("netns") for x in left), left
+        r = sh(str(helper), "cleanup-pod", "--state-dir", str(sd), "--pod-id", victim.pod_id)
+        assert json.loads(r.stdout)["found"] == 1
+        assert leftovers(victim.info, sd) == []
+        r = sh(str(helper), "cleanup-pod", "--state-dir", str(sd), "--pod-id", victim.pod_id)
+        assert json.loads(r.stdout)["found"] == 0
+        assert other.info["netns"] in netns_list() and other.drift()["drift"] == 0
+    finally:
+        other.teardown()
+    assert leftovers(other.info, tmp_path / "other") == []
 
 
 def test_invalid_spec_creates_nothing(pool, tmp_path):

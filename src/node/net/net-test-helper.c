@@ -3,7 +3,7 @@
  * net-test-helper: test driver for the network library (not installed). `pod` sets up one pod
  * network from a JSON network section, prints its info as one JSON line, then obeys commands on
  * stdin ("drift", "teardown") one per line, answering one JSON line each. `cleanup` runs
- * net_cleanup_stale, `doctor` prints the checks. Input comes from the test suite.
+ * net_cleanup_stale, `cleanup-pod` net_cleanup_pod, `doctor` prints the checks. Input comes from the test suite.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -141,7 +141,8 @@ int main(int argc, char **argv) {
         log_set_prefix("net-test-helper");
         if (argc < 2) {
                 fprintf(stderr,
-                        "usage: net-test-helper pod|cleanup|doctor [--state-dir D] [--pool CIDR] "
+                        "usage: net-test-helper pod|cleanup|cleanup-pod|doctor [--state-dir D] [--pool "
+                        "CIDR] "
                         "[--dns-upstream IP] [--dns-port N] [--pod-id ID] [--spec JSON] [--monitor-ms MS] "
                         "[--all]\n");
                 return 2;
@@ -190,6 +191,13 @@ int main(int argc, char **argv) {
         if (streq(argv[1], "cleanup")) {
                 int r = net_cleanup_stale(&cfg, all);
                 printf("{\"cleaned\":%d}\n", r);
+                return r < 0 ? 1 : 0;
+        }
+        if (streq(argv[1], "cleanup-pod")) {
+                if (!pod_id)
+                        return 2;
+                int r = net_cleanup_pod(&cfg, pod_id);
+                printf("{\"found\":%d}\n", r);
                 return r < 0 ? 1 : 0;
         }
         if (streq(argv[1], "doctor")) {
