@@ -11,9 +11,14 @@
 #include "alloc-util.h"
 #include "cli-files.h"
 #include "cli-node.h"
+#include "client-paths.h"
 #include "fd-util.h"
 #include "nucleus-config.h"
 #include "string-util.h"
+
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+#        include "config.h"
+#endif
 
 /* mkdir with exactly mode (not narrowed by the umask) when it creates the directory. */
 static int mkdir_exact(const char *p, mode_t mode) {
@@ -129,4 +134,33 @@ int cli_find_helper(const char *name, const char *env, const char *build_rel, ch
                 return 0;
         }
         return cli_find_program(name, ret);
+}
+
+char *cli_local_pod_dir(const char *pod) {
+        _cleanup_free_ char *node_state = NULL;
+
+        if (!pod || strchr(pod, '/') || pod[0] == '.' || isempty(pod))
+                return NULL;
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        _cleanup_free_ char *node_config = NULL, *err = NULL;
+        if (client_node_config_file(&node_config) >= 0 && access(node_config, R_OK) == 0) {
+                NodeConfig *nc = NULL;
+                if (node_config_load(node_config, true, &nc, &err) >= 0) {
+                        if (!isempty(nc->state_dir))
+                                node_state = xstrdup(nc->state_dir);
+                        node_config_free(nc);
+                }
+        }
+#endif
+        if (!node_state) {
+                _cleanup_free_ char *state = NULL;
+                if (client_state_dir(&state) < 0)
+                        return NULL;
+                node_state = xasprintf("%s/node", state);
+        }
+        char *p = xasprintf("%s/pods/%s", node_state, pod);
+        struct stat st;
+        if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+                return mfree(p);
+        return p;
 }

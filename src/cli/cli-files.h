@@ -23,6 +23,11 @@ int cli_mkdir_p(const char *path, mode_t mode);
  * mode (e.g. 0755 ancestors for a private 0700 leaf). Existing directories are not touched. */
 int cli_mkdir_parents_p(const char *path, mode_t parent_mode, mode_t mode);
 
+/* The directory the node of this machine keeps for pod (<[node] state_dir of node.toml, else
+ * <state dir>/node>/pods/<pod>), where its audit.jsonl, console.log and node.log stay after the
+ * node forgot the pod (a restart). NULL when it does not exist or pod is not a plain name. */
+char *cli_local_pod_dir(const char *pod);
+
 /* Quote s as a TOML basic string (escapes ", \ and control characters). Caller frees. */
 char *cli_toml_quote(const char *s);
 

@@ -41,20 +41,26 @@ static const Verb verbs[] = {
         { "image", verb_image, "Build or refresh the guest images (kernel, initramfs, rootfs)" },
 };
 
-static void help(void) {
-        printf("Usage: nucleus [GLOBAL OPTIONS] COMMAND [ARGS...]\n\n"
-               "Run AI agent tasks in microVMs with enforced permissions.\n\n"
-               "Commands:\n");
+static void help_to(FILE *f) {
+        fprintf(f,
+                "Usage: nucleus [GLOBAL OPTIONS] COMMAND [ARGS...]\n\n"
+                "Run AI agent tasks in microVMs with enforced permissions.\n\n"
+                "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                printf("  %-10s %s\n", verbs[i].name, verbs[i].summary);
-        printf("\nGlobal options (before COMMAND):\n"
-               "  -c, --config PATH   CLI config file (default: $NUCLEUS_CONFIG, then\n"
-               "                      $XDG_CONFIG_HOME/nucleus/config.toml; root: /etc/nucleus)\n"
-               "  -v, --verbose       Debug logging on stderr\n"
-               "  -q, --quiet         Only errors on stderr\n"
-               "  -h, --help          Show this help\n"
-               "      --version       Show the version\n\n"
-               "Run 'nucleus COMMAND --help' for a command's options.\n");
+                fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(f,
+                "\nGlobal options (before COMMAND):\n"
+                "  -c, --config PATH   CLI config file (default: $NUCLEUS_CONFIG, then\n"
+                "                      <config dir>/config.toml; see 'nucleus secrets show-paths')\n"
+                "  -v, --verbose       Debug logging on stderr\n"
+                "  -q, --quiet         Only errors on stderr\n"
+                "  -h, --help          Show this help\n"
+                "      --version       Show the version\n\n"
+                "Run 'nucleus COMMAND --help' for a command's options.\n");
+}
+
+static void help(void) {
+        help_to(stdout);
 }
 
 static int parse_global(int argc, char **argv) {
@@ -114,7 +120,8 @@ int main(int argc, char **argv) {
                 client_paths_set_config_file(arg_config);
 
         if (optind >= argc) {
-                help();
+                /* A usage error: the help goes where errors go, stdout stays empty. */
+                help_to(stderr);
                 return CLI_EXIT_USAGE;
         }
 

@@ -13,6 +13,7 @@
 
 #include "alloc-util.h"
 #include "audit.h"
+#include "cli-files.h"
 #include "cli-pod.h"
 #include "cli.h"
 #include "client-paths.h"
@@ -20,10 +21,6 @@
 #include "json-util.h"
 #include "secrets.h"
 #include "string-util.h"
-
-#ifdef NUCLEUS_HAVE_SPEC_DEP
-#        include "config.h"
-#endif
 
 static void usage(void) {
         printf("Usage: nucleus audit verify FILE|POD [OPTIONS]\n\n"
@@ -37,28 +34,12 @@ static void usage(void) {
                "  -h, --help              Show this help\n");
 }
 
-/* The log the node keeps for pod on this machine: <[node] state_dir of node.toml, else
- * <state dir>/node>/pods/<pod>/audit.jsonl. NULL when unknown or not readable. */
+/* The log the node keeps for pod on this machine. NULL when unknown or not readable. */
 static char *local_audit_log(const char *pod) {
-        _cleanup_free_ char *node_state = NULL;
-#ifdef NUCLEUS_HAVE_SPEC_DEP
-        _cleanup_free_ char *node_config = NULL, *err = NULL;
-        if (client_node_config_file(&node_config) >= 0 && access(node_config, R_OK) == 0) {
-                NodeConfig *nc = NULL;
-                if (node_config_load(node_config, true, &nc, &err) >= 0) {
-                        if (!isempty(nc->state_dir))
-                                node_state = xstrdup(nc->state_dir);
-                        node_config_free(nc);
-                }
-        }
-#endif
-        if (!node_state) {
-                _cleanup_free_ char *state = NULL;
-                if (client_state_dir(&state) < 0)
-                        return NULL;
-                node_state = xasprintf("%s/node", state);
-        }
-        char *p = xasprintf("%s/pods/%s/audit.jsonl", node_state, pod);
+        _cleanup_free_ char *dir = cli_local_pod_dir(pod);
+        if (!dir)
+                return NULL;
+        char *p = xasprintf("%s/audit.jsonl", dir);
         if (access(p, R_OK) < 0)
                 return mfree(p);
         return p;

@@ -12,6 +12,7 @@
 
 #include "alloc-util.h"
 #include "cli-pod.h"
+#include "cli-files.h"
 #include "cli.h"
 #include "client-settings.h"
 #include "fd-util.h"
@@ -184,8 +185,14 @@ int verb_logs(int argc, char **argv) {
                         print_untrusted(resp.body, resp.size);
         }
         if (r < 0) {
-                _cleanup_free_ char *d = client_error_describe(&e);
+                _cleanup_free_ char *d = client_error_describe(&e), *local = NULL;
                 fprintf(stderr, "nucleus logs: %s\n", d);
+                if (e.status == 404 && (local = cli_local_pod_dir(pod)))
+                        /* A node forgets the pods of its earlier runs; their files stay. */
+                        fprintf(stderr,
+                                "nucleus logs: the node does not know this pod (restarted since?); "
+                                "its logs stay in %s (console.log, node.log)\n",
+                                local);
                 return CLI_EXIT_FAILURE;
         }
         return CLI_EXIT_OK;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
@@ -74,7 +75,11 @@ static int show_paths(OutputMode output) {
         printf("config dir:   %s (%s)\n", config_dir, client_config_dir_source());
         printf("config:       %s\n", config);
         printf("node config:  %s\n", node_config);
-        printf("secrets dir:  %s (0700)\n", secrets);
+        struct stat st;
+        if (stat(secrets, &st) < 0)
+                printf("secrets dir:  %s (missing; fix: nucleus setup)\n", secrets);
+        else
+                printf("secrets dir:  %s (%04o)\n", secrets, (unsigned) (st.st_mode & 07777));
         for (size_t i = 0; i < ELEMENTSOF(files); i++)
                 printf("  %-12s %s/%s\n", files[i], secrets, files[i]);
         printf("state dir:    %s (%s)\n", state, client_state_dir_source());

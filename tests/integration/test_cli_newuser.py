@@ -275,3 +275,32 @@ def test_doctor_url_from_the_environment_names_the_variable(env):
     # From config.toml the fix still names the file.
     q = env.run("doctor", "--output", "json", env={"NUCLEUS_NODE_URL": ""})
     assert "node address" not in {x["name"] for x in json.loads(q.stdout)["checks"]}
+
+
+def test_no_command_is_a_usage_error_on_stderr(env):
+    p = env.run()
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("Usage: nucleus") and "Commands:" in p.stderr
+    assert env.run("--help", check=0).stdout.startswith("Usage: nucleus")
+
+
+def test_show_paths_says_when_the_secrets_dir_is_missing(env):
+    p = env.run("secrets", "show-paths", check=0)
+    assert f"secrets dir:  {env.secrets} (missing; fix: nucleus setup)" in p.stdout
+    env.setup()
+    p = env.run("secrets", "show-paths", check=0)
+    assert f"secrets dir:  {env.secrets} (0700)" in p.stdout
+
+
+def test_logs_of_a_pod_the_node_forgot_name_its_files(env):
+    env.setup()
+    pod = "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"
+    d = env.tmp / "state" / "nucleus" / "node" / "pods" / pod
+    d.mkdir(parents=True)
+    (d / "console.log").write_text("booted\n")
+    env.run("start", "--timeout", "30", check=0)
+    p = env.run("logs", pod)
+    assert p.returncode == 1 and "not_found" in p.stderr
+    assert f"its logs stay in {d} (console.log, node.log)" in p.stderr, p.stderr
+    q = env.run("logs", "0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    assert q.returncode == 1 and "logs stay in" not in q.stderr
