@@ -140,6 +140,7 @@ int main(int argc, char **argv) {
                          * option ..."), like every other usage error. */
                         _cleanup_free_ char *argv0 = xasprintf("nucleus %s", name);
                         vargv[0] = argv0;
+                        log_set_prefix(argv0);
                         cli_set_verb(verbs[i].name);
                         return verbs[i].fn(vargc, vargv);
                 }

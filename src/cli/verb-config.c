@@ -45,6 +45,12 @@ int verb_config(int argc, char **argv) {
         (void) client_images_dir(&images);
         (void) client_node_config_file(&node_config);
 
+        NodeMode mode = cli_node_mode();
+        static const char *const mode_source[_NODE_MODE_MAX] = {
+                [NODE_MODE_DAEMON] = "detected: no systemd unit, so 'nucleus start' runs a pid-file daemon",
+                [NODE_MODE_SYSTEMD] = "detected: nucleus-node.service under systemd",
+                [NODE_MODE_LIMA] = "detected: macOS, the node runs in the Lima VM",
+        };
         struct {
                 const char *key, *value, *source;
         } rows[] = {
@@ -52,9 +58,7 @@ int verb_config(int argc, char **argv) {
                 { "config_dir", config_dir, client_config_dir_source() },
                 { "node.url", s.url, s.url_source },
                 { "node.actor", s.actor, s.actor_source },
-                { "node.mode",
-                  node_mode_to_string(cli_node_mode()),
-                  "detected (Lima on macOS, systemd unit, else pid-file daemon)" },
+                { "node.mode", node_mode_to_string(mode), mode_source[mode] },
                 { "node.config", node_config, "<config dir>/node.toml" },
                 { "auth.secrets_dir", s.secrets_dir, s.secrets_dir_source },
                 { "auth.node_key_file", s.key_file, s.key_file_source },

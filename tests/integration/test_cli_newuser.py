@@ -304,3 +304,19 @@ def test_logs_of_a_pod_the_node_forgot_name_its_files(env):
     assert f"its logs stay in {d} (console.log, node.log)" in p.stderr, p.stderr
     q = env.run("logs", "0" * 8 + "-0000-4000-8000-" + "0" * 12)
     assert q.returncode == 1 and "logs stay in" not in q.stderr
+
+
+def test_failures_are_prefixed_with_the_verb(env):
+    p = env.run("start")
+    assert p.returncode == 1
+    assert p.stderr.startswith("nucleus start: No CLI config at "), p.stderr
+    assert "fix: nucleus setup" in p.stderr
+
+
+def test_config_says_why_the_node_mode_was_chosen(env):
+    env.setup()
+    doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
+    mode = doc["node.mode"]
+    expect = {"daemon": "detected: no systemd unit, so 'nucleus start' runs a pid-file daemon",
+              "systemd": "detected: nucleus-node.service under systemd"}
+    assert mode["source"] == expect[mode["value"]], mode
