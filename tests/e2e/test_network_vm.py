@@ -266,3 +266,18 @@ def test_vm_deadline_leaves_no_network(env):
     assert st["state"] == "exited" and st.get("reason_kind") == "time_violation", st
     _assert_net_gone(node, pod)
     node.assert_clean()
+
+
+def test_vm_node_shutdown_leaves_no_network(env):
+    """SIGTERM to the node with a networked pod running: the pod ends ("node shutdown") and its
+    network goes with it before the node exits."""
+    node, lab = env
+    c = node.client()
+    pod = _start(c, _spec(f'    allow: ["{lab.web}/32:{lab.port}/tcp"]\n    dns_allow: ["www.{lab.ZONE}"]\n'))
+    node.stop()  # SIGTERM; asserts exit 0 and no process or pod file left
+    try:
+        assert _pod_net_leftovers(node, pod) == []
+        st = json.loads((node.state_dir / "pods" / pod / "state.json").read_text())
+        assert st["state"] == "exited" and "shutdown" in st["reason"], st
+    finally:
+        node.start()  # the module fixture stops it again
