@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc-util.h"
 #include "cli-opt.h"
 #include "cli-pod.h"
 #include "cli.h"
+#include "json-util.h"
+#include "log.h"
 #include "macro.h"
 #include "string-util.h"
 
@@ -80,6 +83,23 @@ int cli_print_json(const json_t *j) {
                 return -EIO;
         fputc('\n', stdout);
         return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+void cli_print_json_failure(OutputMode mode, const char *kind, const char *msg) {
+        if (mode != OUTPUT_JSON)
+                return;
+        _cleanup_json_ json_t *j = json_pack("{s:b,s:s,s:s}", "ok", false, "error", msg, "kind", kind);
+        (void) cli_print_json(j);
+}
+
+int cli_fail(OutputMode mode, const char *kind, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        log_error("%s", msg);
+        cli_print_json_failure(mode, kind, msg);
+        return CLI_EXIT_FAILURE;
 }
 
 int cli_usage_error(const char *verb, const char *fmt, ...) {

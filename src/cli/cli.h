@@ -56,6 +56,13 @@ int cli_option_common(int c, void (*usage)(void), OutputMode *output);
 #include <jansson.h>
 int cli_print_json(const json_t *j);
 
+/* In JSON mode print {"ok": false, "error": msg, "kind": kind} on stdout; nothing otherwise. */
+void cli_print_json_failure(OutputMode mode, const char *kind, const char *msg);
+
+/* Log the formatted failure on stderr (log_error, prefixed with the verb) and, in JSON mode,
+ * print it with cli_print_json_failure(). Returns CLI_EXIT_FAILURE. */
+int cli_fail(OutputMode mode, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Print "unknown option / missing argument" style usage errors consistently; returns 2. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

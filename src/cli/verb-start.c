@@ -31,20 +31,6 @@ static void usage(void) {
                "  -h, --help              Show this help\n");
 }
 
-static int fail(OutputMode mode, const char *kind, const char *fmt, ...) _printf_(3, 4);
-static int fail(OutputMode mode, const char *kind, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        _cleanup_free_ char *msg = xvasprintf(fmt, ap);
-        va_end(ap);
-        log_error("%s", msg);
-        if (mode == OUTPUT_JSON) {
-                _cleanup_json_ json_t *j = json_pack("{s:b,s:s,s:s}", "ok", false, "error", msg, "kind", kind);
-                (void) cli_print_json(j);
-        }
-        return CLI_EXIT_FAILURE;
-}
-
 int verb_start(int argc, char **argv) {
         enum {
                 ARG_NO_WAIT = 0x100,
@@ -86,15 +72,16 @@ int verb_start(int argc, char **argv) {
 
         r = client_settings_load(&s, &err);
         if (r < 0)
-                return fail(output, "not_configured", "%s; fix: nucleus setup", err ?: strerror(-r));
+                return cli_fail(output, "not_configured", "%s; fix: nucleus setup", err ?: strerror(-r));
         NodeMode mode = cli_node_mode();
         if (access(s.config_file, F_OK) < 0)
-                return fail(output, "not_configured", "No CLI config at %s; fix: nucleus setup", s.config_file);
+                return cli_fail(
+                        output, "not_configured", "No CLI config at %s; fix: nucleus setup", s.config_file);
 
         /* Our half of the secret first: without it no signed check can pass. */
         r = client_open(&s, &client, &err);
         if (r < 0)
-                return fail(
+                return cli_fail(
                         output, "not_configured", "%s", err ?: "cannot open the node client; fix: nucleus setup");
         client_set_timeouts(client, 2 * USEC_PER_SEC, 5 * USEC_PER_SEC);
 
@@ -102,7 +89,7 @@ int verb_start(int argc, char **argv) {
         switch (mode) {
         case NODE_MODE_DAEMON:
                 if (client_node_config_file(&node_config) < 0 || access(node_config, R_OK) < 0)
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "not_configured",
                                 "Node config %s is missing; fix: nucleus setup",
@@ -111,7 +98,7 @@ int verb_start(int argc, char **argv) {
                 if (r == -EALREADY)
                         already = true;
                 else if (r < 0)
-                        return fail(output, "internal", "Could not start nucleus-node: %s", strerror(-r));
+                        return cli_fail(output, "internal", "Could not start nucleus-node: %s", strerror(-r));
                 else
                         log_info(
                                 "Started nucleus-node (pid %d); waiting for it to answer at %s ...",
@@ -124,7 +111,7 @@ int verb_start(int argc, char **argv) {
                 };
                 r = cli_run_capture(argv_s, NULL, 0);
                 if (r != 0)
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "internal",
                                 "systemctl start nucleus-node.service failed; fix: journalctl -u "
@@ -135,13 +122,13 @@ int verb_start(int argc, char **argv) {
                 _cleanup_free_ char *status = NULL;
                 r = lima_vm_status(s.vm_name, &status);
                 if (r < 0)
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "not_configured",
                                 "limactl is not usable (%s); fix: brew install lima",
                                 strerror(-r));
                 if (r == 0)
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "not_configured",
                                 "Lima VM '%s' does not exist; fix: nucleus setup",
@@ -151,7 +138,7 @@ int verb_start(int argc, char **argv) {
                                 (char *) "limactl", (char *) "start", (char *) "--tty=false", s.vm_name, NULL
                         };
                         if (lima_run(st) != 0)
-                                return fail(
+                                return cli_fail(
                                         output,
                                         "internal",
                                         "limactl start %s failed; fix: limactl list, then nucleus setup",
@@ -167,7 +154,7 @@ int verb_start(int argc, char **argv) {
                                (char *) "nucleus-node.service",
                                NULL };
                 if (lima_run(sv) != 0)
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "internal",
                                 "Starting nucleus-node in VM '%s' failed; fix: limactl shell %s -- sudo "
@@ -209,7 +196,7 @@ int verb_start(int argc, char **argv) {
                         break;
                 if (e.status == 401) {
                         _cleanup_free_ char *d = client_error_describe(&e);
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "unauthorized",
                                 "nucleus-node at %s rejected our signed request: %s",
@@ -219,7 +206,7 @@ int verb_start(int argc, char **argv) {
                 if (mode == NODE_MODE_DAEMON && pid > 0 && !cli_pid_alive(pid)) {
                         _cleanup_free_ char *tail = cli_node_log_tail(15), *log = NULL;
                         (void) client_node_log_file(&log);
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "internal",
                                 "nucleus-node exited during startup. Last lines of %s:\n%sfix: correct "
@@ -230,7 +217,7 @@ int verb_start(int argc, char **argv) {
                 if (now_usec(CLOCK_MONOTONIC) >= deadline) {
                         _cleanup_free_ char *d = client_error_describe(&e), *log = NULL;
                         (void) client_node_log_file(&log);
-                        return fail(
+                        return cli_fail(
                                 output,
                                 "internal",
                                 "nucleus-node did not become ready within %u s (%s); fix: check %s, or "

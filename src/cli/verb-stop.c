@@ -82,11 +82,7 @@ int verb_stop(int argc, char **argv) {
         NodeMode mode = NODE_MODE_DAEMON;
         r = do_stop(stop_vm, force, &mode, &was_running);
         if (r != 0) {
-                if (output == OUTPUT_JSON) {
-                        _cleanup_json_ json_t *j = json_pack(
-                                "{s:b,s:s,s:s}", "ok", false, "error", stop_error ?: "failed", "kind", "internal");
-                        (void) cli_print_json(j);
-                }
+                cli_print_json_failure(output, "internal", stop_error ?: "failed");
                 stop_error = mfree(stop_error);
                 return CLI_EXIT_FAILURE;
         }
