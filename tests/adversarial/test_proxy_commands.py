@@ -178,3 +178,15 @@ def test_confinement_uid_landlock_seccomp_rlimits(proxy_bin, agent_ids, proxy):
     st = dict(line.split(":", 1) for line in r["stdout"].splitlines() if ":" in line)
     assert st["NoNewPrivs"].strip() == "1" and st["Seccomp"].strip() == "2"
     assert int(st["CapEff"].strip(), 16) == 0 and st["Groups"].strip() == ""
+
+
+def test_c9_stdin_of_database_shells_is_code(proxy):
+    # database_client allows psql with plain SQL, but psql reads backslash commands ('\! id')
+    # from stdin, which the command analysis never sees: no request stdin without a shell grant.
+    configure(proxy, profile="database-client")
+    r = refused(proxy, {"argv": ["psql", "-X", "-c", "select 1"], "stdin": f"\\! touch {MARK}\n"})
+    assert "stdin" in r["error"]
+    # The same program without request stdin is judged on its arguments alone (it may then fail
+    # to run here: psql is not installed; what matters is that the policy let it through).
+    r = proxy.ch.request("run", {"argv": ["psql", "-X", "-c", "select 1"]})
+    assert r.get("kind") != "command_denied", r

@@ -564,6 +564,19 @@ void op_run(Request *req) {
                 stdin_n = strlen(in_s);
                 stdin_data = xmemdup(in_s, stdin_n);
         }
+        /* Programs that read commands from stdin (database shells: psql '\!', mysql 'system')
+         * would run whatever the request's stdin says, which the command analysis never sees.
+         * Without a shell grant, such a program gets no stdin from the request at all. */
+        if (stdin_data && argv && policy_command_stdin_is_code(p->policy, argv) &&
+            !policy_grants_shell(p->policy)) {
+                policy_decision_done(&d);
+                request_fail(
+                        req,
+                        ERROR_KIND_COMMAND_DENIED,
+                        "run: '%s' reads commands from stdin, and this policy grants no shell",
+                        argv[0]);
+                return;
+        }
 
         if (p->n_jobs >= p->limits.max_concurrent_jobs) {
                 policy_decision_done(&d);
