@@ -41,6 +41,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "log.h"
 #include "policy.h"
 #include "pricing.h"
+#include "toml.h"
 #include "process-util.h"
 #include "secrets.h"
 #include "string-util.h"
@@ -87,7 +88,7 @@ static void help(void) {
                "Run an agent on TASK inside a fresh microVM pod with enforced permissions.\n\n"
                "  -d, --dir DIR            working directory to upload (default .)\n"
                "  -p, --profile NAME       permission profile (default restrictive)\n"
-               "  -c, --config FILE        policy file (.json), overrides --profile\n"
+               "  -c, --config FILE        policy file (.json or .toml), overrides --profile\n"
                "      --max-cost USD       budget for the pod (model tokens and tool costs)\n"
                "      --timeout S          pod deadline in seconds (default 3600)\n"
                "      --network allow=IP[:PORT],dns=NAME,...  give the pod a default-deny network\n"
@@ -261,18 +262,31 @@ static int load_policy(const RunOptions *o, Policy **ret, PolicyForm *ret_form) 
         if (o->policy_file) {
                 _cleanup_free_ char *data = NULL, *err = NULL;
                 size_t n;
-                if (!endswith(o->policy_file, ".json"))
+                bool toml = endswith(o->policy_file, ".toml");
+                if (!toml && !endswith(o->policy_file, ".json"))
                         return log_error_errno(
-                                -EOPNOTSUPP,
-                                "%s: only JSON policy files (.json) are supported by this build; TOML "
-                                "policy files need the config parser from src/lib/spec",
+                                -EINVAL,
+                                "%s: a policy file ends in .json or .toml (the same keys in both; see "
+                                "docs/policy.md)",
                                 o->policy_file);
                 r = read_full_file_at(AT_FDCWD, o->policy_file, 1024 * 1024, &data, &n);
                 if (r < 0)
                         return log_error_errno(r, "%s: cannot read: %m", o->policy_file);
-                r = policy_from_json_text(data, n, &p, &err);
-                if (r < 0)
-                        return log_error_errno(r, "%s: %s", o->policy_file, err ? err : "invalid policy");
+                if (toml) {
+                        _cleanup_json_ json_t *j = NULL;
+                        r = toml_parse(data, n, o->policy_file, &j, NULL, &err);
+                        if (r < 0)
+                                return log_error_errno(r, "%s", err ? err : "invalid TOML");
+                        r = policy_from_json(j, &p, &err);
+                        if (r < 0)
+                                return log_error_errno(
+                                        r, "%s: %s", o->policy_file, err ? err : "invalid policy");
+                } else {
+                        r = policy_from_json_text(data, n, &p, &err);
+                        if (r < 0)
+                                return log_error_errno(
+                                        r, "%s: %s", o->policy_file, err ? err : "invalid policy");
+                }
         } else {
                 r = policy_profile_new(o->profile, &p);
                 if (r < 0) {

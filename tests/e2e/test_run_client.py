@@ -436,3 +436,54 @@ def test_spec_carries_network_and_budget(env, node):
     assert raised["policy"]["inline"]["capabilities"]["read_files"] == "always"
     assert "network" not in raised
     assert bad.returncode == 2 and "allow=" in bad.stderr
+
+
+POLICY_TOML = """# a policy file in TOML: the same keys as the JSON form (docs/policy.md)
+name = "toml-review"
+[capabilities]
+read_files = "always"
+write_files = "never"
+edit_files = "never"
+run_bash = "never"
+glob_search = "always"
+grep_search = "always"
+web_search = "never"
+web_fetch = "never"
+git_commit = "never"
+git_push = "never"
+create_pr = "never"
+[paths]
+unrestricted = true
+blocked = ["**/.env"]
+[commands]
+unrestricted = false
+[budget]
+max_cost_usd = "0.25"
+max_input_tokens = 10000
+max_output_tokens = 1000
+[time]
+max_duration_seconds = 600
+"""
+
+
+def test_policy_file_in_toml(env, node, tmp_path):
+    pol = tmp_path / "policy.toml"
+    pol.write_text(POLICY_TOML)
+    with ModelServer([{"text": "ok"}]) as ms:
+        r = run(env, node, ms, "Look", "--config", str(pol))
+    assert r.returncode == 0, r.stderr
+    spec = json.dumps(only_pod(node).spec)
+    assert "toml-review" in spec and "250000" in spec, spec
+    # A TOML syntax error names the file, line and column; no pod is created.
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[capabilities]\nread_files = always\n")
+    with ModelServer([{"text": "ok"}]) as ms:
+        r = run(env, node, ms, "Look", "--config", str(bad))
+    assert r.returncode != 0 and f"{bad}:2:" in r.stderr, r.stderr
+    # Other extensions are refused with what is accepted.
+    other = tmp_path / "policy.yaml"
+    other.write_text("x: 1\n")
+    with ModelServer([{"text": "ok"}]) as ms:
+        r = run(env, node, ms, "Look", "--config", str(other))
+    assert r.returncode != 0 and ".json or .toml" in r.stderr
+    assert len(node.pods) == 1
