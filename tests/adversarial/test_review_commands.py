@@ -44,21 +44,24 @@ def git_repo(pp):
     subprocess.run(["chown", "-R", f"{pp.uid}:{pp.gid}", pp.ws], check=True)
 
 
-@pytest.mark.xfail(strict=True, reason="review finding RF-1: git runs programs named in an agent-written "
-                   "git config reached through a '.git' gitdir file (only **/.git/config is path-blocked)")
 def test_rf1_git_config_through_gitdir_file_runs_a_shell(proxy):
     # fix-issue: no shell is granted; only `git status/diff/log/add/commit` and cargo run.
     configure(proxy)
     assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
-    # Everything below is written through the write op; no path is blocked by the profile.
-    write(proxy, "w/.git", "gitdir: ../g\n")
-    write(proxy, "g/HEAD", "ref: refs/heads/main\n")
-    write(proxy, "g/objects/.keep", "")
-    write(proxy, "g/refs/heads/.keep", "")
-    write(proxy, "g/config", f"[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch {MARK}; true\n")
-    # The allowlisted `git status`, in the directory holding the gitdir file.
+    # The agent cannot plant a gitdir pointer or repository internals through the file ops ...
+    for path in ("w/.git", "w/.GIT", "g/.git/config", "sub/.git/hooks/pre-commit"):
+        r = proxy.ch.request("write", {"path": path, "content": "gitdir: ../g\n", "create_dirs": True})
+        assert r.get("kind") == "path_denied", (path, r)
+    # ... and where such files exist anyway (planted on the filesystem directly here), git run
+    # through the proxy ignores the repository's program-running settings (hardened git env).
+    proxy.put("w/.git", "gitdir: ../g\n")
+    proxy.put("g/HEAD", "ref: refs/heads/main\n")
+    proxy.put("g/objects/.keep", "")
+    proxy.put("g/refs/heads/.keep", "")
+    proxy.put("g/config", f"[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch {MARK}; true\n")
+    subprocess.run(["chown", "-R", f"{proxy.uid}:{proxy.gid}", proxy.ws], check=True)
     r = run(proxy, {"argv": ["git", "status"], "cwd": "w"})
-    assert "error" in r or not os.path.exists(MARK), \
+    assert not os.path.exists(MARK), \
         f"git status ran core.fsmonitor from agent-written config (a shell without run_bash): {r}"
 
 
