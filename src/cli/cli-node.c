@@ -189,6 +189,10 @@ int cli_daemon_pid(pid_t *ret_pid) {
         return 1;
 }
 
+/* Where the node log ended when cli_daemon_start() started the node: the tail shown after a
+ * failed start holds only that run's lines. */
+static off_t daemon_log_start = 0;
+
 int cli_daemon_start(const char *node_config, pid_t *ret_pid) {
         _cleanup_free_ char *node = NULL, *pidfile = NULL, *logfile = NULL, *rundir = NULL, *logdir = NULL;
         _cleanup_close_ int logfd = -EBADF, nullfd = -EBADF;
@@ -227,6 +231,9 @@ int cli_daemon_start(const char *node_config, pid_t *ret_pid) {
         logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (logfd < 0)
                 return log_error_errno(-errno, "Cannot open node log %s: %m", logfile);
+        struct stat lst;
+        if (fstat(logfd, &lst) == 0)
+                daemon_log_start = lst.st_size;
         nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (nullfd < 0)
                 return -errno;
@@ -312,7 +319,10 @@ char *cli_node_log_tail(size_t lines) {
         if (fd < 0)
                 return NULL;
         off_t end = lseek(fd, 0, SEEK_END);
-        (void) lseek(fd, end > 16384 ? end - 16384 : 0, SEEK_SET);
+        off_t from = end > 16384 ? end - 16384 : 0;
+        if (daemon_log_start > from && daemon_log_start <= end)
+                from = daemon_log_start;
+        (void) lseek(fd, from, SEEK_SET);
         if (read_full_fd(fd, 16384, &text, &n) < 0)
                 return NULL;
         while (n > 0 && text[n - 1] == '\n')

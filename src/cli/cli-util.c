@@ -97,7 +97,15 @@ int cli_fail(OutputMode mode, const char *kind, const char *fmt, ...) {
         va_start(ap, fmt);
         _cleanup_free_ char *msg = xvasprintf(fmt, ap);
         va_end(ap);
-        log_error("%s", msg);
+        /* One log line per line of msg: the logger turns a newline into '?'. */
+        const char *line = msg;
+        for (;;) {
+                size_t n = strcspn(line, "\n");
+                log_error("%.*s", (int) n, line);
+                if (!line[n] || !line[n + 1])
+                        break;
+                line += n + 1;
+        }
         cli_print_json_failure(mode, kind, msg);
         return CLI_EXIT_FAILURE;
 }

@@ -206,13 +206,19 @@ int verb_start(int argc, char **argv) {
                 if (mode == NODE_MODE_DAEMON && pid > 0 && !cli_pid_alive(pid)) {
                         _cleanup_free_ char *tail = cli_node_log_tail(15), *log = NULL;
                         (void) client_node_log_file(&log);
+                        /* The usual cause has a fix of its own: the port is taken. */
+                        bool port_taken = tail &&
+                                (strstr(tail, "Address already in use") || strstr(tail, "Cannot listen on"));
                         return cli_fail(
                                 output,
                                 "internal",
-                                "nucleus-node exited during startup. Last lines of %s:\n%sfix: correct "
-                                "the problem above (often: nucleus setup --force)",
+                                "nucleus-node exited during startup. Last lines of %s:\n%sfix: %s",
                                 log ?: "the node log",
-                                tail ?: "(empty)");
+                                tail ?: "(empty)\n",
+                                port_taken ? "another program has the node's address: stop it, or move the "
+                                             "node with nucleus setup --force --listen 127.0.0.1:PORT "
+                                             "--metrics-listen 127.0.0.1:PORT"
+                                           : "correct the problem above (often: nucleus setup --force)");
                 }
                 if (now_usec(CLOCK_MONOTONIC) >= deadline) {
                         _cleanup_free_ char *d = client_error_describe(&e), *log = NULL;

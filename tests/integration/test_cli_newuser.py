@@ -320,3 +320,25 @@ def test_config_says_why_the_node_mode_was_chosen(env):
     expect = {"daemon": "detected: no systemd unit, so 'nucleus start' runs a pid-file daemon",
               "systemd": "detected: nucleus-node.service under systemd"}
     assert mode["source"] == expect[mode["value"]], mode
+
+
+def test_start_with_the_port_taken_shows_this_runs_lines_and_the_fix(env):
+    env.setup()
+    log = env.tmp / "state" / "nucleus" / "log" / "nucleus-node.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("OLD RUN LINE\n")
+    log.chmod(0o600)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", env.port))
+        s.listen()
+        p = env.run("start", "--timeout", "20")
+        j = env.run("start", "--timeout", "20", "--output", "json")
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    assert all(x.startswith("nucleus start: ") for x in lines), p.stderr
+    assert "Address already in use" in p.stderr and "?  " not in p.stderr, p.stderr
+    assert "OLD RUN LINE" not in p.stderr
+    assert lines[-1].startswith("nucleus start: fix: another program has the node's address"), p.stderr
+    doc = json.loads(j.stdout)
+    assert doc["ok"] is False and "\n" in doc["error"] and "OLD RUN LINE" not in doc["error"]
