@@ -135,7 +135,8 @@ static void test_sse(void **state) {
         (void) state;
 
         /* Split at every possible point: the result must not depend on chunking. */
-        const char *text = "event: log\ndata: a\ndata:b\r\n\n: comment\ndata\ndata: c\n\nid: 7\n\ndata: tail";
+        const char *text = "event: log\ndata: a\ndata:b\r\n\n: comment\ndata\ndata: c\n\nid: 7\n\ndata: "
+                           "tail";
         for (size_t cut = 0; cut <= strlen(text); cut++) {
                 memset(&seen, 0, sizeof(seen));
                 client_sse_init(&p, collect, &seen);
@@ -159,10 +160,8 @@ static void test_sse(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_sign),
-                cmocka_unit_test(test_url),
-                cmocka_unit_test(test_error_decode),
-                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_sign),         cmocka_unit_test(test_url),
+                cmocka_unit_test(test_error_decode), cmocka_unit_test(test_paths),
                 cmocka_unit_test(test_sse),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
