@@ -1120,7 +1120,7 @@ int verb_run(int argc, char **argv) {
                         patch_path = xstrdup(o.patch_out);
                 else if (state) {
                         _cleanup_free_ char *runs = xasprintf("%s/runs", state);
-                        (void) cli_mkdir_p(runs, 0700);
+                        (void) cli_mkdir_parents_p(runs, 0755, 0700);
                         patch_path = xasprintf("%s/%s.patch", runs, ctx.pod);
                 }
                 if (patch_path &&
@@ -1166,7 +1166,7 @@ cleanup:
                         audit_path = xstrdup(o.audit_out);
                 else if (state) {
                         _cleanup_free_ char *runs = xasprintf("%s/runs", state);
-                        (void) cli_mkdir_p(runs, 0700);
+                        (void) cli_mkdir_parents_p(runs, 0755, 0700);
                         audit_path = xasprintf("%s/%s.audit.jsonl", runs, ctx.pod);
                 }
                 /* Before the delete (the node may drop the pod's files), then again after it
