@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,14 @@
 
 #define API_HEADER_MAX 16384u
 #define API_CONNECTION_LIMIT 128u
+/* Before a request authenticated (docs/api.md "Before authentication"): at most this many
+ * connections, each with a short idle timeout, at most this much body per request without a
+ * declared X-Nucleus-Content-SHA256, and this much such body across all connections. */
+#define API_UNAUTH_CONNECTIONS_MAX 32u
+#define API_UNAUTH_TIMEOUT_SEC 30u
+#define API_AUTH_TIMEOUT_SEC 600u
+#define API_PREAUTH_BODY_MAX (1024u * 1024u)
+#define API_PREAUTH_TOTAL_MAX (8u * 1024u * 1024u)
 #define API_LOGS_MAX (8u * 1024u * 1024u)
 #define API_AUDIT_MAX (64u * 1024u * 1024u)
 #define API_SSE_KEEPALIVE (15 * USEC_PER_SEC)
@@ -47,10 +56,52 @@ typedef struct Req {
         char *uri; /* raw request target as sent (path?query), from the URI log callback */
         char *body;
         size_t n_body;
-        size_t cap; /* max body for this route */
-        bool too_large;
+        size_t cap;    /* max body for this request (route limit; API_PREAUTH_BODY_MAX unsigned) */
+        bool started;  /* the header-time checks ran */
         bool rejected; /* an early answer was queued */
+        bool authed;   /* MAC verified at header time over the declared body digest */
+        bool mapped;   /* body is an mmap of body_fd */
+        char declared_sha256[65];      /* X-Nucleus-Content-SHA256 of an authed request */
+        crypto_hash_sha256_state hash; /* running digest of the body (authed) */
+        int body_fd;                   /* temp file holding a streamed workspace upload, or -1 */
+        size_t preauth_reserved;       /* bytes held from the global pre-auth budget */
 } Req;
+
+/* Per-connection state (MHD socket context): counted as unauthenticated until one of its
+ * requests authenticated. */
+typedef struct ApiConn {
+        bool authed;
+} ApiConn;
+
+static unsigned api_unauth_connections; /* __atomic */
+static size_t api_preauth_bytes;        /* __atomic: unsigned body bytes buffered */
+
+static bool preauth_reserve(Req *q, size_t n) {
+        size_t cur = __atomic_add_fetch(&api_preauth_bytes, n, __ATOMIC_SEQ_CST);
+        if (cur > API_PREAUTH_TOTAL_MAX) {
+                __atomic_sub_fetch(&api_preauth_bytes, n, __ATOMIC_SEQ_CST);
+                return false;
+        }
+        q->preauth_reserved += n;
+        return true;
+}
+
+static void preauth_release(Req *q) {
+        if (q->preauth_reserved > 0)
+                __atomic_sub_fetch(&api_preauth_bytes, q->preauth_reserved, __ATOMIC_SEQ_CST);
+        q->preauth_reserved = 0;
+}
+
+/* The connection authenticated: out of the unauthenticated count, normal idle timeout. */
+static void conn_mark_authed(struct MHD_Connection *c) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        ApiConn *ac = ci ? ci->socket_context : NULL;
+        if (!ac || ac->authed)
+                return;
+        ac->authed = true;
+        __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
+        (void) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, API_AUTH_TIMEOUT_SEC);
+}
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -843,6 +894,210 @@ static size_t body_cap_for(const char *method, const char *path) {
         return node_global->config.max_body_bytes;
 }
 
+static enum MHD_Result reply_auth_failure(struct MHD_Connection *c, AuthVerifyResult vr, const char *missing) {
+        static const char *const msg[_AUTH_VERIFY_RESULT_MAX] = {
+                [AUTH_VERIFY_MISSING_HEADER] = "a signing header is missing",
+                [AUTH_VERIFY_BAD_TIMESTAMP] = "X-Nucleus-Timestamp is not a unix time in seconds",
+                [AUTH_VERIFY_SKEW] = "X-Nucleus-Timestamp is more than 60 s away from the node's clock",
+                [AUTH_VERIFY_BAD_NONCE] = "X-Nucleus-Nonce must be 32..128 hex characters",
+                [AUTH_VERIFY_BAD_ACTOR] = "X-Nucleus-Actor must be printable ASCII, at most 256 bytes",
+                [AUTH_VERIFY_BAD_REQUEST] = "the method, path or X-Nucleus-Content-SHA256 (64 lowercase "
+                                            "hex) "
+                                            "cannot be signed",
+                [AUTH_VERIFY_BAD_SIGNATURE] = "signature does not match (method, path with query, "
+                                              "timestamp, nonce, actor, body)",
+                [AUTH_VERIFY_REPLAY] = "nonce already used: replayed request refused",
+                [AUTH_VERIFY_CACHE_FULL] = "too many requests in the replay window; retry later",
+        };
+        const char *detail = auth_verify_result_to_string(vr) ?: "other";
+        _cleanup_free_ char *m = vr == AUTH_VERIFY_MISSING_HEADER && missing
+                ? xasprintf("missing header %s", missing)
+                : xstrdup((int) vr >= 0 && vr < _AUTH_VERIFY_RESULT_MAX && msg[vr] ? msg[vr] : "unauthorized");
+        return reply_unauthorized(c, detail, m);
+}
+
+static AuthRequest auth_request_of(struct MHD_Connection *c, const char *method, const char *uri) {
+        return (AuthRequest){
+                .method = method,
+                .path = uri,
+                .timestamp = header(c, AUTH_HEADER_TIMESTAMP),
+                .nonce = header(c, AUTH_HEADER_NONCE),
+                .actor = header(c, AUTH_HEADER_ACTOR) ?: "",
+                .signature = header(c, AUTH_HEADER_SIGNATURE),
+                .body_sha256 = header(c, AUTH_HEADER_CONTENT_SHA256),
+        };
+}
+
+/* A workspace upload of an authenticated request streams into an unlinked temp file in the
+ * state dir instead of memory. */
+static bool is_workspace_upload(const char *method, const char *path) {
+        return streq(method, "PUT") && startswith(path, "/v1/pods/") && endswith(path, "/workspace");
+}
+
+/* First call of a request (headers only, no body byte read yet): every check that does not
+ * need the body. Returns true to go on; false when an answer was queued (*ret). */
+static bool request_begin(
+        struct MHD_Connection *c, Req *q, const char *method, const char *path, enum MHD_Result *ret) {
+        const char *cl = header(c, "Content-Length");
+        const char *missing = NULL;
+        bool health = streq(path, "/v1/health");
+        uint64_t len = 0;
+        AuthVerifyResult vr;
+
+        q->started = true;
+        AuthRequest ar = auth_request_of(c, method, q->uri);
+        bool declared = !health && ar.body_sha256;
+        q->cap = body_cap_for(method, path) ?: 1;
+        if (!declared)
+                q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
+        if (cl && (safe_atou64(cl, &len) < 0 || len > q->cap)) {
+                q->rejected = true;
+                *ret = reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "request body of %s bytes exceeds the limit of %zu bytes%s",
+                        cl,
+                        q->cap,
+                        declared || health ? "" : " (without X-Nucleus-Content-SHA256)");
+                return false;
+        }
+        if (health)
+                return true;
+
+        /* Everything about the headers, then (with a declared digest) the MAC itself. */
+        vr = auth_precheck_request(&ar, (int64_t) time(NULL), &missing);
+        if (vr == AUTH_VERIFY_OK && declared)
+                vr = auth_verify_request(
+                        node_global->node_key, &ar, node_global->nonces, (int64_t) time(NULL), &missing);
+        if (vr != AUTH_VERIFY_OK) {
+                q->rejected = true;
+                *ret = reply_auth_failure(c, vr, missing);
+                return false;
+        }
+        if (declared) {
+                q->authed = true;
+                memcpy(q->declared_sha256, ar.body_sha256, sizeof(q->declared_sha256));
+                crypto_hash_sha256_init(&q->hash);
+                conn_mark_authed(c);
+                if (is_workspace_upload(method, path)) {
+                        q->body_fd = open(node_global->config.state_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+                        if (q->body_fd < 0) {
+                                q->rejected = true;
+                                *ret = reply_error(
+                                        c,
+                                        MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                        "io_error",
+                                        "cannot create a temp file for the upload: %s",
+                                        strerror(errno));
+                                return false;
+                        }
+                }
+        } else if (len > 0 && !preauth_reserve(q, (size_t) len)) {
+                q->rejected = true;
+                *ret = reply_error(
+                        c,
+                        MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "capacity",
+                        "too many unauthenticated request bodies in flight; retry later or send "
+                        "X-Nucleus-Content-SHA256");
+                return false;
+        }
+        return true;
+}
+
+/* One piece of the body. Returns true to go on; false when an answer was queued. */
+static bool request_body(struct MHD_Connection *c, Req *q, const char *data, size_t n, enum MHD_Result *ret) {
+        if (q->n_body + n > q->cap) {
+                q->rejected = true;
+                *ret = reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "request body exceeds the limit of %zu bytes%s",
+                        q->cap,
+                        q->authed ? "" : " (without X-Nucleus-Content-SHA256)");
+                return false;
+        }
+        if (!q->authed && q->n_body + n > q->preauth_reserved &&
+            !preauth_reserve(q, q->n_body + n - q->preauth_reserved)) {
+                q->rejected = true;
+                *ret = reply_error(
+                        c,
+                        MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "capacity",
+                        "too many unauthenticated request bodies in flight; retry later");
+                return false;
+        }
+        if (q->authed)
+                crypto_hash_sha256_update(&q->hash, (const uint8_t *) data, n);
+        if (q->body_fd >= 0) {
+                int r = loop_write(q->body_fd, data, n);
+                if (r < 0) {
+                        q->rejected = true;
+                        *ret = reply_error(
+                                c,
+                                MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                "io_error",
+                                "cannot store the upload: %s",
+                                strerror(-r));
+                        return false;
+                }
+        } else {
+                q->body = xrealloc(q->body, q->n_body + n + 1);
+                memcpy(q->body + q->n_body, data, n);
+                q->body[q->n_body + n] = 0;
+        }
+        q->n_body += n;
+        return true;
+}
+
+/* The whole body arrived: check it against the declared digest (authed) or verify the
+ * request (unsigned digest, small body). Returns true when authenticated. */
+static bool request_complete(struct MHD_Connection *c, Req *q, const char *method, enum MHD_Result *ret) {
+        if (q->authed) {
+                uint8_t d[crypto_hash_sha256_BYTES];
+                char hex[65];
+                crypto_hash_sha256_final(&q->hash, d);
+                sodium_bin2hex(hex, sizeof hex, d, sizeof d);
+                if (!memeq_consttime(hex, q->declared_sha256, 64)) {
+                        *ret = reply_unauthorized(
+                                c,
+                                "content_mismatch",
+                                "the body does not match X-Nucleus-Content-SHA256 (it was discarded)");
+                        return false;
+                }
+                if (q->body_fd >= 0 && q->n_body > 0) {
+                        void *m = mmap(NULL, q->n_body, PROT_READ, MAP_PRIVATE, q->body_fd, 0);
+                        if (m == MAP_FAILED) {
+                                *ret = reply_error(
+                                        c,
+                                        MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                        "io_error",
+                                        "cannot map the upload: %s",
+                                        strerror(errno));
+                                return false;
+                        }
+                        q->body = m;
+                        q->mapped = true;
+                }
+                return true;
+        }
+        AuthRequest ar = auth_request_of(c, method, q->uri);
+        ar.body = q->body;
+        ar.body_len = q->n_body;
+        const char *missing = NULL;
+        AuthVerifyResult vr = auth_verify_request(
+                node_global->node_key, &ar, node_global->nonces, (int64_t) time(NULL), &missing);
+        preauth_release(q);
+        if (vr != AUTH_VERIFY_OK) {
+                *ret = reply_auth_failure(c, vr, missing);
+                return false;
+        }
+        conn_mark_authed(c);
+        return true;
+}
+
 static enum MHD_Result api_handler(
         void *cls,
         struct MHD_Connection *c,
@@ -855,10 +1110,11 @@ static enum MHD_Result api_handler(
         Req *q = *con_cls;
         const char *uri, *query;
         _cleanup_free_ char *path = NULL;
+        enum MHD_Result ret = MHD_NO;
 
         if (!q) /* the URI log callback always runs first; be defensive */
                 return MHD_NO;
-        uri = q->uri ?: url;
+        uri = q->uri;
         query = strchr(uri, '?');
         path = query ? xstrndup(uri, (size_t) (query - uri)) : xstrdup(uri);
         if (query)
@@ -868,51 +1124,17 @@ static enum MHD_Result api_handler(
                 *upload_data_size = 0; /* discard the rest of the body */
                 return MHD_YES;
         }
-        if (q->cap == 0) {
-                /* First call: headers only. Refuse oversize bodies before reading any of them. */
-                const char *cl = header(c, "Content-Length");
-                uint64_t len = 0;
-                q->cap = body_cap_for(method, path) ?: 1;
-                if (cl && (safe_atou64(cl, &len) < 0 || len > q->cap)) {
-                        q->rejected = true;
-                        return reply_error(
-                                c,
-                                MHD_HTTP_CONTENT_TOO_LARGE,
-                                "too_large",
-                                "request body of %s bytes exceeds the limit of %zu bytes",
-                                cl,
-                                q->cap);
-                }
-                /* Cheap pre-checks for signed routes so an unsigned peer cannot make us buffer. */
-                if (!streq(path, "/v1/health") &&
-                    (!header(c, AUTH_HEADER_SIGNATURE) || !header(c, AUTH_HEADER_TIMESTAMP) ||
-                     !header(c, AUTH_HEADER_NONCE))) {
-                        q->rejected = true;
-                        return reply_unauthorized(
-                                c,
-                                "missing_header",
-                                "missing X-Nucleus-Timestamp, X-Nucleus-Nonce or X-Nucleus-Signature");
-                }
-                if (cl && len > 0)
-                        q->body = xmalloc((size_t) len + 1);
+        if (!q->started) {
+                /* First call: headers only. Refuse before reading any body byte. */
+                if (!request_begin(c, q, method, path, &ret))
+                        return ret;
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
-                if (q->n_body + *upload_data_size > q->cap) {
-                        q->rejected = true;
-                        *upload_data_size = 0;
-                        return reply_error(
-                                c,
-                                MHD_HTTP_CONTENT_TOO_LARGE,
-                                "too_large",
-                                "request body exceeds the limit of %zu bytes",
-                                q->cap);
-                }
-                q->body = xrealloc(q->body, q->n_body + *upload_data_size + 1);
-                memcpy(q->body + q->n_body, upload_data, *upload_data_size);
-                q->n_body += *upload_data_size;
-                q->body[q->n_body] = 0;
+                size_t n = *upload_data_size;
                 *upload_data_size = 0;
+                if (!request_body(c, q, upload_data, n, &ret))
+                        return ret;
                 return MHD_YES;
         }
 
@@ -922,44 +1144,11 @@ static enum MHD_Result api_handler(
                         return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request", "use GET");
                 return reply_raw(c, MHD_HTTP_OK, "application/json", "{\"status\":\"ok\"}", 15);
         }
-
-        AuthRequest ar = {
-                .method = method,
-                .path = uri,
-                .timestamp = header(c, AUTH_HEADER_TIMESTAMP),
-                .nonce = header(c, AUTH_HEADER_NONCE),
-                .actor = header(c, AUTH_HEADER_ACTOR) ?: "",
-                .signature = header(c, AUTH_HEADER_SIGNATURE),
-                .body = q->body,
-                .body_len = q->n_body,
-        };
-        const char *missing = NULL;
-        AuthVerifyResult vr = auth_verify_request(
-                node_global->node_key, &ar, node_global->nonces, (int64_t) time(NULL), &missing);
-        if (vr != AUTH_VERIFY_OK) {
-                static const char *const msg[_AUTH_VERIFY_RESULT_MAX] = {
-                        [AUTH_VERIFY_MISSING_HEADER] = "a signing header is missing",
-                        [AUTH_VERIFY_BAD_TIMESTAMP] = "X-Nucleus-Timestamp is not a unix time in seconds",
-                        [AUTH_VERIFY_SKEW] = "X-Nucleus-Timestamp is more than 60 s away from the node's "
-                                             "clock",
-                        [AUTH_VERIFY_BAD_NONCE] = "X-Nucleus-Nonce must be 32..128 hex characters",
-                        [AUTH_VERIFY_BAD_ACTOR] = "X-Nucleus-Actor must be printable ASCII, at most 256 "
-                                                  "bytes",
-                        [AUTH_VERIFY_BAD_REQUEST] = "the method or path cannot be signed",
-                        [AUTH_VERIFY_BAD_SIGNATURE] = "signature does not match (method, path with query, "
-                                                      "timestamp, nonce, actor, body)",
-                        [AUTH_VERIFY_REPLAY] = "nonce already used: replayed request refused",
-                        [AUTH_VERIFY_CACHE_FULL] = "too many requests in the replay window; retry later",
-                };
-                const char *detail = auth_verify_result_to_string(vr) ?: "other";
-                _cleanup_free_ char *m = vr == AUTH_VERIFY_MISSING_HEADER && missing
-                        ? xasprintf("missing header %s", missing)
-                        : xstrdup((int) vr >= 0 && vr < _AUTH_VERIFY_RESULT_MAX && msg[vr] ? msg[vr]
-                                                                                           : "unauthorized");
-                return reply_unauthorized(c, detail, m);
-        }
+        if (!request_complete(c, q, method, &ret))
+                return ret;
+        const char *actor_h = header(c, AUTH_HEADER_ACTOR);
         /* The audit log wants a non-empty actor; the signature covered whatever was sent. */
-        const char *actor = isempty(ar.actor) ? "unknown" : ar.actor;
+        const char *actor = isempty(actor_h) ? "unknown" : actor_h;
 
         if (streq(path, "/v1/pods")) {
                 if (streq(method, "POST"))
@@ -978,7 +1167,36 @@ static enum MHD_Result api_handler(
 static void *api_uri_log(void *cls, const char *uri, struct MHD_Connection *c) {
         Req *q = xnew0(Req, 1);
         q->uri = xstrdup(uri ?: "");
+        q->body_fd = -EBADF;
+        /* Until it authenticates, a connection gets a short idle timeout. */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        ApiConn *ac = ci ? ci->socket_context : NULL;
+        if (ac && !ac->authed)
+                (void) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, API_UNAUTH_TIMEOUT_SEC);
         return q;
+}
+
+static void api_notify_connection(
+        void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe) {
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                *socket_context = xnew0(ApiConn, 1);
+                __atomic_add_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
+                return;
+        }
+        ApiConn *ac = *socket_context;
+        if (!ac)
+                return;
+        if (!ac->authed)
+                __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
+        free(ac);
+        *socket_context = NULL;
+}
+
+/* Refuse new connections while API_UNAUTH_CONNECTIONS_MAX have not authenticated yet. */
+static enum MHD_Result api_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+        return __atomic_load_n(&api_unauth_connections, __ATOMIC_SEQ_CST) >= API_UNAUTH_CONNECTIONS_MAX
+                ? MHD_NO
+                : MHD_YES;
 }
 
 static void api_completed(
@@ -987,7 +1205,12 @@ static void api_completed(
         if (!q)
                 return;
         free(q->uri);
-        free(q->body);
+        if (q->mapped)
+                (void) munmap(q->body, q->n_body);
+        else
+                free(q->body);
+        safe_close(q->body_fd);
+        preauth_release(q);
         free(q);
         *con_cls = NULL;
 }
@@ -1090,9 +1313,12 @@ static int api_start_internal(Node *n, const char *addr, bool metrics, ApiServer
                 s->d = MHD_start_daemon(
                         flags,
                         0,
-                        NULL,
+                        api_accept_policy,
                         NULL,
                         api_handler,
+                        s,
+                        MHD_OPTION_NOTIFY_CONNECTION,
+                        api_notify_connection,
                         s,
                         MHD_OPTION_SOCK_ADDR,
                         &sa,

@@ -22,8 +22,8 @@ static const char *const metric_decisions[] = { "allow", "deny", "error" };
 #define N_DEC ELEMENTSOF(metric_decisions)
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
 static const char *const metric_auth[] = {
-        "missing_header", "bad_timestamp", "skew",   "bad_nonce",  "bad_actor",
-        "bad_request",    "bad_signature", "replay", "cache_full", "other",
+        "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor", "bad_request",
+        "bad_signature",  "replay",        "cache_full", "content_mismatch", "other",
 };
 
 /* Histogram buckets in seconds (TCG boots take tens of seconds). */

@@ -49,20 +49,26 @@ def string_to_sign(method, path, timestamp, nonce, actor, body):
     ]).encode()
 
 
-def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonce=None):
-    """The four X-Nucleus-* headers for one request."""
+def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonce=None,
+                 declare_sha256=True):
+    """The X-Nucleus-* headers for one request. declare_sha256 adds X-Nucleus-Content-SHA256
+    (the body digest that is also the signed string's last line), which lets the node check the
+    signature before it reads the body; without it the node caps the body at 1 MiB."""
     if timestamp is None:
         timestamp = int(time.time())
     if nonce is None:
         nonce = secrets.token_hex(16)
     sig = hmac.new(key, string_to_sign(method, path, timestamp, nonce, actor, body),
                    hashlib.sha256).hexdigest()
-    return {
+    h = {
         "X-Nucleus-Timestamp": str(timestamp),
         "X-Nucleus-Nonce": nonce,
         "X-Nucleus-Actor": actor,
         "X-Nucleus-Signature": sig,
     }
+    if declare_sha256:
+        h["X-Nucleus-Content-SHA256"] = hashlib.sha256(body).hexdigest()
+    return h
 
 
 class Response:
@@ -100,7 +106,7 @@ class NodeClient:
                                           timeout=timeout or self.timeout)
 
     def request(self, method, path, body=b"", headers=None, *, sign=True, timestamp=None,
-                nonce=None, actor=None, signed_headers=None, timeout=None):
+                nonce=None, actor=None, signed_headers=None, timeout=None, declare_sha256=True):
         """Send one request. signed_headers: use exactly these X-Nucleus-* headers (replay)."""
         if isinstance(body, str):
             body = body.encode()
@@ -113,7 +119,7 @@ class NodeClient:
             else:
                 h.update(sign_headers(self.key, method, path, body,
                                       actor if actor is not None else self.actor,
-                                      timestamp, nonce))
+                                      timestamp, nonce, declare_sha256))
         if headers:
             h.update(headers)
         c = self._conn(timeout)

@@ -150,7 +150,16 @@ def test_a4_signature_moved_to_other_path_or_method(node):
     body = json.dumps({"path": "README.md"}).encode()
     h = sign_headers(c.key, "POST", f"/v1/pods/{pod}/tools/read", body, "test")
     r = c.request("POST", f"/v1/pods/{pod}/tools/read", json.dumps({"path": "x"}).encode(), signed_headers=h)
-    assert r.status == 401 and r.json()["detail"] == "bad_signature"
+    assert r.status == 401 and r.json()["detail"] == "content_mismatch", r
+    # Same without the declared digest: the MAC over the body itself fails.
+    h = sign_headers(c.key, "POST", f"/v1/pods/{pod}/tools/read", body, "test", declare_sha256=False)
+    r = c.request("POST", f"/v1/pods/{pod}/tools/read", json.dumps({"path": "x"}).encode(), signed_headers=h)
+    assert r.status == 401 and r.json()["detail"] == "bad_signature", r
+    # A declared digest that is not the one signed: refused before the body is read.
+    h = sign_headers(c.key, "POST", f"/v1/pods/{pod}/tools/read", body, "test")
+    h["X-Nucleus-Content-SHA256"] = "0" * 64
+    r = c.request("POST", f"/v1/pods/{pod}/tools/read", body, signed_headers=h)
+    assert r.status == 401 and r.json()["detail"] == "bad_signature", r
     # A different key.
     from helpers.nodeclient import NodeClient
     other = NodeClient(f"http://127.0.0.1:{node.port}", key=os.urandom(32))

@@ -69,6 +69,12 @@ bool auth_nonce_is_valid(const char *s) {
         return n >= AUTH_NONCE_MIN_HEX && n % 2 == 0;
 }
 
+static bool auth_sha256_hex_is_valid(const char *s) {
+        /* Exactly 64 lowercase hex: the form that appears in the signed string. */
+        size_t n = strnlen(s, 65);
+        return n == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
 static int compute_mac(
         const uint8_t key[AUTH_KEY_SIZE],
         const char *method,
@@ -78,6 +84,7 @@ static int compute_mac(
         const char *actor,
         const void *body,
         size_t body_len,
+        const char *body_sha256,
         uint8_t ret_mac[crypto_auth_hmacsha256_BYTES]) {
         uint8_t digest[crypto_hash_sha256_BYTES];
         char digest_hex[crypto_hash_sha256_BYTES * 2 + 1];
@@ -92,8 +99,14 @@ static int compute_mac(
         if (!body && body_len > 0)
                 return -EINVAL;
 
-        crypto_hash_sha256(digest, body ? body : (const void *) "", body_len);
-        sodium_bin2hex(digest_hex, sizeof(digest_hex), digest, sizeof(digest));
+        if (body_sha256) {
+                if (!auth_sha256_hex_is_valid(body_sha256))
+                        return -EINVAL;
+                memcpy(digest_hex, body_sha256, sizeof(digest_hex));
+        } else {
+                crypto_hash_sha256(digest, body ? body : (const void *) "", body_len);
+                sodium_bin2hex(digest_hex, sizeof(digest_hex), digest, sizeof(digest));
+        }
 
         crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
         const char *parts[] = { "nucleus-v1", method, path, timestamp, nonce, actor, digest_hex };
@@ -118,7 +131,7 @@ int auth_sign_request(
         size_t body_len,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
         uint8_t mac[crypto_auth_hmacsha256_BYTES];
-        int r = compute_mac(key, method, path, timestamp, nonce, actor, body, body_len, mac);
+        int r = compute_mac(key, method, path, timestamp, nonce, actor, body, body_len, NULL, mac);
         if (r < 0)
                 return r;
         sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
@@ -149,17 +162,13 @@ int auth_make_headers(
         return 0;
 }
 
-AuthVerifyResult auth_verify_request(
-        const uint8_t key[AUTH_KEY_SIZE],
+static AuthVerifyResult precheck(
         const AuthRequest *req,
-        AuthNonceCache *cache,
         int64_t now,
-        const char **reterr_header) {
-        uint8_t mac[crypto_auth_hmacsha256_BYTES], want[crypto_auth_hmacsha256_BYTES];
+        const char **reterr_header,
+        int64_t *ret_ts,
+        uint8_t want[crypto_auth_hmacsha256_BYTES]) {
         int64_t ts;
-        int r;
-
-        assert(key && req && cache);
 
         const struct {
                 const char *value;
@@ -196,12 +205,51 @@ AuthVerifyResult auth_verify_request(
                 return AUTH_VERIFY_BAD_SIGNATURE;
         size_t got = 0;
         const char *end = NULL;
-        if (sodium_hex2bin(want, sizeof(want), req->signature, AUTH_SIGNATURE_HEX_LEN, NULL, &got, &end) != 0 ||
-            got != sizeof(want) || *end != '\0')
+        if (sodium_hex2bin(
+                    want, crypto_auth_hmacsha256_BYTES, req->signature, AUTH_SIGNATURE_HEX_LEN, NULL, &got, &end) !=
+                    0 ||
+            got != crypto_auth_hmacsha256_BYTES || *end != '\0')
                 return AUTH_VERIFY_BAD_SIGNATURE;
+        if (req->body_sha256 && !auth_sha256_hex_is_valid(req->body_sha256))
+                return AUTH_VERIFY_BAD_REQUEST;
+        *ret_ts = ts;
+        return AUTH_VERIFY_OK;
+}
+
+AuthVerifyResult auth_precheck_request(const AuthRequest *req, int64_t now, const char **reterr_header) {
+        uint8_t want[crypto_auth_hmacsha256_BYTES];
+        int64_t ts;
+        assert(req);
+        return precheck(req, now, reterr_header, &ts, want);
+}
+
+AuthVerifyResult auth_verify_request(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const AuthRequest *req,
+        AuthNonceCache *cache,
+        int64_t now,
+        const char **reterr_header) {
+        uint8_t mac[crypto_auth_hmacsha256_BYTES], want[crypto_auth_hmacsha256_BYTES];
+        AuthVerifyResult vr;
+        int64_t ts = 0;
+        int r;
+
+        assert(key && req && cache);
+        vr = precheck(req, now, reterr_header, &ts, want);
+        if (vr != AUTH_VERIFY_OK)
+                return vr;
 
         r = compute_mac(
-                key, req->method, req->path, req->timestamp, req->nonce, req->actor, req->body, req->body_len, mac);
+                key,
+                req->method,
+                req->path,
+                req->timestamp,
+                req->nonce,
+                req->actor,
+                req->body_sha256 ? NULL : req->body,
+                req->body_sha256 ? 0 : req->body_len,
+                req->body_sha256,
+                mac);
         if (r < 0)
                 return AUTH_VERIFY_BAD_REQUEST;
         if (sodium_memcmp(mac, want, sizeof(mac)) != 0)

@@ -18,6 +18,9 @@
 #define AUTH_HEADER_NONCE "X-Nucleus-Nonce"
 #define AUTH_HEADER_ACTOR "X-Nucleus-Actor"
 #define AUTH_HEADER_SIGNATURE "X-Nucleus-Signature"
+/* Optional: hex SHA-256 of the body, declared up front so the server can verify the MAC before
+ * reading any body byte (the signed string already carries this digest as its last line). */
+#define AUTH_HEADER_CONTENT_SHA256 "X-Nucleus-Content-SHA256"
 
 #define AUTH_KEY_SIZE 32U          /* node secret, raw bytes */
 #define AUTH_SIGNATURE_HEX_LEN 64U /* hex HMAC-SHA256 */
@@ -60,6 +63,10 @@ typedef struct AuthRequest {
         const char *signature;
         const void *body; /* may be NULL when body_len == 0 */
         size_t body_len;
+        /* Declared body digest (X-Nucleus-Content-SHA256: 64 lowercase hex), or NULL. When set,
+         * the MAC is checked over this digest and body/body_len are ignored: the caller must
+         * then hash the body it reads and refuse the request if the two differ. */
+        const char *body_sha256;
 } AuthRequest;
 
 /* Headers a client sends; filled by auth_make_headers(). */
@@ -120,6 +127,14 @@ AuthVerifyResult auth_verify_request(
         AuthNonceCache *cache,
         int64_t now,
         const char **reterr_header);
+
+/*
+ * auth_precheck_request: every check of auth_verify_request that needs neither the key nor the
+ *   body (missing header, timestamp, skew, nonce syntax, actor, method/path, signature syntax,
+ *   declared digest syntax), for refusing a request before any of its body is read. The nonce
+ *   is not recorded. Returns AUTH_VERIFY_OK or the first failure, as auth_verify_request.
+ */
+AuthVerifyResult auth_precheck_request(const AuthRequest *req, int64_t now, const char **reterr_header);
 
 /* A bounded, expiring, thread-safe set of seen nonces. capacity 0 = default (65536). */
 int auth_nonce_cache_new(size_t capacity, AuthNonceCache **ret);

@@ -42,6 +42,10 @@ int client_sign(
                 key, method, path_query, h.timestamp, h.nonce, actor, body, body_len, h.signature);
         if (r < 0)
                 return r;
+        /* Declared so the node can check the MAC before it reads the body (docs/api.md). */
+        uint8_t digest[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(digest, body ? body : (const void *) "", body ? body_len : 0);
+        sodium_bin2hex(h.content_sha256, sizeof(h.content_sha256), digest, sizeof(digest));
         *ret = h;
         return 0;
 }

@@ -10,9 +10,10 @@
 #include <stdint.h>
 
 typedef struct ClientSignedHeaders {
-        char timestamp[24]; /* decimal unix seconds */
-        char nonce[33];     /* 32 lowercase hex chars (16 random bytes) */
-        char signature[65]; /* lowercase hex HMAC-SHA256 */
+        char timestamp[24];      /* decimal unix seconds */
+        char nonce[33];          /* 32 lowercase hex chars (16 random bytes) */
+        char signature[65];      /* lowercase hex HMAC-SHA256 */
+        char content_sha256[65]; /* X-Nucleus-Content-SHA256: lowercase hex SHA-256 of the body */
 } ClientSignedHeaders;
 
 /* Computes the headers for METHOD path_query body with the 32-byte key at time now (unix

@@ -244,7 +244,7 @@ static int
                 char **ret_content_type,
                 ClientError *reterr) {
         _cleanup_free_ char *signed_path = NULL, *url = NULL, *h_ts = NULL, *h_nonce = NULL, *h_actor = NULL,
-                            *h_sig = NULL, *h_ct = NULL;
+                            *h_sig = NULL, *h_ct = NULL, *h_sha = NULL;
         ClientSignedHeaders sh;
         char errbuf[CURL_ERROR_SIZE] = "";
         struct curl_slist *headers = NULL;
@@ -273,11 +273,13 @@ static int
         h_nonce = xasprintf("X-Nucleus-Nonce: %s", sh.nonce);
         h_actor = xasprintf("X-Nucleus-Actor: %s", c->actor);
         h_sig = xasprintf("X-Nucleus-Signature: %s", sh.signature);
+        h_sha = xasprintf("X-Nucleus-Content-SHA256: %s", sh.content_sha256);
         h_ct = xasprintf("Content-Type: %s", content_type ?: "application/json");
         headers = curl_slist_append(headers, h_ts);
         headers = curl_slist_append(headers, h_nonce);
         headers = curl_slist_append(headers, h_actor);
         headers = curl_slist_append(headers, h_sig);
+        headers = curl_slist_append(headers, h_sha);
         if (body)
                 headers = curl_slist_append(headers, h_ct);
         headers = curl_slist_append(headers, "Expect:");
