@@ -5,7 +5,7 @@ _nucleus() {
         local cur prev verb i
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
-        local verbs="setup start stop doctor profiles config secrets ps logs audit run image help"
+        local verbs="setup start stop doctor profiles config secrets ps logs audit run image create wait upload tool approve patch delete cancel help"
         local global="-c --config -v --verbose -q --quiet -h --help --version"
 
         verb=
@@ -18,7 +18,10 @@ _nucleus() {
         done
 
         case $prev in
-        -c|--config|--public-key) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -c|--config|--public-key|-f|--file|-o|--out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -d|--dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        --state) COMPREPLY=($(compgen -W "pending booting configuring running stopping exited failed" -- "$cur")); return ;;
+        --arg|--arg-json) return ;;
         --output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
         --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib) return ;;
         esac
@@ -43,6 +46,12 @@ _nucleus() {
                         return
                 fi ;;
         run|image) opts+=" --output" ;;
+        create) opts+=" -f --file --wait --timeout --output" ;;
+        wait) opts+=" --state --timeout --output" ;;
+        upload) opts+=" -d --dir --output" ;;
+        patch) opts+=" -o --out --output" ;;
+        tool) opts+=" --arg --arg-json --output read write edit list glob grep run status web_fetch charge" ;;
+        approve|delete|cancel) opts+=" --output" ;;
         esac
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 }

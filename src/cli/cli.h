@@ -79,3 +79,11 @@ int verb_logs(int argc, char **argv);
 int verb_audit(int argc, char **argv);
 int verb_image(int argc, char **argv); /* engineer G: verb-image.c */
 int verb_run(int argc, char **argv);   /* engineer R: verb-run.c */
+/* verb-pod.c: the pod verbs of docs/api.md */
+int verb_create(int argc, char **argv);
+int verb_delete(int argc, char **argv); /* also "cancel" */
+int verb_wait(int argc, char **argv);
+int verb_upload(int argc, char **argv);
+int verb_patch(int argc, char **argv);
+int verb_tool(int argc, char **argv);
+int verb_approve(int argc, char **argv);
