@@ -20,6 +20,7 @@ static const char *const metric_ops[] = {
 #define N_OPS ELEMENTSOF(metric_ops)
 static const char *const metric_decisions[] = { "allow", "deny", "error" };
 #define N_DEC ELEMENTSOF(metric_decisions)
+static const char *const metric_guest_drop[] = { "rate", "size", "total" };
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
 static const char *const metric_auth[] = {
         "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor", "bad_request",
@@ -46,6 +47,7 @@ static struct {
         uint64_t bytes_up, bytes_down;
         uint64_t pods_created, pods_create_failed;
         uint64_t audit_errors;
+        uint64_t guest_dropped[ELEMENTSOF(metric_guest_drop)];
         Histogram boot, ready;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -130,6 +132,13 @@ void metrics_auth_failure(const char *detail) {
 void metrics_audit_error(void) {
         pthread_mutex_lock(&M.lock);
         M.audit_errors++;
+        pthread_mutex_unlock(&M.lock);
+}
+
+void metrics_guest_event_dropped(const char *reason) {
+        size_t i = index_of(metric_guest_drop, ELEMENTSOF(metric_guest_drop), reason, 0);
+        pthread_mutex_lock(&M.lock);
+        M.guest_dropped[i]++;
         pthread_mutex_unlock(&M.lock);
 }
 
@@ -241,6 +250,15 @@ char *metrics_render(Node *n) {
                 "# HELP nucleus_audit_errors_total Audit appends that failed.\n"
                 "# TYPE nucleus_audit_errors_total counter\nnucleus_audit_errors_total %llu\n",
                 (unsigned long long) M.audit_errors);
+        fprintf(f,
+                "# HELP nucleus_guest_events_dropped_total Guest-reported events not recorded "
+                "(rate, size or per-pod total cap).\n"
+                "# TYPE nucleus_guest_events_dropped_total counter\n");
+        for (size_t i = 0; i < ELEMENTSOF(metric_guest_drop); i++)
+                fprintf(f,
+                        "nucleus_guest_events_dropped_total{reason=\"%s\"} %llu\n",
+                        metric_guest_drop[i],
+                        (unsigned long long) M.guest_dropped[i]);
         pthread_mutex_unlock(&M.lock);
         if (fclose(f) != 0)
                 oom_abort();

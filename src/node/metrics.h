@@ -21,5 +21,7 @@ void metrics_pod_created(void);
 void metrics_pod_create_failed(void);
 void metrics_auth_failure(const char *detail);
 void metrics_audit_error(void);
+/* A guest-reported event the node did not record; reason: "rate", "size" or "total". */
+void metrics_guest_event_dropped(const char *reason);
 /* Render everything (pods by state from the table). Caller frees. */
 char *metrics_render(Node *n);

@@ -76,6 +76,7 @@ static void pod_free(Pod *p) {
         free(p->reason_kind);
         free(p->dir);
         free(p->policy_sha256);
+        free(p->configure_sha256);
         free(p->cgroup_dir);
         pthread_mutex_destroy(&p->audit_lock);
         pthread_mutex_destroy(&p->net_lock);
@@ -317,6 +318,8 @@ json_t *pod_to_json(Pod *p) {
                 json_object_set_new(j, "ended", json_string(format_timestamp_rfc3339(ended, p->ended_rt)));
         if (p->policy_sha256)
                 json_object_set_new(j, "policy_sha256", json_string(p->policy_sha256));
+        if (p->configure_sha256)
+                json_object_set_new(j, "configure_sha256", json_string(p->configure_sha256));
         if (p->vm)
                 json_object_set_new(j, "accel", json_string(vmm_accel(p->vm)));
         json_object_set_new(j, "network", json_boolean(p->spec->has_network));
@@ -370,6 +373,8 @@ static void pod_write_state_file(Pod *p) {
         if (dfd >= 0 && text)
                 (void) write_file_atomic_at(dfd, "state.json", text, strlen(text), 0600);
 }
+
+static void pod_guest_drops_report(Pod *p, bool force);
 
 void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind) {
         Channel *ch;
@@ -432,6 +437,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         p->ended_rt = now_usec(CLOCK_REALTIME);
         pthread_mutex_unlock(&node_global->lock);
 
+        pod_guest_drops_report(p, true);
         pod_audit_lifecycle(p, final == POD_FAILED ? "failed" : "exited", reason, kind);
         pthread_mutex_lock(&p->audit_lock);
         if (p->audit) {
@@ -506,8 +512,80 @@ static const char *hex64_or_null(json_t *v) {
 }
 
 #define POD_GUEST_EVENTS_MAX 200000u
+/* What the node records of guest-reported events (a compromised guest ignores the proxy's own
+ * caps): events over POD_GUEST_EVENT_BYTES_MAX of JSON, past a token bucket of
+ * POD_GUEST_EVENT_RATE per second (burst POD_GUEST_EVENT_BURST), or past
+ * POD_GUEST_RECORDS_MAX records are dropped, counted, and reported in a signed
+ * "guest_events_dropped" record (at most every POD_GUEST_DROP_REPORT_USEC, and at the end). */
+#define POD_GUEST_EVENT_BYTES_MAX 16384u
+#define POD_GUEST_EVENT_RATE 50u
+#define POD_GUEST_EVENT_BURST 200u
+#define POD_GUEST_RECORDS_MAX 10000u
+#define POD_GUEST_DROP_REPORT_USEC (5 * USEC_PER_SEC)
 
 static void pod_terminate_async_take(Pod *p, PodState final, const char *reason, const char *kind);
+
+static const char *const guest_drop_reason[3] = { "rate", "size", "total" };
+
+/* Append the drop report if anything was dropped since the last one (force: regardless of the
+ * report interval). The text is also in node.log; the record holds its SHA-256. */
+static void pod_guest_drops_report(Pod *p, bool force) {
+        uint64_t d[3];
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        pthread_mutex_lock(&node_global->lock);
+        bool due = (p->guest_dropped[0] | p->guest_dropped[1] | p->guest_dropped[2]) != 0 &&
+                (force || now - p->guest_dropped_reported_at >= POD_GUEST_DROP_REPORT_USEC);
+        if (due) {
+                memcpy(d, p->guest_dropped, sizeof d);
+                memset(p->guest_dropped, 0, sizeof p->guest_dropped);
+                p->guest_dropped_reported_at = now;
+        }
+        pthread_mutex_unlock(&node_global->lock);
+        if (!due)
+                return;
+        _cleanup_free_ char *text = xasprintf(
+                "{\"dropped\":{\"rate\":%llu,\"size\":%llu,\"total\":%llu}}",
+                (unsigned long long) d[0],
+                (unsigned long long) d[1],
+                (unsigned long long) d[2]);
+        AuditEvent ae = { .actor = "node",
+                          .op = "guest_events_dropped",
+                          .decision = "info",
+                          .result = text,
+                          .result_len = strlen(text) };
+        pod_audit(p, &ae);
+        pod_log(p, LOG_WARNING, "guest events dropped: %s", text);
+}
+
+/* Admit one guest event of n bytes (JSON text)? Counts drops; under node->lock. */
+static bool pod_guest_admit_locked(Pod *p, size_t n) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        int why = -1;
+        if (p->guest_tokens_at == 0) {
+                p->guest_tokens_milli = (uint64_t) POD_GUEST_EVENT_BURST * 1000u;
+                p->guest_tokens_at = now;
+        }
+        uint64_t add = (now - p->guest_tokens_at) * POD_GUEST_EVENT_RATE / 1000u; /* milli-tokens */
+        if (add > 0) {
+                p->guest_tokens_milli = NUCLEUS_MIN(
+                        p->guest_tokens_milli + add, (uint64_t) POD_GUEST_EVENT_BURST * 1000u);
+                p->guest_tokens_at = now;
+        }
+        if (n > POD_GUEST_EVENT_BYTES_MAX)
+                why = 1;
+        else if (p->n_guest_recorded >= POD_GUEST_RECORDS_MAX)
+                why = 2;
+        else if (p->guest_tokens_milli < 1000u)
+                why = 0;
+        if (why >= 0) {
+                p->guest_dropped[why]++;
+                metrics_guest_event_dropped(guest_drop_reason[why]);
+                return false;
+        }
+        p->guest_tokens_milli -= 1000u;
+        p->n_guest_recorded++;
+        return true;
+}
 
 static void pod_on_event(void *userdata, json_t *ev) {
         Pod *p = userdata;
@@ -544,6 +622,12 @@ static void pod_on_event(void *userdata, json_t *ev) {
         if (kind && (int) error_kind_from_string(kind) < 0)
                 kind = NULL;
         text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+        pthread_mutex_lock(&node_global->lock);
+        bool admit = pod_guest_admit_locked(p, text ? strlen(text) : SIZE_MAX);
+        pthread_mutex_unlock(&node_global->lock);
+        pod_guest_drops_report(p, false);
+        if (!admit)
+                return;
         AuditEvent ae = {
                 .actor = "guest",
                 .op = gop,
@@ -627,6 +711,12 @@ static int pod_configure(Pod *p, char **reterr) {
         }
         const char *err = json_string_value(json_object_get(reply.response, "error"));
         const char *sha = json_string_value(json_object_get(reply.response, "policy_sha256"));
+        /* configure_sha256 (proxy review S3) attests the whole configuration; an older proxy
+         * may not send it, but one that does must send a well-formed digest. */
+        json_t *cfg_v = json_object_get(reply.response, "configure_sha256");
+        const char *cfg_sha = hex64_or_null(cfg_v);
+        if (!err && cfg_v && !cfg_sha)
+                err = "malformed configure_sha256 in the answer";
         if (err || !sha || strlen(sha) != 64) {
                 *reterr = xasprintf(
                         "configure refused by the proxy: %s (%s)",
@@ -637,12 +727,16 @@ static int pod_configure(Pod *p, char **reterr) {
         }
         pthread_mutex_lock(&node_global->lock);
         p->policy_sha256 = xstrdup(sha);
+        p->configure_sha256 = cfg_sha ? xstrdup(cfg_sha) : NULL;
         pthread_mutex_unlock(&node_global->lock);
         {
+                /* args_sha256: the proxy's configure_sha256 when it sent one (else the digest of
+                 * the arguments the node sent); result_sha256: policy_sha256. */
                 AuditEvent ev = { .actor = "node",
                                   .op = "configure",
                                   .decision = "allow",
-                                  .args = args,
+                                  .args = cfg_sha ? NULL : args,
+                                  .args_sha256 = cfg_sha,
                                   .result_sha256 = sha };
                 pod_audit(p, &ev);
         }

@@ -53,6 +53,7 @@ struct Pod {
         unsigned vcpus;
         uint64_t memory_mib, scratch_mib;
         char *policy_sha256;      /* from the proxy's configure answer */
+        char *configure_sha256;   /* same: digest of the whole effective configuration, or NULL */
         Vmm *vm;                  /* set once started; freed with the pod */
         Channel *channel;         /* set once connected; shut down at the end, freed with the pod */
         NetPod *net;              /* W's per-pod network, or NULL */
@@ -67,6 +68,13 @@ struct Pod {
         PodSub *subs; /* /events subscribers, under node->lock */
         uint64_t budget_spent_micro_usd;
         uint64_t n_guest_events; /* event frames received; capped (POD_GUEST_EVENTS_MAX) */
+        /* Guest event limiter (pod_on_event; under node->lock): token bucket, records written,
+         * drops by reason (rate, size, total) not yet reported in the audit log. */
+        uint64_t guest_tokens_milli;
+        usec_t guest_tokens_at;
+        uint64_t n_guest_recorded;
+        uint64_t guest_dropped[3];
+        usec_t guest_dropped_reported_at;
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
