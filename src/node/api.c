@@ -950,6 +950,8 @@ static bool request_begin(
         q->cap = body_cap_for(method, path) ?: 1;
         if (!declared)
                 q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
+        if (health)
+                q->cap = 1; /* GET, no body */
         if (cl && (safe_atou64(cl, &len) < 0 || len > q->cap)) {
                 q->rejected = true;
                 *ret = reply_error(
