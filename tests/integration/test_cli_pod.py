@@ -100,14 +100,10 @@ def test_session(cli, node, tmp_path):
     # write (args from stdin), edit, run.
     cli.run("tool", pod, "write", "-", input='{"path": "new.txt", "content": "x\\n"}', check=0)
     cli.run("tool", pod, "edit", "--arg", "path=README.md", "--arg", "old=hello", "--arg", "new=bye", check=0)
-    r, rp = cli.json("tool", pod, "run", "--arg-json", 'argv=["git", "status", "--short"]', check=None)
-    # Known environment problem (not the CLI's): the local driver's proxy cannot clone a PID
-    # namespace on some hosts; test_node_local's functional session fails the same way. The
-    # rest of the session still runs; the test ends as xfail naming it.
-    run_broken = rp.returncode == 1 and r.get("kind") == "io_error" and "run: fork" in r.get("error", "")
-    if not run_broken:
-        assert rp.returncode == 0 and "exit_code" in r and "stdout" in r, (r, rp.stderr)
-        assert "new.txt" in r["stdout"]
+    # The workspace is the uploaded tree (no .git): show the new file through an allowed command.
+    r, rp = cli.json("tool", pod, "run", "--arg-json",
+                     'argv=["git", "diff", "--no-index", "--stat", "/dev/null", "new.txt"]', check=None)
+    assert rp.returncode == 0 and r["exit_code"] == 1 and "new.txt" in r["stdout"], (r, rp.stderr)
 
     # Denials: exit 1, "denied: KIND: message" on stderr, nothing on stdout (text mode).
     d = cli.run("tool", pod, "run", "--arg-json", 'argv=["ls", "-la"]')
@@ -147,8 +143,6 @@ def test_session(cli, node, tmp_path):
     assert gone.returncode == 1 and "pod_not_running" in gone.stderr and "denied" not in gone.stderr
     w = cli.run("wait", pod, "--state", "running", "--timeout", "5")
     assert w.returncode == 1 and "ended" in w.stderr
-    if run_broken:
-        pytest.xfail("the proxy cannot fork commands on this host (run: fork: EPERM), see test_node_local")
 
 
 def test_create_wait_flag_and_json(cli, tmp_path):

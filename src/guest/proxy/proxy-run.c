@@ -674,11 +674,17 @@ int proxy_spawn(
         bool in_ns = true;
         pid_t pid = (pid_t) syscall(
                 SYS_clone, (unsigned long) (CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, NULL);
-        if (pid < 0 && errno == EINVAL) {
-                /* Kernel without CONFIG_PID_NS: fall back to the process-group kill. */
+        if (pid < 0 && (errno == EINVAL || errno == EPERM || errno == ENOSPC || errno == EUSERS)) {
+                /* Kernel without CONFIG_PID_NS (EINVAL), or a proxy without CAP_SYS_ADMIN: the
+                 * `local` driver runs us in bubblewrap with capabilities dropped (EPERM); there
+                 * the whole sandbox is already one PID namespace that dies with the pod.
+                 * Fall back to the process-group kill, and say so once. */
                 static bool warned = false;
                 if (!warned)
-                        log_warning("PID namespaces unavailable: command descendants may outlive a run");
+                        log_warning_errno(
+                                errno,
+                                "Cannot give commands their own PID namespace (%m): command "
+                                "descendants may outlive a run (process-group kill only)");
                 warned = true;
                 in_ns = false;
                 pid = fork();

@@ -4,7 +4,7 @@
  * uts, net (no network at all) and mount namespaces, read-only system dirs, and only the pod's
  * workspace writable (plus private tmpfs /tmp and /run). The proxy keeps uid 0 with only the
  * capabilities it uses in the guest to manage the agent's files and processes (SETUID, SETGID,
- * CHOWN, DAC_OVERRIDE, FOWNER, KILL; bwrap drops every other one, no CAP_SYS_ADMIN), so it can
+ * CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETPCAP; bwrap drops every other one, no CAP_SYS_ADMIN), so it can
  * run agent commands as uid 1000 exactly as in the guest; inside a user namespace it could not
  * switch users. It sees only the read-only binds below and the workspace.
  * The channel is a socketpair whose far end the proxy inherits as fd 3. This is weaker isolation than a
@@ -155,6 +155,10 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 (char *) "CAP_FOWNER",
                 (char *) "--cap-add",
                 (char *) "CAP_KILL",
+                /* SETPCAP only lets the proxy empty the bounding set of each command child
+                 * (PR_CAPBSET_DROP) before it execs, as it does in the guest. */
+                (char *) "--cap-add",
+                (char *) "CAP_SETPCAP",
                 (char *) "--",
                 (char *) "/nucleus/nucleus-tool-proxy",
                 (char *) "--fd",
