@@ -755,7 +755,7 @@ static bool pod_stopping(Pod *p) {
 static void *pod_boot_thread(void *userdata) {
         Pod *p = userdata;
         Node *n = node_global;
-        _cleanup_free_ char *err = NULL, *image_dir = NULL, *netdesc = NULL;
+        _cleanup_free_ char *err = NULL, *image_dir = NULL;
         _cleanup_(net_policy_freep) NetPolicy *netpol = NULL;
         usec_t t0 = now_usec(CLOCK_MONOTONIC), t_boot;
         VmmLaunch l = {};
