@@ -92,6 +92,19 @@ static void test_strv(void **state) {
         assert_false(strv_contains(l, "c"));
 }
 
+static void test_utf8(void **state) {
+        assert_true(utf8_is_valid("caf\xc3\xa9 \xe2\x80\xae \xf0\x9f\x98\x80"));
+        assert_false(utf8_is_valid("\xc0\xaf"));         /* overlong '/' */
+        assert_false(utf8_is_valid("\xed\xa0\x80"));     /* surrogate */
+        assert_false(utf8_is_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
+        assert_false(utf8_is_valid("tok\\\xde\x91\x9e"));
+        char a[] = "tok\xde\x91\x9e.sig\xc3";
+        assert_string_equal(utf8_make_valid(a), "tok\xde\x91?.sig?");
+        assert_true(utf8_is_valid(a));
+        char b[] = "ok \xc3\xa9";
+        assert_string_equal(utf8_make_valid(b), "ok \xc3\xa9");
+}
+
 static void test_memeq(void **state) {
         assert_true(memeq_consttime("abc", "abc", 3));
         assert_false(memeq_consttime("abc", "abd", 3));
@@ -120,10 +133,15 @@ static void test_read_full_and_atomic(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_safe_atou64),  cmocka_unit_test(test_safe_atoi),
-                cmocka_unit_test(test_parse_micros), cmocka_unit_test(test_hex),
-                cmocka_unit_test(test_visible),      cmocka_unit_test(test_strv),
-                cmocka_unit_test(test_memeq),        cmocka_unit_test(test_read_full_and_atomic),
+                cmocka_unit_test(test_safe_atou64),
+                cmocka_unit_test(test_safe_atoi),
+                cmocka_unit_test(test_parse_micros),
+                cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_visible),
+                cmocka_unit_test(test_strv),
+                cmocka_unit_test(test_memeq),
+                cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_read_full_and_atomic),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

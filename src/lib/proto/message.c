@@ -81,6 +81,8 @@ json_t *proto_error_new(ErrorKind kind, const char *fmt, ...) {
         va_start(ap, fmt);
         _cleanup_free_ char *msg = xvasprintf(fmt, ap);
         va_end(ap);
+        /* Messages quote the peer's input (keys, paths): keep the JSON encodable whatever it was. */
+        (void) utf8_make_valid(msg);
         const char *k = error_kind_to_string(kind) ?: "internal";
         json_t *j = json_pack("{s:s, s:s}", "error", msg, "kind", k);
         if (!j)

@@ -199,3 +199,53 @@ void strv_sort_uniq(char **l) {
         }
         l[w] = NULL;
 }
+
+/* Length of the valid UTF-8 sequence at p, or 0 if it is not one. */
+static size_t utf8_sequence_length(const unsigned char *p) {
+        unsigned c = p[0];
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+        if (c >= 0xe0 && c <= 0xef) {
+                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+                        return 0;
+                if (c == 0xe0 && p[1] < 0xa0) /* overlong */
+                        return 0;
+                if (c == 0xed && p[1] >= 0xa0) /* surrogates */
+                        return 0;
+                return 3;
+        }
+        if (c >= 0xf0 && c <= 0xf4) {
+                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+                        return 0;
+                if (c == 0xf0 && p[1] < 0x90) /* overlong */
+                        return 0;
+                if (c == 0xf4 && p[1] >= 0x90) /* above U+10FFFF */
+                        return 0;
+                return 4;
+        }
+        return 0;
+}
+
+bool utf8_is_valid(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_sequence_length(p);
+                if (n == 0)
+                        return false;
+                p += n;
+        }
+        return true;
+}
+
+char *utf8_make_valid(char *s) {
+        for (unsigned char *p = (unsigned char *) s; *p;) {
+                size_t n = utf8_sequence_length(p);
+                if (n == 0) {
+                        *p++ = '?';
+                        continue;
+                }
+                p += n;
+        }
+        return s;
+}

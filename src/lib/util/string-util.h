@@ -56,3 +56,9 @@ char *strv_join(char *const *l, const char *sep);
 void strv_sort_uniq(char **l);
 
 #define STRV_FOREACH(s, l) for (char *const *s = (l); s && *s; s++)
+
+/* True if s is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool utf8_is_valid(const char *s) _pure_;
+/* Replace every byte that is not part of a valid UTF-8 sequence with '?', in place, so the
+ * text can go into a JSON string (jansson refuses invalid UTF-8). Returns s. */
+char *utf8_make_valid(char *s);
