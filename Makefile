@@ -3,7 +3,7 @@
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
 ASAN_BUILD ?= build-asan
-FUZZ_SECONDS ?= 10
+FUZZ_CAP_SECONDS ?= 900
 PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
@@ -40,7 +40,7 @@ check-integration: build
 fuzz-smoke: deps
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	ninja -C $(FUZZ_BUILD)
-	scripts/fuzz-smoke $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	scripts/fuzz-smoke $(FUZZ_BUILD) $(FUZZ_CAP_SECONDS)
 
 lint:
 	@scripts/check-cloexec

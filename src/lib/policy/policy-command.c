@@ -1033,7 +1033,7 @@ static void analyze_sed(const char *prog, char *const *argv, Analysis *a) {
                 const char *w = argv[i], *val = NULL;
                 bool expr = false, file = false;
                 if (streq(w, "--")) {
-                        if (!have_script && i + 1 < n) {
+                        if (!have_script && !script && i + 1 < n) {
                                 script = xstrdup(argv[i + 1]);
                                 have_script = true;
                         }
