@@ -729,7 +729,7 @@ static int run_agent_cmd(RunContext *c, const ClientSettings *settings, char *co
         unsigned meta = 0;
         int r;
 
-        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp/nucleus-mcp", &mcp);
+        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp", &mcp);
         if (r < 0)
                 return log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
         r = words_split(c->opts->agent_cmd, &argv, &meta);

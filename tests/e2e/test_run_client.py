@@ -393,7 +393,7 @@ tools = [t["name"] for t in call(2, "tools/list", {})["result"]["tools"]]
 ok = call(3, "tools/call", {"name": "read", "arguments": {"path": "README.md"}})["result"]
 bad = call(4, "tools/call", {"name": "read", "arguments": {"path": "/etc/shadow"}})["result"]
 print(json.dumps({"task": sys.argv[-1], "cwd": os.getcwd(), "tools": tools, "ok": ok, "bad": bad,
-                  "env": sorted(os.environ)}))
+                  "env": sorted(os.environ), "mcp": cfg["command"]}))
 p.stdin.close()
 p.wait()
 '''
@@ -403,12 +403,16 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
     agent.chmod(0o755)
-    e = dict(env.env(node), NUCLEUS_MCP_PATH=str(binary("nucleus-mcp")))
+    # No NUCLEUS_MCP_PATH: `nucleus run` from the build tree finds the nucleus-mcp built next
+    # to it (not one installed on the machine).
+    e = env.env(node)
+    assert "NUCLEUS_MCP_PATH" not in e
     argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
             "--agent-cmd", f"{agent} --flag"]
     r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["mcp"] == str(binary("nucleus-mcp").resolve())
     assert out["task"] == "Review it"
     assert out["tools"] == ["read", "list", "glob", "grep", "status"]
     assert "calc" in out["ok"]["content"][0]["text"] and out["ok"]["isError"] is False
