@@ -365,7 +365,17 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                         _cleanup_json_ json_t *answer = NULL;
                         bool performed = false;
 
-                        if (stop || limits_reached(o, ret)) {
+                        const char *invalid = json_string_value(json_object_get(call, "invalid_arguments"));
+                        if (invalid && !stop) {
+                                /* Arguments that were not a JSON object: never sent to the pod;
+                                 * the model is told and can send the call again. */
+                                answer = json_pack("{s:s, s:s}", "error", invalid, "kind", "invalid_request");
+                                if (o->log_out) {
+                                        _cleanup_free_ char *e = string_make_visible(invalid);
+                                        fprintf(o->log_out, "[tool] %s -> NOT RUN: %s\n", name ?: "?", e);
+                                        fflush(o->log_out);
+                                }
+                        } else if (stop || limits_reached(o, ret)) {
                                 /* Every tool_use needs a result in the transcript. */
                                 answer = json_pack(
                                         "{s:s, s:s}",

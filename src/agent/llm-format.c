@@ -330,10 +330,16 @@ static void usage_from(LlmStream *s, json_t *usage) {
                 s->output_tokens = (uint64_t) json_integer_value(v);
 }
 
+/* An error the API reported: -EAGAIN when it says to come back later (overloaded or rate
+ * limited: the client may retry), -EIO otherwise. */
 static int api_error(json_t *j, char **reterr) {
         json_t *e = json_object_get(j, "error");
         const char *msg = json_is_string(e) ? json_string_value(e) : json_str(e, "message");
-        return set_err(reterr, -EIO, "model API error: %s", msg ? msg : "(no message)");
+        const char *type = json_str(e, "type") ?: json_str(e, "code");
+        bool transient = streq_ptr(type, "overloaded_error") || streq_ptr(type, "rate_limit_error") ||
+                streq_ptr(type, "rate_limit_exceeded") || streq_ptr(type, "server_error") ||
+                (msg && strcasestr(msg, "overloaded"));
+        return set_err(reterr, transient ? -EAGAIN : -EIO, "model API error: %s", msg ? msg : "(no message)");
 }
 
 static int openai_event(LlmStream *s, json_t *j, char **reterr) {
@@ -458,29 +464,45 @@ int llm_stream_event(LlmStream *s, const char *event, const char *data, size_t n
                                                      : openai_event(s, j, reterr);
 }
 
+/* Arguments that do not parse as a JSON object do not fail the turn: the call is kept with an
+ * empty input and "invalid_arguments" saying why, so the agent loop answers it with a tool
+ * error and the model can correct itself. */
 static int finish_call(StreamCall *c, size_t i, json_t *calls, char **reterr) {
         _cleanup_json_ json_t *input = NULL;
-        _cleanup_free_ char *perr = NULL;
+        _cleanup_free_ char *perr = NULL, *invalid = NULL;
 
-        if (c->args_len == 0)
-                input = json_object();
-        else if (json_parse_strict(c->args, c->args_len, LLM_MAX_TOOL_ARGS, &input, &perr) < 0 || !json_is_object(input))
-                return set_err(
-                        reterr,
-                        -EBADMSG,
-                        "tool call %s: arguments are not a JSON object",
-                        c->name ? c->name : "?");
         if (isempty(c->name))
                 return set_err(reterr, -EBADMSG, "tool call without a name");
+        if (c->args_len == 0)
+                input = json_object();
+        else if (json_parse_strict(c->args, c->args_len, LLM_MAX_TOOL_ARGS, &input, &perr) < 0 || !json_is_object(input)) {
+                _cleanup_free_ char *raw = xasprintf(
+                        "the arguments of tool call %s are not a JSON object (%s); send the arguments "
+                        "as one JSON object matching the tool's input schema",
+                        c->name,
+                        perr ? perr : "a JSON value of another type");
+                invalid = string_make_visible(raw);
+                json_decref(input);
+                input = json_object();
+        }
         _cleanup_free_ char *gen = c->id ? NULL : xasprintf("call_%zu", i);
-        json_array_append_new(
-                calls,
-                json_pack("{s:s, s:s, s:O}", "id", c->id ? c->id : gen, "name", c->name, "input", input));
+        json_t *call = json_pack("{s:s, s:s, s:O}", "id", c->id ? c->id : gen, "name", c->name, "input", input);
+        if (invalid)
+                json_object_set_new(call, "invalid_arguments", json_string(invalid));
+        json_array_append_new(calls, call);
         return 0;
 }
 
 int llm_stream_finish(LlmStream *s, LlmResponse *ret, char **reterr) {
         _cleanup_json_ json_t *calls = json_array();
+        /* A stream cut before its terminal event (OpenAI "data: [DONE]", Anthropic
+         * message_stop) may hold half of the answer: a partial tool call must never run. */
+        if (!s->done)
+                return set_err(
+                        reterr,
+                        -EBADMSG,
+                        "the model's answer stream ended before its final event (connection cut?); "
+                        "none of its tool calls were run");
         for (size_t i = 0; i < LLM_MAX_TOOL_CALLS; i++) {
                 if (!s->calls[i].used || !s->calls[i].is_tool)
                         continue;
@@ -571,6 +593,7 @@ int llm_parse_response(LlmProvider provider, const char *body, size_t n, LlmResp
                 }
                 set_str(&s->stop_reason, json_str(choice, "finish_reason"));
         }
+        s->done = true; /* a whole JSON body that parsed is complete */
         return llm_stream_finish(s, ret, reterr);
 }
 

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "alloc-util.h"
 #include "fd-util.h"
@@ -153,7 +155,9 @@ int llm_client_new(const LlmConfig *cfg, LlmClient **ret, char **reterr) {
                 .model = dup_or_null(cfg->model),
                 .api_key_env = dup_or_null(cfg->api_key_env),
                 .max_tokens = cfg->max_tokens,
-                .timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 600000,
+                .connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 30000,
+                .idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 120000,
+                .max_attempts = cfg->max_attempts ? cfg->max_attempts : 6,
                 .script_path = dup_or_null(cfg->script_path),
                 .stream = cfg->stream,
         };
@@ -263,19 +267,50 @@ static int script_complete(LlmClient *c, json_t *messages, LlmTextFn on_text, vo
 
 /* ---- HTTP ---- */
 
+#define LLM_RETRY_BASE_USEC (1 * USEC_PER_SEC)
+#define LLM_RETRY_MAX_USEC (30 * USEC_PER_SEC)
+
+uint64_t llm_retry_delay(unsigned attempt, uint64_t retry_after_usec, double jitter) {
+        if (retry_after_usec > 0)
+                return retry_after_usec;
+        uint64_t d = LLM_RETRY_MAX_USEC;
+        if (attempt >= 1 && attempt <= 6)
+                d = NUCLEUS_MIN(LLM_RETRY_BASE_USEC << (attempt - 1), LLM_RETRY_MAX_USEC);
+        if (jitter < 0 || jitter >= 1)
+                jitter = 0;
+        return d - (uint64_t) ((double) (d / 4) * jitter);
+}
+
+bool llm_http_status_retryable(long status) {
+        return status == 408 || status == 409 || status == 429 || (status >= 500 && status <= 599);
+}
+
 typedef struct Transfer {
         CURL *curl;
         LlmClient *client;
         SseParser *sse;
         LlmStream *stream;
+        LlmTextFn on_text;
+        void *userdata;
         char *body; /* non-SSE body, capped */
         size_t body_len;
         int mode;  /* 0 undecided, 1 SSE, 2 plain body */
         int error; /* first error from parsing, <0 */
         char *errmsg;
         size_t total;
+        bool emitted; /* text was passed on: the answer can no longer be retried */
         bool deadline_hit;
+        bool idle_hit;
+        uint64_t last_activity; /* CLOCK_MONOTONIC usec of the last byte (or the start) */
+        curl_off_t last_dlnow;
 } Transfer;
+
+static void transfer_text(const char *text, size_t n, void *userdata) {
+        Transfer *t = userdata;
+        t->emitted = true;
+        if (t->on_text)
+                t->on_text(text, n, t->userdata);
+}
 
 static int on_sse_event(const char *event, const char *data, size_t n, void *userdata) {
         Transfer *t = userdata;
@@ -288,6 +323,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
         long code = 0;
         int r;
 
+        t->last_activity = now_usec(CLOCK_MONOTONIC);
         if (t->mode == 0) {
                 const char *ct = NULL;
                 (void) curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
@@ -314,12 +350,24 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
-static int progress_cb(void *userdata, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+/* Called by curl about once a second and on every transfer: interrupt, deadline and the idle
+ * timeout (no answer byte for idle_timeout_ms, whether before the first byte or mid-stream). */
+static int progress_cb(
+        void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
         Transfer *t = userdata;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
         if (t->client->interrupt && *t->client->interrupt)
                 return 1;
-        if (t->client->deadline > 0 && now_usec(CLOCK_MONOTONIC) >= t->client->deadline) {
+        if (t->client->deadline > 0 && now >= t->client->deadline) {
                 t->deadline_hit = true;
+                return 1;
+        }
+        if (dlnow != t->last_dlnow) {
+                t->last_dlnow = dlnow;
+                t->last_activity = now;
+        }
+        if (now - t->last_activity >= t->client->cfg.idle_timeout_ms * USEC_PER_MSEC) {
+                t->idle_hit = true;
                 return 1;
         }
         return 0;
@@ -341,6 +389,135 @@ static void slist_erase_free(struct curl_slist *l) {
         for (struct curl_slist *i = l; i; i = i->next)
                 explicit_bzero_safe(i->data, strlen(i->data));
         curl_slist_free_all(l);
+}
+
+/* One HTTP attempt. Returns as llm_client_complete(), plus -EAGAIN when the failure is
+ * transient and nothing was shown yet (*ret_retry_after_usec: the server's Retry-After, 0 when
+ * none). */
+static int complete_once(
+        LlmClient *c,
+        const char *url,
+        const char *body,
+        struct curl_slist *hdrs,
+        LlmTextFn on_text,
+        void *userdata,
+        LlmResponse *ret,
+        uint64_t *ret_retry_after_usec,
+        char **reterr) {
+        _cleanup_(llm_stream_freep) LlmStream *stream = NULL;
+        Transfer t = {
+                .client = c,
+                .on_text = on_text,
+                .userdata = userdata,
+                .last_activity = now_usec(CLOCK_MONOTONIC),
+        };
+        int r = 0;
+
+        stream = llm_stream_new(c->cfg.provider, transfer_text, &t);
+        t.stream = stream;
+        t.curl = curl_easy_init();
+        if (!t.curl)
+                return -ENOMEM;
+        t.sse = sse_parser_new(LLM_MAX_TOOL_ARGS * 2, on_sse_event, &t);
+
+        /* The connect timeout never reaches past the deadline. */
+        uint64_t connect_ms = c->cfg.connect_timeout_ms;
+        if (c->deadline > 0) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                uint64_t left_ms = c->deadline > now ? (c->deadline - now) / USEC_PER_MSEC : 0;
+                connect_ms = NUCLEUS_MAX(NUCLEUS_MIN(connect_ms, left_ms), (uint64_t) 1);
+        }
+
+        (void) curl_easy_setopt(t.curl, CURLOPT_URL, url);
+        (void) curl_easy_setopt(t.curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        (void) curl_easy_setopt(t.curl, CURLOPT_NOSIGNAL, 1L);
+        (void) curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, hdrs);
+        (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDS, body);
+        (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(body));
+        (void) curl_easy_setopt(t.curl, CURLOPT_WRITEFUNCTION, write_cb);
+        (void) curl_easy_setopt(t.curl, CURLOPT_WRITEDATA, &t);
+        (void) curl_easy_setopt(t.curl, CURLOPT_NOPROGRESS, 0L);
+        (void) curl_easy_setopt(t.curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+        (void) curl_easy_setopt(t.curl, CURLOPT_XFERINFODATA, &t);
+        (void) curl_easy_setopt(t.curl, CURLOPT_CONNECTTIMEOUT_MS, (long) connect_ms);
+        (void) curl_easy_setopt(t.curl, CURLOPT_FOLLOWLOCATION, 0L);
+
+        CURLcode cc = curl_easy_perform(t.curl);
+        long code = 0;
+        curl_off_t retry_after = 0;
+        (void) curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &code);
+        (void) curl_easy_getinfo(t.curl, CURLINFO_RETRY_AFTER, &retry_after);
+        *ret_retry_after_usec = retry_after > 0 ? (uint64_t) retry_after * USEC_PER_SEC : 0;
+
+        if (cc == CURLE_ABORTED_BY_CALLBACK && c->interrupt && *c->interrupt)
+                r = -EINTR;
+        else if (cc == CURLE_ABORTED_BY_CALLBACK && t.deadline_hit) {
+                r = -ETIME;
+                if (reterr)
+                        *reterr = xstrdup("deadline reached while waiting for the model");
+        } else if (cc == CURLE_ABORTED_BY_CALLBACK && t.idle_hit) {
+                r = -ETIMEDOUT;
+                if (reterr)
+                        *reterr = xasprintf(
+                                "the model sent nothing for %" PRIu64 " s (idle timeout; [model] "
+                                "idle_timeout_seconds)",
+                                c->cfg.idle_timeout_ms / 1000);
+        } else if (t.error < 0) {
+                r = t.error == -E2BIG ? -E2BIG : (t.error == -EIO || t.error == -EAGAIN ? t.error : -EBADMSG);
+                if (reterr)
+                        *reterr = t.errmsg ? TAKE_PTR(t.errmsg) : xstrdup("model answer exceeds a size cap");
+        } else if (cc == CURLE_OPERATION_TIMEDOUT) {
+                r = -ETIMEDOUT;
+                if (reterr)
+                        *reterr = xasprintf("connecting to %s timed out", url);
+        } else if (cc != CURLE_OK) {
+                r = -EIO;
+                if (reterr)
+                        *reterr = xasprintf("model request to %s failed: %s", url, curl_easy_strerror(cc));
+        } else if (code < 200 || code >= 300) {
+                r = llm_http_status_retryable(code) ? -EAGAIN : -EIO;
+                if (reterr) {
+                        _cleanup_free_ char *m = llm_error_message(t.body, t.body_len);
+                        *reterr = xasprintf("model API answered HTTP %ld: %s", code, m);
+                }
+        } else if (t.mode == 1) {
+                r = sse_parser_finish(t.sse);
+                if (r < 0) {
+                        if (r != -EAGAIN && r != -EIO)
+                                r = -EBADMSG;
+                        if (reterr)
+                                *reterr = t.errmsg ? TAKE_PTR(t.errmsg) : xstrdup("malformed event stream");
+                } else
+                        r = llm_stream_finish(stream, ret, reterr);
+        } else
+                r = llm_parse_response(c->cfg.provider, t.body ? t.body : "", t.body_len, ret, reterr);
+
+        /* Text already shown cannot be taken back: such an answer is not retried. */
+        if (r == -EAGAIN && t.emitted)
+                r = -EIO;
+        if (r >= 0 && t.mode == 2 && on_text && !isempty(ret->text))
+                on_text(ret->text, strlen(ret->text), userdata);
+
+        curl_easy_cleanup(t.curl);
+        sse_parser_free(t.sse);
+        free(t.body);
+        free(t.errmsg);
+        return r;
+}
+
+/* Sleeps until `until` (CLOCK_MONOTONIC usec) in short steps; -EINTR when interrupted. */
+static int retry_wait(LlmClient *c, uint64_t until) {
+        for (;;) {
+                if (c->interrupt && *c->interrupt)
+                        return -EINTR;
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= until)
+                        return 0;
+                uint64_t step = NUCLEUS_MIN(until - now, 100 * USEC_PER_MSEC);
+                struct timespec ts = { .tv_sec = (time_t) (step / USEC_PER_SEC),
+                                       .tv_nsec = (long) (step % USEC_PER_SEC) * 1000 };
+                (void) nanosleep(&ts, NULL);
+        }
 }
 
 int llm_client_complete(
@@ -367,22 +544,11 @@ int llm_client_complete(
                 return -EINVAL;
         _cleanup_free_ char *body = json_dumps(req, JSON_COMPACT);
         _cleanup_free_ char *url = endpoint_url(c);
-        _cleanup_(llm_stream_freep) LlmStream *stream = llm_stream_new(c->cfg.provider, on_text, userdata);
-        Transfer t = {
-                .client = c,
-                .stream = stream,
-        };
-        t.sse = sse_parser_new(LLM_MAX_TOOL_ARGS * 2, on_sse_event, &t);
         struct curl_slist *hdrs = NULL;
         int r = 0;
 
         if (!body)
                 return -ENOMEM;
-        t.curl = curl_easy_init();
-        if (!t.curl) {
-                sse_parser_free(t.sse);
-                return -ENOMEM;
-        }
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
         hdrs = curl_slist_append(
                 hdrs, c->cfg.stream ? "Accept: text/event-stream" : "Accept: application/json");
@@ -397,66 +563,51 @@ int llm_client_complete(
                 hdrs = curl_slist_append(hdrs, h);
         }
 
-        (void) curl_easy_setopt(t.curl, CURLOPT_URL, url);
-        (void) curl_easy_setopt(t.curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        (void) curl_easy_setopt(t.curl, CURLOPT_NOSIGNAL, 1L);
-        (void) curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, hdrs);
-        (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDS, body);
-        (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(body));
-        (void) curl_easy_setopt(t.curl, CURLOPT_WRITEFUNCTION, write_cb);
-        (void) curl_easy_setopt(t.curl, CURLOPT_WRITEDATA, &t);
-        (void) curl_easy_setopt(t.curl, CURLOPT_NOPROGRESS, 0L);
-        (void) curl_easy_setopt(t.curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
-        (void) curl_easy_setopt(t.curl, CURLOPT_XFERINFODATA, &t);
-        (void) curl_easy_setopt(t.curl, CURLOPT_CONNECTTIMEOUT_MS, 30000L);
-        (void) curl_easy_setopt(t.curl, CURLOPT_TIMEOUT_MS, (long) c->cfg.timeout_ms);
-        (void) curl_easy_setopt(t.curl, CURLOPT_FOLLOWLOCATION, 0L);
+        for (unsigned attempt = 1;; attempt++) {
+                _cleanup_free_ char *err = NULL;
+                uint64_t retry_after = 0;
 
-        CURLcode cc = curl_easy_perform(t.curl);
-        long code = 0;
-        (void) curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &code);
-
-        if (cc == CURLE_ABORTED_BY_CALLBACK && c->interrupt && *c->interrupt)
-                r = -EINTR;
-        else if (cc == CURLE_ABORTED_BY_CALLBACK && t.deadline_hit) {
-                r = -ETIME;
-                if (reterr)
-                        *reterr = xstrdup("deadline reached while waiting for the model");
-        } else if (t.error < 0) {
-                r = t.error == -E2BIG ? -E2BIG : (t.error == -EIO ? -EIO : -EBADMSG);
-                if (reterr)
-                        *reterr = t.errmsg ? TAKE_PTR(t.errmsg) : xstrdup("model answer exceeds a size cap");
-        } else if (cc == CURLE_OPERATION_TIMEDOUT) {
-                r = -ETIMEDOUT;
-                if (reterr)
-                        *reterr = xasprintf("model request to %s timed out", url);
-        } else if (cc != CURLE_OK) {
-                r = -EIO;
-                if (reterr)
-                        *reterr = xasprintf("model request to %s failed: %s", url, curl_easy_strerror(cc));
-        } else if (code < 200 || code >= 300) {
-                r = -EIO;
-                if (reterr) {
-                        _cleanup_free_ char *m = llm_error_message(t.body, t.body_len);
-                        *reterr = xasprintf("model API answered HTTP %ld: %s", code, m);
+                r = complete_once(c, url, body, hdrs, on_text, userdata, ret, &retry_after, &err);
+                if (r != -EAGAIN) {
+                        if (r < 0 && reterr)
+                                *reterr = TAKE_PTR(err);
+                        break;
                 }
-        } else if (t.mode == 1) {
-                r = sse_parser_finish(t.sse);
-                if (r < 0) {
+                if (attempt >= c->cfg.max_attempts) {
+                        r = -EIO;
                         if (reterr)
-                                *reterr = t.errmsg ? TAKE_PTR(t.errmsg) : xstrdup("malformed event stream");
-                } else
-                        r = llm_stream_finish(stream, ret, reterr);
-        } else
-                r = llm_parse_response(c->cfg.provider, t.body ? t.body : "", t.body_len, ret, reterr);
+                                *reterr = xasprintf(
+                                        "%s (gave up after %u attempts)", err ? err : "model busy", attempt);
+                        break;
+                }
+                uint32_t rnd = 0;
+                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t) sizeof(rnd))
+                        rnd = 0;
+                /* A day bounds any Retry-After the server may claim (no overflow below). */
+                uint64_t delay = NUCLEUS_MIN(
+                        llm_retry_delay(attempt, retry_after, (double) rnd / 4294967296.0),
+                        (uint64_t) 86400 * USEC_PER_SEC);
+                uint64_t until = now_usec(CLOCK_MONOTONIC) + delay;
+                if (c->deadline > 0 && until >= c->deadline) {
+                        r = -EIO;
+                        if (reterr)
+                                *reterr = xasprintf(
+                                        "%s; retrying in %" PRIu64 " s would pass the deadline",
+                                        err ? err : "model busy",
+                                        (delay + USEC_PER_SEC - 1) / USEC_PER_SEC);
+                        break;
+                }
+                log_notice(
+                        "model busy (%s); retry %u of %u in %.1f s",
+                        err ? err : "transient error",
+                        attempt,
+                        c->cfg.max_attempts - 1,
+                        (double) delay / USEC_PER_SEC);
+                r = retry_wait(c, until);
+                if (r < 0)
+                        break;
+        }
 
-        if (r >= 0 && t.mode == 2 && on_text && !isempty(ret->text))
-                on_text(ret->text, strlen(ret->text), userdata);
-
-        curl_easy_cleanup(t.curl);
         slist_erase_free(hdrs);
-        sse_parser_free(t.sse);
-        free(t.body);
-        free(t.errmsg);
         return r;
 }

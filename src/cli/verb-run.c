@@ -387,7 +387,7 @@ static int model_config(
         const char *pin = env_or(o->price_in, "NUCLEUS_MODEL_PRICE_IN");
         const char *pout = env_or(o->price_out, "NUCLEUS_MODEL_PRICE_OUT");
         bool have_cfg_prices = false;
-        uint64_t cfg_in = 0, cfg_out = 0;
+        uint64_t cfg_in = 0, cfg_out = 0, connect_s = 0, idle_s = 0;
         LlmProvider prov;
         int r;
 
@@ -398,6 +398,8 @@ static int model_config(
         if (r < 0)
                 return log_error_errno(r, "%s", cerr ? cerr : "cannot load config.toml");
 #        define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
+        connect_s = cfg->model.connect_timeout_seconds;
+        idle_s = cfg->model.idle_timeout_seconds;
         bool file_model = FROM_FILE(CLI_MODEL_MODEL) || FROM_FILE(CLI_MODEL_PROVIDER) ||
                 FROM_FILE(CLI_MODEL_BASE_URL);
         if (file_model) {
@@ -454,6 +456,8 @@ static int model_config(
                 .base_url = xstrdup(base),
                 .model = xstrdup(model),
                 .api_key_env = keyenv ? xstrdup(keyenv) : NULL,
+                .connect_timeout_ms = connect_s * 1000,
+                .idle_timeout_ms = idle_s * 1000,
                 .stream = true,
         };
         return 0;

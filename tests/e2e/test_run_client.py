@@ -491,3 +491,93 @@ def test_policy_file_in_toml(env, node, tmp_path):
         r = run(env, node, ms, "Look", "--config", str(other))
     assert r.returncode != 0 and ".json or .toml" in r.stderr
     assert len(node.pods) == 1
+
+
+# ---- robust model clients: cut streams, retries, timeouts, invalid tool arguments ----
+
+ESCAPE_WRITE = {"name": "write", "args": {"path": "pwned.txt", "content": "written by a cut stream"}}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_cut_stream_is_an_error_and_runs_no_tool_call(env, node, provider):
+    # Everything of the answer arrives (text, a complete tool call, the finish reason) except
+    # the terminal event: the tool call must not run.
+    with ModelServer([{"text": "Writing.", "tool_calls": [ESCAPE_WRITE], "cut": True}]) as ms:
+        r = run(env, node, ms, "Write it", "--profile", "local_dev", provider=provider)
+    assert r.returncode != 0
+    assert "ended before its final event" in r.stderr
+    assert node.tool_calls == []
+    assert not (only_pod(node).dir and os.path.exists(os.path.join(only_pod(node).dir, "pwned.txt")))
+    assert len(ms.requests) == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_busy_model_is_retried_honouring_retry_after(env, node, provider):
+    script = [{"status": 429, "error": "rate limited", "retry_after": 2},
+              {"status": 529, "error": "Overloaded"},
+              {"stream_error": "overloaded_error"},
+              {"text": "Done after retries."}]
+    with ModelServer(script) as ms:
+        r = run(env, node, ms, "Say done", provider=provider)
+    assert r.returncode == 0, r.stderr
+    assert "Done after retries." in r.stdout
+    assert len(ms.requests) == 4
+    # The second request waited at least the Retry-After the server asked for.
+    assert ms.requests[1]["time"] - ms.requests[0]["time"] >= 2.0
+    assert "retry 1 of" in r.stderr
+
+
+def test_retry_that_would_pass_the_deadline_gives_up_at_once(env, node):
+    with ModelServer([{"status": 503, "error": "maintenance", "retry_after": 3600}]) as ms:
+        t0 = time.monotonic()
+        r = run(env, node, ms, "Hello", "--timeout", "300")
+        elapsed = time.monotonic() - t0
+    assert r.returncode != 0
+    assert "would pass the deadline" in r.stderr and "HTTP 503" in r.stderr
+    assert len(ms.requests) == 1
+    assert elapsed < 300  # it did not sleep until the deadline
+
+
+def test_client_errors_are_not_retried(env, node):
+    with ModelServer([{"status": 400, "error": "bad request"}, {"text": "never reached"}]) as ms:
+        r = run(env, node, ms, "Hello")
+    assert r.returncode != 0 and "HTTP 400" in r.stderr
+    assert len(ms.requests) == 1
+
+
+def test_silent_model_hits_the_idle_timeout(env, node):
+    (env.cfg / "config.toml").write_text("[model]\nidle_timeout_seconds = 1\n")
+    with ModelServer([{"hang": 30, "text": "too late"}]) as ms:
+        r = run(env, node, ms, "Hello", timeout=60)
+    assert r.returncode != 0
+    assert "idle timeout" in r.stderr and "idle_timeout_seconds" in r.stderr
+    assert only_pod(node).deleted
+
+
+def test_silent_model_is_bounded_by_the_deadline(env, node):
+    # The default idle timeout (120 s) is longer than the run: the deadline wins.
+    with ModelServer([{"hang": 60, "text": "too late"}]) as ms:
+        r = run(env, node, ms, "Hello", "--timeout", "3", "--output", "json", timeout=60)
+    doc = json.loads(r.stdout)
+    assert doc["stop"] == "deadline", doc
+    assert only_pod(node).deleted
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_invalid_tool_arguments_go_back_to_the_model(env, node, provider):
+    bad = ({"name": "read", "raw_args": '{"path": "calc.py"'} if provider == "openai"
+           else {"name": "read", "raw_args": '{"path": '})
+    script = [{"text": "Reading.", "tool_calls": [bad]},
+              {"tool_calls": [{"name": "read", "args": {"path": "calc.py"}}]},
+              {"text": "It subtracts."}]
+    with ModelServer(script) as ms:
+        r = run(env, node, ms, "Read calc.py", "--profile", "read_only", provider=provider)
+        results = ms.tool_results()
+    assert r.returncode == 0, r.stderr
+    assert "It subtracts." in r.stdout
+    # The malformed call never reached the pod; the model was told why and tried again.
+    assert [c[1] for c in node.tool_calls if c[1] != "charge"] == ["read"]
+    assert "not a JSON object" in results[0]["content"]
+    if provider == "anthropic":
+        assert results[0]["is_error"] is True
+    assert "return a - b" in results[1]["content"]

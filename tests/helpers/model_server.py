@@ -9,6 +9,13 @@ A script is a list of turns, or a callable(request_body, turn_index) -> turn. A 
      "tool_calls": [{"name": "read", "args": {...}}], # optional
      "usage": {"input": 100, "output": 20},           # optional, default derived from sizes
      "status": 500, "error": "overloaded"}            # optional: answer with an HTTP error
+Fault cases (optional keys of a turn):
+     "retry_after": 2          # with "status": also send a Retry-After header (seconds)
+     "stream_error": "overloaded_error"   # streamed: an error event instead of an answer
+     "cut": True               # streamed: stop before the terminal event ([DONE] /
+                               #   message_stop) after sending everything else
+     "hang": 30                # send nothing for that many seconds (before the headers)
+     "tool_calls": [{"name": "read", "raw_args": "{not json"}]  # arguments sent verbatim
 After the script ends the server answers "Script exhausted." with no tool calls.
 
 Every request is recorded (.requests: list of {"path", "headers", "body"}) so tests can check
@@ -131,7 +138,8 @@ class ModelServer:
             body = json.loads(raw or b"{}")
         except ValueError:
             return self._send(h, 400, {"error": {"message": "bad json"}})
-        self.requests.append({"path": h.path, "headers": {k.lower(): v for k, v in h.headers.items()}, "body": body})
+        self.requests.append({"path": h.path, "headers": {k.lower(): v for k, v in h.headers.items()}, "body": body,
+                              "time": time.monotonic()})
         if h.path.endswith("/chat/completions"):
             provider = "openai"
         elif h.path.endswith("/messages"):
@@ -139,29 +147,44 @@ class ModelServer:
         else:
             return self._send(h, 404, {"error": {"message": f"no route {h.path}"}})
         idx, turn = self._next_turn(body)
+        if turn.get("hang"):
+            time.sleep(turn["hang"])
         if turn.get("status"):
+            extra = {"Retry-After": str(turn["retry_after"])} if "retry_after" in turn else {}
             return self._send(h, turn["status"], {"error": {"message": turn.get("error", "scripted error"),
-                                                            "type": "scripted"}})
+                                                            "type": "scripted"}}, extra)
         if self.delay:
             time.sleep(self.delay)
+        stream = bool(body.get("stream"))
+        if turn.get("stream_error") and stream:
+            err = {"type": "error", "error": {"type": turn["stream_error"], "message": "Overloaded"}}
+            return self._sse(h, [("error", err)], named=provider == "anthropic")
         text = turn.get("text", "")
-        calls = [{"id": c.get("id", f"call_{idx}_{k}"), "name": c["name"], "args": c.get("args", {})}
+        calls = [{"id": c.get("id", f"call_{idx}_{k}"), "name": c["name"], "args": c.get("args", {}),
+                  "raw": c.get("raw_args")}
                  for k, c in enumerate(turn.get("tool_calls", []))]
         usage = turn.get("usage") or {"input": 10 + len(raw) // 4, "output": 5 + len(text) // 4 + 10 * len(calls)}
-        stream = bool(body.get("stream"))
         if provider == "openai":
             if stream:
-                return self._sse(h, self._openai_events(body, text, calls, usage), named=False)
+                ev = self._openai_events(body, text, calls, usage)
+                return self._sse(h, ev[:-1] if turn.get("cut") else ev, named=False)
             return self._send(h, 200, self._openai_whole(body, text, calls, usage))
         if stream:
-            return self._sse(h, self._anthropic_events(body, text, calls, usage), named=True)
+            ev = self._anthropic_events(body, text, calls, usage)
+            return self._sse(h, ev[:-1] if turn.get("cut") else ev, named=True)
         return self._send(h, 200, self._anthropic_whole(body, text, calls, usage))
 
-    def _send(self, h, status, doc):
+    @staticmethod
+    def _args(c):
+        return c["raw"] if c.get("raw") is not None else json.dumps(c["args"])
+
+    def _send(self, h, status, doc, headers=None):
         data = json.dumps(doc).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
         h.end_headers()
         h.wfile.write(data)
 
@@ -198,7 +221,7 @@ class ModelServer:
         for p in self._pieces(text):
             ev.append(("message", dict(base, choices=[{"index": 0, "delta": {"content": p}}])))
         for i, c in enumerate(calls):
-            args = json.dumps(c["args"])
+            args = self._args(c)
             ev.append(("message", dict(base, choices=[{"index": 0, "delta": {"tool_calls": [
                 {"index": i, "id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": ""}}]}}])))
             for p in self._pieces(args):
@@ -217,7 +240,7 @@ class ModelServer:
         msg = {"role": "assistant", "content": text or None}
         if calls:
             msg["tool_calls"] = [{"id": c["id"], "type": "function",
-                                  "function": {"name": c["name"], "arguments": json.dumps(c["args"])}} for c in calls]
+                                  "function": {"name": c["name"], "arguments": self._args(c)}} for c in calls]
         return {"id": "chatcmpl-scripted", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if calls else "stop"}],
                 "usage": {"prompt_tokens": usage["input"], "completion_tokens": usage["output"]}}
@@ -240,7 +263,7 @@ class ModelServer:
         for c in calls:
             ev.append(("content_block_start", {"type": "content_block_start", "index": idx, "content_block": {
                 "type": "tool_use", "id": c["id"], "name": c["name"], "input": {}}}))
-            for p in self._pieces(json.dumps(c["args"])):
+            for p in self._pieces(self._args(c)):
                 ev.append(("content_block_delta", {"type": "content_block_delta", "index": idx,
                                                    "delta": {"type": "input_json_delta", "partial_json": p}}))
             ev.append(("content_block_stop", {"type": "content_block_stop", "index": idx}))

@@ -209,8 +209,14 @@ static void test_stream_errors(void **state) {
         _cleanup_(llm_stream_freep) LlmStream *s = llm_stream_new(LLM_PROVIDER_ANTHROPIC, NULL, NULL);
         const char *e = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"
                         "\"Overloaded\"}}";
-        assert_int_equal(llm_stream_event(s, "error", e, strlen(e), &err), -EIO);
+        /* Overloaded and rate-limit errors are transient (the client retries them). */
+        assert_int_equal(llm_stream_event(s, "error", e, strlen(e), &err), -EAGAIN);
         assert_non_null(strstr(err, "Overloaded"));
+        err = mfree(err);
+        const char *fatal = "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
+                            "\"message\":\"prompt is too long\"}}";
+        assert_int_equal(llm_stream_event(s, "error", fatal, strlen(fatal), &err), -EIO);
+        assert_non_null(strstr(err, "too long"));
         err = mfree(err);
         assert_int_equal(llm_stream_event(s, "message", "{not json", 9, &err), -EBADMSG);
         err = mfree(err);
@@ -219,14 +225,82 @@ static void test_stream_errors(void **state) {
         assert_int_equal(llm_stream_event(s, "message", big, strlen(big), &err), -E2BIG);
         err = mfree(err);
 
-        /* Tool arguments that are not a JSON object are refused at finish. */
+        /* Tool arguments that are not a JSON object do not fail the turn: the call is marked,
+         * with a message for the model, and its input is empty. */
         const char *sse = "data: "
                           "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\",\"function\":"
                           "{\"name\":"
-                          "\"read\",\"arguments\":\"[1,2]\"}}]}}]}\n\n";
-        assert_int_equal(run_stream(LLM_PROVIDER_OPENAI, sse, &seen, &r, &err), -EBADMSG);
-        assert_non_null(strstr(err, "not a JSON object"));
-        free(err);
+                          "\"read\",\"arguments\":\"[1,2]\"}},{\"index\":1,\"id\":\"y\",\"function\":"
+                          "{\"name\":\"list\",\"arguments\":\"{\\\"path\\\": \"}}]}}]}\n\n"
+                          "data: [DONE]\n\n";
+        assert_int_equal(run_stream(LLM_PROVIDER_OPENAI, sse, &seen, &r, &err), 0);
+        assert_int_equal(json_array_size(r.tool_calls), 2);
+        for (size_t i = 0; i < 2; i++) {
+                json_t *c = json_array_get(r.tool_calls, i);
+                const char *inv = json_string_value(json_object_get(c, "invalid_arguments"));
+                assert_non_null(inv);
+                assert_non_null(strstr(inv, "not a JSON object"));
+                assert_int_equal(json_object_size(json_object_get(c, "input")), 0);
+        }
+        llm_response_done(&r);
+}
+
+/* A stream cut before its terminal event is an error and yields no tool call, for both
+ * providers, wherever it is cut (even after a complete tool call and a finish reason). */
+static void test_cut_stream(void **state) {
+        const char *openai = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                             "\"id\":\"c\",\"function\":{\"name\":\"run\",\"arguments\":"
+                             "\"{\\\"argv\\\":[\\\"rm\\\"]}\"}}]}}]}\n\n"
+                             "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_"
+                             "calls\"}]}\n\n";
+        const char *anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\n"
+                                "event: content_block_start\ndata: {\"type\":\"content_block_start\","
+                                "\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\","
+                                "\"name\":\"run\",\"input\":{}}}\n\n"
+                                "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+                                "\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
+                                "\"{}\"}}\n\n"
+                                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
+                                "\"index\":0}\n\n"
+                                "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+                                "{\"stop_reason\":\"tool_use\"}}\n\n";
+        const struct {
+                LlmProvider p;
+                const char *sse;
+        } cases[] = { { LLM_PROVIDER_OPENAI, openai }, { LLM_PROVIDER_ANTHROPIC, anthropic } };
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++)
+                for (size_t cut = 0; cut <= strlen(cases[k].sse); cut += 5) {
+                        _cleanup_free_ char *part = strndup(cases[k].sse, cut);
+                        Seen seen = {};
+                        LlmResponse r = {};
+                        char *err = NULL;
+                        int ret = run_stream(cases[k].p, part, &seen, &r, &err);
+                        assert_true(ret < 0);
+                        assert_null(r.tool_calls);
+                        free(err);
+                }
+}
+
+static void test_retry_policy(void **state) {
+        assert_true(llm_http_status_retryable(429));
+        assert_true(llm_http_status_retryable(500));
+        assert_true(llm_http_status_retryable(503));
+        assert_true(llm_http_status_retryable(529));
+        assert_false(llm_http_status_retryable(400));
+        assert_false(llm_http_status_retryable(401));
+        assert_false(llm_http_status_retryable(404));
+        assert_false(llm_http_status_retryable(200));
+        /* Retry-After wins over the backoff. */
+        assert_int_equal(llm_retry_delay(1, 7000000, 0.9), 7000000);
+        /* 1 s doubling, capped at 30 s; jitter takes off at most a quarter. */
+        assert_int_equal(llm_retry_delay(1, 0, 0), 1000000);
+        assert_int_equal(llm_retry_delay(2, 0, 0), 2000000);
+        assert_int_equal(llm_retry_delay(5, 0, 0), 16000000);
+        assert_int_equal(llm_retry_delay(6, 0, 0), 30000000);
+        assert_int_equal(llm_retry_delay(50, 0, 0), 30000000);
+        assert_true(llm_retry_delay(3, 0, 0.999) >= 3000000 && llm_retry_delay(3, 0, 0.999) < 4000000);
+        assert_int_equal(llm_retry_delay(3, 0, 7.0), 4000000); /* out-of-range jitter ignored */
 }
 
 static void test_whole_answers(void **state) {
@@ -270,6 +344,7 @@ int main(void) {
                 cmocka_unit_test(test_openai_request), cmocka_unit_test(test_anthropic_request),
                 cmocka_unit_test(test_openai_stream),  cmocka_unit_test(test_anthropic_stream),
                 cmocka_unit_test(test_stream_errors),  cmocka_unit_test(test_whole_answers),
+                cmocka_unit_test(test_cut_stream),     cmocka_unit_test(test_retry_policy),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

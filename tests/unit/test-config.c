@@ -47,6 +47,7 @@ static void test_cli_file(void **state) {
                                            "[vm]\ncpus = 2\nauto_start = false\n"
                                            "[budget]\nmax_cost_usd = 1.25\n"
                                            "[model]\nprovider = \"anthropic\"\nprice_in_per_mtok_usd = 2\n"
+                                           "idle_timeout_seconds = 45\n"
                                            "[images]\npackages = [\"jq\", \"ripgrep\"]\n");
         CliConfig *c = NULL;
         char *err = NULL;
@@ -60,6 +61,10 @@ static void test_cli_file(void **state) {
         assert_string_equal(c->model.api_key_env, "ANTHROPIC_API_KEY");
         assert_int_equal(c->model.price_in_per_mtok_usd_micros, 2000000);
         assert_int_equal(c->model.price_out_per_mtok_usd_micros, 15000000);
+        assert_int_equal(c->model.idle_timeout_seconds, 45);
+        assert_int_equal(c->model.connect_timeout_seconds, 30);
+        assert_int_equal(cli_config_set(c, "model.idle_timeout_seconds", "0", &err), -EINVAL);
+        err = mfree(err);
         assert_string_equal(c->images.packages[1], "ripgrep");
         assert_int_equal(c->origins[CLI_VM_CPUS].source, CONFIG_SOURCE_FILE);
         assert_int_equal(c->origins[CLI_VM_CPUS].line, 3);

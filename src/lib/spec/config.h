@@ -47,6 +47,8 @@ typedef enum CliConfigField {
         CLI_MODEL_API_KEY_ENV,
         CLI_MODEL_PRICE_IN,
         CLI_MODEL_PRICE_OUT,
+        CLI_MODEL_CONNECT_TIMEOUT,
+        CLI_MODEL_IDLE_TIMEOUT,
         CLI_IMAGES_DEFAULT,
         CLI_IMAGES_PACKAGES,
         CLI_AUTH_USE_KEYCHAIN,
@@ -81,6 +83,8 @@ typedef struct CliConfig {
                 char *api_key_env; /* NAME of the env var holding the key: OPENAI_API_KEY | ANTHROPIC_API_KEY */
                 uint64_t price_in_per_mtok_usd_micros;  /* per million input tokens; default per provider */
                 uint64_t price_out_per_mtok_usd_micros; /* per million output tokens */
+                uint64_t connect_timeout_seconds;       /* 30, 1..600; never past the run's deadline */
+                uint64_t idle_timeout_seconds;          /* 120, 1..3600: longest silence of the model */
         } model;
         struct {
                 char *default_image; /* "default" */
