@@ -3,8 +3,9 @@
  * nucleus-audit: offline verifier for Nucleus audit logs (docs/audit.md).
  *   nucleus-audit verify FILE (--public-key HEX | --public-key-file PATH) [--allow-unsealed]
  *                 [--output text|json]
- * Exit: 0 valid, 1 invalid (or unreadable), 2 usage. The log file is untrusted input; the
- * public key comes from the operator, out of band.
+ * Exit: 0 valid, 1 invalid (or unreadable), 2 usage, 3 valid chain but repaired (the node cut
+ * a torn final line and recorded the cut in a signed "audit_repair" record). The log file is untrusted
+ * input; the public key comes from the operator, out of band.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +31,8 @@ static int help(FILE *f) {
                 "Usage: nucleus-audit verify FILE (--public-key HEX | --public-key-file PATH)\n"
                 "                     [--allow-unsealed] [--output text|json]\n"
                 "Verify the chain, signatures and seal of a Nucleus audit log.\n"
-                "Exit status: 0 valid, 1 invalid, 2 usage error.\n");
+                "Exit status: 0 valid, 1 invalid, 2 usage error, 3 repaired (valid chain with\n"
+                "signed records of cut torn lines).\n");
         return f == stdout ? 0 : 2;
 }
 
@@ -137,6 +139,11 @@ int main(int argc, char **argv) {
                         (json_int_t) rep.records,
                         "sealed",
                         rep.sealed);
+                if (rep.valid && rep.repairs > 0) {
+                        json_object_set_new(j, "repaired", json_true());
+                        json_object_set_new(j, "repairs", json_integer((json_int_t) rep.repairs));
+                        json_object_set_new(j, "cut_bytes", json_integer((json_int_t) rep.cut_bytes));
+                }
                 if (rep.pod)
                         json_object_set_new(j, "pod", json_string(rep.pod));
                 if (!rep.valid) {
@@ -146,7 +153,16 @@ int main(int argc, char **argv) {
                 }
                 _cleanup_free_ char *t = json_dumps(j, JSON_SORT_KEYS);
                 printf("%s\n", t);
-        } else if (rep.valid)
+        } else if (rep.valid && rep.repairs > 0)
+                printf("repaired: %s: %" PRIu64 " records%s, pod %s; %" PRIu64 " signed repair record(s): "
+                       "%" PRIu64 " bytes of torn final lines were cut\n",
+                       path,
+                       rep.records,
+                       rep.sealed ? ", sealed" : " (not sealed)",
+                       rep.pod ? rep.pod : "-",
+                       rep.repairs,
+                       rep.cut_bytes);
+        else if (rep.valid)
                 printf("ok: %s: %" PRIu64 " records%s, pod %s\n",
                        path,
                        rep.records,
@@ -154,7 +170,7 @@ int main(int argc, char **argv) {
                        rep.pod ? rep.pod : "-");
         else
                 fprintf(stderr, "nucleus-audit: INVALID: %s: %s\n", path, rep.reason);
-        r = rep.valid ? 0 : 1;
+        r = !rep.valid ? 1 : rep.repairs > 0 ? 3 : 0;
         audit_verify_report_done(&rep);
         return r;
 }

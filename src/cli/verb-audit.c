@@ -152,8 +152,19 @@ int verb_audit(int argc, char **argv) {
                         (json_int_t) rep.bad_line,
                         "reason",
                         reason);
+                json_object_set_new(doc, "repaired", json_boolean(rep.valid && rep.repairs > 0));
                 (void) cli_print_json(doc);
-        } else if (rep.valid)
+        } else if (rep.valid && rep.repairs > 0)
+                printf("%s: repaired (%llu records%s%s%s; %llu signed repair record(s): %llu bytes of "
+                       "torn final lines were cut)\n",
+                       target,
+                       (unsigned long long) rep.records,
+                       rep.sealed ? ", sealed" : ", not sealed",
+                       rep.pod ? ", pod " : "",
+                       rep.pod ?: "",
+                       (unsigned long long) rep.repairs,
+                       (unsigned long long) rep.cut_bytes);
+        else if (rep.valid)
                 printf("%s: valid (%llu records%s%s%s)\n",
                        target,
                        (unsigned long long) rep.records,

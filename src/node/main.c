@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "net.h"
 #include "config.h"
+#include "node-util.h"
 #include "node.h"
 #include "nucleus-config.h"
 #include "parse-util.h"
@@ -369,6 +371,12 @@ int main(int argc, char **argv) {
                 return r < 0 ? 2 : 0;
         node_global = &node;
         pthread_mutex_init(&node.lock, NULL);
+
+        r = node_raise_nofile(&node.nofile_soft, &node.nofile_hard);
+        if (r < 0)
+                log_warning_errno(r, "Cannot raise the open-files soft limit to the hard limit: %m");
+        else
+                log_debug("Open files limit: %" PRIu64 " (hard %" PRIu64 ")", node.nofile_soft, node.nofile_hard);
 
         /* Block the signals we wait for before any thread starts, so all threads inherit it. */
         sigemptyset(&mask);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,4 +72,21 @@ void node_wake(Node *n) {
         uint64_t one = 1;
         if (n && n->wake_fd >= 0)
                 (void) !write(n->wake_fd, &one, sizeof one);
+}
+
+int node_raise_nofile(uint64_t *ret_soft, uint64_t *ret_hard) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur != rl.rlim_max) {
+                struct rlimit raised = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+                if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+                        return -errno;
+                rl = raised;
+        }
+        if (ret_soft)
+                *ret_soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_cur;
+        if (ret_hard)
+                *ret_hard = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_max;
+        return 0;
 }

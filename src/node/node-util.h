@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Small helpers of nucleus-node: recursive removal inside the node's own state dir.
+ * Small helpers of nucleus-node: recursive removal inside the node's own state dir, the
+ * open-files limit.
  */
 #pragma once
+#include <stdint.h>
 
 /* Remove path and everything below it without following symlinks (openat + O_NOFOLLOW,
  * unlinkat). Only for paths the node created itself. Returns 0 or the first -errno. */
 int node_rm_rf(const char *path);
+
+/* Raise the RLIMIT_NOFILE soft limit to the hard limit (systemd's default soft limit of 1,024
+ * would stop a long-running node after a few hundred pods). Returns 0 and the limits now in
+ * force (either out-parameter optional), or -errno (the limits are then unchanged). */
+int node_raise_nofile(uint64_t *ret_soft, uint64_t *ret_hard);

@@ -58,6 +58,7 @@ typedef struct Node {
         gid_t vmm_gid;
         char *cgroup_root; /* cgroup v2 dir for pods, or NULL when unavailable */
         char *accel_in_use;
+        uint64_t nofile_soft, nofile_hard; /* RLIMIT_NOFILE after raising the soft limit at start */
 
         pthread_mutex_t lock; /* protects pods[] and every Pod's state fields */
         Pod **pods;

@@ -133,3 +133,28 @@ def test_unsealed_and_usage(tmp_path):
     r = subprocess.run([str(binary("nucleus-audit")), "frobnicate"], capture_output=True, timeout=30)
     assert r.returncode == 2
     assert verify(tmp_path / "missing.jsonl", "--public-key", pub).returncode == 1
+
+
+def test_torn_tail_reported_as_repaired(tmp_path):
+    """A torn final line fails verification until the writer reopens the log; then the cut is
+    a signed repair record and nucleus-audit says "repaired" with its own exit status (3)."""
+    sk, skfile, pub, pubfile = keypair(tmp_path)
+    log = write_with_library(tmp_path, skfile, n=3, seal=False)
+    with open(log, "ab") as f:
+        f.write(b'{"actor":"nucleus-no')
+    r = verify(log, "--public-key", pub, "--allow-unsealed")
+    assert r.returncode == 1 and "truncated record" in r.stderr
+    # the library resumes the log (repairing it), appends 3 more and seals
+    write_with_library(tmp_path, skfile, n=3, seal=True)
+    r = verify(log, "--public-key", pub)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout.startswith("repaired:") and "20 bytes" in r.stdout
+    out = json.loads(verify(log, "--public-key", pub, "--output", "json").stdout)
+    assert out["valid"] is True and out["repaired"] is True and out["cut_bytes"] == 20
+    # bytes after a seal are never repaired: the writer refuses and the log stays invalid
+    with open(log, "ab") as f:
+        f.write(b'{"seq":99')
+    w = subprocess.run([str(binary("test-audit-writer")), str(log), "pod-int", str(skfile), "1"],
+                       capture_output=True, timeout=60)
+    assert w.returncode != 0
+    assert verify(log, "--public-key", pub).returncode == 1

@@ -11,6 +11,8 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,11 +137,180 @@ static void test_resume(void **state) {
         assert_int_equal(audit_verify_file(q, pk, AUDIT_VERIFY_ALLOW_UNSEALED, &rep), 0);
         assert_true(rep.valid);
         audit_verify_report_done(&rep);
-        /* a torn last line blocks resuming */
+        /* a complete foreign last line blocks resuming (it is never "repaired") */
         _cleanup_close_ int fd = open(q, O_WRONLY | O_APPEND | O_CLOEXEC);
         assert_true(fd >= 0);
-        assert_int_equal(write(fd, "{\"seq\":3", 8), 8);
+        assert_int_equal(write(fd, "{\"seq\":3}\n", 10), 10);
         assert_int_equal(audit_log_open(q, "pod-abc", sk, &log), -EBADMSG);
+}
+
+static void append_one(AuditLog *log, int expect) {
+        AuditEvent ev = { .actor = "alice", .op = "run", .decision = "allow", .result = "ok", .result_len = 2 };
+        assert_int_equal(audit_log_append(log, &ev, NULL), expect);
+}
+
+/* A torn final line (crash mid-write) is cut at the next open and the cut is recorded in a
+ * signed repair record; the verifier reports "repaired" with the number of bytes cut. */
+static void test_repair_torn_tail(void **state) {
+        _cleanup_free_ char *p = tmpfile_path();
+        write_log(p, 3, false);
+        size_t n0;
+        _cleanup_free_ char *before = slurp(p, &n0);
+        _cleanup_close_ int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "{\"seq\":4,\"acto", 15), 15);
+        /* the verifier alone does not guess: a torn line is invalid until the writer repairs it */
+        AuditVerifyReport rep;
+        assert_int_equal(audit_verify_file(p, pk, AUDIT_VERIFY_ALLOW_UNSEALED, &rep), 0);
+        assert_false(rep.valid);
+        assert_non_null(strstr(rep.reason, "truncated record"));
+        audit_verify_report_done(&rep);
+        /* another key cannot repair (the last complete line must be ours) */
+        AuditLog *log = NULL;
+        assert_int_equal(audit_log_open(p, "pod-abc", sk2, &log), -EBADMSG);
+        bool repaired = false;
+        assert_int_equal(audit_log_open_full(p, "pod-abc", sk, &log, &repaired), 0);
+        assert_true(repaired);
+        append_one(log, 0);
+        assert_int_equal(audit_log_seal(log), 0);
+        audit_log_free(log);
+        size_t n1;
+        _cleanup_free_ char *after = slurp(p, &n1);
+        assert_memory_equal(before, after, n0); /* complete lines untouched */
+        _cleanup_strv_free_ char **l = lines_of(after);
+        assert_int_equal(strv_length(l), 6);
+        assert_non_null(strstr(l[3], "\"op\":\"audit_repair\""));
+        assert_non_null(strstr(l[3], "\"cut_bytes\":15"));
+        assert_non_null(strstr(l[3], "\"kind\":\"torn_tail\""));
+        assert_int_equal(audit_verify_file(p, pk, 0, &rep), 0);
+        assert_true(rep.valid);
+        assert_true(rep.sealed);
+        assert_int_equal(rep.repairs, 1);
+        assert_int_equal(rep.cut_bytes, 15);
+        audit_verify_report_done(&rep);
+
+        /* only the fragment: the first record itself was torn */
+        _cleanup_free_ char *q = tmpfile_path();
+        _cleanup_close_ int qfd = open(q, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_int_equal(write(qfd, "{\"se", 4), 4);
+        assert_int_equal(audit_log_open_full(q, "pod-abc", sk, &log, &repaired), 0);
+        assert_true(repaired);
+        assert_int_equal(audit_log_seal(log), 0);
+        audit_log_free(log);
+        assert_int_equal(audit_verify_file(q, pk, 0, &rep), 0);
+        assert_true(rep.valid);
+        assert_int_equal(rep.repairs, 1);
+        audit_verify_report_done(&rep);
+}
+
+/* Truncation cannot be laundered: a log cut at a record boundary is not "repaired" (no repair
+ * record, still reported unsealed), and bytes after a seal are never cut. */
+static void test_repair_refusals(void **state) {
+        _cleanup_free_ char *p = tmpfile_path();
+        write_log(p, 4, false);
+        size_t n;
+        _cleanup_free_ char *d = slurp(p, &n);
+        _cleanup_strv_free_ char **l = lines_of(d);
+        l[3] = mfree(l[3]); /* drop the last record at its line boundary */
+        _cleanup_free_ char *cut = join_lines(l);
+        AuditVerifyReport rep;
+        verify_text(cut, pk, 0, &rep);
+        assert_false(rep.valid);
+        assert_non_null(strstr(rep.reason, "not sealed"));
+        assert_int_equal(rep.repairs, 0);
+        audit_verify_report_done(&rep);
+        {
+                _cleanup_close_ int fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+                assert_int_equal(write(fd, cut, strlen(cut)), (ssize_t) strlen(cut));
+        }
+        AuditLog *log = NULL;
+        bool repaired = true;
+        assert_int_equal(audit_log_open_full(p, "pod-abc", sk, &log, &repaired), 0);
+        assert_false(repaired);
+        audit_log_free(log);
+        assert_int_equal(audit_verify_file(p, pk, 0, &rep), 0);
+        assert_false(rep.valid);
+        assert_int_equal(rep.repairs, 0);
+        audit_verify_report_done(&rep);
+
+        /* data after a seal: never repaired, the verifier keeps failing */
+        _cleanup_free_ char *q = tmpfile_path();
+        write_log(q, 2, true);
+        _cleanup_close_ int fd = open(q, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_int_equal(write(fd, "{\"seq\":4", 8), 8);
+        size_t n0, n1;
+        _cleanup_free_ char *before = slurp(q, &n0);
+        assert_int_equal(audit_log_open_full(q, "pod-abc", sk, &log, &repaired), -ESTALE);
+        _cleanup_free_ char *after = slurp(q, &n1);
+        assert_int_equal(n0, n1);
+        assert_memory_equal(before, after, n0);
+        assert_int_equal(audit_verify_file(q, pk, 0, &rep), 0);
+        assert_false(rep.valid);
+        audit_verify_report_done(&rep);
+        /* a forged repair record (not signed by the key) fails like any edit */
+        _cleanup_free_ char *r = tmpfile_path();
+        write_log(r, 1, false);
+        _cleanup_close_ int rfd = open(r, O_WRONLY | O_APPEND | O_CLOEXEC);
+        assert_int_equal(write(rfd, "{\"x", 3), 3);
+        assert_int_equal(audit_log_open_full(r, "pod-abc", sk2, &log, &repaired), -EBADMSG);
+        /* the writer refuses the reserved op from callers */
+        assert_int_equal(audit_log_open(p, "pod-abc", sk, &log), 0);
+        AuditEvent ev = { .actor = "a", .op = AUDIT_REPAIR_OP, .decision = "info" };
+        assert_int_equal(audit_log_append(log, &ev, NULL), -EINVAL);
+        audit_log_free(log);
+}
+
+/* A write that fails part-way (full disk; here RLIMIT_FSIZE) leaves a torn line; the writer
+ * refuses while it cannot write and heals itself with a repair record once it can. */
+static void test_repair_after_write_failure(void **state) {
+        _cleanup_free_ char *p = tmpfile_path();
+        AuditLog *log = NULL;
+        assert_int_equal(audit_log_open(p, "pod-abc", sk, &log), 0);
+        append_one(log, 0);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        struct rlimit old, lim;
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t) st.st_size + 40;
+        void (*prev_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        append_one(log, -EFBIG);
+        assert_int_equal(stat(p, &st), 0);
+        off_t torn_size = st.st_size;
+        append_one(log, -EFBIG); /* the repair record itself does not fit either */
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, prev_handler);
+        append_one(log, 0);
+        assert_int_equal(audit_log_seal(log), 0);
+        audit_log_free(log);
+        AuditVerifyReport rep;
+        assert_int_equal(audit_verify_file(p, pk, 0, &rep), 0);
+        assert_true(rep.valid);
+        assert_int_equal(rep.records, 3); /* 2 calls + 1 repair (the failed ones never landed) */
+        assert_int_equal(rep.repairs, 1);
+        assert_true(rep.cut_bytes > 0 && rep.cut_bytes <= 40);
+        assert_true(torn_size > 0);
+        audit_verify_report_done(&rep);
+        size_t n;
+        _cleanup_free_ char *d = slurp(p, &n);
+        assert_non_null(strstr(d, "\"kind\":\"write_failed\""));
+
+        /* records we wrote disappearing under us is not a torn line: refuse for good */
+        _cleanup_free_ char *q = tmpfile_path();
+        assert_int_equal(audit_log_open(q, "pod-abc", sk, &log), 0);
+        append_one(log, 0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        signal(SIGXFSZ, SIG_IGN);
+        lim.rlim_cur = 10;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        append_one(log, -EFBIG);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, prev_handler);
+        assert_int_equal(truncate(q, 5), 0);
+        append_one(log, -EIO);
+        append_one(log, -EIO);
+        audit_log_free(log);
 }
 
 typedef struct Tamper {
@@ -316,9 +487,10 @@ static void test_bad_events(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_valid_and_seal), cmocka_unit_test(test_resume),
-                cmocka_unit_test(test_tamper),         cmocka_unit_test(test_concurrent),
-                cmocka_unit_test(test_bad_events),
+                cmocka_unit_test(test_valid_and_seal),  cmocka_unit_test(test_resume),
+                cmocka_unit_test(test_tamper),          cmocka_unit_test(test_concurrent),
+                cmocka_unit_test(test_bad_events),      cmocka_unit_test(test_repair_torn_tail),
+                cmocka_unit_test(test_repair_refusals), cmocka_unit_test(test_repair_after_write_failure),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         if (sodium_init() < 0)

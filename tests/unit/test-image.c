@@ -44,7 +44,14 @@ static void test_qemu_argv(void **state) {
         assert_true(has_pair(argv, "-accel", "tcg,tb-size=64"));
         assert_true(has_pair(argv, "-cpu", "max"));
         assert_true(has_pair(argv, "-m", "384"));
-        assert_true(has_pair(argv, "-drive", "id=rootfs,file=/img/rootfs.ext4,format=raw,if=none,readonly=on"));
+        assert_true(has_pair(
+                argv, "-drive", "id=rootfs,file=/img/rootfs.ext4,format=raw,if=none,readonly=on,rerror=report"));
+        /* a full host disk surfaces as an I/O error in the guest, never a VM paused by QEMU */
+        bool scratch_reports = false;
+        for (size_t i = 0; argv[i]; i++)
+                if (startswith(argv[i], "id=scratch,") && strstr(argv[i], ",werror=report,rerror=report"))
+                        scratch_reports = true;
+        assert_true(scratch_reports);
         assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=rootfs,serial=nucleus-rootfs"));
         assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=scratch,serial=nucleus-scratch"));
         assert_true(has_pair(argv, "-chardev", "socket,id=ch0,path=/pod/channel.sock,server=on,wait=off"));

@@ -30,10 +30,12 @@ struct AuditLog {
         char *pod;
         uint8_t sk[crypto_sign_SECRETKEYBYTES];
         uint8_t pk[crypto_sign_PUBLICKEYBYTES];
-        uint64_t seq;  /* seq of the last record written (0: none) */
-        char prev[65]; /* hex SHA-256 of the last line, or the genesis value */
+        uint64_t seq;    /* seq of the last record written (0: none) */
+        char prev[65];   /* hex SHA-256 of the last line, or the genesis value */
+        off_t good_size; /* file size up to and including the last good record's "\n" */
         bool sealed;
-        bool broken; /* a write failed: the on-disk tail is unknown, refuse further appends */
+        bool torn;   /* a write failed: bytes past good_size are to be cut before the next record */
+        bool broken; /* the file no longer holds our last record: refuse further appends */
 };
 
 void audit_genesis(const char *pod, char ret[65]) {
@@ -93,7 +95,8 @@ static bool pod_ok(const char *s) {
 }
 
 static bool decision_ok(const char *s) {
-        return streq(s, "allow") || streq(s, "deny") || streq(s, "error") || streq(s, "info");
+        return streq(s, "allow") || streq(s, "deny") || streq(s, "error") || streq(s, "info") ||
+                streq(s, "request");
 }
 
 /* Sign `rec` (without "sig"), add "sig", return the canonical line (no newline). */
@@ -133,7 +136,8 @@ int audit_record_parse_line(const char *line, size_t len, AuditRecord *ret, char
 
         json_object_foreach(j, key, v) {
                 bool str = json_is_string(v);
-                if (streq(key, "seq") || streq(key, "count")) {
+                if (streq(key, "seq") || streq(key, "count") || streq(key, "cut_bytes") ||
+                    streq(key, "request_seq")) {
                         if (!json_is_integer(v) || json_integer_value(v) < 0)
                                 BAD("field \"%s\" must be a non-negative integer", key);
                 } else if (streq(key, "actor")) {
@@ -149,7 +153,12 @@ int audit_record_parse_line(const char *line, size_t len, AuditRecord *ret, char
                 } else if (streq(key, "decision")) {
                         if (!str || !decision_ok(json_string_value(v)))
                                 BAD("field \"decision\" must be allow, deny, error or info");
-                } else if (streq(key, "args_sha256") || streq(key, "result_sha256") || streq(key, "prev")) {
+                } else if (streq(key, "detail")) {
+                        if (!json_is_object(v))
+                                BAD("field \"detail\" must be a JSON object");
+                } else if (
+                        streq(key, "args_sha256") || streq(key, "result_sha256") || streq(key, "prev") ||
+                        streq(key, "cut_sha256")) {
                         if (!str || !hex64(json_string_value(v)))
                                 BAD("field \"%s\" must be 64 lowercase hex characters", key);
                 } else if (streq(key, "pod")) {
@@ -182,6 +191,13 @@ int audit_record_parse_line(const char *line, size_t len, AuditRecord *ret, char
                 BAD(r.is_seal ? "seal record without \"count\"" : "field \"count\" outside a seal record");
         if (count)
                 r.count = (uint64_t) json_integer_value(count);
+        r.is_repair = streq(r.op, AUDIT_REPAIR_OP);
+        json_t *cut = json_object_get(j, "cut_bytes");
+        if (r.is_repair != !!cut || r.is_repair != !!json_object_get(j, "cut_sha256"))
+                BAD(r.is_repair ? "repair record without \"cut_bytes\" and \"cut_sha256\""
+                                : "fields \"cut_bytes\"/\"cut_sha256\" outside a repair record");
+        if (cut)
+                r.cut_bytes = (uint64_t) json_integer_value(cut);
 
         _cleanup_free_ char *canon = json_dump_canonical(j);
         if (strlen(canon) != len || memcmp(canon, line, len) != 0)
@@ -205,40 +221,101 @@ static bool record_signature_ok(const AuditRecord *r, const uint8_t pk[32]) {
         return crypto_sign_verify_detached(sig, (const uint8_t *) text, strlen(text), pk) == 0;
 }
 
+/* Resume the chain from the file's tail. An unterminated fragment after the last "\n" is left
+ * in place for repair_locked() (it is cut, never parsed); good_size marks where it starts.
+ * Returns 0, -EBADMSG (last complete line is not ours, or the fragment is longer than one
+ * record), -ESTALE (sealed, with or without bytes after the seal), other -errno. */
 static int resume_tail(AuditLog *log) {
         struct stat st;
         if (fstat(log->fd, &st) < 0)
                 return -errno;
+        log->good_size = 0;
         if (st.st_size == 0)
                 return 0;
-        size_t win = (size_t) NUCLEUS_MIN((uint64_t) st.st_size, (uint64_t) AUDIT_LINE_MAX + 1);
+        size_t win = (size_t) NUCLEUS_MIN((uint64_t) st.st_size, 2 * ((uint64_t) AUDIT_LINE_MAX + 1));
         off_t off = st.st_size - (off_t) win;
         _cleanup_free_ char *buf = xmalloc(win + 1);
         ssize_t n = pread(log->fd, buf, win, off);
         if (n < 0)
                 return -errno;
-        if ((size_t) n != win || buf[win - 1] != '\n')
-                return -EBADMSG; /* cut mid-line: do not guess */
-        size_t end = win - 1, start = end;
+        if ((size_t) n != win)
+                return -EBADMSG;
+        /* end: one past the last "\n" in the window (0: none). */
+        size_t end = win;
+        while (end > 0 && buf[end - 1] != '\n')
+                end--;
+        if (win - end > AUDIT_LINE_MAX + 1 || (end == 0 && off != 0))
+                return -EBADMSG; /* not a torn record of ours: do not guess */
+        log->good_size = off + (off_t) end;
+        if (end == 0) {
+                /* Only a fragment: the very first record was torn; the chain starts at genesis. */
+                log->torn = true;
+                return 0;
+        }
+        size_t lend = end - 1, start = lend;
         while (start > 0 && buf[start - 1] != '\n')
                 start--;
         if (start == 0 && off != 0)
                 return -EBADMSG; /* last line longer than the limit */
         AuditRecord rec = {};
-        int r = audit_record_parse_line(buf + start, end - start, &rec, NULL);
+        int r = audit_record_parse_line(buf + start, lend - start, &rec, NULL);
         if (r < 0)
                 return -EBADMSG;
         _cleanup_json_ _unused_ json_t *j = rec.json;
         if (!streq(rec.pod, log->pod) || !record_signature_ok(&rec, log->pk) || rec.seq == 0)
                 return -EBADMSG;
         if (rec.is_seal)
-                return -ESTALE;
+                return -ESTALE; /* a sealed log is final: bytes after a seal are never "repaired" */
         log->seq = rec.seq;
-        sha256_hex(buf + start, end - start, log->prev);
+        sha256_hex(buf + start, lend - start, log->prev);
+        log->torn = (off_t) win != (off_t) end;
         return 0;
 }
 
-int audit_log_open(const char *path, const char *pod, const uint8_t secret_key[64], AuditLog **ret) {
+static int append_locked(AuditLog *log, json_t *rec, uint64_t *ret_seq);
+
+/* Called with the lock held when log->torn: cut the bytes past good_size (the unterminated
+ * remains of a line we failed to write, or that a crash cut) and record the cut in a signed
+ * repair record. Only bytes after our own last good record are touched. */
+static int repair_locked(AuditLog *log, const char *why) {
+        struct stat st;
+        char h[65];
+        if (fstat(log->fd, &st) < 0)
+                return -errno;
+        if (st.st_size < log->good_size) {
+                /* Someone removed records we wrote: that is not a torn line; never paper over it. */
+                log->broken = true;
+                return -EIO;
+        }
+        uint64_t cut = (uint64_t) (st.st_size - log->good_size);
+        if (cut > AUDIT_LINE_MAX + 1) {
+                log->broken = true;
+                return -EIO;
+        }
+        _cleanup_free_ char *frag = xmalloc(cut + 1);
+        if (cut > 0) {
+                ssize_t n = pread(log->fd, frag, cut, log->good_size);
+                if (n < 0)
+                        return -errno;
+                if ((uint64_t) n != cut)
+                        return -EIO;
+        }
+        sha256_hex(frag, cut, h);
+        if (cut > 0 && ftruncate(log->fd, log->good_size) < 0)
+                return -errno;
+        log->torn = false;
+        _cleanup_json_ json_t *rep = json_object();
+        json_object_set_new(rep, "actor", json_string("nucleus-node"));
+        json_object_set_new(rep, "op", json_string(AUDIT_REPAIR_OP));
+        json_object_set_new(rep, "decision", json_string("info"));
+        json_object_set_new(rep, "kind", json_string(why));
+        json_object_set_new(rep, "cut_bytes", json_integer((json_int_t) cut));
+        json_object_set_new(rep, "cut_sha256", json_string(h));
+        return append_locked(log, rep, NULL);
+}
+
+int audit_log_open_full(
+        const char *path, const char *pod, const uint8_t secret_key[64], AuditLog **ret, bool *ret_repaired) {
         int r;
         if (sodium_init() < 0)
                 return -EIO;
@@ -255,12 +332,23 @@ int audit_log_open(const char *path, const char *pod, const uint8_t secret_key[6
         audit_genesis(pod, log->prev);
         pthread_mutex_init(&log->lock, NULL);
         r = resume_tail(log);
+        bool repaired = false;
+        if (r >= 0 && log->torn) {
+                r = repair_locked(log, "torn_tail");
+                repaired = r >= 0;
+        }
         if (r < 0) {
                 audit_log_free(log);
                 return r;
         }
+        if (ret_repaired)
+                *ret_repaired = repaired;
         *ret = log;
         return 0;
+}
+
+int audit_log_open(const char *path, const char *pod, const uint8_t secret_key[64], AuditLog **ret) {
+        return audit_log_open_full(path, pod, secret_key, ret, NULL);
 }
 
 AuditLog *audit_log_free(AuditLog *log) {
@@ -289,6 +377,11 @@ static int append_locked(AuditLog *log, json_t *rec, uint64_t *ret_seq) {
                 return -ESTALE;
         if (log->broken)
                 return -EIO;
+        if (log->torn) {
+                r = repair_locked(log, "write_failed");
+                if (r < 0)
+                        return r;
+        }
         uint64_t seq = log->seq + 1;
         json_object_set_new(rec, "seq", json_integer((json_int_t) seq));
         json_object_set_new(rec, "prev", json_string(log->prev));
@@ -307,9 +400,12 @@ static int append_locked(AuditLog *log, json_t *rec, uint64_t *ret_seq) {
         if (r >= 0 && fdatasync(log->fd) < 0)
                 r = -errno;
         if (r < 0) {
-                log->broken = true;
+                /* Whatever part of the line reached the file is cut (and the cut recorded)
+                 * before the next record; until then the chain still ends at good_size. */
+                log->torn = true;
                 return r;
         }
+        log->good_size += (off_t) (len + 1);
         log->seq = seq;
         memcpy(log->prev, next_prev, sizeof(next_prev));
         if (ret_seq)
@@ -322,10 +418,10 @@ int audit_log_append(AuditLog *log, const AuditEvent *ev, uint64_t *ret_seq) {
         if (!ev || !ev->actor || !ev->op || !ev->decision)
                 return -EINVAL;
         if (!printable(ev->actor, AUDIT_ACTOR_MAX, true) || !token_ok(ev->op, AUDIT_OP_MAX) ||
-            streq(ev->op, AUDIT_SEAL_OP) || !decision_ok(ev->decision) ||
-            (ev->kind && !token_ok(ev->kind, AUDIT_KIND_MAX)) || (ev->args && ev->args_sha256) ||
-            (ev->args_sha256 && !hex64(ev->args_sha256)) || (ev->result && ev->result_sha256) ||
-            (ev->result_sha256 && !hex64(ev->result_sha256)))
+            streq(ev->op, AUDIT_SEAL_OP) || streq(ev->op, AUDIT_REPAIR_OP) || !decision_ok(ev->decision) ||
+            (ev->detail && !json_is_object(ev->detail)) || (ev->kind && !token_ok(ev->kind, AUDIT_KIND_MAX)) ||
+            (ev->args && ev->args_sha256) || (ev->args_sha256 && !hex64(ev->args_sha256)) ||
+            (ev->result && ev->result_sha256) || (ev->result_sha256 && !hex64(ev->result_sha256)))
                 return -EINVAL;
         _cleanup_json_ json_t *rec = json_object();
         json_object_set_new(rec, "actor", json_string(ev->actor));
@@ -344,6 +440,10 @@ int audit_log_append(AuditLog *log, const AuditEvent *ev, uint64_t *ret_seq) {
                 json_object_set_new(rec, "result_sha256", json_string(h));
         } else if (ev->result_sha256)
                 json_object_set_new(rec, "result_sha256", json_string(ev->result_sha256));
+        if (ev->request_seq)
+                json_object_set_new(rec, "request_seq", json_integer((json_int_t) ev->request_seq));
+        if (ev->detail)
+                json_object_set_new(rec, "detail", json_deep_copy(ev->detail));
         if (!json_object_get(rec, "actor")) /* json_string() refuses invalid UTF-8 */
                 return -EINVAL;
 
@@ -500,8 +600,13 @@ int audit_verify_buffer(
                                 return 0;
                         }
                         rep->sealed = true;
-                } else
+                } else {
                         rep->records++;
+                        if (rec.is_repair) {
+                                rep->repairs++;
+                                rep->cut_bytes += rec.cut_bytes;
+                        }
+                }
                 sha256_hex(p, len, prev);
                 last_seq = rec.seq;
                 expect_seq++;

@@ -141,12 +141,22 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         }
 
         if (c->rootfs) {
+                /* werror/rerror=report: a host-side I/O error (the scratch file's filesystem is
+                 * full) reaches the guest as an I/O error on that request. QEMU's default
+                 * (werror=enospc) pauses the whole VM instead, which looks like a hung guest. */
                 strv_extend(&a, "-drive");
-                strv_consume(&a, xasprintf("id=rootfs,file=%s,format=raw,if=none,readonly=on", c->rootfs));
+                strv_consume(
+                        &a,
+                        xasprintf("id=rootfs,file=%s,format=raw,if=none,readonly=on,rerror=report", c->rootfs));
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtio-blk-device,drive=rootfs,serial=" IMAGE_ROOTFS_SERIAL);
                 strv_extend(&a, "-drive");
-                strv_consume(&a, xasprintf("id=scratch,file=%s,format=raw,if=none,discard=unmap", c->scratch));
+                strv_consume(
+                        &a,
+                        xasprintf(
+                                "id=scratch,file=%s,format=raw,if=none,discard=unmap,werror=report,rerror="
+                                "report",
+                                c->scratch));
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtio-blk-device,drive=scratch,serial=" IMAGE_SCRATCH_SERIAL);
         }

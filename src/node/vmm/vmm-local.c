@@ -10,7 +10,9 @@
  * The channel is a socketpair whose far end the proxy inherits as fd 3. This is weaker isolation than a
  * microVM (shared kernel); the node says so on every response and in the logs.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,6 +25,94 @@
 #include "vmm-internal.h"
 
 #define BWRAP_PATH "/usr/bin/bwrap"
+
+/* bwrap's --die-with-parent is PR_SET_PDEATHSIG, and the kernel's "parent" is the thread that
+ * forked, not the process (prctl(2)). The boot thread that starts a pod ends right after the
+ * boot, so bwrap is forked by a keeper thread that lives exactly as long as the sandbox: it
+ * spawns, then blocks until vmm_stop() has killed and reaped bwrap. If the node dies, every
+ * thread dies with it and the sandbox goes too. */
+typedef struct LocalKeeper {
+        pthread_t thread;
+        int stop_fd[2]; /* keeper blocks reading [0]; closing [1] releases it */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool done; /* the spawn has been attempted (result in r) */
+        int r;
+        const VmmLaunch *launch; /* valid until done */
+        char *const *argv;
+        int log_fd, keep_fd;
+        PidRef *ret_pid;
+} LocalKeeper;
+
+static void *local_keeper_main(void *arg) {
+        LocalKeeper *k = arg;
+        char b;
+        int r = vmm_spawn(k->launch, NULL, k->argv, k->log_fd, k->keep_fd, k->ret_pid);
+        pthread_mutex_lock(&k->lock);
+        k->r = r;
+        k->done = true;
+        pthread_cond_signal(&k->cond);
+        pthread_mutex_unlock(&k->lock);
+        if (r >= 0)
+                while (read(k->stop_fd[0], &b, 1) < 0 && errno == EINTR)
+                        ;
+        return NULL;
+}
+
+static void local_keeper_release(Vmm *vm) {
+        LocalKeeper *k = vm->data;
+        if (!k)
+                return;
+        k->stop_fd[1] = safe_close(k->stop_fd[1]);
+        (void) pthread_join(k->thread, NULL);
+        safe_close(k->stop_fd[0]);
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->cond);
+        free(k);
+        vm->data = NULL;
+}
+
+/* Spawn argv from a keeper thread (see above). Returns vmm_spawn's result. */
+static int local_spawn_kept(
+        Vmm *vm, const VmmLaunch *l, char *const argv[], int log_fd, int keep_fd, PidRef *ret_pid) {
+        LocalKeeper *k = xnew0(LocalKeeper, 1);
+        int r;
+        if (pipe2(k->stop_fd, O_CLOEXEC) < 0) {
+                r = -errno;
+                free(k);
+                return r;
+        }
+        pthread_mutex_init(&k->lock, NULL);
+        pthread_cond_init(&k->cond, NULL);
+        k->launch = l;
+        k->argv = argv;
+        k->log_fd = log_fd;
+        k->keep_fd = keep_fd;
+        k->ret_pid = ret_pid;
+        vm->data = k;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        (void) pthread_attr_setstacksize(&attr, 256 * 1024);
+        r = -pthread_create(&k->thread, &attr, local_keeper_main, k);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                safe_close(k->stop_fd[0]);
+                safe_close(k->stop_fd[1]);
+                pthread_mutex_destroy(&k->lock);
+                pthread_cond_destroy(&k->cond);
+                free(k);
+                vm->data = NULL;
+                return r;
+        }
+        pthread_mutex_lock(&k->lock);
+        while (!k->done)
+                pthread_cond_wait(&k->cond, &k->lock);
+        r = k->r;
+        pthread_mutex_unlock(&k->lock);
+        if (r < 0)
+                local_keeper_release(vm);
+        return r;
+}
 
 static int local_probe(const VmmLaunch *l, char **reterr) {
         if (access(BWRAP_PATH, X_OK) < 0) {
@@ -85,6 +175,10 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 (char *) "--unshare-net",
                 (char *) "--unshare-cgroup-try",
                 (char *) "--new-session",
+                /* The sandbox's PID 1 gets SIGKILL when bwrap (our child) dies, taking the whole
+                 * PID namespace with it: killing bwrap at the pod's end, or the node dying, leaves
+                 * no proxy or agent process behind, hung or not. */
+                (char *) "--die-with-parent",
                 (char *) "--clearenv",
                 (char *) "--setenv",
                 (char *) "PATH",
@@ -178,7 +272,7 @@ static int local_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         VmmLaunch as_root = *l;
         as_root.run_uid = 0;
         as_root.run_gid = 0;
-        r = vmm_spawn(&as_root, NULL, argv, logfd, guest_end, &vm->pid);
+        r = local_spawn_kept(vm, &as_root, argv, logfd, guest_end, &vm->pid);
         if (r < 0) {
                 *reterr = xasprintf("cannot start bubblewrap: %s", strerror(-r));
                 return r;
@@ -198,7 +292,13 @@ static int local_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
 }
 
 static void local_cleanup(Vmm *vm) {
-        /* The workspace is removed by the pod layer together with the rest of the pod dir. */
+        /* bwrap is reaped by now: let its keeper thread end. The workspace is removed by the
+         * pod layer together with the rest of the pod dir. */
+        local_keeper_release(vm);
+}
+
+static void local_free_data(Vmm *vm) {
+        local_keeper_release(vm);
 }
 
 const VmmOps vmm_local_ops = {
@@ -208,4 +308,5 @@ const VmmOps vmm_local_ops = {
         .start = local_start,
         .connect = local_connect,
         .cleanup = local_cleanup,
+        .free_data = local_free_data,
 };
