@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "alloc-util.h"
+#include "escape.h"
 #include "cli-opt.h"
 #include "cli-pod.h"
 #include "cli.h"
@@ -79,8 +80,12 @@ int cli_option_common(int c, void (*usage)(void), OutputMode *output) {
 }
 
 int cli_print_json(const json_t *j) {
-        if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15)) < 0)
+        _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+        if (!text)
                 return -EIO;
+        /* The same JSON, with every hidden code point of the agent's strings as a \u escape. */
+        _cleanup_free_ char *shown = escape_text(text, strlen(text), ESCAPE_JSON);
+        fputs(shown, stdout);
         fputc('\n', stdout);
         return fflush(stdout) == 0 ? 0 : -EIO;
 }

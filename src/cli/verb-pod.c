@@ -587,10 +587,7 @@ int verb_patch(int argc, char **argv) {
         } else if (patch.size > 0) {
                 /* Raw for pipes ('| git apply'); on a terminal the guest's bytes are defused. */
                 if (isatty(STDOUT_FILENO)) {
-                        _cleanup_free_ char *vis = xstrndup(patch.patch, patch.size);
-                        for (char *q = vis; *q; q++)
-                                if ((unsigned char) *q < 0x20 && *q != '\n' && *q != '\t')
-                                        *q = '?';
+                        _cleanup_free_ char *vis = escape_text(patch.patch, patch.size, ESCAPE_KEEP_NEWLINE);
                         fputs(vis, stdout);
                 } else if (fwrite(patch.patch, 1, patch.size, stdout) != patch.size)
                         return cli_fail(mode, "io_error", "cannot write the patch to stdout");

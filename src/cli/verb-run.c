@@ -880,10 +880,8 @@ static void print_summary(
         char usd[32];
         fprintf(stderr, "\n--- nucleus run summary ---\n");
         fprintf(stderr, "pod:         %s (deleted)\n", pod);
-        fprintf(stderr,
-                "stopped:     %s: %s\n",
-                agent_stop_to_string(st->stop),
-                st->stop_detail ? st->stop_detail : "");
+        _cleanup_free_ char *detail = string_make_visible(st->stop_detail ?: "");
+        fprintf(stderr, "stopped:     %s: %s\n", agent_stop_to_string(st->stop), detail);
         fprintf(stderr, "turns:       %u\n", st->turns);
         fprintf(stderr,
                 "tokens:      %llu in, %llu out\n",
@@ -911,7 +909,7 @@ static void print_summary(
         else {
                 fprintf(stderr, "patch:       %s\n", patch_path);
                 if (diffstat) {
-                        _cleanup_free_ char *vis = xstrdup(diffstat);
+                        _cleanup_free_ char *vis = escape_text(diffstat, strlen(diffstat), ESCAPE_KEEP_NEWLINE);
                         fputs(vis, stderr);
                         if (!endswith(vis, "\n"))
                                 fputc('\n', stderr);
@@ -1155,9 +1153,10 @@ int verb_run(int argc, char **argv) {
                                 int status = -1;
                                 r = run_capture(aargv, &out, &status);
                                 applied = r >= 0 && status == 0;
-                                if (!applied)
-                                        apply_note = xasprintf(
-                                                "git apply failed: %s", out ? out : strerror(-r));
+                                if (!applied) {
+                                        _cleanup_free_ char *vis = string_make_visible(out ?: strerror(-r));
+                                        apply_note = xasprintf("git apply failed: %s", vis);
+                                }
                         }
                 }
         }

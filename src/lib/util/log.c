@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc-util.h"
+#include "escape.h"
 #include "fd-util.h"
 #include "log.h"
 
@@ -62,10 +64,9 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #pragma GCC diagnostic pop
         va_end(ap);
 
-        /* Make control characters visible: log lines must stay one line each. */
-        for (char *p = msg; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = '?';
+        /* Log lines stay one line each and show no hidden character raw (escape.h); callers
+         * have escaped the agent's text already, so a backslash stays itself. */
+        _cleanup_free_ char *vis = escape_text(msg, strlen(msg), ESCAPE_KEEP_BACKSLASH);
 
         int n;
         if (log_max_level >= LOG_DEBUG)
@@ -75,12 +76,12 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                         "%s%s%s (%s:%d %s)\n",
                         log_prefix ?: "",
                         log_prefix ? ": " : "",
-                        msg,
+                        vis,
                         file,
                         line,
                         func);
         else
-                n = snprintf(out, sizeof(out), "%s%s%s\n", log_prefix ?: "", log_prefix ? ": " : "", msg);
+                n = snprintf(out, sizeof(out), "%s%s%s\n", log_prefix ?: "", log_prefix ? ": " : "", vis);
         if (n > 0)
                 (void) loop_write(log_fd, out, NUCLEUS_MIN((size_t) n, sizeof(out) - 1));
         return -e;

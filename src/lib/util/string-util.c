@@ -79,49 +79,6 @@ bool string_has_cc(const char *s, const char *ok) {
         return false;
 }
 
-char *string_make_visible(const char *s) {
-        size_t n = strlen(s);
-        char *out = xnew(char, n * 6 + 1), *o = out;
-        const unsigned char *p = (const unsigned char *) s;
-
-        while (*p) {
-                unsigned c = *p;
-                if (c == '\n') {
-                        o += sprintf(o, "\\n");
-                        p++;
-                } else if (c == '\t') {
-                        o += sprintf(o, "\\t");
-                        p++;
-                } else if (c == '\r') {
-                        o += sprintf(o, "\\r");
-                        p++;
-                } else if (c == '\\') {
-                        o += sprintf(o, "\\\\");
-                        p++;
-                } else if (c < 0x20 || c == 0x7f) {
-                        o += sprintf(o, "\\x%02x", c);
-                        p++;
-                } else if (c == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1 controls */
-                        o += sprintf(o, "\\u%04x", (unsigned) p[1]);
-                        p += 2;
-                } else if (c == 0xe2 && p[1] == 0x80 && ((p[2] >= 0x8b && p[2] <= 0x8f) || (p[2] >= 0xaa && p[2] <= 0xae))) {
-                        o += sprintf(o, "\\u20%02x", (unsigned) (p[2] - 0x80));
-                        p += 3;
-                } else if (c == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9) {
-                        o += sprintf(o, "\\u20%02x", (unsigned) (p[2] - 0x80 + 0x40));
-                        p += 3;
-                } else if (c == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
-                        o += sprintf(o, "\\ufeff");
-                        p += 3;
-                } else {
-                        *o++ = (char) c;
-                        p++;
-                }
-        }
-        *o = 0;
-        return out;
-}
-
 char **strv_free(char **l) {
         for (char **p = l; p && *p; p++)
                 free(*p);

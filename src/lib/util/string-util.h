@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "escape.h"
 #include "macro.h"
 
 static inline bool streq(const char *a, const char *b) {
@@ -34,11 +35,6 @@ bool memeq_consttime(const void *a, const void *b, size_t n);
 
 /* True if s contains a byte < 0x20 or 0x7f (control characters). */
 bool string_has_cc(const char *s, const char *ok);
-
-/* A copy of s with control and invisible characters (C0, DEL, C1, U+200B..U+200F,
- * U+202A..U+202E, U+2066..U+2069, U+FEFF) replaced by visible escapes like \n, \x1b,
- * \u202e. For showing untrusted text to a human (approvals, logs). Caller frees. */
-char *string_make_visible(const char *s);
 
 /* strv: NULL-terminated arrays of malloc'd strings. */
 char **strv_free(char **l);
