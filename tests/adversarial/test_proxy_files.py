@@ -126,6 +126,42 @@ def test_f7_blocked_names(proxy, path):
     denied(proxy, "read", {"path": "innocent"}, "path_denied")
 
 
+# Every spelling of a blocked path is that path: repeated slashes (a leading "//" too), trailing
+# slashes, "./" components, ".." through a real directory. The answer is path_denied, never
+# sandbox_escape (the path is inside the workspace) and never the file's content.
+SPELLINGS = ["{p}", "./{p}", ".//{p}", "{ws}/{p}", "/{ws}//{p}", "//{ws}//{p}", "{ws}/./{p}", "{ws}//./{p}",
+             "d/../{p}", "d//..//{p}", "{ws}/d/../{p}", "/{ws}/d/..//{p}"]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_f7_blocked_name_spellings(proxy, spelling):
+    configure(proxy)
+    proxy.put(".env", "sensitive")
+    os.makedirs(os.path.join(proxy.ws, "d"), exist_ok=True)
+    path = spelling.format(ws=proxy.ws, p=".env")
+    denied(proxy, "read", {"path": path}, "path_denied")
+    denied(proxy, "write", {"path": path, "content": "x"}, "path_denied")
+    denied(proxy, "edit", {"path": path, "old": "sensitive", "new": "x"}, "path_denied")
+    assert open(os.path.join(proxy.ws, ".env")).read() == "sensitive"
+    # The same spellings of an allowed file read it (control), a trailing slash on a directory too.
+    proxy.put("ok.txt", "fine")
+    assert proxy.ch.request("read", {"path": spelling.format(ws=proxy.ws, p="ok.txt")})["content"] == "fine"
+    assert proxy.ch.request("list", {"path": spelling.format(ws=proxy.ws, p="d/")})["path"] == "d"
+
+
+def test_f6_dotdot_follows_the_kernel(proxy):
+    """'..' after a symlink is the parent of the link's target (as for every program), not the
+    lexical parent: ln -> a/b, so ln/../x.txt is a/x.txt."""
+    configure(proxy)
+    proxy.put("a/b/inner.txt", "inner")
+    proxy.put("a/x.txt", "ax")
+    proxy.put("x.txt", "top")
+    os.symlink("a/b", os.path.join(proxy.ws, "ln"))
+    r = proxy.ch.request("read", {"path": "ln/../x.txt"})
+    assert r["content"] == "ax" and r["path"] == "a/x.txt", r
+    denied(proxy, "read", {"path": "ln/../../../../etc/passwd"}, "sandbox_escape")
+
+
 def test_f7_no_over_blocking(proxy):
     configure(proxy)
     for p in ["src/tokenizer.rs", "docs/keys.md", "environment.txt", "src/password_strength.rs"]:

@@ -15,9 +15,63 @@
 #include "proxy-path.h"
 #include "string-util.h"
 
+/* Resolve the prefix of rel up to and including its last ".." component through the kernel
+ * (openat2 beneath the root, following in-root symlinks as any open does), so "link/../x" means
+ * what it means to every program: the parent of the link's target. Returns the real relative
+ * path of the prefix joined with the rest (which holds no ".."), or -errno. */
+static int resolve_dotdot(Proxy *p, const char *rel, size_t prefix_len, char **ret) {
+        _cleanup_free_ char *prefix = xstrndup(rel, prefix_len), *real = NULL;
+        const char *rest = rel + prefix_len;
+        int r;
+
+        while (*rest == '/')
+                rest++;
+        if (!p->have_proc_fd) {
+                /* Symlinks are never followed then (proxy_openat2 adds RESOLVE_NO_SYMLINKS): a
+                 * ".." can only mean the lexical parent, but still check the kernel agrees. */
+                _cleanup_close_ int fd = proxy_openat2(p, -1, prefix, O_PATH | O_DIRECTORY, 0, 0);
+                if (fd < 0)
+                        return fd;
+                char *out = xmalloc(prefix_len + 2);
+                size_t o = 0;
+                for (const char *s = prefix; *s;) {
+                        const char *e = strchrnul(s, '/');
+                        size_t len = (size_t) (e - s);
+                        if (len == 2 && s[0] == '.' && s[1] == '.') {
+                                while (o > 0 && out[o - 1] != '/')
+                                        o--;
+                                if (o > 0)
+                                        o--;
+                        } else {
+                                if (o > 0)
+                                        out[o++] = '/';
+                                memcpy(out + o, s, len);
+                                o += len;
+                        }
+                        s = *e ? e + 1 : e;
+                }
+                out[o] = 0;
+                real = out;
+        } else {
+                _cleanup_close_ int fd = proxy_openat2(p, -1, prefix, O_PATH | O_DIRECTORY, 0, 0);
+                if (fd < 0)
+                        return fd;
+                r = proxy_fd_relpath(p, fd, prefix, &real);
+                if (r < 0)
+                        return r;
+        }
+        if (!*rest)
+                *ret = real[0] ? TAKE_PTR(real) : xstrdup(".");
+        else if (!real[0] || streq(real, "."))
+                *ret = xstrdup(rest);
+        else
+                *ret = xasprintf("%s/%s", real, rest);
+        return 0;
+}
+
 int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *reterr_kind, char **reterr_msg) {
         size_t n = strlen(path);
-        _cleanup_free_ char *vis = NULL;
+        _cleanup_free_ char *vis = NULL, *collapsed = NULL;
 
         if (n == 0) {
                 *reterr_kind = ERROR_KIND_INVALID_REQUEST;
@@ -29,11 +83,20 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
                 *reterr_msg = xasprintf("path is %zu bytes, longer than %u", n, PROXY_PATH_MAX);
                 return -ENAMETOOLONG;
         }
-        const char *rest = path;
-        if (path[0] == '/') {
+        /* Repeated slashes mean one slash to the kernel ("//workspace//.env" is
+         * "/workspace/.env"): collapse them before anything is classified. */
+        collapsed = xmalloc(n + 1);
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++)
+                if (path[i] != '/' || c == 0 || collapsed[c - 1] != '/')
+                        collapsed[c++] = path[i];
+        collapsed[c] = 0;
+
+        const char *rest = collapsed;
+        if (collapsed[0] == '/') {
                 /* Absolute: only under the workspace root, compared component-wise so that
                  * "/workspace2" or "/workspace_evil" never match "/workspace" (F4). */
-                const char *after = startswith(path, p->workspace_path);
+                const char *after = startswith(collapsed, p->workspace_path);
                 if (!after || (*after != '/' && *after != 0)) {
                         vis = string_make_visible(path);
                         *reterr_kind = ERROR_KIND_SANDBOX_ESCAPE;
@@ -44,9 +107,11 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
                 rest = after;
         }
 
-        /* Lexical normalization: drop "" and ".", apply ".." but never above the root. */
+        /* Drop "" and "." components. ".." stays a component for the kernel to resolve (a
+         * symlink's parent is not the lexical one); one that climbs above the root even
+         * lexically is refused here already, as the kernel would refuse it (RESOLVE_BENEATH). */
         _cleanup_free_ char *out = xmalloc(n + 2);
-        size_t o = 0;
+        size_t o = 0, depth = 0, dotdot_end = 0;
         const char *s = rest;
         while (*s) {
                 while (*s == '/')
@@ -57,29 +122,44 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
                 size_t len = (size_t) (e - s);
                 if (len == 1 && s[0] == '.') {
                         /* skip */
-                } else if (len == 2 && s[0] == '.' && s[1] == '.') {
-                        if (o == 0) {
+                } else {
+                        bool dotdot = len == 2 && s[0] == '.' && s[1] == '.';
+                        if (dotdot && depth == 0) {
                                 vis = string_make_visible(path);
                                 *reterr_kind = ERROR_KIND_SANDBOX_ESCAPE;
                                 *reterr_msg = xasprintf(
                                         "sandbox escape: path '%s' climbs above the workspace root", vis);
                                 return -EXDEV;
                         }
-                        while (o > 0 && out[o - 1] != '/')
-                                o--;
-                        if (o > 0)
-                                o--; /* the slash */
-                } else {
+                        depth = dotdot ? depth - 1 : depth + 1;
                         if (o > 0)
                                 out[o++] = '/';
                         memcpy(out + o, s, len);
                         o += len;
+                        if (dotdot)
+                                dotdot_end = o;
                 }
                 s = e;
         }
         if (o == 0)
                 out[o++] = '.';
         out[o] = 0;
+        if (dotdot_end > 0) {
+                char *res = NULL;
+                int r = resolve_dotdot(p, out, dotdot_end, &res);
+                if (r < 0) {
+                        vis = string_make_visible(path);
+                        *reterr_kind = proxy_errno_kind(r);
+                        *reterr_msg = xasprintf(
+                                "%spath '%s': %s",
+                                *reterr_kind == ERROR_KIND_SANDBOX_ESCAPE ? "sandbox escape: " : "",
+                                vis,
+                                strerror(-r));
+                        return r;
+                }
+                *ret_rel = res;
+                return 0;
+        }
         *ret_rel = TAKE_PTR(out);
         return 0;
 }
@@ -144,7 +224,9 @@ ErrorKind proxy_errno_kind(int r) {
 }
 
 int proxy_path_split(const char *rel, char **ret_parent, char **ret_leaf) {
-        if (streq(rel, "."))
+        const char *leaf = strrchr(rel, '/');
+        leaf = leaf ? leaf + 1 : rel;
+        if (streq(leaf, ".") || streq(leaf, ".."))
                 return -EINVAL;
         const char *slash = strrchr(rel, '/');
         if (!slash) {
