@@ -394,6 +394,10 @@ class PodNet:
     def drift(self):
         return self._cmd("drift")
 
+    def dns_events(self):
+        """The queries the pod's DNS filter refused so far (what the node audits and counts)."""
+        return self._cmd("dns_events")["dns_events"]
+
     def teardown(self):
         if self.proc.poll() is not None:
             return None

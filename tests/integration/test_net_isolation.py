@@ -10,6 +10,8 @@ it arrived); every dropped case has a reachable twin, so the tests can fail.
 import json
 import os
 import random
+import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -138,6 +140,68 @@ def test_dns_wildcard(lab, make_pod):
     assert not b["ok"] or b["addrs"] == []
     assert lab.dns_queries().count(f"www.{lab.ZONE}") == before  # and it was not forwarded
     assert g.tcp(lab.web, lab.port)["ok"]
+
+
+def test_dns_wildcard_budget_bounds_data_names(lab, make_pod):
+    """A wildcard entry is not a tunnel: of 50 data-carrying names under it, only the first
+    `dns_wildcard_names` (default 16) reach the upstream; the rest are REFUSED by the pod's DNS
+    filter, never forwarded, and each refusal is reported (audit event + metric in the node)."""
+    p, g = make_pod({"dns_allow": [f"*.www.{lab.ZONE}"]})
+    names = [f"x{i:02d}-{secrets.token_hex(12)}.www.{lab.ZONE}" for i in range(50)]
+    answers = [g.dns(n) for n in names]
+    asked = lab.dns_queries()
+    reached = [n for n in names if n in asked]
+    assert reached == names[:16], (len(reached), reached)
+    for n, a in zip(names[16:], answers[16:]):  # (the lab answers the others REFUSED itself)
+        assert a["ok"] and a["rcode"] == "REFUSED" and a["addrs"] == [], (n, a)
+    ev = [e for e in p.dns_events() if e["reason"] == "wildcard_budget"]
+    assert [e["name"] for e in ev] == names[16:]
+    assert all(e["entry"] == f"*.www.{lab.ZONE}" and e["limit"] == 16 for e in ev)
+    # A name admitted earlier still resolves (in any case); a new name stays refused.
+    before = lab.dns_queries().count(names[0])
+    assert g.dns(names[0].upper())["ok"]
+    assert lab.dns_queries().count(names[0]) == before + 1
+    late = f"late-{secrets.token_hex(8)}.www.{lab.ZONE}"
+    assert g.dns(late)["rcode"] == "REFUSED"
+    assert late not in lab.dns_queries()
+
+
+def test_dns_wildcard_budget_per_pod(lab, make_pod):
+    _, g = make_pod({"dns_allow": [f"*.www.{lab.ZONE}"], "dns_wildcard_names": 2})
+    names = [f"y{i}-{secrets.token_hex(8)}.www.{lab.ZONE}" for i in range(6)]
+    for n in names:
+        g.dns(n)
+    asked = lab.dns_queries()
+    assert [n for n in names if n in asked] == names[:2]
+
+
+def test_dns_case_normalized_before_forwarding(lab, make_pod):
+    """Letter case carries no data upstream: every spelling of an allowed name reaches the
+    upstream lower-cased, and the guest's own resolver (glibc) accepts the answers."""
+    p, g = make_pod({"dns_allow": [f"www.{lab.ZONE}"]})
+    variants = ["WWW.LAB.TEST", "wWw.LaB.tEsT", "Www.Lab.Test", "www.lab.TEST", "wWW.lAB.TeST"]
+    start = len(lab.dns_queries())
+    for v in variants:
+        a = g.dns(v)
+        assert a["ok"] and a["addrs"] == [lab.web], (v, a)
+    new = lab.dns_queries()[start:]
+    assert new and all(n == f"www.{lab.ZONE}" for n in new), new
+    # Only A/AAAA pass; the types that carry more (TXT, ANY, NULL) are refused before dnsmasq.
+    for qtype in (16, 255, 10):
+        a = g.dns(f"www.{lab.ZONE}", qtype=qtype)
+        assert a["ok"] and a["rcode"] == "REFUSED", (qtype, a)
+    assert {e["reason"] for e in p.dns_events()} == {"type"}
+    # glibc's stub resolver in the guest accepts an answer to a mixed-case name.
+    etc = f"/etc/netns/{g.ns}"
+    os.makedirs(etc, exist_ok=True)
+    try:
+        with open(f"{etc}/resolv.conf", "w") as f:
+            f.write(f"nameserver {g.dns_server}\noptions timeout:2 attempts:1\n")
+        r = subprocess.run(["ip", "netns", "exec", g.ns, "getent", "ahostsv4", "WwW.LaB.TeSt"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and lab.web in r.stdout, (r.returncode, r.stdout, r.stderr)
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_dns_cname_target_opens(lab, make_pod):

@@ -239,7 +239,9 @@ static void test_dnsmasq_argv(void **state) {
         _cleanup_strv_free_ char **argv = net_dnsmasq_argv(&plan, p, "/usr/sbin/dnsmasq", "/x/pid", "/x/log");
         assert_true(strv_contains(argv, "--conf-file=/dev/null"));
         assert_true(strv_contains(argv, "--no-resolv"));
-        assert_true(strv_contains(argv, "--listen-address=10.201.0.29"));
+        /* Behind the DNS filter: only on the namespace's loopback, never where the guest asks. */
+        assert_true(strv_contains(argv, "--listen-address=127.0.0.1"));
+        assert_false(strv_contains(argv, "--listen-address=10.201.0.29"));
         assert_true(strv_contains(argv, "--server=/example.com/203.0.113.53#53"));
         assert_true(strv_contains(argv, "--server=/*.example.com/"));
         assert_true(strv_contains(argv, "--server=/*.example.org/203.0.113.53#53"));

@@ -15,6 +15,7 @@
 #define NET_POD_TABLE "nucleus" /* table name inside the pod's namespace (family inet) */
 #define NET_SET_DNS4 "dns4"
 #define NET_SET_DNS6 "dns6"
+#define NET_DNSMASQ_PORT 53U /* dnsmasq's port on the namespace's 127.0.0.1, behind the filter */
 
 /* Addresses and names of one pod. Block B (a /29 of the pool): B+0/30 transit (host veth B+1,
  * namespace veth B+2), B+4/30 guest link (bridge/gateway B+5, guest B+6). No address is a

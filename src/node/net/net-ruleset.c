@@ -278,11 +278,10 @@ char *net_ruleset_host(const NetPlan *p) {
 
 char **net_dnsmasq_argv(
         const NetPlan *p, const NetPolicy *policy, const char *binary, const char *pid_file, const char *log_file) {
-        char gw[INET_ADDRSTRLEN], up[INET_ADDRSTRLEN];
+        char up[INET_ADDRSTRLEN];
         char **argv = NULL;
         unsigned port = p->dns_upstream_port ? p->dns_upstream_port : 53;
 
-        ip4(p->gw_addr, gw);
         ip4(p->dns_upstream, up);
 
         strv_extend(&argv, binary);
@@ -292,8 +291,10 @@ char **net_dnsmasq_argv(
         strv_extend(&argv, "--no-hosts");
         strv_extend(&argv, "--no-poll");
         strv_extend(&argv, "--bind-interfaces");
-        strv_consume(&argv, xasprintf("--listen-address=%s", gw));
-        strv_extend(&argv, "--port=53");
+        /* Behind the node's DNS filter (net-dnsfilter.c), which alone listens where the guest
+         * asks: dnsmasq takes queries only on the namespace's loopback. */
+        strv_extend(&argv, "--listen-address=127.0.0.1");
+        strv_consume(&argv, xasprintf("--port=%u", NET_DNSMASQ_PORT));
         strv_extend(&argv, "--domain-needed");
         strv_extend(&argv, "--bogus-priv");
         /* No --stop-dns-rebind: it also refuses the documentation ranges; rebinding is stopped by

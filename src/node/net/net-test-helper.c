@@ -2,7 +2,7 @@
 /*
  * net-test-helper: test driver for the network library (not installed). `pod` sets up one pod
  * network from a JSON network section, prints its info as one JSON line, then obeys commands on
- * stdin ("drift", "teardown") one per line, answering one JSON line each. `cleanup` runs
+ * stdin ("drift", "tap", "dns_events", "teardown") one per line, answering one JSON line each. `cleanup` runs
  * net_cleanup_stale, `cleanup-pod` net_cleanup_pod, `doctor` prints the checks. Input comes from the test suite.
  */
 #include <pthread.h>
@@ -45,6 +45,34 @@ static void on_drift(void *userdata, int result, const char *detail) {
         print_json(o);
 }
 
+/* What the node does with the DNS filter's refusals (audit + metric), kept here for the
+ * "dns_events" command: the refused queries in order. */
+static pthread_mutex_t dns_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *dns_events;
+
+static void on_dns_event(
+        void *userdata, const char *reason, const char *name, const char *entry, unsigned limit, bool detail) {
+        pthread_mutex_lock(&dns_lock);
+        if (!dns_events)
+                dns_events = json_array();
+        if (json_array_size(dns_events) < 4096)
+                json_array_append_new(
+                        dns_events,
+                        json_pack(
+                                "{s:s,s:s,s:s?,s:i,s:b}",
+                                "reason",
+                                reason,
+                                "name",
+                                name,
+                                "entry",
+                                entry,
+                                "limit",
+                                (int) limit,
+                                "detail",
+                                detail));
+        pthread_mutex_unlock(&dns_lock);
+}
+
 static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec, uint32_t monitor_ms) {
         _cleanup_json_ json_t *j = NULL;
         _cleanup_free_ char *err = NULL;
@@ -66,6 +94,10 @@ static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec, uint32_
                 print_json(o);
                 return 2;
         }
+        json_t *wn = json_object_get(j, "dns_wildcard_names");
+        if (json_is_integer(wn))
+                policy->dns_wildcard_names = (unsigned) json_integer_value(wn);
+        cfg->dns_event = on_dns_event;
         r = net_pod_setup(cfg, pod_id, policy, &pod, &err);
         if (r < 0) {
                 _cleanup_json_ json_t *o = json_pack(
@@ -123,6 +155,13 @@ static int cmd_pod(NetConfig *cfg, const char *pod_id, const char *spec, uint32_
                         print_json(o);
                         if (fd >= 0)
                                 (void) close(fd);
+                } else if (streq(line, "dns_events")) {
+                        pthread_mutex_lock(&dns_lock);
+                        if (!dns_events)
+                                dns_events = json_array();
+                        _cleanup_json_ json_t *o = json_pack("{s:O}", "dns_events", dns_events);
+                        pthread_mutex_unlock(&dns_lock);
+                        print_json(o);
                 } else if (streq(line, "teardown"))
                         break;
         }

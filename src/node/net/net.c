@@ -28,6 +28,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "net-exec.h"
+#include "net-dnsfilter.h"
 #include "net-internal.h"
 #include "parse-util.h"
 #include "string-util.h"
@@ -51,7 +52,8 @@ struct NetPod {
         char host_table_full[48];
         int netns_fd;
         PidRef dnsmasq;
-        char *state_dir; /* <state>/pods/<short> */
+        NetDnsProxy *dns_filter; /* the guest's DNS goes here first; dnsmasq is behind it */
+        char *state_dir;         /* <state>/pods/<short> */
         char *alloc_path;
         char *baseline_pod;  /* normalised `nft -j list ruleset` in the namespace */
         char *baseline_host; /* normalised `nft -j list table inet <host_table>` */
@@ -314,6 +316,7 @@ static void pod_free(NetPod *pod) {
                 return;
         monitor_stop(pod);
         pod->monitor_stop_fd = safe_close(pod->monitor_stop_fd);
+        pod->dns_filter = net_dns_proxy_stop(pod->dns_filter);
         pod->netns_fd = safe_close(pod->netns_fd);
         pidref_kill_and_wait(&pod->dnsmasq);
         free(pod->state_dir);
@@ -411,6 +414,24 @@ static int start_dnsmasq(NetPod *pod, const NetPolicy *policy, char **reterr) {
                 (void) usleep(10 * 1000);
         }
         return set_err(reterr, -ETIMEDOUT, "dnsmasq did not start within 5 s");
+}
+
+/* The guest's DNS filter (net-dnsfilter.c): a thread of ours with sockets in the namespace, on
+ * the gateway's port 53; it forwards only judged, rebuilt queries to dnsmasq on 127.0.0.1:53. */
+static int start_dns_filter(NetPod *pod, const NetConfig *config, const NetPolicy *policy, char **reterr) {
+        struct sockaddr_in listen = { .sin_family = AF_INET,
+                                      .sin_port = htons(53),
+                                      .sin_addr = pod->plan.gw_addr };
+        struct sockaddr_in up = { .sin_family = AF_INET,
+                                  .sin_port = htons(NET_DNSMASQ_PORT),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        unsigned limit = policy->dns_wildcard_names ?: config->dns_wildcard_names;
+        NetDnsFilter *f = net_dns_filter_new(policy->dns_allow, limit);
+        int r = net_dns_proxy_start(
+                pod->netns_fd, &listen, &up, f, config->dns_event, config->dns_event_userdata, &pod->dns_filter);
+        if (r < 0)
+                return set_err(reterr, r, "cannot start the DNS filter: %s", strerror(-r));
+        return 0;
 }
 
 static char *ip4s(struct in_addr a, char *buf) {
@@ -604,9 +625,12 @@ int net_pod_setup(
                 goto fail;
         }
 
-        /* 4. DNS. */
+        /* 4. DNS: dnsmasq on the namespace's loopback, our filter where the guest asks. */
         if (pod->plan.dns) {
                 r = start_dnsmasq(pod, policy, reterr);
+                if (r < 0)
+                        goto fail;
+                r = start_dns_filter(pod, config, policy, reterr);
                 if (r < 0)
                         goto fail;
         }
@@ -642,6 +666,7 @@ int net_pod_setup(
         return 0;
 
 fail:
+        pod->dns_filter = net_dns_proxy_stop(pod->dns_filter);
         pidref_kill_and_wait(&pod->dnsmasq);
         pod->netns_fd = safe_close(pod->netns_fd);
         (void) plan_remove(&pod->plan, pod->state_dir, pod->alloc_path);

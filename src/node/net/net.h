@@ -38,8 +38,10 @@ typedef struct NetPolicy {
         size_t n_allow;
         NetEntry *deny; /* egress dropped to these, always */
         size_t n_deny;
-        char **dns_allow; /* strv of normalised names: lower case, no trailing dot, optional
-                           * leading "*." (= every name strictly below, not the name itself) */
+        char **dns_allow;            /* strv of normalised names: lower case, no trailing dot, optional
+                                      * leading "*." (= every name strictly below, not the name itself) */
+        unsigned dns_wildcard_names; /* distinct names the pod may resolve under each "*." entry;
+                                      * 0 = the node's setting (NetConfig) */
 } NetPolicy;
 
 #define NET_ENTRY_MAX_LEN 128U      /* longest accepted allow/deny entry text */
@@ -73,25 +75,41 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(NetPolicy *, net_policy_free);
 
 /* ---- Node-wide configuration ------------------------------------------------------------- */
 
+/* Called on the pod's DNS filter thread for every query it refuses. reason: "malformed", "type"
+ * (not A/AAAA of class IN), "not_allowed" (not on dns_allow), "wildcard_budget" (a new name under
+ * a wildcard whose budget of `limit` distinct names is spent). name: the lower-cased name asked
+ * (letters, digits, '-', '_', '.'; other bytes shown as '?'; "" when unparsed); entry: the
+ * dns_allow entry charged (NULL when none). detail: false once the pod's first refusals were
+ * reported in detail (count it, do not audit it). Must not block. */
+typedef void (*NetDnsEventCallback)(
+        void *userdata, const char *reason, const char *name, const char *entry, unsigned limit, bool detail);
+
 typedef struct NetConfig {
-        const char *state_dir;      /* directory for allocations and per-pod files (created 0700);
-                                     * default "/var/lib/nucleus/net" */
-        const char *pool;           /* IPv4 CIDR split into /29 blocks, prefix 8..26; default
-                                     * "10.201.0.0/16" */
-        const char *dns_upstream;   /* IPv4 address dnsmasq forwards allowed names to; NULL = first
-                                     * non-loopback IPv4 nameserver in /etc/resolv.conf */
-        uint16_t dns_upstream_port; /* 0 = 53 */
-        uid_t tap_uid;              /* owner of the tap (the VMM's user); (uid_t)-1 = root only */
-        gid_t tap_gid;              /* (gid_t)-1 = none */
+        const char *state_dir;         /* directory for allocations and per-pod files (created 0700);
+                                        * default "/var/lib/nucleus/net" */
+        const char *pool;              /* IPv4 CIDR split into /29 blocks, prefix 8..26; default
+                                        * "10.201.0.0/16" */
+        const char *dns_upstream;      /* IPv4 address dnsmasq forwards allowed names to; NULL = first
+                                        * non-loopback IPv4 nameserver in /etc/resolv.conf */
+        uint16_t dns_upstream_port;    /* 0 = 53 */
+        uid_t tap_uid;                 /* owner of the tap (the VMM's user); (uid_t)-1 = root only */
+        gid_t tap_gid;                 /* (gid_t)-1 = none */
+        unsigned dns_wildcard_names;   /* default per-pod budget of distinct names under each
+                                        * wildcard dns_allow entry; 0 = 16 */
+        NetDnsEventCallback dns_event; /* may be NULL */
+        void *dns_event_userdata;
 } NetConfig;
 
-#define NET_CONFIG_NULL                       \
-        ((NetConfig){ .state_dir = NULL,      \
-                      .pool = NULL,           \
-                      .dns_upstream = NULL,   \
-                      .dns_upstream_port = 0, \
-                      .tap_uid = (uid_t) -1,  \
-                      .tap_gid = (gid_t) -1 })
+#define NET_CONFIG_NULL                        \
+        ((NetConfig){ .state_dir = NULL,       \
+                      .pool = NULL,            \
+                      .dns_upstream = NULL,    \
+                      .dns_upstream_port = 0,  \
+                      .tap_uid = (uid_t) -1,   \
+                      .tap_gid = (gid_t) -1,   \
+                      .dns_wildcard_names = 0, \
+                      .dns_event = NULL,       \
+                      .dns_event_userdata = NULL })
 
 /* ---- Per-pod network ----------------------------------------------------------------------- */
 
