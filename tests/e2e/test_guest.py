@@ -134,6 +134,23 @@ def test_workspace_is_writable(vm):
     assert [line.split()[2] for line in r["stdout"].splitlines()] == ["tmpfs", "tmpfs"], r
 
 
+def test_scratch_root_is_root_only(vm):
+    """The scratch disk's filesystem root (mounted at /run/nucleus, the proxy's state: the
+    baseline) is root's and out of the agent's reach; only its "workspace" directory is bound at
+    /workspace. The fs.protected_* sysctls are on."""
+    r = run(vm.ch, "sh", "-c", "grep -E ' (/workspace|/run/nucleus) ' /proc/mounts")
+    devs = {line.split()[1]: line.split()[0] for line in r["stdout"].splitlines()}
+    assert devs["/workspace"] == devs["/run/nucleus"], r
+    r = run(vm.ch, "sh", "-c", "ls /run/nucleus; echo rc=$?; mv /workspace /tmp/w; echo mv=$?")
+    assert "rc=2" in r["stdout"] or "rc=1" in r["stdout"], r
+    assert "Permission denied" in r["stderr"], r
+    assert "mv=0" not in r["stdout"], r
+    r = run(vm.ch, "sh", "-c", "stat -c %u:%a /run/nucleus 2>&1; cat /proc/sys/fs/protected_symlinks "
+                               "/proc/sys/fs/protected_hardlinks /proc/sys/fs/protected_fifos "
+                               "/proc/sys/fs/protected_regular")
+    assert r["stdout"].split()[-4:] == ["1", "1", "2", "2"], r
+
+
 def test_no_nic_without_network(vm):
     r = run(vm.ch, "ls", "/sys/class/net")
     assert r["stdout"].split() == ["lo"]

@@ -12,7 +12,7 @@ import pytest
 
 from helpers.channel import (CANCEL, DATA, END, ERROR, REQUEST, Channel, ChannelClosed,
                              ChannelError, encode_frame)
-from helpers.proxyrun import (Approver, agent_ids, approver, args_sha256, configure, err_kind,  # noqa: F401
+from helpers.proxyrun import (ProxyProcess, Approver, agent_ids, approver, args_sha256, configure, err_kind,  # noqa: F401
                               fix_issue_policy, last_audit, make_tar, proxy, proxy_bin)
 
 
@@ -411,6 +411,41 @@ def test_import_export_roundtrip(proxy):
     assert b"-alpha\n+beta\n" in patch and b"GIT binary patch" in patch
     assert resp["patch_bytes"] == len(patch)
     assert resp["flagged"] == []
+
+
+def test_baseline_is_one_pack(proxy):
+    """The baseline holds no loose objects (30,000 of them could exhaust the scratch disk's
+    inodes): blobs go straight into a pack, the repack folds in trees and the commit."""
+    configure(proxy)
+    entries = [("d%d" % i, "dir", None) for i in range(20)]
+    entries += [("d%d/f%d.txt" % (i % 20, i), "file", "line %d\n" % i) for i in range(400)]
+    r = proxy.ch.request_stream_in("import", {}, make_tar(entries))
+    assert r["files"] == 400, r
+    objects = os.path.join(proxy.state, "baseline.git", "objects")
+    loose = [d for d in os.listdir(objects) if len(d) == 2 and os.listdir(os.path.join(objects, d))]
+    assert loose == [], loose
+    packs = [f for f in os.listdir(os.path.join(objects, "pack")) if f.endswith(".pack")]
+    assert len(packs) == 1, packs
+
+
+def test_import_disk_full_names_the_cause(proxy_bin, agent_ids):
+    """A full disk under the state dir reaches the caller as "No space left on device" with the
+    knob that makes the disk larger, never as a bare I/O error."""
+    pp = ProxyProcess(proxy_bin, *agent_ids)
+    try:
+        os.makedirs(pp.state, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", pp.state], check=True)
+        try:
+            configure(pp)
+            big = os.urandom(2 * 1024 * 1024)  # incompressible: the baseline pack cannot fit 1 MiB
+            resp = pp.ch.request_stream_in("import", {}, make_tar([("blob.bin", "file", big)]))
+            assert err_kind(resp) == "too_large", resp
+            msg = resp["error"]
+            assert "No space left on device" in msg and "scratch_mib" in msg, resp
+        finally:
+            subprocess.run(["umount", "-l", pp.state])
+    finally:
+        pp.stop()
 
 
 def test_import_errors(proxy):

@@ -355,6 +355,63 @@ static void report_disks(BootReport *br, const DiskScan *s) {
         }
 }
 
+/* The scratch disk holds the workspace and everything the proxy keeps per workspace (the
+ * baseline repository, manifests). Its filesystem root stays root-owned and 0700 and is mounted
+ * at INIT_SCRATCH_DIR under /run, which the agent cannot traverse; only its subdirectory
+ * "workspace" (the agent's) is bound at /workspace. So the proxy's state sits on the disk (not
+ * in guest RAM: a workspace of any size up to the disk fits) yet outside the agent's reach: the
+ * agent owns the workspace directory but not its parent, so it can neither rename the state
+ * away nor swap in a directory of its own. A disk whose root is not root-owned was not made by
+ * image_scratch_create() (or by an older node that gave it to the agent): refused. */
+static void mount_scratch(const char *node) {
+        struct stat st;
+        int r;
+
+        if (mkdir(INIT_SCRATCH_DIR, 0700) < 0 && errno != EEXIST)
+                die("mkdir " INIT_SCRATCH_DIR ": %m");
+        r = mount_one(node, INIT_SCRATCH_DIR, "ext4", MS_NOSUID | MS_NODEV, NULL);
+        if (r < 0)
+                die("mount scratch %s at " INIT_SCRATCH_DIR ": %s", node, strerror(-r));
+        _cleanup_close_ int root = open(INIT_SCRATCH_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (root < 0 || fstat(root, &st) < 0)
+                die("open the scratch disk's root: %m");
+        if (st.st_uid != 0)
+                die("scratch disk root is owned by uid %u, not root (not made by this node's "
+                    "image_scratch_create)",
+                    (unsigned) st.st_uid);
+        if (fchmod(root, 0700) < 0)
+                die("chmod the scratch disk's root: %m");
+        if (mkdirat(root, "workspace", 0755) < 0 && errno != EEXIST)
+                die("mkdir the workspace on the scratch disk: %m");
+        _cleanup_close_ int ws = openat(root, "workspace", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (ws < 0 || fstat(ws, &st) < 0)
+                die("open the workspace on the scratch disk: %m");
+        if (fchown(ws, AGENT_UID, AGENT_GID) < 0)
+                die("chown the workspace on the scratch disk: %m");
+        if (mount(INIT_SCRATCH_DIR "/workspace", NEWROOT "/workspace", NULL, MS_BIND, NULL) < 0)
+                die("bind the scratch disk's workspace at /workspace: %m");
+}
+
+/* fs.protected_*: root (the proxy recording the baseline, the export walk) never follows a
+ * symlink, opens a FIFO or regular file, or keeps a hard link that the agent planted in a
+ * sticky or foreign directory. Defence in depth under the openat2/O_NOFOLLOW rules of the
+ * proxy; a kernel without a knob is fatal, as anything missing here would be. */
+static void set_protected_sysctls(void) {
+        static const struct {
+                const char *path, *value;
+        } knobs[] = {
+                { "/proc/sys/fs/protected_symlinks", "1\n" },
+                { "/proc/sys/fs/protected_hardlinks", "1\n" },
+                { "/proc/sys/fs/protected_fifos", "2\n" },
+                { "/proc/sys/fs/protected_regular", "2\n" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(knobs); i++) {
+                _cleanup_close_ int fd = open(knobs[i].path, O_WRONLY | O_CLOEXEC);
+                if (fd < 0 || loop_write(fd, knobs[i].value, strlen(knobs[i].value)) < 0)
+                        die("set %s: %m", knobs[i].path);
+        }
+}
+
 static void mount_root_and_scratch(BootReport *br) {
         DiskScan scan = {};
         char node[PATH_MAX];
@@ -384,13 +441,8 @@ static void mount_root_and_scratch(BootReport *br) {
         }
 
         (void) snprintf(node, sizeof(node), "/dev/%s", scratch);
-        r = mount_one(node, NEWROOT "/workspace", "ext4", MS_NOSUID | MS_NODEV, NULL);
-        if (r < 0)
-                die("mount scratch %s at /workspace: %s", node, strerror(-r));
-        if (stat(NEWROOT "/workspace", &st) < 0)
-                die("stat /workspace: %m");
-        if (st.st_uid != AGENT_UID)
-                die("scratch disk root is owned by uid %u, not %u", (unsigned) st.st_uid, AGENT_UID);
+        mount_scratch(node);
+        report_mount(br, INIT_SCRATCH_DIR, "ext4", "rw,nosuid,nodev");
         report_mount(br, "/workspace", "ext4", "rw,nosuid,nodev");
 
         r = mount_one("tmpfs", NEWROOT "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=25%");
@@ -690,6 +742,7 @@ int main(int argc, char **argv) {
          * the proxy listens on the port itself; only the host can connect to it. */
         _cleanup_close_ int chan = arg_cmdline.vsock_port > 0 ? -EBADF : open_channel(arg_cmdline.channel);
         remove_other_ports();
+        set_protected_sysctls();
         mount_root_and_scratch(&br);
         switch_root();
         setup_network(&br);
@@ -711,5 +764,6 @@ int main(int argc, char **argv) {
         /* Nothing holds /workspace now; unmount so the scratch disk is clean for an export by
          * the host. Failure is harmless (power_off syncs anyway). */
         (void) umount2("/workspace", 0);
+        (void) umount2(INIT_SCRATCH_DIR, 0);
         power_off();
 }

@@ -13,6 +13,7 @@
 #include <linux/openat2.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,13 +130,46 @@ static const char *flag_reason(const char *rel) {
 
 /* ---- git, run as root on the baseline dir (never the workspace's own .git) ---- */
 
-static char *baseline_dir(Proxy *p) {
-        return xasprintf("%s/baseline.git", p->state_dir);
+/* The last lines git wrote on stderr, for the error the user sees: "No space left on device"
+ * must reach them as that, not as "Input/output error". A memfd (guest RAM, a few KiB at most
+ * kept): a full scratch disk cannot swallow it. */
+static char git_last_error[512];
+
+const char *proxy_git_last_error(void) {
+        return git_last_error;
 }
 
-/* Run git with a fixed, minimal config; capture stdout (up to max bytes) if ret_out. */
+static void git_stderr_collect(int fd) {
+        char buf[4096];
+        git_last_error[0] = 0;
+        off_t end = lseek(fd, 0, SEEK_END);
+        if (end <= 0)
+                return;
+        off_t from = end > (off_t) sizeof(buf) - 1 ? end - (off_t) sizeof(buf) + 1 : 0;
+        ssize_t k = pread(fd, buf, sizeof(buf) - 1, from);
+        if (k <= 0)
+                return;
+        buf[k] = 0;
+        /* The last non-empty line, control characters replaced. */
+        while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == '\r'))
+                buf[--k] = 0;
+        const char *line = strrchr(buf, '\n');
+        line = line ? line + 1 : buf;
+        /* A "fatal:" line earlier in the tail names the cause better than a trailing hint. */
+        const char *f = strstr(buf, "fatal: ");
+        if (f && f < line)
+                line = f;
+        size_t i = 0;
+        for (; line[i] && line[i] != '\n' && i < sizeof(git_last_error) - 1; i++)
+                git_last_error[i] = (unsigned char) line[i] < 0x20 ? ' ' : line[i];
+        git_last_error[i] = 0;
+}
+
+/* Run git with a fixed, minimal config; capture stdout (up to max bytes) if ret_out. On a git
+ * failure returns -ENOSPC when git said the disk is full, else -EIO; either way
+ * proxy_git_last_error() holds git's own last words. */
 static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *ret_n) {
-        _cleanup_free_ char *gitdir = baseline_dir(p);
+        _cleanup_free_ char *gitdir = proxy_baseline_dir(p);
         _cleanup_free_ char *a_gitdir = xasprintf("--git-dir=%s", gitdir);
         _cleanup_free_ char *a_wt = xasprintf("--work-tree=%s", p->workspace_real);
         _cleanup_free_ char *e_home = xasprintf("HOME=%s", p->state_dir);
@@ -190,6 +224,9 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
                 envp[ne++] = (char *) *g;
         envp[ne] = NULL;
         int out[2];
+        _cleanup_close_ int errfd = memfd_create("git-stderr", MFD_CLOEXEC);
+        if (errfd < 0)
+                return -errno;
         if (pipe2(out, O_CLOEXEC) < 0)
                 return -errno;
         pid_t pid = fork();
@@ -199,7 +236,7 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
         }
         if (pid == 0) {
                 int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0) /* stderr: our log */
+                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errfd, 2) < 0)
                         _exit(127);
                 (void) fd_close_all_from(3, NULL, 0);
                 (void) signal(SIGPIPE, SIG_DFL);
@@ -238,8 +275,18 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return -errno;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                return WIFEXITED(status) && WEXITSTATUS(status) == 127 ? -ENOENT : -EIO;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                git_stderr_collect(errfd);
+                if (git_last_error[0])
+                        log_warning("git %s: %s", args[0], git_last_error);
+                if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+                        return -ENOENT;
+                /* git words it "No space left on device" or, for pack writes, "Out of diskspace". */
+                return strstr(git_last_error, "No space left on device") ||
+                                strstr(git_last_error, "Out of diskspace")
+                        ? -ENOSPC
+                        : -EIO;
+        }
         if (overflow)
                 return -EFBIG;
         if (ret_out) {
@@ -319,7 +366,7 @@ static json_t *manifest_build(Proxy *p) {
 }
 
 static int baseline_record(Proxy *p, char **ret_commit) {
-        _cleanup_free_ char *gitdir = baseline_dir(p);
+        _cleanup_free_ char *gitdir = proxy_baseline_dir(p);
         int r;
         struct stat st;
         if (stat(gitdir, &st) < 0) {
@@ -328,7 +375,17 @@ static int baseline_record(Proxy *p, char **ret_commit) {
                 if (r < 0)
                         return r;
         }
-        char *add[] = { (char *) "add", (char *) "-A", (char *) "--", (char *) ".", NULL };
+        /* Every blob straight into one pack (git's bulk check-in streams any file over
+         * core.bigFileThreshold into a pack): 30,000 loose objects could exhaust the scratch
+         * disk's inodes. The threshold is set for this add only: diff treats files over it as
+         * binary. The repack below folds the trees and the commit in as well. */
+        char *add[] = { (char *) "-c",
+                        (char *) "core.bigFileThreshold=1",
+                        (char *) "add",
+                        (char *) "-A",
+                        (char *) "--",
+                        (char *) ".",
+                        NULL };
         r = git_run(p, add, 0, NULL, NULL);
         if (r < 0)
                 return r;
@@ -349,6 +406,10 @@ static int baseline_record(Proxy *p, char **ret_commit) {
         if (r < 0)
                 return r;
         out[strcspn(out, "\n")] = 0;
+        char *repack[] = { (char *) "repack", (char *) "-a", (char *) "-d", (char *) "-q", NULL };
+        r = git_run(p, repack, 0, NULL, NULL);
+        if (r < 0)
+                return r;
 
         json_t *m = manifest_build(p);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
@@ -392,8 +453,21 @@ _printf_(4, 0) static int import_error(ImportJob *ij, ErrorKind kind, int r, con
         free(ij->msg);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-        ij->msg = xasprintf(fmt, vis); /* every caller passes a literal with one %s */
+        _cleanup_free_ char *m = xasprintf(fmt, vis); /* every caller passes a literal with one %s */
 #pragma GCC diagnostic pop
+        /* The real cause reaches the user: a full scratch disk is named as such, with the knob
+         * that makes it larger, never as a bare "Input/output error". */
+        if (r == -ENOSPC || r == -EDQUOT) {
+                ij->msg = xasprintf(
+                        "%s: %s (the pod's scratch disk is full; give it a larger one: "
+                        "resources.scratch_mib in the pod spec, nucleus run --scratch-mib)",
+                        m,
+                        strerror(-r));
+                kind = ERROR_KIND_TOO_LARGE;
+        } else if (kind == ERROR_KIND_IO_ERROR && r < 0)
+                ij->msg = xasprintf("%s: %s", m, strerror(-r));
+        else
+                ij->msg = TAKE_PTR(m);
         ij->kind = kind;
         return r;
 }
@@ -654,7 +728,7 @@ static int import_data(void *ud, const void *buf, size_t n) {
         if (r < 0)
                 return import_error(
                         ij,
-                        r == -ENOSPC || r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
                         r,
                         "import: write failed%s",
                         "");
@@ -724,12 +798,22 @@ static void import_on_frame(Job *j, Frame *f) {
         _cleanup_free_ char *commit = NULL;
         r = baseline_record(p, &commit);
         request_settle(req, p->costs.base_usd_micros);
-        if (r < 0)
+        if (r == -ENOSPC)
+                request_fail(
+                        req,
+                        ERROR_KIND_TOO_LARGE,
+                        "import: unpacked, but the scratch disk is full while recording the baseline "
+                        "(No space left on device; git: %s); give the pod a larger disk "
+                        "(resources.scratch_mib, nucleus run --scratch-mib)",
+                        proxy_git_last_error());
+        else if (r < 0)
                 request_fail(
                         req,
                         r == -ENOENT ? ERROR_KIND_UNSUPPORTED : ERROR_KIND_IO_ERROR,
-                        "import: unpacked, but recording the baseline with git failed (%s)",
-                        strerror(-r));
+                        "import: unpacked, but recording the baseline with git failed (%s%s%s)",
+                        strerror(-r),
+                        proxy_git_last_error()[0] ? ": " : "",
+                        proxy_git_last_error());
         else
                 request_finish(
                         req,
@@ -776,7 +860,7 @@ void op_import(Request *req) {
 void op_export(Request *req) {
         Proxy *p = req->proxy;
         static const char *const keys[] = { NULL };
-        _cleanup_free_ char *gitdir = baseline_dir(p), *patch = NULL, *names = NULL, *mtext = NULL;
+        _cleanup_free_ char *gitdir = proxy_baseline_dir(p), *patch = NULL, *names = NULL, *mtext = NULL;
         size_t patch_n = 0, names_n = 0, mn = 0;
         struct stat st;
         int r;
@@ -812,8 +896,10 @@ void op_export(Request *req) {
                 request_fail(
                         req,
                         r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
-                        "export: git failed (%s)",
-                        r == -EFBIG ? "patch larger than 48 MiB" : strerror(-r));
+                        "export: git failed (%s%s%s)",
+                        r == -EFBIG ? "patch larger than 48 MiB" : strerror(-r),
+                        r != -EFBIG && proxy_git_last_error()[0] ? ": " : "",
+                        r != -EFBIG ? proxy_git_last_error() : "");
                 return;
         }
 

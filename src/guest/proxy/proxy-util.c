@@ -178,3 +178,7 @@ void proxy_init_defaults(Proxy *p) {
         };
         p->costs = (ProxyCosts){ .base_usd_micros = 1, .run_usd_micros_per_second = 100 };
 }
+
+char *proxy_baseline_dir(Proxy *p) {
+        return xasprintf("%s/baseline.git", p->state_dir);
+}

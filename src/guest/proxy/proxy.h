@@ -215,6 +215,15 @@ char *base64_encode(const void *p, size_t n);
 int base64_decode(const char *s, size_t len, size_t max, uint8_t **ret, size_t *ret_n);
 /* Lowercase hex SHA-256 of bytes. */
 void sha256_hex(const void *p, size_t n, char ret[static 65]);
+
+/* The one home of the baseline: the root-only git directory (a pack, not loose objects) that
+ * holds the workspace as uploaded, under p->state_dir (in a VM the scratch disk's root-owned
+ * filesystem root, beside the agent's workspace; see src/guest/init/init.h INIT_SCRATCH_DIR).
+ * Import writes it; export diffs against it. Caller frees. */
+char *proxy_baseline_dir(Proxy *p);
+
+/* git's last stderr line of the most recent failed git run of import/export ("" if none). */
+const char *proxy_git_last_error(void);
 bool utf8_valid(const char *p, size_t n);
 /* Put bytes into obj under key (UTF-8 string) or key_base64 when not valid UTF-8/has NUL. */
 void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n);

@@ -200,7 +200,8 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
                 return r;
         }
         fd = safe_close(fd);
-        /* root_owner: /workspace belongs to the agent from the first mount on. */
+        /* root_owner 0:0: the filesystem root holds the proxy's state beside the agent's
+         * "workspace" directory, which the guest init creates and hands to uid 1000. */
         char *const argv[] = {
                 (char *) "/sbin/mkfs.ext4", /* run_argv execs argv[0] as is: no PATH lookup */
                 (char *) "-q",
@@ -210,7 +211,7 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
                 (char *) "-m",
                 (char *) "0",
                 (char *) "-E",
-                (char *) "root_owner=1000:1000,lazy_itable_init=1,nodiscard",
+                (char *) "root_owner=0:0,lazy_itable_init=1,nodiscard",
                 (char *) path,
                 NULL,
         };

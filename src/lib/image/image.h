@@ -74,7 +74,8 @@ int image_manifest_load(const char *images_dir, json_t **ret_manifest);
 
 /* Create a per-pod scratch disk: a sparse file of size_bytes at path (must not exist; created
  * 0600) holding an empty ext4 labelled IMAGE_SCRATCH_LABEL whose root directory is owned by
- * uid/gid 1000 (the agent).
+ * root (the guest init makes its "workspace" subdirectory for the agent, uid 1000, and keeps
+ * the proxy's state beside it).
  * size_bytes is clamped to >= 16 MiB. Returns 0 or -errno (the file is removed on failure). */
 int image_scratch_create(const char *path, uint64_t size_bytes);
 

@@ -19,6 +19,7 @@
 #include "alloc-util.h"
 #include "fd-util.h"
 #include "json-util.h"
+#include "image.h"
 #include "log.h"
 #include "string-util.h"
 #include "vmm-firecracker.h"
@@ -192,7 +193,7 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *scratch = NULL, *args = NULL, *body = NULL, *id = NULL;
         _cleanup_close_ int logfd = -EBADF;
         char **argv = NULL;
-        int r, fd = -EBADF;
+        int r;
 
         vm->data = d;
         if (mkdir(vmdir, 0700) < 0 && errno != EEXIST)
@@ -203,21 +204,11 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         (void) unlink(d->api_sock);
         (void) unlink(d->vsock_uds);
 
-        fd = open(scratch, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 || ftruncate(fd, (off_t) (l->scratch_mib * 1024 * 1024)) < 0) {
-                r = -errno;
-                safe_close(fd);
+        /* The same disk as QEMU's (label, root-owned root): the guest finds it by its label. */
+        r = image_scratch_create(scratch, (uint64_t) l->scratch_mib * 1024 * 1024);
+        if (r < 0) {
                 *reterr = xasprintf("cannot create scratch disk %s: %s", scratch, strerror(-r));
                 return r;
-        }
-        safe_close(fd);
-        {
-                char *mk[] = { (char *) "/sbin/mkfs.ext4",      (char *) "-q", (char *) "-F", (char *) "-E",
-                               (char *) "root_owner=1000:1000", scratch,       NULL };
-                if (run_argv(mk, NULL) != 0) {
-                        *reterr = xstrdup("mkfs.ext4 of the scratch disk failed");
-                        return -EIO;
-                }
         }
         logfd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (logfd < 0)
