@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,10 @@
 #include "agent.h"
 #include "alloc-util.h"
 #include "approval.h"
+#include <curl/curl.h>
 #include "cli-files.h"
-#ifdef NUCLEUS_HAVE_SPEC_DEP
-#        include "config.h"
+#include "config.h"
 DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
-#endif
 #include "cli.h"
 #include "client-paths.h"
 #include "client-settings.h"
@@ -51,6 +51,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 
 #define RUN_BOOT_TIMEOUT_USEC (600 * USEC_PER_SEC) /* TCG boots are slow */
 #define RUN_APPROVAL_TTL_SEC 300
+#define RUN_TIMEOUT_MAX_SEC 86400 /* the node's own ceiling ([pods] max_timeout_seconds) */
+#define RUN_MAX_TURNS_DEFAULT 50
+#define RUN_MAX_TURNS_MAX 10000
+#define RUN_MODEL_PROBE_TIMEOUT_MS 5000
+#define RUN_LEASE_GRACE_DEFAULT_USEC (30 * USEC_PER_SEC) /* docs/api.md: the node's default */
 
 typedef struct RunOptions {
         const char *task;
@@ -78,8 +83,11 @@ typedef struct RunOptions {
 } RunOptions;
 
 static volatile sig_atomic_t run_interrupted = 0;
+static volatile sig_atomic_t run_signal = 0; /* the first signal that ended the run */
 
 static void on_signal(int sig) {
+        if (!run_signal)
+                run_signal = sig;
         run_interrupted = 1;
 }
 
@@ -87,10 +95,13 @@ static void help(void) {
         printf("Usage: nucleus run \"TASK\" [OPTIONS]\n"
                "Run an agent on TASK inside a fresh microVM pod with enforced permissions.\n\n"
                "  -d, --dir DIR            working directory to upload (default .)\n"
-               "  -p, --profile NAME       permission profile (default restrictive)\n"
-               "  -c, --config FILE        policy file (.json or .toml), overrides --profile\n"
-               "      --max-cost USD       budget for the pod (model tokens and tool costs)\n"
-               "      --timeout S          pod deadline in seconds (default 3600)\n"
+               "  -p, --profile NAME       permission profile (default: config.toml default_profile,\n"
+               "                           else restrictive)\n"
+               "  -c, --config FILE        policy file (.json or .toml) instead of a profile\n"
+               "      --max-cost USD       budget for the pod (default: config.toml [budget], else the\n"
+               "                           profile's)\n"
+               "      --timeout S          pod deadline in seconds (default: [budget] timeout_seconds,\n"
+               "                           else the node's default capped by the policy's window)\n"
                "      --network allow=IP[:PORT],dns=NAME,...  give the pod a default-deny network\n"
                "      --max-turns N        model turns (default 50)\n"
                "      --model M            model name (config [model] model)\n"
@@ -108,8 +119,37 @@ static void help(void) {
                "      --output text|json   JSON: one document on stdout, nothing else\n");
 }
 
+/* --network allow=...,dns=... -> the spec's network section. Returns 0, or -EINVAL with
+ * *reterr naming the bad item. */
+static int parse_network(const char *s, json_t **ret, char **reterr) {
+        _cleanup_json_ json_t *allow = json_array(), *dns = json_array();
+        _cleanup_free_ char *copy = xstrdup(s);
+        char *save = NULL;
+        for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                const char *v;
+                if ((v = startswith(w, "allow=")) && *v)
+                        json_array_append_new(allow, json_string(v));
+                else if ((v = startswith(w, "dns=")) && *v)
+                        json_array_append_new(dns, json_string(v));
+                else {
+                        _cleanup_free_ char *vis = string_make_visible(w);
+                        *reterr = xasprintf("--network: '%s' is not allow=IP[/N][:PORT] or dns=NAME", vis);
+                        return -EINVAL;
+                }
+        }
+        if (json_array_size(allow) + json_array_size(dns) == 0) {
+                *reterr = xstrdup("--network needs at least one allow=IP[/N][:PORT] or dns=NAME");
+                return -EINVAL;
+        }
+        *ret = json_pack("{s:O, s:O}", "allow", allow, "dns_allow", dns);
+        return 0;
+}
+
 /* ---- options ---- */
 
+/* Every value that can be checked without the network is checked here, so a usage error
+ * (exit 2) never costs a pod. Returns 1 to go on, 0 after --help, -EINVAL after a usage
+ * error was printed. */
 static int parse_options(int argc, char **argv, RunOptions *o) {
         enum {
                 ARG_MAX_COST = 0x100,
@@ -154,64 +194,106 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 {},
         };
-        int c, r;
+        int c;
         uint32_t u;
+        uint64_t m;
 
-        *o = (RunOptions){ .dir = ".", .profile = "restrictive", .timeout_sec = 3600, .max_turns = 50 };
+#define RUN_USAGE(...) ((void) cli_usage_error("run", __VA_ARGS__), -EINVAL)
+        *o = (RunOptions){ .dir = "." };
         while ((c = getopt_long(argc, argv, "hd:p:c:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
                         return 0;
                 case 'd':
+                        if (isempty(optarg))
+                                return RUN_USAGE("--dir needs a directory");
                         o->dir = optarg;
                         break;
                 case 'p':
+                        if (!policy_profile_canonical_name(optarg)) {
+                                const char *const *names = policy_profile_names();
+                                _cleanup_free_ char *list = strv_join((char *const *) names, ", ");
+                                return RUN_USAGE("--profile: unknown profile '%s' (known: %s)", optarg, list);
+                        }
                         o->profile = optarg;
                         break;
                 case 'c':
+                        if (!endswith(optarg, ".json") && !endswith(optarg, ".toml"))
+                                return RUN_USAGE(
+                                        "--config %s: a policy file ends in .json or .toml (the same keys "
+                                        "in "
+                                        "both; see docs/policy.md)",
+                                        optarg);
                         o->policy_file = optarg;
                         break;
                 case ARG_MAX_COST:
+                        if (pricing_parse_usd(optarg, &m) < 0)
+                                return RUN_USAGE("--max-cost: '%s' is not a USD amount like 0.50", optarg);
                         o->max_cost = optarg;
                         break;
                 case ARG_TIMEOUT:
-                        if (safe_atou32(optarg, &u) < 0 || u == 0)
-                                return cli_usage_error(
-                                        "run", "--timeout needs a positive number of seconds, got '%s'", optarg);
+                        if (safe_atou32(optarg, &u) < 0 || u == 0 || u > RUN_TIMEOUT_MAX_SEC)
+                                return RUN_USAGE(
+                                        "--timeout needs a number of seconds 1..%u, got '%s'",
+                                        RUN_TIMEOUT_MAX_SEC,
+                                        optarg);
                         o->timeout_sec = u;
                         break;
                 case ARG_NETWORK:
                         o->network = optarg;
                         break;
                 case ARG_MAX_TURNS:
-                        if (safe_atou32(optarg, &u) < 0 || u == 0)
-                                return cli_usage_error(
-                                        "run", "--max-turns needs a positive number, got '%s'", optarg);
+                        if (safe_atou32(optarg, &u) < 0 || u == 0 || u > RUN_MAX_TURNS_MAX)
+                                return RUN_USAGE(
+                                        "--max-turns needs a number 1..%u, got '%s'", RUN_MAX_TURNS_MAX, optarg);
                         o->max_turns = u;
                         break;
                 case ARG_MODEL:
+                        if (isempty(optarg) || string_has_cc(optarg, NULL))
+                                return RUN_USAGE("--model needs a model name");
                         o->model = optarg;
                         break;
-                case ARG_PROVIDER:
+                case ARG_PROVIDER: {
+                        LlmProvider prov = llm_provider_from_string(optarg);
+                        if (prov < 0 || prov == LLM_PROVIDER_SCRIPT)
+                                return RUN_USAGE("--provider: '%s' is not openai or anthropic", optarg);
                         o->provider = optarg;
                         break;
+                }
                 case ARG_BASE_URL:
+                        if ((!startswith(optarg, "http://") && !startswith(optarg, "https://")) ||
+                            string_has_cc(optarg, NULL) || strpbrk(optarg, " \"'<>\\"))
+                                return RUN_USAGE("--base-url: '%s' is not an http:// or https:// URL", optarg);
                         o->base_url = optarg;
                         break;
                 case ARG_API_KEY_ENV:
+                        if (isempty(optarg) || (optarg[0] >= '0' && optarg[0] <= '9') ||
+                            strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+                                    strlen(optarg))
+                                return RUN_USAGE("--api-key-env takes the NAME of an environment variable "
+                                                 "(never the "
+                                                 "key itself)");
                         o->api_key_env = optarg;
                         break;
                 case ARG_PRICE_IN:
+                        if (pricing_parse_usd(optarg, &m) < 0)
+                                return RUN_USAGE("--price-in: '%s' is not a USD amount", optarg);
                         o->price_in = optarg;
                         break;
                 case ARG_PRICE_OUT:
+                        if (pricing_parse_usd(optarg, &m) < 0)
+                                return RUN_USAGE("--price-out: '%s' is not a USD amount", optarg);
                         o->price_out = optarg;
                         break;
                 case ARG_SCRIPT:
+                        if (isempty(optarg))
+                                return RUN_USAGE("--script needs a plan file");
                         o->script = optarg;
                         break;
                 case ARG_AGENT_CMD:
+                        if (isempty(optarg))
+                                return RUN_USAGE("--agent-cmd needs a command");
                         o->agent_cmd = optarg;
                         break;
                 case ARG_APPLY:
@@ -221,54 +303,132 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         o->apply_flagged = true;
                         break;
                 case ARG_PATCH_OUT:
+                        if (isempty(optarg))
+                                return RUN_USAGE("--patch-out needs a file name");
                         o->patch_out = optarg;
                         break;
                 case ARG_AUDIT_OUT:
+                        if (isempty(optarg))
+                                return RUN_USAGE("--audit-out needs a file name");
                         o->audit_out = optarg;
                         break;
                 case ARG_OUTPUT:
-                        r = cli_parse_output(optarg, &o->output);
-                        if (r != 0)
+                        if (cli_parse_output(optarg, &o->output) != 0)
                                 return -EINVAL;
                         break;
                 case '?':
+                case ':':
+                        /* getopt named the problem. */
+                        fprintf(stderr, "Run 'nucleus run --help' for usage.\n");
                         return -EINVAL;
                 default:
-                        return -EINVAL;
+                        cli_assert_not_reached();
                 }
-        if (optind + 1 != argc)
-                return cli_usage_error(
-                        "run", "expected exactly one TASK argument (use - to read it from stdin)");
+
+        if (optind >= argc)
+                return RUN_USAGE("a TASK is required: nucleus run \"TASK\" (use - to read it from stdin)");
+        if (optind + 1 < argc)
+                return RUN_USAGE(
+                        "expected exactly one TASK, got %d arguments (quote the task: nucleus run \"fix the "
+                        "tests\")",
+                        argc - optind);
         o->task = argv[optind];
+
+        /* Combinations. */
         if (o->script && o->agent_cmd)
-                return cli_usage_error("run", "--script and --agent-cmd exclude each other");
+                return RUN_USAGE("--script and --agent-cmd exclude each other");
+        if (o->profile && o->policy_file)
+                return RUN_USAGE("--profile and --config exclude each other (the file is the whole policy)");
+        if (o->apply_flagged && !o->apply)
+                return RUN_USAGE("--apply-flagged only goes with --apply");
+        if (o->script || o->agent_cmd) {
+                const char *which = o->script ? "--script" : "--agent-cmd";
+                const struct {
+                        const char *flag, *value;
+                } model_flags[] = {
+                        { "--model", o->model },       { "--provider", o->provider },
+                        { "--base-url", o->base_url }, { "--api-key-env", o->api_key_env },
+                        { "--price-in", o->price_in }, { "--price-out", o->price_out },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(model_flags); i++)
+                        if (model_flags[i].value)
+                                return RUN_USAGE(
+                                        "%s does not go with %s: there is no model client to configure",
+                                        model_flags[i].flag,
+                                        which);
+        }
+        if (o->network) {
+                _cleanup_json_ json_t *n = NULL;
+                _cleanup_free_ char *err = NULL;
+                if (parse_network(o->network, &n, &err) < 0)
+                        return RUN_USAGE("%s", err);
+        }
         return 1;
+#undef RUN_USAGE
 }
 
 /* ---- policy and spec ---- */
 
+/* What config.toml adds to run's flags (docs/config.md). Only values set in the file count:
+ * the loader's built-in defaults would otherwise override the profile's own budget. */
+typedef struct RunDefaults {
+        char *profile;      /* default_profile; never NULL after run_defaults_load() */
+        bool have_max_cost; /* [budget] max_cost_usd */
+        uint64_t max_cost_micros;
+        bool have_input_tokens; /* [budget] max_input_tokens */
+        uint64_t max_input_tokens;
+        bool have_output_tokens; /* [budget] max_output_tokens */
+        uint64_t max_output_tokens;
+        uint64_t timeout_sec; /* [budget] timeout_seconds; 0: not set */
+} RunDefaults;
+
+static void run_defaults_done(RunDefaults *d) {
+        d->profile = mfree(d->profile);
+}
+
+static int run_defaults_load(const RunOptions *o, const char *config_file, RunDefaults *ret) {
+        _cleanup_(cli_config_freep) CliConfig *cfg = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        (void) o;
+        r = cli_config_load(config_file, false, &cfg, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot load config.toml");
+#define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
+        *ret = (RunDefaults){
+                .profile = xstrdup(cfg->default_profile ?: "restrictive"),
+                .have_max_cost = FROM_FILE(CLI_BUDGET_MAX_COST_USD),
+                .max_cost_micros = cfg->budget.max_cost_usd_micros,
+                .have_input_tokens = FROM_FILE(CLI_BUDGET_MAX_INPUT_TOKENS),
+                .max_input_tokens = cfg->budget.max_input_tokens,
+                .have_output_tokens = FROM_FILE(CLI_BUDGET_MAX_OUTPUT_TOKENS),
+                .max_output_tokens = cfg->budget.max_output_tokens,
+                .timeout_sec = FROM_FILE(CLI_BUDGET_TIMEOUT_SECONDS) ? cfg->budget.timeout_seconds : 0,
+        };
+#undef FROM_FILE
+        return 0;
+}
+
 /* How the spec names the policy: by profile (the node builds it, --max-cost tightening it)
- * or inline (a policy file, or a --max-cost above the profile's own budget). */
+ * or inline (a policy file, a budget above the profile's own, or token limits from
+ * config.toml). */
 typedef struct PolicyForm {
         bool inline_policy;
         bool have_max_cost;
         uint64_t max_cost_micros;
 } PolicyForm;
 
-static int load_policy(const RunOptions *o, Policy **ret, PolicyForm *ret_form) {
+/* Returns 0, or a negative errno after logging (a bad policy file, an unknown profile). */
+static int load_policy(const RunOptions *o, const RunDefaults *d, Policy **ret, PolicyForm *ret_form) {
         _cleanup_(policy_freep) Policy *p = NULL;
+        const char *profile = o->profile ?: d->profile;
         int r;
 
         if (o->policy_file) {
                 _cleanup_free_ char *data = NULL, *err = NULL;
                 size_t n;
                 bool toml = endswith(o->policy_file, ".toml");
-                if (!toml && !endswith(o->policy_file, ".json"))
-                        return log_error_errno(
-                                -EINVAL,
-                                "%s: a policy file ends in .json or .toml (the same keys in both; see "
-                                "docs/policy.md)",
-                                o->policy_file);
                 r = read_full_file_at(AT_FDCWD, o->policy_file, 1024 * 1024, &data, &n);
                 if (r < 0)
                         return log_error_errno(r, "%s: cannot read: %m", o->policy_file);
@@ -288,51 +448,54 @@ static int load_policy(const RunOptions *o, Policy **ret, PolicyForm *ret_form) 
                                         r, "%s: %s", o->policy_file, err ? err : "invalid policy");
                 }
         } else {
-                r = policy_profile_new(o->profile, &p);
+                r = policy_profile_new(profile, &p);
                 if (r < 0) {
                         const char *const *names = policy_profile_names();
                         _cleanup_free_ char *list = strv_join((char *const *) names, ", ");
-                        return log_error_errno(r, "unknown profile '%s' (known: %s)", o->profile, list);
+                        return log_error_errno(r, "unknown profile '%s' (known: %s)", profile, list);
                 }
         }
         *ret_form = (PolicyForm){ .inline_policy = o->policy_file != NULL };
-        if (o->max_cost) {
-                uint64_t m;
-                r = pricing_parse_usd(o->max_cost, &m);
-                if (r < 0)
-                        return log_error_errno(
-                                r, "--max-cost: '%s' is not a USD amount like 0.50", o->max_cost);
+
+        /* A flag wins over config.toml; the policy file is the whole policy, so config.toml's
+         * budget applies only to profiles. */
+        bool have_cost = o->max_cost || (!o->policy_file && d->have_max_cost);
+        if (have_cost) {
+                uint64_t m = d->max_cost_micros;
+                if (o->max_cost) {
+                        r = pricing_parse_usd(o->max_cost, &m);
+                        if (r < 0)
+                                return log_error_errno(
+                                        r, "--max-cost: '%s' is not a USD amount like 0.50", o->max_cost);
+                }
                 if (m > p->max_usd_micros)
                         ret_form->inline_policy = true; /* the node only lets overrides tighten */
                 ret_form->have_max_cost = true;
                 ret_form->max_cost_micros = m;
                 p->max_usd_micros = m;
         }
+        if (!o->policy_file && d->have_input_tokens && d->max_input_tokens != p->max_input_tokens) {
+                p->max_input_tokens = d->max_input_tokens;
+                ret_form->inline_policy = true;
+        }
+        if (!o->policy_file && d->have_output_tokens && d->max_output_tokens != p->max_output_tokens) {
+                p->max_output_tokens = d->max_output_tokens;
+                ret_form->inline_policy = true;
+        }
         policy_normalize(p);
         *ret = TAKE_PTR(p);
         return 0;
 }
 
-static int parse_network(const char *s, json_t **ret) {
-        _cleanup_json_ json_t *allow = json_array(), *dns = json_array();
-        _cleanup_free_ char *copy = xstrdup(s);
-        char *save = NULL;
-        for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-                const char *v;
-                if ((v = startswith(w, "allow=")) && *v)
-                        json_array_append_new(allow, json_string(v));
-                else if ((v = startswith(w, "dns=")) && *v)
-                        json_array_append_new(dns, json_string(v));
-                else
-                        return log_error_errno(
-                                -EINVAL, "--network: '%s' is not allow=IP[/N][:PORT] or dns=NAME", w);
-        }
-        *ret = json_pack("{s:O, s:O}", "allow", allow, "dns_allow", dns);
-        return 0;
-}
-
+/* The pod spec. timeout_sec 0 sends none: the node then picks min(its default, the policy's
+ * window), so a run without --timeout or [budget] timeout_seconds never asks for more. */
 static json_t *build_spec(
-        const RunOptions *o, const Policy *p, const PolicyForm *form, const char *dir, json_t *network) {
+        const RunOptions *o,
+        const Policy *p,
+        const PolicyForm *form,
+        const char *dir,
+        json_t *network,
+        uint64_t timeout_sec) {
         const char *base = strrchr(dir, '/');
         base = base && base[1] ? base + 1 : "workspace";
         _cleanup_free_ char *name = xasprintf("run-%.40s", base);
@@ -348,7 +511,9 @@ static json_t *build_spec(
                         json_object_set_new(
                                 pol, "max_cost_usd", json_real((double) form->max_cost_micros / 1e6));
         }
-        json_t *spec = json_pack("{s:o, s:I}", "policy", pol, "timeout_seconds", (json_int_t) o->timeout_sec);
+        json_t *spec = json_pack("{s:o}", "policy", pol);
+        if (timeout_sec > 0)
+                json_object_set_new(spec, "timeout_seconds", json_integer((json_int_t) timeout_sec));
         if (network)
                 json_object_set(spec, "network", network);
         return json_pack(
@@ -391,13 +556,12 @@ static int model_config(
         LlmProvider prov;
         int r;
 
-#ifdef NUCLEUS_HAVE_SPEC_DEP
         _cleanup_(cli_config_freep) CliConfig *cfg = NULL;
         _cleanup_free_ char *cerr = NULL;
         r = cli_config_load(config_file, false, &cfg, &cerr);
         if (r < 0)
                 return log_error_errno(r, "%s", cerr ? cerr : "cannot load config.toml");
-#        define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
+#define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
         connect_s = cfg->model.connect_timeout_seconds;
         idle_s = cfg->model.idle_timeout_seconds;
         bool file_model = FROM_FILE(CLI_MODEL_MODEL) || FROM_FILE(CLI_MODEL_PROVIDER) ||
@@ -416,10 +580,7 @@ static int model_config(
                 cfg_in = cfg->model.price_in_per_mtok_usd_micros;
                 cfg_out = cfg->model.price_out_per_mtok_usd_micros;
         }
-#        undef FROM_FILE
-#else
-        (void) config_file;
-#endif
+#undef FROM_FILE
 
         if (!model)
                 return log_error_errno(
@@ -930,6 +1091,182 @@ static void print_summary(
                 fprintf(stderr, "audit log:   %s\n", audit_path);
 }
 
+/* ---- checks before any pod exists ---- */
+
+/* -d DIR: an existing, readable directory; its canonical path into dir. Logs and returns
+ * -errno otherwise (a usage error: nothing was created). */
+static int check_workspace(const char *path, char dir[static PATH_MAX]) {
+        struct stat st;
+
+        if (!realpath(path, dir))
+                return log_error_errno(-errno, "--dir %s: %m", path);
+        if (stat(dir, &st) < 0)
+                return log_error_errno(-errno, "--dir %s: %m", path);
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(
+                        -ENOTDIR, "--dir %s: not a directory (the workspace is a directory)", path);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || access(dir, R_OK | X_OK) < 0)
+                return log_error_errno(-errno, "--dir %s: cannot read it: %m", path);
+        return 0;
+}
+
+/* --agent-cmd: splits into words and names a program we can find. */
+static int check_agent_cmd(const char *cmd, char **reterr) {
+        _cleanup_strv_free_ char **argv = NULL;
+        unsigned meta = 0;
+        int r = words_split(cmd, &argv, &meta);
+        if (r < 0 || strv_length(argv) == 0) {
+                *reterr = xasprintf("--agent-cmd: cannot split '%s' into words", cmd);
+                return r < 0 ? r : -EINVAL;
+        }
+        _cleanup_free_ char *prog = strchr(argv[0], '/') ? xstrdup(argv[0]) : agent_find_program(argv[0]);
+        if (!prog || access(prog, X_OK) < 0) {
+                _cleanup_free_ char *vis = string_make_visible(argv[0]);
+                *reterr = xasprintf("--agent-cmd: program '%s' not found or not executable", vis);
+                return -ENOENT;
+        }
+        return 0;
+}
+
+/* A cheap look at the model endpoint before a pod boots: name resolution and a TCP (and TLS)
+ * connection to the base URL, nothing sent, no key used. Proxies from the environment apply
+ * as they do for the model client itself. */
+static int model_reachable(const char *base_url, char **reterr) {
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURL *curl = curl_easy_init();
+        if (!curl)
+                return log_oom();
+        (void) curl_easy_setopt(curl, CURLOPT_URL, base_url);
+        (void) curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        (void) curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        (void) curl_easy_setopt(curl, CURLOPT_CONNECT_ONLY, 1L);
+        (void) curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long) RUN_MODEL_PROBE_TIMEOUT_MS);
+        (void) curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+        CURLcode rc = curl_easy_perform(curl);
+        curl_easy_cleanup(curl);
+        if (rc == CURLE_OK)
+                return 0;
+        _cleanup_free_ char *vis = string_make_visible(base_url),
+                            *why = string_make_visible(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        *reterr = xasprintf(
+                "the model endpoint %s is not reachable: %s (check --base-url / [model] base_url; no pod "
+                "was "
+                "created)",
+                vis,
+                why);
+        return -EHOSTUNREACH;
+}
+
+/* ---- the lease ---- */
+
+/* The renewals that keep a pod created by this run alive (docs/api.md, leases). A thread of
+ * its own with its own client, so a long model turn or tool call never starves them. */
+typedef struct RunLease {
+        NucleusClient *client; /* owned; NULL when no renewals run */
+        char *path;            /* POST /v1/pods/{id}/lease */
+        usec_t interval;       /* between renewals: a third of the node's grace period */
+        pthread_t thread;
+        bool running;
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* CLOCK_MONOTONIC */
+        bool stop;           /* under lock */
+} RunLease;
+
+static void *run_lease_thread(void *userdata) {
+        RunLease *l = userdata;
+
+        pthread_mutex_lock(&l->lock);
+        while (!l->stop) {
+                struct timespec ts;
+                usec_t until = now_usec(CLOCK_MONOTONIC) + l->interval;
+                ts.tv_sec = (time_t) (until / USEC_PER_SEC);
+                ts.tv_nsec = (long) (until % USEC_PER_SEC) * 1000;
+                while (!l->stop && pthread_cond_timedwait(&l->cond, &l->lock, &ts) != ETIMEDOUT)
+                        ;
+                if (l->stop)
+                        break;
+                pthread_mutex_unlock(&l->lock);
+
+                _cleanup_json_ json_t *body = json_object();
+                _cleanup_client_error_ ClientError e = {};
+                int r = client_call_json(l->client, "POST", l->path, body, NULL, &e);
+                bool done = false;
+                if (r == -EREMOTEIO && (e.status == 404 || e.status == 409 || e.status == 400)) {
+                        /* The pod ended (or this node has no leases): nothing left to hold. */
+                        log_debug("lease renewal stopped: %s", e.message);
+                        done = true;
+                } else if (r < 0)
+                        log_debug("lease renewal failed (retrying): %s", e.message ?: strerror(-r));
+
+                pthread_mutex_lock(&l->lock);
+                if (done)
+                        break;
+        }
+        pthread_mutex_unlock(&l->lock);
+        return NULL;
+}
+
+/* Starts renewing pod's lease. created is the node's answer to the create call; its
+ * "lease_grace_seconds" (when present) sets the pace. Failing to start only logs: the pod
+ * still ends at its deadline or when we delete it. */
+static void run_lease_start(RunLease *l, const ClientSettings *settings, const char *pod, json_t *created) {
+        _cleanup_free_ char *err = NULL;
+        json_t *grace = json_object_get(created, "lease_grace_seconds");
+        usec_t g = json_is_integer(grace) && json_integer_value(grace) > 0
+                ? (usec_t) json_integer_value(grace) * USEC_PER_SEC
+                : RUN_LEASE_GRACE_DEFAULT_USEC;
+
+        if (client_open(settings, &l->client, &err) < 0) {
+                log_warning("cannot renew the pod's lease: %s", err ?: "no client");
+                return;
+        }
+        client_set_timeouts(l->client, 5 * USEC_PER_SEC, 10 * USEC_PER_SEC);
+        l->path = xasprintf("/v1/pods/%s/lease", pod);
+        l->interval = NUCLEUS_MAX(g / 3, (usec_t) USEC_PER_SEC / 2);
+        pthread_condattr_t ca;
+        (void) pthread_condattr_init(&ca);
+        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        (void) pthread_cond_init(&l->cond, &ca);
+        (void) pthread_condattr_destroy(&ca);
+        (void) pthread_mutex_init(&l->lock, NULL);
+
+        /* Signals are the main thread's business (they end the run); the thread inherits
+         * this mask. */
+        sigset_t all, old;
+        sigfillset(&all);
+        (void) pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&l->thread, NULL, run_lease_thread, l);
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                log_warning_errno(-r, "cannot start the lease renewals: %m");
+                return;
+        }
+        l->running = true;
+}
+
+/* Stops the renewals (before the pod is deleted, or at the end). Idempotent. */
+static void run_lease_stop(RunLease *l) {
+        if (!l->running)
+                return;
+        pthread_mutex_lock(&l->lock);
+        l->stop = true;
+        pthread_cond_signal(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+        (void) pthread_join(l->thread, NULL);
+        l->running = false;
+}
+
+static void run_lease_done(RunLease *l) {
+        run_lease_stop(l);
+        if (l->client) {
+                pthread_mutex_destroy(&l->lock);
+                pthread_cond_destroy(&l->cond);
+        }
+        l->client = client_free(l->client);
+        l->path = mfree(l->path);
+}
+
 /* ---- the verb ---- */
 
 int verb_run(int argc, char **argv) {
@@ -951,6 +1288,9 @@ int verb_run(int argc, char **argv) {
         uint64_t price_in = 0, price_out = 0;
         char dir[PATH_MAX];
         bool applied = false, have_patch = false, stats_set = false;
+        _cleanup_(run_defaults_done) RunDefaults defaults = {};
+        _cleanup_(run_lease_done) RunLease lease = {};
+        uint64_t timeout_sec = 0;
         int agent_exit = -1, r;
 
         r = parse_options(argc, argv, &o);
@@ -975,20 +1315,23 @@ int verb_run(int argc, char **argv) {
         if (isempty(o.task))
                 return cli_usage_error("run", "the task cannot be empty");
 
-        if (!realpath(o.dir, dir))
-                return log_error_errno(-errno, "--dir %s: %m", o.dir), CLI_EXIT_FAILURE;
-        if (load_policy(&o, &policy, &form) < 0)
-                return CLI_EXIT_FAILURE;
-        if (workspace_excludes(dir, &exclude, &err) < 0)
-                return log_error_errno(-EPERM, "%s", err), CLI_EXIT_FAILURE;
-        if (o.network && parse_network(o.network, &network) < 0)
+        r = check_workspace(o.dir, dir);
+        if (r < 0)
                 return CLI_EXIT_USAGE;
-        ops = agent_ops_for_policy(policy);
-        tools = agent_tools_for_ops(ops);
-
         r = client_settings_load(&settings, &err);
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot load settings"), CLI_EXIT_FAILURE;
+        r = run_defaults_load(&o, settings.config_file, &defaults);
+        if (r < 0)
+                return CLI_EXIT_FAILURE;
+        if (load_policy(&o, &defaults, &policy, &form) < 0)
+                return o.policy_file ? CLI_EXIT_FAILURE : CLI_EXIT_USAGE;
+        if (workspace_excludes(dir, &exclude, &err) < 0)
+                return log_error_errno(-EPERM, "%s", err), CLI_EXIT_FAILURE;
+        if (o.network && parse_network(o.network, &network, &err) < 0)
+                return log_error("%s", err), CLI_EXIT_USAGE;
+        ops = agent_ops_for_policy(policy);
+        tools = agent_tools_for_ops(ops);
 
         /* The agent before the pod: a bad model config or plan must not cost a VM boot. */
         if (o.script) {
@@ -999,10 +1342,12 @@ int verb_run(int argc, char **argv) {
                         return CLI_EXIT_FAILURE;
                 r = llm_client_new(&mcfg, &llm, &err);
         } else
-                r = 0;
+                r = check_agent_cmd(o.agent_cmd, &err);
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot set up the model client"),
                        CLI_EXIT_FAILURE;
+        if (!o.script && !o.agent_cmd && model_reachable(mcfg.base_url, &err) < 0)
+                return log_error("%s", err), CLI_EXIT_FAILURE;
 
         r = client_open(&settings, &client, &err);
         if (r < 0)
@@ -1014,13 +1359,18 @@ int verb_run(int argc, char **argv) {
         if (client_state_dir(&state) < 0)
                 state = NULL;
 
-        struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+        /* A closed pipe (| head), a closed terminal and a polite kill end the run like Ctrl-C:
+         * the pod is deleted, then we exit 128+N. SIGPIPE's default action would kill us before
+         * any of that. */
+        static const int run_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+        struct sigaction sa = { .sa_handler = on_signal }, old_sa[ELEMENTSOF(run_signals)];
         sigemptyset(&sa.sa_mask);
-        (void) sigaction(SIGINT, &sa, &old_int);
-        (void) sigaction(SIGTERM, &sa, &old_term);
+        for (size_t i = 0; i < ELEMENTSOF(run_signals); i++)
+                (void) sigaction(run_signals[i], &sa, &old_sa[i]);
 
         /* Create the pod. From here on, every path goes through `cleanup:`. */
-        spec = build_spec(&o, policy, &form, dir, network);
+        timeout_sec = o.timeout_sec ?: defaults.timeout_sec;
+        spec = build_spec(&o, policy, &form, dir, network, timeout_sec);
         {
                 _cleanup_client_error_ ClientError e = {};
                 r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);
@@ -1037,11 +1387,17 @@ int verb_run(int argc, char **argv) {
                 goto restore;
         }
         ctx.pod = xstrdup(id);
+        /* The pod lives only while we renew its lease: a CLI that dies without cleaning up
+         * (SIGKILL, a closed laptop) leaves a pod the node ends after the grace period. */
+        run_lease_start(&lease, &settings, ctx.pod, created);
+        json_t *pod_timeout = json_object_get(created, "timeout_seconds");
+        if (json_is_integer(pod_timeout) && json_integer_value(pod_timeout) > 0)
+                timeout_sec = (uint64_t) json_integer_value(pod_timeout);
         fprintf(stderr,
                 "[nucleus] pod %s created (profile %s, deadline %llus); booting...\n",
                 ctx.pod,
                 policy->name ? policy->name : "custom",
-                (unsigned long long) o.timeout_sec);
+                (unsigned long long) timeout_sec);
 
         r = wait_running(client, ctx.pod, &err);
         if (r < 0) {
@@ -1092,8 +1448,9 @@ int verb_run(int argc, char **argv) {
                 AgentOptions ao = {
                         .task = o.task,
                         .tools = tools,
-                        .max_turns = o.max_turns,
-                        .deadline = now_usec(CLOCK_MONOTONIC) + o.timeout_sec * USEC_PER_SEC,
+                        .max_turns = o.max_turns ?: RUN_MAX_TURNS_DEFAULT,
+                        .deadline = timeout_sec > 0 ? now_usec(CLOCK_MONOTONIC) + timeout_sec * USEC_PER_SEC
+                                                    : 0,
                         .price_in = price_in,
                         .price_out = price_out,
                         .interrupt = &run_interrupted,
@@ -1176,6 +1533,7 @@ cleanup:
                  * to get the sealed log when the node keeps it. */
                 if (audit_path && fetch_to_file(client, apath, audit_path, NULL, NULL, NULL) < 0)
                         audit_path = mfree(audit_path);
+                run_lease_stop(&lease);
                 int d = delete_pod(client, ctx.pod);
                 if (d >= 0) {
                         _cleanup_free_ char *sealed = audit_path ? xasprintf("%s.sealed", audit_path) : NULL;
@@ -1266,11 +1624,14 @@ cleanup:
         r = (st.stop == AGENT_STOP_DONE && !run_error && !(o.apply && patch.size > 0 && !applied)) ? 0 : -EIO;
 
 restore:
-        (void) sigaction(SIGINT, &old_int, NULL);
-        (void) sigaction(SIGTERM, &old_term, NULL);
+        run_lease_stop(&lease);
+        for (size_t i = 0; i < ELEMENTSOF(run_signals); i++)
+                (void) sigaction(run_signals[i], &old_sa[i], NULL);
         agent_patch_done(&patch);
         agent_stats_done(&st);
         free(ctx.pod);
         free(ctx.secrets_dir);
+        if (run_signal > 0)
+                return 128 + run_signal;
         return r < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
