@@ -15,6 +15,7 @@
 
 #include "alloc-util.h"
 #include "policy-internal.h"
+#include "policy-options.h"
 #include "string-util.h"
 #include "words.h"
 
@@ -37,6 +38,7 @@ typedef struct Analysis {
         size_t n_execs;
         char *inline_reason; /* set: code not visible as argv runs (needs a shell grant) */
         char *fail_reason;   /* set: cannot be analysed at all (always denied) */
+        PolicyImpl applet;   /* NATIVE, or the multi-call binary an applet was run through */
 } Analysis;
 
 static void analysis_done(Analysis *a) {
@@ -84,12 +86,6 @@ static bool in_list(const char *s, const char *const *l) {
 /* "-abc" style cluster (single dash, not "--", not "-"). */
 static bool is_short_cluster(const char *w) {
         return w[0] == '-' && w[1] != 0 && w[1] != '-';
-}
-
-/* A short-option cluster containing letter c before any character that would start an
- * attached argument (we cannot know which options take arguments: over-approximate). */
-static bool cluster_has(const char *w, char c) {
-        return is_short_cluster(w) && strchr(w + 1, c) != NULL;
 }
 
 /* Long option "--name[=value]" whose name is a prefix (>= 3 chars, getopt abbreviation) of
@@ -429,6 +425,76 @@ static int wrapper_opt(const WrapperOpt *o, void *userdata, Analysis *a) {
         return 0;
 }
 
+/* ---- programs with option grammars (policy-options.c) ---- */
+
+typedef struct OptCheck {
+        const OptGrammar *g;
+        const char *prog; /* as shown in messages */
+        Analysis *a;
+        OptVisitFn extra; /* program-specific value checks, or NULL */
+        void *extra_userdata;
+} OptCheck;
+
+static int opt_check_visit(const OptItem *it, void *userdata) {
+        OptCheck *c = userdata;
+        const OptGrammar *g = c->g;
+        if (it->kind == OPT_ITEM_UNKNOWN) {
+                _cleanup_free_ char *vis = string_make_visible(it->word);
+                set_inline(
+                        c->a,
+                        "'%s %s': unknown option '-%c' (options of %s are judged by its real grammar)",
+                        c->prog,
+                        vis,
+                        it->letter,
+                        c->prog);
+                return -1;
+        }
+        if ((it->kind == OPT_ITEM_SHORT && strchr(g->danger, it->letter)) ||
+            (it->kind == OPT_ITEM_LONG && opt_long_matches(it->name, it->name_len, g->long_danger))) {
+                _cleanup_free_ char *vis = string_make_visible(it->word);
+                if (it->kind == OPT_ITEM_SHORT && !streq(it->word + 1, (char[]){ it->letter, 0 }))
+                        set_inline(c->a, "'%s %s' (option -%c) %s", c->prog, vis, it->letter, g->why);
+                else
+                        set_inline(c->a, "'%s %s' %s", c->prog, vis, g->why);
+                return -1;
+        }
+        return c->extra ? c->extra(it, c->extra_userdata) : 0;
+}
+
+/* Scan argv[start..] of program prog (git subcommand sub) by its grammar: a dangerous option in
+ * any spelling, an unknown option, or an implementation other than the grammar's (busybox,
+ * toybox, unrecognised) marks the command as inline code. Returns the scan end (opt_scan), or
+ * SIZE_MAX when something was flagged. Programs without a grammar return 0. */
+static size_t analyze_options(
+        const char *prog,
+        const char *sub,
+        char *const *argv,
+        size_t start,
+        Analysis *a,
+        OptVisitFn extra,
+        void *userdata) {
+        const OptGrammar *g = opt_grammar_find(prog, sub);
+        if (!g)
+                return 0;
+        PolicyImpl impl = a->applet != POLICY_IMPL_NATIVE ? a->applet : policy_impl_get(prog);
+        if (impl != POLICY_IMPL_NATIVE) {
+                set_inline(
+                        a,
+                        "'%s' in this image is %s, whose option grammar Nucleus does not know",
+                        prog,
+                        impl == POLICY_IMPL_UNKNOWN ? "an unrecognised implementation"
+                                                    : policy_impl_to_string(impl));
+                return SIZE_MAX;
+        }
+        OptCheck c = { .g = g, .prog = sub ? "git" : prog, .a = a, .extra = extra, .extra_userdata = userdata };
+        _cleanup_free_ char *gsub = NULL;
+        if (sub) {
+                gsub = xasprintf("git %s", sub);
+                c.prog = gsub;
+        }
+        return opt_scan(g, argv, start, opt_check_visit, &c);
+}
+
 static bool git_dangerous_config_key(const char *kv) {
         static const char *const prefixes[] = {
                 "alias.",     "core.",      "filter.",   "diff.",        "merge.",   "credential", "gpg.",
@@ -534,27 +600,20 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         return;
                 }
                 /* File writes that bypass the path policy (review RF-2): --output (log/diff/show
-                 * family, archive), format-patch -o/--output-directory, archive -o. */
-                if (long_opt_abbrev(w, (const char *const[]){ "output", "output-directory", NULL }) ||
-                    (in_list(sub, (const char *const[]){ "format-patch", "archive", NULL }) &&
-                     cluster_has(w, 'o'))) {
+                 * family, archive); format-patch -o and archive -o by their grammars below. */
+                if (long_opt_abbrev(w, (const char *const[]){ "output", "output-directory", NULL })) {
                         set_inline(a, "'git %s %s' writes a file outside the path policy", sub, w);
                         return;
                 }
-                /* Short options with a value attached ("-u<cmd>") or inside a cluster ("-qu<cmd>")
-                 * count as well as the separate word (review RF-14). */
-                if ((streq(sub, "rebase") && cluster_has(w, 'x')) ||
-                    (in_list(sub,
-                             (const char *const[]){
-                                     "clone", "fetch", "pull", "ls-remote", "archive", "submodule", NULL }) &&
-                     (cluster_has(w, 'u') || cluster_has(w, 'c'))) ||
-                    (streq(sub, "grep") && (streq(w, "-O") || startswith(w, "-O"))) ||
-                    (streq(sub, "config") &&
-                     (git_dangerous_config_key(w) || streq(w, "-e") || streq(w, "--edit")))) {
+                if (streq(sub, "config") &&
+                    (git_dangerous_config_key(w) || streq(w, "-e") || streq(w, "--edit"))) {
                         set_inline(a, "'git %s %s' can make git run a program", sub, w);
                         return;
                 }
         }
+        /* Short options by the subcommand's grammar (clusters, attached values: review RF-14). */
+        if (analyze_options("git", sub, argv, i + 1, a, NULL, NULL) == SIZE_MAX)
+                return;
         if (in_list(sub,
                     (const char *const[]){
                             "difftool", "mergetool", "filter-branch", "instaweb", "daemon", "web--browse", NULL }) ||
@@ -568,147 +627,139 @@ static bool python_like(const char *prog) {
         return startswith(prog, "python") || startswith(prog, "pypy");
 }
 
-/* Interpreters: inline code flags (exact words, or letters inside short clusters). */
+static bool node_like(const char *prog) {
+        return in_list(prog, (const char *const[]){ "node", "nodejs", "bun", "deno", NULL });
+}
+
+static const char *const py_modules_ok[] = {
+        "pytest", "unittest", "py_compile", "compileall", "json.tool", "mypy", "black",
+        "ruff",   "flake8",   "pylint",     "isort",      "doctest",   "venv", NULL,
+};
+
+typedef struct InterpState {
+        const char *prog;
+        Analysis *a;
+        bool module;   /* python -m: the rest are the module's arguments */
+        bool has_file; /* awk -f/-E FILE: the program is a file, not text */
+} InterpState;
+
+/* Values of interpreter options that carry code (review RF-9), whatever the spelling. */
+static int interp_opt(const OptItem *it, void *userdata) {
+        InterpState *s = userdata;
+        const char *v = it->value;
+        bool is_short = it->kind == OPT_ITEM_SHORT;
+        if (python_like(s->prog) && is_short && it->letter == 'm') {
+                if (!v || !in_list(v, py_modules_ok))
+                        set_inline(
+                                s->a,
+                                "'%s -m %s' runs a module that takes code from its arguments",
+                                s->prog,
+                                v ?: "");
+                s->module = true;
+                return 1;
+        }
+        if (startswith(s->prog, "perl") && is_short && (it->letter == 'M' || it->letter == 'm') && v) {
+                size_t l = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-");
+                if (v[l] &&
+                    !(v[l] == '=' &&
+                      v[l + 1 +
+                        strspn(v + l + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,")] ==
+                              0)) {
+                        _cleanup_free_ char *vis = string_make_visible(it->word);
+                        set_inline(s->a, "'perl %s' inserts code into a 'use' statement", vis);
+                        return -1;
+                }
+        }
+        if (node_like(s->prog) && v && strchr(v, ':') &&
+            ((is_short && it->letter == 'r') ||
+             (it->kind == OPT_ITEM_LONG &&
+              opt_long_matches(
+                      it->name,
+                      it->name_len,
+                      (const char *const[]){
+                              "import", "require", "loader", "experimental-loader", "preload", NULL })))) {
+                _cleanup_free_ char *vis = string_make_visible(it->word);
+                set_inline(s->a, "'%s %s' loads code from a URL given in its arguments", s->prog, vis);
+                return -1;
+        }
+        if ((is_short && (it->letter == 'f' || it->letter == 'E')) ||
+            (it->kind == OPT_ITEM_LONG &&
+             opt_long_matches(it->name, it->name_len, (const char *const[]){ "file", "exec", NULL })))
+                s->has_file = true;
+        return 0;
+}
+
+static bool awk_like(const char *prog) {
+        return in_list(prog, (const char *const[]){ "awk", "gawk", "mawk", "nawk", "busybox-awk", NULL });
+}
+
+/* Interpreters: options by each one's grammar (inline code flags in any spelling, values that
+ * carry code), then a script operand must follow (else code comes from the input). */
+static bool is_interpreter(const char *prog);
+
 static void analyze_interpreter(const char *prog, char *const *argv, Analysis *a) {
         size_t n = strv_length(argv);
-        const char *letters = NULL;
-        const char *const *longs = NULL;
-        const char *const *with_arg = NULL;
-        bool script_needed = true;
-
-        static const char *const py_arg[] = { "-W", "-X", "-Q", NULL };
-        static const char *const node_long[] = { "eval", "print", "input-type", NULL };
-        static const char *const node_arg[] = {
-                "-r", "--require", "--import", "--loader", "--experimental-loader", NULL
-        };
-        static const char *const php_long[] = { "run",         "process-begin", "process-code",
-                                                "process-end", "interactive",   NULL };
-        static const char *const julia_long[] = { "eval", "print", NULL };
-        static const char *const r_long[] = { "expr", NULL };
-        static const char *const awk_long[] = { "source", NULL };
-        static const char *const ruby_arg[] = { "-r", "-I", "-C", NULL };
-        static const char *const perl_arg[] = { "-I", "-M", "-m", NULL };
-
-        if (python_like(prog)) {
-                letters = "c";
-                with_arg = py_arg;
-        } else if (streq(prog, "perl") || startswith(prog, "perl5")) {
-                letters = "eE";
-                with_arg = perl_arg;
-        } else if (streq(prog, "ruby") || streq(prog, "irb") || streq(prog, "jruby")) {
-                letters = "e";
-                with_arg = ruby_arg;
-        } else if (streq(prog, "node") || streq(prog, "nodejs") || streq(prog, "bun")) {
-                letters = "ep";
-                longs = node_long;
-                with_arg = node_arg;
-        } else if (streq(prog, "deno")) {
+        InterpState st = { .prog = prog, .a = a };
+        if (!is_interpreter(prog))
+                return;
+        if (streq(prog, "deno")) {
                 if (n >= 2 && (streq(argv[1], "eval") || streq(argv[1], "repl")))
                         set_inline(a, "'deno %s' runs code given in its arguments", argv[1]);
                 return;
-        } else if (startswith(prog, "php")) {
-                letters = "rBREa";
-                longs = php_long;
-        } else if (startswith(prog, "lua") || streq(prog, "luajit")) {
-                letters = "e";
-        } else if (streq(prog, "julia")) {
-                letters = "eE";
-                longs = julia_long;
-        } else if (streq(prog, "Rscript") || streq(prog, "R")) {
-                letters = "e";
-                longs = r_long;
-        } else if (streq(prog, "osascript")) {
-                letters = "e";
-        } else if (streq(prog, "tclsh") || streq(prog, "wish") || startswith(prog, "tclsh")) {
-                letters = "";
-        } else if (in_list(prog, (const char *const[]){ "awk", "gawk", "mawk", "nawk", "busybox-awk", NULL })) {
-                /* The program text is code unless it comes from -f FILE. */
-                for (size_t i = 1; i < n; i++)
-                        if (streq(argv[i], "-f") || startswith(argv[i], "--file"))
-                                script_needed = false;
-                if (script_needed)
+        }
+        if (streq(prog, "tclsh") || streq(prog, "wish") || startswith(prog, "tclsh")) {
+                if (n < 2 || streq(argv[1], "-"))
+                        set_inline(a, "'%s' without a script file reads code from its input", prog);
+                return;
+        }
+        if (!opt_grammar_find(prog, NULL)) {
+                if (awk_like(prog))
+                        set_inline(a, "'%s': option grammar unknown; its program text runs", prog);
+                return;
+        }
+        size_t i = analyze_options(prog, NULL, argv, 1, a, interp_opt, &st);
+        if (i == SIZE_MAX || st.module)
+                return;
+        if (awk_like(prog)) {
+                /* The first operand is program text unless -f/-E named a program file. */
+                if (!st.has_file)
                         set_inline(a, "'%s' runs the program text given in its arguments", prog);
-                else
-                        for (size_t i = 1; i < n; i++)
-                                if (streq(argv[i], "-e") || long_opt_abbrev(argv[i], awk_long))
-                                        set_inline(
-                                                a,
-                                                "'%s %s' runs program text from its arguments",
-                                                prog,
-                                                argv[i]);
                 return;
-        } else
-                return;
-
-        size_t i = 1;
-        for (; i < n; i++) {
-                const char *w = argv[i];
-                if (streq(w, "--")) {
-                        i++;
-                        break;
-                }
-                if (streq(w, "-"))
-                        break; /* script from stdin */
-                if (w[0] != '-')
-                        break;
-                if (python_like(prog) && (streq(w, "-m") || (startswith(w, "-m") && w[2]))) {
-                        return; /* module run: a file-based program */
-                }
-                if (longs && long_opt_abbrev(w, longs)) {
-                        set_inline(a, "'%s %s' runs code given in its arguments", prog, w);
-                        return;
-                }
-                if (is_short_cluster(w))
-                        for (const char *l = letters; *l; l++)
-                                if (strchr(w + 1, *l)) {
-                                        set_inline(a, "'%s %s' runs code given in its arguments", prog, w);
-                                        return;
-                                }
-                if (with_arg && in_list(w, with_arg))
-                        i++;
         }
         if (i >= n || streq(argv[i], "-"))
                 set_inline(a, "'%s' without a script file reads code from its input", prog);
 }
 
 static void analyze_shell(const char *prog, char *const *argv, Analysis *a) {
-        size_t n = strv_length(argv), i = 1;
-        bool pwsh = streq(prog, "pwsh") || streq(prog, "powershell");
-        for (; i < n; i++) {
-                const char *w = argv[i];
-                if (streq(w, "--") || streq(w, "-")) {
-                        i++;
-                        break;
-                }
-                if (w[0] != '-' && w[0] != '+')
-                        break;
-                if (pwsh) {
-                        static const char *const pw[] = {
-                                "-c",   "-command", "-e",    "-ec", "-encodedcommand", "-commandwithargs",
-                                "-cwa", "-f",       "-file", NULL
-                        };
+        size_t n = strv_length(argv);
+        if (streq(prog, "pwsh") || streq(prog, "powershell")) {
+                /* PowerShell: single-dash long parameters, case-insensitive, no clusters. */
+                static const char *const pw[] = {
+                        "-c",   "-command", "-e",    "-ec", "-encodedcommand", "-commandwithargs",
+                        "-cwa", "-f",       "-file", NULL
+                };
+                for (size_t i = 1; i < n; i++) {
+                        if (argv[i][0] != '-')
+                                return;
                         for (const char *const *x = pw; *x; x++)
-                                if (strcasecmp(w, *x) == 0) {
-                                        set_inline(a, "'%s %s' runs code given in its arguments", prog, w);
+                                if (strcasecmp(argv[i], *x) == 0) {
+                                        set_inline(
+                                                a, "'%s %s' runs code given in its arguments", prog, argv[i]);
                                         return;
                                 }
-                        continue;
                 }
-                if (startswith(w, "--command") || startswith(w, "--init-command") ||
-                    (w[1] != '-' &&
-                     (strchr(w + 1, 'c') || strchr(w + 1, 's') || strchr(w + 1, 'i') ||
-                      (streq(prog, "fish") && strchr(w + 1, 'C'))))) {
-                        set_inline(a, "'%s %s' runs code given in its arguments or input", prog, w);
-                        return;
-                }
-                if (streq(w, "-o") || streq(w, "+o") || streq(w, "-O") || streq(w, "+O") ||
-                    streq(w, "--rcfile") || streq(w, "--init-file"))
-                        i++;
+                return;
         }
-        if (i >= n && !pwsh)
+        size_t i = analyze_options(prog, NULL, argv, 1, a, NULL, NULL);
+        if (i == SIZE_MAX)
+                return;
+        if (!opt_grammar_find(prog, NULL)) {
+                set_inline(a, "'%s': shell whose options Nucleus does not know", prog);
+                return;
+        }
+        if (i >= n || streq(argv[i], "-"))
                 set_inline(a, "'%s' without a script file reads commands from its input", prog);
 }
-
 static void analyze_find(const Policy *p, char *const *argv, unsigned depth, Analysis *a) {
         static const char *const execs[] = { "-exec", "-execdir", "-ok", "-okdir", NULL };
         static const char *const writes[] = { "-fprint", "-fprint0", "-fprintf", "-fls", "-delete", NULL };
@@ -736,43 +787,39 @@ static void analyze_find(const Policy *p, char *const *argv, unsigned depth, Ana
 }
 
 static void analyze_tar(char *const *argv, Analysis *a) {
-        static const char *const bad_long[] = { "checkpoint-action",    "to-command",
-                                                "use-compress-program", "info-script",
-                                                "new-volume-script",    "rsh-command",
-                                                "rmt-command",          NULL };
-        size_t n = strv_length(argv);
-        for (size_t i = 1; i < n; i++) {
-                const char *w = argv[i];
-                if (streq(w, "--"))
-                        break;
-                if (long_opt_abbrev(w, bad_long) || (i == 1 && w[0] != '-' && strpbrk(w, "IF")) ||
-                    cluster_has(w, 'I') || cluster_has(w, 'F')) {
-                        set_inline(a, "'tar %s' makes tar run a program", w);
-                        return;
-                }
+        /* gtar and bsdtar are judged by GNU tar's grammar: fail closed where they differ. */
+        (void) analyze_options("tar", NULL, argv, 1, a, NULL, NULL);
+}
+
+typedef struct ValueCheck {
+        const char *prog;
+        Analysis *a;
+} ValueCheck;
+
+/* psql and mysql: a backslash anywhere (\! runs a shell, \o |cmd, \copy ... program). */
+static int db_value_visit(const OptItem *it, void *userdata) {
+        ValueCheck *c = userdata;
+        if (strchr(it->word, '\\') || (it->value && strchr(it->value, '\\'))) {
+                _cleanup_free_ char *vis = string_make_visible(it->word);
+                set_inline(c->a, "'%s %s' can run shell commands or write files", c->prog, vis);
+                return -1;
         }
+        return 0;
 }
 
 static void analyze_misc(const char *prog, char *const *argv, Analysis *a) {
         size_t n = strv_length(argv);
+        if (in_list(prog,
+                    (const char *const[]){ "rsync", "ssh", "scp", "sftp", "slogin", "zip", "man", NULL }) ||
+            in_list(prog, (const char *const[]){ "npx", "npm", "pnpm", "yarn", NULL })) {
+                (void) analyze_options(prog, NULL, argv, 1, a, NULL, NULL);
+                return;
+        }
         for (size_t i = 1; i < n; i++) {
                 const char *w = argv[i];
                 bool bad = false;
-                if (streq(prog, "rsync"))
-                        bad = streq(w, "-e") || cluster_has(w, 'e') || startswith(w, "--rsh") ||
-                                startswith(w, "--rsync-path");
-                else if (in_list(prog, (const char *const[]){ "ssh", "scp", "sftp", "slogin", NULL }))
-                        bad = startswith(w, "-o") || startswith(w, "-F") || startswith(w, "-S") ||
-                                cluster_has(w, 'o') || cluster_has(w, 'F') || cluster_has(w, 'S');
-                else if (streq(prog, "zip"))
-                        bad = streq(w, "-TT") || startswith(w, "--unzip-command");
-                else if (streq(prog, "man"))
-                        bad = startswith(w, "-P") || startswith(w, "--pager") || startswith(w, "-H") ||
-                                startswith(w, "--html");
-                else if (in_list(prog, (const char *const[]){ "less", "more", "most", NULL }))
+                if (in_list(prog, (const char *const[]){ "less", "more", "most", NULL }))
                         bad = w[0] == '+';
-                else if (in_list(prog, (const char *const[]){ "npx", "npm", "pnpm", "yarn", NULL }))
-                        bad = streq(w, "-c") || startswith(w, "--call");
                 else if (streq(prog, "cargo"))
                         bad = streq(w, "--config") || startswith(w, "--config=");
                 else if (streq(prog, "gh"))
@@ -783,7 +830,6 @@ static void analyze_misc(const char *prog, char *const *argv, Analysis *a) {
                 }
         }
 }
-
 /* ---- programs that run code or commands from their arguments or input ---- */
 
 /* Interpreters: any invocation runs code (a script the agent may have written, a module, code
@@ -831,59 +877,13 @@ static bool path_is_stdin(const char *w) {
                 streq(w, "/proc/self/fd/0");
 }
 
-/* Extra argument forms of interpreters that run code from the argument itself (RF-9). */
+/* A script operand naming standard input anywhere: the request's stdin is code then. */
 static void analyze_interpreter_args(const char *prog, char *const *argv, Analysis *a) {
-        static const char *const py_modules_ok[] = {
-                "pytest", "unittest", "py_compile", "compileall", "json.tool", "mypy", "black",
-                "ruff",   "flake8",   "pylint",     "isort",      "doctest",   "venv", NULL,
-        };
-        size_t n = strv_length(argv);
-        for (size_t i = 1; i < n; i++) {
-                const char *w = argv[i];
-                if (path_is_stdin(w)) {
-                        set_inline(a, "'%s %s' runs code read from the request's input", prog, w);
+        STRV_FOREACH(w, argv + 1)
+                if (path_is_stdin(*w)) {
+                        set_inline(a, "'%s %s' runs code read from the request's input", prog, *w);
                         return;
                 }
-                if (python_like(prog) && (streq(w, "-m") || (startswith(w, "-m") && w[2]))) {
-                        const char *mod = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
-                        if (!in_list(mod, py_modules_ok))
-                                set_inline(
-                                        a,
-                                        "'%s -m %s' runs a module that takes code from its arguments",
-                                        prog,
-                                        mod);
-                        return; /* the rest are the module's arguments */
-                }
-                if ((streq(prog, "perl") || startswith(prog, "perl5")) &&
-                    (startswith(w, "-M") || startswith(w, "-m"))) {
-                        const char *v = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
-                        size_t l = strspn(
-                                v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:-");
-                        if (v[l] &&
-                            !(v[l] == '=' &&
-                              v[l + 1 +
-                                strspn(v + l + 1,
-                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:"
-                                       ",")] == 0)) {
-                                set_inline(a, "'perl %s' inserts code into a 'use' statement", w);
-                                return;
-                        }
-                }
-                if (in_list(prog, (const char *const[]){ "node", "nodejs", "bun", "deno", NULL })) {
-                        static const char *const mods[] = {
-                                "import", "require", "loader", "experimental-loader", NULL
-                        };
-                        const char *v = NULL;
-                        if (long_opt_abbrev(w, mods))
-                                v = strchr(w, '=') ? strchr(w, '=') + 1 : i + 1 < n ? argv[i + 1] : "";
-                        else if (startswith(w, "-r"))
-                                v = w[2] ? w + 2 : i + 1 < n ? argv[i + 1] : "";
-                        if (v && strchr(v, ':')) {
-                                set_inline(a, "'%s %s' loads code from a URL given in its arguments", prog, w);
-                                return;
-                        }
-                }
-        }
 }
 
 /* GNU sed script: true if it has none of the commands that run a shell or touch other files
@@ -1002,134 +1002,122 @@ static bool sed_script_safe(const char *s) {
         }
 }
 
-static void analyze_sed(const char *prog, char *const *argv, Analysis *a) {
-        const WrapperGrammar g = {
-                "sed",
-                "nrEsuzb",
-                "efl",
-                WG_LIST("quiet",
-                        "silent",
-                        "debug",
-                        "posix",
-                        "regexp-extended",
-                        "separate",
-                        "sandbox",
-                        "unbuffered",
-                        "null-data",
-                        "zero-terminated",
-                        "binary",
-                        "follow-symlinks",
-                        "help",
-                        "version"),
-                WG_LIST("expression", "file", "line-length"),
-                WG_LIST("in-place"),
-                0,
-                NULL,
-        };
-        _cleanup_free_ char *script = NULL;
-        bool have_script = false, sandbox = false;
-        size_t n = strv_length(argv);
-        for (size_t i = 1; i < n; i++) {
-                const char *w = argv[i], *val = NULL;
-                bool expr = false, file = false;
-                if (streq(w, "--")) {
-                        if (!have_script && !script && i + 1 < n) {
-                                script = xstrdup(argv[i + 1]);
-                                have_script = true;
-                        }
-                        break;
+static const WrapperGrammar sed_long = {
+        "sed",
+        "",
+        "",
+        WG_LIST("quiet",
+                "silent",
+                "debug",
+                "posix",
+                "regexp-extended",
+                "separate",
+                "sandbox",
+                "unbuffered",
+                "null-data",
+                "zero-terminated",
+                "binary",
+                "follow-symlinks",
+                "help",
+                "version"),
+        WG_LIST("expression", "file", "line-length"),
+        WG_LIST("in-place"),
+        0,
+        NULL,
+};
+
+typedef struct SedState {
+        const char *prog;
+        Analysis *a;
+        char *script;       /* every -e joined by newlines, or NULL */
+        const char *first;  /* first operand (the script when no -e/-f) */
+        bool file, sandbox; /* -f seen, --sandbox seen */
+} SedState;
+
+static int sed_opt(const OptItem *it, void *userdata) {
+        SedState *s = userdata;
+        bool expr = false;
+        if (it->kind == OPT_ITEM_OPERAND) {
+                if (!s->first)
+                        s->first = it->word;
+                return 0;
+        }
+        if (it->kind == OPT_ITEM_LONG) {
+                int kind = 0;
+                const char *full = long_opt_lookup(it->name, it->name_len, &sed_long, &kind);
+                if (!full) {
+                        _cleanup_free_ char *vis = string_make_visible(it->word);
+                        set_inline(s->a, "'%s %s': unknown option", s->prog, vis);
+                        return -1;
                 }
-                if (startswith(w, "--")) {
-                        const char *name = w + 2, *eq = strchr(name, '=');
-                        int kind = 0;
-                        const char *full = long_opt_lookup(
-                                name, eq ? (size_t) (eq - name) : strlen(name), &g, &kind);
-                        if (!full) {
-                                set_inline(a, "'%s %s': unknown option", prog, w);
-                                return;
-                        }
-                        sandbox = sandbox || streq(full, "sandbox");
-                        expr = streq(full, "expression");
-                        file = streq(full, "file");
-                        if (kind == 1)
-                                val = eq ? eq + 1 : i + 1 < n ? argv[++i] : "";
-                } else if (w[0] == '-' && w[1]) {
-                        for (const char *c = w + 1; *c; c++) {
-                                if (*c == 'i')
-                                        break; /* -i[SUFFIX] */
-                                if (strchr(g.short_args, *c)) {
-                                        expr = *c == 'e';
-                                        file = *c == 'f';
-                                        val = c[1] ? c + 1 : i + 1 < n ? argv[++i] : "";
-                                        break;
-                                }
-                                if (!strchr(g.short_flags, *c)) {
-                                        set_inline(a, "'%s %s': unknown option", prog, w);
-                                        return;
-                                }
-                        }
-                } else if (!have_script && !script) {
-                        script = xstrdup(w); /* first operand, unless -e/-f gave the script */
-                        continue;
-                } else
-                        continue;
-                if (file) {
+                s->sandbox = s->sandbox || streq(full, "sandbox");
+                s->file = s->file || streq(full, "file");
+                expr = streq(full, "expression");
+        } else {
+                s->file = s->file || it->letter == 'f';
+                expr = it->letter == 'e';
+        }
+        if (expr) {
+                char *j = NULL;
+                if (asprintf(&j, "%s\n%s", s->script ?: "", it->value ?: "") < 0)
+                        abort();
+                free(s->script);
+                s->script = j;
+        }
+        return 0;
+}
+
+static void analyze_sed(const char *prog, char *const *argv, Analysis *a) {
+        SedState st = { .prog = prog, .a = a };
+        if (analyze_options(prog, NULL, argv, 1, a, sed_opt, &st) != SIZE_MAX) {
+                if (st.file)
                         set_inline(a, "'%s -f' runs a script file whose commands are not visible", prog);
-                        have_script = true;
-                } else if (expr && val) {
-                        if (!have_script) {
-                                /* An operand taken as the script before -e was seen is a file. */
-                                free(script);
-                                script = xstrdup("");
-                        }
-                        have_script = true;
-                        char *j = NULL;
-                        if (asprintf(&j, "%s\n%s", script, val) < 0)
-                                abort();
-                        free(script);
-                        script = j;
+                else if (!st.sandbox) { /* GNU sed --sandbox refuses e/r/w */
+                        const char *script = st.script ?: st.first;
+                        if (script && !sed_script_safe(script))
+                                set_inline(
+                                        a,
+                                        "'%s' script uses e/r/w commands (runs a shell or touches files); "
+                                        "use "
+                                        "--sandbox",
+                                        prog);
                 }
         }
-        if (sandbox)
-                return; /* GNU sed --sandbox refuses e/r/w */
-        if (script && !sed_script_safe(script))
-                set_inline(
-                        a,
-                        "'%s' script uses e/r/w commands (runs a shell or touches files); use --sandbox",
-                        prog);
+        free(st.script);
+}
+
+typedef struct MakeState {
+        const char *prog;
+        Analysis *a;
+} MakeState;
+
+static int make_opt(const OptItem *it, void *userdata) {
+        MakeState *s = userdata;
+        if (((it->kind == OPT_ITEM_SHORT && it->letter == 'f') ||
+             (it->kind == OPT_ITEM_LONG &&
+              opt_long_matches(it->name, it->name_len, (const char *const[]){ "file", "makefile", NULL }))) &&
+            it->value && path_is_stdin(it->value)) {
+                set_inline(s->a, "'%s' reads a makefile from the request's input", s->prog);
+                return -1;
+        }
+        return 0;
 }
 
 static void analyze_make(const Policy *p, const char *prog, char *const *argv, Analysis *a) {
-        static const char *const eval[] = { "eval", NULL };
-        static const char *const files[] = { "file", "makefile", NULL };
-        size_t n = strv_length(argv);
-        for (size_t i = 1; i < n; i++) {
-                const char *w = argv[i];
-                if (streq(w, "--"))
-                        break;
-                if (cluster_has(w, 'E') || long_opt_abbrev(w, eval)) {
-                        set_inline(a, "'%s %s' evaluates make code given in its arguments", prog, w);
+        MakeState st = { .prog = prog, .a = a };
+        if (analyze_options(prog, NULL, argv, 1, a, make_opt, &st) == SIZE_MAX)
+                return;
+        /* Variables are assignments wherever they stand (also after "--"). */
+        STRV_FOREACH(w, argv + 1)
+                if (strchr(*w, '$') || strchr(*w, '`') || startswith(*w, "SHELL=") ||
+                    startswith(*w, "MAKESHELL=") || startswith(*w, ".SHELLFLAGS=")) {
+                        set_inline(a, "'%s %s' sets variables that make expands into commands", prog, *w);
                         return;
                 }
-                if (strchr(w, '$') || strchr(w, '`') || startswith(w, "SHELL=") ||
-                    startswith(w, "MAKESHELL=") || startswith(w, ".SHELLFLAGS=")) {
-                        set_inline(a, "'%s %s' sets variables that make expands into commands", prog, w);
-                        return;
-                }
-                if ((streq(w, "-f") && i + 1 < n && path_is_stdin(argv[i + 1])) ||
-                    (startswith(w, "-f") && path_is_stdin(w + 2)) ||
-                    (long_opt_abbrev(w, files) &&
-                     (strchr(w, '=') ? path_is_stdin(strchr(w, '=') + 1)
-                                     : i + 1 < n && path_is_stdin(argv[i + 1])))) {
-                        set_inline(a, "'%s' reads a makefile from the request's input", prog);
-                        return;
-                }
-        }
         /* Any makefile runs commands: make counts as a shell unless the policy names it. */
         if (!p->commands.unrestricted && !allowlist_names_program(p, argv))
                 set_inline(a, "'%s' runs the commands of a makefile; allowlist make explicitly", prog);
 }
-
 /* Database clients (RF-15): their arguments and input can run shell commands on this machine
  * (sqlite3 .shell/.system, psql \!, mysql system). sqlite3 only in -safe mode; psql and mysql
  * with no command-bearing argument; mongosh is an interpreter (JavaScript). */
@@ -1157,38 +1145,11 @@ static void analyze_db_client(const char *prog, char *const *argv, Analysis *a) 
                 set_inline(a, "'%s' runs JavaScript from its arguments, files or input", prog);
                 return;
         }
-        if (streq(prog, "psql")) {
-                /* -c text is SQL unless it holds a backslash meta-command (checked per word). */
-                static const char *const bad[] = { "file", "output", "log-file", NULL };
-                for (size_t i = 1; i < n; i++) {
-                        const char *w = argv[i];
-                        if (strchr(w, '\\') || long_opt_abbrev(w, bad) || cluster_has(w, 'f') ||
-                            cluster_has(w, 'o') || cluster_has(w, 'L')) {
-                                set_inline(a, "'psql %s' can run shell commands or write files", w);
-                                return;
-                        }
-                }
-                return;
-        }
-        if (streq(prog, "mysql") || streq(prog, "mariadb")) {
-                static const char *const bad[] = { "execute",
-                                                   "pager",
-                                                   "tee",
-                                                   "defaults-file",
-                                                   "defaults-extra-file",
-                                                   "init-command",
-                                                   "plugin-dir",
-                                                   "default-auth",
-                                                   "load-data-local-dir",
-                                                   "defaults-group-suffix",
-                                                   NULL };
-                for (size_t i = 1; i < n; i++) {
-                        const char *w = argv[i];
-                        if (strchr(w, '\\') || long_opt_abbrev(w, bad) || cluster_has(w, 'e')) {
-                                set_inline(a, "'%s %s' can run shell commands or write files", prog, w);
-                                return;
-                        }
-                }
+        if (in_list(prog, (const char *const[]){ "psql", "mysql", "mariadb", NULL })) {
+                /* psql -c text is SQL unless it holds a backslash meta-command; mysql -e text is
+                 * never parsed (`system`): the grammar marks it. */
+                ValueCheck c = { .prog = prog, .a = a };
+                (void) analyze_options(prog, NULL, argv, 1, a, db_value_visit, &c);
         }
 }
 
@@ -1237,6 +1198,8 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                         set_fail(a, "'%s %s': unknown option", prog, argv[1]);
                                 return;
                         }
+                        /* The applet's options follow the multi-call binary's grammar, not GNU's. */
+                        a->applet = streq(prog, "busybox") ? POLICY_IMPL_BUSYBOX : POLICY_IMPL_TOYBOX;
                         next = 1;
                 } else if (in_list(prog, identity_changers)) {
                         set_fail(a, "'%s' changes identity; never allowed", prog);

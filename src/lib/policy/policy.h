@@ -215,3 +215,29 @@ const char *const *policy_git_hardening_env(void);
  * workspace root; NULL or "" = the root) so that argument words naming blocked paths
  * (`cat .env`, `git show HEAD:.env`) are judged relative to it (best effort; docs/policy.md). */
 int policy_check_command_at(const Policy *p, char *const *argv, const char *cwd, PolicyDecision *ret);
+
+/* ---- Installed implementations ---------------------------------------------------------- */
+
+/* The implementation a grammar describes. Other implementations (busybox, toybox) have other
+ * option grammars: a program installed as one of those is refused (fail closed). */
+typedef enum PolicyImpl {
+        POLICY_IMPL_NATIVE,  /* the upstream program (GNU, OpenSSH, CPython, ...) */
+        POLICY_IMPL_BUSYBOX, /* a busybox applet */
+        POLICY_IMPL_TOYBOX,  /* a toybox applet */
+        POLICY_IMPL_UNKNOWN, /* not recognised */
+        _POLICY_IMPL_MAX,
+        _POLICY_IMPL_INVALID = -EINVAL,
+} PolicyImpl;
+
+/* Tell the command analysis which implementation of program (a basename) is installed; the
+ * proxy resolves every program policy_impl_wants() names at configure time. Once anything has
+ * been set, a program with an option grammar that was not set counts as POLICY_IMPL_UNKNOWN and
+ * is refused. Process-wide (one proxy judges for one image). */
+void policy_impl_set(const char *program, PolicyImpl impl);
+/* Forget every setting (tests). */
+void policy_impl_reset(void);
+/* What the analysis assumes for program: NATIVE while nothing was ever set (host-side checks). */
+PolicyImpl policy_impl_get(const char *program);
+/* True for a basename whose options the analysis parses by a grammar (python3.11 included). */
+bool policy_impl_wants(const char *program);
+const char *policy_impl_to_string(PolicyImpl i);
