@@ -60,19 +60,21 @@ static char *word(const char *a, const char *b, const char *c) {
 
 static unsigned failures;
 
-static void expect_same(const Policy *p, const OptGrammar *g, const char *prog, char *const *plain, char *const *variant) {
+static void expect_same(
+        const Policy *p, const OptGrammar *g, const char *prog, char *const *plain, char *const *variant) {
         _cleanup_strv_free_ char **pa = build(g, prog, plain);
         _cleanup_strv_free_ char **va = build(g, prog, variant);
         Verdict vp = judge(p, pa), vv = judge(p, va);
         if (vp.verdict != vv.verdict || !streq_ptr(vp.kind, vv.kind)) {
                 _cleanup_free_ char *jp = words_join(pa), *jv = words_join(va);
-                print_error("'%s' -> %s (%s)\n  but '%s' -> %s (%s)\n",
-                            jp,
-                            policy_verdict_to_string(vp.verdict),
-                            vp.message,
-                            jv,
-                            policy_verdict_to_string(vv.verdict),
-                            vv.message);
+                print_error(
+                        "'%s' -> %s (%s)\n  but '%s' -> %s (%s)\n",
+                        jp,
+                        policy_verdict_to_string(vp.verdict),
+                        vp.message,
+                        jv,
+                        policy_verdict_to_string(vv.verdict),
+                        vv.message);
                 failures++;
         }
         free(vp.message);

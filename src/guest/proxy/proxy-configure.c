@@ -393,6 +393,7 @@ void op_configure(Request *req) {
         (void) policy_sha256(pol, p->policy_sha256);
         time_window_start(&p->window, timeout);
         p->policy = TAKE_PTR(pol);
+        proxy_resolve_implementations(RUN_DEFAULT_PATH);
         p->configured = true;
         log_info("Configured pod %s, policy %s", p->pod_id, p->policy_sha256);
 

@@ -31,7 +31,6 @@
 #define RUN_MAX_ARGV_BYTES (512U * 1024U)
 #define RUN_EXIT_GRACE_USEC (2 * USEC_PER_SEC) /* wait for pipes after the main process exits */
 #define RUN_STDIN_MAX (768U * 1024U)
-#define RUN_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 typedef struct OutPipe {
         LoopSource src;

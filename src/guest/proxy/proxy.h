@@ -152,6 +152,11 @@ void request_settle(Request *req, uint64_t actual_usd_micros);
 
 /* ---- ops ---- */
 void op_configure(Request *req);
+/* The PATH of every command the proxy runs. */
+#define RUN_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+/* Tell the command analysis which implementation (upstream, busybox, toybox) of each program it
+ * parses by a grammar is installed along path_list (proxy-impl.c). */
+void proxy_resolve_implementations(const char *path_list);
 void op_status(Request *req);
 void op_charge(Request *req);
 void op_approve(Request *req);

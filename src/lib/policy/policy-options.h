@@ -29,14 +29,14 @@ typedef enum OptGrammarFlags {
  *          and -c; old-style tar letters behave the same way)
  */
 typedef struct OptGrammar {
-        const char *program;             /* basename; a trailing '*' matches any suffix */
-        const char *subcommand;          /* git subcommand, or NULL */
-        const char *optstring;           /* see above */
-        const char *danger;              /* letters that run a program, code or write files */
-        const char *const *long_danger;  /* long names (getopt abbreviations match) doing the same */
-        const char *const *long_values;  /* long names that take the next word without "=" */
-        unsigned flags;                  /* OptGrammarFlags */
-        const char *why;                 /* what the dangerous options do (messages) */
+        const char *program;            /* basename; a trailing '*' matches any suffix */
+        const char *subcommand;         /* git subcommand, or NULL */
+        const char *optstring;          /* see above */
+        const char *danger;             /* letters that run a program, code or write files */
+        const char *const *long_danger; /* long names (getopt abbreviations match) doing the same */
+        const char *const *long_values; /* long names that take the next word without "=" */
+        unsigned flags;                 /* OptGrammarFlags */
+        const char *why;                /* what the dangerous options do (messages) */
 } OptGrammar;
 
 /* The table (static), and its size. */
