@@ -140,6 +140,7 @@ static int apply_config_file(const char *path, NodeSettings *c) {
                 set_str(&c->net_pool, f->net_pool);
         if (!isempty(f->net_dns_upstream))
                 set_str(&c->net_dns_upstream, f->net_dns_upstream);
+        c->net_dns_wildcard_names = f->net_dns_wildcard_names;
         node_config_free(f);
         return 0;
 }

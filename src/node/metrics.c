@@ -21,6 +21,7 @@ static const char *const metric_ops[] = {
 static const char *const metric_decisions[] = { "allow", "deny", "error" };
 #define N_DEC ELEMENTSOF(metric_decisions)
 static const char *const metric_guest_drop[] = { "rate", "size", "total" };
+static const char *const metric_dns_refused[] = { "wildcard_budget", "not_allowed", "type", "malformed" };
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
 static const char *const metric_auth[] = {
         "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor", "bad_request",
@@ -48,6 +49,7 @@ static struct {
         uint64_t pods_created, pods_create_failed;
         uint64_t audit_errors;
         uint64_t guest_dropped[ELEMENTSOF(metric_guest_drop)];
+        uint64_t dns_refused[ELEMENTSOF(metric_dns_refused)];
         Histogram boot, ready;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -139,6 +141,14 @@ void metrics_guest_event_dropped(const char *reason) {
         size_t i = index_of(metric_guest_drop, ELEMENTSOF(metric_guest_drop), reason, 0);
         pthread_mutex_lock(&M.lock);
         M.guest_dropped[i]++;
+        pthread_mutex_unlock(&M.lock);
+}
+
+void metrics_dns_refused(const char *reason) {
+        size_t i = index_of(
+                metric_dns_refused, ELEMENTSOF(metric_dns_refused), reason, ELEMENTSOF(metric_dns_refused) - 1);
+        pthread_mutex_lock(&M.lock);
+        M.dns_refused[i]++;
         pthread_mutex_unlock(&M.lock);
 }
 
@@ -259,6 +269,16 @@ char *metrics_render(Node *n) {
                         "nucleus_guest_events_dropped_total{reason=\"%s\"} %llu\n",
                         metric_guest_drop[i],
                         (unsigned long long) M.guest_dropped[i]);
+        fprintf(f,
+                "# HELP nucleus_dns_refused_total DNS queries of pods refused by the node's DNS filter "
+                "(wildcard_budget: a new name under a wildcard entry whose budget of distinct names is "
+                "spent).\n"
+                "# TYPE nucleus_dns_refused_total counter\n");
+        for (size_t i = 0; i < ELEMENTSOF(metric_dns_refused); i++)
+                fprintf(f,
+                        "nucleus_dns_refused_total{reason=\"%s\"} %llu\n",
+                        metric_dns_refused[i],
+                        (unsigned long long) M.dns_refused[i]);
         pthread_mutex_unlock(&M.lock);
         if (fclose(f) != 0)
                 oom_abort();

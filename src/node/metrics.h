@@ -23,5 +23,7 @@ void metrics_auth_failure(const char *detail);
 void metrics_audit_error(void);
 /* A guest-reported event the node did not record; reason: "rate", "size" or "total". */
 void metrics_guest_event_dropped(const char *reason);
+/* A DNS query a pod's filter refused: "wildcard_budget", "not_allowed", "type", "malformed". */
+void metrics_dns_refused(const char *reason);
 /* Render everything (pods by state from the table). Caller frees. */
 char *metrics_render(Node *n);

@@ -44,6 +44,7 @@ typedef struct NodeSettings {
         char *net_state_dir;    /* W's NetConfig.state_dir */
         char *net_pool;         /* W's NetConfig.pool */
         char *net_dns_upstream; /* W's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */
+        unsigned net_dns_wildcard_names; /* NetConfig.dns_wildcard_names ([net] dns_wildcard_names) */
 } NodeSettings;
 
 typedef struct Node {

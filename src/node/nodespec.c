@@ -58,6 +58,7 @@ int nodespec_parse(const char *body, size_t n, NodeSpec **ret, char **reterr) {
         s->allow = rules_strv(ps->allow, ps->n_allow);
         s->deny = rules_strv(ps->deny, ps->n_deny);
         s->dns_allow = ps->dns_allow ? strv_copy(ps->dns_allow) : xnew0(char *, 1);
+        s->dns_wildcard_names = ps->dns_wildcard_names;
         s->image = xstrdup(ps->image ?: PODSPEC_IMAGE_DEFAULT);
         s->base_cost_usd_micros = ps->base_cost_usd_micros;
         s->cost_per_second_usd_micros = ps->cost_per_second_usd_micros;

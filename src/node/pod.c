@@ -752,6 +752,22 @@ static bool pod_stopping(Pod *p) {
         return r;
 }
 
+/* The pod's DNS filter refused a query (runs on the filter's thread): count it; audit the first
+ * ones (the filter stops asking for detail after a few, so the log cannot be flooded). */
+static void pod_dns_refused(
+        void *userdata, const char *reason, const char *name, const char *entry, unsigned limit, bool detail) {
+        Pod *p = userdata;
+        metrics_dns_refused(reason);
+        if (!detail)
+                return;
+        _cleanup_json_ json_t *d = json_pack(
+                "{s:s,s:s,s:s?,s:i}", "reason", reason, "name", name, "entry", entry, "wildcard_names", (int) limit);
+        AuditEvent ev = {
+                .actor = "node", .op = "dns_query", .decision = "deny", .kind = "network_denied", .detail = d
+        };
+        pod_audit(p, &ev);
+}
+
 static void *pod_boot_thread(void *userdata) {
         Pod *p = userdata;
         Node *n = node_global;
@@ -781,12 +797,16 @@ static void *pod_boot_thread(void *userdata) {
                 r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, &err);
                 if (r < 0)
                         goto fail;
+                netpol->dns_wildcard_names = p->spec->dns_wildcard_names;
         }
         if (netpol && p->driver != VMM_DRIVER_LOCAL) {
                 NetConfig nc = NET_CONFIG_NULL;
                 nc.state_dir = n->config.net_state_dir;
                 nc.pool = n->config.net_pool;
                 nc.dns_upstream = n->config.net_dns_upstream;
+                nc.dns_wildcard_names = n->config.net_dns_wildcard_names;
+                nc.dns_event = pod_dns_refused;
+                nc.dns_event_userdata = p;
                 if (n->vmm_uid != 0) {
                         nc.tap_uid = n->vmm_uid;
                         nc.tap_gid = n->vmm_gid;

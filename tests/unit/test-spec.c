@@ -185,6 +185,23 @@ static void test_errors(void **state) {
                 HEAD "spec:\n  policy: read-only\n  network: {allow: [\"10.0.0.1:70000\"]}\n", "port must be");
         expect_err(HEAD "spec:\n  policy: read-only\n  network: {allow: [\"10.0.0.1/sctp\"]}\n", "bad prefix");
         expect_err(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"*\"]}\n", "dns_allow[0]");
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  network: {dns_wildcard_names: 0}\n", "dns_wildcard_names");
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  network: {dns_wildcard_names: 4097}\n",
+                "dns_wildcard_names");
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  network: {dns_wildcard_names: \"8\"}\n",
+                "dns_wildcard_names");
+        {
+                PodSpec *w = ok(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"*.a.com\"], "
+                                     "dns_wildcard_names: 4}\n");
+                assert_int_equal(w->dns_wildcard_names, 4);
+                podspec_free(w);
+                w = ok(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"*.a.com\"]}\n");
+                assert_int_equal(w->dns_wildcard_names, 0);
+                podspec_free(w);
+        }
         expect_err(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"a.*.com\"]}\n", "wildcard only");
         expect_err(
                 HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"1.2.3.4\"]}\n",

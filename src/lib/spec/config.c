@@ -185,6 +185,8 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
         [NODE_NET_POOL] = NF("net.pool", FT_CIDR4, net_pool, .def_str = "10.201.0.0/16"),
         [NODE_NET_ENABLED] = NF("net.enabled", FT_BOOL, net_enabled, .def_num = 1),
         [NODE_NET_DNS_UPSTREAM] = NF("net.dns_upstream", FT_OPTIPV4, net_dns_upstream, .def_str = ""),
+        [NODE_NET_DNS_WILDCARD_NAMES] = NF(
+                "net.dns_wildcard_names", FT_U32, net_dns_wildcard_names, .min = 1, .max = 4096, .def_num = 16),
 };
 #undef NF
 

@@ -137,6 +137,7 @@ typedef enum NodeConfigField {
         NODE_NET_POOL,
         NODE_NET_ENABLED,
         NODE_NET_DNS_UPSTREAM,
+        NODE_NET_DNS_WILDCARD_NAMES,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -155,13 +156,15 @@ typedef struct NodeConfig {
         char *qemu_binary;        /* [pods] qemu_binary = "qemu-system-x86_64" (name or absolute path) */
         char *firecracker_binary; /* [pods] firecracker_binary = "firecracker" */
         char *node_secret_file;   /* [secrets] node_secret_file = "/etc/nucleus/secrets/node.key" */
-        char *approver_public_key_file; /* [secrets] approver_public_key_file = ".../approver.pub" */
-        char *audit_signing_key_file;   /* [secrets] audit_signing_key_file = ".../audit.key" */
-        char *net_pool;                 /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
-        bool net_enabled;               /* [net] enabled = true */
-        char *net_dns_upstream;         /* [net] dns_upstream = "" (IPv4 address the pods' dnsmasq
-                                         * forwards allowed names to; "" = the first non-loopback
-                                         * IPv4 nameserver in /etc/resolv.conf) */
+        char *approver_public_key_file;  /* [secrets] approver_public_key_file = ".../approver.pub" */
+        char *audit_signing_key_file;    /* [secrets] audit_signing_key_file = ".../audit.key" */
+        char *net_pool;                  /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
+        bool net_enabled;                /* [net] enabled = true */
+        char *net_dns_upstream;          /* [net] dns_upstream = "" (IPv4 address the pods' dnsmasq
+                                          * forwards allowed names to; "" = the first non-loopback
+                                          * IPv4 nameserver in /etc/resolv.conf) */
+        uint32_t net_dns_wildcard_names; /* [net] dns_wildcard_names = 16, 1..4096: distinct names a
+                                          * pod may resolve under each wildcard dns_allow entry */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 

@@ -629,7 +629,7 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
         }
 
         if ((v = json_object_get(sp, "network")) && !json_is_null(v)) {
-                static const char *const nk[] = { "allow", "deny", "dns_allow", NULL };
+                static const char *const nk[] = { "allow", "deny", "dns_allow", "dns_wildcard_names", NULL };
                 json_t *x;
                 if ((r = need_object(c, v, "spec.network")) < 0 ||
                     (r = check_keys(c, v, "spec.network", nk)) < 0)
@@ -659,6 +659,12 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
                                         return bad(c, ip, "'%s' is listed twice", n);
                                 strv_consume(&s->dns_allow, TAKE_PTR(norm));
                         }
+                }
+                if ((x = json_object_get(v, "dns_wildcard_names"))) {
+                        uint64_t wn;
+                        if ((r = get_uint_range(c, x, "spec.network.dns_wildcard_names", 1, 4096, &wn)) < 0)
+                                return r;
+                        s->dns_wildcard_names = (uint32_t) wn;
                 }
         }
 
@@ -893,8 +899,10 @@ json_t *podspec_to_json(const PodSpec *s) {
                         json_array_append_new(d, json_string(s->deny[i].text));
                 STRV_FOREACH(x, s->dns_allow)
                         json_array_append_new(n, json_string(*x));
-                json_object_set_new(
-                        spec, "network", json_pack("{s:o,s:o,s:o}", "allow", a, "deny", d, "dns_allow", n));
+                json_t *net = json_pack("{s:o,s:o,s:o}", "allow", a, "deny", d, "dns_allow", n);
+                if (s->dns_wildcard_names)
+                        json_object_set_new(net, "dns_wildcard_names", json_integer(s->dns_wildcard_names));
+                json_object_set_new(spec, "network", net);
         }
         if (s->env) {
                 json_t *e = json_object();

@@ -107,7 +107,9 @@ typedef struct PodSpec {
         size_t n_allow;
         NetRule *deny;
         size_t n_deny;
-        char **dns_allow; /* lowercase names, optional leading "*." (strv, may be NULL) */
+        char **dns_allow;            /* lowercase names, optional leading "*." (strv, may be NULL) */
+        uint32_t dns_wildcard_names; /* distinct names resolvable under each "*." entry, 1..4096;
+                                      * 0 = the node's [net] dns_wildcard_names */
 
         char *image;      /* image name ([a-z0-9][a-z0-9._-]*, <= 64), default "default" */
         PodDriver driver; /* POD_DRIVER_DEFAULT when not given */
