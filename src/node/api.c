@@ -277,6 +277,15 @@ static usec_t pod_call_timeout(Pod *p) {
 static enum MHD_Result reply_channel_error(struct MHD_Connection *c, Pod *p, int r) {
         if (r == -ETIMEDOUT)
                 return reply_error(c, MHD_HTTP_GATEWAY_TIMEOUT, "internal", "the guest did not answer in time");
+        if (r == -E2BIG) /* the request itself is too large for one channel frame; the pod is fine */
+                return reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "the request is larger than the %u bytes one tool call may carry to the guest "
+                        "(its JSON arguments, content included, as encoded); split the content into "
+                        "several writes or upload it as a workspace import",
+                        (unsigned) CHANNEL_PAYLOAD_MAX);
         /* Channel gone: the pod ended (or is ending). Let the supervisor record why first. */
         for (int i = 0; i < 50; i++) {
                 PodState s;

@@ -233,6 +233,24 @@ def test_oversize_body_413(node):
     assert c.health().status == 200
 
 
+def test_large_write_works_or_413_never_pod_not_running(node):
+    """A write whose request does not fit one channel frame (1 MiB) is a 413 too_large naming the
+    limit, and the pod keeps running; a write just under the limit works. (It used to answer
+    "409 pod_not_running: pod ... is running".)"""
+    c = node.client()
+    pod = running_pod(c)
+    ok = "y" * (1024 * 1024 - 4096)
+    r = c.tool(pod, "write", {"path": "big.txt", "content": ok})
+    assert r.status == 200, r
+    for size in (1024 * 1024, 1024 * 1024 + 1, 1536 * 1024):
+        r = c.tool(pod, "write", {"path": "big2.txt", "content": "z" * size})
+        assert r.status == 413 and r.json()["kind"] == "too_large", (size, r.status, r.json())
+        assert "1048576" in r.json()["error"]
+    assert c.get_pod(pod).json()["state"] == "running"
+    assert c.tool(pod, "write", {"path": "after.txt", "content": "1"}).status == 200
+    c.delete_pod(pod)
+
+
 def test_pod_limit(tmp_path):
     require_root()
     with NodeProc(tmp_path, driver="local", max_pods=2) as node:
