@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Scripted model server: a TEST FIXTURE speaking the OpenAI chat-completions API
-(POST .../chat/completions) and Anthropic's Messages API (POST .../v1/messages), streamed
+(POST .../chat/completions), OpenAI's Responses API (POST .../responses) and Anthropic's
+Messages API (POST .../v1/messages), streamed
 (SSE, split into small chunks the way real servers do) or whole, with tool calls. It replays
 a script of turns; it is never shipped as a feature.
 
@@ -140,9 +141,12 @@ class ModelServer:
             return self._send(h, 400, {"error": {"message": "bad json"}})
         self.requests.append({"path": h.path, "headers": {k.lower(): v for k, v in h.headers.items()}, "body": body,
                               "time": time.monotonic()})
-        if h.path.endswith("/chat/completions"):
+        path = h.path.split("?")[0]
+        if path.endswith("/chat/completions"):
             provider = "openai"
-        elif h.path.endswith("/messages"):
+        elif path.endswith("/responses"):
+            provider = "responses"
+        elif path.endswith("/messages"):
             provider = "anthropic"
         else:
             return self._send(h, 404, {"error": {"message": f"no route {h.path}"}})
@@ -164,6 +168,11 @@ class ModelServer:
                   "raw": c.get("raw_args")}
                  for k, c in enumerate(turn.get("tool_calls", []))]
         usage = turn.get("usage") or {"input": 10 + len(raw) // 4, "output": 5 + len(text) // 4 + 10 * len(calls)}
+        if provider == "responses":
+            if stream:
+                ev = self._responses_events(body, text, calls, usage)
+                return self._sse(h, ev[:-1] if turn.get("cut") else ev, named=True)
+            return self._send(h, 200, self._responses_whole(body, text, calls, usage))
         if provider == "openai":
             if stream:
                 ev = self._openai_events(body, text, calls, usage)
@@ -244,6 +253,48 @@ class ModelServer:
         return {"id": "chatcmpl-scripted", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if calls else "stop"}],
                 "usage": {"prompt_tokens": usage["input"], "completion_tokens": usage["output"]}}
+
+    # OpenAI Responses
+    def _responses_output(self, text, calls):
+        out = []
+        if text:
+            out.append({"type": "message", "id": "msg_scripted", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        for c in calls:
+            out.append({"type": "function_call", "id": "fc_" + c["id"], "call_id": c["id"], "name": c["name"],
+                        "arguments": self._args(c), "status": "completed"})
+        return out
+
+    def _responses_whole(self, body, text, calls, usage):
+        return {"id": "resp_scripted", "object": "response", "status": "completed", "model": body.get("model"),
+                "output": self._responses_output(text, calls),
+                "usage": {"input_tokens": usage["input"], "output_tokens": usage["output"],
+                          "total_tokens": usage["input"] + usage["output"]}}
+
+    def _responses_events(self, body, text, calls, usage):
+        base = {"id": "resp_scripted", "object": "response", "model": body.get("model"), "output": []}
+        ev = [("response.created", {"type": "response.created", "response": dict(base, status="in_progress")})]
+        if text:
+            ev.append(("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                                      "item": {"type": "message", "id": "msg_scripted",
+                                                               "role": "assistant", "content": []}}))
+            for p in self._pieces(text):
+                ev.append(("response.output_text.delta", {"type": "response.output_text.delta",
+                                                          "item_id": "msg_scripted", "output_index": 0,
+                                                          "content_index": 0, "delta": p}))
+        for i, item in enumerate(self._responses_output(text, calls)):
+            if item["type"] == "function_call":
+                for p in self._pieces(item["arguments"]):
+                    ev.append(("response.function_call_arguments.delta", {
+                        "type": "response.function_call_arguments.delta", "item_id": item["id"],
+                        "output_index": i, "delta": p}))
+            ev.append(("response.output_item.done", {"type": "response.output_item.done", "output_index": i,
+                                                     "item": item}))
+        done = dict(base, status="completed", output=self._responses_output(text, calls),
+                    usage={"input_tokens": usage["input"], "output_tokens": usage["output"],
+                           "total_tokens": usage["input"] + usage["output"]})
+        ev.append(("response.completed", {"type": "response.completed", "response": done}))
+        return ev
 
     # Anthropic
     def _anthropic_events(self, body, text, calls, usage):
