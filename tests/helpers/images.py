@@ -2,10 +2,12 @@
 """Guest images and microVMs for tests.
 
 `guest_images` (session fixture, root): builds the images once with `nucleus image build` into
-a shared cache dir (default /var/cache/nucleus-test/images, override NUCLEUS_TEST_IMAGES) and
-returns its path. The builder is content-addressed, so later sessions reuse everything whose
-inputs (kernel package, guest binaries, package list) did not change; a lock serialises
-concurrent builders.
+a cache dir of this checkout (default /var/cache/nucleus-test/images-<hash of the checkout
+path>, override NUCLEUS_TEST_IMAGES) and returns its path. Each checkout has its own dir, so
+two checkouts with different guest binaries never swap each other's initramfs under a running
+test; a new dir is seeded from the last one built (/var/cache/nucleus-test/images), and the
+builder is content-addressed, so only artifacts whose inputs (kernel package, guest binaries,
+package list) changed are rebuilt. A lock serialises concurrent builders.
 
 `Vm`: boots one microVM with the argv from `nucleus image argv` (the same C builder the node
 uses), a fresh sparse scratch disk, the channel socket and the console log in a private dir.
@@ -26,12 +28,29 @@ import pytest
 
 from conftest import binary
 
-DEFAULT_CACHE = "/var/cache/nucleus-test/images"
+CACHE_ROOT = "/var/cache/nucleus-test"
+SEED_CACHE = os.path.join(CACHE_ROOT, "images")
 VM_MEMORY_MIB = 384
 
 
 def images_cache_dir():
-    return os.environ.get("NUCLEUS_TEST_IMAGES", DEFAULT_CACHE)
+    if os.environ.get("NUCLEUS_TEST_IMAGES"):
+        return os.environ["NUCLEUS_TEST_IMAGES"]
+    import hashlib
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(CACHE_ROOT, "images-" + hashlib.sha256(root.encode()).hexdigest()[:12])
+
+
+def _seed(images_dir):
+    """A new per-checkout dir starts as a copy of the seed dir (reflinks where the filesystem
+    has them), so the content-addressed builder reuses what did not change."""
+    if os.path.exists(os.path.join(images_dir, "manifest.json")) or not os.path.isdir(SEED_CACHE) \
+            or os.path.abspath(images_dir) == SEED_CACHE:
+        return
+    for name in os.listdir(SEED_CACHE):
+        src = os.path.join(SEED_CACHE, name)
+        if os.path.isfile(src) and not name.startswith("."):
+            subprocess.run(["cp", "-a", "--reflink=auto", src, os.path.join(images_dir, name)], check=False)
 
 
 def build_images(images_dir=None, extra_args=(), timeout=1800):
@@ -43,6 +62,7 @@ def build_images(images_dir=None, extra_args=(), timeout=1800):
     proxy = binary("nucleus-tool-proxy")
     with open(os.path.join(images_dir, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _seed(images_dir)
         r = subprocess.run(
             [str(nucleus), "image", "build", "--images-dir", images_dir, "--init", str(init),
              "--proxy", str(proxy), "--output", "json", *extra_args],
