@@ -49,7 +49,7 @@ _nucleus() {
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;
         upload) opts+=" -d --dir --output" ;;
-        patch) opts+=" -o --out --output" ;;
+        patch) opts+=" -o --out -d --dir --output" ;;
         tool) opts+=" --arg --arg-json --output read write edit list glob grep run status web_fetch charge" ;;
         approve|delete|cancel) opts+=" --output" ;;
         esac

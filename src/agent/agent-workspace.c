@@ -17,6 +17,7 @@
 #include "alloc-util.h"
 #include "fd-util.h"
 #include "json-util.h"
+#include "patch-flags.h"
 #include "process-util.h"
 #include "string-util.h"
 
@@ -33,6 +34,9 @@ void agent_patch_done(AgentPatch *p) {
         p->patch = mfree(p->patch);
         p->flagged = strv_free(p->flagged);
         p->changed = strv_free(p->changed);
+        if (p->flags)
+                json_decref(p->flags);
+        p->flags = NULL;
 }
 
 char *agent_find_program(const char *name) {
@@ -296,112 +300,89 @@ int agent_workspace_tar(const char *dir, char *const *exclude, AgentTar *ret, ch
         return 0;
 }
 
-bool agent_path_is_flagged(const char *path) {
-        static const char *const prefixes[] = {
-                ".git/",    ".github/workflows/", ".gitlab/", ".circleci/",     ".buildkite/",
-                ".husky/",  ".vscode/",           ".idea/",   ".devcontainer/", ".claude/",
-                ".cursor/", ".config/",
-        };
-        static const char *const names[] = {
-                ".git",
-                ".gitlab-ci.yml",
-                ".travis.yml",
-                ".envrc",
-                ".bashrc",
-                ".bash_profile",
-                ".profile",
-                ".zshrc",
-                ".zprofile",
-                ".zshenv",
-                ".gitmodules",
-                ".gitattributes",
-                ".pre-commit-config.yaml",
-                ".npmrc",
-                ".pypirc",
-                "Jenkinsfile",
-                "azure-pipelines.yml",
-                ".mcp.json",
-                "CLAUDE.md",
-                "AGENTS.md",
-                ".cursorrules",
-                ".direnv",
-        };
-        if (!path)
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-                if (startswith(path, prefixes[i]))
-                        return true;
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (streq(base, names[i]))
-                        return true;
-        /* Nested .git directories (submodule hooks) anywhere. */
-        return strstr(path, "/.git/") != NULL;
+static void patch_flagged_refresh(AgentPatch *p) {
+        size_t i;
+        json_t *v;
+        p->flagged = strv_free(p->flagged);
+        json_array_foreach(p->flags, i, v) {
+                const char *path = json_string_value(json_object_get(v, "path"));
+                if (path)
+                        strv_extend(&p->flagged, path);
+        }
+        strv_sort_uniq(p->flagged);
 }
 
-static void paths_from_diff(const char *patch, size_t n, char ***changed) {
-        const char *p = patch, *end = patch + n;
-        while (p < end) {
-                const char *nl = memchr(p, '\n', (size_t) (end - p));
-                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
-                if (len > 13 && memcmp(p, "diff --git a/", 13) == 0) {
-                        _cleanup_free_ char *line = xstrndup(p + 13, len - 13);
-                        char *b = strstr(line, " b/");
-                        if (b) {
-                                *b = 0;
-                                if (!strv_contains(*changed, line))
-                                        strv_extend(changed, line);
-                        }
-                }
-                p += len + 1;
+void agent_patch_print_flags(const AgentPatch *p, const char *prefix) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(p->flags, i, v) {
+                _cleanup_free_ char *path = string_make_visible(
+                                            json_string_value(json_object_get(v, "path")) ?: "?"),
+                                    *reason = string_make_visible(
+                                            json_string_value(json_object_get(v, "reason")) ?: "?"),
+                                    *why = string_make_visible(
+                                            json_string_value(json_object_get(v, "why")) ?: "");
+                fprintf(stderr, "%s%s [%s] %s\n", prefix, path, reason, why);
         }
 }
 
+void agent_patch_flag_host(AgentPatch *p, const char *dir) {
+        if (!p->changed || !dir)
+                return;
+        if (patch_flags_host_aliases(dir, p->changed, p->flags) < 0)
+                patch_flags_add(p->flags, dir, "unchecked", "the host tree's symbolic links could not be read");
+        patch_flagged_refresh(p);
+}
+
 int agent_patch_parse(const char *content_type, const char *body, size_t n, AgentPatch *ret, char **reterr) {
-        AgentPatch p = {};
+        AgentPatch p = { .flags = json_array() };
+        _cleanup_json_ json_t *j = NULL;
         if (content_type && strstr(content_type, "json")) {
-                _cleanup_json_ json_t *j = NULL;
                 _cleanup_free_ char *perr = NULL;
-                json_t *v;
-                size_t i;
                 if (json_parse_strict(body, n, 256 * 1024 * 1024, &j, &perr) < 0 || !json_is_object(j)) {
                         *reterr = xasprintf("patch answer: %s", perr ? perr : "not a JSON object");
+                        agent_patch_done(&p);
                         return -EBADMSG;
                 }
                 json_t *pt = json_object_get(j, "patch");
                 if (pt && !json_is_string(pt)) {
                         *reterr = xstrdup("patch answer: \"patch\" is not a string");
+                        agent_patch_done(&p);
                         return -EBADMSG;
                 }
                 p.patch = xstrdup(pt ? json_string_value(pt) : "");
                 p.size = pt ? json_string_length(pt) : 0;
-                json_array_foreach(json_object_get(j, "flagged"), i, v) {
-                        const char *s = json_is_string(v) ? json_string_value(v)
-                                                          : json_string_value(json_object_get(v, "path"));
-                        if (s)
-                                strv_extend(&p.flagged, s);
-                }
-                json_array_foreach(json_object_get(j, "changed"), i, v) {
-                        const char *s = json_is_string(v) ? json_string_value(v)
-                                                          : json_string_value(json_object_get(v, "path"));
-                        if (s)
-                                strv_extend(&p.changed, s);
-                }
         } else {
                 if (memchr(body, 0, n)) {
                         *reterr = xstrdup("patch answer contains NUL bytes");
+                        agent_patch_done(&p);
                         return -EBADMSG;
                 }
                 p.patch = xstrndup(body, n);
                 p.size = n;
         }
-        if (!p.changed)
-                paths_from_diff(p.patch, p.size, &p.changed);
-        /* Our own check as well: the node's list is a floor, never a ceiling. */
-        STRV_FOREACH(c, p.changed)
-                if (agent_path_is_flagged(*c) && !strv_contains(p.flagged, *c))
-                        strv_extend(&p.flagged, *c);
+        /* Our own reading of the patch first. */
+        PatchSummary sum = {};
+        _cleanup_free_ char *perr = NULL;
+        if (patch_flags_compute(p.patch, p.size, &sum, &perr) < 0)
+                patch_flags_add(p.flags, "(patch)", "unparsed", perr ?: "the patch cannot be parsed");
+        else {
+                p.changed = TAKE_PTR(sum.paths);
+                json_array_extend(p.flags, sum.flags);
+        }
+        patch_summary_done(&sum);
+        /* Then the node's list, which can only add. */
+        size_t i;
+        json_t *v;
+        json_array_foreach(j ? json_object_get(j, "flagged") : NULL, i, v) {
+                const char *path = json_is_string(v) ? json_string_value(v)
+                                                     : json_string_value(json_object_get(v, "path"));
+                const char *reason = json_string_value(json_object_get(v, "reason"));
+                const char *why = json_string_value(json_object_get(v, "why"));
+                if (path)
+                        patch_flags_add(p.flags, path, reason ?: "flagged", why ?: "flagged by the node");
+        }
+        patch_flagged_refresh(&p);
         *ret = p;
         return 0;
 }

@@ -43,18 +43,23 @@ char *agent_find_program(const char *name);
 typedef struct AgentPatch {
         char *patch; /* binary git patch text ("" when nothing changed) */
         size_t size;
-        char **flagged; /* changed paths a host would execute or parse (.git/hooks, CI, rc files) */
-        char **changed; /* all changed paths, when the node lists them */
+        char **flagged; /* paths with at least one flag (sorted, unique) */
+        json_t *flags;  /* [{"path", "reason", "why"}]: what a host would run, load or obey */
+        char **changed; /* every path the patch names */
 } AgentPatch;
 
 void agent_patch_done(AgentPatch *p);
 
-/* Accepts either a JSON document {"patch": "...", "flagged": [...], "changed": [...]} (flagged
- * entries may be strings or {"path": ...}) or a raw patch (then flagged is computed with
- * agent_path_is_flagged() from the "diff --git" lines). Returns 0 or -EBADMSG. */
+/* Accepts either a JSON document {"patch": "...", "flagged": [...], "changed": [...]} or a raw
+ * patch. The flags are computed here from the patch itself (patch_flags_compute: the CLI does
+ * not rely on the node's list), then the node's list is added (it may add, never remove). A
+ * patch that cannot be parsed is one flag ("unparsed"), never "no flags". Returns 0 or
+ * -EBADMSG. */
 int agent_patch_parse(const char *content_type, const char *body, size_t n, AgentPatch *ret, char **reterr);
 
-/* Paths a host would later execute or parse without the user asking: anything under .git/,
- * shell rc files, CI configuration (.github/workflows, .gitlab-ci.yml, ...), editor and agent
- * configuration (.vscode/, .claude/, CLAUDE.md, .mcp.json, ...), .envrc. */
-bool agent_path_is_flagged(const char *path);
+/* Add the flags that only the host's tree shows (symlinks already on the host that make a
+ * patched path reachable under a flagged name: patch_flags_host_aliases). */
+void agent_patch_flag_host(AgentPatch *p, const char *dir);
+
+/* One line per flag on stderr: prefix, path, reason and why, all escaped (escape.h). */
+void agent_patch_print_flags(const AgentPatch *p, const char *prefix);

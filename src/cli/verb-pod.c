@@ -515,10 +515,13 @@ int verb_upload(int argc, char **argv) {
 static void patch_usage(void) {
         printf("Usage: nucleus patch POD [OPTIONS]\n\n"
                "Fetch the pod's workspace changes as a binary git patch (apply with 'git apply').\n"
-               "Changed paths a host would execute or parse (hooks, CI, rc files) are FLAGGED on\n"
-               "stderr: review them before applying.\n\n"
+               "Changes a host would run, load or obey (build files, CI, editor and agent config,\n"
+               "hooks, symlinks, executables, binaries) are FLAGGED on stderr with the reason:\n"
+               "review them before applying.\n\n"
                "Options:\n"
                "  -o, --out FILE          Save the patch to FILE (0600) instead of printing it\n"
+               "  -d, --dir DIR           The tree it will be applied to: also flag paths that\n"
+               "                          symlinks already in DIR make reachable as flagged ones\n"
                "      --output FORMAT     text (default) or json (the node's export answer)\n"
                "  -h, --help              Show this help\n");
 }
@@ -528,6 +531,7 @@ int verb_patch(int argc, char **argv) {
                 CLI_OPTION_HELP,
                 CLI_OPTION_OUTPUT,
                 { "out", required_argument, NULL, 'o' },
+                { "dir", required_argument, NULL, 'd' },
                 {},
         };
         _cleanup_client_free_ NucleusClient *c = NULL;
@@ -536,13 +540,16 @@ int verb_patch(int argc, char **argv) {
         _cleanup_(agent_patch_done) AgentPatch patch = {};
         _cleanup_free_ char *err = NULL;
         OutputMode mode = OUTPUT_TEXT;
-        const char *pod, *out = NULL;
+        const char *pod, *out = NULL, *dir = NULL;
         int ch, r;
 
-        while ((ch = getopt_long(argc, argv, "ho:", options, NULL)) >= 0)
+        while ((ch = getopt_long(argc, argv, "ho:d:", options, NULL)) >= 0)
                 switch (ch) {
                 case 'o':
                         out = optarg;
+                        break;
+                case 'd':
+                        dir = optarg;
                         break;
                 default:
                         r = cli_option_common(ch, patch_usage, &mode);
@@ -569,16 +576,17 @@ int verb_patch(int argc, char **argv) {
                         return cli_fail(mode, "io_error", "cannot save the patch to %s: %s", out, strerror(-r));
         }
         size_t n_changed = strv_length(patch.changed);
-        STRV_FOREACH(f, patch.flagged) {
-                _cleanup_free_ char *vis = string_make_visible(*f);
-                log_warning("FLAGGED: %s (a host would execute or parse this; review it)", vis);
-        }
+        if (dir)
+                agent_patch_flag_host(&patch, dir);
+        agent_patch_print_flags(&patch, "FLAGGED: ");
         if (mode == OUTPUT_JSON) {
                 _cleanup_json_ json_t *j = parse_answer(&resp);
                 if (!j) /* a raw patch answer */
                         j = json_pack("{s:s%}", "patch", patch.patch ?: "", patch.size);
                 if (out)
                         json_object_set_new(j, "path", json_string(out));
+                /* The CLI's own flags: the node's list plus what this side computed. */
+                json_object_set(j, "flagged", patch.flags);
                 return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         }
         if (out) {

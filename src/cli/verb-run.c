@@ -1075,12 +1075,7 @@ static void print_summary(
                         if (!endswith(vis, "\n"))
                                 fputc('\n', stderr);
                 }
-                STRV_FOREACH(f, patch->flagged) {
-                        _cleanup_free_ char *vis = string_make_visible(*f);
-                        fprintf(stderr,
-                                "FLAGGED:     %s (a host would execute or parse this; review it)\n",
-                                vis);
-                }
+                agent_patch_print_flags(patch, "FLAGGED:     ");
                 fprintf(stderr,
                         "applied:     %s%s%s\n",
                         applied ? "yes" : "no",
@@ -1471,8 +1466,10 @@ int verb_run(int argc, char **argv) {
                         log_warning("could not fetch the patch: %s", strerror(-r));
                 else if (agent_patch_parse(ct, body, n, &patch, &err) < 0)
                         log_warning("%s", err);
-                else
+                else {
                         have_patch = true;
+                        agent_patch_flag_host(&patch, dir);
+                }
         }
         if (have_patch && patch.size > 0) {
                 if (o.patch_out)
@@ -1495,9 +1492,10 @@ int verb_run(int argc, char **argv) {
                 }
                 if (o.apply && patch_path) {
                         if (patch.flagged && !o.apply_flagged)
-                                apply_note = xstrdup("refused: the patch touches flagged paths (use "
-                                                     "--apply-flagged "
-                                                     "after reviewing them)");
+                                apply_note = xstrdup("refused: the patch touches flagged paths (listed "
+                                                     "above with "
+                                                     "their reasons: review them, then use "
+                                                     "--apply-flagged)");
                         else {
                                 char *aargv[] = { (char *) "git",
                                                   (char *) "-C",
@@ -1599,6 +1597,7 @@ cleanup:
                         strv_to_json(patch.flagged),
                         "applied",
                         applied);
+                json_object_set_new(pj, "flags", patch.flags ? json_copy(patch.flags) : json_array());
                 if (!isempty(patch_path))
                         json_object_set_new(pj, "path", json_string(patch_path));
                 if (diffstat)

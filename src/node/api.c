@@ -18,6 +18,7 @@
 
 #include "alloc-util.h"
 #include "api.h"
+#include "patch-flags.h"
 #include "approval.h"
 #include "fd-util.h"
 #include "json-util.h"
@@ -455,6 +456,40 @@ static enum MHD_Result h_audit(struct MHD_Connection *c, Pod *p) {
 }
 
 /* One proxy call on behalf of a client, with audit and metrics. Takes args. */
+
+/* The flags of an exported patch are computed here from the patch itself (patch-flags.h), so
+ * every API client gets them; the guest's own list may only add to them (paths outside the
+ * patch: a changed .git/hooks file, a nested repository left out), never take one away. */
+static void export_set_flags(json_t *response, const char *data, size_t n) {
+        PatchSummary s = {};
+        _cleanup_free_ char *err = NULL;
+        json_t *flags;
+        if (patch_flags_compute(data ?: "", n, &s, &err) < 0) {
+                flags = json_array();
+                patch_flags_add(flags, "(patch)", "unparsed", err ?: "the patch cannot be parsed");
+        } else {
+                flags = json_incref(s.flags);
+                json_t *changed = json_array();
+                STRV_FOREACH(c, s.paths)
+                        json_array_append_new(changed, json_string(*c));
+                json_object_set_new(response, "changed", changed);
+        }
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(response, "flagged"), i, v) {
+                const char *path = json_is_string(v) ? json_string_value(v)
+                                                     : json_string_value(json_object_get(v, "path"));
+                const char *reason = json_string_value(json_object_get(v, "reason"));
+                if (!path)
+                        continue;
+                _cleanup_free_ char *r = xasprintf("guest: %s", reason ?: "flagged");
+                patch_flags_add(
+                        flags, path, r, json_string_value(json_object_get(v, "why")) ?: "reported by the pod");
+        }
+        json_object_set_new(response, "flagged", flags);
+        patch_summary_done(&s);
+}
+
 static enum MHD_Result proxy_call(
         struct MHD_Connection *c,
         Pod *p,
@@ -502,6 +537,8 @@ static enum MHD_Result proxy_call(
                 if (rep.data_truncated)
                         json_object_set_new(rep.response, "patch_truncated", json_true());
         }
+        if (streq(op, "export") && !json_object_get(rep.response, "error"))
+                export_set_flags(rep.response, rep.data, rep.n_data);
         const char *kind = NULL, *decision = answer_decision(rep.response, &kind);
         _cleanup_free_ char *text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
         AuditEvent ev = { .actor = actor,

@@ -12,13 +12,15 @@ def flagged(resp):
     return {f["path"]: f["reason"] for f in resp["flagged"]}
 
 
-NESTED = [("crates/a/.cargo/config.toml", "build"), ("pkg/.envrc", "shell-rc"), ("web/.npmrc", "build"),
-          ("tools/x/.vscode/settings.json", "agent-config"), ("a/.idea/workspace.xml", "agent-config"),
-          ("svc/.devcontainer/devcontainer.json", "agent-config"), ("m/.pre-commit-config.yaml", "build"),
-          ("lib/.gitattributes", "git-config"), ("lib/.gitmodules", "git-config"), ("p/.mcp.json", "agent-config"),
-          ("p/.claude/settings.json", "agent-config"), ("p/.cursor/rules", "agent-config"),
-          ("deep/er/Makefile", "build"), ("deep/rules.mk", "build"), ("tests/unit/conftest.py", "build"),
-          ("py/sub/pyproject.toml", "build"), ("r/rust-toolchain.toml", "build")]
+# Reasons are the catalogue's groups (src/lib/patch/flagged-paths.txt).
+NESTED = [("crates/a/.cargo/config.toml", "rust and go"), ("pkg/.envrc", "nix and environment managers"),
+          ("web/.npmrc", "javascript"), ("tools/x/.vscode/settings.json", "editors and ides"),
+          ("a/.idea/workspace.xml", "editors and ides"), ("svc/.devcontainer/devcontainer.json", "containers"),
+          ("m/.pre-commit-config.yaml", "git hook managers"), ("lib/.gitattributes", "git"), ("lib/.gitmodules", "git"),
+          ("p/.mcp.json", "coding agents"), ("p/.claude/settings.json", "coding agents"),
+          ("p/.cursor/rules", "coding agents"), ("deep/er/Makefile", "make and autotools"),
+          ("deep/rules.mk", "make and autotools"), ("tests/unit/conftest.py", "python"),
+          ("py/sub/pyproject.toml", "python"), ("r/rust-toolchain.toml", "rust and go")]
 
 
 def test_nested_config_files_are_flagged(proxy):

@@ -29,9 +29,9 @@ def test_p1_git_hooks_and_config_flagged(proxy):
     os.chmod(os.path.join(proxy.ws, ".git/hooks/pre-commit.sample"), 0o755)
     resp, patch, _ = proxy.ch.request_stream_out("export", {})
     f = flagged(resp)
-    assert f[".git/hooks/pre-commit"] == "git-hook"
-    assert f[".git/config"] == "git-config"
-    assert f[".git/hooks/pre-commit.sample"] == "git-hook"  # mode change counts
+    assert f[".git/hooks/pre-commit"] == "git"
+    assert f[".git/config"] == "git"
+    assert f[".git/hooks/pre-commit.sample"] == "git"  # mode change counts
     changes = {x["path"]: x.get("change") for x in resp["flagged"]}
     assert changes[".git/hooks/pre-commit"] == "added" and changes[".git/config"] == "modified"
 
@@ -39,10 +39,10 @@ def test_p1_git_hooks_and_config_flagged(proxy):
 def test_p1_host_executed_files_flagged(proxy):
     configure(proxy)
     assert "error" not in proxy.ch.request_stream_in("import", {}, make_tar([("src/x.c", "file", "int x;\n")]))
-    files = {".github/workflows/ci.yml": "ci", ".gitlab-ci.yml": "ci", ".bashrc": "shell-rc", "sub/.profile": "shell-rc",
-             ".zshrc": "shell-rc", ".claude/settings.json": "agent-config", ".mcp.json": "agent-config",
-             "AGENTS.md": "agent-config", ".cursor/rules": "agent-config", "Makefile": "build",
-             "package.json": "build", ".gitmodules": "git-config", ".vscode/tasks.json": "agent-config"}
+    files = {".github/workflows/ci.yml": "ci", ".gitlab-ci.yml": "ci", ".bashrc": "shells", "sub/.profile": "shells",
+             ".zshrc": "shells", ".claude/settings.json": "coding agents", ".mcp.json": "coding agents",
+             "AGENTS.md": "coding agents", ".cursor/rules": "coding agents", "Makefile": "make and autotools",
+             "package.json": "javascript", ".gitmodules": "git", ".vscode/tasks.json": "editors and ides"}
     for p in files:
         proxy.put(p, "x\n")
     proxy.put("src/x.c", "int y;\n")

@@ -21,6 +21,6 @@ def test_rf8_nested_cargo_config_not_flagged(proxy, path):
     proxy.put(path, "[build]\nrustc-wrapper = \"/tmp/evil\"\n")
     resp, patch, _ = proxy.ch.request_stream_out("export", {})
     f = flagged(resp)
-    assert f.get(".cargo/config.toml") == "build", f
+    assert f.get(".cargo/config.toml") == "rust and go", f
     assert path in resp["changed"] and path.encode() in patch
-    assert f.get(path) == "build", f"{path} reaches the host in the patch without a flag: {f}"
+    assert f.get(path) == "rust and go", f"{path} reaches the host in the patch without a flag: {f}"

@@ -22,6 +22,7 @@
 #include "fd-util.h"
 #include "glob.h"
 #include "log.h"
+#include "patch-flags.h"
 #include "proxy-path.h"
 #include "proxy.h"
 #include "string-util.h"
@@ -31,101 +32,14 @@
 #define EXPORT_MAX_PATCH (48U * 1024U * 1024U) /* must fit the channel's output queue */
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
 
-/* ---- flagged paths (docs/proxy.md "Flagged paths") ---- */
+/* ---- flagged paths (docs/policy.md "Flagged paths") ---- */
 
-typedef struct FlagRule {
-        const char *glob;
-        const char *reason;
-} FlagRule;
-
-static const FlagRule flag_rules[] = {
-        /* Every rule applies at any depth (see flag_reason); order decides the reason. */
-        { ".git/hooks/**", "git-hook" },
-        { ".git/config", "git-config" },
-        { ".git/info/**", "git-config" },
-        { ".git", "git-config" },           /* a gitdir pointer file */
-        { ".git/commondir", "git-config" }, /* redirects git to another repository */
-        { ".git/modules/**/config", "git-config" },
-        { ".git/modules/**/hooks/**", "git-hook" },
-        { ".git/modules/**/info/**", "git-config" },
-        { ".git/modules/**/commondir", "git-config" },
-        { ".gitmodules", "git-config" },
-        { ".gitattributes", "git-config" },
-        { ".lfsconfig", "git-config" },
-        { ".bashrc", "shell-rc" },
-        { ".bash_profile", "shell-rc" },
-        { ".bash_login", "shell-rc" },
-        { ".bash_logout", "shell-rc" },
-        { ".profile", "shell-rc" },
-        { ".zshrc", "shell-rc" },
-        { ".zshenv", "shell-rc" },
-        { ".zprofile", "shell-rc" },
-        { ".zlogin", "shell-rc" },
-        { ".inputrc", "shell-rc" },
-        { ".envrc", "shell-rc" },
-        { ".github/workflows/**", "ci" },
-        { ".github/actions/**", "ci" },
-        { ".gitlab-ci.yml", "ci" },
-        { ".circleci/**", "ci" },
-        { ".travis.yml", "ci" },
-        { "Jenkinsfile", "ci" },
-        { "azure-pipelines.yml", "ci" },
-        { ".buildkite/**", "ci" },
-        { ".drone.yml", "ci" },
-        { "bitbucket-pipelines.yml", "ci" },
-        { ".claude/**", "agent-config" },
-        { "CLAUDE.md", "agent-config" },
-        { ".cursor/**", "agent-config" },
-        { ".cursorrules", "agent-config" },
-        { ".mcp.json", "agent-config" },
-        { "AGENTS.md", "agent-config" },
-        { ".github/copilot-instructions.md", "agent-config" },
-        { ".vscode/**", "agent-config" },
-        { ".idea/**", "agent-config" },
-        { ".devcontainer/**", "agent-config" },
-        { ".devcontainer.json", "agent-config" },
-        { ".aider*", "agent-config" },
-        { ".continue/**", "agent-config" },
-        { ".windsurfrules", "agent-config" },
-        { "Makefile", "build" },
-        { "makefile", "build" },
-        { "GNUmakefile", "build" },
-        { "*.mk", "build" },
-        { "package.json", "build" },
-        { ".npmrc", "build" },
-        { ".yarnrc", "build" },
-        { ".yarnrc.yml", "build" },
-        { ".pnpmfile.cjs", "build" },
-        { "setup.py", "build" },
-        { "setup.cfg", "build" },
-        { "pyproject.toml", "build" },
-        { "conftest.py", "build" }, /* pytest imports it from every test directory */
-        { "build.rs", "build" },
-        { "Cargo.toml", "build" },
-        { "rust-toolchain", "build" },
-        { "rust-toolchain.toml", "build" },
-        { ".cargo/config", "build" },
-        { ".cargo/config.toml", "build" },
-        { ".pre-commit-config.yaml", "build" },
-        { ".husky/**", "build" },
-};
-
-/* RF-8: tools read these files in every directory, not only at the repository root (cargo
- * reads .cargo/config.toml in each ancestor of its cwd, direnv any .envrc, git any nested
- * .git, editors a nested .vscode/ of a multi-root workspace). So every rule is matched against
- * the path and against each suffix that starts at a component boundary: "a/b/.cargo/config"
- * is tried as itself, "b/.cargo/config" and ".cargo/config". Over-flagging (a nested
- * .github/workflows that CI ignores) is cheap; a missed flag reaches the host unreviewed. */
+/* The catalogue's group for a path (any depth, case and Unicode variants), or NULL. The
+ * node recomputes the patch's flags itself; this names what the guest adds that is not in
+ * the patch (files under .git). */
 static const char *flag_reason(const char *rel) {
-        for (size_t i = 0; i < ELEMENTSOF(flag_rules); i++)
-                for (const char *s = rel; s && *s;) {
-                        if (glob_match(flag_rules[i].glob, s))
-                                return flag_rules[i].reason;
-                        s = strchr(s, '/');
-                        if (s)
-                                s++;
-                }
-        return NULL;
+        const PatchFlagRule *r = patch_flag_match(rel);
+        return r ? r->group : NULL;
 }
 
 /* ---- git, run as root on the baseline dir (never the workspace's own .git) ---- */
