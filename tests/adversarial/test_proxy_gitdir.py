@@ -80,7 +80,8 @@ def test_git_hardening_env_reaches_commands(proxy_bin, agent_ids, proxy):
 
 def test_repository_config_cannot_run_fsmonitor(proxy):
     """Host-made repository config (as if planted by a command git ran) with core.fsmonitor:
-    the pinned command-line config wins, git status runs nothing."""
+    git status is refused (the key is outside the git configuration allow list, see
+    test_proxy_git_config.py) and runs nothing."""
     import subprocess
     env = {"PATH": "/usr/bin:/bin", "HOME": proxy.base, "GIT_CONFIG_NOSYSTEM": "1"}
     subprocess.run(["git", "init", "-q", proxy.ws], env=env, check=True)
@@ -89,7 +90,7 @@ def test_repository_config_cannot_run_fsmonitor(proxy):
     subprocess.run(["chown", "-R", f"{proxy.uid}:{proxy.gid}", proxy.ws], check=True)
     configure(proxy)
     r = proxy.ch.request("run", {"argv": ["git", "status"]})
-    assert "error" not in r, r
+    assert r.get("kind") == "command_denied" and "core.fsmonitor" in r["error"], r
     assert not os.path.exists(MARK), f"git status ran core.fsmonitor: {r}"
 
 

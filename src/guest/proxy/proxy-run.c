@@ -577,6 +577,19 @@ void op_run(Request *req) {
                 return;
         }
 
+        /* Issue 13: git reads the configuration of the repositories in the workspace, which
+         * any program the agent ran may have written; refuse while a key outside the git
+         * configuration allow list is present (a shell grant can hide git in a script). */
+        if (argv && d.verdict != POLICY_DENY &&
+            (policy_command_runs_git(p->policy, argv) || policy_grants_shell(p->policy))) {
+                _cleanup_free_ char *why = NULL;
+                if (proxy_git_config_check(p, &why) < 0) {
+                        policy_decision_done(&d);
+                        request_fail(req, ERROR_KIND_COMMAND_DENIED, "run: git configuration refused: %s", why);
+                        return;
+                }
+        }
+
         if (p->n_jobs >= p->limits.max_concurrent_jobs) {
                 policy_decision_done(&d);
                 request_fail(req, ERROR_KIND_CAPACITY, "run: %u commands are already running", p->n_jobs);

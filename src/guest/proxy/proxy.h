@@ -157,6 +157,10 @@ void op_configure(Request *req);
 /* Tell the command analysis which implementation (upstream, busybox, toybox) of each program it
  * parses by a grammar is installed along path_list (proxy-impl.c). */
 void proxy_resolve_implementations(const char *path_list);
+/* Every git configuration file of every repository in the workspace holds only keys on the git
+ * configuration allow list (proxy-gitcheck.c). 0, or < 0 with a malloc'd *reterr naming the
+ * file, line and key. */
+int proxy_git_config_check(Proxy *p, char **reterr);
 void op_status(Request *req);
 void op_charge(Request *req);
 void op_approve(Request *req);

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "alloc-util.h"
+#include "git-config.h"
 #include "policy-internal.h"
 #include "policy-options.h"
 #include "string-util.h"
@@ -495,19 +496,18 @@ static size_t analyze_options(
         return opt_scan(g, argv, start, opt_check_visit, &c);
 }
 
-static bool git_dangerous_config_key(const char *kv) {
-        static const char *const prefixes[] = {
-                "alias.",     "core.",      "filter.",   "diff.",        "merge.",   "credential", "gpg.",
-                "pager.",     "sequence.",  "include",   "uploadpack.",  "remote.",  "protocol.",  "url.",
-                "sendemail.", "mergetool.", "difftool.", "interactive.", "web.",     "browser.",   "man.",
-                "ssh.",       "instaweb.",  "trailer.",  "submodule.",   "receive.", "hook.",      "init.",
-                "safe.",      "http.",      "transfer.", "fetch.",       "push.",    "commit.",    "tag.",
-                "log.",       "format.",    "notes.",    "rebase.",      NULL,
-        };
-        for (const char *const *pp = prefixes; *pp; pp++)
-                if (strncasecmp(kv, *pp, strlen(*pp)) == 0)
-                        return true;
-        return false;
+/* git clone -c/--config KEY=VALUE: the key must be on the git configuration allow list. */
+static int git_clone_opt(const OptItem *it, void *userdata) {
+        Analysis *a = userdata;
+        if (((it->kind == OPT_ITEM_SHORT && it->letter == 'c') ||
+             (it->kind == OPT_ITEM_LONG &&
+              opt_long_matches(it->name, it->name_len, (const char *const[]){ "config", NULL }))) &&
+            !git_config_assignment_allowed(it->value)) {
+                _cleanup_free_ char *vis = string_make_visible(it->value ?: "");
+                set_inline(a, "'git clone' sets '%s', a key outside the git configuration allow list", vis);
+                return -1;
+        }
+        return 0;
 }
 
 static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a) {
@@ -541,11 +541,24 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         i += 2;
                         continue;
                 }
-                if (streq(w, "-c") || streq(w, "--config-env") || startswith(w, "--config-env=") ||
-                    startswith(w, "-c")) {
-                        set_inline(a, "'git %s' sets configuration that can make git run programs", w);
-                        i += streq(w, "-c") || streq(w, "--config-env") ? 2 : 1;
+                if (streq(w, "-c") || streq(w, "--config-env") || startswith(w, "--config-env=")) {
+                        /* Command-line configuration: only keys on the allow list (git-config.h). */
+                        const char *kv = startswith(w, "--config-env=") ?: i + 1 < n ? argv[i + 1] : NULL;
+                        if (!git_config_assignment_allowed(kv)) {
+                                _cleanup_free_ char *vis = string_make_visible(kv ?: "");
+                                set_inline(
+                                        a,
+                                        "'git %s %s' sets a key outside the git configuration allow list",
+                                        w,
+                                        vis);
+                                return;
+                        }
+                        i += strchr(w, '=') ? 1 : 2;
                         continue;
+                }
+                if (startswith(w, "-c")) {
+                        set_fail(a, "unknown git option '%s'", w);
+                        return;
                 }
                 if (startswith(w, "--exec-path=") || streq(w, "--git-dir") || startswith(w, "--git-dir=") ||
                     streq(w, "--work-tree") || startswith(w, "--work-tree=")) {
@@ -586,10 +599,9 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
         else if (streq(sub, "commit"))
                 e->op = OPERATION_GIT_COMMIT;
 
-        static const char *const exec_opts[] = {
-                "upload-pack", "receive-pack",        "exec", "template", "config",
-                "extcmd",      "open-files-in-pager", "tool", "ext-diff", NULL
-        };
+        static const char *const exec_opts[] = { "upload-pack", "receive-pack", "exec",
+                                                 "template",    "extcmd",       "open-files-in-pager",
+                                                 "tool",        "ext-diff",     NULL };
         for (size_t k = i + 1; k < n; k++) {
                 const char *w = argv[k];
                 if (streq(w, "--"))
@@ -605,14 +617,18 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         set_inline(a, "'git %s %s' writes a file outside the path policy", sub, w);
                         return;
                 }
-                if (streq(sub, "config") &&
-                    (git_dangerous_config_key(w) || streq(w, "-e") || streq(w, "--edit"))) {
-                        set_inline(a, "'git %s %s' can make git run a program", sub, w);
+        }
+        if (streq(sub, "config")) {
+                _cleanup_free_ char *why = NULL;
+                if (git_config_check_command(argv + i, &why) < 0) {
+                        _cleanup_free_ char *vis = string_make_visible(why);
+                        set_inline(a, "%s", vis);
                         return;
                 }
         }
         /* Short options by the subcommand's grammar (clusters, attached values: review RF-14). */
-        if (analyze_options("git", sub, argv, i + 1, a, NULL, NULL) == SIZE_MAX)
+        if (analyze_options("git", sub, argv, i + 1, a, streq(sub, "clone") ? git_clone_opt : NULL, a) ==
+            SIZE_MAX)
                 return;
         if (in_list(sub,
                     (const char *const[]){
@@ -1786,6 +1802,19 @@ bool policy_command_stdin_is_code(const Policy *p, char *const *argv) {
         for (size_t i = 0; i < a.n_execs; i++)
                 if (a.execs[i].effective && a.execs[i].effective[0] &&
                     in_list(a.execs[i].effective[0], readers))
+                        return true;
+        return false;
+}
+
+bool policy_command_runs_git(const Policy *p, char *const *argv) {
+        _cleanup_(analysis_done) Analysis a = {};
+        if (!p || !argv || !argv[0])
+                return true;
+        analyze(p, argv, 0, &a);
+        if (a.fail_reason)
+                return true;
+        for (size_t i = 0; i < a.n_execs; i++)
+                if (a.execs[i].effective && a.execs[i].effective[0] && streq(a.execs[i].effective[0], "git"))
                         return true;
         return false;
 }

@@ -198,6 +198,11 @@ bool policy_env_name_allowed(const char *name);
  * request that carries stdin for such a command unless policy_grants_shell(p). */
 bool policy_command_stdin_is_code(const Policy *p, char *const *argv);
 
+/* True if git runs in this command (directly, as a git-* program, under wrappers, by find
+ * -exec, ...) or the analysis cannot tell. The proxy checks every repository's configuration
+ * against the git configuration allow list (git-config.h) before such a command. */
+bool policy_command_runs_git(const Policy *p, char *const *argv);
+
 /* RF-1: the fixed "NAME=VALUE" list (NULL-terminated, static) the proxy must add to the
  * environment of every command whose program is git (also git-* programs and git under a
  * wrapper), after building the env from nothing. It ignores system/global config and pins, via
