@@ -159,10 +159,9 @@ static int check_gitdir(GitCheck *c, int fd, const char *rel, unsigned depth) {
                 r = resolve_in_workspace(c, rel, common, &target);
                 if (r < 0)
                         return check_fail(c, "'%s/commondir' points git outside the workspace", rel);
-                int cfd = proxy_openat2(
+                _cleanup_close_ int cfd = proxy_openat2(
                         c->p, -1, target, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS);
                 if (cfd >= 0) {
-                        _cleanup_close_ int owned = cfd;
                         if ((r = check_config_file(c, cfd, target, "config")) < 0 ||
                             (r = check_config_file(c, cfd, target, "config.worktree")) < 0)
                                 return r;
@@ -193,12 +192,12 @@ static int check_gitfile(GitCheck *c, int dirfd, const char *rel_dir, unsigned d
         _cleanup_free_ char *target = NULL;
         if (resolve_in_workspace(c, rel_dir, g, &target) < 0)
                 return check_fail(c, "'%s' points git outside the workspace", vis);
-        int gfd = proxy_openat2(c->p, -1, target, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS);
+        _cleanup_close_ int gfd = proxy_openat2(
+                c->p, -1, target, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS);
         if (gfd == -ENOENT || gfd == -ENOTDIR)
                 return 0; /* git fails: "not a git repository" */
         if (gfd < 0)
                 return check_fail(c, "'%s' points git outside the workspace or through a symlink", vis);
-        _cleanup_close_ int gfd_owned = gfd;
         _cleanup_free_ char *tvis = string_make_visible(target);
         return check_gitdir(c, gfd, tvis, depth + 1);
 }
