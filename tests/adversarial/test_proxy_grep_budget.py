@@ -40,3 +40,25 @@ def test_ordinary_grep_is_complete(proxy):
     r = proxy.ch.request("grep", {"pattern": r"return\s+\d", "path": "."})
     assert r["matches"] and r["matches"][0]["line"] == 2, r
     assert r["time_budget_exceeded"] is False and r["lines_skipped"] == 0 and not r["truncated"]
+
+
+def test_control_ops_do_not_queue_behind_tool_work(proxy):
+    """Control operations have their own lane: with eight slow greps (each using its whole time
+    budget) already sent, a status sent after them is answered before all but at most one of
+    them (the one the proxy may be running when status arrives). Judged by the order of the
+    answers, not by time."""
+    from helpers.channel import RESPONSE
+    configure(proxy)
+    proxy.put("big.txt", ("a" * 40 + "!\n") * 150000)
+    greps = [proxy.ch.start("grep", {"pattern": "^(a|aa)+$", "path": "big.txt"}) for _ in range(8)]
+    status = proxy.ch.start("status")
+    order = []
+    while len(order) < 9:
+        f = proxy.ch.read_frame(timeout=120)
+        if f.type == RESPONSE:
+            order.append(f.stream)
+            assert "error" not in f.json(), f.json()
+    assert sorted(order) == sorted(greps + [status])
+    assert order.index(status) <= 1, order
+    # The tool work itself still runs in the order it was sent.
+    assert [s for s in order if s != status] == greps

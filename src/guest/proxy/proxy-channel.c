@@ -15,6 +15,58 @@
 #include "proxy.h"
 
 #define PROXY_OUT_QUEUE_MAX (64u * 1024u * 1024u) /* bytes queued for a slow peer */
+/* Frames read ahead of the tool work in progress; beyond this the channel is not read until
+ * the queue drains (backpressure on the node, nothing dropped). */
+#define PROXY_DEFERRED_MAX (8u * 1024u * 1024u)
+
+typedef struct DeferredFrame {
+        struct DeferredFrame *next;
+        Frame frame;
+} DeferredFrame;
+
+static void deferred_push(Proxy *p, Frame *f) {
+        DeferredFrame *d = xnew0(DeferredFrame, 1);
+        d->frame = *f;
+        *f = FRAME_NULL;
+        if (!p->deferred_tail)
+                p->deferred_tail = &p->deferred;
+        *p->deferred_tail = d;
+        p->deferred_tail = &d->next;
+        p->deferred_bytes += d->frame.length + sizeof *d;
+}
+
+static bool deferred_pop(Proxy *p, Frame *ret) {
+        DeferredFrame *d = p->deferred;
+        if (!d)
+                return false;
+        p->deferred = d->next;
+        if (!p->deferred)
+                p->deferred_tail = &p->deferred;
+        p->deferred_bytes -= d->frame.length + sizeof *d;
+        *ret = d->frame;
+        free(d);
+        return true;
+}
+
+static void deferred_clear(Proxy *p) {
+        Frame f;
+        while (deferred_pop(p, &f))
+                frame_done(&f);
+}
+
+/* Handle what was deferred, in order: frames of streams already running (data, end, cancel)
+ * freely, but at most one request, so the loop reads the channel again (and serves control
+ * requests) between two pieces of tool work. */
+static void deferred_run(Proxy *p) {
+        Frame f;
+        while (!p->drop_peer && p->conn_fd >= 0 && deferred_pop(p, &f)) {
+                bool request = f.type == FRAME_REQUEST;
+                proxy_handle_frame(p, &f);
+                frame_done(&f);
+                if (request)
+                        break;
+        }
+}
 
 int proxy_loop_add(Proxy *p, LoopSource *s, uint32_t events) {
         struct epoll_event ev = { .events = events, .data.ptr = s };
@@ -99,6 +151,7 @@ static void conn_close(Proxy *p) {
         conn_source.fd = -EBADF;
         frame_decoder_done(&p->decoder);
         frame_queue_done(&p->out);
+        deferred_clear(p); /* requests of a peer that is gone are not run */
         p->want_out = false;
         p->drop_peer = false;
         proxy_handle_peer_gone(p);
@@ -121,7 +174,9 @@ static void protocol_error(Proxy *p, int r, uint32_t sid) {
 
 static void conn_read(Proxy *p) {
         uint8_t buf[64 * 1024];
-        for (int rounds = 0; rounds < 16 && p->conn_fd >= 0 && !p->drop_peer; rounds++) {
+        for (int rounds = 0;
+             rounds < 16 && p->conn_fd >= 0 && !p->drop_peer && p->deferred_bytes < PROXY_DEFERRED_MAX;
+             rounds++) {
                 ssize_t k = read(p->conn_fd, buf, sizeof buf);
                 if (k < 0) {
                         if (errno == EINTR)
@@ -145,7 +200,10 @@ static void conn_read(Proxy *p) {
                         if (r < 0)
                                 protocol_error(p, r, sid);
                         else if (r == 1) {
-                                proxy_handle_frame(p, &f);
+                                if (proxy_frame_is_control(&f))
+                                        proxy_handle_frame(p, &f);
+                                else
+                                        deferred_push(p, &f);
                                 frame_done(&f);
                         } else
                                 break;
@@ -236,6 +294,8 @@ int proxy_run_loop(Proxy *p) {
                         usec_t now = now_usec(CLOCK_MONOTONIC);
                         timeout = next <= now ? 0 : usec_to_timeout_ms(next - now + 999);
                 }
+                if (p->deferred)
+                        timeout = 0; /* tool work is waiting: look at the channel, then do it */
                 struct epoll_event evs[16];
                 int n = epoll_wait(p->epoll_fd, evs, ELEMENTSOF(evs), timeout);
                 if (n < 0) {
@@ -248,6 +308,9 @@ int proxy_run_loop(Proxy *p) {
                         s->callback(p, s, evs[i].events);
                 }
                 proxy_jobs_tick(p);
+                deferred_run(p);
+                /* Reading stopped at the deferred cap: the fd stays readable (level-triggered),
+                 * so the next epoll_wait reports it again once the queue has room. */
                 proxy_jobs_reap_graveyard(p);
                 if (p->drop_peer) {
                         conn_flush(p);

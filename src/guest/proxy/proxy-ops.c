@@ -433,6 +433,25 @@ static void proxy_handle_request(Proxy *p, Frame *f) {
         e->handler(req);
 }
 
+bool proxy_frame_is_control(const Frame *f) {
+        static const char *const control[] = { "configure", "status", "charge", "approve" };
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ char *err = NULL;
+        json_t *args;
+        const char *op;
+
+        /* Control requests are small; anything large is tool work (and is not parsed twice). */
+        if (f->type != FRAME_REQUEST || f->length == 0 || f->length > 64 * 1024)
+                return false;
+        if (proto_json_parse(f->payload, f->length, &j, &err) < 0 ||
+            proto_request_parse(j, &op, &args, &err) < 0)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(control); i++)
+                if (streq(op, control[i]))
+                        return true;
+        return false;
+}
+
 void proxy_handle_frame(Proxy *p, Frame *f) {
         switch (f->type) {
         case FRAME_REQUEST:

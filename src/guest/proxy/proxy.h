@@ -81,6 +81,10 @@ typedef struct Proxy {
         FrameQueue out;
         bool want_out; /* EPOLLOUT armed */
         bool drop_peer;
+        /* Frames read but not handled yet, in arrival order (tool work); control requests
+         * (proxy_frame_is_control) never wait here. */
+        struct DeferredFrame *deferred, **deferred_tail;
+        size_t deferred_bytes;
 
         /* configuration (set once by configure) */
         bool configured;
@@ -135,6 +139,11 @@ void request_finish(Request *req, json_t *result);
 void request_fail(Request *req, ErrorKind kind, const char *fmt, ...) _printf_(3, 4);
 Request *request_free(Request *req);
 void proxy_handle_frame(Proxy *p, Frame *f);
+/* True for a request of a control operation (configure, status, charge, approve): small, fast,
+ * no workspace I/O. The channel handles those as soon as they are read, ahead of tool work
+ * read earlier (which runs one request per loop turn), so a status never queues behind slow
+ * greps. */
+bool proxy_frame_is_control(const Frame *f);
 void proxy_handle_peer_gone(Proxy *p);
 
 /*
