@@ -260,7 +260,11 @@ int agent_workspace_tar(const char *dir, char *const *exclude, AgentTar *ret, ch
         struct archive *a = archive_write_new();
         archive_write_set_format_pax_restricted(a);
         archive_write_set_bytes_in_last_block(a, 1);
-        if (archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK) {
+        /* Names are bytes: store them as they are (pax hdrcharset=BINARY), never translated
+         * through the locale, so a name that is not valid in it (or not UTF-8 at all) packs
+         * like any other instead of failing with "Can't translate pathname to UTF-8". */
+        if (archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
+            archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK) {
                 *reterr = xasprintf("tar: %s", archive_error_string(a) ?: "cannot open");
                 archive_write_free(a);
                 strv_free(files);

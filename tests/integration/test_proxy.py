@@ -2,7 +2,9 @@
 """nucleus-tool-proxy over a unix socket, as root, with a throwaway agent user: every op and
 every error kind the proxy produces, plus audit events and channel robustness."""
 import base64
+import io
 import os
+import tarfile
 import socket
 import struct
 import subprocess
@@ -411,6 +413,38 @@ def test_import_export_roundtrip(proxy):
     assert b"-alpha\n+beta\n" in patch and b"GIT binary patch" in patch
     assert resp["patch_bytes"] == len(patch)
     assert resp["flagged"] == []
+
+
+def test_import_names_are_bytes(proxy):
+    """A workspace name that is not valid UTF-8 (or not valid in any locale) travels as bytes:
+    pax hdrcharset=BINARY (what the CLI writes) is imported byte for byte, listed, read and
+    exported without error."""
+    configure(proxy)
+    raw = [b"caf\xe9.txt", b"bad-\xff\xfe", b"d\xe9/in\x80.c", "ünï.txt".encode()]
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tf:
+        for n in raw:
+            data = b"x" + n
+            ti = tarfile.TarInfo(os.fsdecode(n))
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    tar = bio.getvalue()
+    assert b"hdrcharset=BINARY" in tar  # the form under test
+    r = proxy.ch.request_stream_in("import", {}, tar)
+    assert "error" not in r and r["files"] == len(raw), r
+    for n in raw:
+        with open(os.path.join(os.fsencode(proxy.ws), n), "rb") as f:
+            assert f.read() == b"x" + n
+    lst = proxy.ch.request("list", {"path": "."})
+    assert "error" not in lst, lst
+    ok = proxy.ch.request("read", {"path": "ünï.txt"})
+    assert ok.get("content") == "x" + "ünï.txt", ok
+    with open(os.path.join(os.fsencode(proxy.ws), b"caf\xe9.txt"), "ab") as f:
+        f.write(b"changed\n")
+    resp, patch, end = proxy.ch.request_stream_out("export", {})
+    assert "error" not in resp, resp
+    assert b"caf" in patch
 
 
 def test_baseline_is_one_pack(proxy):
