@@ -41,7 +41,7 @@ static const struct {
           "AAAAAAAAAAA",
           O(RUN_BASH) | O(GIT_PUSH) | O(CREATE_PR),
           false,
-          0,
+          1,
           10000000,
           500000,
           50000,

@@ -655,7 +655,7 @@ static const char *const py_modules_ok[] = {
 typedef struct InterpState {
         const char *prog;
         Analysis *a;
-        bool module;   /* python -m: the rest are the module's arguments */
+        bool module;   /* python -m, node --test: a file-based run */
         bool has_file; /* awk -f/-E FILE: the program is a file, not text */
 } InterpState;
 
@@ -698,6 +698,9 @@ static int interp_opt(const OptItem *it, void *userdata) {
                 set_inline(s->a, "'%s %s' loads code from a URL given in its arguments", s->prog, vis);
                 return -1;
         }
+        if (node_like(s->prog) && it->kind == OPT_ITEM_LONG && it->name_len == 4 &&
+            strncmp(it->name, "test", 4) == 0)
+                s->module = true; /* node --test runs the test files it finds, not its input */
         if ((is_short && (it->letter == 'f' || it->letter == 'E')) ||
             (it->kind == OPT_ITEM_LONG &&
              opt_long_matches(it->name, it->name_len, (const char *const[]){ "file", "exec", NULL })))
@@ -736,6 +739,10 @@ static void analyze_interpreter(const char *prog, char *const *argv, Analysis *a
         size_t i = analyze_options(prog, NULL, argv, 1, a, interp_opt, &st);
         if (i == SIZE_MAX || st.module)
                 return;
+        if (node_like(prog)) /* node --test after other options, or among operands */
+                for (size_t k = 1; k < n && !streq(argv[k], "--"); k++)
+                        if (streq(argv[k], "--test"))
+                                return;
         if (awk_like(prog)) {
                 /* The first operand is program text unless -f/-E named a program file. */
                 if (!st.has_file)

@@ -66,6 +66,30 @@ static const char *const default_allowed[] = {
         "git status", "git diff",    "git log",      NULL,
 };
 
+/* The test and build entry points of the major ecosystems (issue 14): running the project's
+ * tests is the job of fix-issue. They run project code inside the VM; the VM, Landlock, seccomp
+ * and the absent network contain it, and the export flags keep what it writes off the host
+ * (docs/policy.md, "Running the project's tests"). */
+static const char *const test_runners[] = {
+        "pytest",
+        "python3 -m pytest",
+        "python3 -m unittest",
+        "python -m pytest",
+        "python -m unittest",
+        "make test",
+        "make check",
+        "npm test",
+        "npm run test",
+        "node --test",
+        "cargo test",
+        "go test",
+        "ctest",
+        "meson test",
+        "mvn test",
+        "gradle test",
+        NULL,
+};
+
 static const char *const restrictive_allowed[] = {
         "git status", "git diff", "git log", "ls", "cat", "head", "tail", NULL,
 };
@@ -124,13 +148,15 @@ static const ProfileDef profiles[] = {
           100000,
           10000,
           60 },
-        /* permissive keeps the default command allowlist, as in the reference (§13). */
+        /* permissive: the reference kept the default command allowlist, so even `ls -la` was
+         * refused (issue 14); its commands are unrestricted, with the default blocks, run_bash
+         * behind approval (the trifecta) like every other operation that can exfiltrate. */
         { "permissive",
           "Permissive permissions",
           "AAAAAAAAAAA",
           0,
           false,
-          COMMANDS_DEFAULT,
+          COMMANDS_PERMISSIVE,
           10000000,
           500000,
           50000,
@@ -350,6 +376,7 @@ static Policy *profile_build(const ProfileDef *d) {
                 /* "git commit" is a granted capability; make it reachable (see table comment). */
                 string_set_add(&p->commands.allowed, "git add");
                 string_set_add(&p->commands.allowed, "git commit");
+                add_strings(&p->commands.allowed, test_runners);
         } else if (streq(d->name, "pr_approve")) {
                 /* The reference gates git_push behind approval but its allowlist then refuses
                  * `git push` even after approval (§13 "interactions"); make the approval mean
