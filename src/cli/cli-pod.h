@@ -1,8 +1,30 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Pod id validation for verbs that put a user-given id into a URL path. */
+/* Pods as users name them: id validation for verbs that put an id into a URL path, and the
+ * resolution of what a user typed (an id, a unique id prefix, a name) to one pod id. */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
+
+#include "client.h"
 
 /* 1..64 characters of [A-Za-z0-9_-]: nothing that could change the URL's meaning. */
 bool cli_pod_id_valid(const char *id);
+
+/* True for a pod state that will not change any more. */
+bool cli_pod_state_ended(const char *state);
+
+/*
+ * cli_pod_resolve:
+ *   Arguments: ref: what the user typed; it must pass cli_pod_id_valid() (the caller checks,
+ *              as a usage error). pods: the node's pod list (GET /v1/pods answer: {"pods":
+ *              [...]}) or NULL to fetch it with c.
+ *   Returns: 0 and *ret_id (malloc'd) when ref is an id the node lists, the only pod whose id
+ *            starts with ref, or the only pod (else the only live pod) named ref. A ref that
+ *            matches nothing is returned as is (the node then answers not_found, and verbs
+ *            that read a node's earlier pods from disk still can). -EEXIST when ref is
+ *            ambiguous: *reterr lists the candidates (id, name, state). Transport and node
+ *            errors: the negative errno and *reterr.
+ *   Notes: a full id (36 characters) is taken as is without asking the node.
+ */
+int cli_pod_resolve(NucleusClient *c, json_t *pods, const char *ref, char **ret_id, char **reterr);

@@ -154,9 +154,3 @@ int cli_parse_simple_no_args(int argc, char **argv, void (*usage)(void), OutputM
         }
         return 0;
 }
-
-bool cli_pod_id_valid(const char *id) {
-        size_t n = id ? strlen(id) : 0;
-        return n > 0 && n <= 64 &&
-                strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
-}

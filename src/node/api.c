@@ -419,12 +419,16 @@ static enum MHD_Result h_logs(struct MHD_Connection *c, Pod *p, const char *quer
         data = xstrdup("");
         logs_append(p, "node.log", "node", &data, &n);
         logs_append(p, "console.log", "console", &data, &n);
-        /* Lossy: keep text, newlines and tabs; anything else non-printable ASCII becomes '?'. */
+        /* Lossy: keep text, newlines and tabs; a CR that ends a line (serial consoles write
+         * CRLF) is dropped; anything else non-printable ASCII becomes '?'. */
+        size_t w = 0;
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char) data[i];
-                if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f)
-                        data[i] = '?';
+                if (ch == '\r' && i + 1 < n && data[i + 1] == '\n')
+                        continue;
+                data[w++] = (ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f ? '?' : (char) ch;
         }
+        n = w;
         size_t start = 0;
         if (tail > 0) {
                 uint32_t lines = 0;

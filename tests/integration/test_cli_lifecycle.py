@@ -300,3 +300,91 @@ def test_sigkill_leaves_the_pod_to_its_lease(node, files, tmp_path):
         p.wait(timeout=30)
         ended = wait_ended(node, pod, timeout=GRACE + 30)
     assert "lease" in ended.get("reason", ""), ended
+
+
+# ---- everyday verbs: ps, logs, pods by prefix or name -------------------------------------------
+
+
+def new_pod(node, name):
+    from helpers.nodeproc import spec_yaml
+    spec = spec_yaml().replace("kind: Pod\n", f"kind: Pod\nmetadata:\n  name: {name}\n")
+    r = node.client().create_pod(spec)
+    assert r.status == 201, r.text
+    pod = r.json()["id"]
+    node.client().wait_state(pod, {"running"}, timeout=120)
+    return pod
+
+
+def test_ps_filters_and_json(node, tmp_path):
+    cli = Cli(tmp_path, node)
+    live = new_pod(node, "ps-live")
+    gone = new_pod(node, "ps-gone")
+    node.client().delete_pod(gone)
+    ids = lambda args: {p["id"] for p in json.loads(cli.run("ps", *args, "--output", "json").stdout)["pods"]}
+    assert live in ids([]) and gone not in ids([])  # running only by default
+    assert {live, gone} <= ids(["-a"])
+    assert gone in ids(["--state", "exited"]) and live not in ids(["--state", "exited"])
+    assert live in ids(["--state", "running"])
+    text = cli.run("ps").stdout
+    assert live in text and gone not in text and text.startswith("ID ")
+    node.client().delete_pod(live)
+
+
+def test_pods_by_prefix_and_name(node, tmp_path):
+    cli = Cli(tmp_path, node)
+    pod = new_pod(node, "by-name")
+    for ref in (pod, pod[:8], "by-name"):
+        p = cli.run("logs", ref, "--output", "json")
+        assert p.returncode == 0, (ref, p.stderr)
+        assert json.loads(p.stdout)["pod"] == pod
+    # Two live pods with one name: ambiguous, both listed, nothing done.
+    twin = new_pod(node, "by-name")
+    p = cli.run("logs", "by-name")
+    assert p.returncode == 1 and pod in p.stderr and twin in p.stderr and "matches 2 pods" in p.stderr, p.stderr
+    # The name of an ended pod no longer competes with the live one.
+    node.client().delete_pod(twin)
+    assert json.loads(cli.run("logs", "by-name", "--output", "json").stdout)["pod"] == pod
+    # An ambiguous id prefix: make pods until two ids share their first character.
+    seen = {pod[0]: pod, twin[0]: twin} if pod[0] != twin[0] else None
+    pair = (pod, twin) if seen is None else None
+    while pair is None:
+        x = new_pod(node, "filler")
+        node.client().delete_pod(x)
+        if x[0] in seen:
+            pair = (seen[x[0]], x)
+        seen[x[0]] = x
+    p = cli.run("logs", pair[0][0])
+    assert p.returncode == 1, p.stderr
+    assert pair[0] in p.stderr and pair[1] in p.stderr and "use more of the id" in p.stderr
+    node.client().delete_pod(pod)
+
+
+def test_logs_follow_prints_each_line_once(node, tmp_path):
+    """logs -f prints what is new in each section (node lines and console), once, without the
+    CR of CRLF line ends and with other controls escaped, and ends when the pod does."""
+    cli = Cli(tmp_path, node)
+    pod = new_pod(node, "follow-me")
+    console = node.state_dir / "pods" / pod / "console.log"
+    p = subprocess.Popen(cli.argv("logs", pod, "-f"), env=cli.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        with open(console, "a") as f:
+            f.write("crlf line one\r\nbell \x07 and \x1b[31mred\r\n")
+        time.sleep(1.5)
+        with open(console, "a") as f:
+            f.write("crlf line two\r\n")
+        time.sleep(1.5)
+        node.client().delete_pod(pod)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert out.count("crlf line one\n") == 1 and out.count("crlf line two\n") == 1, out
+    assert "\r" not in out, repr(out)
+    assert "crlf line one?" not in out and "\x1b" not in out and "\x07" not in out, repr(out)
+    # Every line was printed once: nothing repeated while the node section grew (the delete).
+    lines = [l for l in out.splitlines() if not l.startswith("==>")]
+    assert len(lines) == len(set(lines)), out
+    doc = json.loads(cli.run("logs", pod, "--output", "json").stdout)
+    assert "crlf line two" in doc["console"] and doc["node"], doc
