@@ -5,7 +5,7 @@ _nucleus() {
         local cur prev verb i
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
-        local verbs="setup start stop doctor profiles config secrets ps logs audit run image create wait upload tool approve patch delete cancel help"
+        local verbs="setup start stop doctor profiles config secrets ps logs rm prune audit run image create wait upload tool approve patch delete cancel help"
         local global="-c --config -v --verbose -q --quiet -h --help --version"
 
         verb=
@@ -23,7 +23,11 @@ _nucleus() {
         --state) COMPREPLY=($(compgen -W "pending booting configuring running stopping exited failed" -- "$cur")); return ;;
         --arg|--arg-json) return ;;
         --output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib) return ;;
+        --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib|--older-than) return ;;
+        --max-cost|--network|--max-turns|--model|--base-url|--api-key-env|--price-in|--price-out|--agent-cmd) return ;;
+        --provider) COMPREPLY=($(compgen -W "openai anthropic" -- "$cur")); return ;;
+        -p|--profile) COMPREPLY=($(compgen -W "$(nucleus profiles --output json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p')" -- "$cur")); return ;;
+        --script|--patch-out|--audit-out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         esac
 
         if [[ -z $verb ]]; then
@@ -36,16 +40,20 @@ _nucleus() {
         setup) opts+=" --force --rotate-secrets --skip-vm --skip-images --skip-deps --listen --metrics-listen --vm-name --vm-cpus --vm-memory-gib --vm-disk-gib --output" ;;
         start) opts+=" --no-wait --timeout --output" ;;
         stop) opts+=" --stop-vm --force --output" ;;
-        doctor|profiles|config|ps) opts+=" --output" ;;
+        doctor|profiles|config) opts+=" --output" ;;
+        ps) opts+=" -a --all --state --output" ;;
+        rm) opts+=" -f --force --output" ;;
+        prune) opts+=" --older-than --output" ;;
         secrets) opts+=" --output rotate show-paths node approver audit all" ;;
-        logs) opts+=" -f --follow --tail --events" ;;
+        logs) opts+=" -f --follow --tail --events --output" ;;
         audit)
                 opts+=" --public-key --allow-unsealed --output verify"
                 if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify ]]; then
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;
-        run|image) opts+=" --output" ;;
+        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent-cmd --patch-out --audit-out --apply --apply-flagged --output" ;;
+        image) opts+=" --output" ;;
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;
         upload) opts+=" -d --dir --output" ;;

@@ -37,7 +37,8 @@ static char *candidates(json_t *matches) {
                         out = more;
                         break;
                 }
-                _cleanup_free_ char *id = string_make_visible(json_string_value(json_object_get(p, "id")) ?: "?"),
+                _cleanup_free_ char *id = string_make_visible(
+                                            json_string_value(json_object_get(p, "id")) ?: "?"),
                                     *name = string_make_visible(
                                             json_string_value(json_object_get(p, "name")) ?: "-"),
                                     *state = string_make_visible(

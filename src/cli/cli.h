@@ -75,6 +75,8 @@ int verb_profiles(int argc, char **argv);
 int verb_config(int argc, char **argv);
 int verb_secrets(int argc, char **argv);
 int verb_ps(int argc, char **argv);
+int verb_rm(int argc, char **argv);
+int verb_prune(int argc, char **argv);
 int verb_logs(int argc, char **argv);
 int verb_audit(int argc, char **argv);
 int verb_image(int argc, char **argv); /* engineer G: verb-image.c */

@@ -36,6 +36,8 @@ static const Verb verbs[] = {
         { "secrets", verb_secrets, "Rotate the secrets or show where they are stored" },
         { "ps", verb_ps, "List the node's pods" },
         { "logs", verb_logs, "Show a pod's logs" },
+        { "rm", verb_rm, "Remove ended pods and the files 'nucleus run' kept for them" },
+        { "prune", verb_prune, "Remove what 'nucleus run' kept for pods that ended" },
         { "create", verb_create, "Create a pod from a PodSpec file; prints its id" },
         { "wait", verb_wait, "Wait until a pod reaches a state (default: running)" },
         { "upload", verb_upload, "Upload a directory as a pod's workspace" },

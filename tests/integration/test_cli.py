@@ -23,7 +23,8 @@ import yaml
 from conftest import binary
 
 HELPERS = pathlib.Path(__file__).resolve().parent.parent / "helpers"
-VERBS = ["setup", "start", "stop", "doctor", "profiles", "config", "secrets", "ps", "logs", "audit"]
+VERBS = ["setup", "start", "stop", "doctor", "profiles", "config", "secrets", "ps", "logs", "audit", "rm", "prune",
+         "run"]
 
 
 def free_port():

@@ -158,6 +158,12 @@ USAGE_ERRORS = [
     ("audit", ["verify", "a", "b"]),
     ("image", ["extra"]),
     ("image", ["build", "--bogus"]),
+    ("rm", []),
+    ("rm", ["--bogus", "p"]),
+    ("rm", ["../x"]),
+    ("prune", ["extra"]),
+    ("prune", ["--older-than", "soon"]),
+    ("prune", ["--older-than", "-1d"]),
     ("no-such-verb", []),
 ]
 
@@ -388,3 +394,50 @@ def test_logs_follow_prints_each_line_once(node, tmp_path):
     assert len(lines) == len(set(lines)), out
     doc = json.loads(cli.run("logs", pod, "--output", "json").stdout)
     assert "crlf line two" in doc["console"] and doc["node"], doc
+
+
+def run_files(cli, pod, age=0):
+    runs = cli.tmp / "state" / "nucleus" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    out = []
+    for suffix in (".patch", ".audit.jsonl"):
+        f = runs / (pod + suffix)
+        f.write_text("x\n")
+        if age:
+            t = time.time() - age
+            os.utime(f, (t, t))
+        out.append(f)
+    return out
+
+
+def test_rm_and_prune(node, tmp_path):
+    cli = Cli(tmp_path, node)
+    live = new_pod(node, "rm-live")
+    ended = new_pod(node, "rm-ended")
+    node.client().delete_pod(ended)
+    live_files, ended_files = run_files(cli, live, age=7200), run_files(cli, ended)
+    # A live pod is refused without -f; nothing is touched.
+    p = cli.run("rm", live[:10])
+    assert p.returncode == 1 and "nucleus delete" in p.stderr and all(f.exists() for f in live_files)
+    p = cli.run("rm", "rm-ended", "--output", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["ok"] and doc["pods"][0]["id"] == ended and len(doc["pods"][0]["removed"]) == 2
+    assert not any(f.exists() for f in ended_files)
+    # Unrelated files in the runs dir are never touched; an unknown pod is an error.
+    other = cli.tmp / "state" / "nucleus" / "runs" / "notes.txt"
+    other.write_text("mine\n")
+    assert cli.run("rm", "no-such-pod").returncode == 1
+    # prune: old files of pods that are not live go, a live pod's stay.
+    old = run_files(cli, "0f0f0f0f-dead-4000-8000-000000000000", age=7200)
+    new = run_files(cli, "1e1e1e1e-dead-4000-8000-000000000000")
+    p = cli.run("prune", "--older-than", "1h", "--output", "json")
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(p.stdout)["removed"]) == 2
+    assert not any(f.exists() for f in old) and all(f.exists() for f in new + live_files) and other.exists()
+    assert "removed 2 run files" in cli.run("prune").stdout  # the newer ones too, not the live pod's
+    assert all(f.exists() for f in live_files)
+    p = cli.run("rm", "-f", live)
+    assert p.returncode == 0, p.stderr
+    assert not any(f.exists() for f in live_files)
+    assert node.client().get_pod(live).json()["state"] in ("exited", "failed", "stopping")
