@@ -29,7 +29,6 @@
 #include "tar.h"
 
 #define IMPORT_MAX_ENTRIES 1000000U
-#define EXPORT_MAX_PATCH (48U * 1024U * 1024U) /* must fit the channel's output queue */
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
 
 /* ---- flagged paths (docs/policy.md "Flagged paths") ---- */
@@ -37,7 +36,7 @@
 /* The catalogue's group for a path (any depth, case and Unicode variants), or NULL. The
  * node recomputes the patch's flags itself; this names what the guest adds that is not in
  * the patch (files under .git). */
-static const char *flag_reason(const char *rel) {
+const char *proxy_flag_reason(const char *rel) {
         const PatchFlagRule *r = patch_flag_match(rel);
         return r ? r->group : NULL;
 }
@@ -82,10 +81,20 @@ static void git_stderr_collect(int fd) {
 /* Run git with a fixed, minimal config; capture stdout (up to max bytes) if ret_out. On a git
  * failure returns -ENOSPC when git said the disk is full, else -EIO; either way
  * proxy_git_last_error() holds git's own last words. */
-static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *ret_n) {
+int proxy_git_exec(
+        Proxy *p,
+        const char *work_tree,
+        int in_fd,
+        int (*feed)(int fd, void *userdata),
+        void *userdata,
+        char *const *extra_env,
+        char **args,
+        size_t max,
+        char **ret_out,
+        size_t *ret_n) {
         _cleanup_free_ char *gitdir = proxy_baseline_dir(p);
         _cleanup_free_ char *a_gitdir = xasprintf("--git-dir=%s", gitdir);
-        _cleanup_free_ char *a_wt = xasprintf("--work-tree=%s", p->workspace_real);
+        _cleanup_free_ char *a_wt = xasprintf("--work-tree=%s", work_tree);
         _cleanup_free_ char *e_home = xasprintf("HOME=%s", p->state_dir);
         char *argv[64] = {
                 (char *) "git",
@@ -127,13 +136,15 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
         /* Our fixed settings, then the policy's git hardening list (RF-1: the same pinned
          * config as agent commands get, so nothing in the workspace can make this root git
          * run a program). */
-        char *envp[96] = {
-                (char *) "PATH=/usr/local/bin:/usr/bin:/bin",
-                e_home,
-                (char *) "LANG=C",
-                (char *) "GIT_OPTIONAL_LOCKS=0",
-        };
-        size_t ne = 4;
+        char *envp[112] = {};
+        size_t ne = 0;
+        /* The caller's settings first: the first of two equal names wins. */
+        for (char *const *e = extra_env; e && *e && ne < 16; e++)
+                envp[ne++] = *e;
+        envp[ne++] = (char *) "PATH=/usr/local/bin:/usr/bin:/bin";
+        envp[ne++] = e_home;
+        envp[ne++] = (char *) "LANG=C";
+        envp[ne++] = (char *) "GIT_OPTIONAL_LOCKS=0";
         for (const char *const *g = policy_git_hardening_env(); *g && ne < ELEMENTSOF(envp) - 1; g++)
                 envp[ne++] = (char *) *g;
         envp[ne] = NULL;
@@ -141,16 +152,22 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
         _cleanup_close_ int errfd = memfd_create("git-stderr", MFD_CLOEXEC);
         if (errfd < 0)
                 return -errno;
-        if (pipe2(out, O_CLOEXEC) < 0)
+        int in[2] = { -EBADF, -EBADF };
+        if (feed && pipe2(in, O_CLOEXEC) < 0)
                 return -errno;
+        if (pipe2(out, O_CLOEXEC) < 0) {
+                safe_close(in[0]), safe_close(in[1]);
+                return -errno;
+        }
         pid_t pid = fork();
         if (pid < 0) {
-                safe_close(out[0]), safe_close(out[1]);
+                safe_close(out[0]), safe_close(out[1]), safe_close(in[0]), safe_close(in[1]);
                 return -errno;
         }
         if (pid == 0) {
                 int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errfd, 2) < 0)
+                int src = feed ? in[0] : in_fd >= 0 ? in_fd : devnull;
+                if (devnull < 0 || dup2(src, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errfd, 2) < 0)
                         _exit(127);
                 (void) fd_close_all_from(3, NULL, 0);
                 (void) signal(SIGPIPE, SIG_DFL);
@@ -159,6 +176,13 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
                 _exit(127);
         }
         safe_close(out[1]);
+        int feed_r = 0;
+        if (feed) {
+                /* The child's stdout stays quiet while it reads stdin (fast-import --quiet). */
+                safe_close(in[0]);
+                feed_r = feed(in[1], userdata);
+                safe_close(in[1]);
+        }
         _cleanup_free_ char *buf = NULL;
         size_t got = 0;
         bool overflow = false;
@@ -201,6 +225,8 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
                         ? -ENOSPC
                         : -EIO;
         }
+        if (feed_r < 0)
+                return feed_r;
         if (overflow)
                 return -EFBIG;
         if (ret_out) {
@@ -211,6 +237,10 @@ static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *re
                 *ret_n = got;
         }
         return 0;
+}
+
+static int git_run(Proxy *p, char **args, size_t max, char **ret_out, size_t *ret_n) {
+        return proxy_git_exec(p, p->workspace_real, -1, NULL, NULL, NULL, args, max, ret_out, ret_n);
 }
 
 /* Files under .git are never seen by git itself: record a digest manifest for the flagged
@@ -242,7 +272,7 @@ static void manifest_walk(Proxy *p, int dirfd, const char *rel, json_t *m, unsig
                         }
                         continue;
                 }
-                if (!flag_reason(child))
+                if (!proxy_flag_reason(child))
                         continue;
                 char digest[65] = "link";
                 if (S_ISREG(st.st_mode)) {
@@ -271,7 +301,7 @@ static void manifest_walk(Proxy *p, int dirfd, const char *rel, json_t *m, unsig
         closedir(d);
 }
 
-static json_t *manifest_build(Proxy *p) {
+json_t *proxy_flag_manifest(Proxy *p) {
         json_t *m = json_object();
         _cleanup_close_ int gfd = proxy_openat2(p, -1, ".git", O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
         if (gfd >= 0)
@@ -325,7 +355,7 @@ static int baseline_record(Proxy *p, char **ret_commit) {
         if (r < 0)
                 return r;
 
-        json_t *m = manifest_build(p);
+        json_t *m = proxy_flag_manifest(p);
         _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(m);
         _cleanup_close_ int sfd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -767,123 +797,4 @@ void op_import(Request *req) {
         ij->fd = -EBADF;
         tar_reader_init(&ij->tar);
         proxy_add_job(p, &ij->job);
-}
-
-/* ---- export ---- */
-
-void op_export(Request *req) {
-        Proxy *p = req->proxy;
-        static const char *const keys[] = { NULL };
-        _cleanup_free_ char *gitdir = proxy_baseline_dir(p), *patch = NULL, *names = NULL, *mtext = NULL;
-        size_t patch_n = 0, names_n = 0, mn = 0;
-        struct stat st;
-        int r;
-
-        if (args_check_keys(req, keys) < 0 || request_check_deadline(req) < 0)
-                return;
-        if (stat(gitdir, &st) < 0) {
-                request_fail(
-                        req, ERROR_KIND_NOT_FOUND, "export: no baseline recorded; import the workspace first");
-                return;
-        }
-        PolicyDecision d = { .verdict = POLICY_ALLOW, .message = xstrdup("export") };
-        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
-                return;
-
-        char *add[] = { (char *) "add", (char *) "-A", (char *) "--", (char *) ".", NULL };
-        char *diff[] = { (char *) "diff",         (char *) "--cached",      (char *) "--binary",
-                         (char *) "--no-color",   (char *) "--no-ext-diff", (char *) "--no-textconv",
-                         (char *) "--full-index", (char *) "HEAD",          NULL };
-        char *list[] = { (char *) "diff",
-                         (char *) "--cached",
-                         (char *) "--name-only",
-                         (char *) "-z",
-                         (char *) "--no-renames",
-                         (char *) "HEAD",
-                         NULL };
-        r = git_run(p, add, 0, NULL, NULL);
-        if (r >= 0)
-                r = git_run(p, diff, EXPORT_MAX_PATCH, &patch, &patch_n);
-        if (r >= 0)
-                r = git_run(p, list, 16 * 1024 * 1024, &names, &names_n);
-        if (r < 0) {
-                request_fail(
-                        req,
-                        r == -EFBIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
-                        "export: git failed (%s%s%s)",
-                        r == -EFBIG ? "patch larger than 48 MiB" : strerror(-r),
-                        r != -EFBIG && proxy_git_last_error()[0] ? ": " : "",
-                        r != -EFBIG ? proxy_git_last_error() : "");
-                return;
-        }
-
-        json_t *changed = json_array(), *flagged = json_array();
-        for (size_t off = 0; off < names_n;) {
-                const char *name = names + off;
-                size_t l = strnlen(name, names_n - off);
-                if (l > 0) {
-                        json_array_append_new(changed, json_stringn(name, l));
-                        const char *why = flag_reason(name);
-                        if (why)
-                                json_array_append_new(
-                                        flagged, json_pack("{s:s%, s:s}", "path", name, l, "reason", why));
-                }
-                off += l + 1;
-        }
-        /* .git/ contents, invisible to git: compare against the baseline manifest. */
-        _cleanup_close_ int sfd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        json_t *old = NULL;
-        if (sfd >= 0 && read_full_file_at(sfd, "flag-manifest.json", 32 * 1024 * 1024, &mtext, &mn) >= 0)
-                old = json_loadb(mtext, mn, 0, NULL);
-        json_t *now = manifest_build(p);
-        const char *k;
-        json_t *v;
-        json_object_foreach(now, k, v) {
-                json_t *o = old ? json_object_get(old, k) : NULL;
-                if (!o || !json_equal(o, v))
-                        json_array_append_new(
-                                flagged,
-                                json_pack(
-                                        "{s:s, s:s, s:s}",
-                                        "path",
-                                        k,
-                                        "reason",
-                                        flag_reason(k),
-                                        "change",
-                                        o ? "modified" : "added"));
-        }
-        if (old)
-                json_object_foreach(old, k, v) if (!json_object_get(now, k)) json_array_append_new(
-                        flagged,
-                        json_pack(
-                                "{s:s, s:s, s:s}",
-                                "path",
-                                k,
-                                "reason",
-                                flag_reason(k) ?: "git-config",
-                                "change",
-                                "deleted"));
-        json_decref(old);
-        json_decref(now);
-
-        char digest[65];
-        sha256_hex(patch, patch_n, digest);
-        uint32_t sid = req->stream_id;
-        request_settle(req, p->costs.base_usd_micros);
-        request_finish(
-                req,
-                json_pack(
-                        "{s:I, s:s, s:o, s:o}",
-                        "patch_bytes",
-                        (json_int_t) patch_n,
-                        "patch_sha256",
-                        digest,
-                        "changed",
-                        changed,
-                        "flagged",
-                        flagged));
-        for (size_t off = 0; off < patch_n; off += PROTO_MAX_PAYLOAD)
-                proxy_send(
-                        p, FRAME_DATA, sid, patch + off, NUCLEUS_MIN((size_t) PROTO_MAX_PAYLOAD, patch_n - off));
-        proxy_send(p, FRAME_END, sid, NULL, 0);
 }

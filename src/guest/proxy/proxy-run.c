@@ -699,6 +699,7 @@ int proxy_spawn(
                                 "descendants may outlive a run (process-group kill only)");
                 warned = true;
                 in_ns = false;
+                p->commands_share_pid_ns = true;
                 pid = fork();
         }
         if (pid < 0) {

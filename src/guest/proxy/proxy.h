@@ -114,6 +114,8 @@ typedef struct Proxy {
         unsigned n_jobs;
         Job *graveyard; /* removed during a loop iteration; freed after it */
         bool terminating;
+        bool commands_share_pid_ns; /* no PID namespace per command: a command's orphans are
+                                     * no longer our descendants (export's freeze scans uids) */
 } Proxy;
 
 /* Loop sources: epoll data.ptr points at one of these. */
@@ -242,6 +244,28 @@ char *proxy_baseline_dir(Proxy *p);
 
 /* git's last stderr line of the most recent failed git run of import/export ("" if none). */
 const char *proxy_git_last_error(void);
+
+/* Run git as root on the baseline repository with a fixed configuration (no hooks, fsmonitor,
+ * pager, external diff; the policy's git hardening environment) and work tree work_tree.
+ * stdin: feed(fd, userdata) writes it through a pipe (the child must not fill its stdout
+ * meanwhile), else in_fd, else /dev/null. extra_env (NULL-terminated, at most 16) goes first.
+ * Captures stdout up to max bytes when ret_out. -ENOSPC / -EIO / -EFBIG / feed's error. */
+int proxy_git_exec(
+        Proxy *p,
+        const char *work_tree,
+        int in_fd,
+        int (*feed)(int fd, void *userdata),
+        void *userdata,
+        char *const *extra_env,
+        char **args,
+        size_t max,
+        char **ret_out,
+        size_t *ret_n);
+/* Digests of the flagged files under the workspace's top-level .git (which git never shows):
+ * {path: digest}. */
+json_t *proxy_flag_manifest(Proxy *p);
+/* The catalogue group of a path (patch-flags.h), or NULL. */
+const char *proxy_flag_reason(const char *rel);
 bool utf8_valid(const char *p, size_t n);
 /* Put bytes into obj under key (UTF-8 string) or key_base64 when not valid UTF-8/has NUL. */
 void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n);
