@@ -20,9 +20,9 @@
 
 static const char *const names[] = {
         "plain.txt",
-        "caf\xc3\xa9.txt",      /* UTF-8, not valid in the C locale */
-        "latin1-caf\xe9.txt",   /* ISO-8859-1: not UTF-8 at all */
-        "bad-\xff\xfe-bytes",   /* never valid anywhere */
+        "caf\xc3\xa9.txt",       /* UTF-8, not valid in the C locale */
+        "latin1-caf\xe9.txt",    /* ISO-8859-1: not UTF-8 at all */
+        "bad-\xff\xfe-bytes",    /* never valid anywhere */
         "dir-\xe9/inner-\x80.c", /* in a directory whose name is not UTF-8 either */
 };
 

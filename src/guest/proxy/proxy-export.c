@@ -301,12 +301,22 @@ typedef struct Scratch {
         char *env[8];
 } Scratch;
 
-static int scratch_git(Proxy *p, Scratch *s, int in_fd, int (*feed)(int, void *), void *ud, char **args, size_t max, char **ret, size_t *ret_n) {
+static int scratch_git(
+        Proxy *p,
+        Scratch *s,
+        int in_fd,
+        int (*feed)(int, void *),
+        void *ud,
+        char **args,
+        size_t max,
+        char **ret,
+        size_t *ret_n) {
         return proxy_git_exec(p, s->dir, in_fd, feed, ud, s->env, args, max, ret, ret_n);
 }
 
 static int tree_load(Proxy *p, Scratch *s, const char *commit, Tree *ret) {
-        char *args[] = { (char *) "ls-tree", (char *) "-r", (char *) "-t", (char *) "-z", (char *) "--full-tree", (char *) commit, NULL };
+        char *args[] = { (char *) "ls-tree",     (char *) "-r",   (char *) "-t", (char *) "-z",
+                         (char *) "--full-tree", (char *) commit, NULL };
         _cleanup_free_ char *out = NULL;
         size_t n = 0;
         int r = scratch_git(p, s, -1, NULL, NULL, args, 256U * 1024U * 1024U, &out, &n);
@@ -421,7 +431,9 @@ static int feed_fast_import(int fd, void *userdata) {
                 return -errno;
         }
         int r = 0;
-        fputs("commit refs/nucleus/export\ncommitter nucleus <nucleus@localhost> 0 +0000\ndata 0\ndeleteall\n", f);
+        fputs("commit refs/nucleus/export\ncommitter nucleus <nucleus@localhost> 0 +0000\ndata "
+              "0\ndeleteall\n",
+              f);
         for (size_t i = 0; i < fe->w->n && r >= 0; i++) {
                 const WalkEntry *e = &fe->w->e[i];
                 if (!fe->keep[i])
@@ -483,10 +495,7 @@ static int feed_fast_import(int fd, void *userdata) {
 
 static void export_fail(Request *req, int r, const char *what) {
         request_fail(
-                req,
-                r == -EFBIG || r == -E2BIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
-                "export: %s",
-                what);
+                req, r == -EFBIG || r == -E2BIG ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR, "export: %s", what);
 }
 
 void op_export(Request *req) {
@@ -548,7 +557,10 @@ void op_export(Request *req) {
         r = export_freeze(p, &fz);
         if (r < 0) {
                 export_thaw(&fz);
-                export_fail(req, r, "the agent's processes keep multiplying; cannot stop them to read the workspace");
+                export_fail(
+                        req,
+                        r,
+                        "the agent's processes keep multiplying; cannot stop them to read the workspace");
                 goto finish;
         }
         root = proxy_openat2(p, -1, ".", O_RDONLY | O_DIRECTORY, 0, EXPORT_RESOLVE);
@@ -576,7 +588,9 @@ void op_export(Request *req) {
                 _cleanup_close_ int mfd = memfd_create("export-candidates", MFD_CLOEXEC);
                 if (mfd < 0 || loop_write(mfd, cands, cn) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
                         r = -EIO;
-                char *ci[] = { (char *) "check-ignore", (char *) "--no-index", (char *) "-z", (char *) "--stdin", NULL };
+                char *ci[] = {
+                        (char *) "check-ignore", (char *) "--no-index", (char *) "-z", (char *) "--stdin", NULL
+                };
                 size_t in = 0;
                 if (r >= 0) {
                         r = scratch_git(p, &s, mfd, NULL, NULL, ci, 256U * 1024U * 1024U, &ignored, &in);
@@ -596,7 +610,9 @@ void op_export(Request *req) {
         }
         if (r >= 0) {
                 Feed fe = { .p = p, .w = &w, .keep = keep, .base = &tree };
-                char *fi[] = { (char *) "fast-import", (char *) "--quiet", (char *) "--force", (char *) "--done", NULL };
+                char *fi[] = {
+                        (char *) "fast-import", (char *) "--quiet", (char *) "--force", (char *) "--done", NULL
+                };
                 r = scratch_git(p, &s, -1, feed_fast_import, &fe, fi, 0, NULL, NULL);
                 if (r < 0 && fe.error) {
                         export_thaw(&fz);
@@ -615,12 +631,21 @@ void op_export(Request *req) {
                 goto finish;
         }
 
-        char *diff[] = { (char *) "diff-tree",    (char *) "-r",           (char *) "-p",
-                         (char *) "-M",           (char *) "--binary",     (char *) "--full-index",
-                         (char *) "--no-color",   (char *) "--no-ext-diff", (char *) "--no-textconv",
-                         base,                    (char *) "refs/nucleus/export", NULL };
-        char *list[] = { (char *) "diff-tree", (char *) "-r",         (char *) "--name-only",
-                         (char *) "-z",        (char *) "--no-renames", base,
+        char *diff[] = { (char *) "diff-tree",
+                         (char *) "-r",
+                         (char *) "-p",
+                         (char *) "-M",
+                         (char *) "--binary",
+                         (char *) "--full-index",
+                         (char *) "--no-color",
+                         (char *) "--no-ext-diff",
+                         (char *) "--no-textconv",
+                         base,
+                         (char *) "refs/nucleus/export",
+                         NULL };
+        char *list[] = { (char *) "diff-tree",           (char *) "-r",
+                         (char *) "--name-only",         (char *) "-z",
+                         (char *) "--no-renames",        base,
                          (char *) "refs/nucleus/export", NULL };
         r = scratch_git(p, &s, -1, NULL, NULL, diff, EXPORT_MAX_PATCH, &patch, &patch_n);
         if (r >= 0)
@@ -664,7 +689,14 @@ void op_export(Request *req) {
         if (w.root_git)
                 json_array_append_new(
                         flagged,
-                        json_pack("{s:s, s:s, s:s}", "path", ".git", "reason", "git", "why", "a .git that is not the repository's own directory; left out of the patch"));
+                        json_pack(
+                                "{s:s, s:s, s:s}",
+                                "path",
+                                ".git",
+                                "reason",
+                                "git",
+                                "why",
+                                "a .git that is not the repository's own directory; left out of the patch"));
         /* .git/ contents, invisible to git: compare against the baseline manifest. */
         sfd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         json_t *old = NULL;
