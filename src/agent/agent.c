@@ -16,6 +16,7 @@
 #include "tools.h"
 
 #define AGENT_RESULT_MAX (64U * 1024U) /* bytes of a tool answer given to the model */
+#define AGENT_HEAD_MAX 512U            /* bytes of each output kept in a call's summary record */
 
 static const char *const agent_stop_table[_AGENT_STOP_MAX] = {
         [AGENT_STOP_DONE] = "done",
@@ -51,9 +52,8 @@ void agent_stats_done(AgentStats *s) {
 }
 
 json_t *agent_stats_to_json(const AgentStats *s) {
-        char usd[32];
         return json_pack(
-                "{s:s, s:s, s:I, s:{s:I, s:I}, s:I, s:s, s:I, s:I, s:O, s:O, s:s}",
+                "{s:s, s:s, s:I, s:{s:I, s:I}, s:I, s:f, s:I, s:I, s:O, s:O, s:s}",
                 "stop",
                 agent_stop_to_string(s->stop) ?: "error",
                 "stop_detail",
@@ -68,7 +68,7 @@ json_t *agent_stats_to_json(const AgentStats *s) {
                 "cost_micros",
                 (json_int_t) s->cost_micros,
                 "cost_usd",
-                pricing_format_usd(usd, s->cost_micros),
+                (double) s->cost_micros / 1e6,
                 "tool_calls",
                 (json_int_t) s->tool_calls,
                 "denials",
@@ -153,6 +153,44 @@ static char *answer_detail(json_t *answer) {
                 ? xasprintf("exit %lld", (long long) json_integer_value(code))
                 : xasprintf("signal %lld", (long long) json_integer_value(sig));
         return isempty(vis) ? xasprintf(" (%s)", status) : xasprintf(" (%s: %s)", status, vis);
+}
+
+/* The first AGENT_HEAD_MAX bytes of text, cut at a character boundary (invalid UTF-8 made
+ * valid: the record is JSON). */
+static json_t *head_json(const char *text) {
+        size_t n = strlen(text);
+        if (n > AGENT_HEAD_MAX) {
+                n = AGENT_HEAD_MAX;
+                while (n > 0 && ((unsigned char) text[n] & 0xc0) == 0x80)
+                        n--;
+        }
+        _cleanup_free_ char *h = utf8_make_valid(xstrndup(text, n));
+        return json_string(h) ?: json_string("");
+}
+
+/* What a summary record says about a performed call's result: its duration, a command's exit
+ * code (or signal), and the heads of its outputs (a command's stdout/stderr, a read's
+ * content). */
+static void call_record_add_result(json_t *rec, json_t *answer, uint64_t duration_ms) {
+        json_object_set_new(rec, "duration_ms", json_integer((json_int_t) duration_ms));
+        json_t *code = json_object_get(answer, "exit_code") ?: json_object_get(answer, "exit_status");
+        if (json_is_integer(code))
+                json_object_set_new(rec, "exit_code", json_integer(json_integer_value(code)));
+        json_t *sig = json_object_get(answer, "signal");
+        if (json_is_integer(sig) && json_integer_value(sig) > 0)
+                json_object_set_new(rec, "signal", json_integer(json_integer_value(sig)));
+        static const struct {
+                const char *from, *to;
+        } heads[] = {
+                { "stdout", "stdout_head" },
+                { "stderr", "stderr_head" },
+                { "content", "output_head" },
+        };
+        for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+                const char *t = json_string_value(json_object_get(answer, heads[i].from));
+                if (t)
+                        json_object_set_new(rec, heads[i].to, head_json(t));
+        }
 }
 
 static char *result_text(json_t *answer) {
@@ -364,6 +402,7 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                         _cleanup_free_ char *transport_err = NULL;
                         _cleanup_json_ json_t *answer = NULL;
                         bool performed = false;
+                        uint64_t duration_ms = 0;
 
                         const char *invalid = json_string_value(json_object_get(call, "invalid_arguments"));
                         if (invalid && !stop) {
@@ -385,7 +424,9 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                         "time_violation");
                                 stop = true;
                         } else {
+                                usec_t t0 = now_usec(CLOCK_MONOTONIC);
                                 answer = do_call(o, h, name, args, &transport_err);
+                                duration_ms = (now_usec(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC;
                                 ret->tool_calls++;
                                 performed = true;
                         }
@@ -402,6 +443,7 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                         kind ?: "ok");
                                 if (kind)
                                         json_object_set(rec, "error", json_object_get(answer, "error"));
+                                call_record_add_result(rec, answer, duration_ms);
                                 json_array_append_new(ret->calls, rec);
                         }
                         if (kind && performed) {

@@ -581,3 +581,23 @@ def test_invalid_tool_arguments_go_back_to_the_model(env, node, provider):
     if provider == "anthropic":
         assert results[0]["is_error"] is True
     assert "return a - b" in results[1]["content"]
+
+
+def test_script_json_reports_each_call(env, node, tmp_path):
+    """--script --output json: each call's exit code, duration and output heads; money as
+    numbers."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [
+        {"tool": "read", "args": {"path": "README.md"}},
+        {"tool": "run", "args": {"argv": ["python3", "test_calc.py"]}},
+    ], "final": "done"}))
+    argv = [str(binary("nucleus")), "run", "Scripted", "-d", str(env.proj), "--profile", "local_dev",
+            "--script", str(plan), "--output", "json"]
+    r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    read, run_ = doc["calls"]
+    assert read["outcome"] == "ok" and read["output_head"].startswith("# calc") and "exit_code" not in read
+    assert run_["exit_code"] == 1 and "add is broken" in run_["stderr_head"]
+    assert all(isinstance(c["duration_ms"], int) and c["duration_ms"] >= 0 for c in doc["calls"])
+    assert isinstance(doc["cost_usd"], (int, float)) and doc["cost_usd"] == 0

@@ -136,6 +136,18 @@ static void test_approval_granted(void **state) {
         assert_string_equal(f.log, "read;read;web_fetch;run;run;"); /* retried once after approval */
         assert_int_equal(st.denials, 2);
         assert_null(json_object_get(st.denials_by_kind, "approval_required"));
+        /* The summary records say how each call ended: exit code, output heads, duration;
+         * money is a number. */
+        _cleanup_json_ json_t *j = agent_stats_to_json(&st);
+        json_t *calls = json_object_get(j, "calls");
+        json_t *push = json_array_get(calls, json_array_size(calls) - 1);
+        assert_string_equal(json_string_value(json_object_get(push, "tool")), "run");
+        assert_int_equal(json_integer_value(json_object_get(push, "exit_code")), 0);
+        assert_string_equal(json_string_value(json_object_get(push, "stdout_head")), "pushed");
+        assert_true(json_is_integer(json_object_get(push, "duration_ms")));
+        assert_null(json_object_get(push, "stderr_head"));
+        assert_true(json_is_real(json_object_get(j, "cost_usd")));
+        assert_true(json_real_value(json_object_get(j, "cost_usd")) == 0.0);
         agent_stats_done(&st);
 }
 
