@@ -333,6 +333,10 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                         set_stop(ret, AGENT_STOP_INTERRUPTED, xstrdup("interrupted (Ctrl-C)"));
                         break;
                 }
+                if (r == -EDQUOT) {
+                        set_stop(ret, AGENT_STOP_BUDGET, err ? TAKE_PTR(err) : xstrdup("budget exhausted"));
+                        break;
+                }
                 if (r == -ETIME) {
                         set_stop(
                                 ret,

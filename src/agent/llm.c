@@ -47,6 +47,7 @@ void llm_config_done(LlmConfig *c) {
         c->base_url = mfree(c->base_url);
         c->model = mfree(c->model);
         c->api_key_env = mfree(c->api_key_env);
+        c->api_key = erase_and_free(c->api_key);
         c->script_path = mfree(c->script_path);
 }
 
@@ -154,6 +155,7 @@ int llm_client_new(const LlmConfig *cfg, LlmClient **ret, char **reterr) {
                 .base_url = dup_or_null(cfg->base_url),
                 .model = dup_or_null(cfg->model),
                 .api_key_env = dup_or_null(cfg->api_key_env),
+                .api_key = dup_or_null(cfg->api_key),
                 .max_tokens = cfg->max_tokens,
                 .connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 30000,
                 .idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 120000,
@@ -187,7 +189,14 @@ int llm_client_new(const LlmConfig *cfg, LlmClient **ret, char **reterr) {
                                           "--model)");
                 return -EINVAL;
         }
-        if (!isempty(c->cfg.api_key_env)) {
+        if (!isempty(c->cfg.api_key)) {
+                if (string_has_cc(c->cfg.api_key, NULL)) {
+                        if (reterr)
+                                *reterr = xstrdup("the model API key contains control characters");
+                        return -EINVAL;
+                }
+                c->key = xstrdup(c->cfg.api_key);
+        } else if (!isempty(c->cfg.api_key_env)) {
                 const char *k = secure_getenv(c->cfg.api_key_env);
                 if (isempty(k)) {
                         if (reterr)
@@ -298,7 +307,8 @@ typedef struct Transfer {
         int error; /* first error from parsing, <0 */
         char *errmsg;
         size_t total;
-        bool emitted; /* text was passed on: the answer can no longer be retried */
+        bool emitted;     /* text was passed on: the answer can no longer be retried */
+        char refusal[16]; /* X-Nucleus-Refusal of the run's gateway ("budget", "deadline") */
         bool deadline_hit;
         bool idle_hit;
         uint64_t last_activity; /* CLOCK_MONOTONIC usec of the last byte (or the start) */
@@ -310,6 +320,24 @@ static void transfer_text(const char *text, size_t n, void *userdata) {
         t->emitted = true;
         if (t->on_text)
                 t->on_text(text, n, t->userdata);
+}
+
+static size_t header_cb(char *line, size_t size, size_t nmemb, void *userdata) {
+        Transfer *t = userdata;
+        size_t n = size * nmemb;
+        static const char name[] = "x-nucleus-refusal:";
+        if (n > strlen(name) && strncasecmp(line, name, strlen(name)) == 0) {
+                const char *v = line + strlen(name);
+                size_t l = n - strlen(name);
+                while (l > 0 && (*v == ' ' || *v == '\t'))
+                        v++, l--;
+                while (l > 0 && (v[l - 1] == '\r' || v[l - 1] == '\n' || v[l - 1] == ' '))
+                        l--;
+                l = NUCLEUS_MIN(l, sizeof(t->refusal) - 1);
+                memcpy(t->refusal, v, l);
+                t->refusal[l] = 0;
+        }
+        return n;
 }
 
 static int on_sse_event(const char *event, const char *data, size_t n, void *userdata) {
@@ -434,6 +462,8 @@ static int complete_once(
         (void) curl_easy_setopt(t.curl, CURLOPT_HTTPHEADER, hdrs);
         (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDS, body);
         (void) curl_easy_setopt(t.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) strlen(body));
+        (void) curl_easy_setopt(t.curl, CURLOPT_HEADERFUNCTION, header_cb);
+        (void) curl_easy_setopt(t.curl, CURLOPT_HEADERDATA, &t);
         (void) curl_easy_setopt(t.curl, CURLOPT_WRITEFUNCTION, write_cb);
         (void) curl_easy_setopt(t.curl, CURLOPT_WRITEDATA, &t);
         (void) curl_easy_setopt(t.curl, CURLOPT_NOPROGRESS, 0L);
@@ -475,7 +505,10 @@ static int complete_once(
                 if (reterr)
                         *reterr = xasprintf("model request to %s failed: %s", url, curl_easy_strerror(cc));
         } else if (code < 200 || code >= 300) {
-                r = llm_http_status_retryable(code) ? -EAGAIN : -EIO;
+                r = streq(t.refusal, "budget")            ? -EDQUOT
+                        : streq(t.refusal, "deadline")    ? -ETIME
+                        : llm_http_status_retryable(code) ? -EAGAIN
+                                                          : -EIO;
                 if (reterr) {
                         _cleanup_free_ char *m = llm_error_message(t.body, t.body_len);
                         *reterr = xasprintf("model API answered HTTP %ld: %s", code, m);

@@ -40,11 +40,13 @@ LlmProvider llm_provider_from_string(const char *s);
 
 typedef struct LlmConfig {
         LlmProvider provider;
-        char *base_url;              /* OpenAI: ".../v1" (POST base/chat/completions); Anthropic: host root
-                                        or ".../v1" (POST .../v1/messages) */
-        char *model;                 /* model name sent to the API */
-        char *api_key_env;           /* NAME of the environment variable holding the key; NULL: no key */
-        uint32_t max_tokens;         /* per response; 0: provider default (4096) */
+        char *base_url;      /* OpenAI: ".../v1" (POST base/chat/completions); Anthropic: host root
+                                or ".../v1" (POST .../v1/messages) */
+        char *model;         /* model name sent to the API */
+        char *api_key_env;   /* NAME of the environment variable holding the key; NULL: no key */
+        char *api_key;       /* the key itself (a run's gateway token); wins over api_key_env; erased by
+                                llm_config_done() */
+        uint32_t max_tokens; /* per response; 0: provider default (4096) */
         uint64_t connect_timeout_ms; /* to open the connection; 0: 30000; never past the deadline */
         uint64_t idle_timeout_ms;    /* longest silence while waiting for answer bytes; 0: 120000 */
         unsigned max_attempts;       /* tries per turn for transient failures (429, 5xx, overloaded);
@@ -95,6 +97,8 @@ void llm_client_set_deadline(LlmClient *c, uint64_t deadline_usec);
  * to max_attempts, and never past the deadline: a wait that would cross it gives up at once.
  * Arguments: system prompt (may be NULL), messages and tools in the neutral format (not
  *   consumed), on_text for streamed text (may be NULL).
+ * A refusal from the run's model gateway (header X-Nucleus-Refusal) is not retried: "budget"
+ * returns -EDQUOT, "deadline" -ETIME.
  * Returns: 0 and *ret filled; -EINTR (interrupted), -ETIME (deadline), -ETIMEDOUT (connect or
  *   idle timeout), -EIO (transport or HTTP error, or retries exhausted; *reterr carries the
  *   status and the API's error message), -EBADMSG (unparseable or cut-off answer), -E2BIG

@@ -43,6 +43,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "pricing.h"
 #include "toml.h"
 #include "process-util.h"
+#include "run-gateway.h"
 #include "secrets.h"
 #include "string-util.h"
 #include "time-util.h"
@@ -640,13 +641,65 @@ static int hook_call_tool(void *userdata, const char *op, json_t *args, json_t *
         return agent_node_call_tool(c->client, c->pod, op, args, ret, reterr);
 }
 
-static int hook_charge(void *userdata, uint64_t micros, uint64_t in, uint64_t out) {
-        RunContext *c = userdata;
+/* What is left of the pod's budget, from its status (max - used - reserved). */
+static int pod_budget_left(RunContext *c, uint64_t *ret) {
+        _cleanup_json_ json_t *answer = NULL, *args = json_object();
         _cleanup_free_ char *err = NULL;
-        int r = agent_node_charge(c->client, c->pod, micros, in, out, &err);
-        if (r < 0 && r != -EDQUOT)
-                log_error("charging model usage failed: %s", err ? err : strerror(-r));
-        return r;
+        int r = agent_node_call_tool(c->client, c->pod, "status", args, &answer, &err);
+        if (r < 0)
+                return log_error_errno(r, "reading the pod's budget failed: %s", err ? err : strerror(-r));
+        json_t *b = json_object_get(answer, "budget");
+        json_t *max = json_object_get(b, "max_usd_micros"), *used = json_object_get(b, "used_usd_micros"),
+               *res = json_object_get(b, "reserved_usd_micros");
+        if (!json_is_integer(max) || !json_is_integer(used) || json_integer_value(max) < 0 ||
+            json_integer_value(used) < 0 || json_integer_value(res) < 0)
+                return log_error_errno(-EBADMSG, "the pod's status has no budget");
+        uint64_t spent = (uint64_t) json_integer_value(used) + (uint64_t) json_integer_value(res);
+        *ret = (uint64_t) json_integer_value(max) > spent ? (uint64_t) json_integer_value(max) - spent : 0;
+        return 0;
+}
+
+/* Starts the run's model gateway and points the built-in client at it (*llm is replaced). */
+static int start_gateway(
+        RunContext *c,
+        const ClientSettings *settings,
+        const LlmConfig *mcfg,
+        uint64_t price_in,
+        uint64_t price_out,
+        uint64_t timeout_sec,
+        RunGateway *gateway,
+        LlmClient **llm) {
+        _cleanup_free_ char *err = NULL;
+        uint64_t left = 0;
+        int r;
+
+        r = pod_budget_left(c, &left);
+        if (r < 0)
+                return r;
+        RunGatewayOptions go = {
+                .model = mcfg,
+                .price_in = price_in,
+                .price_out = price_out,
+                .max_usd_micros = left,
+                .timeout_sec = timeout_sec,
+                .node = settings,
+                .pod = c->pod,
+        };
+        r = run_gateway_start(&go, gateway);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *base = run_gateway_base_url(gateway, mcfg->provider);
+        LlmConfig gc = *mcfg;
+        gc.base_url = base;
+        gc.api_key_env = NULL;
+        gc.api_key = gateway->token;
+        LlmClient *n = NULL;
+        r = llm_client_new(&gc, &n, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ? err : "cannot set up the model client");
+        llm_client_free(*llm);
+        *llm = n;
+        return 0;
 }
 
 static int prompt_yes_no(void) {
@@ -1037,7 +1090,8 @@ static void print_summary(
         bool applied,
         const char *apply_note,
         const char *audit_path,
-        const RunContext *c) {
+        const RunContext *c,
+        json_t *model_calls) {
         char usd[32];
         fprintf(stderr, "\n--- nucleus run summary ---\n");
         fprintf(stderr, "pod:         %s (deleted)\n", pod);
@@ -1049,6 +1103,15 @@ static void print_summary(
                 (unsigned long long) st->input_tokens,
                 (unsigned long long) st->output_tokens);
         fprintf(stderr, "model cost:  %s\n", pricing_format_usd(usd, st->cost_micros));
+        if (json_array_size(model_calls) > 0) {
+                RunGatewayTotals t;
+                run_gateway_totals(model_calls, &t);
+                fprintf(stderr,
+                        "model calls: %u through the gateway (%s charged to the pod, %u refused)\n",
+                        t.calls,
+                        pricing_format_usd(usd, t.cost_micros),
+                        t.refused);
+        }
         fprintf(stderr, "tool calls:  %u (%u denied", st->tool_calls, st->denials);
         const char *k;
         json_t *v;
@@ -1285,6 +1348,8 @@ int verb_run(int argc, char **argv) {
         bool applied = false, have_patch = false, stats_set = false;
         _cleanup_(run_defaults_done) RunDefaults defaults = {};
         _cleanup_(run_lease_done) RunLease lease = {};
+        _cleanup_(run_gateway_stop_and_free_records) RunGateway gateway = RUN_GATEWAY_NULL;
+        _cleanup_json_ json_t *model_calls = NULL;
         uint64_t timeout_sec = 0;
         int agent_exit = -1, r;
 
@@ -1420,6 +1485,25 @@ int verb_run(int argc, char **argv) {
                 goto cleanup;
         }
 
+        /* The built-in loop reaches its model only through the run's gateway, which holds the
+         * key, meters every call against what is left of the pod's budget and charges it. */
+        if (!o.script && !o.agent_cmd) {
+                /* A little later than the loop's own deadline, which ends its requests itself. */
+                r = start_gateway(
+                        &ctx,
+                        &settings,
+                        &mcfg,
+                        price_in,
+                        price_out,
+                        timeout_sec > 0 ? timeout_sec + 2 : 0,
+                        &gateway,
+                        &llm);
+                if (r < 0) {
+                        run_error = xstrdup("the model gateway could not be started");
+                        goto cleanup;
+                }
+        }
+
         if (o.agent_cmd) {
                 r = run_agent_cmd(&ctx, &settings, ops, &agent_exit);
                 st = (AgentStats){
@@ -1437,7 +1521,7 @@ int verb_run(int argc, char **argv) {
                 AgentHooks hooks = {
                         .call_tool = hook_call_tool,
                         .approve = hook_approve,
-                        .charge = o.script ? NULL : hook_charge,
+                        .charge = NULL, /* the gateway charges the pod */
                         .userdata = &ctx,
                 };
                 AgentOptions ao = {
@@ -1517,6 +1601,9 @@ int verb_run(int argc, char **argv) {
         }
 
 cleanup:
+        /* The gateway's records of this run's model calls (before the pod goes). */
+        model_calls = run_gateway_stop(&gateway);
+
         /* Always: delete the pod, then keep its audit log (sealed on delete). */
         if (ctx.pod) {
                 _cleanup_free_ char *apath = xasprintf("/v1/pods/%s/audit", ctx.pod);
@@ -1607,6 +1694,7 @@ cleanup:
                 json_object_set_new(doc, "patch", pj);
                 if (audit_path)
                         json_object_set_new(doc, "audit_log", json_string(audit_path));
+                json_object_set(doc, "model_calls", model_calls);
                 (void) cli_print_json(doc);
         } else if (ctx.pod)
                 print_summary(
@@ -1618,7 +1706,8 @@ cleanup:
                         applied,
                         apply_note,
                         audit_path,
-                        &ctx);
+                        &ctx,
+                        model_calls);
 
         r = (st.stop == AGENT_STOP_DONE && !run_error && !(o.apply && patch.size > 0 && !applied)) ? 0 : -EIO;
 

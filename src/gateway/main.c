@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent-node.h"
@@ -71,11 +72,13 @@ typedef struct Gateway {
         NucleusClient *node; /* NULL: no node to charge */
         char *pod;
 
-        pthread_mutex_t lock; /* exhausted, node client, audit writes */
+        pthread_mutex_t lock; /* everything below, the node client, audit writes */
+        pthread_cond_t idle;  /* signalled when a worker ends */
         bool exhausted;
+        struct Call *active[GW_MAX_CONNECTIONS]; /* calls whose worker runs */
 } Gateway;
 
-static Gateway gw = { .audit_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+static Gateway gw = { .audit_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
 
 /* ---- audit ---- */
 
@@ -285,8 +288,11 @@ static void settle(Call *c, CURLcode cc) {
         if (c->status >= 200 && c->status < 300 && cc == CURLE_OK && c->usage.complete && c->usage.have_usage) {
                 outcome = "ok";
                 cost = gateway_usage_cost(&c->usage, c->price.in, c->price.out);
-        } else if (c->status >= 200 && c->status < 300) {
-                /* Cut, or no usage reported: the provider may bill it; the bound is charged. */
+        } else if (
+                (c->status >= 200 && c->status < 300) ||
+                (c->status == 0 && cc != CURLE_COULDNT_CONNECT && cc != CURLE_COULDNT_RESOLVE_HOST)) {
+                /* Cut, no usage reported, or abandoned after the request was sent (timeout,
+                 * shutdown): the provider may bill it; the bound is charged. */
                 outcome = "cut";
                 cost = c->reservation.usd_micros;
         } else if (c->status == 0)
@@ -364,8 +370,60 @@ static void *worker(void *userdata) {
         pthread_mutex_unlock(&c->lock);
 
         settle(c, cc);
+
+        pthread_mutex_lock(&gw.lock);
+        for (size_t i = 0; i < ELEMENTSOF(gw.active); i++)
+                if (gw.active[i] == c)
+                        gw.active[i] = NULL;
+        pthread_cond_broadcast(&gw.idle);
+        pthread_mutex_unlock(&gw.lock);
         call_unref(c);
         return NULL;
+}
+
+static bool active_add(Call *c) {
+        bool ok = false;
+        pthread_mutex_lock(&gw.lock);
+        for (size_t i = 0; i < ELEMENTSOF(gw.active) && !ok; i++)
+                if (!gw.active[i]) {
+                        gw.active[i] = c;
+                        ok = true;
+                }
+        pthread_mutex_unlock(&gw.lock);
+        return ok;
+}
+
+/* At shutdown: every call still running is abandoned (its transfer aborts within a second,
+ * through the progress callback) and settles as cut, at its reservation, charged to the pod
+ * like any other. Waits at most `wait_usec` for the workers. */
+static void abandon_active(uint64_t wait_usec) {
+        uint64_t until = now_usec(CLOCK_MONOTONIC) + wait_usec;
+        pthread_mutex_lock(&gw.lock);
+        for (;;) {
+                bool any = false;
+                for (size_t i = 0; i < ELEMENTSOF(gw.active); i++) {
+                        Call *c = gw.active[i];
+                        if (!c)
+                                continue;
+                        any = true;
+                        pthread_mutex_lock(&c->lock);
+                        c->client_gone = true;
+                        pthread_cond_broadcast(&c->cond);
+                        pthread_mutex_unlock(&c->lock);
+                }
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+                if (!any || now >= until)
+                        break;
+                struct timespec ts;
+                (void) clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 100 * 1000 * 1000;
+                if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000 * 1000 * 1000;
+                }
+                (void) pthread_cond_timedwait(&gw.idle, &gw.lock, &ts);
+        }
+        pthread_mutex_unlock(&gw.lock);
 }
 
 static ssize_t reader_cb(void *cls, uint64_t pos, char *out, size_t max) {
@@ -431,6 +489,9 @@ static enum MHD_Result reply_error(
                 return MHD_NO;
         (void) MHD_add_response_header(r, "Content-Type", "application/json");
         (void) MHD_add_response_header(r, "Cache-Control", "no-store");
+        /* Lets the built-in client tell a final refusal from a busy provider. */
+        if (streq(kind, "budget") || streq(kind, "deadline"))
+                (void) MHD_add_response_header(r, "X-Nucleus-Refusal", kind);
         enum MHD_Result ret = MHD_queue_response(conn, status, r);
         MHD_destroy_response(r);
 
@@ -667,7 +728,12 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
 
         pthread_t th;
         c->refs = 2; /* the worker and this connection */
-        if (pthread_create(&th, NULL, worker, c) != 0) {
+        if (!active_add(c) || pthread_create(&th, NULL, worker, c) != 0) {
+                pthread_mutex_lock(&gw.lock);
+                for (size_t i = 0; i < ELEMENTSOF(gw.active); i++)
+                        if (gw.active[i] == c)
+                                gw.active[i] = NULL;
+                pthread_mutex_unlock(&gw.lock);
                 if (c->reservation.active)
                         (void) budget_meter_release(gw.meter, &c->reservation);
                 c->refs = 1;
@@ -682,6 +748,18 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
         long status = c->status;
         pthread_mutex_unlock(&c->lock);
 
+        if (status == 0 && gw.deadline > 0 && now_usec(CLOCK_MONOTONIC) >= gw.deadline) {
+                call_unref(c);
+                return reply_error(
+                        conn,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request_error",
+                        "run_deadline_passed",
+                        "deadline",
+                        "nucleus: the run's deadline passed while the model was answering; no further model "
+                        "calls are allowed.",
+                        NULL);
+        }
         if (status == 0) {
                 call_unref(c);
                 return reply_error(
@@ -986,7 +1064,8 @@ int main(int argc, char **argv) {
                 return log_error_errno(r, "cannot listen on %s (expected IPv4:PORT): %m", listen), 1;
 
         struct MHD_Daemon *d = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                        MHD_USE_ERROR_LOG,
                 0,
                 NULL,
                 NULL,
@@ -1016,8 +1095,13 @@ int main(int argc, char **argv) {
                         break;
         }
 out:
-        MHD_stop_daemon(d);
-        gw.api_key = erase_and_free(gw.api_key);
-        gw.token = erase_and_free(gw.token);
-        return 0;
+        /* No new connections; calls in flight are cut and settled (they may be billed). The
+         * connection threads may be blocked on an agent that went away: the process ends
+         * without joining them. */
+        (void) MHD_quiesce_daemon(d);
+        abandon_active(10 * USEC_PER_SEC);
+        explicit_bzero_safe(gw.api_key, gw.api_key ? strlen(gw.api_key) : 0);
+        if (gw.audit_fd >= 0)
+                (void) fsync(gw.audit_fd);
+        _exit(0);
 }

@@ -241,15 +241,27 @@ def test_approval_through_a_terminal_refused(env, node):
 
 
 def test_budget_exhaustion_stops_the_session(env, node):
-    node.budget_micros = 6000  # $0.006
-    turn = {"tool_calls": [{"name": "read", "args": {"path": "README.md"}}], "usage": {"input": 1000, "output": 100}}
-    with ModelServer([turn] * 6) as ms:
-        # $3/M in + $15/M out: 4500 micro-USD per turn -> the second charge exceeds the budget.
+    # The gateway reserves an upper bound before each call (the body as input tokens plus
+    # 4096, at 1.25 x $3/M, and 4096 output tokens at $15/M: about $0.08) and settles the
+    # actual usage ($3/M in + $15/M out: 1000 in + 1000 out = $0.018 per turn). With $0.15 the
+    # first turns fit; the run stops once what is left cannot hold another bound.
+    node.budget_micros = 150_000
+    turn = {"tool_calls": [{"name": "read", "args": {"path": "README.md"}}], "usage": {"input": 1000, "output": 1000}}
+    with ModelServer([turn] * 20) as ms:
         r = run(env, node, ms, "Read forever", "--price-in", "3", "--price-out", "15", "--output", "json")
+        forwarded = len(ms.requests)
     assert r.returncode == 1
     doc = json.loads(r.stdout)
     assert doc["stop"] == "budget" and "budget" in doc["stop_detail"]
-    assert doc["turns"] == 2 and doc["cost_micros"] == 9000
+    assert 1 <= doc["turns"] < 20 and doc["turns"] == forwarded
+    assert doc["cost_micros"] == 18000 * doc["turns"]
+    # The gateway's records: one per forwarded call, then the refusal; the pod was charged
+    # exactly what they say, and never more than its budget.
+    calls = doc["model_calls"]
+    assert [c["outcome"] for c in calls] == ["ok"] * forwarded + ["refused"]
+    assert calls[-1]["reason"] == "budget"
+    charged = sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+    assert charged == sum(c.get("cost_micros", 0) for c in calls) == doc["cost_micros"] <= node.budget_micros
     assert only_pod(node).deleted
 
 
@@ -506,7 +518,7 @@ def test_cut_stream_is_an_error_and_runs_no_tool_call(env, node, provider):
         r = run(env, node, ms, "Write it", "--profile", "local_dev", provider=provider)
     assert r.returncode != 0
     assert "ended before its final event" in r.stderr
-    assert node.tool_calls == []
+    assert [c for c in node.tool_calls if c[1] not in ("status", "charge")] == []
     assert not (only_pod(node).dir and os.path.exists(os.path.join(only_pod(node).dir, "pwned.txt")))
     assert len(ms.requests) == 1
 
@@ -559,7 +571,7 @@ def test_silent_model_is_bounded_by_the_deadline(env, node):
     with ModelServer([{"hang": 60, "text": "too late"}]) as ms:
         r = run(env, node, ms, "Hello", "--timeout", "3", "--output", "json", timeout=60)
     doc = json.loads(r.stdout)
-    assert doc["stop"] == "deadline", doc
+    assert doc["stop"] == "deadline", (doc["stop_detail"], doc["model_calls"])
     assert only_pod(node).deleted
 
 
@@ -576,7 +588,7 @@ def test_invalid_tool_arguments_go_back_to_the_model(env, node, provider):
     assert r.returncode == 0, r.stderr
     assert "It subtracts." in r.stdout
     # The malformed call never reached the pod; the model was told why and tried again.
-    assert [c[1] for c in node.tool_calls if c[1] != "charge"] == ["read"]
+    assert [c[1] for c in node.tool_calls if c[1] not in ("status", "charge")] == ["read"]
     assert "not a JSON object" in results[0]["content"]
     if provider == "anthropic":
         assert results[0]["is_error"] is True

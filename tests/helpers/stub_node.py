@@ -345,5 +345,7 @@ class StubNode:
                              "kind": "budget_exhausted"}
             return 200, {"spent_usd_micros": p.spent, "left_usd_micros": self.budget_micros - p.spent}
         if op == "status":
-            return 200, {"spent_usd_micros": p.spent, "max_usd_micros": self.budget_micros}
+            return 200, {"spent_usd_micros": p.spent, "max_usd_micros": self.budget_micros,
+                         "budget": {"max_usd_micros": self.budget_micros, "used_usd_micros": p.spent,
+                                    "reserved_usd_micros": 0}}
         return 400, {"error": f"unknown operation {op}", "kind": "invalid_request"}
