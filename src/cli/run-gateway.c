@@ -127,7 +127,14 @@ int run_gateway_start(const RunGatewayOptions *o, RunGateway *ret) {
                 json_object_set_new(
                         cfg,
                         "node",
-                        json_pack("{s:s, s:s, s:s}", "url", o->node->url, "key_file", o->node->key_file, "pod", o->pod));
+                        json_pack(
+                                "{s:s, s:s, s:s}",
+                                "url",
+                                o->node->url,
+                                "key_file",
+                                o->node->key_file,
+                                "pod",
+                                o->pod));
         if (!isempty(key))
                 json_object_set_new(cfg, "api_key", json_string(key));
         cfgtext = json_dumps(cfg, JSON_COMPACT);

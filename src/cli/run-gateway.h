@@ -25,7 +25,7 @@ typedef struct RunGateway {
 #define RUN_GATEWAY_NULL ((RunGateway){ .pid = PIDREF_NULL })
 
 typedef struct RunGatewayOptions {
-        const LlmConfig *model; /* provider, upstream base URL, model, key variable */
+        const LlmConfig *model;       /* provider, upstream base URL, model, key variable */
         uint64_t price_in, price_out; /* micro-USD per Mtok */
         uint64_t max_usd_micros;      /* what is left of the pod's budget */
         uint64_t timeout_sec;         /* the run's deadline from now; 0: none */
