@@ -180,6 +180,12 @@ def test_vm_dns_allowlist(env):  # N2, N3
         assert not reached and not res.get("success"), res
         assert "resolve" in res.get("stderr", "").lower(), res
         assert denied not in lab.dns_queries(), lab.dns_queries()
+        # The node's DNS filter refused it: counted, and audited with the name.
+        assert node.metric("nucleus_dns_refused_total", reason="not_allowed") >= 1
+        recs = [json.loads(l) for l in c.audit(pod).text.splitlines()]
+        dns = [r for r in recs if r["op"] == "dns_query"]
+        assert dns and all(r["decision"] == "deny" and r["kind"] == "network_denied" for r in dns), dns
+        assert any(r.get("detail", {}).get("name") == denied for r in dns), dns
         # Zone addresses that were never in an answer stay closed: the denied name's address
         # and one nobody resolves.
         for addr in (lab.web_other, lab.web_unresolved):
