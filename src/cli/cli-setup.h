@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* State shared by setup's Linux steps (verb-setup.c) and its Lima path (cli-lima.c). */
+/* What setup's Linux path (verb-setup.c) and its Lima path (cli-lima.c) share; cli-setup.c. */
 #pragma once
 
 #include <jansson.h>
@@ -42,9 +42,12 @@ typedef struct SetupContext {
 void setup_step(SetupContext *ctx, const char *step, SetupStepResult res, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-/* Secrets step (S's store), shared with the Lima path (host-side secrets). Returns 0 or a
+/* Secrets step (the store of src/lib/auth), shared with the Lima path (host-side secrets). Returns 0 or a
  * negative errno (already recorded as a failed step). */
 int setup_secrets(SetupContext *ctx, const char *secrets_dir);
+
+/* Record the outcome of writing a config file (cli_write_if_changed's result r). */
+void setup_report_write(SetupContext *ctx, const char *step, const char *path, int r);
 
 /* Write the CLI config.toml: the node URL and the secrets dir. */
 int setup_cli_config(SetupContext *ctx, const char *url, const char *secrets_dir);

@@ -79,9 +79,9 @@ int verb_rm(int argc, char **argv);
 int verb_prune(int argc, char **argv);
 int verb_logs(int argc, char **argv);
 int verb_audit(int argc, char **argv);
-int verb_image(int argc, char **argv); /* engineer G: verb-image.c */
-int verb_run(int argc, char **argv);   /* engineer R: verb-run.c */
-/* verb-pod.c: the pod verbs of docs/api.md */
+int verb_image(int argc, char **argv);
+int verb_run(int argc, char **argv);
+/* The pod verbs of docs/api.md, one verb-<name>.c each, over cli-api.h */
 int verb_create(int argc, char **argv);
 int verb_delete(int argc, char **argv); /* also "cancel" */
 int verb_wait(int argc, char **argv);

@@ -370,7 +370,6 @@ int main(int argc, char **argv) {
         r = parse_argv(argc, argv, &node.config);
         if (r <= 0)
                 return r < 0 ? 2 : 0;
-        node_global = &node;
         pthread_mutex_init(&node.lock, NULL);
 
         r = node_raise_nofile(&node.nofile_soft, &node.nofile_hard);

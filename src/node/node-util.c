@@ -66,8 +66,6 @@ int node_rm_rf(const char *path) {
         return r;
 }
 
-Node *node_global = NULL;
-
 void node_wake(Node *n) {
         uint64_t one = 1;
         if (n && n->wake_fd >= 0)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nucleus-node: shared state of the daemon (configuration, the pod table, secrets). One
- * instance per process; the HTTP threads, the supervisor and the boot threads share it under
- * node->lock.
+ * instance per process, passed explicitly (each Pod points at its Node); the HTTP threads, the
+ * supervisor and the boot threads share it under node->lock.
  */
 #pragma once
 #include <pthread.h>
@@ -66,8 +66,8 @@ typedef struct Node {
         size_t n_pods;
         int wake_fd; /* eventfd: wakes the supervisor after changes */
         bool shutting_down;
+        pthread_t supervisor_thread, drift_thread; /* pod-supervisor.c */
+        bool supervisor_running, drift_running;
 } Node;
-
-extern Node *node_global;
 
 void node_wake(Node *n);

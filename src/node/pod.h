@@ -36,6 +36,7 @@ typedef struct PodSub PodSub; /* a live /events subscriber */
 typedef struct NetPod NetPod;
 
 struct Pod {
+        Node *node;        /* the node it runs on; its lock guards the fields marked so */
         unsigned n_ref;    /* under node->lock */
         char id[37];       /* uuid v4, lower case */
         char *name;        /* metadata.name or NULL */

@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 BOOT_TIMEOUT = 600  # TCG on a shared 2-core machine
-DRIFT_PERIOD = 5.0  # the node's drift monitor period (src/node/pod.c POD_DRIFT_INTERVAL)
+DRIFT_PERIOD = 5.0  # the node's drift monitor period (src/node/pod-supervisor.c POD_DRIFT_INTERVAL)
 RES = "  resources: {memory_mib: 256, scratch_mib: 64}\n"
 
 

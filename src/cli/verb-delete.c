@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus delete / cancel (DELETE /v1/pods/ID): stop a pod; idempotent.
+ */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "alloc-util.h"
+#include "cli-api.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse-util.h"
+#include "string-util.h"
+
+static void delete_usage(void) {
+        printf("Usage: nucleus delete POD [OPTIONS]\n"
+               "       nucleus cancel POD [OPTIONS]\n\n"
+               "Stop a pod and delete it (idempotent: a pod that already ended answers its final\n"
+               "state). Its audit log and console log stay on the node.\n\n"
+               "Options:\n"
+               "      --output FORMAT     text (default) or json (the pod object)\n"
+               "  -h, --help              Show this help\n");
+}
+
+int verb_delete(int argc, char **argv) {
+        static const struct option options[] = {
+                CLI_OPTION_HELP,
+                CLI_OPTION_OUTPUT,
+                {},
+        };
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        OutputMode mode = OUTPUT_TEXT;
+        const char *pod;
+        int ch, r;
+
+        while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                r = cli_option_common(ch, delete_usage, &mode);
+                if (r != CLI_OPTION_CONTINUE)
+                        return r;
+        }
+        r = cli_pod_operand(argc, argv, 1, &pod);
+        if (r != 0)
+                return r;
+        r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);
+        r = cli_api_call(c, "DELETE", path, NULL, NULL, 0, &resp, &e);
+        if (r < 0)
+                return cli_api_fail(mode, &e, &resp);
+        _cleanup_json_ json_t *j = cli_api_answer(&resp);
+        if (!j)
+                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        if (mode == OUTPUT_JSON)
+                return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        _cleanup_free_ char *state = cli_api_field(j, "state");
+        printf("%s %s\n", pod, state ?: "-");
+        return CLI_EXIT_OK;
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus upload (PUT /v1/pods/ID/workspace): a directory as the pod's /workspace, packed like
+ * `nucleus run` packs it (never the config dir or secret store).
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent-workspace.h"
+#include "alloc-util.h"
+#include "cli-api.h"
+#include "client-paths.h"
+#include "json-util.h"
+#include "log.h"
+#include "parse-util.h"
+#include "string-util.h"
+
+static void upload_usage(void) {
+        printf("Usage: nucleus upload POD [OPTIONS]\n\n"
+               "Upload a directory as the pod's /workspace (a tar, like 'nucleus run': in a git work\n"
+               "tree the tracked and untracked-but-not-ignored files, else every file; never the\n"
+               "Nucleus config dir or secret store).\n\n"
+               "Options:\n"
+               "  -d, --dir DIR           The directory (default: the current one)\n"
+               "      --output FORMAT     text (default) or json (the node's import answer)\n"
+               "  -h, --help              Show this help\n");
+}
+
+/* The config dir and secret store (canonical), never uploaded; refuses a dir inside them. */
+static int upload_excludes(const char *dir, char ***ret, char **reterr) {
+        _cleanup_strv_free_ char **exclude = NULL;
+        _cleanup_free_ char *cfg = NULL, *sec = NULL;
+        char real[PATH_MAX];
+
+        if (client_config_dir(&cfg) >= 0)
+                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
+        if (client_secrets_dir(&sec) >= 0)
+                strv_extend(&exclude, realpath(sec, real) ? real : sec);
+        STRV_FOREACH(e, exclude) {
+                const char *rest = startswith(dir, *e);
+                if (rest && (*rest == 0 || *rest == '/')) {
+                        *reterr = xasprintf(
+                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
+                                dir,
+                                *e);
+                        return -EPERM;
+                }
+        }
+        *ret = TAKE_PTR(exclude);
+        return 0;
+}
+
+int verb_upload(int argc, char **argv) {
+        static const struct option options[] = {
+                CLI_OPTION_HELP,
+                CLI_OPTION_OUTPUT,
+                { "dir", required_argument, NULL, 'd' },
+                {},
+        };
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        _cleanup_(agent_tar_done) AgentTar tar = {};
+        _cleanup_strv_free_ char **exclude = NULL;
+        _cleanup_free_ char *err = NULL;
+        OutputMode mode = OUTPUT_TEXT;
+        const char *pod, *dir_arg = ".";
+        char dir[PATH_MAX];
+        int ch, r;
+
+        while ((ch = getopt_long(argc, argv, "hd:", options, NULL)) >= 0)
+                switch (ch) {
+                case 'd':
+                        dir_arg = optarg;
+                        break;
+                default:
+                        r = cli_option_common(ch, upload_usage, &mode);
+                        if (r != CLI_OPTION_CONTINUE)
+                                return r;
+                }
+        r = cli_pod_operand(argc, argv, 1, &pod);
+        if (r != 0)
+                return r;
+        if (!realpath(dir_arg, dir))
+                return cli_fail(mode, "io_error", "cannot use directory %s: %m", dir_arg);
+        r = upload_excludes(dir, &exclude, &err);
+        if (r < 0)
+                return cli_fail(mode, "invalid_request", "%s", err);
+        r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = agent_workspace_tar(dir, exclude, &tar, &err);
+        if (r == -E2BIG)
+                return cli_fail(
+                        mode, "too_large", "%s: %s", dir, err ?: "over the workspace size or file limit");
+        if (r < 0)
+                return cli_fail(mode, "io_error", "cannot pack %s: %s", dir, err ?: strerror(-r));
+        if (tar.n_excluded > 0)
+                log_warning(
+                        "left out %zu file(s) of the Nucleus config/secret store inside %s",
+                        tar.n_excluded,
+                        dir);
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/workspace", pod);
+        r = cli_api_call(c, "PUT", path, "application/x-tar", tar.data, tar.size, &resp, &e);
+        if (r < 0)
+                return cli_api_fail(mode, &e, &resp);
+        _cleanup_json_ json_t *j = cli_api_answer(&resp);
+        if (!j)
+                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        if (mode == OUTPUT_JSON)
+                return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        printf("uploaded %zu files%s (%zu KiB) to pod %s\n",
+               tar.n_files,
+               tar.from_git ? " (git ls-files)" : "",
+               tar.size / 1024,
+               pod);
+        return CLI_EXIT_OK;
+}

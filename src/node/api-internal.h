@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the API files share: the route table's types (api-routes.c), the call a handler gets,
+ * and the answer helpers (api.c). The server, authentication and the limits before
+ * authentication live in api.c; handlers in api-pods.c, api-tools.c and api-approvals.c.
+ */
+#pragma once
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "node.h"
+#include "pod.h"
+
+/* Who may call a route. Today every scope but API_SCOPE_PUBLIC takes the node key (HMAC
+ * signature, docs/api.md "Signing"); the column is what narrower credentials are checked
+ * against. */
+typedef enum ApiScope {
+        API_SCOPE_PUBLIC, /* no signature at all (GET /v1/health only) */
+        API_SCOPE_NODE,   /* the node key only: create, list, delete, workspace, approvals, ... */
+        API_SCOPE_POD,    /* also a credential scoped to the pod named by {id}: tools, status, events */
+        API_SCOPE_RUN,    /* only the run's own credential (budget reserve/settle) */
+        _API_SCOPE_MAX,
+} ApiScope;
+
+/* Which configured limit caps the request body (checked from Content-Length before any body
+ * byte is read, and again while it streams). */
+typedef enum ApiBodyCap {
+        API_CAP_NONE,      /* no body expected: 1 byte at most */
+        API_CAP_JSON,      /* [api] max_body_bytes: specs, tool arguments, small JSON */
+        API_CAP_WORKSPACE, /* [api] max_workspace_bytes: workspace tar uploads */
+} ApiBodyCap;
+
+/* Route flags. */
+enum {
+        API_STREAM = 1u << 0, /* an authenticated body streams into an unlinked temp file in the
+                               * state dir (mmap'd for the handler), not into memory */
+        API_QUERY = 1u << 1,  /* takes a query string; every other route refuses one (400) */
+};
+
+#define API_ARGS_MAX 4
+
+/* One request, as a handler sees it: authenticated (unless public), its route matched. */
+typedef struct ApiCall {
+        struct MHD_Connection *c;
+        Node *node;
+        const char *method;
+        const char *actor; /* X-Nucleus-Actor as signed; "unknown" when empty */
+        const char *query; /* after '?', or NULL */
+        const char *body;  /* the verified body (NUL-terminated unless streamed), or NULL */
+        size_t n_body;
+        Pod *pod;                       /* the pod named by {id} (a reference the dispatcher owns) */
+        const char *args[API_ARGS_MAX]; /* the other {name} segments, in pattern order */
+} ApiCall;
+
+typedef enum MHD_Result (*ApiHandler)(ApiCall *a);
+
+typedef struct ApiRoute {
+        const char *method;  /* "GET", "POST", "PUT", "DELETE" */
+        const char *pattern; /* segments; "{id}" is a pod id, any other "{name}" one segment */
+        ApiHandler handler;
+        ApiBodyCap cap;
+        unsigned flags; /* API_STREAM, API_QUERY */
+        ApiScope scope;
+} ApiRoute;
+
+/* A request path matched against the table. */
+typedef struct ApiMatch {
+        const ApiRoute *route; /* the route for this method and path, or NULL */
+        const ApiRoute *any;   /* the first route whose pattern matches, with any method, or NULL */
+        char *pod_id;          /* the {id} segment (not yet checked), or NULL */
+        char *args[API_ARGS_MAX];
+} ApiMatch;
+
+/* Match a raw request path (no query). Returns true when some pattern matches. */
+bool api_route_match(const char *method, const char *path, ApiMatch *ret);
+void api_match_done(ApiMatch *m);
+/* "GET or POST": the methods the table has for the pattern of r (malloc'd). */
+char *api_route_methods(const ApiRoute *r);
+/* Lower-case UUID (the node's pod ids). */
+bool api_pod_id_ok(const char *s);
+
+/* ---- answers (api.c) ---- */
+enum MHD_Result api_reply_raw(
+        struct MHD_Connection *c, unsigned status, const char *ctype, const void *data, size_t n);
+enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *j);
+_printf_(4, 5) enum MHD_Result
+        api_reply_error(struct MHD_Connection *c, unsigned status, const char *kind, const char *fmt, ...);
+const char *api_header(struct MHD_Connection *c, const char *name);
+void api_sha256_hex(const void *p, size_t n, char ret[65]);
+
+/* ---- calls into a pod (api-tools.c) ---- */
+/* Running and within its deadline? Otherwise queue the answer and return false. */
+bool api_pod_check_callable(struct MHD_Connection *c, Pod *p, enum MHD_Result *ret);
+usec_t api_pod_call_timeout(Pod *p);
+enum MHD_Result api_reply_channel_error(struct MHD_Connection *c, Pod *p, int r);
+/* Decision ("allow", "deny", "error") and kind for the audit log from a proxy answer. */
+const char *api_answer_decision(json_t *ans, const char **ret_kind);
+unsigned api_answer_status(json_t *ans);
+/* Add the weak-isolation warning to an answer of the local driver. */
+void api_answer_mark(Pod *p, json_t *ans);
+#define API_WEAK_WARNING \
+        "driver local: the proxy runs on the host in bubblewrap; weaker isolation than a microVM"
+
+/* ---- handlers ---- */
+/* api.c */
+enum MHD_Result api_h_health(ApiCall *a);
+/* api-pods.c */
+enum MHD_Result api_h_create(ApiCall *a);
+enum MHD_Result api_h_list(ApiCall *a);
+enum MHD_Result api_h_get(ApiCall *a);
+enum MHD_Result api_h_delete(ApiCall *a);
+enum MHD_Result api_h_logs(ApiCall *a);
+enum MHD_Result api_h_audit(ApiCall *a);
+enum MHD_Result api_h_events(ApiCall *a);
+/* api-tools.c */
+enum MHD_Result api_h_tool(ApiCall *a);
+enum MHD_Result api_h_workspace_put(ApiCall *a);
+enum MHD_Result api_h_workspace_patch(ApiCall *a);
+/* api-approvals.c */
+enum MHD_Result api_h_approval(ApiCall *a);

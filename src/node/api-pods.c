@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * API handlers of the pod lifecycle: create, list, get, delete, logs, the audit log and the
+ * /events stream (server-sent events from the pod's audit appends).
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "api-internal.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "nodespec.h"
+#include "parse-util.h"
+#include "string-util.h"
+
+#define API_LOGS_MAX (8u * 1024u * 1024u)
+#define API_AUDIT_MAX (64u * 1024u * 1024u)
+#define API_SSE_KEEPALIVE (15 * USEC_PER_SEC)
+
+enum MHD_Result api_h_create(ApiCall *a) {
+        struct MHD_Connection *c = a->c;
+        Node *n = a->node;
+        _cleanup_json_ json_t *out = NULL;
+        _cleanup_free_ char *err = NULL;
+        _cleanup_(pod_unrefp) Pod *p = NULL;
+        NodeSpec *spec = NULL;
+        int r;
+
+        r = nodespec_parse(a->body, a->n_body, &spec, &err);
+        if (r < 0)
+                return api_reply_error(
+                        c,
+                        r == -EFBIG ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
+                        r == -EFBIG ? "too_large" : "invalid_request",
+                        "invalid spec: %s",
+                        err ?: "?");
+        VmmDriver d = spec->driver >= 0 ? (VmmDriver) spec->driver : n->config.driver;
+        r = pod_create(n, spec, d, a->actor, &p, &err);
+        if (r == -EBUSY)
+                return api_reply_error(
+                        c,
+                        n->shutting_down ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_CONFLICT,
+                        n->shutting_down ? "capacity" : "conflict",
+                        "%s",
+                        err ?: "pod limit reached");
+        if (r < 0)
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "cannot create the pod: %s",
+                        err ?: strerror(-r));
+        out = pod_to_json(p);
+        return api_reply_json(c, MHD_HTTP_CREATED, out);
+}
+
+enum MHD_Result api_h_list(ApiCall *a) {
+        Node *n = a->node;
+        _cleanup_json_ json_t *arr = json_array();
+        Pod **list;
+        size_t k = 0;
+
+        pthread_mutex_lock(&n->lock);
+        list = xnew0(Pod *, n->n_pods + 1);
+        for (size_t i = 0; i < n->n_pods; i++) {
+                list[k++] = n->pods[i];
+                n->pods[i]->n_ref++;
+        }
+        pthread_mutex_unlock(&n->lock);
+        for (size_t i = 0; i < k; i++) {
+                json_array_append_new(arr, pod_to_json(list[i]));
+                pod_unref(list[i]);
+        }
+        free(list);
+        _cleanup_json_ json_t *out = json_pack("{s:O}", "pods", arr);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
+enum MHD_Result api_h_get(ApiCall *a) {
+        _cleanup_json_ json_t *j = pod_to_json(a->pod);
+        return api_reply_json(a->c, MHD_HTTP_OK, j);
+}
+
+enum MHD_Result api_h_delete(ApiCall *a) {
+        Pod *p = a->pod;
+        AuditEvent ev = { .actor = a->actor, .op = "pod_delete", .decision = "allow" };
+        PodState s;
+        pthread_mutex_lock(&p->node->lock);
+        s = p->state;
+        pthread_mutex_unlock(&p->node->lock);
+        if (s != POD_EXITED && s != POD_FAILED) {
+                pod_audit(p, &ev);
+                pod_terminate(p, POD_EXITED, "deleted by the API", "pod_not_running");
+        }
+        _cleanup_json_ json_t *out = pod_to_json(p);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
+/* Append the last API_LOGS_MAX bytes of <pod>/<name> to buf under a header line. */
+static void logs_append(Pod *p, const char *name, const char *title, char **buf, size_t *n) {
+        _cleanup_free_ char *path = xasprintf("%s/%s", p->dir, name), *data = NULL;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        size_t k = 0;
+
+        if (fd < 0)
+                return;
+        off_t size = lseek(fd, 0, SEEK_END);
+        off_t from = size > (off_t) API_LOGS_MAX ? size - (off_t) API_LOGS_MAX : 0;
+        if (lseek(fd, from, SEEK_SET) < 0 || read_full_fd(fd, API_LOGS_MAX, &data, &k) < 0)
+                return;
+        _cleanup_free_ char *head = xasprintf("==> %s <==\n", title);
+        *buf = xrealloc(*buf, *n + strlen(head) + k + 2);
+        memcpy(*buf + *n, head, strlen(head));
+        *n += strlen(head);
+        memcpy(*buf + *n, data, k);
+        *n += k;
+        if (k > 0 && data[k - 1] != '\n')
+                (*buf)[(*n)++] = '\n';
+        (*buf)[*n] = 0;
+}
+
+enum MHD_Result api_h_logs(ApiCall *a) {
+        struct MHD_Connection *c = a->c;
+        Pod *p = a->pod;
+        const char *query = a->query;
+        _cleanup_free_ char *data = NULL;
+        uint32_t tail = 0;
+        size_t n = 0;
+
+        if (query) {
+                const char *t = startswith(query, "tail=");
+                if (!t || strchr(t, '&') || safe_atou32(t, &tail) < 0 || tail > 100000)
+                        return api_reply_error(
+                                c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "query: only tail=N (0..100000) is understood");
+        }
+        /* The node's own lines about this pod, then the VM console (or proxy output). */
+        data = xstrdup("");
+        logs_append(p, "node.log", "node", &data, &n);
+        logs_append(p, "console.log", "console", &data, &n);
+        /* Lossy: keep text, newlines and tabs; a CR that ends a line (serial consoles write
+         * CRLF) is dropped; anything else non-printable ASCII becomes '?'. */
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) data[i];
+                if (ch == '\r' && i + 1 < n && data[i + 1] == '\n')
+                        continue;
+                data[w++] = (ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f ? '?' : (char) ch;
+        }
+        n = w;
+        size_t start = 0;
+        if (tail > 0) {
+                uint32_t lines = 0;
+                for (size_t i = n; i > 0; i--)
+                        if (data[i - 1] == '\n' && i != n && ++lines == tail) {
+                                start = i;
+                                break;
+                        }
+        } else if (query)
+                start = n;
+        return api_reply_raw(c, MHD_HTTP_OK, "text/plain; charset=utf-8", data + start, n - start);
+}
+
+enum MHD_Result api_h_audit(ApiCall *a) {
+        struct MHD_Connection *c = a->c;
+        Pod *p = a->pod;
+        _cleanup_free_ char *path = xasprintf("%s/audit.jsonl", p->dir), *data = NULL;
+        size_t n = 0;
+        int r;
+        pthread_mutex_lock(&p->audit_lock);
+        r = read_full_file_at(AT_FDCWD, path, API_AUDIT_MAX, &data, &n);
+        pthread_mutex_unlock(&p->audit_lock);
+        if (r < 0)
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_INTERNAL_SERVER_ERROR,
+                        "io_error",
+                        "cannot read the audit log: %s",
+                        strerror(-r));
+        return api_reply_raw(c, MHD_HTTP_OK, "application/x-ndjson", data, n);
+}
+
+/* ---- /events ------------------------------------------------------------------------------ */
+
+typedef struct EventStream {
+        Pod *pod;
+        PodSub *sub;
+        char *cur;
+        size_t n_cur, off;
+        bool ended;
+} EventStream;
+
+static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+        EventStream *e = cls;
+        while (e->off == e->n_cur) {
+                free(e->cur);
+                e->cur = NULL;
+                e->n_cur = e->off = 0;
+                if (e->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                char *chunk = NULL;
+                int r = pod_sub_next(e->pod, e->sub, API_SSE_KEEPALIVE, &chunk);
+                if (r > 0)
+                        e->cur = chunk;
+                else if (r == 0)
+                        e->cur = xstrdup(": keep-alive\n\n");
+                else {
+                        e->cur = xstrdup(r == -ENOBUFS ? "event: overflow\ndata: {}\n\n" : "");
+                        e->ended = true;
+                }
+                e->n_cur = strlen(e->cur);
+        }
+        size_t n = NUCLEUS_MIN(max, e->n_cur - e->off);
+        memcpy(buf, e->cur + e->off, n);
+        e->off += n;
+        return (ssize_t) n;
+}
+
+static void events_free(void *cls) {
+        EventStream *e = cls;
+        pod_unsubscribe(e->pod, e->sub);
+        pod_unref(e->pod);
+        free(e->cur);
+        free(e);
+}
+
+enum MHD_Result api_h_events(ApiCall *a) {
+        struct MHD_Connection *c = a->c;
+        Pod *p = a->pod;
+        EventStream *e = xnew0(EventStream, 1);
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        e->pod = pod_ref(p);
+        e->sub = pod_subscribe(p);
+        e->cur = xstrdup(": nucleus-node audit events\n\n");
+        e->n_cur = strlen(e->cur);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_reader, e, events_free);
+        (void) MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The node's routes: ONE table, read by every step that needs to know a route (the body cap and
+ * temp-file streaming at header time, authentication, dispatch). Adding a route is one row
+ * here and a handler in the file of its area (prototype in api-internal.h).
+ *
+ * Columns (docs/api.md "Routes"):
+ *   method   HTTP method, exact.
+ *   pattern  path segments as sent (never decoded). "{id}" matches a lower-case UUID and is
+ *            resolved to the pod before the handler runs (404 otherwise); any other "{name}"
+ *            matches one non-empty segment and reaches the handler in ApiCall.args[], in order.
+ *   handler  enum MHD_Result h(ApiCall *a).
+ *   cap      which limit caps the body: API_CAP_NONE, API_CAP_JSON (max_body_bytes),
+ *            API_CAP_WORKSPACE (max_workspace_bytes). An unsigned-digest body is capped lower
+ *            still (api.c, "Before authentication").
+ *   flags    API_STREAM: the authenticated body streams into an unlinked temp file instead of
+ *            memory (uploads); API_QUERY: the route takes a query string (others answer 400).
+ *   scope    who may call it: API_SCOPE_PUBLIC (no signature), API_SCOPE_NODE (node key only),
+ *            API_SCOPE_POD (also a credential scoped to that pod), API_SCOPE_RUN (only the
+ *            run's credential). Every scope but PUBLIC takes the node key today.
+ *
+ * A path no pattern matches is 404; a path that matches with another method is 405.
+ */
+#include <string.h>
+
+#include "alloc-util.h"
+#include "api-internal.h"
+#include "string-util.h"
+
+/* clang-format off */
+static const ApiRoute api_routes[] = {
+        /* method   pattern                             handler                   cap                flags       scope */
+        { "GET",    "/v1/health",                       api_h_health,             API_CAP_NONE,      0,          API_SCOPE_PUBLIC },
+        { "POST",   "/v1/pods",                         api_h_create,             API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "GET",    "/v1/pods",                         api_h_list,               API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}",                    api_h_get,                API_CAP_JSON,      0,          API_SCOPE_POD },
+        { "DELETE", "/v1/pods/{id}",                    api_h_delete,             API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "POST",   "/v1/pods/{id}/cancel",             api_h_delete,             API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}/logs",               api_h_logs,               API_CAP_JSON,      API_QUERY,  API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}/audit",              api_h_audit,              API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },
+        { "PUT",    "/v1/pods/{id}/workspace",          api_h_workspace_put,      API_CAP_WORKSPACE, API_STREAM, API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}/workspace/patch",    api_h_workspace_patch,    API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_JSON,      0,          API_SCOPE_POD },
+        { "POST",   "/v1/pods/{id}/approvals",          api_h_approval,           API_CAP_JSON,      0,          API_SCOPE_NODE },
+};
+/* clang-format on */
+
+bool api_pod_id_ok(const char *s) {
+        if (strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                if (i == 8 || i == 13 || i == 18 || i == 23) {
+                        if (s[i] != '-')
+                                return false;
+                } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        }
+        return true;
+}
+
+void api_match_done(ApiMatch *m) {
+        m->pod_id = mfree(m->pod_id);
+        for (size_t i = 0; i < API_ARGS_MAX; i++)
+                m->args[i] = mfree(m->args[i]);
+}
+
+/* Does path match pattern? On success (and with m) the placeholders are copied into m. */
+static bool pattern_match(const char *pattern, const char *path, ApiMatch *m) {
+        const char *p = pattern, *s = path;
+        size_t n_args = 0;
+
+        while (*p && *s) {
+                if (*p != '/' || *s != '/')
+                        return false;
+                p++, s++;
+                size_t pl = strcspn(p, "/"), sl = strcspn(s, "/");
+                if (pl >= 2 && p[0] == '{' && p[pl - 1] == '}') {
+                        if (sl == 0)
+                                return false;
+                        if (m) {
+                                if (pl == 4 && memcmp(p, "{id}", 4) == 0)
+                                        m->pod_id = xstrndup(s, sl);
+                                else if (n_args < API_ARGS_MAX)
+                                        m->args[n_args++] = xstrndup(s, sl);
+                                else
+                                        return false;
+                        }
+                } else if (pl != sl || memcmp(p, s, pl) != 0)
+                        return false;
+                p += pl, s += sl;
+        }
+        return *p == 0 && *s == 0;
+}
+
+bool api_route_match(const char *method, const char *path, ApiMatch *ret) {
+        *ret = (ApiMatch){};
+        for (size_t i = 0; i < ELEMENTSOF(api_routes); i++) {
+                const ApiRoute *r = &api_routes[i];
+                if (!pattern_match(r->pattern, path, NULL))
+                        continue;
+                if (!ret->any)
+                        ret->any = r;
+                if (streq(r->method, method)) {
+                        ret->route = r;
+                        break;
+                }
+        }
+        if (!ret->any)
+                return false;
+        (void) pattern_match((ret->route ?: ret->any)->pattern, path, ret);
+        return true;
+}
+
+char *api_route_methods(const ApiRoute *r) {
+        char *s = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(api_routes); i++) {
+                if (!streq(api_routes[i].pattern, r->pattern))
+                        continue;
+                char *t = s ? xasprintf("%s or %s", s, api_routes[i].method) : xstrdup(api_routes[i].method);
+                free(s);
+                s = t;
+        }
+        return s;
+}

@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * API handlers that call into a pod's proxy: tool calls (also `run` as server-sent events),
+ * workspace import and export, with audit records and metrics for each; and what every call
+ * into a pod checks first (running, within its deadline).
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "api-internal.h"
+#include "json-util.h"
+#include "message.h"
+#include "metrics.h"
+#include "patch-flags.h"
+#include "string-util.h"
+
+static bool op_name_ok(const char *s, size_t n) {
+        if (n == 0 || n > 32)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+                        return false;
+        return true;
+}
+
+/* Decision for the audit log and metrics from a proxy answer. */
+const char *api_answer_decision(json_t *ans, const char **ret_kind) {
+        const char *kind = json_string_value(json_object_get(ans, "kind"));
+        if (!json_object_get(ans, "error")) {
+                *ret_kind = NULL;
+                return "allow";
+        }
+        *ret_kind = kind;
+        ErrorKind k = kind ? error_kind_from_string(kind) : _ERROR_KIND_INVALID;
+        switch ((int) k) {
+        case ERROR_KIND_SANDBOX_ESCAPE:
+        case ERROR_KIND_PATH_DENIED:
+        case ERROR_KIND_COMMAND_DENIED:
+        case ERROR_KIND_INSUFFICIENT_CAPABILITY:
+        case ERROR_KIND_APPROVAL_REQUIRED:
+        case ERROR_KIND_APPROVAL_INVALID:
+        case ERROR_KIND_BUDGET_EXHAUSTED:
+        case ERROR_KIND_TIME_VIOLATION:
+        case ERROR_KIND_NETWORK_DENIED:
+                return "deny";
+        default:
+                return "error";
+        }
+}
+
+unsigned api_answer_status(json_t *ans) {
+        const char *kind = json_string_value(json_object_get(ans, "kind"));
+        if (!json_object_get(ans, "error"))
+                return MHD_HTTP_OK;
+        ErrorKind k = kind ? error_kind_from_string(kind) : _ERROR_KIND_INVALID;
+        return (int) k >= 0 ? (unsigned) error_kind_http_status(k) : 502u;
+}
+
+/* Why a pod cannot take calls: its end reason's kind (time_violation after the deadline). */
+static enum MHD_Result reply_not_running(struct MHD_Connection *c, Pod *p) {
+        _cleanup_json_ json_t *pj = pod_to_json(p);
+        const char *kind = json_string_value(json_object_get(pj, "reason_kind"));
+        const char *state = json_string_value(json_object_get(pj, "state"));
+        const char *reason = json_string_value(json_object_get(pj, "reason"));
+        if (streq_ptr(kind, "time_violation"))
+                return api_reply_error(
+                        c,
+                        (unsigned) error_kind_http_status(ERROR_KIND_TIME_VIOLATION),
+                        "time_violation",
+                        "the pod's deadline has passed (%s)",
+                        reason ?: state);
+        return api_reply_error(
+                c,
+                MHD_HTTP_CONFLICT,
+                "pod_not_running",
+                "pod %s is %s%s%s",
+                p->id,
+                state,
+                reason ? ": " : "",
+                reason ?: "");
+}
+
+/* Running and within its deadline? Otherwise queue the answer and return false. */
+bool api_pod_check_callable(struct MHD_Connection *c, Pod *p, enum MHD_Result *ret) {
+        PodState s;
+        usec_t deadline;
+        pthread_mutex_lock(&p->node->lock);
+        s = p->state;
+        deadline = p->deadline_mono;
+        pthread_mutex_unlock(&p->node->lock);
+        if (s == POD_RUNNING && now_usec(CLOCK_MONOTONIC) >= deadline) {
+                *ret = api_reply_error(
+                        c,
+                        (unsigned) error_kind_http_status(ERROR_KIND_TIME_VIOLATION),
+                        "time_violation",
+                        "the pod's deadline has passed");
+                return false;
+        }
+        if (s != POD_RUNNING) {
+                if (s < POD_RUNNING)
+                        *ret = api_reply_error(
+                                c,
+                                MHD_HTTP_CONFLICT,
+                                "pod_not_running",
+                                "pod %s is %s; wait for running",
+                                p->id,
+                                pod_state_to_string(s));
+                else
+                        *ret = reply_not_running(c, p);
+                return false;
+        }
+        return true;
+}
+
+usec_t api_pod_call_timeout(Pod *p) {
+        usec_t now = now_usec(CLOCK_MONOTONIC), t = (usec_t) p->node->config.tool_timeout_sec * USEC_PER_SEC;
+        pthread_mutex_lock(&p->node->lock);
+        usec_t left = p->deadline_mono > now ? p->deadline_mono - now : 0;
+        pthread_mutex_unlock(&p->node->lock);
+        return NUCLEUS_MIN(t, left + 2 * USEC_PER_SEC);
+}
+
+enum MHD_Result api_reply_channel_error(struct MHD_Connection *c, Pod *p, int r) {
+        if (r == -ETIMEDOUT)
+                return api_reply_error(
+                        c, MHD_HTTP_GATEWAY_TIMEOUT, "internal", "the guest did not answer in time");
+        if (r == -E2BIG) /* the request itself is too large for one channel frame; the pod is fine */
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "the request is larger than the %u bytes one tool call may carry to the guest "
+                        "(its JSON arguments, content included, as encoded); split the content into "
+                        "several writes or upload it as a workspace import",
+                        (unsigned) CHANNEL_PAYLOAD_MAX);
+        /* Channel gone: the pod ended (or is ending). Let the supervisor record why first. */
+        for (int i = 0; i < 50; i++) {
+                PodState s;
+                pthread_mutex_lock(&p->node->lock);
+                s = p->state;
+                pthread_mutex_unlock(&p->node->lock);
+                if (s == POD_EXITED || s == POD_FAILED)
+                        break;
+                (void) usleep(20 * 1000);
+        }
+        return reply_not_running(c, p);
+}
+
+/* Add the weak-isolation warning to an answer of the local driver. */
+void api_answer_mark(Pod *p, json_t *ans) {
+        if (p->weak && json_is_object(ans))
+                json_object_set_new(ans, "warning", json_string(API_WEAK_WARNING));
+}
+
+/* The flags of an exported patch are computed here from the patch itself (patch-flags.h), so
+ * every API client gets them; the guest's own list may only add to them (paths outside the
+ * patch: a changed .git/hooks file, a nested repository left out), never take one away. */
+static void export_set_flags(json_t *response, const char *data, size_t n) {
+        PatchSummary s = {};
+        _cleanup_free_ char *err = NULL;
+        json_t *flags;
+        if (patch_flags_compute(data ?: "", n, &s, &err) < 0) {
+                flags = json_array();
+                patch_flags_add(flags, "(patch)", "unparsed", err ?: "the patch cannot be parsed");
+        } else {
+                flags = json_incref(s.flags);
+                json_t *changed = json_array();
+                STRV_FOREACH(c, s.paths)
+                        json_array_append_new(changed, json_string(*c));
+                json_object_set_new(response, "changed", changed);
+        }
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(response, "flagged"), i, v) {
+                const char *path = json_is_string(v) ? json_string_value(v)
+                                                     : json_string_value(json_object_get(v, "path"));
+                const char *reason = json_string_value(json_object_get(v, "reason"));
+                if (!path)
+                        continue;
+                _cleanup_free_ char *r = xasprintf("guest: %s", reason ?: "flagged");
+                patch_flags_add(
+                        flags, path, r, json_string_value(json_object_get(v, "why")) ?: "reported by the pod");
+        }
+        json_object_set_new(response, "flagged", flags);
+        patch_summary_done(&s);
+}
+
+/* One proxy call on behalf of a client, with audit and metrics. Takes args. */
+static enum MHD_Result proxy_call(
+        struct MHD_Connection *c,
+        Pod *p,
+        const char *actor,
+        const char *op,
+        const char *audit_op,
+        json_t *args,
+        const void *upload,
+        size_t n_upload,
+        size_t max_data) {
+        ChannelReply rep = {};
+        enum MHD_Result ret;
+        char args_sha[65];
+        int r;
+
+        if (!api_pod_check_callable(c, p, &ret))
+                return ret;
+        if (upload)
+                api_sha256_hex(upload, n_upload, args_sha);
+        r = channel_call(
+                p->channel,
+                op,
+                args,
+                streq(op, "export") ? CHANNEL_WANT_END : 0,
+                upload,
+                n_upload,
+                api_pod_call_timeout(p),
+                max_data,
+                &rep);
+        if (r < 0) {
+                AuditEvent ev = { .actor = actor,
+                                  .op = audit_op,
+                                  .decision = "error",
+                                  .kind = "internal",
+                                  .args = upload ? NULL : args,
+                                  .args_sha256 = upload ? args_sha : NULL };
+                pod_audit(p, &ev);
+                metrics_tool_call(op, "error", NULL);
+                return api_reply_channel_error(c, p, r);
+        }
+        if (rep.n_data > 0 && !json_object_get(rep.response, "error") &&
+            !json_object_get(rep.response, "patch")) {
+                /* Patch bytes travel as data frames; hand them to the client inside the answer. */
+                json_object_set_new(rep.response, "patch", json_stringn_nocheck(rep.data, rep.n_data));
+                if (rep.data_truncated)
+                        json_object_set_new(rep.response, "patch_truncated", json_true());
+        }
+        if (streq(op, "export") && !json_object_get(rep.response, "error"))
+                export_set_flags(rep.response, rep.data, rep.n_data);
+        const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
+        _cleanup_free_ char *text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        AuditEvent ev = { .actor = actor,
+                          .op = audit_op,
+                          .decision = decision,
+                          .kind = kind,
+                          .args = upload ? NULL : args,
+                          .args_sha256 = upload ? args_sha : NULL,
+                          .result = text,
+                          .result_len = text ? strlen(text) : 0 };
+        pod_audit(p, &ev);
+        metrics_tool_call(op, decision, kind);
+        if (upload)
+                metrics_bytes("upload", n_upload);
+        if (rep.n_data)
+                metrics_bytes("download", rep.n_data);
+        api_answer_mark(p, rep.response);
+        ret = api_reply_json(c, api_answer_status(rep.response), rep.response);
+        channel_reply_done(&rep);
+        return ret;
+}
+
+/* ---- run as server-sent events --------------------------------------------------------- */
+
+typedef struct RunStream {
+        Pod *pod;
+        uint32_t stream;
+        char *actor;
+        json_t *args;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *buf; /* pending SSE text */
+        size_t n_buf, off;
+        bool done;
+        pthread_t waiter;
+} RunStream;
+
+static int run_on_data(void *userdata, const void *p, size_t n) {
+        RunStream *s = userdata;
+        _cleanup_json_ json_t *j = json_pack("{s:s%}", "data", (const char *) p, n);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        if (!text) /* not UTF-8: send it base64-free as replaced text */
+                return 0;
+        _cleanup_free_ char *chunk = xasprintf("event: output\ndata: %s\n\n", text);
+        pthread_mutex_lock(&s->lock);
+        if (s->n_buf - s->off < 8u * 1024u * 1024u) {
+                s->buf = xrealloc(s->buf, s->n_buf + strlen(chunk));
+                memcpy(s->buf + s->n_buf, chunk, strlen(chunk));
+                s->n_buf += strlen(chunk);
+        }
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}
+
+static void *run_waiter(void *userdata) {
+        RunStream *s = userdata;
+        ChannelReply rep = {};
+        _cleanup_free_ char *chunk = NULL, *text = NULL;
+        int r = channel_wait(s->pod->channel, s->stream, api_pod_call_timeout(s->pod), 0, run_on_data, s, &rep);
+        if (r < 0) {
+                rep.response = json_pack(
+                        "{s:s,s:s}",
+                        "error",
+                        r == -ETIMEDOUT ? "the guest did not answer in time" : "the pod ended during the call",
+                        "kind",
+                        r == -ETIMEDOUT ? "internal" : "pod_not_running");
+        }
+        const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
+        text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        AuditEvent ev = { .actor = s->actor,
+                          .op = "run",
+                          .decision = decision,
+                          .kind = kind,
+                          .args = s->args,
+                          .result = text,
+                          .result_len = text ? strlen(text) : 0 };
+        pod_audit(s->pod, &ev);
+        metrics_tool_call("run", decision, kind);
+        api_answer_mark(s->pod, rep.response);
+        _cleanup_free_ char *out = json_dumps(rep.response, JSON_COMPACT);
+        chunk = xasprintf("event: result\ndata: %s\n\n", out ?: "{}");
+        pthread_mutex_lock(&s->lock);
+        s->buf = xrealloc(s->buf, s->n_buf + strlen(chunk));
+        memcpy(s->buf + s->n_buf, chunk, strlen(chunk));
+        s->n_buf += strlen(chunk);
+        s->done = true;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        channel_reply_done(&rep);
+        return NULL;
+}
+
+static ssize_t run_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+        RunStream *s = cls;
+        ssize_t n;
+        pthread_mutex_lock(&s->lock);
+        while (s->off == s->n_buf && !s->done)
+                pthread_cond_wait(&s->cond, &s->lock);
+        if (s->off == s->n_buf && s->done) {
+                pthread_mutex_unlock(&s->lock);
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        n = (ssize_t) NUCLEUS_MIN(max, s->n_buf - s->off);
+        memcpy(buf, s->buf + s->off, (size_t) n);
+        s->off += (size_t) n;
+        pthread_mutex_unlock(&s->lock);
+        return n;
+}
+
+static void run_free(void *cls) {
+        RunStream *s = cls;
+        (void) pthread_join(s->waiter, NULL);
+        pod_unref(s->pod);
+        json_decref(s->args);
+        free(s->actor);
+        free(s->buf);
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+}
+
+static enum MHD_Result h_run_sse(struct MHD_Connection *c, Pod *p, const char *actor, json_t *args) {
+        RunStream *s = xnew0(RunStream, 1);
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+        int r;
+
+        r = channel_begin(p->channel, "run", args, 0, &s->stream);
+        if (r < 0) {
+                free(s);
+                return api_reply_channel_error(c, p, r);
+        }
+        s->pod = pod_ref(p);
+        s->actor = xstrdup(actor);
+        s->args = json_incref(args);
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->cond, NULL);
+        if (pthread_create(&s->waiter, NULL, run_waiter, s) != 0)
+                oom_abort();
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, run_reader, s, run_free);
+        (void) MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (p->weak)
+                (void) MHD_add_response_header(resp, "X-Nucleus-Warning", API_WEAK_WARNING);
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+enum MHD_Result api_h_workspace_put(ApiCall *a) {
+        enum MHD_Result ret;
+        if (a->n_body == 0)
+                return api_reply_error(
+                        a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "empty body: send a tar archive");
+        if (!api_pod_check_callable(a->c, a->pod, &ret))
+                return ret;
+        _cleanup_json_ json_t *args = json_object();
+        return proxy_call(a->c, a->pod, a->actor, "import", "workspace_import", args, a->body, a->n_body, 0);
+}
+
+enum MHD_Result api_h_workspace_patch(ApiCall *a) {
+        _cleanup_json_ json_t *args = json_object();
+        return proxy_call(
+                a->c, a->pod, a->actor, "export", "workspace_export", args, NULL, 0, a->node->config.max_patch_bytes);
+}
+
+/* POST /v1/pods/{id}/tools/{op}: one tool call (args[0] is the operation). */
+enum MHD_Result api_h_tool(ApiCall *a) {
+        struct MHD_Connection *c = a->c;
+        const char *op = a->args[0];
+        _cleanup_json_ json_t *args = NULL;
+        _cleanup_free_ char *err = NULL;
+
+        if (!op_name_ok(op, strlen(op)))
+                return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown tool operation");
+        if (streq(op, "configure") || streq(op, "import") || streq(op, "export") || streq(op, "approve"))
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "'%s' is not a tool call: use the pod's workspace and approvals routes",
+                        op);
+        if (a->n_body == 0)
+                args = json_object();
+        else if (json_parse_strict(a->body, a->n_body, a->n_body, &args, &err) < 0 || !json_is_object(args))
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "body: a JSON object of arguments expected%s%s",
+                        err ? ": " : "",
+                        err ?: "");
+        const char *accept = api_header(c, "Accept");
+        if (streq(op, "run") && accept && strstr(accept, "text/event-stream")) {
+                enum MHD_Result ret;
+                if (!api_pod_check_callable(c, a->pod, &ret))
+                        return ret;
+                return h_run_sse(c, a->pod, a->actor, args);
+        }
+        return proxy_call(c, a->pod, a->actor, op, op, args, NULL, 0, 1024 * 1024);
+}

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pod boot: on its own thread per pod, network, cgroup, VMM start, channel connect and the
+ * proxy's configure; any failure ends the pod with the reason.
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "cgroup.h"
+#include "fd-util.h"
+#include "json-util.h"
+#include "log.h"
+#include "message.h"
+#include "metrics.h"
+#include "net.h"
+#include "node-util.h"
+#include "pod.h"
+#include "nodespec.h"
+#include "string-util.h"
+#include "pod-internal.h"
+
+static char *pod_vmm_exit_reason(Pod *p, usec_t wait) {
+        usec_t end = now_usec(CLOCK_MONOTONIC) + wait;
+        int fd = -EBADF;
+
+        pthread_mutex_lock(&p->node->lock);
+        if (p->vm && vmm_pid(p->vm)->fd >= 0)
+                fd = fcntl(vmm_pid(p->vm)->fd, F_DUPFD_CLOEXEC, 3);
+        pthread_mutex_unlock(&p->node->lock);
+        if (fd < 0)
+                return NULL;
+        for (;;) {
+                siginfo_t si = {};
+                int w = waitid(P_PIDFD, (id_t) fd, &si, WEXITED | WNOHANG | WNOWAIT);
+                if (w < 0)
+                        break; /* already reaped: someone else is ending the pod */
+                if (si.si_pid != 0) {
+                        safe_close(fd);
+                        return si.si_code == CLD_EXITED
+                                ? xasprintf("VMM exited unexpectedly with status %d", si.si_status)
+                                : xasprintf("VMM killed by signal %s", sigabbrev_np(si.si_status) ?: "?");
+                }
+                if (now_usec(CLOCK_MONOTONIC) >= end)
+                        break;
+                (void) usleep(20 * 1000);
+        }
+        safe_close(fd);
+        return NULL;
+}
+
+static void pod_on_close(void *userdata, int error) {
+        Pod *p = userdata;
+        bool live;
+
+        /* Runs on the channel's reader thread, which holds no reference: the pod may be in
+         * pod_free (n_ref 0, joining this very thread). Only a pod with references that is
+         * still running is touched, and the termination job gets its reference under the
+         * same lock. */
+        pthread_mutex_lock(&p->node->lock);
+        live = p->n_ref > 0 && p->state == POD_RUNNING && !p->terminating;
+        if (live)
+                p->n_ref++;
+        pthread_mutex_unlock(&p->node->lock);
+        if (!live)
+                return;
+        /* A dead VMM closes the channel too: name the cause, not the symptom. */
+        _cleanup_free_ char *why = pod_vmm_exit_reason(p, 500 * USEC_PER_MSEC);
+        if (!why)
+                why = error < 0 ? xasprintf("channel to the guest broken: %s", strerror(-error))
+                                : xstrdup("the guest closed the channel");
+        pod_terminate_async_take(p, POD_FAILED, why, "internal");
+}
+
+static int pod_configure(Pod *p, char **reterr) {
+        _cleanup_json_ json_t *args = NULL;
+        ChannelReply reply = {};
+        int r;
+
+        args = nodespec_configure_args(
+                p->spec, p->id, p->node->have_approver_pub ? p->node->approver_pub : NULL);
+        json_object_set_new(args, "timeout_seconds", json_integer((json_int_t) (p->timeout / USEC_PER_SEC)));
+        r = channel_call(p->channel, "configure", args, 0, NULL, 0, 60 * USEC_PER_SEC, 0, &reply);
+        if (r < 0) {
+                *reterr = xasprintf("configure: no answer from the proxy: %s", strerror(-r));
+                return r;
+        }
+        const char *err = json_string_value(json_object_get(reply.response, "error"));
+        const char *sha = json_string_value(json_object_get(reply.response, "policy_sha256"));
+        /* configure_sha256 (proxy review S3) attests the whole configuration; an older proxy
+         * may not send it, but one that does must send a well-formed digest. */
+        json_t *cfg_v = json_object_get(reply.response, "configure_sha256");
+        const char *cfg_sha = hex64_or_null(cfg_v);
+        if (!err && cfg_v && !cfg_sha)
+                err = "malformed configure_sha256 in the answer";
+        if (err || !sha || strlen(sha) != 64) {
+                *reterr = xasprintf(
+                        "configure refused by the proxy: %s (%s)",
+                        err ?: "no policy_sha256 in the answer",
+                        json_string_value(json_object_get(reply.response, "kind")) ?: "?");
+                channel_reply_done(&reply);
+                return -EPROTO;
+        }
+        pthread_mutex_lock(&p->node->lock);
+        p->policy_sha256 = xstrdup(sha);
+        p->configure_sha256 = cfg_sha ? xstrdup(cfg_sha) : NULL;
+        pthread_mutex_unlock(&p->node->lock);
+        {
+                /* args_sha256: the proxy's configure_sha256 when it sent one (else the digest of
+                 * the arguments the node sent); result_sha256: policy_sha256. */
+                AuditEvent ev = { .actor = "node",
+                                  .op = "configure",
+                                  .decision = "allow",
+                                  .args = cfg_sha ? NULL : args,
+                                  .args_sha256 = cfg_sha,
+                                  .result_sha256 = sha };
+                pod_audit(p, &ev);
+        }
+        channel_reply_done(&reply);
+        return 0;
+}
+
+static bool pod_stopping(Pod *p) {
+        bool r;
+        pthread_mutex_lock(&p->node->lock);
+        r = p->terminating;
+        pthread_mutex_unlock(&p->node->lock);
+        return r;
+}
+
+/* The pod's DNS filter refused a query (runs on the filter's thread): count it; audit the first
+ * ones (the filter stops asking for detail after a few, so the log cannot be flooded). */
+static void pod_dns_refused(
+        void *userdata, const char *reason, const char *name, const char *entry, unsigned limit, bool detail) {
+        Pod *p = userdata;
+        metrics_dns_refused(reason);
+        if (!detail)
+                return;
+        _cleanup_json_ json_t *d = json_pack(
+                "{s:s,s:s,s:s?,s:i}", "reason", reason, "name", name, "entry", entry, "wildcard_names", (int) limit);
+        AuditEvent ev = {
+                .actor = "node", .op = "dns_query", .decision = "deny", .kind = "network_denied", .detail = d
+        };
+        pod_audit(p, &ev);
+}
+
+void *pod_boot_thread(void *userdata) {
+        Pod *p = userdata;
+        Node *n = p->node;
+        _cleanup_free_ char *err = NULL, *image_dir = NULL;
+        _cleanup_(net_policy_freep) NetPolicy *netpol = NULL;
+        usec_t t0 = now_usec(CLOCK_MONOTONIC), t_boot;
+        VmmLaunch l = {};
+        Vmm *vm = NULL;
+        int r, fd = -EBADF;
+
+        pod_set_state(p, POD_BOOTING);
+        pod_audit_lifecycle(p, "booting", NULL, NULL);
+        pod_log(p,
+                LOG_DEBUG,
+                "booting (driver %s, %u vCPU, %" PRIu64 " MiB, deadline in %" PRIu64 " s)",
+                vmm_driver_to_string(p->driver),
+                p->vcpus,
+                p->memory_mib,
+                (uint64_t) (p->timeout / USEC_PER_SEC));
+        if (p->weak)
+                pod_log(p,
+                        LOG_WARNING,
+                        "driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
+                        "than a microVM");
+
+        if (p->spec->has_network) {
+                r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, &err);
+                if (r < 0)
+                        goto fail;
+                netpol->dns_wildcard_names = p->spec->dns_wildcard_names;
+        }
+        if (netpol && p->driver != VMM_DRIVER_LOCAL) {
+                NetConfig nc = NET_CONFIG_NULL;
+                nc.state_dir = n->config.net_state_dir;
+                nc.pool = n->config.net_pool;
+                nc.dns_upstream = n->config.net_dns_upstream;
+                nc.dns_wildcard_names = n->config.net_dns_wildcard_names;
+                nc.dns_event = pod_dns_refused;
+                nc.dns_event_userdata = p;
+                if (n->vmm_uid != 0) {
+                        nc.tap_uid = n->vmm_uid;
+                        nc.tap_gid = n->vmm_gid;
+                }
+                NetPod *np = NULL;
+                r = net_pod_setup(&nc, p->id, netpol, &np, &err);
+                if (r < 0)
+                        goto fail;
+                pthread_mutex_lock(&p->net_lock);
+                pthread_mutex_lock(&n->lock);
+                bool late = p->terminating;
+                pthread_mutex_unlock(&n->lock);
+                if (late) /* terminated while the network was being built: nobody else tears it down */
+                        (void) net_pod_teardown(np);
+                else
+                        p->net = np;
+                pthread_mutex_unlock(&p->net_lock);
+                if (late)
+                        goto out;
+        }
+
+        if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
+                r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "pod %s: cannot create its cgroup, running without limits: %m", p->id);
+        }
+
+        image_dir = nodespec_image_dir(p->spec, n->config.images_dir);
+        l = (VmmLaunch){
+                .pod_id = p->id,
+                .pod_dir = p->dir,
+                .image_dir = image_dir,
+                .accel = n->accel_in_use ?: n->config.accel,
+                .vcpus = p->vcpus,
+                .memory_mib = p->memory_mib,
+                .scratch_mib = p->scratch_mib,
+                .net_cmdline = p->net ? net_pod_info(p->net)->cmdline
+                                      : (netpol ? "nucleus.net=requested" : NULL),
+                .netns_path = p->net ? net_pod_info(p->net)->netns_path : NULL,
+                .tap_name = p->net ? net_pod_info(p->net)->tap : NULL,
+                .tap_mac = p->net ? net_pod_info(p->net)->mac : NULL,
+                .net = p->net,
+                .cgroup_dir = p->cgroup_dir,
+                .proxy_path = n->config.proxy_path,
+                .firecracker_path = n->config.firecracker_path,
+                .jailer_path = n->config.jailer_path,
+                .run_uid = n->vmm_uid,
+                .run_gid = n->vmm_gid,
+        };
+        if (pod_stopping(p))
+                goto out;
+        r = vmm_start(p->driver, &l, &vm, &err);
+        if (r < 0)
+                goto fail;
+        pthread_mutex_lock(&n->lock);
+        p->vm = vm;
+        bool stop_now = p->terminating;
+        pthread_mutex_unlock(&n->lock);
+        node_wake(n);
+        if (stop_now) {
+                (void) vmm_stop(vm);
+                goto out;
+        }
+
+        r = vmm_connect_channel(vm, (usec_t) n->config.boot_timeout_sec * USEC_PER_SEC, &fd, &err);
+        if (r < 0)
+                goto fail;
+        t_boot = now_usec(CLOCK_MONOTONIC);
+        metrics_observe_boot(t_boot - t0);
+
+        Channel *ch = NULL;
+        r = channel_new(fd, pod_on_event, pod_on_close, p, &ch);
+        if (r < 0) {
+                err = xasprintf("cannot start the channel reader: %s", strerror(-r));
+                goto fail;
+        }
+        pthread_mutex_lock(&n->lock);
+        p->channel = ch;
+        stop_now = p->terminating;
+        pthread_mutex_unlock(&n->lock);
+        if (stop_now) {
+                channel_shutdown(ch);
+                goto out;
+        }
+
+        pod_set_state(p, POD_CONFIGURING);
+        r = pod_configure(p, &err);
+        if (r < 0)
+                goto fail;
+
+        pod_set_state(p, POD_RUNNING);
+        metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
+        pod_audit_lifecycle(p, "running", vmm_accel(vm), NULL);
+        pod_log(p,
+                LOG_INFO,
+                "running (driver %s, accel %s, ready in %.1fs)",
+                vmm_driver_to_string(p->driver),
+                vmm_accel(vm),
+                (double) (now_usec(CLOCK_MONOTONIC) - p->created_mono) / 1e6);
+        goto out;
+
+fail:
+        if (!pod_stopping(p)) {
+                metrics_pod_create_failed();
+                pod_log(p, LOG_ERR, "failed to start: %s", err ?: strerror(r < 0 ? -r : EIO));
+                pod_terminate(p, POD_FAILED, err ?: "failed to start", "internal");
+        }
+out:
+        pod_unref(p);
+        return NULL;
+}
