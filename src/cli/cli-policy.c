@@ -107,8 +107,10 @@ static int toml_value(FILE *f, const json_t *v, const char *key, bool one_line, 
         case JSON_OBJECT:
                 return toml_inline(f, v, reterr);
         default:
-                *reterr = xasprintf("'%s' has no value TOML can write (a policy without a time limit: use --format json)",
-                                    key);
+                *reterr = xasprintf(
+                        "'%s' has no value TOML can write (a policy without a time limit: use --format "
+                        "json)",
+                        key);
                 return -EINVAL;
         }
 }
@@ -123,7 +125,8 @@ char *cli_policy_to_toml(const Policy *p, char **reterr) {
         int r = 0;
         if (!f)
                 abort();
-        fprintf(f, "# Nucleus policy%s%s. Edit, then: nucleus run --config FILE \"task\"\n",
+        fprintf(f,
+                "# Nucleus policy%s%s. Edit, then: nucleus run --config FILE \"task\"\n",
                 p->name ? " from profile " : "",
                 p->name ?: "");
         fputs("# Schema: docs/policy.md (the JSON keys as TOML tables).\n\n", f);
@@ -199,7 +202,10 @@ static void print_rules(FILE *f, const char *label, const CommandRules *r) {
 }
 
 static void print_usd(FILE *f, uint64_t micros) {
-        fprintf(f, "$%llu.%06llu", (unsigned long long) (micros / 1000000), (unsigned long long) (micros % 1000000));
+        fprintf(f,
+                "$%llu.%06llu",
+                (unsigned long long) (micros / 1000000),
+                (unsigned long long) (micros % 1000000));
 }
 
 void cli_policy_print(FILE *f, const Policy *p) {
@@ -207,18 +213,23 @@ void cli_policy_print(FILE *f, const Policy *p) {
         _cleanup_free_ char *desc = string_make_visible(p->description ?: "");
         fprintf(f, "%s\n    %s\n\ncapabilities:\n", name, desc);
         for (Operation op = 0; op < _OPERATION_MAX; op++)
-                fprintf(f, "  %-12s %s%s\n",
+                fprintf(f,
+                        "  %-12s %s%s\n",
                         operation_to_string(op),
                         cap_level_to_string(p->capabilities.level[op]),
                         p->obligations & OBLIGATION(op) ? " (needs approval)" : "");
-        fprintf(f, "\npaths:\n  %s\n", p->paths.unrestricted ? "every path, except blocked" : "only allowed paths");
+        fprintf(f,
+                "\npaths:\n  %s\n",
+                p->paths.unrestricted ? "every path, except blocked" : "only allowed paths");
         if (!p->paths.unrestricted)
                 print_list(f, "allowed", p->paths.allowed);
         print_list(f, "blocked", p->paths.blocked);
         fputs("  (writes to a '.git' component are always refused)\n", f);
-        fprintf(f, "\ncommands:\n  %s\n",
+        fprintf(f,
+                "\ncommands:\n  %s\n",
                 p->commands.unrestricted ? "any command, except blocked"
-                                         : "only allowed commands (an allowed string matches a command that starts "
+                                         : "only allowed commands (an allowed string matches a command that "
+                                           "starts "
                                            "with its words)");
         if (!p->commands.unrestricted) {
                 print_list(f, "allowed", p->commands.allowed);
@@ -229,7 +240,8 @@ void cli_policy_print(FILE *f, const Policy *p) {
         fputs("  (inline code, shells and interpreters are judged by docs/policy.md step 4)\n", f);
         fputs("\nbudget:\n  cost ", f);
         print_usd(f, p->max_usd_micros);
-        fprintf(f, ", input tokens %llu, output tokens %llu\n",
+        fprintf(f,
+                ", input tokens %llu, output tokens %llu\n",
                 (unsigned long long) p->max_input_tokens,
                 (unsigned long long) p->max_output_tokens);
         if (p->max_duration_usec == USEC_INFINITY)

@@ -42,9 +42,12 @@ static int load_named(const char *name, Policy **ret) {
 }
 
 static int profiles_show_or_export(int argc, char **argv, bool export) {
-        enum { ARG_FORMAT = 0x100 };
+        enum {
+                ARG_FORMAT = 0x100
+        };
         static const struct option options[] = {
-                CLI_OPTION_HELP, CLI_OPTION_OUTPUT,
+                CLI_OPTION_HELP,
+                CLI_OPTION_OUTPUT,
                 { "config", required_argument, NULL, 'c' },
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "out", required_argument, NULL, 'o' },
@@ -61,7 +64,8 @@ static int profiles_show_or_export(int argc, char **argv, bool export) {
                         break;
                 case ARG_FORMAT:
                         if (!streq(optarg, "toml") && !streq(optarg, "json"))
-                                return cli_usage_error("profiles", "--format: 'toml' or 'json', not '%s'", optarg);
+                                return cli_usage_error(
+                                        "profiles", "--format: 'toml' or 'json', not '%s'", optarg);
                         format = optarg;
                         break;
                 case 'o':
@@ -78,7 +82,8 @@ static int profiles_show_or_export(int argc, char **argv, bool export) {
         if (!export && (out || !streq(format, "toml")))
                 return cli_usage_error("profiles", "--format and -o are for 'profiles export'");
         if ((optind < argc) == !!config || argc - optind > 1)
-                return cli_usage_error("profiles", "give one profile NAME%s", export ? "" : " or --config FILE");
+                return cli_usage_error(
+                        "profiles", "give one profile NAME%s", export ? "" : " or --config FILE");
 
         _cleanup_(policy_freep) Policy *p = NULL;
         if (config) {

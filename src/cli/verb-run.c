@@ -28,6 +28,7 @@
 #include "approval.h"
 #include <curl/curl.h>
 #include "cli-files.h"
+#include "cli-policy.h"
 #include "config.h"
 DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "cli.h"
@@ -63,6 +64,8 @@ typedef struct RunOptions {
         const char *dir;
         const char *profile;
         const char *policy_file;
+        const char *allow_commands[32]; /* --allow-command: allowlist additions for this run */
+        size_t n_allow_commands;
         const char *max_cost;
         uint64_t timeout_sec;
         const char *network;
@@ -99,6 +102,8 @@ static void help(void) {
                "  -p, --profile NAME       permission profile (default: config.toml default_profile,\n"
                "                           else restrictive)\n"
                "  -c, --config FILE        policy file (.json or .toml) instead of a profile\n"
+               "      --allow-command \"CMD ARGS\"  also allow commands starting with these words, for\n"
+               "                           this run only (repeatable; blocks still apply)\n"
                "      --max-cost USD       budget for the pod (default: config.toml [budget], else the\n"
                "                           profile's)\n"
                "      --timeout S          pod deadline in seconds (default: [budget] timeout_seconds,\n"
@@ -170,6 +175,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_PATCH_OUT,
                 ARG_AUDIT_OUT,
                 ARG_OUTPUT,
+                ARG_ALLOW_COMMAND,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -193,6 +199,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "patch-out", required_argument, NULL, ARG_PATCH_OUT },
                 { "audit-out", required_argument, NULL, ARG_AUDIT_OUT },
                 { "output", required_argument, NULL, ARG_OUTPUT },
+                { "allow-command", required_argument, NULL, ARG_ALLOW_COMMAND },
                 {},
         };
         int c;
@@ -317,6 +324,19 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         if (cli_parse_output(optarg, &o->output) != 0)
                                 return -EINVAL;
                         break;
+                case ARG_ALLOW_COMMAND: {
+                        _cleanup_strv_free_ char **w = NULL;
+                        unsigned meta = 0;
+                        if (words_split(optarg, &w, &meta) < 0 || !w[0] || meta)
+                                return RUN_USAGE(
+                                        "--allow-command '%s': give the command's words, without shell "
+                                        "syntax or variables",
+                                        optarg);
+                        if (o->n_allow_commands >= ELEMENTSOF(o->allow_commands))
+                                return RUN_USAGE("--allow-command: at most %zu", ELEMENTSOF(o->allow_commands));
+                        o->allow_commands[o->n_allow_commands++] = optarg;
+                        break;
+                }
                 case '?':
                 case ':':
                         /* getopt named the problem. */
@@ -427,27 +447,10 @@ static int load_policy(const RunOptions *o, const RunDefaults *d, Policy **ret, 
         int r;
 
         if (o->policy_file) {
-                _cleanup_free_ char *data = NULL, *err = NULL;
-                size_t n;
-                bool toml = endswith(o->policy_file, ".toml");
-                r = read_full_file_at(AT_FDCWD, o->policy_file, 1024 * 1024, &data, &n);
+                _cleanup_free_ char *err = NULL;
+                r = cli_policy_file_load(o->policy_file, &p, &err);
                 if (r < 0)
-                        return log_error_errno(r, "%s: cannot read: %m", o->policy_file);
-                if (toml) {
-                        _cleanup_json_ json_t *j = NULL;
-                        r = toml_parse(data, n, o->policy_file, &j, NULL, &err);
-                        if (r < 0)
-                                return log_error_errno(r, "%s", err ? err : "invalid TOML");
-                        r = policy_from_json(j, &p, &err);
-                        if (r < 0)
-                                return log_error_errno(
-                                        r, "%s: %s", o->policy_file, err ? err : "invalid policy");
-                } else {
-                        r = policy_from_json_text(data, n, &p, &err);
-                        if (r < 0)
-                                return log_error_errno(
-                                        r, "%s: %s", o->policy_file, err ? err : "invalid policy");
-                }
+                        return log_error_errno(r, "%s", err);
         } else {
                 r = policy_profile_new(profile, &p);
                 if (r < 0) {
@@ -457,6 +460,26 @@ static int load_policy(const RunOptions *o, const RunDefaults *d, Policy **ret, 
                 }
         }
         *ret_form = (PolicyForm){ .inline_policy = o->policy_file != NULL };
+
+        /* --allow-command: added to the allowlist of this run's policy, which then goes inline
+         * (the node records the policy it enforces in the audit log). */
+        for (size_t i = 0; i < o->n_allow_commands; i++) {
+                if (p->commands.unrestricted)
+                        break; /* every command is already allowed; blocks still apply */
+                strv_extend(&p->commands.allowed, o->allow_commands[i]);
+                ret_form->inline_policy = true;
+        }
+        if (o->n_allow_commands > 0) {
+                /* A set again, and checked as the node will. */
+                _cleanup_json_ json_t *j = policy_to_json(p);
+                _cleanup_(policy_freep) Policy *q = NULL;
+                _cleanup_free_ char *err = NULL;
+                r = policy_from_json(j, &q, &err);
+                if (r < 0)
+                        return log_error_errno(r, "--allow-command: %s", err ? err : "invalid policy");
+                policy_free(p);
+                p = TAKE_PTR(q);
+        }
 
         /* A flag wins over config.toml; the policy file is the whole policy, so config.toml's
          * budget applies only to profiles. */
@@ -1458,6 +1481,13 @@ int verb_run(int argc, char **argv) {
                 ctx.pod,
                 policy->name ? policy->name : "custom",
                 (unsigned long long) timeout_sec);
+        for (size_t i = 0; i < o.n_allow_commands; i++) {
+                _cleanup_free_ char *vis = string_make_visible(o.allow_commands[i]);
+                fprintf(stderr,
+                        "[nucleus] also allowed for this run: %s%s\n",
+                        vis,
+                        policy->commands.unrestricted ? " (the policy already allows every command)" : "");
+        }
 
         r = wait_running(client, ctx.pod, &err);
         if (r < 0) {
@@ -1647,6 +1677,10 @@ cleanup:
                 if (run_error)
                         json_object_set_new(doc, "error", json_string(run_error));
                 json_object_set_new(doc, "profile", json_string(policy->name ? policy->name : "custom"));
+                json_t *added = json_array();
+                for (size_t i = 0; i < o.n_allow_commands; i++)
+                        json_array_append_new(added, json_string(o.allow_commands[i]));
+                json_object_set_new(doc, "allowed_commands_added", added);
                 json_object_set_new(doc, "tools", strv_to_json(ops));
                 json_object_set_new(
                         doc,

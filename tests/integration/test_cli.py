@@ -325,6 +325,44 @@ def test_profiles(env):
     assert "restrictive" in env.run("profiles", check=0).stdout
 
 
+def test_profiles_show_and_export_round_trip(env):
+    """Issue 14: `profiles show` prints the whole policy (command rules included); `profiles
+    export` writes a file that the loader of `nucleus run --config` reads back to the same
+    policy, for every profile and both formats."""
+    text = env.run("profiles", "show", "fix-issue", check=0).stdout
+    for want in ("python3 -m unittest", "node --test", "blocked rules", "git_push     never", "**/.env", "time window"):
+        assert want in text, (want, text)
+    names = [p["name"] for p in json.loads(env.run("profiles", "--output", "json", check=0).stdout)["profiles"]]
+    assert len(names) >= 10
+    for name in names:
+        want = json.loads(env.run("profiles", "show", name, "--output", "json", check=0).stdout)
+        for fmt in ("toml", "json"):
+            out = env.tmp / f"{name}.{fmt}"
+            env.run("profiles", "export", name, "--format", fmt, "-o", str(out), check=0)
+            if fmt == "toml":
+                import tomllib
+                tomllib.loads(out.read_text())  # real TOML, not only our parser's subset
+            got = json.loads(env.run("profiles", "show", "--config", str(out), "--output", "json", check=0).stdout)
+            assert got == want, (name, fmt)
+    # An edited file is read as edited; a broken one is refused with the file named.
+    f = env.tmp / "edited.toml"
+    f.write_text(env.run("profiles", "export", "fix-issue", check=0).stdout.replace('"gradle test",', '"tox",'))
+    got = json.loads(env.run("profiles", "show", "-c", str(f), "--output", "json", check=0).stdout)
+    assert "tox" in got["commands"]["allowed"] and "gradle test" not in got["commands"]["allowed"]
+    f.write_text("[capabilities]\nread_files = \"sometimes\"\n")
+    p = env.run("profiles", "show", "-c", str(f), check=1)
+    assert "edited.toml" in p.stderr, p.stderr
+    assert env.run("profiles", "show", "nope", check=2).returncode == 2
+    assert env.run("profiles", "export", "fix-issue", "--format", "yaml", check=2).returncode == 2
+
+
+def test_run_allow_command_is_checked_first(env, tmp_path):
+    """--allow-command takes a command's words: shell syntax is a usage error before anything."""
+    for bad in ("make test; id", "echo $HOME", "", "a | b"):
+        p = env.run("run", "task", "-d", str(tmp_path), "--allow-command", bad, check=2)
+        assert "--allow-command" in p.stderr, p.stderr
+
+
 def test_logs_ps_audit_against_node(env):
     writer = built("test-audit-writer")
     env.setup()
