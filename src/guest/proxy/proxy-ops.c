@@ -148,7 +148,11 @@ void request_finish(Request *req, json_t *result) {
         bool is_error = json_object_get(result, "error") && json_is_string(kind);
 
         proxy_send_json(p, FRAME_RESPONSE, req->stream_id, result);
-        emit_audit(req, is_error ? "deny" : "allow", is_error ? json_string_value(kind) : NULL, digest);
+        /* A program that is not installed is an error, not a policy denial (issue 14). */
+        const char *decision = !is_error                          ? "allow"
+                : streq_ptr(json_string_value(kind), "not_found") ? "error"
+                                                                  : "deny";
+        emit_audit(req, decision, is_error ? json_string_value(kind) : NULL, digest);
         log_debug("%s [%u]: %s", req->op, req->stream_id, is_error ? json_string_value(kind) : "ok");
         json_decref(result);
         request_free(req);

@@ -7,6 +7,8 @@
  * process group. Requests are untrusted; so is everything the child writes.
  */
 #include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -430,6 +432,45 @@ _noreturn_ static void
         }
 }
 
+/* Issue 14: a program that is not installed is reported as not_found, not judged (and counted)
+ * as a denial. Only names the proxy can resolve without the agent's tree: a bare name along the
+ * commands' PATH, or an absolute path outside the workspace. */
+static bool program_missing(Proxy *p, const char *prog) {
+        struct stat st;
+        if (isempty(prog) || strlen(prog) >= PATH_MAX)
+                return false;
+        if (prog[0] == '/') {
+                const char *in = startswith(prog, p->workspace_real);
+                if (in && (in[0] == '/' || in[0] == 0))
+                        return false;
+                return stat(prog, &st) < 0 && errno == ENOENT;
+        }
+        if (strchr(prog, '/'))
+                return false;
+        _cleanup_free_ char *path = xstrdup(RUN_DEFAULT_PATH);
+        char *save = NULL;
+        for (char *d = strtok_r(path, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                _cleanup_free_ char *f = xasprintf("%s/%s", d, prog);
+                if (stat(f, &st) == 0 && S_ISREG(st.st_mode))
+                        return false;
+        }
+        return true;
+}
+
+static bool request_program_missing(Request *req, const char *prog) {
+        if (!program_missing(req->proxy, prog))
+                return false;
+        _cleanup_free_ char *vis = string_make_visible(prog);
+        request_fail(
+                req,
+                ERROR_KIND_NOT_FOUND,
+                "run: '%s' is not installed in this pod's image (not a policy denial); use an image "
+                "that has it: nucleus image build --name NAME --packages PACKAGE, then nucleus run "
+                "--image NAME",
+                vis);
+        return true;
+}
+
 void op_run(Request *req) {
         Proxy *p = req->proxy;
         static const char *const keys[] = { "argv",   "command",      "cwd",
@@ -504,12 +545,22 @@ void op_run(Request *req) {
         if (ja) {
                 if (parse_argv(req, ja, &argv) < 0)
                         return;
+                if (request_program_missing(req, argv[0]))
+                        return;
                 r = policy_check_command_at(p->policy, argv, cwd_rel, &d);
         } else {
                 if (strlen(command) > WORDS_MAX_INPUT) {
                         request_fail(req, ERROR_KIND_TOO_LARGE, "run: command string too long");
                         return;
                 }
+                _cleanup_strv_free_ char **first = NULL;
+                unsigned meta = 0;
+                if (words_split(command, &first, &meta) == 0 && first[0] &&
+                    !(meta &
+                      (WORDS_META_SEPARATOR | WORDS_META_REDIRECT | WORDS_META_SUBST | WORDS_META_NEWLINE |
+                       WORDS_META_SUBSHELL)) &&
+                    request_program_missing(req, first[0]))
+                        return;
                 r = policy_check_command_string(p->policy, command, &d);
                 if (r >= 0 && d.verdict != POLICY_DENY) {
                         if (policy_grants_shell(p->policy)) {
