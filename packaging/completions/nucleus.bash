@@ -40,7 +40,8 @@ _nucleus() {
         setup) opts+=" --force --rotate-secrets --skip-vm --skip-images --skip-deps --listen --metrics-listen --vm-name --vm-cpus --vm-memory-gib --vm-disk-gib --output" ;;
         start) opts+=" --no-wait --timeout --output" ;;
         stop) opts+=" --stop-vm --force --output" ;;
-        doctor|profiles|config) opts+=" --output" ;;
+        doctor|config) opts+=" --output" ;;
+        profiles) opts+=" --output show export -c --config --format -o --out" ;;
         ps) opts+=" -a --all --state --output" ;;
         rm) opts+=" -f --force --output" ;;
         prune) opts+=" --older-than --output" ;;
@@ -52,7 +53,7 @@ _nucleus() {
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;
-        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent-cmd --patch-out --audit-out --apply --apply-flagged --output" ;;
+        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent-cmd --patch-out --audit-out --apply --apply-flagged --allow-command --output" ;;
         image) opts+=" --output" ;;
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;
