@@ -664,12 +664,15 @@ void op_export(Request *req) {
                 const char *name = names + off;
                 size_t l = strnlen(name, names_n - off);
                 if (l > 0) {
-                        json_array_append_new(changed, json_stringn_nocheck(name, l));
+                        /* Names are bytes; one that is not UTF-8 is listed in its visible
+                         * form (JSON carries only UTF-8; the patch has the bytes). */
                         _cleanup_free_ char *nm = xstrndup(name, l);
+                        _cleanup_free_ char *shown = utf8_is_valid(nm) ? xstrdup(nm) : string_make_visible(nm);
+                        json_array_append_new(changed, json_string(shown));
                         const char *why = proxy_flag_reason(nm);
                         if (why)
                                 json_array_append_new(
-                                        flagged, json_pack("{s:s%, s:s}", "path", name, l, "reason", why));
+                                        flagged, json_pack("{s:s, s:s}", "path", shown, "reason", why));
                 }
                 off += l + 1;
         }
