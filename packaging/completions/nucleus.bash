@@ -48,8 +48,8 @@ _nucleus() {
         secrets) opts+=" --output rotate show-paths node approver audit all" ;;
         logs) opts+=" -f --follow --tail --events --output" ;;
         audit)
-                opts+=" --public-key --allow-unsealed --output verify"
-                if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify ]]; then
+                opts+=" --public-key --allow-unsealed --output verify show"
+                if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify || ${COMP_WORDS[COMP_CWORD-1]} == show ]]; then
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;

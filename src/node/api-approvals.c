@@ -85,11 +85,15 @@ enum MHD_Result api_h_approval(ApiCall *a) {
                 return api_reply_channel_error(c, p, r);
         const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
         _cleanup_free_ char *text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        /* The token itself stays a digest; what it approves is shown. */
+        _cleanup_json_ json_t *detail = json_pack(
+                "{s:s, s:I}", "operation", t.operation, "uses", (json_int_t) t.uses);
         AuditEvent ev = { .actor = actor,
                           .op = "approval",
                           .decision = decision,
                           .kind = kind,
                           .args_sha256 = tsha,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0 };
         pod_audit(p, &ev);

@@ -9,6 +9,7 @@
 
 #include "alloc-util.h"
 #include "api-internal.h"
+#include "audit-detail.h"
 #include "json-util.h"
 #include "message.h"
 #include "metrics.h"
@@ -206,6 +207,8 @@ static enum MHD_Result proxy_call(
                 return ret;
         if (upload)
                 api_sha256_hex(upload, n_upload, args_sha);
+        /* What the record shows of the arguments (redacted; docs/audit.md). */
+        _cleanup_json_ json_t *detail = upload ? NULL : audit_detail_for_call(op, args);
         r = channel_call(
                 p->channel,
                 op,
@@ -222,7 +225,8 @@ static enum MHD_Result proxy_call(
                                   .decision = "error",
                                   .kind = "internal",
                                   .args = upload ? NULL : args,
-                                  .args_sha256 = upload ? args_sha : NULL };
+                                  .args_sha256 = upload ? args_sha : NULL,
+                                  .detail = detail };
                 pod_audit(p, &ev);
                 metrics_tool_call(op, "error", NULL);
                 return api_reply_channel_error(c, p, r);
@@ -244,6 +248,7 @@ static enum MHD_Result proxy_call(
                           .kind = kind,
                           .args = upload ? NULL : args,
                           .args_sha256 = upload ? args_sha : NULL,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0 };
         pod_audit(p, &ev);
@@ -306,11 +311,13 @@ static void *run_waiter(void *userdata) {
         }
         const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
         text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        _cleanup_json_ json_t *detail = audit_detail_for_call("run", s->args);
         AuditEvent ev = { .actor = s->actor,
                           .op = "run",
                           .decision = decision,
                           .kind = kind,
                           .args = s->args,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0 };
         pod_audit(s->pod, &ev);
