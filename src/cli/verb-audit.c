@@ -300,6 +300,9 @@ int verb_audit(int argc, char **argv) {
         const char *target = argv[optind + 1];
         if (showing)
                 flags |= AUDIT_VERIFY_ALLOW_UNSEALED; /* a live pod's transcript so far */
+        struct stat st;
+        if (!strchr(target, '/') && stat(target, &st) < 0 && !cli_pod_id_valid(target))
+                return cli_usage_error("audit", "'%s' is neither a file nor a pod", target);
 
         if (!keyfile && client_secret_file("audit.pub", &keyfile) < 0)
                 return cli_fail(

@@ -158,7 +158,7 @@ USAGE_ERRORS = [
     ("audit", ["verify"]),
     ("audit", ["verify", "a", "b"]),
     ("audit", ["show"]),
-    ("audit", ["show", "../x"]),
+    ("audit", ["show", "no such pod!"]),
     ("image", ["extra"]),
     ("image", ["build", "--bogus"]),
     ("rm", []),
