@@ -95,7 +95,8 @@ USAGE_ERRORS = [
     ("run", ["--script", "{plan}", "--agent-cmd", "true", "t"]),
     ("run", ["--script", "{plan}", "--model", "m", "t"]),
     ("run", ["--script", "{plan}", "--base-url", "http://127.0.0.1:9/v1", "t"]),
-    ("run", ["--agent-cmd", "true", "--provider", "openai", "t"]),
+    ("run", ["--agent", "mcp", "t"]),
+    ("run", ["t", "--", "extra"]),
     ("run", ["--apply-flagged", "t"]),
     ("run", ["--profile", "no-such-profile", "t"]),
     ("run", ["--profile", "restrictive", "--config", "{dir}/policy.json", "t"]),
@@ -346,10 +347,15 @@ def test_pods_by_prefix_and_name(node, tmp_path):
         p = cli.run("logs", ref, "--output", "json")
         assert p.returncode == 0, (ref, p.stderr)
         assert json.loads(p.stdout)["pod"] == pod
+    # The pod verbs take the same references.
+    assert cli.run("wait", pod[:8]).stdout == f"{pod} running\n"
+    assert json.loads(cli.run("tool", "by-name", "status", "--output", "json").stdout)
     # Two live pods with one name: ambiguous, both listed, nothing done.
     twin = new_pod(node, "by-name")
-    p = cli.run("logs", "by-name")
-    assert p.returncode == 1 and pod in p.stderr and twin in p.stderr and "matches 2 pods" in p.stderr, p.stderr
+    for verb in ("logs", "delete"):
+        p = cli.run(verb, "by-name")
+        assert p.returncode == 1 and pod in p.stderr and twin in p.stderr and "matches 2 pods" in p.stderr, p.stderr
+    assert node.client().get_pod(pod).json()["state"] == "running"
     # The name of an ended pod no longer competes with the live one.
     node.client().delete_pod(twin)
     assert json.loads(cli.run("logs", "by-name", "--output", "json").stdout)["pod"] == pod
