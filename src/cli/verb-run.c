@@ -84,6 +84,7 @@ typedef struct RunOptions {
         char **agent_extra; /* --agent claude|codex: arguments after "--" */
         bool apply;
         bool apply_flagged;
+        bool include_untracked_binaries;
         const char *patch_out;
         const char *audit_out;
         OutputMode output;
@@ -128,6 +129,8 @@ static void help(void) {
                "      --audit-out FILE     where to save the pod's audit log (default in the state dir)\n"
                "      --apply              apply the patch to DIR with git apply\n"
                "      --apply-flagged      also apply when the patch touches flagged paths\n"
+               "      --include-untracked-binaries\n"
+               "                           keep new binary files (build artefacts) in the patch\n"
                "      --output text|json   JSON: one document on stdout, nothing else\n");
 }
 
@@ -179,6 +182,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_AGENT,
                 ARG_APPLY,
                 ARG_APPLY_FLAGGED,
+                ARG_INCLUDE_UNTRACKED_BINARIES,
                 ARG_PATCH_OUT,
                 ARG_AUDIT_OUT,
                 ARG_OUTPUT,
@@ -204,6 +208,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "agent", required_argument, NULL, ARG_AGENT },
                 { "apply", no_argument, NULL, ARG_APPLY },
                 { "apply-flagged", no_argument, NULL, ARG_APPLY_FLAGGED },
+                { "include-untracked-binaries", no_argument, NULL, ARG_INCLUDE_UNTRACKED_BINARIES },
                 { "patch-out", required_argument, NULL, ARG_PATCH_OUT },
                 { "audit-out", required_argument, NULL, ARG_AUDIT_OUT },
                 { "output", required_argument, NULL, ARG_OUTPUT },
@@ -328,6 +333,9 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         break;
                 case ARG_APPLY:
                         o->apply = true;
+                        break;
+                case ARG_INCLUDE_UNTRACKED_BINARIES:
+                        o->include_untracked_binaries = true;
                         break;
                 case ARG_APPLY_FLAGGED:
                         o->apply_flagged = true;
@@ -1534,6 +1542,18 @@ int verb_run(int argc, char **argv) {
                         log_warning("%s", err);
                 else {
                         have_patch = true;
+                        /* Build artefacts (the project's .gitignore already kept out the
+                         * ignored ones): new binary files stay out unless asked for. */
+                        _cleanup_strv_free_ char **dropped = NULL;
+                        if (!o.include_untracked_binaries)
+                                agent_patch_drop_new_binaries(&patch, &dropped);
+                        STRV_FOREACH(d, dropped) {
+                                _cleanup_free_ char *vis = string_make_visible(*d);
+                                log_info(
+                                        "left out of the patch: %s (a new binary file; "
+                                        "--include-untracked-binaries keeps it)",
+                                        vis);
+                        }
                         agent_patch_flag_host(&patch, dir);
                 }
         }

@@ -7,6 +7,7 @@ reported, an approval through a pseudo-terminal (granted and refused), budget ex
 Ctrl-C cleanup, --output json, an Anthropic-format session, --script, and the secret store
 never being uploaded. The same flows through real microVMs are in test_run_vm.py.
 """
+import base64
 import json
 import os
 import pathlib
@@ -333,6 +334,28 @@ def test_script_mode_and_flagged_paths(env, node, tmp_path):
     assert doc["patch"]["applied"] is False and "flagged" in doc["patch"]["apply_note"]
     assert r.returncode == 1
     assert not (env.proj / "NOTES.md").exists()
+
+
+def test_new_binaries_stay_out_of_the_patch(env, node, tmp_path):
+    """Build artefacts: a new binary file is left out unless --include-untracked-binaries."""
+    elf = base64.b64encode(open("/bin/true", "rb").read()[:4096]).decode()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [
+        {"tool": "write", "args": {"path": "test_runner", "content_base64": elf}},
+        {"tool": "write", "args": {"path": "NOTES.md", "content": "hi\n"}},
+    ], "final": "planned"}))
+    base = [str(binary("nucleus")), "run", "Scripted", "-d", str(env.proj), "--profile", "local_dev",
+            "--script", str(plan), "--output", "json"]
+    r = subprocess.run(base, env=env.env(node), capture_output=True, text=True, timeout=60)
+    doc = json.loads(r.stdout)
+    assert doc["patch"]["changed"] == ["NOTES.md"], doc["patch"]
+    assert "left out of the patch: test_runner" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--include-untracked-binaries"], env=env.env(node), capture_output=True,
+                       text=True, timeout=60)
+    doc = json.loads(r.stdout)
+    assert sorted(doc["patch"]["changed"]) == ["NOTES.md", "test_runner"], doc["patch"]
+    assert {"path": "test_runner", "reason": "binary"}.items() <= \
+        next(f for f in doc["patch"]["flags"] if f["reason"] == "binary").items()
 
 
 def test_secret_store_inside_the_dir_is_never_uploaded(env, node, tmp_path):
