@@ -345,14 +345,17 @@ static void check_node(CheckList *l, const ClientSettings *s) {
                 check_add(l, CHECK_OK, "node", NULL, "%s answers signed requests", s->url);
                 return;
         }
-        if (e.status == 401)
+        if (e.status == 401 || streq_ptr(e.kind, "node_unauthenticated"))
+                /* Either the node refused our signature, or whatever answered does not hold our
+                 * key (its answer MAC failed): different keys, or another program on the port. */
                 check_add(
                         l,
                         CHECK_ERR,
                         "node",
                         "make the node use the same node.key as the CLI (nucleus secrets show-paths), then "
-                        "nucleus stop && nucleus start",
-                        "%s rejected our signature: %s",
+                        "nucleus stop && nucleus start; if that does not help, another program holds the "
+                        "port (ss -ltnp)",
+                        "%s rejected our signature or does not hold our key: %s",
                         s->url,
                         e.message);
         else if (e.status == 0)

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include "agent-node.h"
 #include "alloc-util.h"
+#include "client-lease.h"
 #include "client-settings.h"
 #include "client.h"
 #include "fd-util.h"
@@ -223,6 +225,29 @@ static int read_line(FILE *f, char **buf, size_t *n, size_t max) {
         return (int) NUCLEUS_MIN(len, (size_t) INT32_MAX - 1) + 1;
 }
 
+/* A pod created with spec.lease lives only while someone renews it (docs/api.md "Leases"):
+ * while this server runs, it renews the lease of the pod it serves, a third of the grace
+ * period apart. A pod without a lease needs nothing. Returns the renewer or NULL. */
+static ClientLease *lease_for_pod(NucleusClient *client) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s", arg_pod);
+        _cleanup_json_ json_t *pod = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        if (client_call_json(client, "GET", path, NULL, &pod, &e) < 0)
+                return NULL;
+        json_t *grace = json_object_get(pod, "lease_grace_seconds");
+        if (!json_is_integer(grace) || json_integer_value(grace) <= 0)
+                return NULL;
+        usec_t interval = (usec_t) json_integer_value(grace) * USEC_PER_SEC / 3;
+        ClientLease *l = NULL;
+        int r = client_lease_start(client, arg_pod, interval, &l);
+        if (r < 0) {
+                log_warning_errno(r, "cannot renew pod %s's lease: %m", arg_pod);
+                return NULL;
+        }
+        log_info("renewing pod %s's lease every %" PRIu64 " ms", arg_pod, interval / USEC_PER_MSEC);
+        return l;
+}
+
 static void write_reply(json_t *reply) {
         _cleanup_free_ char *s = json_dumps(reply, JSON_COMPACT);
         if (!s)
@@ -268,6 +293,7 @@ int main(int argc, char **argv) {
         r = resolve_ops(client, &ops);
         if (r < 0)
                 return 1;
+        _cleanup_(client_lease_stopp) _unused_ ClientLease *lease = lease_for_pod(client);
         _cleanup_json_ json_t *tools = agent_tools_for_ops(ops);
         strv_free(ops);
         log_info("serving pod %s with %zu tools", arg_pod, json_array_size(tools));

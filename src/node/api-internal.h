@@ -82,6 +82,10 @@ char *api_route_methods(const ApiRoute *r);
 bool api_pod_id_ok(const char *s);
 
 /* ---- answers (api.c) ---- */
+/* Add X-Nucleus-Response-MAC (sign.h, docs/api.md) to an answer: over the body, or for a
+ * streamed answer body == NULL, n == SIZE_MAX. Every answer of the API goes through this. */
+void api_answer_sign(
+        struct MHD_Connection *c, struct MHD_Response *r, unsigned status, const void *body, size_t n);
 enum MHD_Result api_reply_raw(
         struct MHD_Connection *c, unsigned status, const char *ctype, const void *data, size_t n);
 enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *j);
@@ -98,6 +102,19 @@ enum MHD_Result api_reply_channel_error(struct MHD_Connection *c, Pod *p, int r)
 /* Decision ("allow", "deny", "error") and kind for the audit log from a proxy answer. */
 const char *api_answer_decision(json_t *ans, const char **ret_kind);
 unsigned api_answer_status(json_t *ans);
+/* Fail closed (docs/audit.md): write the "request" record of a call (args, or a digest of an
+ * upload, and the shown arguments) before anything reaches the guest. Returns 0 and the
+ * record's seq, or queues 503 audit_unavailable in *ret (and counts it) and returns <0:
+ * the caller must then not make the call. */
+int api_audit_request(
+        struct MHD_Connection *c,
+        Pod *p,
+        const char *actor,
+        const char *audit_op,
+        const json_t *args,
+        const char *args_sha256,
+        uint64_t *ret_seq,
+        enum MHD_Result *ret);
 /* Add the weak-isolation warning to an answer of the local driver. */
 void api_answer_mark(Pod *p, json_t *ans);
 #define API_WEAK_WARNING \

@@ -4,6 +4,7 @@
  * /events stream (server-sent events from the pod's audit appends).
  */
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -242,6 +243,7 @@ enum MHD_Result api_h_events(ApiCall *a) {
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_reader, e, events_free);
         (void) MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
+        api_answer_sign(c, resp, MHD_HTTP_OK, NULL, SIZE_MAX);
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         return ret;

@@ -4,12 +4,13 @@
  * workspace import and export, with audit records and metrics for each; and what every call
  * into a pod checks first (running, within its deadline).
  */
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "alloc-util.h"
 #include "api-internal.h"
-#include "audit-detail.h"
+#include "audit.h"
 #include "json-util.h"
 #include "message.h"
 #include "metrics.h"
@@ -149,6 +150,36 @@ enum MHD_Result api_reply_channel_error(struct MHD_Connection *c, Pod *p, int r)
 }
 
 /* Add the weak-isolation warning to an answer of the local driver. */
+int api_audit_request(
+        struct MHD_Connection *c,
+        Pod *p,
+        const char *actor,
+        const char *audit_op,
+        const json_t *args,
+        const char *args_sha256,
+        uint64_t *ret_seq,
+        enum MHD_Result *ret) {
+        _cleanup_json_ json_t *shown = args ? audit_shown_args(args) : NULL;
+        AuditEvent ev = { .actor = actor,
+                          .op = audit_op,
+                          .decision = "request",
+                          .args = args_sha256 ? NULL : args,
+                          .args_sha256 = args_sha256,
+                          .detail = shown };
+        int r = pod_audit_seq(p, &ev, ret_seq);
+        if (r < 0) {
+                metrics_audit_refused();
+                *ret = api_reply_error(
+                        c,
+                        MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "audit_unavailable",
+                        "the call was refused: its audit record could not be written (%s); nothing reached "
+                        "the pod",
+                        strerror(-r));
+        }
+        return r;
+}
+
 void api_answer_mark(Pod *p, json_t *ans) {
         if (p->weak && json_is_object(ans))
                 json_object_set_new(ans, "warning", json_string(API_WEAK_WARNING));
@@ -207,8 +238,9 @@ static enum MHD_Result proxy_call(
                 return ret;
         if (upload)
                 api_sha256_hex(upload, n_upload, args_sha);
-        /* What the record shows of the arguments (redacted; docs/audit.md). */
-        _cleanup_json_ json_t *detail = upload ? NULL : audit_detail_for_call(op, args);
+        uint64_t req_seq = 0;
+        if (api_audit_request(c, p, actor, audit_op, args, upload ? args_sha : NULL, &req_seq, &ret) < 0)
+                return ret;
         r = channel_call(
                 p->channel,
                 op,
@@ -223,11 +255,11 @@ static enum MHD_Result proxy_call(
                 AuditEvent ev = { .actor = actor,
                                   .op = audit_op,
                                   .decision = "error",
-                                  .kind = "internal",
+                                  .kind = r == -ETIMEDOUT ? "timeout" : "pod_not_running",
                                   .args = upload ? NULL : args,
                                   .args_sha256 = upload ? args_sha : NULL,
-                                  .detail = detail };
-                pod_audit(p, &ev);
+                                  .request_seq = req_seq };
+                (void) pod_audit(p, &ev);
                 metrics_tool_call(op, "error", NULL);
                 return api_reply_channel_error(c, p, r);
         }
@@ -248,10 +280,10 @@ static enum MHD_Result proxy_call(
                           .kind = kind,
                           .args = upload ? NULL : args,
                           .args_sha256 = upload ? args_sha : NULL,
-                          .detail = detail,
                           .result = text,
-                          .result_len = text ? strlen(text) : 0 };
-        pod_audit(p, &ev);
+                          .result_len = text ? strlen(text) : 0,
+                          .request_seq = req_seq };
+        (void) pod_audit(p, &ev);
         metrics_tool_call(op, decision, kind);
         if (upload)
                 metrics_bytes("upload", n_upload);
@@ -270,6 +302,7 @@ typedef struct RunStream {
         uint32_t stream;
         char *actor;
         json_t *args;
+        uint64_t request_seq; /* the call's "request" audit record */
         pthread_mutex_t lock;
         pthread_cond_t cond;
         char *buf; /* pending SSE text */
@@ -311,16 +344,15 @@ static void *run_waiter(void *userdata) {
         }
         const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
         text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
-        _cleanup_json_ json_t *detail = audit_detail_for_call("run", s->args);
         AuditEvent ev = { .actor = s->actor,
                           .op = "run",
                           .decision = decision,
                           .kind = kind,
                           .args = s->args,
-                          .detail = detail,
                           .result = text,
-                          .result_len = text ? strlen(text) : 0 };
-        pod_audit(s->pod, &ev);
+                          .result_len = text ? strlen(text) : 0,
+                          .request_seq = s->request_seq };
+        (void) pod_audit(s->pod, &ev);
         metrics_tool_call("run", decision, kind);
         api_answer_mark(s->pod, rep.response);
         _cleanup_free_ char *out = json_dumps(rep.response, JSON_COMPACT);
@@ -366,14 +398,25 @@ static void run_free(void *cls) {
 }
 
 static enum MHD_Result h_run_sse(struct MHD_Connection *c, Pod *p, const char *actor, json_t *args) {
-        RunStream *s = xnew0(RunStream, 1);
         struct MHD_Response *resp;
         enum MHD_Result ret;
+        uint64_t req_seq = 0;
         int r;
 
+        if (api_audit_request(c, p, actor, "run", args, NULL, &req_seq, &ret) < 0)
+                return ret;
+        RunStream *s = xnew0(RunStream, 1);
+        s->request_seq = req_seq;
         r = channel_begin(p->channel, "run", args, 0, &s->stream);
         if (r < 0) {
                 free(s);
+                AuditEvent ev = { .actor = actor,
+                                  .op = "run",
+                                  .decision = "error",
+                                  .kind = "pod_not_running",
+                                  .args = args,
+                                  .request_seq = req_seq };
+                (void) pod_audit(p, &ev);
                 return api_reply_channel_error(c, p, r);
         }
         s->pod = pod_ref(p);
@@ -388,6 +431,7 @@ static enum MHD_Result h_run_sse(struct MHD_Connection *c, Pod *p, const char *a
         (void) MHD_add_response_header(resp, "Cache-Control", "no-store");
         if (p->weak)
                 (void) MHD_add_response_header(resp, "X-Nucleus-Warning", API_WEAK_WARNING);
+        api_answer_sign(c, resp, MHD_HTTP_OK, NULL, SIZE_MAX);
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         return ret;

@@ -72,7 +72,9 @@ typedef struct ApiConn {
 } ApiConn;
 
 static unsigned api_unauth_connections; /* __atomic */
-static size_t api_preauth_bytes;        /* __atomic: unsigned body bytes buffered */
+/* The node key, for authenticating answers (set once by api_start before the daemon runs). */
+static uint8_t api_answer_key[AUTH_KEY_SIZE];
+static size_t api_preauth_bytes; /* __atomic: unsigned body bytes buffered */
 
 static bool preauth_reserve(Req *q, size_t n) {
         size_t cur = __atomic_add_fetch(&api_preauth_bytes, n, __ATOMIC_SEQ_CST);
@@ -103,6 +105,18 @@ static void conn_mark_authed(struct MHD_Connection *c) {
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+void api_answer_sign(
+        struct MHD_Connection *c, struct MHD_Response *r, unsigned status, const void *body, size_t n) {
+        char mac[AUTH_SIGNATURE_HEX_LEN + 1];
+        const char *nonce = api_header(c, AUTH_HEADER_NONCE);
+        /* Any well-formed nonce gets a MAC, also on refusals (a 401 from the real node is
+         * distinguishable from one by a squatter); a malformed one gets none. */
+        if (!nonce || !auth_nonce_is_valid(nonce))
+                return;
+        if (auth_sign_response(api_answer_key, nonce, status, body, n, mac) >= 0)
+                (void) MHD_add_response_header(r, AUTH_HEADER_RESPONSE_MAC, mac);
+}
+
 enum MHD_Result api_reply_raw(
         struct MHD_Connection *c, unsigned status, const char *ctype, const void *data, size_t n) {
         struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *) data, MHD_RESPMEM_MUST_COPY);
@@ -111,6 +125,7 @@ enum MHD_Result api_reply_raw(
                 return MHD_NO;
         (void) MHD_add_response_header(r, "Content-Type", ctype);
         (void) MHD_add_response_header(r, "Cache-Control", "no-store");
+        api_answer_sign(c, r, status, data ?: "", data ? n : 0);
         ret = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
         return ret;
@@ -592,7 +607,12 @@ static int api_start_internal(Node *n, const char *addr, bool metrics, ApiServer
         s = xnew0(ApiServer, 1);
         s->node = n;
         s->metrics = metrics;
-        unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+        if (!metrics)
+                memcpy(api_answer_key, n->node_key, sizeof api_answer_key);
+        /* MHD_USE_POLL: the listening and connection threads poll(), never select(), which
+         * cannot watch a descriptor above 1,023 (the node raises its open-files limit). */
+        unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                MHD_USE_ERROR_LOG;
         if (sa.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         if (metrics)

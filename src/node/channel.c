@@ -5,6 +5,8 @@
  * is read, JSON is parsed strictly, and any violation closes the channel.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -47,6 +49,14 @@ struct Channel {
         ChannelEventFn on_event;
         ChannelCloseFn on_close;
         void *userdata;
+        /* Liveness (channel_liveness_start): evidence that the guest is alive is a frame read,
+         * or a frame other than a ping fully written (its socket buffer drained). */
+        usec_t last_progress; /* CLOCK_MONOTONIC */
+        usec_t live_bound;    /* 0: not watched */
+        ChannelDeadFn on_dead;
+        pthread_t live_thread;
+        bool live_started;
+        pthread_cond_t live_cond; /* CLOCK_MONOTONIC; signalled at shutdown */
 };
 
 void channel_reply_done(ChannelReply *r) {
@@ -65,16 +75,58 @@ static int channel_write_frame(Channel *c, uint8_t type, uint32_t stream, const 
         if (r < 0)
                 return r;
         pthread_mutex_lock(&c->write_lock);
-        r = loop_write(c->fd, hdr, sizeof hdr);
-        if (r >= 0 && n > 0)
-                r = loop_write(c->fd, p, n);
+        if (c->fd < 0)
+                r = -ECONNRESET; /* released (channel_release) */
+        else {
+                r = loop_write(c->fd, hdr, sizeof hdr);
+                if (r >= 0 && n > 0)
+                        r = loop_write(c->fd, p, n);
+        }
         pthread_mutex_unlock(&c->write_lock);
         if (r < 0)
                 return r;
         pthread_mutex_lock(&c->lock);
         c->bytes_tx += n;
+        c->last_progress = now_usec(CLOCK_MONOTONIC);
         pthread_mutex_unlock(&c->lock);
         return 0;
+}
+
+/* Send one small frame without ever blocking: skipped (-EAGAIN) while another writer holds the
+ * stream or the socket buffer is full (a guest that does not read). Used for pings and
+ * cancels, which must not hang on a stopped guest. A partial write would break the framing
+ * for good, so it shuts the channel down (fail closed). */
+static int channel_try_write_frame(Channel *c, uint8_t type, uint32_t stream, const void *p, size_t n) {
+        uint8_t buf[PROTO_HEADER_SIZE + 256];
+        int r;
+        if (n > sizeof buf - PROTO_HEADER_SIZE)
+                return -E2BIG;
+        r = frame_header_encode(buf, (FrameType) type, stream, (uint32_t) n);
+        if (r < 0)
+                return r;
+        if (n > 0)
+                memcpy(buf + PROTO_HEADER_SIZE, p, n);
+        if (pthread_mutex_trylock(&c->write_lock) != 0)
+                return -EAGAIN;
+        if (c->fd < 0) {
+                pthread_mutex_unlock(&c->write_lock);
+                return -ECONNRESET;
+        }
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        ssize_t k = -1;
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT))
+                k = send(c->fd, buf, PROTO_HEADER_SIZE + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        else
+                errno = EAGAIN;
+        r = k < 0 ? -errno : 0;
+        pthread_mutex_unlock(&c->write_lock);
+        if (k >= 0 && (size_t) k != PROTO_HEADER_SIZE + n) {
+                channel_shutdown(c);
+                return -EPIPE;
+        }
+        if (r == -ENOTSOCK) /* a pipe or tty transport: fall back to the blocking path */
+                return channel_write_frame(c, type, stream, p, n);
+        return r;
 }
 
 static Pending *pending_find(Channel *c, uint32_t stream) {
@@ -149,7 +201,8 @@ static int channel_handle_frame(Channel *c, uint8_t type, uint32_t stream, const
         Pending *p = pending_find(c, stream);
         if (!p || p->done) {
                 pthread_mutex_unlock(&c->lock);
-                log_debug("channel: frame type %u for unknown stream %u dropped", type, stream);
+                if (type != FRAME_RESPONSE)
+                        log_debug("channel: frame type %u for unknown stream %u dropped", type, stream);
                 return 0;
         }
         if (type == FRAME_DATA)
@@ -209,6 +262,7 @@ static void *channel_reader(void *userdata) {
                 payload[len] = 0;
                 pthread_mutex_lock(&c->lock);
                 c->bytes_rx += len;
+                c->last_progress = now_usec(CLOCK_MONOTONIC);
                 pthread_mutex_unlock(&c->lock);
                 r = channel_handle_frame(c, type, stream, payload, len);
                 if (r < 0)
@@ -239,6 +293,12 @@ int channel_new(int fd, ChannelEventFn on_event, ChannelCloseFn on_close, void *
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->write_lock, NULL);
         pthread_cond_init(&c->cond, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->live_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->last_progress = now_usec(CLOCK_MONOTONIC);
         (void) fd_set_nonblock(c->fd, false);
 
         r = -pthread_create(&c->reader, NULL, channel_reader, c);
@@ -252,6 +312,33 @@ int channel_new(int fd, ChannelEventFn on_event, ChannelCloseFn on_close, void *
         return 0;
 }
 
+void channel_release(Channel *c) {
+        if (!c)
+                return;
+        channel_shutdown(c);
+        /* Both threads end once the socket is shut down (the reader sees EOF, the watcher the
+         * closed flag); join them here unless we are one of them. */
+        pthread_mutex_lock(&c->write_lock);
+        bool join_reader = c->reader_started && !pthread_equal(pthread_self(), c->reader);
+        bool join_live = c->live_started && !pthread_equal(pthread_self(), c->live_thread);
+        if (join_reader)
+                c->reader_started = false;
+        if (join_live)
+                c->live_started = false;
+        pthread_mutex_unlock(&c->write_lock);
+        if (join_reader)
+                (void) pthread_join(c->reader, NULL);
+        if (join_live)
+                (void) pthread_join(c->live_thread, NULL);
+        if (!join_reader && c->reader_started)
+                return; /* called from the reader itself: channel_free closes the fd */
+        pthread_mutex_lock(&c->write_lock);
+        pthread_mutex_lock(&c->lock);
+        c->fd = safe_close(c->fd);
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->write_lock);
+}
+
 Channel *channel_free(Channel *c) {
         if (!c)
                 return NULL;
@@ -261,11 +348,14 @@ Channel *channel_free(Channel *c) {
         if (c->close_error == 0)
                 c->close_error = -ECONNRESET;
         pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->lock);
+        pthread_cond_broadcast(&c->live_cond);
         if (c->fd >= 0)
                 (void) shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->lock);
         if (c->reader_started)
                 (void) pthread_join(c->reader, NULL);
+        if (c->live_started)
+                (void) pthread_join(c->live_thread, NULL);
         (void) was_closed;
         /* Waiters hold no reference after they saw closed; the owner frees only after the
          * pod's users are gone (pod refcount), so the pending list is empty here. */
@@ -276,6 +366,7 @@ Channel *channel_free(Channel *c) {
                 free(p);
         }
         c->fd = safe_close(c->fd);
+        pthread_cond_destroy(&c->live_cond);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->write_lock);
         pthread_mutex_destroy(&c->lock);
@@ -291,8 +382,69 @@ void channel_shutdown(Channel *c) {
         if (c->close_error == 0)
                 c->close_error = -ECONNRESET;
         pthread_cond_broadcast(&c->cond);
+        pthread_cond_broadcast(&c->live_cond);
+        /* Under c->lock, not write_lock: a writer blocked on a guest that reads nothing holds
+         * write_lock, and this shutdown is what unblocks it. channel_release closes the fd
+         * under both locks, so the number is never a reused one here. */
+        if (c->fd >= 0)
+                (void) shutdown(c->fd, SHUT_RDWR);
         pthread_mutex_unlock(&c->lock);
-        (void) shutdown(c->fd, SHUT_RDWR);
+}
+
+/* The liveness thread: every bound/5, if nothing came from the guest for a third of the bound,
+ * send a ping (the proxy answers it from its channel loop, outside its tool work); when nothing
+ * came for the whole bound, report the channel dead once and stop. */
+static void *channel_liveness(void *userdata) {
+        Channel *c = userdata;
+        static const char ping[] = "{\"args\":{},\"op\":\"ping\"}";
+        usec_t tick = NUCLEUS_MAX(c->live_bound / 5, 100 * USEC_PER_MSEC);
+
+        pthread_mutex_lock(&c->lock);
+        while (!c->closed) {
+                usec_t until = now_usec(CLOCK_MONOTONIC) + tick;
+                struct timespec ts = { .tv_sec = (time_t) (until / USEC_PER_SEC),
+                                       .tv_nsec = (long) (until % USEC_PER_SEC) * 1000 };
+                while (!c->closed && pthread_cond_timedwait(&c->live_cond, &c->lock, &ts) != ETIMEDOUT)
+                        ;
+                if (c->closed)
+                        break;
+                usec_t silent = now_usec(CLOCK_MONOTONIC) - c->last_progress;
+                if (silent > c->live_bound) {
+                        pthread_mutex_unlock(&c->lock);
+                        log_debug("channel: no frame from the guest for %" PRIu64 " ms", silent / USEC_PER_MSEC);
+                        if (c->on_dead)
+                                c->on_dead(c->userdata, silent);
+                        return NULL;
+                }
+                if (silent < c->live_bound / 3)
+                        continue;
+                uint32_t stream = c->next_stream;
+                c->next_stream += 2;
+                if (c->next_stream == 0 || c->next_stream > INT32_MAX)
+                        c->next_stream = 1;
+                pthread_mutex_unlock(&c->lock);
+                /* No pending entry: the answer is dropped by the reader, its arrival is what counts. */
+                (void) channel_try_write_frame(c, FRAME_REQUEST, stream, ping, sizeof ping - 1);
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead) {
+        int r;
+        if (bound == 0 || c->live_started)
+                return -EINVAL;
+        pthread_mutex_lock(&c->lock);
+        c->live_bound = bound;
+        c->on_dead = on_dead;
+        c->last_progress = now_usec(CLOCK_MONOTONIC);
+        pthread_mutex_unlock(&c->lock);
+        r = -pthread_create(&c->live_thread, NULL, channel_liveness, c);
+        if (r < 0)
+                return r;
+        c->live_started = true;
+        return 0;
 }
 
 int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint32_t *ret_stream) {
@@ -360,7 +512,8 @@ int channel_send_end(Channel *c, uint32_t stream) {
 }
 
 int channel_send_cancel(Channel *c, uint32_t stream) {
-        return channel_write_frame(c, FRAME_CANCEL, stream, NULL, 0);
+        /* Never blocks: a call that timed out returns on time even if the guest reads nothing. */
+        return channel_try_write_frame(c, FRAME_CANCEL, stream, NULL, 0);
 }
 
 int channel_wait(

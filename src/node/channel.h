@@ -29,6 +29,8 @@ void channel_reply_done(ChannelReply *r);
 typedef void (*ChannelEventFn)(void *userdata, json_t *ev);
 /* Called from the reader thread once, when the channel ends (error is 0 on orderly EOF). */
 typedef void (*ChannelCloseFn)(void *userdata, int error);
+/* Called once from the liveness thread when nothing came from the guest for the bound. */
+typedef void (*ChannelDeadFn)(void *userdata, usec_t silent);
 /* Streaming sink for data frames of one call; return <0 to stop delivery. */
 typedef int (*ChannelDataFn)(void *userdata, const void *p, size_t n);
 
@@ -70,8 +72,22 @@ int channel_call(
         usec_t timeout,
         size_t max_data,
         ChannelReply *ret);
+/*
+ * channel_liveness_start: watch the guest. A thread pings it ({"op":"ping"}, answered by the
+ * proxy from its channel loop, outside its tool work) after a third of `bound` without any
+ * frame from it, and calls on_dead(userdata, silent) once when nothing arrived for `bound`
+ * (a frame other than a ping that the guest's socket accepted also counts as a sign of life,
+ * so a long upload to a live guest is not mistaken for silence). The callback must not free
+ * the channel (it runs on the thread channel_free joins). Pings never block: a stopped guest
+ * that reads nothing cannot hang the watcher. Returns 0, -EINVAL when already started.
+ */
+int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead);
 /* Bytes sent and received on the channel (payloads only), for metrics. */
 void channel_bytes(Channel *c, uint64_t *ret_tx, uint64_t *ret_rx);
+/* Shut down, join the reader and liveness threads and close the fd: what an ended pod keeps
+ * must hold no descriptor or thread. The object stays valid (every call fails with
+ * -ECONNRESET) until channel_free. Must not be called from an event/close callback. */
+void channel_release(Channel *c);
 /* Shut the stream down (both directions) so the reader ends and every waiter gets
  * -ECONNRESET; the Channel stays allocated until channel_free. Thread-safe, idempotent. */
 void channel_shutdown(Channel *c);

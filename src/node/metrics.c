@@ -48,6 +48,7 @@ static struct {
         uint64_t bytes_up, bytes_down;
         uint64_t pods_created, pods_create_failed;
         uint64_t audit_errors;
+        uint64_t audit_refused;
         uint64_t guest_dropped[ELEMENTSOF(metric_guest_drop)];
         uint64_t dns_refused[ELEMENTSOF(metric_dns_refused)];
         Histogram boot, ready;
@@ -128,6 +129,12 @@ void metrics_auth_failure(const char *detail) {
         size_t i = index_of(metric_auth, ELEMENTSOF(metric_auth), detail, ELEMENTSOF(metric_auth) - 1);
         pthread_mutex_lock(&M.lock);
         M.auth_failures[i]++;
+        pthread_mutex_unlock(&M.lock);
+}
+
+void metrics_audit_refused(void) {
+        pthread_mutex_lock(&M.lock);
+        M.audit_refused++;
         pthread_mutex_unlock(&M.lock);
 }
 
@@ -260,6 +267,11 @@ char *metrics_render(Node *n) {
                 "# HELP nucleus_audit_errors_total Audit appends that failed.\n"
                 "# TYPE nucleus_audit_errors_total counter\nnucleus_audit_errors_total %llu\n",
                 (unsigned long long) M.audit_errors);
+        fprintf(f,
+                "# HELP nucleus_audit_refused_total Calls refused because their request record could "
+                "not be written (nothing reached the guest).\n"
+                "# TYPE nucleus_audit_refused_total counter\nnucleus_audit_refused_total %llu\n",
+                (unsigned long long) M.audit_refused);
         fprintf(f,
                 "# HELP nucleus_guest_events_dropped_total Guest-reported events not recorded "
                 "(rate, size or per-pod total cap).\n"

@@ -21,6 +21,8 @@ void metrics_pod_created(void);
 void metrics_pod_create_failed(void);
 void metrics_auth_failure(const char *detail);
 void metrics_audit_error(void);
+/* A call refused because its request record could not be written (fail closed). */
+void metrics_audit_refused(void);
 /* A guest-reported event the node did not record; reason: "rate", "size" or "total". */
 void metrics_guest_event_dropped(const char *reason);
 /* A DNS query a pod's filter refused: "wildcard_budget", "not_allowed", "type", "malformed". */

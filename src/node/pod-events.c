@@ -128,7 +128,7 @@ void pod_wake_subs_locked(Pod *p) {
 
 /* ---- audit --------------------------------------------------------------------------------- */
 
-void pod_audit(Pod *p, const AuditEvent *ev) {
+int pod_audit_seq(Pod *p, const AuditEvent *ev, uint64_t *ret_seq) {
         uint64_t seq = 0;
         int r;
 
@@ -138,8 +138,10 @@ void pod_audit(Pod *p, const AuditEvent *ev) {
         if (r < 0) {
                 metrics_audit_error();
                 log_error_errno(r, "pod %s: audit append of '%s' failed: %m", p->id, ev->op);
-                return;
+                return r;
         }
+        if (ret_seq)
+                *ret_seq = seq;
         _cleanup_json_ json_t *j = json_pack(
                 "{s:I,s:s,s:s,s:s,s:s}",
                 "seq",
@@ -158,9 +160,18 @@ void pod_audit(Pod *p, const AuditEvent *ev) {
                 json_object_set_new(j, "args_sha256", json_string(ev->args_sha256));
         if (ev->result_sha256)
                 json_object_set_new(j, "result_sha256", json_string(ev->result_sha256));
+        if (ev->request_seq)
+                json_object_set_new(j, "request_seq", json_integer((json_int_t) ev->request_seq));
+        if (ev->detail)
+                json_object_set(j, "detail", (json_t *) ev->detail);
         pthread_mutex_lock(&p->node->lock);
         pod_broadcast_locked(p, "audit", j);
         pthread_mutex_unlock(&p->node->lock);
+        return 0;
+}
+
+int pod_audit(Pod *p, const AuditEvent *ev) {
+        return pod_audit_seq(p, ev, NULL);
 }
 
 /* Lifecycle records: op "pod_<event>", decision "info", the detail text hashed as the result. */

@@ -98,8 +98,11 @@ void pod_terminate_async(Pod *p, PodState final, const char *reason, const char 
 json_t *pod_to_json(Pod *p);
 
 /* Append one audit record (AuditEvent of src/lib/audit) and publish it to /events
- * subscribers. Never fails the caller: errors are logged and counted in metrics. */
-void pod_audit(Pod *p, const AuditEvent *ev);
+ * subscribers. Errors are logged and counted in metrics and returned (-errno). */
+int pod_audit(Pod *p, const AuditEvent *ev);
+/* Same, returning the record's seq. Callers that act on the record having been written (the
+ * request record of a call, docs/audit.md "Fail closed") must check the result. */
+int pod_audit_seq(Pod *p, const AuditEvent *ev, uint64_t *ret_seq);
 
 /* /events subscribers. pod_sub_next blocks up to timeout for the next line; returns 1 and a
  * malloc'd SSE chunk, 0 on timeout, -EPIPE when the pod ended and everything was delivered. */

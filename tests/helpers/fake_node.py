@@ -19,7 +19,7 @@ import time
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-from helpers.nodeclient import load_key, string_to_sign  # noqa: E402
+from helpers.nodeclient import load_key, response_mac_header, string_to_sign  # noqa: E402
 
 SEEN = set()
 # pod-1's console grows by one line per logs request; the pod exits after a few polls.
@@ -43,6 +43,9 @@ def main():
         def answer(self, code, doc):
             body = json.dumps(doc).encode()
             self.send_response(code)
+            # It holds the node key, so it signs its answers like the node (docs/api.md).
+            for k, v in response_mac_header(key, self.headers, code, body).items():
+                self.send_header(k, v)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -50,6 +53,8 @@ def main():
 
         def raw(self, code, ctype, body):
             self.send_response(code)
+            for k, v in response_mac_header(key, self.headers, code, body).items():
+                self.send_header(k, v)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -71,6 +71,26 @@ def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonc
     return h
 
 
+STREAM = object()  # response_mac(..., body=STREAM): a streamed answer (events, followed logs)
+
+
+def response_mac(key, nonce, status, body):
+    """X-Nucleus-Response-MAC (docs/api.md): HMAC-SHA256 with the node key over
+    "nucleus-v1-response\nNONCE\nSTATUS\nhex(sha256(body))", or "stream" for streamed answers."""
+    last = "stream" if body is STREAM else hashlib.sha256(body).hexdigest()
+    msg = "\n".join(["nucleus-v1-response", nonce, str(status), last]).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def response_mac_header(key, request_headers, status, body):
+    """The header a node (or a test stand-in holding the key) adds to its answer to a request
+    whose X-Nucleus-Nonce is well formed; {} otherwise."""
+    nonce = request_headers.get("X-Nucleus-Nonce") or ""
+    if not (32 <= len(nonce) <= 128 and len(nonce) % 2 == 0) or any(c not in "0123456789abcdefABCDEF" for c in nonce):
+        return {}
+    return {"X-Nucleus-Response-MAC": response_mac(key, nonce, status, body)}
+
+
 class Response:
     def __init__(self, status, headers, body, sent_headers=None):
         self.status = status
@@ -137,7 +157,13 @@ class NodeClient:
                     pass  # the server answered early (413, 401) and closed: read that answer
             r = c.getresponse()
             data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, h)
+            resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data, h)
+            nonce = h.get("X-Nucleus-Nonce")
+            mac = resp.headers.get("x-nucleus-response-mac")
+            # Whether the answer is authenticated by the node key (docs/api.md), for tests.
+            resp.mac_ok = bool(nonce and mac and self.key is not None and hmac.compare_digest(
+                mac, response_mac(self.key, nonce, r.status, data)))
+            return resp
         finally:
             c.close()
 

@@ -35,6 +35,8 @@ import fnmatch
 import nacl.exceptions
 import nacl.signing
 
+from .nodeclient import response_mac_header
+
 __all__ = ["StubNode"]
 
 
@@ -136,6 +138,9 @@ class StubNode:
     def _reply(self, h, status, doc, ctype="application/json"):
         data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
         h.send_response(status)
+        # It holds the node key, so it signs its answers like the node (docs/api.md).
+        for k, v in response_mac_header(self.key, h.headers, status, data).items():
+            h.send_header(k, v)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
@@ -288,10 +293,9 @@ class StubNode:
                 return 200, {"path": path, "content": data[off:off + ln].decode(errors="replace"), "size": len(data)}
             if op == "write":
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                data = base64.b64decode(a["content_base64"]) if "content_base64" in a else a["content"].encode()
-                with open(full, "wb") as f:
-                    f.write(data)
-                return 200, {"path": path, "bytes": len(data)}
+                with open(full, "w") as f:
+                    f.write(a["content"])
+                return 200, {"path": path, "bytes": len(a["content"].encode())}
             if op == "edit":
                 text = open(full).read()
                 n = text.count(a["old"])

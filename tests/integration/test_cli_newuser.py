@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from conftest import binary
+from helpers.nodeclient import load_key, response_mac_header
 
 HELPERS = pathlib.Path(__file__).resolve().parent.parent / "helpers"
 
@@ -139,13 +140,17 @@ def _blocks(text):
 
 
 class _Pods(http.server.BaseHTTPRequestHandler):
+    KEY = None  # the node key: a stand-in must sign its answers (docs/api.md) to be believed
     POD = {"id": "0b5c1e9e-3a6f-4c39-9d1e-5f1b2d3c4a5e", "name": "fix-bug", "state": "failed",
            "created": "2026-11-29T21:11:10.984Z", "driver": "qemu",
            "reason": "QEMU exited before the channel came up"}
 
     def do_GET(self):
         body = json.dumps({"pods": [self.POD]}).encode()
-        self.send_response(200 if self.path == "/v1/pods" else 404)
+        status = 200 if self.path == "/v1/pods" else 404
+        self.send_response(status)
+        for k, v in response_mac_header(self.KEY, self.headers, status, body).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -157,11 +162,12 @@ class _Pods(http.server.BaseHTTPRequestHandler):
 
 def test_ps_shows_created_and_reason(env):
     env.setup()
+    _Pods.KEY = load_key(next(env.secrets.glob("node*.key")))
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Pods)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
-        p = env.run("ps", env={"NUCLEUS_NODE_URL": f"http://127.0.0.1:{srv.server_address[1]}"},
+        p = env.run("ps", "-a", env={"NUCLEUS_NODE_URL": f"http://127.0.0.1:{srv.server_address[1]}"},
                     check=0)
     finally:
         srv.shutdown()

@@ -3,6 +3,7 @@
 stopped proxy), the node raises its open-files limit, ended pods release their fds, leases,
 the node authenticates its answers, idle connections cannot lock clients out, and audit
 records are written before a call reaches the guest."""
+import json
 import os
 import signal
 import threading
@@ -118,3 +119,131 @@ def test_open_files_limit_raised(node):
     fields = line.split()
     node_soft, node_hard = fields[3], fields[4]
     assert node_soft == node_hard, line
+
+
+# ---- the client authenticates the node ---------------------------------------------------
+
+def test_answers_carry_the_node_mac(node):
+    c = node.client()
+    r = c.list_pods()
+    assert r.status == 200 and r.mac_ok, r.headers
+    # refusals too: a 401 from the real node is told apart from one by a squatter
+    r = c.request("GET", "/v1/pods", signed_headers={**c.request("GET", "/v1/pods").sent_headers})
+    assert r.status == 401 and r.mac_ok
+    # a MAC for one answer does not fit another (another key)
+    other = node.client()
+    other.key = os.urandom(32)
+    r = other.list_pods()
+    assert r.status == 401 and not r.mac_ok
+
+
+def _squatter(answer_mac_key=None):
+    """An HTTP server on a free port that answers every request 200 {"pods": []} like a node
+    would, without the node key (or with another key)."""
+    import http.server
+    import json as _json
+    from helpers.nodeclient import response_mac_header
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = _json.dumps({"pods": [], "status": "ok"}).encode()
+            self.send_response(200)
+            if answer_mac_key:
+                for k, v in response_mac_header(answer_mac_key, self.headers, 200, body).items():
+                    self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_DELETE = do_PUT = do_GET
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.mark.parametrize("mac_key", [None, os.urandom(32)], ids=["no-mac", "other-key"])
+def test_clients_refuse_a_squatter(tmp_path, mac_key):
+    """A program on the node's port without the node key: the CLI (src/lib/client) refuses its
+    answers, whatever they say."""
+    from conftest import binary
+    import subprocess
+    keyfile = tmp_path / "node.key"
+    keyfile.write_text(os.urandom(32).hex() + "\n")
+    keyfile.chmod(0o600)
+    srv = _squatter(mac_key)
+    try:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+               "NUCLEUS_NODE_URL": f"http://127.0.0.1:{srv.server_address[1]}",
+               "NUCLEUS_NODE_KEY_FILE": str(keyfile)}
+        p = subprocess.run([str(binary("nucleus")), "ps", "-a"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        srv.shutdown()
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "node_unauthenticated" in p.stderr and p.stdout == "", p.stderr
+
+
+# ---- audit fails closed ------------------------------------------------------------------
+
+def test_full_state_disk_refuses_calls_and_repairs(tmp_path):
+    """The state dir on a small tmpfs that fills up while calls run: a call whose request
+    record cannot be written is refused (503 audit_unavailable) and does not run; every call
+    that ran has its record; after space returns the log heals itself and verifies as
+    "repaired" (nucleus-audit exit 3)."""
+    require_root()
+    import subprocess
+    n = NodeProc(tmp_path, driver="local")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0711", "tmpfs", str(n.state_root)], check=True)
+    filler = n.state_root / "filler"
+    try:
+        n.start()
+        c = n.client()
+        pod = running_pod(c, policy="local-dev")
+        ws = n.state_dir / "pods" / pod / "workspace"
+        assert c.tool(pod, "run", {"argv": ["touch", "before"]}).status == 200
+        with open(filler, "wb", buffering=0) as f:  # fill the disk
+            for block in (1 << 20, 4096, 64):
+                try:
+                    while True:
+                        f.write(b"\0" * block)
+                except OSError:
+                    pass
+        refused = None
+        ran = []
+        for i in range(40):
+            r = c.tool(pod, "run", {"argv": ["touch", f"m{i}"]})
+            if r.status == 503:
+                assert r.json()["kind"] == "audit_unavailable", r
+                refused = f"m{i}"
+                break
+            assert r.status == 200, r
+            ran.append(f"m{i}")
+        assert refused, "the disk never filled"
+        assert not (ws / refused).exists(), "a call ran without its audit record"
+        assert n.metric("nucleus_audit_refused_total") >= 1
+        # a second call while still full is refused too
+        r = c.tool(pod, "run", {"argv": ["touch", "still-full"]})
+        assert r.status == 503 and not (ws / "still-full").exists()
+        filler.unlink()  # space returns
+        r = c.tool(pod, "run", {"argv": ["touch", "after"]})
+        assert r.status == 200, r
+        assert (ws / "after").exists()
+        log = n.audit_path(pod).read_text()
+        for m in ["before", *ran, "after"]:
+            assert f'"argv":["touch","{m}"]' in log, m
+        assert '"op":"audit_repair"' in log
+        assert c.delete_pod(pod).status == 200
+        v = n.verify_audit(pod)
+        assert v.returncode == 3, v.stdout + v.stderr
+        assert json.loads(v.stdout)["repaired"] is True
+        n.stop()
+    finally:
+        if n.proc is not None:
+            n.stop(check_clean=False)
+        subprocess.run(["umount", "-l", str(n.state_root)], check=False)
+        n.remove_state()

@@ -485,12 +485,98 @@ static void test_bad_events(void **state) {
         }
 }
 
+/* A request without an answer (the node died mid-call) gets an "interrupted" answer at the
+ * next start; answered requests get none. */
+static void test_answer_interrupted(void **state) {
+        _cleanup_free_ char *p = tmpfile_path();
+        AuditLog *log = NULL;
+        uint64_t s1 = 0, s2 = 0;
+        assert_int_equal(audit_log_open(p, "pod-abc", sk, &log), 0);
+        AuditEvent req = { .actor = "alice", .op = "run", .decision = "request" };
+        assert_int_equal(audit_log_append(log, &req, &s1), 0);
+        AuditEvent ans = { .actor = "alice", .op = "run", .decision = "allow", .request_seq = s1 };
+        assert_int_equal(audit_log_append(log, &ans, NULL), 0);
+        AuditEvent req2 = { .actor = "alice", .op = "write", .decision = "request" };
+        assert_int_equal(audit_log_append(log, &req2, &s2), 0);
+        audit_log_free(log); /* the node dies here */
+        assert_int_equal(audit_log_open(p, "pod-abc", sk, &log), 0);
+        assert_int_equal(audit_log_answer_interrupted(log, p, "interrupted by node restart"), 1);
+        assert_int_equal(audit_log_answer_interrupted(log, p, "interrupted by node restart"), 0);
+        assert_int_equal(audit_log_seal(log), 0);
+        audit_log_free(log);
+        size_t n;
+        _cleanup_free_ char *d = slurp(p, &n);
+        _cleanup_strv_free_ char **l = lines_of(d);
+        assert_int_equal(strv_length(l), 5);
+        assert_non_null(strstr(l[3], "\"kind\":\"interrupted\""));
+        assert_non_null(strstr(l[3], "\"op\":\"write\""));
+        _cleanup_free_ char *rs = xasprintf("\"request_seq\":%llu", (unsigned long long) s2);
+        assert_non_null(strstr(l[3], rs));
+        AuditVerifyReport rep;
+        assert_int_equal(audit_verify_file(p, pk, 0, &rep), 0);
+        assert_true(rep.valid);
+        audit_verify_report_done(&rep);
+}
+
+/* Shown arguments: what ran is readable, secrets are not. */
+static void test_shown_args(void **state) {
+        _cleanup_json_ json_t *args = json_pack(
+                "{s:[s,s,s,s,s,s,s],s:{s:s},s:s,s:s,s:s}",
+                "argv",
+                "curl",
+                "-H",
+                "Authorization: Bearer abc123",
+                "--token",
+                "hunter2",
+                "https://bob:pw@example.com/x?api_key=K1&q=ok",
+                "DB_PASSWORD=s3cret",
+                "env",
+                "GITHUB_TOKEN",
+                "ghp_x",
+                "path",
+                "src/main.c",
+                "content",
+                "0123456789",
+                "command",
+                "mysql --password s3 -u root");
+        _cleanup_json_ json_t *d = audit_shown_args(args);
+        _cleanup_free_ char *t = json_dump_canonical(d);
+        assert_null(strstr(t, "abc123"));
+        assert_null(strstr(t, "hunter2"));
+        assert_null(strstr(t, "bob:pw"));
+        assert_null(strstr(t, "K1"));
+        assert_null(strstr(t, "s3cret"));
+        assert_null(strstr(t, "ghp_x"));
+        assert_null(strstr(t, "0123456789"));
+        assert_null(strstr(t, " s3 "));
+        assert_non_null(strstr(t, "\"curl\""));
+        assert_non_null(strstr(t, "q=ok"));
+        assert_non_null(strstr(t, "\"path\":\"src/main.c\""));
+        assert_non_null(strstr(t, "\"env_names\":[\"GITHUB_TOKEN\"]"));
+        assert_non_null(strstr(t, "\"content_bytes\":10"));
+        assert_non_null(strstr(t, "mysql --password [redacted] -u root"));
+        /* long strings are cut */
+        char big[1000];
+        memset(big, 'a', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        _cleanup_json_ json_t *a2 = json_pack("{s:s}", "path", big);
+        _cleanup_json_ json_t *d2 = audit_shown_args(a2);
+        assert_true(strlen(json_string_value(json_object_get(d2, "path"))) <= 260);
+        assert_null(audit_shown_args(NULL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_valid_and_seal),  cmocka_unit_test(test_resume),
-                cmocka_unit_test(test_tamper),          cmocka_unit_test(test_concurrent),
-                cmocka_unit_test(test_bad_events),      cmocka_unit_test(test_repair_torn_tail),
-                cmocka_unit_test(test_repair_refusals), cmocka_unit_test(test_repair_after_write_failure),
+                cmocka_unit_test(test_valid_and_seal),
+                cmocka_unit_test(test_resume),
+                cmocka_unit_test(test_tamper),
+                cmocka_unit_test(test_concurrent),
+                cmocka_unit_test(test_bad_events),
+                cmocka_unit_test(test_repair_torn_tail),
+                cmocka_unit_test(test_repair_refusals),
+                cmocka_unit_test(test_repair_after_write_failure),
+                cmocka_unit_test(test_answer_interrupted),
+                cmocka_unit_test(test_shown_args),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         if (sodium_init() < 0)

@@ -201,12 +201,65 @@ static void test_want_end(void **state) {
         channel_free(c);
 }
 
+/* Liveness: a guest that answers pings stays alive past several bounds; one that stops
+ * reading (a stopped VM) is reported dead once, and release frees its fd and threads. */
+static int n_dead;
+static void on_dead(void *ud, usec_t silent) {
+        __atomic_add_fetch(&n_dead, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *guest_pong(void *arg) {
+        int fd = *(int *) arg;
+        uint32_t sid, len;
+        uint8_t type;
+        char *p;
+        while (read_frame(fd, &type, &sid, &p, &len) == 0) {
+                if (type == FRAME_REQUEST && strstr(p, "\"ping\""))
+                        frame_write(fd, FRAME_RESPONSE, sid, "{\"pong\":true}", 13);
+                free(p);
+        }
+        return NULL;
+}
+
+static void test_liveness(void **state) {
+        int sp[2];
+        Channel *c = NULL;
+        pthread_t t;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], on_event, on_close, NULL, &c), 0);
+        pthread_create(&t, NULL, guest_pong, &sp[1]);
+        n_dead = 0;
+        assert_int_equal(channel_liveness_start(c, 2 * USEC_PER_SEC, on_dead), 0);
+        usleep(5 * 1000 * 1000); /* 2.5 bounds: alive only because pings are answered */
+        assert_int_equal(__atomic_load_n(&n_dead, __ATOMIC_SEQ_CST), 0);
+        channel_release(c);
+        pthread_join(t, NULL); /* the guest saw EOF: the fd is closed */
+        c = channel_free(c);
+        close(sp[1]);
+
+        /* a guest that reads nothing and answers nothing */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(channel_new(sp[0], on_event, on_close, NULL, &c), 0);
+        assert_int_equal(channel_liveness_start(c, 300 * USEC_PER_MSEC, on_dead), 0);
+        for (int i = 0; i < 200 && __atomic_load_n(&n_dead, __ATOMIC_SEQ_CST) == 0; i++)
+                usleep(50 * 1000);
+        assert_int_equal(__atomic_load_n(&n_dead, __ATOMIC_SEQ_CST), 1);
+        /* a call on it times out on its own timeout, even though the cancel cannot be delivered */
+        ChannelReply rep = {};
+        assert_int_equal(channel_call(c, "run", NULL, 0, NULL, 0, 200 * USEC_PER_MSEC, 0, &rep), -ETIMEDOUT);
+        channel_release(c);
+        assert_int_equal(channel_call(c, "run", NULL, 0, NULL, 0, USEC_PER_SEC, 0, &rep), -ECONNRESET);
+        c = channel_free(c);
+        close(sp[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_multiplex),
                 cmocka_unit_test(test_oversize_closes),
                 cmocka_unit_test(test_timeout_sends_cancel),
                 cmocka_unit_test(test_want_end),
+                cmocka_unit_test(test_liveness),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -309,6 +309,34 @@ static void test_declared_body_digest(void **state) {
         c = auth_nonce_cache_free(c);
 }
 
+/* Answers: an independent HMAC (Python hmac/hashlib) of the documented string; a MAC for one
+ * nonce, status or body never fits another; streams sign "stream"; missing or malformed fail. */
+static void test_response_mac(void **state) {
+        const char *nonce = "00112233445566778899aabbccddeeff";
+        const char *body = "{\"pods\":[]}";
+        char mac[AUTH_SIGNATURE_HEX_LEN + 1], smac[AUTH_SIGNATURE_HEX_LEN + 1];
+        assert_int_equal(auth_sign_response(key, nonce, 200, body, strlen(body), mac), 0);
+        assert_string_equal(mac, "43d204e3229a956ecc8c355ccfda5a12ae88221a9618803558758bfbbd3845bc");
+        assert_int_equal(auth_sign_response(key, nonce, 200, NULL, SIZE_MAX, smac), 0);
+        assert_string_equal(smac, "4d329894a0a73921fd26d6d53ef7e5fb9413dd3b1f4acda661da469365d9ce42");
+        assert_true(auth_verify_response(key, nonce, 200, body, strlen(body), mac));
+        assert_true(auth_verify_response(key, nonce, 200, NULL, SIZE_MAX, smac));
+        assert_false(auth_verify_response(key, nonce, 200, NULL, SIZE_MAX, mac));
+        assert_false(auth_verify_response(key, nonce, 201, body, strlen(body), mac));
+        assert_false(auth_verify_response(key, nonce, 200, body, strlen(body) - 1, mac));
+        assert_false(
+                auth_verify_response(key, "00112233445566778899aabbccddeef0", 200, body, strlen(body), mac));
+        assert_false(auth_verify_response(key, nonce, 200, body, strlen(body), NULL));
+        assert_false(auth_verify_response(key, nonce, 200, body, strlen(body), ""));
+        mac[63] = mac[63] == '0' ? '1' : '0';
+        assert_false(auth_verify_response(key, nonce, 200, body, strlen(body), mac));
+        uint8_t other[32] = { 9 };
+        assert_int_equal(auth_sign_response(other, nonce, 200, body, strlen(body), mac), 0);
+        assert_false(auth_verify_response(key, nonce, 200, body, strlen(body), mac));
+        assert_int_equal(auth_sign_response(key, "short", 200, body, 1, mac), -EINVAL);
+        assert_int_equal(auth_sign_response(key, nonce, 42, body, 1, mac), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_known_vector),      cmocka_unit_test(test_ok_and_replay),
@@ -316,6 +344,7 @@ int main(void) {
                 cmocka_unit_test(test_header_errors),     cmocka_unit_test(test_make_headers),
                 cmocka_unit_test(test_cache_bounded),     cmocka_unit_test(test_cache_full_verify),
                 cmocka_unit_test(test_concurrent_replay), cmocka_unit_test(test_declared_body_digest),
+                cmocka_unit_test(test_response_mac),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         if (sodium_init() < 0)

@@ -116,6 +116,17 @@ static void test_defaults(void **state) {
         _cleanup_(podspec_freep) PodSpec *n = ok(HEAD "spec:\n  policy: read-only\n  network: {}\n");
         assert_true(n->has_network);
         assert_int_equal(n->n_allow, 0);
+        /* lease: absent by default; present with or without its own grace period */
+        assert_false(s->has_lease);
+        _cleanup_(podspec_freep) PodSpec *l = ok(HEAD "spec:\n  policy: read-only\n  lease: {}\n");
+        assert_true(l->has_lease);
+        assert_int_equal(l->lease_grace_seconds, 0);
+        _cleanup_(podspec_freep) PodSpec *l2 = ok(HEAD "spec:\n  policy: read-only\n  lease:\n    "
+                                                       "grace_seconds: 5\n");
+        assert_true(l2->has_lease);
+        assert_int_equal(l2->lease_grace_seconds, 5);
+        _cleanup_free_ char *canon = podspec_to_canonical_json(l2);
+        assert_non_null(strstr(canon, "\"lease\":{\"grace_seconds\":5}"));
 }
 
 static void test_inline_policy(void **state) {
@@ -148,6 +159,11 @@ static void test_inline_policy(void **state) {
 }
 
 static void test_errors(void **state) {
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  lease:\n    grace_seconds: 0\n",
+                "spec.lease.grace_seconds: must be 1..3600");
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  lease:\n    grace: 5\n", "spec.lease.grace: unknown key");
         expect_err(
                 HEAD "spec:\n  policy: read-only\n  resources:\n    vcpus: 64\n",
                 "pod.yaml:6:5: spec.resources.vcpus: must be 1..32");

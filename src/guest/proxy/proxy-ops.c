@@ -371,11 +371,27 @@ static void compute_args_digest(Request *req) {
         sha256_hex(text, strlen(text), req->args_sha256);
 }
 
+/* The node's liveness ping ({"op":"ping"}, channel_liveness_start): answered at once from the
+ * channel loop, before configure, with no Request, no audit event and no budget: it proves
+ * only that this loop still runs. Returns true when f was a ping. */
+static bool proxy_answer_ping(Proxy *p, Frame *f) {
+        static const char want[] = "{\"args\":{},\"op\":\"ping\"}";
+        if (f->length != sizeof want - 1 || memcmp(f->payload, want, sizeof want - 1) != 0)
+                return false;
+        json_t *pong = json_pack("{s:b}", "pong", 1);
+        proxy_send_json(p, FRAME_RESPONSE, f->stream_id, pong);
+        json_decref(pong);
+        return true;
+}
+
 static void proxy_handle_request(Proxy *p, Frame *f) {
         _cleanup_free_ char *err = NULL;
         json_t *j = NULL;
         const char *op = NULL;
         json_t *args = NULL;
+
+        if (proxy_answer_ping(p, f))
+                return;
 
         if (proxy_find_job(p, f->stream_id)) {
                 json_t *e = proto_error_new(

@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +39,167 @@ struct AuditLog {
         bool torn;   /* a write failed: bytes past good_size are to be cut before the next record */
         bool broken; /* the file no longer holds our last record: refuse further appends */
 };
+
+#define AUDIT_SHOWN_STR_MAX 256U
+#define AUDIT_SHOWN_ARGV_MAX 64U
+#define AUDIT_REDACTED "[redacted]"
+
+static bool name_is_secret(const char *s, size_t n) {
+        static const char *const words[] = { "pass",       "secret", "token",   "key",     "auth",
+                                             "credential", "cookie", "session", "private", "bearer" };
+        for (size_t i = 0; i < ELEMENTSOF(words); i++) {
+                size_t w = strlen(words[i]);
+                for (size_t j = 0; j + w <= n; j++)
+                        if (strncasecmp(s + j, words[i], w) == 0)
+                                return true;
+        }
+        return false;
+}
+
+/* A string shown in the log: cut at AUDIT_SHOWN_STR_MAX (on a UTF-8 boundary) with "...". */
+static json_t *shown_string(const char *s) {
+        size_t n = strlen(s);
+        if (n <= AUDIT_SHOWN_STR_MAX)
+                return json_string(s);
+        size_t cut = AUDIT_SHOWN_STR_MAX;
+        while (cut > 0 && ((unsigned char) s[cut] & 0xC0) == 0x80)
+                cut--;
+        _cleanup_free_ char *t = xasprintf("%.*s...", (int) cut, s);
+        return json_string(t);
+}
+
+/* One word of a command or a URL, redacted: NAME=value / --name=value with a secret-looking
+ * name, "Name: value" headers, userinfo in URLs, secret-looking query parameters. */
+static char *redact_word(const char *w) {
+        const char *eq = strchr(w, '=');
+        const char *colon = strchr(w, ':');
+        const char *scheme = strstr(w, "://");
+        if (scheme) {
+                /* https://user:pass@host/... -> https://[redacted]@host/... ; ?token=x -> ?token=[redacted] */
+                const char *host = scheme + 3, *at = strchr(host, '@'), *slash = strchr(host, '/');
+                _cleanup_free_ char *base = NULL;
+                if (at && (!slash || at < slash))
+                        base = xasprintf("%.*s" AUDIT_REDACTED "%s", (int) (host - w), w, at);
+                else
+                        base = xstrdup(w);
+                char *q = strchr(base, '?');
+                if (!q)
+                        return TAKE_PTR(base);
+                _cleanup_free_ char *out = xstrndup(base, (size_t) (q - base) + 1);
+                char *save = NULL;
+                bool first = true;
+                for (char *part = strtok_r(q + 1, "&", &save); part; part = strtok_r(NULL, "&", &save)) {
+                        char *pe = strchr(part, '=');
+                        char *t = pe && name_is_secret(part, (size_t) (pe - part))
+                                ? xasprintf(
+                                          "%s%s%.*s=" AUDIT_REDACTED,
+                                          out,
+                                          first ? "" : "&",
+                                          (int) (pe - part),
+                                          part)
+                                : xasprintf("%s%s%s", out, first ? "" : "&", part);
+                        free(out);
+                        out = t;
+                        first = false;
+                }
+                return TAKE_PTR(out);
+        }
+        if (eq && name_is_secret(w, (size_t) (eq - w)))
+                return xasprintf("%.*s=" AUDIT_REDACTED, (int) (eq - w), w);
+        if (colon && (!eq || colon < eq) && name_is_secret(w, (size_t) (colon - w)))
+                return xasprintf("%.*s: " AUDIT_REDACTED, (int) (colon - w), w);
+        return xstrdup(w);
+}
+
+/* A flag whose NEXT argument is its value: "--password x", "-H 'Authorization: x'" is covered
+ * by redact_word on the value itself. */
+static bool flag_takes_secret(const char *w) {
+        if (w[0] != '-' || strchr(w, '='))
+                return false;
+        return name_is_secret(w, strlen(w));
+}
+
+json_t *audit_shown_args(const json_t *args) {
+        static const char *const plain[] = { "path",     "pattern",  "glob",   "method", "cwd",
+                                             "old_path", "new_path", "branch", "remote", "query" };
+        json_t *v;
+        if (!json_is_object(args))
+                return NULL;
+        json_t *out = json_object();
+        for (size_t i = 0; i < ELEMENTSOF(plain); i++)
+                if (json_is_string(v = json_object_get(args, plain[i]))) {
+                        _cleanup_free_ char *r = redact_word(json_string_value(v));
+                        json_object_set_new(out, plain[i], shown_string(r));
+                }
+        if (json_is_string(v = json_object_get(args, "url"))) {
+                _cleanup_free_ char *r = redact_word(json_string_value(v));
+                json_object_set_new(out, "url", shown_string(r));
+        }
+        if (json_is_integer(v = json_object_get(args, "timeout_seconds")))
+                json_object_set(out, "timeout_seconds", v);
+        if (json_is_array(v = json_object_get(args, "paths"))) {
+                json_t *a = json_array();
+                size_t i;
+                json_t *e;
+                json_array_foreach(v, i, e) {
+                        if (i >= AUDIT_SHOWN_ARGV_MAX)
+                                break;
+                        if (json_is_string(e))
+                                json_array_append_new(a, shown_string(json_string_value(e)));
+                }
+                json_object_set_new(out, "paths", a);
+        }
+        if (json_is_array(v = json_object_get(args, "argv"))) {
+                json_t *a = json_array();
+                size_t i;
+                json_t *e;
+                bool next_secret = false;
+                json_array_foreach(v, i, e) {
+                        if (i >= AUDIT_SHOWN_ARGV_MAX) {
+                                json_object_set_new(
+                                        out, "argv_truncated", json_integer((json_int_t) json_array_size(v)));
+                                break;
+                        }
+                        if (!json_is_string(e))
+                                continue;
+                        const char *w = json_string_value(e);
+                        if (next_secret) {
+                                json_array_append_new(a, json_string(AUDIT_REDACTED));
+                                next_secret = false;
+                                continue;
+                        }
+                        _cleanup_free_ char *r = redact_word(w);
+                        json_array_append_new(a, shown_string(r));
+                        next_secret = flag_takes_secret(w);
+                }
+                json_object_set_new(out, "argv", a);
+        }
+        if (json_is_string(v = json_object_get(args, "command")) ||
+            json_is_string(v = json_object_get(args, "cmd"))) {
+                /* A shell command line: redact word by word (whitespace-separated). */
+                _cleanup_free_ char *copy = xstrdup(json_string_value(v)), *joined = xstrdup("");
+                char *save = NULL;
+                bool next_secret = false;
+                for (char *w = strtok_r(copy, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+                        _cleanup_free_ char *r = next_secret ? xstrdup(AUDIT_REDACTED) : redact_word(w);
+                        next_secret = !next_secret && flag_takes_secret(w);
+                        char *t = xasprintf("%s%s%s", joined, *joined ? " " : "", r);
+                        free(joined);
+                        joined = t;
+                }
+                json_object_set_new(out, "command", shown_string(joined));
+        }
+        if (json_is_object(v = json_object_get(args, "env"))) {
+                json_t *names = json_array();
+                const char *k;
+                json_t *x;
+                json_object_foreach(v, k, x) json_array_append_new(names, shown_string(k));
+                json_object_set_new(out, "env_names", names);
+        }
+        if (json_is_string(v = json_object_get(args, "content")))
+                json_object_set_new(out, "content_bytes", json_integer((json_int_t) json_string_length(v)));
+        return out;
+}
 
 void audit_genesis(const char *pod, char ret[65]) {
         uint8_t d[crypto_hash_sha256_BYTES];
@@ -465,6 +628,57 @@ int audit_log_seal(AuditLog *log) {
                 log->sealed = true;
         pthread_mutex_unlock(&log->lock);
         return r;
+}
+
+int audit_log_answer_interrupted(AuditLog *log, const char *path, const char *why) {
+        _cleanup_free_ char *data = NULL;
+        size_t n = 0;
+        int r = read_full_file_at(AT_FDCWD, path, AUDIT_FILE_MAX, &data, &n);
+        if (r < 0)
+                return r;
+        /* Pass 1: requests in order; pass 2 (same loop): answers remove them. */
+        _cleanup_json_ json_t *open_reqs = json_object(); /* seq (text) -> op */
+        const char *p = data, *end = data + n;
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                if (!nl)
+                        break;
+                AuditRecord rec = {};
+                if (audit_record_parse_line(p, (size_t) (nl - p), &rec, NULL) >= 0) {
+                        _cleanup_json_ _unused_ json_t *j = rec.json;
+                        const char *dec = json_string_value(json_object_get(rec.json, "decision"));
+                        json_t *answers = json_object_get(rec.json, "request_seq");
+                        char key[24];
+                        if (dec && streq(dec, "request")) {
+                                snprintf(key, sizeof key, "%" PRIu64, rec.seq);
+                                json_object_set_new(open_reqs, key, json_string(rec.op));
+                        } else if (json_is_integer(answers)) {
+                                snprintf(key, sizeof key, "%" PRIu64, (uint64_t) json_integer_value(answers));
+                                json_object_del(open_reqs, key);
+                        }
+                }
+                p = nl + 1;
+        }
+        int appended = 0;
+        const char *key;
+        json_t *op;
+        json_object_foreach(open_reqs, key, op) {
+                uint64_t seq = strtoull(key, NULL, 10);
+                AuditEvent ev = {
+                        .actor = "nucleus-node",
+                        .op = json_string_value(op),
+                        .decision = "error",
+                        .kind = "interrupted",
+                        .request_seq = seq,
+                        .result = why,
+                        .result_len = strlen(why),
+                };
+                r = audit_log_append(log, &ev, NULL);
+                if (r < 0)
+                        return r;
+                appended++;
+        }
+        return appended;
 }
 
 void audit_verify_report_done(AuditVerifyReport *r) {

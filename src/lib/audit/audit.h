@@ -78,6 +78,17 @@ int audit_log_append(AuditLog *log, const AuditEvent *ev, uint64_t *ret_seq);
 /* Append the seal (count = records before it); afterwards appends fail with -ESTALE. */
 int audit_log_seal(AuditLog *log);
 
+/*
+ * audit_log_answer_interrupted: for every "request" record in the log at path (the file log
+ * writes) that no later record answers (request_seq), append an answer
+ *   {"op": <its op>, "decision":"error", "kind":"interrupted", "request_seq": N,
+ *    "result_sha256": sha256(why), "actor":"nucleus-node"}
+ * Used at node start for pods a killed node left behind. Reads the whole file (<= 1 GiB);
+ * lines that do not parse are skipped (the verifier judges them). Returns the number of
+ * records appended, or -errno.
+ */
+int audit_log_answer_interrupted(AuditLog *log, const char *path, const char *why);
+
 /* Records written so far (excluding a seal). */
 uint64_t audit_log_count(AuditLog *log);
 
@@ -86,6 +97,18 @@ static inline void audit_log_freep(AuditLog **l) {
         if (*l)
                 *l = audit_log_free(*l);
 }
+
+/*
+ * audit_shown_args: the "detail" of a call's records, so the log can say what ran: a new JSON
+ * object with the arguments a reader needs (argv, command, path(s), pattern, url, method, cwd,
+ * timeout_seconds, the names of env variables) and never their secrets (docs/audit.md
+ * "Redaction"): env values are dropped; an argument that looks like a secret (NAME=value or
+ * --flag=value whose name says password/secret/token/key/auth/credential, the value after
+ * such a flag, "Authorization:"-style headers, URL userinfo and secret-looking query values)
+ * has its value replaced by "[redacted]"; file contents only as their byte count. Strings are
+ * cut at 256 bytes (marked "..."), argv at 64 entries. Returns NULL when args is not an object.
+ */
+json_t *audit_shown_args(const json_t *args);
 
 /* Hex genesis prev value for pod (65 bytes). */
 void audit_genesis(const char *pod, char ret[65]);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -136,6 +137,60 @@ int auth_sign_request(
                 return r;
         sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
         return 0;
+}
+
+int auth_sign_response(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *nonce,
+        unsigned status,
+        const void *body,
+        size_t body_len,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
+        uint8_t digest[crypto_hash_sha256_BYTES], mac[crypto_auth_hmacsha256_BYTES];
+        char digest_hex[crypto_hash_sha256_BYTES * 2 + 1], status_text[16];
+        crypto_auth_hmacsha256_state st;
+
+        if (!nonce || !auth_nonce_is_valid(nonce) || status < 100 || status > 999)
+                return -EINVAL;
+        bool stream = !body && body_len == SIZE_MAX;
+        if (!body && body_len > 0 && !stream)
+                return -EINVAL;
+        if (!stream) {
+                crypto_hash_sha256(digest, body ? body : (const void *) "", body_len);
+                sodium_bin2hex(digest_hex, sizeof(digest_hex), digest, sizeof(digest));
+        }
+        (void) snprintf(status_text, sizeof(status_text), "%u", status);
+        crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
+        const char *parts[] = {
+                "nucleus-v1-response", nonce, status_text, stream ? AUTH_RESPONSE_STREAM : digest_hex
+        };
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                if (i > 0)
+                        crypto_auth_hmacsha256_update(&st, (const uint8_t *) "\n", 1);
+                crypto_auth_hmacsha256_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
+        }
+        crypto_auth_hmacsha256_final(&st, mac);
+        sodium_memzero(&st, sizeof(st));
+        sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
+        return 0;
+}
+
+bool auth_verify_response(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *nonce,
+        unsigned status,
+        const void *body,
+        size_t body_len,
+        const char *mac) {
+        char want[AUTH_SIGNATURE_HEX_LEN + 1], got[AUTH_SIGNATURE_HEX_LEN + 1] = {};
+        if (!mac || strnlen(mac, AUTH_SIGNATURE_HEX_LEN + 1) != AUTH_SIGNATURE_HEX_LEN)
+                return false;
+        if (auth_sign_response(key, nonce, status, body, body_len, want) < 0)
+                return false;
+        /* Compare lower-cased text in constant time (hex is case-insensitive on the wire). */
+        for (size_t i = 0; i < AUTH_SIGNATURE_HEX_LEN; i++)
+                got[i] = (char) ((mac[i] >= 'A' && mac[i] <= 'F') ? mac[i] - 'A' + 'a' : mac[i]);
+        return sodium_memcmp(want, got, AUTH_SIGNATURE_HEX_LEN) == 0;
 }
 
 int auth_make_headers(

@@ -22,6 +22,15 @@
  * reading any body byte (the signed string already carries this digest as its last line). */
 #define AUTH_HEADER_CONTENT_SHA256 "X-Nucleus-Content-SHA256"
 
+/* The node's answer to a signed request: hex HMAC-SHA256 with the node key over
+ *   "nucleus-v1-response\nNONCE\nSTATUS\nBODY"
+ * where NONCE is the request's X-Nucleus-Nonce, STATUS the decimal HTTP status and BODY the
+ * hex SHA-256 of the answer body, or the literal "stream" for a streamed answer (events,
+ * followed logs) whose body is not known when the headers are sent. Clients refuse an answer
+ * without a valid one: a process squatting on the node's port cannot produce it. */
+#define AUTH_HEADER_RESPONSE_MAC "X-Nucleus-Response-MAC"
+#define AUTH_RESPONSE_STREAM "stream"
+
 #define AUTH_KEY_SIZE 32U          /* node secret, raw bytes */
 #define AUTH_SIGNATURE_HEX_LEN 64U /* hex HMAC-SHA256 */
 #define AUTH_MAX_SKEW_SEC 60       /* |now - timestamp| must be <= this */
@@ -135,6 +144,34 @@ AuthVerifyResult auth_verify_request(
  *   is not recorded. Returns AUTH_VERIFY_OK or the first failure, as auth_verify_request.
  */
 AuthVerifyResult auth_precheck_request(const AuthRequest *req, int64_t now, const char **reterr_header);
+
+/*
+ * auth_sign_response: the X-Nucleus-Response-MAC value for an answer.
+ * Arguments: nonce: the request's nonce as received (validated: auth_nonce_is_valid);
+ *   status: HTTP status; body/body_len: the whole answer body, or body == NULL with
+ *   body_len == SIZE_MAX for a streamed answer (signs AUTH_RESPONSE_STREAM instead of a digest).
+ * Returns: 0 and ret_hex, or -EINVAL for a bad nonce or status.
+ */
+int auth_sign_response(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *nonce,
+        unsigned status,
+        const void *body,
+        size_t body_len,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
+
+/*
+ * auth_verify_response: check an answer's X-Nucleus-Response-MAC (mac may be NULL: absent)
+ * against the nonce this client sent, in constant time. Same body convention as
+ * auth_sign_response. Returns true only for a valid MAC.
+ */
+bool auth_verify_response(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *nonce,
+        unsigned status,
+        const void *body,
+        size_t body_len,
+        const char *mac);
 
 /* A bounded, expiring, thread-safe set of seen nonces. capacity 0 = default (65536). */
 int auth_nonce_cache_new(size_t capacity, AuthNonceCache **ret);

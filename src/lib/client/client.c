@@ -2,7 +2,10 @@
 /*
  * libcurl transport for the node API. Trusts its caller (URL, key, actor); distrusts the
  * server: response bodies are capped at CLIENT_BODY_MAX, headers are parsed defensively, and
- * error messages are made printable before they reach a terminal.
+ * error messages are made printable before they reach a terminal. Every answer must carry a
+ * valid X-Nucleus-Response-MAC (sign.h) for the nonce we sent: an answer from anything that
+ * does not hold the node key (a process squatting on the port) is refused before its body is
+ * used, and a stream before its first byte is delivered.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include "client.h"
 #include "json-util.h"
 #include "log.h"
+#include "sign.h"
 #include "string-util.h"
 
 struct NucleusClient {
@@ -111,6 +115,17 @@ NucleusClient *client_free(NucleusClient *c) {
         return mfree(c);
 }
 
+NucleusClient *client_clone(const NucleusClient *c) {
+        NucleusClient *n = xnew0(NucleusClient, 1);
+        n->base = xstrdup(c->base);
+        n->prefix = xstrdup(c->prefix);
+        n->actor = xstrdup(c->actor);
+        memcpy(n->key, c->key, CLIENT_KEY_SIZE);
+        n->connect_timeout = c->connect_timeout;
+        n->total_timeout = c->total_timeout;
+        return n;
+}
+
 void client_set_timeouts(NucleusClient *c, usec_t connect, usec_t total) {
         c->connect_timeout = connect;
         c->total_timeout = total;
@@ -136,6 +151,13 @@ typedef struct Recv {
         void *userdata;
         int cb_error;
         ClientSse sse_parser;
+        /* answer authentication */
+        const uint8_t *key;
+        char nonce[AUTH_NONCE_MAX_HEX + 1];   /* the nonce we sent */
+        char mac[AUTH_SIGNATURE_HEX_LEN + 1]; /* X-Nucleus-Response-MAC as received ("" if none) */
+        bool mac_bad;                         /* a header line of that name was malformed or repeated */
+        bool deferred; /* a 2xx answer to a stream request not MAC'd as a stream (a plain body):
+                        * buffered whole, checked over its digest, then delivered */
 } Recv;
 
 static void recv_done(Recv *r) {
@@ -170,6 +192,14 @@ static int stream_start(Recv *r) {
         r->sse = ct && r->on_event && strncasecmp(ct, "text/event-stream", 17) == 0;
         if (r->sse)
                 client_sse_init(&r->sse_parser, r->on_event, r->userdata);
+        if (!auth_verify_response(
+                    r->key, r->nonce, (unsigned) status, NULL, SIZE_MAX, r->mac_bad ? NULL : r->mac)) {
+                /* Not a stream MAC: maybe a plain answer (its MAC covers the body digest). Hold
+                 * every byte back until the whole body is checked. */
+                r->stream = false;
+                r->deferred = true;
+                r->max = CLIENT_BODY_MAX;
+        }
         return 0;
 }
 
@@ -201,9 +231,31 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
 }
 
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        (void) ptr;
-        (void) userdata;
-        return size * nmemb;
+        Recv *r = userdata;
+        size_t n = size * nmemb;
+        static const char name[] = AUTH_HEADER_RESPONSE_MAC ":";
+
+        /* A new header block (an interim 1xx answer, a redirect we do not follow) starts over. */
+        if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+                r->mac[0] = 0;
+                r->mac_bad = false;
+                return n;
+        }
+        if (n <= strlen(name) || strncasecmp(ptr, name, strlen(name)) != 0)
+                return n;
+        const char *v = ptr + strlen(name);
+        size_t len = n - strlen(name);
+        while (len > 0 && (*v == ' ' || *v == '\t'))
+                v++, len--;
+        while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
+                len--;
+        if (r->mac[0] || len != AUTH_SIGNATURE_HEX_LEN) {
+                r->mac_bad = true; /* repeated or malformed: never pick one of several */
+                return n;
+        }
+        memcpy(r->mac, v, len);
+        r->mac[len] = 0;
+        return n;
 }
 
 static int map_curl_error(CURLcode cc) {
@@ -223,6 +275,29 @@ static int map_curl_error(CURLcode cc) {
         default:
                 return -EIO;
         }
+}
+
+/* An answer without a valid X-Nucleus-Response-MAC. A 401 keeps its kind (the usual cause is
+ * a CLI and a node with different keys, which also makes our check fail); anything else is
+ * "node_unauthenticated". Nothing of the answer's body is used either way. */
+static void set_node_unauthenticated(ClientError *e, NucleusClient *c, long status) {
+        if (status == 401)
+                set_error(
+                        e,
+                        status,
+                        "unauthorized",
+                        "%s refused our signature, and its answer is not signed with our node key either",
+                        c->base);
+        else
+                set_error(
+                        e,
+                        status,
+                        "node_unauthenticated",
+                        "the answer from %s carries no valid %s: the program on that port does not hold "
+                        "the node key (another program holds the port, or the keys differ); nothing it "
+                        "sent was used",
+                        c->base,
+                        AUTH_HEADER_RESPONSE_MAC);
 }
 
 static long usec_to_ms(usec_t u) {
@@ -268,6 +343,8 @@ static int
         if (!curl)
                 return log_oom();
         rv->curl = curl;
+        rv->key = c->key;
+        (void) snprintf(rv->nonce, sizeof(rv->nonce), "%s", sh.nonce);
 
         h_ts = xasprintf("X-Nucleus-Timestamp: %s", sh.timestamp);
         h_nonce = xasprintf("X-Nucleus-Nonce: %s", sh.nonce);
@@ -302,6 +379,7 @@ static int
         (void) curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
         (void) curl_easy_setopt(curl, CURLOPT_WRITEDATA, rv);
         (void) curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
+        (void) curl_easy_setopt(curl, CURLOPT_HEADERDATA, rv);
         if (body) {
                 (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
                 (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
@@ -338,6 +416,27 @@ static int
                         url,
                         errbuf[0] ? errbuf : curl_easy_strerror(cc));
                 return r;
+        }
+        /* Streams were checked before their first byte was delivered; everything else (plain
+         * answers, error answers to streams, deferred bodies) over the digest of the whole body. */
+        const char *mac = rv->mac_bad ? NULL : rv->mac;
+        bool ok;
+        if (rv->stream && status >= 200 && status < 300)
+                ok = rv->started ||
+                        auth_verify_response(c->key, rv->nonce, (unsigned) status, NULL, SIZE_MAX, mac);
+        else
+                ok = auth_verify_response(c->key, rv->nonce, (unsigned) status, rv->buf ?: "", rv->size, mac);
+        if (!ok) {
+                set_node_unauthenticated(reterr, c, status);
+                /* A 401 stays an HTTP refusal for callers (kind "unauthorized" in reterr). */
+                return status == 401 ? -EREMOTEIO : -EPROTO;
+        }
+        if (rv->deferred && rv->size > 0) {
+                r = rv->sse           ? client_sse_feed(&rv->sse_parser, rv->buf, rv->size)
+                        : rv->on_data ? rv->on_data(rv->buf, rv->size, rv->userdata)
+                                      : 0;
+                if (r < 0)
+                        return r;
         }
         *ret_status = status;
         if (ret_content_type)
@@ -508,6 +607,10 @@ char *client_error_describe(const ClientError *e) {
                       "node.key "
                       "(nucleus secrets show-paths) and that both clocks agree; restart the node after "
                       "'nucleus secrets rotate'";
+        else if (streq(kind, "node_unauthenticated"))
+                fix = "check what listens on the node's port ('nucleus doctor'; 'ss -ltnp'), and that the "
+                      "CLI "
+                      "and the node use the same node.key (nucleus secrets show-paths)";
         else if (e->status == 0 && streq(kind, "io_error"))
                 fix = "is the node running? Start it with 'nucleus start' (or check 'nucleus doctor')";
         if (fix)

@@ -53,6 +53,8 @@ void client_response_done(ClientResponse *r);
 int client_new(
         const char *url, const uint8_t key[static CLIENT_KEY_SIZE], const char *actor, NucleusClient **ret);
 NucleusClient *client_free(NucleusClient *c);
+/* An independent copy (URL, key, actor, timeouts), e.g. for a background thread. */
+NucleusClient *client_clone(const NucleusClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(NucleusClient *, client_free);
 #define _cleanup_client_free_ _cleanup_(client_freep)
 
@@ -63,10 +65,12 @@ const char *client_url(const NucleusClient *c);
 /*
  * client_request:
  *   Sends a signed request; path_query starts with '/' and is signed exactly as sent.
- *   Returns: 0 with *ret filled for ANY HTTP status (the caller looks at ret->status);
- *            a negative errno for transport failures (-ECONNREFUSED, -ETIMEDOUT,
- *            -EHOSTUNREACH, -EFBIG when the body exceeds CLIENT_BODY_MAX, -EIO), with
- *            *reterr (optional) describing it.
+ *   Returns: 0 with *ret filled for ANY HTTP status (the caller looks at ret->status) of an
+ *            answer that carries a valid X-Nucleus-Response-MAC (the node holds our key);
+ *            -EPROTO (kind "node_unauthenticated") for an answer without one, -EREMOTEIO
+ *            (kind "unauthorized") for such a 401; a negative errno for transport failures
+ *            (-ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -EFBIG when the body exceeds
+ *            CLIENT_BODY_MAX, -EIO), with *reterr (optional) describing it.
  */
 int client_request(
         NucleusClient *c,

@@ -568,7 +568,7 @@ static int build_policy(Ctx *c, PodSpec *s) {
 
 static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
         static const char *const keys[] = { "policy", "timeout_seconds", "resources", "network", "image",
-                                            "driver", "budget_model",    "env",       NULL };
+                                            "driver", "budget_model",    "env",       "lease",   NULL };
         json_t *v;
         uint64_t u;
         int r;
@@ -692,6 +692,20 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
                 if (d < 0 || d == POD_DRIVER_DEFAULT)
                         return bad(c, "spec.driver", "must be qemu, firecracker or local");
                 s->driver = d;
+        }
+
+        if ((v = json_object_get(sp, "lease")) && !json_is_null(v)) {
+                static const char *const lk[] = { "grace_seconds", NULL };
+                json_t *g;
+                if ((r = need_object(c, v, "spec.lease")) < 0 || (r = check_keys(c, v, "spec.lease", lk)) < 0)
+                        return r;
+                s->has_lease = true;
+                if ((g = json_object_get(v, "grace_seconds"))) {
+                        if ((r = get_uint_range(
+                                     c, g, "spec.lease.grace_seconds", 1, PODSPEC_LEASE_GRACE_MAX, &u)) < 0)
+                                return r;
+                        s->lease_grace_seconds = (uint32_t) u;
+                }
         }
 
         s->base_cost_usd_micros = 1;
@@ -912,6 +926,12 @@ json_t *podspec_to_json(const PodSpec *s) {
                         json_object_set_new(e, k, json_string(eq + 1));
                 }
                 json_object_set_new(spec, "env", e);
+        }
+        if (s->has_lease) {
+                json_t *l = json_object();
+                if (s->lease_grace_seconds)
+                        json_object_set_new(l, "grace_seconds", json_integer(s->lease_grace_seconds));
+                json_object_set_new(spec, "lease", l);
         }
         return json_pack(
                 "{s:s,s:s,s:o,s:o}",

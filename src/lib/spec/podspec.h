@@ -33,6 +33,7 @@
 
 #define PODSPEC_TIMEOUT_DEFAULT 3600U
 #define PODSPEC_TIMEOUT_MAX 86400U
+#define PODSPEC_LEASE_GRACE_MAX 3600U /* spec.lease.grace_seconds: 1..this */
 #define PODSPEC_VCPUS_DEFAULT 1U
 #define PODSPEC_VCPUS_MAX 32U
 #define PODSPEC_MEMORY_MIB_DEFAULT 512U
@@ -118,6 +119,11 @@ typedef struct PodSpec {
         uint64_t cost_per_second_usd_micros; /* budget_model, per second of command: default 100 */
 
         char **env; /* "NAME=value", sorted by name; secrets and loader variables refused */
+
+        /* spec.lease: the pod is held by its client's renew calls (POST /v1/pods/ID/lease) and
+         * ended when none came for the grace period. */
+        bool has_lease;
+        uint32_t lease_grace_seconds; /* 1..PODSPEC_LEASE_GRACE_MAX; 0: the node's default */
 } PodSpec;
 
 PodSpec *podspec_free(PodSpec *s);
