@@ -48,12 +48,12 @@ _nucleus() {
         secrets) opts+=" --output rotate show-paths node approver audit all" ;;
         logs) opts+=" -f --follow --tail --events --output" ;;
         audit)
-                opts+=" --public-key --allow-unsealed --output verify"
-                if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify ]]; then
+                opts+=" --public-key --allow-unsealed --output verify show"
+                if [[ ${COMP_WORDS[COMP_CWORD-1]} == verify || ${COMP_WORDS[COMP_CWORD-1]} == show ]]; then
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;
-        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent-cmd --patch-out --audit-out --apply --apply-flagged --allow-command --output" ;;
+        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent-cmd --patch-out --audit-out --apply --apply-flagged --include-untracked-binaries --allow-command --output" ;;
         image) opts+=" --output" ;;
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;

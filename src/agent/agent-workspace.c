@@ -330,6 +330,33 @@ void agent_patch_print_flags(const AgentPatch *p, const char *prefix) {
         }
 }
 
+void agent_patch_drop_new_binaries(AgentPatch *p, char ***ret_dropped) {
+        _cleanup_free_ char *kept = NULL, *err = NULL;
+        size_t kn = 0;
+        char **dropped = NULL;
+        patch_drop_new_binaries(p->patch ?: "", p->size, &kept, &kn, &dropped);
+        *ret_dropped = dropped;
+        if (!dropped)
+                return;
+        AgentPatch q = {};
+        if (agent_patch_parse(NULL, kept, kn, &q, &err) < 0) /* cannot happen: no NUL */
+                return;
+        size_t i;
+        json_t *v;
+        json_array_foreach(p->flags, i, v) {
+                const char *path = json_string_value(json_object_get(v, "path"));
+                if (path && !strv_contains(dropped, path))
+                        patch_flags_add(
+                                q.flags,
+                                path,
+                                json_string_value(json_object_get(v, "reason")) ?: "flagged",
+                                json_string_value(json_object_get(v, "why")) ?: "");
+        }
+        patch_flagged_refresh(&q);
+        agent_patch_done(p);
+        *p = q;
+}
+
 void agent_patch_flag_host(AgentPatch *p, const char *dir) {
         if (!p->changed || !dir)
                 return;

@@ -61,5 +61,9 @@ int agent_patch_parse(const char *content_type, const char *body, size_t n, Agen
  * patched path reachable under a flagged name: patch_flags_host_aliases). */
 void agent_patch_flag_host(AgentPatch *p, const char *dir);
 
+/* Leave the patch's new binary files out (patch_drop_new_binaries), recompute its flags and
+ * keep the node's other ones. *ret_dropped: the names left out (strv, may be NULL). */
+void agent_patch_drop_new_binaries(AgentPatch *p, char ***ret_dropped);
+
 /* One line per flag on stderr: prefix, path, reason and why, all escaped (escape.h). */
 void agent_patch_print_flags(const AgentPatch *p, const char *prefix);

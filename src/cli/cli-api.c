@@ -83,11 +83,23 @@ int cli_pod_operand(int argc, char **argv, int want, const char **ret) {
                 return cli_usage_error(
                         cli_verb(),
                         "expected %s",
-                        want == 1 ? "exactly one POD id" : "POD and one more operand");
+                        want == 1 ? "exactly one POD (an id, a unique id prefix or a name)"
+                                  : "POD and one more operand");
         if (!cli_pod_id_valid(argv[optind]))
                 return cli_usage_error(
-                        cli_verb(), "'%s' is not a pod id (letters, digits, '-' and '_')", argv[optind]);
+                        cli_verb(),
+                        "'%s' is not a pod id or name (letters, digits, '-' and '_')",
+                        argv[optind]);
         *ret = argv[optind];
+        return 0;
+}
+
+int cli_api_resolve_pod(NucleusClient *c, OutputMode mode, const char **pod, char **ret_owned) {
+        _cleanup_free_ char *err = NULL;
+        int r = cli_pod_resolve(c, NULL, *pod, ret_owned, &err);
+        if (r < 0)
+                return cli_fail(mode, r == -EEXIST ? "ambiguous" : "io_error", "%s", err ?: strerror(-r));
+        *pod = *ret_owned;
         return 0;
 }
 

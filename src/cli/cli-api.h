@@ -39,6 +39,10 @@ char *cli_api_field(const json_t *o, const char *k);
 
 /* The POD operand of a verb (want: operands in all, the POD first); usage error otherwise. */
 int cli_pod_operand(int argc, char **argv, int want, const char **ret);
+/* Resolve the POD operand (an id, a unique id prefix or a name; cli_pod_resolve()) to the pod's
+ * id: *pod then points to *ret_owned. An ambiguous one is a reported failure (the candidates
+ * listed) and its exit code is returned; 0 otherwise. */
+int cli_api_resolve_pod(NucleusClient *c, OutputMode mode, const char **pod, char **ret_owned);
 /* Read a whole file (or stdin for "-"), capped. */
 int cli_read_input(const char *path, size_t max, char **ret, size_t *ret_n);
 /* The pod id on stdout, its state (and reason) on stderr. */

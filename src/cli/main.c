@@ -46,7 +46,7 @@ static const Verb verbs[] = {
         { "patch", verb_patch, "Fetch a pod's workspace changes as a git patch" },
         { "delete", verb_delete, "Stop and delete a pod" },
         { "cancel", verb_delete, "Same as delete" },
-        { "audit", verb_audit, "Verify an audit log" },
+        { "audit", verb_audit, "Verify an audit log, or show it as a transcript" },
         { "run", verb_run, "Run an agent on a task in a fresh microVM pod and return its patch" },
         { "image", verb_image, "Build or refresh the guest images (kernel, initramfs, rootfs)" },
 };

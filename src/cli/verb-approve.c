@@ -38,6 +38,7 @@ int verb_approve(int argc, char **argv) {
         _cleanup_free_ char *buf = NULL;
         OutputMode mode = OUTPUT_TEXT;
         const char *pod, *token;
+        _cleanup_free_ char *pod_id = NULL;
         int ch, r;
 
         while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -60,6 +61,9 @@ int verb_approve(int argc, char **argv) {
         if (isempty(token) || strlen(token) > TOKEN_MAX_BYTES)
                 return cli_usage_error("approve", "the token is empty or too long");
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_json_ json_t *req = json_pack("{s:s}", "token", token);

@@ -33,6 +33,7 @@ int verb_delete(int argc, char **argv) {
         _cleanup_(client_response_done) ClientResponse resp = {};
         OutputMode mode = OUTPUT_TEXT;
         const char *pod;
+        _cleanup_free_ char *pod_id = NULL;
         int ch, r;
 
         while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -44,6 +45,9 @@ int verb_delete(int argc, char **argv) {
         if (r != 0)
                 return r;
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);

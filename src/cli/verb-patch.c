@@ -47,6 +47,7 @@ int verb_patch(int argc, char **argv) {
         _cleanup_free_ char *err = NULL;
         OutputMode mode = OUTPUT_TEXT;
         const char *pod, *out = NULL, *dir = NULL;
+        _cleanup_free_ char *pod_id = NULL;
         int ch, r;
 
         while ((ch = getopt_long(argc, argv, "ho:d:", options, NULL)) >= 0)
@@ -66,6 +67,9 @@ int verb_patch(int argc, char **argv) {
         if (r != 0)
                 return r;
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s/workspace/patch", pod);

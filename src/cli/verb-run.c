@@ -44,6 +44,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "pricing.h"
 #include "toml.h"
 #include "process-util.h"
+#include "run-agent.h"
 #include "run-gateway.h"
 #include "secrets.h"
 #include "string-util.h"
@@ -78,8 +79,12 @@ typedef struct RunOptions {
         const char *price_out;
         const char *script;
         const char *agent_cmd;
+        RunAgentKind agent; /* --agent; RUN_AGENT_CMD with --agent-cmd; -1 for the built-in loop */
+        char **agent_argv;  /* --agent mcp: the command after "--"; --agent-cmd: its words */
+        char **agent_extra; /* --agent claude|codex: arguments after "--" */
         bool apply;
         bool apply_flagged;
+        bool include_untracked_binaries;
         const char *patch_out;
         const char *audit_out;
         OutputMode output;
@@ -117,11 +122,15 @@ static void help(void) {
                "      --price-in USD       price per million input tokens\n"
                "      --price-out USD      price per million output tokens\n"
                "      --script PLAN.json   deterministic agent: a listed sequence of tool calls\n"
+               "      --agent claude|codex|mcp  run Claude Code, Codex or any MCP agent (mcp: its command\n"
+               "                           after --; claude/codex: extra arguments after --)\n"
                "      --agent-cmd \"CMD..\"  run an external MCP agent wired to nucleus-mcp for the pod\n"
                "      --patch-out FILE     where to save the patch (default in the state dir)\n"
                "      --audit-out FILE     where to save the pod's audit log (default in the state dir)\n"
                "      --apply              apply the patch to DIR with git apply\n"
                "      --apply-flagged      also apply when the patch touches flagged paths\n"
+               "      --include-untracked-binaries\n"
+               "                           keep new binary files (build artefacts) in the patch\n"
                "      --output text|json   JSON: one document on stdout, nothing else\n");
 }
 
@@ -170,8 +179,10 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_PRICE_OUT,
                 ARG_SCRIPT,
                 ARG_AGENT_CMD,
+                ARG_AGENT,
                 ARG_APPLY,
                 ARG_APPLY_FLAGGED,
+                ARG_INCLUDE_UNTRACKED_BINARIES,
                 ARG_PATCH_OUT,
                 ARG_AUDIT_OUT,
                 ARG_OUTPUT,
@@ -194,8 +205,10 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "price-out", required_argument, NULL, ARG_PRICE_OUT },
                 { "script", required_argument, NULL, ARG_SCRIPT },
                 { "agent-cmd", required_argument, NULL, ARG_AGENT_CMD },
+                { "agent", required_argument, NULL, ARG_AGENT },
                 { "apply", no_argument, NULL, ARG_APPLY },
                 { "apply-flagged", no_argument, NULL, ARG_APPLY_FLAGGED },
+                { "include-untracked-binaries", no_argument, NULL, ARG_INCLUDE_UNTRACKED_BINARIES },
                 { "patch-out", required_argument, NULL, ARG_PATCH_OUT },
                 { "audit-out", required_argument, NULL, ARG_AUDIT_OUT },
                 { "output", required_argument, NULL, ARG_OUTPUT },
@@ -207,7 +220,16 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
         uint64_t m;
 
 #define RUN_USAGE(...) ((void) cli_usage_error("run", __VA_ARGS__), -EINVAL)
-        *o = (RunOptions){ .dir = "." };
+        *o = (RunOptions){ .dir = ".", .agent = _RUN_AGENT_KIND_INVALID };
+        /* Everything after the first "--" belongs to the agent (--agent). */
+        int dashdash = argc;
+        for (int i = 1; i < argc; i++)
+                if (streq(argv[i], "--")) {
+                        dashdash = i;
+                        break;
+                }
+        _cleanup_strv_free_ char **after = dashdash < argc ? strv_copy(argv + dashdash + 1) : NULL;
+        argc = dashdash;
         while ((c = getopt_long(argc, argv, "hd:p:c:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
@@ -304,8 +326,16 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                                 return RUN_USAGE("--agent-cmd needs a command");
                         o->agent_cmd = optarg;
                         break;
+                case ARG_AGENT:
+                        o->agent = run_agent_kind_from_string(optarg);
+                        if (o->agent < 0)
+                                return RUN_USAGE("--agent: '%s' is not claude, codex or mcp", optarg);
+                        break;
                 case ARG_APPLY:
                         o->apply = true;
+                        break;
+                case ARG_INCLUDE_UNTRACKED_BINARIES:
+                        o->include_untracked_binaries = true;
                         break;
                 case ARG_APPLY_FLAGGED:
                         o->apply_flagged = true;
@@ -358,12 +388,28 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
         /* Combinations. */
         if (o->script && o->agent_cmd)
                 return RUN_USAGE("--script and --agent-cmd exclude each other");
+        if (o->agent >= 0 && (o->script || o->agent_cmd))
+                return RUN_USAGE("--agent excludes --script and --agent-cmd");
+        if (o->agent == RUN_AGENT_MCP) {
+                if (strv_length(after) == 0)
+                        return RUN_USAGE("--agent mcp needs the agent's command after \"--\"");
+                o->agent_argv = TAKE_PTR(after);
+        } else if (o->agent >= 0)
+                o->agent_extra = TAKE_PTR(after);
+        else if (after)
+                return RUN_USAGE("arguments after \"--\" go with --agent only");
+        if (o->agent_cmd) {
+                unsigned meta = 0;
+                o->agent = RUN_AGENT_CMD;
+                if (words_split(o->agent_cmd, &o->agent_argv, &meta) < 0 || strv_length(o->agent_argv) == 0)
+                        return RUN_USAGE("--agent-cmd: cannot split '%s' into words", o->agent_cmd);
+        }
         if (o->profile && o->policy_file)
                 return RUN_USAGE("--profile and --config exclude each other (the file is the whole policy)");
         if (o->apply_flagged && !o->apply)
                 return RUN_USAGE("--apply-flagged only goes with --apply");
-        if (o->script || o->agent_cmd) {
-                const char *which = o->script ? "--script" : "--agent-cmd";
+        if (o->script) {
+                const char *which = "--script";
                 const struct {
                         const char *flag, *value;
                 } model_flags[] = {
@@ -664,6 +710,42 @@ static int hook_call_tool(void *userdata, const char *op, json_t *args, json_t *
         return agent_node_call_tool(c->client, c->pod, op, args, ret, reterr);
 }
 
+/* An external agent's tool calls and denials, from the pod's audit log (the node's records,
+ * not the agent's word): every result record of a tool operation. */
+static void stats_from_audit(const char *path, AgentStats *st) {
+        static const char *const tool_ops[] = { "read", "list", "write",     "edit", "glob",
+                                                "grep", "run",  "web_fetch", NULL };
+        _cleanup_free_ char *data = NULL;
+        size_t n = 0;
+        char *save = NULL;
+
+        if (!path || read_full_file_at(AT_FDCWD, path, 256U * 1024U * 1024U, &data, &n) < 0)
+                return;
+        for (char *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+                _cleanup_json_ json_t *rec = NULL;
+                if (json_parse_strict(l, strlen(l), 16U * 1024U * 1024U, &rec, NULL) < 0)
+                        continue;
+                const char *op = json_string_value(json_object_get(rec, "op"));
+                const char *decision = json_string_value(json_object_get(rec, "decision"));
+                const char *kind = json_string_value(json_object_get(rec, "kind"));
+                if (!op || !strv_contains((char **) tool_ops, op) ||
+                    !(streq_ptr(decision, "allow") || streq_ptr(decision, "deny") ||
+                      streq_ptr(decision, "error")))
+                        continue;
+                st->tool_calls++;
+                bool denied = !streq(decision, "allow");
+                json_array_append_new(
+                        st->calls,
+                        json_pack("{s:s, s:s}", "tool", op, "outcome", denied ? (kind ?: decision) : "ok"));
+                if (denied) {
+                        const char *k = kind ?: decision;
+                        st->denials++;
+                        json_int_t c = json_integer_value(json_object_get(st->denials_by_kind, k));
+                        json_object_set_new(st->denials_by_kind, k, json_integer(c + 1));
+                }
+        }
+}
+
 /* What is left of the pod's budget, from its status (max - used - reserved). */
 static int pod_budget_left(RunContext *c, uint64_t *ret) {
         _cleanup_json_ json_t *answer = NULL, *args = json_object();
@@ -711,6 +793,8 @@ static int start_gateway(
         r = run_gateway_start(&go, gateway);
         if (r < 0)
                 return r;
+        if (!llm)
+                return 0;
         _cleanup_free_ char *base = run_gateway_base_url(gateway, mcfg->provider);
         LlmConfig gc = *mcfg;
         gc.base_url = base;
@@ -962,139 +1046,6 @@ static int run_capture(char *const argv[], char **ret_out, int *ret_status) {
         return 0;
 }
 
-/* ---- external agent (--agent-cmd) ---- */
-
-static int run_agent_cmd(RunContext *c, const ClientSettings *settings, char *const *ops, int *ret_exit) {
-        _cleanup_free_ char *mcp = NULL, *tmp = NULL, *cfgpath = NULL, *tools = NULL, *json = NULL;
-        _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
-        unsigned meta = 0;
-        int r;
-
-        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp", &mcp);
-        if (r < 0)
-                return log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
-        r = words_split(c->opts->agent_cmd, &argv, &meta);
-        if (r < 0 || strv_length(argv) == 0)
-                return log_error_errno(
-                        r < 0 ? r : -EINVAL, "--agent-cmd: cannot split '%s' into words", c->opts->agent_cmd);
-
-        const char *td = secure_getenv("TMPDIR");
-        tmp = xasprintf("%s/nucleus-run-XXXXXX", isempty(td) ? "/tmp" : td);
-        if (!mkdtemp(tmp))
-                return log_error_errno(-errno, "cannot create a temporary directory: %m");
-        cfgpath = xasprintf("%s/mcp.json", tmp);
-        tools = strv_join(ops, ",");
-        _cleanup_json_ json_t *cfg = json_pack(
-                "{s:{s:{s:s, s:s, s:[s, s], s:{s:s, s:s, s:s}}}}",
-                "mcpServers",
-                "nucleus",
-                "type",
-                "stdio",
-                "command",
-                mcp,
-                "args",
-                "--pod",
-                c->pod,
-                "env",
-                "NUCLEUS_NODE_URL",
-                settings->url,
-                "NUCLEUS_NODE_KEY_FILE",
-                settings->key_file,
-                "NUCLEUS_MCP_TOOLS",
-                tools);
-        json = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
-        r = write_file_atomic_at(AT_FDCWD, cfgpath, json, strlen(json), 0600);
-        if (r < 0) {
-                (void) rmdir(tmp);
-                return log_error_errno(r, "cannot write %s: %m", cfgpath);
-        }
-
-        const char *base = strrchr(argv[0], '/');
-        base = base ? base + 1 : argv[0];
-        if (streq(base, "claude")) {
-                /* Claude Code: only our MCP server, its built-in tools that touch the host off. */
-                _cleanup_strv_free_ char **allowed = NULL;
-                STRV_FOREACH(o, ops) {
-                        char *t = xasprintf("mcp__nucleus__%s", *o);
-                        strv_consume(&allowed, t);
-                }
-                _cleanup_free_ char *allowed_s = strv_join(allowed, ",");
-                const char *extra[] = { "--print",
-                                        "--mcp-config",
-                                        cfgpath,
-                                        "--strict-mcp-config",
-                                        "--allowedTools",
-                                        allowed_s,
-                                        "--disallowedTools",
-                                        "Bash,Edit,MultiEdit,Write,Read,Glob,Grep,LS,WebFetch,WebSearch,"
-                                        "NotebookEdit,"
-                                        "NotebookRead,Task,TodoWrite",
-                                        "--max-turns",
-                                        NULL };
-                for (size_t i = 0; extra[i]; i++)
-                        strv_extend(&argv, extra[i]);
-                char *turns = xasprintf("%u", c->opts->max_turns);
-                strv_consume(&argv, turns);
-        }
-        strv_extend(&argv, c->opts->task);
-
-        /* The agent gets a minimal environment: what it needs to reach its own model, never
-         * a Nucleus secret (nucleus-mcp reads the node key from its file). */
-        static const char *const pass[] = { "PATH",
-                                            "HOME",
-                                            "USER",
-                                            "LANG",
-                                            "LC_ALL",
-                                            "TERM",
-                                            "TMPDIR",
-                                            "ANTHROPIC_API_KEY",
-                                            "ANTHROPIC_BASE_URL",
-                                            "OPENAI_API_KEY",
-                                            "OPENAI_BASE_URL",
-                                            NULL };
-        for (size_t i = 0; pass[i]; i++) {
-                const char *v = secure_getenv(pass[i]);
-                if (v)
-                        strv_consume(&envp, xasprintf("%s=%s", pass[i], v));
-        }
-        strv_consume(&envp, xasprintf("NUCLEUS_MCP_CONFIG=%s", cfgpath));
-
-        _cleanup_free_ char *shown = words_join(argv);
-        fprintf(stderr, "[agent] %s\n", shown);
-        pid_t pid = fork();
-        if (pid < 0) {
-                r = -errno;
-        } else if (pid == 0) {
-                /* The agent works in an empty directory: the host project is reachable only
-                 * through the pod. */
-                if (chdir(tmp) < 0)
-                        _exit(127);
-                (void) fd_close_all_from(3, NULL, 0);
-                execvpe(argv[0], argv, envp);
-                fprintf(stderr, "nucleus run: cannot execute %s: %s\n", argv[0], strerror(errno));
-                _exit(127);
-        } else {
-                int status = 0;
-                for (;;) {
-                        pid_t w = waitpid(pid, &status, 0);
-                        if (w >= 0)
-                                break;
-                        if (errno != EINTR) {
-                                r = -errno;
-                                break;
-                        }
-                        if (run_interrupted)
-                                (void) kill(pid, SIGTERM);
-                }
-                *ret_exit = WIFEXITED(status) ? WEXITSTATUS(status)
-                                              : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-                r = 0;
-        }
-        (void) unlink(cfgpath);
-        (void) rmdir(tmp);
-        return r;
-}
-
 /* ---- output ---- */
 
 static json_t *strv_to_json(char *const *l) {
@@ -1189,24 +1140,6 @@ static int check_workspace(const char *path, char dir[static PATH_MAX]) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || access(dir, R_OK | X_OK) < 0)
                 return log_error_errno(-errno, "--dir %s: cannot read it: %m", path);
-        return 0;
-}
-
-/* --agent-cmd: splits into words and names a program we can find. */
-static int check_agent_cmd(const char *cmd, char **reterr) {
-        _cleanup_strv_free_ char **argv = NULL;
-        unsigned meta = 0;
-        int r = words_split(cmd, &argv, &meta);
-        if (r < 0 || strv_length(argv) == 0) {
-                *reterr = xasprintf("--agent-cmd: cannot split '%s' into words", cmd);
-                return r < 0 ? r : -EINVAL;
-        }
-        _cleanup_free_ char *prog = strchr(argv[0], '/') ? xstrdup(argv[0]) : agent_find_program(argv[0]);
-        if (!prog || access(prog, X_OK) < 0) {
-                _cleanup_free_ char *vis = string_make_visible(argv[0]);
-                *reterr = xasprintf("--agent-cmd: program '%s' not found or not executable", vis);
-                return -ENOENT;
-        }
         return 0;
 }
 
@@ -1368,7 +1301,7 @@ int verb_run(int argc, char **argv) {
         PolicyForm form = {};
         uint64_t price_in = 0, price_out = 0;
         char dir[PATH_MAX];
-        bool applied = false, have_patch = false, stats_set = false;
+        bool applied = false, have_patch = false, stats_set = false, have_model = false;
         _cleanup_(run_defaults_done) RunDefaults defaults = {};
         _cleanup_(run_lease_done) RunLease lease = {};
         _cleanup_(run_gateway_stop_and_free_records) RunGateway gateway = RUN_GATEWAY_NULL;
@@ -1420,16 +1353,23 @@ int verb_run(int argc, char **argv) {
         if (o.script) {
                 LlmConfig sc = { .provider = LLM_PROVIDER_SCRIPT, .script_path = (char *) o.script };
                 r = llm_client_new(&sc, &llm, &err);
-        } else if (!o.agent_cmd) {
+        } else if (o.agent < 0) {
                 if (model_config(&o, settings.config_file, &mcfg, &price_in, &price_out) < 0)
                         return CLI_EXIT_FAILURE;
                 r = llm_client_new(&mcfg, &llm, &err);
-        } else
-                r = check_agent_cmd(o.agent_cmd, &err);
+        } else {
+                /* External agents reach a model only through the run's gateway: Claude Code
+                 * and Codex always, other agents when a model is named. */
+                have_model = o.agent == RUN_AGENT_CLAUDE || o.agent == RUN_AGENT_CODEX || o.model ||
+                        o.provider || o.base_url || !isempty(secure_getenv("NUCLEUS_MODEL"));
+                if (have_model && model_config(&o, settings.config_file, &mcfg, &price_in, &price_out) < 0)
+                        return CLI_EXIT_FAILURE;
+                r = run_agent_check(o.agent, o.agent_argv, have_model, mcfg.provider, &err);
+        }
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot set up the model client"),
                        CLI_EXIT_FAILURE;
-        if (!o.script && !o.agent_cmd && model_reachable(mcfg.base_url, &err) < 0)
+        if (!o.script && (o.agent < 0 || have_model) && model_reachable(mcfg.base_url, &err) < 0)
                 return log_error("%s", err), CLI_EXIT_FAILURE;
 
         r = client_open(&settings, &client, &err);
@@ -1517,7 +1457,7 @@ int verb_run(int argc, char **argv) {
 
         /* The built-in loop reaches its model only through the run's gateway, which holds the
          * key, meters every call against what is left of the pod's budget and charges it. */
-        if (!o.script && !o.agent_cmd) {
+        if (!o.script && (o.agent < 0 || have_model)) {
                 /* A little later than the loop's own deadline, which ends its requests itself. */
                 r = start_gateway(
                         &ctx,
@@ -1527,23 +1467,43 @@ int verb_run(int argc, char **argv) {
                         price_out,
                         timeout_sec > 0 ? timeout_sec + 2 : 0,
                         &gateway,
-                        &llm);
+                        o.agent < 0 ? &llm : NULL);
                 if (r < 0) {
                         run_error = xstrdup("the model gateway could not be started");
                         goto cleanup;
                 }
         }
 
-        if (o.agent_cmd) {
-                r = run_agent_cmd(&ctx, &settings, ops, &agent_exit);
+        if (o.agent >= 0) {
+                RunAgentSpec as = {
+                        .kind = o.agent,
+                        .argv = o.agent_argv,
+                        .extra = o.agent_extra,
+                        .task = o.task,
+                        .max_turns = o.max_turns ?: RUN_MAX_TURNS_DEFAULT,
+                        .pod = ctx.pod,
+                        .node = &settings,
+                        .ops = ops,
+                        .gateway_url = gateway.url,
+                        .token = gateway.token,
+                        .provider = mcfg.provider,
+                        .model = mcfg.model,
+                        .json_output = o.output == OUTPUT_JSON,
+                        .interrupt = &run_interrupted,
+                };
+                RunAgentResult ar = { .exit_status = -1 };
+                r = run_agent_external(&as, &ar);
+                agent_exit = ar.exit_status;
                 st = (AgentStats){
                         .stop = run_interrupted ? AGENT_STOP_INTERRUPTED
                                                 : (agent_exit == 0 ? AGENT_STOP_DONE : AGENT_STOP_ERROR),
-                        .stop_detail = xasprintf("external agent exited with status %d", agent_exit),
+                        .stop_detail = xasprintf(
+                                "%s agent exited with status %d", run_agent_kind_to_string(o.agent), agent_exit),
                         .denials_by_kind = json_object(),
                         .calls = json_array(),
-                        .final_text = xstrdup(""),
+                        .final_text = ar.final_text ? TAKE_PTR(ar.final_text) : xstrdup(""),
                 };
+                run_agent_result_done(&ar);
                 stats_set = true;
                 if (r < 0)
                         run_error = xstrdup("the external agent could not be run");
@@ -1582,6 +1542,18 @@ int verb_run(int argc, char **argv) {
                         log_warning("%s", err);
                 else {
                         have_patch = true;
+                        /* Build artefacts (the project's .gitignore already kept out the
+                         * ignored ones): new binary files stay out unless asked for. */
+                        _cleanup_strv_free_ char **dropped = NULL;
+                        if (!o.include_untracked_binaries)
+                                agent_patch_drop_new_binaries(&patch, &dropped);
+                        STRV_FOREACH(d, dropped) {
+                                _cleanup_free_ char *vis = string_make_visible(*d);
+                                log_info(
+                                        "left out of the patch: %s (a new binary file; "
+                                        "--include-untracked-binaries keeps it)",
+                                        vis);
+                        }
                         agent_patch_flag_host(&patch, dir);
                 }
         }
@@ -1669,6 +1641,16 @@ cleanup:
                 };
         if (run_error)
                 log_error("%s", run_error);
+        if (o.agent >= 0 && stats_set) {
+                /* An external agent's counts come from the node and the gateway. */
+                RunGatewayTotals t;
+                stats_from_audit(audit_path, &st);
+                run_gateway_totals(model_calls, &t);
+                st.turns = t.calls;
+                st.input_tokens = t.input_tokens;
+                st.output_tokens = t.output_tokens;
+                st.cost_micros = t.cost_micros;
+        }
 
         if (o.output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *doc = agent_stats_to_json(&st);
@@ -1704,8 +1686,10 @@ cleanup:
                                 (json_int_t) ctx.approvals_granted,
                                 "refused",
                                 (json_int_t) ctx.approvals_refused));
-                if (o.agent_cmd)
+                if (o.agent >= 0) {
+                        json_object_set_new(doc, "agent", json_string(run_agent_kind_to_string(o.agent)));
                         json_object_set_new(doc, "agent_exit_status", json_integer(agent_exit));
+                }
                 json_t *pj = json_pack(
                         "{s:b, s:I, s:o, s:o, s:b}",
                         "available",

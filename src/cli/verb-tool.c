@@ -79,6 +79,7 @@ int verb_tool(int argc, char **argv) {
         _cleanup_json_ json_t *args = json_object(), *extra = json_object();
         OutputMode mode = OUTPUT_TEXT;
         const char *pod;
+        _cleanup_free_ char *pod_id = NULL;
         int ch, r;
 
         while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -140,6 +141,9 @@ int verb_tool(int argc, char **argv) {
         if (!body)
                 return cli_fail(mode, "internal", "cannot encode the arguments");
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s/tools/%s", pod, op);

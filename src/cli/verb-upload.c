@@ -68,6 +68,7 @@ int verb_upload(int argc, char **argv) {
         _cleanup_free_ char *err = NULL;
         OutputMode mode = OUTPUT_TEXT;
         const char *pod, *dir_arg = ".";
+        _cleanup_free_ char *pod_id = NULL;
         char dir[PATH_MAX];
         int ch, r;
 
@@ -90,6 +91,9 @@ int verb_upload(int argc, char **argv) {
         if (r < 0)
                 return cli_fail(mode, "invalid_request", "%s", err);
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         r = agent_workspace_tar(dir, exclude, &tar, &err);

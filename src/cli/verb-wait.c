@@ -39,6 +39,7 @@ int verb_wait(int argc, char **argv) {
         _cleanup_json_ json_t *pod_obj = NULL;
         OutputMode mode = OUTPUT_TEXT;
         const char *pod, *want = "running";
+        _cleanup_free_ char *pod_id = NULL;
         uint32_t timeout_s = 120;
         int ch, r;
 
@@ -65,6 +66,9 @@ int verb_wait(int argc, char **argv) {
         if (r != 0)
                 return r;
         r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
         r = cli_pod_wait_state(c, mode, pod, want, (usec_t) timeout_s * USEC_PER_SEC, &pod_obj);

@@ -81,7 +81,7 @@ enum MHD_Result api_h_approval(ApiCall *a) {
         _cleanup_json_ json_t *args = json_pack("{s:s}", "token", token);
         uint64_t req_seq = 0;
         /* The token is recorded by digest only (no detail: it is a credential). */
-        if (api_audit_request(c, p, actor, "approval", NULL, tsha, &req_seq, &ret) < 0)
+        if (api_audit_request(c, p, actor, "approval", NULL, tsha, NULL, &req_seq, &ret) < 0)
                 return ret;
         ChannelReply rep = {};
         int r = channel_call(p->channel, "approve", args, 0, NULL, 0, api_pod_call_timeout(p), 0, &rep);
@@ -97,11 +97,15 @@ enum MHD_Result api_h_approval(ApiCall *a) {
         }
         const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
         _cleanup_free_ char *text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        /* The token itself stays a digest; what it approves is shown. */
+        _cleanup_json_ json_t *detail = json_pack(
+                "{s:s, s:I}", "operation", t.operation, "uses", (json_int_t) t.uses);
         AuditEvent ev = { .actor = actor,
                           .op = "approval",
                           .decision = decision,
                           .kind = kind,
                           .args_sha256 = tsha,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0,
                           .request_seq = req_seq };

@@ -103,7 +103,8 @@ enum MHD_Result api_reply_channel_error(struct MHD_Connection *c, Pod *p, int r)
 const char *api_answer_decision(json_t *ans, const char **ret_kind);
 unsigned api_answer_status(json_t *ans);
 /* Fail closed (docs/audit.md): write the "request" record of a call (args, or a digest of an
- * upload, and the shown arguments) before anything reaches the guest. Returns 0 and the
+ * upload, and the shown arguments: detail, from audit_detail_for_call) before anything
+ * reaches the guest. Returns 0 and the
  * record's seq, or queues 503 audit_unavailable in *ret (and counts it) and returns <0:
  * the caller must then not make the call. */
 int api_audit_request(
@@ -113,6 +114,7 @@ int api_audit_request(
         const char *audit_op,
         const json_t *args,
         const char *args_sha256,
+        const json_t *detail,
         uint64_t *ret_seq,
         enum MHD_Result *ret);
 /* Add the weak-isolation warning to an answer of the local driver. */

@@ -10,6 +10,7 @@
 
 #include "alloc-util.h"
 #include "api-internal.h"
+#include "audit-detail.h"
 #include "audit.h"
 #include "json-util.h"
 #include "message.h"
@@ -157,15 +158,15 @@ int api_audit_request(
         const char *audit_op,
         const json_t *args,
         const char *args_sha256,
+        const json_t *detail,
         uint64_t *ret_seq,
         enum MHD_Result *ret) {
-        _cleanup_json_ json_t *shown = args ? audit_shown_args(args) : NULL;
         AuditEvent ev = { .actor = actor,
                           .op = audit_op,
                           .decision = "request",
                           .args = args_sha256 ? NULL : args,
                           .args_sha256 = args_sha256,
-                          .detail = shown };
+                          .detail = detail };
         int r = pod_audit_seq(p, &ev, ret_seq);
         if (r < 0) {
                 metrics_audit_refused();
@@ -238,8 +239,11 @@ static enum MHD_Result proxy_call(
                 return ret;
         if (upload)
                 api_sha256_hex(upload, n_upload, args_sha);
+        /* What the record shows of the arguments (redacted; docs/audit.md). */
+        _cleanup_json_ json_t *detail = upload ? NULL : audit_detail_for_call(op, args);
         uint64_t req_seq = 0;
-        if (api_audit_request(c, p, actor, audit_op, args, upload ? args_sha : NULL, &req_seq, &ret) < 0)
+        if (api_audit_request(c, p, actor, audit_op, args, upload ? args_sha : NULL, detail, &req_seq, &ret) <
+            0)
                 return ret;
         r = channel_call(
                 p->channel,
@@ -258,6 +262,7 @@ static enum MHD_Result proxy_call(
                                   .kind = r == -ETIMEDOUT ? "timeout" : "pod_not_running",
                                   .args = upload ? NULL : args,
                                   .args_sha256 = upload ? args_sha : NULL,
+                                  .detail = detail,
                                   .request_seq = req_seq };
                 (void) pod_audit(p, &ev);
                 metrics_tool_call(op, "error", NULL);
@@ -280,6 +285,7 @@ static enum MHD_Result proxy_call(
                           .kind = kind,
                           .args = upload ? NULL : args,
                           .args_sha256 = upload ? args_sha : NULL,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0,
                           .request_seq = req_seq };
@@ -344,11 +350,13 @@ static void *run_waiter(void *userdata) {
         }
         const char *kind = NULL, *decision = api_answer_decision(rep.response, &kind);
         text = json_dumps(rep.response, JSON_COMPACT | JSON_SORT_KEYS);
+        _cleanup_json_ json_t *detail = audit_detail_for_call("run", s->args);
         AuditEvent ev = { .actor = s->actor,
                           .op = "run",
                           .decision = decision,
                           .kind = kind,
                           .args = s->args,
+                          .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0,
                           .request_seq = s->request_seq };
@@ -403,7 +411,8 @@ static enum MHD_Result h_run_sse(struct MHD_Connection *c, Pod *p, const char *a
         uint64_t req_seq = 0;
         int r;
 
-        if (api_audit_request(c, p, actor, "run", args, NULL, &req_seq, &ret) < 0)
+        _cleanup_json_ json_t *detail = audit_detail_for_call("run", args);
+        if (api_audit_request(c, p, actor, "run", args, NULL, detail, &req_seq, &ret) < 0)
                 return ret;
         RunStream *s = xnew0(RunStream, 1);
         s->request_seq = req_seq;

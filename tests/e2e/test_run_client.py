@@ -7,6 +7,7 @@ reported, an approval through a pseudo-terminal (granted and refused), budget ex
 Ctrl-C cleanup, --output json, an Anthropic-format session, --script, and the secret store
 never being uploaded. The same flows through real microVMs are in test_run_vm.py.
 """
+import base64
 import json
 import os
 import pathlib
@@ -335,6 +336,28 @@ def test_script_mode_and_flagged_paths(env, node, tmp_path):
     assert not (env.proj / "NOTES.md").exists()
 
 
+def test_new_binaries_stay_out_of_the_patch(env, node, tmp_path):
+    """Build artefacts: a new binary file is left out unless --include-untracked-binaries."""
+    elf = base64.b64encode(open("/bin/true", "rb").read()[:4096]).decode()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [
+        {"tool": "write", "args": {"path": "test_runner", "content_base64": elf}},
+        {"tool": "write", "args": {"path": "NOTES.md", "content": "hi\n"}},
+    ], "final": "planned"}))
+    base = [str(binary("nucleus")), "run", "Scripted", "-d", str(env.proj), "--profile", "local_dev",
+            "--script", str(plan), "--output", "json"]
+    r = subprocess.run(base, env=env.env(node), capture_output=True, text=True, timeout=60)
+    doc = json.loads(r.stdout)
+    assert doc["patch"]["changed"] == ["NOTES.md"], doc["patch"]
+    assert "left out of the patch: test_runner" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--include-untracked-binaries"], env=env.env(node), capture_output=True,
+                       text=True, timeout=60)
+    doc = json.loads(r.stdout)
+    assert sorted(doc["patch"]["changed"]) == ["NOTES.md", "test_runner"], doc["patch"]
+    assert {"path": "test_runner", "reason": "binary"}.items() <= \
+        next(f for f in doc["patch"]["flags"] if f["reason"] == "binary").items()
+
+
 def test_secret_store_inside_the_dir_is_never_uploaded(env, node, tmp_path):
     # Move the config dir (with the secrets) inside the project being uploaded.
     inner = env.proj / "cfg"
@@ -613,3 +636,125 @@ def test_script_json_reports_each_call(env, node, tmp_path):
     assert run_["exit_code"] == 1 and "add is broken" in run_["stderr_head"]
     assert all(isinstance(c["duration_ms"], int) and c["duration_ms"] >= 0 for c in doc["calls"])
     assert isinstance(doc["cost_usd"], (int, float)) and doc["cost_usd"] == 0
+
+
+# ---- --agent claude | codex: the adapters, against stand-ins with the real programs' interfaces ----
+
+FAKE_AGENTS = pathlib.Path(__file__).resolve().parent.parent / "helpers" / "fake_agents.py"
+
+
+def fake_agent(tmp_path, name):
+    bindir = tmp_path / "agent-bin"
+    bindir.mkdir(exist_ok=True)
+    link = bindir / name
+    if not link.exists():
+        link.symlink_to(FAKE_AGENTS)
+    FAKE_AGENTS.chmod(0o755)
+    return link
+
+
+def agent_fix_script(prefix):
+    return [
+        {"text": "Reading.", "tool_calls": [{"name": f"{prefix}read", "args": {"path": "calc.py"}}]},
+        {"tool_calls": [{"name": f"{prefix}edit", "args": {"path": "calc.py", "old": "return a - b",
+                                                           "new": "return a + b"}}]},
+        {"tool_calls": [{"name": f"{prefix}run", "args": {"argv": ["python3", "test_calc.py"]}}]},
+        {"tool_calls": [{"name": f"{prefix}read", "args": {"path": "/etc/shadow"}}]},
+        {"text": "Fixed the bug in add().", "usage": {"input": 400, "output": 30}},
+    ]
+
+
+def run_agent(env, node, ms, kind, tmp_path, *extra, provider, record=None, timeout=120):
+    link = fake_agent(tmp_path, kind)
+    base = ms.base_url if provider == "openai" else ms.anthropic_base_url
+    argv = [str(binary("nucleus")), "run", "Fix the failing test", "-d", str(env.proj), "--profile", "local_dev",
+            "--agent", kind, "--provider", provider, "--base-url", base, "--model", "test-model",
+            "--api-key-env", "TEST_MODEL_KEY", "--price-in", "3", "--price-out", "15", "--output", "json",
+            "--patch-out", str(env.tmp / f"{kind}.patch"), *extra]
+    if record:
+        argv += ["--", "--record", str(record)]
+    e = dict(env.env(node), **{f"NUCLEUS_{kind.upper()}_PATH": str(link)})
+    return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("kind,provider", [("claude", "anthropic"), ("codex", "openai")])
+def test_external_agent_adapter(env, node, tmp_path, kind, provider):
+    rec = tmp_path / f"{kind}-record.json"
+    with ModelServer(agent_fix_script("mcp__nucleus__")) as ms:
+        r = run_agent(env, node, ms, kind, tmp_path, provider=provider, record=rec)
+        requests = ms.requests
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # one JSON document, nothing else on stdout
+    assert doc["agent"] == kind and doc["agent_exit_status"] == 0
+    assert doc["final_text"] == "Fixed the bug in add()."
+    seen = json.loads(rec.read_text())
+
+    # Offered only the pod's tools, and the model was offered exactly those.
+    pod_tools = ["read", "list", "write", "edit", "glob", "grep", "run", "status"]
+    assert sorted(seen["offered"]) == sorted(f"mcp__nucleus__{t}" for t in pod_tools)
+    for req in requests:
+        names = [t["name"] for t in req["body"]["tools"]]
+        assert sorted(names) == sorted(seen["offered"])
+
+    # A read, an edit, a run and a denied escape, counted from the node's records.
+    calls = [(c[1], c[3].get("kind")) for c in node.tool_calls if c[1] not in ("status", "charge")]
+    assert [c[0] for c in calls] == ["read", "edit", "run", "read"]
+    assert calls[3][1] == "sandbox_escape"
+    assert doc["tool_calls"] == 4 and doc["denials"] == 1
+    assert doc["denials_by_kind"] == {"sandbox_escape": 1}
+    check_fixed_patch(env, str(env.tmp / f"{kind}.patch"))
+
+    # Tokens and cost come from the gateway, which charged the pod exactly that.
+    assert len(doc["model_calls"]) == len(requests) == 5
+    assert all(c["outcome"] == "ok" for c in doc["model_calls"])
+    assert doc["cost_micros"] == sum(c["cost_micros"] for c in doc["model_calls"]) > 0
+    assert doc["cost_micros"] == sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+
+    # The agent never saw the provider key: its requests carried the run's token, which the
+    # gateway replaced; its environment holds no key and nothing of ours.
+    key_header = "x-api-key" if provider == "anthropic" else "authorization"
+    assert all(q["headers"][key_header].endswith("sk-test-123") for q in requests)
+    assert not any("sk-test-123" in v for v in seen["env"].values())
+    token = seen["env"]["ANTHROPIC_API_KEY" if kind == "claude" else "NUCLEUS_MODEL_TOKEN"]
+    assert token.startswith("nrt-") and len(token) == 68
+    assert not any(k.startswith("NUCLEUS_") and k != "NUCLEUS_MODEL_TOKEN" for k in seen["env"])
+    assert "TEST_MODEL_KEY" not in seen["env"]
+    # An empty working dir and a throwaway home, both gone after the run.
+    assert seen["cwd"] != str(env.proj) and seen["env"]["HOME"] != str(env.tmp)
+    assert not os.path.exists(seen["cwd"]) and not os.path.exists(seen["env"]["HOME"])
+    assert only_pod(node).deleted
+
+
+def test_external_agent_budget_stops_it_mid_run(env, node, tmp_path):
+    # Each call reserves roughly $0.5 (32000 output tokens at $15/M) and settles $0.33
+    # (10000 in, 20000 out): with $1.20 the fourth call no longer fits.
+    node.budget_micros = 1_200_000
+    turn = {"tool_calls": [{"name": "mcp__nucleus__read", "args": {"path": "README.md"}}],
+            "usage": {"input": 10000, "output": 20000}}
+    with ModelServer([turn] * 20) as ms:
+        r = run_agent(env, node, ms, "claude", tmp_path, provider="anthropic")
+        forwarded = len(ms.requests)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1 and doc["agent_exit_status"] != 0
+    calls = doc["model_calls"]
+    assert 1 <= forwarded < 20
+    assert [c["outcome"] for c in calls] == ["ok"] * forwarded + ["refused"]
+    assert calls[-1]["reason"] == "budget"
+    charged = sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+    assert charged == doc["cost_micros"] <= node.budget_micros
+
+
+def test_external_agent_needs_a_matching_model(env, node, tmp_path):
+    link = fake_agent(tmp_path, "claude")
+    base = ["--agent", "claude", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
+    e = dict(env.env(node), NUCLEUS_CLAUDE_PATH=str(link))
+    r = subprocess.run([str(binary("nucleus")), "run", "x", "-d", str(env.proj), *base, "--provider", "openai"],
+                       env=e, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "Anthropic" in r.stderr
+    r = subprocess.run([str(binary("nucleus")), "run", "x", "-d", str(env.proj), "--agent", "gemini"],
+                       env=e, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "not claude, codex or mcp" in r.stderr
+    r = subprocess.run([str(binary("nucleus")), "run", "x", "-d", str(env.proj), "--", "extra"],
+                       env=e, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert node.pods == {}

@@ -58,6 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         int m = net_dns_filter_answer(&q, 0x4242, echo, n);
                         if (m < 0 || memcmp(echo + 12, pkt + 12, q.qlen) != 0)
                                 abort();
+                        /* The TCP form of the same query: an OPT of ours, one additional record. */
+                        NetDnsQuery qt = q;
+                        uint8_t tq[NET_DNS_QUERY_MAX];
+                        memcpy(tq, out, n);
+                        size_t tn = net_dns_query_set_edns(tq, n, &qt, NET_DNS_ANSWER_MAX);
+                        if (tn != 12 + q.qlen + 11 || tq[11] != 1 || qt.guest_max != NET_DNS_ANSWER_MAX)
+                                abort();
                 }
                 free(pkt);
                 if (forwarded_new > 2)

@@ -128,10 +128,23 @@ _PROBE = textwrap.dedent(
             for label in args["name"].rstrip(".").split("."):
                 q += bytes([len(label)]) + label.encode()
             q += b"\0" + struct.pack(">HH", args.get("qtype", 1), 1)
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(t)
-            s.sendto(q, (args["server"], 53))
-            data, _ = s.recvfrom(4096)
+            if args.get("tcp"):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.settimeout(t)
+                s.connect((args["server"], 53))
+                s.sendall(struct.pack(">H", len(q)) + q)
+                data = b""
+                while len(data) < 2 or len(data) < 2 + struct.unpack(">H", data[:2])[0]:
+                    c = s.recv(4096)
+                    if not c:
+                        raise OSError("connection closed")
+                    data += c
+                data = data[2:]
+            else:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.settimeout(t)
+                s.sendto(q, (args["server"], 53))
+                data, _ = s.recvfrom(4096)
             rcode = struct.unpack(">H", data[2:4])[0] & 0xF
             an = struct.unpack(">H", data[6:8])[0]
             off = 12
@@ -344,8 +357,8 @@ class Guest:
     def udp(self, addr, port, timeout=1.5):
         return probe(self.ns, "udp", addr=addr, port=port, timeout=timeout)
 
-    def dns(self, name, qtype=1, timeout=2.0):
-        return probe(self.ns, "dns", server=self.dns_server, name=name, qtype=qtype, timeout=timeout)
+    def dns(self, name, qtype=1, timeout=2.0, tcp=False):
+        return probe(self.ns, "dns", server=self.dns_server, name=name, qtype=qtype, timeout=timeout, tcp=tcp)
 
     def ping(self, addr):
         return ping(self.ns, addr)

@@ -293,9 +293,10 @@ class StubNode:
                 return 200, {"path": path, "content": data[off:off + ln].decode(errors="replace"), "size": len(data)}
             if op == "write":
                 os.makedirs(os.path.dirname(full), exist_ok=True)
-                with open(full, "w") as f:
-                    f.write(a["content"])
-                return 200, {"path": path, "bytes": len(a["content"].encode())}
+                data = base64.b64decode(a["content_base64"]) if "content_base64" in a else a["content"].encode()
+                with open(full, "wb") as f:
+                    f.write(data)
+                return 200, {"path": path, "bytes": len(data)}
             if op == "edit":
                 text = open(full).read()
                 n = text.count(a["old"])

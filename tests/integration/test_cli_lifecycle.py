@@ -8,6 +8,7 @@
   SIGTERM delete it and exit 128+N; SIGKILL leaves it to the node's lease expiry.
 """
 import json
+import re
 import os
 import signal
 import subprocess
@@ -94,7 +95,8 @@ USAGE_ERRORS = [
     ("run", ["--script", "{plan}", "--agent-cmd", "true", "t"]),
     ("run", ["--script", "{plan}", "--model", "m", "t"]),
     ("run", ["--script", "{plan}", "--base-url", "http://127.0.0.1:9/v1", "t"]),
-    ("run", ["--agent-cmd", "true", "--provider", "openai", "t"]),
+    ("run", ["--agent", "mcp", "t"]),
+    ("run", ["t", "--", "extra"]),
     ("run", ["--apply-flagged", "t"]),
     ("run", ["--profile", "no-such-profile", "t"]),
     ("run", ["--profile", "restrictive", "--config", "{dir}/policy.json", "t"]),
@@ -156,6 +158,8 @@ USAGE_ERRORS = [
     ("audit", ["bogus"]),
     ("audit", ["verify"]),
     ("audit", ["verify", "a", "b"]),
+    ("audit", ["show"]),
+    ("audit", ["show", "no such pod!"]),
     ("image", ["extra"]),
     ("image", ["build", "--bogus"]),
     ("rm", []),
@@ -343,10 +347,15 @@ def test_pods_by_prefix_and_name(node, tmp_path):
         p = cli.run("logs", ref, "--output", "json")
         assert p.returncode == 0, (ref, p.stderr)
         assert json.loads(p.stdout)["pod"] == pod
+    # The pod verbs take the same references.
+    assert cli.run("wait", pod[:8]).stdout == f"{pod} running\n"
+    assert json.loads(cli.run("tool", "by-name", "status", "--output", "json").stdout)
     # Two live pods with one name: ambiguous, both listed, nothing done.
     twin = new_pod(node, "by-name")
-    p = cli.run("logs", "by-name")
-    assert p.returncode == 1 and pod in p.stderr and twin in p.stderr and "matches 2 pods" in p.stderr, p.stderr
+    for verb in ("logs", "delete"):
+        p = cli.run(verb, "by-name")
+        assert p.returncode == 1 and pod in p.stderr and twin in p.stderr and "matches 2 pods" in p.stderr, p.stderr
+    assert node.client().get_pod(pod).json()["state"] == "running"
     # The name of an ended pod no longer competes with the live one.
     node.client().delete_pod(twin)
     assert json.loads(cli.run("logs", "by-name", "--output", "json").stdout)["pod"] == pod
@@ -441,3 +450,38 @@ def test_rm_and_prune(node, tmp_path):
     assert p.returncode == 0, p.stderr
     assert not any(f.exists() for f in live_files)
     assert node.client().get_pod(live).json()["state"] in ("exited", "failed", "stopping")
+
+
+def test_audit_show_reads_like_a_transcript(node, tmp_path):
+    """Records carry the operation's arguments (argv, paths, URL), redacted by the node, so
+    `nucleus audit show` says what ran; secrets never reach the log."""
+    cli = Cli(tmp_path, node)
+    pod = new_pod(node, "transcript")
+    c = node.client()
+    c.upload_workspace(pod, __import__("helpers.nodeproc", fromlist=["tar_bytes"]).tar_bytes(
+        {"README.md": "hello\n"}))
+    c.tool(pod, "read", {"path": "README.md"})
+    c.tool(pod, "write", {"path": "notes.txt", "content": "hunter2-secret-content\n"})
+    c.tool(pod, "run", {"argv": ["git", "status", "--short"]})
+    c.tool(pod, "run", {"argv": ["curl", "-H", "Authorization: Bearer sk-live-abcdefghijkl", "https://x.example/"],
+                        "env": {"API_TOKEN": "tok-value-123"}})
+    key = ["--public-key", str(node.secrets / "audit.pub")]
+    p = cli.run("audit", "show", pod[:8], *key)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "not sealed" in out.splitlines()[0]
+    assert re.search(r"\bread\s+allow\s+README\.md$", out, re.M), out
+    assert re.search(r"\bwrite\s+allow\s+notes\.txt \(23 bytes\)$", out, re.M), out
+    assert re.search(r"\brun\s+\S+\s+git status --short$", out, re.M), out
+    assert re.search(r"\brun\s+deny/command_denied\s+curl -H 'Authorization: <redacted>' https://x\.example/ "
+                     r"env=API_TOKEN$", out, re.M), out
+    log = node.audit_path(pod).read_text()
+    for secret in ("hunter2-secret-content", "sk-live-abcdefghijkl", "tok-value-123"):
+        assert secret not in log and secret not in out, secret
+    doc = json.loads(cli.run("audit", "show", pod, *key, "--output", "json").stdout)
+    runs = [r for r in doc["records"] if r["op"] == "run" and r["decision"] != "request"]
+    assert runs[0]["detail"]["argv"] == ["git", "status", "--short"]
+    assert doc["valid"] is True
+    c.delete_pod(pod)
+    p = cli.run("audit", "show", pod, *key)
+    assert p.returncode == 0 and ", sealed" in p.stdout.splitlines()[0], p.stdout

@@ -175,6 +175,22 @@ def test_dns_wildcard_budget_per_pod(lab, make_pod):
     assert [n for n in names if n in asked] == names[:2]
 
 
+def test_dns_over_tcp_goes_through_the_same_filter(lab, make_pod):
+    """The filter also serves DNS over TCP (for answers cut with TC): same rules, same budget."""
+    p, g = make_pod({"dns_allow": [f"www.{lab.ZONE}", f"*.api.{lab.ZONE}"], "dns_wildcard_names": 1})
+    a = g.dns(f"WwW.{lab.ZONE}", tcp=True)
+    assert a["ok"] and a["rcode"] == "NOERROR" and a["addrs"] == [lab.web], a
+    start = len(lab.dns_queries())
+    assert g.dns(f"secret.{lab.ZONE}", tcp=True)["rcode"] == "REFUSED"
+    assert g.dns(f"www.{lab.ZONE}", qtype=16, tcp=True)["rcode"] == "REFUSED"
+    first, second = (f"t{i}-{secrets.token_hex(8)}.api.{lab.ZONE}" for i in range(2))
+    g.dns(first, tcp=True)
+    assert g.dns(second)["rcode"] == "REFUSED"          # the budget is shared by UDP and TCP
+    assert g.dns(second, tcp=True)["rcode"] == "REFUSED"
+    new = lab.dns_queries()[start:]
+    assert first in new and second not in new and f"secret.{lab.ZONE}" not in new, new
+
+
 def test_dns_case_normalized_before_forwarding(lab, make_pod):
     """Letter case carries no data upstream: every spelling of an allowed name reaches the
     upstream lower-cased, and the guest's own resolver (glibc) accepts the answers."""

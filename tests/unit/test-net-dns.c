@@ -75,6 +75,14 @@ static void test_forward_lowercases(void **state) {
                 assert_int_equal(judge(f, &v, o2, &n2, &q), NET_DNS_FORWARD);
                 assert_memory_equal(o2, out, n);
         }
+        /* Over TCP: an OPT of ours is added (or replaces the guest's) with the size given. */
+        Pkt t = query("exact.test", NET_DNS_TYPE_A, 1, 0);
+        assert_int_equal(judge(f, &t, out, &n, &q), NET_DNS_FORWARD);
+        n = net_dns_query_set_edns(out, n, &q, NET_DNS_ANSWER_MAX);
+        assert_int_equal(n, t.n + 11);
+        assert_int_equal(out[11], 1);
+        assert_int_equal(q.guest_max, NET_DNS_ANSWER_MAX);
+        assert_int_equal((out[n - 8] << 8) | out[n - 7], NET_DNS_ANSWER_MAX);
         /* EDNS: our own OPT, no options, the size clamped. */
         Pkt e = query("exact.test", NET_DNS_TYPE_AAAA, 1, 4096);
         assert_int_equal(judge(f, &e, out, &n, &q), NET_DNS_FORWARD);

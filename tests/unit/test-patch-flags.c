@@ -266,6 +266,38 @@ static void test_compute(void **state) {
         assert_int_equal(patch_flags_compute(hidden, strlen(hidden), &s, &err), -EBADMSG);
 }
 
+static void test_drop_new_binaries(void **state) {
+        _cleanup_free_ char *kept = NULL, *err = NULL;
+        _cleanup_strv_free_ char **dropped = NULL;
+        size_t kn = 0;
+        patch_drop_new_binaries(patch_text, strlen(patch_text), &kept, &kn, &dropped);
+        assert_int_equal(strv_length(dropped), 1);
+        assert_string_equal(dropped[0], "blob.bin");
+        assert_null(strstr(kept, "blob.bin"));
+        assert_int_equal(
+                kn,
+                strlen(patch_text) -
+                        (strstr(patch_text, "diff --git a/new.sh") -
+                         strstr(patch_text, "diff --git a/blob.bin")));
+        PatchSummary s = {};
+        assert_int_equal(patch_flags_compute(kept, kn, &s, &err), 0);
+        assert_int_equal(strv_length(s.paths), 6);
+        assert_true(has_flag(s.flags, "tgt", "symlink"));
+        patch_summary_done(&s);
+        /* A changed binary that was already tracked stays: it is the project's own. */
+        static const char changed[] = "diff --git a/logo.png b/logo.png\n"
+                                      "index 1111111..2222222 100644\n"
+                                      "GIT binary patch\n"
+                                      "literal 3\n"
+                                      "Kcmb<ms0083<N)#j\n"
+                                      "\n";
+        _cleanup_free_ char *k2 = NULL;
+        _cleanup_strv_free_ char **d2 = NULL;
+        patch_drop_new_binaries(changed, strlen(changed), &k2, &kn, &d2);
+        assert_null(d2);
+        assert_string_equal(k2, changed);
+}
+
 /* ".idea -> cfg" exists on the host; a patch to cfg/x is a change to .idea/x. */
 static void test_host_aliases(void **state) {
         char dir[] = "/tmp/test-patch-flags-XXXXXX";
@@ -300,9 +332,8 @@ static void test_host_aliases(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ecosystems),
-                cmocka_unit_test(test_variants),
-                cmocka_unit_test(test_compute),
+                cmocka_unit_test(test_ecosystems),   cmocka_unit_test(test_variants),
+                cmocka_unit_test(test_compute),      cmocka_unit_test(test_drop_new_binaries),
                 cmocka_unit_test(test_host_aliases),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -397,6 +397,18 @@ static void rm_rf_at(int dfd, const char *name, unsigned depth) {
                 (void) unlinkat(dfd, name, 0);
 }
 
+static void scratch_remove(Proxy *p, Scratch *s) {
+        if (s->dir) {
+                _cleanup_close_ int sd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                const char *leaf = strrchr(s->dir, '/');
+                if (sd >= 0 && leaf)
+                        rm_rf_at(sd, leaf + 1, 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(s->env); i++)
+                s->env[i] = mfree(s->env[i]);
+        s->dir = mfree(s->dir);
+}
+
 /* ---- feeding git fast-import ---- */
 
 typedef struct Feed {
@@ -650,6 +662,7 @@ void op_export(Request *req) {
         r = scratch_git(p, &s, -1, NULL, NULL, diff, EXPORT_MAX_PATCH, &patch, &patch_n);
         if (r >= 0)
                 r = scratch_git(p, &s, -1, NULL, NULL, list, 16U * 1024U * 1024U, &names, &names_n);
+        scratch_remove(p, &s); /* gone before the answer leaves */
         if (r < 0) {
                 request_fail(
                         req,
@@ -762,13 +775,5 @@ void op_export(Request *req) {
 finish:
         walk_done(&w);
         tree_done(&tree);
-        if (s.dir) {
-                _cleanup_close_ int sd = open(p->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                const char *leaf = strrchr(s.dir, '/');
-                if (sd >= 0 && leaf)
-                        rm_rf_at(sd, leaf + 1, 0);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(s.env); i++)
-                free(s.env[i]);
-        free(s.dir);
+        scratch_remove(p, &s);
 }

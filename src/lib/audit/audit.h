@@ -98,18 +98,6 @@ static inline void audit_log_freep(AuditLog **l) {
                 *l = audit_log_free(*l);
 }
 
-/*
- * audit_shown_args: the "detail" of a call's records, so the log can say what ran: a new JSON
- * object with the arguments a reader needs (argv, command, path(s), pattern, url, method, cwd,
- * timeout_seconds, the names of env variables) and never their secrets (docs/audit.md
- * "Redaction"): env values are dropped; an argument that looks like a secret (NAME=value or
- * --flag=value whose name says password/secret/token/key/auth/credential, the value after
- * such a flag, "Authorization:"-style headers, URL userinfo and secret-looking query values)
- * has its value replaced by "[redacted]"; file contents only as their byte count. Strings are
- * cut at 256 bytes (marked "..."), argv at 64 entries. Returns NULL when args is not an object.
- */
-json_t *audit_shown_args(const json_t *args);
-
 /* Hex genesis prev value for pod (65 bytes). */
 void audit_genesis(const char *pod, char ret[65]);
 

@@ -412,6 +412,78 @@ int patch_flags_compute(const char *patch, size_t n, PatchSummary *ret, char **r
         return 0;
 }
 
+/* ---- leaving new binaries out ---- */
+
+/* The name of a created file from its "diff --git a/P b/P" line (both halves equal). */
+static char *created_name(const char *line, size_t len) {
+        const char *rest = line + 11;
+        size_t rl = len - 11;
+        if (rl > 0 && rest[0] == '"') {
+                const char *q = memchr(rest + 1, '"', rl - 1);
+                while (q && q[-1] == '\\')
+                        q = memchr(q + 1, '"', (size_t) (rest + rl - (q + 1)));
+                if (!q)
+                        return NULL;
+                _cleanup_free_ char *a = header_path(rest, (size_t) (q - rest) + 1);
+                return startswith(a, "a/") ? xstrdup(a + 2) : NULL;
+        }
+        if (rl < 7 || (rl - 5) % 2 != 0)
+                return NULL;
+        size_t l = (rl - 5) / 2;
+        if (memcmp(rest, "a/", 2) != 0 || memcmp(rest + 2 + l, " b/", 3) != 0 ||
+            memcmp(rest + 2, rest + 5 + l, l) != 0)
+                return NULL;
+        return xstrndup(rest + 2, l);
+}
+
+void patch_drop_new_binaries(const char *patch, size_t n, char **ret, size_t *ret_n, char ***ret_dropped) {
+        char *out = xnew(char, n + 1);
+        size_t on = 0;
+        char **dropped = NULL;
+        const char *end = patch + n, *p = patch;
+        while (p < end) {
+                /* One block: from a "diff --git" line to the next one (or the text before the
+                 * first block, kept as is). */
+                const char *b = p, *q = p;
+                bool first = true, created = false, binary = false, header = true;
+                while (q < end) {
+                        const char *nl = memchr(q, '\n', (size_t) (end - q));
+                        size_t len = nl ? (size_t) (nl - q) : (size_t) (end - q);
+                        bool starts = len >= 11 && memcmp(q, "diff --git ", 11) == 0;
+                        if (starts && !first)
+                                break;
+                        if (header && !starts) {
+                                if (len >= 14 && memcmp(q, "new file mode ", 14) == 0)
+                                        created = true;
+                                else if (
+                                        (len >= 16 && memcmp(q, "GIT binary patch", 16) == 0) ||
+                                        (len >= 13 && memcmp(q, "Binary files ", 13) == 0))
+                                        binary = true;
+                                else if (len >= 3 && (memcmp(q, "@@ ", 3) == 0 || memcmp(q, "---", 3) == 0))
+                                        header = false;
+                        }
+                        first = false;
+                        q += len + (nl ? 1 : 0);
+                }
+                char *name = NULL;
+                if (created && binary) {
+                        const char *nl = memchr(b, '\n', (size_t) (q - b));
+                        name = created_name(b, nl ? (size_t) (nl - b) : (size_t) (q - b));
+                }
+                if (name)
+                        strv_consume(&dropped, name);
+                else {
+                        memcpy(out + on, b, (size_t) (q - b));
+                        on += (size_t) (q - b);
+                }
+                p = q;
+        }
+        out[on] = 0;
+        *ret = out;
+        *ret_n = on;
+        *ret_dropped = dropped;
+}
+
 /* ---- host symlinks (CLI side) ---- */
 
 typedef struct HostLink {

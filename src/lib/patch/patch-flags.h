@@ -46,6 +46,11 @@ void patch_summary_done(PatchSummary *s);
  * parse, or whose header disagrees with git's reading, fails with -EBADMSG and *reterr. */
 int patch_flags_compute(const char *patch, size_t n, PatchSummary *ret, char **reterr);
 
+/* The patch without its new binary files (blocks with "new file mode" and a binary body:
+ * build artefacts nobody reviews). *ret is the kept text (caller frees), *ret_dropped the
+ * names left out (strv, may be NULL). */
+void patch_drop_new_binaries(const char *patch, size_t n, char **ret, size_t *ret_n, char ***ret_dropped);
+
 /* Add one flag (deduplicated). */
 void patch_flags_add(json_t *flags, const char *path, const char *reason, const char *why);
 

@@ -300,3 +300,15 @@ int net_dns_filter_answer(const NetDnsQuery *q, uint16_t fwd_id, uint8_t *pkt, s
         put16(pkt + 2, flags);
         return (int) n;
 }
+
+size_t net_dns_query_set_edns(uint8_t *out, size_t n, NetDnsQuery *q, uint16_t size) {
+        size_t base = HDR + q->qlen; /* header and question: the OPT, if any, follows */
+        if (n < base || base + 11 > NET_DNS_QUERY_MAX)
+                return n;
+        static const uint8_t opt[11] = { 0, 0, NET_DNS_TYPE_OPT, 0, 0, 0, 0, 0, 0, 0, 0 };
+        memcpy(out + base, opt, sizeof opt);
+        put16(out + base + 3, size);
+        put16(out + 10, 1);
+        q->guest_max = size;
+        return base + sizeof opt;
+}

@@ -88,6 +88,11 @@ NetDnsVerdict net_dns_filter_query(
         size_t *out_len,
         NetDnsQuery *q);
 
+/* For a query that came over TCP: make the forwarded query out (n bytes, from
+ * net_dns_filter_query, buffer of NET_DNS_QUERY_MAX) carry an OPT announcing size, and let q
+ * take answers that large. Returns the new length. */
+size_t net_dns_query_set_edns(uint8_t *out, size_t n, NetDnsQuery *q, uint16_t size);
+
 /* Check an answer from dnsmasq for query q sent with fwd_id and turn it into the guest's answer,
  * in place: the guest's id and RD flag, the question in the guest's spelling (same length;
  * resolvers with 0x20 randomisation, c-ares for one, compare it byte for byte), and cut to the
