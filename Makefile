@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-policy lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -57,6 +57,10 @@ demo:
 # Long-haul figures (not part of make check): 1,000 local-driver and 50 QEMU pod cycles.
 bench-soak: build
 	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/node-soak
+
+# Instructions per policy decision under callgrind (figures, not pass/fail; not in make check).
+bench-policy: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/policy/run
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

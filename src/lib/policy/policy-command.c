@@ -79,7 +79,7 @@ static const char *base_name(const char *p) {
 
 static bool in_list(const char *s, const char *const *l) {
         for (; *l; l++)
-                if (streq(s, *l))
+                if (s[0] == (*l)[0] && streq(s, *l)) /* the first byte rejects most entries */
                         return true;
         return false;
 }
@@ -328,7 +328,7 @@ static size_t wrapper_parse(
                         const char *full = long_opt_lookup(name, len, g, &kind);
                         WrapperOpt o = { .long_name = full };
                         if (!full) {
-                                _cleanup_free_ char *vis = string_make_visible(w);
+                                _cleanup_free_ char *vis = policy_visible(w);
                                 set_fail(a, "'%s': unknown or ambiguous option '%s'", g->name, vis);
                                 return SIZE_MAX;
                         }
@@ -373,7 +373,7 @@ static size_t wrapper_parse(
                                 break;
                         }
                         if (!strchr(g->short_flags, *c)) {
-                                _cleanup_free_ char *vis = string_make_visible(w);
+                                _cleanup_free_ char *vis = policy_visible(w);
                                 set_fail(a, "'%s': unknown option '%s'", g->name, vis);
                                 return SIZE_MAX;
                         }
@@ -440,7 +440,7 @@ static int opt_check_visit(const OptItem *it, void *userdata) {
         OptCheck *c = userdata;
         const OptGrammar *g = c->g;
         if (it->kind == OPT_ITEM_UNKNOWN) {
-                _cleanup_free_ char *vis = string_make_visible(it->word);
+                _cleanup_free_ char *vis = policy_visible(it->word);
                 set_inline(
                         c->a,
                         "'%s %s': unknown option '-%c' (options of %s are judged by its real grammar)",
@@ -452,7 +452,7 @@ static int opt_check_visit(const OptItem *it, void *userdata) {
         }
         if ((it->kind == OPT_ITEM_SHORT && strchr(g->danger, it->letter)) ||
             (it->kind == OPT_ITEM_LONG && opt_long_matches(it->name, it->name_len, g->long_danger))) {
-                _cleanup_free_ char *vis = string_make_visible(it->word);
+                _cleanup_free_ char *vis = policy_visible(it->word);
                 if (it->kind == OPT_ITEM_SHORT && !streq(it->word + 1, (char[]){ it->letter, 0 }))
                         set_inline(c->a, "'%s %s' (option -%c) %s", c->prog, vis, it->letter, g->why);
                 else
@@ -503,7 +503,7 @@ static int git_clone_opt(const OptItem *it, void *userdata) {
              (it->kind == OPT_ITEM_LONG &&
               opt_long_matches(it->name, it->name_len, (const char *const[]){ "config", NULL }))) &&
             !git_config_assignment_allowed(it->value)) {
-                _cleanup_free_ char *vis = string_make_visible(it->value ?: "");
+                _cleanup_free_ char *vis = policy_visible(it->value ?: "");
                 set_inline(a, "'git clone' sets '%s', a key outside the git configuration allow list", vis);
                 return -1;
         }
@@ -545,7 +545,7 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         /* Command-line configuration: only keys on the allow list (git-config.h). */
                         const char *kv = startswith(w, "--config-env=") ?: i + 1 < n ? argv[i + 1] : NULL;
                         if (!git_config_assignment_allowed(kv)) {
-                                _cleanup_free_ char *vis = string_make_visible(kv ?: "");
+                                _cleanup_free_ char *vis = policy_visible(kv ?: "");
                                 set_inline(
                                         a,
                                         "'git %s %s' sets a key outside the git configuration allow list",
@@ -621,7 +621,7 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
         if (streq(sub, "config")) {
                 _cleanup_free_ char *why = NULL;
                 if (git_config_check_command(argv + i, &why) < 0) {
-                        _cleanup_free_ char *vis = string_make_visible(why);
+                        _cleanup_free_ char *vis = policy_visible(why);
                         set_inline(a, "%s", vis);
                         return;
                 }
@@ -681,7 +681,7 @@ static int interp_opt(const OptItem *it, void *userdata) {
                       v[l + 1 +
                         strspn(v + l + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:,")] ==
                               0)) {
-                        _cleanup_free_ char *vis = string_make_visible(it->word);
+                        _cleanup_free_ char *vis = policy_visible(it->word);
                         set_inline(s->a, "'perl %s' inserts code into a 'use' statement", vis);
                         return -1;
                 }
@@ -694,7 +694,7 @@ static int interp_opt(const OptItem *it, void *userdata) {
                       it->name_len,
                       (const char *const[]){
                               "import", "require", "loader", "experimental-loader", "preload", NULL })))) {
-                _cleanup_free_ char *vis = string_make_visible(it->word);
+                _cleanup_free_ char *vis = policy_visible(it->word);
                 set_inline(s->a, "'%s %s' loads code from a URL given in its arguments", s->prog, vis);
                 return -1;
         }
@@ -823,7 +823,7 @@ typedef struct ValueCheck {
 static int db_value_visit(const OptItem *it, void *userdata) {
         ValueCheck *c = userdata;
         if (strchr(it->word, '\\') || (it->value && strchr(it->value, '\\'))) {
-                _cleanup_free_ char *vis = string_make_visible(it->word);
+                _cleanup_free_ char *vis = policy_visible(it->word);
                 set_inline(c->a, "'%s %s' can run shell commands or write files", c->prog, vis);
                 return -1;
         }
@@ -871,7 +871,12 @@ static bool is_interpreter(const char *prog) {
                 in_list(prog, exact);
 }
 
-static bool allowed_string_matches(const char *s, char *const *words);
+static bool allowed_string_matches(const char *s, char *const *aw, char *const *words);
+
+/* The pre-split words of commands.allowed/blocked entry i, when the policy is compiled. */
+static char *const *compiled_words(const CompiledList *cl, size_t i) {
+        return cl && cl->words[i] ? cl->words[i] : NULL;
+}
 
 /* The command allowlist names this program itself (an allowed string whose first word is it,
  * or an allowed rule for it) and argv matches that entry: the policy author chose to let it
@@ -883,11 +888,18 @@ static bool allowlist_names_program(const Policy *p, char *const *argv) {
                 if (streq(rule->program, argv[0]) && command_rule_matches(rule, argv))
                         return true;
         }
-        STRV_FOREACH(s, c->allowed) {
-                _cleanup_strv_free_ char **aw = NULL;
-                if (words_split(*s, &aw, NULL) < 0 || !aw[0] || !streq(aw[0], argv[0]))
+        const PolicyCompiled *pc = policy_compiled(p);
+        for (size_t i = 0; c->allowed && c->allowed[i]; i++) {
+                _cleanup_strv_free_ char **split = NULL;
+                char *const *aw = compiled_words(pc ? &pc->commands_allowed : NULL, i);
+                if (!aw) {
+                        if (words_split(c->allowed[i], &split, NULL) < 0)
+                                continue;
+                        aw = split;
+                }
+                if (!aw[0] || !streq(aw[0], argv[0]))
                         continue;
-                if (allowed_string_matches(*s, argv))
+                if (allowed_string_matches(c->allowed[i], aw, argv))
                         return true;
         }
         return false;
@@ -1069,7 +1081,7 @@ static int sed_opt(const OptItem *it, void *userdata) {
                 int kind = 0;
                 const char *full = long_opt_lookup(it->name, it->name_len, &sed_long, &kind);
                 if (!full) {
-                        _cleanup_free_ char *vis = string_make_visible(it->word);
+                        _cleanup_free_ char *vis = policy_visible(it->word);
                         set_inline(s->a, "'%s %s': unknown option", s->prog, vis);
                         return -1;
                 }
@@ -1261,7 +1273,7 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                         const char *w = argv[i];
                                         _cleanup_free_ char *name = xstrndup(w, (size_t) (strchr(w, '=') - w));
                                         if (!policy_env_name_allowed(name)) {
-                                                _cleanup_free_ char *vis = string_make_visible(name);
+                                                _cleanup_free_ char *vis = policy_visible(name);
                                                 set_inline(
                                                         a,
                                                         "'env %s=...' sets a variable that can make "
@@ -1386,9 +1398,15 @@ static bool blocked_word_matches(const char *bw, bool last, char *const *words, 
 /* Blocked string s against one layer: single word = any word equal; several words = an
  * in-order subsequence (last word and "x=" words match as prefixes; "-rf" matches any
  * spelling of those short flags: -fr, -r -f, --recursive --force). */
-static bool blocked_string_matches(const char *s, char *const *words) {
-        _cleanup_strv_free_ char **bw = NULL;
-        if (words_split(s, &bw, NULL) < 0 || !bw[0])
+static bool blocked_string_matches(const char *s, char *const *pre, char *const *words) {
+        _cleanup_strv_free_ char **split = NULL;
+        char *const *bw = pre;
+        if (!bw) {
+                if (words_split(s, &split, NULL) < 0)
+                        return false;
+                bw = split;
+        }
+        if (!bw[0])
                 return false;
         size_t k = strv_length(bw), pos = 0;
         if (k == 1)
@@ -1407,9 +1425,15 @@ static bool blocked_string_matches(const char *s, char *const *words) {
         return true;
 }
 
-static bool allowed_string_matches(const char *s, char *const *words) {
-        _cleanup_strv_free_ char **aw = NULL;
-        if (words_split(s, &aw, NULL) < 0 || !aw[0])
+static bool allowed_string_matches(const char *s, char *const *pre, char *const *words) {
+        _cleanup_strv_free_ char **split = NULL;
+        char *const *aw = pre;
+        if (!aw) {
+                if (words_split(s, &split, NULL) < 0)
+                        return false;
+                aw = split;
+        }
+        if (!aw[0])
                 return false;
         for (size_t i = 0; aw[i]; i++)
                 if (!words[i] || !streq(words[i], aw[i]))
@@ -1443,7 +1467,8 @@ static bool program_path_trusted(const char *prog) {
 
 /* Judge one Exec against the command component. On denial returns false and a malloc'd
  * reason in *ret_reason. */
-static bool command_component_allows(const CommandPolicy *c, const Exec *e, char **ret_reason) {
+static bool command_component_allows(
+        const CommandPolicy *c, const PolicyCompiled *pc, const Exec *e, char **ret_reason) {
         for (size_t l = 0; l < e->n_layers; l++) {
                 for (size_t r = 0; r < c->blocked_rules.n_rules; r++)
                         if (command_rule_matches(&c->blocked_rules.rules[r], e->layers[l])) {
@@ -1454,9 +1479,13 @@ static bool command_component_allows(const CommandPolicy *c, const Exec *e, char
                                         abort();
                                 return false;
                         }
-                STRV_FOREACH(s, c->blocked)
-                        if (blocked_string_matches(*s, e->layers[l])) {
-                                if (asprintf(ret_reason, "matches commands.blocked entry '%s'", *s) < 0)
+                for (size_t i = 0; c->blocked && c->blocked[i]; i++)
+                        if (blocked_string_matches(
+                                    c->blocked[i],
+                                    compiled_words(pc ? &pc->commands_blocked : NULL, i),
+                                    e->layers[l])) {
+                                if (asprintf(ret_reason, "matches commands.blocked entry '%s'", c->blocked[i]) <
+                                    0)
                                         abort();
                                 return false;
                         }
@@ -1477,20 +1506,43 @@ static bool command_component_allows(const CommandPolicy *c, const Exec *e, char
         for (size_t r = 0; r < c->allowed_rules.n_rules; r++)
                 if (command_rule_matches(&c->allowed_rules.rules[r], e->effective))
                         return true;
-        STRV_FOREACH(s, c->allowed)
-                if (allowed_string_matches(*s, e->effective))
+        for (size_t i = 0; c->allowed && c->allowed[i]; i++)
+                if (allowed_string_matches(
+                            c->allowed[i], compiled_words(pc ? &pc->commands_allowed : NULL, i), e->effective))
                         return true;
         *ret_reason = xstrdup("is not in commands.allowed or commands.allowed_rules");
         return false;
 }
 
-bool policy_grants_shell(const Policy *p) {
+static bool grants_shell_compute(const Policy *p, const PolicyCompiled *pc) {
         char *argv[] = { (char *) "sh", (char *) "-c", (char *) "true", NULL };
         _cleanup_free_ char *reason = NULL;
         Exec e = { .n_layers = 1, .layers = { argv }, .effective = argv, .op = OPERATION_RUN_BASH };
         if (!p || p->capabilities.level[OPERATION_RUN_BASH] < CAP_LOW_RISK)
                 return false;
-        return command_component_allows(&p->commands, &e, &reason);
+        return command_component_allows(&p->commands, pc, &e, &reason);
+}
+
+void policy_compiled_cache_shell(const Policy *p, PolicyCompiled *c) {
+        c->grants_shell = grants_shell_compute(p, c);
+        c->shell_level = p->capabilities.level[OPERATION_RUN_BASH];
+        c->shell_unrestricted = p->commands.unrestricted;
+        c->shell_rules_allowed = p->commands.allowed_rules.rules;
+        c->shell_n_allowed = p->commands.allowed_rules.n_rules;
+        c->shell_rules_blocked = p->commands.blocked_rules.rules;
+        c->shell_n_blocked = p->commands.blocked_rules.n_rules;
+}
+
+bool policy_grants_shell(const Policy *p) {
+        const PolicyCompiled *c = policy_compiled(p);
+        if (c && c->shell_level == p->capabilities.level[OPERATION_RUN_BASH] &&
+            c->shell_unrestricted == p->commands.unrestricted &&
+            c->shell_rules_allowed == p->commands.allowed_rules.rules &&
+            c->shell_n_allowed == p->commands.allowed_rules.n_rules &&
+            c->shell_rules_blocked == p->commands.blocked_rules.rules &&
+            c->shell_n_blocked == p->commands.blocked_rules.n_rules)
+                return c->grants_shell;
+        return grants_shell_compute(p, c);
 }
 
 /* RF-11 (best effort): the lexically cleaned path an argument word names, relative to the
@@ -1534,6 +1586,10 @@ static char *arg_path_clean(const char *cwd, const char *w) {
  * "/workspace/.env" and "../x/.env" are caught whatever the workspace's absolute name is. */
 static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char *w, const char **ret_cand) {
         const char *cands[3] = { w, NULL, NULL };
+        const PolicyCompiled *pc = policy_compiled(p);
+        bool any_depth = pc && pc->blocked_all_any_depth;
+        if (pc && pc->paths_blocked.n == 0)
+                return NULL;
         if (w[0] == '-' && strchr(w, '='))
                 cands[1] = strchr(w, '=') + 1;
         if (strchr(w, ':'))
@@ -1542,6 +1598,16 @@ static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char
                 if (!cands[k])
                         continue;
                 _cleanup_free_ char *norm = arg_path_clean(cwd, cands[k]);
+                if (norm && any_depth) {
+                        /* Every blocked glob is "**"-anchored: one that matches a suffix at a
+                         * component boundary matches the whole path, and the other way round. */
+                        const char *rule = policy_blocked_rule_for(p, norm);
+                        if (rule) {
+                                *ret_cand = cands[k];
+                                return rule;
+                        }
+                        continue;
+                }
                 for (const char *sfx = norm; sfx && *sfx;) {
                         const char *rule = policy_blocked_rule_for(p, sfx);
                         if (rule) {
@@ -1559,8 +1625,27 @@ static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char
 static const char *const separator_words[] = { ";",  "&&", "||", "|", "&",  "|&", ";;",
                                                "&>", ">",  ">>", "<", "2>", NULL };
 
+/* The command as shown in messages, made only when a message needs it. */
+typedef struct Display {
+        char *const *argv; /* joined with quoting, or */
+        const char *given; /* the command string as given */
+        char *text;
+} Display;
+
+static void display_done(Display *d) {
+        d->text = mfree(d->text);
+}
+
+static const char *display_text(Display *d) {
+        if (!d->text) {
+                _cleanup_free_ char *joined = d->given ? NULL : d->argv ? words_join(d->argv) : xstrdup("");
+                d->text = policy_visible(d->given ?: joined);
+        }
+        return d->text;
+}
+
 static int check_command_words(
-        const Policy *p, char *const *argv, const char *cwd, const char *display, PolicyDecision *ret) {
+        const Policy *p, char *const *argv, const char *cwd, Display *dsp, PolicyDecision *ret) {
         _cleanup_(analysis_done) Analysis a = {};
         _cleanup_free_ char *reason = NULL;
         bool shell = policy_grants_shell(p);
@@ -1578,7 +1663,7 @@ static int check_command_words(
                         "command_denied",
                         OPERATION_RUN_BASH,
                         "command denied: '%s': program name contains shell syntax",
-                        display);
+                        display_text(dsp));
                 return 0;
         }
         /* 2. separators given as words (C7): only a shell would read them as such. */
@@ -1601,7 +1686,7 @@ static int check_command_words(
                                         OPERATION_RUN_BASH,
                                         "command denied: '%s': '%s' is shell syntax and commands run "
                                         "without a shell (no shell is granted)",
-                                        display,
+                                        display_text(dsp),
                                         *w);
                                 return 0;
                         }
@@ -1615,7 +1700,7 @@ static int check_command_words(
                         "command_denied",
                         OPERATION_RUN_BASH,
                         "command denied: '%s': %s",
-                        display,
+                        display_text(dsp),
                         a.fail_reason);
                 return 0;
         }
@@ -1631,7 +1716,7 @@ static int check_command_words(
                                 "insufficient capability: '%s' level is Never, need at least LowRisk "
                                 "(command '%s')",
                                 operation_to_string(op),
-                                display);
+                                display_text(dsp));
                         return 0;
                 }
         }
@@ -1644,7 +1729,7 @@ static int check_command_words(
                         OPERATION_RUN_BASH,
                         "command denied: '%s': %s; that needs shell permission (run_bash with a "
                         "command policy that allows 'sh -c')",
-                        display,
+                        display_text(dsp),
                         a.inline_reason);
                 return 0;
         }
@@ -1659,16 +1744,16 @@ static int check_command_words(
         }
         /* 6. command component, every program */
         for (size_t i = 0; i < a.n_execs; i++)
-                if (!command_component_allows(&p->commands, &a.execs[i], &reason)) {
+                if (!command_component_allows(&p->commands, policy_compiled(p), &a.execs[i], &reason)) {
                         _cleanup_free_ char *eff = words_join(a.execs[i].effective);
-                        _cleanup_free_ char *vis = string_make_visible(eff);
+                        _cleanup_free_ char *vis = policy_visible(eff);
                         policy_decision_set(
                                 ret,
                                 POLICY_DENY,
                                 "command_denied",
                                 a.execs[i].op,
                                 "command denied: '%s' blocked by policy ('%s' %s)",
-                                display,
+                                display_text(dsp),
                                 vis,
                                 reason);
                         return 0;
@@ -1681,7 +1766,7 @@ static int check_command_words(
                                 const char *rule = arg_blocked_rule(p, cwd, a.execs[i].layers[l][k], &cand);
                                 if (!rule)
                                         continue;
-                                _cleanup_free_ char *vis = string_make_visible(cand);
+                                _cleanup_free_ char *vis = policy_visible(cand);
                                 policy_decision_set(
                                         ret,
                                         POLICY_DENY,
@@ -1689,7 +1774,7 @@ static int check_command_words(
                                         OPERATION_READ_FILES,
                                         "command denied: '%s': argument '%s' names a blocked path "
                                         "(paths.blocked '%s')",
-                                        display,
+                                        display_text(dsp),
                                         vis,
                                         rule);
                                 return 0;
@@ -1713,11 +1798,11 @@ static int check_command_words(
                                 order[k],
                                 "approval required: '%s' requires human approval (command '%s')",
                                 operation_to_string(order[k]),
-                                display);
+                                display_text(dsp));
                         return 0;
                 }
         }
-        policy_decision_set(ret, POLICY_ALLOW, NULL, a.execs[0].op, "allowed: %s", display);
+        policy_decision_allow(ret, a.execs[0].op);
         return 0;
 }
 
@@ -1725,9 +1810,10 @@ int policy_check_command_at(const Policy *p, char *const *argv, const char *cwd,
         if (!p || !ret)
                 return -EINVAL;
         *ret = (PolicyDecision){};
-        _cleanup_free_ char *joined = argv ? words_join(argv) : xstrdup("");
-        _cleanup_free_ char *display = string_make_visible(joined);
-        return check_command_words(p, argv, cwd, display, ret);
+        Display dsp = { .argv = argv };
+        int r = check_command_words(p, argv, cwd, &dsp, ret);
+        free(dsp.text);
+        return r;
 }
 
 int policy_check_command(const Policy *p, char *const *argv, PolicyDecision *ret) {
@@ -1741,7 +1827,7 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
         if (!p || !command || !ret)
                 return -EINVAL;
         *ret = (PolicyDecision){};
-        _cleanup_free_ char *display = string_make_visible(command);
+        _cleanup_(display_done) Display dsp = { .given = command };
         r = words_split(command, &words, &meta);
         if (r == -E2BIG) {
                 policy_decision_set(
@@ -1759,7 +1845,7 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
                         "command_denied",
                         OPERATION_RUN_BASH,
                         "command denied: '%s': malformed command (unbalanced quotes)",
-                        display);
+                        display_text(&dsp));
                 return 0;
         }
         if (!words[0]) {
@@ -1783,7 +1869,7 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
                         OPERATION_RUN_BASH,
                         "command denied: '%s' contains %s outside quotes; commands run without a "
                         "shell and no shell is granted",
-                        display,
+                        display_text(&dsp),
                         what);
                 return 0;
         }
@@ -1793,9 +1879,9 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
                 /* A shell is granted and the string is shell syntax: judge it as what the proxy
                  * would run, `sh -c <string>`. */
                 char *sh[] = { (char *) "sh", (char *) "-c", (char *) command, NULL };
-                return check_command_words(p, sh, NULL, display, ret);
+                return check_command_words(p, sh, NULL, &dsp, ret);
         }
-        return check_command_words(p, words, NULL, display, ret);
+        return check_command_words(p, words, NULL, &dsp, ret);
 }
 
 bool policy_command_stdin_is_code(const Policy *p, char *const *argv) {

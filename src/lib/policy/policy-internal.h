@@ -2,6 +2,7 @@
 /* Helpers shared by the policy implementation files. Not a public API. */
 #pragma once
 
+#include "glob.h"
 #include "policy.h"
 
 /* Sorted-set helpers on strv (NULL = empty). All return new vectors. */
@@ -37,6 +38,12 @@ Policy *policy_new_empty(void);
 extern const char *const policy_block_sensitive[];
 void command_policy_default_blocks(CommandPolicy *c);
 
+/* string_make_visible() with a fast path: printable ASCII without '\\' is copied as is (the
+ * escaping would not change it). Caller frees. */
+char *policy_visible(const char *s);
+
+/* An allow decision with the short message "allowed" (no formatting on the hot path). */
+void policy_decision_allow(PolicyDecision *d, Operation op);
 /* Allocate a decision. */
 void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, Operation op, const char *fmt, ...)
         _printf_(5, 6);
@@ -44,3 +51,30 @@ void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, O
 /* Path helpers (policy.c). norm is a path from path_normalize_relative(). */
 bool policy_path_has_git_component(const char *norm);
 const char *policy_blocked_rule_for(const Policy *p, const char *norm); /* borrowed, or NULL */
+
+/* The compiled form of one list (policy-compile.c). */
+typedef struct CompiledList {
+        char **ptr;          /* the list compiled (stamp) */
+        size_t n;            /* its length then */
+        char *last;          /* ptr[n-1] then */
+        CompiledGlob *globs; /* path lists */
+        char ***words;       /* command lists: each entry split (NULL when it does not split) */
+} CompiledList;
+
+typedef struct PolicyCompiled {
+        CompiledList paths_blocked, paths_allowed, commands_allowed, commands_blocked;
+        bool blocked_all_any_depth; /* every paths.blocked glob starts with "**" "/" */
+        /* policy_grants_shell() at compile time, with what it depended on (beyond the lists). */
+        bool grants_shell;
+        CapLevel shell_level;
+        bool shell_unrestricted;
+        const CommandRule *shell_rules_allowed, *shell_rules_blocked;
+        size_t shell_n_allowed, shell_n_blocked;
+} PolicyCompiled;
+
+/* Fill the policy_grants_shell() cache of a fresh compilation (policy-command.c). */
+void policy_compiled_cache_shell(const Policy *p, PolicyCompiled *c);
+
+/* The compiled form when present and still matching the lists, else NULL (interpret). */
+const PolicyCompiled *policy_compiled(const Policy *p);
+void policy_compiled_free(PolicyCompiled *c);

@@ -442,6 +442,8 @@ const OptGrammar *opt_grammars(size_t *ret_n) {
 }
 
 static bool program_matches(const char *pattern, const char *program) {
+        if (pattern[0] != program[0])
+                return false;
         size_t l = strlen(pattern);
         if (l > 0 && pattern[l - 1] == '*')
                 return strncmp(pattern, program, l - 1) == 0;

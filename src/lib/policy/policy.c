@@ -242,6 +242,7 @@ Policy *policy_free(Policy *p) {
         free(p->description);
         path_policy_done(&p->paths);
         command_policy_done(&p->commands);
+        policy_compiled_free(p->compiled);
         free(p);
         return NULL;
 }
@@ -261,6 +262,7 @@ Policy *policy_copy(const Policy *p) {
         c->max_output_tokens = p->max_output_tokens;
         c->max_duration_usec = p->max_duration_usec;
         c->trifecta = p->trifecta;
+        policy_compile(c);
         return c;
 }
 
@@ -268,6 +270,7 @@ void policy_normalize(Policy *p) {
         if (p->trifecta)
                 p->obligations |= capabilities_trifecta_obligations(&p->capabilities);
         p->obligations &= OBLIGATIONS_ALL;
+        policy_compile(p);
 }
 
 /* Allowlists: unrestricted is top. meet: intersection (top is the identity); join: union
@@ -460,6 +463,18 @@ void policy_decision_set(
         *d = (PolicyDecision){ .verdict = v, .kind = kind, .operation = op, .message = m };
 }
 
+char *policy_visible(const char *s) {
+        const unsigned char *c = (const unsigned char *) s;
+        while (*c >= 0x20 && *c < 0x7f && *c != '\\')
+                c++;
+        return *c ? string_make_visible(s) : xstrdup(s);
+}
+
+void policy_decision_allow(PolicyDecision *d, Operation op) {
+        free(d->message);
+        *d = (PolicyDecision){ .verdict = POLICY_ALLOW, .operation = op, .message = xstrdup("allowed") };
+}
+
 Operation path_access_to_operation(PathAccess a) {
         switch (a) {
         case PATH_ACCESS_READ:
@@ -512,6 +527,26 @@ static void check_obligation(const Policy *p, Operation op, PolicyDecision *d, c
                 policy_decision_set(d, POLICY_ALLOW, NULL, op, "allowed: %s", what);
 }
 
+/* check_obligation for a path: the text is only formatted when a message needs it. */
+static void check_obligation_path(const Policy *p, Operation op, PolicyDecision *d, const char *relpath) {
+        Obligations o = p->obligations;
+        if (p->trifecta)
+                o |= capabilities_trifecta_obligations(&p->capabilities);
+        if (o & OBLIGATION(op)) {
+                _cleanup_free_ char *vis = policy_visible(relpath);
+                policy_decision_set(
+                        d,
+                        POLICY_NEEDS_APPROVAL,
+                        "approval_required",
+                        op,
+                        "approval required: '%s' requires human approval (%s %s)",
+                        operation_to_string(op),
+                        operation_to_string(op),
+                        vis);
+        } else
+                policy_decision_allow(d, op);
+}
+
 int policy_check_operation(const Policy *p, Operation op, PolicyDecision *ret) {
         if (!p || !ret || (int) op < 0 || op >= _OPERATION_MAX)
                 return -EINVAL;
@@ -522,13 +557,12 @@ int policy_check_operation(const Policy *p, Operation op, PolicyDecision *ret) {
         return 0;
 }
 
-/* Lexically normalize a workspace-relative path: drop "" and "." components, resolve ".."
- * against earlier components. Returns NULL for absolute paths or a ".." above the root. */
-static char *path_normalize_relative(const char *path) {
+/* Lexically normalize a workspace-relative path into out (at least strlen(path) + 1 bytes):
+ * drop "" and "." components, resolve ".." against earlier components. Returns false for
+ * absolute paths or a ".." above the root. */
+static bool path_normalize_into(const char *path, char *out) {
         if (!path || path[0] == '/')
-                return NULL;
-        size_t n = strlen(path);
-        char *out = xmalloc(n + 1);
+                return false;
         size_t o = 0;
         for (const char *p = path; *p;) {
                 const char *e = strchrnul(p, '/');
@@ -536,10 +570,8 @@ static char *path_normalize_relative(const char *path) {
                 if (l == 0 || (l == 1 && p[0] == '.'))
                         ;
                 else if (l == 2 && p[0] == '.' && p[1] == '.') {
-                        if (o == 0) {
-                                free(out);
-                                return NULL;
-                        }
+                        if (o == 0)
+                                return false;
                         while (o > 0 && out[o - 1] != '/')
                                 o--;
                         if (o > 0)
@@ -553,24 +585,40 @@ static char *path_normalize_relative(const char *path) {
                 p = *e ? e + 1 : e;
         }
         out[o] = 0;
-        return out;
+        return true;
+}
+
+static bool glob_list_match(
+        const CompiledList *cl, char *const *list, const char *norm, size_t n, const char **ret_rule) {
+        if (cl) {
+                GlobText t;
+                glob_text_init(&t, norm, n);
+                size_t i = glob_compiled_first_match(cl->globs, cl->n, &t);
+                if (i == SIZE_MAX)
+                        return false;
+                *ret_rule = list[i];
+                return true;
+        }
+        STRV_FOREACH(b, list)
+                if (glob_match_n(*b, strlen(*b), norm, n)) {
+                        *ret_rule = *b;
+                        return true;
+                }
+        return false;
 }
 
 /* Path rules on a normalized relative path. Returns the blocking pattern (borrowed) via
  * ret_rule, or NULL with *ret_not_allowed when no allowed pattern matches. */
 static bool path_rules_allow(const Policy *p, const char *norm, const char **ret_rule) {
-        STRV_FOREACH(b, p->paths.blocked)
-                if (glob_match(*b, norm)) {
-                        *ret_rule = *b;
-                        return false;
-                }
+        const PolicyCompiled *c = policy_compiled(p);
+        size_t n = strlen(norm);
+        const char *a;
+        if (glob_list_match(c ? &c->paths_blocked : NULL, p->paths.blocked, norm, n, ret_rule))
+                return false;
         *ret_rule = NULL;
         if (p->paths.unrestricted)
                 return true;
-        STRV_FOREACH(a, p->paths.allowed)
-                if (glob_match(*a, norm))
-                        return true;
-        return false;
+        return glob_list_match(c ? &c->paths_allowed : NULL, p->paths.allowed, norm, n, &a);
 }
 
 /* True if some component of the normalized path is ".git" (any case: case-insensitive
@@ -590,16 +638,17 @@ bool policy_path_has_git_component(const char *norm) {
 }
 
 const char *policy_blocked_rule_for(const Policy *p, const char *norm) {
-        STRV_FOREACH(b, p->paths.blocked)
-                if (glob_match(*b, norm))
-                        return *b;
-        return NULL;
+        const PolicyCompiled *c = policy_compiled(p);
+        const char *rule = NULL;
+        return glob_list_match(c ? &c->paths_blocked : NULL, p->paths.blocked, norm, strlen(norm), &rule)
+                ? rule
+                : NULL;
 }
 
 bool policy_path_allowed(const Policy *p, const char *relpath) {
-        _cleanup_free_ char *norm = path_normalize_relative(relpath);
+        char norm[GLOB_MAX_LEN + 1];
         const char *rule;
-        if (!p || !norm || strlen(relpath) > GLOB_MAX_LEN)
+        if (!p || !relpath || strlen(relpath) > GLOB_MAX_LEN || !path_normalize_into(relpath, norm))
                 return false;
         return path_rules_allow(p, norm, &rule);
 }
@@ -607,11 +656,10 @@ bool policy_path_allowed(const Policy *p, const char *relpath) {
 int policy_check_path(const Policy *p, const char *relpath, PathAccess access, PolicyDecision *ret) {
         Operation op = path_access_to_operation(access);
         const char *rule;
+        char norm[GLOB_MAX_LEN + 1];
         if (!p || !relpath || !ret || op < 0)
                 return -EINVAL;
         *ret = (PolicyDecision){};
-        _cleanup_free_ char *vis = string_make_visible(relpath);
-        _cleanup_free_ char *norm = path_normalize_relative(relpath);
         if (strlen(relpath) > GLOB_MAX_LEN) {
                 /* Longer than PATH_MAX: the matcher would not judge it, so refuse it here. */
                 policy_decision_set(
@@ -623,7 +671,8 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
                         GLOB_MAX_LEN);
                 return 0;
         }
-        if (!norm) {
+        if (!path_normalize_into(relpath, norm)) {
+                _cleanup_free_ char *vis = policy_visible(relpath);
                 policy_decision_set(
                         ret,
                         POLICY_DENY,
@@ -637,6 +686,7 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
                 return 0;
         if ((access == PATH_ACCESS_WRITE || access == PATH_ACCESS_EDIT) &&
             policy_path_has_git_component(norm)) {
+                _cleanup_free_ char *vis = policy_visible(relpath);
                 policy_decision_set(
                         ret,
                         POLICY_DENY,
@@ -648,6 +698,7 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
                 return 0;
         }
         if (!path_rules_allow(p, norm, &rule)) {
+                _cleanup_free_ char *vis = policy_visible(relpath);
                 if (rule)
                         policy_decision_set(
                                 ret,
@@ -667,9 +718,6 @@ int policy_check_path(const Policy *p, const char *relpath, PathAccess access, P
                                 vis);
                 return 0;
         }
-        _cleanup_free_ char *what = NULL;
-        if (asprintf(&what, "%s %s", operation_to_string(op), vis) < 0)
-                abort();
-        check_obligation(p, op, ret, what);
+        check_obligation_path(p, op, ret, relpath);
         return 0;
 }

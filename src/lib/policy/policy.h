@@ -73,11 +73,12 @@ typedef struct Policy {
         Obligations obligations; /* operations needing approval */
         PathPolicy paths;
         CommandPolicy commands;
-        uint64_t max_usd_micros;    /* budget limit, micro-USD */
-        uint64_t max_input_tokens;  /* LLM input tokens */
-        uint64_t max_output_tokens; /* LLM output tokens */
-        usec_t max_duration_usec;   /* time window length from pod start; USEC_INFINITY = none */
-        bool trifecta;              /* enforce the trifecta rule in nu (true except by API) */
+        uint64_t max_usd_micros;         /* budget limit, micro-USD */
+        uint64_t max_input_tokens;       /* LLM input tokens */
+        uint64_t max_output_tokens;      /* LLM output tokens */
+        usec_t max_duration_usec;        /* time window length from pod start; USEC_INFINITY = none */
+        bool trifecta;                   /* enforce the trifecta rule in nu (true except by API) */
+        struct PolicyCompiled *compiled; /* globs and command words prepared once (policy_compile) */
 } Policy;
 
 Policy *policy_free(Policy *p);
@@ -85,8 +86,16 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Policy *, policy_free);
 /* Deep copy. Never fails (aborts on OOM). */
 Policy *policy_copy(const Policy *p);
 
-/* nu: when p->trifecta, add the trifecta obligations. Idempotent, monotone, only adds. */
+/* nu: when p->trifecta, add the trifecta obligations. Idempotent, monotone, only adds. Also
+ * compiles the policy (policy_compile). */
 void policy_normalize(Policy *p);
+
+/* Prepare the path globs and command strings once, so that a decision allocates nothing for
+ * them (issue 17). Every constructor does it (through policy_normalize). A caller that changes
+ * a path or command list afterwards must call it again; a change the decision functions can
+ * see (a list reallocated, grown, shrunk or its last entry replaced) makes them ignore the
+ * stale compilation and interpret the lists directly (same verdicts, slower). */
+void policy_compile(Policy *p);
 
 /* Lattice: meet = greatest lower bound, join = least upper bound, leq = partial order.
  * Capabilities min/max; obligations union/intersection (+ nu); allowlists intersect/union
