@@ -278,23 +278,33 @@ static unsigned run_table(const Case *cases, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 const Case *c = &cases[i];
                 _cleanup_(policy_freep) Policy *p = get_policy(c->profile);
-                PolicyDecision d = {};
-                assert_int_equal(policy_check_command_string(p, c->command, &d), 0);
-                if (d.verdict != c->verdict || !streq_ptr(d.kind, c->kind)) {
-                        _cleanup_free_ char *vis = string_make_visible(c->command);
-                        print_error(
-                                "case %zu [%s] '%s': got %s/%s (%s), want %s/%s\n",
-                                i,
-                                c->profile,
-                                vis,
-                                policy_verdict_to_string(d.verdict),
-                                d.kind ? d.kind : "-",
-                                d.message,
-                                policy_verdict_to_string(c->verdict),
-                                c->kind ? c->kind : "-");
-                        failures++;
+                /* Issue 17: the compiled policy and the interpreted one judge alike. */
+                for (int mode = 0; mode < 2; mode++) {
+                        PolicyDecision d = {};
+                        if (mode == 0)
+                                policy_compile(p);
+                        else {
+                                policy_compiled_free(p->compiled);
+                                p->compiled = NULL;
+                        }
+                        assert_int_equal(policy_check_command_string(p, c->command, &d), 0);
+                        if (d.verdict != c->verdict || !streq_ptr(d.kind, c->kind)) {
+                                _cleanup_free_ char *vis = string_make_visible(c->command);
+                                print_error(
+                                        "mode %d case %zu [%s] '%s': got %s/%s (%s), want %s/%s\n",
+                                        mode,
+                                        i,
+                                        c->profile,
+                                        vis,
+                                        policy_verdict_to_string(d.verdict),
+                                        d.kind ? d.kind : "-",
+                                        d.message,
+                                        policy_verdict_to_string(c->verdict),
+                                        c->kind ? c->kind : "-");
+                                failures++;
+                        }
+                        policy_decision_done(&d);
                 }
-                policy_decision_done(&d);
         }
         return failures;
 }

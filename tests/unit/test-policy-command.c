@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "alloc-util.h"
-#include "policy.h"
+#include "policy-internal.h"
 #include "string-util.h"
 
 typedef struct Case {
@@ -261,28 +261,38 @@ static void test_decision_table(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Case *c = &cases[i];
                 _cleanup_(policy_freep) Policy *p = get_policy(c->profile);
-                PolicyDecision d = {};
-                assert_int_equal(policy_check_command_string(p, c->command, &d), 0);
-                bool ok = d.verdict == c->verdict && streq_ptr(d.kind, c->kind) &&
-                        (!c->op || streq(operation_to_string(d.operation), c->op));
-                if (!ok) {
-                        _cleanup_free_ char *vis = string_make_visible(c->command);
-                        print_error(
-                                "case %zu [%s] '%s': got %s/%s/%s (%s), want %s/%s/%s\n",
-                                i,
-                                c->profile,
-                                vis,
-                                policy_verdict_to_string(d.verdict),
-                                d.kind ? d.kind : "-",
-                                operation_to_string(d.operation),
-                                d.message,
-                                policy_verdict_to_string(c->verdict),
-                                c->kind ? c->kind : "-",
-                                c->op ? c->op : "-");
-                        failures++;
+                /* Issue 17: the compiled policy and the interpreted one judge alike. */
+                for (int mode = 0; mode < 2; mode++) {
+                        PolicyDecision d = {};
+                        if (mode == 0)
+                                policy_compile(p);
+                        else {
+                                policy_compiled_free(p->compiled);
+                                p->compiled = NULL;
+                        }
+                        assert_int_equal(policy_check_command_string(p, c->command, &d), 0);
+                        bool ok = d.verdict == c->verdict && streq_ptr(d.kind, c->kind) &&
+                                (!c->op || streq(operation_to_string(d.operation), c->op));
+                        if (!ok) {
+                                _cleanup_free_ char *vis = string_make_visible(c->command);
+                                print_error(
+                                        "mode %d case %zu [%s] '%s': got %s/%s/%s (%s), want %s/%s/%s\n",
+                                        mode,
+                                        i,
+                                        c->profile,
+                                        vis,
+                                        policy_verdict_to_string(d.verdict),
+                                        d.kind ? d.kind : "-",
+                                        operation_to_string(d.operation),
+                                        d.message,
+                                        policy_verdict_to_string(c->verdict),
+                                        c->kind ? c->kind : "-",
+                                        c->op ? c->op : "-");
+                                failures++;
+                        }
+                        assert_non_null(d.message);
+                        policy_decision_done(&d);
                 }
-                assert_non_null(d.message);
-                policy_decision_done(&d);
         }
         assert_int_equal(failures, 0);
 }

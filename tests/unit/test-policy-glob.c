@@ -10,6 +10,7 @@
 
 #include "alloc-util.h"
 #include "glob.h"
+#include "policy-internal.h"
 #include "string-util.h"
 #include "words.h"
 
@@ -168,11 +169,74 @@ static void test_words_caps(void **state) {
         assert_null(w);
 }
 
+/* Issue 17: a compiled glob (every kind) answers exactly as the DP matcher, for every pattern
+ * of the sensitive list plus shapes of each kind, over texts built from the patterns' own
+ * pieces (so near misses are common). */
+static void test_glob_compiled_equivalence(void **state) {
+        static const char *const extra[] = {
+                "**",        "**/*",     "a/b.txt", "**/x",    "**/a/b",   "**/dir/**", "**/a/b/**",
+                "**/*.rs",   "**/a*b*c", "**/*",    "src/**",  "src/*.rs", "**/?x",     "*/x",
+                "**/.env.*", "**/",      "x**",     "**/**/y", "**/a*",    NULL,
+        };
+        static const char *const pieces[] = { "a",          "b",    ".env",   "x", "dir",   "secrets",
+                                              "id_rsa",     ".git", "config", "c", "b.txt", "key.pem",
+                                              ".env.local", "abc",  "y",      "",  NULL };
+        const char *pats[128];
+        size_t np = 0;
+        for (const char *const *b = policy_block_sensitive; *b; b++)
+                pats[np++] = *b;
+        for (const char *const *e = extra; *e; e++)
+                pats[np++] = *e;
+        unsigned checked = 0;
+        for (size_t i = 0; i < np; i++) {
+                CompiledGlob g;
+                glob_compile(pats[i], &g);
+                /* Texts: 1 to 3 pieces joined by '/', and with a trailing '/'. */
+                for (const char *const *x = pieces; *x; x++)
+                        for (const char *const *y = pieces; *y; y++)
+                                for (const char *const *z = pieces; *z; z++)
+                                        for (int trail = 0; trail < 2; trail++) {
+                                                char t[256];
+                                                int n = **z
+                                                        ? snprintf(
+                                                                  t,
+                                                                  sizeof t,
+                                                                  "%s/%s/%s%s",
+                                                                  *x,
+                                                                  *y,
+                                                                  *z,
+                                                                  trail ? "/" : "")
+                                                        : snprintf(t, sizeof t, "%s/%s%s", *x, *y, trail ? "/" : "");
+                                                const char *texts[] = { t, strchr(t, '/') + 1, *x };
+                                                for (size_t k = 0; k < 3; k++) {
+                                                        size_t tl = strlen(texts[k]);
+                                                        bool want = glob_match(pats[i], texts[k]);
+                                                        GlobText gt;
+                                                        glob_text_init(&gt, texts[k], tl);
+                                                        if (glob_compiled_match(&g, texts[k], tl) != want ||
+                                                            glob_compiled_match_text(&g, &gt) != want)
+                                                                fail_msg(
+                                                                        "'%s' vs '%s': want %d",
+                                                                        pats[i],
+                                                                        texts[k],
+                                                                        want);
+                                                        checked++;
+                                                }
+                                                (void) n;
+                                        }
+        }
+        assert_true(checked > 100000);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_glob_vectors),    cmocka_unit_test(test_glob_long),
-                cmocka_unit_test(test_words_split),     cmocka_unit_test(test_words_meta),
-                cmocka_unit_test(test_words_roundtrip), cmocka_unit_test(test_words_caps),
+                cmocka_unit_test(test_glob_vectors),
+                cmocka_unit_test(test_glob_long),
+                cmocka_unit_test(test_glob_compiled_equivalence),
+                cmocka_unit_test(test_words_split),
+                cmocka_unit_test(test_words_meta),
+                cmocka_unit_test(test_words_roundtrip),
+                cmocka_unit_test(test_words_caps),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

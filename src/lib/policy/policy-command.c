@@ -1385,9 +1385,9 @@ static bool short_letters_cover(char *const *words, size_t from, const char *let
 
 static bool blocked_word_matches(const char *bw, bool last, char *const *words, size_t j) {
         const char *w = words[j];
-        if (streq(w, bw))
+        if (w[0] == bw[0] && streq(w, bw))
                 return true;
-        if ((last || endswith(bw, "=")) && startswith(w, bw))
+        if (w[0] == bw[0] && (last || bw[strlen(bw) - 1] == '=') && startswith(w, bw))
                 return true;
         if (is_short_cluster(bw) && (is_short_cluster(w) || startswith(w, "--")) &&
             bw[strspn(bw + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") + 1] == 0)
@@ -1436,7 +1436,7 @@ static bool allowed_string_matches(const char *s, char *const *pre, char *const 
         if (!aw[0])
                 return false;
         for (size_t i = 0; aw[i]; i++)
-                if (!words[i] || !streq(words[i], aw[i]))
+                if (!words[i] || words[i][0] != aw[i][0] || !streq(words[i], aw[i]))
                         return false;
         return true;
 }
@@ -1548,37 +1548,41 @@ bool policy_grants_shell(const Policy *p) {
 /* RF-11 (best effort): the lexically cleaned path an argument word names, relative to the
  * workspace root (cwd joined to relative words; "." dropped, ".." pops what it can). Absolute
  * words keep their components. NULL when the word is empty or over-long. */
-static char *arg_path_clean(const char *cwd, const char *w) {
-        _cleanup_free_ char *joined = NULL;
-        if (isempty(w) || strlen(w) > 4096)
-                return NULL;
-        if (w[0] != '/' && !isempty(cwd)) {
-                if (asprintf(&joined, "%s/%s", cwd, w) < 0)
-                        abort();
-        } else
-                joined = xstrdup(w);
-        char *out = xnew0(char, strlen(joined) + 1);
-        size_t o = 0;
-        for (const char *c = joined; *c;) {
+#define ARG_PATH_MAX 4096U
+
+/* Append the cleaned components of s to out (length *o). */
+static void arg_path_append(char *out, size_t *o, const char *s) {
+        for (const char *c = s; *c;) {
                 size_t l = strcspn(c, "/");
                 if (l == 0 || (l == 1 && c[0] == '.')) {
                 } else if (l == 2 && c[0] == '.' && c[1] == '.') {
-                        while (o > 0 && out[o - 1] != '/')
-                                o--;
-                        if (o > 0)
-                                o--;
+                        while (*o > 0 && out[*o - 1] != '/')
+                                (*o)--;
+                        if (*o > 0)
+                                (*o)--;
                 } else {
-                        if (o > 0)
-                                out[o++] = '/';
-                        memcpy(out + o, c, l);
-                        o += l;
+                        if (*o > 0)
+                                out[(*o)++] = '/';
+                        memcpy(out + *o, c, l);
+                        *o += l;
                 }
                 c += l;
                 if (*c == '/')
                         c++;
         }
-        out[o] = 0;
-        return out;
+        out[*o] = 0;
+}
+
+/* Into out (2 * ARG_PATH_MAX + 2 bytes). False when the word is empty or over-long. */
+static bool arg_path_clean(const char *cwd, const char *w, char *out) {
+        size_t o = 0;
+        if (isempty(w) || strlen(w) > ARG_PATH_MAX || (cwd && strlen(cwd) > ARG_PATH_MAX))
+                return false;
+        out[0] = 0;
+        if (w[0] != '/' && !isempty(cwd))
+                arg_path_append(out, &o, cwd);
+        arg_path_append(out, &o, w);
+        return true;
 }
 
 /* The paths.blocked rule an argument names, or NULL. Judges the word, the value of
@@ -1597,7 +1601,8 @@ static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char
         for (size_t k = 0; k < ELEMENTSOF(cands); k++) {
                 if (!cands[k])
                         continue;
-                _cleanup_free_ char *norm = arg_path_clean(cwd, cands[k]);
+                char buf[2 * ARG_PATH_MAX + 2];
+                const char *norm = arg_path_clean(cwd, cands[k], buf) ? buf : NULL;
                 if (norm && any_depth) {
                         /* Every blocked glob is "**"-anchored: one that matches a suffix at a
                          * component boundary matches the whole path, and the other way round. */
@@ -1759,8 +1764,10 @@ static int check_command_words(
                         return 0;
                 }
         /* 7. arguments naming blocked paths (best effort, RF-11: commands read as the agent) */
+        /* Every later layer of an Exec is made of words of its first (wrappers unwrapped, git
+         * global options removed), so the first layer's words are all the words there are. */
         for (size_t i = 0; i < a.n_execs; i++)
-                for (size_t l = 0; l < a.execs[i].n_layers; l++)
+                for (size_t l = 0; l < a.execs[i].n_layers && l < 1; l++)
                         for (size_t k = 1; a.execs[i].layers[l][0] && a.execs[i].layers[l][k]; k++) {
                                 const char *cand = NULL;
                                 const char *rule = arg_blocked_rule(p, cwd, a.execs[i].layers[l][k], &cand);

@@ -178,9 +178,9 @@ bool command_rules_equal(const CommandRules *a, const CommandRules *b) {
 }
 
 bool command_rule_matches(const CommandRule *r, char *const *words) {
-        size_t n = strv_length(words), idx = 1;
-        if (n == 0 || !streq(words[0], r->program))
+        if (!words || !words[0] || words[0][0] != r->program[0] || !streq(words[0], r->program))
                 return false;
+        size_t n = strv_length(words), idx = 1;
         for (size_t i = 0; i < r->n_args; i++) {
                 switch (r->args[i].type) {
                 case ARG_PATTERN_ANY_REMAINING:
