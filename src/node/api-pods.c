@@ -37,6 +37,11 @@ enum MHD_Result api_h_create(ApiCall *a) {
                         r == -EFBIG ? "too_large" : "invalid_request",
                         "invalid spec: %s",
                         err ?: "?");
+        r = nodespec_resolve_timeout(spec, n->config.default_timeout_sec, n->config.max_timeout_sec, &err);
+        if (r < 0) {
+                nodespec_free(spec);
+                return api_reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "invalid spec: %s", err);
+        }
         VmmDriver d = spec->driver >= 0 ? (VmmDriver) spec->driver : n->config.driver;
         r = pod_create(n, spec, d, a->actor, &p, &err);
         if (r == -EBUSY)

@@ -3,6 +3,7 @@
  * PodSpec → node values (see nodespec.h). The untrusted body is handled by podspec_parse of
  * src/lib/spec; nothing here re-validates what it checked.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "alloc-util.h"
@@ -33,7 +34,7 @@ int nodespec_parse(const char *body, size_t n, NodeSpec **ret, char **reterr) {
                 return r;
         s = xnew0(NodeSpec, 1);
         s->json = podspec_to_json(ps);
-        s->policy = policy_to_json(ps->policy);
+        s->policy = TAKE_PTR(ps->policy);
         s->name = ps->name ? xstrdup(ps->name) : NULL;
         switch (ps->driver) {
         case POD_DRIVER_QEMU:
@@ -50,6 +51,7 @@ int nodespec_parse(const char *body, size_t n, NodeSpec **ret, char **reterr) {
                 s->driver = -1;
                 break;
         }
+        s->has_timeout = ps->has_timeout;
         s->timeout_seconds = ps->timeout_seconds;
         s->vcpus = ps->vcpus;
         s->memory_mib = ps->memory_mib;
@@ -76,7 +78,7 @@ NodeSpec *nodespec_free(NodeSpec *s) {
         if (!s)
                 return NULL;
         json_decref(s->json);
-        json_decref(s->policy);
+        policy_free(s->policy);
         free(s->name);
         strv_free(s->allow);
         strv_free(s->deny);
@@ -95,42 +97,77 @@ char *nodespec_image_dir(const NodeSpec *s, const char *images_dir) {
         return xasprintf("%s/%s", images_dir, s->image); /* name syntax checked by podspec_parse */
 }
 
-json_t *nodespec_configure_args(const NodeSpec *s, const char *pod_id, const uint8_t *approver_pub) {
-        json_t *a = json_pack(
-                "{s:s,s:I,s:O}",
-                "pod_id",
-                pod_id,
-                "timeout_seconds",
-                (json_int_t) s->timeout_seconds,
-                "policy",
-                s->policy);
-        json_t *costs = json_pack(
-                "{s:I,s:I}",
-                "base_usd_micros",
-                (json_int_t) s->base_cost_usd_micros,
-                "run_usd_micros_per_second",
-                (json_int_t) s->cost_per_second_usd_micros);
-        json_object_set_new(a, "costs", costs);
-        if (s->env && s->env[0]) {
-                json_t *env = json_object();
-                STRV_FOREACH(e, s->env) {
-                        const char *eq = strchr(*e, '=');
-                        if (!eq)
-                                continue;
-                        _cleanup_free_ char *k = xstrndup(*e, (size_t) (eq - *e));
-                        json_object_set_new(env, k, json_string(eq + 1));
+int nodespec_resolve_timeout(NodeSpec *s, uint64_t default_sec, uint64_t max_sec, char **reterr) {
+        usec_t window = s->policy->max_duration_usec;
+        if (s->has_timeout) {
+                if (s->timeout_seconds > max_sec) {
+                        *reterr = xasprintf(
+                                "spec.timeout_seconds: %" PRIu64 " exceeds this node's limit of %" PRIu64 " "
+                                "s"
+                                "e"
+                                "c"
+                                "o"
+                                "n"
+                                "d"
+                                "s"
+                                " "
+                                "("
+                                "["
+                                "p"
+                                "o"
+                                "d"
+                                "s"
+                                "]"
+                                " "
+                                "m"
+                                "a"
+                                "x"
+                                "_"
+                                "t"
+                                "i"
+                                "m"
+                                "e"
+                                "o"
+                                "u"
+                                "t"
+                                "_"
+                                "s"
+                                "e"
+                                "c"
+                                "o"
+                                "n"
+                                "d"
+                                "s"
+                                ")",
+                                s->timeout_seconds,
+                                max_sec);
+                        return -EINVAL;
                 }
-                json_object_set_new(a, "env", env);
+        } else {
+                uint64_t t = NUCLEUS_MIN(default_sec, max_sec);
+                if (window != USEC_INFINITY && window / USEC_PER_SEC < t)
+                        t = NUCLEUS_MAX(window / USEC_PER_SEC, (usec_t) 1);
+                s->timeout_seconds = t;
         }
-        if (s->dns_allow && s->dns_allow[0]) {
-                json_t *d = json_array();
-                STRV_FOREACH(n, s->dns_allow)
-                        json_array_append_new(d, json_string(*n));
-                json_object_set_new(a, "dns_allow", d);
-        }
+        s->policy->max_duration_usec = s->timeout_seconds * USEC_PER_SEC;
+        return 0;
+}
+
+Configure *nodespec_configure(const NodeSpec *s, const char *pod_id, const uint8_t *approver_pub) {
+        Configure *c = xnew0(Configure, 1);
+        c->pod_id = xstrdup(pod_id);
+        c->policy = policy_copy(s->policy);
+        c->time_remaining = USEC_INFINITY;
+        c->have_base_cost = c->have_run_cost = true;
+        c->base_cost_usd_micros = s->base_cost_usd_micros;
+        c->run_cost_usd_micros_per_second = s->cost_per_second_usd_micros;
+        if (s->env && s->env[0])
+                c->env = strv_copy(s->env);
+        if (s->dns_allow && s->dns_allow[0])
+                c->dns_allow = strv_copy(s->dns_allow);
         if (approver_pub) {
-                _cleanup_free_ char *hex = hexmem(approver_pub, 32);
-                json_object_set_new(a, "approver_public_key", json_string(hex));
+                c->have_approver = true;
+                memcpy(c->approver_key, approver_pub, sizeof c->approver_key);
         }
-        return a;
+        return c;
 }

@@ -2,20 +2,25 @@
 /*
  * The node's view of a PodSpec. Parsing and validation are src/lib/spec's (podspec_parse:
  * YAML or JSON, strict); this turns the result into the few plain values the node acts on and
- * the `configure` request for the proxy. Kept apart from net.h on purpose (both headers define
- * a NetProto type).
+ * the proxy's configure contract (src/lib/proto/configure.h). The node keeps the enforced
+ * Policy itself: what it sends is built from it, and the proxy's answer is checked against its
+ * digest. Kept apart from net.h on purpose (both headers define a NetProto type).
  */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "configure.h"
+#include "policy.h"
+
 typedef struct NodeSpec {
-        json_t *json;   /* canonical JSON of the spec, defaults filled in (audit digest, API) */
-        json_t *policy; /* the enforced policy as JSON (profile/inline, overrides met) */
-        char *name;     /* metadata.name or NULL */
-        int driver;     /* VmmDriver, or -1 for the node's default */
-        uint64_t timeout_seconds;
+        json_t *json;     /* canonical JSON of the spec, defaults filled in (audit digest, API) */
+        Policy *policy;   /* the enforced policy (profile/inline, overrides met, window = deadline) */
+        char *name;       /* metadata.name or NULL */
+        int driver;       /* VmmDriver, or -1 for the node's default */
+        bool has_timeout; /* the spec named one */
+        uint64_t timeout_seconds; /* the pod's deadline; after nodespec_resolve_timeout() always set */
         unsigned vcpus;
         uint64_t memory_mib, scratch_mib;
         bool has_network;
@@ -36,5 +41,12 @@ static inline void nodespec_freep(NodeSpec **s) {
 }
 /* images_dir itself for the image "default", else images_dir/<name>. Caller frees. */
 char *nodespec_image_dir(const NodeSpec *s, const char *images_dir);
-/* Args of the proxy's configure (docs/proxy.md). approver_pub: 32 bytes or NULL. */
-json_t *nodespec_configure_args(const NodeSpec *s, const char *pod_id, const uint8_t *approver_pub);
+/* The pod's deadline, one number: the spec's timeout (already within the policy's window, else
+ * podspec_parse refused it), refused above the node's [pods] max_timeout_seconds; without one
+ * min(default_sec, the policy's window). Sets timeout_seconds and the policy's window to it.
+ * Returns 0, or -EINVAL with *reterr naming the limit. */
+int nodespec_resolve_timeout(NodeSpec *s, uint64_t default_sec, uint64_t max_sec, char **reterr);
+/* The proxy's configure contract for this spec (docs/proxy.md): pod id, a copy of the policy,
+ * costs, env, dns_allow and the approver key (approver_pub: 32 bytes or NULL). The caller adds
+ * what depends on the moment and the boot: time left, wall clock, entropy seed, network. */
+Configure *nodespec_configure(const NodeSpec *s, const char *pod_id, const uint8_t *approver_pub);

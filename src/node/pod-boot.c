@@ -82,14 +82,39 @@ static void pod_on_close(void *userdata, int error) {
         pod_terminate_async_take(p, POD_FAILED, why, "internal");
 }
 
+/* The configure message for p, built from what the node keeps: the spec's Policy and values,
+ * the time left until the pod's deadline (so the guest enforces the same deadline the node
+ * reports), the wall clock, a fresh entropy seed and the pod's network. */
+static Configure *pod_configure_message(Pod *p) {
+        Configure *c = nodespec_configure(
+                p->spec, p->id, p->node->have_approver_pub ? p->node->approver_pub : NULL);
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        /* At least 1 ms: a pod whose deadline passes during configure ends by the supervisor. */
+        c->time_remaining = p->deadline_mono > now + USEC_PER_MSEC ? p->deadline_mono - now : USEC_PER_MSEC;
+        c->wall_clock = now_usec(CLOCK_REALTIME);
+        if (getrandom(c->entropy_seed, sizeof c->entropy_seed, 0) == (ssize_t) sizeof c->entropy_seed)
+                c->have_seed = true;
+        if (p->net) {
+                const NetPodInfo *ni = net_pod_info(p->net);
+                c->have_net = true;
+                c->net.address = xasprintf("%s/%u", ni->guest_addr, ni->guest_prefix);
+                c->net.gateway = xstrdup(ni->gateway);
+                c->net.dns = xstrdup(ni->dns);
+        }
+        return c;
+}
+
 static int pod_configure(Pod *p, char **reterr) {
-        _cleanup_json_ json_t *args = NULL;
+        _cleanup_(configure_freep) Configure *msg = pod_configure_message(p);
+        _cleanup_json_ json_t *args = configure_to_json(msg);
         ChannelReply reply = {};
+        char want[65];
         int r;
 
-        args = nodespec_configure_args(
-                p->spec, p->id, p->node->have_approver_pub ? p->node->approver_pub : NULL);
-        json_object_set_new(args, "timeout_seconds", json_integer((json_int_t) (p->timeout / USEC_PER_SEC)));
+        if (policy_sha256(p->spec->policy, want) < 0) {
+                *reterr = xstrdup("configure: cannot compute the policy's digest");
+                return -EIO;
+        }
         r = channel_call(p->channel, "configure", args, 0, NULL, 0, 60 * USEC_PER_SEC, 0, &reply);
         if (r < 0) {
                 *reterr = xasprintf("configure: no answer from the proxy: %s", strerror(-r));
@@ -97,8 +122,8 @@ static int pod_configure(Pod *p, char **reterr) {
         }
         const char *err = json_string_value(json_object_get(reply.response, "error"));
         const char *sha = json_string_value(json_object_get(reply.response, "policy_sha256"));
-        /* configure_sha256 (proxy review S3) attests the whole configuration; an older proxy
-         * may not send it, but one that does must send a well-formed digest. */
+        /* configure_sha256 attests the whole configuration; an older proxy may not send it,
+         * but one that does must send a well-formed digest. */
         json_t *cfg_v = json_object_get(reply.response, "configure_sha256");
         const char *cfg_sha = hex64_or_null(cfg_v);
         if (!err && cfg_v && !cfg_sha)
@@ -108,6 +133,16 @@ static int pod_configure(Pod *p, char **reterr) {
                         "configure refused by the proxy: %s (%s)",
                         err ?: "no policy_sha256 in the answer",
                         json_string_value(json_object_get(reply.response, "kind")) ?: "?");
+                channel_reply_done(&reply);
+                return -EPROTO;
+        }
+        /* The proxy enforces what it parsed: it must be exactly the policy the node sent. */
+        if (!streq(sha, want)) {
+                *reterr = xasprintf(
+                        "configure: the proxy reports policy %s, not the policy the node sent (%s); "
+                        "refusing a pod that would run under another policy",
+                        sha,
+                        want);
                 channel_reply_done(&reply);
                 return -EPROTO;
         }

@@ -390,9 +390,9 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->name = spec->name ? xstrdup(spec->name) : NULL;
         pthread_mutex_init(&p->audit_lock, NULL);
         pthread_mutex_init(&p->net_lock, NULL);
-        timeout_sec = spec->timeout_seconds ?: n->config.default_timeout_sec;
-        if (timeout_sec > n->config.max_timeout_sec)
-                timeout_sec = n->config.max_timeout_sec;
+        /* The one deadline (nodespec_resolve_timeout ran at create: within the policy's window
+         * and the node's limit); the policy's window equals it. */
+        timeout_sec = spec->timeout_seconds;
         p->timeout = timeout_sec * USEC_PER_SEC;
         p->vcpus = spec->vcpus ?: n->config.default_vcpus;
         p->memory_mib = spec->memory_mib ?: n->config.default_memory_mib;

@@ -51,7 +51,7 @@ def test_b1_run_reserves_for_its_timeout(proxy_bin, agent_ids, proxy):
 
 
 def test_b2_deadline(proxy_bin, agent_ids, proxy):
-    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["touch", "sleep"]), timeout_seconds=2)
+    configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["touch", "sleep"]), time_remaining_ms=2000)
     proxy.put("old.txt", "a")
     # A command running into the deadline is killed at it.
     r = proxy.ch.request("run", {"argv": ["sleep", "30"], "timeout_seconds": 60}, timeout=20)

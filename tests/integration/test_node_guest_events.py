@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The node caps what a (compromised) guest can put in the audit log (review suspicion S1):
+"""The node caps what a (compromised) guest can put in the audit log:
 per-event size, per-pod rate and total; drops are counted in a signed audit record and a
-metric. Also: the proxy's configure_sha256 is recorded next to policy_sha256 (S3). The guest
+metric. Also: the proxy's configure_sha256 is recorded next to policy_sha256. The guest
 is a Python stand-in speaking the channel protocol, started by the local driver in place of
 nucleus-tool-proxy."""
 import hashlib
@@ -17,13 +17,12 @@ from helpers.nodeproc import NodeProc, spec_yaml
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
 
-POLICY_SHA = "aa" * 32
 CONFIGURE_SHA = "bb" * 32
 N_SMALL = 1000
 
 FAKE_GUEST = r'''#!/usr/bin/python3
 # Fake nucleus-tool-proxy: answers configure, then floods event frames.
-import json, socket, struct
+import hashlib, json, socket, struct
 H = struct.Struct(">2sBBIII")
 s = socket.socket(fileno=3)
 def send(t, sid, obj):
@@ -42,15 +41,19 @@ while True:
     payload = recv_exact(n)
     if t != 1:
         continue
-    op = json.loads(payload).get("op")
+    req = json.loads(payload)
+    op = req.get("op")
     if op == "configure":
-        send(2, sid, {"policy_sha256": "%s", "configure_sha256": "%s", "pod_id": "x", "approvals": False})
+        # policy_sha256 is the SHA-256 of the policy's canonical JSON; the node checks it.
+        canon = json.dumps(req["args"]["policy"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        send(2, sid, {"policy_sha256": hashlib.sha256(canon.encode()).hexdigest(), "configure_sha256": "%s",
+                      "pod_id": "x", "approvals": False})
         send(5, 0, {"type": "tool", "op": "read", "decision": "allow", "pad": "x" * 20000})
         for i in range(%d):
             send(5, 0, {"type": "tool", "op": "read", "decision": "allow", "i": i})
     else:
         send(2, sid, {"ok": True})
-''' % (POLICY_SHA, CONFIGURE_SHA, N_SMALL)
+''' % (CONFIGURE_SHA, N_SMALL)
 
 
 def test_guest_event_flood_is_capped_and_counted(tmp_path):
@@ -65,7 +68,7 @@ def test_guest_event_flood_is_capped_and_counted(tmp_path):
         pod = r.json()["id"]
         st = c.wait_state(pod, {"running", "failed", "exited"}, timeout=60)
         assert st["state"] == "running", st
-        assert st["policy_sha256"] == POLICY_SHA and st["configure_sha256"] == CONFIGURE_SHA, st
+        assert re.fullmatch(r"[0-9a-f]{64}", st["policy_sha256"]) and st["configure_sha256"] == CONFIGURE_SHA, st
         # Wait until the node has seen every frame (recorded or dropped).
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -83,7 +86,7 @@ def test_guest_event_flood_is_capped_and_counted(tmp_path):
         assert seen + len(guest) == N_SMALL + 1
         conf = [x for x in recs if x["op"] == "configure"]
         assert len(conf) == 1
-        assert conf[0]["args_sha256"] == CONFIGURE_SHA and conf[0]["result_sha256"] == POLICY_SHA
+        assert conf[0]["args_sha256"] == CONFIGURE_SHA and conf[0]["result_sha256"] == st["policy_sha256"]
         c.delete_pod(pod)
         recs = [json.loads(l) for l in node.audit_path(pod).read_text().splitlines()]
         drops = [x for x in recs if x["op"] == "guest_events_dropped"]

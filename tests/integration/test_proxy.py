@@ -289,7 +289,7 @@ def test_charge_and_budget_exhausted(proxy):
 
 
 def test_deadline_time_violation(proxy):
-    configure(proxy, timeout_seconds=1)
+    configure(proxy, time_remaining_ms=1000)
     proxy.put("x", "1")
     time.sleep(1.3)
     assert err_kind(proxy.ch.request("read", {"path": "x"})) == "time_violation"

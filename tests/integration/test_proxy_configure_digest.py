@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Review S3: configure answers configure_sha256 next to policy_sha256; it changes with
-anything configure decided (limits, env, dns_allow, approver key, timeout, pod id) and is
-stable for the same configuration."""
+"""configure answers configure_sha256 next to policy_sha256; it changes with anything
+configure decided (limits, env, dns_allow, approver key, time left, network, pod id) and is
+stable for the same configuration; the wall clock and the entropy seed do not change it."""
 import re
 
 import pytest
 
 from helpers.proxyrun import Approver, ProxyProcess, agent_ids, proxy_bin  # noqa: F401
 
-BASE = {"pod_id": "pod-digest", "profile": "fix-issue", "timeout_seconds": 600,
+BASE = {"pod_id": "pod-digest", "profile": "fix-issue", "time_remaining_ms": 600000,
         "limits": {"max_read_bytes": 4096}, "env": {"RUST_LOG": "info"}, "dns_allow": ["example.com"]}
 
 
@@ -34,7 +34,7 @@ def test_digest_present_and_stable(proxy_bin, agent_ids, base_answer):
 
 @pytest.mark.parametrize("change", [
     {"dns_allow": ["example.org"]}, {"env": {"RUST_LOG": "debug"}}, {"limits": {"max_read_bytes": 8192}},
-    {"timeout_seconds": 601}, {"pod_id": "pod-other"}, {"costs": {"base_usd_micros": 7}}, "approver"])
+    {"time_remaining_ms": 601000}, {"network": {"address": "10.201.0.6/30", "gateway": "10.201.0.5", "dns": "10.201.0.5"}}, {"pod_id": "pod-other"}, {"costs": {"base_usd_micros": 7}}, "approver"])
 def test_digest_covers_each_setting(proxy_bin, agent_ids, base_answer, change):
     cfg = dict(BASE)
     if change == "approver":
@@ -44,3 +44,20 @@ def test_digest_covers_each_setting(proxy_bin, agent_ids, base_answer, change):
     r = answer(proxy_bin, agent_ids, cfg)
     assert r["policy_sha256"] == base_answer["policy_sha256"]
     assert r["configure_sha256"] != base_answer["configure_sha256"], change
+
+
+def test_digest_ignores_clock_and_seed(proxy_bin, agent_ids, base_answer):
+    cfg = dict(BASE, wall_clock_unix_ms=1765000000000, entropy_seed="ab" * 32)
+    r = answer(proxy_bin, agent_ids, cfg)
+    assert r["configure_sha256"] == base_answer["configure_sha256"]
+
+
+def test_old_timeout_key_refused(proxy_bin, agent_ids):
+    """The deadline is the time left (time_remaining_ms); a duration is not accepted."""
+    pp = ProxyProcess(proxy_bin, *agent_ids)
+    try:
+        r = pp.ch.request("configure", dict(BASE, timeout_seconds=600))
+        assert r["kind"] == "invalid_request" and "$.timeout_seconds: unknown key" in r["error"], r
+        assert pp.ch.configure(BASE)["pod_id"] == "pod-digest"  # nothing half-applied
+    finally:
+        pp.stop()

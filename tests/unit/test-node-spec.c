@@ -30,14 +30,24 @@ static void test_yaml(void **state) {
         char *dir = nodespec_image_dir(s, "/images");
         assert_string_equal(dir, "/images");
         free(dir);
+        assert_int_equal(nodespec_resolve_timeout(s, 3600, 86400, &err), 0);
+        assert_int_equal(s->timeout_seconds, 60);
+        assert_int_equal(s->policy->max_duration_usec, 60 * USEC_PER_SEC);
         uint8_t pub[32] = { 1 };
-        json_t *a = nodespec_configure_args(s, "pod-1", pub);
+        Configure *c = nodespec_configure(s, "pod-1", pub);
+        json_t *a = configure_to_json(c);
         assert_string_equal(json_string_value(json_object_get(a, "pod_id")), "pod-1");
         assert_true(json_is_object(json_object_get(a, "policy")));
-        assert_int_equal(json_integer_value(json_object_get(a, "timeout_seconds")), 60);
+        assert_null(json_object_get(a, "timeout_seconds")); /* the boot adds the time left */
         assert_string_equal(json_string_value(json_object_get(json_object_get(a, "env"), "FOO")), "bar");
         assert_int_equal(strlen(json_string_value(json_object_get(a, "approver_public_key"))), 64);
+        /* The message carries the node's own policy: same digest. */
+        char h1[65], h2[65];
+        assert_int_equal(policy_sha256(s->policy, h1), 0);
+        assert_int_equal(policy_sha256(c->policy, h2), 0);
+        assert_string_equal(h1, h2);
         json_decref(a);
+        configure_free(c);
         nodespec_free(s);
 }
 
@@ -56,6 +66,32 @@ static void test_json_network(void **state) {
         assert_null(s->deny[0]);
         assert_string_equal(s->dns_allow[0], "example.com");
         assert_int_equal(s->driver, -1);
+        nodespec_free(s);
+}
+
+/* The one deadline: no timeout is min(node default, the policy's window); an explicit one
+ * above the node's limit is refused with the limit named. */
+static void test_timeout(void **state) {
+        static const char none[] = "apiVersion: nucleus/v1\nkind: Pod\nspec:\n  policy: pr-review\n";
+        static const char big[] = "apiVersion: nucleus/v1\nkind: Pod\nspec:\n  policy: permissive\n"
+                                  "  timeout_seconds: 7200\n";
+        NodeSpec *s = NULL;
+        char *err = NULL;
+        assert_int_equal(nodespec_parse(none, strlen(none), &s, &err), 0);
+        assert_false(s->has_timeout);
+        assert_int_equal(nodespec_resolve_timeout(s, 3600, 86400, &err), 0);
+        assert_int_equal(s->timeout_seconds, 1800); /* pr_review's 30-minute window */
+        nodespec_free(s);
+        assert_int_equal(nodespec_parse(none, strlen(none), &s, &err), 0);
+        assert_int_equal(nodespec_resolve_timeout(s, 600, 86400, &err), 0);
+        assert_int_equal(s->timeout_seconds, 600); /* the node's default, below the window */
+        assert_int_equal(s->policy->max_duration_usec, 600 * USEC_PER_SEC);
+        nodespec_free(s);
+        assert_int_equal(nodespec_parse(big, strlen(big), &s, &err), 0);
+        assert_int_equal(nodespec_resolve_timeout(s, 3600, 3600, &err), -EINVAL);
+        assert_non_null(strstr(err, "max_timeout_seconds"));
+        assert_non_null(strstr(err, "3600"));
+        free(err);
         nodespec_free(s);
 }
 
@@ -83,6 +119,7 @@ int main(void) {
                 cmocka_unit_test(test_yaml),
                 cmocka_unit_test(test_json_network),
                 cmocka_unit_test(test_bad),
+                cmocka_unit_test(test_timeout),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

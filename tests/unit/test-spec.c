@@ -98,10 +98,34 @@ static void test_full(void **state) {
         assert_string_equal(a, b);
 }
 
+/* The deadline is one number: a timeout above the policy's window is refused with the limit
+ * named; one within it becomes the window. */
+static void test_timeout_window(void **state) {
+        _cleanup_free_ char *err = NULL;
+        PodSpec *s = NULL;
+        static const char over[] = HEAD "spec:\n  policy: pr-review\n  timeout_seconds: 86400\n";
+        assert_int_equal(podspec_parse(over, strlen(over), "t.yaml", &s, &err), -EINVAL);
+        assert_non_null(strstr(err, "spec.timeout_seconds"));
+        assert_non_null(strstr(err, "time window of 1800 seconds"));
+        assert_non_null(strstr(err, "pr_review"));
+
+        _cleanup_(podspec_freep) PodSpec *w = ok(HEAD "spec:\n  policy: pr-review\n  timeout_seconds: "
+                                                      "600\n");
+        assert_true(w->has_timeout);
+        assert_int_equal(w->policy->max_duration_usec, 600 * USEC_PER_SEC);
+        _cleanup_(podspec_freep) PodSpec *d = ok(HEAD "spec:\n  policy: pr-review\n");
+        assert_int_equal(d->policy->max_duration_usec, 1800 * USEC_PER_SEC); /* the window as is */
+        _cleanup_(podspec_freep) PodSpec *e = ok(HEAD "spec:\n  policy: pr-review\n  timeout_seconds: "
+                                                      "1800\n");
+        assert_int_equal(e->policy->max_duration_usec, 1800 * USEC_PER_SEC);
+}
+
 static void test_defaults(void **state) {
         _cleanup_(podspec_freep) PodSpec *s = ok(HEAD "spec:\n  policy: read-only\n");
         assert_null(s->name);
-        assert_int_equal(s->timeout_seconds, 3600);
+        /* No timeout: the node decides (min of its default and the policy's window). */
+        assert_false(s->has_timeout);
+        assert_int_equal(s->timeout_seconds, 0);
         assert_int_equal(s->vcpus, 1);
         assert_int_equal(s->memory_mib, 512);
         assert_false(s->has_network);
@@ -272,9 +296,9 @@ static void test_env_patterns(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_full),          cmocka_unit_test(test_defaults),
-                cmocka_unit_test(test_inline_policy), cmocka_unit_test(test_errors),
-                cmocka_unit_test(test_env_patterns),
+                cmocka_unit_test(test_full),           cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_timeout_window), cmocka_unit_test(test_inline_policy),
+                cmocka_unit_test(test_errors),         cmocka_unit_test(test_env_patterns),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

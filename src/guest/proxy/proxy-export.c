@@ -243,11 +243,11 @@ static int walk_dir(Walk *w, int dfd, const char *rel, unsigned depth) {
                         continue;
                 }
                 w->bytes += e.size;
-                if (w->bytes > w->p->limits.max_import_bytes) {
+                if (w->bytes > w->p->cfg.limits.max_import_bytes) {
                         free(e.link);
                         w->error = xasprintf(
                                 "the workspace holds more than %llu bytes (the import limit)",
-                                (unsigned long long) w->p->limits.max_import_bytes);
+                                (unsigned long long) w->p->cfg.limits.max_import_bytes);
                         return -EFBIG;
                 }
                 e.path = TAKE_PTR(path);
@@ -533,7 +533,7 @@ void op_export(Request *req) {
                 return;
         }
         PolicyDecision d = { .verdict = POLICY_ALLOW, .message = xstrdup("export") };
-        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
+        if (request_gate(req, &d, p->cfg.costs.base_usd_micros) < 0)
                 return;
 
         /* A fresh root-only scratch directory: git's work tree, HOME and index live there. */
@@ -752,7 +752,7 @@ void op_export(Request *req) {
         char digest[65];
         sha256_hex(patch, patch_n, digest);
         uint32_t sid = req->stream_id;
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         request_finish(
                 req,
                 json_pack(

@@ -77,7 +77,7 @@ static int refuse_git_write(Request *req, const char *rel) {
 
 /* Judge requested and resolved paths; then run the gate. Returns 0 when allowed. */
 static int judge(Request *req, const char *requested, const char *resolved, PathAccess access, uint64_t cost) {
-        Policy *pol = req->proxy->policy;
+        Policy *pol = req->proxy->cfg.policy;
         PolicyDecision d1 = {}, d2 = {};
         if (request_check_deadline(req) < 0)
                 return -ETIME;
@@ -117,7 +117,7 @@ static int open_judged(Request *req, const char *rel, int flags, PathAccess acce
         if (fd < 0) {
                 /* A refusal of the path itself beats "not found": judge the name first. */
                 PolicyDecision d = {};
-                if (fd != -EXDEV && fd != -ELOOP && policy_check_path(p->policy, rel, access, &d) >= 0 &&
+                if (fd != -EXDEV && fd != -ELOOP && policy_check_path(p->cfg.policy, rel, access, &d) >= 0 &&
                     d.verdict == POLICY_DENY)
                         return request_gate(req, &d, 0) < 0 ? -EPERM : -EPERM;
                 policy_decision_done(&d);
@@ -129,7 +129,7 @@ static int open_judged(Request *req, const char *rel, int flags, PathAccess acce
                 fail_errno(req, r, req->op, rel);
                 return r;
         }
-        r = judge(req, rel, resolved, access, p->costs.base_usd_micros);
+        r = judge(req, rel, resolved, access, p->cfg.costs.base_usd_micros);
         if (r < 0)
                 return r;
         *ret_fd = TAKE_FD(fd);
@@ -177,15 +177,15 @@ void op_read(Request *req) {
 
         if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0 ||
             args_get_u64(req, "offset", 0, INT64_MAX, &offset) < 0 ||
-            args_get_u64(req, "length", p->limits.max_read_bytes, UINT64_MAX, &length) < 0)
+            args_get_u64(req, "length", p->cfg.limits.max_read_bytes, UINT64_MAX, &length) < 0)
                 return;
-        if (length > p->limits.max_read_bytes) {
+        if (length > p->cfg.limits.max_read_bytes) {
                 request_fail(
                         req,
                         ERROR_KIND_TOO_LARGE,
                         "read: length %llu exceeds the limit of %llu bytes per read",
                         (unsigned long long) length,
-                        (unsigned long long) p->limits.max_read_bytes);
+                        (unsigned long long) p->cfg.limits.max_read_bytes);
                 return;
         }
         if (open_judged(req, rel, O_RDONLY, PATH_ACCESS_READ, &fd, &resolved) < 0)
@@ -206,7 +206,7 @@ void op_read(Request *req) {
                         break;
                 got += (size_t) k;
         }
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         json_t *j = json_pack(
                 "{s:s, s:I, s:I, s:I, s:b}",
                 "path",
@@ -301,7 +301,7 @@ void op_write(Request *req) {
                 content = json_string_value(jc);
                 n = json_string_length(jc);
         } else {
-                r = base64_decode(b64, strlen(b64), p->limits.max_file_bytes, &decoded, &n);
+                r = base64_decode(b64, strlen(b64), p->cfg.limits.max_file_bytes, &decoded, &n);
                 if (r < 0) {
                         request_fail(
                                 req,
@@ -311,7 +311,7 @@ void op_write(Request *req) {
                 }
                 content = (const char *) decoded;
         }
-        if (n > p->limits.max_file_bytes) {
+        if (n > p->cfg.limits.max_file_bytes) {
                 request_fail(req, ERROR_KIND_TOO_LARGE, "write: %zu bytes exceeds the limit", n);
                 return;
         }
@@ -326,11 +326,11 @@ void op_write(Request *req) {
         if (refuse_git_write(req, rel) < 0)
                 return;
         PolicyDecision pre = {};
-        if (policy_check_path(p->policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 && pre.verdict == POLICY_DENY &&
-            !streq(pre.kind ?: "", "approval_required")) {
+        if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 &&
+            pre.verdict == POLICY_DENY && !streq(pre.kind ?: "", "approval_required")) {
                 PolicyDecision edit = {};
                 /* Deny only if neither write nor edit would be allowed. */
-                if (policy_check_path(p->policy, rel, PATH_ACCESS_EDIT, &edit) >= 0 &&
+                if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_EDIT, &edit) >= 0 &&
                     edit.verdict == POLICY_DENY) {
                         policy_decision_done(&edit);
                         (void) request_gate(req, &pre, 0);
@@ -368,7 +368,7 @@ void op_write(Request *req) {
                 request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: '%s' is a directory", vis);
                 return;
         }
-        if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->costs.base_usd_micros) <
+        if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->cfg.costs.base_usd_micros) <
             0)
                 return;
 
@@ -406,7 +406,7 @@ void op_write(Request *req) {
                         strerror(-r));
                 return;
         }
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         json_t *j = json_pack("{s:s, s:I, s:b}", "path", target, "bytes", (json_int_t) n, "created", !exists);
         request_finish(req, j);
 }
@@ -432,15 +432,15 @@ void op_edit(Request *req) {
                 return;
         if (check_regular(req, fd, resolved, &st) < 0)
                 return;
-        if ((uint64_t) st.st_size > p->limits.max_file_bytes) {
+        if ((uint64_t) st.st_size > p->cfg.limits.max_file_bytes) {
                 request_fail(
                         req,
                         ERROR_KIND_TOO_LARGE,
                         "edit: file is larger than %llu bytes",
-                        (unsigned long long) p->limits.max_file_bytes);
+                        (unsigned long long) p->cfg.limits.max_file_bytes);
                 return;
         }
-        r = read_full_fd(fd, p->limits.max_file_bytes, &data, &size);
+        r = read_full_fd(fd, p->cfg.limits.max_file_bytes, &data, &size);
         if (r < 0) {
                 request_fail(
                         req,
@@ -468,7 +468,7 @@ void op_edit(Request *req) {
                         vis);
                 return;
         }
-        if (size - on + nn > p->limits.max_file_bytes) {
+        if (size - on + nn > p->cfg.limits.max_file_bytes) {
                 request_fail(req, ERROR_KIND_TOO_LARGE, "edit: result would exceed the file size limit");
                 return;
         }
@@ -481,7 +481,7 @@ void op_edit(Request *req) {
                 request_fail(req, ERROR_KIND_IO_ERROR, "edit: write failed");
                 return;
         }
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         json_t *j = json_pack(
                 "{s:s, s:i, s:I}", "path", resolved, "replacements", 1, "size", (json_int_t) outn);
         request_finish(req, j);
@@ -528,9 +528,9 @@ void op_list(Request *req) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
                 _cleanup_free_ char *child = join_rel(resolved, de->d_name);
-                if (!policy_path_allowed(p->policy, child))
+                if (!policy_path_allowed(p->cfg.policy, child))
                         continue;
-                if (json_array_size(entries) >= p->limits.max_list_entries || budget > ANSWER_BUDGET) {
+                if (json_array_size(entries) >= p->cfg.limits.max_list_entries || budget > ANSWER_BUDGET) {
                         truncated = true;
                         break;
                 }
@@ -550,7 +550,7 @@ void op_list(Request *req) {
                         json_pack("{s:s, s:s, s:I}", "name", de->d_name, "type", type_name(t), "size", size));
         }
         closedir(d);
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         request_finish(
                 req,
                 json_pack("{s:s, s:o, s:b}", "path", resolved, "entries", entries, "truncated", truncated));
@@ -604,12 +604,12 @@ static void walk_dir(Walk *w, int dirfd, const char *rel, unsigned depth) {
                         w->out_of_time = w->truncated = true;
                         break;
                 }
-                if (++w->visited > p->limits.max_walk_entries) {
+                if (++w->visited > p->cfg.limits.max_walk_entries) {
                         w->truncated = true;
                         break;
                 }
                 _cleanup_free_ char *child = join_rel(rel, de->d_name);
-                bool allowed = policy_path_allowed(p->policy, child);
+                bool allowed = policy_path_allowed(p->cfg.policy, child);
                 unsigned char t = de->d_type;
                 if (t == DT_UNKNOWN) {
                         struct stat st;
@@ -617,7 +617,7 @@ static void walk_dir(Walk *w, int dirfd, const char *rel, unsigned depth) {
                                 t = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
                 }
                 if (allowed && w->pattern && glob_match(w->pattern, child)) {
-                        if (json_array_size(w->matches) >= p->limits.max_list_entries ||
+                        if (json_array_size(w->matches) >= p->cfg.limits.max_list_entries ||
                             w->answer_bytes > ANSWER_BUDGET) {
                                 w->truncated = true;
                                 break;
@@ -661,7 +661,7 @@ void op_glob(Request *req) {
                                                          : xasprintf("%s/%s", resolved, pattern);
         Walk w = { .req = req, .pattern = full, .matches = json_array() };
         walk_dir(&w, fd, resolved, 0);
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         request_finish(req, json_pack("{s:o, s:b}", "matches", w.matches, "truncated", w.truncated));
 }
 
@@ -670,11 +670,11 @@ static void grep_file(Walk *w, int dirfd, const char *name, const char *rel) {
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1 ||
-            (uint64_t) st.st_size > p->limits.max_grep_file_bytes)
+            (uint64_t) st.st_size > p->cfg.limits.max_grep_file_bytes)
                 return;
         _cleanup_free_ char *data = NULL;
         size_t n;
-        if (read_full_fd(fd, p->limits.max_grep_file_bytes, &data, &n) < 0)
+        if (read_full_fd(fd, p->cfg.limits.max_grep_file_bytes, &data, &n) < 0)
                 return;
         if (memchr(data, 0, NUCLEUS_MIN(n, (size_t) 8192)))
                 return; /* binary */
@@ -724,8 +724,8 @@ void op_grep(Request *req) {
             args_get_u64(
                     req,
                     "max_matches",
-                    NUCLEUS_MIN((uint64_t) 100, p->limits.max_grep_matches),
-                    p->limits.max_grep_matches,
+                    NUCLEUS_MIN((uint64_t) 100, p->cfg.limits.max_grep_matches),
+                    p->cfg.limits.max_grep_matches,
                     &max_matches) < 0 ||
             args_get_bool(req, "ignore_case", false, &icase) < 0)
                 return;
@@ -784,7 +784,7 @@ void op_grep(Request *req) {
         pcre2_match_data_free(w.md);
         pcre2_match_context_free(w.mctx);
         pcre2_code_free(re);
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         request_finish(
                 req,
                 json_pack(

@@ -628,7 +628,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                 return 0;
         }
         case TAR_ENTRY_FILE: {
-                if (ij->bytes + e->size > p->limits.max_import_bytes)
+                if (ij->bytes + e->size > p->cfg.limits.max_import_bytes)
                         return import_error(
                                 ij,
                                 ERROR_KIND_TOO_LARGE,
@@ -741,7 +741,7 @@ static void import_on_frame(Job *j, Frame *f) {
         Request *req = TAKE_PTR(j->req);
         _cleanup_free_ char *commit = NULL;
         r = baseline_record(p, &commit);
-        request_settle(req, p->costs.base_usd_micros);
+        request_settle(req, p->cfg.costs.base_usd_micros);
         if (r == -ENOSPC)
                 request_fail(
                         req,
@@ -790,7 +790,7 @@ void op_import(Request *req) {
         /* Host-side op (the node uploads the task's files); no capability applies, but the
          * budget still counts it. */
         PolicyDecision d = { .verdict = POLICY_ALLOW, .message = xstrdup("import") };
-        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
+        if (request_gate(req, &d, p->cfg.costs.base_usd_micros) < 0)
                 return;
         ImportJob *ij = xnew0(ImportJob, 1);
         ij->job = (Job){ .proxy = p, .req = req, .on_frame = import_on_frame, .free = import_job_free };

@@ -95,8 +95,8 @@ static void emit_audit(Request *req, const char *decision, const char *kind, con
                         (json_int_t) time(NULL));
                 if (!d)
                         oom_abort();
-                if (p->pod_id)
-                        json_object_set_new(d, "pod", json_string(p->pod_id));
+                if (p->cfg.pod_id)
+                        json_object_set_new(d, "pod", json_string(p->cfg.pod_id));
                 proxy_send_json(p, FRAME_EVENT, 0, d);
                 json_decref(d);
                 p->audit_dropped = 0;
@@ -131,8 +131,8 @@ static void emit_audit(Request *req, const char *decision, const char *kind, con
                 (json_int_t) time(NULL));
         if (!ev)
                 oom_abort();
-        if (p->pod_id)
-                json_object_set_new(ev, "pod", json_string(p->pod_id));
+        if (p->cfg.pod_id)
+                json_object_set_new(ev, "pod", json_string(p->cfg.pod_id));
         proxy_send_json(p, FRAME_EVENT, req->stream_id, ev);
         json_decref(ev);
 }
@@ -193,11 +193,11 @@ static const char *
         *ret_res = _APPROVAL_RESULT_INVALID;
         if (req->approval_token) {
                 ApprovalToken t;
-                ApprovalResult r = approval_token_verify(req->approval_token, p->approver_key, &t, ret_err);
+                ApprovalResult r = approval_token_verify(req->approval_token, p->cfg.approver_key, &t, ret_err);
                 if (r == APPROVAL_OK)
                         r = approval_token_check(
                                 &t,
-                                p->pod_id,
+                                p->cfg.pod_id,
                                 operation_to_string(op),
                                 t.has_args ? args_sha : NULL,
                                 (int64_t) time(NULL));
@@ -206,11 +206,11 @@ static const char *
         }
         STRV_FOREACH(tok, p->pending_tokens) {
                 ApprovalToken t;
-                if (approval_token_verify(*tok, p->approver_key, &t, NULL) != APPROVAL_OK)
+                if (approval_token_verify(*tok, p->cfg.approver_key, &t, NULL) != APPROVAL_OK)
                         continue;
                 if (approval_token_check(
                             &t,
-                            p->pod_id,
+                            p->cfg.pod_id,
                             operation_to_string(op),
                             t.has_args ? args_sha : NULL,
                             (int64_t) time(NULL)) != APPROVAL_OK ||
@@ -243,10 +243,11 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                 ApprovalResult ar = _APPROVAL_RESULT_INVALID;
                 _cleanup_free_ char *err = NULL;
                 const char *args_sha = req->approval_args[0] ? req->approval_args : NULL;
-                const char *tok = p->have_approver ? find_token(req, d->operation, args_sha, &ar, &err) : NULL;
+                const char *tok = p->cfg.have_approver ? find_token(req, d->operation, args_sha, &ar, &err)
+                                                       : NULL;
                 if (!tok) {
                         json_t *e;
-                        if (req->approval_token && p->have_approver)
+                        if (req->approval_token && p->cfg.have_approver)
                                 e = proto_error_new(
                                         ERROR_KIND_APPROVAL_INVALID,
                                         "approval token rejected (%s)%s%s",
@@ -258,8 +259,8 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                         json_object_set_new(e, "operation", json_string(operation_to_string(d->operation)));
                         if (args_sha)
                                 json_object_set_new(e, "args_sha256", json_string(args_sha));
-                        if (p->pod_id)
-                                json_object_set_new(e, "pod", json_string(p->pod_id));
+                        if (p->cfg.pod_id)
+                                json_object_set_new(e, "pod", json_string(p->cfg.pod_id));
                         if (req->approval_token && ar >= 0)
                                 json_object_set_new(e, "detail", json_string(approval_result_to_string(ar)));
                         policy_decision_done(d);
@@ -301,7 +302,7 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                  * the operation whatever its arguments (the approver chose so). */
                 ApprovalToken bound;
                 const char *args_sha = req->approval_args[0] &&
-                                approval_token_verify(req->approval_token, p->approver_key, &bound, NULL) ==
+                                approval_token_verify(req->approval_token, p->cfg.approver_key, &bound, NULL) ==
                                         APPROVAL_OK &&
                                 bound.has_args
                         ? req->approval_args
@@ -309,8 +310,8 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                 ApprovalResult ar = approval_registry_use(
                         p->approvals,
                         req->approval_token,
-                        p->approver_key,
-                        p->pod_id,
+                        p->cfg.approver_key,
+                        p->cfg.pod_id,
                         operation_to_string(req->approval_op),
                         args_sha,
                         (int64_t) time(NULL),
@@ -330,13 +331,13 @@ int request_gate(Request *req, PolicyDecision *d, uint64_t reserve_usd_micros) {
                 }
                 /* Remember the nonce; drop the token from the pending pool when used up. */
                 ApprovalToken t;
-                if (approval_token_verify(req->approval_token, p->approver_key, &t, NULL) == APPROVAL_OK &&
+                if (approval_token_verify(req->approval_token, p->cfg.approver_key, &t, NULL) == APPROVAL_OK &&
                     !strv_contains(p->used_nonces, t.nonce)) {
                         if (strv_length(p->used_nonces) >= APPROVAL_REGISTRY_DEFAULT_CAPACITY)
                                 p->used_nonces = strv_free(p->used_nonces); /* registry still refuses replays */
                         strv_extend(&p->used_nonces, t.nonce);
                 }
-                if (approval_token_verify(req->approval_token, p->approver_key, &t, NULL) == APPROVAL_OK &&
+                if (approval_token_verify(req->approval_token, p->cfg.approver_key, &t, NULL) == APPROVAL_OK &&
                     approval_registry_remaining(p->approvals, t.nonce, (int64_t) time(NULL)) == 0) {
                         char **w = p->pending_tokens;
                         STRV_FOREACH(tok, p->pending_tokens) {
@@ -604,9 +605,9 @@ void op_status(Request *req) {
         json_t *j = json_pack(
                 "{s:s, s:s, s:o, s:o, s:b, s:I}",
                 "policy_sha256",
-                p->policy_sha256,
+                p->cfg.policy_sha256,
                 "pod_id",
-                p->pod_id,
+                p->cfg.pod_id,
                 "budget",
                 budget_json(p),
                 "deadline_remaining_ms",
@@ -617,7 +618,7 @@ void op_status(Request *req) {
                 (json_int_t) p->n_jobs);
         if (!j)
                 oom_abort();
-        json_object_set_new(j, "policy", policy_to_json(p->policy));
+        json_object_set_new(j, "policy", policy_to_json(p->cfg.policy));
         request_finish(req, j);
 }
 
@@ -669,18 +670,18 @@ void op_approve(Request *req) {
         const char *text;
         if (args_check_keys(req, keys) < 0 || args_get_string(req, "token", true, &text) < 0)
                 return;
-        if (!p->have_approver) {
+        if (!p->cfg.have_approver) {
                 request_fail(
                         req, ERROR_KIND_APPROVAL_INVALID, "approve: no approver public key was configured");
                 return;
         }
         ApprovalToken t;
         _cleanup_free_ char *err = NULL;
-        ApprovalResult r = approval_token_verify(text, p->approver_key, &t, &err);
+        ApprovalResult r = approval_token_verify(text, p->cfg.approver_key, &t, &err);
         if (r == APPROVAL_OK) {
                 /* Bound to this pod and not expired; op/args are checked at use. */
                 r = approval_token_check(
-                        &t, p->pod_id, t.operation, t.has_args ? t.args_sha256 : NULL, (int64_t) time(NULL));
+                        &t, p->cfg.pod_id, t.operation, t.has_args ? t.args_sha256 : NULL, (int64_t) time(NULL));
         }
         if (r == APPROVAL_OK && token_used_up(p, &t))
                 r = APPROVAL_EXHAUSTED;

@@ -253,9 +253,9 @@ bool proxy_path_has_git_component(const char *rel) {
 }
 
 bool proxy_path_read_blocked(Proxy *p, const char *rel) {
-        if (!p->policy)
+        if (!p->cfg.policy)
                 return false;
-        STRV_FOREACH(b, p->policy->paths.blocked)
+        STRV_FOREACH(b, p->cfg.policy->paths.blocked)
                 if (glob_match(*b, rel))
                         return true;
         return false;

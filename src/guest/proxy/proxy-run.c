@@ -94,7 +94,7 @@ static void run_finish(RunJob *rj) {
         usec_t dur = now_usec(CLOCK_MONOTONIC) - rj->started;
         uint64_t secs = (dur + USEC_PER_SEC - 1) / USEC_PER_SEC;
 
-        request_settle(req, p->costs.base_usd_micros + secs * p->costs.run_usd_micros_per_second);
+        request_settle(req, p->cfg.costs.base_usd_micros + secs * p->cfg.costs.run_usd_micros_per_second);
         if (rj->on_done) {
                 rj->on_done(
                         req, rj->status, rj->timed_out || rj->cancelled, rj->out[0].buf ?: "", rj->out[0].n);
@@ -294,7 +294,7 @@ static char **build_env(Proxy *p) {
         strv_extend(&env, "TERM=dumb");
         strv_extend(&env, "USER=agent");
         strv_extend(&env, "LOGNAME=agent");
-        STRV_FOREACH(e, p->env)
+        STRV_FOREACH(e, p->cfg.env)
                 strv_extend(&env, *e);
         /* RF-1 at the execution layer: git (run directly, under a wrapper, from a script, by
          * make or a test runner) ignores system/global config and cannot be told by any
@@ -492,8 +492,8 @@ void op_run(Request *req) {
             args_get_u64(
                     req,
                     "timeout_seconds",
-                    p->limits.default_command_timeout / USEC_PER_SEC,
-                    p->limits.max_command_timeout / USEC_PER_SEC,
+                    p->cfg.limits.default_command_timeout / USEC_PER_SEC,
+                    p->cfg.limits.max_command_timeout / USEC_PER_SEC,
                     &timeout_s) < 0 ||
             args_get_bool(req, "stream", false, &stream) < 0)
                 return;
@@ -547,7 +547,7 @@ void op_run(Request *req) {
                         return;
                 if (request_program_missing(req, argv[0]))
                         return;
-                r = policy_check_command_at(p->policy, argv, cwd_rel, &d);
+                r = policy_check_command_at(p->cfg.policy, argv, cwd_rel, &d);
         } else {
                 if (strlen(command) > WORDS_MAX_INPUT) {
                         request_fail(req, ERROR_KIND_TOO_LARGE, "run: command string too long");
@@ -561,9 +561,9 @@ void op_run(Request *req) {
                        WORDS_META_SUBSHELL)) &&
                     request_program_missing(req, first[0]))
                         return;
-                r = policy_check_command_string(p->policy, command, &d);
+                r = policy_check_command_string(p->cfg.policy, command, &d);
                 if (r >= 0 && d.verdict != POLICY_DENY) {
-                        if (policy_grants_shell(p->policy)) {
+                        if (policy_grants_shell(p->cfg.policy)) {
                                 strv_extend(&argv, "/bin/sh");
                                 strv_extend(&argv, "-c");
                                 strv_extend(&argv, command);
@@ -617,8 +617,8 @@ void op_run(Request *req) {
         /* Programs that read commands from stdin (database shells: psql '\!', mysql 'system')
          * would run whatever the request's stdin says, which the command analysis never sees.
          * Without a shell grant, such a program gets no stdin from the request at all. */
-        if (stdin_data && argv && policy_command_stdin_is_code(p->policy, argv) &&
-            !policy_grants_shell(p->policy)) {
+        if (stdin_data && argv && policy_command_stdin_is_code(p->cfg.policy, argv) &&
+            !policy_grants_shell(p->cfg.policy)) {
                 policy_decision_done(&d);
                 request_fail(
                         req,
@@ -632,7 +632,7 @@ void op_run(Request *req) {
          * any program the agent ran may have written; refuse while a key outside the git
          * configuration allow list is present (a shell grant can hide git in a script). */
         if (argv && d.verdict != POLICY_DENY &&
-            (policy_command_runs_git(p->policy, argv) || policy_grants_shell(p->policy))) {
+            (policy_command_runs_git(p->cfg.policy, argv) || policy_grants_shell(p->cfg.policy))) {
                 _cleanup_free_ char *why = NULL;
                 if (proxy_git_config_check(p, &why) < 0) {
                         policy_decision_done(&d);
@@ -641,7 +641,7 @@ void op_run(Request *req) {
                 }
         }
 
-        if (p->n_jobs >= p->limits.max_concurrent_jobs) {
+        if (p->n_jobs >= p->cfg.limits.max_concurrent_jobs) {
                 policy_decision_done(&d);
                 request_fail(req, ERROR_KIND_CAPACITY, "run: %u commands are already running", p->n_jobs);
                 return;
@@ -651,13 +651,13 @@ void op_run(Request *req) {
         usec_t timeout = timeout_s * USEC_PER_SEC, left = time_window_remaining(&p->window);
         if (left < timeout)
                 timeout = left;
-        uint64_t reserve = p->costs.base_usd_micros +
-                ((timeout + USEC_PER_SEC - 1) / USEC_PER_SEC) * p->costs.run_usd_micros_per_second;
+        uint64_t reserve = p->cfg.costs.base_usd_micros +
+                ((timeout + USEC_PER_SEC - 1) / USEC_PER_SEC) * p->cfg.costs.run_usd_micros_per_second;
         if (request_gate(req, &d, reserve) < 0)
                 return;
 
         r = proxy_spawn(
-                req, argv, cwd_fd, stdin_data, stdin_n, timeout, stream, NULL, p->limits.max_output_bytes);
+                req, argv, cwd_fd, stdin_data, stdin_n, timeout, stream, NULL, p->cfg.limits.max_output_bytes);
         (void) r;
 }
 
@@ -710,10 +710,10 @@ int proxy_spawn(
                 .uid = p->agent_uid,
                 .gid = p->agent_gid,
                 .workspace = p->workspace_real,
-                .rlimit_nproc = p->limits.rlimit_nproc,
-                .rlimit_nofile = p->limits.rlimit_nofile,
-                .rlimit_fsize = p->limits.rlimit_fsize,
-                .rlimit_as = p->limits.rlimit_as,
+                .rlimit_nproc = p->cfg.limits.rlimit_nproc,
+                .rlimit_nofile = p->cfg.limits.rlimit_nofile,
+                .rlimit_fsize = p->cfg.limits.rlimit_fsize,
+                .rlimit_as = p->cfg.limits.rlimit_as,
                 .rlimit_cpu_seconds = timeout / USEC_PER_SEC + 5,
                 .keep_fd = perr[1],
         };
@@ -789,7 +789,7 @@ int proxy_spawn(
                 (void) waitpid(pid, NULL, 0);
                 safe_close(po[0]), safe_close(pe[0]), safe_close(pst[0]);
                 _cleanup_free_ char *vis = string_make_visible(argv[0]);
-                request_settle(req, p->costs.base_usd_micros);
+                request_settle(req, p->cfg.costs.base_usd_micros);
                 if (step && streq(step + 1, "exec") && (err == ENOENT || err == EACCES))
                         request_fail(
                                 req, ERROR_KIND_NOT_FOUND, "run: cannot execute '%s': %s", vis, strerror(err));

@@ -159,7 +159,7 @@ void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n) {
 }
 
 void proxy_init_defaults(Proxy *p) {
-        p->limits = (ProxyLimits){
+        p->cfg.limits = (ProxyLimits){
                 .max_read_bytes = 512 * 1024,
                 .max_file_bytes = 16 * 1024 * 1024,
                 .max_output_bytes = 256 * 1024,
@@ -176,7 +176,7 @@ void proxy_init_defaults(Proxy *p) {
                 .rlimit_as = UINT64_C(8) << 30,
                 .max_concurrent_jobs = 8,
         };
-        p->costs = (ProxyCosts){ .base_usd_micros = 1, .run_usd_micros_per_second = 100 };
+        p->cfg.costs = (ProxyCosts){ .base_usd_micros = 1, .run_usd_micros_per_second = 100 };
 }
 
 char *proxy_baseline_dir(Proxy *p) {

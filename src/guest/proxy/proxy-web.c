@@ -129,7 +129,7 @@ void op_web_fetch(Request *req) {
 
         if (request_check_deadline(req) < 0)
                 return;
-        if (policy_check_operation(p->policy, OPERATION_WEB_FETCH, &d) < 0) {
+        if (policy_check_operation(p->cfg.policy, OPERATION_WEB_FETCH, &d) < 0) {
                 request_fail(req, ERROR_KIND_INTERNAL, "web_fetch: policy check failed");
                 return;
         }
@@ -137,7 +137,7 @@ void op_web_fetch(Request *req) {
                 (void) request_gate(req, &d, 0);
                 return;
         }
-        if (strv_length(p->dns_allow) == 0) {
+        if (strv_length(p->cfg.dns_allow) == 0) {
                 policy_decision_done(&d);
                 request_fail(
                         req,
@@ -154,7 +154,7 @@ void op_web_fetch(Request *req) {
         usec_t timeout = timeout_s * USEC_PER_SEC, left = time_window_remaining(&p->window);
         if (left < timeout)
                 timeout = left;
-        if (request_gate(req, &d, p->costs.base_usd_micros) < 0)
+        if (request_gate(req, &d, p->cfg.costs.base_usd_micros) < 0)
                 return;
 
         json_t *hr = json_pack(
@@ -171,7 +171,7 @@ void op_web_fetch(Request *req) {
                 5,
                 "dns_allow",
                 json_array());
-        STRV_FOREACH(a, p->dns_allow)
+        STRV_FOREACH(a, p->cfg.dns_allow)
                 json_array_append_new(json_object_get(hr, "dns_allow"), json_string(*a));
         if (h)
                 json_object_set(hr, "headers", h);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "approval.h"
+#include "configure.h"
 #include "frame.h"
 #include "message.h"
 #include "policy.h"
@@ -46,6 +47,19 @@ typedef struct ProxyCosts {
         uint64_t base_usd_micros;           /* reserved+charged for every side effect */
         uint64_t run_usd_micros_per_second; /* run: reserved for the timeout, settled on use */
 } ProxyCosts;
+
+/* What configure decided (docs/proxy.md "configure"); defaults until then (proxy_init). */
+typedef struct ProxyConfig {
+        char *pod_id;
+        Policy *policy;
+        char policy_sha256[65];
+        ProxyLimits limits;
+        ProxyCosts costs;
+        bool have_approver;
+        uint8_t approver_key[APPROVAL_PUBLIC_KEY_SIZE];
+        char **env;       /* NAME=value strings added to every command's environment */
+        char **dns_allow; /* web_fetch hosts: host or host:port */
+} ProxyConfig;
 
 struct Request {
         Proxy *proxy;
@@ -86,22 +100,14 @@ typedef struct Proxy {
         struct DeferredFrame *deferred, **deferred_tail;
         size_t deferred_bytes;
 
-        /* configuration (set once by configure) */
+        /* configuration: committed once by configure, with one assignment */
         bool configured;
-        char *pod_id;
-        Policy *policy;
-        char policy_sha256[65];
+        ProxyConfig cfg;
         TimeWindow window;
         BudgetMeter *budget;
-        ProxyLimits limits;
-        ProxyCosts costs;
-        bool have_approver;
-        uint8_t approver_key[APPROVAL_PUBLIC_KEY_SIZE];
         ApprovalRegistry *approvals;
         char **pending_tokens; /* approve op: verified tokens waiting to be used */
         char **used_nonces; /* nonces consumed at least once (registry_remaining cannot tell unknown from used up) */
-        char **env;         /* NAME=value strings added to every command's environment */
-        char **dns_allow;   /* host or host:port */
         char *fetch_helper; /* path of nucleus-web-fetch, or NULL */
 
         /* audit event rate limit (token bucket, see emit_audit) */

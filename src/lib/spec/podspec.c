@@ -558,9 +558,28 @@ static int build_policy(Ctx *c, PodSpec *s) {
                                 p->max_output_tokens);
                 p->max_output_tokens = s->max_output_tokens;
         }
-        usec_t t = (usec_t) s->timeout_seconds * USEC_PER_SEC;
-        if (p->max_duration_usec == USEC_INFINITY || p->max_duration_usec > t)
+        /* The deadline is one number: an explicit timeout within the policy's time window
+         * becomes the window; one above it is refused, naming the limit (never clamped in
+         * silence). Without one the node decides (min of its default and the window). */
+        if (s->has_timeout) {
+                usec_t t = (usec_t) s->timeout_seconds * USEC_PER_SEC;
+                if (p->max_duration_usec != USEC_INFINITY && t > p->max_duration_usec) {
+                        uint64_t w = (uint64_t) (p->max_duration_usec / USEC_PER_SEC);
+                        const char *prof = s->policy_profile ?: "";
+                        static const char fmt[] = "%llu exceeds the policy's time window of %llu seconds "
+                                                  "(time.max_duration_seconds%s%s); ask for at most "
+                                                  "that, or leave timeout_seconds out";
+                        return bad(
+                                c,
+                                "spec.timeout_seconds",
+                                fmt,
+                                (unsigned long long) s->timeout_seconds,
+                                (unsigned long long) w,
+                                *prof ? " of profile " : "",
+                                prof);
+                }
                 p->max_duration_usec = t;
+        }
         policy_normalize(p);
         s->policy = TAKE_PTR(p);
         return 0;
@@ -585,10 +604,12 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
         if ((r = parse_policy(c, s, v)) < 0)
                 return r;
 
-        s->timeout_seconds = PODSPEC_TIMEOUT_DEFAULT;
-        if ((v = json_object_get(sp, "timeout_seconds")) &&
-            (r = get_uint_range(c, v, "spec.timeout_seconds", 1, PODSPEC_TIMEOUT_MAX, &s->timeout_seconds)) < 0)
-                return r;
+        if ((v = json_object_get(sp, "timeout_seconds"))) {
+                if ((r = get_uint_range(
+                             c, v, "spec.timeout_seconds", 1, PODSPEC_TIMEOUT_MAX, &s->timeout_seconds)) < 0)
+                        return r;
+                s->has_timeout = true;
+        }
 
         s->vcpus = PODSPEC_VCPUS_DEFAULT;
         s->memory_mib = PODSPEC_MEMORY_MIB_DEFAULT;
@@ -884,11 +905,9 @@ json_t *podspec_to_json(const PodSpec *s) {
                 json_object_set_new(pol, "max_output_tokens", json_integer((json_int_t) s->max_output_tokens));
 
         json_t *spec = json_pack(
-                "{s:o,s:I,s:{s:I,s:I,s:I},s:s,s:{s:o,s:o}}",
+                "{s:o,s:{s:I,s:I,s:I},s:s,s:{s:o,s:o}}",
                 "policy",
                 pol,
-                "timeout_seconds",
-                (json_int_t) s->timeout_seconds,
                 "resources",
                 "vcpus",
                 (json_int_t) s->vcpus,
@@ -903,6 +922,8 @@ json_t *podspec_to_json(const PodSpec *s) {
                 usd_json(s->base_cost_usd_micros),
                 "cost_per_second_usd",
                 usd_json(s->cost_per_second_usd_micros));
+        if (s->has_timeout)
+                json_object_set_new(spec, "timeout_seconds", json_integer((json_int_t) s->timeout_seconds));
         if (s->driver != POD_DRIVER_DEFAULT)
                 json_object_set_new(spec, "driver", json_string(pod_driver_to_string(s->driver)));
         if (s->has_network) {

@@ -31,7 +31,6 @@
 #define PODSPEC_KIND "Pod"
 #define PODSPEC_MAX_SIZE (1024U * 1024U)
 
-#define PODSPEC_TIMEOUT_DEFAULT 3600U
 #define PODSPEC_TIMEOUT_MAX 86400U
 #define PODSPEC_LEASE_GRACE_MAX 3600U /* spec.lease.grace_seconds: 1..this */
 #define PODSPEC_VCPUS_DEFAULT 1U
@@ -95,10 +94,12 @@ typedef struct PodSpec {
         uint64_t max_input_tokens;
         bool has_max_output_tokens;
         uint64_t max_output_tokens;
-        /* ... and as enforced: profile/inline, meet overrides, duration <= timeout_seconds. */
+        /* ... and as enforced: profile/inline, meet overrides, time window = timeout_seconds
+         * when given (a timeout above the window is refused). */
         Policy *policy;
 
-        uint64_t timeout_seconds; /* 1..86400, default 3600: the pod's deadline */
+        bool has_timeout;         /* timeout_seconds was given; else the node picks the deadline */
+        uint64_t timeout_seconds; /* 1..86400 (0 when not given): the pod's deadline */
         uint32_t vcpus;           /* 1..32, default 1 */
         uint32_t memory_mib;      /* 128..65536, default 512 */
         uint32_t scratch_mib;     /* 64..1048576, default 2048 */

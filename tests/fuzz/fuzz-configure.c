@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fuzz the configure contract's parser (src/lib/proto/configure.c): whatever it accepts must
+ * serialise and parse back to the same configuration (same policy digest, same JSON). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc-util.h"
+#include "configure.h"
+#include "json-util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        _cleanup_(configure_freep) Configure *c = NULL, *d = NULL;
+        _cleanup_free_ char *err = NULL, *err2 = NULL;
+        _cleanup_json_ json_t *j = NULL;
+
+        if (size > 64 * 1024)
+                return 0;
+        if (json_parse_strict((const char *) data, size, size, &j, &err) < 0)
+                return 0;
+        if (configure_from_json(j, &c, &err) < 0) {
+                if (!err)
+                        abort(); /* every refusal names its reason */
+                return 0;
+        }
+        _cleanup_json_ json_t *out = configure_to_json(c);
+        if (configure_from_json(out, &d, &err2) < 0)
+                abort();
+        _cleanup_json_ json_t *out2 = configure_to_json(d);
+        if (!json_equal(out, out2))
+                abort();
+        char h1[65], h2[65];
+        if (policy_sha256(c->policy, h1) < 0 || policy_sha256(d->policy, h2) < 0 || strcmp(h1, h2) != 0)
+                abort();
+        return 0;
+}
