@@ -120,8 +120,9 @@ static void on_text(const char *t, size_t n, void *userdata) {
 static bool tool_offered(json_t *tools, const char *name) {
         json_t *t;
         size_t i;
-        json_array_foreach(
-                tools, i, t) if (streq_ptr(json_string_value(json_object_get(t, "name")), name)) return true;
+        json_array_foreach(tools, i, t)
+                if (streq_ptr(json_string_value(json_object_get(t, "name")), name))
+                        return true;
         return false;
 }
 

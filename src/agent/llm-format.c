@@ -101,19 +101,20 @@ json_t *llm_openai_build_request(
                 json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
         if (json_array_size(tools) > 0) {
                 json_t *ts = json_array(), *t;
-                json_array_foreach(tools, i, t) json_array_append_new(
-                        ts,
-                        json_pack(
-                                "{s:s, s:{s:s, s:s, s:O}}",
-                                "type",
-                                "function",
-                                "function",
-                                "name",
-                                json_str(t, "name") ?: "",
-                                "description",
-                                json_str(t, "description") ?: "",
-                                "parameters",
-                                json_object_get(t, "input_schema")));
+                json_array_foreach(tools, i, t)
+                        json_array_append_new(
+                                ts,
+                                json_pack(
+                                        "{s:s, s:{s:s, s:s, s:O}}",
+                                        "type",
+                                        "function",
+                                        "function",
+                                        "name",
+                                        json_str(t, "name") ?: "",
+                                        "description",
+                                        json_str(t, "description") ?: "",
+                                        "parameters",
+                                        json_object_get(t, "input_schema")));
                 json_object_set_new(req, "tools", ts);
                 json_object_set_new(req, "tool_choice", json_string("auto"));
         }
@@ -203,16 +204,17 @@ json_t *llm_anthropic_build_request(
                 json_object_set_new(req, "system", json_string(system));
         if (json_array_size(tools) > 0) {
                 json_t *ts = json_array(), *t;
-                json_array_foreach(tools, i, t) json_array_append_new(
-                        ts,
-                        json_pack(
-                                "{s:s, s:s, s:O}",
-                                "name",
-                                json_str(t, "name") ?: "",
-                                "description",
-                                json_str(t, "description") ?: "",
-                                "input_schema",
-                                json_object_get(t, "input_schema")));
+                json_array_foreach(tools, i, t)
+                        json_array_append_new(
+                                ts,
+                                json_pack(
+                                        "{s:s, s:s, s:O}",
+                                        "name",
+                                        json_str(t, "name") ?: "",
+                                        "description",
+                                        json_str(t, "description") ?: "",
+                                        "input_schema",
+                                        json_object_get(t, "input_schema")));
                 json_object_set_new(req, "tools", ts);
         }
         return req;

@@ -92,13 +92,15 @@ static int script_load(LlmClient *c, const char *path, char **reterr) {
         json_t *steps = json_object_get(j, "steps");
         const char *key;
         json_t *v;
-        json_object_foreach(
-                j, key, v) if (!key_in(key, (const char *const[]){ "description", "steps", "final", NULL })) {
-                if (reterr)
-                        *reterr = xasprintf(
-                                "%s: unknown key \"%s\" (allowed: description, steps, final)", path, key);
-                return -EINVAL;
-        }
+        json_object_foreach(j, key, v)
+                if (!key_in(key, (const char *const[]){ "description", "steps", "final", NULL })) {
+                        if (reterr)
+                                *reterr = xasprintf(
+                                        "%s: unknown key \"%s\" (allowed: description, steps, final)",
+                                        path,
+                                        key);
+                        return -EINVAL;
+                }
         if (!json_is_array(steps) || json_array_size(steps) > LLM_SCRIPT_MAX_STEPS) {
                 if (reterr)
                         *reterr = xasprintf(
@@ -108,16 +110,17 @@ static int script_load(LlmClient *c, const char *path, char **reterr) {
                 return -EINVAL;
         }
         json_array_foreach(steps, i, step) {
-                json_object_foreach(
-                        step, key, v) if (!key_in(key, (const char *const[]){ "say", "tool", "args", NULL })) {
-                        if (reterr)
-                                *reterr = xasprintf(
-                                        "%s: steps[%zu]: unknown key \"%s\" (allowed: say, tool, args)",
-                                        path,
-                                        i,
-                                        key);
-                        return -EINVAL;
-                }
+                json_object_foreach(step, key, v)
+                        if (!key_in(key, (const char *const[]){ "say", "tool", "args", NULL })) {
+                                if (reterr)
+                                        *reterr = xasprintf(
+                                                "%s: steps[%zu]: unknown key \"%s\" (allowed: say, tool, "
+                                                "args)",
+                                                path,
+                                                i,
+                                                key);
+                                return -EINVAL;
+                        }
                 if (!json_is_object(step) || !json_is_string(json_object_get(step, "tool")) ||
                     (json_object_get(step, "args") && !json_is_object(json_object_get(step, "args"))) ||
                     (json_object_get(step, "say") && !json_is_string(json_object_get(step, "say")))) {
@@ -240,9 +243,9 @@ static int script_complete(LlmClient *c, json_t *messages, LlmTextFn on_text, vo
         size_t turn = 0, i;
         json_t *m;
 
-        json_array_foreach(
-                messages, i, m) if (streq_ptr(json_string_value(json_object_get(m, "role")), "assistant"))
-                turn++;
+        json_array_foreach(messages, i, m)
+                if (streq_ptr(json_string_value(json_object_get(m, "role")), "assistant"))
+                        turn++;
 
         _cleanup_json_ json_t *calls = json_array();
         const char *text;

@@ -169,13 +169,12 @@ int agent_tool_check_args(const AgentToolDef *def, json_t *args, char **reterr) 
                 *reterr = xasprintf("%s: arguments must be a JSON object", def->name);
                 return -EINVAL;
         }
-        json_array_foreach(
-                json_object_get(schema, "required"),
-                i,
-                req) if (!json_object_get(args, json_string_value(req))) {
-                *reterr = xasprintf("%s: missing required argument \"%s\"", def->name, json_string_value(req));
-                return -EINVAL;
-        }
+        json_array_foreach(json_object_get(schema, "required"), i, req)
+                if (!json_object_get(args, json_string_value(req))) {
+                        *reterr = xasprintf(
+                                "%s: missing required argument \"%s\"", def->name, json_string_value(req));
+                        return -EINVAL;
+                }
         json_object_foreach(args, key, v) {
                 json_t *p = json_object_get(props, key);
                 if (!p) {
@@ -193,11 +192,16 @@ int agent_tool_check_args(const AgentToolDef *def, json_t *args, char **reterr) 
                                 json_object_get(json_object_get(p, "items"), "type"));
                         json_t *e;
                         size_t k;
-                        json_array_foreach(v, k, e) if (it && !type_matches(it, e)) {
-                                *reterr = xasprintf(
-                                        "%s: argument \"%s\"[%zu] must be of type %s", def->name, key, k, it);
-                                return -EINVAL;
-                        }
+                        json_array_foreach(v, k, e)
+                                if (it && !type_matches(it, e)) {
+                                        *reterr = xasprintf(
+                                                "%s: argument \"%s\"[%zu] must be of type %s",
+                                                def->name,
+                                                key,
+                                                k,
+                                                it);
+                                        return -EINVAL;
+                                }
                 }
                 if (streq_ptr(type, "integer")) {
                         json_t *min = json_object_get(p, "minimum");

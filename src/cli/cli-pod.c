@@ -110,7 +110,8 @@ int cli_pod_resolve(NucleusClient *c, json_t *pods, const char *ref, char **ret_
                 bool dup = false;
                 size_t k;
                 json_t *q;
-                json_array_foreach(by_prefix, k, q) dup = dup || q == p;
+                json_array_foreach(by_prefix, k, q)
+                        dup = dup || q == p;
                 if (!dup)
                         json_array_append(all, p);
         }

@@ -42,7 +42,9 @@ static json_t *run_path_json(const char *dir, const char *name) {
 static bool in_list(json_t *list, const char *id) {
         size_t i;
         json_t *v;
-        json_array_foreach(list, i, v) if (streq_ptr(json_string_value(v), id)) return true;
+        json_array_foreach(list, i, v)
+                if (streq_ptr(json_string_value(v), id))
+                        return true;
         return false;
 }
 

@@ -155,11 +155,9 @@ void run_agent_parse_line(RunAgentKind kind, const char *line, size_t n, char **
                 else if (streq_ptr(type, "assistant")) {
                         json_t *b;
                         size_t i;
-                        json_array_foreach(
-                                json_object_get(json_object_get(j, "message"), "content"),
-                                i,
-                                b) if (streq_ptr(json_string_value(json_object_get(b, "type")), "text"))
-                                t = json_string_value(json_object_get(b, "text"));
+                        json_array_foreach(json_object_get(json_object_get(j, "message"), "content"), i, b)
+                                if (streq_ptr(json_string_value(json_object_get(b, "type")), "text"))
+                                        t = json_string_value(json_object_get(b, "text"));
                 }
         } else if (kind == RUN_AGENT_CODEX) {
                 /* --json: {"type":"item.completed","item":{"type":"agent_message","text":"..."}} */

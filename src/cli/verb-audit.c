@@ -74,7 +74,9 @@ static char *detail_text(json_t *detail) {
         for (size_t i = 0; order[i]; i++)
                 if (json_object_get(detail, order[i]))
                         strv_extend(&keys, order[i]);
-        json_object_foreach(detail, k, v) if (!strv_contains(keys, k)) strv_extend(&keys, k);
+        json_object_foreach(detail, k, v)
+                if (!strv_contains(keys, k))
+                        strv_extend(&keys, k);
 
         STRV_FOREACH(kp, keys) {
                 k = *kp;
@@ -84,7 +86,8 @@ static char *detail_text(json_t *detail) {
                         _cleanup_strv_free_ char **words = NULL;
                         size_t i;
                         json_t *w;
-                        json_array_foreach(v, i, w) strv_extend(&words, json_string_value(w) ?: "?");
+                        json_array_foreach(v, i, w)
+                                strv_extend(&words, json_string_value(w) ?: "?");
                         part = words ? words_join(words) : xstrdup("");
                 } else if (streq(k, "argv_more"))
                         part = xasprintf("... (+%lld arguments)", (long long) json_integer_value(v));
@@ -96,7 +99,8 @@ static char *detail_text(json_t *detail) {
                         _cleanup_strv_free_ char **names = NULL;
                         size_t i;
                         json_t *w;
-                        json_array_foreach(v, i, w) strv_extend(&names, json_string_value(w) ?: "?");
+                        json_array_foreach(v, i, w)
+                                strv_extend(&names, json_string_value(w) ?: "?");
                         _cleanup_free_ char *l = strv_join(names, ",");
                         part = xasprintf("env=%s", l ?: "");
                 } else if (json_is_string(v))

@@ -33,10 +33,9 @@ static void usage(void) {
 static json_t *pod_in(json_t *list, const char *id) {
         size_t i;
         json_t *p;
-        json_array_foreach(
-                json_object_get(list, "pods"),
-                i,
-                p) if (streq_ptr(json_string_value(json_object_get(p, "id")), id)) return p;
+        json_array_foreach(json_object_get(list, "pods"), i, p)
+                if (streq_ptr(json_string_value(json_object_get(p, "id")), id))
+                        return p;
         return NULL;
 }
 

@@ -98,24 +98,26 @@ static json_t *handle_initialize(McpServer *s, json_t *id, json_t *params) {
 static json_t *handle_tools_list(McpServer *s, json_t *id) {
         json_t *out = json_array(), *t;
         size_t i;
-        json_array_foreach(s->tools, i, t) json_array_append_new(
-                out,
-                json_pack(
-                        "{s:O, s:O, s:O}",
-                        "name",
-                        json_object_get(t, "name"),
-                        "description",
-                        json_object_get(t, "description"),
-                        "inputSchema",
-                        json_object_get(t, "input_schema")));
+        json_array_foreach(s->tools, i, t)
+                json_array_append_new(
+                        out,
+                        json_pack(
+                                "{s:O, s:O, s:O}",
+                                "name",
+                                json_object_get(t, "name"),
+                                "description",
+                                json_object_get(t, "description"),
+                                "inputSchema",
+                                json_object_get(t, "input_schema")));
         return reply_result(id, json_pack("{s:o}", "tools", out));
 }
 
 static bool tool_offered(McpServer *s, const char *name) {
         json_t *t;
         size_t i;
-        json_array_foreach(
-                s->tools, i, t) if (streq_ptr(json_string_value(json_object_get(t, "name")), name)) return true;
+        json_array_foreach(s->tools, i, t)
+                if (streq_ptr(json_string_value(json_object_get(t, "name")), name))
+                        return true;
         return false;
 }
 

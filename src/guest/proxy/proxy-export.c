@@ -736,16 +736,18 @@ void op_export(Request *req) {
                                         o ? "modified" : "added"));
         }
         if (old)
-                json_object_foreach(old, k, v) if (!json_object_get(now, k)) json_array_append_new(
-                        flagged,
-                        json_pack(
-                                "{s:s, s:s, s:s}",
-                                "path",
-                                k,
-                                "reason",
-                                proxy_flag_reason(k) ?: "git",
-                                "change",
-                                "deleted"));
+                json_object_foreach(old, k, v)
+                        if (!json_object_get(now, k))
+                                json_array_append_new(
+                                        flagged,
+                                        json_pack(
+                                                "{s:s, s:s, s:s}",
+                                                "path",
+                                                k,
+                                                "reason",
+                                                proxy_flag_reason(k) ?: "git",
+                                                "change",
+                                                "deleted"));
         json_decref(old);
         json_decref(now);
 

@@ -222,7 +222,8 @@ json_t *audit_detail_for_call(const char *op, const json_t *args) {
                         json_t *names = json_array();
                         const char *k;
                         json_t *v;
-                        json_object_foreach((json_t *) env, k, v) json_array_append_new(names, capped(k));
+                        json_object_foreach((json_t *) env, k, v)
+                                json_array_append_new(names, capped(k));
                         json_object_set_new(d, "env", names);
                 }
         } else if (streq(op, "web_fetch")) {

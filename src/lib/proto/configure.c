@@ -208,10 +208,11 @@ static int parse_net(Configure *c, const json_t *v, char **reterr) {
         json_t *e;
         if (!json_is_object(v))
                 return fail(reterr, "$.network: expected {\"address\", \"gateway\", \"dns\"}");
-        json_object_foreach((json_t *) v, key, e) if (!strv_contains((char **) keys, key)) {
-                _cleanup_free_ char *vis = string_make_visible(key);
-                return fail(reterr, "$.network.%s: unknown key", vis);
-        }
+        json_object_foreach((json_t *) v, key, e)
+                if (!strv_contains((char **) keys, key)) {
+                        _cleanup_free_ char *vis = string_make_visible(key);
+                        return fail(reterr, "$.network.%s: unknown key", vis);
+                }
         const char *addr = json_string_value(json_object_get(v, "address"));
         const char *gw = json_string_value(json_object_get(v, "gateway"));
         const char *dns = json_string_value(json_object_get(v, "dns"));
@@ -249,10 +250,11 @@ int configure_from_json(const json_t *args, Configure **ret, char **reterr) {
 
         if (!json_is_object(args))
                 return fail(reterr, "$: expected an object");
-        json_object_foreach((json_t *) args, key, v) if (!strv_contains((char **) keys, key)) {
-                _cleanup_free_ char *vis = string_make_visible(key);
-                return fail(reterr, "$.%s: unknown key", vis);
-        }
+        json_object_foreach((json_t *) args, key, v)
+                if (!strv_contains((char **) keys, key)) {
+                        _cleanup_free_ char *vis = string_make_visible(key);
+                        return fail(reterr, "$.%s: unknown key", vis);
+                }
         c = xnew0(Configure, 1);
         c->time_remaining = USEC_INFINITY;
 

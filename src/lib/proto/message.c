@@ -135,11 +135,12 @@ int proto_request_parse(json_t *req, const char **ret_op, json_t **ret_args, cha
                 *reterr = xstrdup("request is not a JSON object");
                 return -EINVAL;
         }
-        json_object_foreach(req, key, v) if (!streq(key, "op") && !streq(key, "args")) {
-                _cleanup_free_ char *vis = string_make_visible(key);
-                *reterr = xasprintf("request: unknown key '%s'", vis);
-                return -EINVAL;
-        }
+        json_object_foreach(req, key, v)
+                if (!streq(key, "op") && !streq(key, "args")) {
+                        _cleanup_free_ char *vis = string_make_visible(key);
+                        *reterr = xasprintf("request: unknown key '%s'", vis);
+                        return -EINVAL;
+                }
         json_t *op = json_object_get(req, "op");
         if (!json_is_string(op)) {
                 *reterr = xstrdup("request: \"op\" must be a string");

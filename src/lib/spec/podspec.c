@@ -436,7 +436,8 @@ static int parse_metadata(Ctx *c, PodSpec *s, const json_t *m) {
                 const char *key;
                 json_t *lv;
                 _cleanup_strv_free_ char **keys_sorted = NULL;
-                json_object_foreach(v, key, lv) strv_extend(&keys_sorted, key);
+                json_object_foreach(v, key, lv)
+                        strv_extend(&keys_sorted, key);
                 strv_sort_uniq(keys_sorted);
                 STRV_FOREACH(k, keys_sorted) {
                         _cleanup_free_ char *kp = spec_path_key("metadata.labels", *k);

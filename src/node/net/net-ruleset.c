@@ -345,11 +345,13 @@ static void strip_handles(json_t *j) {
                 (void) json_object_del(j, "handle");
                 const char *k;
                 json_t *v;
-                json_object_foreach(j, k, v) strip_handles(v);
+                json_object_foreach(j, k, v)
+                        strip_handles(v);
         } else if (json_is_array(j)) {
                 size_t i;
                 json_t *v;
-                json_array_foreach(j, i, v) strip_handles(v);
+                json_array_foreach(j, i, v)
+                        strip_handles(v);
         }
 }
 
