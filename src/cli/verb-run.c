@@ -41,6 +41,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "parse-util.h"
 #include "log.h"
 #include "policy.h"
+#include "podspec.h"
 #include "pricing.h"
 #include "toml.h"
 #include "process-util.h"
@@ -89,6 +90,9 @@ typedef struct RunOptions {
         const char *audit_out;
         OutputMode output;
         bool keep_text_stdout;
+        uint32_t history;     /* commits of history to upload (AgentTarOptions.history) */
+        uint32_t scratch_mib; /* 0: sized from the workspace */
+        const char *image;    /* named guest image (spec.image); NULL: the node's default */
 } RunOptions;
 
 static volatile sig_atomic_t run_interrupted = 0;
@@ -131,7 +135,11 @@ static void help(void) {
                "      --apply-flagged      also apply when the patch touches flagged paths\n"
                "      --include-untracked-binaries\n"
                "                           keep new binary files (build artefacts) in the patch\n"
-               "      --output text|json   JSON: one document on stdout, nothing else\n");
+               "      --output text|json   JSON: one document on stdout, nothing else\n"
+               "      --history N|all|none commits of the current branch to upload with the\n"
+               "                           files (default 1: history can hold deleted secrets)\n"
+               "      --scratch-mib N      the pod's scratch disk (default: sized from the workspace)\n"
+               "      --image NAME         guest image built with 'nucleus image build --name NAME'\n");
 }
 
 /* --network allow=...,dns=... -> the spec's network section. Returns 0, or -EINVAL with
@@ -187,6 +195,9 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_AUDIT_OUT,
                 ARG_OUTPUT,
                 ARG_ALLOW_COMMAND,
+                ARG_HISTORY,
+                ARG_SCRATCH_MIB,
+                ARG_IMAGE,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -213,6 +224,9 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                 { "audit-out", required_argument, NULL, ARG_AUDIT_OUT },
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "allow-command", required_argument, NULL, ARG_ALLOW_COMMAND },
+                { "history", required_argument, NULL, ARG_HISTORY },
+                { "scratch-mib", required_argument, NULL, ARG_SCRATCH_MIB },
+                { "image", required_argument, NULL, ARG_IMAGE },
                 {},
         };
         int c;
@@ -220,7 +234,7 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
         uint64_t m;
 
 #define RUN_USAGE(...) ((void) cli_usage_error("run", __VA_ARGS__), -EINVAL)
-        *o = (RunOptions){ .dir = ".", .agent = _RUN_AGENT_KIND_INVALID };
+        *o = (RunOptions){ .dir = ".", .agent = _RUN_AGENT_KIND_INVALID, .history = AGENT_HISTORY_DEFAULT };
         /* Everything after the first "--" belongs to the agent (--agent). */
         int dashdash = argc;
         for (int i = 1; i < argc; i++)
@@ -367,6 +381,33 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         o->allow_commands[o->n_allow_commands++] = optarg;
                         break;
                 }
+                case ARG_HISTORY:
+                        if (streq(optarg, "all"))
+                                o->history = AGENT_HISTORY_ALL;
+                        else if (streq(optarg, "none"))
+                                o->history = 0;
+                        else if (safe_atou32(optarg, &u) < 0 || u == 0 || u == AGENT_HISTORY_ALL)
+                                return cli_usage_error(
+                                        "run",
+                                        "--history needs a number of commits, all or none, got '%s'",
+                                        optarg);
+                        else
+                                o->history = u;
+                        break;
+                case ARG_SCRATCH_MIB:
+                        if (safe_atou32(optarg, &u) < 0 || u < PODSPEC_SCRATCH_MIB_MIN ||
+                            u > PODSPEC_SCRATCH_MIB_MAX)
+                                return cli_usage_error(
+                                        "run",
+                                        "--scratch-mib needs a size in MiB between %u and %u, got '%s'",
+                                        PODSPEC_SCRATCH_MIB_MIN,
+                                        PODSPEC_SCRATCH_MIB_MAX,
+                                        optarg);
+                        o->scratch_mib = u;
+                        break;
+                case ARG_IMAGE:
+                        o->image = optarg;
+                        break;
                 case '?':
                 case ':':
                         /* getopt named the problem. */
@@ -565,7 +606,8 @@ static json_t *build_spec(
         const PolicyForm *form,
         const char *dir,
         json_t *network,
-        uint64_t timeout_sec) {
+        uint64_t timeout_sec,
+        uint32_t scratch_mib) {
         const char *base = strrchr(dir, '/');
         base = base && base[1] ? base + 1 : "workspace";
         _cleanup_free_ char *name = xasprintf("run-%.40s", base);
@@ -586,6 +628,9 @@ static json_t *build_spec(
                 json_object_set_new(spec, "timeout_seconds", json_integer((json_int_t) timeout_sec));
         if (network)
                 json_object_set(spec, "network", network);
+        json_object_set_new(spec, "resources", json_pack("{s:I}", "scratch_mib", (json_int_t) scratch_mib));
+        if (o->image)
+                json_object_set_new(spec, "image", json_string(o->image));
         return json_pack(
                 "{s:s, s:s, s:{s:s, s:{s:s}}, s:o}",
                 "apiVersion",
@@ -945,22 +990,43 @@ static int workspace_excludes(const char *dir, char ***ret, char **reterr) {
         return 0;
 }
 
-static int upload_workspace(RunContext *c, const char *dir, char *const *exclude, AgentTar *tar, char **reterr) {
-        int r;
+/* The scratch disk a workspace needs when the user named none: the files, their baseline
+ * pack (about as much again) and the history, room for builds and test output, and never less
+ * than the spec's default. */
+static uint32_t scratch_for(uint64_t tar_bytes) {
+        uint64_t mib = (tar_bytes * 3) / (1024 * 1024) + 1024;
+        if (mib < PODSPEC_SCRATCH_MIB_DEFAULT)
+                mib = PODSPEC_SCRATCH_MIB_DEFAULT;
+        return (uint32_t) NUCLEUS_MIN(mib, (uint64_t) PODSPEC_SCRATCH_MIB_MAX);
+}
 
-        r = agent_workspace_tar(dir, exclude, tar, reterr);
-        if (r < 0)
-                return r;
-        if (tar->n_excluded > 0)
-                log_warning(
-                        "left out %zu file(s) of the Nucleus config/secret store inside %s",
-                        tar->n_excluded,
-                        dir);
+/* Refuse, before a byte is sent, an upload the node or the pod's disk cannot take (the node
+ * checks the same from Content-Length; this says it without a half-sent stream). */
+static int upload_fits(const json_t *pod, const AgentTar *tar, char **reterr) {
+        json_t *cap = json_object_get(pod, "max_upload_bytes"), *scratch = json_object_get(pod, "scratch_mib");
+        if (json_is_integer(cap) && tar->size > (uint64_t) json_integer_value(cap)) {
+                *reterr = xasprintf(
+                        "the workspace tar is %llu MiB, over the node's upload cap of %llu MiB ([node] "
+                        "max_upload_bytes in node.toml)",
+                        (unsigned long long) (tar->size >> 20),
+                        (unsigned long long) ((uint64_t) json_integer_value(cap) >> 20));
+                return -EFBIG;
+        }
+        if (json_is_integer(scratch) && tar->size > ((uint64_t) json_integer_value(scratch) << 20) / 2) {
+                *reterr = xasprintf(
+                        "the workspace tar is %llu MiB, too large for the pod's %llu MiB scratch disk (the "
+                        "files and their baseline need about twice that); use --scratch-mib",
+                        (unsigned long long) (tar->size >> 20),
+                        (unsigned long long) json_integer_value(scratch));
+                return -EFBIG;
+        }
+        return 0;
+}
 
-        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/workspace", c->pod);
+static int upload_workspace(RunContext *c, const AgentTar *tar, bool progress, char **reterr) {
         _cleanup_(client_response_done) ClientResponse resp = {};
         _cleanup_client_error_ ClientError e = {};
-        r = client_request(c->client, "PUT", path, "application/x-tar", tar->data, tar->size, &resp, &e);
+        int r = agent_workspace_upload(c->client, c->pod, tar, progress, &resp, &e);
         if (r < 0) {
                 *reterr = client_error_describe(&e);
                 return r;
@@ -1294,7 +1360,7 @@ int verb_run(int argc, char **argv) {
         _cleanup_strv_free_ char **ops = NULL, **exclude = NULL;
         _cleanup_free_ char *err = NULL, *task_buf = NULL, *state = NULL, *patch_path = NULL,
                             *audit_path = NULL, *diffstat = NULL, *apply_note = NULL, *run_error = NULL;
-        _cleanup_(agent_tar_done) AgentTar tar = {};
+        _cleanup_(agent_tar_done) AgentTar tar = { .fd = -EBADF };
         AgentPatch patch = {};
         AgentStats st = {};
         RunContext ctx = {};
@@ -1391,9 +1457,26 @@ int verb_run(int argc, char **argv) {
         for (size_t i = 0; i < ELEMENTSOF(run_signals); i++)
                 (void) sigaction(run_signals[i], &sa, &old_sa[i]);
 
+        /* Pack the workspace first: its size picks the scratch disk, and a workspace the node
+         * cannot take is refused before a VM boots. */
+        {
+                AgentTarOptions to = { .history = o.history };
+                r = agent_workspace_tar(dir, exclude, &to, &tar, &err);
+                if (r < 0) {
+                        log_error("packing %s failed: %s", dir, err ? err : strerror(-r));
+                        goto restore;
+                }
+                err = mfree(err);
+                if (tar.n_excluded > 0)
+                        log_warning(
+                                "left out %zu file(s) of the Nucleus config/secret store inside %s",
+                                tar.n_excluded,
+                                dir);
+        }
+
         /* Create the pod. From here on, every path goes through `cleanup:`. */
         timeout_sec = o.timeout_sec ?: defaults.timeout_sec;
-        spec = build_spec(&o, policy, &form, dir, network, timeout_sec);
+        spec = build_spec(&o, policy, &form, dir, network, timeout_sec, o.scratch_mib ?: scratch_for(tar.size));
         {
                 _cleanup_client_error_ ClientError e = {};
                 r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);
@@ -1429,6 +1512,11 @@ int verb_run(int argc, char **argv) {
                         policy->commands.unrestricted ? " (the policy already allows every command)" : "");
         }
 
+        r = upload_fits(created, &tar, &err);
+        if (r < 0) {
+                run_error = xasprintf("uploading the workspace: %s", err);
+                goto cleanup;
+        }
         r = wait_running(client, ctx.pod, &err);
         if (r < 0) {
                 run_error = xstrdup(
@@ -1436,16 +1524,27 @@ int verb_run(int argc, char **argv) {
                 goto cleanup;
         }
         err = mfree(err);
-        r = upload_workspace(&ctx, dir, exclude, &tar, &err);
+        r = upload_workspace(&ctx, &tar, true, &err);
         if (r < 0) {
                 run_error = xasprintf("uploading the workspace failed: %s", err ? err : strerror(-r));
                 goto cleanup;
         }
-        fprintf(stderr,
-                "[nucleus] workspace uploaded: %zu files%s, %zu KiB\n",
-                tar.n_files,
-                tar.from_git ? " (git ls-files)" : "",
-                tar.size / 1024);
+        {
+                _cleanup_free_ char *hist = NULL;
+                if (tar.n_commits > 0)
+                        hist = xasprintf(
+                                ", history: %llu commit%s of %s%s",
+                                (unsigned long long) tar.n_commits,
+                                tar.n_commits == 1 ? "" : "s",
+                                tar.branch ?: "a detached HEAD",
+                                tar.history_shallow ? " (shallow; --history all for more)" : "");
+                fprintf(stderr,
+                        "[nucleus] workspace uploaded: %zu files%s, %llu KiB%s\n",
+                        tar.n_files,
+                        tar.from_git ? " (git ls-files)" : "",
+                        (unsigned long long) (tar.size / 1024),
+                        hist ?: "");
+        }
         {
                 _cleanup_free_ char *l = strv_join(ops, " ");
                 fprintf(stderr, "[nucleus] tools offered: %s\n", l);

@@ -63,7 +63,7 @@ int verb_upload(int argc, char **argv) {
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
         _cleanup_(client_response_done) ClientResponse resp = {};
-        _cleanup_(agent_tar_done) AgentTar tar = {};
+        _cleanup_(agent_tar_done) AgentTar tar = { .fd = -EBADF };
         _cleanup_strv_free_ char **exclude = NULL;
         _cleanup_free_ char *err = NULL;
         OutputMode mode = OUTPUT_TEXT;
@@ -96,7 +96,7 @@ int verb_upload(int argc, char **argv) {
         r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
         if (r != 0)
                 return r;
-        r = agent_workspace_tar(dir, exclude, &tar, &err);
+        r = agent_workspace_tar(dir, exclude, NULL, &tar, &err);
         if (r == -E2BIG)
                 return cli_fail(
                         mode, "too_large", "%s: %s", dir, err ?: "over the workspace size or file limit");
@@ -107,8 +107,11 @@ int verb_upload(int argc, char **argv) {
                         "left out %zu file(s) of the Nucleus config/secret store inside %s",
                         tar.n_excluded,
                         dir);
-        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/workspace", pod);
-        r = cli_api_call(c, "PUT", path, "application/x-tar", tar.data, tar.size, &resp, &e);
+        r = agent_workspace_upload(c, pod, &tar, true, &resp, &e);
+        if (r >= 0 && (resp.status < 200 || resp.status >= 300)) {
+                client_error_from_response(&resp, &e);
+                r = -EREMOTEIO;
+        }
         if (r < 0)
                 return cli_api_fail(mode, &e, &resp);
         _cleanup_json_ json_t *j = cli_api_answer(&resp);
@@ -116,10 +119,10 @@ int verb_upload(int argc, char **argv) {
                 return cli_fail(mode, "internal", "the node's answer is not a JSON object");
         if (mode == OUTPUT_JSON)
                 return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
-        printf("uploaded %zu files%s (%zu KiB) to pod %s\n",
+        printf("uploaded %zu files%s (%llu KiB) to pod %s\n",
                tar.n_files,
                tar.from_git ? " (git ls-files)" : "",
-               tar.size / 1024,
+               (unsigned long long) (tar.size / 1024),
                pod);
         return CLI_EXIT_OK;
 }

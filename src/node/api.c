@@ -221,6 +221,46 @@ static bool req_public(const Req *q) {
         return r && r->scope == API_SCOPE_PUBLIC;
 }
 
+/* A workspace upload the node cannot take, refused from its Content-Length before one byte of
+ * it is read, naming the limit and where it is set: the node's cap, or the pod's scratch disk
+ * (the tar unpacks onto it and the baseline pack takes about as much again). Returns true when
+ * an answer was queued (*ret). */
+static bool workspace_upload_refused(
+        struct MHD_Connection *c, Node *n, const ApiMatch *m, uint64_t len, enum MHD_Result *ret) {
+        uint64_t cap = n->config.max_workspace_bytes;
+        if (len > cap) {
+                *ret = api_reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "the workspace upload of %llu bytes exceeds this node's upload cap of %llu bytes "
+                        "([node] max_upload_bytes in node.toml)",
+                        (unsigned long long) len,
+                        (unsigned long long) cap);
+                return true;
+        }
+        if (!m->pod_id || !api_pod_id_ok(m->pod_id))
+                return false;
+        _cleanup_(pod_unrefp) Pod *p = pod_find(n, m->pod_id);
+        /* The local driver has no scratch disk: the workspace is a host directory. */
+        if (!p || p->scratch_mib == 0 || p->driver == VMM_DRIVER_LOCAL)
+                return false;
+        uint64_t scratch = p->scratch_mib * UINT64_C(1048576);
+        if (len > scratch / 2) {
+                *ret = api_reply_error(
+                        c,
+                        MHD_HTTP_CONTENT_TOO_LARGE,
+                        "too_large",
+                        "the workspace upload of %llu bytes does not fit the pod's scratch disk of %llu MiB "
+                        "(the files and their baseline need about twice the upload); give the pod a larger "
+                        "disk (resources.scratch_mib, nucleus run --scratch-mib)",
+                        (unsigned long long) len,
+                        (unsigned long long) p->scratch_mib);
+                return true;
+        }
+        return false;
+}
+
 /* First call of a request (headers only, no body byte read yet): every check that does not
  * need the body. Returns true to go on; false when an answer was queued (*ret). */
 static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char *method, enum MHD_Result *ret) {
@@ -239,6 +279,11 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
                 q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
         if (public)
                 q->cap = 1; /* no body */
+        if (cl && safe_atou64(cl, &len) >= 0 && q->match.route && q->match.route->cap == API_CAP_WORKSPACE &&
+            workspace_upload_refused(c, n, &q->match, len, ret)) {
+                q->rejected = true;
+                return false;
+        }
         if (cl && (safe_atou64(cl, &len) < 0 || len > q->cap)) {
                 q->rejected = true;
                 *ret = api_reply_error(

@@ -126,6 +126,7 @@ static int apply_config_file(const char *path, NodeSettings *c) {
                 set_str(&c->accel, f->accel);
         c->max_pods = f->max_pods;
         c->max_body_bytes = f->max_body_bytes;
+        c->max_workspace_bytes = f->max_upload_bytes;
         c->default_timeout_sec = (unsigned) f->default_timeout_seconds;
         c->max_timeout_sec = (unsigned) f->max_timeout_seconds;
         if (f->firecracker_binary && f->firecracker_binary[0] == '/')

@@ -155,6 +155,12 @@ json_t *pod_to_json(Pod *p) {
                 "timeout_seconds",
                 (json_int_t) (p->timeout / USEC_PER_SEC));
         json_object_set_new(j, "name", p->name ? json_string(p->name) : json_null());
+        /* What an upload must fit, so a client can refuse a too-large workspace before sending
+         * it: the scratch disk (none under the local driver) and the node's cap. */
+        if (p->driver != VMM_DRIVER_LOCAL)
+                json_object_set_new(j, "scratch_mib", json_integer((json_int_t) p->scratch_mib));
+        json_object_set_new(
+                j, "max_upload_bytes", json_integer((json_int_t) p->node->config.max_workspace_bytes));
         if (p->reason)
                 json_object_set_new(j, "reason", json_string(p->reason));
         if (p->reason_kind)

@@ -20,6 +20,7 @@
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "git-config.h"
 #include "glob.h"
 #include "log.h"
 #include "patch-flags.h"
@@ -366,6 +367,76 @@ static int baseline_record(Proxy *p, char **ret_commit) {
                 return r;
         *ret_commit = TAKE_PTR(out);
         return 0;
+}
+
+/* ---- the workspace's own repository (history uploaded by the host) ---- */
+
+typedef struct UserIdentity {
+        char *name, *email;
+} UserIdentity;
+
+/* user.name / user.email of an uploaded config (git's own syntax, src/lib/policy/git-config.c),
+ * kept only when the value can be written back bare: printable, no quote, backslash, comment
+ * character or surrounding blank. Everything else in the file is ignored. */
+static int identity_entry(const char *key, const char *value, unsigned line, void *userdata) {
+        UserIdentity *id = userdata;
+        char **dst = streq(key, "user.name") ? &id->name : streq(key, "user.email") ? &id->email : NULL;
+        if (!dst || !value)
+                return 0;
+        size_t n = strlen(value);
+        if (n == 0 || n > 256 || value[0] == ' ' || value[n - 1] == ' ')
+                return 0;
+        for (const char *c = value; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f || strchr("\"\\;#", *c))
+                        return 0;
+        free(*dst);
+        *dst = xstrdup(value);
+        return 0;
+}
+
+/* When the upload carried a repository (.git/HEAD), replace whatever config came with it by a
+ * fresh one: the core settings of a plain non-bare repository and, from the uploaded one, only
+ * user.name and user.email. Nothing that makes git run a program or reach elsewhere (hooks,
+ * fsmonitor, filters, includes, alternates, remotes, credentials, extra headers) can survive,
+ * because nothing else is copied. The file is the agent's (its git must read it); the file
+ * ops' policy still refuses to show .git/config. Returns 1 when a repository was set up, 0
+ * when there is none, <0 on errors. */
+static int workspace_repo_finish(Proxy *p) {
+        _cleanup_close_ int gfd = proxy_openat2(p, -1, ".git", O_RDONLY | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+        if (gfd < 0)
+                return gfd == -ENOENT ? 0 : gfd;
+        struct stat st;
+        if (fstatat(gfd, "HEAD", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return 0;
+        _cleanup_free_ char *old = NULL, *perr = NULL;
+        UserIdentity id = {};
+        size_t n = 0;
+        _cleanup_close_ int cfd = openat(gfd, "config", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (cfd >= 0 && fstat(cfd, &st) == 0 && S_ISREG(st.st_mode) && read_full_fd(cfd, 65536, &old, &n) >= 0)
+                (void) git_config_parse(old, n, identity_entry, &id, &perr);
+        _cleanup_free_ char *name = id.name, *email = id.email, *cerr = NULL;
+        _cleanup_free_ char *text = xasprintf(
+                "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+                "\tlogallrefupdates = true\n[user]\n\tname = %s\n\temail = %s\n",
+                name ?: "agent",
+                email ?: "agent@nucleus.invalid");
+        /* Our own text passes the allow list the proxy enforces on agent git commands. */
+        if (git_config_check_text(text, strlen(text), &cerr) < 0) {
+                log_error("fresh .git/config refused by the git config allow list: %s", cerr);
+                return -EPERM;
+        }
+        if (unlinkat(gfd, "config", 0) < 0 && errno != ENOENT)
+                return -errno;
+        _cleanup_close_ int fd = openat(
+                gfd, "config", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        int r = loop_write(fd, text, strlen(text));
+        if (r < 0)
+                return r;
+        if (fchown(fd, p->agent_uid, p->agent_gid) < 0 || fchmod(fd, 0644) < 0)
+                return -errno;
+        return 1;
 }
 
 /* ---- import ---- */
@@ -740,6 +811,18 @@ static void import_on_frame(Job *j, Frame *f) {
         }
         Request *req = TAKE_PTR(j->req);
         _cleanup_free_ char *commit = NULL;
+        r = workspace_repo_finish(p);
+        if (r < 0) {
+                request_settle(req, p->costs.base_usd_micros);
+                request_fail(
+                        req,
+                        ERROR_KIND_IO_ERROR,
+                        "import: unpacked, but setting up the uploaded repository's .git/config failed: %s",
+                        strerror(-r));
+                proxy_remove_job(p, j);
+                return;
+        }
+        bool have_repo = r > 0;
         r = baseline_record(p, &commit);
         request_settle(req, p->cfg.costs.base_usd_micros);
         if (r == -ENOSPC)
@@ -762,7 +845,7 @@ static void import_on_frame(Job *j, Frame *f) {
                 request_finish(
                         req,
                         json_pack(
-                                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+                                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:b}",
                                 "entries",
                                 (json_int_t) ij->tar.n_entries,
                                 "files",
@@ -778,7 +861,9 @@ static void import_on_frame(Job *j, Frame *f) {
                                 "protected",
                                 (json_int_t) ij->protected,
                                 "baseline",
-                                commit));
+                                commit,
+                                "repository",
+                                have_repo));
         proxy_remove_job(p, j);
 }
 

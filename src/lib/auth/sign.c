@@ -175,6 +175,25 @@ int auth_sign_response(
         return 0;
 }
 
+int auth_sign_request_digest(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *method,
+        const char *path,
+        const char *timestamp,
+        const char *nonce,
+        const char *actor,
+        const char *body_sha256,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
+        uint8_t mac[crypto_auth_hmacsha256_BYTES];
+        if (!body_sha256)
+                return -EINVAL;
+        int r = compute_mac(key, method, path, timestamp, nonce, actor, NULL, 0, body_sha256, mac);
+        if (r < 0)
+                return r;
+        sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
+        return 0;
+}
+
 bool auth_verify_response(
         const uint8_t key[AUTH_KEY_SIZE],
         const char *nonce,

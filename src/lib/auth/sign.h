@@ -105,6 +105,19 @@ int auth_sign_request(
         size_t body_len,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
 
+/* auth_sign_request_digest: as auth_sign_request, for a body known only by its SHA-256
+ * (lowercase hex, 64 characters): a large upload streamed from a file. -EINVAL as above or for a
+ * malformed digest. */
+int auth_sign_request_digest(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *method,
+        const char *path,
+        const char *timestamp,
+        const char *nonce,
+        const char *actor,
+        const char *body_sha256,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
+
 /*
  * auth_make_headers: the full client-side header set for one request: timestamp = now,
  * a fresh random 16-byte nonce, and the signature. The actor header is the caller's string.

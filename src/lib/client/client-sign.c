@@ -49,3 +49,34 @@ int client_sign(
         *ret = h;
         return 0;
 }
+
+int client_sign_digest(
+        const uint8_t key[static 32],
+        const char *method,
+        const char *path_query,
+        const char *actor,
+        const char *body_sha256,
+        uint64_t now,
+        ClientSignedHeaders *ret) {
+        uint8_t nonce[16];
+        ClientSignedHeaders h = {};
+
+        if (isempty(method) || !path_query || path_query[0] != '/' || !actor || !body_sha256 ||
+            strlen(body_sha256) != 64)
+                return -EINVAL;
+        if (string_has_cc(method, NULL) || string_has_cc(path_query, NULL) || string_has_cc(actor, NULL))
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        randombytes_buf(nonce, sizeof(nonce));
+        (void) snprintf(h.timestamp, sizeof(h.timestamp), "%" PRIu64, now);
+        sodium_bin2hex(h.nonce, sizeof(h.nonce), nonce, sizeof(nonce));
+        int r = auth_sign_request_digest(
+                key, method, path_query, h.timestamp, h.nonce, actor, body_sha256, h.signature);
+        if (r < 0)
+                return r;
+        memcpy(h.content_sha256, body_sha256, 64);
+        h.content_sha256[64] = 0;
+        *ret = h;
+        return 0;
+}

@@ -27,3 +27,13 @@ int client_sign(
         size_t body_len,
         uint64_t now,
         ClientSignedHeaders *ret);
+
+/* As client_sign, for a body known by its SHA-256 (64 lowercase hex): a streamed upload. */
+int client_sign_digest(
+        const uint8_t key[static 32],
+        const char *method,
+        const char *path_query,
+        const char *actor,
+        const char *body_sha256,
+        uint64_t now,
+        ClientSignedHeaders *ret);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -158,7 +159,39 @@ typedef struct Recv {
         bool mac_bad;                         /* a header line of that name was malformed or repeated */
         bool deferred; /* a 2xx answer to a stream request not MAC'd as a stream (a plain body):
                         * buffered whole, checked over its digest, then delivered */
+        /* streamed upload (client_request_upload) */
+        int up_fd;
+        uint64_t up_size, up_sent;
+        const char *up_sha256;
+        ClientProgressFn up_progress;
+        void *up_userdata;
 } Recv;
+
+static size_t upload_read_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Recv *rv = userdata;
+        size_t want = size * nmemb;
+        if (rv->up_sent >= rv->up_size)
+                return 0;
+        if (want > rv->up_size - rv->up_sent)
+                want = (size_t) (rv->up_size - rv->up_sent);
+        ssize_t k;
+        do
+                k = pread(rv->up_fd, ptr, want, (off_t) rv->up_sent);
+        while (k < 0 && errno == EINTR);
+        if (k <= 0) {
+                rv->cb_error = k < 0 ? -errno : -EIO; /* the file shrank under us */
+                return CURL_READFUNC_ABORT;
+        }
+        rv->up_sent += (uint64_t) k;
+        if (rv->up_progress) {
+                int r = rv->up_progress(rv->up_sent, rv->up_size, rv->up_userdata);
+                if (r < 0) {
+                        rv->cb_error = r;
+                        return CURL_READFUNC_ABORT;
+                }
+        }
+        return (size_t) k;
+}
 
 static void recv_done(Recv *r) {
         free(r->buf);
@@ -333,7 +366,12 @@ static int
         signed_path = xasprintf("%s%s", c->prefix, path_query);
         url = xasprintf("%s%s", c->base, signed_path);
 
-        r = client_sign(c->key, method, signed_path, c->actor, body, body_len, (uint64_t) time(NULL), &sh);
+        if (rv->up_sha256)
+                r = client_sign_digest(
+                        c->key, method, signed_path, c->actor, rv->up_sha256, (uint64_t) time(NULL), &sh);
+        else
+                r = client_sign(
+                        c->key, method, signed_path, c->actor, body, body_len, (uint64_t) time(NULL), &sh);
         if (r < 0) {
                 set_error(reterr, 0, "invalid_request", "Cannot sign request %s %s", method, path_query);
                 return r;
@@ -357,7 +395,7 @@ static int
         headers = curl_slist_append(headers, h_actor);
         headers = curl_slist_append(headers, h_sig);
         headers = curl_slist_append(headers, h_sha);
-        if (body)
+        if (body || rv->up_sha256)
                 headers = curl_slist_append(headers, h_ct);
         headers = curl_slist_append(headers, "Expect:");
         if (rv->stream)
@@ -380,7 +418,15 @@ static int
         (void) curl_easy_setopt(curl, CURLOPT_WRITEDATA, rv);
         (void) curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
         (void) curl_easy_setopt(curl, CURLOPT_HEADERDATA, rv);
-        if (body) {
+        if (rv->up_sha256) {
+                (void) curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+                (void) curl_easy_setopt(curl, CURLOPT_READFUNCTION, upload_read_cb);
+                (void) curl_easy_setopt(curl, CURLOPT_READDATA, rv);
+                (void) curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) rv->up_size);
+                /* The total timeout would cut a large upload (and the import that follows it)
+                 * short; the node ends the call at the pod's deadline. */
+                (void) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 0L);
+        } else if (body) {
                 (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
                 (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
         } else if (streq(method, "HEAD"))
@@ -459,6 +505,46 @@ int client_request(
         int r;
 
         r = perform(c, method, path_query, content_type, body, body_len, &rv, &status, &ct, reterr);
+        if (r < 0)
+                return r;
+        *ret = (ClientResponse){
+                .status = status,
+                .body = rv.buf ? TAKE_PTR(rv.buf) : xstrdup(""),
+                .size = rv.size,
+                .content_type = ct,
+        };
+        return 0;
+}
+
+int client_request_upload(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const char *content_type,
+        int fd,
+        uint64_t size,
+        const char *body_sha256,
+        ClientProgressFn progress,
+        void *userdata,
+        ClientResponse *ret,
+        ClientError *reterr) {
+        _cleanup_(recv_done) Recv rv = {
+                .max = CLIENT_BODY_MAX,
+                .up_fd = fd,
+                .up_size = size,
+                .up_sha256 = body_sha256,
+                .up_progress = progress,
+                .up_userdata = userdata,
+        };
+        long status = 0;
+        char *ct = NULL;
+        int r;
+
+        if (fd < 0 || !body_sha256) {
+                set_error(reterr, 0, "invalid_request", "client_request_upload needs a file and its digest");
+                return -EINVAL;
+        }
+        r = perform(c, method, path_query, content_type, NULL, 0, &rv, &status, &ct, reterr);
         if (r < 0)
                 return r;
         *ret = (ClientResponse){

@@ -82,6 +82,30 @@ int client_request(
         ClientResponse *ret,
         ClientError *reterr);
 
+/* Progress of a streamed upload: bytes sent so far of total. Return 0 to go on, <0 to stop. */
+typedef int (*ClientProgressFn)(uint64_t sent, uint64_t total, void *userdata);
+
+/*
+ * client_request_upload:
+ *   As client_request, with the body streamed from fd (size bytes from offset 0, read with
+ *   pread: the caller's offset is untouched) instead of memory, signed by its SHA-256 (hex,
+ *   computed by the caller while writing the file). progress (optional) is called as the body
+ *   goes out. The node checks the digest before it uses the body.
+ *   Returns: as client_request; a progress callback's error is returned as is.
+ */
+int client_request_upload(
+        NucleusClient *c,
+        const char *method,
+        const char *path_query,
+        const char *content_type,
+        int fd,
+        uint64_t size,
+        const char *body_sha256,
+        ClientProgressFn progress,
+        void *userdata,
+        ClientResponse *ret,
+        ClientError *reterr);
+
 /*
  * client_call_json:
  *   A request whose answer is JSON. body may be NULL (no body). On 2xx returns 0 and the

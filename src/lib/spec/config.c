@@ -155,6 +155,13 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 .min = 1024,
                 .max = UINT64_C(1073741824),
                 .def_num = 10485760),
+        [NODE_MAX_UPLOAD_BYTES] = NF(
+                "node.max_upload_bytes",
+                FT_U64,
+                max_upload_bytes,
+                .min = UINT64_C(1048576),
+                .max = UINT64_C(1099511627776),
+                .def_num = 268435456),
         [NODE_DEFAULT_TIMEOUT] = NF(
                 "pods.default_timeout_seconds",
                 FT_U64,
