@@ -813,7 +813,7 @@ static void import_on_frame(Job *j, Frame *f) {
         _cleanup_free_ char *commit = NULL;
         r = workspace_repo_finish(p);
         if (r < 0) {
-                request_settle(req, p->costs.base_usd_micros);
+                request_settle(req, p->cfg.costs.base_usd_micros);
                 request_fail(
                         req,
                         ERROR_KIND_IO_ERROR,
