@@ -858,6 +858,9 @@ static void analyze_misc(const char *prog, char *const *argv, Analysis *a) {
 /* Interpreters: any invocation runs code (a script the agent may have written, a module, code
  * from stdin or an argument). */
 static bool is_interpreter(const char *prog) {
+        /* The first byte of every name below: anything else is no interpreter. */
+        if (!strchr("abcdegijklmnopqrstwxRT", prog[0]) || !prog[0])
+                return false;
         static const char *const exact[] = {
                 "perl",   "ruby",   "irb",    "jruby",      "node",        "nodejs",    "bun",     "deno",
                 "lua",    "luajit", "julia",  "Rscript",    "R",           "osascript", "tclsh",   "wish",
@@ -1409,8 +1412,12 @@ static bool blocked_string_matches(const char *s, char *const *pre, char *const 
         if (!bw[0])
                 return false;
         size_t k = strv_length(bw), pos = 0;
-        if (k == 1)
-                return strv_contains(words, bw[0]);
+        if (k == 1) {
+                for (char *const *w = words; *w; w++)
+                        if ((*w)[0] == bw[0][0] && streq(*w, bw[0]))
+                                return true;
+                return false;
+        }
         for (size_t i = 0; i < k; i++) {
                 bool found = false;
                 for (; words[pos]; pos++)
