@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Node side of the node↔guest channel (CONTRACTS.md "Node ↔ guest channel"): one byte stream
+ * Node side of the node↔guest channel (docs/channel.md): one byte stream
  * per pod, framed, multiplexed by stream id (the node uses odd ids). A reader thread owns the
  * receive side; callers block on their own stream. Everything read from the guest is untrusted:
  * frames are length-checked before allocation and a malformed frame closes the channel.

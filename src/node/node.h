@@ -41,9 +41,9 @@ typedef struct NodeSettings {
         unsigned default_vcpus;
         uint64_t default_memory_mib;
         uint64_t default_scratch_mib;
-        char *net_state_dir;    /* W's NetConfig.state_dir */
-        char *net_pool;         /* W's NetConfig.pool */
-        char *net_dns_upstream; /* W's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */
+        char *net_state_dir; /* the network library's NetConfig.state_dir */
+        char *net_pool;      /* the network library's NetConfig.pool */
+        char *net_dns_upstream; /* the network library's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */
         unsigned net_dns_wildcard_names; /* NetConfig.dns_wildcard_names ([net] dns_wildcard_names) */
 } NodeSettings;
 

@@ -57,7 +57,7 @@ struct Pod {
         char *configure_sha256;   /* same: digest of the whole effective configuration, or NULL */
         Vmm *vm;                  /* set once started; freed with the pod */
         Channel *channel;         /* set once connected; shut down at the end, freed with the pod */
-        NetPod *net;              /* W's per-pod network, or NULL */
+        NetPod *net;              /* the per-pod network (src/node/net), or NULL */
         pthread_mutex_t net_lock; /* serialises the network hand-over, drift checks and teardown */
         char *cgroup_dir;         /* created cgroup, or NULL */
         bool weak;                /* local driver */

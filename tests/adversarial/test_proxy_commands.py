@@ -111,7 +111,7 @@ def test_c8_env_injection_and_clean_environment(proxy_bin, agent_ids, proxy):
     r = proxy.ch.request("run", {"argv": ["cat", "/proc/self/environ"]})
     raw = base64.b64decode(r["stdout_base64"]).decode() if "stdout_base64" in r else r["stdout"]
     env = dict(kv.split("=", 1) for kv in raw.split("\0") if kv)
-    # Plus the fixed git hardening list (RF-1), which is the same for every pod.
+    # Plus the fixed git hardening list, which is the same for every pod.
     assert {k for k in env if not k.startswith("GIT_")} == {"PATH", "HOME", "LANG", "TERM", "USER", "LOGNAME",
                                                            "RUST_LOG"}, env
     assert env["GIT_CONFIG_NOSYSTEM"] == "1" and "NUCLEUS_SECRET_CANARY" not in env

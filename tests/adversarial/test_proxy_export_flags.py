@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-8 class: a flagged-path rule applies at every depth (each suffix of the path starting
+"""A flagged-path rule applies at every depth (each suffix of the path starting
 at a component boundary), not only at the workspace root."""
 import os
 

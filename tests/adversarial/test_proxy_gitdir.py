@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-1/RF-2 execution side, as a class: (1) the file ops never write a path with a ".git"
+"""Execution side, as a class: (1) the file ops never write a path with a ".git"
 component (any depth, any case, every profile, approvals or not); (2) import materializes
 only the top-level ".git" directory, nested repositories/pointers are skipped; (3) every
 command gets the policy's git hardening environment, so config reached through a gitdir
@@ -95,7 +95,7 @@ def test_repository_config_cannot_run_fsmonitor(proxy):
 
 
 def test_import_hardlink_source_with_other_names_is_refused(proxy):
-    """Review S5: a tar hard-link entry copies only from a file import itself made (nlink 1)."""
+    """A tar hard-link entry copies only from a file import itself made (nlink 1)."""
     configure(proxy)
     outside = os.path.join(proxy.base, "outside-secret")
     with open(outside, "w") as f:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-12 class: one grep is bounded (PCRE2 match/depth/heap limits per line, a wall-clock
+"""One grep is bounded (PCRE2 match/depth/heap limits per line, a wall-clock
 budget per op) so the single-threaded proxy keeps answering; the answer says when it is
 partial."""
 import time

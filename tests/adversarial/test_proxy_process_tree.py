@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-7 class: every command runs in its own PID namespace whose init is the proxy's child;
+"""Every command runs in its own PID namespace whose init is the proxy's child;
 when the command exits, times out or is cancelled, the kernel kills whatever it left behind
-(setsid/double fork cannot escape), and the run answers only once the tree is gone. Also S2:
+(setsid/double fork cannot escape), and the run answers only once the tree is gone. Also:
 the command's capability bounding set is empty."""
 import os
 import time

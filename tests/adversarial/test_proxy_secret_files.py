@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-11 filesystem part, as a class: files the policy's paths.blocked matches are imported
+"""Filesystem part, as a class: files the policy's paths.blocked matches are imported
 root-owned and 0600 (directories 0700), so no command (agent uid) can read them, whatever
 program and however the path is spelled; the proxy (root) still exports them unchanged."""
 import os

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RF-13 class: web_fetch request headers are an allowlist. Host, hop-by-hop/framing headers,
+"""Web_fetch request headers are an allowlist. Host, hop-by-hop/framing headers,
 Proxy-* and credentials are refused (case-insensitively) before anything is sent; allowed
 headers reach the server, and the Host is always the URL's."""
 import http.server

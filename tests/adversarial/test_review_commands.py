@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) against a real
+"""Attacks that must be refused, against a real
 nucleus-tool-proxy: command-policy bypasses that run a shell or write policy-blocked files
 although no shell is granted. Each test is xfail(strict=True) until the owner fixes it."""
 import os
@@ -135,7 +135,7 @@ def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3", "perl", "node"]))
     write(proxy, "s.pl", "1;\n")
     write(proxy, "s.js", "\n")
-    # The plain inline forms are refused (C5) ...
+    # The plain inline forms are refused ...
     assert "error" in run(proxy, {"argv": [argv[0], {"python3": "-c", "perl": "-e", "node": "-e"}[argv[0]], "1"]})
     # ... these are not.
     r = run(proxy, {"argv": argv})

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) about the exported patch's
+"""Attacks that must be refused, about the exported patch's
 flagged paths (files a host later executes or parses). xfail(strict=True) until fixed."""
 import pytest
 

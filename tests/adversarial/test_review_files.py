@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) about the proxy's file ops.
+"""Attacks that must be refused, about the proxy's file ops.
 xfail(strict=True) until the owner fixes them."""
 import time
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) against a real nucleus-node.
+"""Attacks that must be refused, against a real nucleus-node.
 xfail(strict=True) until the owner fixes them."""
 import os
 import socket

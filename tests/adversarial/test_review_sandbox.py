@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) about the confinement of
+"""Attacks that must be refused, about the confinement of
 commands the proxy runs. Each failing case is xfail(strict=True) until the owner fixes it."""
 import os
 import time

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Security review findings (see /work/coord/review-findings.md) about web_fetch.
+"""Attacks that must be refused, about web_fetch.
 xfail(strict=True) until the owner fixes them."""
 import http.server
 import threading

@@ -164,7 +164,7 @@ def _netns_names():
 
 
 def test_qemu_pod_with_network(node):
-    """A pod with a network section gets W's namespace, tap and ruleset; the guest sees its
+    """A pod with a network section gets its own network namespace, tap and ruleset; the guest sees its
     nucleus.net= address; DELETE removes the namespace again."""
     c = node.client()
     before = _netns_names()

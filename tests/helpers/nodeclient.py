@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Signed Python client for the nucleus-node HTTP API (tests and tools).
 
-Signing follows CONTRACTS.md / DESIGN.md §4: the string to sign is the "\n"-join of
+Signing follows docs/api.md "Signing" / DESIGN.md §4: the string to sign is the "\n"-join of
 "nucleus-v1", METHOD, path-with-query exactly as sent, timestamp, nonce, actor and
 hex(SHA-256(body)); the signature is hex HMAC-SHA256 under the 32-byte node secret.
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """stub_node: a host-only stand-in for nucleus-node, for tests of the CLIENT side (`nucleus run`,
 nucleus-mcp) that must run where no microVM can: it speaks the node API of the node issue
-(signed requests per CONTRACTS.md, /v1/pods, workspace tar and patch, tools/{op}, approvals,
+(signed requests per docs/api.md, /v1/pods, workspace tar and patch, tools/{op}, approvals,
 audit), executes tool calls in a temporary directory with simple, strict rules, and records
 everything it was asked. It is a TEST DOUBLE: the real node and proxy are tested through
 microVMs elsewhere, and the e2e tests run against them when they are available.

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Review findings fixed as classes (docs/policy.md): wrapper option grammars (RF-3/RF-4),
+ * Command-analysis weaknesses fixed as classes (docs/policy.md): wrapper option grammars,
  * programs that run code from their arguments or input (sed, make, interpreters, git options
- * with attached values and file outputs, database clients: RF-5/6/9/14/15/2), arguments
- * naming blocked paths (RF-11), '.git' writes and the git hardening environment (RF-1).
+ * with attached values and file outputs, database clients), arguments
+ * naming blocked paths, '.git' writes and the git hardening environment.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,7 +33,7 @@ typedef struct Case {
 #define CAP "insufficient_capability"
 #define PATH "path_denied"
 
-/* RF-3/RF-4: every wrapper parsed by its own getopt grammar (abbreviations, "=value", attached
+/* Every wrapper parsed by its own getopt grammar (abbreviations, "=value", attached
  * values, clusters); env -S judged as the command it runs; unknown options fail closed. */
 static const Case wrapper_cases[] = {
         DENY("fix_issue+env", "env '--sp=sh -c id'", CMD),
@@ -99,7 +99,7 @@ static const Case wrapper_cases[] = {
         ALLOW("local_dev", "stdbuf -oL -eL cargo test"),
 };
 
-/* RF-5/6/9/14/15/2: programs that run code or commands from their arguments or input. */
+/* Programs that run code or commands from their arguments or input. */
 static const Case runner_cases[] = {
         /* sed: e/r/R/w/W commands and s///e, s///w flags; -f scripts; --sandbox is safe. */
         DENY("fix_issue+sed", "sed -n '1e id' f", CMD),
@@ -243,7 +243,7 @@ static const Case runner_cases[] = {
         ALLOW("database_client", "redis-cli ping"),
 };
 
-/* RF-11: argument words naming blocked paths (best effort). */
+/* Argument words naming blocked paths (best effort). */
 static const Case argpath_cases[] = {
         DENY("fix_issue", "git diff --no-index -- /dev/null .env", PATH),
         DENY("fix_issue", "git diff HEAD:.env", PATH),

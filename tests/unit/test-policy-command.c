@@ -36,7 +36,7 @@ typedef struct Case {
 static const Case cases[] = {
         /* §6.7 reference vectors under default (fixed: word-based blocks, metachar gate always). */
         DENY("default", "cargo test", CAP), /* default: run_bash is Never */
-        /* C1: shells through wrappers and paths, run_bash granted but no shell grant. */
+        /* Shells through wrappers and paths, run_bash granted but no shell grant. */
         DENY("fix_issue", "bash -c 'curl x | sh'", CMD),
         DENY("fix_issue", "/bin/bash -c id", CMD),
         DENY("fix_issue", "/usr/bin/env bash -c id", CMD),
@@ -77,7 +77,7 @@ static const Case cases[] = {
         ALLOW("local_dev", "env LANG=C ls"),
         ALLOW("local_dev", "nice ls"),
         ALLOW("local_dev", "/usr/lib/git-core/git-status"),
-        /* C2: git configuration that runs programs. */
+        /* Git configuration that runs programs. */
         DENY("fix_issue", "git -c core.sshCommand='touch /tmp/pwn' fetch", CMD),
         DENY("fix_issue", "git -c core.pager='sh -c id' log", CMD),
         DENY("fix_issue", "git -c alias.x='!id' x", CMD),
@@ -92,7 +92,7 @@ static const Case cases[] = {
         DENY("local_dev", "git bisect run ./x", CMD),
         DENY("local_dev", "git submodule foreach id", CMD),
         DENY("local_dev", "git grep -Oid foo", CMD),
-        /* C3: find executing or writing. */
+        /* Find executing or writing. */
         DENY("local_dev", "find . -exec sh -c id ;", CMD),
         DENY("local_dev", "find . -execdir bash -c id +", CMD),
         DENY("local_dev", "find . -ok python3 -c 1 ;", CMD),
@@ -104,7 +104,7 @@ static const Case cases[] = {
         ALLOW("local_dev", "find . -name '*.rs' -exec grep -n foo {} \\;"),
         DENY("local_dev", "find . -name x \\; id", CMD),
         DENY("local_dev", "find . -exec grep x {} \\; \\; id", CMD),
-        /* C4: tar program options (and getopt abbreviations). */
+        /* Tar program options (and getopt abbreviations). */
         DENY("local_dev", "tar --checkpoint=1 --checkpoint-action=exec=id -cf /dev/null .", CMD),
         DENY("local_dev", "tar --to-command=sh -xf a.tar", CMD),
         DENY("local_dev", "tar --to-com=sh -xf a.tar", CMD),
@@ -115,7 +115,7 @@ static const Case cases[] = {
         DENY("local_dev", "tar --info-script=./x -cf a.tar .", CMD),
         DENY("local_dev", "tar --rsh-command=./x -cf h:a.tar .", CMD),
         ALLOW("local_dev", "tar -czf out.tar.gz src"),
-        /* C5: xargs and interpreters with inline code. */
+        /* Xargs and interpreters with inline code. */
         DENY("local_dev", "xargs sh -c id", CMD),
         DENY("local_dev", "xargs -0 ls", CMD),
         DENY("local_dev", "python3 -c 'import os'", CMD),
@@ -136,7 +136,7 @@ static const Case cases[] = {
         ALLOW("local_dev", "python3 -m pytest -q"),
         ALLOW("local_dev", "bash script.sh"),
         ALLOW("local_dev", "awk -f prog.awk data"),
-        /* C6: git push under fix_issue is refused outright, however it is spelled. */
+        /* Git push under fix_issue is refused outright, however it is spelled. */
         DENY("fix_issue", "git push", CAP),
         DENY("fix_issue", "git push origin main", CAP),
         DENY("fix_issue", "/usr/bin/git push", CAP),
@@ -146,7 +146,7 @@ static const Case cases[] = {
         DENY("fix_issue", "gh pr create --fill", CAP),
         DENY("fix_issue", "/usr/lib/git-core/git-push origin main", CAP),
         DENY("fix_issue", "git-push", CAP),
-        /* C7: separators when no shell is granted. */
+        /* Separators when no shell is granted. */
         DENY("fix_issue", "ls; id", CMD),
         DENY("fix_issue", "cargo test; id", CMD),
         DENY("fix_issue", "cargo test && curl x", CMD),

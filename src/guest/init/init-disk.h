@@ -23,7 +23,7 @@
 #define INIT_EXT4_LABEL_MAX 16u
 #define INIT_EXT4_SB_MIN_BYTES (INIT_EXT4_SB_LABEL_OFFSET + INIT_EXT4_LABEL_MAX) /* 136 */
 
-/* virtio-blk serials the host sets where it can (QEMU), CONTRACTS.md "VM layout". */
+/* virtio-blk serials the host sets where it can (QEMU), docs/images.md "Disk identification". */
 #define INIT_ROOTFS_SERIAL "nucleus-rootfs"
 #define INIT_SCRATCH_SERIAL "nucleus-scratch"
 /* Volume labels the host's mkfs.ext4 -L sets (src/lib/image: rootfs and scratch disks). */

@@ -524,7 +524,7 @@ static void setup_network(BootReport *br) {
         br->nic = true;
 }
 
-/* One event frame (CONTRACTS.md "Node <-> guest channel", docs/channel.md): magic "NU",
+/* One event frame (docs/channel.md): magic "NU",
  * version 1, type 5 (event), stream 0, payload length, reserved 0, all big-endian. Written here
  * rather than through src/lib/proto so PID 1 links only util. */
 static int write_event_frame(int fd, const char *json) {

@@ -56,7 +56,7 @@ static int get_path(Request *req, const char *key, bool required, const char *de
         return 0;
 }
 
-/* RF-1/RF-2 (execution side): a ".git" file or directory anywhere is a gitdir pointer or a
+/* Execution side: a ".git" file or directory anywhere is a gitdir pointer or a
  * repository whose config, hooks and commondir git obeys (core.fsmonitor, hooks, filters run
  * programs). The file ops never create or change one, under every profile and regardless of
  * approvals; the repository's own .git is the host's business (import/export). Fails the
@@ -577,7 +577,7 @@ typedef struct Walk {
         uint64_t max_matches;
         uint64_t n_matches;
         uint64_t files_searched;
-        usec_t grep_deadline;   /* CLOCK_MONOTONIC: stop searching (RF-12 time budget) */
+        usec_t grep_deadline;   /* CLOCK_MONOTONIC: stop searching (time budget) */
         bool out_of_time;       /* the budget ran out: answer is partial */
         uint64_t lines_skipped; /* lines whose match hit a PCRE2 limit (not matched) */
 } Walk;
@@ -760,7 +760,7 @@ void op_grep(Request *req) {
                 .max_matches = max_matches,
                 .matches = json_array(),
         };
-        /* RF-12: the proxy is single-threaded, so a hostile pattern must not hold the loop.
+        /* The proxy is single-threaded, so a hostile pattern must not hold the loop.
          * Per line: PCRE2 match (backtracking steps), depth and heap limits, enforced by the
          * interpreter and the JIT alike. Per op: a wall-clock budget checked before every
          * line and directory entry; when it runs out the answer is partial ("truncated",

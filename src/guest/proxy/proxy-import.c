@@ -134,7 +134,7 @@ int proxy_git_exec(
         for (char **a = args; *a && n < ELEMENTSOF(argv) - 1; a++)
                 argv[n++] = *a;
         argv[n] = NULL;
-        /* Our fixed settings, then the policy's git hardening list (RF-1: the same pinned
+        /* Our fixed settings, then the policy's git hardening list (the same pinned
          * config as agent commands get, so nothing in the workspace can make this root git
          * run a program). */
         char *envp[112] = {};
@@ -447,8 +447,8 @@ typedef struct ImportJob {
         int fd;         /* current file being written, or -EBADF */
         uint64_t bytes; /* total bytes received */
         uint64_t files, dirs, symlinks, hardlinks;
-        uint64_t skipped_git; /* nested .git entries not materialized (RF-1) */
-        uint64_t protected;   /* read-blocked entries made root-only (RF-11) */
+        uint64_t skipped_git; /* nested .git entries not materialized */
+        uint64_t protected;   /* read-blocked entries made root-only */
         bool failed;          /* an error answer was sent; swallow the rest of the stream */
         ErrorKind kind;       /* error to report from a callback */
         char *msg;
@@ -543,7 +543,7 @@ static int clear_leaf(int dfd, const char *leaf) {
 }
 
 /* Give a materialized entry its owner and mode: the agent's, or root's with 0600/0700 when
- * the policy blocks the path (RF-11: paths.blocked must hold against commands too, which
+ * the policy blocks the path (paths.blocked must hold against commands too, which
  * read files with the agent uid, not only against the file ops). */
 static int import_set_owner(ImportJob *ij, int fd, const char *rel, mode_t mode, bool dir) {
         Proxy *p = ij->job.proxy;
@@ -590,7 +590,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                         e->path);
         if (streq(rel, "."))
                 return 0; /* the root itself */
-        /* RF-1/RF-2: git obeys any ".git" it discovers (a gitdir pointer file, a nested
+        /* Git obeys any ".git" it discovers (a gitdir pointer file, a nested
          * repository's config/hooks/commondir). Only the repository's own top-level ".git"
          * directory is materialized; any other entry with a ".git" component (nested
          * repositories, submodule pointer files, a ".git" file or symlink at the root) is
@@ -662,7 +662,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                 _cleanup_close_ int src = proxy_openat2(
                         p, -1, target, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, RESOLVE_NO_SYMLINKS);
                 struct stat st;
-                /* nlink == 1 (review S5): import never makes hard links, so a source with more
+                /* nlink == 1: import never makes hard links, so a source with more
                  * names was linked by someone else (a command, to a file outside the tree). */
                 if (src < 0 || fstat(src, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
                         return import_error(

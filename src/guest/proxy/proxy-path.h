@@ -40,7 +40,7 @@ int proxy_path_split(const char *rel, char **ret_parent, char **ret_leaf);
 /* True when a component of the workspace-relative path rel is exactly ".git". */
 bool proxy_path_has_git_component(const char *rel);
 
-/* RF-11: true when rel matches one of the policy's paths.blocked globs. Such files are kept
+/* True when rel matches one of the policy's paths.blocked globs. Such files are kept
  * root-owned and mode 0600 (directories 0700) when the proxy materializes them, so commands
  * (the agent uid) cannot read them either; the proxy (root) still serves and exports them. */
 bool proxy_path_read_blocked(Proxy *p, const char *rel);

@@ -285,7 +285,7 @@ void proxy_jobs_tick(Proxy *p) {
         }
 }
 
-/* Environment from nothing (C8): fixed PATH/HOME/LANG/TERM/USER plus configure's values. */
+/* Environment from nothing: fixed PATH/HOME/LANG/TERM/USER plus configure's values. */
 static char **build_env(Proxy *p) {
         char **env = NULL;
         strv_extend(&env, "PATH=" RUN_DEFAULT_PATH);
@@ -296,7 +296,7 @@ static char **build_env(Proxy *p) {
         strv_extend(&env, "LOGNAME=agent");
         STRV_FOREACH(e, p->cfg.env)
                 strv_extend(&env, *e);
-        /* RF-1 at the execution layer: git (run directly, under a wrapper, from a script, by
+        /* At the execution layer: git (run directly, under a wrapper, from a script, by
          * make or a test runner) ignores system/global config and cannot be told by any
          * repository config, gitdir pointer or commondir to run a program; discovery stops at
          * the workspace. Every command gets it: configure.env can never carry GIT_* names
@@ -394,7 +394,7 @@ _noreturn_ static void
                 char **argv,
                 char **env) {
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        /* Review S6: under memory pressure the kernel picks a command tree first (inherited by
+        /* Under memory pressure the kernel picks a command tree first (inherited by
          * the command; killing this init then kills the whole namespace). Best effort. */
         int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (oom >= 0) {
@@ -508,7 +508,7 @@ void op_run(Request *req) {
                 return;
         }
 
-        /* C8: a request cannot smuggle variables into the child. Only names configured by
+        /* A request cannot smuggle variables into the child. Only names configured by
          * the node (configure.env) reach it; the request's env may only repeat those. */
         json_t *jenv = json_object_get(req->args, "env");
         if (jenv) {
@@ -727,7 +727,7 @@ int proxy_spawn(
                 return -EIO;
         }
 
-        /* RF-7: every command gets its own PID namespace. Our direct child is the namespace's
+        /* Every command gets its own PID namespace. Our direct child is the namespace's
          * init (still root, never execs); it forks the confined command and exits when that
          * command exits. The kernel then SIGKILLs everything left in the namespace (setsid()
          * or double-fork cannot escape, unlike a process-group kill) and the init's exit is

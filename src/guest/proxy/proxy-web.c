@@ -44,7 +44,7 @@ static void fetch_done(Request *req, int status, bool timed_out, const char *out
         request_finish(req, j);
 }
 
-/* RF-13: request headers are an allowlist. Host (domain fronting: the connection goes to the
+/* Request headers are an allowlist. Host (domain fronting: the connection goes to the
  * checked name, the front end serves another site), hop-by-hop and framing headers
  * (Connection, Transfer-Encoding, Content-Length, TE, Upgrade, Expect, Proxy-*), and
  * credentials (Authorization, Cookie: they would be re-sent to every redirect hop) are

@@ -172,7 +172,7 @@ int sandbox_seccomp_install(void) {
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
         if (r < 0)
                 goto out;
-        /* Review S7: commands get no AF_VSOCK sockets (they could reach host services or, with
+        /* Commands get no AF_VSOCK sockets (they could reach host services or, with
          * vsock loopback, pose as the node while it is away). */
         r = seccomp_rule_add(
                 ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_VSOCK));
@@ -234,7 +234,7 @@ int sandbox_apply(const SandboxParams *sp, const char **reterr_step) {
                 return r;
         }
 
-        /* Empty the capability bounding set while we still hold CAP_SETPCAP (review S2, STYLE
+        /* Empty the capability bounding set while we still hold CAP_SETPCAP (STYLE
          * rule 54): even a setuid-root binary on a writable mount could then gain nothing,
          * independently of no_new_privs. PR_CAPBSET_DROP fails with EINVAL past the last cap
          * the running kernel knows, which ends the loop. */

@@ -35,11 +35,11 @@ typedef struct AuditLog AuditLog;
 /* One event to record. Strings are copied. Digest fields: give either the data (hashed as
  * canonical JSON / raw bytes) or a precomputed 64-hex digest, or neither (field omitted). */
 typedef struct AuditEvent {
-        const char *actor;       /* required: X-Nucleus-Actor, "node", "guest", ... (printable) */
-        const char *op;          /* required: [a-z0-9_.-]{1,64}, e.g. "read_files", "pod_create" */
-        const char *decision;    /* required: "allow" | "deny" | "error" | "info" | "request" */
-        const char *kind;        /* optional error kind (CONTRACTS.md), e.g. "path_denied" */
-        const json_t *args;      /* optional: recorded as args_sha256 of its canonical JSON */
+        const char *actor;    /* required: X-Nucleus-Actor, "node", "guest", ... (printable) */
+        const char *op;       /* required: [a-z0-9_.-]{1,64}, e.g. "read_files", "pod_create" */
+        const char *decision; /* required: "allow" | "deny" | "error" | "info" | "request" */
+        const char *kind;     /* optional error kind (docs/channel.md "Error kinds"), e.g. "path_denied" */
+        const json_t *args;   /* optional: recorded as args_sha256 of its canonical JSON */
         const char *args_sha256; /* optional alternative to args (64 lowercase hex) */
         const void *result;      /* optional: recorded as result_sha256 of these bytes */
         size_t result_len;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Secret store (CONTRACTS.md "Secret files"). Linux: a 0700 directory
+ * Secret store (docs/config.md "Secret store"). Linux: a 0700 directory
  * ($XDG_CONFIG_HOME/nucleus/secrets, ~/.config/nucleus/secrets, or /etc/nucleus/secrets for
  * root) holding 0600 hex files created with O_CREAT|O_EXCL|O_NOFOLLOW and the final mode from
  * the first instant:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Request signing for the node API (DESIGN.md §4, CONTRACTS.md "Request signing").
+ * Request signing for the node API (DESIGN.md §4, docs/api.md "Signing").
  * HMAC-SHA256 with the 32-byte node secret over
  *   "nucleus-v1\nMETHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nACTOR\nhex(sha256(body))".
  * Verification treats every header as hostile: lengths are capped, syntax is strict, the MAC

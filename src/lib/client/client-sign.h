@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The one place the client signs a request (DESIGN.md §4 / CONTRACTS.md "Request signing").
+ * The one place the client signs a request (DESIGN.md §4, docs/api.md "Signing").
  * Kept isolated so it can defer to src/lib/auth's signer: inputs are our own request, the key
  * is the node secret (never logged). The signature comes from src/lib/auth/sign.h.
  */

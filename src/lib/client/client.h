@@ -23,7 +23,7 @@
 typedef struct NucleusClient NucleusClient;
 
 /* Failure detail for a request. status is the HTTP status (0 for transport errors); message
- * and kind are never NULL after a failed call (kind is one of the CONTRACTS.md error kinds,
+ * and kind are never NULL after a failed call (kind is one of the error kinds of docs/channel.md,
  * or "io_error" with status 0 for transport failures). */
 typedef struct ClientError {
         long status;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Guest images and the QEMU microVM invocation (DESIGN.md §8, CONTRACTS.md "VM layout").
+ * Guest images and the QEMU microVM invocation (DESIGN.md §8, docs/images.md).
  * Builds, into one image dir: vmlinuz (bzImage for QEMU), vmlinux (uncompressed, Firecracker),
  * initramfs.cpio.gz (static nucleus-guest-init as /init, the static proxy, kernel modules),
  * rootfs.ext4 (read-only Debian minbase or an imported tar) and manifest.json. Artifacts are
@@ -115,7 +115,7 @@ typedef struct ImageQemuConfig {
         bool no_sandbox;           /* skip -sandbox (only for debugging) */
 } ImageQemuConfig;
 
-/* Build the qemu-system-x86_64 argv for a microVM (CONTRACTS.md "VM layout"): -M microvm,
+/* Build the qemu-system-x86_64 argv for a microVM (docs/images.md "Booting"): -M microvm,
  * -nodefaults -no-user-config -nographic, -no-reboot, -sandbox on,..., kernel + initramfs +
  * command line (console=ttyS0 quiet panic=-1 nucleus.channel=...), virtio-blk rootfs
  * (read-only, serial nucleus-rootfs) and scratch (serial nucleus-scratch), virtio-serial port

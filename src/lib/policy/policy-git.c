@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The fixed environment the tool proxy adds when it runs git (review RF-1). Git reads
+ * The fixed environment the tool proxy adds when it runs git. Git reads
  * configuration the agent may have planted (a gitdir file, a bare repository, nested
  * .git/config) and runs programs named there; command-line configuration (GIT_CONFIG_COUNT)
  * wins over every file, so these keys pin each program-running setting to a harmless value.

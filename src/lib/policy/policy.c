@@ -624,7 +624,7 @@ static bool path_rules_allow(const Policy *p, const char *norm, const char **ret
 /* True if some component of the normalized path is ".git" (any case: case-insensitive
  * filesystems on the host treat ".GIT" as ".git" once the patch is applied). A ".git" file is a
  * gitdir pointer and a ".git" directory holds config and hooks that git runs: git itself
- * writes them through commands; the agent's file operations never may (review RF-1/RF-2). */
+ * writes them through commands; the agent's file operations never may. */
 bool policy_path_has_git_component(const char *norm) {
         for (const char *c = norm; c && *c;) {
                 size_t l = strcspn(c, "/");

@@ -196,12 +196,12 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
  * `sh -c <code>`. Inline-code commands (sh -c, python3 -c, find -exec sh, git -c ...) need it. */
 bool policy_grants_shell(const Policy *p);
 
-/* C8: false for environment variable names that make a child run other code or leak data
+/* False for environment variable names that make a child run other code or leak data
  * (LD_*, GIT_*, BASH_ENV, ENV, PAGER, EDITOR, NODE_OPTIONS, PYTHON*, PERL5*, ...). The proxy
  * builds the child env from nothing and may pass only names for which this is true. */
 bool policy_env_name_allowed(const char *name);
 
-/* RF-15: true if a program of this command reads commands that can run shell commands from
+/* True if a program of this command reads commands that can run shell commands from
  * its standard input (psql `\!`, mysql `system`), also under wrappers; true for anything the
  * analysis cannot parse. The library never sees the request's stdin: the proxy must refuse a
  * request that carries stdin for such a command unless policy_grants_shell(p). */
@@ -212,7 +212,7 @@ bool policy_command_stdin_is_code(const Policy *p, char *const *argv);
  * against the git configuration allow list (git-config.h) before such a command. */
 bool policy_command_runs_git(const Policy *p, char *const *argv);
 
-/* RF-1: the fixed "NAME=VALUE" list (NULL-terminated, static) the proxy must add to the
+/* The fixed "NAME=VALUE" list (NULL-terminated, static) the proxy must add to the
  * environment of every command whose program is git (also git-* programs and git under a
  * wrapper), after building the env from nothing. It ignores system/global config and pins, via
  * GIT_CONFIG_COUNT/KEY_n/VALUE_n (which override every config file), each setting that makes

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Channel messages on top of frames: request {"op","args"}, error {"error","kind"}, events, and
- * the error kinds shared by the proxy, the node API and the CLI (CONTRACTS.md). Payloads are
- * untrusted: parsing is strict (duplicate keys rejected, types checked, size capped).
+ * the error kinds shared by the proxy, the node API and the CLI (docs/channel.md "Error kinds"). Payloads
+ * are untrusted: parsing is strict (duplicate keys rejected, types checked, size capped).
  */
 #pragma once
 

@@ -36,7 +36,7 @@ bool transport_vsock_peer_allowed(const struct sockaddr_vm *sa, socklen_t len) {
         return len >= (socklen_t) sizeof(*sa) && sa->svm_family == AF_VSOCK && sa->svm_cid == VMADDR_CID_HOST;
 }
 
-/* Review S7: only the host (VMADDR_CID_HOST = 2) may be our peer. A local process (vsock
+/* Only the host (VMADDR_CID_HOST = 2) may be our peer. A local process (vsock
  * loopback, CID 1) or another guest must never reach the host-only ops (import, export,
  * approve). Refused connections are closed at once; -EAGAIN makes the caller wait for the
  * next one. */

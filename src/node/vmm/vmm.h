@@ -23,20 +23,20 @@ VmmDriver vmm_driver_from_string(const char *s);
 
 /* Everything a backend needs to start one pod's VM. Strings are borrowed for the call. */
 typedef struct VmmLaunch {
-        const char *pod_id;           /* uuid */
-        const char *pod_dir;          /* absolute, 0700, owned by the node */
-        const char *image_dir;        /* absolute dir with vmlinuz/vmlinux/initramfs/rootfs/manifest */
-        const char *accel;            /* "kvm", "tcg" or "auto" */
-        unsigned vcpus;               /* >= 1 */
-        uint64_t memory_mib;          /* >= 64 */
-        uint64_t scratch_mib;         /* size of the pod's scratch disk */
-        const char *net_cmdline;      /* "nucleus.net=..." or NULL (then no NIC) */
-        const char *netns_path;       /* /run/netns/<name> to run the VMM in, or NULL */
-        const char *tap_name;         /* tap inside netns_path, or NULL */
-        const char *tap_mac;          /* guest MAC for the tap's NIC */
-        const struct NetPod *net;     /* W's per-pod network: the VMM child enters its netns */
-        const char *cgroup_dir;       /* cgroup v2 dir to place the VMM in before exec, or NULL */
-        const char *proxy_path;       /* local driver: host path of nucleus-tool-proxy */
+        const char *pod_id;       /* uuid */
+        const char *pod_dir;      /* absolute, 0700, owned by the node */
+        const char *image_dir;    /* absolute dir with vmlinuz/vmlinux/initramfs/rootfs/manifest */
+        const char *accel;        /* "kvm", "tcg" or "auto" */
+        unsigned vcpus;           /* >= 1 */
+        uint64_t memory_mib;      /* >= 64 */
+        uint64_t scratch_mib;     /* size of the pod's scratch disk */
+        const char *net_cmdline;  /* "nucleus.net=..." or NULL (then no NIC) */
+        const char *netns_path;   /* /run/netns/<name> to run the VMM in, or NULL */
+        const char *tap_name;     /* tap inside netns_path, or NULL */
+        const char *tap_mac;      /* guest MAC for the tap's NIC */
+        const struct NetPod *net; /* the per-pod network (src/node/net): the VMM child enters its netns */
+        const char *cgroup_dir;   /* cgroup v2 dir to place the VMM in before exec, or NULL */
+        const char *proxy_path;   /* local driver: host path of nucleus-tool-proxy */
         const char *firecracker_path; /* firecracker driver: binary */
         const char *jailer_path;      /* firecracker driver: jailer or NULL */
         uid_t run_uid;                /* drop to this uid/gid (0: stay root, sandboxed) */
