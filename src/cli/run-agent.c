@@ -304,7 +304,10 @@ static int build_command(
                                           provider,
                                           "-c",
                                           server,
-                                          /* its own tools that act on the host: off */
+                                          /* its own tools that act on the host, run
+                                           * elsewhere or leave through the provider: off
+                                           * (each key checked against Codex 0.171.0, which
+                                           * names the keys it ignores) */
                                           "-c",
                                           "features.shell_tool=false",
                                           "-c",
@@ -312,13 +315,13 @@ static int build_command(
                                           "-c",
                                           "features.apply_patch_freeform=false",
                                           "-c",
-                                          "include_apply_patch_tool=false",
+                                          "features.view_image=false",
                                           "-c",
-                                          "features.view_image_tool=false",
+                                          "features.multi_agent=false",
                                           "-c",
-                                          "features.web_search_request=false",
+                                          "features.goals=false",
                                           "-c",
-                                          "tools.web_search=false",
+                                          "web_search=\"disabled\"",
                                           /* and if one slipped through: no writes, no network */
                                           "-c",
                                           "sandbox_mode=\"read-only\"",

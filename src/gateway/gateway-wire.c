@@ -127,7 +127,8 @@ static int check_fields(json_t *req, const char *const *allowed, char **reterr) 
 }
 
 /* Client-side tools only: the agent runs them (through the pod). */
-static int check_tools(json_t *tools, const char *const *types, bool type_optional, char **reterr) {
+static int check_tools_level(
+        json_t *tools, const char *const *types, bool type_optional, bool nested, char **reterr) {
         json_t *t;
         size_t i;
         if (!tools)
@@ -140,6 +141,17 @@ static int check_tools(json_t *tools, const char *const *types, bool type_option
                 const char *type = jstr(t, "type");
                 if (!type && type_optional)
                         continue;
+                /* Codex groups an MCP server's tools in a namespace: allowed when everything
+                 * inside it is (one level, no namespace in a namespace). */
+                if (streq_ptr(type, "namespace") && in_list("function", types) && !nested) {
+                        int r = check_tools_level(json_object_get(t, "tools"), types, false, true, reterr);
+                        if (r < 0)
+                                return r;
+                        if (!json_is_array(json_object_get(t, "tools")))
+                                return refuse(
+                                        reterr, -EINVAL, "tools[%zu]: a namespace needs a \"tools\" array", i);
+                        continue;
+                }
                 if (!in_list(type, types))
                         return refuse(
                                 reterr,
@@ -151,6 +163,10 @@ static int check_tools(json_t *tools, const char *const *types, bool type_option
                                 type ?: "(none)");
         }
         return 0;
+}
+
+static int check_tools(json_t *tools, const char *const *types, bool type_optional, char **reterr) {
+        return check_tools_level(tools, types, type_optional, false, reterr);
 }
 
 /* A media source the provider would not fetch: inline data only. */
@@ -204,12 +220,12 @@ static int check_anthropic_blocks(json_t *content, const char *where, int depth,
 }
 
 static int check_anthropic(GatewayFormat f, json_t *req, char **reterr) {
-        static const char *const fields[] = {
-                "model",          "messages",    "system",      "max_tokens",   "metadata",
-                "stop_sequences", "stream",      "temperature", "top_k",        "top_p",
-                "tools",          "tool_choice", "thinking",    "service_tier", "context_management",
-                "output_format",  NULL
-        };
+        static const char *const fields[] = { "model",         "messages",      "system",
+                                              "max_tokens",    "metadata",      "stop_sequences",
+                                              "stream",        "temperature",   "top_k",
+                                              "top_p",         "tools",         "tool_choice",
+                                              "thinking",      "service_tier",  "context_management",
+                                              "output_format", "output_config", NULL };
         static const char *const count_fields[] = {
                 "model", "messages", "system", "tools", "tool_choice", "thinking", "context_management", NULL
         };
@@ -370,6 +386,7 @@ static int check_openai_responses(json_t *req, char **reterr) {
                 "truncation",
                 "user",
                 "safety_identifier",
+                "client_metadata",
                 NULL,
         };
         static const char *const tool_types[] = { "function", "custom", NULL };

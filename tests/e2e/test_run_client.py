@@ -653,13 +653,30 @@ def fake_agent(tmp_path, name):
     return link
 
 
-def agent_fix_script(prefix):
+def agent_call(kind, tool, args):
+    # Claude Code names MCP tools mcp__<server>__<tool>; Codex offers them inside a namespace
+    # tool "mcp__<server>" and expects calls by name within it.
+    if kind == "codex":
+        return {"name": tool, "namespace": "mcp__nucleus", "args": args}
+    return {"name": f"mcp__nucleus__{tool}", "args": args}
+
+
+def offered_names(body):
+    names = []
+    for t in body.get("tools") or []:
+        if t.get("type") == "namespace":
+            names += [f"{t['name']}__{f['name']}" for f in t.get("tools", [])]
+        else:
+            names.append(t.get("name"))
+    return sorted(names)
+
+
+def agent_fix_script(kind):
     return [
-        {"text": "Reading.", "tool_calls": [{"name": f"{prefix}read", "args": {"path": "calc.py"}}]},
-        {"tool_calls": [{"name": f"{prefix}edit", "args": {"path": "calc.py", "old": "return a - b",
-                                                           "new": "return a + b"}}]},
-        {"tool_calls": [{"name": f"{prefix}run", "args": {"argv": ["python3", "test_calc.py"]}}]},
-        {"tool_calls": [{"name": f"{prefix}read", "args": {"path": "/etc/shadow"}}]},
+        {"text": "Reading.", "tool_calls": [agent_call(kind, "read", {"path": "calc.py"})]},
+        {"tool_calls": [agent_call(kind, "edit", {"path": "calc.py", "old": "return a - b", "new": "return a + b"})]},
+        {"tool_calls": [agent_call(kind, "run", {"argv": ["python3", "test_calc.py"]})]},
+        {"tool_calls": [agent_call(kind, "read", {"path": "/etc/shadow"})]},
         {"text": "Fixed the bug in add().", "usage": {"input": 400, "output": 30}},
     ]
 
@@ -680,7 +697,7 @@ def run_agent(env, node, ms, kind, tmp_path, *extra, provider, record=None, time
 @pytest.mark.parametrize("kind,provider", [("claude", "anthropic"), ("codex", "openai")])
 def test_external_agent_adapter(env, node, tmp_path, kind, provider):
     rec = tmp_path / f"{kind}-record.json"
-    with ModelServer(agent_fix_script("mcp__nucleus__")) as ms:
+    with ModelServer(agent_fix_script(kind)) as ms:
         r = run_agent(env, node, ms, kind, tmp_path, provider=provider, record=rec)
         requests = ms.requests
     assert r.returncode == 0, r.stderr
@@ -693,8 +710,7 @@ def test_external_agent_adapter(env, node, tmp_path, kind, provider):
     pod_tools = ["read", "list", "write", "edit", "glob", "grep", "run", "status"]
     assert sorted(seen["offered"]) == sorted(f"mcp__nucleus__{t}" for t in pod_tools)
     for req in requests:
-        names = [t["name"] for t in req["body"]["tools"]]
-        assert sorted(names) == sorted(seen["offered"])
+        assert offered_names(req["body"]) == sorted(seen["offered"])
 
     # A read, an edit, a run and a denied escape, counted from the node's records.
     calls = [(c[1], c[3].get("kind")) for c in node.tool_calls if c[1] not in ("status", "charge")]
@@ -729,7 +745,7 @@ def test_external_agent_budget_stops_it_mid_run(env, node, tmp_path):
     # Each call reserves roughly $0.5 (32000 output tokens at $15/M) and settles $0.33
     # (10000 in, 20000 out): with $1.20 the fourth call no longer fits.
     node.budget_micros = 1_200_000
-    turn = {"tool_calls": [{"name": "mcp__nucleus__read", "args": {"path": "README.md"}}],
+    turn = {"tool_calls": [agent_call("claude", "read", {"path": "README.md"})],
             "usage": {"input": 10000, "output": 20000}}
     with ModelServer([turn] * 20) as ms:
         r = run_agent(env, node, ms, "claude", tmp_path, provider="anthropic")

@@ -190,9 +190,11 @@ def codex(argv):
     if prov.get("wire_api") != "responses":
         die("fake codex: wire_api must be responses")
     mcp = Mcp(server)
-    tools = [{"type": "function", "name": f"mcp__nucleus__{t['name']}", "description": t.get("description", ""),
-              "parameters": t["inputSchema"]} for t in mcp.tools]
-    record(rec, {"offered": [t["name"] for t in tools], "config": cfg})
+    # Like Codex 0.171: an MCP server's tools inside one namespace tool, called by name.
+    tools = [{"type": "namespace", "name": "mcp__nucleus", "description": "Tools in the mcp__nucleus namespace.",
+              "tools": [{"type": "function", "name": t["name"], "description": t.get("description", ""),
+                         "parameters": t["inputSchema"]} for t in mcp.tools]}]
+    record(rec, {"offered": [f"mcp__nucleus__{t['name']}" for t in mcp.tools], "config": cfg})
     print(json.dumps({"type": "thread.started", "thread_id": "t"}), flush=True)
     token = os.environ[prov["env_key"]]
     items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": task}]}]
@@ -224,7 +226,10 @@ def codex(argv):
         if not calls:
             break
         for c in calls:
-            out, is_err = mcp.tool(c["name"][len("mcp__nucleus__"):], json.loads(c["arguments"] or "{}"))
+            if c.get("namespace") == "mcp__nucleus":
+                out, is_err = mcp.tool(c["name"], json.loads(c["arguments"] or "{}"))
+            else:
+                out = f"unsupported call: {c['name']}"
             items.append({"type": "function_call_output", "call_id": c["call_id"], "output": out})
     return 0
 

@@ -165,7 +165,7 @@ class ModelServer:
             return self._sse(h, [("error", err)], named=provider == "anthropic")
         text = turn.get("text", "")
         calls = [{"id": c.get("id", f"call_{idx}_{k}"), "name": c["name"], "args": c.get("args", {}),
-                  "raw": c.get("raw_args")}
+                  "raw": c.get("raw_args"), "namespace": c.get("namespace")}
                  for k, c in enumerate(turn.get("tool_calls", []))]
         usage = turn.get("usage") or {"input": 10 + len(raw) // 4, "output": 5 + len(text) // 4 + 10 * len(calls)}
         if provider == "responses":
@@ -261,8 +261,11 @@ class ModelServer:
             out.append({"type": "message", "id": "msg_scripted", "role": "assistant", "status": "completed",
                         "content": [{"type": "output_text", "text": text, "annotations": []}]})
         for c in calls:
-            out.append({"type": "function_call", "id": "fc_" + c["id"], "call_id": c["id"], "name": c["name"],
-                        "arguments": self._args(c), "status": "completed"})
+            item = {"type": "function_call", "id": "fc_" + c["id"], "call_id": c["id"], "name": c["name"],
+                    "arguments": self._args(c), "status": "completed"}
+            if c.get("namespace"):
+                item["namespace"] = c["namespace"]  # a tool offered inside a namespace tool
+            out.append(item)
         return out
 
     def _responses_whole(self, body, text, calls, usage):

@@ -224,9 +224,12 @@ static void test_openai_allow_list(void **state) {
                       "\"name\":\"mcp__nucleus__read\",\"arguments\":\"{}\"},{\"type\":"
                       "\"function_call_output\",\"call_id\":\"c\",\"output\":\"x\"},{\"type\":\"reasoning\","
                       "\"summary\":[]}],\"tools\":[{\"type\":\"function\",\"name\":\"read\",\"parameters\":"
-                      "{}}],\"tool_choice\":\"auto\",\"parallel_tool_calls\":false,\"reasoning\":{"
-                      "\"effort\":"
-                      "\"low\"},\"include\":[\"reasoning.encrypted_content\"],\"prompt_cache_key\":\"k\"}",
+                      "{}},{\"type\":\"namespace\",\"name\":\"mcp__nucleus\",\"tools\":[{\"type\":"
+                      "\"function\","
+                      "\"name\":\"read\",\"parameters\":{}}]}],\"tool_choice\":\"auto\",\"parallel_tool_"
+                      "calls\":false,"
+                      "\"reasoning\":{\"effort\":\"low\"},\"client_metadata\":{\"thread_id\":\"t\"},"
+                      "\"include\":[\"reasoning.encrypted_content\"],\"prompt_cache_key\":\"k\"}",
                       4096,
                       &req,
                       &max,
@@ -260,6 +263,14 @@ static void test_openai_allow_list(void **state) {
                 { GATEWAY_OPENAI_RESPONSES,
                   "{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"mcp\",\"server_url\":\"https://"
                   "e\"}]}" },
+                { GATEWAY_OPENAI_RESPONSES,
+                  "{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"namespace\",\"name\":\"n\","
+                  "\"tools\":"
+                  "[{\"type\":\"web_search\"}]}]}" },
+                { GATEWAY_OPENAI_RESPONSES,
+                  "{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"namespace\",\"name\":\"n\","
+                  "\"tools\":"
+                  "[{\"type\":\"namespace\",\"name\":\"m\",\"tools\":[]}]}]}" },
                 { GATEWAY_OPENAI_RESPONSES,
                   "{\"model\":\"m\",\"input\":\"x\",\"previous_response_id\":\"r\"}" },
                 { GATEWAY_OPENAI_RESPONSES, "{\"model\":\"m\",\"input\":\"x\",\"conversation\":\"c\"}" },
