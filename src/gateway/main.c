@@ -364,12 +364,19 @@ static void *worker(void *userdata) {
                 c->status = cc == CURLE_OK ? code : 0;
         }
         c->headers_done = true;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+
+        /* The agent sees the end of the answer only once the call is settled and charged:
+         * its next call then finds the meter up to date (never refused for a reservation
+         * that is about to be given back). */
+        settle(c, cc);
+
+        pthread_mutex_lock(&c->lock);
         c->done = true;
         c->failed = cc != CURLE_OK;
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->lock);
-
-        settle(c, cc);
 
         pthread_mutex_lock(&gw.lock);
         for (size_t i = 0; i < ELEMENTSOF(gw.active); i++)

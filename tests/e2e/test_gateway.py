@@ -271,3 +271,19 @@ def test_config_errors_are_clear():
         p = subprocess.run([str(binary("nucleus-gateway"))], input=json.dumps(cfg).encode(), capture_output=True,
                            timeout=30, env={"PATH": "/usr/bin:/bin"})
         assert p.returncode == 1 and needle in p.stderr.decode(), p.stderr
+
+
+def test_sequential_calls_see_the_previous_call_settled(gw_factory):
+    # Room for one reservation at a time: each call must find the previous one settled (the
+    # answer ends only after settling), or it would be refused for a reservation about to
+    # be given back.
+    body = anthropic_body(max_tokens=1000)
+    size = len(json.dumps(body))
+    bound = -(-((size + 4096) * (PRICE_IN + PRICE_IN // 4)) // 1_000_000) + 1000 * PRICE_OUT // 1_000_000
+    with ModelServer([{"text": "short", "usage": {"input": 10, "output": 2}}] * 6) as ms:
+        g = gw_factory(ms.anthropic_base_url, "anthropic", max_usd_micros=bound + bound // 2)
+        for _ in range(6):
+            status, _, data, _ = g.post("/v1/messages", body)
+            assert status == 200, data
+    g.close()
+    assert [r["outcome"] for r in g.records()] == ["ok"] * 6
