@@ -12,6 +12,10 @@
 #include "string-util.h"
 #include "words.h"
 
+static void set_bit(uint8_t *set, unsigned char c) {
+        set[c / 8] |= (uint8_t) (1U << (c % 8));
+}
+
 static void list_done(CompiledList *l) {
         free(l->globs);
         for (size_t i = 0; l->words && i < l->n; i++)
@@ -37,8 +41,37 @@ static bool list_fresh(const CompiledList *l, char *const *list) {
 static void compile_globs(CompiledList *l, char **list) {
         list_stamp(l, list);
         l->globs = xnew0(CompiledGlob, l->n + 1);
-        for (size_t i = 0; i < l->n; i++)
-                glob_compile(list[i], &l->globs[i]);
+        for (size_t i = 0; i < l->n; i++) {
+                CompiledGlob *g = &l->globs[i];
+                glob_compile(list[i], g);
+                switch (g->kind) {
+                case GLOB_KIND_SUFFIX: {
+                        /* The first byte of the literal's last component. */
+                        const char *lc = memrchr(g->lit, '/', g->lit_len);
+                        lc = lc ? lc + 1 : g->lit;
+                        if (lc < g->lit + g->lit_len)
+                                set_bit(l->first_bytes, (unsigned char) *lc);
+                        else
+                                l->any_text = true;
+                        break;
+                }
+                case GLOB_KIND_BASENAME: {
+                        const char *star = memchr(g->lit, '*', g->lit_len);
+                        if (star != g->lit)
+                                set_bit(l->first_bytes, (unsigned char) g->lit[0]);
+                        else if (g->lit[g->lit_len - 1] != '*')
+                                set_bit(l->last_bytes, (unsigned char) g->lit[g->lit_len - 1]);
+                        else
+                                l->any_text = true;
+                        break;
+                }
+                case GLOB_KIND_DIR:
+                        l->has_dir = true;
+                        break;
+                default:
+                        l->any_text = true;
+                }
+        }
 }
 
 static void compile_words(CompiledList *l, char **list) {

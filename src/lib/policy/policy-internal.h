@@ -58,7 +58,12 @@ typedef struct CompiledList {
         size_t n;            /* its length then */
         char *last;          /* ptr[n-1] then */
         CompiledGlob *globs; /* path lists */
-        char ***words;       /* command lists: each entry split (NULL when it does not split) */
+        /* Quick rejection for path lists: a text can only match when the first or last byte of
+         * its last component is in these sets, when it has two components and a DIR glob
+         * exists, or when some glob has no such shape (any_text). */
+        uint8_t first_bytes[32], last_bytes[32];
+        bool has_dir, any_text;
+        char ***words; /* command lists: each entry split (NULL when it does not split) */
 } CompiledList;
 
 typedef struct PolicyCompiled {

@@ -591,6 +591,17 @@ static bool path_normalize_into(const char *path, char *out) {
 static bool glob_list_match(
         const CompiledList *cl, char *const *list, const char *norm, size_t n, const char **ret_rule) {
         if (cl) {
+                if (!cl->any_text && n > 0) {
+                        const char *slash = memrchr(norm, '/', n);
+                        const char *base = slash ? slash + 1 : norm;
+                        size_t blen = n - (size_t) (base - norm);
+                        unsigned char f = blen ? (unsigned char) base[0] : 0,
+                                      e = blen ? (unsigned char) base[blen - 1] : 0;
+                        bool maybe = (blen && ((cl->first_bytes[f / 8] >> (f % 8)) & 1)) ||
+                                (blen && ((cl->last_bytes[e / 8] >> (e % 8)) & 1)) || (slash && cl->has_dir);
+                        if (!maybe)
+                                return false;
+                }
                 GlobText t;
                 glob_text_init(&t, norm, n);
                 size_t i = glob_compiled_first_match(cl->globs, cl->n, &t);
