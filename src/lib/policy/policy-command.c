@@ -869,9 +869,27 @@ static bool is_interpreter(const char *prog) {
                 "groovy", "jshell", "runghc", "runhaskell", "ghci",        "scala",     "kotlinc", "qjs",
                 "rhino",  "jjs",    "expect", "gjs",        "tsx",         "ts-node",   NULL,
         };
-        return python_like(prog) || startswith(prog, "perl5") || startswith(prog, "php") ||
-                startswith(prog, "lua5") || startswith(prog, "tclsh") || startswith(prog, "ruby") ||
-                in_list(prog, exact);
+        switch (prog[0]) {
+        case 'p':
+                if (python_like(prog) || startswith(prog, "perl5") || startswith(prog, "php"))
+                        return true;
+                break;
+        case 'l':
+                if (startswith(prog, "lua5"))
+                        return true;
+                break;
+        case 't':
+                if (startswith(prog, "tclsh"))
+                        return true;
+                break;
+        case 'r':
+                if (startswith(prog, "ruby"))
+                        return true;
+                break;
+        default:
+                break;
+        }
+        return in_list(prog, exact);
 }
 
 static bool allowed_string_matches(const char *s, char *const *aw, char *const *words);
@@ -1613,7 +1631,7 @@ static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char
                 if (norm && any_depth) {
                         /* Every blocked glob is "**"-anchored: one that matches a suffix at a
                          * component boundary matches the whole path, and the other way round. */
-                        const char *rule = policy_blocked_rule_for(p, norm);
+                        const char *rule = policy_blocked_rule_compiled(p, pc, norm);
                         if (rule) {
                                 *ret_cand = cands[k];
                                 return rule;

@@ -82,4 +82,6 @@ void policy_compiled_cache_shell(const Policy *p, PolicyCompiled *c);
 
 /* The compiled form when present and still matching the lists, else NULL (interpret). */
 const PolicyCompiled *policy_compiled(const Policy *p);
+/* policy_blocked_rule_for() with the compiled form already looked up (c may be NULL). */
+const char *policy_blocked_rule_compiled(const Policy *p, const PolicyCompiled *c, const char *norm);
 void policy_compiled_free(PolicyCompiled *c);

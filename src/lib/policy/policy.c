@@ -649,7 +649,10 @@ bool policy_path_has_git_component(const char *norm) {
 }
 
 const char *policy_blocked_rule_for(const Policy *p, const char *norm) {
-        const PolicyCompiled *c = policy_compiled(p);
+        return policy_blocked_rule_compiled(p, policy_compiled(p), norm);
+}
+
+const char *policy_blocked_rule_compiled(const Policy *p, const PolicyCompiled *c, const char *norm) {
         const char *rule = NULL;
         return glob_list_match(c ? &c->paths_blocked : NULL, p->paths.blocked, norm, strlen(norm), &rule)
                 ? rule
