@@ -178,3 +178,100 @@ json_t *agent_call_approval_args(const char *op, json_t *args) {
                 return json_object_get(args, "argv");
         return args;
 }
+
+bool agent_node_approvers_attached(NucleusClient *c, const char *pod) {
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *res = NULL;
+        if (!pod_id_ok(pod))
+                return false;
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/approvals", pod);
+        if (client_call_json(c, "GET", path, NULL, &res, &e) < 0)
+                return false;
+        return json_is_true(json_object_get(res, "approvers_attached"));
+}
+
+#define AGENT_HOLD_POLL_SEC 25
+
+int agent_node_hold_approval(
+        NucleusClient *c,
+        const char *pod,
+        const char *op,
+        json_t *args,
+        usec_t deadline,
+        const volatile int *interrupted,
+        json_t **ret,
+        char **reterr) {
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *doc = NULL;
+        ClientResponse resp = {};
+        json_error_t jerr;
+        int r;
+
+        if (!pod_id_ok(pod) || !op_ok(op)) {
+                *reterr = xstrdup("invalid pod id or operation name");
+                return -EINVAL;
+        }
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/tools/%s?approval=hold", pod, op);
+        _cleanup_free_ char *body = json_dumps(json_is_object(args) ? args : json_object(), JSON_COMPACT);
+        r = client_request(c, "POST", path, "application/json", body, strlen(body), &resp, &e);
+        if (r < 0) {
+                *reterr = client_error_describe(&e);
+                client_response_done(&resp);
+                return r;
+        }
+        doc = json_loadb(resp.body, resp.size, 0, &jerr);
+        long status = resp.status;
+        client_response_done(&resp);
+        if (status >= 200 && status < 300) {
+                if (!json_is_object(doc)) {
+                        *reterr = xstrdup("the node's answer is not a JSON object");
+                        return -EBADMSG;
+                }
+                *ret = TAKE_PTR(doc);
+                return 2;
+        }
+        json_t *pending = json_object_get(doc, "approval");
+        const char *id = json_string_value(json_object_get(pending, "id"));
+        if (!id || strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32) {
+                const char *msg = json_string_value(json_object_get(doc, "error"));
+                _cleanup_free_ char *vis = string_make_visible(msg ?: "no pending approval in the answer");
+                *reterr = xasprintf("the node did not hold the call for approval: %s", vis);
+                return -EPROTO;
+        }
+        _cleanup_free_ char *wait_path = NULL;
+        _cleanup_free_ char *item = xasprintf("/v1/pods/%s/approvals/%s", pod, id);
+        for (;;) {
+                _cleanup_client_error_ ClientError we = {};
+                _cleanup_json_ json_t *rec = NULL;
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                if ((interrupted && *interrupted) || (deadline > 0 && now >= deadline)) {
+                        _cleanup_client_error_ ClientError de = {};
+                        (void) client_call_json(c, "DELETE", item, NULL, NULL, &de);
+                        *ret = json_pack(
+                                "{s:s,s:s,s:s}",
+                                "id",
+                                id,
+                                "state",
+                                "withdrawn",
+                                "decision_reason",
+                                interrupted && *interrupted ? "interrupted" : "the run's deadline passed");
+                        return 0;
+                }
+                unsigned wait = AGENT_HOLD_POLL_SEC;
+                if (deadline > 0)
+                        wait = (unsigned) NUCLEUS_MIN((usec_t) wait, (deadline - now) / USEC_PER_SEC + 1);
+                free(wait_path);
+                wait_path = xasprintf("%s?wait=%u", item, wait);
+                r = client_call_json(c, "GET", wait_path, NULL, &rec, &we);
+                if (r < 0) {
+                        *reterr = client_error_describe(&we);
+                        return r;
+                }
+                const char *state = json_string_value(json_object_get(rec, "state"));
+                if (streq_ptr(state, "pending"))
+                        continue;
+                bool approved = streq_ptr(state, "approved");
+                *ret = TAKE_PTR(rec);
+                return approved ? 1 : 0;
+        }
+}

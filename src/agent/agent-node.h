@@ -62,3 +62,29 @@ const char *agent_call_operation(const char *op, json_t *args);
 /* The JSON that an approval token's args_sha256 binds for a call: the argv array for run,
  * else the arguments object. Borrowed reference into args. */
 json_t *agent_call_approval_args(const char *op, json_t *args);
+
+/*
+ * agent_node_hold_approval:
+ *   For a call the proxy answered approval_required: asks the node to hold it as a pending
+ *   approval (POST .../tools/{op}?approval=hold) and waits, until deadline (CLOCK_MONOTONIC
+ *   µs; 0 = the pending record's own expiry) or *interrupted, for a human-facing approver
+ *   (nucleus console, `nucleus approvals`, a webhook) to decide it (docs/approvals.md).
+ *   Returns: 2 and *ret = the tool's answer when the call ran at once (an approval for the
+ *   rest of the pod already covered it); 1 when approved (the caller retries the call, which
+ *   the proxy now lets through once); 0 when refused, expired or withdrawn, *ret = the decided
+ *   record (its "decision_reason" is the human's); <0 on transport failures with *reterr. A
+ *   wait that ends without a decision withdraws the pending approval.
+ */
+int agent_node_hold_approval(
+        NucleusClient *c,
+        const char *pod,
+        const char *op,
+        json_t *args,
+        usec_t deadline,
+        const volatile int *interrupted,
+        json_t **ret,
+        char **reterr);
+
+/* Is a human-facing approver attached to the node (a console or `approvals serve` sent a
+ * heartbeat recently)? GET /v1/pods/{pod}/approvals. False on any error. */
+bool agent_node_approvers_attached(NucleusClient *c, const char *pod);

@@ -252,7 +252,9 @@ static json_t *do_call(
         }
         if (streq_ptr(answer_kind(answer), "approval_required")) {
                 int a = h->approve ? h->approve(h->userdata, name, args, answer) : 0;
-                if (a > 0) {
+                if (a == AGENT_APPROVE_RAN) {
+                        /* The hook obtained the approval and the call ran: answer holds its result. */
+                } else if (a > 0) {
                         json_t *again = NULL;
                         err = mfree(err);
                         r = h->call_tool(h->userdata, name, args, &again, &err);
@@ -269,7 +271,7 @@ static json_t *do_call(
                         }
                         json_decref(answer);
                         answer = again;
-                } else {
+                } else if (!json_object_get(answer, "refusal_reason")) {
                         /* Tell the model plainly that a human (or the lack of one) said no. */
                         json_object_set_new(
                                 answer,

@@ -29,14 +29,18 @@ typedef enum AgentStop {
 const char *agent_stop_to_string(AgentStop s);
 AgentStop agent_stop_from_string(const char *s);
 
+#define AGENT_APPROVE_RAN 2
+
 typedef struct AgentHooks {
         /* Perform op(args) in the pod. Returns 0 with *ret_answer = the proxy's JSON answer (the
          * result, or {"error","kind",...} for a denial), or <0 on transport failure with
          * *reterr. Required. */
         int (*call_tool)(void *userdata, const char *op, json_t *args, json_t **ret_answer, char **reterr);
         /* The call was answered approval_required: ask a human. Returns 1 when an approval was
-         * granted and submitted (the call is retried once), 0 when refused (the denial is given
-         * to the model), <0 on error (treated as refused). NULL: always refused. */
+         * granted and submitted (the call is retried once), AGENT_APPROVE_RAN when the hook got
+         * the approval and the call already ran (answer now holds its result), 0 when refused
+         * (the denial is given to the model; a "refusal_reason" the hook put in answer is kept
+         * with its message), <0 on error (treated as refused). NULL: always refused. */
         int (*approve)(void *userdata, const char *op, json_t *args, json_t *answer);
         /* Charge a model turn to the pod's meter. Returns 0, -EDQUOT when the budget is
          * exhausted (the run stops), other <0 on failure (the run stops: fail closed).

@@ -43,6 +43,8 @@ static const Verb verbs[] = {
         { "upload", verb_upload, "Upload a directory as a pod's workspace" },
         { "tool", verb_tool, "Call one tool of a pod (read, write, run, ...) and print the answer" },
         { "approve", verb_approve, "Hand an approval token to a pod" },
+        { "approvals", verb_approvals, "List and decide the calls waiting for a human approval" },
+        { "console", verb_console, "Serve a local web page of pods, live tool calls and approvals" },
         { "patch", verb_patch, "Fetch a pod's workspace changes as a git patch" },
         { "delete", verb_delete, "Stop and delete a pod" },
         { "cancel", verb_delete, "Same as delete" },

@@ -862,6 +862,60 @@ static int prompt_yes_no(void) {
         return streq(line, "y") || streq(line, "Y") || streq(line, "yes") || streq(line, "YES");
 }
 
+/* Without a terminal: when a console or another approver is attached to the node, hold the
+ * call there as a pending approval and wait for its decision (docs/approvals.md). */
+static int approve_through_queue(
+        RunContext *c, const char *op, json_t *args, const char *operation, const char *desc, json_t *answer) {
+        _cleanup_json_ json_t *res = NULL;
+        _cleanup_free_ char *err = NULL;
+
+        if (!agent_node_approvers_attached(c->client, c->pod)) {
+                fprintf(stderr,
+                        "[approval] %s needs approval (%s); stdin is not a terminal and no approver is "
+                        "attached "
+                        "(run 'nucleus console' or 'nucleus approvals serve'): denied\n",
+                        desc,
+                        operation);
+                c->approvals_refused++;
+                return 0;
+        }
+        fprintf(stderr,
+                "[approval] %s needs approval (%s); waiting for a decision in the approvals queue\n",
+                desc,
+                operation);
+        int r = agent_node_hold_approval(c->client, c->pod, op, args, 0, &run_interrupted, &res, &err);
+        if (r < 0) {
+                log_error("holding the call for approval failed: %s", err ?: strerror(-r));
+                c->approvals_refused++;
+                return 0;
+        }
+        if (r == 2) {
+                /* Already covered by an approval for the rest of the pod: it ran. */
+                json_object_clear(answer);
+                json_object_update(answer, res);
+                c->approvals_granted++;
+                return AGENT_APPROVE_RAN;
+        }
+        if (r == 1) {
+                c->approvals_granted++;
+                fprintf(stderr, "[approval] approved; retrying\n");
+                return 1;
+        }
+        _cleanup_free_ char *why = string_make_visible(
+                json_string_value(json_object_get(res, "decision_reason")) ?: "");
+        const char *state = json_string_value(json_object_get(res, "state")) ?: "refused";
+        fprintf(stderr, "[approval] %s%s%s\n", state, *why ? ": " : "", why);
+        _cleanup_free_ char *msg = xasprintf(
+                "a human %s this call%s%s; do not retry",
+                streq(state, "refused") ? "refused" : "did not approve",
+                *why ? ": " : "",
+                why);
+        json_object_set_new(answer, "error", json_string(msg));
+        json_object_set_new(answer, "refusal_reason", json_string(why));
+        c->approvals_refused++;
+        return -ECANCELED;
+}
+
 static int hook_approve(void *userdata, const char *op, json_t *args, json_t *answer) {
         RunContext *c = userdata;
         _cleanup_free_ char *desc = agent_describe_call(op, args, 2000), *err = NULL, *token = NULL;
@@ -874,14 +928,8 @@ static int hook_approve(void *userdata, const char *op, json_t *args, json_t *an
                 operation = agent_call_operation(op, args);
         if (!operation)
                 return 0;
-        if (!isatty(STDIN_FILENO)) {
-                fprintf(stderr,
-                        "[approval] %s needs approval (%s); stdin is not a terminal: denied\n",
-                        desc,
-                        operation);
-                c->approvals_refused++;
-                return 0;
-        }
+        if (!isatty(STDIN_FILENO))
+                return approve_through_queue(c, op, args, operation, desc, answer);
         fprintf(stderr,
                 "\n[approval] The policy requires a human approval for '%s':\n    %s\n"
                 "Approve this exact call once? [y/N] ",
