@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent-node.h"
+#include "agent.h"
 #include "alloc-util.h"
 #include "client-lease.h"
 #include "client-settings.h"
@@ -40,9 +41,33 @@ typedef struct McpContext {
         const char *pod;
 } McpContext;
 
+/* A call that needs a human approval is held in the node's approvals queue when an approver
+ * (nucleus console, `nucleus approvals serve`) is attached, and retried once approved; an MCP
+ * client has no terminal to ask (docs/approvals.md). */
 static int call_tool(void *userdata, const char *op, json_t *args, json_t **ret_answer, char **reterr) {
         McpContext *c = userdata;
-        return agent_node_call_tool(c->client, c->pod, op, args, ret_answer, reterr);
+        int r = agent_node_call_tool(c->client, c->pod, op, args, ret_answer, reterr);
+        if (r < 0 || !streq_ptr(json_string_value(json_object_get(*ret_answer, "kind")), "approval_required") ||
+            !agent_node_approvers_attached(c->client, c->pod))
+                return r;
+        _cleanup_json_ json_t *res = NULL;
+        _cleanup_free_ char *err = NULL;
+        int h = agent_node_hold_approval(c->client, c->pod, op, args, 0, NULL, &res, &err);
+        if (h == AGENT_APPROVE_RAN) {
+                json_decref(*ret_answer);
+                *ret_answer = TAKE_PTR(res);
+        } else if (h == 1) {
+                json_decref(*ret_answer);
+                *ret_answer = NULL;
+                return agent_node_call_tool(c->client, c->pod, op, args, ret_answer, reterr);
+        } else if (h == 0) {
+                _cleanup_free_ char *why = string_make_visible(
+                        json_string_value(json_object_get(res, "decision_reason")) ?: "");
+                _cleanup_free_ char *msg = xasprintf("a human did not approve this call%s%s; do not retry",
+                                                     *why ? ": " : "", why);
+                json_object_set_new(*ret_answer, "error", json_string(msg));
+        }
+        return 0;
 }
 
 static void help(void) {
