@@ -7,6 +7,7 @@
 #include "alloc-util.h"
 #include "approval.h"
 #include "cli-approvals.h"
+#include "escape.h"
 #include "json-util.h"
 #include "secrets.h"
 #include "string-util.h"

@@ -15,6 +15,7 @@
 #include "cli-approvals.h"
 #include "cli-webhook.h"
 #include "fd-util.h"
+#include "escape.h"
 #include "json-util.h"
 #include "log.h"
 #include "secrets.h"

@@ -17,6 +17,7 @@
 #include "cli-pod.h"
 #include "console-assets.h"
 #include "console-server.h"
+#include "escape.h"
 #include "json-util.h"
 #include "log.h"
 #include "secrets.h"

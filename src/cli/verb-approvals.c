@@ -19,6 +19,7 @@
 #include "cli-webhook.h"
 #include "cli.h"
 #include "client-settings.h"
+#include "escape.h"
 #include "json-util.h"
 #include "log.h"
 #include "string-util.h"
