@@ -317,7 +317,7 @@ static json_t *record_for_page(const json_t *rec) {
                 if (v)
                         json_object_set_new(o, *k, v);
         }
-        json_t *args = json_object_get(rec, "args");
+        json_t *args = json_object_get(rec, "detail") ?: json_object_get(rec, "args");
         const char *sha = json_string_value(json_object_get(rec, "args_sha256"));
         _cleanup_free_ char *a = args ? display_json(args, CONSOLE_DISPLAY_MAX)
                                       : sha ? xasprintf("sha256:%.16s", sha) : xstrdup("");
@@ -525,6 +525,8 @@ static enum MHD_Result route_ui(ConsoleServer *s, struct MHD_Connection *c, cons
         for (size_t i = 0; i < console_assets_count; i++)
                 if (streq(url, console_assets[i].path))
                         return reply_bytes(c, MHD_HTTP_OK, console_assets[i].type, console_assets[i].data, console_assets[i].size, false);
+        if (streq(url, "/favicon.ico"))
+                return reply_bytes(c, MHD_HTTP_NO_CONTENT, "image/x-icon", "", 0, false);
         if (streq(url, "/api/info")) {
                 _cleanup_free_ char *u = display(s->node_url, 300);
                 _cleanup_json_ json_t *j = json_pack("{s:s}", "node_url", u);

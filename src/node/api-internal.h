@@ -139,3 +139,16 @@ enum MHD_Result api_h_workspace_put(ApiCall *a);
 enum MHD_Result api_h_workspace_patch(ApiCall *a);
 /* api-approvals.c */
 enum MHD_Result api_h_approval(ApiCall *a);
+enum MHD_Result api_h_approvals_all(ApiCall *a);
+enum MHD_Result api_h_approvers(ApiCall *a);
+enum MHD_Result api_h_pod_approvals(ApiCall *a);
+enum MHD_Result api_h_pod_approval_get(ApiCall *a);
+enum MHD_Result api_h_pod_approval_decide(ApiCall *a);
+enum MHD_Result api_h_pod_approval_withdraw(ApiCall *a);
+/* The approvals queue (api-approvals.c, docs/approvals.md). A tool call's query
+ * "approval=hold[&approval_ttl=N]": *ret_ttl = N (0 = default) when holding, -1 when not;
+ * -EINVAL with *reterr for anything else. */
+int api_approval_parse_hold(const char *query, int64_t *ret_ttl, char **reterr);
+/* The proxy answered approval_required for tool(args): record a pending approval from its
+ * answer, audit and publish it, and add it to answer as "approval". -EBUSY at the cap. */
+int api_approval_hold(Pod *p, const char *actor, const char *tool, json_t *args, json_t *answer, int64_t ttl);

@@ -41,8 +41,14 @@ static const ApiRoute api_routes[] = {
         { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },
         { "PUT",    "/v1/pods/{id}/workspace",          api_h_workspace_put,      API_CAP_WORKSPACE, API_STREAM, API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/workspace/patch",    api_h_workspace_patch,    API_CAP_JSON,      0,          API_SCOPE_NODE },
-        { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_JSON,      0,          API_SCOPE_POD },
+        { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_JSON,      API_QUERY,  API_SCOPE_POD },
         { "POST",   "/v1/pods/{id}/approvals",          api_h_approval,           API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "GET",    "/v1/pods/{id}/approvals",          api_h_pod_approvals,      API_CAP_NONE,      0,          API_SCOPE_POD },
+        { "GET",    "/v1/pods/{id}/approvals/{aid}",    api_h_pod_approval_get,   API_CAP_NONE,      API_QUERY,  API_SCOPE_POD },
+        { "POST",   "/v1/pods/{id}/approvals/{aid}",    api_h_pod_approval_decide, API_CAP_JSON,     0,          API_SCOPE_NODE },
+        { "DELETE", "/v1/pods/{id}/approvals/{aid}",    api_h_pod_approval_withdraw, API_CAP_NONE,   0,          API_SCOPE_POD },
+        { "GET",    "/v1/approvals",                    api_h_approvals_all,      API_CAP_NONE,      0,          API_SCOPE_NODE },
+        { "POST",   "/v1/approvers",                    api_h_approvers,          API_CAP_JSON,      0,          API_SCOPE_NODE },
 };
 /* clang-format on */
 

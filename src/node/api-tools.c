@@ -229,7 +229,8 @@ static enum MHD_Result proxy_call(
         json_t *args,
         const void *upload,
         size_t n_upload,
-        size_t max_data) {
+        size_t max_data,
+        int64_t hold_ttl) {
         ChannelReply rep = {};
         enum MHD_Result ret;
         char args_sha[65];
@@ -291,6 +292,18 @@ static enum MHD_Result proxy_call(
                           .request_seq = req_seq };
         (void) pod_audit(p, &ev);
         metrics_tool_call(op, decision, kind);
+        if (hold_ttl >= 0 && streq_ptr(kind, "approval_required")) {
+                int h = api_approval_hold(p, actor, op, args, rep.response, hold_ttl);
+                if (h == -EBUSY) {
+                        channel_reply_done(&rep);
+                        return api_reply_error(
+                                c,
+                                MHD_HTTP_TOO_MANY_REQUESTS,
+                                "too_many_pending",
+                                "the pod already has %u pending approvals: decide or withdraw one first",
+                                APPROVAL_QUEUE_MAX_PENDING);
+                }
+        }
         if (upload)
                 metrics_bytes("upload", n_upload);
         if (rep.n_data)
@@ -454,13 +467,13 @@ enum MHD_Result api_h_workspace_put(ApiCall *a) {
         if (!api_pod_check_callable(a->c, a->pod, &ret))
                 return ret;
         _cleanup_json_ json_t *args = json_object();
-        return proxy_call(a->c, a->pod, a->actor, "import", "workspace_import", args, a->body, a->n_body, 0);
+        return proxy_call(a->c, a->pod, a->actor, "import", "workspace_import", args, a->body, a->n_body, 0, -1);
 }
 
 enum MHD_Result api_h_workspace_patch(ApiCall *a) {
         _cleanup_json_ json_t *args = json_object();
         return proxy_call(
-                a->c, a->pod, a->actor, "export", "workspace_export", args, NULL, 0, a->node->config.max_patch_bytes);
+                a->c, a->pod, a->actor, "export", "workspace_export", args, NULL, 0, a->node->config.max_patch_bytes, -1);
 }
 
 /* POST /v1/pods/{id}/tools/{op}: one tool call (args[0] is the operation). */
@@ -489,6 +502,12 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         "body: a JSON object of arguments expected%s%s",
                         err ? ": " : "",
                         err ?: "");
+        int64_t hold_ttl = -1;
+        if (a->query) {
+                _cleanup_free_ char *qerr = NULL;
+                if (api_approval_parse_hold(a->query, &hold_ttl, &qerr) < 0)
+                        return api_reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", qerr);
+        }
         const char *accept = api_header(c, "Accept");
         if (streq(op, "run") && accept && strstr(accept, "text/event-stream")) {
                 enum MHD_Result ret;
@@ -496,5 +515,5 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         return ret;
                 return h_run_sse(c, a->pod, a->actor, args);
         }
-        return proxy_call(c, a->pod, a->actor, op, op, args, NULL, 0, 1024 * 1024);
+        return proxy_call(c, a->pod, a->actor, op, op, args, NULL, 0, 1024 * 1024, hold_ttl);
 }

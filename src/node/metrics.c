@@ -23,6 +23,7 @@ static const char *const metric_decisions[] = { "allow", "deny", "error" };
 static const char *const metric_guest_drop[] = { "rate", "size", "total" };
 static const char *const metric_dns_refused[] = { "wildcard_budget", "not_allowed", "type", "malformed" };
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
+static const char *const metric_approval_queue[] = { "held", "approved", "refused", "withdrawn" };
 static const char *const metric_auth[] = {
         "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor", "bad_request",
         "bad_signature",  "replay",        "cache_full", "content_mismatch", "other",
@@ -43,6 +44,7 @@ static struct {
         uint64_t tool_calls[N_OPS][N_DEC];
         uint64_t denials[_ERROR_KIND_MAX];
         uint64_t approvals[ELEMENTSOF(metric_approvals)];
+        uint64_t approval_queue[ELEMENTSOF(metric_approval_queue)];
         uint64_t auth_failures[ELEMENTSOF(metric_auth)];
         uint64_t budget_micro;
         uint64_t bytes_up, bytes_down;
@@ -95,6 +97,13 @@ void metrics_approval(const char *result) {
         size_t i = index_of(metric_approvals, ELEMENTSOF(metric_approvals), result, 2);
         pthread_mutex_lock(&M.lock);
         M.approvals[i]++;
+        pthread_mutex_unlock(&M.lock);
+}
+
+void metrics_approval_queue(const char *event) {
+        size_t i = index_of(metric_approval_queue, ELEMENTSOF(metric_approval_queue), event, 0);
+        pthread_mutex_lock(&M.lock);
+        M.approval_queue[i]++;
         pthread_mutex_unlock(&M.lock);
 }
 
@@ -242,6 +251,14 @@ char *metrics_render(Node *n) {
                         "nucleus_approvals_total{result=\"%s\"} %llu\n",
                         metric_approvals[i],
                         (unsigned long long) M.approvals[i]);
+        fprintf(f,
+                "# HELP nucleus_approval_queue_total Pending approvals held, and how they ended.\n"
+                "# TYPE nucleus_approval_queue_total counter\n");
+        for (size_t i = 0; i < ELEMENTSOF(metric_approval_queue); i++)
+                fprintf(f,
+                        "nucleus_approval_queue_total{event=\"%s\"} %llu\n",
+                        metric_approval_queue[i],
+                        (unsigned long long) M.approval_queue[i]);
         fprintf(f,
                 "# HELP nucleus_auth_failures_total Rejected API requests by reason.\n"
                 "# TYPE nucleus_auth_failures_total counter\n");

@@ -66,6 +66,7 @@ typedef struct Node {
         size_t n_pods;
         int wake_fd; /* eventfd: wakes the supervisor after changes */
         bool shutting_down;
+        usec_t approvers_until; /* CLOCK_MONOTONIC: a human-facing approver is attached until then (under lock) */
         pthread_t supervisor_thread, drift_thread; /* pod-supervisor.c */
         bool supervisor_running, drift_running;
 } Node;

@@ -60,6 +60,12 @@ void pod_broadcast_locked(Pod *p, const char *event, json_t *data) {
         }
 }
 
+void pod_publish(Pod *p, const char *event, json_t *data) {
+        pthread_mutex_lock(&p->node->lock);
+        pod_broadcast_locked(p, event, data);
+        pthread_mutex_unlock(&p->node->lock);
+}
+
 PodSub *pod_subscribe(Pod *p) {
         PodSub *s = xnew0(PodSub, 1);
         pthread_cond_init(&s->cond, NULL);

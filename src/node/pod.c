@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -52,6 +53,7 @@ void pod_free(Pod *p) {
         if (p->net)
                 (void) net_pod_teardown(TAKE_PTR(p->net));
         p->audit = audit_log_free(p->audit);
+        p->approvals = approval_queue_free(p->approvals);
         nodespec_free(p->spec);
         free(p->name);
         free(p->reason);
@@ -248,6 +250,8 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         pthread_mutex_unlock(&p->node->lock);
 
         pod_log(p, LOG_INFO, "stopping (%s, was %s)", reason, pod_state_to_string(was));
+        /* Whoever waits for a decision learns now that none will come. */
+        approval_queue_close(p->approvals, "the pod ended", (int64_t) time(NULL));
         /* Last word with a live proxy: what the pod spent (for metrics and the pod object). */
         if (ch && was == POD_RUNNING) {
                 ChannelReply rep = {};
@@ -396,6 +400,7 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->name = spec->name ? xstrdup(spec->name) : NULL;
         pthread_mutex_init(&p->audit_lock, NULL);
         pthread_mutex_init(&p->net_lock, NULL);
+        p->approvals = approval_queue_new(p->id, 0);
         /* The one deadline (nodespec_resolve_timeout ran at create: within the policy's window
          * and the node's limit); the policy's window equals it. */
         timeout_sec = spec->timeout_seconds;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "approval-queue.h"
 #include "audit.h"
 #include "channel.h"
 #include "node.h"
@@ -76,6 +77,7 @@ struct Pod {
         uint64_t n_guest_recorded;
         uint64_t guest_dropped[3];
         usec_t guest_dropped_reported_at;
+        ApprovalQueue *approvals; /* pending approvals (approval-queue.h); closed at the end */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
@@ -103,6 +105,8 @@ int pod_audit(Pod *p, const AuditEvent *ev);
 /* Same, returning the record's seq. Callers that act on the record having been written (the
  * request record of a call, docs/audit.md "Fail closed") must check the result. */
 int pod_audit_seq(Pod *p, const AuditEvent *ev, uint64_t *ret_seq);
+/* Publish one event (name, JSON data) to the pod's /events subscribers. */
+void pod_publish(Pod *p, const char *event, json_t *data);
 
 /* /events subscribers. pod_sub_next blocks up to timeout for the next line; returns 1 and a
  * malloc'd SSE chunk, 0 on timeout, -EPIPE when the pod ended and everything was delivered. */

@@ -52,8 +52,11 @@ try {
   step("approved");
 
   // The second one is refused with a reason.
-  const card2 = page.locator(".approval:not([data-done])").first();
-  await card2.waitFor({ timeout: TIMEOUT });
+  const firstId = await card1.getAttribute("data-id");
+  await page.locator(".approval:not([data-done])").first().waitFor({ timeout: TIMEOUT });
+  const secondId = await page.locator(".approval:not([data-done])").first().getAttribute("data-id");
+  if (secondId === firstId) throw new Error("the decided approval is offered again");
+  const card2 = page.locator(`.approval[data-id="${secondId}"]`);
   step("pending2", { args: await card2.locator(".args").textContent() });
   await card2.locator(".reason").fill("not in this run");
   await card2.locator(".refuse").click();

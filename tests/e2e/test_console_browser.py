@@ -10,6 +10,7 @@ wrong Host is 403, a cross-origin POST is refused."""
 import http.client
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import time
@@ -57,9 +58,13 @@ def start_console(env):
     p = subprocess.Popen([str(binary("nucleus")), "console", "--listen", "127.0.0.1:0", "--output", "json"],
                          env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    line = p.stdout.readline()
-    assert line, p.stderr.read()
-    return p, json.loads(line)["url"]
+    text = ""
+    while True:  # one pretty-printed JSON document, then the server keeps running
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        text += line
+        if line.rstrip("\n") == "}":
+            return p, json.loads(text)["url"]
 
 
 def raw(url_base, method, path, headers=None, body=None):
@@ -96,7 +101,7 @@ def test_console_access_rules(node, tmp_path):
         assert st == 200 and b"<script src=\"/console.js\"" in body and b"onclick" not in body
         st, _, body = raw(base, "GET", "/api/approvals", {"Host": hostport, "Cookie": cookie})
         assert st == 200 and json.loads(body) == {"approvals": []}
-        post = json.dumps({"pod": "x", "decision": "refuse", "digest": "0" * 64})
+        post = json.dumps({"pod": "../x", "decision": "refuse", "digest": "0" * 64})
         hdr = {"Host": hostport, "Cookie": cookie, "Content-Type": "application/json"}
         # Cross-origin POST (a page elsewhere, even with the cookie attached) is refused.
         st, _, _ = raw(base, "POST", "/api/approvals/" + "a" * 32, dict(hdr, Origin="http://evil.example"), post)
@@ -129,8 +134,8 @@ def test_console_approves_and_refuses_in_browser(node, tmp_path):
         "final": "done",
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = pathlib.Path(os.environ.get("NUCLEUS_TEST_ARTIFACTS", tmp_path)) / "console-screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
     console, login = start_console(env)
     run = None
     try:
