@@ -95,7 +95,8 @@ int cli_approval_decide(
                 return -EBADMSG;
         }
         if (!digest || strlen(digest) != 64 || !memeq_consttime(digest, own, 64)) {
-                *reterr = xstrdup("the approval shown is not the one pending (digest differs): refusing to decide");
+                *reterr = xstrdup("the approval shown is not the one pending (digest differs): refusing to "
+                                  "decide");
                 return -EBADMSG;
         }
         if (decision == CLI_APPROVAL_REFUSE) {
@@ -106,10 +107,12 @@ int cli_approval_decide(
                         bool offered = false;
                         size_t i;
                         json_t *s;
-                        json_array_foreach(json_object_get(pending, "scopes"), i, s) offered = offered ||
-                                streq(json_string_value(s) ?: "", "pod");
+                        json_array_foreach(json_object_get(pending, "scopes"), i, s)
+                                offered = offered || streq(json_string_value(s) ?: "", "pod");
                         if (!offered) {
-                                *reterr = xasprintf("'%s' cannot be approved for the rest of the pod: approve it once", op);
+                                *reterr = xasprintf(
+                                        "'%s' cannot be approved for the rest of the pod: approve it once",
+                                        op);
                                 return -EPERM;
                         }
                 }

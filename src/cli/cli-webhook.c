@@ -35,7 +35,7 @@ typedef struct Posted {
 struct CliWebhook {
         pthread_mutex_t lock;      /* posted, nonces */
         pthread_mutex_t node_lock; /* one node request at a time (poll and /hooks/decision race) */
-        NucleusClient *node; /* borrowed */
+        NucleusClient *node;       /* borrowed */
         char *url;
         char *console_url;
         char *secrets_dir;
@@ -83,7 +83,8 @@ static const char *config_value(const ClientSettings *s, const char *key) {
         return json_string_value(json_object_get(json_object_get(s->config_json, key), "value"));
 }
 
-int cli_webhook_new(NucleusClient *node, const ClientSettings *s, const char *console_url, CliWebhook **ret, char **reterr) {
+int cli_webhook_new(
+        NucleusClient *node, const ClientSettings *s, const char *console_url, CliWebhook **ret, char **reterr) {
         const char *url = config_value(s, "approvals.webhook");
         int r;
 
@@ -91,7 +92,8 @@ int cli_webhook_new(NucleusClient *node, const ClientSettings *s, const char *co
         if (!url || !*url)
                 return 0;
         if (!startswith(url, "http://") && !startswith(url, "https://")) {
-                *reterr = xasprintf("%s: [approvals] webhook must be an http:// or https:// URL", s->config_file);
+                *reterr = xasprintf(
+                        "%s: [approvals] webhook must be an http:// or https:// URL", s->config_file);
                 return -EINVAL;
         }
         CliWebhook *w = xnew0(CliWebhook, 1);
@@ -241,7 +243,11 @@ static void post_one(CliWebhook *w, const json_t *a) {
         curl_slist_free_all(hdr);
         curl_easy_cleanup(curl);
         if (cr != CURLE_OK || status < 200 || status > 299) {
-                log_warning("webhook approver: posting approval %s failed (%s, HTTP %ld)", id, curl_easy_strerror(cr), status);
+                log_warning(
+                        "webhook approver: posting approval %s failed (%s, HTTP %ld)",
+                        id,
+                        curl_easy_strerror(cr),
+                        status);
                 free(ans.data);
                 return;
         }
@@ -282,7 +288,8 @@ static bool hex_ok(const char *s, size_t n) {
         return s && strlen(s) == n && strspn(s, "0123456789abcdef") == n;
 }
 
-int cli_webhook_accept_decision(CliWebhook *w, const char *body, size_t len, const char *signature, char **reterr) {
+int cli_webhook_accept_decision(
+        CliWebhook *w, const char *body, size_t len, const char *signature, char **reterr) {
         char want[72];
         json_error_t jerr;
 
@@ -299,9 +306,11 @@ int cli_webhook_accept_decision(CliWebhook *w, const char *body, size_t len, con
         const char *reason = json_string_value(json_object_get(d, "reason"));
         json_t *ts = json_object_get(d, "timestamp");
         CliApprovalDecision dec = cli_approval_decision_from_string(decision);
-        if (!json_is_object(d) || !hex_ok(id, 32) || !hex_ok(digest, 64) || !hex_ok(nonce, 32) || !json_is_integer(ts) ||
-            (dec != CLI_APPROVAL_ONCE && dec != CLI_APPROVAL_REFUSE) || (reason && strlen(reason) > 200)) {
-                *reterr = xstrdup("malformed decision: {id, pod, digest, decision: once|refuse, nonce, timestamp, reason?}");
+        if (!json_is_object(d) || !hex_ok(id, 32) || !hex_ok(digest, 64) || !hex_ok(nonce, 32) ||
+            !json_is_integer(ts) || (dec != CLI_APPROVAL_ONCE && dec != CLI_APPROVAL_REFUSE) ||
+            (reason && strlen(reason) > 200)) {
+                *reterr = xstrdup("malformed decision: {id, pod, digest, decision: once|refuse, nonce, "
+                                  "timestamp, reason?}");
                 return -EINVAL;
         }
         int64_t now = (int64_t) time(NULL), t = json_integer_value(ts);
@@ -336,6 +345,9 @@ int cli_webhook_accept_decision(CliWebhook *w, const char *body, size_t len, con
                 r = cli_approval_decide(w->node, w->secrets_dir, pending, digest, dec, reason, NULL, reterr);
         pthread_mutex_unlock(&w->node_lock);
         if (r >= 0)
-                log_info("webhook approver: approval %s %s", id, dec == CLI_APPROVAL_REFUSE ? "refused" : "approved once");
+                log_info(
+                        "webhook approver: approval %s %s",
+                        id,
+                        dec == CLI_APPROVAL_REFUSE ? "refused" : "approved once");
         return r;
 }

@@ -29,7 +29,8 @@ typedef struct CliWebhook CliWebhook;
  * NULL) is the base the posted link points to. Returns 0 and *ret = NULL when no webhook is
  * configured, 0 and a webhook, or a negative errno with *reterr (bad URL, unreadable secret).
  */
-int cli_webhook_new(NucleusClient *node, const ClientSettings *s, const char *console_url, CliWebhook **ret, char **reterr);
+int cli_webhook_new(
+        NucleusClient *node, const ClientSettings *s, const char *console_url, CliWebhook **ret, char **reterr);
 CliWebhook *cli_webhook_free(CliWebhook *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(CliWebhook *, cli_webhook_free);
 

@@ -31,7 +31,7 @@
 #define CONSOLE_POLL_USEC (500 * USEC_PER_MSEC)
 #define CONSOLE_KEEPALIVE_TICKS 30
 
-#define CONSOLE_CSP                                                                                    \
+#define CONSOLE_CSP                                                                                     \
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " \
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -149,8 +149,10 @@ static enum MHD_Result login(ConsoleServer *s, struct MHD_Connection *c, const c
         }
         pthread_mutex_unlock(&s->lock);
         if (!ok)
-                return reply_error(c, MHD_HTTP_FORBIDDEN, "forbidden", "this login link is not valid (it works once)");
-        _cleanup_free_ char *cookie = xasprintf(CONSOLE_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/", session);
+                return reply_error(
+                        c, MHD_HTTP_FORBIDDEN, "forbidden", "this login link is not valid (it works once)");
+        _cleanup_free_ char *cookie = xasprintf(
+                CONSOLE_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/", session);
         explicit_bzero_safe(session, sizeof session);
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
         add_security_headers(resp);
@@ -183,7 +185,8 @@ static char *display_json(const json_t *j, size_t max) {
 
 /* ---- node calls ---------------------------------------------------------------------------- */
 
-static int node_json(ConsoleServer *s, const char *method, const char *path, const json_t *body, json_t **ret, ClientError *e) {
+static int node_json(
+        ConsoleServer *s, const char *method, const char *path, const json_t *body, json_t **ret, ClientError *e) {
         pthread_mutex_lock(&s->node_lock);
         int r = client_call_json(s->node, method, path, body, ret, e);
         pthread_mutex_unlock(&s->node_lock);
@@ -213,8 +216,11 @@ static json_t *visible_field(const json_t *o, const char *k, size_t max) {
 }
 
 static enum MHD_Result api_pods(ConsoleServer *s, struct MHD_Connection *c) {
-        static const char *const copy_str[] = { "id", "name", "state", "driver", "created", "deadline", "ended", "reason", NULL };
-        static const char *const copy_num[] = { "budget_spent_usd_micros", "budget_max_usd_micros", "timeout_seconds", NULL };
+        static const char *const copy_str[] = { "id",       "name",  "state",  "driver", "created",
+                                                "deadline", "ended", "reason", NULL };
+        static const char *const copy_num[] = {
+                "budget_spent_usd_micros", "budget_max_usd_micros", "timeout_seconds", NULL
+        };
         _cleanup_client_error_ ClientError e = {};
         _cleanup_json_ json_t *res = NULL;
         json_t *out, *p;
@@ -247,7 +253,8 @@ static enum MHD_Result api_pods(ConsoleServer *s, struct MHD_Connection *c) {
 /* A pending approval as the page shows it: the node's record with every agent-controlled
  * field made visible, and the digest the decision will carry. */
 static json_t *approval_for_page(const json_t *a) {
-        static const char *const plain[] = { "id", "pod", "operation", "tool", "digest", "state", "created", "expires", NULL };
+        static const char *const plain[] = { "id",    "pod",     "operation", "tool", "digest",
+                                             "state", "created", "expires",   NULL };
         _cleanup_free_ char *args = display_json(json_object_get(a, "args"), CONSOLE_DISPLAY_MAX);
         _cleanup_free_ char *why = display(json_string_value(json_object_get(a, "reason")), 1000);
         json_t *o = json_object();
@@ -271,7 +278,8 @@ static enum MHD_Result api_approvals(ConsoleServer *s, struct MHD_Connection *c)
         if (node_json(s, "GET", "/v1/approvals", NULL, &res, &e) < 0)
                 return reply_client_error(c, &e);
         out = json_array();
-        json_array_foreach(json_object_get(res, "approvals"), i, a) json_array_append_new(out, approval_for_page(a));
+        json_array_foreach(json_object_get(res, "approvals"), i, a)
+                json_array_append_new(out, approval_for_page(a));
         _cleanup_json_ json_t *j = json_pack("{s:o}", "approvals", out);
         return reply_json(c, MHD_HTTP_OK, j);
 }
@@ -279,7 +287,8 @@ static enum MHD_Result api_approvals(ConsoleServer *s, struct MHD_Connection *c)
 /* POST /api/approvals/{id} {"pod","decision":"once"|"pod"|"refuse","digest","reason"?}. The
  * digest is the one the page showed: cli_approval_decide() refuses when it is not the digest
  * of the node's current record, and the node checks it again. */
-static enum MHD_Result api_decide(ConsoleServer *s, struct MHD_Connection *c, const char *id, const ConsoleReq *q) {
+static enum MHD_Result
+        api_decide(ConsoleServer *s, struct MHD_Connection *c, const char *id, const ConsoleReq *q) {
         _cleanup_client_error_ ClientError e = {};
         _cleanup_json_ json_t *body = NULL, *pending = NULL, *res = NULL;
         _cleanup_free_ char *err = NULL, *path = NULL;
@@ -289,20 +298,31 @@ static enum MHD_Result api_decide(ConsoleServer *s, struct MHD_Connection *c, co
         const char *pod = json_string_value(json_object_get(body, "pod"));
         const char *digest = json_string_value(json_object_get(body, "digest"));
         const char *reason = json_string_value(json_object_get(body, "reason"));
-        CliApprovalDecision d = cli_approval_decision_from_string(json_string_value(json_object_get(body, "decision")));
-        if (!json_is_object(body) || !pod || !cli_pod_id_valid(pod) || !digest || d < 0 || strlen(id) != 32 ||
-            strspn(id, "0123456789abcdef") != 32)
-                return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "{pod, decision: once|pod|refuse, digest} expected");
+        CliApprovalDecision d = cli_approval_decision_from_string(
+                json_string_value(json_object_get(body, "decision")));
+        if (!json_is_object(body) || !pod || !cli_pod_id_valid(pod) || !digest || d < 0 ||
+            strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
+                return reply_error(
+                        c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "{pod, decision: once|pod|refuse, digest} expected");
         if (reason && (strlen(reason) > 200 || string_has_cc(reason, NULL)))
-                return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "reason: at most 200 printable characters");
+                return reply_error(
+                        c, MHD_HTTP_BAD_REQUEST, "invalid_request", "reason: at most 200 printable characters");
         path = xasprintf("/v1/pods/%s/approvals/%s", pod, id);
         if (node_json(s, "GET", path, NULL, &pending, &e) < 0)
                 return reply_client_error(c, &e);
         pthread_mutex_lock(&s->node_lock);
-        int r = cli_approval_decide(s->node, s->secrets_dir, pending, digest, d, reason && *reason ? reason : NULL, &res, &err);
+        int r = cli_approval_decide(
+                s->node, s->secrets_dir, pending, digest, d, reason && *reason ? reason : NULL, &res, &err);
         pthread_mutex_unlock(&s->node_lock);
         if (r < 0)
-                return reply_error(c, r == -EBADMSG ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_GATEWAY, "approval_failed", err ?: "decision failed");
+                return reply_error(
+                        c,
+                        r == -EBADMSG ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_GATEWAY,
+                        "approval_failed",
+                        err ?: "decision failed");
         _cleanup_json_ json_t *out = approval_for_page(res);
         return reply_json(c, MHD_HTTP_OK, out);
 }
@@ -320,7 +340,8 @@ static json_t *record_for_page(const json_t *rec) {
         json_t *args = json_object_get(rec, "detail") ?: json_object_get(rec, "args");
         const char *sha = json_string_value(json_object_get(rec, "args_sha256"));
         _cleanup_free_ char *a = args ? display_json(args, CONSOLE_DISPLAY_MAX)
-                                      : sha ? xasprintf("sha256:%.16s", sha) : xstrdup("");
+                : sha                 ? xasprintf("sha256:%.16s", sha)
+                                      : xstrdup("");
         json_object_set_new(o, "args_display", json_string(a));
         return o;
 }
@@ -368,7 +389,8 @@ static void events_fetch(EventsCtx *x) {
                 _cleanup_json_ json_t *rec = json_loadb(p, (size_t) (nl - p), 0, &jerr);
                 p = nl + 1;
                 json_t *seq = json_object_get(rec, "seq");
-                if (!json_is_integer(seq) || json_object_get(rec, "count") || (uint64_t) json_integer_value(seq) < x->next_seq)
+                if (!json_is_integer(seq) || json_object_get(rec, "count") ||
+                    (uint64_t) json_integer_value(seq) < x->next_seq)
                         continue;
                 x->next_seq = (uint64_t) json_integer_value(seq) + 1;
                 _cleanup_json_ json_t *row = record_for_page(rec);
@@ -424,7 +446,8 @@ static enum MHD_Result api_events(ConsoleServer *s, struct MHD_Connection *c, co
         EventsCtx *x = xnew0(EventsCtx, 1);
         x->s = s;
         snprintf(x->pod, sizeof x->pod, "%s", pod);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, events_reader, x, events_free);
+        struct MHD_Response *resp = MHD_create_response_from_callback(
+                MHD_SIZE_UNKNOWN, 16384, events_reader, x, events_free);
         if (!resp) {
                 events_free(x);
                 return MHD_NO;
@@ -445,7 +468,8 @@ static enum MHD_Result api_audit_state(ConsoleServer *s, struct MHD_Connection *
 
         bool final = pod_final(s, pod, &state);
         if (secret_load_public(s->secrets_dir, SECRET_AUDIT, pub, &err) < 0) {
-                _cleanup_json_ json_t *j = json_pack("{s:s,s:s}", "state", "unknown", "detail", "no audit public key (audit.pub) here");
+                _cleanup_json_ json_t *j = json_pack(
+                        "{s:s,s:s}", "state", "unknown", "detail", "no audit public key (audit.pub) here");
                 return reply_json(c, MHD_HTTP_OK, j);
         }
         if (node_raw(s, path, &resp, &e) < 0) {
@@ -460,7 +484,9 @@ static enum MHD_Result api_audit_state(ConsoleServer *s, struct MHD_Connection *
         _cleanup_json_ json_t *j = json_pack(
                 "{s:s,s:I,s:b}",
                 "state",
-                !rep.valid ? "invalid" : rep.sealed ? "valid" : "open",
+                !rep.valid           ? "invalid"
+                        : rep.sealed ? "valid"
+                                     : "open",
                 "records",
                 (json_int_t) rep.records,
                 "sealed",
@@ -483,19 +509,23 @@ static enum MHD_Result api_patch(ConsoleServer *s, struct MHD_Connection *c, con
         }
         json_t *list = json_object_get(res, "flags") ?: json_object_get(res, "flagged");
         json_array_foreach(list, i, f) {
-                const char *p = json_is_string(f) ? json_string_value(f) : json_string_value(json_object_get(f, "path"));
-                const char *why = json_string_value(json_object_get(f, "reason")) ?: "runs or is obeyed on the host";
+                const char *p = json_is_string(f) ? json_string_value(f)
+                                                  : json_string_value(json_object_get(f, "path"));
+                const char *why = json_string_value(json_object_get(f, "reason"))
+                        ?: "runs or is obeyed on the host";
                 _cleanup_free_ char *pd = display(p ?: "?", 500), *wd = display(why, 500);
                 json_array_append_new(flags, json_pack("{s:s,s:s}", "path_display", pd, "reason", wd));
         }
-        _cleanup_free_ char *patch = display(json_string_value(json_object_get(res, "patch")), CONSOLE_PATCH_DISPLAY_MAX);
+        _cleanup_free_ char *patch = display(
+                json_string_value(json_object_get(res, "patch")), CONSOLE_PATCH_DISPLAY_MAX);
         _cleanup_json_ json_t *j = json_pack("{s:s,s:o}", "patch_display", patch, "flags", flags);
         return reply_json(c, MHD_HTTP_OK, j);
 }
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
-static enum MHD_Result route_ui(ConsoleServer *s, struct MHD_Connection *c, const char *method, const char *url, const ConsoleReq *q) {
+static enum MHD_Result route_ui(
+        ConsoleServer *s, struct MHD_Connection *c, const char *method, const char *url, const ConsoleReq *q) {
         bool get = streq(method, "GET") || streq(method, "HEAD");
         const char *rest;
 
@@ -513,9 +543,11 @@ static enum MHD_Result route_ui(ConsoleServer *s, struct MHD_Connection *c, cons
                 const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
                 if (!origin || !streq(origin, s->origin) || !marker || !streq(marker, "1") || !type ||
                     !startswith(type, "application/json"))
-                        return reply_error(c, MHD_HTTP_FORBIDDEN, "forbidden", "cross-origin or malformed request refused");
+                        return reply_error(
+                                c, MHD_HTTP_FORBIDDEN, "forbidden", "cross-origin or malformed request refused");
                 if (q->too_big)
-                        return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "request body too large");
+                        return reply_error(
+                                c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "request body too large");
                 if ((rest = startswith(url, "/api/approvals/")) && !strchr(rest, '/'))
                         return api_decide(s, c, rest, q);
                 return reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no such route");
@@ -524,7 +556,13 @@ static enum MHD_Result route_ui(ConsoleServer *s, struct MHD_Connection *c, cons
                 return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "invalid_request", "method not allowed");
         for (size_t i = 0; i < console_assets_count; i++)
                 if (streq(url, console_assets[i].path))
-                        return reply_bytes(c, MHD_HTTP_OK, console_assets[i].type, console_assets[i].data, console_assets[i].size, false);
+                        return reply_bytes(
+                                c,
+                                MHD_HTTP_OK,
+                                console_assets[i].type,
+                                console_assets[i].data,
+                                console_assets[i].size,
+                                false);
         if (streq(url, "/favicon.ico"))
                 return reply_bytes(c, MHD_HTTP_NO_CONTENT, "image/x-icon", "", 0, false);
         if (streq(url, "/api/info")) {
@@ -582,25 +620,39 @@ static enum MHD_Result on_request(
         }
         if (streq(url, "/hooks/decision") && streq(method, "POST")) {
                 if (!s->webhook)
-                        return reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no webhook approver is configured");
+                        return reply_error(
+                                c, MHD_HTTP_NOT_FOUND, "not_found", "no webhook approver is configured");
                 if (q->too_big || !q->body)
-                        return reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "a signed decision document expected");
+                        return reply_error(
+                                c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "a signed decision document expected");
                 _cleanup_free_ char *err = NULL;
                 const char *sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, CLI_WEBHOOK_SIGNATURE_HEADER);
                 int r = cli_webhook_accept_decision(s->webhook, q->body, q->n, sig, &err);
                 if (r < 0)
-                        return reply_error(c, r == -EPERM ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_CONFLICT, "decision_refused", err ?: "refused");
+                        return reply_error(
+                                c,
+                                r == -EPERM ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_CONFLICT,
+                                "decision_refused",
+                                err ?: "refused");
                 _cleanup_json_ json_t *j = json_pack("{s:b}", "ok", true);
                 return reply_json(c, MHD_HTTP_OK, j);
         }
         if (!s->ui)
                 return reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no such route");
         if (!host_allowed(s, c))
-                return reply_error(c, MHD_HTTP_FORBIDDEN, "forbidden", "Host not allowed (open the console by the printed URL)");
+                return reply_error(
+                        c,
+                        MHD_HTTP_FORBIDDEN,
+                        "forbidden",
+                        "Host not allowed (open the console by the printed URL)");
         return route_ui(s, c, method, url, q);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+static void on_completed(
+        void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
         ConsoleReq *q = *con_cls;
         if (q) {
                 free(q->body);
@@ -647,7 +699,8 @@ int console_server_start(const ConsoleOptions *o, NucleusClient *node, ConsoleSe
         s->node_url = xstrdup(o->node_url ?: "");
         random_hex(s->token);
         s->daemon = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                        MHD_USE_ERROR_LOG,
                 0,
                 NULL,
                 NULL,
@@ -666,7 +719,8 @@ int console_server_start(const ConsoleOptions *o, NucleusClient *node, ConsoleSe
                 s,
                 MHD_OPTION_END);
         if (!s->daemon) {
-                *reterr = xasprintf("cannot listen on %s (in use, or not an address of this machine)", o->listen);
+                *reterr = xasprintf(
+                        "cannot listen on %s (in use, or not an address of this machine)", o->listen);
                 console_server_stop(s);
                 return -EADDRINUSE;
         }

@@ -66,17 +66,26 @@ static int print_list(NucleusClient *c, OutputMode output) {
         json_array_foreach(list, i, a) {
                 const char *id = json_string_value(json_object_get(a, "id")) ?: "?";
                 const char *pod = json_string_value(json_object_get(a, "pod")) ?: "?";
-                _cleanup_free_ char *op = string_make_visible(json_string_value(json_object_get(a, "operation")) ?: "?"),
-                                    *exp = string_make_visible(json_string_value(json_object_get(a, "expires")) ?: "?"),
+                _cleanup_free_ char *op = string_make_visible(
+                                            json_string_value(json_object_get(a, "operation")) ?: "?"),
+                                    *exp = string_make_visible(
+                                            json_string_value(json_object_get(a, "expires")) ?: "?"),
                                     *desc = cli_approval_describe(a, 200),
-                                    *why = string_make_visible(json_string_value(json_object_get(a, "reason")) ?: "");
+                                    *why = string_make_visible(
+                                            json_string_value(json_object_get(a, "reason")) ?: "");
                 printf("%-10.8s %-10.8s %-12s %-20s %s\n", id, pod, op, exp, desc);
                 printf("%-10s why: %s\n", "", why);
         }
         return CLI_EXIT_OK;
 }
 
-static int decide(NucleusClient *c, const char *secrets_dir, const char *id, CliApprovalDecision d, const char *reason, OutputMode output) {
+static int
+        decide(NucleusClient *c,
+               const char *secrets_dir,
+               const char *id,
+               CliApprovalDecision d,
+               const char *reason,
+               OutputMode output) {
         _cleanup_json_ json_t *pending = NULL, *res = NULL;
         _cleanup_free_ char *err = NULL;
         int r;
@@ -90,7 +99,14 @@ static int decide(NucleusClient *c, const char *secrets_dir, const char *id, Cli
         }
         /* The terminal shows the record it fetched: its own digest is what the human saw. */
         r = cli_approval_decide(
-                c, secrets_dir, pending, json_string_value(json_object_get(pending, "digest")), d, reason, &res, &err);
+                c,
+                secrets_dir,
+                pending,
+                json_string_value(json_object_get(pending, "digest")),
+                d,
+                reason,
+                &res,
+                &err);
         if (r < 0)
                 return cli_fail(output, "approval_failed", "%s", err);
         if (output == OUTPUT_JSON)
@@ -112,7 +128,9 @@ static int serve(NucleusClient *c, const ClientSettings *s, OutputMode output) {
         struct sigaction sa = { .sa_handler = on_stop_signal };
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
-        fprintf(stderr, "nucleus approvals: attached as an approver%s; Ctrl-C to stop\n", w ? " (webhook on)" : "");
+        fprintf(stderr,
+                "nucleus approvals: attached as an approver%s; Ctrl-C to stop\n",
+                w ? " (webhook on)" : "");
         while (!serve_stop) {
                 _cleanup_client_error_ ClientError e = {};
                 if (cli_approvers_heartbeat(c, "nucleus approvals serve", 30, &e) < 0) {
@@ -128,7 +146,10 @@ static int serve(NucleusClient *c, const ClientSettings *s, OutputMode output) {
 }
 
 int verb_approvals(int argc, char **argv) {
-        enum { ARG_FOR_POD = 0x100, ARG_REASON };
+        enum {
+                ARG_FOR_POD = 0x100,
+                ARG_REASON
+        };
         static const struct option options[] = {
                 CLI_OPTION_HELP,
                 CLI_OPTION_OUTPUT,
@@ -160,7 +181,8 @@ int verb_approvals(int argc, char **argv) {
         const char *sub = optind < argc ? argv[optind++] : "list";
         bool takes_id = streq(sub, "approve") || streq(sub, "refuse");
         if (!takes_id && !streq(sub, "list") && !streq(sub, "serve"))
-                return cli_usage_error("approvals", "unknown subcommand '%s' (list, approve, refuse, serve)", sub);
+                return cli_usage_error(
+                        "approvals", "unknown subcommand '%s' (list, approve, refuse, serve)", sub);
         if (takes_id && optind >= argc)
                 return cli_usage_error("approvals", "'%s' needs an approval id", sub);
         const char *id = takes_id ? argv[optind++] : NULL;
@@ -182,10 +204,13 @@ int verb_approvals(int argc, char **argv) {
                 return print_list(c, output);
         if (streq(sub, "serve"))
                 return serve(c, &s, output);
-        return decide(c,
-                      s.secrets_dir,
-                      id,
-                      streq(sub, "refuse") ? CLI_APPROVAL_REFUSE : for_pod ? CLI_APPROVAL_POD : CLI_APPROVAL_ONCE,
-                      reason,
-                      output);
+        return decide(
+                c,
+                s.secrets_dir,
+                id,
+                streq(sub, "refuse") ? CLI_APPROVAL_REFUSE
+                        : for_pod    ? CLI_APPROVAL_POD
+                                     : CLI_APPROVAL_ONCE,
+                reason,
+                output);
 }

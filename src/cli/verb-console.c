@@ -34,13 +34,16 @@ static void usage(void) {
                "Serve a local web page of the node's pods, live tool calls, pending approvals,\n"
                "patches and audit state. Open the printed URL once: it logs the browser in.\n\n"
                "Options:\n"
-               "      --listen ADDR:PORT  where to serve (default " CONSOLE_DEFAULT_LISTEN "; port 0 picks one)\n"
+               "      --listen ADDR:PORT  where to serve (default %s; port 0 picks one)\n"
                "      --output FORMAT     text (default) or json: the URL as {\"url\": ...}\n"
-               "  -h, --help              Show this help\n");
+               "  -h, --help              Show this help\n",
+               CONSOLE_DEFAULT_LISTEN);
 }
 
 int verb_console(int argc, char **argv) {
-        enum { ARG_LISTEN = 0x100 };
+        enum {
+                ARG_LISTEN = 0x100
+        };
         static const struct option options[] = {
                 CLI_OPTION_HELP,
                 CLI_OPTION_OUTPUT,
@@ -95,7 +98,8 @@ int verb_console(int argc, char **argv) {
                 printf("%s\n", console_server_login_url(srv));
         fflush(stdout);
         fprintf(stderr,
-                "nucleus console: open the URL above once (it logs the browser in); serving %s%s; Ctrl-C to stop\n",
+                "nucleus console: open the URL above once (it logs the browser in); serving %s%s; Ctrl-C to "
+                "stop\n",
                 console_server_url(srv),
                 w ? ", webhook approver on" : "");
 
@@ -108,7 +112,9 @@ int verb_console(int argc, char **argv) {
         while (!console_stop) {
                 if (tick % 25 == 0) {
                         _cleanup_client_error_ ClientError e = {};
-                        if (cli_approvers_heartbeat(beat, "nucleus console", CONSOLE_HEARTBEAT_TTL_SEC, &e) < 0 && tick == 0) {
+                        if (cli_approvers_heartbeat(beat, "nucleus console", CONSOLE_HEARTBEAT_TTL_SEC, &e) <
+                                    0 &&
+                            tick == 0) {
                                 _cleanup_free_ char *d = client_error_describe(&e);
                                 log_warning("cannot register as an approver with the node: %s", d);
                         }

@@ -871,9 +871,8 @@ static int approve_through_queue(
 
         if (!agent_node_approvers_attached(c->client, c->pod)) {
                 fprintf(stderr,
-                        "[approval] %s needs approval (%s); stdin is not a terminal and no approver is "
-                        "attached "
-                        "(run 'nucleus console' or 'nucleus approvals serve'): denied\n",
+                        "[approval] %s needs approval (%s); stdin is not a terminal: denied (no approver is "
+                        "attached: 'nucleus console' or 'nucleus approvals serve' decides without one)\n",
                         desc,
                         operation);
                 c->approvals_refused++;

@@ -63,8 +63,8 @@ static int call_tool(void *userdata, const char *op, json_t *args, json_t **ret_
         } else if (h == 0) {
                 _cleanup_free_ char *why = string_make_visible(
                         json_string_value(json_object_get(res, "decision_reason")) ?: "");
-                _cleanup_free_ char *msg = xasprintf("a human did not approve this call%s%s; do not retry",
-                                                     *why ? ": " : "", why);
+                _cleanup_free_ char *msg = xasprintf(
+                        "a human did not approve this call%s%s; do not retry", *why ? ": " : "", why);
                 json_object_set_new(*ret_answer, "error", json_string(msg));
         }
         return 0;

@@ -143,12 +143,14 @@ int api_approval_parse_hold(const char *query, int64_t *ret_ttl, char **reterr) 
                         errno = 0;
                         long long t = strtoll(v, &end, 10);
                         if (errno || *end || end == v || t < 1 || t > APPROVAL_QUEUE_TTL_MAX) {
-                                *reterr = xasprintf("approval_ttl must be 1..%d seconds", APPROVAL_QUEUE_TTL_MAX);
+                                *reterr = xasprintf(
+                                        "approval_ttl must be 1..%d seconds", APPROVAL_QUEUE_TTL_MAX);
                                 return -EINVAL;
                         }
                         ttl = t;
                 } else {
-                        *reterr = xstrdup("unknown query parameter (approval=hold and approval_ttl=N are known)");
+                        *reterr = xstrdup("unknown query parameter (approval=hold and approval_ttl=N are "
+                                          "known)");
                         return -EINVAL;
                 }
         }
@@ -220,7 +222,8 @@ enum MHD_Result api_h_approvals_all(ApiCall *a) {
                 pod_unref(list[i]);
         }
         free(list);
-        _cleanup_json_ json_t *out = json_pack("{s:o,s:b}", "approvals", arr, "approvers_attached", approvers_attached(n));
+        _cleanup_json_ json_t *out = json_pack(
+                "{s:o,s:b}", "approvals", arr, "approvers_attached", approvers_attached(n));
         return api_reply_json(a->c, MHD_HTTP_OK, out);
 }
 
@@ -235,7 +238,10 @@ enum MHD_Result api_h_approvers(ApiCall *a) {
             !json_is_integer(ttl = json_object_get(body, "ttl_seconds")) || json_integer_value(ttl) < 0 ||
             json_integer_value(ttl) > 300)
                 return api_reply_error(
-                        a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "body: {\"name\": ..., \"ttl_seconds\": 0..300} expected");
+                        a->c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "body: {\"name\": ..., \"ttl_seconds\": 0..300} expected");
         pthread_mutex_lock(&a->node->lock);
         a->node->approvers_until = json_integer_value(ttl) == 0
                 ? 0
@@ -278,7 +284,11 @@ enum MHD_Result api_h_pod_approval_get(ApiCall *a) {
                 wait = v ? strtol(v, &end, 10) : -1;
                 if (!v || errno || *end || end == v || wait < 0 || wait > API_APPROVAL_WAIT_MAX_SEC)
                         return api_reply_error(
-                                a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "query: wait=0..%d (seconds) expected", API_APPROVAL_WAIT_MAX_SEC);
+                                a->c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "query: wait=0..%d (seconds) expected",
+                                API_APPROVAL_WAIT_MAX_SEC);
         }
         if (wait > 0)
                 r = approval_queue_wait(a->pod->approvals, aid, (usec_t) wait * USEC_PER_SEC, &rec);
@@ -301,7 +311,8 @@ enum MHD_Result api_h_pod_approval_withdraw(ApiCall *a) {
         if (r == -ENOENT)
                 return reply_no_approval(a);
         if (r < 0)
-                return api_reply_error(a->c, MHD_HTTP_CONFLICT, "already_decided", "the approval was already decided");
+                return api_reply_error(
+                        a->c, MHD_HTTP_CONFLICT, "already_decided", "the approval was already decided");
         (void) approval_queue_get(a->pod->approvals, aid, (int64_t) time(NULL), &rec);
         _cleanup_json_ json_t *detail = json_pack("{s:s}", "approval", aid);
         AuditEvent ev = { .actor = a->actor, .op = "approval_withdrawn", .decision = "info", .detail = detail };
@@ -313,7 +324,9 @@ enum MHD_Result api_h_pod_approval_withdraw(ApiCall *a) {
 
 static enum MHD_Result decision_refused(ApiCall *a, const char *aid, const char *kind, const char *msg) {
         _cleanup_json_ json_t *detail = json_pack("{s:s,s:s}", "approval", aid, "refused_because", msg);
-        AuditEvent ev = { .actor = a->actor, .op = "approval_decision", .decision = "deny", .kind = kind, .detail = detail };
+        AuditEvent ev = {
+                .actor = a->actor, .op = "approval_decision", .decision = "deny", .kind = kind, .detail = detail
+        };
         pod_audit(a->pod, &ev);
         return api_reply_error(a->c, MHD_HTTP_FORBIDDEN, kind, "%s", msg);
 }
@@ -332,7 +345,8 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
         if (!approval_id_ok(aid))
                 return reply_no_approval(a);
         if (json_parse_strict(a->body, a->n_body, a->n_body, &body, &perr) < 0 || !json_is_object(body))
-                return api_reply_error(a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "body: a JSON decision expected");
+                return api_reply_error(
+                        a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "body: a JSON decision expected");
         const char *decision = json_string_value(json_object_get(body, "decision"));
         const char *digest = json_string_value(json_object_get(body, "digest"));
         const char *token = json_string_value(json_object_get(body, "token"));
@@ -344,14 +358,17 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                         a->c,
                         MHD_HTTP_BAD_REQUEST,
                         "invalid_request",
-                        "body: {\"decision\": \"approve\", \"digest\", \"token\"} or {\"decision\": \"refuse\", \"digest\", \"reason\"?}");
+                        "body: {\"decision\": \"approve\", \"digest\", \"token\"} or {\"decision\": "
+                        "\"refuse\", \"digest\", \"reason\"?}");
         r = approval_queue_begin_decision(p->approvals, aid, digest, (int64_t) time(NULL), &info);
         if (r == -ENOENT)
                 return reply_no_approval(a);
         if (r == -EALREADY)
-                return api_reply_error(a->c, MHD_HTTP_CONFLICT, "already_decided", "the approval was already decided");
+                return api_reply_error(
+                        a->c, MHD_HTTP_CONFLICT, "already_decided", "the approval was already decided");
         if (r == -ETIME)
-                return api_reply_error(a->c, MHD_HTTP_CONFLICT, "approval_expired", "the approval expired before the decision");
+                return api_reply_error(
+                        a->c, MHD_HTTP_CONFLICT, "approval_expired", "the approval expired before the decision");
         if (r == -EBADMSG)
                 return api_reply_error(
                         a->c,
@@ -359,7 +376,8 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                         "approval_mismatch",
                         "the decision is about other bytes than the pending approval (digest differs)");
         if (r < 0)
-                return api_reply_error(a->c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "cannot decide the approval");
+                return api_reply_error(
+                        a->c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "cannot decide the approval");
 
         const char *scope = NULL;
         if (approve) {
@@ -369,7 +387,8 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                         : APPROVAL_BAD_SIGNATURE;
                 int64_t now = (int64_t) time(NULL);
                 if (ar == APPROVAL_OK)
-                        ar = approval_token_check(&t, p->id, info.operation, info.args_sha256[0] ? info.args_sha256 : NULL, now);
+                        ar = approval_token_check(
+                                &t, p->id, info.operation, info.args_sha256[0] ? info.args_sha256 : NULL, now);
                 if (ar == APPROVAL_OK && t.expires_at > now + APPROVAL_MAX_TTL_SEC)
                         ar = APPROVAL_TTL_TOO_LONG;
                 if (ar == APPROVAL_OK && info.args_sha256[0] && !t.has_args)
@@ -380,7 +399,9 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                         metrics_approval("invalid");
                         _cleanup_free_ char *msg = ar != APPROVAL_OK
                                 ? xasprintf("approval token refused: %s", approval_result_to_string(ar))
-                                : xasprintf("'%s' cannot be approved for the rest of the pod: approve it once", info.operation);
+                                : xasprintf(
+                                          "'%s' cannot be approved for the rest of the pod: approve it once",
+                                          info.operation);
                         return decision_refused(a, aid, "approval_invalid", msg);
                 }
                 if (!api_pod_check_callable(a->c, p, &ret)) {
@@ -398,7 +419,8 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                 if (!streq(d, "allow")) {
                         approval_queue_abort_decision(p->approvals, aid);
                         _cleanup_free_ char *m = string_make_visible(
-                                json_string_value(json_object_get(rep.response, "error")) ?: "the proxy refused the token");
+                                json_string_value(json_object_get(rep.response, "error"))
+                                        ?: "the proxy refused the token");
                         channel_reply_done(&rep);
                         return decision_refused(a, aid, "approval_invalid", m);
                 }
@@ -407,9 +429,11 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
         r = approval_queue_finish_decision(
                 p->approvals, aid, approve, scope, a->actor, approve ? NULL : reason, (int64_t) time(NULL), &rec);
         if (r < 0)
-                return api_reply_error(a->c, MHD_HTTP_CONFLICT, "already_decided", "the pod ended before the decision");
-        _cleanup_json_ json_t *detail = approve ? json_pack("{s:s,s:s}", "approval", aid, "scope", scope)
-                                                : json_pack("{s:s,s:s}", "approval", aid, "reason", reason ?: "");
+                return api_reply_error(
+                        a->c, MHD_HTTP_CONFLICT, "already_decided", "the pod ended before the decision");
+        _cleanup_json_ json_t *detail = approve
+                ? json_pack("{s:s,s:s}", "approval", aid, "scope", scope)
+                : json_pack("{s:s,s:s}", "approval", aid, "reason", reason ?: "");
         AuditEvent ev = { .actor = a->actor,
                           .op = "approval_decision",
                           .decision = approve ? "allow" : "deny",

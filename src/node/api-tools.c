@@ -467,13 +467,23 @@ enum MHD_Result api_h_workspace_put(ApiCall *a) {
         if (!api_pod_check_callable(a->c, a->pod, &ret))
                 return ret;
         _cleanup_json_ json_t *args = json_object();
-        return proxy_call(a->c, a->pod, a->actor, "import", "workspace_import", args, a->body, a->n_body, 0, -1);
+        return proxy_call(
+                a->c, a->pod, a->actor, "import", "workspace_import", args, a->body, a->n_body, 0, -1);
 }
 
 enum MHD_Result api_h_workspace_patch(ApiCall *a) {
         _cleanup_json_ json_t *args = json_object();
         return proxy_call(
-                a->c, a->pod, a->actor, "export", "workspace_export", args, NULL, 0, a->node->config.max_patch_bytes, -1);
+                a->c,
+                a->pod,
+                a->actor,
+                "export",
+                "workspace_export",
+                args,
+                NULL,
+                0,
+                a->node->config.max_patch_bytes,
+                -1);
 }
 
 /* POST /v1/pods/{id}/tools/{op}: one tool call (args[0] is the operation). */

@@ -212,7 +212,8 @@ static json_t *record_to_json(const ApprovalQueue *q, const ApprovalRecord *r) {
         return j;
 }
 
-static void decide_locked(ApprovalQueue *q, ApprovalRecord *r, ApprovalState s, const char *by, const char *why, int64_t now) {
+static void decide_locked(
+        ApprovalQueue *q, ApprovalRecord *r, ApprovalState s, const char *by, const char *why, int64_t now) {
         r->state = s;
         r->deciding = false;
         r->decided_at = now;
@@ -244,7 +245,8 @@ static void expire_locked(ApprovalQueue *q, int64_t now) {
         for (size_t i = 0; i < q->n_records; i++) {
                 ApprovalRecord *r = q->records[i];
                 if (r->state == APPROVAL_STATE_PENDING && !r->deciding && now >= r->expires)
-                        decide_locked(q, r, APPROVAL_STATE_EXPIRED, "node", "no decision before the expiry", now);
+                        decide_locked(
+                                q, r, APPROVAL_STATE_EXPIRED, "node", "no decision before the expiry", now);
         }
         trim_locked(q);
 }
@@ -297,7 +299,8 @@ int approval_queue_hold(
         a->created = now;
         a->expires = now + ttl;
         a->state = APPROVAL_STATE_PENDING;
-        approval_pending_digest(q->pod, a->id, a->tool, a->args, a->operation, a->args_sha256, a->reason, a->digest);
+        approval_pending_digest(
+                q->pod, a->id, a->tool, a->args, a->operation, a->args_sha256, a->reason, a->digest);
 
         pthread_mutex_lock(&q->lock);
         expire_locked(q, now);
@@ -355,7 +358,8 @@ int approval_queue_wait(ApprovalQueue *q, const char *id, usec_t timeout, json_t
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         usec_t end = (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000 + timeout;
-        struct timespec abs = { .tv_sec = (time_t) (end / USEC_PER_SEC), .tv_nsec = (long) ((end % USEC_PER_SEC) * 1000) };
+        struct timespec abs = { .tv_sec = (time_t) (end / USEC_PER_SEC),
+                                .tv_nsec = (long) ((end % USEC_PER_SEC) * 1000) };
 
         pthread_mutex_lock(&q->lock);
         for (;;) {
@@ -430,7 +434,8 @@ int approval_queue_finish_decision(
         else {
                 free(a->scope);
                 a->scope = approved && scope ? xstrdup(scope) : NULL;
-                decide_locked(q, a, approved ? APPROVAL_STATE_APPROVED : APPROVAL_STATE_REFUSED, actor, reason, now);
+                decide_locked(
+                        q, a, approved ? APPROVAL_STATE_APPROVED : APPROVAL_STATE_REFUSED, actor, reason, now);
                 if (ret)
                         *ret = record_to_json(q, a);
                 trim_locked(q);
@@ -457,8 +462,7 @@ int approval_queue_withdraw(ApprovalQueue *q, const char *id, int64_t now) {
                 r = -ENOENT;
         else if (a->state != APPROVAL_STATE_PENDING || a->deciding)
                 r = -EALREADY;
-        else
-        {
+        else {
                 decide_locked(q, a, APPROVAL_STATE_WITHDRAWN, "caller", "the caller stopped waiting", now);
                 trim_locked(q);
         }

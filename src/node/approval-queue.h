@@ -23,11 +23,11 @@
 #include "macro.h"
 #include "time-util.h"
 
-#define APPROVAL_QUEUE_MAX_PENDING 16U   /* per pod; more are refused (429 too_many_pending) */
-#define APPROVAL_QUEUE_KEEP_DECIDED 64U  /* decided records kept for GET and late waiters */
-#define APPROVAL_QUEUE_TTL_DEFAULT 300   /* seconds a pending approval waits for a decision */
+#define APPROVAL_QUEUE_MAX_PENDING 16U  /* per pod; more are refused (429 too_many_pending) */
+#define APPROVAL_QUEUE_KEEP_DECIDED 64U /* decided records kept for GET and late waiters */
+#define APPROVAL_QUEUE_TTL_DEFAULT 300  /* seconds a pending approval waits for a decision */
 #define APPROVAL_QUEUE_TTL_MAX 3600
-#define APPROVAL_QUEUE_REASON_MAX 512U   /* bytes of a refusal reason */
+#define APPROVAL_QUEUE_REASON_MAX 512U /* bytes of a refusal reason */
 
 typedef enum ApprovalState {
         APPROVAL_STATE_PENDING,

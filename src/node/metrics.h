@@ -14,7 +14,7 @@ void metrics_observe_boot(usec_t d);  /* VMM start → channel connected */
 void metrics_observe_ready(usec_t d); /* create → proxy configured */
 /* decision: "allow", "deny" or "error"; kind: error kind or NULL. */
 void metrics_tool_call(const char *op, const char *decision, const char *kind);
-void metrics_approval(const char *result); /* "accepted", "rejected", "invalid" */
+void metrics_approval(const char *result);      /* "accepted", "rejected", "invalid" */
 void metrics_approval_queue(const char *event); /* "held", "approved", "refused", "withdrawn" */
 void metrics_budget_spent(uint64_t micro_usd);
 void metrics_bytes(const char *direction, uint64_t n); /* "upload", "download" */

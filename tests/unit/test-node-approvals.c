@@ -161,8 +161,12 @@ static void test_wait_woken_by_decision(void **state) {
         memcpy(w.id, json_string_value(json_object_get(a, "id")), 33);
         assert_int_equal(pthread_create(&t, NULL, waiter_thread, &w), 0);
         ApprovalPendingInfo info;
-        assert_int_equal(approval_queue_begin_decision(q, w.id, json_string_value(json_object_get(a, "digest")), now, &info), 0);
-        assert_int_equal(approval_queue_finish_decision(q, w.id, false, NULL, "console", "not now", now, NULL), 0);
+        assert_int_equal(
+                approval_queue_begin_decision(
+                        q, w.id, json_string_value(json_object_get(a, "digest")), now, &info),
+                0);
+        assert_int_equal(
+                approval_queue_finish_decision(q, w.id, false, NULL, "console", "not now", now, NULL), 0);
         pthread_join(t, NULL);
         assert_int_equal(w.r, 1);
         assert_string_equal(json_string_value(json_object_get(w.res, "state")), "refused");
@@ -211,7 +215,8 @@ static void test_keeps_bounded_history(void **state) {
         for (unsigned i = 0; i < APPROVAL_QUEUE_KEEP_DECIDED + 20; i++) {
                 _cleanup_json_ json_t *a = hold(q, "git", 1000, 0, &r);
                 assert_int_equal(r, 0);
-                assert_int_equal(approval_queue_withdraw(q, json_string_value(json_object_get(a, "id")), 1000), 0);
+                assert_int_equal(
+                        approval_queue_withdraw(q, json_string_value(json_object_get(a, "id")), 1000), 0);
         }
         _cleanup_json_ json_t *l = approval_queue_list(q, false, 1000);
         assert_int_equal(json_array_size(l), APPROVAL_QUEUE_KEEP_DECIDED);
