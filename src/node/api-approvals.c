@@ -187,7 +187,12 @@ int api_approval_hold(Pod *p, const char *actor, const char *tool, json_t *args,
                           .result = digest,
                           .result_len = strlen(digest),
                           .detail = detail };
-        pod_audit(p, &ev);
+        if (pod_audit(p, &ev) < 0) {
+                /* No pending approval without its record (docs/audit.md "Fail closed"). */
+                (void) approval_queue_withdraw(
+                        p->approvals, json_string_value(json_object_get(pending, "id")), (int64_t) time(NULL));
+                return -EIO;
+        }
         metrics_approval_queue("held");
         pod_publish(p, "approval", pending);
         json_object_set(answer, "approval", pending);
@@ -316,7 +321,7 @@ enum MHD_Result api_h_pod_approval_withdraw(ApiCall *a) {
         (void) approval_queue_get(a->pod->approvals, aid, (int64_t) time(NULL), &rec);
         _cleanup_json_ json_t *detail = json_pack("{s:s}", "approval", aid);
         AuditEvent ev = { .actor = a->actor, .op = "approval_withdrawn", .decision = "info", .detail = detail };
-        pod_audit(a->pod, &ev);
+        (void) pod_audit(a->pod, &ev);
         metrics_approval_queue("withdrawn");
         pod_publish(a->pod, "approval", rec);
         return api_reply_json(a->c, MHD_HTTP_OK, rec);
@@ -327,7 +332,7 @@ static enum MHD_Result decision_refused(ApiCall *a, const char *aid, const char 
         AuditEvent ev = {
                 .actor = a->actor, .op = "approval_decision", .decision = "deny", .kind = kind, .detail = detail
         };
-        pod_audit(a->pod, &ev);
+        (void) pod_audit(a->pod, &ev);
         return api_reply_error(a->c, MHD_HTTP_FORBIDDEN, kind, "%s", msg);
 }
 
@@ -408,6 +413,22 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
                         approval_queue_abort_decision(p->approvals, aid);
                         return ret;
                 }
+                /* The decision's record is written before the token reaches the proxy. */
+                _cleanup_json_ json_t *pre = json_pack("{s:s,s:s}", "approval", aid, "scope", scope);
+                AuditEvent pre_ev = { .actor = a->actor,
+                                      .op = "approval_decision",
+                                      .decision = "allow",
+                                      .detail = pre,
+                                      .result = digest,
+                                      .result_len = strlen(digest) };
+                if (pod_audit(p, &pre_ev) < 0) {
+                        approval_queue_abort_decision(p->approvals, aid);
+                        return api_reply_error(
+                                a->c,
+                                MHD_HTTP_SERVICE_UNAVAILABLE,
+                                "audit_unavailable",
+                                "the decision cannot be recorded: refused");
+                }
                 _cleanup_json_ json_t *args = json_pack("{s:s}", "token", token);
                 ChannelReply rep = {};
                 r = channel_call(p->channel, "approve", args, 0, NULL, 0, api_pod_call_timeout(p), 0, &rep);
@@ -431,17 +452,17 @@ enum MHD_Result api_h_pod_approval_decide(ApiCall *a) {
         if (r < 0)
                 return api_reply_error(
                         a->c, MHD_HTTP_CONFLICT, "already_decided", "the pod ended before the decision");
-        _cleanup_json_ json_t *detail = approve
-                ? json_pack("{s:s,s:s}", "approval", aid, "scope", scope)
-                : json_pack("{s:s,s:s}", "approval", aid, "reason", reason ?: "");
-        AuditEvent ev = { .actor = a->actor,
-                          .op = "approval_decision",
-                          .decision = approve ? "allow" : "deny",
-                          .kind = approve ? NULL : "approval_refused",
-                          .detail = detail,
-                          .result = digest,
-                          .result_len = strlen(digest) };
-        pod_audit(p, &ev);
+        if (!approve) {
+                _cleanup_json_ json_t *detail = json_pack("{s:s,s:s}", "approval", aid, "reason", reason ?: "");
+                AuditEvent ev = { .actor = a->actor,
+                                  .op = "approval_decision",
+                                  .decision = "deny",
+                                  .kind = "approval_refused",
+                                  .detail = detail,
+                                  .result = digest,
+                                  .result_len = strlen(digest) };
+                (void) pod_audit(p, &ev); /* refusing changes nothing, recorded or not */
+        }
         metrics_approval(approve ? "accepted" : "rejected");
         metrics_approval_queue(approve ? "approved" : "refused");
         pod_publish(p, "approval", rec);
