@@ -8,35 +8,17 @@
 
 #include "agent-node.h"
 #include "alloc-util.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "string-util.h"
 #include "tools.h"
-
-static bool pod_id_ok(const char *pod) {
-        if (isempty(pod) || strlen(pod) > 128)
-                return false;
-        for (const char *p = pod; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      *p == '-' || *p == '_' || *p == '.'))
-                        return false;
-        return !streq(pod, ".") && !streq(pod, "..");
-}
-
-static bool op_ok(const char *op) {
-        if (isempty(op) || strlen(op) > 64)
-                return false;
-        for (const char *p = op; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-                        return false;
-        return true;
-}
 
 int agent_node_call_tool(
         NucleusClient *c, const char *pod, const char *op, json_t *args, json_t **ret_answer, char **reterr) {
         _cleanup_json_ json_t *answer = NULL;
         _cleanup_client_error_ ClientError e = {};
 
-        if (!pod_id_ok(pod) || !op_ok(op)) {
+        if (!pod_id_valid(pod) || !operation_name_valid(op)) {
                 *reterr = xstrdup("invalid pod id or operation name");
                 return -EINVAL;
         }
@@ -70,7 +52,7 @@ int agent_node_call_tool(
 
 int agent_node_submit_approval(NucleusClient *c, const char *pod, const char *token, char **reterr) {
         _cleanup_client_error_ ClientError e = {};
-        if (!pod_id_ok(pod)) {
+        if (!pod_id_valid(pod)) {
                 *reterr = xstrdup("invalid pod id");
                 return -EINVAL;
         }

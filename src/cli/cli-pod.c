@@ -10,6 +10,7 @@
 #include "alloc-util.h"
 #include "cli-pod.h"
 #include "escape.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "string-util.h"
 
@@ -17,9 +18,7 @@
 #define CLI_POD_CANDIDATES_SHOWN 10
 
 bool cli_pod_id_valid(const char *id) {
-        size_t n = id ? strlen(id) : 0;
-        return n > 0 && n <= 64 &&
-                strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+        return pod_id_valid(id);
 }
 
 bool cli_pod_state_ended(const char *state) {

@@ -8,7 +8,7 @@
 
 #include "client.h"
 
-/* 1..64 characters of [A-Za-z0-9_-]: nothing that could change the URL's meaning. */
+/* pod_id_valid() (id-util.h): one URL path segment that means itself. */
 bool cli_pod_id_valid(const char *id);
 
 /* True for a pod state that will not change any more. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "id-util.h"
 #include "cli-api.h"
 #include "fd-util.h"
 #include "json-util.h"
@@ -31,11 +32,6 @@ static void tool_usage(void) {
                "      --output FORMAT     text (default) or json (exactly the answer, or the error)\n"
                "  -h, --help              Show this help\n\n"
                "Example: nucleus tool POD run --arg-json argv='[\"git\",\"status\"]'\n");
-}
-
-static bool operation_valid(const char *op) {
-        size_t n = strlen(op);
-        return n >= 1 && n <= 32 && strspn(op, "abcdefghijklmnopqrstuvwxyz_") == n;
 }
 
 /* KEY=VALUE into args; value a string or (as_json) a JSON value. Returns 0 or an exit code. */
@@ -101,7 +97,7 @@ int verb_tool(int argc, char **argv) {
         if (r != 0)
                 return r;
         const char *op = argv[optind + 1];
-        if (!operation_valid(op))
+        if (!operation_name_valid(op))
                 return cli_usage_error("tool", "'%s' is not an operation name ([a-z_], at most 32)", op);
         if (argc - optind == 3) {
                 const char *a = argv[optind + 2];

@@ -54,7 +54,7 @@ enum MHD_Result api_h_approval(ApiCall *a) {
                         "no approver public key configured on the node (approver_public_key)");
         if (!api_pod_check_callable(c, p, &ret))
                 return ret;
-        api_sha256_hex(token, strlen(token), tsha);
+        sha256_hex(token, strlen(token), tsha);
         ar = approval_token_verify(token, p->node->approver_pub, &t, &err);
         if (ar == APPROVAL_OK) {
                 int64_t now = (int64_t) time(NULL);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hash-util.h"
 #include "node.h"
 #include "pod.h"
 
@@ -78,8 +79,6 @@ bool api_route_match(const char *method, const char *path, ApiMatch *ret);
 void api_match_done(ApiMatch *m);
 /* "GET or POST": the methods the table has for the pattern of r (malloc'd). */
 char *api_route_methods(const ApiRoute *r);
-/* Lower-case UUID (the node's pod ids). */
-bool api_pod_id_ok(const char *s);
 
 /* ---- answers (api.c) ---- */
 /* Add X-Nucleus-Response-MAC (sign.h, docs/api.md) to an answer: over the body, or for a
@@ -92,7 +91,6 @@ enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t
 _printf_(4, 5) enum MHD_Result
         api_reply_error(struct MHD_Connection *c, unsigned status, const char *kind, const char *fmt, ...);
 const char *api_header(struct MHD_Connection *c, const char *name);
-void api_sha256_hex(const void *p, size_t n, char ret[65]);
 
 /* ---- calls into a pod (api-tools.c) ---- */
 /* Running and within its deadline? Otherwise queue the answer and return false. */

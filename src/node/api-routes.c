@@ -25,6 +25,7 @@
 
 #include "alloc-util.h"
 #include "api-internal.h"
+#include "id-util.h"
 #include "string-util.h"
 
 /* clang-format off */
@@ -51,19 +52,6 @@ static const ApiRoute api_routes[] = {
         { "POST",   "/v1/approvers",                    api_h_approvers,          API_CAP_JSON,      0,          API_SCOPE_NODE },
 };
 /* clang-format on */
-
-bool api_pod_id_ok(const char *s) {
-        if (strlen(s) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (s[i] != '-')
-                                return false;
-                } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        }
-        return true;
-}
 
 void api_match_done(ApiMatch *m) {
         m->pod_id = mfree(m->pod_id);

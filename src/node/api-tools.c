@@ -10,6 +10,7 @@
 
 #include "alloc-util.h"
 #include "api-internal.h"
+#include "id-util.h"
 #include "audit-detail.h"
 #include "audit.h"
 #include "json-util.h"
@@ -17,15 +18,6 @@
 #include "metrics.h"
 #include "patch-flags.h"
 #include "string-util.h"
-
-static bool op_name_ok(const char *s, size_t n) {
-        if (n == 0 || n > 32)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
-                        return false;
-        return true;
-}
 
 /* Decision for the audit log and metrics from a proxy answer. */
 const char *api_answer_decision(json_t *ans, const char **ret_kind) {
@@ -239,7 +231,7 @@ static enum MHD_Result proxy_call(
         if (!api_pod_check_callable(c, p, &ret))
                 return ret;
         if (upload)
-                api_sha256_hex(upload, n_upload, args_sha);
+                sha256_hex(upload, n_upload, args_sha);
         /* What the record shows of the arguments (redacted; docs/audit.md). */
         _cleanup_json_ json_t *detail = upload ? NULL : audit_detail_for_call(op, args);
         uint64_t req_seq = 0;
@@ -493,7 +485,7 @@ enum MHD_Result api_h_tool(ApiCall *a) {
         _cleanup_json_ json_t *args = NULL;
         _cleanup_free_ char *err = NULL;
 
-        if (!op_name_ok(op, strlen(op)))
+        if (!operation_name_valid(op))
                 return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown tool operation");
         if (streq(op, "configure") || streq(op, "import") || streq(op, "export") || streq(op, "approve"))
                 return api_reply_error(

@@ -22,6 +22,7 @@
 #include "api-internal.h"
 #include "api.h"
 #include "fd-util.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "log.h"
 #include "metrics.h"
@@ -160,13 +161,6 @@ const char *api_header(struct MHD_Connection *c, const char *name) {
         return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-void api_sha256_hex(const void *p, size_t n, char ret[65]) {
-        uint8_t d[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(d, p, n);
-        for (size_t i = 0; i < sizeof d; i++)
-                snprintf(ret + 2 * i, 3, "%02x", d[i]);
-}
-
 /* The body limit of a route (configured); unknown routes get the JSON limit (they end in 404
  * or 405 after authentication). */
 static size_t body_cap_for(Node *n, const ApiRoute *r) {
@@ -239,7 +233,7 @@ static bool workspace_upload_refused(
                         (unsigned long long) cap);
                 return true;
         }
-        if (!m->pod_id || !api_pod_id_ok(m->pod_id))
+        if (!m->pod_id || !pod_id_is_uuid(m->pod_id))
                 return false;
         _cleanup_(pod_unrefp) Pod *p = pod_find(n, m->pod_id);
         /* The local driver has no scratch disk: the workspace is a host directory. */
@@ -442,7 +436,7 @@ static enum MHD_Result api_dispatch(struct MHD_Connection *c, Node *n, Req *q, c
         if (!q->match.any)
                 return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "no route %s %s", method, q->path);
         if (q->match.pod_id) {
-                if (!api_pod_id_ok(q->match.pod_id))
+                if (!pod_id_is_uuid(q->match.pod_id))
                         return api_reply_error(
                                 c, MHD_HTTP_NOT_FOUND, "not_found", "no such pod (ids are lower-case UUIDs)");
                 p = pod_find(n, q->match.pod_id);

@@ -20,6 +20,7 @@
 #include "alloc-util.h"
 #include "cgroup.h"
 #include "fd-util.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "log.h"
 #include "message.h"
@@ -302,7 +303,7 @@ void pod_on_event(void *userdata, json_t *ev) {
         /* Guest events are recorded as reported, marked actor "guest": the guest cannot write
          * the log itself, and its claims are evidence, not the node's own observation. Only
          * fields with a closed syntax are copied; everything else goes in as a digest. */
-        if (!op || strlen(op) > 32 || strspn(op, "abcdefghijklmnopqrstuvwxyz_") != strlen(op))
+        if (!operation_name_valid(op))
                 op = NULL;
         gop = xasprintf("guest.%s", op ?: (streq_ptr(type, "boot") ? "boot" : "event"));
         if (!decision || !(streq(decision, "allow") || streq(decision, "deny") || streq(decision, "error")))

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api-internal.h"
+#include "id-util.h"
 
 #define POD "0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"
 
@@ -40,11 +41,11 @@ static void test_match_placeholders(void **state) {
         /* The id is captured unchecked; the dispatcher checks it (404). */
         assert_true(api_route_match("GET", "/v1/pods/NOT-A-UUID", &m));
         assert_string_equal(m.pod_id, "NOT-A-UUID");
-        assert_false(api_pod_id_ok(m.pod_id));
+        assert_false(pod_id_is_uuid(m.pod_id));
         api_match_done(&m);
-        assert_true(api_pod_id_ok(POD));
-        assert_false(api_pod_id_ok("0B5C7E2A-1F3D-4C8E-9A6B-2D4F6E8A0C1E"));
-        assert_false(api_pod_id_ok(POD "0"));
+        assert_true(pod_id_is_uuid(POD));
+        assert_false(pod_id_is_uuid("0B5C7E2A-1F3D-4C8E-9A6B-2D4F6E8A0C1E"));
+        assert_false(pod_id_is_uuid(POD "0"));
 
         /* A placeholder is one non-empty segment. */
         assert_false(api_route_match("POST", "/v1/pods/" POD "/tools/a/b", &m));

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "id-util.h"
 #include "parse-util.h"
 #include "string-util.h"
 
@@ -131,17 +133,45 @@ static void test_read_full_and_atomic(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* The one id grammar (id-util.h) every program checks pod ids and operation names with. */
+static void test_id_grammar(void **state) {
+        assert_true(pod_id_is_uuid("0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"));
+        assert_false(pod_id_is_uuid("0B5C7E2A-1F3D-4C8E-9A6B-2D4F6E8A0C1E"));
+        assert_false(pod_id_is_uuid("0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1"));
+        assert_false(pod_id_is_uuid("0b5c7e2a01f3d-4c8e-9a6b-2d4f6e8a0c1e"));
+        assert_false(pod_id_is_uuid(NULL));
+        assert_true(pod_id_valid("0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e")); /* a minted id is one */
+        assert_true(pod_id_valid("pod-test_1.a"));
+        assert_false(pod_id_valid(""));
+        assert_false(pod_id_valid("."));
+        assert_false(pod_id_valid(".."));
+        assert_false(pod_id_valid("a/b"));
+        assert_false(pod_id_valid("a b"));
+        assert_false(pod_id_valid("a%2f"));
+        assert_false(pod_id_valid(NULL));
+        char long_id[POD_ID_MAX + 2];
+        memset(long_id, 'a', sizeof long_id);
+        long_id[POD_ID_MAX] = 0;
+        assert_true(pod_id_valid(long_id));
+        long_id[POD_ID_MAX] = 'a';
+        long_id[POD_ID_MAX + 1] = 0;
+        assert_false(pod_id_valid(long_id));
+        assert_true(operation_name_valid("read"));
+        assert_true(operation_name_valid("web_fetch"));
+        assert_false(operation_name_valid(""));
+        assert_false(operation_name_valid("Read"));
+        assert_false(operation_name_valid("read-file"));
+        assert_false(operation_name_valid("abcdefghijklmnopqrstuvwxyzabcdefg")); /* 33 */
+        assert_true(operation_name_valid("abcdefghijklmnopqrstuvwxyzabcdef"));   /* 32 */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_safe_atou64),
-                cmocka_unit_test(test_safe_atoi),
-                cmocka_unit_test(test_parse_micros),
-                cmocka_unit_test(test_hex),
-                cmocka_unit_test(test_visible),
-                cmocka_unit_test(test_strv),
-                cmocka_unit_test(test_memeq),
-                cmocka_unit_test(test_utf8),
-                cmocka_unit_test(test_read_full_and_atomic),
+                cmocka_unit_test(test_id_grammar), cmocka_unit_test(test_safe_atou64),
+                cmocka_unit_test(test_safe_atoi),  cmocka_unit_test(test_parse_micros),
+                cmocka_unit_test(test_hex),        cmocka_unit_test(test_visible),
+                cmocka_unit_test(test_strv),       cmocka_unit_test(test_memeq),
+                cmocka_unit_test(test_utf8),       cmocka_unit_test(test_read_full_and_atomic),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

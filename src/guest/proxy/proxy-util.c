@@ -109,12 +109,6 @@ int base64_decode(const char *s, size_t len, size_t max, uint8_t **ret, size_t *
         return 0;
 }
 
-void sha256_hex(const void *p, size_t n, char ret[static 65]) {
-        uint8_t h[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(h, p, n);
-        sodium_bin2hex(ret, 65, h, sizeof h);
-}
-
 bool utf8_valid(const char *s, size_t n) {
         const uint8_t *p = (const uint8_t *) s;
         size_t i = 0;

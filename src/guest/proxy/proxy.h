@@ -14,6 +14,7 @@
 #include "approval.h"
 #include "configure.h"
 #include "frame.h"
+#include "hash-util.h"
 #include "message.h"
 #include "policy.h"
 #include "process-util.h"
@@ -239,8 +240,6 @@ int args_check_keys(Request *req, const char *const *allowed);
 /* base64 (libsodium, original variant with padding) helpers. */
 char *base64_encode(const void *p, size_t n);
 int base64_decode(const char *s, size_t len, size_t max, uint8_t **ret, size_t *ret_n);
-/* Lowercase hex SHA-256 of bytes. */
-void sha256_hex(const void *p, size_t n, char ret[static 65]);
 
 /* The one home of the baseline: the root-only git directory (a pack, not loose objects) that
  * holds the workspace as uploaded, under p->state_dir (in a VM the scratch disk's root-owned

@@ -18,6 +18,7 @@
 
 #include "alloc-util.h"
 #include "audit.h"
+#include "hash-util.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "string-util.h"
@@ -46,12 +47,6 @@ void audit_genesis(const char *pod, char ret[65]) {
         crypto_hash_sha256_update(&st, (const uint8_t *) AUDIT_GENESIS_DOMAIN, strlen(AUDIT_GENESIS_DOMAIN));
         crypto_hash_sha256_update(&st, (const uint8_t *) pod, strlen(pod));
         crypto_hash_sha256_final(&st, d);
-        sodium_bin2hex(ret, 65, d, sizeof(d));
-}
-
-static void sha256_hex(const void *p, size_t n, char ret[65]) {
-        uint8_t d[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(d, p, n);
         sodium_bin2hex(ret, 65, d, sizeof(d));
 }
 

@@ -12,6 +12,8 @@
 
 #include "alloc-util.h"
 #include "approval.h"
+#include "hash-util.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "string-util.h"
 
@@ -39,19 +41,6 @@ static bool is_lower_hex(const char *s, size_t len) {
         return true;
 }
 
-static bool pod_id_ok(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > APPROVAL_POD_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '_' || c == '.'))
-                        return false;
-        }
-        return true;
-}
-
 static bool operation_ok(const char *s) {
         size_t n = strlen(s);
         if (n == 0 || n > APPROVAL_OP_MAX)
@@ -63,12 +52,10 @@ static bool operation_ok(const char *s) {
 }
 
 int approval_args_sha256(const json_t *args, char ret[65]) {
-        uint8_t d[crypto_hash_sha256_BYTES];
         if (!args)
                 return -EINVAL;
         _cleanup_free_ char *text = json_dump_canonical(args);
-        crypto_hash_sha256(d, (const uint8_t *) text, strlen(text));
-        sodium_bin2hex(ret, 65, d, sizeof(d));
+        sha256_hex(text, strlen(text), ret);
         return 0;
 }
 
@@ -86,7 +73,7 @@ static json_t *token_to_json(const ApprovalToken *t) {
 }
 
 static bool token_fields_ok(const ApprovalToken *t) {
-        return pod_id_ok(t->pod) && operation_ok(t->operation) &&
+        return pod_id_valid(t->pod) && operation_ok(t->operation) &&
                 (!t->has_args || is_lower_hex(t->args_sha256, 64)) && t->uses >= 1 &&
                 t->uses <= APPROVAL_USES_MAX && t->expires_at > 0 && is_lower_hex(t->nonce, 32);
 }
@@ -223,7 +210,7 @@ ApprovalResult approval_token_verify(
         if (!json_is_integer(v) || json_integer_value(v) != 1)
                 return FAIL(APPROVAL_MALFORMED, "token version must be 1");
         t.version = 1;
-        if (copy_string_field(j, "pod", t.pod, sizeof(t.pod), true) <= 0 || !pod_id_ok(t.pod))
+        if (copy_string_field(j, "pod", t.pod, sizeof(t.pod), true) <= 0 || !pod_id_valid(t.pod))
                 return FAIL(APPROVAL_MALFORMED, "token field \"pod\" missing or invalid");
         if (copy_string_field(j, "op", t.operation, sizeof(t.operation), true) <= 0 ||
             !operation_ok(t.operation))

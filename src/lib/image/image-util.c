@@ -19,6 +19,7 @@
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "hash-util.h"
 #include "image-internal.h"
 #include "log.h"
 #include "string-util.h"
@@ -192,9 +193,7 @@ int image_sha256_file(const char *path, char ret_hex[static IMAGE_SHA256_HEX]) {
 }
 
 void image_sha256_buf(const void *p, size_t n, char ret_hex[static IMAGE_SHA256_HEX]) {
-        unsigned char d[crypto_hash_sha256_BYTES];
-        crypto_hash_sha256(d, p, n);
-        hex_digest(d, ret_hex);
+        sha256_hex(p, n, ret_hex);
 }
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {

@@ -8,6 +8,7 @@
 
 #include "alloc-util.h"
 #include "configure.h"
+#include "id-util.h"
 #include "json-util.h"
 #include "string-util.h"
 
@@ -64,13 +65,6 @@ Configure *configure_free(Configure *c) {
         free(c->net.dns);
         free(c);
         return NULL;
-}
-
-static bool pod_id_ok(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > CONFIGURE_POD_ID_MAX)
-                return false;
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
 /* The names the proxy sets itself for every command; configure cannot override them. */
@@ -259,8 +253,8 @@ int configure_from_json(const json_t *args, Configure **ret, char **reterr) {
         c->time_remaining = USEC_INFINITY;
 
         v = json_object_get(args, "pod_id");
-        if (!json_is_string(v) || !pod_id_ok(json_string_value(v)))
-                return fail(reterr, "$.pod_id: required, 1-128 characters of [A-Za-z0-9._-]");
+        if (!json_is_string(v) || !pod_id_valid(json_string_value(v)))
+                return fail(reterr, "$.pod_id: required, 1-128 characters of [A-Za-z0-9._-], not . or ..");
         c->pod_id = xstrdup(json_string_value(v));
 
         json_t *jp = json_object_get(args, "policy"), *jn = json_object_get(args, "profile");

@@ -22,7 +22,6 @@
 #include "policy.h"
 #include "time-util.h"
 
-#define CONFIGURE_POD_ID_MAX 128u
 #define CONFIGURE_ENV_MAX 64u
 #define CONFIGURE_DNS_MAX 256u
 #define CONFIGURE_SEED_SIZE 32u /* bytes of entropy for the guest's CRNG */
@@ -63,7 +62,7 @@ typedef struct ConfigureNet {
 } ConfigureNet;
 
 typedef struct Configure {
-        char *pod_id; /* [A-Za-z0-9._-]{1,128}; approval tokens are bound to it */
+        char *pod_id; /* pod_id_valid() (id-util.h); approval tokens are bound to it */
         Policy *policy;
         usec_t time_remaining; /* the deadline, from receipt; USEC_INFINITY: the policy's window only */
         usec_t wall_clock;     /* CLOCK_REALTIME at the node when sent; 0: not given */

@@ -9,6 +9,7 @@
 
 #include "alloc-util.h"
 #include "message.h"
+#include "id-util.h"
 #include "string-util.h"
 
 static const char *const error_kind_table[_ERROR_KIND_MAX] = {
@@ -117,16 +118,6 @@ int proto_json_parse(const void *payload, size_t length, json_t **ret, char **re
         return 0;
 }
 
-static bool op_name_valid(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > 32)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
-                        return false;
-        return true;
-}
-
 int proto_request_parse(json_t *req, const char **ret_op, json_t **ret_args, char **reterr) {
         const char *key;
         json_t *v;
@@ -146,7 +137,7 @@ int proto_request_parse(json_t *req, const char **ret_op, json_t **ret_args, cha
                 *reterr = xstrdup("request: \"op\" must be a string");
                 return -EINVAL;
         }
-        if (!op_name_valid(json_string_value(op))) {
+        if (!operation_name_valid(json_string_value(op))) {
                 *reterr = xstrdup("request: \"op\" must be 1-32 characters of [a-z_]");
                 return -EINVAL;
         }
