@@ -164,7 +164,7 @@ json_t *agent_call_approval_args(const char *op, json_t *args) {
 bool agent_node_approvers_attached(NucleusClient *c, const char *pod) {
         _cleanup_client_error_ ClientError e = {};
         _cleanup_json_ json_t *res = NULL;
-        if (!pod_id_ok(pod))
+        if (!pod_id_valid(pod))
                 return false;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s/approvals", pod);
         if (client_call_json(c, "GET", path, NULL, &res, &e) < 0)
@@ -189,7 +189,7 @@ int agent_node_hold_approval(
         json_error_t jerr;
         int r;
 
-        if (!pod_id_ok(pod) || !op_ok(op)) {
+        if (!pod_id_valid(pod) || !operation_name_valid(op)) {
                 *reterr = xstrdup("invalid pod id or operation name");
                 return -EINVAL;
         }
