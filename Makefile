@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak bench-policy lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-workspace bench-policy lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -57,6 +57,10 @@ demo:
 # Long-haul figures (not part of make check): 1,000 local-driver and 50 QEMU pod cycles.
 bench-soak: build
 	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/node-soak
+
+# Upload of a 300 MB, 30,000-file workspace with history vs tar c | tar x (figures, not in make check).
+bench-workspace: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/workspace
 
 # Instructions per policy decision under callgrind (figures, not pass/fail; not in make check).
 bench-policy: build

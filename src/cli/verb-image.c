@@ -5,9 +5,14 @@
  * stderr; the result (the manifest) to stdout, as text or one JSON document. Options are the
  * user's own; the paths they name are read, never written, except the images dir.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc-util.h"
 #include "cli-files.h"
@@ -21,8 +26,142 @@
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
 #        include "image.h"
 
+/* Named images: built beside the default one in <images dir>/<name>, selected with spec.image
+ * or nucleus run --image. The recipes give the common stacks with no package list; every
+ * image also holds IMAGE_DEFAULT_PACKAGES (git for the baseline and export). What the proxy
+ * needs beyond that (the proxy and init themselves) comes from the initramfs, never from the
+ * rootfs. */
+typedef struct ImageRecipe {
+        const char *name;
+        const char *packages; /* on top of IMAGE_DEFAULT_PACKAGES */
+} ImageRecipe;
+
+static const ImageRecipe image_recipes[] = {
+        { "python", "python3,python3-pytest,python3-pip,python3-venv" },
+        { "node", "nodejs,npm" },
+        { "c", "build-essential,pkg-config,cmake,meson,ninja-build" },
+        { "rust", "cargo,rustc,build-essential" },
+        { "go", "golang-go,build-essential" },
+};
+
+static const ImageRecipe *image_recipe_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(image_recipes); i++)
+                if (streq(image_recipes[i].name, name))
+                        return &image_recipes[i];
+        return NULL;
+}
+
+/* The same syntax spec.image accepts (src/lib/spec/podspec.c): never a path. */
+static bool image_name_valid(const char *s) {
+        size_t n = strlen(s);
+        return n > 0 && n <= 64 && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')) &&
+                strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n && !strstr(s, "..") &&
+                !streq(s, "cache") && !streq(s, "default");
+}
+
+static void strv_extend_csv(char ***l, const char *csv) {
+        _cleanup_free_ char *d = xstrdup(csv);
+        char *save = NULL;
+        for (char *t = strtok_r(d, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                strv_extend(l, t);
+}
+
+/* A named image's dir shares the default image's kernel cache (same package, same hash), so a
+ * second image does not download the kernel again. */
+static void image_share_kernel_cache(const char *images_dir, const char *dir) {
+        _cleanup_free_ char *cache = xasprintf("%s/cache", dir), *link = xasprintf("%s/cache/kernel", dir),
+                            *target = xasprintf("%s/cache/kernel", images_dir);
+        struct stat st;
+        if (stat(target, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(link, &st) == 0)
+                return;
+        (void) mkdir(dir, 0755);
+        (void) mkdir(cache, 0755);
+        if (symlink(target, link) < 0)
+                log_debug_errno(-errno, "Cannot share the kernel cache at %s: %m", link);
+}
+
+/* nucleus image ls: the default image and every named one, with size and packages. */
+static int image_ls_verb(int argc, char **argv) {
+        _cleanup_free_ char *dir = NULL;
+        OutputMode output = OUTPUT_TEXT;
+        for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--images-dir") && i + 1 < argc) {
+                        free(dir);
+                        dir = xstrdup(argv[++i]);
+                } else if (streq(argv[i], "--output") && i + 1 < argc) {
+                        int r = cli_parse_output(argv[++i], &output);
+                        if (r != 0)
+                                return r;
+                } else
+                        return cli_usage_error("image", "ls takes --images-dir DIR and --output text|json");
+        }
+        if (!dir && client_images_dir(&dir) < 0)
+                return cli_usage_error("image", "pass --images-dir");
+        json_t *list = json_array();
+        _cleanup_json_ json_t *doc = json_pack("{s:s, s:o}", "images_dir", dir, "images", list);
+        _cleanup_strv_free_ char **names = NULL;
+        strv_extend(&names, "default");
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+                if (image_name_valid(de->d_name))
+                        strv_extend(&names, de->d_name);
+        if (d)
+                closedir(d);
+        strv_sort_uniq(names + 1);
+        STRV_FOREACH(nm, names) {
+                _cleanup_free_ char *idir = streq(*nm, "default") ? xstrdup(dir)
+                                                                  : xasprintf("%s/%s", dir, *nm);
+                _cleanup_json_ json_t *m = NULL;
+                if (image_manifest_load(idir, &m) < 0)
+                        continue;
+                json_t *rootfs = json_object_get(m, "rootfs");
+                json_t *art = json_object_get(json_object_get(m, "artifacts"), IMAGE_ROOTFS);
+                json_t *pk = json_object_get(rootfs, "packages");
+                json_array_append_new(
+                        list,
+                        json_pack(
+                                "{s:s, s:s, s:I, s:O, s:s, s:O}",
+                                "name",
+                                *nm,
+                                "dir",
+                                idir,
+                                "rootfs_bytes",
+                                json_integer_value(json_object_get(art, "size")),
+                                "packages",
+                                pk ? pk : json_array(),
+                                "source",
+                                json_string_value(json_object_get(rootfs, "source")) ?: "?",
+                                "built_at",
+                                json_object_get(m, "built_at") ?: json_null()));
+        }
+        if (output == OUTPUT_JSON)
+                return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        printf("%-16s %10s  %s\n", "NAME", "ROOTFS", "PACKAGES");
+        size_t i;
+        json_t *v;
+        json_array_foreach(list, i, v) {
+                _cleanup_free_ char *pk = NULL;
+                size_t j;
+                json_t *p;
+                json_array_foreach(json_object_get(v, "packages"), j, p) {
+                        char *n = xasprintf("%s%s%s", pk ?: "", pk ? "," : "", json_string_value(p));
+                        free(pk);
+                        pk = n;
+                }
+                printf("%-16s %7lld MiB  %s\n",
+                       json_string_value(json_object_get(v, "name")),
+                       (long long) (json_integer_value(json_object_get(v, "rootfs_bytes")) >> 20),
+                       pk ?: json_string_value(json_object_get(v, "source")));
+        }
+        if (json_array_size(list) == 0)
+                printf("(no image built in %s: nucleus image build)\n", dir);
+        return CLI_EXIT_OK;
+}
+
 static void image_help(void) {
-        printf("Usage: nucleus image build [OPTIONS]\n"
+        printf("Usage: nucleus image build [--name NAME] [OPTIONS]\n"
+               "       nucleus image ls [--images-dir DIR] [--output text|json]\n"
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
                "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
                "S]\n"
@@ -31,6 +170,9 @@ static void image_help(void) {
                "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
                "  --images-dir DIR        Output directory (default: the configured images dir)\n"
+               "  --name NAME             A named image beside the default one (<images dir>/NAME),\n"
+               "                          for spec.image / nucleus run --image NAME. Recipes that\n"
+               "                          need no --packages: python, node, c, rust, go\n"
                "  --force                 Rebuild everything\n"
                "  --packages LIST         Comma-separated rootfs packages (default: " IMAGE_DEFAULT_PACKAGES
                ")\n"
@@ -216,9 +358,11 @@ int verb_image(int argc, char **argv) {
                 ARG_INIT,
                 ARG_PROXY,
                 ARG_OUTPUT,
+                ARG_NAME,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
+                { "name", required_argument, NULL, ARG_NAME },
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "packages", required_argument, NULL, ARG_PACKAGES },
                 { "rootfs-tar", required_argument, NULL, ARG_ROOTFS_TAR },
@@ -230,7 +374,7 @@ int verb_image(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL;
+        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL, *name = NULL, *base_dir = NULL;
         _cleanup_strv_free_ char **packages = NULL;
         ImageBuildOptions o = {};
         OutputMode output = OUTPUT_TEXT;
@@ -246,6 +390,8 @@ int verb_image(int argc, char **argv) {
                 return image_scratch_verb(argc - 1, argv + 1);
         if (streq(argv[1], "probe"))
                 return image_probe_verb(argc - 1, argv + 1);
+        if (streq(argv[1], "ls"))
+                return image_ls_verb(argc - 1, argv + 1);
         if (!streq(argv[1], "build"))
                 return cli_usage_error(
                         "image", "unknown subcommand '%s' (expected build, argv or probe)", argv[1]);
@@ -261,6 +407,17 @@ int verb_image(int argc, char **argv) {
                         break;
                 case ARG_FORCE:
                         o.force = true;
+                        break;
+                case ARG_NAME:
+                        if (!image_name_valid(optarg))
+                                return cli_usage_error(
+                                        "image",
+                                        "--name '%s': lower-case letters, digits, '.', '_' and '-', at most "
+                                        "64, "
+                                        "not 'default' or 'cache'",
+                                        optarg);
+                        free(name);
+                        name = xstrdup(optarg);
                         break;
                 case ARG_PACKAGES: {
                         packages = strv_free(packages);
@@ -312,6 +469,24 @@ int verb_image(int argc, char **argv) {
         if (!dir && (r = client_images_dir(&dir)) < 0) {
                 log_error_errno(r, "Cannot determine the images dir (pass --images-dir): %m");
                 return CLI_EXIT_FAILURE;
+        }
+        if (name) {
+                const ImageRecipe *rec = image_recipe_find(name);
+                if (!packages && !o.rootfs_tar && !rec)
+                        return cli_usage_error(
+                                "image",
+                                "no recipe for '%s' (recipes: python, node, c, rust, go): pass --packages "
+                                "or "
+                                "--rootfs-tar",
+                                name);
+                if (!packages && !o.rootfs_tar)
+                        strv_extend_csv(&packages, rec->packages);
+                /* The proxy's own needs (git for the baseline and export) are always in. */
+                if (packages)
+                        strv_extend_csv(&packages, IMAGE_DEFAULT_PACKAGES);
+                base_dir = TAKE_PTR(dir);
+                dir = xasprintf("%s/%s", base_dir, name);
+                image_share_kernel_cache(base_dir, dir);
         }
         if (!init && cli_find_helper("nucleus-guest-init", "NUCLEUS_GUEST_INIT", "../guest/init", &init) < 0) {
                 log_error("nucleus-guest-init not found: build it or pass --init / set NUCLEUS_GUEST_INIT");

@@ -10,9 +10,11 @@
 
 #include "alloc-util.h"
 #include "api-internal.h"
+#include "image.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "nodespec.h"
+#include "podspec.h"
 #include "parse-util.h"
 #include "string-util.h"
 
@@ -43,6 +45,27 @@ enum MHD_Result api_h_create(ApiCall *a) {
                 return api_reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "invalid spec: %s", err);
         }
         VmmDriver d = spec->driver >= 0 ? (VmmDriver) spec->driver : n->config.driver;
+        /* A VM pod needs its image built on this node: refused now, with the command that builds
+         * it, rather than at boot. (The local driver runs the host's programs: no image.) */
+        if (d != VMM_DRIVER_LOCAL && n->config.images_dir) {
+                _cleanup_free_ char *idir = nodespec_image_dir(spec, n->config.images_dir);
+                _cleanup_json_ json_t *m = NULL;
+                if (image_manifest_load(idir, &m) < 0) {
+                        bool named = spec->image && !streq(spec->image, PODSPEC_IMAGE_DEFAULT);
+                        _cleanup_free_ char *name = xstrdup(spec->image ?: PODSPEC_IMAGE_DEFAULT);
+                        nodespec_free(spec);
+                        return api_reply_error(
+                                c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "invalid spec: spec.image: the image '%s' is not built on this node (%s); "
+                                "build it with 'nucleus image build%s%s'",
+                                name,
+                                idir,
+                                named ? " --name " : "",
+                                named ? name : "");
+                }
+        }
         r = pod_create(n, spec, d, a->actor, &p, &err);
         if (r == -EBUSY)
                 return api_reply_error(

@@ -72,6 +72,38 @@ def build_images(images_dir=None, extra_args=(), timeout=1800):
     return images_dir, json.loads(r.stdout)
 
 
+# The ONE shared image for end-to-end tests of real projects (Python with pytest, C with make
+# and gcc, Node with node --test): built through the product's own `nucleus image build --name`
+# into the test image cache, beside the default image, and cached by the builder's input hash
+# (suite + package list), so CI builds it once and every later session reuses it.
+TOOLCHAIN_IMAGE = "nucleus-test-tools"
+TOOLCHAIN_PACKAGES = "python3,python3-pytest,make,gcc,libc6-dev,nodejs,git"
+
+
+def _seed_named(images_dir, name):
+    """A named image dir of a new checkout starts as a copy of the seed's (rootfs included)."""
+    src_dir, dst_dir = os.path.join(SEED_CACHE, name), os.path.join(images_dir, name)
+    if os.path.exists(os.path.join(dst_dir, "manifest.json")) or not os.path.isdir(src_dir) \
+            or os.path.abspath(images_dir) == SEED_CACHE:
+        return
+    os.makedirs(dst_dir, exist_ok=True)
+    for f in os.listdir(src_dir):
+        if os.path.isfile(os.path.join(src_dir, f)) and not f.startswith("."):
+            subprocess.run(["cp", "-a", "--reflink=auto", os.path.join(src_dir, f), os.path.join(dst_dir, f)],
+                           check=False)
+
+
+@pytest.fixture(scope="session")
+def toolchain_image(guest_images):
+    """(images dir, image name) of the shared toolchain image, built on first use."""
+    with open(os.path.join(guest_images, ".lock-" + TOOLCHAIN_IMAGE), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _seed_named(guest_images, TOOLCHAIN_IMAGE)
+    build_images(guest_images, extra_args=("--name", TOOLCHAIN_IMAGE, "--packages", TOOLCHAIN_PACKAGES),
+                 timeout=3600)
+    return guest_images, TOOLCHAIN_IMAGE
+
+
 @pytest.fixture(scope="session")
 def guest_images():
     """Path of a built image dir (vmlinuz, vmlinux, initramfs.cpio.gz, rootfs.ext4, manifest.json)."""
