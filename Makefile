@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak bench-workspace bench-policy lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-workspace bench-policy bench-boot lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -65,6 +65,10 @@ bench-workspace: build
 # Instructions per policy decision under callgrind (figures, not pass/fail; not in make check).
 bench-policy: build
 	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/policy/run
+
+# Bare boot to PID 1, stock vs tuned command line (figures, not pass/fail; not in make check).
+bench-boot: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/boot
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

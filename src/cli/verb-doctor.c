@@ -239,7 +239,7 @@ static void check_vmm(CheckList *l, const char *images_dir) {
         check_add(l, CHECK_OK, "vmm", NULL, "%s", qemu);
 
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
-        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_VMLINUZ);
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_QEMU_KERNEL);
         _cleanup_free_ char *initrd = xasprintf("%s/%s", images_dir, IMAGE_INITRAMFS);
         _cleanup_free_ char *reason = NULL;
         ImageAccel accel = IMAGE_ACCEL_TCG;

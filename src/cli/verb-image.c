@@ -165,6 +165,8 @@ static void image_help(void) {
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
                "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
                "S]\n"
+               "                          [--stock-boot]   (bzImage, no boot tuning: bench/boot's "
+               "baseline)\n"
                "       nucleus image scratch PATH SIZE_MIB\n"
                "       nucleus image probe [--images-dir DIR]\n\n"
                "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
@@ -202,6 +204,7 @@ static int image_argv_verb(int argc, char **argv) {
                 ARG_TAP,
                 ARG_MAC,
                 ARG_NET,
+                ARG_STOCK_BOOT,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
@@ -217,6 +220,7 @@ static int image_argv_verb(int argc, char **argv) {
                 { "tap", required_argument, NULL, ARG_TAP },
                 { "mac", required_argument, NULL, ARG_MAC },
                 { "net", required_argument, NULL, ARG_NET },
+                { "stock-boot", no_argument, NULL, ARG_STOCK_BOOT },
                 {},
         };
         _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL;
@@ -275,6 +279,9 @@ static int image_argv_verb(int argc, char **argv) {
                 case ARG_NET:
                         q.net_cmdline = optarg;
                         break;
+                case ARG_STOCK_BOOT:
+                        q.stock_boot = true;
+                        break;
                 default:
                         return CLI_EXIT_USAGE;
                 }
@@ -282,7 +289,7 @@ static int image_argv_verb(int argc, char **argv) {
                 return cli_usage_error("image", "pass --images-dir");
         if (!q.console_log || (!no_disks && !q.scratch))
                 return cli_usage_error("image", "argv needs --console and --scratch (or --no-disks)");
-        kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ);
+        kernel = xasprintf("%s/%s", dir, q.stock_boot ? IMAGE_VMLINUZ : IMAGE_QEMU_KERNEL);
         if (!initramfs)
                 initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
         rootfs = xasprintf("%s/%s", dir, IMAGE_ROOTFS);
@@ -321,7 +328,7 @@ static int image_probe_verb(int argc, char **argv) {
                 dir = xstrdup(argv[2]);
         else if (client_images_dir(&dir) < 0)
                 return cli_usage_error("image", "pass --images-dir");
-        _cleanup_free_ char *kernel = xasprintf("%s/%s", dir, IMAGE_VMLINUZ),
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", dir, IMAGE_QEMU_KERNEL),
                             *initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
         ImageAccel a;
         int r = image_kvm_probe(NULL, kernel, initramfs, 10 * USEC_PER_SEC, &a, &reason);

@@ -304,7 +304,7 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
 
 static void step_accel(SetupContext *ctx, const char *images_dir) {
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
-        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_VMLINUZ);
+        _cleanup_free_ char *kernel = xasprintf("%s/%s", images_dir, IMAGE_QEMU_KERNEL);
         _cleanup_free_ char *initrd = xasprintf("%s/%s", images_dir, IMAGE_INITRAMFS);
         _cleanup_free_ char *qemu = NULL, *reason = NULL;
         ImageAccel accel = IMAGE_ACCEL_TCG;

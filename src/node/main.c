@@ -307,7 +307,7 @@ static void pick_accel(Node *n) {
                 return;
         }
         /* auto: a bounded probe boot decides (a /dev/kvm that exists is not proof it works). */
-        _cleanup_free_ char *k = xasprintf("%s/" IMAGE_VMLINUZ, n->config.images_dir ?: "");
+        _cleanup_free_ char *k = xasprintf("%s/" IMAGE_QEMU_KERNEL, n->config.images_dir ?: "");
         _cleanup_free_ char *i = xasprintf("%s/" IMAGE_INITRAMFS, n->config.images_dir ?: "");
         _cleanup_free_ char *reason = NULL;
         ImageAccel a = IMAGE_ACCEL_TCG;

@@ -15,6 +15,7 @@ uses), a fresh sparse scratch disk, the channel socket and the console log in a 
 disks (no serial the guest can match), so the init must find them by ext4 volume label;
 `extra_disks` attaches more raw images without a serial (ambiguity tests); `prepare_scratch`
 (a callable taking the scratch path) may alter the fresh scratch disk before QEMU starts.
+`stock_boot=True` boots the bzImage without the boot tuning (bench/boot's baseline).
 """
 import fcntl
 import json
@@ -143,7 +144,8 @@ class Vm:
 
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
                  initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
-                 mac=None, net=None, disk_serials=True, extra_disks=(), prepare_scratch=None):
+                 mac=None, net=None, disk_serials=True, extra_disks=(), prepare_scratch=None,
+                 stock_boot=False):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -167,6 +169,8 @@ class Vm:
             args += ["--cmdline-extra", cmdline_extra]
         if tap:
             args += ["--tap", tap, "--mac", mac, "--net", net]
+        if stock_boot:
+            args += ["--stock-boot"]
         self.argv = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
         if not disk_serials:
             self.argv = strip_disk_serials(self.argv)
@@ -197,6 +201,13 @@ class Vm:
                 break
             time.sleep(0.05)
         raise AssertionError(f"console never showed {text!r}; console:\n{self.console()[-3000:]}")
+
+    def cpu_seconds(self):
+        """CPU time QEMU has used so far (user + system): the emulation work, which a loaded
+        host stretches far less than the wall clock."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_exit(self, timeout=60.0):
         """QEMU's exit code, or raises (the VM is killed) after timeout."""

@@ -63,9 +63,23 @@ static void test_qemu_argv(void **state) {
                 if (streq(argv[i], "-append")) {
                         assert_non_null(strstr(argv[i + 1], "nucleus.channel=org.nucleus.channel.0"));
                         assert_null(strstr(argv[i + 1], "nucleus.net="));
+                        assert_non_null(
+                                strstr(argv[i + 1], " " IMAGE_BOOT_TUNING " " IMAGE_BOOT_TUNING_TCG " "));
                 }
         }
         strv_free(argv);
+
+        /* bench/boot's baseline: the same argv without the boot tuning. */
+        c.stock_boot = true;
+        assert_int_equal(image_qemu_argv(&c, &argv), 0);
+        for (size_t i = 0; argv[i]; i++)
+                if (streq(argv[i], "-append")) {
+                        assert_null(strstr(argv[i + 1], "cryptomgr.notests"));
+                        assert_null(strstr(argv[i + 1], "tsc=reliable"));
+                        assert_non_null(strstr(argv[i + 1], "nucleus.channel=org.nucleus.channel.0"));
+                }
+        strv_free(argv);
+        c.stock_boot = false;
 
         c.tap_ifname = "nutap0";
         c.mac = "06:00:0a:c9:00:02";
@@ -77,7 +91,10 @@ static void test_qemu_argv(void **state) {
         bool found = false;
         for (size_t i = 0; argv[i]; i++)
                 if (streq(argv[i], "-append"))
-                        found = strstr(argv[i + 1], "nucleus.net=10.201.0.2/30,10.201.0.1,10.201.0.1") != NULL;
+                        found = strstr(argv[i + 1], "nucleus.net=10.201.0.2/30,10.201.0.1,10.201.0.1") !=
+                                        NULL &&
+                                strstr(argv[i + 1], " " IMAGE_BOOT_TUNING " ") != NULL &&
+                                strstr(argv[i + 1], "tsc=reliable") == NULL; /* KVM: kvm-clock */
         assert_true(found);
         strv_free(argv);
 

@@ -116,9 +116,13 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         strv_extend(&a, c->initramfs);
         unsigned long khz = c->accel == IMAGE_ACCEL_TCG ? host_tsc_khz() : 0;
         _cleanup_free_ char *tsc = khz > 0 ? xasprintf(" tsc_early_khz=%lu", khz) : xstrdup("");
+        const char *tuning = c->stock_boot    ? ""
+                : c->accel == IMAGE_ACCEL_TCG ? " " IMAGE_BOOT_TUNING " " IMAGE_BOOT_TUNING_TCG
+                                              : " " IMAGE_BOOT_TUNING;
         _cleanup_free_ char *cmdline = xasprintf(
-                "console=ttyS0 quiet panic=-1 reboot=t%s nucleus.channel=%s%s%s%s%s",
+                "console=ttyS0 quiet panic=-1 reboot=t%s%s nucleus.channel=%s%s%s%s%s",
                 tsc,
+                tuning,
                 IMAGE_CHANNEL_NAME,
                 nic ? " nucleus.net=" : "",
                 nic ? c->net_cmdline : "",

@@ -25,6 +25,9 @@
 
 #define IMAGE_VMLINUZ "vmlinuz"
 #define IMAGE_VMLINUX "vmlinux"
+/* The kernel QEMU boots: the uncompressed ELF through the PVH entry point, which skips the
+ * bzImage's real-mode setup and in-guest decompression (about a fifth of a TCG boot). */
+#define IMAGE_QEMU_KERNEL IMAGE_VMLINUX
 #define IMAGE_INITRAMFS "initramfs.cpio.gz"
 #define IMAGE_ROOTFS "rootfs.ext4"
 #define IMAGE_MANIFEST "manifest.json"
@@ -91,7 +94,7 @@ ImageAccel image_accel_from_string(const char *s);
 
 typedef struct ImageQemuConfig {
         const char *qemu_binary;    /* NULL: "qemu-system-x86_64" */
-        const char *kernel;         /* bzImage path */
+        const char *kernel;         /* vmlinux (PVH ELF, IMAGE_QEMU_KERNEL) or bzImage path */
         const char *initramfs;      /* initramfs.cpio.gz path */
         const char *rootfs;         /* rootfs.ext4 (attached read-only); NULL: no disks (probe) */
         const char *scratch;        /* per-pod scratch ext4; required with rootfs */
@@ -113,11 +116,21 @@ typedef struct ImageQemuConfig {
         const char *net_cmdline;   /* "addr/prefix,gw,dns" for nucleus.net=; required with tap */
         const char *extra_cmdline; /* appended verbatim (tests: nucleus.probe=1); NULL: none */
         bool no_sandbox;           /* skip -sandbox (only for debugging) */
+        bool stock_boot;           /* leave IMAGE_BOOT_TUNING out (bench/boot's baseline) */
 } ImageQemuConfig;
+
+/* Kernel command-line settings that cut the guest's boot without changing what it can do:
+ * crypto self-tests at algorithm registration skipped (the kernel is not in FIPS mode, where
+ * they are mandatory); PCI not probed (microvm has none); one legacy UART probed instead of
+ * four (microvm has one, the console). Under TCG also tsc=reliable: the guest's TSC is the
+ * host's, rated by tsc_early_khz=, and the clocksource watchdog would otherwise compare it with
+ * jiffies that a loaded host delays, mark it unstable and fall back to a slower clock. */
+#define IMAGE_BOOT_TUNING "cryptomgr.notests pci=off 8250.nr_uarts=1"
+#define IMAGE_BOOT_TUNING_TCG "tsc=reliable"
 
 /* Build the qemu-system-x86_64 argv for a microVM (docs/images.md "Booting"): -M microvm,
  * -nodefaults -no-user-config -nographic, -no-reboot, -sandbox on,..., kernel + initramfs +
- * command line (console=ttyS0 quiet panic=-1 nucleus.channel=...), virtio-blk rootfs
+ * command line (console=ttyS0 quiet panic=-1 IMAGE_BOOT_TUNING nucleus.channel=...), virtio-blk rootfs
  * (read-only, serial nucleus-rootfs) and scratch (serial nucleus-scratch), virtio-serial port
  * org.nucleus.channel.0 on channel_socket, serial console to console_log, virtio-net only with
  * a tap. Returns 0 and a NULL-terminated strv (caller frees with strv_free), or -EINVAL when a

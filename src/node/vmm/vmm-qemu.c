@@ -22,7 +22,7 @@
 #define QEMU_PATH "/usr/bin/qemu-system-x86_64"
 
 static int qemu_probe(const VmmLaunch *l, char **reterr) {
-        static const char *const files[] = { IMAGE_VMLINUZ, IMAGE_INITRAMFS, IMAGE_ROOTFS };
+        static const char *const files[] = { IMAGE_QEMU_KERNEL, IMAGE_INITRAMFS, IMAGE_ROOTFS };
 
         if (access(QEMU_PATH, X_OK) < 0) {
                 *reterr = xstrdup("driver qemu needs " QEMU_PATH ": install the 'qemu-system-x86' package");
@@ -51,7 +51,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *scratch = xasprintf("%s/scratch.img", vmdir);
         _cleanup_free_ char *sock = xasprintf("%s/channel.sock", vmdir);
         _cleanup_free_ char *console = xasprintf("%s/console.log", l->pod_dir);
-        _cleanup_free_ char *kernel = xasprintf("%s/" IMAGE_VMLINUZ, l->image_dir);
+        _cleanup_free_ char *kernel = xasprintf("%s/" IMAGE_QEMU_KERNEL, l->image_dir);
         _cleanup_free_ char *initrd = xasprintf("%s/" IMAGE_INITRAMFS, l->image_dir);
         _cleanup_free_ char *rootfs = xasprintf("%s/" IMAGE_ROOTFS, l->image_dir);
         _cleanup_free_ char *net_arg = NULL;
