@@ -53,6 +53,7 @@ typedef enum CliConfigField {
         CLI_IMAGES_PACKAGES,
         CLI_AUTH_USE_KEYCHAIN,
         CLI_AUTH_SECRETS_DIR,
+        CLI_APPROVALS_WEBHOOK,
         _CLI_CONFIG_FIELD_MAX,
 } CliConfigField;
 
@@ -94,6 +95,9 @@ typedef struct CliConfig {
                 bool use_keychain; /* false; macOS only */
                 char *secrets_dir; /* NULL = secret_dir_default() */
         } auth;
+        struct {
+                char *webhook; /* "" = none: where pending approvals are posted (docs/approvals.md) */
+        } approvals;
         ConfigOrigin origins[_CLI_CONFIG_FIELD_MAX];
 } CliConfig;
 
