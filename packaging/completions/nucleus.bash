@@ -53,7 +53,7 @@ _nucleus() {
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;
-        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent --agent-cmd --patch-out --audit-out --apply --apply-flagged --include-untracked-binaries --allow-command --output" ;;
+        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent --agent-cmd --patch-out --audit-out --apply --apply-flagged --include-untracked-binaries --allow-command --history --image --name --scratch-mib --output" ;;
         image) opts+=" --output" ;;
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;
