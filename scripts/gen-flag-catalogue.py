@@ -33,6 +33,8 @@ def main():
             glob, why = parts
             if not GLOB.match(glob) or "***" in glob or glob.startswith("/") or glob.endswith("/"):
                 sys.exit(f"{where}: glob '{glob}' must be lower-case ASCII [a-z0-9._*?+/-], relative")
+            if "**" in glob and any(ch in glob.split("/")[0] for ch in "*?"):
+                sys.exit(f"{where}: a glob with '**' must start with a literal component (matching stays linear)")
             if glob in seen:
                 sys.exit(f"{where}: glob '{glob}' listed twice")
             if not why.isascii() or '"' in why:

@@ -191,8 +191,11 @@ static void export_set_flags(json_t *response, const char *data, size_t n) {
         } else {
                 flags = json_incref(s.flags);
                 json_t *changed = json_array();
-                STRV_FOREACH(c, s.paths)
-                        json_array_append_new(changed, json_string(*c));
+                STRV_FOREACH(c, s.paths) {
+                        /* Names are bytes; JSON carries UTF-8: others in their visible form. */
+                        _cleanup_free_ char *vis = utf8_is_valid(*c) ? xstrdup(*c) : string_make_visible(*c);
+                        json_array_append_new(changed, json_string(vis));
+                }
                 json_object_set_new(response, "changed", changed);
         }
         size_t i;

@@ -76,16 +76,41 @@ char *patch_path_fold(const char *path) {
         return out;
 }
 
+/* Matching cost stays linear in the path: a glob without "**" spans a fixed number of
+ * components, so only the suffix with that many is tried; a glob with "**" starts with a
+ * literal component (the build refuses others, scripts/gen-flag-catalogue.py), so only the
+ * suffixes that start with it are tried. */
+static bool rule_matches(const PatchFlagRule *rule, const char *f, const size_t *starts, size_t nc) {
+        const char *g = rule->glob;
+        if (!strstr(g, "**")) {
+                size_t k = 1;
+                for (const char *c = g; *c; c++)
+                        k += *c == '/';
+                return nc >= k && glob_match(g, f + starts[nc - k]);
+        }
+        size_t first = strcspn(g, "/");
+        for (size_t i = 0; i < nc; i++) {
+                const char *c = f + starts[i];
+                if (strncmp(c, g, first) == 0 && (c[first] == '/' || !c[first]) && glob_match(g, c))
+                        return true;
+        }
+        return false;
+}
+
 const PatchFlagRule *patch_flag_match(const char *path) {
         _cleanup_free_ char *f = patch_path_fold(path);
+        size_t nc = 1;
+        for (const char *c = f; *c; c++)
+                nc += *c == '/';
+        _cleanup_free_ size_t *starts = xnew(size_t, nc);
+        starts[0] = 0;
+        size_t k = 1;
+        for (size_t i = 0; f[i]; i++)
+                if (f[i] == '/')
+                        starts[k++] = i + 1;
         for (size_t i = 0; i < patch_flag_rules_n; i++)
-                for (const char *s = f; s && *s;) {
-                        if (glob_match(patch_flag_rules[i].glob, s))
-                                return &patch_flag_rules[i];
-                        s = strchr(s, '/');
-                        if (s)
-                                s++;
-                }
+                if (rule_matches(&patch_flag_rules[i], f, starts, nc))
+                        return &patch_flag_rules[i];
         return NULL;
 }
 
@@ -192,13 +217,6 @@ static int git_numstat(const char *patch, size_t n, char **ret, size_t *ret_n, c
 
 /* ---- the extended headers of each "diff --git" block ---- */
 
-typedef struct PatchFile {
-        char *path;     /* git's name for it (numstat) */
-        char *old_path; /* rename/copy source */
-        unsigned old_mode, new_mode;
-        bool created, deleted, binary, shebang;
-} PatchFile;
-
 /* A path as git writes it in a header: bare, or C-quoted ("a\tb", "\303\251"). */
 static char *header_path(const char *s, size_t n) {
         if (n < 2 || s[0] != '"' || s[n - 1] != '"')
@@ -228,8 +246,7 @@ static unsigned parse_mode(const char *s) {
         return (unsigned) strtoul(s, NULL, 8);
 }
 
-/* One pass over the patch: a PatchFile per "diff --git" block. */
-static PatchFile *parse_headers(const char *patch, size_t n, size_t *ret_n) {
+PatchFile *patch_headers_parse(const char *patch, size_t n, size_t *ret_n) {
         PatchFile *files = NULL;
         size_t nf = 0;
         enum {
@@ -300,7 +317,7 @@ hunk:
         return files;
 }
 
-static void patch_files_free(PatchFile *files, size_t n) {
+void patch_files_free(PatchFile *files, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(files[i].path);
                 free(files[i].old_path);
@@ -352,7 +369,7 @@ int patch_flags_compute(const char *patch, size_t n, PatchSummary *ret, char **r
                         *reterr = xasprintf("cannot run git apply: %s", strerror(-r));
                 return r;
         }
-        PatchFile *files = parse_headers(patch, n, &nf);
+        PatchFile *files = patch_headers_parse(patch, n, &nf);
         /* numstat entries ("ADDED\tDELETED\tPATH\0", "-\t-\t" for binary), one per block and in
          * the patch's order; the --summary lines follow. */
         size_t i = 0, off = 0;

@@ -51,6 +51,19 @@ int patch_flags_compute(const char *patch, size_t n, PatchSummary *ret, char **r
  * names left out (strv, may be NULL). */
 void patch_drop_new_binaries(const char *patch, size_t n, char **ret, size_t *ret_n, char ***ret_dropped);
 
+/* What the extended header of one "diff --git" block says. */
+typedef struct PatchFile {
+        char *path;     /* git's name for it (filled from numstat by patch_flags_compute) */
+        char *old_path; /* rename/copy source */
+        unsigned old_mode, new_mode;
+        bool created, deleted, binary, shebang;
+} PatchFile;
+
+/* One pass over untrusted patch text: a PatchFile per "diff --git" block (modes, rename and
+ * copy sources, binary bodies, a "#!" first line). Never fails; caller frees. */
+PatchFile *patch_headers_parse(const char *patch, size_t n, size_t *ret_n);
+void patch_files_free(PatchFile *files, size_t n);
+
 /* Add one flag (deduplicated). */
 void patch_flags_add(json_t *flags, const char *path, const char *reason, const char *why);
 
