@@ -65,9 +65,18 @@ static void compile_globs(CompiledList *l, char **list) {
                                 l->any_text = true;
                         break;
                 }
-                case GLOB_KIND_DIR:
+                case GLOB_KIND_DIR: {
+                        size_t fl = strcspn(g->lit, "/");
+                        if (fl > g->lit_len)
+                                fl = g->lit_len;
                         l->has_dir = true;
+                        if (fl == 0 || l->n_dir_keys >= ELEMENTSOF(l->dir_keys))
+                                l->dir_any = true;
+                        else
+                                l->dir_keys[l->n_dir_keys++] =
+                                        (uint16_t) (((unsigned char) g->lit[0] << 8) | (unsigned char) g->lit[fl - 1]);
                         break;
+                }
                 default:
                         l->any_text = true;
                 }

@@ -63,6 +63,12 @@ typedef struct CompiledList {
          * exists, or when some glob has no such shape (any_text). */
         uint8_t first_bytes[32], last_bytes[32];
         bool has_dir, any_text;
+        /* DIR globs: first and last byte of their literal's first component; a text can only
+         * match one if some component other than its last has such a pair (dir_any: too many
+         * DIR globs to list, any text with a '/' may match). */
+        uint16_t dir_keys[16];
+        unsigned n_dir_keys;
+        bool dir_any;
         char ***words; /* command lists: each entry split (NULL when it does not split) */
 } CompiledList;
 

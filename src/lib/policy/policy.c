@@ -588,6 +588,23 @@ static bool path_normalize_into(const char *path, char *out) {
         return true;
 }
 
+/* Some component of norm before end (the last '/') has a (first, last) byte pair of a DIR glob. */
+static bool dir_key_present(const CompiledList *cl, const char *norm, const char *end) {
+        for (const char *c = norm; c < end;) {
+                const char *e = memchr(c, '/', (size_t) (end - c));
+                if (!e)
+                        e = end;
+                if (e > c) {
+                        uint16_t key = (uint16_t) (((unsigned char) c[0] << 8) | (unsigned char) e[-1]);
+                        for (unsigned i = 0; i < cl->n_dir_keys; i++)
+                                if (cl->dir_keys[i] == key)
+                                        return true;
+                }
+                c = e + 1;
+        }
+        return false;
+}
+
 static bool glob_list_match(
         const CompiledList *cl, char *const *list, const char *norm, size_t n, const char **ret_rule) {
         if (cl) {
@@ -598,7 +615,8 @@ static bool glob_list_match(
                         unsigned char f = blen ? (unsigned char) base[0] : 0,
                                       e = blen ? (unsigned char) base[blen - 1] : 0;
                         bool maybe = (blen && ((cl->first_bytes[f / 8] >> (f % 8)) & 1)) ||
-                                (blen && ((cl->last_bytes[e / 8] >> (e % 8)) & 1)) || (slash && cl->has_dir);
+                                (blen && ((cl->last_bytes[e / 8] >> (e % 8)) & 1)) ||
+                                (slash && cl->has_dir && (cl->dir_any || dir_key_present(cl, norm, slash)));
                         if (!maybe)
                                 return false;
                 }
