@@ -178,6 +178,35 @@ static char *display(const char *s, size_t max) {
         return cut ? xasprintf("%s [...]", v) : TAKE_PTR(v);
 }
 
+/* Multi-line text (a patch): each line made visible on its own, the line breaks kept. */
+static char *display_lines(const char *s, size_t max) {
+        _cleanup_free_ char *cut = s ? xstrndup(s, max) : xstrdup("");
+        size_t cap = 0, n = 0;
+        char *out = NULL;
+        for (char *line = cut, *next; line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                _cleanup_free_ char *v = string_make_visible(line);
+                size_t vn = strlen(v);
+                if (n + vn + 2 > cap) {
+                        cap = (n + vn + 2) * 2;
+                        out = xrealloc(out, cap);
+                }
+                memcpy(out + n, v, vn);
+                n += vn;
+                if (next)
+                        out[n++] = '\n';
+                out[n] = 0;
+        }
+        if (s && strlen(s) > max) {
+                char *t = xasprintf("%s\n[... cut at %zu bytes]", out, max);
+                free(out);
+                out = t;
+        }
+        return out;
+}
+
 static char *display_json(const json_t *j, size_t max) {
         _cleanup_free_ char *t = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
         return display(t ?: "", max);
@@ -511,12 +540,13 @@ static enum MHD_Result api_patch(ConsoleServer *s, struct MHD_Connection *c, con
         json_array_foreach(list, i, f) {
                 const char *p = json_is_string(f) ? json_string_value(f)
                                                   : json_string_value(json_object_get(f, "path"));
-                const char *why = json_string_value(json_object_get(f, "reason"))
-                        ?: "runs or is obeyed on the host";
-                _cleanup_free_ char *pd = display(p ?: "?", 500), *wd = display(why, 500);
+                const char *reason = json_string_value(json_object_get(f, "reason")) ?: "flagged";
+                const char *why = json_string_value(json_object_get(f, "why"));
+                _cleanup_free_ char *text = why ? xasprintf("%s (%s)", reason, why) : xstrdup(reason);
+                _cleanup_free_ char *pd = display(p ?: "?", 500), *wd = display(text, 1000);
                 json_array_append_new(flags, json_pack("{s:s,s:s}", "path_display", pd, "reason", wd));
         }
-        _cleanup_free_ char *patch = display(
+        _cleanup_free_ char *patch = display_lines(
                 json_string_value(json_object_get(res, "patch")), CONSOLE_PATCH_DISPLAY_MAX);
         _cleanup_json_ json_t *j = json_pack("{s:s,s:o}", "patch_display", patch, "flags", flags);
         return reply_json(c, MHD_HTTP_OK, j);

@@ -58,6 +58,12 @@ try {
   if (secondId === firstId) throw new Error("the decided approval is offered again");
   const card2 = page.locator(`.approval[data-id="${secondId}"]`);
   step("pending2", { args: await card2.locator(".args").textContent() });
+  // While the pod still runs: its patch, with the flagged paths and their reasons.
+  await page.locator("#load-patch").click();
+  await page.locator("#flags li").first().waitFor({ timeout: TIMEOUT });
+  step("patch", { flags: await page.locator("#flags li").allTextContents(),
+                  patch: await page.locator("#patch").textContent() });
+  await page.screenshot({ path: path.join(shots, "3b-patch.png"), fullPage: true });
   await card2.locator(".reason").fill("not in this run");
   await card2.locator(".refuse").click();
   await card2.locator(".result").filter({ hasText: "refused" }).waitFor({ timeout: TIMEOUT });
