@@ -631,6 +631,9 @@ static json_t *build_spec(
         json_object_set_new(spec, "resources", json_pack("{s:I}", "scratch_mib", (json_int_t) scratch_mib));
         if (o->image)
                 json_object_set_new(spec, "image", json_string(o->image));
+        /* The pod is held by this run's lease renewals from creation on (the node's default
+         * grace period): a CLI that dies without cleaning up leaves nothing running. */
+        json_object_set_new(spec, "lease", json_object());
         return json_pack(
                 "{s:s, s:s, s:{s:s, s:{s:s}}, s:o}",
                 "apiVersion",

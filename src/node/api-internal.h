@@ -131,6 +131,9 @@ enum MHD_Result api_h_delete(ApiCall *a);
 enum MHD_Result api_h_logs(ApiCall *a);
 enum MHD_Result api_h_audit(ApiCall *a);
 enum MHD_Result api_h_events(ApiCall *a);
+enum MHD_Result api_h_lease(ApiCall *a);
+enum MHD_Result api_h_remove(ApiCall *a);
+enum MHD_Result api_h_prune(ApiCall *a);
 /* api-tools.c */
 enum MHD_Result api_h_tool(ApiCall *a);
 enum MHD_Result api_h_workspace_put(ApiCall *a);

@@ -4,6 +4,7 @@
  * /events stream (server-sent events from the pod's audit appends).
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,15 +86,55 @@ enum MHD_Result api_h_create(ApiCall *a) {
         return api_reply_json(c, MHD_HTTP_CREATED, out);
 }
 
+/* ?state=S[,S...] of GET /v1/pods: a bit per PodState. "live" and "ended" name groups.
+ * Returns 0 and the mask (all states without a query), or -EINVAL. */
+static int list_state_filter(const char *query, unsigned *ret) {
+        if (!query) {
+                *ret = ~0u;
+                return 0;
+        }
+        const char *v = startswith(query, "state=");
+        if (!v || isempty(v) || strlen(v) > 256)
+                return -EINVAL;
+        _cleanup_free_ char *copy = xstrdup(v);
+        unsigned mask = 0;
+        char *save = NULL;
+        for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                if (streq(w, "live"))
+                        mask |= (1u << POD_PENDING) | (1u << POD_BOOTING) | (1u << POD_CONFIGURING) |
+                                (1u << POD_RUNNING) | (1u << POD_STOPPING);
+                else if (streq(w, "ended"))
+                        mask |= (1u << POD_EXITED) | (1u << POD_FAILED);
+                else {
+                        PodState st = pod_state_from_string(w);
+                        if (st < 0)
+                                return -EINVAL;
+                        mask |= 1u << st;
+                }
+        }
+        *ret = mask;
+        return 0;
+}
+
 enum MHD_Result api_h_list(ApiCall *a) {
         Node *n = a->node;
         _cleanup_json_ json_t *arr = json_array();
         Pod **list;
         size_t k = 0;
+        unsigned mask;
 
+        if (list_state_filter(a->query, &mask) < 0)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "query: only state=S[,S...] with S one of pending, booting, configuring, running, "
+                        "stopping, exited, failed, live, ended");
         pthread_mutex_lock(&n->lock);
         list = xnew0(Pod *, n->n_pods + 1);
         for (size_t i = 0; i < n->n_pods; i++) {
+                if (!(mask & (1u << n->pods[i]->state)))
+                        continue;
                 list[k++] = n->pods[i];
                 n->pods[i]->n_ref++;
         }
@@ -124,6 +165,67 @@ enum MHD_Result api_h_delete(ApiCall *a) {
                 pod_terminate(p, POD_EXITED, "deleted by the API", "pod_not_running");
         }
         _cleanup_json_ json_t *out = pod_to_json(p);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
+enum MHD_Result api_h_lease(ApiCall *a) {
+        if (pod_lease_renew(a->pod) < 0)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_CONFLICT,
+                        "pod_not_running",
+                        "pod %s has ended: its lease cannot be renewed",
+                        a->pod->id);
+        _cleanup_json_ json_t *j = pod_to_json(a->pod);
+        _cleanup_json_ json_t *out = json_pack(
+                "{s:s,s:O?,s:O?}",
+                "id",
+                a->pod->id,
+                "lease_grace_seconds",
+                json_object_get(j, "lease_grace_seconds"),
+                "lease_expires",
+                json_object_get(j, "lease_expires"));
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
+enum MHD_Result api_h_remove(ApiCall *a) {
+        if (pod_remove(a->pod) < 0)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "pod %s is still live: delete it first (DELETE /v1/pods/%s)",
+                        a->pod->id,
+                        a->pod->id);
+        _cleanup_json_ json_t *out = json_pack("{s:s}", "removed", a->pod->id);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
+enum MHD_Result api_h_prune(ApiCall *a) {
+        _cleanup_json_ json_t *body = NULL;
+        uint64_t older = 0;
+        if (a->n_body > 0) {
+                _cleanup_free_ char *err = NULL;
+                json_t *v;
+                if (json_parse_strict(a->body, a->n_body, 4096, &body, &err) < 0 || !json_is_object(body) ||
+                    json_object_size(body) > 1 ||
+                    (json_object_size(body) == 1 &&
+                     (!json_is_integer(v = json_object_get(body, "older_than_seconds")) ||
+                      json_integer_value(v) < 0 || json_integer_value(v) > 315360000)))
+                        return api_reply_error(
+                                a->c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "body: {\"older_than_seconds\": N} (0..315360000) or nothing");
+                if ((v = json_object_get(body, "older_than_seconds")))
+                        older = (uint64_t) json_integer_value(v);
+        }
+        /* 0: every ended pod; N: those that ended more than N s ago. */
+        _cleanup_strv_free_ char **ids = pod_prune(a->node, older * USEC_PER_SEC, older ? UINT_MAX : 0);
+        _cleanup_json_ json_t *arr = json_array();
+        STRV_FOREACH(id, ids)
+                json_array_append_new(arr, json_string(*id));
+        _cleanup_json_ json_t *out = json_pack("{s:O}", "removed", arr);
         return api_reply_json(a->c, MHD_HTTP_OK, out);
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,8 +38,10 @@
  * connections, each with a short idle timeout, at most this much body per request without a
  * declared X-Nucleus-Content-SHA256, and this much such body across all connections. */
 #define API_UNAUTH_CONNECTIONS_MAX 32u
-#define API_UNAUTH_TIMEOUT_SEC 30u
-#define API_AUTH_TIMEOUT_SEC 600u
+#define API_UNAUTH_TIMEOUT_SEC 10u  /* idle, from accept: the first request's headers must come */
+#define API_UNAUTH_DEADLINE_SEC 15u /* from accept to an authenticated request, however slow */
+#define API_UNAUTH_PER_ADDR 16u     /* one address's share of API_UNAUTH_CONNECTIONS_MAX */
+#define API_AUTH_TIMEOUT_SEC 60u
 #define API_PREAUTH_BODY_MAX (1024u * 1024u)
 #define API_PREAUTH_TOTAL_MAX (8u * 1024u * 1024u)
 
@@ -67,10 +70,54 @@ typedef struct Req {
 } Req;
 
 /* Per-connection state (MHD socket context): counted as unauthenticated until one of its
- * requests authenticated. */
+ * requests authenticated. Unauthenticated ones are also on a list (oldest first) so that they
+ * can be evicted: idle or slow connections must not lock clients out. */
 typedef struct ApiConn {
         bool authed;
+        bool evicted;
+        int fd; /* the connection's socket (MHD owns it) */
+        struct sockaddr_storage addr;
+        usec_t accepted;             /* CLOCK_MONOTONIC */
+        struct ApiConn *prev, *next; /* unauthenticated list, under api_conn_lock */
 } ApiConn;
+
+static pthread_mutex_t api_conn_lock = PTHREAD_MUTEX_INITIALIZER;
+static ApiConn *api_unauth_head, *api_unauth_tail; /* oldest first */
+
+static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr *b) {
+        if (a->ss_family != b->sa_family)
+                return false;
+        if (b->sa_family == AF_INET)
+                return ((const struct sockaddr_in *) a)->sin_addr.s_addr ==
+                        ((const struct sockaddr_in *) b)->sin_addr.s_addr;
+        if (b->sa_family == AF_INET6)
+                return memcmp(&((const struct sockaddr_in6 *) a)->sin6_addr,
+                              &((const struct sockaddr_in6 *) b)->sin6_addr,
+                              sizeof(struct in6_addr)) == 0;
+        return false;
+}
+
+static void unauth_unlink_locked(ApiConn *ac) {
+        if (ac->prev)
+                ac->prev->next = ac->next;
+        else if (api_unauth_head == ac)
+                api_unauth_head = ac->next;
+        if (ac->next)
+                ac->next->prev = ac->prev;
+        else if (api_unauth_tail == ac)
+                api_unauth_tail = ac->prev;
+        ac->prev = ac->next = NULL;
+}
+
+/* Evict an unauthenticated connection: shut its socket down, so that MHD's thread for it sees
+ * the end and closes it (MHD owns the fd; it is never closed here). */
+static void unauth_evict_locked(ApiConn *ac) {
+        if (ac->evicted)
+                return;
+        ac->evicted = true;
+        if (ac->fd >= 0)
+                (void) shutdown(ac->fd, SHUT_RDWR);
+}
 
 static unsigned api_unauth_connections; /* __atomic */
 /* The node key, for authenticating answers (set once by api_start before the daemon runs). */
@@ -99,7 +146,10 @@ static void conn_mark_authed(struct MHD_Connection *c) {
         ApiConn *ac = ci ? ci->socket_context : NULL;
         if (!ac || ac->authed)
                 return;
+        pthread_mutex_lock(&api_conn_lock);
         ac->authed = true;
+        unauth_unlink_locked(ac);
+        pthread_mutex_unlock(&api_conn_lock);
         __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
         (void) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, API_AUTH_TIMEOUT_SEC);
 }
@@ -532,22 +582,74 @@ static void *api_uri_log(void *cls, const char *uri, struct MHD_Connection *c) {
 static void api_notify_connection(
         void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe) {
         if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-                *socket_context = xnew0(ApiConn, 1);
+                ApiConn *ac = xnew0(ApiConn, 1);
+                const union MHD_ConnectionInfo *fi = MHD_get_connection_info(
+                        c, MHD_CONNECTION_INFO_CONNECTION_FD);
+                const union MHD_ConnectionInfo *ai = MHD_get_connection_info(
+                        c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+                ac->fd = fi ? fi->connect_fd : -1;
+                if (ai && ai->client_addr) {
+                        socklen_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                               : sizeof(struct sockaddr_in);
+                        memcpy(&ac->addr, ai->client_addr, len);
+                }
+                ac->accepted = now_usec(CLOCK_MONOTONIC);
+                pthread_mutex_lock(&api_conn_lock);
+                ac->prev = api_unauth_tail;
+                if (api_unauth_tail)
+                        api_unauth_tail->next = ac;
+                else
+                        api_unauth_head = ac;
+                api_unauth_tail = ac;
+                pthread_mutex_unlock(&api_conn_lock);
+                *socket_context = ac;
                 __atomic_add_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
                 return;
         }
         ApiConn *ac = *socket_context;
         if (!ac)
                 return;
+        pthread_mutex_lock(&api_conn_lock);
+        if (!ac->authed)
+                unauth_unlink_locked(ac);
+        pthread_mutex_unlock(&api_conn_lock);
         if (!ac->authed)
                 __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
         free(ac);
         *socket_context = NULL;
 }
 
-/* Refuse new connections while API_UNAUTH_CONNECTIONS_MAX have not authenticated yet. */
+/* Admission (docs/api.md "Before authentication"): an address may hold at most
+ * API_UNAUTH_PER_ADDR unauthenticated connections (more are refused at accept); connections
+ * that have not authenticated a request API_UNAUTH_DEADLINE_SEC after accept are evicted,
+ * however slowly they trickle bytes; and when API_UNAUTH_CONNECTIONS_MAX are unauthenticated,
+ * the oldest is evicted to make room, so idle connections cannot lock clients out. */
 static enum MHD_Result api_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
-        return __atomic_load_n(&api_unauth_connections, __ATOMIC_SEQ_CST) >= API_UNAUTH_CONNECTIONS_MAX
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        unsigned same = 0, live = 0;
+        pthread_mutex_lock(&api_conn_lock);
+        for (ApiConn *ac = api_unauth_head; ac; ac = ac->next) {
+                if (!ac->evicted && now - ac->accepted > API_UNAUTH_DEADLINE_SEC * USEC_PER_SEC)
+                        unauth_evict_locked(ac);
+                if (ac->evicted)
+                        continue;
+                live++;
+                if (addr && addr_same(&ac->addr, addr))
+                        same++;
+        }
+        if (same >= API_UNAUTH_PER_ADDR) {
+                pthread_mutex_unlock(&api_conn_lock);
+                return MHD_NO;
+        }
+        if (live >= API_UNAUTH_CONNECTIONS_MAX)
+                for (ApiConn *ac = api_unauth_head; ac; ac = ac->next)
+                        if (!ac->evicted) {
+                                unauth_evict_locked(ac);
+                                break;
+                        }
+        pthread_mutex_unlock(&api_conn_lock);
+        /* Evicted connections leave the count once MHD has closed them; allow some overlap. */
+        return __atomic_load_n(&api_unauth_connections, __ATOMIC_SEQ_CST) >= 2 * API_UNAUTH_CONNECTIONS_MAX
                 ? MHD_NO
                 : MHD_YES;
 }
@@ -690,8 +792,10 @@ static int api_start_internal(Node *n, const char *addr, bool metrics, ApiServer
                         s,
                         MHD_OPTION_CONNECTION_LIMIT,
                         API_CONNECTION_LIMIT,
+                        /* From accept, not from the request line: a connection that sends
+                         * nothing is gone after this (authenticated ones get longer). */
                         MHD_OPTION_CONNECTION_TIMEOUT,
-                        600u,
+                        API_UNAUTH_TIMEOUT_SEC,
                         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                         (size_t) (API_HEADER_MAX * 4),
                         MHD_OPTION_END);

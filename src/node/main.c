@@ -44,6 +44,9 @@ static void help(void) {
                "  --driver NAME           default driver: qemu, firecracker, local (default qemu)\n"
                "  --accel NAME            auto, kvm or tcg (default auto)\n"
                "  --max-pods N            live pods at once (default 8)\n"
+               "  --lease-grace SEC       leased pods end after SEC without a renewal (default 30)\n"
+               "  --liveness-timeout SEC  a guest silent on its channel this long fails its pod "
+               "(default 15)\n"
                "  --log-level LEVEL       err, warning, notice, info, debug (default info)\n"
                "  --node-key PATH         node API HMAC key file (64 hex)\n"
                "  --approver-pub PATH     approver Ed25519 public key file (64 hex)\n"
@@ -70,6 +73,8 @@ enum {
         OPT_PROXY,
         OPT_FC,
         OPT_JAILER,
+        OPT_LEASE_GRACE,
+        OPT_LIVENESS,
         OPT_VERSION,
         OPT_HELP,
 };
@@ -83,6 +88,8 @@ static const struct option options[] = {
         { "driver", required_argument, NULL, OPT_DRIVER },
         { "accel", required_argument, NULL, OPT_ACCEL },
         { "max-pods", required_argument, NULL, OPT_MAX_PODS },
+        { "lease-grace", required_argument, NULL, OPT_LEASE_GRACE },
+        { "liveness-timeout", required_argument, NULL, OPT_LIVENESS },
         { "log-level", required_argument, NULL, OPT_LOG },
         { "node-key", required_argument, NULL, OPT_NODE_KEY },
         { "approver-pub", required_argument, NULL, OPT_APPROVER },
@@ -129,6 +136,10 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         c->max_workspace_bytes = f->max_upload_bytes;
         c->default_timeout_sec = (unsigned) f->default_timeout_seconds;
         c->max_timeout_sec = (unsigned) f->max_timeout_seconds;
+        c->lease_grace_sec = f->lease_grace_seconds;
+        c->liveness_sec = f->liveness_timeout_seconds;
+        c->keep_ended = f->keep_ended;
+        c->keep_ended_sec = f->keep_ended_seconds;
         if (f->firecracker_binary && f->firecracker_binary[0] == '/')
                 set_str(&c->firecracker_path, f->firecracker_binary);
         if (f->node_secret_file)
@@ -199,6 +210,20 @@ static int parse_argv(int argc, char **argv, NodeSettings *c) {
                                 return -EINVAL;
                         }
                         c->max_pods = u;
+                        break;
+                case OPT_LEASE_GRACE:
+                case OPT_LIVENESS:
+                        if (safe_atou32(optarg, &u) < 0 || u < 1 || u > 3600) {
+                                log_error(
+                                        "--%s: '%s' is not a number of seconds in 1..3600",
+                                        opt == OPT_LEASE_GRACE ? "lease-grace" : "liveness-timeout",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        if (opt == OPT_LEASE_GRACE)
+                                c->lease_grace_sec = u;
+                        else
+                                c->liveness_sec = u;
                         break;
                 case OPT_LOG:
                         r = log_level_from_string(optarg);
@@ -353,6 +378,10 @@ static void node_config_defaults(NodeSettings *c) {
         c->boot_timeout_sec = 180;
         c->tool_timeout_sec = 600;
         c->default_timeout_sec = 3600;
+        c->lease_grace_sec = 30;
+        c->liveness_sec = 15;
+        c->keep_ended = 100;
+        c->keep_ended_sec = 7 * 24 * 3600;
         c->max_timeout_sec = 86400;
         c->default_vcpus = 1;
         c->default_memory_mib = 512;

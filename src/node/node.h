@@ -38,6 +38,10 @@ typedef struct NodeSettings {
         unsigned tool_timeout_sec;    /* one tool call at most (still capped by the deadline) */
         unsigned default_timeout_sec; /* pod deadline when the spec names none */
         unsigned max_timeout_sec;     /* cap on the spec's timeout */
+        unsigned lease_grace_sec;     /* leased pods: grace without renewal (spec may override) */
+        unsigned liveness_sec;        /* a guest silent on its channel this long fails its pod */
+        unsigned keep_ended;          /* ended pods kept (memory and state dir) */
+        uint64_t keep_ended_sec;      /* ... for at most this long after their end */
         unsigned default_vcpus;
         uint64_t default_memory_mib;
         uint64_t default_scratch_mib;

@@ -53,6 +53,8 @@ int nodespec_parse(const char *body, size_t n, NodeSpec **ret, char **reterr) {
         }
         s->has_timeout = ps->has_timeout;
         s->timeout_seconds = ps->timeout_seconds;
+        s->has_lease = ps->has_lease;
+        s->lease_grace_seconds = ps->lease_grace_seconds;
         s->vcpus = ps->vcpus;
         s->memory_mib = ps->memory_mib;
         s->scratch_mib = ps->scratch_mib;

@@ -28,7 +28,9 @@ typedef struct NodeSpec {
         unsigned dns_wildcard_names;       /* 0: the node's [net] dns_wildcard_names */
         char *image;                       /* image name */
         uint64_t base_cost_usd_micros, cost_per_second_usd_micros;
-        char **env; /* NAME=value */
+        char **env;                   /* NAME=value */
+        bool has_lease;               /* spec.lease: held by renewals (docs/api.md "Leases") */
+        unsigned lease_grace_seconds; /* 0: the node's default */
 } NodeSpec;
 
 /* Parse a request body (YAML or JSON). Returns 0, or -EINVAL/-EBADMSG/-EFBIG with *reterr

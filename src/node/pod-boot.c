@@ -104,6 +104,28 @@ static Configure *pod_configure_message(Pod *p) {
         return c;
 }
 
+/* The channel's liveness watcher: nothing came from the guest for the bound (a stopped or
+ * paused VM, a hung proxy loop). Same reference rules as pod_on_close. */
+static void pod_on_dead(void *userdata, usec_t silent) {
+        Pod *p = userdata;
+        bool live;
+
+        pthread_mutex_lock(&p->node->lock);
+        live = p->n_ref > 0 && p->state == POD_RUNNING && !p->terminating;
+        if (live)
+                p->n_ref++;
+        pthread_mutex_unlock(&p->node->lock);
+        if (!live)
+                return;
+        _cleanup_free_ char *why = xasprintf(
+                "the guest stopped answering: nothing on its channel for %" PRIu64 " s (liveness timeout %u "
+                "s)",
+                (uint64_t) (silent / USEC_PER_SEC),
+                p->node->config.liveness_sec);
+        pod_log(p, LOG_WARNING, "%s", why);
+        pod_terminate_async_take(p, POD_FAILED, why, "guest_unresponsive");
+}
+
 static int pod_configure(Pod *p, char **reterr) {
         _cleanup_(configure_freep) Configure *msg = pod_configure_message(p);
         _cleanup_json_ json_t *args = configure_to_json(msg);
@@ -320,6 +342,10 @@ void *pod_boot_thread(void *userdata) {
                 goto fail;
 
         pod_set_state(p, POD_RUNNING);
+        /* From here on the guest must keep answering: pings outside its tool work. */
+        r = channel_liveness_start(ch, (usec_t) n->config.liveness_sec * USEC_PER_SEC, pod_on_dead);
+        if (r < 0)
+                log_warning_errno(r, "pod %s: cannot watch the guest's liveness: %m", p->id);
         metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
         pod_audit_lifecycle(p, "running", vmm_accel(vm), NULL);
         pod_log(p,

@@ -140,8 +140,13 @@ int pod_audit_seq(Pod *p, const AuditEvent *ev, uint64_t *ret_seq) {
         int r;
 
         pthread_mutex_lock(&p->audit_lock);
-        r = p->audit ? audit_log_append(p->audit, ev, &seq) : -EBADF;
+        r = p->audit ? audit_log_append(p->audit, ev, &seq) : -ESTALE;
         pthread_mutex_unlock(&p->audit_lock);
+        if (r == -ESTALE) {
+                /* Sealed and closed at the pod's end: nothing is recorded after the seal. */
+                log_debug("pod %s: '%s' after the audit log was sealed, not recorded", p->id, ev->op);
+                return r;
+        }
         if (r < 0) {
                 metrics_audit_error();
                 log_error_errno(r, "pod %s: audit append of '%s' failed: %m", p->id, ev->op);

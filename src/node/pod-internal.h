@@ -27,6 +27,9 @@ void pod_dir_prune(const char *dir);
 /* Like pod_terminate_async, consuming a reference the caller already holds. */
 void pod_terminate_async_take(Pod *p, PodState final, const char *reason, const char *kind);
 
+/* Apply [pods] keep_ended / keep_ended_seconds (supervisor; at most every 10 s). */
+void pod_retention(Node *n);
+
 /* pod-events.c */
 void pod_broadcast_locked(Pod *p, const char *event, json_t *data);
 void pod_wake_subs_locked(Pod *p);

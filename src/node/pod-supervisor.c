@@ -49,7 +49,8 @@ static void *pod_supervisor(void *userdata) {
                 pfds = xnew0(struct pollfd, n->n_pods + 1);
                 owners = xnew0(Pod *, n->n_pods + 1);
                 Pod **expired = xnew0(Pod *, n->n_pods + 1);
-                size_t n_expired = 0;
+                Pod **unleased = xnew0(Pod *, n->n_pods + 1);
+                size_t n_expired = 0, n_unleased = 0;
                 pfds[0] = (struct pollfd){ .fd = n->wake_fd, .events = POLLIN };
                 for (size_t i = 0; i < n->n_pods; i++) {
                         Pod *p = n->pods[i];
@@ -63,6 +64,16 @@ static void *pod_supervisor(void *userdata) {
                                 continue;
                         }
                         next = NUCLEUS_MIN(next, p->deadline_mono);
+                        if (p->lease_grace) {
+                                usec_t lease_end = p->lease_renewed_mono + p->lease_grace;
+                                if (lease_end <= now) {
+                                        p->deadline_fired = true; /* one termination, whichever came first */
+                                        p->n_ref++;
+                                        unleased[n_unleased++] = p;
+                                        continue;
+                                }
+                                next = NUCLEUS_MIN(next, lease_end);
+                        }
                         if (p->vm && vmm_pid(p->vm)->fd >= 0) {
                                 /* Our own copy: the terminating thread may close the VMM's pidfd. */
                                 int fd = fcntl(vmm_pid(p->vm)->fd, F_DUPFD_CLOEXEC, 3);
@@ -85,6 +96,17 @@ static void *pod_supervisor(void *userdata) {
                         pod_unref(expired[i]);
                 }
                 free(expired);
+                for (size_t i = 0; i < n_unleased; i++) {
+                        Pod *p = unleased[i];
+                        _cleanup_free_ char *why = xasprintf(
+                                "lease expired: no renewal for %" PRIu64 " s (its client is gone)",
+                                (uint64_t) (p->lease_grace / USEC_PER_SEC));
+                        pod_log(p, LOG_INFO, "%s", why);
+                        pod_terminate_async(p, POD_EXITED, why, "lease_expired");
+                        pod_unref(p);
+                }
+                free(unleased);
+                pod_retention(n);
 
                 int timeout_ms = next == USEC_INFINITY ? 1000
                                                        : (int) NUCLEUS_MIN((next - now) / 1000 + 1, 1000u);
@@ -275,7 +297,20 @@ int pod_cleanup_stale(Node *n) {
                         _cleanup_free_ char *ap = xasprintf("%s/audit.jsonl", dir);
                         AuditLog *a = NULL;
                         static const char why[] = "node restarted while the pod was live; cleaned up";
-                        if (access(ap, F_OK) >= 0 && audit_log_open(ap, de->d_name, n->audit_key, &a) >= 0) {
+                        bool repaired = false;
+                        if (access(ap, F_OK) >= 0 &&
+                            audit_log_open_full(ap, de->d_name, n->audit_key, &a, &repaired) >= 0) {
+                                /* A call in flight when the node died has a request and no
+                                 * answer: it gets one that says so (a torn last line was cut
+                                 * first, recorded in a signed repair record). */
+                                int k = audit_log_answer_interrupted(a, ap, "interrupted by node restart");
+                                if (k > 0 || repaired)
+                                        log_info(
+                                                "Pod %s: %d call(s) interrupted by the restart recorded%s",
+                                                de->d_name,
+                                                NUCLEUS_MAX(k, 0),
+                                                repaired ? "; a torn last audit line was cut and recorded"
+                                                         : "");
                                 AuditEvent ev = { .actor = "node",
                                                   .op = "pod_failed",
                                                   .decision = "info",

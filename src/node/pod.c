@@ -181,6 +181,17 @@ json_t *pod_to_json(Pod *p) {
         if (p->budget_spent_micro_usd)
                 json_object_set_new(
                         j, "budget_spent_usd_micros", json_integer((json_int_t) p->budget_spent_micro_usd));
+        if (p->lease_grace && !p->ended_rt) {
+                char expires[32];
+                usec_t now_mono = now_usec(CLOCK_MONOTONIC), at = p->lease_renewed_mono + p->lease_grace;
+                usec_t left = at > now_mono ? at - now_mono : 0;
+                json_object_set_new(
+                        j, "lease_grace_seconds", json_integer((json_int_t) (p->lease_grace / USEC_PER_SEC)));
+                json_object_set_new(
+                        j,
+                        "lease_expires",
+                        json_string(format_timestamp_rfc3339(expires, now_usec(CLOCK_REALTIME) + left)));
+        }
         if (p->weak)
                 json_object_set_new(
                         j,
@@ -300,7 +311,13 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
                         log_error_errno(r, "pod %s: sealing the audit log failed: %m", p->id);
                 }
         }
+        /* An ended pod keeps its record, not its resources: the log's fd goes now (calls after
+         * the end are refused before they would write), and so do the channel's socket and
+         * threads. */
+        p->audit = audit_log_free(p->audit);
         pthread_mutex_unlock(&p->audit_lock);
+        if (ch)
+                channel_release(ch);
         pod_dir_prune(p->dir);
         pod_write_state_file(p);
 
@@ -385,6 +402,20 @@ static void pod_make_id(char ret[37]) {
                 b[15]);
 }
 
+int pod_lease_renew(Pod *p) {
+        pthread_mutex_lock(&p->node->lock);
+        if (p->terminating || pod_state_is_final(p->state)) {
+                pthread_mutex_unlock(&p->node->lock);
+                return -ESTALE;
+        }
+        if (!p->lease_grace)
+                p->lease_grace = (usec_t) p->node->config.lease_grace_sec * USEC_PER_SEC;
+        p->lease_renewed_mono = now_usec(CLOCK_MONOTONIC);
+        pthread_mutex_unlock(&p->node->lock);
+        node_wake(p->node);
+        return 0;
+}
+
 int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr) {
         Pod *p = xnew0(Pod, 1);
         uint64_t timeout_sec;
@@ -411,6 +442,10 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->created_rt = now_usec(CLOCK_REALTIME);
         p->created_mono = now_usec(CLOCK_MONOTONIC);
         p->deadline_mono = p->created_mono + p->timeout;
+        if (spec->has_lease)
+                p->lease_grace = (usec_t) (spec->lease_grace_seconds ?: n->config.lease_grace_sec) *
+                        USEC_PER_SEC;
+        p->lease_renewed_mono = p->created_mono;
         p->dir = xasprintf("%s/pods/%s", n->config.state_dir, p->id);
 
         if (mkdir(p->dir, 0700) < 0) {
@@ -476,4 +511,144 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         node_wake(n);
         *ret = p;
         return 0;
+}
+
+/* ---- retention --------------------------------------------------------------------------- */
+
+typedef struct Ended {
+        char id[37];
+        usec_t ended_rt;
+        Pod *pod; /* in the table (a reference), or NULL: a record of an earlier run */
+} Ended;
+
+static int ended_newest_first(const void *a, const void *b) {
+        const Ended *x = a, *y = b;
+        return x->ended_rt < y->ended_rt ? 1 : x->ended_rt > y->ended_rt ? -1 : 0;
+}
+
+static bool pod_id_syntax_ok(const char *s) {
+        if (strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++)
+                if (!(i == 8 || i == 13 || i == 18 || i == 23
+                              ? s[i] == '-'
+                              : (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+/* Out of the table (drops the table's reference) and its directory removed. */
+static void pod_forget(Node *n, Pod *p) {
+        bool was_listed = false;
+        pthread_mutex_lock(&n->lock);
+        for (size_t i = 0; i < n->n_pods; i++)
+                if (n->pods[i] == p) {
+                        memmove(n->pods + i, n->pods + i + 1, (n->n_pods - i - 1) * sizeof(Pod *));
+                        n->n_pods--;
+                        was_listed = true;
+                        break;
+                }
+        pthread_mutex_unlock(&n->lock);
+        (void) node_rm_rf(p->dir);
+        if (was_listed)
+                pod_unref(p);
+}
+
+int pod_remove(Pod *p) {
+        pthread_mutex_lock(&p->node->lock);
+        bool live = p->terminating ? !pod_state_is_final(p->state) : pod_state_is_live(p->state);
+        pthread_mutex_unlock(&p->node->lock);
+        if (live)
+                return -EBUSY;
+        pod_log(p, LOG_INFO, "record removed");
+        pod_forget(p->node, p);
+        return 0;
+}
+
+char **pod_prune(Node *n, usec_t older_than, unsigned keep) {
+        _cleanup_free_ Ended *list = NULL;
+        size_t n_list = 0, alloc = 0;
+        char **removed = NULL;
+
+        pthread_mutex_lock(&n->lock);
+        for (size_t i = 0; i < n->n_pods; i++) {
+                Pod *p = n->pods[i];
+                if (!pod_state_is_final(p->state) || !p->ended_rt)
+                        continue;
+                if (n_list == alloc)
+                        list = xreallocarray(list, alloc = alloc ? alloc * 2 : 16, sizeof(Ended));
+                list[n_list] = (Ended){ .ended_rt = p->ended_rt, .pod = p };
+                memcpy(list[n_list].id, p->id, sizeof p->id);
+                p->n_ref++;
+                n_list++;
+        }
+        pthread_mutex_unlock(&n->lock);
+
+        /* Records of earlier runs: a pod dir with state.json and nothing live in it. */
+        _cleanup_free_ char *pods_dir = xasprintf("%s/pods", n->config.state_dir);
+        _cleanup_close_ int dfd = open(pods_dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        int dd = dfd >= 0 ? fcntl(dfd, F_DUPFD_CLOEXEC, 3) : -1;
+        DIR *d = dd >= 0 ? fdopendir(dd) : NULL;
+        if (!d && dd >= 0)
+                safe_close(dd);
+        for (struct dirent *de; d && (de = readdir(d));) {
+                struct stat st;
+                if (!pod_id_syntax_ok(de->d_name))
+                        continue;
+                bool known = false;
+                for (size_t i = 0; i < n_list && !known; i++)
+                        known = streq(list[i].id, de->d_name);
+                if (known)
+                        continue;
+                _cleanup_free_ char *sj = xasprintf("%s/state.json", de->d_name);
+                if (fstatat(dfd, sj, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                pthread_mutex_lock(&n->lock);
+                bool in_table = false;
+                for (size_t i = 0; i < n->n_pods && !in_table; i++)
+                        in_table = streq(n->pods[i]->id, de->d_name);
+                pthread_mutex_unlock(&n->lock);
+                if (in_table)
+                        continue; /* live (or ending) pod of this run */
+                if (n_list == alloc)
+                        list = xreallocarray(list, alloc = alloc ? alloc * 2 : 16, sizeof(Ended));
+                list[n_list] = (Ended){ .ended_rt = (usec_t) st.st_mtim.tv_sec * USEC_PER_SEC };
+                memcpy(list[n_list].id, de->d_name, 37);
+                n_list++;
+        }
+        if (d)
+                closedir(d);
+
+        qsort(list, n_list, sizeof(Ended), ended_newest_first);
+        usec_t now = now_usec(CLOCK_REALTIME);
+        for (size_t i = 0; i < n_list; i++) {
+                bool too_old = older_than > 0 && now > list[i].ended_rt && now - list[i].ended_rt > older_than;
+                if (too_old || i >= keep) {
+                        if (list[i].pod)
+                                pod_forget(n, list[i].pod);
+                        else {
+                                _cleanup_free_ char *path = xasprintf("%s/%s", pods_dir, list[i].id);
+                                (void) node_rm_rf(path);
+                        }
+                        strv_extend(&removed, list[i].id);
+                }
+                if (list[i].pod)
+                        pod_unref(list[i].pod);
+        }
+        return removed;
+}
+
+void pod_retention(Node *n) {
+        static usec_t last;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        /* Cheap enough to run often (one readdir), but there is no reason to. */
+        if (last && now - last < 10 * USEC_PER_SEC)
+                return;
+        last = now;
+        _cleanup_strv_free_ char **removed = pod_prune(
+                n, n->config.keep_ended_sec * USEC_PER_SEC, n->config.keep_ended);
+        if (removed)
+                log_info(
+                        "Retention removed %zu ended pod record(s) ([pods] keep_ended, keep_ended_seconds)",
+                        strv_length(removed));
 }

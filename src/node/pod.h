@@ -49,9 +49,12 @@ struct Pod {
         char *dir;         /* <state_dir>/pods/<id>, 0700 */
         usec_t created_rt; /* CLOCK_REALTIME */
         usec_t created_mono;
-        usec_t timeout;       /* pod lifetime */
-        usec_t deadline_mono; /* created_mono + timeout */
-        usec_t ended_rt;      /* 0 while alive */
+        usec_t timeout;            /* pod lifetime */
+        usec_t deadline_mono;      /* created_mono + timeout */
+        usec_t ended_rt;           /* 0 while alive */
+        usec_t lease_grace;        /* under node->lock: 0 = not leased; else ended after this long
+                                    * without a renewal (POST .../lease) */
+        usec_t lease_renewed_mono; /* under node->lock: last renewal (or creation) */
         unsigned vcpus;
         uint64_t memory_mib, scratch_mib;
         char *policy_sha256;      /* from the proxy's configure answer */
@@ -98,6 +101,18 @@ void pod_terminate_async(Pod *p, PodState final, const char *reason, const char 
 
 /* State snapshot for the API (JSON object, caller decrefs). */
 json_t *pod_to_json(Pod *p);
+
+/* Renew p's lease (starting one with the node's default grace if it has none). Returns 0, or
+ * -ESTALE when the pod has ended or is ending. */
+int pod_lease_renew(Pod *p);
+
+/* Remove an ended pod's record: out of the table, its directory deleted. Returns 0, -EBUSY
+ * while the pod is live. */
+int pod_remove(Pod *p);
+/* Remove ended pods (in the table and, from earlier runs, in the state dir) that ended more
+ * than older_than ago (0: all), or beyond the newest `keep` (keep == UINT_MAX: no count
+ * limit). Returns the removed ids (strv, may be NULL). */
+char **pod_prune(Node *n, usec_t older_than, unsigned keep);
 
 /* Append one audit record (AuditEvent of src/lib/audit) and publish it to /events
  * subscribers. Errors are logged and counted in metrics and returned (-errno). */

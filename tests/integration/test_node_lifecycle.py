@@ -247,3 +247,167 @@ def test_full_state_disk_refuses_calls_and_repairs(tmp_path):
             n.stop(check_clean=False)
         subprocess.run(["umount", "-l", str(n.state_root)], check=False)
         n.remove_state()
+
+
+# ---- connections ---------------------------------------------------------------------------
+
+def test_idle_connections_cannot_lock_clients_out(node):
+    """500 idle TCP connections from 127.0.0.2 (more than the whole connection cap): signed
+    requests from 127.0.0.1 still succeed, and the idle ones are gone after the timeout."""
+    import socket
+    idle = []
+    try:
+        for _ in range(500):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.2", 0))
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", node.port))
+            except BlockingIOError:
+                pass
+            idle.append(s)
+        time.sleep(1)
+        c = node.client()
+        for _ in range(20):
+            r = c.list_pods()
+            assert r.status == 200 and r.mac_ok, r
+        # and a whole pod session works meanwhile
+        pod = running_pod(c)
+        assert c.tool(pod, "read", {"path": "."}).status in (200, 400, 404)
+    finally:
+        for s in idle:
+            s.close()
+
+
+# ---- leases, liveness, restart, retention, fds -------------------------------------------
+
+def lease_node(tmp_path, grace=2, liveness=3):
+    return NodeProc(tmp_path, driver="local",
+                    extra_args=["--lease-grace", str(grace), "--liveness-timeout", str(liveness)])
+
+
+def test_lease_holds_the_pod_and_its_end_is_recorded(tmp_path):
+    require_root()
+    with lease_node(tmp_path) as n:
+        c = n.client()
+        r = c.create_pod(spec_yaml(extra="  lease: {}\n"))
+        assert r.status == 201, r
+        pod = r.json()["id"]
+        assert r.json()["lease_grace_seconds"] == 2
+        assert c.wait_state(pod, {"running", "failed"}, timeout=60)["state"] == "running"
+        # renewals hold it well past the grace period
+        for _ in range(8):
+            r = c.request("POST", f"/v1/pods/{pod}/lease")
+            assert r.status == 200 and r.json()["lease_grace_seconds"] == 2, r
+            time.sleep(0.5)
+        assert c.get_pod(pod).json()["state"] == "running"
+        # renewals stop: the node ends the pod and says why
+        st = c.wait_state(pod, {"exited", "failed"}, timeout=60)
+        assert st["state"] == "exited" and st["reason_kind"] == "lease_expired", st
+        assert "lease expired" in st["reason"]
+        assert '"kind":"lease_expired"' in n.audit_path(pod).read_text()
+        assert n.verify_audit(pod).returncode == 0
+        # an ended pod's lease cannot be renewed
+        assert c.request("POST", f"/v1/pods/{pod}/lease").status == 409
+        # a renewal starts a lease on a pod created without one (node default grace)
+        r = c.create_pod(spec_yaml())
+        pod2 = r.json()["id"]
+        assert "lease_grace_seconds" not in r.json()
+        assert c.wait_state(pod2, {"running", "failed"}, timeout=60)["state"] == "running"
+        assert c.request("POST", f"/v1/pods/{pod2}/lease").status == 200
+        st = c.wait_state(pod2, {"exited", "failed"}, timeout=60)
+        assert st["reason_kind"] == "lease_expired", st
+
+
+def test_stopped_guest_fails_its_pod_and_calls_within_the_bound(tmp_path):
+    """The proxy stops answering (SIGSTOP, as a paused VM would): the call in flight and the
+    pod fail within the liveness bound, long before the call's own timeout."""
+    require_root()
+    with lease_node(tmp_path, grace=3600, liveness=3) as n:
+        c = n.client()
+        pod = running_pod(c, policy="local-dev")
+        bwraps = n.processes_mentioning_state()
+        proxies = [p for p in descendants(bwraps) if "nucleus-tool-proxy" in cmdline(p)]
+        assert proxies
+        result = {}
+
+        def call():
+            result["r"] = c.tool(pod, "run", {"argv": ["sleep", "200"], "timeout_seconds": 200}, timeout=150)
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.5)
+        for p in proxies:
+            os.kill(p, signal.SIGSTOP)
+        st = c.wait_state(pod, {"failed", "exited"}, timeout=60)
+        assert st["state"] == "failed" and st["reason_kind"] == "guest_unresponsive", st
+        t.join(60)
+        assert not t.is_alive()
+        assert result["r"].status in (409, 504), result["r"]
+        log = n.audit_path(pod).read_text()
+        assert '"decision":"request"' in log and '"kind":"pod_not_running"' in log
+        assert n.verify_audit(pod).returncode == 0
+
+
+def test_call_in_flight_at_node_kill_gets_an_interrupted_record(tmp_path):
+    require_root()
+    n = NodeProc(tmp_path, driver="local")
+    try:
+        n.start()
+        c = n.client()
+        pod = running_pod(c, policy="local-dev")
+        t = threading.Thread(target=lambda: c.tool(pod, "run", {"argv": ["sleep", "60"]}, timeout=120))
+        t.daemon = True
+        t.start()
+        deadline = time.monotonic() + 30
+        while '"decision":"request"' not in n.audit_path(pod).read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        n.kill9()
+        n.start()
+        log = n.audit_path(pod).read_text()
+        assert '"kind":"interrupted"' in log, log[-2000:]
+        v = n.verify_audit(pod)
+        assert v.returncode in (0, 3), v.stdout + v.stderr
+        n.stop()
+    finally:
+        if n.proc is not None:
+            n.stop(check_clean=False)
+        n.remove_state()
+
+
+def test_ended_pods_release_fds_and_can_be_removed(node):
+    """fd count after 100 local-driver create -> call -> delete cycles equals the count after
+    10; ended pods keep their record until removed or pruned."""
+    c = node.client()
+
+    def cycle():
+        pod = running_pod(c)
+        assert c.tool(pod, "read", {"path": "."}).status in (200, 400, 404)
+        assert c.delete_pod(pod).status == 200
+        return pod
+
+    def fds():
+        return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
+
+    pods = [cycle() for _ in range(10)]
+    after10 = fds()
+    pods += [cycle() for _ in range(90)]
+    after100 = fds()
+    assert after100 == after10, (after10, after100)
+    # records stay: listed, filterable, readable
+    r = c.request("GET", "/v1/pods?state=ended")
+    assert r.status == 200 and len(r.json()["pods"]) == 100
+    assert c.request("GET", "/v1/pods?state=running").json()["pods"] == []
+    assert c.request("GET", "/v1/pods?state=bogus").status == 400
+    assert (node.state_dir / "pods" / pods[0] / "audit.jsonl").exists()
+    # remove one, prune the rest
+    r = c.request("POST", f"/v1/pods/{pods[0]}/remove")
+    assert r.status == 200 and r.json()["removed"] == pods[0]
+    assert c.get_pod(pods[0]).status == 404 and not (node.state_dir / "pods" / pods[0]).exists()
+    live = running_pod(c)
+    assert c.request("POST", f"/v1/pods/{live}/remove").status == 409
+    r = c.request("POST", "/v1/pods/prune", body=json.dumps({"older_than_seconds": 3600}))
+    assert r.status == 200 and r.json()["removed"] == []
+    r = c.request("POST", "/v1/pods/prune")
+    assert r.status == 200 and len(r.json()["removed"]) == 99
+    assert [p["id"] for p in c.list_pods().json()["pods"]] == [live]

@@ -195,6 +195,23 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
         [NODE_NET_DNS_UPSTREAM] = NF("net.dns_upstream", FT_OPTIPV4, net_dns_upstream, .def_str = ""),
         [NODE_NET_DNS_WILDCARD_NAMES] = NF(
                 "net.dns_wildcard_names", FT_U32, net_dns_wildcard_names, .min = 1, .max = 4096, .def_num = 16),
+        [NODE_LEASE_GRACE] = NF(
+                "pods.lease_grace_seconds", FT_U32, lease_grace_seconds, .min = 1, .max = 3600, .def_num = 30),
+        [NODE_LIVENESS_TIMEOUT] = NF(
+                "pods.liveness_timeout_seconds",
+                FT_U32,
+                liveness_timeout_seconds,
+                .min = 1,
+                .max = 3600,
+                .def_num = 15),
+        [NODE_KEEP_ENDED] = NF("pods.keep_ended", FT_U32, keep_ended, .min = 0, .max = 100000, .def_num = 100),
+        [NODE_KEEP_ENDED_SECONDS] = NF(
+                "pods.keep_ended_seconds",
+                FT_U64,
+                keep_ended_seconds,
+                .min = 0,
+                .max = UINT64_C(315360000),
+                .def_num = 604800),
 };
 #undef NF
 

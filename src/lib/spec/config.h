@@ -143,6 +143,10 @@ typedef enum NodeConfigField {
         NODE_NET_ENABLED,
         NODE_NET_DNS_UPSTREAM,
         NODE_NET_DNS_WILDCARD_NAMES,
+        NODE_LEASE_GRACE,
+        NODE_LIVENESS_TIMEOUT,
+        NODE_KEEP_ENDED,
+        NODE_KEEP_ENDED_SECONDS,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -162,15 +166,21 @@ typedef struct NodeConfig {
         char *qemu_binary;        /* [pods] qemu_binary = "qemu-system-x86_64" (name or absolute path) */
         char *firecracker_binary; /* [pods] firecracker_binary = "firecracker" */
         char *node_secret_file;   /* [secrets] node_secret_file = "/etc/nucleus/secrets/node.key" */
-        char *approver_public_key_file;  /* [secrets] approver_public_key_file = ".../approver.pub" */
-        char *audit_signing_key_file;    /* [secrets] audit_signing_key_file = ".../audit.key" */
-        char *net_pool;                  /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
-        bool net_enabled;                /* [net] enabled = true */
-        char *net_dns_upstream;          /* [net] dns_upstream = "" (IPv4 address the pods' dnsmasq
-                                          * forwards allowed names to; "" = the first non-loopback
-                                          * IPv4 nameserver in /etc/resolv.conf) */
-        uint32_t net_dns_wildcard_names; /* [net] dns_wildcard_names = 16, 1..4096: distinct names a
-                                          * pod may resolve under each wildcard dns_allow entry */
+        char *approver_public_key_file;    /* [secrets] approver_public_key_file = ".../approver.pub" */
+        char *audit_signing_key_file;      /* [secrets] audit_signing_key_file = ".../audit.key" */
+        char *net_pool;                    /* [net] pool = "10.201.0.0/16" (IPv4 CIDR carved into /30s) */
+        bool net_enabled;                  /* [net] enabled = true */
+        char *net_dns_upstream;            /* [net] dns_upstream = "" (IPv4 address the pods' dnsmasq
+                                            * forwards allowed names to; "" = the first non-loopback
+                                            * IPv4 nameserver in /etc/resolv.conf) */
+        uint32_t net_dns_wildcard_names;   /* [net] dns_wildcard_names = 16, 1..4096: distinct names a
+                                            * pod may resolve under each wildcard dns_allow entry */
+        uint32_t lease_grace_seconds;      /* [pods] lease_grace_seconds = 30, 1..3600: a leased pod
+                                            * without a renewal for this long is ended */
+        uint32_t liveness_timeout_seconds; /* [pods] liveness_timeout_seconds = 15, 1..3600: a guest
+                                            * silent on its channel this long fails its pod */
+        uint32_t keep_ended;               /* [pods] keep_ended = 100, 0..100000: ended pods kept */
+        uint64_t keep_ended_seconds;       /* [pods] keep_ended_seconds = 604800: and for how long */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 
