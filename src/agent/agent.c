@@ -285,6 +285,18 @@ static json_t *do_call(
         return answer ? answer : json_object();
 }
 
+/* A refusal by the policy (counted and reported as a denial), as opposed to a call that failed
+ * for another reason: a program missing from the image, a malformed request, our own error. */
+static bool kind_is_denial(const char *kind) {
+        static const char *const not_denials[] = {
+                "not_found", "invalid_request", "internal", "too_large", "unsupported", "io_error", NULL,
+        };
+        for (const char *const *k = not_denials; *k; k++)
+                if (streq(kind, *k))
+                        return false;
+        return true;
+}
+
 int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentStats *ret) {
         _cleanup_json_ json_t *messages = json_array();
         TextSink sink = { .f = o->text_out, .ends_nl = true };
@@ -453,7 +465,8 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                 call_record_add_result(rec, answer, duration_ms);
                                 json_array_append_new(ret->calls, rec);
                         }
-                        if (kind && performed) {
+                        bool denied = kind && kind_is_denial(kind);
+                        if (denied && performed) {
                                 ret->denials++;
                                 json_int_t n = json_integer_value(json_object_get(ret->denials_by_kind, kind));
                                 json_object_set_new(ret->denials_by_kind, kind, json_integer(n + 1));
@@ -462,7 +475,12 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                 if (kind) {
                                         _cleanup_free_ char *e = string_make_visible(
                                                 json_string_value(json_object_get(answer, "error")) ?: "");
-                                        fprintf(o->log_out, "[tool] %s -> DENIED %s: %s\n", desc, kind, e);
+                                        fprintf(o->log_out,
+                                                "[tool] %s -> %s %s: %s\n",
+                                                desc,
+                                                denied ? "DENIED" : "failed",
+                                                kind,
+                                                e);
                                 } else {
                                         _cleanup_free_ char *detail = answer_detail(answer);
                                         fprintf(o->log_out, "[tool] %s -> ok%s\n", desc, detail);

@@ -51,7 +51,14 @@ static int fake_call(void *userdata, const char *op, json_t *args, json_t **ret,
                                 "approval_required",
                                 "operation",
                                 "git_push");
-        } else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "spend"))
+        } else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "pytest"))
+                *ret = json_pack(
+                        "{s:s, s:s}",
+                        "error",
+                        "'pytest' is not installed in this pod's image",
+                        "kind",
+                        "not_found");
+        else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "spend"))
                 *ret = json_pack("{s:s, s:s}", "error", "budget exhausted", "kind", "budget_exhausted");
         else
                 *ret = json_pack("{s:s}", "contents", "hello");
@@ -106,6 +113,24 @@ static const char demo_plan[] = "{\"steps\":["
                                 "{\"tool\":\"web_fetch\",\"args\":{\"url\":\"http://evil\"}},"
                                 "{\"tool\":\"run\",\"args\":{\"argv\":[\"git\",\"push\"]}}"
                                 "],\"final\":\"All done.\"}";
+
+/* A program missing from the image is a failed call, not a denial. */
+static void test_not_found_is_not_a_denial(void **state) {
+        Fake f = { .approve_answer = 0 };
+        AgentStats st = {};
+        run_plan(
+                "{\"steps\":[{\"tool\":\"run\",\"args\":{\"argv\":[\"pytest\"]}},"
+                "{\"tool\":\"read\",\"args\":{\"path\":\"/etc/shadow\"}}],\"final\":\"x\"}",
+                &f,
+                0,
+                NULL,
+                &st);
+        assert_int_equal(st.tool_calls, 2);
+        assert_int_equal(st.denials, 1);
+        assert_null(json_object_get(st.denials_by_kind, "not_found"));
+        assert_int_equal(json_integer_value(json_object_get(st.denials_by_kind, "sandbox_escape")), 1);
+        agent_stats_done(&st);
+}
 
 static void test_denials_and_approval_refused(void **state) {
         Fake f = { .approve_answer = 0 };
@@ -218,6 +243,7 @@ static void test_describe(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_denials_and_approval_refused),
+                cmocka_unit_test(test_not_found_is_not_a_denial),
                 cmocka_unit_test(test_approval_granted),
                 cmocka_unit_test(test_max_turns),
                 cmocka_unit_test(test_budget_stop),
