@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,11 +25,19 @@
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
+#include "process-util.h"
 #include "run-agent.h"
 #include "string-util.h"
 #include "words.h"
 
 #define RUN_AGENT_MAX_LINE (4U * 1024U * 1024U)
+/* Inside the sandbox (docs/run.md, "Confinement"). */
+#define RUN_AGENT_HOME "/home/agent"
+#define RUN_AGENT_WORK "/work"
+#define RUN_AGENT_SOCKETS "/run/nucleus"
+#define RUN_AGENT_MCP_CONFIG RUN_AGENT_HOME "/.nucleus-mcp.json"
+#define RUN_AGENT_MCP_SOCKET RUN_AGENT_SOCKETS "/mcp.sock"
+#define RUN_AGENT_GATEWAY_SOCKET RUN_AGENT_SOCKETS "/gateway.sock"
 #define RUN_AGENT_MAX_TEXT (1U * 1024U * 1024U)
 
 static const char *const run_agent_kind_table[_RUN_AGENT_KIND_MAX] = {
@@ -176,31 +188,25 @@ static char *mcp_env_tools(char *const *ops) {
         return strv_join((char **) ops, ",");
 }
 
-/* Claude Code and generic agents: {"mcpServers":{"nucleus":{stdio nucleus-mcp for the pod}}}. */
-static int write_mcp_json(const RunAgentSpec *s, const char *mcp, const char *path) {
-        _cleanup_free_ char *tools = mcp_env_tools(s->ops);
+/* Claude Code and generic agents: {"mcpServers":{"nucleus":{...}}}. The server the agent
+ * starts is a socat bridge to the pod's MCP server, which runs outside the sandbox with the
+ * node credential: nothing of it enters. */
+static int write_mcp_json(const char *path) {
         _cleanup_json_ json_t *cfg = json_pack(
-                "{s:{s:{s:s, s:s, s:[s, s], s:{s:s, s:s, s:s}}}}",
+                "{s:{s:{s:s, s:s, s:[s, s]}}}",
                 "mcpServers",
                 "nucleus",
                 "type",
                 "stdio",
                 "command",
-                mcp,
+                "/usr/bin/socat",
                 "args",
-                "--pod",
-                s->pod,
-                "env",
-                "NUCLEUS_NODE_URL",
-                s->node->url,
-                "NUCLEUS_NODE_KEY_FILE",
-                s->node->key_file,
-                "NUCLEUS_MCP_TOOLS",
-                tools);
+                "STDIO",
+                "UNIX-CONNECT:" RUN_AGENT_MCP_SOCKET);
         if (!cfg)
                 return -ENOMEM;
         _cleanup_free_ char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
-        return write_file_atomic_at(AT_FDCWD, path, text, strlen(text), 0600);
+        return write_file_atomic_at(AT_FDCWD, path, text, strlen(text), 0644);
 }
 
 static void env_add(char ***env, const char *k, const char *v) {
@@ -208,15 +214,13 @@ static void env_add(char ***env, const char *k, const char *v) {
                 strv_consume(env, xasprintf("%s=%s", k, v));
 }
 
-static int build_command(
-        const RunAgentSpec *s, const char *tmp, const char *home, char ***ret_argv, char ***ret_env) {
+/* The agent's command line and environment as seen inside the sandbox; its MCP
+ * configuration is written to cfgpath (bound read-only at RUN_AGENT_MCP_CONFIG). */
+static int build_command(const RunAgentSpec *s, const char *cfgpath, char ***ret_argv, char ***ret_env) {
         _cleanup_strv_free_ char **argv = NULL, **env = NULL;
-        _cleanup_free_ char *mcp = NULL, *cfgpath = xasprintf("%s/mcp.json", tmp), *prog = NULL;
+        _cleanup_free_ char *prog = NULL;
         int r;
 
-        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp", &mcp);
-        if (r < 0)
-                return log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
         prog = find_agent(s->kind, s->argv);
         if (!prog)
                 return log_error_errno(-ENOENT, "the agent program was not found");
@@ -224,17 +228,19 @@ static int build_command(
         /* Built from nothing: no variable of ours (no node URL, no key path, no provider
          * key) reaches the agent except the ones set here. */
         env_add(&env, "PATH", "/usr/local/bin:/usr/bin:/bin");
-        env_add(&env, "HOME", home);
-        env_add(&env, "TMPDIR", tmp);
+        env_add(&env, "HOME", RUN_AGENT_HOME);
+        env_add(&env, "TMPDIR", "/tmp");
         env_add(&env, "LANG", "C.UTF-8");
         env_add(&env, "TERM", "dumb");
         env_add(&env, "NO_COLOR", "1");
 
+        /* Every agent gets the file (Codex takes the same server in its -c overrides). */
+        r = write_mcp_json(cfgpath);
+        if (r < 0)
+                return log_error_errno(r, "cannot write %s: %m", cfgpath);
+
         switch (s->kind) {
         case RUN_AGENT_CLAUDE: {
-                r = write_mcp_json(s, mcp, cfgpath);
-                if (r < 0)
-                        return log_error_errno(r, "cannot write %s: %m", cfgpath);
                 _cleanup_strv_free_ char **allowed = NULL;
                 STRV_FOREACH(o, s->ops)
                         strv_consume(&allowed, xasprintf("mcp__nucleus__%s", *o));
@@ -248,7 +254,7 @@ static int build_command(
                                           "--max-turns",
                                           turns,
                                           "--mcp-config",
-                                          cfgpath,
+                                          RUN_AGENT_MCP_CONFIG,
                                           "--strict-mcp-config",
                                           /* every built-in tool off: only the pod's remain */
                                           "--tools",
@@ -272,10 +278,6 @@ static int build_command(
                 break;
         }
         case RUN_AGENT_CODEX: {
-                _cleanup_free_ char *tools = mcp_env_tools(s->ops);
-                _cleanup_free_ char *q_mcp = toml_quote(mcp), *q_pod = toml_quote(s->pod),
-                                    *q_url = toml_quote(s->node->url),
-                                    *q_key = toml_quote(s->node->key_file), *q_tools = toml_quote(tools);
                 _cleanup_free_ char *base = xasprintf("%s/v1", s->gateway_url);
                 _cleanup_free_ char *q_base = toml_quote(base);
                 _cleanup_free_ char *provider = xasprintf(
@@ -283,14 +285,10 @@ static int build_command(
                         "env_key=\"NUCLEUS_MODEL_TOKEN\"}",
                         q_base);
                 _cleanup_free_ char *server = xasprintf(
-                        "mcp_servers.nucleus={command=%s, args=[\"--pod\", %s], env={NUCLEUS_NODE_URL=%s, "
-                        "NUCLEUS_NODE_KEY_FILE=%s, NUCLEUS_MCP_TOOLS=%s}, "
+                        "mcp_servers.nucleus={command=\"/usr/bin/socat\", args=[\"STDIO\", "
+                        "\"UNIX-CONNECT:%s\"], "
                         "default_tools_approval_mode=\"approve\"}",
-                        q_mcp,
-                        q_pod,
-                        q_url,
-                        q_key,
-                        q_tools);
+                        RUN_AGENT_MCP_SOCKET);
                 const char *const a[] = { prog,
                                           "exec",
                                           "--skip-git-repo-check",
@@ -330,22 +328,16 @@ static int build_command(
                                           NULL };
                 for (size_t i = 0; a[i]; i++)
                         strv_extend(&argv, a[i]);
-                _cleanup_free_ char *codex_home = xasprintf("%s/.codex", home);
-                if (mkdir(codex_home, 0700) < 0)
-                        return log_error_errno(-errno, "cannot create %s: %m", codex_home);
-                env_add(&env, "CODEX_HOME", codex_home);
+                env_add(&env, "CODEX_HOME", RUN_AGENT_HOME "/.codex");
                 env_add(&env, "NUCLEUS_MODEL_TOKEN", s->token);
                 break;
         }
         case RUN_AGENT_CMD:
         case RUN_AGENT_MCP:
-                r = write_mcp_json(s, mcp, cfgpath);
-                if (r < 0)
-                        return log_error_errno(r, "cannot write %s: %m", cfgpath);
                 strv_extend(&argv, prog);
                 for (size_t i = 1; s->argv && s->argv[i]; i++)
                         strv_extend(&argv, s->argv[i]);
-                env_add(&env, "NUCLEUS_MCP_CONFIG", cfgpath);
+                env_add(&env, "NUCLEUS_MCP_CONFIG", RUN_AGENT_MCP_CONFIG);
                 if (s->gateway_url) {
                         _cleanup_free_ char *v1 = xasprintf("%s/v1", s->gateway_url);
                         if (s->provider == LLM_PROVIDER_ANTHROPIC) {
@@ -369,9 +361,222 @@ static int build_command(
         return 0;
 }
 
+/* A seccomp filter for the agent (bwrap --seccomp): kernel interfaces an agent never needs
+ * and that widen the attack surface (keys, BPF, perf, userfaultfd, ptrace, module and mount
+ * calls, new namespaces) fail with EPERM. Returns a memfd (O_CLOEXEC) holding the BPF
+ * program, or <0. */
+static int seccomp_program_fd(void) {
+        static const int denied[] = {
+                SCMP_SYS(add_key),
+                SCMP_SYS(keyctl),
+                SCMP_SYS(request_key),
+                SCMP_SYS(bpf),
+                SCMP_SYS(perf_event_open),
+                SCMP_SYS(userfaultfd),
+                SCMP_SYS(ptrace),
+                SCMP_SYS(process_vm_readv),
+                SCMP_SYS(process_vm_writev),
+                SCMP_SYS(kexec_load),
+                SCMP_SYS(init_module),
+                SCMP_SYS(finit_module),
+                SCMP_SYS(delete_module),
+                SCMP_SYS(mount),
+                SCMP_SYS(umount2),
+                SCMP_SYS(pivot_root),
+                SCMP_SYS(swapon),
+                SCMP_SYS(swapoff),
+                SCMP_SYS(reboot),
+                SCMP_SYS(setns),
+                SCMP_SYS(unshare),
+                SCMP_SYS(open_by_handle_at),
+                SCMP_SYS(name_to_handle_at),
+                SCMP_SYS(acct),
+                SCMP_SYS(syslog),
+                SCMP_SYS(quotactl),
+                SCMP_SYS(fsopen),
+                SCMP_SYS(fsmount),
+                SCMP_SYS(move_mount),
+                SCMP_SYS(open_tree),
+        };
+        scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+        int r = 0, fd = -EBADF;
+
+        if (!ctx)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(denied) && r >= 0; i++)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), denied[i], 0);
+        /* No new user namespace through clone(); clone3 hides its flags from seccomp: ENOSYS
+         * makes libc fall back to clone. */
+        if (r >= 0)
+                r = seccomp_rule_add(
+                        ctx,
+                        SCMP_ACT_ERRNO(EPERM),
+                        SCMP_SYS(clone),
+                        1,
+                        SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        if (r >= 0) {
+                fd = memfd_create("nucleus-agent-seccomp", MFD_CLOEXEC);
+                if (fd < 0)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = seccomp_export_bpf(ctx, fd);
+        if (r >= 0 && lseek(fd, 0, SEEK_SET) < 0)
+                r = -errno;
+        seccomp_release(ctx);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* socat takes addresses as "TYPE:arg,opt,..." strings: a path given to it may hold none of
+ * its separators. */
+static bool socat_safe(const char *s) {
+        return s && !strpbrk(s, ",:!\\'\" \t\n{}[]");
+}
+
+static int spawn_bridge(char *const argv[], char *const envp[], PidRef *ret) {
+        _cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nullfd < 0)
+                return -errno;
+        return spawn_argv(argv, envp, nullfd, nullfd, STDERR_FILENO, ret);
+}
+
+static int wait_for_socket(const char *path) {
+        for (unsigned i = 0; i < 400; i++) {
+                struct stat st;
+                if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                        return 0;
+                (void) usleep(25 * 1000);
+        }
+        return -ETIMEDOUT;
+}
+
+/* What to bind for the agent program: an npm installation's node_modules (the program needs
+ * its package and its platform package), else the program file alone. */
+static char *program_root(const char *prog) {
+        char real[PATH_MAX];
+        if (!realpath(prog, real))
+                return NULL;
+        char *nm = strstr(real, "/node_modules/");
+        if (nm)
+                nm[strlen("/node_modules")] = 0;
+        return xstrdup(real);
+}
+
+static void bind_ro(char ***a, const char *src, const char *dst) {
+        strv_extend(a, "--ro-bind");
+        strv_extend(a, src);
+        strv_extend(a, dst);
+}
+
+/* bwrap around the agent (docs/run.md, "Confinement"). */
+static int confine(
+        const RunAgentSpec *s, const char *tmp, const char *cfgpath, char **inner, int seccomp_fd, char ***ret) {
+        _cleanup_strv_free_ char **a = NULL;
+        _cleanup_free_ char *bwrap = NULL, *sockets = xasprintf("%s/run", tmp),
+                            *fdnum = xasprintf("%d", seccomp_fd);
+        static const char *const etc[] = { "/etc/passwd",       "/etc/group",           "/etc/nsswitch.conf",
+                                           "/etc/ssl",          "/etc/ca-certificates", "/etc/localtime",
+                                           "/etc/alternatives", "/etc/ld.so.cache",     NULL };
+
+        if (cli_find_program("bwrap", &bwrap) < 0)
+                return log_error_errno(
+                        -ENOENT, "bubblewrap (bwrap) is required to confine the agent (scripts/install-deps)");
+        const char *const base[] = { bwrap,
+                                     "--unshare-all",
+                                     "--die-with-parent",
+                                     "--new-session",
+                                     "--cap-drop",
+                                     "ALL",
+                                     "--ro-bind",
+                                     "/usr",
+                                     "/usr",
+                                     "--symlink",
+                                     "usr/bin",
+                                     "/bin",
+                                     "--symlink",
+                                     "usr/sbin",
+                                     "/sbin",
+                                     "--symlink",
+                                     "usr/lib",
+                                     "/lib",
+                                     "--symlink",
+                                     "usr/lib64",
+                                     "/lib64",
+                                     "--proc",
+                                     "/proc",
+                                     "--dev",
+                                     "/dev",
+                                     "--tmpfs",
+                                     "/tmp",
+                                     "--tmpfs",
+                                     "/home",
+                                     "--dir",
+                                     RUN_AGENT_HOME,
+                                     "--dir",
+                                     RUN_AGENT_HOME "/.codex",
+                                     "--dir",
+                                     RUN_AGENT_WORK,
+                                     "--chdir",
+                                     RUN_AGENT_WORK,
+                                     "--seccomp",
+                                     fdnum,
+                                     NULL };
+        for (size_t i = 0; base[i]; i++)
+                strv_extend(&a, base[i]);
+        for (size_t i = 0; etc[i]; i++) {
+                strv_extend(&a, "--ro-bind-try");
+                strv_extend(&a, etc[i]);
+                strv_extend(&a, etc[i]);
+        }
+        bind_ro(&a, sockets, RUN_AGENT_SOCKETS);
+        bind_ro(&a, cfgpath, RUN_AGENT_MCP_CONFIG);
+        /* The program (an npm installation's node_modules, or the file itself): read-only.
+         * Nothing else of the host, not even files its arguments name. */
+        if (inner[0][0] == '/' && !startswith(inner[0], "/usr/")) {
+                _cleanup_free_ char *root = program_root(inner[0]);
+                if (!root)
+                        return log_error_errno(-ENOENT, "cannot resolve the agent program %s", inner[0]);
+                bind_ro(&a, root, root);
+                /* Started by the name it was found under (a symlink outside that tree). */
+                size_t rl = strlen(root);
+                if (!(strncmp(inner[0], root, rl) == 0 && inner[0][rl] == '/') && !streq(inner[0], root)) {
+                        char real[PATH_MAX];
+                        if (realpath(inner[0], real))
+                                bind_ro(&a, real, inner[0]);
+                }
+        }
+        strv_extend(&a, "--");
+        if (s->gateway_url) {
+                /* Inside: a loopback port bridged to the gateway's socket, then the agent. The
+                 * script is constant; the port and the agent's words are its arguments. */
+                const char *port = strrchr(s->gateway_url, ':');
+                strv_extend(&a, "/bin/sh");
+                strv_extend(&a, "-c");
+                strv_extend(
+                        &a,
+                        "/usr/bin/socat TCP-LISTEN:\"$1\",bind=127.0.0.1,fork,reuseaddr "
+                        "UNIX-CONNECT:" RUN_AGENT_GATEWAY_SOCKET " & shift; exec \"$@\"");
+                strv_extend(&a, "nucleus-agent");
+                strv_extend(&a, port ? port + 1 : "0");
+        }
+        STRV_FOREACH(w, inner)
+                strv_extend(&a, *w);
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
 int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
-        _cleanup_strv_free_ char **argv = NULL, **envp = NULL;
-        _cleanup_free_ char *tmp = NULL, *home = NULL, *work = NULL, *text = NULL, *line = NULL;
+        _cleanup_strv_free_ char **inner = NULL, **argv = NULL, **envp = NULL;
+        _cleanup_free_ char *tmp = NULL, *sockets = NULL, *cfgpath = NULL, *text = NULL, *line = NULL,
+                            *mcp = NULL;
+        _cleanup_close_ int seccomp_fd = -EBADF;
+        PidRef mcp_bridge = PIDREF_NULL, gw_bridge = PIDREF_NULL;
         size_t line_len = 0;
         int pipefd[2], r;
 
@@ -379,13 +584,67 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         tmp = xasprintf("%s/nucleus-agent-XXXXXX", isempty(td) ? "/tmp" : td);
         if (!mkdtemp(tmp))
                 return log_error_errno(-errno, "cannot create a temporary directory: %m");
-        home = xasprintf("%s/home", tmp);
-        work = xasprintf("%s/work", tmp);
-        if (mkdir(home, 0700) < 0 || mkdir(work, 0700) < 0) {
+        sockets = xasprintf("%s/run", tmp);
+        cfgpath = xasprintf("%s/mcp.json", tmp);
+        if (mkdir(sockets, 0700) < 0) {
                 r = log_error_errno(-errno, "cannot create the agent's directories: %m");
                 goto out;
         }
-        r = build_command(s, tmp, home, &argv, &envp);
+        r = cli_find_helper("nucleus-mcp", "NUCLEUS_MCP_PATH", "../mcp", &mcp);
+        if (r < 0) {
+                log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
+                goto out;
+        }
+        if (!socat_safe(tmp) || !socat_safe(mcp) || !socat_safe(s->pod)) {
+                r = log_error_errno(
+                        -EINVAL, "the paths of the agent's bridges hold characters socat cannot take");
+                goto out;
+        }
+        r = build_command(s, cfgpath, &inner, &envp);
+        if (r < 0)
+                goto out;
+
+        /* Outside the sandbox: the pod's MCP server (with the node credential) behind a unix
+         * socket, one nucleus-mcp per connection; the gateway behind another. */
+        {
+                _cleanup_free_ char *listen = xasprintf("UNIX-LISTEN:%s/mcp.sock,fork,mode=0600", sockets),
+                                    *exec = xasprintf("EXEC:%s --pod %s", mcp, s->pod),
+                                    *tools = mcp_env_tools(s->ops), *sock = xasprintf("%s/mcp.sock", sockets);
+                _cleanup_strv_free_ char **benv = NULL;
+                char *bargv[] = { (char *) "/usr/bin/socat", listen, exec, NULL };
+                env_add(&benv, "PATH", "/usr/local/bin:/usr/bin:/bin");
+                env_add(&benv, "NUCLEUS_NODE_URL", s->node->url);
+                env_add(&benv, "NUCLEUS_NODE_KEY_FILE", s->node->key_file);
+                env_add(&benv, "NUCLEUS_MCP_TOOLS", tools);
+                r = spawn_bridge(bargv, benv, &mcp_bridge);
+                if (r >= 0)
+                        r = wait_for_socket(sock);
+                if (r < 0) {
+                        log_error_errno(r, "cannot start the MCP bridge (socat): %m");
+                        goto out;
+                }
+        }
+        if (s->gateway_url) {
+                const char *port = strrchr(s->gateway_url, ':');
+                _cleanup_free_ char *listen = xasprintf("UNIX-LISTEN:%s/gateway.sock,fork,mode=0600", sockets),
+                                    *connect = xasprintf("TCP:127.0.0.1:%s", port ? port + 1 : "0"),
+                                    *sock = xasprintf("%s/gateway.sock", sockets);
+                char *bargv[] = { (char *) "/usr/bin/socat", listen, connect, NULL };
+                char *benv[] = { (char *) "PATH=/usr/bin:/bin", NULL };
+                r = spawn_bridge(bargv, benv, &gw_bridge);
+                if (r >= 0)
+                        r = wait_for_socket(sock);
+                if (r < 0) {
+                        log_error_errno(r, "cannot start the gateway bridge (socat): %m");
+                        goto out;
+                }
+        }
+        seccomp_fd = seccomp_program_fd();
+        if (seccomp_fd < 0) {
+                r = log_error_errno(seccomp_fd, "cannot build the agent's seccomp filter: %m");
+                goto out;
+        }
+        r = confine(s, tmp, cfgpath, inner, seccomp_fd, &argv);
         if (r < 0)
                 goto out;
         if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -393,7 +652,7 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 goto out;
         }
         {
-                _cleanup_free_ char *shown = words_join(argv);
+                _cleanup_free_ char *shown = words_join(inner);
                 fprintf(stderr, "[agent] %s\n", shown);
         }
         pid_t pid = fork();
@@ -409,9 +668,9 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                  * the pod. */
                 int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (nullfd < 0 || dup2(nullfd, STDIN_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0 ||
-                    chdir(work) < 0)
+                    fcntl(seccomp_fd, F_SETFD, 0) < 0)
                         _exit(127);
-                (void) fd_close_all_from(3, NULL, 0);
+                (void) fd_close_all_from(3, &seccomp_fd, 1);
                 (void) setpgid(0, 0);
                 execve(argv[0], argv, envp);
                 fprintf(stderr, "nucleus run: cannot execute %s: %s\n", argv[0], strerror(errno));
@@ -490,6 +749,8 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         ret->final_text = text ? TAKE_PTR(text) : xstrdup("");
         r = 0;
 out:
+        pidref_kill_and_wait(&mcp_bridge);
+        pidref_kill_and_wait(&gw_bridge);
         remove_tree(tmp);
         return r;
 }

@@ -417,7 +417,7 @@ AGENT = r'''#!/usr/bin/python3
 through it, tries to escape, and prints what it saw."""
 import json, os, subprocess, sys
 cfg = json.load(open(os.environ["NUCLEUS_MCP_CONFIG"]))["mcpServers"]["nucleus"]
-env = dict(cfg["env"], PATH="/usr/bin:/bin")
+env = dict(cfg.get("env", {}), PATH="/usr/bin:/bin")
 p = subprocess.Popen([cfg["command"], *cfg["args"]], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 def call(i, method, params):
     p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params}) + "\n")
@@ -427,8 +427,29 @@ call(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "cli
 tools = [t["name"] for t in call(2, "tools/list", {})["result"]["tools"]]
 ok = call(3, "tools/call", {"name": "read", "arguments": {"path": "README.md"}})["result"]
 bad = call(4, "tools/call", {"name": "read", "arguments": {"path": "/etc/shadow"}})["result"]
+# What the confinement allows: reading the user's files, writing a host path, the node's port.
+probes = {}
+for name, path in (("node_key", sys.argv[1]), ("home", sys.argv[2])):
+    try:
+        open(path).read()
+        probes[name] = "read"
+    except OSError as e:
+        probes[name] = e.strerror
+for name, path in (("write_project", sys.argv[3] + "/pwned"), ("write_tmp", "/tmp/pwned"),
+                   ("write_var_tmp", "/var/tmp/pwned")):
+    try:
+        open(path, "w").write("x")
+        probes[name] = "written" if name == "write_tmp" and not os.path.exists(sys.argv[3]) else "written"
+    except OSError as e:
+        probes[name] = e.strerror
+import socket
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=5).close()
+    probes["node_port"] = "connected"
+except OSError as e:
+    probes["node_port"] = e.strerror or str(e)
 print(json.dumps({"task": sys.argv[-1], "cwd": os.getcwd(), "tools": tools, "ok": ok, "bad": bad,
-                  "env": sorted(os.environ), "mcp": cfg["command"]}))
+                  "env": sorted(os.environ), "mcp": cfg["command"], "probes": probes, "uid": os.getuid()}))
 p.stdin.close()
 p.wait()
 '''
@@ -442,12 +463,23 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     # to it (not one installed on the machine).
     e = env.env(node)
     assert "NUCLEUS_MCP_PATH" not in e
+    secret_in_home = env.tmp / "diary.txt"
+    secret_in_home.write_text("private\n")
+    port = node.url.rsplit(":", 1)[1]
     argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
-            "--agent-cmd", f"{agent} --flag"]
+            "--agent-cmd", f"{agent} {env.cfg / 'secrets' / 'node.key'} {secret_in_home} {env.proj} {port}"]
     r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["mcp"] == str(binary("nucleus-mcp").resolve())
+    # The agent's MCP server is a bridge to nucleus-mcp, which runs outside the sandbox.
+    assert out["mcp"] == "/usr/bin/socat"
+    # Confined: no file of the user's (not the node key, not a file in the home), no
+    # writable host path, no way to the node's port.
+    p = out["probes"]
+    assert p["node_key"] == "No such file or directory" and p["home"] == "No such file or directory", p
+    assert p["write_project"] != "written" and p["write_var_tmp"] != "written", p
+    assert not (env.proj / "pwned").exists() and not pathlib.Path("/var/tmp/pwned").exists()
+    assert p["node_port"] != "connected", p
     assert out["task"] == "Review it"
     assert out["tools"] == ["read", "list", "glob", "grep", "status"]
     assert "calc" in out["ok"]["content"][0]["text"] and out["ok"]["isError"] is False
@@ -689,7 +721,7 @@ def run_agent(env, node, ms, kind, tmp_path, *extra, provider, record=None, time
             "--api-key-env", "TEST_MODEL_KEY", "--price-in", "3", "--price-out", "15", "--output", "json",
             "--patch-out", str(env.tmp / f"{kind}.patch"), *extra]
     if record:
-        argv += ["--", "--record", str(record)]
+        argv += ["--", "--record", "-"]
     e = dict(env.env(node), **{f"NUCLEUS_{kind.upper()}_PATH": str(link)})
     return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
 
@@ -704,7 +736,8 @@ def test_external_agent_adapter(env, node, tmp_path, kind, provider):
     doc = json.loads(r.stdout)  # one JSON document, nothing else on stdout
     assert doc["agent"] == kind and doc["agent_exit_status"] == 0
     assert doc["final_text"] == "Fixed the bug in add()."
-    seen = json.loads(rec.read_text())
+    seen = json.loads(next(line for line in r.stderr.splitlines()
+                           if line.startswith("FAKE-AGENT-RECORD "))[len("FAKE-AGENT-RECORD "):])
 
     # Offered only the pod's tools, and the model was offered exactly those.
     pod_tools = ["read", "list", "write", "edit", "glob", "grep", "run", "status"]
@@ -735,9 +768,8 @@ def test_external_agent_adapter(env, node, tmp_path, kind, provider):
     assert token.startswith("nrt-") and len(token) == 68
     assert not any(k.startswith("NUCLEUS_") and k != "NUCLEUS_MODEL_TOKEN" for k in seen["env"])
     assert "TEST_MODEL_KEY" not in seen["env"]
-    # An empty working dir and a throwaway home, both gone after the run.
-    assert seen["cwd"] != str(env.proj) and seen["env"]["HOME"] != str(env.tmp)
-    assert not os.path.exists(seen["cwd"]) and not os.path.exists(seen["env"]["HOME"])
+    # Confined: an empty working dir and a throwaway home inside the sandbox.
+    assert seen["cwd"] == "/work" and seen["env"]["HOME"] == "/home/agent"
     assert only_pod(node).deleted
 
 

@@ -6,8 +6,8 @@ what was verified against Claude Code 2.1.197 and Codex 0.171.0), driving a mode
 ANTHROPIC_BASE_URL (Messages, streamed) or the Codex provider's base_url (Responses,
 streamed) and the pod's tools through the MCP server named in their configuration.
 
-Run as `claude` or `codex` (by symlink name). `--record FILE` (after nucleus run's `--`)
-writes what the agent saw: argv, environment, working directory, offered tools.
+Run as `claude` or `codex` (by symlink name). `--record -` (after nucleus run's `--`)
+prints what the agent saw to stderr: argv, environment, working directory, offered tools.
 """
 import json
 import os
@@ -70,9 +70,11 @@ def post(url, body, headers):
 
 
 def record(path, extra):
+    """The agent runs confined (no writable host path): what it saw goes to stderr, one line
+    the test picks up."""
     if path:
-        with open(path, "w") as f:
-            json.dump(dict(argv=sys.argv, env=dict(os.environ), cwd=os.getcwd(), **extra), f)
+        doc = dict(argv=sys.argv, env=dict(os.environ), cwd=os.getcwd(), **extra)
+        print("FAKE-AGENT-RECORD " + json.dumps(doc), file=sys.stderr, flush=True)
 
 
 def claude(argv):
