@@ -2,6 +2,7 @@
 /*
  * Metrics registry: fixed arrays indexed by closed label sets, one mutex, rendered on scrape.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -208,6 +209,26 @@ char *metrics_render(Node *n) {
                 "nucleus_node_driver_info{driver=\"%s\",accel=\"%s\"} 1\n",
                 vmm_driver_to_string(n->config.driver),
                 n->accel_in_use ?: "none");
+        {
+                /* Open descriptors against the limit the node raised at start (docs/node.md). */
+                unsigned open_fds = 0;
+                DIR *d = opendir("/proc/self/fd");
+                for (struct dirent *de; d && (de = readdir(d));)
+                        if (de->d_name[0] != '.')
+                                open_fds++;
+                if (d) {
+                        closedir(d);
+                        open_fds--; /* the directory's own fd */
+                }
+                fprintf(f,
+                        "# HELP nucleus_node_open_fds Descriptors the node holds.\n"
+                        "# TYPE nucleus_node_open_fds gauge\nnucleus_node_open_fds %u\n"
+                        "# HELP nucleus_node_open_files_limit RLIMIT_NOFILE soft limit (raised to the hard "
+                        "limit at start).\n"
+                        "# TYPE nucleus_node_open_files_limit gauge\nnucleus_node_open_files_limit %llu\n",
+                        open_fds,
+                        (unsigned long long) n->nofile_soft);
+        }
         fprintf(f, "# HELP nucleus_pods Pods by state.\n# TYPE nucleus_pods gauge\n");
         for (int s = 0; s < _POD_STATE_MAX; s++)
                 fprintf(f, "nucleus_pods{state=\"%s\"} %u\n", pod_state_to_string((PodState) s), by_state[s]);

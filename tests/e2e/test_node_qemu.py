@@ -179,3 +179,39 @@ def test_qemu_pod_with_network(node):
     c.delete_pod(pod)
     node.assert_clean()
     assert not (_netns_names() & created), "the pod's namespace survived DELETE"
+
+
+def test_qemu_stopped_mid_call_fails_call_and_pod_within_the_bound(tmp_path, guest_images):  # noqa: F811
+    """QEMU stopped with SIGSTOP while a call runs (as a VM paused by a full disk would look):
+    the node's liveness watch fails the pod and the call within --liveness-timeout, long
+    before the call's own timeout or the pod's deadline."""
+    require_root()
+    with NodeProc(tmp_path, driver="qemu", images_dir=guest_images, accel="tcg",
+                  extra_args=["--liveness-timeout", "5"]) as n:
+        c = n.client()
+        pod = running_pod(c, policy="local-dev")
+        result = {}
+
+        def call():
+            result["r"] = c.tool(pod, "run", {"argv": ["sleep", "300"], "timeout_seconds": 300}, timeout=280)
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(2)
+        pids = qemu_pids(n)
+        assert pids
+        for p in pids:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            st = c.wait_state(pod, {"failed", "exited"}, timeout=120)
+        finally:
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        assert st["state"] == "failed" and st["reason_kind"] == "guest_unresponsive", st
+        t.join(120)
+        assert not t.is_alive()
+        assert result["r"].status in (409, 504), result["r"]
+        assert n.verify_audit(pod).returncode == 0

@@ -119,6 +119,10 @@ def test_open_files_limit_raised(node):
     fields = line.split()
     node_soft, node_hard = fields[3], fields[4]
     assert node_soft == node_hard, line
+    # reported (metrics; doctor reads it there)
+    if node_soft != "unlimited":
+        assert node.metric("nucleus_node_open_files_limit") == float(node_soft)
+    assert 0 < node.metric("nucleus_node_open_fds") < 100
 
 
 # ---- the client authenticates the node ---------------------------------------------------
