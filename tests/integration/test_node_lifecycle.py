@@ -415,3 +415,29 @@ def test_ended_pods_release_fds_and_can_be_removed(node):
     r = c.request("POST", "/v1/pods/prune")
     assert r.status == 200 and len(r.json()["removed"]) == 99
     assert [p["id"] for p in c.list_pods().json()["pods"]] == [live]
+
+
+def test_nucleus_mcp_holds_the_lease_of_its_pod(tmp_path):
+    """nucleus-mcp renews the lease of the pod it serves while it runs; once it is gone the
+    node ends the pod after the grace period."""
+    require_root()
+    import subprocess
+    from conftest import binary
+    with lease_node(tmp_path, grace=2) as n:
+        c = n.client()
+        r = c.create_pod(spec_yaml(extra="  lease: {}\n"))
+        pod = r.json()["id"]
+        assert c.wait_state(pod, {"running", "failed"}, timeout=60)["state"] == "running"
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+               "NUCLEUS_NODE_URL": f"http://127.0.0.1:{n.port}",
+               "NUCLEUS_NODE_KEY_FILE": str(n.secrets / "node.key")}
+        mcp = subprocess.Popen([str(binary("nucleus-mcp")), "--pod", pod, "--tools", "read"], env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            time.sleep(6)  # three grace periods
+            assert c.get_pod(pod).json()["state"] == "running"
+        finally:
+            mcp.stdin.close()
+            mcp.wait(timeout=30)
+        st = c.wait_state(pod, {"exited", "failed"}, timeout=60)
+        assert st["reason_kind"] == "lease_expired", st
