@@ -381,7 +381,8 @@ int verb_image(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL, *name = NULL, *base_dir = NULL;
+        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL, *name = NULL, *base_dir = NULL,
+                            *fetch = NULL;
         _cleanup_strv_free_ char **packages = NULL;
         ImageBuildOptions o = {};
         OutputMode output = OUTPUT_TEXT;
@@ -505,6 +506,10 @@ int verb_image(int argc, char **argv) {
                 return CLI_EXIT_FAILURE;
         }
 
+        /* Optional: without it, pods answer web_fetch with "unsupported". */
+        if (cli_find_helper("nucleus-web-fetch", "NUCLEUS_WEB_FETCH", "../guest/proxy", &fetch) < 0)
+                log_notice("nucleus-web-fetch not found: the images will have no web_fetch helper");
+        o.fetch_path = fetch;
         o.images_dir = dir;
         o.init_path = init;
         o.proxy_path = proxy;

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import tempfile
 import time
 
 import pytest
@@ -287,3 +288,35 @@ def test_vm_node_shutdown_leaves_no_network(env):
         assert st["state"] == "exited" and "shutdown" in st["reason"], st
     finally:
         node.start()  # the module fixture stops it again
+
+
+def test_vm_web_fetch_reaches_an_allowed_lab_host(env):
+    """web_fetch works in a pod: the helper (shipped in the initramfs with its libraries, not in
+    the rootfs) fetches from the lab's web server by an allowed name; a name off the list is
+    refused before any connection."""
+    import subprocess
+    import sys
+    node, lab = env
+    c = node.client()
+    allowed = f"www.{lab.ZONE}"
+    # A bare dns_allow name means ports 80/443 to web_fetch: a web server on port 80 in the lab.
+    www = tempfile.mkdtemp(prefix="nucleus-lab-www-")
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("hello from the lab\n")
+    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
+                            lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pod = _start(c, _spec(f'    dns_allow: ["{allowed}"]\n', policy="web_research"))
+    try:
+        r = c.tool(pod, "web_fetch", {"url": f"http://{allowed}/hello.txt"}, timeout=180)
+        res = r.json()
+        assert r.status == 200 and res.get("status") == 200, res
+        assert res["body"] == "hello from the lab\n", res
+        assert allowed in lab.dns_queries()
+        r = c.tool(pod, "web_fetch", {"url": f"http://secret.{lab.ZONE}:{lab.port}/x"}, timeout=180)
+        assert r.status != 200 and r.json().get("kind") == "network_denied", r.json()
+    finally:
+        c.delete_pod(pod)
+        srv.kill()
+        srv.wait()
+        shutil.rmtree(www, ignore_errors=True)
+    assert c.wait_state(pod, {"exited", "failed"}, timeout=60)["state"] == "exited"

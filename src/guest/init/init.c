@@ -638,9 +638,35 @@ static pid_t start_proxy(int chan) {
 
         char port[16];
         (void) snprintf(port, sizeof(port), "%u", arg_cmdline.vsock_port);
-        char *const argv_fd[] = { (char *) INIT_PROXY_PATH, (char *) "--fd", (char *) "3", NULL };
-        char *const argv_vsock[] = { (char *) INIT_PROXY_PATH, (char *) "--vsock-port", port, NULL };
+        /* The web_fetch helper ships in the initramfs (with its libraries) when the image
+         * builder was given one: every image can fetch, whatever its rootfs holds. */
+        bool fetch = access(INIT_FETCH_HELPER_PATH, X_OK) == 0;
+        char *const argv_fd[] = { (char *) INIT_PROXY_PATH,
+                                  (char *) "--fd",
+                                  (char *) "3",
+                                  (char *) "--fetch-helper",
+                                  (char *) INIT_FETCH_HELPER_PATH,
+                                  (char *) "--fetch-libdir",
+                                  (char *) INIT_FETCH_LIBDIR,
+                                  NULL };
+        char *const argv_vsock[] = { (char *) INIT_PROXY_PATH,
+                                     (char *) "--vsock-port",
+                                     port,
+                                     (char *) "--fetch-helper",
+                                     (char *) INIT_FETCH_HELPER_PATH,
+                                     (char *) "--fetch-libdir",
+                                     (char *) INIT_FETCH_LIBDIR,
+                                     NULL };
         char *const *argv = chan >= 0 ? argv_fd : argv_vsock;
+        if (!fetch) {
+                /* Cut before --fetch-helper. */
+                static char *cut_fd[4], *cut_vsock[4];
+                for (size_t i = 0; i < 3; i++) {
+                        cut_fd[i] = argv_fd[i];
+                        cut_vsock[i] = argv_vsock[i];
+                }
+                argv = chan >= 0 ? cut_fd : cut_vsock;
+        }
         char *const envp[] = {
                 (char *) "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 (char *) "LANG=C.UTF-8",

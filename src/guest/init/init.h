@@ -19,6 +19,8 @@
 #define INIT_MODULE_DIR "/nucleus/modules"
 #define INIT_MODULE_LIST "/nucleus/modules/load.list" /* one "<name>.ko" per line, load order */
 #define INIT_PROXY_PATH "/nucleus/bin/nucleus-tool-proxy"
+#define INIT_FETCH_HELPER_PATH "/nucleus/bin/nucleus-web-fetch" /* optional, with its libraries: */
+#define INIT_FETCH_LIBDIR "/nucleus/lib"
 /* Mount point of the scratch disk's root-owned filesystem root; its "workspace" subdirectory is
  * bound at /workspace. Also the proxy's default --state-dir (src/guest/proxy/main.c), so the
  * baseline repository lives on the disk beside the workspace, where the agent cannot reach. */

@@ -31,6 +31,7 @@ static char *arg_workspace = NULL;
 static char *arg_agent_user = NULL;
 static char *arg_state_dir = NULL;
 static char *arg_fetch_helper = NULL;
+static char *arg_fetch_libdir = NULL;
 
 int proxy_channel_start(Proxy *p);
 int proxy_run_loop(Proxy *p);
@@ -47,6 +48,8 @@ static void help(void) {
                "  --agent-user U       NAME or UID:GID commands run as (default agent, else 1000:1000)\n"
                "  --state-dir DIR      root-only directory outside the workspace (default /run/nucleus)\n"
                "  --fetch-helper PATH  nucleus-web-fetch helper for web_fetch (default: none)\n"
+               "  --fetch-libdir DIR   run the helper through DIR/ld-linux-x86-64.so.2 with DIR's\n"
+               "                       libraries (the guest's own copy, independent of the rootfs)\n"
                "  --log-level LEVEL    err|warning|notice|info|debug\n"
                "  -h, --help\n");
 }
@@ -115,6 +118,7 @@ static int parse_argv(int argc, char **argv) {
                 ARG_AGENT,
                 ARG_STATE,
                 ARG_FETCH,
+                ARG_FETCH_LIBDIR,
                 ARG_LOG
         };
         static const struct option options[] = {
@@ -126,6 +130,7 @@ static int parse_argv(int argc, char **argv) {
                 { "agent-user", required_argument, NULL, ARG_AGENT },
                 { "state-dir", required_argument, NULL, ARG_STATE },
                 { "fetch-helper", required_argument, NULL, ARG_FETCH },
+                { "fetch-libdir", required_argument, NULL, ARG_FETCH_LIBDIR },
                 { "log-level", required_argument, NULL, ARG_LOG },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -166,6 +171,9 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 case ARG_FETCH:
                         arg_fetch_helper = optarg;
+                        break;
+                case ARG_FETCH_LIBDIR:
+                        arg_fetch_libdir = optarg;
                         break;
                 case ARG_LOG: {
                         int l = log_level_from_string(optarg);
@@ -246,6 +254,8 @@ int main(int argc, char **argv) {
         (void) chmod(p->state_dir, 0700);
         if (arg_fetch_helper)
                 p->fetch_helper = xstrdup(arg_fetch_helper);
+        if (arg_fetch_libdir)
+                p->fetch_libdir = xstrdup(arg_fetch_libdir);
 
         if (sandbox_landlock_abi() < 0)
                 log_warning("Landlock is not available on this kernel: commands are confined by uid, "

@@ -180,7 +180,13 @@ void op_web_fetch(Request *req) {
         _cleanup_free_ char *in = json_dumps(hr, JSON_COMPACT);
         json_decref(hr);
         _cleanup_close_ int cwd = open(p->workspace_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        char *argv[] = { p->fetch_helper, NULL };
+        /* In a VM the helper and its libraries come from the initramfs: its loader is run
+         * explicitly with that library path, so the rootfs' own libraries never matter. */
+        _cleanup_free_ char *loader = p->fetch_libdir ? xasprintf("%s/ld-linux-x86-64.so.2", p->fetch_libdir)
+                                                      : NULL;
+        char *argv_plain[] = { p->fetch_helper, NULL };
+        char *argv_loader[] = { loader, (char *) "--library-path", p->fetch_libdir, p->fetch_helper, NULL };
+        char **argv = loader ? argv_loader : argv_plain;
         (void) proxy_spawn(
                 req, argv, cwd, in, strlen(in), timeout + USEC_PER_SEC, false, fetch_done, PROTO_MAX_PAYLOAD - 1024);
 }

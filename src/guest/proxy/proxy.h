@@ -110,6 +110,7 @@ typedef struct Proxy {
         char **pending_tokens; /* approve op: verified tokens waiting to be used */
         char **used_nonces; /* nonces consumed at least once (registry_remaining cannot tell unknown from used up) */
         char *fetch_helper; /* path of nucleus-web-fetch, or NULL */
+        char *fetch_libdir; /* its loader and libraries (initramfs /nucleus/lib), or NULL */
 
         /* audit event rate limit (token bucket, see emit_audit) */
         uint64_t audit_tokens;  /* events that may be sent now; <= PROXY_AUDIT_BURST */

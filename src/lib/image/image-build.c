@@ -202,13 +202,36 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
             (r = image_sha256_file(o->proxy_path, proxy_sha)) < 0)
                 return log_error_errno(r, "image: hash guest binaries: %m");
         _cleanup_free_ char *modlist = strv_join(mods, " ");
+        /* The fetch helper and every library it loads are part of the key: a libcurl update
+         * rebuilds the initramfs. */
+        _cleanup_strv_free_ char **fetch_libs = NULL;
+        _cleanup_free_ char *fetch_key = xstrdup("");
+        if (o->fetch_path) {
+                char h[IMAGE_SHA256_HEX];
+                if ((r = image_fetch_libs(&ctx, o->fetch_path, &fetch_libs)) < 0)
+                        return r;
+                if ((r = image_sha256_file(o->fetch_path, h)) < 0)
+                        return log_error_errno(r, "image: hash %s: %m", o->fetch_path);
+                free(fetch_key);
+                fetch_key = xasprintf("fetch %s", h);
+                STRV_FOREACH(l, fetch_libs) {
+                        const char *tab = strchr(*l, '\t');
+                        if (!tab || (r = image_sha256_file(tab + 1, h)) < 0)
+                                return log_error_errno(r < 0 ? r : -EINVAL, "image: hash %s: %m", *l);
+                        char *k = xasprintf("%s %s", fetch_key, h);
+                        free(fetch_key);
+                        fetch_key = k;
+                }
+        }
         _cleanup_free_ char *ikey_in = xasprintf(
-                "initramfs-v1\n%s\n%s\n%s\n%s\n", deb_sha, init_sha, proxy_sha, modlist);
+                "initramfs-v1\n%s\n%s\n%s\n%s\n%s\n", deb_sha, init_sha, proxy_sha, modlist, fetch_key);
         image_sha256_buf(ikey_in, strlen(ikey_in), key);
         if (!reuse(old, arts, ctx.dir, IMAGE_INITRAMFS, key)) {
                 image_progress(&ctx, "initramfs: writing (%zu modules)", strv_length(mods));
                 _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_INITRAMFS);
-                if ((r = image_initramfs_write(out, o->init_path, o->proxy_path, kroot, release, mods)) < 0)
+                if ((r = image_initramfs_write(
+                             out, o->init_path, o->proxy_path, kroot, release, mods, o->fetch_path, fetch_libs)) <
+                    0)
                         return r;
                 if ((r = record(arts, ctx.dir, IMAGE_INITRAMFS, key)) < 0)
                         return r;

@@ -9,6 +9,8 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -96,13 +98,57 @@ static int read_module(const char *src, char **ret, size_t *ret_size) {
         return 0;
 }
 
+int image_fetch_libs(ImageCtx *ctx, const char *fetch_path, char ***ret) {
+        char *const argv[] = { (char *) "/usr/bin/ldd", (char *) fetch_path, NULL };
+        _cleanup_free_ char *out = NULL;
+        _cleanup_strv_free_ char **libs = NULL, **rest = NULL;
+        int r = image_run_capture(ctx, argv, 1u << 20, &out);
+        if (r != 0)
+                return log_error_errno(r < 0 ? r : -EIO, "image: ldd %s failed", fetch_path);
+        /* "\tlibfoo.so.1 => /lib/x86_64-linux-gnu/libfoo.so.1 (0x...)" or "\t/lib64/ld-linux... (0x...)";
+         * linux-vdso has no file. The names given (before "=>") are what the loader looks for. */
+        _cleanup_free_ char *loader = NULL;
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+                line += strspn(line, " \t");
+                char *arrow = strstr(line, " => ");
+                char *path = arrow ? arrow + 4 : line;
+                if (path[0] != '/')
+                        continue;
+                path[strcspn(path, " ")] = 0;
+                char real[PATH_MAX];
+                if (!realpath(path, real))
+                        return log_error_errno(-errno, "image: %s needs %s: %m", fetch_path, path);
+                if (!arrow) {
+                        free(loader);
+                        loader = xstrdup(real);
+                        continue;
+                }
+                *arrow = 0;
+                /* "SONAME\tPATH": stored under the name the loader looks for. */
+                if (strchr(line, '/') || strchr(line, '\t'))
+                        return log_error_errno(-EINVAL, "image: odd library name '%s' from ldd", line);
+                _cleanup_free_ char *pair = xasprintf("%s\t%s", line, real);
+                strv_extend(&rest, pair);
+        }
+        if (!loader)
+                return log_error_errno(-ENOENT, "image: ldd %s names no dynamic loader", fetch_path);
+        _cleanup_free_ char *lpair = xasprintf("ld-linux-x86-64.so.2\t%s", loader);
+        strv_extend(&libs, lpair);
+        STRV_FOREACH(l, rest)
+                strv_extend(&libs, *l);
+        *ret = TAKE_PTR(libs);
+        return 0;
+}
+
 int image_initramfs_write(
         const char *out_path,
         const char *init_path,
         const char *proxy_path,
         const char *kroot,
         const char *release,
-        char *const *module_paths) {
+        char *const *module_paths,
+        const char *fetch_path,
+        char *const *fetch_libs) {
         _cleanup_(archive_freep) struct archive *a = archive_write_new();
         _cleanup_free_ char *tmp = xasprintf("%s.tmp", out_path), *list = xstrdup("");
         int r;
@@ -127,6 +173,24 @@ int image_initramfs_write(
         if ((r = add_file(a, "init", init_path, 0755)) < 0 ||
             (r = add_file(a, "nucleus/bin/nucleus-tool-proxy", proxy_path, 0755)) < 0)
                 goto fail;
+        /* The web_fetch helper comes from Nucleus, with every library it links and the dynamic
+         * loader (nucleus/lib/ld-linux-x86-64.so.2, run explicitly by the proxy), so any rootfs
+         * (Alpine, distroless, a minimal tar) can fetch without libcurl of its own. */
+        if (fetch_path) {
+                if ((r = add_entry(a, "nucleus/lib", S_IFDIR | 0755, 0, NULL, 0)) < 0 ||
+                    (r = add_file(a, "nucleus/bin/nucleus-web-fetch", fetch_path, 0755)) < 0)
+                        goto fail;
+                STRV_FOREACH(l, fetch_libs) {
+                        const char *tab = strchr(*l, '\t');
+                        if (!tab) {
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        _cleanup_free_ char *dst = xasprintf("nucleus/lib/%.*s", (int) (tab - *l), *l);
+                        if ((r = add_file(a, dst, tab + 1, 0755)) < 0)
+                                goto fail;
+                }
+        }
 
         STRV_FOREACH(m, module_paths) {
                 _cleanup_free_ char *src = xasprintf("%s/lib/modules/%s/%s", kroot, release, *m), *data = NULL;

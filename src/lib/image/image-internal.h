@@ -67,7 +67,13 @@ int image_initramfs_write(
         const char *proxy_path,
         const char *kroot,
         const char *release,
-        char *const *module_paths);
+        char *const *module_paths,
+        const char *fetch_path,
+        char *const *fetch_libs);
+
+/* The shared libraries fetch_path needs (ldd), as resolved host paths; the dynamic loader
+ * first. Returns 0 or -errno (logged). */
+int image_fetch_libs(ImageCtx *ctx, const char *fetch_path, char ***ret);
 
 /* Rootfs: populate dir (mmdebstrap or tar import), then customize and trim, then mkfs. */
 int image_rootfs_debootstrap(ImageCtx *ctx, const char *dir, const char *suite, char *const *packages);

@@ -57,6 +57,8 @@ typedef struct ImageBuildOptions {
         const char *kernel_sha256; /* ... whose SHA-256 (hex) must match; required with it */
         const char *init_path;     /* static nucleus-guest-init */
         const char *proxy_path;    /* static nucleus-tool-proxy */
+        const char *fetch_path;    /* nucleus-web-fetch (dynamic): shipped in the initramfs with
+                                    * its libraries and loader; NULL: pods have no web_fetch */
         const char *suite;         /* Debian suite; NULL: IMAGE_DEFAULT_SUITE */
         char **modules;            /* kernel modules for the initramfs; NULL: the default set */
         bool quiet;                /* no progress on stderr */
