@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak bench-workspace bench-policy bench-boot lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-workspace bench-policy bench-boot bench-density lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -69,6 +69,10 @@ bench-policy: build
 # Bare boot to PID 1, stock vs tuned command line (figures, not pass/fail; not in make check).
 bench-boot: build
 	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/boot
+
+# Host memory per idle pod for 1 and 10 pods (figures, not pass/fail; not in make check).
+bench-density: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/density
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

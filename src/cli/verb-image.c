@@ -165,6 +165,7 @@ static void image_help(void) {
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
                "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
                "S]\n"
+               "                          [--tcg-tb-mib N] [--ksm]\n"
                "                          [--stock-boot]   (bzImage, no boot tuning: bench/boot's "
                "baseline)\n"
                "       nucleus image scratch PATH SIZE_MIB\n"
@@ -205,6 +206,8 @@ static int image_argv_verb(int argc, char **argv) {
                 ARG_MAC,
                 ARG_NET,
                 ARG_STOCK_BOOT,
+                ARG_TB,
+                ARG_KSM,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
@@ -221,6 +224,8 @@ static int image_argv_verb(int argc, char **argv) {
                 { "mac", required_argument, NULL, ARG_MAC },
                 { "net", required_argument, NULL, ARG_NET },
                 { "stock-boot", no_argument, NULL, ARG_STOCK_BOOT },
+                { "tcg-tb-mib", required_argument, NULL, ARG_TB },
+                { "ksm", no_argument, NULL, ARG_KSM },
                 {},
         };
         _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL;
@@ -281,6 +286,17 @@ static int image_argv_verb(int argc, char **argv) {
                         break;
                 case ARG_STOCK_BOOT:
                         q.stock_boot = true;
+                        break;
+                case ARG_TB: {
+                        uint32_t v;
+                        if (safe_atou32(optarg, &v) < 0 || v < 4 || v > 2048)
+                                return cli_usage_error(
+                                        "image", "--tcg-tb-mib: '%s' is not a number of MiB in 4..2048", optarg);
+                        q.tcg_tb_mib = v;
+                        break;
+                }
+                case ARG_KSM:
+                        q.mem_merge = true;
                         break;
                 default:
                         return CLI_EXIT_USAGE;

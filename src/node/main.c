@@ -132,6 +132,8 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         if (f->accel)
                 set_str(&c->accel, f->accel);
         c->max_pods = f->max_pods;
+        c->tcg_tb_mib = f->tcg_tb_mib;
+        c->ksm = f->ksm;
         c->max_body_bytes = f->max_body_bytes;
         c->max_workspace_bytes = f->max_upload_bytes;
         c->default_timeout_sec = (unsigned) f->default_timeout_seconds;
@@ -385,6 +387,7 @@ static void node_config_defaults(NodeSettings *c) {
         c->max_timeout_sec = 86400;
         c->default_vcpus = 1;
         c->default_memory_mib = 512;
+        c->tcg_tb_mib = 32;
         c->default_scratch_mib = 1024;
 }
 

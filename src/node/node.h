@@ -45,6 +45,8 @@ typedef struct NodeSettings {
         unsigned default_vcpus;
         uint64_t default_memory_mib;
         uint64_t default_scratch_mib;
+        unsigned tcg_tb_mib; /* QEMU TCG translation cache per pod ([pods] tcg_tb_mib) */
+        bool ksm;            /* guest RAM offered to the host's KSM ([pods] ksm) */
         char *net_state_dir; /* the network library's NetConfig.state_dir */
         char *net_pool;      /* the network library's NetConfig.pool */
         char *net_dns_upstream; /* the network library's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */

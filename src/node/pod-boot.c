@@ -286,6 +286,8 @@ void *pod_boot_thread(void *userdata) {
                 .accel = n->accel_in_use ?: n->config.accel,
                 .vcpus = p->vcpus,
                 .memory_mib = p->memory_mib,
+                .tcg_tb_mib = n->config.tcg_tb_mib,
+                .ksm = n->config.ksm,
                 .scratch_mib = p->scratch_mib,
                 .net_cmdline = p->net ? net_pod_info(p->net)->cmdline
                                       : (netpol ? "nucleus.net=requested" : NULL),

@@ -15,7 +15,8 @@ uses), a fresh sparse scratch disk, the channel socket and the console log in a 
 disks (no serial the guest can match), so the init must find them by ext4 volume label;
 `extra_disks` attaches more raw images without a serial (ambiguity tests); `prepare_scratch`
 (a callable taking the scratch path) may alter the fresh scratch disk before QEMU starts.
-`stock_boot=True` boots the bzImage without the boot tuning (bench/boot's baseline).
+`stock_boot=True` boots the bzImage without the boot tuning (bench/boot's baseline);
+`argv_extra` passes more options to `nucleus image argv` (bench/density: --tcg-tb-mib, --ksm).
 """
 import fcntl
 import json
@@ -145,7 +146,7 @@ class Vm:
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
                  initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
                  mac=None, net=None, disk_serials=True, extra_disks=(), prepare_scratch=None,
-                 stock_boot=False):
+                 stock_boot=False, argv_extra=()):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -171,6 +172,7 @@ class Vm:
             args += ["--tap", tap, "--mac", mac, "--net", net]
         if stock_boot:
             args += ["--stock-boot"]
+        args += list(argv_extra)
         self.argv = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
         if not disk_serials:
             self.argv = strip_disk_serials(self.argv)

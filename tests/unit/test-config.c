@@ -121,6 +121,8 @@ static void test_node(void **state) {
         assert_string_equal(c->node_secret_file, "/etc/nucleus/secrets/node.key");
         assert_int_equal(c->max_body_bytes, 10485760);
         assert_true(c->net_enabled);
+        assert_int_equal(c->tcg_tb_mib, 32);
+        assert_false(c->ksm);
         assert_int_equal(node_config_set(c, "node.listen", "[::1]:18080", NULL), 0);
         assert_int_equal(node_config_set(c, "node.listen", "localhost:80", &err), -EINVAL);
         free(err);
@@ -133,6 +135,7 @@ static void test_node(void **state) {
         _cleanup_free_ char *p = write_tmp("[node]\nlisten = \"0.0.0.0:8443\"\nstate_dir = "
                                            "\"/srv/nucleus\"\n"
                                            "[pods]\ndriver = \"local\"\naccel = \"tcg\"\nmax_pods = 4\n"
+                                           "tcg_tb_mib = 16\nksm = true\n"
                                            "[net]\npool = \"10.77.0.0/16\"\ndns_upstream = "
                                            "\"203.0.113.53\"\n");
         if (node_config_load(p, true, &c, &err) < 0)
@@ -142,6 +145,8 @@ static void test_node(void **state) {
         assert_string_equal(c->driver, "local");
         assert_int_equal(c->max_pods, 4);
         assert_int_equal(c->origins[NODE_MAX_PODS].line, 7);
+        assert_int_equal(c->tcg_tb_mib, 16);
+        assert_true(c->ksm);
         node_config_free(c);
 
         const char *bad[] = {
@@ -155,6 +160,8 @@ static void test_node(void **state) {
                 "[net]\ndns_upstream = \"10.0.0.0/8\"\n",
                 "[pods]\ndefault_timeout_seconds = 100\nmax_timeout_seconds = 50\n",
                 "[pods]\nqemu_binary = \"bin/qemu\"\n",
+                "[pods]\ntcg_tb_mib = 2\n",
+                "[pods]\nksm = \"yes\"\n",
                 "[secrets]\nnode_secret = \"abc\"\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {

@@ -41,7 +41,8 @@ static void test_qemu_argv(void **state) {
         char **argv = NULL;
         assert_int_equal(image_qemu_argv(&c, &argv), 0);
         assert_string_equal(argv[0], "qemu-system-x86_64");
-        assert_true(has_pair(argv, "-accel", "tcg,tb-size=64"));
+        assert_true(has_pair(argv, "-accel", "tcg,tb-size=32"));
+        assert_true(has_pair(argv, "-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on,mem-merge=off"));
         assert_true(has_pair(argv, "-cpu", "max"));
         assert_true(has_pair(argv, "-m", "384"));
         assert_true(has_pair(
@@ -80,6 +81,16 @@ static void test_qemu_argv(void **state) {
                 }
         strv_free(argv);
         c.stock_boot = false;
+
+        /* KSM and the translation cache are settings. */
+        c.mem_merge = true;
+        c.tcg_tb_mib = 16;
+        assert_int_equal(image_qemu_argv(&c, &argv), 0);
+        assert_true(has_pair(argv, "-M", "microvm,x-option-roms=off,rtc=on,isa-serial=on,mem-merge=on"));
+        assert_true(has_pair(argv, "-accel", "tcg,tb-size=16"));
+        strv_free(argv);
+        c.mem_merge = false;
+        c.tcg_tb_mib = 0;
 
         c.tap_ifname = "nutap0";
         c.mac = "06:00:0a:c9:00:02";

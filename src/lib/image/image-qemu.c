@@ -56,7 +56,7 @@ static unsigned long host_tsc_khz(void) {
 int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         _cleanup_strv_free_ char **a = NULL;
         unsigned mem = c->memory_mib ? c->memory_mib : 512, cpus = c->cpus ? c->cpus : 1;
-        unsigned tb = c->tcg_tb_mib ? c->tcg_tb_mib : 64;
+        unsigned tb = c->tcg_tb_mib ? c->tcg_tb_mib : IMAGE_TCG_TB_MIB_DEFAULT;
 
         if (!qemu_opt_ok(c->kernel) || !qemu_opt_ok(c->initramfs) || !qemu_opt_ok(c->console_log))
                 return -EINVAL;
@@ -85,7 +85,12 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
         /* microvm: no PCI, no firmware option ROMs; ACPI (on by default) gives the guest a
          * working power-off. */
         strv_extend(&a, "-M");
-        strv_extend(&a, "microvm,x-option-roms=off,rtc=on,isa-serial=on");
+        /* mem-merge: QEMU marks guest RAM mergeable unless told not to; KSM is a setting
+         * (docs/node.md "Dense pods": merging leaks through write timing across pods). */
+        strv_extend(
+                &a,
+                c->mem_merge ? "microvm,x-option-roms=off,rtc=on,isa-serial=on,mem-merge=on"
+                             : "microvm,x-option-roms=off,rtc=on,isa-serial=on,mem-merge=off");
         strv_extend(&a, "-nodefaults");
         strv_extend(&a, "-no-user-config");
         strv_extend(&a, "-nographic");

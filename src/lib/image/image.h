@@ -28,6 +28,12 @@
 /* The kernel QEMU boots: the uncompressed ELF through the PVH entry point, which skips the
  * bzImage's real-mode setup and in-guest decompression (about a fifth of a TCG boot). */
 #define IMAGE_QEMU_KERNEL IMAGE_VMLINUX
+
+/* QEMU keeps up to this much of its TCG translation cache resident per VM (it never gives a
+ * flushed cache back). An idle pod's boot and configure fill ~48 MiB of a 64 MiB cache; 32
+ * holds a pod's steady working set of translated code (the proxy, a shell, the tools it runs)
+ * and costs one flush during boot. */
+#define IMAGE_TCG_TB_MIB_DEFAULT 32
 #define IMAGE_INITRAMFS "initramfs.cpio.gz"
 #define IMAGE_ROOTFS "rootfs.ext4"
 #define IMAGE_MANIFEST "manifest.json"
@@ -106,7 +112,9 @@ typedef struct ImageQemuConfig {
         ImageAccel accel;
         unsigned memory_mib;       /* 0: 512 */
         unsigned cpus;             /* 0: 1 */
-        unsigned tcg_tb_mib;       /* TCG translation cache, MiB; 0: 64 */
+        unsigned tcg_tb_mib;       /* TCG translation cache, MiB; 0: IMAGE_TCG_TB_MIB_DEFAULT */
+        bool mem_merge;            /* guest RAM madvise(MERGEABLE) for the host's KSM; false:
+                                    * mem-merge=off (QEMU's own default is on) */
         const char *tap_ifname;    /* tap device for virtio-net; NULL: no NIC (unless tap_fd) */
         int tap_fd;                /* > 2: an open tap fd QEMU inherits (-netdev tap,fd=N), for a
                                     * QEMU that runs unprivileged and cannot open /dev/net/tun;

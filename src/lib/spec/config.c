@@ -212,6 +212,8 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 .min = 0,
                 .max = UINT64_C(315360000),
                 .def_num = 604800),
+        [NODE_TCG_TB_MIB] = NF("pods.tcg_tb_mib", FT_U32, tcg_tb_mib, .min = 4, .max = 2048, .def_num = 32),
+        [NODE_KSM] = NF("pods.ksm", FT_BOOL, ksm, .def_num = 0),
 };
 #undef NF
 

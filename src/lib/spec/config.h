@@ -147,6 +147,8 @@ typedef enum NodeConfigField {
         NODE_LIVENESS_TIMEOUT,
         NODE_KEEP_ENDED,
         NODE_KEEP_ENDED_SECONDS,
+        NODE_TCG_TB_MIB,
+        NODE_KSM,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -181,6 +183,9 @@ typedef struct NodeConfig {
                                             * silent on its channel this long fails its pod */
         uint32_t keep_ended;               /* [pods] keep_ended = 100, 0..100000: ended pods kept */
         uint64_t keep_ended_seconds;       /* [pods] keep_ended_seconds = 604800: and for how long */
+        uint32_t tcg_tb_mib;               /* [pods] tcg_tb_mib = 32, 4..2048: QEMU's TCG translation
+                                            * cache per pod (the most a pod's QEMU keeps of it) */
+        bool ksm;                          /* [pods] ksm = false: guest RAM mergeable by the host's KSM */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 

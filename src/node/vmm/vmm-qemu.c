@@ -114,6 +114,8 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .console_log = console,
                 .accel = streq_ptr(l->accel, "kvm") ? IMAGE_ACCEL_KVM : IMAGE_ACCEL_TCG,
                 .memory_mib = (unsigned) l->memory_mib,
+                .tcg_tb_mib = l->tcg_tb_mib,
+                .mem_merge = l->ksm,
                 .cpus = l->vcpus,
                 .tap_fd = tapfd >= 0 ? VMM_KEEP_FD : 0, /* the fd number QEMU sees after vmm_spawn */
                 .mac = l->tap_mac,

@@ -29,6 +29,8 @@ typedef struct VmmLaunch {
         const char *accel;        /* "kvm", "tcg" or "auto" */
         unsigned vcpus;           /* >= 1 */
         uint64_t memory_mib;      /* >= 64 */
+        unsigned tcg_tb_mib;      /* QEMU under TCG: translation cache, MiB (0: the builder's) */
+        bool ksm;                 /* QEMU: guest RAM mergeable by the host's KSM */
         uint64_t scratch_mib;     /* size of the pod's scratch disk */
         const char *net_cmdline;  /* "nucleus.net=..." or NULL (then no NIC) */
         const char *netns_path;   /* /run/netns/<name> to run the VMM in, or NULL */
