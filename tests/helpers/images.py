@@ -118,8 +118,8 @@ def guest_images():
 
 
 def make_scratch(path, size_mib=256):
-    """A sparse ext4 scratch disk owned by uid 1000, made by image_scratch_create() (the node's
-    function) through `nucleus image scratch`."""
+    """A sparse ext4 scratch disk (its root is root's; the init makes the agent's workspace in
+    it), made by image_scratch_create() (the node's function) through `nucleus image scratch`."""
     subprocess.run([str(binary("nucleus")), "image", "scratch", path, str(size_mib)], check=True)
 
 
