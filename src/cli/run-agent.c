@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <linux/sched.h>
 #include <seccomp.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,6 +34,7 @@
 #define RUN_AGENT_MAX_LINE (4U * 1024U * 1024U)
 /* Inside the sandbox (docs/run.md, "Confinement"). */
 #define RUN_AGENT_HOME "/home/agent"
+#define RUN_AGENT_UID 65534 /* nobody: the agent's user when nucleus run is root */
 #define RUN_AGENT_WORK "/work"
 #define RUN_AGENT_SOCKETS "/run/nucleus"
 #define RUN_AGENT_MCP_CONFIG RUN_AGENT_HOME "/.nucleus-mcp.json"
@@ -475,8 +477,14 @@ static void bind_ro(char ***a, const char *src, const char *dst) {
 }
 
 /* bwrap around the agent (docs/run.md, "Confinement"). */
-static int confine(
-        const RunAgentSpec *s, const char *tmp, const char *cfgpath, char **inner, int seccomp_fd, char ***ret) {
+static int
+        confine(const RunAgentSpec *s,
+                const char *tmp,
+                const char *cfgpath,
+                char **inner,
+                int seccomp_fd,
+                int program_fd,
+                char ***ret) {
         _cleanup_strv_free_ char **a = NULL;
         _cleanup_free_ char *bwrap = NULL, *sockets = xasprintf("%s/run", tmp),
                             *fdnum = xasprintf("%d", seccomp_fd);
@@ -538,7 +546,16 @@ static int confine(
         bind_ro(&a, cfgpath, RUN_AGENT_MCP_CONFIG);
         /* The program (an npm installation's node_modules, or the file itself): read-only.
          * Nothing else of the host, not even files its arguments name. */
-        if (inner[0][0] == '/' && !startswith(inner[0], "/usr/")) {
+        if (program_fd >= 0) {
+                /* A single-file program is copied in (the unprivileged sandbox need not be
+                 * able to read its directory). */
+                _cleanup_free_ char *num = xasprintf("%d", program_fd);
+                strv_extend(&a, "--perms");
+                strv_extend(&a, "0555");
+                strv_extend(&a, "--file");
+                strv_extend(&a, num);
+                strv_extend(&a, inner[0]);
+        } else if (inner[0][0] == '/' && !startswith(inner[0], "/usr/")) {
                 _cleanup_free_ char *root = program_root(inner[0]);
                 if (!root)
                         return log_error_errno(-ENOENT, "cannot resolve the agent program %s", inner[0]);
@@ -575,8 +592,13 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         _cleanup_strv_free_ char **inner = NULL, **argv = NULL, **envp = NULL;
         _cleanup_free_ char *tmp = NULL, *sockets = NULL, *cfgpath = NULL, *text = NULL, *line = NULL,
                             *mcp = NULL;
-        _cleanup_close_ int seccomp_fd = -EBADF;
+        _cleanup_close_ int seccomp_fd = -EBADF, program_fd = -EBADF;
         PidRef mcp_bridge = PIDREF_NULL, gw_bridge = PIDREF_NULL;
+        /* As root, the agent runs as nobody: an unprivileged user namespace of its own. */
+        bool drop = geteuid() == 0;
+        const uid_t agent_uid = drop ? RUN_AGENT_UID : geteuid();
+        const gid_t agent_gid = drop ? RUN_AGENT_UID : getegid();
+        _cleanup_free_ char *owner = xasprintf(",user=%u,group=%u", (unsigned) agent_uid, (unsigned) agent_gid);
         size_t line_len = 0;
         int pipefd[2], r;
 
@@ -586,7 +608,8 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 return log_error_errno(-errno, "cannot create a temporary directory: %m");
         sockets = xasprintf("%s/run", tmp);
         cfgpath = xasprintf("%s/mcp.json", tmp);
-        if (mkdir(sockets, 0700) < 0) {
+        if (mkdir(sockets, 0700) < 0 ||
+            (drop && (chown(tmp, agent_uid, agent_gid) < 0 || chown(sockets, agent_uid, agent_gid) < 0))) {
                 r = log_error_errno(-errno, "cannot create the agent's directories: %m");
                 goto out;
         }
@@ -607,7 +630,8 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         /* Outside the sandbox: the pod's MCP server (with the node credential) behind a unix
          * socket, one nucleus-mcp per connection; the gateway behind another. */
         {
-                _cleanup_free_ char *listen = xasprintf("UNIX-LISTEN:%s/mcp.sock,fork,mode=0600", sockets),
+                _cleanup_free_ char *listen = xasprintf(
+                                            "UNIX-LISTEN:%s/mcp.sock,fork,mode=0600%s", sockets, owner),
                                     *exec = xasprintf("EXEC:%s --pod %s", mcp, s->pod),
                                     *tools = mcp_env_tools(s->ops), *sock = xasprintf("%s/mcp.sock", sockets);
                 _cleanup_strv_free_ char **benv = NULL;
@@ -626,7 +650,8 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         }
         if (s->gateway_url) {
                 const char *port = strrchr(s->gateway_url, ':');
-                _cleanup_free_ char *listen = xasprintf("UNIX-LISTEN:%s/gateway.sock,fork,mode=0600", sockets),
+                _cleanup_free_ char *listen = xasprintf(
+                                            "UNIX-LISTEN:%s/gateway.sock,fork,mode=0600%s", sockets, owner),
                                     *connect = xasprintf("TCP:127.0.0.1:%s", port ? port + 1 : "0"),
                                     *sock = xasprintf("%s/gateway.sock", sockets);
                 char *bargv[] = { (char *) "/usr/bin/socat", listen, connect, NULL };
@@ -644,7 +669,18 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 r = log_error_errno(seccomp_fd, "cannot build the agent's seccomp filter: %m");
                 goto out;
         }
-        r = confine(s, tmp, cfgpath, inner, seccomp_fd, &argv);
+        if (inner[0][0] == '/' && !startswith(inner[0], "/usr/")) {
+                _cleanup_free_ char *root = program_root(inner[0]);
+                struct stat st;
+                if (root && stat(root, &st) == 0 && S_ISREG(st.st_mode)) {
+                        program_fd = open(root, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        if (program_fd < 0) {
+                                r = log_error_errno(-errno, "cannot open the agent program %s: %m", root);
+                                goto out;
+                        }
+                }
+        }
+        r = confine(s, tmp, cfgpath, inner, seccomp_fd, program_fd, &argv);
         if (r < 0)
                 goto out;
         if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -667,10 +703,16 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 /* The agent works in an empty directory: the project is reachable only through
                  * the pod. */
                 int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int keep[2] = { seccomp_fd, program_fd };
                 if (nullfd < 0 || dup2(nullfd, STDIN_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0 ||
-                    fcntl(seccomp_fd, F_SETFD, 0) < 0)
+                    fcntl(seccomp_fd, F_SETFD, 0) < 0 ||
+                    (program_fd >= 0 && fcntl(program_fd, F_SETFD, 0) < 0))
                         _exit(127);
-                (void) fd_close_all_from(3, &seccomp_fd, 1);
+                (void) fd_close_all_from(3, keep, program_fd >= 0 ? 2 : 1);
+                if (drop &&
+                    (setgroups(0, NULL) < 0 || setresgid(agent_gid, agent_gid, agent_gid) < 0 ||
+                     setresuid(agent_uid, agent_uid, agent_uid) < 0))
+                        _exit(127);
                 (void) setpgid(0, 0);
                 execve(argv[0], argv, envp);
                 fprintf(stderr, "nucleus run: cannot execute %s: %s\n", argv[0], strerror(errno));
