@@ -436,7 +436,7 @@ for name, path in (("node_key", sys.argv[1]), ("home", sys.argv[2])):
     except OSError as e:
         probes[name] = e.strerror
 for name, path in (("write_project", sys.argv[3] + "/pwned"), ("write_tmp", "/tmp/pwned"),
-                   ("write_var_tmp", "/var/tmp/pwned")):
+                   ("write_var_tmp", sys.argv[5])):
     try:
         open(path, "w").write("x")
         probes[name] = "written" if name == "write_tmp" and not os.path.exists(sys.argv[3]) else "written"
@@ -463,11 +463,12 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     # to it (not one installed on the machine).
     e = env.env(node)
     assert "NUCLEUS_MCP_PATH" not in e
+    host_path = pathlib.Path("/var/tmp") / f"nucleus-agent-probe-{os.getpid()}-{time.monotonic_ns()}"
     secret_in_home = env.tmp / "diary.txt"
     secret_in_home.write_text("private\n")
     port = node.url.rsplit(":", 1)[1]
     argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
-            "--agent-cmd", f"{agent} {env.cfg / 'secrets' / 'node.key'} {secret_in_home} {env.proj} {port}"]
+            "--agent-cmd", f"{agent} {env.cfg / 'secrets' / 'node.key'} {secret_in_home} {env.proj} {port} {host_path}"]
     r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -478,7 +479,7 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     p = out["probes"]
     assert p["node_key"] == "No such file or directory" and p["home"] == "No such file or directory", p
     assert p["write_project"] != "written" and p["write_var_tmp"] != "written", p
-    assert not (env.proj / "pwned").exists() and not pathlib.Path("/var/tmp/pwned").exists()
+    assert not (env.proj / "pwned").exists() and not host_path.exists()
     assert p["node_port"] != "connected", p
     # Run as root (CI), the agent is not: it runs as nobody in its own user namespace.
     if os.geteuid() == 0:
