@@ -145,7 +145,7 @@ static char *make_kernel_tree(void) {
         assert_non_null(mkdtemp(tmpl));
         char *root = xstrdup(tmpl);
         _cleanup_free_ char *d = xasprintf("%s/lib/modules/6.1.0-test/kernel/drivers", root);
-        assert_int_equal(image_mkdir_p(d, 0755), 0);
+        assert_int_equal(mkdir_p_at(AT_FDCWD, d, 0755), 0);
         _cleanup_free_ char *dep = xasprintf("%s/lib/modules/6.1.0-test/modules.dep", root);
         write_text(
                 dep,

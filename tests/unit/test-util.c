@@ -133,6 +133,27 @@ static void test_read_full_and_atomic(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_mkdir_p_at(void **state) {
+        char tmpl[] = "/tmp/test-util-mkdir-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_close_ int dfd = open(tmpl, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        struct stat st;
+        assert_int_equal(mkdir_p_at(dfd, "a/b//c", 0700), 0);
+        assert_int_equal(fstatat(dfd, "a/b/c", &st, 0), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(mkdir_p_at(dfd, "a/b/c", 0700), 0); /* existing: fine */
+        assert_int_equal(mkdir_parents_at(dfd, "x/y/file", 0700), 0);
+        assert_int_equal(fstatat(dfd, "x/y", &st, 0), 0);
+        assert_int_equal(fstatat(dfd, "x/y/file", &st, 0), -1);
+        _cleanup_close_ int f = openat(dfd, "a/plain", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(f >= 0);
+        assert_int_equal(mkdir_p_at(dfd, "a/plain/d", 0700), -ENOTDIR);
+        assert_int_equal(mkdir_p_at(dfd, "", 0700), -EINVAL);
+        _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmpl);
+        assert_int_equal(system(cmd), 0);
+}
+
 /* The one id grammar (id-util.h) every program checks pod ids and operation names with. */
 static void test_id_grammar(void **state) {
         assert_true(pod_id_is_uuid("0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"));
@@ -167,11 +188,17 @@ static void test_id_grammar(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_id_grammar), cmocka_unit_test(test_safe_atou64),
-                cmocka_unit_test(test_safe_atoi),  cmocka_unit_test(test_parse_micros),
-                cmocka_unit_test(test_hex),        cmocka_unit_test(test_visible),
-                cmocka_unit_test(test_strv),       cmocka_unit_test(test_memeq),
-                cmocka_unit_test(test_utf8),       cmocka_unit_test(test_read_full_and_atomic),
+                cmocka_unit_test(test_id_grammar),
+                cmocka_unit_test(test_mkdir_p_at),
+                cmocka_unit_test(test_safe_atou64),
+                cmocka_unit_test(test_safe_atoi),
+                cmocka_unit_test(test_parse_micros),
+                cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_visible),
+                cmocka_unit_test(test_strv),
+                cmocka_unit_test(test_memeq),
+                cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_read_full_and_atomic),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

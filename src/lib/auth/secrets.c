@@ -63,19 +63,6 @@ int secret_dir_default(char **ret) {
         return 0;
 }
 
-static int mkdir_parents(const char *dir) {
-        _cleanup_free_ char *p = xstrdup(dir);
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0700) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        return 0;
-}
-
 int secret_dir_ensure(const char *dir, char **reterr) {
         struct stat st;
         int r;
@@ -84,7 +71,7 @@ int secret_dir_ensure(const char *dir, char **reterr) {
                 SET_ERR("secret directory must be an absolute path");
                 return -EINVAL;
         }
-        r = mkdir_parents(dir);
+        r = mkdir_parents_at(AT_FDCWD, dir, 0700);
         if (r < 0) {
                 SET_ERR("cannot create parents of %s: %s", dir, strerror(-r));
                 return r;

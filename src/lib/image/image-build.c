@@ -135,7 +135,7 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
 
         ctx.dir = xstrdup(o->images_dir);
         ctx.cache_dir = xasprintf("%s/cache", ctx.dir);
-        if ((r = image_mkdir_p(ctx.cache_dir, 0755)) < 0)
+        if ((r = mkdir_p_at(AT_FDCWD, ctx.cache_dir, 0755)) < 0)
                 return log_error_errno(r, "image: mkdir %s: %m", ctx.cache_dir);
         _cleanup_free_ char *logp = xasprintf("%s/build.log", ctx.cache_dir);
         ctx.log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -268,7 +268,7 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                 _cleanup_free_ char *bdir = xasprintf("%s/rootfs-build", ctx.cache_dir);
                 _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_ROOTFS);
                 (void) image_rm_rf(bdir);
-                if ((r = image_mkdir_p(bdir, 0755)) < 0)
+                if ((r = mkdir_p_at(AT_FDCWD, bdir, 0755)) < 0)
                         return log_error_errno(r, "image: mkdir %s: %m", bdir);
                 if (o->rootfs_tar)
                         r = image_rootfs_import_tar(&ctx, o->rootfs_tar, bdir);

@@ -38,7 +38,6 @@ void image_sha256_buf(const void *p, size_t n, char ret_hex[static IMAGE_SHA256_
 
 /* Recursively remove path (no symlink following; stays on one filesystem). Missing is fine. */
 int image_rm_rf(const char *path);
-int image_mkdir_p(const char *path, mode_t mode);
 /* Copy a file (contents only) to dst with mode, via a temp file + rename. */
 int image_copy_file(const char *src, const char *dst, mode_t mode);
 /* Apparent tree size (bytes, st_blocks based) and entry count, without following symlinks. */

@@ -105,7 +105,7 @@ int image_kernel_prepare(
         char sha[IMAGE_SHA256_HEX];
         int r;
 
-        if ((r = image_mkdir_p(kdir, 0755)) < 0)
+        if ((r = mkdir_p_at(AT_FDCWD, kdir, 0755)) < 0)
                 return log_error_errno(r, "image: mkdir %s: %m", kdir);
 
         if (o->kernel_deb) {
@@ -154,7 +154,7 @@ int image_kernel_prepare(
         if (access(done, F_OK) < 0) {
                 image_progress(ctx, "kernel: unpacking %s", deb);
                 (void) image_rm_rf(root);
-                if ((r = image_mkdir_p(root, 0755)) < 0)
+                if ((r = mkdir_p_at(AT_FDCWD, root, 0755)) < 0)
                         return log_error_errno(r, "image: mkdir %s: %m", root);
                 char *const x[] = { (char *) "dpkg-deb", (char *) "-x", deb, root, NULL };
                 if ((r = image_run(ctx, "dpkg-deb", x, NULL)) < 0)

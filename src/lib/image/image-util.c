@@ -213,21 +213,6 @@ int image_rm_rf(const char *path) {
         return 0;
 }
 
-int image_mkdir_p(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = xstrdup(path);
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 int image_copy_file(const char *src, const char *dst, mode_t mode) {
         _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (in < 0)

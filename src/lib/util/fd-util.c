@@ -258,3 +258,41 @@ int fd_move_above_stdio(int fd) {
         (void) close(fd);
         return r;
 }
+
+static int mkdir_one_at(int dirfd, const char *path, mode_t mode) {
+        struct stat st;
+        if (mkdirat(dirfd, path, mode) >= 0)
+                return 0;
+        if (errno != EEXIST)
+                return -errno;
+        if (fstatat(dirfd, path, &st, 0) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int mkdir_components_at(int dirfd, const char *path, mode_t mode, bool last) {
+        _cleanup_free_ char *p = xstrdup(path);
+        int r;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/' || s[-1] == '/')
+                        continue;
+                *s = 0;
+                r = mkdir_one_at(dirfd, p, mode);
+                *s = '/';
+                if (r < 0)
+                        return r;
+        }
+        return last ? mkdir_one_at(dirfd, p, mode) : 0;
+}
+
+int mkdir_p_at(int dirfd, const char *path, mode_t mode) {
+        if (!path || !*path)
+                return -EINVAL;
+        return mkdir_components_at(dirfd, path, mode, true);
+}
+
+int mkdir_parents_at(int dirfd, const char *path, mode_t mode) {
+        if (!path || !*path)
+                return -EINVAL;
+        return mkdir_components_at(dirfd, path, mode, false);
+}

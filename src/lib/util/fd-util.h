@@ -52,6 +52,13 @@ int write_file_atomic_at(int dirfd, const char *path, const void *data, size_t n
 
 /* Mark every fd >= from close-on-exec (close_range(CLOSE_RANGE_CLOEXEC), falling back to
  * walking /proc/self/fd after checking it is procfs). Returns 0 or -errno. */
+/* Create the directory path and its missing parents, relative to dirfd (AT_FDCWD, or a
+ * directory fd; an absolute path ignores it), each new one with mode (the umask applies);
+ * existing ones are left as they are. Returns 0, -ENOTDIR when a component exists and is not a
+ * directory, or another -errno. mkdir_parents_at creates the parents only. */
+int mkdir_p_at(int dirfd, const char *path, mode_t mode);
+int mkdir_parents_at(int dirfd, const char *path, mode_t mode);
+
 int fd_cloexec_from(int from);
 
 /* Close every fd >= from, except those listed. Used in forked children. */

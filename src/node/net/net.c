@@ -84,22 +84,6 @@ static const char *cfg_pool(const NetConfig *c) {
         return c && c->pool ? c->pool : NET_DEFAULT_POOL;
 }
 
-static int mkdir_p_0700(const char *path) {
-        _cleanup_free_ char *p = xstrdup(path);
-        for (char *s = p + 1;; s++) {
-                bool end = *s == 0;
-                if (*s == '/' || end) {
-                        *s = 0;
-                        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-                                return -errno;
-                        if (end)
-                                break;
-                        *s = '/';
-                }
-        }
-        return 0;
-}
-
 /* First IPv4 nameserver in /etc/resolv.conf that is not loopback (the namespace cannot reach
  * the host's loopback). */
 static int resolv_conf_upstream(struct in_addr *ret) {
@@ -151,7 +135,7 @@ static int alloc_claim(
         uint32_t start;
         int r;
 
-        r = mkdir_p_0700(dir);
+        r = mkdir_p_at(AT_FDCWD, dir, 0700);
         if (r < 0)
                 return set_err(reterr, r, "cannot create %s: %s", dir, strerror(-r));
         if (n == 0)
@@ -490,7 +474,7 @@ int net_pod_setup(
         }
 
         pod->state_dir = xasprintf("%s/pods/%s", cfg_state_dir(config), pod->plan.short_id);
-        r = mkdir_p_0700(pod->state_dir);
+        r = mkdir_p_at(AT_FDCWD, pod->state_dir, 0700);
         if (r < 0) {
                 (void) set_err(reterr, r, "cannot create %s: %s", pod->state_dir, strerror(-r));
                 pod_free(pod);
