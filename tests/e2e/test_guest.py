@@ -258,17 +258,3 @@ def test_init_reaps_orphans(vm):
         assert time.monotonic() < deadline, f"zombies or leftovers: {list(zip(names, states))}"
         time.sleep(0.5)
 
-
-def test_web_fetch_helper_ships_in_every_image(guest_images):  # noqa: F811
-    """The web_fetch helper and its libraries come from the initramfs (not the rootfs): a pod
-    whose policy grants web_fetch gets an answer from the helper itself (here: nothing listens
-    on the allowed address), never 501 "no fetch helper is installed"."""
-    pol = dict(POLICY, capabilities=dict(CAPS, web_fetch="low_risk"))
-    with Vm(guest_images) as v:
-        ch = v.connect()
-        ch.read_frame(timeout=120)
-        ch.configure({"pod_id": "pod-fetch-test", "policy": pol, "dns_allow": ["127.0.0.1:9"]}, timeout=60)
-        r = ch.request("web_fetch", {"url": "http://127.0.0.1:9/x"}, timeout=120)
-        assert r.get("kind") != "unsupported", r
-        assert "error" in r and "helper" not in r["error"], r
-        assert "connect" in r["error"].lower() or "refused" in r["error"].lower(), r

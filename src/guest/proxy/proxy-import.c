@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -190,6 +191,21 @@ int proxy_git_exec(
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + GIT_TIMEOUT_USEC;
         char tmp[65536];
         for (;;) {
+                /* git runs inside the channel loop's turn (a big baseline takes minutes on TCG):
+                 * while it works, tell the node every few seconds that this guest is alive, so
+                 * its liveness watch does not fail the pod. */
+                struct pollfd pfd = { .fd = out[0], .events = POLLIN };
+                int pr = poll(&pfd, 1, 2000);
+                if (pr < 0 && errno == EINTR)
+                        continue;
+                if (pr == 0) {
+                        proxy_keepalive(p);
+                        if (now_usec(CLOCK_MONOTONIC) > deadline) {
+                                (void) kill(pid, SIGKILL);
+                                break;
+                        }
+                        continue;
+                }
                 ssize_t k = read(out[0], tmp, sizeof tmp);
                 if (k < 0 && errno == EINTR)
                         continue;

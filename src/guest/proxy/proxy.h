@@ -141,6 +141,9 @@ void proxy_loop_del(Proxy *p, LoopSource *s);
 /* Queue a frame/JSON for the peer; silently dropped when there is no peer. */
 void proxy_send(Proxy *p, FrameType type, uint32_t stream_id, const void *buf, size_t n);
 void proxy_send_json(Proxy *p, FrameType type, uint32_t stream_id, json_t *j);
+/* For long work inside one loop turn (git on a big workspace): one frame the node ignores but
+ * counts as the guest being alive (its liveness watch, src/node/channel.c). */
+void proxy_keepalive(Proxy *p);
 
 /* ---- requests (proxy-ops.c) ---- */
 /* Finish a request: send the response (takes result), emit the audit event, free req. */
