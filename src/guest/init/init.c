@@ -28,6 +28,7 @@
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "frame.h"
 #include "init-cmdline.h"
 #include "init.h"
 #include "json-util.h"
@@ -524,28 +525,6 @@ static void setup_network(BootReport *br) {
         br->nic = true;
 }
 
-/* One event frame (docs/channel.md): magic "NU",
- * version 1, type 5 (event), stream 0, payload length, reserved 0, all big-endian. Written here
- * rather than through src/lib/proto so PID 1 links only util. */
-static int write_event_frame(int fd, const char *json) {
-        size_t n = strlen(json);
-        if (n > 1024 * 1024)
-                return -EMSGSIZE;
-        _cleanup_free_ uint8_t *buf = xmalloc(16 + n);
-        buf[0] = 'N';
-        buf[1] = 'U';
-        buf[2] = 1;
-        buf[3] = 5;
-        memset(buf + 4, 0, 4);
-        buf[8] = (uint8_t) (n >> 24);
-        buf[9] = (uint8_t) (n >> 16);
-        buf[10] = (uint8_t) (n >> 8);
-        buf[11] = (uint8_t) n;
-        memset(buf + 12, 0, 4);
-        memcpy(buf + 16, json, n);
-        return loop_write(fd, buf, 16 + n);
-}
-
 static void send_boot_report(int chan, BootReport *br, usec_t started) {
         struct utsname u;
         if (uname(&u) < 0)
@@ -582,7 +561,7 @@ static void send_boot_report(int chan, BootReport *br, usec_t started) {
         if (chan >= 0) {
                 /* Blocks until the host side of the port is connected: the node connects right
                  * after starting QEMU, and there is nothing else for the VM to do before that. */
-                int r = write_event_frame(chan, s);
+                int r = frame_write(chan, FRAME_EVENT, 0, s, strlen(s));
                 if (r < 0)
                         die("send boot report on the channel: %s", strerror(-r));
         } else
