@@ -125,6 +125,21 @@ int run_agent_check(RunAgentKind kind, char *const *argv, bool have_model, LlmPr
         return 0;
 }
 
+/* The length of the longest prefix of s that does not end inside a UTF-8 sequence (at most 3
+ * bytes are held back). */
+static size_t utf8_whole_prefix(const char *s, size_t n) {
+        for (size_t back = 1; back <= 3 && back <= n; back++) {
+                unsigned char c = (unsigned char) s[n - back];
+                if (c < 0x80)
+                        return n;
+                if (c >= 0xc0) {
+                        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                        return need > back ? n - back : n;
+                }
+        }
+        return n;
+}
+
 /* A TOML basic string (Codex takes its -c overrides as TOML values). */
 static char *toml_quote(const char *s) {
         size_t n = strlen(s);
@@ -724,6 +739,8 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
          * stdout, or to stderr when stdout carries the JSON document). */
         FILE *pass = s->json_output ? stderr : stdout;
         bool killed = false;
+        char carry[8192 + 4];
+        size_t n_carry = 0;
         for (;;) {
                 char buf[8192];
                 if (s->interrupt && *s->interrupt && !killed) {
@@ -736,8 +753,16 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 if (k <= 0)
                         break;
                 if (s->kind == RUN_AGENT_CMD || s->kind == RUN_AGENT_MCP) {
-                        (void) fwrite(buf, 1, (size_t) k, pass);
+                        /* The agent's output carries model and pod text: escaped (escape.h),
+                         * a UTF-8 sequence cut by the read kept for the next one. */
+                        memcpy(carry + n_carry, buf, (size_t) k);
+                        size_t have = n_carry + (size_t) k, whole = utf8_whole_prefix(carry, have);
+                        _cleanup_free_ char *vis = escape_text(
+                                carry, whole, ESCAPE_KEEP_NEWLINE | ESCAPE_KEEP_BACKSLASH);
+                        (void) fputs(vis, pass);
                         (void) fflush(pass);
+                        n_carry = have - whole;
+                        memmove(carry, carry + whole, n_carry);
                         /* The last 64 KiB are the run's text. */
                         size_t old = text ? strlen(text) : 0;
                         text = xrealloc(text, old + (size_t) k + 1);
@@ -767,6 +792,11 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         if (line && line_len > 0) {
                 line[line_len] = 0;
                 run_agent_parse_line(s->kind, line, line_len, &text);
+        }
+        if (n_carry > 0) { /* a cut sequence at the very end: its bytes, escaped */
+                _cleanup_free_ char *vis = escape_text(
+                        carry, n_carry, ESCAPE_KEEP_NEWLINE | ESCAPE_KEEP_BACKSLASH);
+                (void) fputs(vis, pass);
         }
         safe_close(pipefd[0]);
 

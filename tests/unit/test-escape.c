@@ -226,9 +226,9 @@ static void test_html(void **state) {
 
 static void test_flags(void **state) {
         /* Multi-line text (a patch on a terminal): lines stay lines, nothing else is raw. */
-        static const char patch[] = "+x = 1\n+\xe2\x80\xae// ok\r\n";
+        static const char patch[] = "+x = 1\n+\xe2\x80\xae// ok\r\n+\tcc -o x\n";
         _cleanup_free_ char *p = escape_text(patch, strlen(patch), ESCAPE_KEEP_NEWLINE);
-        assert_string_equal(p, "+x = 1\n+\\u202e// ok\\r\n");
+        assert_string_equal(p, "+x = 1\n+\\u202e// ok\\r\n+\tcc -o x\n");
         /* NUL bytes inside the length are escaped, not a terminator. */
         _cleanup_free_ char *z = escape_text("a\0b", 3, 0);
         assert_string_equal(z, "a\\x00b");

@@ -33,7 +33,7 @@ static const char *escape_named(ucs4_t uc, EscapeFlags flags) {
         case '\n':
                 return flags & ESCAPE_KEEP_NEWLINE ? NULL : "\\n";
         case '\t':
-                return "\\t";
+                return flags & ESCAPE_KEEP_NEWLINE ? NULL : "\\t";
         case '\r':
                 return "\\r";
         case '&':
@@ -67,7 +67,7 @@ char *escape_text(const char *s, size_t n, EscapeFlags flags) {
                         continue;
                 }
                 const char *named = flags & ESCAPE_JSON ? NULL : escape_named(uc, flags);
-                bool raw = (uc == '\n' && flags & ESCAPE_KEEP_NEWLINE) ||
+                bool raw = ((uc == '\n' || uc == '\t') && flags & ESCAPE_KEEP_NEWLINE) ||
                         (flags & ESCAPE_JSON && (uc < 0x80 || !escape_codepoint_is_hidden(uc)));
                 if (named)
                         o = stpcpy(o, named);

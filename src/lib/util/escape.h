@@ -18,7 +18,8 @@
 bool escape_codepoint_is_hidden(uint32_t uc);
 
 typedef enum EscapeFlags {
-        ESCAPE_KEEP_NEWLINE = 1 << 0,   /* LF stays a line break (patches, diffstats) */
+        ESCAPE_KEEP_NEWLINE = 1 << 0,   /* LF and TAB stay themselves (multi-line text: patches,
+                                         * diffstats, an agent's output) */
         ESCAPE_HTML = 1 << 1,           /* also & < > " ' as character references */
         ESCAPE_KEEP_BACKSLASH = 1 << 2, /* '\\' stays itself (log lines: callers escaped already) */
         ESCAPE_JSON = 1 << 3,           /* input is JSON text: hidden code points become JSON
