@@ -80,6 +80,79 @@ int cli_write_if_changed(const char *path, const char *content, mode_t mode, boo
         return old ? WRITE_UPDATED : WRITE_CREATED;
 }
 
+/* The [section] name of a header line ("[node]  # x" -> "node"), or NULL. */
+static char *toml_header(const char *line, size_t n) {
+        size_t i = 0;
+        while (i < n && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+        if (i >= n || line[i] != '[' || (i + 1 < n && line[i + 1] == '['))
+                return NULL;
+        const char *close = memchr(line + i, ']', n - i);
+        if (!close)
+                return NULL;
+        const char *b = line + i + 1, *e = close;
+        while (b < e && (*b == ' ' || *b == '\t'))
+                b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+        return xstrndup(b, (size_t) (e - b));
+}
+
+/* Does this line assign key ("key = ...", "key=...")? */
+static bool toml_assigns(const char *line, size_t n, const char *key) {
+        size_t i = 0, k = strlen(key);
+        while (i < n && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+        if (n - i < k || memcmp(line + i, key, k) != 0)
+                return false;
+        i += k;
+        while (i < n && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+        return i < n && line[i] == '=';
+}
+
+char *cli_toml_set_key(const char *text, const char *section, const char *key, const char *value) {
+        _cleanup_free_ char *out = xstrdup("");
+        bool done = false, in_section = false;
+        size_t last_in_section = 0; /* offset in out after the section's last non-blank line */
+        const char *p = text;
+
+#define APPEND(fmt, ...)                                          \
+        do {                                                      \
+                char *_n = xasprintf("%s" fmt, out, __VA_ARGS__); \
+                free(out);                                        \
+                out = _n;                                         \
+        } while (0)
+        while (*p) {
+                size_t n = strcspn(p, "\n");
+                _cleanup_free_ char *hdr = toml_header(p, n);
+                if (hdr) {
+                        in_section = streq(hdr, section);
+                        if (in_section)
+                                last_in_section = strlen(out) + n + 1;
+                }
+                if (!hdr && in_section && !done && toml_assigns(p, n, key)) {
+                        APPEND("%s = %s\n", key, value);
+                        done = true;
+                } else
+                        APPEND("%.*s\n", (int) n, p);
+                if (!hdr && in_section && n > 0 && strspn(p, " \t") < n)
+                        last_in_section = strlen(out);
+                p += n;
+                if (*p == '\n')
+                        p++;
+        }
+        if (!done && last_in_section > 0) {
+                _cleanup_free_ char *head = xstrndup(out, last_in_section);
+                char *n = xasprintf("%s%s = %s\n%s", head, key, value, out + last_in_section);
+                free(out);
+                out = n;
+        } else if (!done)
+                APPEND("\n[%s]\n%s = %s\n", section, key, value);
+#undef APPEND
+        return TAKE_PTR(out);
+}
+
 char *cli_toml_quote(const char *s) {
         size_t n = strlen(s);
         char *out = xnew(char, n * 6 + 3), *o = out;

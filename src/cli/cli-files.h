@@ -28,6 +28,12 @@ int cli_mkdir_parents_p(const char *path, mode_t parent_mode, mode_t mode);
  * node forgot the pod (a restart). NULL when it does not exist or pod is not a plain name. */
 char *cli_local_pod_dir(const char *pod);
 
+/* Set one key of a TOML file's text in place: the line "key = ..." of [section] is replaced
+ * by "key = value" (value already TOML: a quoted string or a number); a missing key is added
+ * at the end of its section, a missing section at the end of the text. Every other line
+ * (comments, the user's edits) stays as it was. Returns the new text (caller frees). */
+char *cli_toml_set_key(const char *text, const char *section, const char *key, const char *value);
+
 /* Quote s as a TOML basic string (escapes ", \ and control characters). Caller frees. */
 char *cli_toml_quote(const char *s);
 

@@ -28,7 +28,8 @@ typedef struct SetupContext {
         bool listen_given;          /* --listen / --metrics-listen were on the command line: */
         bool metrics_listen_given;  /* otherwise an existing node.toml's addresses are kept */
         const char *vm_name;
-        unsigned vm_cpus, vm_memory_gib, vm_disk_gib;
+        unsigned vm_cpus, vm_memory_gib, vm_disk_gib; /* flag > config.toml [vm] > default */
+        bool vm_given;                                /* a --vm-* flag was on the command line */
         OutputMode output;
         /* results */
         json_t *steps; /* array of {step, result, message} */

@@ -80,6 +80,24 @@ int verb_config(int argc, char **argv) {
                         rows[i].key,
                         json_pack("{s:s?,s:s?}", "value", rows[i].value, "source", rows[i].source));
         }
+        /* [budget] keys count only when set in the file (docs/config.md): otherwise say what
+         * applies instead of showing a number nothing uses. */
+        static const struct {
+                const char *key, *instead;
+        } unset_means[] = {
+                { "budget.max_cost_usd", "unset: the profile's own budget" },
+                { "budget.max_input_tokens", "unset: the profile's own token limits" },
+                { "budget.max_output_tokens", "unset: the profile's own token limits" },
+                { "budget.timeout_seconds", "unset: the node's default, capped by the policy's window" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(unset_means); i++) {
+                json_t *e = json_object_get(doc, unset_means[i].key);
+                if (e && streq_ptr(json_string_value(json_object_get(e, "source")), "default"))
+                        json_object_set_new(
+                                doc,
+                                unset_means[i].key,
+                                json_pack("{s:n, s:s}", "value", "source", unset_means[i].instead));
+        }
         if (output == OUTPUT_JSON)
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 
@@ -87,8 +105,9 @@ int verb_config(int argc, char **argv) {
         json_t *v;
         json_object_foreach(doc, k, v) {
                 json_t *val = json_object_get(v, "value");
-                _cleanup_free_ char *text = json_is_string(val)
-                        ? xstrdup(json_string_value(val))
+                _cleanup_free_ char *text = json_is_string(val) ? xstrdup(json_string_value(val))
+                        : json_is_null(val)
+                        ? xstrdup("-")
                         : json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
                 json_t *line = json_object_get(v, "line");
                 const char *src = json_string_value(json_object_get(v, "source"));

@@ -387,18 +387,15 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         else if (streq(optarg, "none"))
                                 o->history = 0;
                         else if (safe_atou32(optarg, &u) < 0 || u == 0 || u == AGENT_HISTORY_ALL)
-                                return cli_usage_error(
-                                        "run",
-                                        "--history needs a number of commits, all or none, got '%s'",
-                                        optarg);
+                                return RUN_USAGE(
+                                        "--history needs a number of commits, all or none, got '%s'", optarg);
                         else
                                 o->history = u;
                         break;
                 case ARG_SCRATCH_MIB:
                         if (safe_atou32(optarg, &u) < 0 || u < PODSPEC_SCRATCH_MIB_MIN ||
                             u > PODSPEC_SCRATCH_MIB_MAX)
-                                return cli_usage_error(
-                                        "run",
+                                return RUN_USAGE(
                                         "--scratch-mib needs a size in MiB between %u and %u, got '%s'",
                                         PODSPEC_SCRATCH_MIB_MIN,
                                         PODSPEC_SCRATCH_MIB_MAX,
@@ -406,6 +403,14 @@ static int parse_options(int argc, char **argv, RunOptions *o) {
                         o->scratch_mib = u;
                         break;
                 case ARG_IMAGE:
+                        /* An image is a name in the node's store, never a path (docs/podspec.md). */
+                        if (isempty(optarg) || strlen(optarg) > 64 ||
+                            !((optarg[0] >= 'a' && optarg[0] <= 'z') ||
+                              (optarg[0] >= '0' && optarg[0] <= '9')) ||
+                            strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(optarg) ||
+                            strstr(optarg, ".."))
+                                return RUN_USAGE(
+                                        "--image: '%s' is not an image name ([a-z0-9][a-z0-9._-]*)", optarg);
                         o->image = optarg;
                         break;
                 case '?':
@@ -488,10 +493,12 @@ typedef struct RunDefaults {
         bool have_output_tokens; /* [budget] max_output_tokens */
         uint64_t max_output_tokens;
         uint64_t timeout_sec; /* [budget] timeout_seconds; 0: not set */
+        char *image;          /* [images] default when set in the file; NULL: the node's default */
 } RunDefaults;
 
 static void run_defaults_done(RunDefaults *d) {
         d->profile = mfree(d->profile);
+        d->image = mfree(d->image);
 }
 
 static int run_defaults_load(const RunOptions *o, const char *config_file, RunDefaults *ret) {
@@ -513,6 +520,7 @@ static int run_defaults_load(const RunOptions *o, const char *config_file, RunDe
                 .have_output_tokens = FROM_FILE(CLI_BUDGET_MAX_OUTPUT_TOKENS),
                 .max_output_tokens = cfg->budget.max_output_tokens,
                 .timeout_sec = FROM_FILE(CLI_BUDGET_TIMEOUT_SECONDS) ? cfg->budget.timeout_seconds : 0,
+                .image = FROM_FILE(CLI_IMAGES_DEFAULT) ? xstrdup(cfg->images.default_image) : NULL,
         };
 #undef FROM_FILE
         return 0;
@@ -607,7 +615,8 @@ static json_t *build_spec(
         const char *dir,
         json_t *network,
         uint64_t timeout_sec,
-        uint32_t scratch_mib) {
+        uint32_t scratch_mib,
+        const char *image) {
         const char *base = strrchr(dir, '/');
         base = base && base[1] ? base + 1 : "workspace";
         _cleanup_free_ char *name = xasprintf("run-%.40s", base);
@@ -629,8 +638,9 @@ static json_t *build_spec(
         if (network)
                 json_object_set(spec, "network", network);
         json_object_set_new(spec, "resources", json_pack("{s:I}", "scratch_mib", (json_int_t) scratch_mib));
-        if (o->image)
-                json_object_set_new(spec, "image", json_string(o->image));
+        /* --image, else config.toml [images] default when set there, else the node's default. */
+        if (o->image ?: image)
+                json_object_set_new(spec, "image", json_string(o->image ?: image));
         /* The pod is held by this run's lease renewals from creation on (the node's default
          * grace period): a CLI that dies without cleaning up leaves nothing running. */
         json_object_set_new(spec, "lease", json_object());
@@ -1526,7 +1536,8 @@ int verb_run(int argc, char **argv) {
 
         /* Create the pod. From here on, every path goes through `cleanup:`. */
         timeout_sec = o.timeout_sec ?: defaults.timeout_sec;
-        spec = build_spec(&o, policy, &form, dir, network, timeout_sec, o.scratch_mib ?: scratch_for(tar.size));
+        spec = build_spec(
+                &o, policy, &form, dir, network, timeout_sec, o.scratch_mib ?: scratch_for(tar.size), defaults.image);
         {
                 _cleanup_client_error_ ClientError e = {};
                 r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);

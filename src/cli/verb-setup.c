@@ -60,9 +60,9 @@ static void usage(void) {
                "      --listen ADDR:PORT         Node API address (default 127.0.0.1:8080)\n"
                "      --metrics-listen ADDR:PORT Metrics address (default 127.0.0.1:9080)\n"
                "      --vm-name NAME             Lima instance name (default nucleus)\n"
-               "      --vm-cpus N                Lima VM CPUs (default 4)\n"
-               "      --vm-memory-gib N          Lima VM memory in GiB (default 8)\n"
-               "      --vm-disk-gib N            Lima VM disk in GiB (default 50)\n"
+               "      --vm-cpus N                Lima VM CPUs (default: config.toml [vm] cpus, else 4)\n"
+               "      --vm-memory-gib N          Lima VM memory in GiB ([vm] memory_gib, else 8)\n"
+               "      --vm-disk-gib N            Lima VM disk in GiB ([vm] disk_gib, else 50)\n"
                "      --output FORMAT            text (default) or json (a summary of every step)\n"
                "  -h, --help                     Show this help\n\n"
                "Files: see 'nucleus secrets show-paths' and 'nucleus config'.\n");
@@ -455,6 +455,74 @@ static int step_service(SetupContext *ctx, const char *node_config) {
         return r < 0 ? r : 0;
 }
 
+/* Set keys of an existing TOML file in place (cli_toml_set_key), keeping everything else the
+ * user wrote. keys: NULL-terminated {section, key, value} triples. Records a step when the
+ * file changed. Returns 0, or a negative errno (recorded). */
+static int update_keys(
+        SetupContext *ctx, const char *step, const char *path, mode_t mode, const char *const *keys) {
+        _cleanup_free_ char *text = NULL;
+        size_t n;
+        int r = read_full_file_at(AT_FDCWD, path, 1024 * 1024, &text, &n);
+        if (r == -ENOENT)
+                return 0; /* written whole by its own step */
+        if (r < 0) {
+                setup_step(ctx, step, SETUP_FAILED, "cannot read %s: %s", path, strerror(-r));
+                return r;
+        }
+        _cleanup_free_ char *what = xstrdup("");
+        for (const char *const *k = keys; *k; k += 3) {
+                char *next = cli_toml_set_key(text, k[0], k[1], k[2]);
+                free(text);
+                text = next;
+                char *w = xasprintf("%s%s[%s] %s", what, *what ? ", " : "", k[0], k[1]);
+                free(what);
+                what = w;
+        }
+        r = cli_write_if_changed(path, text, mode, /* force= */ true);
+        if (r < 0) {
+                setup_step(ctx, step, SETUP_FAILED, "cannot write %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (r != WRITE_UNCHANGED)
+                setup_step(ctx, step, SETUP_CHANGED, "set %s in %s", what, path);
+        return 0;
+}
+
+/* Flags given on a rerun change the existing files together, whatever else was edited in
+ * them: the node's addresses in node.toml and the CLI's node URL in config.toml (so the two
+ * never disagree), and the Lima VM's size in config.toml. */
+static int update_existing(SetupContext *ctx, const char *node_config) {
+        _cleanup_free_ char *q_listen = cli_toml_quote(ctx->listen),
+                            *q_metrics = cli_toml_quote(ctx->metrics_listen),
+                            *url = xasprintf("http://%s", ctx->listen), *q_url = cli_toml_quote(url),
+                            *config = NULL, *cpus = xasprintf("%u", ctx->vm_cpus),
+                            *mem = xasprintf("%u", ctx->vm_memory_gib),
+                            *disk = xasprintf("%u", ctx->vm_disk_gib);
+        const char *node_keys[7] = {}, *cli_keys[16] = {};
+        size_t nn = 0, nc = 0;
+        int r = 0;
+
+        if (ctx->listen_given) {
+                node_keys[nn++] = "node", node_keys[nn++] = "listen", node_keys[nn++] = q_listen;
+                cli_keys[nc++] = "node", cli_keys[nc++] = "url", cli_keys[nc++] = q_url;
+        }
+        if (ctx->metrics_listen_given)
+                node_keys[nn++] = "node", node_keys[nn++] = "metrics_listen", node_keys[nn++] = q_metrics;
+        if (ctx->vm_given) {
+                cli_keys[nc++] = "vm", cli_keys[nc++] = "cpus", cli_keys[nc++] = cpus;
+                cli_keys[nc++] = "vm", cli_keys[nc++] = "memory_gib", cli_keys[nc++] = mem;
+                cli_keys[nc++] = "vm", cli_keys[nc++] = "disk_gib", cli_keys[nc++] = disk;
+        }
+        if (nn > 0)
+                r = update_keys(ctx, "node.toml", node_config, 0600, node_keys);
+        if (nc > 0 && client_config_file(&config) >= 0) {
+                int k = update_keys(ctx, "config", config, 0644, cli_keys);
+                if (r >= 0)
+                        r = k;
+        }
+        return r;
+}
+
 static int setup_linux(SetupContext *ctx) {
         _cleanup_free_ char *config_dir = NULL, *secrets_dir = NULL, *images_dir = NULL, *node_config = NULL;
         int r;
@@ -493,6 +561,7 @@ static int setup_linux(SetupContext *ctx) {
         r = setup_secrets(ctx, secrets_dir);
         if (r < 0)
                 return r; /* without secrets nothing below is usable */
+        (void) update_existing(ctx, node_config);
         r = step_node_config(ctx, node_config, secrets_dir, images_dir);
         (void) step_service(ctx, node_config);
         _cleanup_free_ char *url = xasprintf("http://%s", ctx->listen);
@@ -540,7 +609,30 @@ int verb_setup(int argc, char **argv) {
                 .vm_memory_gib = 8,
                 .vm_disk_gib = 50,
         };
+        _cleanup_free_ char *cfg_vm_name = NULL;
         int c, r;
+
+#ifdef NUCLEUS_HAVE_SPEC_DEP
+        /* config.toml [vm]: setup's defaults for the Lima VM; flags override. A config that does
+         * not load is left to the config step (kept or rewritten with --force). */
+        {
+                _cleanup_free_ char *cfgpath = NULL, *cerr = NULL;
+                CliConfig *cfg = NULL;
+                if (client_config_file(&cfgpath) >= 0 && cli_config_load(cfgpath, false, &cfg, &cerr) >= 0) {
+#        define FROM_FILE(f) (cfg->origins[(f)].source == CONFIG_SOURCE_FILE)
+                        if (FROM_FILE(CLI_VM_NAME))
+                                ctx.vm_name = cfg_vm_name = xstrdup(cfg->vm.name);
+                        if (FROM_FILE(CLI_VM_CPUS))
+                                ctx.vm_cpus = cfg->vm.cpus;
+                        if (FROM_FILE(CLI_VM_MEMORY_GIB))
+                                ctx.vm_memory_gib = cfg->vm.memory_gib;
+                        if (FROM_FILE(CLI_VM_DISK_GIB))
+                                ctx.vm_disk_gib = cfg->vm.disk_gib;
+#        undef FROM_FILE
+                        cli_config_free(cfg);
+                }
+        }
+#endif
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 uint32_t *num = NULL;
@@ -600,6 +692,8 @@ int verb_setup(int argc, char **argv) {
                         if (r != CLI_OPTION_CONTINUE)
                                 return r;
                 }
+                if (num)
+                        ctx.vm_given = true;
                 if (num) {
                         /* The ranges of docs/config.md [vm]. */
                         uint32_t v, lo = c == ARG_VM_DISK ? 10 : 1,

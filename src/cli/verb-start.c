@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "client-paths.h"
 #include "client-settings.h"
+#include "config.h"
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
@@ -29,6 +30,60 @@ static void usage(void) {
                "      --timeout S         Seconds to wait (default 60)\n"
                "      --output FORMAT     text (default) or json\n"
                "  -h, --help              Show this help\n");
+}
+
+/* The port of a node URL ("http://127.0.0.1:8080/..." -> "8080"), for messages. Caller frees. */
+static char *url_port(const char *url) {
+        const char *host = strstr(url, "://");
+        host = host ? host + 3 : url;
+        size_t n = strcspn(host, "/");
+        const char *colon = memrchr(host, ':', n);
+        if (!colon || host[n - 1] == ']')
+                return xstrdup(startswith(url, "https://") ? "443" : "80");
+        return xstrndup(colon + 1, (size_t) (host + n - colon - 1));
+}
+
+/*
+ * Before starting a daemon: is the node's address taken? Returns -1 when nothing listens (go
+ * on and start), 0 when a node that holds our key already answers there (started some other
+ * way), or an exit code after reporting the squatter: a program that answers (or accepts and
+ * hangs) but fails our signed check would receive the workspaces of every run.
+ */
+static int port_squatted(NucleusClient *client, const ClientSettings *s, OutputMode output) {
+        _cleanup_client_error_ ClientError e = {};
+        int r = cli_node_check(client, &e);
+        if (r >= 0)
+                return 0;
+        if (e.status == 0 && (r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ENETUNREACH))
+                return -1;
+        _cleanup_free_ char *port = url_port(s->url), *d = client_error_describe(&e);
+        return cli_fail(
+                output,
+                "address_in_use",
+                "something else is listening on %s and does not hold the node key (%s); nucleus-node "
+                "was not started. fix: stop that program, or move the node: nucleus setup --listen "
+                "127.0.0.1:PORT --metrics-listen 127.0.0.1:PORT",
+                port,
+                d);
+}
+
+/* config.toml [vm] auto_start (default true): may start bring a stopped Lima VM up? */
+static bool vm_auto_start(const char *config_file) {
+        _cleanup_free_ char *err = NULL;
+        CliConfig *cfg = NULL;
+        if (cli_config_load(config_file, false, &cfg, &err) < 0)
+                return true; /* settings already loaded this file; a race is not worth a refusal */
+        bool r = cfg->vm.auto_start;
+        cli_config_free(cfg);
+        return r;
+}
+
+/* A start that fails leaves nothing behind: the daemon we started is stopped. */
+static void stop_started(NodeMode mode, bool already, pid_t pid) {
+        if (mode != NODE_MODE_DAEMON || already || pid <= 0)
+                return;
+        log_info("Stopping the nucleus-node this start began (pid %d).", (int) pid);
+        (void) cli_daemon_stop(/* force= */ true, 10 * USEC_PER_SEC);
 }
 
 int verb_start(int argc, char **argv) {
@@ -94,6 +149,19 @@ int verb_start(int argc, char **argv) {
                                 "not_configured",
                                 "Node config %s is missing; fix: nucleus setup",
                                 node_config ?: "node.toml");
+                if (cli_daemon_pid(&pid) <= 0) {
+                        /* Not ours running: is the address free? Something that answers there
+                         * and fails our signed check is a squatter, never "the wrong key". */
+                        pid = 0;
+                        r = port_squatted(client, &s, output);
+                        if (r > 0)
+                                return r;
+                        if (r == 0) {
+                                already = true;
+                                break;
+                        }
+                }
+                pid = 0;
                 r = cli_daemon_start(node_config, &pid);
                 if (r == -EALREADY)
                         already = true;
@@ -132,6 +200,15 @@ int verb_start(int argc, char **argv) {
                                 output,
                                 "not_configured",
                                 "Lima VM '%s' does not exist; fix: nucleus setup",
+                                s.vm_name);
+                if (!streq(status, "Running") && !vm_auto_start(s.config_file))
+                        return cli_fail(
+                                output,
+                                "not_configured",
+                                "Lima VM '%s' is %s and config.toml [vm] auto_start is false; fix: limactl "
+                                "start %s, or set auto_start = true",
+                                s.vm_name,
+                                status,
                                 s.vm_name);
                 if (!streq(status, "Running")) {
                         char *st[] = {
@@ -196,6 +273,7 @@ int verb_start(int argc, char **argv) {
                         break;
                 if (e.status == 401) {
                         _cleanup_free_ char *d = client_error_describe(&e);
+                        stop_started(mode, already, pid);
                         return cli_fail(
                                 output,
                                 "unauthorized",
@@ -223,6 +301,7 @@ int verb_start(int argc, char **argv) {
                 if (now_usec(CLOCK_MONOTONIC) >= deadline) {
                         _cleanup_free_ char *d = client_error_describe(&e), *log = NULL;
                         (void) client_node_log_file(&log);
+                        stop_started(mode, already, pid);
                         return cli_fail(
                                 output,
                                 "internal",

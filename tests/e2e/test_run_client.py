@@ -810,3 +810,21 @@ def test_external_agent_needs_a_matching_model(env, node, tmp_path):
                        env=e, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert node.pods == {}
+
+
+def test_config_toml_defaults_for_run(env, node):
+    """default_profile, [budget] and [images] default do what `nucleus config` says; without
+    them no timeout is sent (the node picks min(its default, the policy's window))."""
+    with ModelServer([{"text": "a"}, {"text": "b"}]) as ms:
+        r = run(env, node, ms, "Look")
+        assert r.returncode == 0, r.stderr
+        (env.cfg / "config.toml").write_text(
+            'default_profile = "read_only"\n[budget]\nmax_cost_usd = 0.1\ntimeout_seconds = 300\n'
+            '[images]\ndefault = "custom"\n')
+        r = run(env, node, ms, "Look")
+        assert r.returncode == 0, r.stderr
+    plain, configured = [p.spec["spec"] for p in node.pods.values()]
+    assert "timeout_seconds" not in plain and "image" not in plain
+    assert plain["policy"] == {"profile": "restrictive"}
+    assert configured["policy"] == {"profile": "read_only", "max_cost_usd": 0.1}
+    assert configured["timeout_seconds"] == 300 and configured["image"] == "custom"

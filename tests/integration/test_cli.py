@@ -310,7 +310,11 @@ def test_config_shows_sources(env):
     doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
     assert doc["node.url"]["value"] == f"http://127.0.0.1:{env.port}"
     assert doc["node.url"]["source"] == "file" and doc["node.url"]["line"] > 0
-    assert doc["budget.max_cost_usd"] == {"value": 5.0, "source": "default"}
+    # [budget] keys apply only when set in the file; unset they say what applies instead.
+    assert doc["budget.max_cost_usd"] == {"value": None, "source": "unset: the profile's own budget"}
+    assert doc["budget.timeout_seconds"]["value"] is None
+    assert doc["default_profile"] == {"value": "restrictive", "source": "default"}
+    assert "auth.use_keychain" not in doc
     doc = json.loads(env.run("config", "--output", "json", env={"NUCLEUS_NODE_URL": "http://127.0.0.1:1"}).stdout)
     assert doc["node.url"] == {"value": "http://127.0.0.1:1", "source": "NUCLEUS_NODE_URL"}
     paths = json.loads(env.run("secrets", "show-paths", "--output", "json", check=0).stdout)
@@ -684,3 +688,132 @@ def test_explicit_config_must_exist(env):
     bad.write_text("[node]\nurl = \"http://127.0.0.1:1\"\nbogus = 1\n")
     p = env.run("-c", str(bad), "doctor")
     assert p.returncode == 1 and "bad.toml:3" in p.stdout
+
+
+class Squatter:
+    """Something else on the node's port: an HTTP server that answers every request itself."""
+
+    def __init__(self, port, status=404):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def handle_any(self):
+                body = json.dumps({"error": "not here", "kind": "not_found"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def node_processes(env):
+    needle = str(env.config_dir / "node.toml").encode()
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if needle in pathlib.Path(f"/proc/{d}/cmdline").read_bytes():
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_start_reports_a_squatter(env, status):
+    """A program on the node's port is named as such (not blamed on the keys), and no node is
+    started behind it."""
+    env.setup()
+    sq = Squatter(env.port, status)
+    try:
+        p = env.run("start", "--timeout", "10")
+    finally:
+        sq.close()
+    assert p.returncode == 1
+    assert f"something else is listening on {env.port} and does not hold the node key" in p.stderr, p.stderr
+    assert "rejected our signed request" not in p.stderr
+    assert not (env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid").exists()
+    assert node_processes(env) == []
+
+
+def test_failed_start_stops_what_it_started(env):
+    env.setup()
+    other = env.tmp / "other.key"
+    fd = os.open(other, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (os.urandom(32).hex() + "\n").encode())
+    os.close(fd)
+    # The CLI signs with a key the node does not hold: the start fails, and the node it began
+    # is stopped again.
+    p = env.run("start", "--timeout", "20", env={"NUCLEUS_NODE_KEY_FILE": str(other)})
+    assert p.returncode == 1 and "rejected our signed request" in p.stderr, p.stderr
+    for _ in range(100):
+        if not node_processes(env):
+            break
+        time.sleep(0.1)
+    assert node_processes(env) == []
+    assert not (env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid").exists()
+
+
+def test_setup_listen_on_an_existing_setup_moves_both_files(env):
+    env.setup()
+    node = env.config_dir / "node.toml"
+    cfg = env.config_dir / "config.toml"
+    node.write_text(node.read_text() + "# my node edit\n")
+    cfg.write_text(cfg.read_text() + "# my cli edit\n")
+    port, metrics = free_port(), free_port()
+    p = env.run("setup", "--skip-images", "--listen", f"127.0.0.1:{port}", "--metrics-listen",
+                f"127.0.0.1:{metrics}", check=0)
+    n, c = node.read_text(), cfg.read_text()
+    assert f'listen = "127.0.0.1:{port}"' in n and f'metrics_listen = "127.0.0.1:{metrics}"' in n
+    assert f'url = "http://127.0.0.1:{port}"' in c
+    assert "# my node edit" in n and "# my cli edit" in c  # the rest of each file is kept
+    assert "set [node] listen" in p.stderr
+    doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
+    assert doc["node.url"]["value"] == f"http://127.0.0.1:{port}"
+    env.port, env.metrics_port = port, metrics
+    s = env.run("start", "--timeout", "30", check=0)
+    assert f"127.0.0.1:{port}" in s.stdout
+    # A rerun without the flags keeps the new addresses.
+    env.run("setup", "--skip-images", check=0)
+    assert f'listen = "127.0.0.1:{port}"' in node.read_text()
+
+
+def test_vm_keys_are_setups_defaults(env):
+    le = lima_env(env, "Apple M3", "15.0")
+    env.config_dir.mkdir(parents=True)
+    (env.config_dir / "config.toml").write_text("[vm]\ncpus = 2\nmemory_gib = 6\ndisk_gib = 20\n")
+    p = env.run("setup", env=le)
+    assert p.returncode == 0, p.stderr
+    tmpl = yaml.safe_load((env.config_dir / "lima.yaml").read_text())
+    assert tmpl["cpus"] == 2 and tmpl["memory"] == "6GiB" and tmpl["disk"] == "20GiB"
+    # [vm] auto_start = false: start does not bring a stopped VM up.
+    env.run("stop", "--stop-vm", env=le, check=0)
+    cfg = env.config_dir / "config.toml"
+    cfg.write_text(cfg.read_text().replace("[vm]\n", "[vm]\nauto_start = false\n", 1))
+    n = len(calls(env))
+    p = env.run("start", "--no-wait", env=le)
+    assert p.returncode == 1 and "auto_start is false" in p.stderr, p.stderr
+    assert not any(c["argv"][0] == "start" for c in calls(env)[n:])
+
+
+def test_vm_flags_update_config(env):
+    env.setup()
+    cfg = env.config_dir / "config.toml"
+    env.setup("--vm-cpus", "3", "--vm-memory-gib", "5")
+    text = cfg.read_text()
+    assert "cpus = 3" in text and "memory_gib = 5" in text and "disk_gib = 50" in text
+    doc = json.loads(env.run("config", "--output", "json", check=0).stdout)
+    assert doc["vm.cpus"]["value"] == 3 and doc["vm.cpus"]["source"] == "file"

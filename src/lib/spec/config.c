@@ -132,7 +132,6 @@ static const Field cli_fields[_CLI_CONFIG_FIELD_MAX] = {
                 .def_num = 120),
         [CLI_IMAGES_DEFAULT] = CF("images.default", FT_NAME, images.default_image, .def_str = "default"),
         [CLI_IMAGES_PACKAGES] = CF("images.packages", FT_STRV, images.packages, .max = 128),
-        [CLI_AUTH_USE_KEYCHAIN] = CF("auth.use_keychain", FT_BOOL, auth.use_keychain, .def_num = 0),
         [CLI_AUTH_SECRETS_DIR] = CF("auth.secrets_dir", FT_OPTPATH, auth.secrets_dir, .def_str = ""),
         [CLI_APPROVALS_WEBHOOK] = CF("approvals.webhook", FT_URL, approvals.webhook, .def_str = ""),
 };

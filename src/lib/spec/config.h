@@ -51,7 +51,6 @@ typedef enum CliConfigField {
         CLI_MODEL_IDLE_TIMEOUT,
         CLI_IMAGES_DEFAULT,
         CLI_IMAGES_PACKAGES,
-        CLI_AUTH_USE_KEYCHAIN,
         CLI_AUTH_SECRETS_DIR,
         CLI_APPROVALS_WEBHOOK,
         _CLI_CONFIG_FIELD_MAX,
@@ -92,7 +91,6 @@ typedef struct CliConfig {
                 char **packages;     /* extra Debian packages for `nucleus setup` rootfs builds (strv) */
         } images;
         struct {
-                bool use_keychain; /* false; macOS only */
                 char *secrets_dir; /* NULL = secret_dir_default() */
         } auth;
         struct {
