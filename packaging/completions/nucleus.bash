@@ -26,6 +26,7 @@ _nucleus() {
         --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib|--older-than) return ;;
         --max-cost|--network|--max-turns|--model|--base-url|--api-key-env|--price-in|--price-out|--agent-cmd) return ;;
         --provider) COMPREPLY=($(compgen -W "openai anthropic" -- "$cur")); return ;;
+        --agent) COMPREPLY=($(compgen -W "claude codex mcp" -- "$cur")); return ;;
         -p|--profile) COMPREPLY=($(compgen -W "$(nucleus profiles --output json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p')" -- "$cur")); return ;;
         --script|--patch-out|--audit-out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         esac

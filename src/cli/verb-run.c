@@ -33,6 +33,7 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #include "cli.h"
 #include "client-paths.h"
+#include "client-lease.h"
 #include "client-settings.h"
 #include "client.h"
 #include "fd-util.h"
@@ -59,7 +60,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #define RUN_MAX_TURNS_DEFAULT 50
 #define RUN_MAX_TURNS_MAX 10000
 #define RUN_MODEL_PROBE_TIMEOUT_MS 5000
-#define RUN_LEASE_GRACE_DEFAULT_USEC (30 * USEC_PER_SEC) /* docs/api.md: the node's default */
 
 typedef struct RunOptions {
         const char *task;
@@ -632,7 +632,9 @@ static json_t *build_spec(
                         json_object_set_new(
                                 pol, "max_cost_usd", json_real((double) form->max_cost_micros / 1e6));
         }
-        json_t *spec = json_pack("{s:o}", "policy", pol);
+        /* Held by this run's renewals (docs/api.md "Leases"): a CLI that dies without cleaning
+         * up leaves a pod the node ends after its grace period. */
+        json_t *spec = json_pack("{s:o, s:{}}", "policy", pol, "lease");
         if (timeout_sec > 0)
                 json_object_set_new(spec, "timeout_seconds", json_integer((json_int_t) timeout_sec));
         if (network)
@@ -1300,111 +1302,30 @@ static int model_reachable(const char *base_url, char **reterr) {
 
 /* ---- the lease ---- */
 
-/* The renewals that keep a pod created by this run alive (docs/api.md, leases). A thread of
- * its own with its own client, so a long model turn or tool call never starves them. */
-typedef struct RunLease {
-        NucleusClient *client; /* owned; NULL when no renewals run */
-        char *path;            /* POST /v1/pods/{id}/lease */
-        usec_t interval;       /* between renewals: a third of the node's grace period */
-        pthread_t thread;
-        bool running;
-        pthread_mutex_t lock;
-        pthread_cond_t cond; /* CLOCK_MONOTONIC */
-        bool stop;           /* under lock */
-} RunLease;
-
-static void *run_lease_thread(void *userdata) {
-        RunLease *l = userdata;
-
-        pthread_mutex_lock(&l->lock);
-        while (!l->stop) {
-                struct timespec ts;
-                usec_t until = now_usec(CLOCK_MONOTONIC) + l->interval;
-                ts.tv_sec = (time_t) (until / USEC_PER_SEC);
-                ts.tv_nsec = (long) (until % USEC_PER_SEC) * 1000;
-                while (!l->stop && pthread_cond_timedwait(&l->cond, &l->lock, &ts) != ETIMEDOUT)
-                        ;
-                if (l->stop)
-                        break;
-                pthread_mutex_unlock(&l->lock);
-
-                _cleanup_json_ json_t *body = json_object();
-                _cleanup_client_error_ ClientError e = {};
-                int r = client_call_json(l->client, "POST", l->path, body, NULL, &e);
-                bool done = false;
-                if (r == -EREMOTEIO && (e.status == 404 || e.status == 409 || e.status == 400)) {
-                        /* The pod ended (or this node has no leases): nothing left to hold. */
-                        log_debug("lease renewal stopped: %s", e.message);
-                        done = true;
-                } else if (r < 0)
-                        log_debug("lease renewal failed (retrying): %s", e.message ?: strerror(-r));
-
-                pthread_mutex_lock(&l->lock);
-                if (done)
-                        break;
-        }
-        pthread_mutex_unlock(&l->lock);
-        return NULL;
-}
-
-/* Starts renewing pod's lease. created is the node's answer to the create call; its
- * "lease_grace_seconds" (when present) sets the pace. Failing to start only logs: the pod
- * still ends at its deadline or when we delete it. */
-static void run_lease_start(RunLease *l, const ClientSettings *settings, const char *pod, json_t *created) {
-        _cleanup_free_ char *err = NULL;
+/* Starts renewing the lease of a pod created with spec.lease (docs/api.md "Leases"), a third of
+ * the node's grace period apart, from src/lib/client's renewer thread (its own client, so a
+ * long model turn never delays a renewal). A node without leases reports no grace period:
+ * then nothing renews, and the pod ends at its deadline or when we delete it. Returns the
+ * renewer or NULL. */
+static ClientLease *run_lease_start(NucleusClient *client, const char *pod, json_t *created) {
         json_t *grace = json_object_get(created, "lease_grace_seconds");
-        usec_t g = json_is_integer(grace) && json_integer_value(grace) > 0
-                ? (usec_t) json_integer_value(grace) * USEC_PER_SEC
-                : RUN_LEASE_GRACE_DEFAULT_USEC;
+        if (!json_is_integer(grace) || json_integer_value(grace) <= 0)
+                return NULL;
+        usec_t interval = NUCLEUS_MAX((usec_t) json_integer_value(grace) * USEC_PER_SEC / 3, USEC_PER_SEC / 2);
 
-        if (client_open(settings, &l->client, &err) < 0) {
-                log_warning("cannot renew the pod's lease: %s", err ?: "no client");
-                return;
-        }
-        client_set_timeouts(l->client, 5 * USEC_PER_SEC, 10 * USEC_PER_SEC);
-        l->path = xasprintf("/v1/pods/%s/lease", pod);
-        l->interval = NUCLEUS_MAX(g / 3, (usec_t) USEC_PER_SEC / 2);
-        pthread_condattr_t ca;
-        (void) pthread_condattr_init(&ca);
-        (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        (void) pthread_cond_init(&l->cond, &ca);
-        (void) pthread_condattr_destroy(&ca);
-        (void) pthread_mutex_init(&l->lock, NULL);
-
-        /* Signals are the main thread's business (they end the run); the thread inherits
-         * this mask. */
+        /* Signals are the main thread's business (they end the run, interrupting what it
+         * waits for); the renewer inherits this mask. */
         sigset_t all, old;
         sigfillset(&all);
         (void) pthread_sigmask(SIG_BLOCK, &all, &old);
-        int r = pthread_create(&l->thread, NULL, run_lease_thread, l);
+        ClientLease *l = NULL;
+        int r = client_lease_start(client, pod, interval, &l);
         (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0) {
-                log_warning_errno(-r, "cannot start the lease renewals: %m");
-                return;
+        if (r < 0) {
+                log_warning_errno(r, "cannot renew pod %s's lease: %m", pod);
+                return NULL;
         }
-        l->running = true;
-}
-
-/* Stops the renewals (before the pod is deleted, or at the end). Idempotent. */
-static void run_lease_stop(RunLease *l) {
-        if (!l->running)
-                return;
-        pthread_mutex_lock(&l->lock);
-        l->stop = true;
-        pthread_cond_signal(&l->cond);
-        pthread_mutex_unlock(&l->lock);
-        (void) pthread_join(l->thread, NULL);
-        l->running = false;
-}
-
-static void run_lease_done(RunLease *l) {
-        run_lease_stop(l);
-        if (l->client) {
-                pthread_mutex_destroy(&l->lock);
-                pthread_cond_destroy(&l->cond);
-        }
-        l->client = client_free(l->client);
-        l->path = mfree(l->path);
+        return l;
 }
 
 /* ---- the verb ---- */
@@ -1429,7 +1350,7 @@ int verb_run(int argc, char **argv) {
         char dir[PATH_MAX];
         bool applied = false, have_patch = false, stats_set = false, have_model = false;
         _cleanup_(run_defaults_done) RunDefaults defaults = {};
-        _cleanup_(run_lease_done) RunLease lease = {};
+        _cleanup_(client_lease_stopp) ClientLease *lease = NULL;
         _cleanup_(run_gateway_stop_and_free_records) RunGateway gateway = RUN_GATEWAY_NULL;
         _cleanup_json_ json_t *model_calls = NULL;
         uint64_t timeout_sec = 0;
@@ -1556,7 +1477,7 @@ int verb_run(int argc, char **argv) {
         ctx.pod = xstrdup(id);
         /* The pod lives only while we renew its lease: a CLI that dies without cleaning up
          * (SIGKILL, a closed laptop) leaves a pod the node ends after the grace period. */
-        run_lease_start(&lease, &settings, ctx.pod, created);
+        lease = run_lease_start(client, ctx.pod, created);
         json_t *pod_timeout = json_object_get(created, "timeout_seconds");
         if (json_is_integer(pod_timeout) && json_integer_value(pod_timeout) > 0)
                 timeout_sec = (uint64_t) json_integer_value(pod_timeout);
@@ -1780,7 +1701,7 @@ cleanup:
                  * to get the sealed log when the node keeps it. */
                 if (audit_path && fetch_to_file(client, apath, audit_path, NULL, NULL, NULL) < 0)
                         audit_path = mfree(audit_path);
-                run_lease_stop(&lease);
+                lease = client_lease_stop(lease);
                 int d = delete_pod(client, ctx.pod);
                 if (d >= 0) {
                         _cleanup_free_ char *sealed = audit_path ? xasprintf("%s.sealed", audit_path) : NULL;
@@ -1890,7 +1811,7 @@ cleanup:
         r = (st.stop == AGENT_STOP_DONE && !run_error && !(o.apply && patch.size > 0 && !applied)) ? 0 : -EIO;
 
 restore:
-        run_lease_stop(&lease);
+        lease = client_lease_stop(lease);
         for (size_t i = 0; i < ELEMENTSOF(run_signals); i++)
                 (void) sigaction(run_signals[i], &old_sa[i], NULL);
         agent_patch_done(&patch);

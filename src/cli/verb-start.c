@@ -271,7 +271,10 @@ int verb_start(int argc, char **argv) {
                 r = cli_node_check(client, &e);
                 if (r >= 0)
                         break;
-                if (e.status == 401) {
+                if (e.status == 401 ||
+                    (pid > 0 && !already && streq_ptr(e.kind, "node_unauthenticated") && cli_pid_alive(pid))) {
+                        /* The node we just started answers but cannot be verified with our key
+                         * (its answers carry a MAC by its key): the two keys differ. */
                         _cleanup_free_ char *d = client_error_describe(&e);
                         stop_started(mode, already, pid);
                         return cli_fail(

@@ -759,6 +759,7 @@ def test_failed_start_stops_what_it_started(env):
     # is stopped again.
     p = env.run("start", "--timeout", "20", env={"NUCLEUS_NODE_KEY_FILE": str(other)})
     assert p.returncode == 1 and "rejected our signed request" in p.stderr, p.stderr
+    assert "did not become ready" not in p.stderr  # found at once, not after the timeout
     for _ in range(100):
         if not node_processes(env):
             break
