@@ -634,7 +634,7 @@ static json_t *build_spec(
         }
         /* Held by this run's renewals (docs/api.md "Leases"): a CLI that dies without cleaning
          * up leaves a pod the node ends after its grace period. */
-        json_t *spec = json_pack("{s:o, s:{}}", "policy", pol, "lease");
+        json_t *spec = json_pack("{s:o}", "policy", pol);
         if (timeout_sec > 0)
                 json_object_set_new(spec, "timeout_seconds", json_integer((json_int_t) timeout_sec));
         if (network)
