@@ -161,6 +161,21 @@ static void check_config(CheckList *l, const ClientSettings *s) {
         }
         if (!streq_ptr(nc->driver, "local") && !isempty(nc->state_dir))
                 check_state_reachable(l, nc->state_dir);
+        if (nc->ksm) {
+                /* A deliberate setting with a cost: always a warning, with what it needs. */
+                _cleanup_free_ char *run = NULL;
+                size_t n;
+                bool on = read_full_file_at(AT_FDCWD, "/sys/kernel/mm/ksm/run", 16, &run, &n) >= 0 &&
+                        startswith(run, "1");
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "ksm",
+                        on ? NULL : "echo 1 > /sys/kernel/mm/ksm/run",
+                        "[pods] ksm = true: pods' identical pages are merged, a timing side channel "
+                        "between pods (SECURITY.md); the host's ksmd is %s",
+                        on ? "on" : "off, so nothing is merged");
+        }
         node_config_free(nc);
 #else
         check_add(l, CHECK_OK, "node config", NULL, "%s", node_config);

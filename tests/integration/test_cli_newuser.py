@@ -276,6 +276,20 @@ def test_doctor_names_a_state_dir_the_vmm_user_cannot_reach(env):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_doctor_warns_of_ksm_and_names_the_host_switch(env):
+    env.setup()
+    doc = json.loads(env.run("doctor", "--output", "json").stdout)
+    assert "ksm" not in {x["name"] for x in doc["checks"]}  # off by default: no line
+    p = env.config_dir / "node.toml"
+    p.write_text(p.read_text().replace('driver = "qemu"\n', 'driver = "qemu"\nksm = true\n', 1))
+    doc = json.loads(env.run("doctor", "--output", "json").stdout)
+    c = {x["name"]: x for x in doc["checks"]}["ksm"]
+    assert c["status"] == "WARN" and "side channel" in c["message"], c
+    with open("/sys/kernel/mm/ksm/run") as f:
+        on = f.read().startswith("1")
+    assert c["fix"] == (None if on else "echo 1 > /sys/kernel/mm/ksm/run"), c
+
+
 def test_doctor_url_from_the_environment_names_the_variable(env):
     env.setup()
     p = env.run("doctor", "--output", "json", env={"NUCLEUS_NODE_URL": "http://127.0.0.1:1"})
