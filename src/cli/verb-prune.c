@@ -25,12 +25,12 @@
 
 static void usage(void) {
         printf("Usage: nucleus prune [OPTIONS]\n\n"
-               "Remove what 'nucleus run' kept (patches, audit log copies in <state dir>/runs/)\n"
-               "for pods that are no longer live.\n\n"
+               "Remove the node's ended pods (records and directories) and what 'nucleus run' kept\n"
+               "(patches, audit log copies in <state dir>/runs/) for pods that are no longer live.\n\n"
                "Options:\n"
-               "      --older-than D      Only files older than D: 90s, 30m, 12h, 7d, 2w (default: all)\n"
-               "      --output FORMAT     text (default) or json ({\"ok\", \"removed\": [paths], "
-               "\"bytes\"})\n"
+               "      --older-than D      Only what is older than D: 90s, 30m, 12h, 7d, 2w (default: all)\n"
+               "      --output FORMAT     text (default) or json ({\"ok\", \"pods\": [ids removed from the\n"
+               "                          node], \"removed\": [run files], \"bytes\"})\n"
                "  -h, --help              Show this help\n");
 }
 
@@ -94,15 +94,41 @@ int verb_prune(int argc, char **argv) {
                 }
         }
 
+        /* The node forgets its ended pods older than D (record and directory). */
+        _cleanup_json_ json_t *pods_removed = NULL;
+        if (c && list) {
+                _cleanup_client_error_ ClientError e = {};
+                _cleanup_json_ json_t *body = json_pack(
+                                              "{s:I}", "older_than_seconds", (json_int_t) (age / USEC_PER_SEC)),
+                                      *ans = NULL;
+                if (client_call_json(c, "POST", "/v1/pods/prune", body, &ans, &e) < 0) {
+                        _cleanup_free_ char *d = client_error_describe(&e);
+                        log_warning("the node did not prune its ended pods: %s", d);
+                } else if (json_is_array(json_object_get(ans, "removed")))
+                        pods_removed = json_incref(json_object_get(ans, "removed"));
+        }
+
         usec_t now = now_usec(CLOCK_REALTIME);
         r = cli_runs_remove(NULL, age < now ? now - age : 0, live, removed, &bytes);
         if (r < 0)
                 return cli_fail(output, "io_error", "removing run files: %s", strerror(-r));
         if (output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *doc = json_pack(
-                        "{s:b, s:O, s:I}", "ok", true, "removed", removed, "bytes", (json_int_t) bytes);
+                        "{s:b, s:O, s:I, s:o}",
+                        "ok",
+                        true,
+                        "removed",
+                        removed,
+                        "bytes",
+                        (json_int_t) bytes,
+                        "pods",
+                        pods_removed ? json_incref(pods_removed) : json_array());
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         }
+        if (pods_removed)
+                printf("removed %zu ended pod%s from the node\n",
+                       json_array_size(pods_removed),
+                       json_array_size(pods_removed) == 1 ? "" : "s");
         printf("removed %zu run file%s (%llu KiB)\n",
                json_array_size(removed),
                json_array_size(removed) == 1 ? "" : "s",

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc-util.h"
 #include "cli-pod.h"
@@ -18,10 +19,14 @@
 #include "escape.h"
 #include "json-util.h"
 #include "string-util.h"
+#include "time-util.h"
+
+#define RM_STOP_WAIT_USEC (30 * USEC_PER_SEC) /* rm -f: how long a deleted pod may take to end */
 
 static void usage(void) {
         printf("Usage: nucleus rm [OPTIONS] POD...\n\n"
-               "Remove pods: the files 'nucleus run' kept for them (patch, audit log copy).\n"
+               "Remove ended pods: the node's record and directory of each, and the files\n"
+               "'nucleus run' kept for it (patch, audit log copy).\n"
                "POD is an id, a unique id prefix or a name.\n\n"
                "Options:\n"
                "  -f, --force             Delete a pod that is still live first (else it is refused)\n"
@@ -37,6 +42,23 @@ static json_t *pod_in(json_t *list, const char *id) {
                 if (streq_ptr(json_string_value(json_object_get(p, "id")), id))
                         return p;
         return NULL;
+}
+
+/* Has the node forgotten pod? POST .../remove; a pod still stopping (after rm -f) gets a few
+ * seconds to end. Returns NULL, or the problem (malloc'd). */
+static char *node_remove(NucleusClient *c, const char *id) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/remove", id);
+        usec_t until = now_usec(CLOCK_MONOTONIC) + RM_STOP_WAIT_USEC;
+        for (;;) {
+                _cleanup_client_error_ ClientError e = {};
+                _cleanup_json_ json_t *body = json_object();
+                int r = client_call_json(c, "POST", path, body, NULL, &e);
+                if (r >= 0 || e.status == 404)
+                        return NULL; /* removed, or already gone */
+                if (e.status != 409 || now_usec(CLOCK_MONOTONIC) > until)
+                        return client_error_describe(&e);
+                (void) usleep(200 * 1000);
+        }
 }
 
 int verb_rm(int argc, char **argv) {
@@ -103,6 +125,8 @@ int verb_rm(int argc, char **argv) {
                                 if (client_call_json(c, "DELETE", path, NULL, NULL, &e) < 0 && e.status != 404)
                                         problem = client_error_describe(&e);
                         }
+                        if (!problem && p)
+                                problem = node_remove(c, id);
                         if (!problem) {
                                 r = cli_runs_remove(id, 0, NULL, removed, &bytes);
                                 if (r < 0)

@@ -438,6 +438,8 @@ def test_rm_and_prune(node, tmp_path):
     doc = json.loads(p.stdout)
     assert doc["ok"] and doc["pods"][0]["id"] == ended and len(doc["pods"][0]["removed"]) == 2
     assert not any(f.exists() for f in ended_files)
+    # The node forgot it too (record and directory).
+    assert ended not in pod_ids(node) and not (node.state_dir / "pods" / ended).exists()
     # Unrelated files in the runs dir are never touched; an unknown pod is an error.
     other = cli.tmp / "state" / "nucleus" / "runs" / "notes.txt"
     other.write_text("mine\n")
@@ -454,7 +456,13 @@ def test_rm_and_prune(node, tmp_path):
     p = cli.run("rm", "-f", live)
     assert p.returncode == 0, p.stderr
     assert not any(f.exists() for f in live_files)
-    assert node.client().get_pod(live).json()["state"] in ("exited", "failed", "stopping")
+    assert live not in pod_ids(node)
+    # prune asks the node to forget its ended pods as well.
+    gone = new_pod(node, "prune-me")
+    node.client().delete_pod(gone)
+    node.client().wait_state(gone, {"exited", "failed"}, timeout=60)
+    doc = json.loads(cli.run("prune", "--output", "json").stdout)
+    assert gone in doc["pods"] and gone not in pod_ids(node)
 
 
 def test_audit_show_reads_like_a_transcript(node, tmp_path):
