@@ -23,6 +23,7 @@
 #include "time-util.h"
 
 #define RUN_GATEWAY_READY_TIMEOUT_MS 30000
+#define RUN_GATEWAY_IDLE_SLACK_SEC 5 /* the gateway outwaits the client's idle timeout by this */
 
 static char *random_token(void) {
         uint8_t b[32];
@@ -115,8 +116,10 @@ int run_gateway_start(const RunGatewayOptions *o, RunGateway *ret) {
                 (json_int_t) o->timeout_sec,
                 "connect_timeout_seconds",
                 (json_int_t) NUCLEUS_MAX(o->model->connect_timeout_ms / 1000, (uint64_t) 1),
+                /* The client's idle timeout must fire first, so the user reads "idle timeout" and not
+                 * a gateway error the client would retry: the gateway waits a little longer. */
                 "idle_timeout_seconds",
-                (json_int_t) NUCLEUS_MAX(o->model->idle_timeout_ms / 1000, (uint64_t) 1),
+                (json_int_t) (NUCLEUS_MAX(o->model->idle_timeout_ms / 1000, (uint64_t) 1) + RUN_GATEWAY_IDLE_SLACK_SEC),
                 "audit",
                 g.audit_path);
         if (!cfg)
