@@ -163,7 +163,18 @@ typedef struct Walk {
         char **skipped; /* sockets, fifos, devices */
         bool root_git;  /* the workspace root holds a .git that is not a directory */
         char *error;
+        usec_t keepalive_at; /* CLOCK_MONOTONIC of the last keepalive frame */
 } Walk;
+
+/* The walk and the feeding of git run inside one turn of the channel loop; a big workspace takes
+ * longer than the node's liveness bound on TCG. Tell the node every 2 s that this guest lives. */
+static void walk_keepalive(Walk *w) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (now - w->keepalive_at < 2 * USEC_PER_SEC)
+                return;
+        w->keepalive_at = now;
+        proxy_keepalive(w->p);
+}
 
 static bool name_is_git(const char *name) {
         _cleanup_free_ char *f = patch_path_fold(name);
@@ -187,6 +198,7 @@ static int walk_dir(Walk *w, int dfd, const char *rel, unsigned depth) {
         struct dirent *de;
         bool nested = false;
         while ((de = readdir(d))) {
+                walk_keepalive(w);
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
                 if (name_is_git(de->d_name))
@@ -413,7 +425,7 @@ static void scratch_remove(Proxy *p, Scratch *s) {
 
 typedef struct Feed {
         Proxy *p;
-        const Walk *w;
+        Walk *w;
         const bool *keep;
         const Tree *base;
         char *error;
@@ -472,6 +484,7 @@ static int feed_fast_import(int fd, void *userdata) {
                 char buf[65536];
                 uint64_t left = e->size;
                 while (left > 0) {
+                        walk_keepalive(fe->w);
                         ssize_t k = read(in, buf, left < sizeof buf ? (size_t) left : sizeof buf);
                         if (k < 0 && errno == EINTR)
                                 continue;
