@@ -305,6 +305,13 @@ def test_vm_web_fetch_reaches_an_allowed_lab_host(env):
         f.write("hello from the lab\n")
     srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
                             lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The fetch must not race the server's start: wait until it accepts connections in the lab.
+    probe = f"import socket; socket.create_connection(('{lab.web}', 80), timeout=2).close()"
+    deadline = time.monotonic() + 60
+    while subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", probe],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        assert time.monotonic() < deadline and srv.poll() is None, "the lab web server did not start"
+        time.sleep(0.2)
     pod = _start(c, _spec(f'    dns_allow: ["{allowed}"]\n', policy="web_research"))
     try:
         r = c.tool(pod, "web_fetch", {"url": f"http://{allowed}/hello.txt"}, timeout=180)
