@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nucleus run: the workspace. Checked and packed before any pod exists (what is never
+ * uploaded, what the node and the pod's disk can take), then uploaded into the pod.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc-util.h"
+#include "client-paths.h"
+#include "fd-util.h"
+#include "log.h"
+#include "podspec.h"
+#include "run-internal.h"
+#include "string-util.h"
+
+int run_check_workspace(const char *path, char dir[static PATH_MAX]) {
+        struct stat st;
+
+        if (!realpath(path, dir))
+                return log_error_errno(-errno, "--dir %s: %m", path);
+        if (stat(dir, &st) < 0)
+                return log_error_errno(-errno, "--dir %s: %m", path);
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(
+                        -ENOTDIR, "--dir %s: not a directory (the workspace is a directory)", path);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || access(dir, R_OK | X_OK) < 0)
+                return log_error_errno(-errno, "--dir %s: cannot read it: %m", path);
+        return 0;
+}
+
+int run_workspace_excludes(const char *dir, char ***ret, char **reterr) {
+        _cleanup_strv_free_ char **exclude = NULL;
+        _cleanup_free_ char *cfg = NULL, *sec = NULL;
+
+        if (client_config_dir(&cfg) >= 0) {
+                char real[PATH_MAX];
+                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
+        }
+        if (client_secrets_dir(&sec) >= 0) {
+                char real[PATH_MAX];
+                strv_extend(&exclude, realpath(sec, real) ? real : sec);
+        }
+        STRV_FOREACH(e, exclude) {
+                const char *rest = startswith(dir, *e);
+                if (rest && (*rest == 0 || *rest == '/')) {
+                        *reterr = xasprintf(
+                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
+                                dir,
+                                *e);
+                        return -EPERM;
+                }
+        }
+        *ret = TAKE_PTR(exclude);
+        return 0;
+}
+
+uint32_t run_scratch_for(uint64_t tar_bytes) {
+        uint64_t mib = (tar_bytes * 3) / (1024 * 1024) + 1024;
+        if (mib < PODSPEC_SCRATCH_MIB_DEFAULT)
+                mib = PODSPEC_SCRATCH_MIB_DEFAULT;
+        return (uint32_t) NUCLEUS_MIN(mib, (uint64_t) PODSPEC_SCRATCH_MIB_MAX);
+}
+
+int run_upload_fits(const json_t *pod, const AgentTar *tar, char **reterr) {
+        json_t *cap = json_object_get(pod, "max_upload_bytes"), *scratch = json_object_get(pod, "scratch_mib");
+        if (json_is_integer(cap) && tar->size > (uint64_t) json_integer_value(cap)) {
+                *reterr = xasprintf(
+                        "the workspace tar is %llu MiB, over the node's upload cap of %llu MiB ([node] "
+                        "max_upload_bytes in node.toml)",
+                        (unsigned long long) (tar->size >> 20),
+                        (unsigned long long) ((uint64_t) json_integer_value(cap) >> 20));
+                return -EFBIG;
+        }
+        if (json_is_integer(scratch) && tar->size > ((uint64_t) json_integer_value(scratch) << 20) / 2) {
+                *reterr = xasprintf(
+                        "the workspace tar is %llu MiB, too large for the pod's %llu MiB scratch disk (the "
+                        "files and their baseline need about twice that); use --scratch-mib",
+                        (unsigned long long) (tar->size >> 20),
+                        (unsigned long long) json_integer_value(scratch));
+                return -EFBIG;
+        }
+        return 0;
+}
+
+int run_upload_workspace(RunContext *c, const AgentTar *tar, bool progress, char **reterr) {
+        _cleanup_(client_response_done) ClientResponse resp = {};
+        _cleanup_client_error_ ClientError e = {};
+        int r = agent_workspace_upload(c->client, c->pod, tar, progress, &resp, &e);
+        if (r < 0) {
+                *reterr = client_error_describe(&e);
+                return r;
+        }
+        if (resp.status < 200 || resp.status >= 300) {
+                client_error_from_response(&resp, &e);
+                *reterr = client_error_describe(&e);
+                return -EREMOTEIO;
+        }
+        return 0;
+}
