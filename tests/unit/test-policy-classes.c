@@ -449,6 +449,10 @@ static void test_compiled_paths(void **state) {
                         string_set_add(&p->paths.allowed, "**/*.md");
                         string_set_add(&p->paths.allowed, "docs/?");
                         string_set_add(&p->paths.blocked, "a/*/config");
+                        /* DIR globs whose literal spans components, and a basename known by its last byte. */
+                        string_set_add(&p->paths.blocked, "**/src/c/**");
+                        string_set_add(&p->paths.blocked, "**/.docker/a/**");
+                        string_set_add(&p->paths.blocked, "**/*c");
                         policy_compile(p);
                 }
                 _cleanup_(policy_freep) Policy *q = policy_copy(p);

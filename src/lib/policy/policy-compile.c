@@ -12,12 +12,12 @@
 #include "string-util.h"
 #include "words.h"
 
-static void set_bit(uint8_t *set, unsigned char c) {
-        set[c / 8] |= (uint8_t) (1U << (c % 8));
-}
-
 static void list_done(CompiledList *l) {
         free(l->globs);
+        free(l->by_first);
+        free(l->by_last);
+        free(l->needs_slash);
+        free(l->dir_key);
         for (size_t i = 0; l->words && i < l->n; i++)
                 strv_free(l->words[i]);
         free(l->words);
@@ -38,47 +38,64 @@ static bool list_fresh(const CompiledList *l, char *const *list) {
         return list[l->n - 1] == l->last && list[l->n] == NULL;
 }
 
+/* What the last component of a text must look like for g to match it: its first byte (*first)
+ * and last byte (*last), each -1 when any will do. Conservative: -1 is always correct. */
+static void glob_last_component_bytes(const CompiledGlob *g, int *first, int *last) {
+        *first = *last = -1;
+        switch (g->kind) {
+        case GLOB_KIND_SUFFIX: {
+                /* The text is the literal or ends in "/" + literal: its last component is the
+                 * literal's last component. */
+                const char *lc = memrchr(g->lit, '/', g->lit_len);
+                lc = lc ? lc + 1 : g->lit;
+                size_t len = g->lit_len - (size_t) (lc - g->lit);
+                if (len > 0) {
+                        *first = (unsigned char) lc[0];
+                        *last = (unsigned char) lc[len - 1];
+                }
+                break;
+        }
+        case GLOB_KIND_BASENAME:
+                /* The last component matches the literal, whose only wildcard is '*'. */
+                if (g->lit_len > 0 && g->lit[0] != '*')
+                        *first = (unsigned char) g->lit[0];
+                if (g->lit_len > 0 && g->lit[g->lit_len - 1] != '*')
+                        *last = (unsigned char) g->lit[g->lit_len - 1];
+                break;
+        default:
+                break;
+        }
+}
+
 static void compile_globs(CompiledList *l, char **list) {
         list_stamp(l, list);
         l->globs = xnew0(CompiledGlob, l->n + 1);
+        l->nw = (l->n + 63) / 64;
+        l->by_first = xnew0(uint64_t, 256 * l->nw + 1);
+        l->by_last = xnew0(uint64_t, 256 * l->nw + 1);
+        l->needs_slash = xnew0(uint64_t, l->nw + 1);
+        l->dir_key = xnew0(int8_t, l->n + 1);
         for (size_t i = 0; i < l->n; i++) {
                 CompiledGlob *g = &l->globs[i];
+                uint64_t bit = UINT64_C(1) << (i % 64);
+                size_t w = i / 64;
+                int first, last;
                 glob_compile(list[i], g);
-                switch (g->kind) {
-                case GLOB_KIND_SUFFIX: {
-                        /* The first byte of the literal's last component. */
-                        const char *lc = memrchr(g->lit, '/', g->lit_len);
-                        lc = lc ? lc + 1 : g->lit;
-                        if (lc < g->lit + g->lit_len)
-                                set_bit(l->first_bytes, (unsigned char) *lc);
-                        else
-                                l->any_text = true;
-                        break;
+                glob_last_component_bytes(g, &first, &last);
+                for (unsigned c = 0; c < 256; c++) {
+                        if (first < 0 || (unsigned) first == c)
+                                l->by_first[c * l->nw + w] |= bit;
+                        if (last < 0 || (unsigned) last == c)
+                                l->by_last[c * l->nw + w] |= bit;
                 }
-                case GLOB_KIND_BASENAME: {
-                        const char *star = memchr(g->lit, '*', g->lit_len);
-                        if (star != g->lit)
-                                set_bit(l->first_bytes, (unsigned char) g->lit[0]);
-                        else if (g->lit[g->lit_len - 1] != '*')
-                                set_bit(l->last_bytes, (unsigned char) g->lit[g->lit_len - 1]);
-                        else
-                                l->any_text = true;
-                        break;
-                }
-                case GLOB_KIND_DIR: {
+                /* "lit/" must occur in the text at a component boundary (glob.h): the literal's
+                 * first component is then a component of the text other than its last. */
+                if (g->kind == GLOB_KIND_DIR) {
                         size_t fl = strcspn(g->lit, "/");
                         if (fl > g->lit_len)
                                 fl = g->lit_len;
-                        l->has_dir = true;
-                        if (fl == 0 || l->n_dir_keys >= ELEMENTSOF(l->dir_keys))
-                                l->dir_any = true;
-                        else
-                                l->dir_keys[l->n_dir_keys++] =
-                                        (uint16_t) (((unsigned char) g->lit[0] << 8) | (unsigned char) g->lit[fl - 1]);
-                        break;
-                }
-                default:
-                        l->any_text = true;
+                        l->needs_slash[w] |= bit;
+                        l->dir_key[i] = fl > 0 ? (int8_t) policy_component_key(g->lit, fl) : -1;
                 }
         }
 }

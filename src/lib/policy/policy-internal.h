@@ -52,23 +52,27 @@ void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, O
 bool policy_path_has_git_component(const char *norm);
 const char *policy_blocked_rule_for(const Policy *p, const char *norm); /* borrowed, or NULL */
 
+/* A 6-bit key of one path component (bytes c[0..len), len > 0) for the DIR candidate sets. */
+static inline unsigned policy_component_key(const char *c, size_t len) {
+        return ((unsigned char) c[0] * 31U + (unsigned char) c[len - 1] * 7U + (unsigned) len) & 63U;
+}
+
 /* The compiled form of one list (policy-compile.c). */
 typedef struct CompiledList {
         char **ptr;          /* the list compiled (stamp) */
         size_t n;            /* its length then */
         char *last;          /* ptr[n-1] then */
         CompiledGlob *globs; /* path lists */
-        /* Quick rejection for path lists: a text can only match when the first or last byte of
-         * its last component is in these sets, when it has two components and a DIR glob
-         * exists, or when some glob has no such shape (any_text). */
-        uint8_t first_bytes[32], last_bytes[32];
-        bool has_dir, any_text;
-        /* DIR globs: first and last byte of their literal's first component; a text can only
-         * match one if some component other than its last has such a pair (dir_any: too many
-         * DIR globs to list, any text with a '/' may match). */
-        uint16_t dir_keys[16];
-        unsigned n_dir_keys;
-        bool dir_any;
+        /* Candidate sets for path lists, bitsets of nw 64-bit words over the globs (bit i =
+         * globs[i]): a glob can match a text only if its bit is set in by_first[f] and in
+         * by_last[l], where f and l are the first and last byte of the text's last component
+         * (0 when that is empty), and, for globs in needs_slash (DIR), only if some component
+         * of the text other than its last has the key dir_key[i] (policy_component_key() of
+         * the literal's first component; -1: any text with a '/'). A decision then tries only
+         * the few globs left, in list order. */
+        size_t nw;
+        uint64_t *by_first, *by_last, *needs_slash; /* 256 * nw, 256 * nw, nw words */
+        int8_t *dir_key;                            /* n */
         char ***words; /* command lists: each entry split (NULL when it does not split) */
 } CompiledList;
 

@@ -588,45 +588,50 @@ static bool path_normalize_into(const char *path, char *out) {
         return true;
 }
 
-/* Some component of norm before end (the last '/') has a (first, last) byte pair of a DIR glob. */
-static bool dir_key_present(const CompiledList *cl, const char *norm, const char *end) {
-        for (const char *c = norm; c < end;) {
-                const char *e = memchr(c, '/', (size_t) (end - c));
-                if (!e)
-                        e = end;
-                if (e > c) {
-                        uint16_t key = (uint16_t) (((unsigned char) c[0] << 8) | (unsigned char) e[-1]);
-                        for (unsigned i = 0; i < cl->n_dir_keys; i++)
-                                if (cl->dir_keys[i] == key)
-                                        return true;
-                }
-                c = e + 1;
-        }
-        return false;
-}
-
 static bool glob_list_match(
         const CompiledList *cl, char *const *list, const char *norm, size_t n, const char **ret_rule) {
         if (cl) {
-                if (!cl->any_text && n > 0) {
-                        const char *slash = memrchr(norm, '/', n);
-                        const char *base = slash ? slash + 1 : norm;
-                        size_t blen = n - (size_t) (base - norm);
-                        unsigned char f = blen ? (unsigned char) base[0] : 0,
-                                      e = blen ? (unsigned char) base[blen - 1] : 0;
-                        bool maybe = (blen && ((cl->first_bytes[f / 8] >> (f % 8)) & 1)) ||
-                                (blen && ((cl->last_bytes[e / 8] >> (e % 8)) & 1)) ||
-                                (slash && cl->has_dir && (cl->dir_any || dir_key_present(cl, norm, slash)));
-                        if (!maybe)
-                                return false;
-                }
+                /* Only the globs the text's last component and its '/' leave (policy-internal.h),
+                 * in list order: the first that matches is the first of the whole list. */
+                const char *slash = memrchr(norm, '/', n);
+                const char *base = slash ? slash + 1 : norm;
+                size_t blen = n - (size_t) (base - norm);
+                unsigned f = blen ? (unsigned char) base[0] : 0, l = blen ? (unsigned char) base[blen - 1] : 0;
+                const uint64_t *bf = cl->by_first + f * cl->nw, *bl = cl->by_last + l * cl->nw;
                 GlobText t;
-                glob_text_init(&t, norm, n);
-                size_t i = glob_compiled_first_match(cl->globs, cl->n, &t);
-                if (i == SIZE_MAX)
-                        return false;
-                *ret_rule = list[i];
-                return true;
+                bool t_ready = false, keys_ready = false;
+                uint64_t keys = 0; /* policy_component_key() of each component but the last */
+                for (size_t w = 0; w < cl->nw; w++) {
+                        uint64_t cand = bf[w] & bl[w] & (slash ? ~UINT64_C(0) : ~cl->needs_slash[w]);
+                        for (; cand; cand &= cand - 1) {
+                                size_t i = w * 64 + (size_t) __builtin_ctzll(cand);
+                                if (cl->dir_key[i] >= 0 && (cl->needs_slash[w] >> (i % 64)) & 1) {
+                                        if (!keys_ready) {
+                                                for (const char *c = norm; c < slash;) {
+                                                        const char *e = memchr(c, '/', (size_t) (slash - c));
+                                                        if (!e)
+                                                                e = slash;
+                                                        if (e > c)
+                                                                keys |= UINT64_C(1) << policy_component_key(
+                                                                                c, (size_t) (e - c));
+                                                        c = e + 1;
+                                                }
+                                                keys_ready = true;
+                                        }
+                                        if (!((keys >> cl->dir_key[i]) & 1))
+                                                continue;
+                                }
+                                if (!t_ready) {
+                                        glob_text_init(&t, norm, n);
+                                        t_ready = true;
+                                }
+                                if (glob_compiled_match_text(&cl->globs[i], &t)) {
+                                        *ret_rule = list[i];
+                                        return true;
+                                }
+                        }
+                }
+                return false;
         }
         STRV_FOREACH(b, list)
                 if (glob_match_n(*b, strlen(*b), norm, n)) {
