@@ -126,6 +126,7 @@ enum MHD_Result api_h_health(ApiCall *a);
 /* api-pods.c */
 enum MHD_Result api_h_create(ApiCall *a);
 enum MHD_Result api_h_list(ApiCall *a);
+enum MHD_Result api_h_pool(ApiCall *a);
 enum MHD_Result api_h_get(ApiCall *a);
 enum MHD_Result api_h_delete(ApiCall *a);
 enum MHD_Result api_h_logs(ApiCall *a);

@@ -116,6 +116,12 @@ static int list_state_filter(const char *query, unsigned *ret) {
         return 0;
 }
 
+/* GET /v1/pool: the warm pool per image (pooled pods are never in GET /v1/pods). */
+enum MHD_Result api_h_pool(ApiCall *a) {
+        _cleanup_json_ json_t *out = pod_pool_to_json(a->node);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
+}
+
 enum MHD_Result api_h_list(ApiCall *a) {
         Node *n = a->node;
         _cleanup_json_ json_t *arr = json_array();

@@ -34,6 +34,7 @@ static const ApiRoute api_routes[] = {
         { "GET",    "/v1/health",                       api_h_health,             API_CAP_NONE,      0,          API_SCOPE_PUBLIC },
         { "POST",   "/v1/pods",                         api_h_create,             API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods",                         api_h_list,               API_CAP_JSON,      API_QUERY,  API_SCOPE_NODE },
+        { "GET",    "/v1/pool",                         api_h_pool,               API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/prune",                   api_h_prune,              API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}",                    api_h_get,                API_CAP_JSON,      0,          API_SCOPE_POD },
         { "DELETE", "/v1/pods/{id}",                    api_h_delete,             API_CAP_JSON,      0,          API_SCOPE_NODE },

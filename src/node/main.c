@@ -134,6 +134,9 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         c->max_pods = f->max_pods;
         c->tcg_tb_mib = f->tcg_tb_mib;
         c->ksm = f->ksm;
+        json_decref(c->pool_images);
+        c->pool_images = json_incref(f->pool_images);
+        c->pool_memory_budget_mib = f->pool_memory_budget_mib;
         c->max_body_bytes = f->max_body_bytes;
         c->max_workspace_bytes = f->max_upload_bytes;
         c->default_timeout_sec = (unsigned) f->default_timeout_seconds;
@@ -353,6 +356,8 @@ static void node_settings_done(NodeSettings *c) {
                           &c->net_state_dir, &c->net_pool,         &c->net_dns_upstream };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 *strs[i] = mfree(*strs[i]);
+        json_decref(c->pool_images);
+        c->pool_images = NULL;
 }
 
 /* Everything main allocated, on every return path. */
@@ -389,6 +394,8 @@ static void node_config_defaults(NodeSettings *c) {
         c->default_memory_mib = 512;
         c->tcg_tb_mib = 32;
         c->default_scratch_mib = 1024;
+        c->pool_images = json_object(); /* no warm pool unless [pool.images] names one */
+        c->pool_memory_budget_mib = 4096;
 }
 
 int main(int argc, char **argv) {
@@ -484,6 +491,9 @@ int main(int argc, char **argv) {
         r = pod_supervisor_start(&node);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the supervisor: %m"), 1;
+        r = pod_pool_start(&node);
+        if (r < 0)
+                log_warning_errno(r, "Cannot start the warm pool, creates boot cold: %m");
         r = api_start(&node, node.config.listen, &api);
         if (r < 0) {
                 log_error_errno(r, "Cannot listen on %s: %m", node.config.listen);
@@ -517,7 +527,9 @@ int main(int argc, char **argv) {
 finish:
         api = api_stop(api);
         metrics = api_stop(metrics);
-        log_debug("API stopped; ending pods");
+        log_debug("API stopped; discarding the warm pool");
+        pod_pool_stop(&node);
+        log_debug("Pool stopped; ending pods");
         pod_terminate_all(&node, "node shutdown");
         log_debug("Pods ended; stopping the supervisor");
         pod_supervisor_stop(&node);

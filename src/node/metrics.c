@@ -23,6 +23,8 @@ static const char *const metric_decisions[] = { "allow", "deny", "error" };
 #define N_DEC ELEMENTSOF(metric_decisions)
 static const char *const metric_guest_drop[] = { "rate", "size", "total" };
 static const char *const metric_dns_refused[] = { "wildcard_budget", "not_allowed", "type", "malformed" };
+static const char *const metric_pool_miss[] = { "disabled", "empty",  "image",   "driver",
+                                                "vcpus",    "memory", "scratch", "network" };
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
 static const char *const metric_approval_queue[] = { "held", "approved", "refused", "withdrawn" };
 static const char *const metric_auth[] = {
@@ -54,7 +56,8 @@ static struct {
         uint64_t audit_refused;
         uint64_t guest_dropped[ELEMENTSOF(metric_guest_drop)];
         uint64_t dns_refused[ELEMENTSOF(metric_dns_refused)];
-        Histogram boot, ready;
+        Histogram boot, ready, pool_refill;
+        uint64_t pool_hits, pool_misses[ELEMENTSOF(metric_pool_miss)], pool_lost;
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static size_t index_of(const char *const *table, size_t n, const char *s, size_t fallback) {
@@ -169,6 +172,26 @@ void metrics_dns_refused(const char *reason) {
         pthread_mutex_unlock(&M.lock);
 }
 
+void metrics_pool_claim(bool hit, const char *miss) {
+        size_t i = index_of(metric_pool_miss, ELEMENTSOF(metric_pool_miss), miss, 1);
+        pthread_mutex_lock(&M.lock);
+        if (hit)
+                M.pool_hits++;
+        else
+                M.pool_misses[i]++;
+        pthread_mutex_unlock(&M.lock);
+}
+
+void metrics_observe_pool_refill(usec_t d) {
+        hist_observe(&M.pool_refill, d);
+}
+
+void metrics_pool_lost(void) {
+        pthread_mutex_lock(&M.lock);
+        M.pool_lost++;
+        pthread_mutex_unlock(&M.lock);
+}
+
 static void render_hist(FILE *f, const char *name, const char *help, const Histogram *h) {
         fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
         for (size_t i = 0; i < N_BUCKETS; i++)
@@ -244,6 +267,27 @@ char *metrics_render(Node *n) {
                 (unsigned long long) M.pods_create_failed);
         render_hist(f, "nucleus_pod_boot_seconds", "VMM start to channel connected.", &M.boot);
         render_hist(f, "nucleus_pod_ready_seconds", "Pod creation to configured proxy.", &M.ready);
+        render_hist(
+                f,
+                "nucleus_pool_refill_seconds",
+                "Warm pool: booting one pooled pod, VMM start to its proxy's first answer.",
+                &M.pool_refill);
+        fprintf(f,
+                "# HELP nucleus_pool_hits_total Creates served by a pooled pod.\n"
+                "# TYPE nucleus_pool_hits_total counter\nnucleus_pool_hits_total %llu\n"
+                "# HELP nucleus_pool_misses_total Creates booted cold, by reason (disabled: no pool for "
+                "the image; empty: none ready; else the shape field that differed).\n"
+                "# TYPE nucleus_pool_misses_total counter\n",
+                (unsigned long long) M.pool_hits);
+        for (size_t i = 0; i < ELEMENTSOF(metric_pool_miss); i++)
+                fprintf(f,
+                        "nucleus_pool_misses_total{reason=\"%s\"} %llu\n",
+                        metric_pool_miss[i],
+                        (unsigned long long) M.pool_misses[i]);
+        fprintf(f,
+                "# HELP nucleus_pool_lost_total Pooled pods that ended while idle (replaced).\n"
+                "# TYPE nucleus_pool_lost_total counter\nnucleus_pool_lost_total %llu\n",
+                (unsigned long long) M.pool_lost);
         fprintf(f,
                 "# HELP nucleus_tool_calls_total Tool calls by operation and decision.\n"
                 "# TYPE nucleus_tool_calls_total counter\n");
@@ -330,6 +374,7 @@ char *metrics_render(Node *n) {
                         metric_dns_refused[i],
                         (unsigned long long) M.dns_refused[i]);
         pthread_mutex_unlock(&M.lock);
+        pod_pool_render_metrics(n, f);
         if (fclose(f) != 0)
                 oom_abort();
         return buf;

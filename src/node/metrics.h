@@ -5,6 +5,7 @@
  * from raw client input, so cardinality stays bounded.
  */
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 #include "time-util.h"
 
@@ -28,5 +29,11 @@ void metrics_audit_refused(void);
 void metrics_guest_event_dropped(const char *reason);
 /* A DNS query a pod's filter refused: "wildcard_budget", "not_allowed", "type", "malformed". */
 void metrics_dns_refused(const char *reason);
+/* The warm pool: a create served by a pooled pod (hit) or booted cold (miss: "disabled",
+ * "empty", or the shape field that differed); a pooled pod booted (seconds to its proxy's
+ * answer); a pooled pod that ended while idle. */
+void metrics_pool_claim(bool hit, const char *miss);
+void metrics_observe_pool_refill(usec_t d);
+void metrics_pool_lost(void);
 /* Render everything (pods by state from the table). Caller frees. */
 char *metrics_render(Node *n);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #include "sign.h"
 #include "time-util.h"
@@ -51,6 +52,8 @@ typedef struct NodeSettings {
         char *net_pool;      /* the network library's NetConfig.pool */
         char *net_dns_upstream; /* the network library's NetConfig.dns_upstream ([net] dns_upstream); NULL: resolv.conf */
         unsigned net_dns_wildcard_names; /* NetConfig.dns_wildcard_names ([net] dns_wildcard_names) */
+        json_t *pool_images;             /* [pool.images]: image name -> pods kept booted (owned) */
+        uint64_t pool_memory_budget_mib; /* [pool] memory_budget_mib */
 } NodeSettings;
 
 typedef struct Node {
@@ -75,6 +78,7 @@ typedef struct Node {
         usec_t approvers_until; /* CLOCK_MONOTONIC: a human-facing approver is attached until then (under lock) */
         pthread_t supervisor_thread, drift_thread; /* pod-supervisor.c */
         bool supervisor_running, drift_running;
+        struct PodPool *pool; /* pod-pool.c: the warm pool's thread and pods, or NULL */
 } Node;
 
 void node_wake(Node *n);

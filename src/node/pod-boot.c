@@ -59,7 +59,7 @@ static char *pod_vmm_exit_reason(Pod *p, usec_t wait) {
         return NULL;
 }
 
-static void pod_on_close(void *userdata, int error) {
+void pod_on_close(void *userdata, int error) {
         Pod *p = userdata;
         bool live;
 
@@ -126,7 +126,7 @@ static void pod_on_dead(void *userdata, usec_t silent) {
         pod_terminate_async_take(p, POD_FAILED, why, "guest_unresponsive");
 }
 
-static int pod_configure(Pod *p, char **reterr) {
+int pod_configure(Pod *p, char **reterr) {
         _cleanup_(configure_freep) Configure *msg = pod_configure_message(p);
         _cleanup_json_ json_t *args = configure_to_json(msg);
         ChannelReply reply = {};
@@ -185,6 +185,23 @@ static int pod_configure(Pod *p, char **reterr) {
         }
         channel_reply_done(&reply);
         return 0;
+}
+
+void pod_now_running(Pod *p) {
+        pod_set_state(p, POD_RUNNING);
+        /* From here on the guest must keep answering: pings outside its tool work. */
+        int r = channel_liveness_start(
+                p->channel, (usec_t) p->node->config.liveness_sec * USEC_PER_SEC, pod_on_dead);
+        if (r < 0)
+                log_warning_errno(r, "pod %s: cannot watch the guest's liveness: %m", p->id);
+        metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
+        pod_audit_lifecycle(p, "running", vmm_accel(p->vm), NULL);
+        pod_log(p,
+                LOG_INFO,
+                "running (driver %s, accel %s, ready in %.1fs)",
+                vmm_driver_to_string(p->driver),
+                vmm_accel(p->vm),
+                (double) (now_usec(CLOCK_MONOTONIC) - p->created_mono) / 1e6);
 }
 
 static bool pod_stopping(Pod *p) {
@@ -343,19 +360,7 @@ void *pod_boot_thread(void *userdata) {
         if (r < 0)
                 goto fail;
 
-        pod_set_state(p, POD_RUNNING);
-        /* From here on the guest must keep answering: pings outside its tool work. */
-        r = channel_liveness_start(ch, (usec_t) n->config.liveness_sec * USEC_PER_SEC, pod_on_dead);
-        if (r < 0)
-                log_warning_errno(r, "pod %s: cannot watch the guest's liveness: %m", p->id);
-        metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
-        pod_audit_lifecycle(p, "running", vmm_accel(vm), NULL);
-        pod_log(p,
-                LOG_INFO,
-                "running (driver %s, accel %s, ready in %.1fs)",
-                vmm_driver_to_string(p->driver),
-                vmm_accel(vm),
-                (double) (now_usec(CLOCK_MONOTONIC) - p->created_mono) / 1e6);
+        pod_now_running(p);
         goto out;
 
 fail:

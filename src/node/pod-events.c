@@ -289,6 +289,9 @@ void pod_on_event(void *userdata, json_t *ev) {
         const char *kind = json_string_value(json_object_get(ev, "kind"));
         _cleanup_free_ char *gop = NULL, *text = NULL;
 
+        if (pod_pool_stash_event(p, ev))
+                return; /* a pooled pod has no log yet: kept for its claim */
+
         /* A guest may not fill the host's disk through the audit log: past the cap the pod is
          * ended (its own records stop being trustworthy evidence anyway). */
         pthread_mutex_lock(&p->node->lock);

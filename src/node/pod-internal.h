@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "pod.h"
+#include "pool-shape.h"
 
 static inline bool pod_state_is_final(PodState s) {
         return s == POD_EXITED || s == POD_FAILED;
@@ -19,6 +20,8 @@ static inline bool pod_state_is_live(PodState s) {
 
 /* pod.c */
 void pod_free(Pod *p);
+/* A new random pod id (uuid v4). */
+void pod_make_id(char ret[37]);
 /* One line to the daemon's log and to <pod>/node.log. */
 _printf_(3, 4) void pod_log(Pod *p, int level, const char *fmt, ...);
 void pod_set_state(Pod *p, PodState s);
@@ -45,3 +48,24 @@ const char *hex64_or_null(json_t *v);
 
 /* pod-boot.c */
 void *pod_boot_thread(void *userdata);
+/* Configure the proxy for p's spec (the pod must have its channel); records the configure. */
+int pod_configure(Pod *p, char **reterr);
+/* Channel callback: the channel closed (a running pod fails with the cause). */
+void pod_on_close(void *userdata, int error);
+/* The pod answered configure: running, liveness watched, ready time and record. */
+void pod_now_running(Pod *p);
+
+/* pod-pool.c */
+/* Take a claimable pooled pod of shape want out of the pool (under node->lock). Returns it
+ * with the pool's reference (now the caller's), or NULL and *ret_miss: "disabled" (no pool for
+ * the image), "empty" (none ready) or the shape field that differs. */
+Pod *pod_pool_take_locked(Node *n, const PoolShape *want, const char **ret_miss);
+/* After pod_create consumed a claim (hit) or missed: count it, wake the refill. */
+void pod_pool_note(Node *n, bool hit, const char *miss);
+/* Keep a guest event of a pooled pod for its claim (pod_on_event). True when kept/dropped. */
+bool pod_pool_stash_event(Pod *p, json_t *ev);
+/* The claimed pod's thread: the stashed guest events, configure, running. */
+void *pod_claim_thread(void *userdata);
+/* Does this pod dir (of an earlier run) belong to a pooled pod? (its "pool" marker) */
+bool pod_pool_dir_is_pooled(int dfd);
+#define POD_POOL_MARKER "pool"

@@ -291,6 +291,16 @@ int pod_cleanup_stale(Node *n) {
                         _cleanup_free_ char *cg = xasprintf("%s/pod-%s", n->cgroup_root, de->d_name);
                         (void) cgroup_pod_remove(cg);
                 }
+                if (pod_pool_dir_is_pooled(dfd)) {
+                        /* A warm-pool pod never claimed: no identity, no log, nothing to keep. */
+                        r = node_rm_rf(dir);
+                        if (r < 0)
+                                log_warning_errno(r, "Cannot remove the pool pod dir %s: %m", dir);
+                        else
+                                log_info("Discarded pool pod %s left by an earlier run", de->d_name);
+                        cleaned++;
+                        continue;
+                }
                 pod_dir_prune(dir);
                 /* Seal what the earlier run could not; the record says why. */
                 {

@@ -62,6 +62,8 @@ void pod_free(Pod *p) {
         free(p->policy_sha256);
         free(p->configure_sha256);
         free(p->cgroup_dir);
+        free(p->pool_image);
+        json_decref(p->pool_events);
         pthread_mutex_destroy(&p->audit_lock);
         pthread_mutex_destroy(&p->net_lock);
         free(p);
@@ -374,7 +376,7 @@ void pod_terminate_async(Pod *p, PodState final, const char *reason, const char 
 
 /* ---- create ----------------------------------------------------------------------------- */
 
-static void pod_make_id(char ret[37]) {
+void pod_make_id(char ret[37]) {
         uint8_t b[16];
         if (getrandom(b, sizeof b, 0) != sizeof b)
                 oom_abort(); /* no randomness: fail closed */
@@ -416,29 +418,17 @@ int pod_lease_renew(Pod *p) {
         return 0;
 }
 
-int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr) {
-        Pod *p = xnew0(Pod, 1);
-        uint64_t timeout_sec;
-        pthread_t t;
-        int r;
+static void pod_forget(Node *n, Pod *p);
 
-        p->node = n;
-        p->n_ref = 1;
-        pod_make_id(p->id);
-        p->driver = driver;
-        p->weak = driver == VMM_DRIVER_LOCAL;
-        p->spec = spec; /* owned from here on, also on failure */
+/* What the spec asks of the pod itself: name, deadline, lease (the same for a cold pod and a
+ * claimed one; a claimed pod's clock starts at its claim). */
+static void pod_take_spec(Pod *p, NodeSpec *spec) {
+        Node *n = p->node;
+        p->spec = spec;
         p->name = spec->name ? xstrdup(spec->name) : NULL;
-        pthread_mutex_init(&p->audit_lock, NULL);
-        pthread_mutex_init(&p->net_lock, NULL);
-        p->approvals = approval_queue_new(p->id, 0);
         /* The one deadline (nodespec_resolve_timeout ran at create: within the policy's window
          * and the node's limit); the policy's window equals it. */
-        timeout_sec = spec->timeout_seconds;
-        p->timeout = timeout_sec * USEC_PER_SEC;
-        p->vcpus = spec->vcpus ?: n->config.default_vcpus;
-        p->memory_mib = spec->memory_mib ?: n->config.default_memory_mib;
-        p->scratch_mib = spec->scratch_mib ?: n->config.default_scratch_mib;
+        p->timeout = spec->timeout_seconds * USEC_PER_SEC;
         p->created_rt = now_usec(CLOCK_REALTIME);
         p->created_mono = now_usec(CLOCK_MONOTONIC);
         p->deadline_mono = p->created_mono + p->timeout;
@@ -446,6 +436,122 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
                 p->lease_grace = (usec_t) (spec->lease_grace_seconds ?: n->config.lease_grace_sec) *
                         USEC_PER_SEC;
         p->lease_renewed_mono = p->created_mono;
+}
+
+static void pod_audit_create(Pod *p, const char *actor) {
+        /* The spec itself is the create call's argument: its digest binds the log to it. */
+        const char *drv = vmm_driver_to_string(p->driver);
+        AuditEvent ev = { .actor = actor ?: "",
+                          .op = "pod_create",
+                          .decision = "allow",
+                          .args = p->spec->json,
+                          .result = drv,
+                          .result_len = strlen(drv) };
+        pod_audit(p, &ev);
+}
+
+/* Create from a pooled pod (pod-pool.c): 1 and *ret when one matched and was claimed, 0 on a
+ * miss (counted with its reason), -errno when the node is full or shutting down. */
+static int pod_create_claim(
+        Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr) {
+        PoolShape want = {
+                .image = spec->image,
+                .driver = (int) driver,
+                .vcpus = spec->vcpus ?: n->config.default_vcpus,
+                .memory_mib = spec->memory_mib ?: n->config.default_memory_mib,
+                .scratch_mib = spec->scratch_mib ?: n->config.default_scratch_mib,
+                .network = spec->has_network,
+        };
+        const char *miss = NULL;
+        pthread_t t;
+        Pod *p;
+
+        pthread_mutex_lock(&n->lock);
+        if (!n->pool || n->shutting_down || pod_count_live_locked(n) >= n->config.max_pods) {
+                pthread_mutex_unlock(&n->lock);
+                return 0; /* the cold path refuses it with its own message */
+        }
+        p = pod_pool_take_locked(n, &want, &miss);
+        if (p) {
+                pod_take_spec(p, spec);
+                p->state = POD_PENDING;
+                n->pods = xreallocarray(n->pods, n->n_pods + 1, sizeof(Pod *));
+                n->pods[n->n_pods++] = p;
+                p->n_ref++; /* the table's reference, next to the pool's that is now ours */
+        }
+        pthread_mutex_unlock(&n->lock);
+        pod_pool_note(n, p != NULL, miss);
+        if (!p) {
+                log_debug("Pool miss (%s): booting a pod cold", miss);
+                return 0;
+        }
+
+        _cleanup_free_ char *marker = xasprintf("%s/" POD_POOL_MARKER, p->dir);
+        _cleanup_free_ char *audit_path = xasprintf("%s/audit.jsonl", p->dir);
+        (void) unlink(marker);
+        AuditLog *log = NULL;
+        int r = audit_log_open(audit_path, p->id, n->audit_key, &log);
+        pthread_mutex_lock(&p->audit_lock);
+        p->audit = log;
+        pthread_mutex_unlock(&p->audit_lock);
+        if (r < 0) {
+                *reterr = xasprintf("cannot open the audit log %s: %s", audit_path, strerror(-r));
+                pod_terminate(p, POD_FAILED, "cannot open the audit log", "internal");
+                pod_forget(n, p);
+                pod_unref(p);
+                return r;
+        }
+        pod_audit_create(p, actor);
+        {
+                /* The one record that tells a claimed pod from a cold one: what was booted ahead. */
+                _cleanup_free_ char *what = xasprintf(
+                        "claimed from the warm pool: image %s, %u vCPU, %" PRIu64 " MiB, scratch %" PRIu64
+                        " MiB, booted ahead without identity, secret or network",
+                        pool_image_name(p->pool_image),
+                        p->vcpus,
+                        p->memory_mib,
+                        p->scratch_mib);
+                pod_audit_lifecycle(p, "claim", what, NULL);
+        }
+        metrics_pod_created();
+        pod_log(p, LOG_INFO, "claimed from the warm pool (image %s)", pool_image_name(p->pool_image));
+
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pod_ref(p); /* the claim thread's */
+        r = -pthread_create(&t, &attr, pod_claim_thread, p);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                pod_unref(p);
+                pod_terminate(p, POD_FAILED, "cannot start the claim thread", "internal");
+        }
+        node_wake(n);
+        *ret = p;
+        return 1;
+}
+
+int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr) {
+        pthread_t t;
+        int r;
+
+        r = pod_create_claim(n, spec, driver, actor, ret, reterr);
+        if (r != 0)
+                return r < 0 ? r : 0;
+
+        Pod *p = xnew0(Pod, 1);
+        p->node = n;
+        p->n_ref = 1;
+        pod_make_id(p->id);
+        p->driver = driver;
+        p->weak = driver == VMM_DRIVER_LOCAL;
+        pthread_mutex_init(&p->audit_lock, NULL);
+        pthread_mutex_init(&p->net_lock, NULL);
+        p->approvals = approval_queue_new(p->id, 0);
+        p->vcpus = spec->vcpus ?: n->config.default_vcpus;
+        p->memory_mib = spec->memory_mib ?: n->config.default_memory_mib;
+        p->scratch_mib = spec->scratch_mib ?: n->config.default_scratch_mib;
+        pod_take_spec(p, spec); /* owned from here on, also on failure */
         p->dir = xasprintf("%s/pods/%s", n->config.state_dir, p->id);
 
         if (mkdir(p->dir, 0700) < 0) {
@@ -486,16 +592,7 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->n_ref++; /* the table's reference */
         pthread_mutex_unlock(&n->lock);
 
-        {
-                /* The spec itself is the create call's argument: its digest binds the log to it. */
-                AuditEvent ev = { .actor = actor ?: "",
-                                  .op = "pod_create",
-                                  .decision = "allow",
-                                  .args = spec->json,
-                                  .result = vmm_driver_to_string(driver),
-                                  .result_len = strlen(vmm_driver_to_string(driver)) };
-                pod_audit(p, &ev);
-        }
+        pod_audit_create(p, actor);
         metrics_pod_created();
 
         pthread_attr_t attr;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "approval-queue.h"
 #include "audit.h"
@@ -81,6 +82,14 @@ struct Pod {
         uint64_t guest_dropped[3];
         usec_t guest_dropped_reported_at;
         ApprovalQueue *approvals; /* pending approvals (approval-queue.h); closed at the end */
+        /* The warm pool (pod-pool.c). A pooled pod is booted ahead with the node's default
+         * shape, kept out of pods[] (the API never sees it) and has no spec, audit log or
+         * network until create claims it. */
+        bool pooled;         /* under node->lock: in the pool */
+        bool pool_ready;     /* under node->lock: its proxy answered; claimable */
+        bool claimed;        /* this pod was claimed from the pool (set once, at claim) */
+        char *pool_image;    /* the image a pooled pod was booted with */
+        json_t *pool_events; /* under node->lock: guest events that arrived while pooled */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
@@ -136,5 +145,12 @@ void pod_supervisor_stop(Node *n);
 void pod_terminate_all(Node *n, const char *reason);
 /* At start: clean what an earlier run left under <state_dir>/pods. Returns pods cleaned. */
 int pod_cleanup_stale(Node *n);
+/* The warm pool (pod-pool.c, docs/node.md "Warm pool"): start its thread (a no-op without
+ * [pool.images]), stop it and discard every pooled pod, describe it for GET /v1/pool. */
+int pod_pool_start(Node *n);
+void pod_pool_stop(Node *n);
+json_t *pod_pool_to_json(Node *n);
+/* Append the pool's gauges (per image) to a metrics page. */
+void pod_pool_render_metrics(Node *n, FILE *f);
 /* Count live pods (not exited/failed), under lock. */
 unsigned pod_count_live_locked(Node *n);

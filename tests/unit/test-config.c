@@ -123,6 +123,14 @@ static void test_node(void **state) {
         assert_true(c->net_enabled);
         assert_int_equal(c->tcg_tb_mib, 32);
         assert_false(c->ksm);
+        assert_int_equal(json_object_size(c->pool_images), 0); /* no warm pool by default */
+        assert_int_equal(c->pool_memory_budget_mib, 4096);
+        assert_int_equal(node_config_set(c, "pool.images", "default=2,python=1", NULL), 0);
+        assert_int_equal(json_integer_value(json_object_get(c->pool_images, "python")), 1);
+        assert_int_equal(node_config_set(c, "pool.images", "default=65", &err), -EINVAL);
+        assert_non_null(strstr(err, "pool.images: default: must be an integer 0..64"));
+        free(err);
+        err = NULL;
         assert_int_equal(node_config_set(c, "node.listen", "[::1]:18080", NULL), 0);
         assert_int_equal(node_config_set(c, "node.listen", "localhost:80", &err), -EINVAL);
         free(err);
@@ -136,6 +144,8 @@ static void test_node(void **state) {
                                            "\"/srv/nucleus\"\n"
                                            "[pods]\ndriver = \"local\"\naccel = \"tcg\"\nmax_pods = 4\n"
                                            "tcg_tb_mib = 16\nksm = true\n"
+                                           "[pool]\nmemory_budget_mib = 2048\n"
+                                           "[pool.images]\ndefault = 1\npython = 0\n"
                                            "[net]\npool = \"10.77.0.0/16\"\ndns_upstream = "
                                            "\"203.0.113.53\"\n");
         if (node_config_load(p, true, &c, &err) < 0)
@@ -147,7 +157,50 @@ static void test_node(void **state) {
         assert_int_equal(c->origins[NODE_MAX_PODS].line, 7);
         assert_int_equal(c->tcg_tb_mib, 16);
         assert_true(c->ksm);
+        assert_int_equal(c->pool_memory_budget_mib, 2048);
+        assert_int_equal(json_integer_value(json_object_get(c->pool_images, "default")), 1);
+        assert_int_equal(json_integer_value(json_object_get(c->pool_images, "python")), 0);
+        {
+                json_t *j = node_config_to_json(c, false);
+                assert_int_equal(
+                        json_integer_value(json_object_get(json_object_get(j, "pool.images"), "default")), 1);
+                json_decref(j);
+        }
         node_config_free(c);
+        {
+                /* The inline form is the same table. */
+                _cleanup_free_ char *q = write_tmp("[pool]\nimages = { default = 3 }\n");
+                if (node_config_load(q, true, &c, &err) < 0)
+                        fail_msg("%s", err);
+                assert_int_equal(json_integer_value(json_object_get(c->pool_images, "default")), 3);
+                node_config_free(c);
+                unlink(q);
+        }
+        {
+                /* Errors name the key. */
+                static const struct {
+                        const char *text, *want;
+                } errs[] = {
+                        { "[pool.images]\ndefault = 65\n", "pool.images: default: must be an integer 0..64" },
+                        { "[pool.images]\ndefault = -1\n", "pool.images: default: must be an integer 0..64" },
+                        { "[pool.images]\ndefault = \"1\"\n", "pool.images: default: must be an integer" },
+                        { "[pool.images]\n\"Bad Name\" = 1\n",
+                          "pool.images: image name 'Bad Name' must match" },
+                        { "[pool]\nimages = 1\n", "pool.images: must be a table of image names" },
+                        { "[pool]\ndefault = 1\n", "pool.default: unknown key" },
+                        { "[pool]\nmemory_budget_mib = -5\n", "pool.memory_budget_mib: must be an integer" },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(errs); i++) {
+                        _cleanup_free_ char *q = write_tmp(errs[i].text);
+                        err = NULL;
+                        if (node_config_load(q, true, &c, &err) >= 0)
+                                fail_msg("accepted: %s", errs[i].text);
+                        if (!strstr(err, errs[i].want))
+                                fail_msg("%s: got '%s', want '%s'", errs[i].text, err, errs[i].want);
+                        free(err);
+                        unlink(q);
+                }
+        }
 
         const char *bad[] = {
                 "[node]\nstate_dir = \"relative\"\n",

@@ -50,6 +50,7 @@ typedef enum FieldType {
         FT_BINARY,  /* program name or absolute path */
         FT_OPTPATH, /* absolute path or empty (= automatic) */
         FT_OPTIPV4, /* IPv4 address or empty (= automatic) */
+        FT_COUNTS,  /* table of image name -> count min..max (json_t * object) */
 } FieldType;
 
 typedef struct Field {
@@ -213,6 +214,9 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 .def_num = 604800),
         [NODE_TCG_TB_MIB] = NF("pods.tcg_tb_mib", FT_U32, tcg_tb_mib, .min = 4, .max = 2048, .def_num = 32),
         [NODE_KSM] = NF("pods.ksm", FT_BOOL, ksm, .def_num = 0),
+        [NODE_POOL_IMAGES] = NF("pool.images", FT_COUNTS, pool_images, .min = 0, .max = 64),
+        [NODE_POOL_MEMORY_BUDGET] = NF(
+                "pool.memory_budget_mib", FT_U64, pool_memory_budget_mib, .min = 0, .max = 1048576, .def_num = 4096),
 };
 #undef NF
 
@@ -323,6 +327,10 @@ static void field_set_default(const Field *f, void *base) {
         case FT_STRV:
                 *(char ***) p = strv_free(*(char ***) p);
                 break;
+        case FT_COUNTS:
+                json_decref(*(json_t **) p);
+                *(json_t **) p = json_object();
+                break;
         default:
                 free(*(char **) p);
                 *(char **) p = f->def_str ? xstrdup(f->def_str) : NULL;
@@ -334,7 +342,10 @@ static void field_free(const Field *f, void *base) {
         char *p = (char *) base + f->offset;
         if (f->type == FT_STRV)
                 *(char ***) p = strv_free(*(char ***) p);
-        else if (f->type != FT_BOOL && f->type != FT_U32 && f->type != FT_U64 && f->type != FT_USD)
+        else if (f->type == FT_COUNTS) {
+                json_decref(*(json_t **) p);
+                *(json_t **) p = NULL;
+        } else if (f->type != FT_BOOL && f->type != FT_U32 && f->type != FT_U64 && f->type != FT_USD)
                 *(char **) p = mfree(*(char **) p);
 }
 
@@ -392,6 +403,34 @@ static int field_apply_json(const Field *f, void *base, const json_t *v, char **
                 *(char ***) p = TAKE_PTR(l);
                 return 0;
         }
+        case FT_COUNTS: {
+                /* { NAME = N, ... }: each NAME an image name, each N an integer min..max. */
+                if (!json_is_object(v) || json_object_size(v) > 64) {
+                        *ret_problem = xstrdup("must be a table of image names to counts (at most 64 "
+                                               "images)");
+                        return -EINVAL;
+                }
+                const char *name;
+                json_t *x;
+                Field name_field = { .type = FT_NAME };
+                json_object_foreach((json_t *) v, name, x) {
+                        _cleanup_free_ char *bad = check_string(&name_field, name);
+                        if (bad) {
+                                *ret_problem = xasprintf("image name '%s' %s", name, bad);
+                                return -EINVAL;
+                        }
+                        if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                            (uint64_t) json_integer_value(x) < f->min ||
+                            (uint64_t) json_integer_value(x) > f->max) {
+                                *ret_problem = xasprintf(
+                                        "%s: must be an integer %" PRIu64 "..%" PRIu64, name, f->min, f->max);
+                                return -EINVAL;
+                        }
+                }
+                json_decref(*(json_t **) p);
+                *(json_t **) p = json_deep_copy(v);
+                return 0;
+        }
         default: {
                 if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
                         *ret_problem = xstrdup("must be a string");
@@ -436,6 +475,22 @@ static json_t *field_text_to_json(const Field *f, const char *text) {
                         json_array_append_new(a, json_string(t));
                 return a;
         }
+        case FT_COUNTS: {
+                /* "NAME=N,NAME=N" */
+                json_t *o = json_object();
+                _cleanup_free_ char *copy = xstrdup(text);
+                char *save = NULL;
+                for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                        char *eq = strchr(t, '=');
+                        if (!eq || safe_atou64(eq + 1, &u) < 0 || u > INT64_MAX) {
+                                json_decref(o);
+                                return json_string(text); /* type error reported by apply */
+                        }
+                        *eq = 0;
+                        json_object_set_new(o, t, json_integer((json_int_t) u));
+                }
+                return o;
+        }
         default:
                 return json_string(text);
         }
@@ -458,6 +513,8 @@ static json_t *field_to_json(const Field *f, const void *base) {
                         json_array_append_new(a, json_string(*s));
                 return a;
         }
+        case FT_COUNTS:
+                return *(json_t *const *) p ? json_deep_copy(*(json_t *const *) p) : json_object();
         default:
                 return *(char *const *) p ? json_string(*(char *const *) p) : json_null();
         }

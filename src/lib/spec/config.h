@@ -147,6 +147,8 @@ typedef enum NodeConfigField {
         NODE_KEEP_ENDED_SECONDS,
         NODE_TCG_TB_MIB,
         NODE_KSM,
+        NODE_POOL_IMAGES,
+        NODE_POOL_MEMORY_BUDGET,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -184,6 +186,9 @@ typedef struct NodeConfig {
         uint32_t tcg_tb_mib;               /* [pods] tcg_tb_mib = 32, 4..2048: QEMU's TCG translation
                                             * cache per pod (the most a pod's QEMU keeps of it) */
         bool ksm;                          /* [pods] ksm = false: guest RAM mergeable by the host's KSM */
+        json_t *pool_images;               /* [pool.images] NAME = N (0..64): pods of image NAME booted
+                                            * ahead for create to claim; {} by default (no pool) */
+        uint64_t pool_memory_budget_mib;   /* [pool] memory_budget_mib = 4096: most the pool may hold */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 
