@@ -39,12 +39,12 @@
 typedef struct PodPool {
         pthread_t thread;
         bool running;
-        bool stopping;      /* under node->lock */
-        int wake_fd;        /* eventfd: a claim, a stop */
-        Pod **pods;         /* under node->lock: booting and ready pooled pods */
+        bool stopping; /* under node->lock */
+        int wake_fd;   /* eventfd: a claim, a stop */
+        Pod **pods;    /* under node->lock: booting and ready pooled pods */
         size_t n_pods;
-        unsigned fails;     /* consecutive failed boots (pool thread only) */
-        usec_t retry_after; /* CLOCK_MONOTONIC: no boot before this after a failure */
+        unsigned fails;        /* consecutive failed boots (pool thread only) */
+        usec_t retry_after;    /* CLOCK_MONOTONIC: no boot before this after a failure */
         uint64_t hits, misses; /* under node->lock (also in metrics) */
 } PodPool;
 
@@ -233,7 +233,8 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
                 r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
                 if (r < 0)
-                        log_warning_errno(r, "Pool: pod %s: cannot create its cgroup, running without limits: %m", p->id);
+                        log_warning_errno(
+                                r, "Pool: pod %s: cannot create its cgroup, running without limits: %m", p->id);
         }
         image_dir = streq(image, "default") ? xstrdup(n->config.images_dir)
                                             : xasprintf("%s/%s", n->config.images_dir, image);
@@ -279,7 +280,8 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         {
                 _cleanup_json_ json_t *args = json_object();
                 ChannelReply reply = {};
-                r = channel_call(ch, "ping", args, 0, NULL, 0, (usec_t) n->config.boot_timeout_sec * USEC_PER_SEC, 0, &reply);
+                r = channel_call(
+                        ch, "ping", args, 0, NULL, 0, (usec_t) n->config.boot_timeout_sec * USEC_PER_SEC, 0, &reply);
                 channel_reply_done(&reply);
                 if (r < 0) {
                         err = xasprintf("the proxy did not answer: %s", strerror(-r));
@@ -375,9 +377,10 @@ static void *pool_thread(void *userdata) {
                 pthread_mutex_unlock(&n->lock);
 
                 if (over && !warned_budget)
-                        log_warning("Pool: [pool] memory_budget_mib = %" PRIu64
-                                    " is reached; the pool stays below its [pool.images] size",
-                                    n->config.pool_memory_budget_mib);
+                        log_warning(
+                                "Pool: [pool] memory_budget_mib = %" PRIu64 " is reached; the pool stays "
+                                "below its [pool.images] size",
+                                n->config.pool_memory_budget_mib);
                 warned_budget = warned_budget || over;
 
                 if (need) {
@@ -385,10 +388,13 @@ static void *pool_thread(void *userdata) {
                         free(owners);
                         int r = pool_boot_one(n, pl, need);
                         if (r < 0 && r != -ECANCELED) {
-                                usec_t wait = NUCLEUS_MIN(POOL_RETRY_MIN << NUCLEUS_MIN(pl->fails, 6u), POOL_RETRY_MAX);
+                                usec_t wait = NUCLEUS_MIN(
+                                        POOL_RETRY_MIN << NUCLEUS_MIN(pl->fails, 6u), POOL_RETRY_MAX);
                                 pl->fails++;
                                 pl->retry_after = now_usec(CLOCK_MONOTONIC) + wait;
-                                log_warning("Pool: next attempt in %" PRIu64 " s", (uint64_t) (wait / USEC_PER_SEC));
+                                log_warning(
+                                        "Pool: next attempt in %" PRIu64 " s",
+                                        (uint64_t) (wait / USEC_PER_SEC));
                         } else if (r >= 0)
                                 pl->fails = 0;
                         continue;
@@ -412,11 +418,12 @@ static void *pool_thread(void *userdata) {
                                 bool ours = p->pooled && pool_remove_locked(pl, p);
                                 pthread_mutex_unlock(&n->lock);
                                 if (ours) {
-                                        log_warning("Pool: idle pod %s of image %s ended (%s %d); replacing it",
-                                                    p->id,
-                                                    p->pool_image,
-                                                    si.si_code == CLD_EXITED ? "status" : "signal",
-                                                    si.si_status);
+                                        log_warning(
+                                                "Pool: idle pod %s of image %s ended (%s %d); replacing it",
+                                                p->id,
+                                                p->pool_image,
+                                                si.si_code == CLD_EXITED ? "status" : "signal",
+                                                si.si_status);
                                         metrics_pool_lost();
                                         pool_discard(p);
                                 }
@@ -464,10 +471,33 @@ int pod_pool_start(Node *n) {
         pool_default_shape(&shape, NULL, (int) n->config.driver);
         uint64_t charge = pool_pod_charge_mib(shape.memory_mib);
         if (!pool_fits(0, charge, n->config.pool_memory_budget_mib))
-                log_warning("Pool: [pool] memory_budget_mib = %" PRIu64 " is below one pooled pod (%" PRIu64
-                            " MiB: guest memory + 256); the pool stays empty",
-                            n->config.pool_memory_budget_mib,
-                            charge);
+                log_warning(
+                        "Pool: [pool] memory_budget_mib = %" PRIu64 " is below one pooled pod (%" PRIu64 " M"
+                        "iB"
+                        ": "
+                        "gu"
+                        "es"
+                        "t "
+                        "me"
+                        "mo"
+                        "ry"
+                        " +"
+                        " 2"
+                        "56"
+                        ");"
+                        " t"
+                        "he"
+                        " p"
+                        "oo"
+                        "l "
+                        "st"
+                        "ay"
+                        "s "
+                        "em"
+                        "pt"
+                        "y",
+                        n->config.pool_memory_budget_mib,
+                        charge);
         int r = -pthread_create(&pl->thread, NULL, pool_thread, n);
         if (r < 0) {
                 n->pool = NULL;
@@ -476,9 +506,10 @@ int pod_pool_start(Node *n) {
                 return r;
         }
         pl->running = true;
-        log_info("Pool: keeping %u pod(s) booted ahead ([pool.images]; budget %" PRIu64 " MiB)",
-                 total,
-                 n->config.pool_memory_budget_mib);
+        log_info(
+                "Pool: keeping %u pod(s) booted ahead ([pool.images]; budget %" PRIu64 " MiB)",
+                total,
+                n->config.pool_memory_budget_mib);
         return 0;
 }
 
@@ -524,15 +555,16 @@ json_t *pod_pool_to_json(Node *n) {
                                         (void) (pl->pods[i]->pool_ready ? ready++ : booting++);
                         json_array_append_new(
                                 images,
-                                json_pack("{s:s,s:i,s:i,s:i}",
-                                          "image",
-                                          name,
-                                          "size",
-                                          (int) pool_target(n->config.pool_images, name),
-                                          "ready",
-                                          (int) ready,
-                                          "booting",
-                                          (int) booting));
+                                json_pack(
+                                        "{s:s,s:i,s:i,s:i}",
+                                        "image",
+                                        name,
+                                        "size",
+                                        (int) pool_target(n->config.pool_images, name),
+                                        "ready",
+                                        (int) ready,
+                                        "booting",
+                                        (int) booting));
                 }
         json_t *j = json_pack(
                 "{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",

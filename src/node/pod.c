@@ -716,7 +716,8 @@ char **pod_prune(Node *n, usec_t older_than, unsigned keep) {
         if (d)
                 closedir(d);
 
-        qsort(list, n_list, sizeof(Ended), ended_newest_first);
+        if (n_list > 0) /* qsort of a NULL list is undefined even for 0 items */
+                qsort(list, n_list, sizeof(Ended), ended_newest_first);
         usec_t now = now_usec(CLOCK_REALTIME);
         for (size_t i = 0; i < n_list; i++) {
                 bool too_old = older_than > 0 && now > list[i].ended_rt && now - list[i].ended_rt > older_than;

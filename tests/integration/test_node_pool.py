@@ -151,8 +151,7 @@ def test_pool_restart_discards_pool(tmp_path):
         wait_ready(node, 2)
         old = pooled_dirs(node)
         assert len(old) == 2
-        node.kill9()  # its pooled pods stay behind
-        assert node.processes_mentioning_state()
+        node.kill9()  # their dirs stay behind (bwrap dies with the node: --die-with-parent)
         node.start()
         wait_ready(node, 2)
         new = pooled_dirs(node)

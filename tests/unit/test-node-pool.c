@@ -77,17 +77,15 @@ static void test_budget(void **state) {
         assert_false(pool_fits(0, c, 767));
         assert_true(pool_fits(768, c, 1536));
         assert_false(pool_fits(769, c, 1536));
-        assert_false(pool_fits(0, c, 0)); /* budget 0: nothing */
+        assert_false(pool_fits(0, c, 0));       /* budget 0: nothing */
         assert_false(pool_fits(2000, c, 1536)); /* already over (a lowered budget): no underflow */
         assert_false(pool_fits(0, UINT64_MAX, 1536));
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_default_shape),
-                cmocka_unit_test(test_match),
-                cmocka_unit_test(test_mismatch),
-                cmocka_unit_test(test_target),
+                cmocka_unit_test(test_default_shape), cmocka_unit_test(test_match),
+                cmocka_unit_test(test_mismatch),      cmocka_unit_test(test_target),
                 cmocka_unit_test(test_budget),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
