@@ -22,6 +22,7 @@
 #include "agent-workspace.h"
 #include "alloc-util.h"
 #include "cli-files.h"
+#include "client-paths.h"
 #include "cli-node.h"
 #include "fd-util.h"
 #include "json-util.h"
@@ -655,6 +656,11 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 env_add(&benv, "NUCLEUS_NODE_URL", s->node->url);
                 env_add(&benv, "NUCLEUS_NODE_KEY_FILE", s->node->key_file);
                 env_add(&benv, "NUCLEUS_MCP_TOOLS", tools);
+                /* nucleus-mcp reads the same config dir as this run (an ordinary user's is under
+                 * a HOME that this environment, built from nothing, does not carry). */
+                _cleanup_free_ char *cfgdir = NULL;
+                if (client_config_dir(&cfgdir) >= 0)
+                        env_add(&benv, "NUCLEUS_CONFIG_DIR", cfgdir);
                 r = spawn_bridge(bargv, benv, &mcp_bridge);
                 if (r >= 0)
                         r = wait_for_socket(sock);

@@ -12,8 +12,10 @@ import json
 import os
 import pathlib
 import pty
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -456,6 +458,45 @@ p.wait()
 
 
 def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
+    check_confined_agent(env, node, tmp_path)
+
+
+# An unprivileged user with no passwd entry: `nucleus run` as an ordinary user confines the agent
+# with its own (unprivileged) user namespace, and the agent keeps that user's uid.
+RUN_AS_UID = 61235
+
+
+@pytest.fixture
+def user_env():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the CLI as another user (CI runs as root)")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="nucleus-nonroot-", dir="/var/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        e = Env(base)
+        for p in [base, *base.rglob("*")]:
+            os.lchown(p, RUN_AS_UID, RUN_AS_UID)
+        yield e
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def user_node(user_env):
+    with StubNode(user_env.node_key, approver_pub=user_env.approver_pub) as n:
+        yield n
+
+
+def test_agent_cmd_as_an_ordinary_user_is_confined(user_env, user_node):
+    # The build tree must be reachable by the user; a checkout under a 0700 directory is not.
+    nucleus = binary("nucleus")
+    if not all(os.stat(d).st_mode & 0o001 for d in [nucleus, *nucleus.parents]):
+        pytest.skip(f"{nucleus} is not reachable by an ordinary user")
+    out = check_confined_agent(user_env, user_node, user_env.tmp, user=RUN_AS_UID)
+    assert out["uid"] == RUN_AS_UID
+
+
+def check_confined_agent(env, node, tmp_path, user=None):
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
     agent.chmod(0o755)
@@ -469,7 +510,10 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     port = node.url.rsplit(":", 1)[1]
     argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
             "--agent-cmd", f"{agent} {env.cfg / 'secrets' / 'node.key'} {secret_in_home} {env.proj} {port} {host_path}"]
-    r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
+    if user is not None:
+        os.lchown(agent, user, user)
+    r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120,
+                       user=user, group=user, extra_groups=[] if user is not None else None)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     # The agent's MCP server is a bridge to nucleus-mcp, which runs outside the sandbox.
@@ -478,7 +522,11 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     # writable host path, no way to the node's port.
     p = out["probes"]
     assert p["node_key"] == "No such file or directory" and p["home"] == "No such file or directory", p
-    assert p["write_project"] != "written" and p["write_var_tmp"] != "written", p
+    assert p["write_project"] != "written", p
+    if user is None:
+        assert p["write_var_tmp"] != "written", p
+    # An ordinary user owns the sandbox's own root (a throwaway tmpfs), so a write to a path
+    # that exists there may succeed; it never reaches the host.
     assert not (env.proj / "pwned").exists() and not host_path.exists()
     assert p["node_port"] != "connected", p
     # Run as root (CI), the agent is not: it runs as nobody in its own user namespace.
@@ -493,6 +541,7 @@ def test_agent_cmd_runs_an_external_mcp_agent(env, node, tmp_path):
     assert out["cwd"] != str(env.proj) and not out["cwd"].startswith(str(env.proj))
     assert "NUCLEUS_CONFIG_DIR" not in out["env"] and "NUCLEUS_NODE_URL" not in out["env"]
     assert only_pod(node).deleted
+    return out
 
 
 def test_spec_carries_network_and_budget(env, node):
