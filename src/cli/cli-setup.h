@@ -30,6 +30,7 @@ typedef struct SetupContext {
         const char *vm_name;
         unsigned vm_cpus, vm_memory_gib, vm_disk_gib; /* flag > config.toml [vm] > default */
         bool vm_given;                                /* a --vm-* flag was on the command line */
+        int pool_size; /* --pool-size N: [pool.images] default in node.toml; -1: by the host's RAM */
         OutputMode output;
         /* results */
         json_t *steps; /* array of {step, result, message} */

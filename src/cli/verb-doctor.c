@@ -342,6 +342,55 @@ static void check_images(CheckList *l, const char *images_dir) {
 #endif
 }
 
+/* The node's warm pool (GET /v1/pool; docs/node.md "Warm pool"): configured and ready per
+ * image. A node without the route (older) is not an error. */
+static void check_pool(CheckList *l, NucleusClient *c) {
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *res = NULL;
+        if (client_call_json(c, "GET", "/v1/pool", NULL, &res, &e) < 0)
+                return;
+        json_t *images = json_object_get(res, "images");
+        size_t i;
+        json_t *img;
+        unsigned configured = 0;
+        json_array_foreach(images, i, img) {
+                _cleanup_free_ char *name = string_make_visible(
+                        json_string_value(json_object_get(img, "image")) ?: "?");
+                json_int_t size = json_integer_value(json_object_get(img, "size"));
+                json_int_t ready = json_integer_value(json_object_get(img, "ready"));
+                json_int_t booting = json_integer_value(json_object_get(img, "booting"));
+                if (size <= 0)
+                        continue;
+                configured++;
+                check_add(
+                        l,
+                        ready + booting < size ? CHECK_WARN : CHECK_OK,
+                        "warm-pool",
+                        ready + booting < size ? "raise [pool] memory_budget_mib in node.toml, or see the "
+                                                 "node "
+                                                 "log for failing boots"
+                                               : NULL,
+                        "image %s: %lld of %lld pooled pod(s) ready, %lld booting (memory %lld of %lld MiB; "
+                        "%lld hit(s), %lld miss(es))",
+                        name,
+                        (long long) ready,
+                        (long long) size,
+                        (long long) booting,
+                        (long long) json_integer_value(json_object_get(res, "memory_used_mib")),
+                        (long long) json_integer_value(json_object_get(res, "memory_budget_mib")),
+                        (long long) json_integer_value(json_object_get(res, "hits")),
+                        (long long) json_integer_value(json_object_get(res, "misses")));
+        }
+        if (configured == 0)
+                check_add(
+                        l,
+                        CHECK_OK,
+                        "warm-pool",
+                        NULL,
+                        "off: every create boots a pod (set [pool.images] default = 1 in node.toml for warm "
+                        "starts)");
+}
+
 static void check_node(CheckList *l, const ClientSettings *s) {
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
@@ -358,6 +407,7 @@ static void check_node(CheckList *l, const ClientSettings *s) {
         r = cli_node_check(c, &e);
         if (r >= 0) {
                 check_add(l, CHECK_OK, "node", NULL, "%s answers signed requests", s->url);
+                check_pool(l, c);
                 return;
         }
         if (e.status == 401 || streq_ptr(e.kind, "node_unauthenticated"))

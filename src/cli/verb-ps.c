@@ -41,6 +41,37 @@ static char *field(json_t *o, const char *k) {
         return xstrdup("-");
 }
 
+/* One line for the node's warm pool (GET /v1/pool), when it has one: pooled pods are not
+ * user pods (no id to use), so they are summed up, not listed. Text output only; a node
+ * without the route prints nothing. */
+static void print_pool_line(NucleusClient *c) {
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *res = NULL;
+        _cleanup_free_ char *line = NULL;
+        if (client_call_json(c, "GET", "/v1/pool", NULL, &res, &e) < 0)
+                return;
+        size_t i;
+        json_t *img;
+        json_array_foreach(json_object_get(res, "images"), i, img) {
+                json_int_t size = json_integer_value(json_object_get(img, "size"));
+                if (size <= 0)
+                        continue;
+                _cleanup_free_ char *name = string_make_visible(
+                        json_string_value(json_object_get(img, "image")) ?: "?");
+                char *next = xasprintf(
+                        "%s%s%s %lld/%lld ready",
+                        line ?: "",
+                        line ? ", " : "",
+                        name,
+                        (long long) json_integer_value(json_object_get(img, "ready")),
+                        (long long) size);
+                free(line);
+                line = next;
+        }
+        if (line)
+                printf("\nwarm pool: %s (pooled pods are claimed by create; nucleus doctor has more)\n", line);
+}
+
 int verb_ps(int argc, char **argv) {
         enum {
                 ARG_STATE = 0x100,
@@ -113,5 +144,6 @@ int verb_ps(int argc, char **argv) {
                                     *created = field(p, "created"), *reason = field(p, "reason");
                 printf("%-38s %-20s %-12s %-22s %s\n", id, name, st, created, reason);
         }
+        print_pool_line(c);
         return CLI_EXIT_OK;
 }

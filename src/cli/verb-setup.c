@@ -9,12 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +65,8 @@ static void usage(void) {
                "      --vm-cpus N                Lima VM CPUs (default: config.toml [vm] cpus, else 4)\n"
                "      --vm-memory-gib N          Lima VM memory in GiB ([vm] memory_gib, else 8)\n"
                "      --vm-disk-gib N            Lima VM disk in GiB ([vm] disk_gib, else 50)\n"
+               "      --pool-size N              Warm pool: default-image pods kept booted ahead (0..64;\n"
+               "                                 default 1 with at least 4 GiB of RAM, else 0)\n"
                "      --output FORMAT            text (default) or json (a summary of every step)\n"
                "  -h, --help                     Show this help\n\n"
                "Files: see 'nucleus secrets show-paths' and 'nucleus config'.\n");
@@ -345,6 +349,8 @@ static void step_accel(SetupContext *ctx, const char *images_dir) {
 #endif
 }
 
+#define SETUP_POOL_MIN_RAM_MIB 4096u
+
 static int step_node_config(
         SetupContext *ctx, const char *node_config, const char *secrets_dir, const char *images_dir) {
         _cleanup_free_ char *state = NULL;
@@ -363,6 +369,20 @@ static int step_node_config(
                             *q_accel = cli_toml_quote(ctx->accel ?: "tcg"), *q_key = cli_toml_quote(key),
                             *q_appr = cli_toml_quote(appr), *q_audit = cli_toml_quote(audit);
         _cleanup_free_ char *reason = string_make_visible(ctx->accel_reason ?: "not probed");
+        /* One pooled pod of the default image holds at most 768 MiB (512 MiB guest + 256 MiB)
+         * while it waits: worth it with at least 4 GiB of RAM (under a fifth of it). */
+        struct sysinfo si = {};
+        uint64_t ram_mib = sysinfo(&si) == 0 ? (uint64_t) si.totalram * si.mem_unit / (1024 * 1024) : 0;
+        unsigned pool = ctx->pool_size >= 0         ? (unsigned) ctx->pool_size
+                : ram_mib >= SETUP_POOL_MIN_RAM_MIB ? 1
+                                                    : 0;
+        _cleanup_free_ char *pool_why = ctx->pool_size >= 0
+                ? xasprintf("%u pod(s) of the default image kept booted ahead (--pool-size)", pool)
+                : xasprintf(
+                          "%s (host RAM %" PRIu64 " MiB; the rule: 1 pooled pod at >= %u MiB, else 0)",
+                          pool ? "one default-image pod kept booted ahead" : "off",
+                          ram_mib,
+                          SETUP_POOL_MIN_RAM_MIB);
 
         /* Schema: docs/config.md "Node". Secrets are referenced by path only. */
         _cleanup_free_ char *text = xasprintf(
@@ -383,7 +403,14 @@ static int step_node_config(
                 "[secrets]\n"
                 "node_secret_file = %s\n"
                 "approver_public_key_file = %s\n"
-                "audit_signing_key_file = %s\n",
+                "audit_signing_key_file = %s\n"
+                "\n"
+                "[pool]\n"
+                "# Warm pool (docs/node.md \"Warm pool\"): %s\n"
+                "memory_budget_mib = %u\n"
+                "\n"
+                "[pool.images]\n"
+                "default = %u\n",
                 q_listen,
                 q_metrics,
                 q_state,
@@ -392,7 +419,10 @@ static int step_node_config(
                 q_accel,
                 q_key,
                 q_appr,
-                q_audit);
+                q_audit,
+                pool_why,
+                (pool ?: 1) * 768u, /* each pooled pod: 512 MiB guest + 256 MiB (docs/node.md) */
+                pool);
         r = cli_write_if_changed(node_config, text, 0600, ctx->force);
         setup_report_write(ctx, "node.toml", node_config, r);
         return r < 0 ? r : 0;
@@ -583,6 +613,7 @@ int verb_setup(int argc, char **argv) {
                 ARG_VM_MEM,
                 ARG_VM_DISK,
                 ARG_SECRETS_PROVIDED,
+                ARG_POOL_SIZE,
         };
         static const struct option options[] = {
                 CLI_OPTION_HELP,
@@ -597,6 +628,7 @@ int verb_setup(int argc, char **argv) {
                 { "vm-cpus", required_argument, NULL, ARG_VM_CPUS },
                 { "vm-memory-gib", required_argument, NULL, ARG_VM_MEM },
                 { "vm-disk-gib", required_argument, NULL, ARG_VM_DISK },
+                { "pool-size", required_argument, NULL, ARG_POOL_SIZE },
                 CLI_OPTION_OUTPUT,
                 { "secrets-provided", no_argument, NULL, ARG_SECRETS_PROVIDED }, /* hidden: Lima */
                 {},
@@ -608,6 +640,7 @@ int verb_setup(int argc, char **argv) {
                 .vm_cpus = 4,
                 .vm_memory_gib = 8,
                 .vm_disk_gib = 50,
+                .pool_size = -1,
         };
         _cleanup_free_ char *cfg_vm_name = NULL;
         int c, r;
@@ -687,6 +720,14 @@ int verb_setup(int argc, char **argv) {
                 case ARG_VM_DISK:
                         num = &ctx.vm_disk_gib;
                         break;
+                case ARG_POOL_SIZE: {
+                        uint32_t v;
+                        if (safe_atou32(optarg, &v) < 0 || v > 64)
+                                return cli_usage_error(
+                                        "setup", "--pool-size: '%s' is out of range (0..64)", optarg);
+                        ctx.pool_size = (int) v;
+                        break;
+                }
                 default:
                         r = cli_option_common(c, usage, &ctx.output);
                         if (r != CLI_OPTION_CONTINUE)

@@ -110,6 +110,9 @@ def test_setup_then_idempotent(env):
     node = (env.config_dir / "node.toml").read_text()
     assert f'listen = "127.0.0.1:{env.port}"' in node
     assert str(env.secrets / "node.key") in node
+    # The warm pool by the host's RAM (docs/config.md): 1 with >= 4 GiB, else 0.
+    ram_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    assert f"[pool.images]\ndefault = {1 if ram_mib >= 4096 else 0}\n" in node
     # The node config names secrets by path only; no key material in any config.
     key = (env.secrets / "node.key").read_text().strip()
     assert key not in node and key not in cfg
@@ -445,8 +448,10 @@ def vmm_reachable_dir(env):
 
 
 def full_setup(env, *extra):
+    # --pool-size 0: no warm pool here (a pooled VM would boot in every test that starts this node).
     return env.run("setup", "--listen", f"127.0.0.1:{env.port}",
-                   "--metrics-listen", f"127.0.0.1:{env.metrics_port}", "--output", "json", *extra,
+                   "--metrics-listen", f"127.0.0.1:{env.metrics_port}", "--output", "json", "--pool-size", "0",
+                   *extra,
                    timeout=1800)
 
 

@@ -117,6 +117,7 @@ USAGE_ERRORS = [
     ("run", ["  ", "--script", "{plan}", "-d", "{ws}"]),
     ("setup", ["--listen", "nowhere"]),
     ("setup", ["--vm-cpus", "0"]),
+    ("setup", ["--pool-size", "65"]),
     ("setup", ["extra"]),
     ("start", ["--timeout", "0"]),
     ("start", ["extra"]),

@@ -7,8 +7,11 @@ import os
 import signal
 import time
 
+import subprocess
+
 import pytest
 
+from conftest import binary
 from helpers.nodeproc import NodeProc, spec_yaml
 
 WAIT = 120
@@ -95,6 +98,9 @@ def test_pool_exhaustion_and_shape_miss_boot_cold(tmp_path):
         # Another shape is a miss with its reason, booted cold; the pooled pod stays.
         other = create_running(c, extra="  resources: {memory_mib: 256}\n")
         assert node.metric("nucleus_pool_misses_total", reason="memory") == 1
+        img = create_running(c, extra="  image: python\n")
+        assert node.metric("nucleus_pool_misses_total", reason="disabled") == 1  # no pool for it
+        assert "pod_booting" in audit_ops(node, img)
         assert "pod_booting" in audit_ops(node, other) and "pod_claim" not in audit_ops(node, other)
         # Three creates of the default shape in a row: the first is a hit; the others are hits
         # only when the refill won the race, else misses ("empty") booted cold. Either way
@@ -177,3 +183,40 @@ def test_pool_budget_bounds_the_pool(tmp_path):
         assert st["images"][0]["ready"] + st["images"][0]["booting"] == 2, st
         assert st["memory_used_mib"] <= st["memory_budget_mib"] == 1600
         assert "memory_budget_mib = 1600 is reached" in node.log()
+
+
+def nucleus(node, tmp_path, *args):
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(tmp_path / "home"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "LANG": "C.UTF-8", "NUCLEUS_NODE_URL": f"http://127.0.0.1:{node.port}",
+           "NUCLEUS_NODE_KEY_FILE": str(node.secrets / "node.key")}
+    return subprocess.run([str(binary("nucleus")), *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_pool_in_ps_and_doctor(tmp_path):
+    with pool_node(tmp_path, size=1) as node:
+        wait_ready(node, 1)
+        ps = nucleus(node, tmp_path, "ps")
+        assert ps.returncode == 0, ps.stderr
+        assert "warm pool: default 1/1 ready" in ps.stdout
+        # JSON stays the pod list only: pooled pods are not pods.
+        doc = json.loads(nucleus(node, tmp_path, "ps", "--output", "json").stdout)
+        assert doc == {"pods": []}
+        d = nucleus(node, tmp_path, "doctor", "--output", "json")
+        pool = [c for c in json.loads(d.stdout)["checks"] if c["name"] == "warm-pool"]
+        assert len(pool) == 1 and pool[0]["status"] == "OK", pool
+        assert "image default: 1 of 1 pooled pod(s) ready" in pool[0]["message"]
+
+
+def test_no_pool_by_default(tmp_path):
+    with NodeProc(tmp_path, driver="local") as node:
+        st = pool_state(node)
+        assert st["images"] == [] and st["hits"] == 0
+        assert "warm pool" not in nucleus(node, tmp_path, "ps").stdout
+        pod = create_running(node.client())
+        # No pool at all: nothing is counted (a miss is a create a pool could have served).
+        assert node.metric("nucleus_pool_misses_total", reason="disabled") == 0
+        assert node.metric("nucleus_pool_hits_total") == 0
+        assert "pod_booting" in audit_ops(node, pod)
+        assert not pooled_dirs(node)

@@ -246,7 +246,9 @@ static void test_setup_written(void **state) {
                                               "approver_public_key_file = "
                                               "\"/etc/nucleus/secrets/approver.pub\"\n"
                                               "audit_signing_key_file = "
-                                              "\"/etc/nucleus/secrets/audit.key\"\n");
+                                              "\"/etc/nucleus/secrets/audit.key\"\n"
+                                              "\n[pool]\n# Warm pool (docs/node.md \"Warm pool\"): off\n"
+                                              "memory_budget_mib = 1024\n\n[pool.images]\ndefault = 1\n");
         CliConfig *c = NULL;
         NodeConfig *n = NULL;
         char *err = NULL;
