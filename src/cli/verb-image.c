@@ -17,6 +17,7 @@
 #include "alloc-util.h"
 #include "cli-files.h"
 #include "cli.h"
+#include "escape.h"
 #include "client-paths.h"
 #include "json-util.h"
 #include "log.h"
@@ -118,26 +119,33 @@ static int image_ls_verb(int argc, char **argv) {
                 json_t *rootfs = json_object_get(m, "rootfs");
                 json_t *art = json_object_get(json_object_get(m, "artifacts"), IMAGE_ROOTFS);
                 json_t *pk = json_object_get(rootfs, "packages");
-                json_array_append_new(
-                        list,
-                        json_pack(
-                                "{s:s, s:s, s:I, s:O, s:s, s:O}",
-                                "name",
-                                *nm,
-                                "dir",
-                                idir,
-                                "rootfs_bytes",
-                                json_integer_value(json_object_get(art, "size")),
-                                "packages",
-                                pk ? pk : json_array(),
-                                "source",
-                                json_string_value(json_object_get(rootfs, "source")) ?: "?",
-                                "built_at",
-                                json_object_get(m, "built_at") ?: json_null()));
+                json_t *entry = json_pack(
+                        "{s:s, s:s, s:I, s:O, s:s, s:O}",
+                        "name",
+                        *nm,
+                        "dir",
+                        idir,
+                        "rootfs_bytes",
+                        json_integer_value(json_object_get(art, "size")),
+                        "packages",
+                        pk ? pk : json_array(),
+                        "source",
+                        json_string_value(json_object_get(rootfs, "source")) ?: "?",
+                        "built_at",
+                        json_object_get(m, "built_at") ?: json_null());
+                /* Where the package list came from (recipe, --packages, config.toml), or the
+                 * OCI image an imported rootfs was made from. */
+                json_t *from = json_object_get(rootfs, "packages_from");
+                if (json_is_string(from))
+                        json_object_set(entry, "packages_from", from);
+                json_t *oci = json_object_get(rootfs, "oci");
+                if (json_is_object(oci))
+                        json_object_set(entry, "oci", oci);
+                json_array_append_new(list, entry);
         }
         if (output == OUTPUT_JSON)
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
-        printf("%-16s %10s  %s\n", "NAME", "ROOTFS", "PACKAGES");
+        printf("%-16s %10s  %s\n", "NAME", "ROOTFS", "PACKAGES (FROM) / SOURCE");
         size_t i;
         json_t *v;
         json_array_foreach(list, i, v) {
@@ -149,10 +157,27 @@ static int image_ls_verb(int argc, char **argv) {
                         free(pk);
                         pk = n;
                 }
+                json_t *oci = json_object_get(v, "oci");
+                const char *from = json_string_value(json_object_get(v, "packages_from"));
+                _cleanup_free_ char *what = NULL;
+                if (oci) {
+                        json_t *tag = json_array_get(json_object_get(oci, "tags"), 0);
+                        what = xasprintf(
+                                "%s image %s (%zu layers)",
+                                json_string_value(json_object_get(oci, "format")) ?: "oci",
+                                json_is_string(tag) ? json_string_value(tag)
+                                                    : json_string_value(json_object_get(oci, "config_digest")) ?: "?",
+                                json_array_size(json_object_get(oci, "layers")));
+                } else if (pk)
+                        what = xasprintf("%s%s%s%s", pk, from ? " (" : "", from ?: "", from ? ")" : "");
+                else
+                        what = xstrdup(json_string_value(json_object_get(v, "source")) ?: "?");
+                /* Tags come from the archive: shown with hidden characters made visible. */
+                _cleanup_free_ char *shown = string_make_visible(what);
                 printf("%-16s %7lld MiB  %s\n",
                        json_string_value(json_object_get(v, "name")),
                        (long long) (json_integer_value(json_object_get(v, "rootfs_bytes")) >> 20),
-                       pk ?: json_string_value(json_object_get(v, "source")));
+                       shown);
         }
         if (json_array_size(list) == 0)
                 printf("(no image built in %s: nucleus image build)\n", dir);
@@ -161,6 +186,7 @@ static int image_ls_verb(int argc, char **argv) {
 
 static void image_help(void) {
         printf("Usage: nucleus image build [--name NAME] [OPTIONS]\n"
+               "       nucleus image import --name NAME FILE.tar   (docker save / OCI layout archive)\n"
                "       nucleus image ls [--images-dir DIR] [--output text|json]\n"
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
                "                          [--no-disks] [--memory MIB] [--accel tcg|kvm] [--cmdline-extra "
@@ -180,6 +206,8 @@ static void image_help(void) {
                "  --packages LIST         Comma-separated rootfs packages (default: " IMAGE_DEFAULT_PACKAGES
                ")\n"
                "  --rootfs-tar FILE       Import this rootfs tar (e.g. a docker export) instead\n"
+               "  --from-oci FILE         Use this OCI image archive (docker save, podman save, an OCI\n"
+               "                          layout tar) as the rootfs of --name NAME (= image import)\n"
                "  --kernel-deb FILE       Use this kernel package instead of apt-get download\n"
                "  --kernel-sha256 HEX     Its SHA-256 (required with --kernel-deb)\n"
                "  --init FILE             Static nucleus-guest-init (default: the built one)\n"
@@ -382,10 +410,12 @@ int verb_image(int argc, char **argv) {
                 ARG_PROXY,
                 ARG_OUTPUT,
                 ARG_NAME,
+                ARG_FROM_OCI,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
                 { "name", required_argument, NULL, ARG_NAME },
+                { "from-oci", required_argument, NULL, ARG_FROM_OCI },
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "packages", required_argument, NULL, ARG_PACKAGES },
                 { "rootfs-tar", required_argument, NULL, ARG_ROOTFS_TAR },
@@ -416,9 +446,13 @@ int verb_image(int argc, char **argv) {
                 return image_probe_verb(argc - 1, argv + 1);
         if (streq(argv[1], "ls"))
                 return image_ls_verb(argc - 1, argv + 1);
-        if (!streq(argv[1], "build"))
+        /* import FILE is build --from-oci FILE. */
+        bool import = streq(argv[1], "import");
+        if (!streq(argv[1], "build") && !import)
                 return cli_usage_error(
-                        "image", "unknown subcommand '%s' (expected build, argv or probe)", argv[1]);
+                        "image",
+                        "unknown subcommand '%s' (expected build, import, ls, argv, scratch or probe)",
+                        argv[1]);
         argc--;
         argv++;
 
@@ -456,6 +490,9 @@ int verb_image(int argc, char **argv) {
                 case ARG_ROOTFS_TAR:
                         o.rootfs_tar = optarg;
                         break;
+                case ARG_FROM_OCI:
+                        o.oci_archive = optarg;
+                        break;
                 case ARG_KERNEL_DEB:
                         o.kernel_deb = optarg;
                         break;
@@ -480,8 +517,17 @@ int verb_image(int argc, char **argv) {
                 default:
                         return CLI_EXIT_USAGE;
                 }
+        if (import) {
+                if (optind + 1 != argc || o.oci_archive)
+                        return cli_usage_error("image", "usage: nucleus image import --name NAME FILE.tar");
+                o.oci_archive = argv[optind++];
+        }
         if (optind < argc)
                 return cli_usage_error("image", "unexpected argument '%s'", argv[optind]);
+        if (o.oci_archive && !name)
+                return cli_usage_error("image", "an OCI image archive becomes a named image: pass --name NAME");
+        if (o.oci_archive && (packages || o.rootfs_tar))
+                return cli_usage_error("image", "an OCI image archive excludes --packages and --rootfs-tar");
         if (!!o.kernel_deb != !!o.kernel_sha256)
                 return cli_usage_error("image", "--kernel-deb and --kernel-sha256 go together");
         if (o.kernel_sha256 &&
@@ -496,14 +542,14 @@ int verb_image(int argc, char **argv) {
         }
         if (name) {
                 const ImageRecipe *rec = image_recipe_find(name);
-                if (!packages && !o.rootfs_tar && !rec)
+                if (!packages && !o.rootfs_tar && !o.oci_archive && !rec)
                         return cli_usage_error(
                                 "image",
                                 "no recipe for '%s' (recipes: python, node, c, rust, go): pass --packages "
                                 "or "
                                 "--rootfs-tar",
                                 name);
-                if (!packages && !o.rootfs_tar)
+                if (!packages && !o.rootfs_tar && !o.oci_archive)
                         strv_extend_csv(&packages, rec->packages);
                 /* The proxy's own needs (git for the baseline and export) are always in. */
                 if (packages)

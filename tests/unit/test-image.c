@@ -203,7 +203,7 @@ static void test_modules_order(void **state) {
                 bin,
                 "\x7f"
                 "ELF fake");
-        assert_int_equal(image_initramfs_write(out, bin, bin, root, "6.1.0-test", order, NULL, NULL), 0);
+        assert_int_equal(image_initramfs_write(out, bin, bin, root, "6.1.0-test", order, NULL), 0);
 
         struct archive *a = archive_read_new();
         struct archive_entry *e;

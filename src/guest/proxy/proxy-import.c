@@ -32,6 +32,8 @@
 
 #define IMPORT_MAX_ENTRIES 1000000U
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
+/* src/lib/image IMAGE_INITRAMFS_GIT, as the guest sees it. */
+#define PROXY_INITRAMFS_GIT "/nucleus/bin/git"
 
 /* ---- flagged paths (docs/policy.md "Flagged paths") ---- */
 
@@ -147,6 +149,13 @@ int proxy_git_exec(
         envp[ne++] = e_home;
         envp[ne++] = (char *) "LANG=C";
         envp[ne++] = (char *) "GIT_OPTIONAL_LOCKS=0";
+        /* An image imported from an OCI archive has Nucleus's git in the initramfs (its loader
+         * and libraries in /nucleus/lib, docs/images.md): git and every git it starts use it. */
+        bool own_git = access(PROXY_INITRAMFS_GIT, X_OK) == 0;
+        if (own_git) {
+                envp[ne++] = (char *) "LD_LIBRARY_PATH=/nucleus/lib";
+                envp[ne++] = (char *) "GIT_EXEC_PATH=/nucleus/bin";
+        }
         for (const char *const *g = policy_git_hardening_env(); *g && ne < ELEMENTSOF(envp) - 1; g++)
                 envp[ne++] = (char *) *g;
         envp[ne] = NULL;
@@ -173,8 +182,12 @@ int proxy_git_exec(
                         _exit(127);
                 (void) fd_close_all_from(3, NULL, 0);
                 (void) signal(SIGPIPE, SIG_DFL);
-                execve("/usr/bin/git", argv, envp);
-                execve("/bin/git", argv, envp);
+                if (own_git)
+                        execve(PROXY_INITRAMFS_GIT, argv, envp);
+                else {
+                        execve("/usr/bin/git", argv, envp);
+                        execve("/bin/git", argv, envp);
+                }
                 _exit(127);
         }
         safe_close(out[1]);

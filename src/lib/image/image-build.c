@@ -132,6 +132,14 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                 return r;
         if (o->rootfs_tar && access(o->rootfs_tar, R_OK) < 0)
                 return log_error_errno(-errno, "image: rootfs tar %s: %m", o->rootfs_tar);
+        if (o->oci_archive && access(o->oci_archive, R_OK) < 0)
+                return log_error_errno(-errno, "image: OCI image archive %s: %m", o->oci_archive);
+        if (o->oci_archive && o->rootfs_tar)
+                return log_error_errno(
+                        -EINVAL, "image: a rootfs tar and an OCI image archive exclude each other");
+        /* An OCI image brings no git of its own that the proxy could trust to exist (Alpine,
+         * distroless): Nucleus's git goes into the initramfs with its libraries. */
+        const char *git_path = o->oci_archive ? (o->git_path ?: "/usr/bin/git") : NULL;
 
         ctx.dir = xstrdup(o->images_dir);
         ctx.cache_dir = xasprintf("%s/cache", ctx.dir);
@@ -223,15 +231,39 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                         fetch_key = k;
                 }
         }
+        _cleanup_strv_free_ char **git_libs = NULL;
+        if (git_path) {
+                char h[IMAGE_SHA256_HEX];
+                if ((r = image_fetch_libs(&ctx, git_path, &git_libs)) < 0)
+                        return r;
+                if ((r = image_sha256_file(git_path, h)) < 0)
+                        return log_error_errno(r, "image: hash %s: %m", git_path);
+                char *k = xasprintf("%s git %s", fetch_key, h);
+                free(fetch_key);
+                fetch_key = k;
+                STRV_FOREACH(l, git_libs) {
+                        const char *tab = strchr(*l, '\t');
+                        if (!tab || (r = image_sha256_file(tab + 1, h)) < 0)
+                                return log_error_errno(r < 0 ? r : -EINVAL, "image: hash %s: %m", *l);
+                        k = xasprintf("%s %s", fetch_key, h);
+                        free(fetch_key);
+                        fetch_key = k;
+                }
+        }
         _cleanup_free_ char *ikey_in = xasprintf(
                 "initramfs-v1\n%s\n%s\n%s\n%s\n%s\n", deb_sha, init_sha, proxy_sha, modlist, fetch_key);
         image_sha256_buf(ikey_in, strlen(ikey_in), key);
         if (!reuse(old, arts, ctx.dir, IMAGE_INITRAMFS, key)) {
                 image_progress(&ctx, "initramfs: writing (%zu modules)", strv_length(mods));
                 _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_INITRAMFS);
+                ImageInitramfsExtra extra = {
+                        .fetch_path = o->fetch_path,
+                        .fetch_libs = fetch_libs,
+                        .git_path = git_path,
+                        .git_libs = git_libs,
+                };
                 if ((r = image_initramfs_write(
-                             out, o->init_path, o->proxy_path, kroot, release, mods, o->fetch_path, fetch_libs)) <
-                    0)
+                             out, o->init_path, o->proxy_path, kroot, release, mods, &extra)) < 0)
                         return r;
                 if ((r = record(arts, ctx.dir, IMAGE_INITRAMFS, key)) < 0)
                         return r;
@@ -259,12 +291,26 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                 if ((r = image_sha256_file(o->rootfs_tar, tar_sha)) < 0)
                         return log_error_errno(r, "image: hash %s: %m", o->rootfs_tar);
                 rkey_in = xasprintf("rootfs-v1\ntar\n%s\n", tar_sha);
+        } else if (o->oci_archive) {
+                image_progress(&ctx, "rootfs: hashing %s", o->oci_archive);
+                if ((r = image_sha256_file(o->oci_archive, tar_sha)) < 0)
+                        return log_error_errno(r, "image: hash %s: %m", o->oci_archive);
+                /* The applier's version is part of the key: a change in what it strips rebuilds. */
+                rkey_in = xasprintf("rootfs-v1\noci-v1\n%s\n", tar_sha);
         } else {
                 _cleanup_free_ char *pk = strv_join(packages, ",");
                 rkey_in = xasprintf("rootfs-v1\nmmdebstrap\n%s\n%s\n", suite, pk);
         }
         image_sha256_buf(rkey_in, strlen(rkey_in), key);
-        if (!reuse(old, arts, ctx.dir, IMAGE_ROOTFS, key)) {
+        _cleanup_json_ json_t *oci_info = NULL;
+        if (o->oci_archive) {
+                /* Kept from the last import when the rootfs is reused. */
+                json_t *prev = json_object_get(old, "rootfs");
+                if (json_is_object(prev) &&
+                    streq_ptr(json_string_value(json_object_get(prev, "source")), "oci"))
+                        oci_info = json_incref(json_object_get(prev, "oci"));
+        }
+        if (!reuse(old, arts, ctx.dir, IMAGE_ROOTFS, key) || (o->oci_archive && !oci_info)) {
                 _cleanup_free_ char *bdir = xasprintf("%s/rootfs-build", ctx.cache_dir);
                 _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_ROOTFS);
                 (void) image_rm_rf(bdir);
@@ -272,7 +318,11 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                         return log_error_errno(r, "image: mkdir %s: %m", bdir);
                 if (o->rootfs_tar)
                         r = image_rootfs_import_tar(&ctx, o->rootfs_tar, bdir);
-                else
+                else if (o->oci_archive) {
+                        json_decref(oci_info);
+                        oci_info = NULL;
+                        r = image_oci_import(&ctx, o->oci_archive, bdir, &oci_info);
+                } else
                         r = image_rootfs_debootstrap(&ctx, bdir, suite, packages);
                 if (r >= 0)
                         r = image_rootfs_customize(&ctx, bdir);
@@ -295,7 +345,13 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
         STRV_FOREACH(p, packages)
                 json_array_append_new(jp, json_string(*p));
         char ts[32];
-        json_object_set_new(m, "name", json_string(o->rootfs_tar ? "imported" : "debian-minbase"));
+        json_object_set_new(
+                m,
+                "name",
+                json_string(
+                        o->oci_archive          ? "oci"
+                                : o->rootfs_tar ? "imported"
+                                                : "debian-minbase"));
         /* Unchanged inputs give a byte-identical manifest (callers compare it to see a change). */
         json_t *old_at = json_object_get(old, "built_at");
         if (!changed && json_is_string(old_at))
@@ -319,13 +375,22 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
         if (o->rootfs_tar)
                 json_object_set_new(
                         m, "rootfs", json_pack("{s:s, s:s}", "source", "tar", "tar_sha256", tar_sha));
-        else
+        else if (o->oci_archive)
+                json_object_set_new(
+                        m,
+                        "rootfs",
+                        json_pack("{s:s, s:s, s:O}", "source", "oci", "archive_sha256", tar_sha, "oci", oci_info));
+        else {
                 json_object_set_new(
                         m,
                         "rootfs",
                         json_pack("{s:s, s:s, s:o}", "source", "mmdebstrap", "suite", suite, "packages", jp));
-        if (o->rootfs_tar)
-                json_decref(jp);
+                jp = NULL;
+                if (o->packages_from)
+                        json_object_set_new(
+                                json_object_get(m, "rootfs"), "packages_from", json_string(o->packages_from));
+        }
+        json_decref(jp);
         json_object_set_new(m, "init_sha256", json_string(init_sha));
         json_object_set_new(m, "proxy_sha256", json_string(proxy_sha));
 

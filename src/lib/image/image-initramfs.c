@@ -47,6 +47,24 @@ static int add_entry(struct archive *a, const char *path, mode_t mode, dev_t rde
         return 0;
 }
 
+static int add_symlink(struct archive *a, const char *path, const char *target) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, path);
+        archive_entry_set_filetype(e, AE_IFLNK);
+        archive_entry_set_perm(e, 0777);
+        archive_entry_set_symlink(e, target);
+        archive_entry_set_size(e, 0); /* newc stores the target as the body itself */
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        archive_entry_set_mtime(e, 0, 0);
+        archive_entry_set_nlink(e, 1);
+        int r = archive_write_header(a, e);
+        archive_entry_free(e);
+        if (r != ARCHIVE_OK)
+                return log_error_errno(-EIO, "image: initramfs: %s: %s", path, archive_error_string(a));
+        return 0;
+}
+
 static int add_file(struct archive *a, const char *path, const char *src, mode_t perm) {
         _cleanup_free_ char *data = NULL;
         size_t n;
@@ -147,8 +165,10 @@ int image_initramfs_write(
         const char *kroot,
         const char *release,
         char *const *module_paths,
-        const char *fetch_path,
-        char *const *fetch_libs) {
+        const ImageInitramfsExtra *extra) {
+        const ImageInitramfsExtra none = {};
+        if (!extra)
+                extra = &none;
         _cleanup_(archive_freep) struct archive *a = archive_write_new();
         _cleanup_free_ char *tmp = xasprintf("%s.tmp", out_path), *list = xstrdup("");
         int r;
@@ -175,19 +195,45 @@ int image_initramfs_write(
                 goto fail;
         /* The web_fetch helper comes from Nucleus, with every library it links and the dynamic
          * loader (nucleus/lib/ld-linux-x86-64.so.2, run explicitly by the proxy), so any rootfs
-         * (Alpine, distroless, a minimal tar) can fetch without libcurl of its own. */
-        if (fetch_path) {
-                if ((r = add_entry(a, "nucleus/lib", S_IFDIR | 0755, 0, NULL, 0)) < 0 ||
-                    (r = add_file(a, "nucleus/bin/nucleus-web-fetch", fetch_path, 0755)) < 0)
+         * (Alpine, distroless, a minimal tar) can fetch without libcurl of its own. The same
+         * for git in an image imported from an OCI archive: its PT_INTERP is rewritten to
+         * IMAGE_INITRAMFS_LOADER_SHORT (a link to that loader), so the git processes git itself
+         * starts (repack runs pack-objects) find Nucleus's loader, not the rootfs's. */
+        if (extra->fetch_path || extra->git_path) {
+                _cleanup_strv_free_ char **seen = NULL;
+                if ((r = add_entry(a, "nucleus/lib", S_IFDIR | 0755, 0, NULL, 0)) < 0)
                         goto fail;
-                STRV_FOREACH(l, fetch_libs) {
-                        const char *tab = strchr(*l, '\t');
-                        if (!tab) {
-                                r = -EINVAL;
+                if (extra->fetch_path &&
+                    (r = add_file(a, "nucleus/bin/nucleus-web-fetch", extra->fetch_path, 0755)) < 0)
+                        goto fail;
+                for (int pass = 0; pass < 2; pass++)
+                        STRV_FOREACH(l, pass == 0 ? extra->fetch_libs : extra->git_libs) {
+                                const char *tab = strchr(*l, '\t');
+                                if (!tab) {
+                                        r = -EINVAL;
+                                        goto fail;
+                                }
+                                _cleanup_free_ char *dst = xasprintf("nucleus/lib/%.*s", (int) (tab - *l), *l);
+                                if (strv_contains(seen, dst))
+                                        continue;
+                                strv_extend(&seen, dst);
+                                if ((r = add_file(a, dst, tab + 1, 0755)) < 0)
+                                        goto fail;
+                        }
+                if (extra->git_path) {
+                        _cleanup_free_ char *data = NULL;
+                        size_t n;
+                        if ((r = read_full_file_at(AT_FDCWD, extra->git_path, 256u << 20, &data, &n)) < 0) {
+                                log_error_errno(r, "image: initramfs: read %s: %m", extra->git_path);
                                 goto fail;
                         }
-                        _cleanup_free_ char *dst = xasprintf("nucleus/lib/%.*s", (int) (tab - *l), *l);
-                        if ((r = add_file(a, dst, tab + 1, 0755)) < 0)
+                        if ((r = image_elf_set_interp(data, n, IMAGE_INITRAMFS_LOADER_SHORT)) < 0) {
+                                log_error_errno(
+                                        r, "image: initramfs: %s: cannot set its loader: %m", extra->git_path);
+                                goto fail;
+                        }
+                        if ((r = add_entry(a, IMAGE_INITRAMFS_GIT, S_IFREG | 0755, 0, data, n)) < 0 ||
+                            (r = add_symlink(a, &IMAGE_INITRAMFS_LOADER_SHORT[1], "ld-linux-x86-64.so.2")) < 0)
                                 goto fail;
                 }
         }

@@ -59,6 +59,20 @@ int image_kernel_modules(const char *kroot, const char *release, char *const *wa
 /* Extract the uncompressed vmlinux ELF from a bzImage. */
 int image_kernel_extract_vmlinux(const char *bzimage, const char *out);
 
+/* What the initramfs carries beyond init, proxy and modules; each *_libs is image_fetch_libs()
+ * output ("SONAME\tPATH", the loader first). */
+typedef struct ImageInitramfsExtra {
+        const char *fetch_path; /* nucleus-web-fetch, or NULL */
+        char *const *fetch_libs;
+        const char *git_path; /* git for an imported rootfs, or NULL */
+        char *const *git_libs;
+} ImageInitramfsExtra;
+
+/* Where git goes in the initramfs, and the loader path written into its PT_INTERP (short
+ * enough to replace "/lib64/ld-linux-x86-64.so.2" in place). Must match the proxy. */
+#define IMAGE_INITRAMFS_GIT "nucleus/bin/git"
+#define IMAGE_INITRAMFS_LOADER_SHORT "/nucleus/lib/ld.so"
+
 /* Write initramfs.cpio.gz to out_path. */
 int image_initramfs_write(
         const char *out_path,
@@ -67,8 +81,12 @@ int image_initramfs_write(
         const char *kroot,
         const char *release,
         char *const *module_paths,
-        const char *fetch_path,
-        char *const *fetch_libs);
+        const ImageInitramfsExtra *extra);
+
+/* Rewrite the PT_INTERP of the ELF image in data (n bytes) to interp, which must fit in the
+ * segment's existing size. Returns 0, -ENOEXEC (not a 64-bit little-endian ELF, no PT_INTERP)
+ * or -ENAMETOOLONG. */
+int image_elf_set_interp(char *data, size_t n, const char *interp);
 
 /* The shared libraries fetch_path needs (ldd), as resolved host paths; the dynamic loader
  * first. Returns 0 or -errno (logged). */
@@ -79,3 +97,39 @@ int image_rootfs_debootstrap(ImageCtx *ctx, const char *dir, const char *suite, 
 int image_rootfs_import_tar(ImageCtx *ctx, const char *tar, const char *dir);
 int image_rootfs_customize(ImageCtx *ctx, const char *dir);
 int image_rootfs_mkfs(ImageCtx *ctx, const char *dir, const char *out);
+
+/* OCI image archives (image-oci.c): docker save output or an OCI image layout tar. */
+struct archive;
+
+typedef struct ImageOciFile {
+        char *name; /* member name, "./" prefixes stripped */
+        char *data; /* NUL-terminated */
+        size_t size;
+} ImageOciFile;
+
+typedef struct ImageOciPlan {
+        const char *format;  /* "docker-save" or "oci-layout" (static) */
+        char **layers;       /* member names in the archive, in the order they apply */
+        char **digests;      /* the sha256 (hex) each member's bytes must have */
+        char *config_digest; /* "sha256:..." */
+        char **tags;         /* repository tags, when the archive names them */
+} ImageOciPlan;
+
+typedef struct ImageOciStats {
+        uint64_t entries;   /* entries read */
+        uint64_t whiteouts; /* ".wh.*" entries resolved */
+        uint64_t dropped;   /* device nodes, fifos, sockets, anything under dev/ proc/ sys/ */
+        uint64_t stripped;  /* entries whose setuid/setgid bits were dropped */
+} ImageOciStats;
+
+void image_oci_plan_done(ImageOciPlan *p);
+/* From the archive's small files (manifests, indexes, configs), the layers to apply: every
+ * description is checked against its digest; exactly one linux/amd64 image must be present.
+ * Returns 0 and *ret, or -errno with a message naming the file and problem in *ret_err. */
+int image_oci_plan(const ImageOciFile *files, size_t n, ImageOciPlan *ret, char **ret_err);
+/* Apply one layer (an open libarchive reader over the layer tar) to the tree at rootfd, with
+ * whiteouts; every path opened beneath rootfd with openat2(RESOLVE_IN_ROOT). Returns 0 or
+ * -errno with the entry and problem in *ret_err (caller frees). st (optional) is added to. */
+int image_oci_apply_layer(int rootfd, struct archive *layer, ImageOciStats *st, char **ret_err);
+/* Import the archive at path into dir (empty); *ret_info describes it for the manifest. */
+int image_oci_import(ImageCtx *ctx, const char *path, const char *dir, json_t **ret_info);

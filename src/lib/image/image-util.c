@@ -279,3 +279,30 @@ int image_elf_is_static(const char *path) {
         }
         return 1;
 }
+
+int image_elf_set_interp(char *data, size_t n, const char *interp) {
+        Elf64_Ehdr eh;
+        if (!data || n < sizeof(eh))
+                return -ENOEXEC;
+        memcpy(&eh, data, sizeof(eh));
+        if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+            eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256 ||
+            eh.e_phoff > n || (uint64_t) eh.e_phnum * sizeof(Elf64_Phdr) > n - eh.e_phoff)
+                return -ENOEXEC;
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+                Elf64_Phdr ph;
+                memcpy(&ph, data + eh.e_phoff + (uint64_t) i * sizeof(ph), sizeof(ph));
+                if (ph.p_type != PT_INTERP)
+                        continue;
+                if (ph.p_offset > n || ph.p_filesz > n - ph.p_offset || ph.p_filesz == 0)
+                        return -ENOEXEC;
+                size_t len = strlen(interp);
+                if (len + 1 > ph.p_filesz)
+                        return -ENAMETOOLONG;
+                /* The loader reads the NUL-terminated string; the rest of the segment is zeroed. */
+                memset(data + ph.p_offset, 0, ph.p_filesz);
+                memcpy(data + ph.p_offset, interp, len);
+                return 0;
+        }
+        return -ENOEXEC;
+}

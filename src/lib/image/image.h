@@ -59,6 +59,13 @@ typedef struct ImageBuildOptions {
         bool force;                /* rebuild everything even when the inputs did not change */
         char **packages;           /* rootfs packages; NULL: IMAGE_DEFAULT_PACKAGES */
         const char *rootfs_tar;    /* import this tar (any compression) instead of mmdebstrap */
+        const char *oci_archive;   /* or this OCI image archive (docker save, OCI layout tar);
+                                    * the initramfs then also carries git (git_path) */
+        const char *git_path;      /* git for the initramfs of an imported OCI image; NULL:
+                                    * /usr/bin/git */
+        const char *packages_from; /* where the package list came from, for the manifest and
+                                    * nucleus image ls ("recipe", "config.toml [images.x]", ...);
+                                    * NULL: nothing recorded */
         const char *kernel_deb;    /* use this kernel .deb instead of apt-get download ... */
         const char *kernel_sha256; /* ... whose SHA-256 (hex) must match; required with it */
         const char *init_path;     /* static nucleus-guest-init */
