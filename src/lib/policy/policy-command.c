@@ -8,6 +8,7 @@
  * arguments naming blocked paths, and judged against capabilities, the command component and
  * obligations. docs/policy.md documents the order. Fail closed on anything unparsed.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,33 +24,70 @@
 #define ANALYSIS_MAX_DEPTH 8U
 #define ANALYSIS_MAX_EXECS 16U
 #define ANALYSIS_MAX_LAYERS 16U
+#define ANALYSIS_ARENA_WORDS 256U
 
 /* One program that will run: every wrapper layer (argv[0] reduced to its basename) for the
- * blocklist, and the innermost argv (what really runs) for the allowlist. */
+ * blocklist, and the innermost argv (what really runs) for the allowlist. Layers are vectors
+ * of pointers into the judged argv (or into words the Analysis owns): nothing is copied. */
 typedef struct Exec {
         char **layers[ANALYSIS_MAX_LAYERS];
         size_t n_layers;
-        char **effective;  /* borrowed from layers */
-        char *raw_program; /* argv[0] of the innermost layer as given (owned) */
+        char **effective;        /* one of layers */
+        const char *raw_program; /* argv[0] of the innermost layer as given (borrowed) */
         Operation op;
 } Exec;
 
 typedef struct Analysis {
+        const PolicyCompiled *pc; /* policy_compiled() of the judged policy, looked up once */
         Exec execs[ANALYSIS_MAX_EXECS];
         size_t n_execs;
         char *inline_reason; /* set: code not visible as argv runs (needs a shell grant) */
         char *fail_reason;   /* set: cannot be analysed at all (always denied) */
         PolicyImpl applet;   /* NATIVE, or the multi-call binary an applet was run through */
+        /* Storage for the layer vectors: a fixed arena, then the heap for long argvs. */
+        char *arena[ANALYSIS_ARENA_WORDS];
+        size_t arena_used;
+        void **owned; /* heap vectors and split words (strv) to free, NULL-terminated */
+        size_t n_owned;
 } Analysis;
 
+/* Not "= {}": the arena is left uninitialised (analysis_vector() zeroes what it hands out). */
+static void analysis_init(Analysis *a, const Policy *p) {
+        a->pc = policy_compiled(p);
+        a->n_execs = 0;
+        a->inline_reason = a->fail_reason = NULL;
+        a->applet = POLICY_IMPL_NATIVE;
+        a->arena_used = 0;
+        a->owned = NULL;
+        a->n_owned = 0;
+}
+
 static void analysis_done(Analysis *a) {
-        for (size_t i = 0; i < a->n_execs; i++) {
-                for (size_t k = 0; k < a->execs[i].n_layers; k++)
-                        strv_free(a->execs[i].layers[k]);
-                free(a->execs[i].raw_program);
-        }
+        for (size_t i = 0; i < a->n_owned; i++)
+                free(a->owned[i]);
+        free(a->owned);
         free(a->inline_reason);
         free(a->fail_reason);
+}
+
+/* Keep ptr (malloc'd) until analysis_done. */
+static void analysis_own(Analysis *a, void *ptr) {
+        a->owned = xrealloc(a->owned, (a->n_owned + 2) * sizeof(void *));
+        a->owned[a->n_owned++] = ptr;
+        a->owned[a->n_owned] = NULL;
+}
+
+/* A zeroed vector of n + 1 pointers living as long as the analysis. */
+static char **analysis_vector(Analysis *a, size_t n) {
+        if (n + 1 <= ANALYSIS_ARENA_WORDS - a->arena_used) {
+                char **v = a->arena + a->arena_used;
+                a->arena_used += n + 1;
+                memset(v, 0, (n + 1) * sizeof(char *));
+                return v;
+        }
+        char **v = xnew0(char *, n + 1);
+        analysis_own(a, v);
+        return v;
 }
 
 _printf_(2, 3) static void set_inline(Analysis *a, const char *fmt, ...) {
@@ -129,6 +167,29 @@ static const char *const opaque_executors[] = {
 /* Programs that change identity: denied outright, whatever they run. */
 static const char *const identity_changers[] = { "sudo", "doas", "su", "sudoedit", NULL };
 
+/* Interpreters known by their exact name (is_interpreter() adds the versioned families). */
+static const char *const interpreters[] = {
+        "perl",   "ruby",   "irb",    "jruby",      "node",        "nodejs",    "bun",     "deno",
+        "lua",    "luajit", "julia",  "Rscript",    "R",           "osascript", "tclsh",   "wish",
+        "awk",    "gawk",   "mawk",   "nawk",       "busybox-awk", "mongosh",   "mongo",   "guile",
+        "racket", "csi",    "sbcl",   "clisp",      "swipl",       "escript",   "elixir",  "iex",
+        "groovy", "jshell", "runghc", "runhaskell", "ghci",        "scala",     "kotlinc", "qjs",
+        "rhino",  "jjs",    "expect", "gjs",        "tsx",         "ts-node",   NULL,
+};
+
+static const char *const make_programs[] = { "make", "gmake", "bmake", "pmake", NULL };
+
+/* Programs judged by their option grammar alone (analyze_misc). */
+static const char *const misc_grammar_programs[] = { "rsync", "ssh", "scp", "sftp", "slogin", "zip",
+                                                     "man",   "npx", "npm", "pnpm", "yarn",   NULL };
+
+/* Pagers whose "+cmd" argument runs a command. */
+static const char *const pagers[] = { "less", "more", "most", NULL };
+
+/* Database clients (analyze_db_client). */
+static const char *const db_clients[] = { "sqlite3", "sqlite", "mongosh", "mongo",
+                                          "psql",    "mysql",  "mariadb", NULL };
+
 static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis *a);
 
 /* Push a new Exec with its first layer. Returns NULL when over the limits. */
@@ -142,13 +203,12 @@ static Exec *exec_new(Analysis *a) {
         return e;
 }
 
-static char **layer_of(char *const *argv) {
-        char **l = strv_copy(argv);
-        if (l && l[0]) {
-                char *b = xstrdup(base_name(l[0]));
-                free(l[0]);
-                l[0] = b;
-        }
+/* argv with argv[0] reduced to its basename (a suffix of the same string). */
+static char **layer_of(Analysis *a, char *const *argv, size_t n) {
+        char **l = analysis_vector(a, n);
+        memcpy(l, argv, n * sizeof(char *));
+        if (n > 0)
+                l[0] = (char *) base_name(argv[0]);
         return l;
 }
 
@@ -262,11 +322,83 @@ static const WrapperGrammar wrapper_grammars[] = {
           NULL },
 };
 
-static const WrapperGrammar *wrapper_grammar(const char *prog) {
+/* ---- known programs by name ---- */
+
+/* What the lists above say about one name. A name may be on several lists; analyze() keeps
+ * their order of precedence. */
+enum {
+        PROG_IDENTITY = 1U << 0,
+        PROG_WRAPPER = 1U << 1, /* .wrapper = index in wrapper_grammars */
+        PROG_OPAQUE = 1U << 2,
+        PROG_SHELL = 1U << 3,
+        PROG_INTERPRETER = 1U << 4,
+        PROG_MAKE = 1U << 5,
+        PROG_MISC_GRAMMAR = 1U << 6,
+        PROG_PAGER = 1U << 7,
+        PROG_DB = 1U << 8,
+};
+
+typedef struct ProgramClass {
+        const char *name; /* NULL: free slot */
+        unsigned flags;
+        unsigned wrapper;
+} ProgramClass;
+
+/* Every list's names in one open-addressing hash table, built once: a layer looks its program
+ * up once instead of searching each list by name. */
+#define PROGRAM_SLOTS 512U
+static ProgramClass program_classes[PROGRAM_SLOTS];
+static pthread_once_t program_classes_once = PTHREAD_ONCE_INIT;
+
+static ProgramClass *program_slot(const char *name) {
+        uint32_t h = 2166136261U; /* FNV-1a */
+        for (const char *c = name; *c; c++)
+                h = (h ^ (unsigned char) *c) * 16777619U;
+        for (size_t i = h & (PROGRAM_SLOTS - 1);; i = (i + 1) & (PROGRAM_SLOTS - 1))
+                if (!program_classes[i].name || streq(program_classes[i].name, name))
+                        return &program_classes[i];
+}
+
+static void program_classes_add(const char *name, unsigned flag, unsigned wrapper) {
+        static size_t used = 0;
+        ProgramClass *c = program_slot(name);
+        if (!c->name) {
+                /* The table stays at most half full, so a miss ends at a free slot soon. */
+                if (++used > PROGRAM_SLOTS / 2)
+                        abort();
+                c->name = name;
+        }
+        c->flags |= flag;
+        if (flag == PROG_WRAPPER)
+                c->wrapper = wrapper;
+}
+
+static void program_classes_build(void) {
+        static const struct {
+                const char *const *list;
+                unsigned flag;
+        } lists[] = {
+                { identity_changers, PROG_IDENTITY },
+                { opaque_executors, PROG_OPAQUE },
+                { shells, PROG_SHELL },
+                { interpreters, PROG_INTERPRETER },
+                { make_programs, PROG_MAKE },
+                { misc_grammar_programs, PROG_MISC_GRAMMAR },
+                { pagers, PROG_PAGER },
+                { db_clients, PROG_DB },
+        };
+        for (size_t k = 0; k < ELEMENTSOF(lists); k++)
+                for (const char *const *x = lists[k].list; *x; x++)
+                        program_classes_add(*x, lists[k].flag, 0);
         for (size_t i = 0; i < ELEMENTSOF(wrapper_grammars); i++)
-                if (streq(wrapper_grammars[i].name, prog))
-                        return &wrapper_grammars[i];
-        return NULL;
+                program_classes_add(wrapper_grammars[i].name, PROG_WRAPPER, (unsigned) i);
+}
+
+/* The class of a program's basename (flags 0 when no list names it). */
+static const ProgramClass *program_class(const char *prog) {
+        if (pthread_once(&program_classes_once, program_classes_build) != 0)
+                abort();
+        return program_slot(prog);
 }
 
 /* getopt_long's abbreviation rule: an exact name wins; else the prefix must match exactly one
@@ -401,13 +533,14 @@ static bool opt_is(const WrapperOpt *o, char s, const char *l) {
 
 typedef struct WrapperState {
         const char *prog;
+        const WrapperGrammar *g;
         const char *split_string; /* env -S value (borrowed from argv) */
         bool no_command;          /* ionice -p, chrt -p/-m, taskset -p: operands are not a command */
 } WrapperState;
 
 static int wrapper_opt(const WrapperOpt *o, void *userdata, Analysis *a) {
         WrapperState *s = userdata;
-        const WrapperGrammar *g = wrapper_grammar(s->prog);
+        const WrapperGrammar *g = s->g;
         if (o->short_name && g->no_command_opts && strchr(g->no_command_opts, o->short_name))
                 s->no_command = true;
         if (o->long_name &&
@@ -579,14 +712,12 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                 return;
         }
         /* Effective argv: "git" + subcommand and its arguments, global options removed. */
-        char **eff = xnew0(char *, 1);
-        strv_extend(&eff, "git");
-        for (size_t k = i; k < n; k++)
-                strv_extend(&eff, argv[k]);
+        char **eff = analysis_vector(a, 1 + (n - i));
+        eff[0] = (char *) "git";
+        memcpy(eff + 1, argv + i, (n - i) * sizeof(char *));
         if (e->n_layers < ANALYSIS_MAX_LAYERS)
                 e->layers[e->n_layers++] = eff;
         else {
-                strv_free(eff);
                 set_fail(a, "too many wrapper layers");
                 return;
         }
@@ -716,11 +847,10 @@ static bool awk_like(const char *prog) {
  * carry code), then a script operand must follow (else code comes from the input). */
 static bool is_interpreter(const char *prog);
 
+/* Only for programs is_interpreter() names. */
 static void analyze_interpreter(const char *prog, char *const *argv, Analysis *a) {
         size_t n = strv_length(argv);
         InterpState st = { .prog = prog, .a = a };
-        if (!is_interpreter(prog))
-                return;
         if (streq(prog, "deno")) {
                 if (n >= 2 && (streq(argv[1], "eval") || streq(argv[1], "repl")))
                         set_inline(a, "'deno %s' runs code given in its arguments", argv[1]);
@@ -801,9 +931,8 @@ static void analyze_find(const Policy *p, char *const *argv, unsigned depth, Ana
                         set_fail(a, "'find %s' without a command", argv[i]);
                         return;
                 }
-                _cleanup_strv_free_ char **inner = xnew0(char *, 1);
-                for (size_t k = i + 1; k < j; k++)
-                        strv_extend(&inner, argv[k]);
+                char **inner = analysis_vector(a, j - (i + 1));
+                memcpy(inner, argv + i + 1, (j - (i + 1)) * sizeof(char *));
                 analyze(p, inner, depth + 1, a);
                 i = j;
         }
@@ -830,22 +959,22 @@ static int db_value_visit(const OptItem *it, void *userdata) {
         return 0;
 }
 
-static void analyze_misc(const char *prog, char *const *argv, Analysis *a) {
-        size_t n = strv_length(argv);
-        if (in_list(prog,
-                    (const char *const[]){ "rsync", "ssh", "scp", "sftp", "slogin", "zip", "man", NULL }) ||
-            in_list(prog, (const char *const[]){ "npx", "npm", "pnpm", "yarn", NULL })) {
+static void analyze_misc(const char *prog, unsigned cls, char *const *argv, Analysis *a) {
+        if (cls & PROG_MISC_GRAMMAR) {
                 (void) analyze_options(prog, NULL, argv, 1, a, NULL, NULL);
                 return;
         }
-        for (size_t i = 1; i < n; i++) {
+        bool pager = cls & PROG_PAGER, cargo = streq(prog, "cargo"), gh = streq(prog, "gh");
+        if (!pager && !cargo && !gh)
+                return;
+        for (size_t i = 1; argv[i]; i++) {
                 const char *w = argv[i];
                 bool bad = false;
-                if (in_list(prog, (const char *const[]){ "less", "more", "most", NULL }))
+                if (pager)
                         bad = w[0] == '+';
-                else if (streq(prog, "cargo"))
+                else if (cargo)
                         bad = streq(w, "--config") || startswith(w, "--config=");
-                else if (streq(prog, "gh"))
+                else if (gh)
                         bad = (streq(w, "alias") || streq(w, "extension") || streq(w, "ext")) && i == 1;
                 if (bad) {
                         set_inline(a, "'%s %s' makes %s run a program", prog, w, prog);
@@ -861,14 +990,6 @@ static bool is_interpreter(const char *prog) {
         /* The first byte of every name below: anything else is no interpreter. */
         if (!strchr("abcdegijklmnopqrstwxRT", prog[0]) || !prog[0])
                 return false;
-        static const char *const exact[] = {
-                "perl",   "ruby",   "irb",    "jruby",      "node",        "nodejs",    "bun",     "deno",
-                "lua",    "luajit", "julia",  "Rscript",    "R",           "osascript", "tclsh",   "wish",
-                "awk",    "gawk",   "mawk",   "nawk",       "busybox-awk", "mongosh",   "mongo",   "guile",
-                "racket", "csi",    "sbcl",   "clisp",      "swipl",       "escript",   "elixir",  "iex",
-                "groovy", "jshell", "runghc", "runhaskell", "ghci",        "scala",     "kotlinc", "qjs",
-                "rhino",  "jjs",    "expect", "gjs",        "tsx",         "ts-node",   NULL,
-        };
         switch (prog[0]) {
         case 'p':
                 if (python_like(prog) || startswith(prog, "perl5") || startswith(prog, "php"))
@@ -889,7 +1010,7 @@ static bool is_interpreter(const char *prog) {
         default:
                 break;
         }
-        return in_list(prog, exact);
+        return program_class(prog)->flags & PROG_INTERPRETER;
 }
 
 static bool allowed_string_matches(const char *s, char *const *aw, char *const *words);
@@ -902,14 +1023,13 @@ static char *const *compiled_words(const CompiledList *cl, size_t i) {
 /* The command allowlist names this program itself (an allowed string whose first word is it,
  * or an allowed rule for it) and argv matches that entry: the policy author chose to let it
  * run whatever scripts or makefiles it reads. */
-static bool allowlist_names_program(const Policy *p, char *const *argv) {
+static bool allowlist_names_program(const Policy *p, const PolicyCompiled *pc, char *const *argv) {
         const CommandPolicy *c = &p->commands;
         for (size_t r = 0; r < c->allowed_rules.n_rules; r++) {
                 const CommandRule *rule = &c->allowed_rules.rules[r];
                 if (streq(rule->program, argv[0]) && command_rule_matches(rule, argv))
                         return true;
         }
-        const PolicyCompiled *pc = policy_compiled(p);
         for (size_t i = 0; c->allowed && c->allowed[i]; i++) {
                 _cleanup_strv_free_ char **split = NULL;
                 char *const *aw = compiled_words(pc ? &pc->commands_allowed : NULL, i);
@@ -1171,12 +1291,13 @@ static void analyze_make(const Policy *p, const char *prog, char *const *argv, A
                         return;
                 }
         /* Any makefile runs commands: make counts as a shell unless the policy names it. */
-        if (!p->commands.unrestricted && !allowlist_names_program(p, argv))
+        if (!p->commands.unrestricted && !allowlist_names_program(p, a->pc, argv))
                 set_inline(a, "'%s' runs the commands of a makefile; allowlist make explicitly", prog);
 }
 /* Database clients (RF-15): their arguments and input can run shell commands on this machine
  * (sqlite3 .shell/.system, psql \!, mysql system). sqlite3 only in -safe mode; psql and mysql
  * with no command-bearing argument; mongosh is an interpreter (JavaScript). */
+/* Only for programs on db_clients. */
 static void analyze_db_client(const char *prog, char *const *argv, Analysis *a) {
         size_t n = strv_length(argv);
         if (streq(prog, "sqlite3") || streq(prog, "sqlite")) {
@@ -1227,12 +1348,11 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         set_fail(a, "too many wrapper layers");
                         return;
                 }
-                char **layer = layer_of(argv);
+                n = strv_length(argv);
+                char **layer = layer_of(a, argv, n);
                 e->layers[e->n_layers++] = layer;
                 e->effective = layer;
-                free(e->raw_program);
-                e->raw_program = xstrdup(argv[0]);
-                n = strv_length(argv);
+                e->raw_program = argv[0];
                 const char *prog = layer[0];
                 size_t next = 0; /* index of the wrapped command in argv; 0 = not a wrapper */
 
@@ -1240,6 +1360,8 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         set_fail(a, "empty program name");
                         return;
                 }
+                const ProgramClass *pcls = program_class(prog);
+                unsigned cls = pcls->flags;
                 if (startswith(prog, "ld-linux") || startswith(prog, "ld.so") || startswith(prog, "ld-musl")) {
                         set_inline(a, "'%s' (the dynamic loader) runs arbitrary programs", prog);
                         return;
@@ -1257,12 +1379,12 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         /* The applet's options follow the multi-call binary's grammar, not GNU's. */
                         a->applet = streq(prog, "busybox") ? POLICY_IMPL_BUSYBOX : POLICY_IMPL_TOYBOX;
                         next = 1;
-                } else if (in_list(prog, identity_changers)) {
+                } else if (cls & PROG_IDENTITY) {
                         set_fail(a, "'%s' changes identity; never allowed", prog);
                         return;
-                } else if (wrapper_grammar(prog)) {
-                        const WrapperGrammar *g = wrapper_grammar(prog);
-                        WrapperState st = { .prog = g->name };
+                } else if (cls & PROG_WRAPPER) {
+                        const WrapperGrammar *g = &wrapper_grammars[pcls->wrapper];
+                        WrapperState st = { .prog = g->name, .g = g };
                         size_t i = 1;
                         if (streq(prog, "nice") && n > 1 && nice_obsolete_number(argv[1]))
                                 i = 2; /* obsolete "nice -NUM" / "nice --NUM" */
@@ -1272,18 +1394,21 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         if (streq(prog, "env") && st.split_string) {
                                 /* env -S: the string is split into words that replace it, then env
                                  * parses again: judge "env <words> <rest>" as a command of its own. */
-                                _cleanup_strv_free_ char **words = NULL;
+                                char **words = NULL;
                                 if (strpbrk(st.split_string, "$\\") ||
                                     words_split(st.split_string, &words, NULL) < 0) {
                                         set_fail(a, "'env -S' string with escapes or variables is not analysed");
                                         return;
                                 }
-                                _cleanup_strv_free_ char **inner = xnew0(char *, 1);
-                                strv_extend(&inner, "env");
+                                /* The layers borrow the split words: the analysis keeps them. */
+                                size_t nw = strv_length(words);
                                 STRV_FOREACH(x, words)
-                                        strv_extend(&inner, *x);
-                                for (size_t k = i; k < n; k++)
-                                        strv_extend(&inner, argv[k]);
+                                        analysis_own(a, *x);
+                                analysis_own(a, words);
+                                char **inner = analysis_vector(a, 1 + nw + (n - i));
+                                inner[0] = (char *) "env";
+                                memcpy(inner + 1, words, nw * sizeof(char *));
+                                memcpy(inner + 1 + nw, argv + i, (n - i) * sizeof(char *));
                                 analyze(p, inner, depth + 1, a);
                                 return;
                         }
@@ -1314,20 +1439,19 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                 return;
                         }
                         next = i < n ? i : 0;
-                } else if (in_list(prog, opaque_executors)) {
+                } else if (cls & PROG_OPAQUE) {
                         set_inline(a, "'%s' runs other commands in a way Nucleus does not analyse", prog);
                         return;
-                } else if (in_list(prog, shells)) {
+                } else if (cls & PROG_SHELL) {
                         analyze_shell(prog, argv, a);
                         return;
                 } else if (startswith(prog, "git-") && prog[4]) {
                         /* git's dashed programs (/usr/lib/git-core/git-push) are the subcommand:
                          * judge `git-push x` as `git push x`. */
-                        _cleanup_strv_free_ char **g = xnew0(char *, 1);
-                        strv_extend(&g, "git");
-                        strv_extend(&g, prog + 4);
-                        for (size_t k = 1; k < n; k++)
-                                strv_extend(&g, argv[k]);
+                        char **g = analysis_vector(a, n + 1);
+                        g[0] = (char *) "git";
+                        g[1] = (char *) (prog + 4);
+                        memcpy(g + 2, argv + 1, (n - 1) * sizeof(char *));
                         analyze_git(p, g, e, a);
                         return;
                 } else if (streq(prog, "git")) {
@@ -1337,7 +1461,7 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 } else if (streq(prog, "gh")) {
                         if (n >= 3 && streq(argv[1], "pr") && streq(argv[2], "create"))
                                 e->op = OPERATION_CREATE_PR;
-                        analyze_misc(prog, argv, a);
+                        analyze_misc(prog, cls, argv, a);
                         return;
                 } else if (streq(prog, "find") || streq(prog, "bfs")) {
                         analyze_find(p, argv, depth, a);
@@ -1346,15 +1470,15 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                         analyze_tar(argv, a);
                         return;
                 } else {
-                        analyze_interpreter(prog, argv, a);
                         if (is_interpreter(prog)) {
+                                analyze_interpreter(prog, argv, a);
                                 analyze_interpreter_args(prog, argv, a);
                                 /* Any interpreter run is code execution (a script the agent wrote,
                                  * a module, its input). With an unrestricted command list a script is
                                  * no more than `./script` the agent may already run; otherwise the
                                  * allowlist must name the interpreter itself ("python3", or a rule for
                                  * it), not merely allow it through a wrapper or an unrelated entry. */
-                                if (!p->commands.unrestricted && !allowlist_names_program(p, layer))
+                                if (!p->commands.unrestricted && !allowlist_names_program(p, a->pc, layer))
                                         set_inline(
                                                 a,
                                                 "'%s' is an interpreter and runs code (scripts, modules, "
@@ -1362,11 +1486,11 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                                                 prog);
                         } else if (streq(prog, "sed") || streq(prog, "gsed"))
                                 analyze_sed(prog, argv, a);
-                        else if (in_list(prog,
-                                         (const char *const[]){ "make", "gmake", "bmake", "pmake", NULL }))
+                        else if (cls & PROG_MAKE)
                                 analyze_make(p, prog, layer, a);
-                        analyze_db_client(prog, argv, a);
-                        analyze_misc(prog, argv, a);
+                        if (cls & PROG_DB)
+                                analyze_db_client(prog, argv, a);
+                        analyze_misc(prog, cls, argv, a);
                         return;
                 }
 
@@ -1490,13 +1614,68 @@ static bool program_path_trusted(const char *prog) {
         return false;
 }
 
+/* The entries of a compiled command list or rule array that can match some word of a set: a
+ * bitset, or every entry (all) when nothing is compiled or the list is too long to index here. */
+#define CANDIDATE_WORDS 4U
+typedef struct Candidates {
+        bool all;
+        uint64_t bits[CANDIDATE_WORDS];
+} Candidates;
+
+/* The entries whose first byte (by_first, 256 * nw) is the first byte of words[0], or of any
+ * word when any_word. */
+static void candidates_for(Candidates *c, const uint64_t *by_first, size_t nw, char *const *words, bool any_word) {
+        c->all = !by_first || nw > CANDIDATE_WORDS;
+        if (c->all)
+                return;
+        memset(c->bits, 0, sizeof c->bits);
+        for (char *const *w = words; *w; w++) {
+                const uint64_t *set = by_first + (unsigned char) (*w)[0] * nw;
+                for (size_t k = 0; k < nw; k++)
+                        c->bits[k] |= set[k];
+                if (!any_word)
+                        break;
+        }
+}
+
+/* The first candidate at index i or after it (SIZE_MAX: none). */
+static size_t candidate_next(const Candidates *c, size_t i) {
+        if (c->all)
+                return i;
+        size_t w = i / 64;
+        if (w >= CANDIDATE_WORDS)
+                return SIZE_MAX;
+        uint64_t bits = c->bits[w] & (~UINT64_C(0) << (i % 64));
+        while (!bits) {
+                if (++w >= CANDIDATE_WORDS)
+                        return SIZE_MAX;
+                bits = c->bits[w];
+        }
+        return w * 64 + (size_t) __builtin_ctzll(bits);
+}
+
+/* The compiled rules for an array when they were made from it, else NULL. */
+static const CompiledRules *rules_compiled(const CompiledRules *cr, const CommandRules *rules) {
+        return cr->ptr == rules->rules && cr->n == rules->n_rules ? cr : NULL;
+}
+
 /* Judge one Exec against the command component. On denial returns false and a malloc'd
- * reason in *ret_reason. */
+ * reason in *ret_reason. Only the entries whose first byte some word shares are tried (a
+ * rule's program and an allowed string's first word must equal the layer's first word; a
+ * blocked string's first word must equal, or prefix, some word unless it is a short-option
+ * cluster, whose entry candidates_for() always keeps). */
 static bool command_component_allows(
         const CommandPolicy *c, const PolicyCompiled *pc, const Exec *e, char **ret_reason) {
+        const CompiledRules *rb = pc ? rules_compiled(&pc->rules_blocked, &c->blocked_rules) : NULL,
+                            *ra = pc ? rules_compiled(&pc->rules_allowed, &c->allowed_rules) : NULL;
+        const CompiledList *lb = pc ? &pc->commands_blocked : NULL, *la = pc ? &pc->commands_allowed : NULL;
+        Candidates cand;
         for (size_t l = 0; l < e->n_layers; l++) {
-                for (size_t r = 0; r < c->blocked_rules.n_rules; r++)
-                        if (command_rule_matches(&c->blocked_rules.rules[r], e->layers[l])) {
+                char *const *words = e->layers[l];
+                candidates_for(&cand, rb ? rb->by_first : NULL, rb ? rb->nw : 0, words, false);
+                for (size_t r = candidate_next(&cand, 0); r < c->blocked_rules.n_rules;
+                     r = candidate_next(&cand, r + 1))
+                        if (command_rule_matches(&c->blocked_rules.rules[r], words)) {
                                 if (asprintf(
                                             ret_reason,
                                             "matches commands.blocked_rules entry for '%s'",
@@ -1504,11 +1683,10 @@ static bool command_component_allows(
                                         abort();
                                 return false;
                         }
-                for (size_t i = 0; c->blocked && c->blocked[i]; i++)
-                        if (blocked_string_matches(
-                                    c->blocked[i],
-                                    compiled_words(pc ? &pc->commands_blocked : NULL, i),
-                                    e->layers[l])) {
+                candidates_for(&cand, lb ? lb->by_first : NULL, lb ? lb->nw : 0, words, true);
+                for (size_t i = candidate_next(&cand, 0); i != SIZE_MAX && c->blocked && c->blocked[i];
+                     i = candidate_next(&cand, i + 1))
+                        if (blocked_string_matches(c->blocked[i], compiled_words(lb, i), words)) {
                                 if (asprintf(ret_reason, "matches commands.blocked entry '%s'", c->blocked[i]) <
                                     0)
                                         abort();
@@ -1528,12 +1706,15 @@ static bool command_component_allows(
                         abort();
                 return false;
         }
-        for (size_t r = 0; r < c->allowed_rules.n_rules; r++)
+        candidates_for(&cand, ra ? ra->by_first : NULL, ra ? ra->nw : 0, e->effective, false);
+        for (size_t r = candidate_next(&cand, 0); r < c->allowed_rules.n_rules;
+             r = candidate_next(&cand, r + 1))
                 if (command_rule_matches(&c->allowed_rules.rules[r], e->effective))
                         return true;
-        for (size_t i = 0; c->allowed && c->allowed[i]; i++)
-                if (allowed_string_matches(
-                            c->allowed[i], compiled_words(pc ? &pc->commands_allowed : NULL, i), e->effective))
+        candidates_for(&cand, la ? la->by_first : NULL, la ? la->nw : 0, e->effective, false);
+        for (size_t i = candidate_next(&cand, 0); i != SIZE_MAX && c->allowed && c->allowed[i];
+             i = candidate_next(&cand, i + 1))
+                if (allowed_string_matches(c->allowed[i], compiled_words(la, i), e->effective))
                         return true;
         *ret_reason = xstrdup("is not in commands.allowed or commands.allowed_rules");
         return false;
@@ -1558,8 +1739,8 @@ void policy_compiled_cache_shell(const Policy *p, PolicyCompiled *c) {
         c->shell_n_blocked = p->commands.blocked_rules.n_rules;
 }
 
-bool policy_grants_shell(const Policy *p) {
-        const PolicyCompiled *c = policy_compiled(p);
+/* policy_grants_shell() with the compiled form already looked up (c may be NULL). */
+static bool grants_shell_compiled(const Policy *p, const PolicyCompiled *c) {
         if (c && c->shell_level == p->capabilities.level[OPERATION_RUN_BASH] &&
             c->shell_unrestricted == p->commands.unrestricted &&
             c->shell_rules_allowed == p->commands.allowed_rules.rules &&
@@ -1568,6 +1749,10 @@ bool policy_grants_shell(const Policy *p) {
             c->shell_n_blocked == p->commands.blocked_rules.n_rules)
                 return c->grants_shell;
         return grants_shell_compute(p, c);
+}
+
+bool policy_grants_shell(const Policy *p) {
+        return grants_shell_compiled(p, policy_compiled(p));
 }
 
 /* RF-11 (best effort): the lexically cleaned path an argument word names, relative to the
@@ -1613,9 +1798,9 @@ static bool arg_path_clean(const char *cwd, const char *w, char *out) {
 /* The paths.blocked rule an argument names, or NULL. Judges the word, the value of
  * "--opt=value", and the path of "rev:path"; each at every component-boundary suffix, so
  * "/workspace/.env" and "../x/.env" are caught whatever the workspace's absolute name is. */
-static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char *w, const char **ret_cand) {
+static const char *arg_blocked_rule(
+        const Policy *p, const PolicyCompiled *pc, const char *cwd, const char *w, const char **ret_cand) {
         const char *cands[3] = { w, NULL, NULL };
-        const PolicyCompiled *pc = policy_compiled(p);
         bool any_depth = pc && pc->blocked_all_any_depth;
         if (pc && pc->paths_blocked.n == 0)
                 return NULL;
@@ -1639,7 +1824,7 @@ static const char *arg_blocked_rule(const Policy *p, const char *cwd, const char
                         continue;
                 }
                 for (const char *sfx = norm; sfx && *sfx;) {
-                        const char *rule = policy_blocked_rule_for(p, sfx);
+                        const char *rule = policy_blocked_rule_compiled(p, pc, sfx);
                         if (rule) {
                                 *ret_cand = cands[k];
                                 return rule;
@@ -1676,9 +1861,10 @@ static const char *display_text(Display *d) {
 
 static int check_command_words(
         const Policy *p, char *const *argv, const char *cwd, Display *dsp, PolicyDecision *ret) {
-        _cleanup_(analysis_done) Analysis a = {};
+        _cleanup_(analysis_done) Analysis a;
+        analysis_init(&a, p);
         _cleanup_free_ char *reason = NULL;
-        bool shell = policy_grants_shell(p);
+        bool shell = grants_shell_compiled(p, a.pc);
 
         /* 1. syntax */
         if (!argv || !argv[0]) {
@@ -1700,6 +1886,9 @@ static int check_command_words(
         bool in_find_exec = false; /* a ';' ending find's -exec is find syntax, not a separator */
         if (!shell)
                 STRV_FOREACH(w, argv) {
+                        /* Every word below starts with '-' or one of ";&|<>2". */
+                        if ((*w)[0] == 0 || !strchr("-;&|<>2", (*w)[0]))
+                                continue;
                         if (in_list(*w, (const char *const[]){ "-exec", "-execdir", "-ok", "-okdir", NULL })) {
                                 in_find_exec = true;
                                 continue;
@@ -1774,7 +1963,7 @@ static int check_command_words(
         }
         /* 6. command component, every program */
         for (size_t i = 0; i < a.n_execs; i++)
-                if (!command_component_allows(&p->commands, policy_compiled(p), &a.execs[i], &reason)) {
+                if (!command_component_allows(&p->commands, a.pc, &a.execs[i], &reason)) {
                         _cleanup_free_ char *eff = words_join(a.execs[i].effective);
                         _cleanup_free_ char *vis = policy_visible(eff);
                         policy_decision_set(
@@ -1795,7 +1984,8 @@ static int check_command_words(
                 for (size_t l = 0; l < a.execs[i].n_layers && l < 1; l++)
                         for (size_t k = 1; a.execs[i].layers[l][0] && a.execs[i].layers[l][k]; k++) {
                                 const char *cand = NULL;
-                                const char *rule = arg_blocked_rule(p, cwd, a.execs[i].layers[l][k], &cand);
+                                const char *rule = arg_blocked_rule(
+                                        p, a.pc, cwd, a.execs[i].layers[l][k], &cand);
                                 if (!rule)
                                         continue;
                                 _cleanup_free_ char *vis = policy_visible(cand);
@@ -1918,7 +2108,8 @@ int policy_check_command_string(const Policy *p, const char *command, PolicyDeci
 
 bool policy_command_stdin_is_code(const Policy *p, char *const *argv) {
         static const char *const readers[] = { "psql", "mysql", "mariadb", NULL };
-        _cleanup_(analysis_done) Analysis a = {};
+        _cleanup_(analysis_done) Analysis a;
+        analysis_init(&a, p);
         if (!p || !argv || !argv[0])
                 return true;
         analyze(p, argv, 0, &a);
@@ -1932,7 +2123,8 @@ bool policy_command_stdin_is_code(const Policy *p, char *const *argv) {
 }
 
 bool policy_command_runs_git(const Policy *p, char *const *argv) {
-        _cleanup_(analysis_done) Analysis a = {};
+        _cleanup_(analysis_done) Analysis a;
+        analysis_init(&a, p);
         if (!p || !argv || !argv[0])
                 return true;
         analyze(p, argv, 0, &a);

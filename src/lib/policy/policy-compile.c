@@ -100,12 +100,34 @@ static void compile_globs(CompiledList *l, char **list) {
         }
 }
 
+/* Set entry i in a 256 * nw bitset table for first byte c, or for every byte when c < 0. */
+static void by_first_add(uint64_t *by_first, size_t nw, size_t i, int c) {
+        for (unsigned b = 0; b < 256; b++)
+                if (c < 0 || (unsigned) c == b)
+                        by_first[b * nw + i / 64] |= UINT64_C(1) << (i % 64);
+}
+
 static void compile_words(CompiledList *l, char **list) {
         list_stamp(l, list);
         l->words = xnew0(char **, l->n + 1);
-        for (size_t i = 0; i < l->n; i++)
+        l->nw = (l->n + 63) / 64;
+        l->by_first = xnew0(uint64_t, 256 * l->nw + 1);
+        for (size_t i = 0; i < l->n; i++) {
                 if (words_split(list[i], &l->words[i], NULL) < 0)
                         l->words[i] = NULL;
+                const char *w0 = l->words[i] ? l->words[i][0] : NULL;
+                bool cluster = w0 && w0[0] == '-' && w0[1] != 0 && w0[1] != '-';
+                by_first_add(l->by_first, l->nw, i, w0 && !cluster ? (unsigned char) w0[0] : -1);
+        }
+}
+
+static void compile_rules(CompiledRules *r, const CommandRules *rules) {
+        r->ptr = rules->rules;
+        r->n = rules->n_rules;
+        r->nw = (r->n + 63) / 64;
+        r->by_first = xnew0(uint64_t, 256 * r->nw + 1);
+        for (size_t i = 0; i < r->n; i++)
+                by_first_add(r->by_first, r->nw, i, (unsigned char) rules->rules[i].program[0]);
 }
 
 void policy_compiled_free(PolicyCompiled *c) {
@@ -115,6 +137,8 @@ void policy_compiled_free(PolicyCompiled *c) {
         list_done(&c->paths_allowed);
         list_done(&c->commands_allowed);
         list_done(&c->commands_blocked);
+        free(c->rules_allowed.by_first);
+        free(c->rules_blocked.by_first);
         free(c);
 }
 
@@ -127,6 +151,8 @@ void policy_compile(Policy *p) {
         compile_globs(&c->paths_allowed, p->paths.allowed);
         compile_words(&c->commands_allowed, p->commands.allowed);
         compile_words(&c->commands_blocked, p->commands.blocked);
+        compile_rules(&c->rules_allowed, &p->commands.allowed_rules);
+        compile_rules(&c->rules_blocked, &p->commands.blocked_rules);
         c->blocked_all_any_depth = true;
         for (size_t i = 0; i < c->paths_blocked.n; i++)
                 c->blocked_all_any_depth = c->blocked_all_any_depth && c->paths_blocked.globs[i].any_depth;

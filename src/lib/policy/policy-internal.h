@@ -73,11 +73,23 @@ typedef struct CompiledList {
         size_t nw;
         uint64_t *by_first, *by_last, *needs_slash; /* 256 * nw, 256 * nw, nw words */
         int8_t *dir_key;                            /* n */
-        char ***words; /* command lists: each entry split (NULL when it does not split) */
+        /* Command lists: each entry split (NULL when it does not split), and by_first set
+         * by the first byte of its first word (every byte for an entry that does not split,
+         * is empty, or starts with a short-option cluster, which blocks other spellings). */
+        char ***words;
 } CompiledList;
+
+/* Command rules by the first byte of their program (by_first as in CompiledList), for the rule
+ * array they were made from (ptr, n: stale when the array changed). */
+typedef struct CompiledRules {
+        const CommandRule *ptr;
+        size_t n, nw;
+        uint64_t *by_first;
+} CompiledRules;
 
 typedef struct PolicyCompiled {
         CompiledList paths_blocked, paths_allowed, commands_allowed, commands_blocked;
+        CompiledRules rules_allowed, rules_blocked;
         bool blocked_all_any_depth; /* every paths.blocked glob starts with "**" "/" */
         /* policy_grants_shell() at compile time, with what it depended on (beyond the lists). */
         bool grants_shell;

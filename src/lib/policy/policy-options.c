@@ -4,6 +4,9 @@
  * scanner that reads short-option clusters by them. Input: untrusted argv words. The scanner
  * never allocates and never looks further than the words it is given.
  */
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "policy-options.h"
@@ -450,24 +453,39 @@ static bool program_matches(const char *pattern, const char *program) {
         return streq(pattern, program);
 }
 
+/* The grammars whose program starts with each byte, as bitsets in table order, built once: a
+ * lookup tries only those (program_matches() rejects every other one by its first byte). */
+#define GRAMMAR_WORDS ((ELEMENTSOF(grammars) + 63) / 64)
+static uint64_t grammars_by_first[256][GRAMMAR_WORDS];
+static pthread_once_t grammars_once = PTHREAD_ONCE_INIT;
+
+static void grammars_index(void) {
+        for (size_t i = 0; i < ELEMENTSOF(grammars); i++)
+                grammars_by_first[(unsigned char) grammars[i].program[0]][i / 64] |= UINT64_C(1) << (i % 64);
+}
+
 const OptGrammar *opt_grammar_find(const char *program, const char *sub) {
         if (!program)
                 return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(grammars); i++) {
-                const OptGrammar *g = &grammars[i];
-                if (!program_matches(g->program, program))
-                        continue;
-                if (!g->subcommand != !sub || (sub && !streq(g->subcommand, sub)))
-                        continue;
-                /* "perl*" must not claim "perldoc"; versioned names only. */
-                size_t l = strlen(g->program);
-                if (g->program[l - 1] == '*') {
-                        const char *rest = program + l - 1;
-                        if (rest[strspn(rest, "0123456789.")] != 0)
+        if (pthread_once(&grammars_once, grammars_index) != 0)
+                abort();
+        const uint64_t *set = grammars_by_first[(unsigned char) program[0]];
+        for (size_t w = 0; w < GRAMMAR_WORDS; w++)
+                for (uint64_t bits = set[w]; bits; bits &= bits - 1) {
+                        const OptGrammar *g = &grammars[w * 64 + (size_t) __builtin_ctzll(bits)];
+                        if (!program_matches(g->program, program))
                                 continue;
+                        if (!g->subcommand != !sub || (sub && !streq(g->subcommand, sub)))
+                                continue;
+                        /* "perl*" must not claim "perldoc"; versioned names only. */
+                        size_t l = strlen(g->program);
+                        if (g->program[l - 1] == '*') {
+                                const char *rest = program + l - 1;
+                                if (rest[strspn(rest, "0123456789.")] != 0)
+                                        continue;
+                        }
+                        return g;
                 }
-                return g;
-        }
         return NULL;
 }
 
