@@ -29,6 +29,7 @@
 #include "log.h"
 #include "process-util.h"
 #include "run-agent.h"
+#include "secrets.h"
 #include "string-util.h"
 #include "words.h"
 
@@ -604,10 +605,41 @@ static int
         return 0;
 }
 
+/* A credential scoped to the pod for nucleus-mcp (docs/api.md "Scoped credentials"): minted
+ * here with the node key, written 0600 into dir (private, outside the agent's sandbox). The
+ * MCP servers sign with it alone: they never read the node key, and what they can do is what
+ * the pod's routes allow. The credential expires with the pod. */
+static int mint_pod_credential(const RunAgentSpec *s, const char *dir, char **ret_path) {
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_free_ char *err = NULL, *route = xasprintf("/v1/pods/%s/credentials", s->pod),
+                            *file = xasprintf("%s/pod.credential", dir);
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "scope", "pod"), *ans = NULL;
+        int r = client_open(s->node, &c, &err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err ?: "cannot open the node client");
+        r = client_call_json(c, "POST", route, body, &ans, &e);
+        if (r < 0) {
+                _cleanup_free_ char *d = client_error_describe(&e);
+                return log_error_errno(r, "cannot mint a credential for pod %s: %s", s->pod, d);
+        }
+        _cleanup_(erase_and_freep) char *text = json_dumps(ans, JSON_COMPACT);
+        json_t *sv = json_object_get(ans, "secret");
+        if (sv)
+                (void) json_string_set(sv, "");
+        if (!text)
+                return log_oom();
+        r = secret_write_new(file, text, strlen(text));
+        if (r < 0)
+                return log_error_errno(r, "cannot write the pod credential %s: %m", file);
+        *ret_path = TAKE_PTR(file);
+        return 0;
+}
+
 int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         _cleanup_strv_free_ char **inner = NULL, **argv = NULL, **envp = NULL;
         _cleanup_free_ char *tmp = NULL, *sockets = NULL, *cfgpath = NULL, *text = NULL, *line = NULL,
-                            *mcp = NULL;
+                            *mcp = NULL, *credtmp = NULL, *cred = NULL;
         _cleanup_close_ int seccomp_fd = -EBADF, program_fd = -EBADF;
         PidRef mcp_bridge = PIDREF_NULL, gw_bridge = PIDREF_NULL;
         /* As root, the agent runs as nobody: an unprivileged user namespace of its own. */
@@ -622,6 +654,13 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         tmp = xasprintf("%s/nucleus-agent-XXXXXX", isempty(td) ? "/tmp" : td);
         if (!mkdtemp(tmp))
                 return log_error_errno(-errno, "cannot create a temporary directory: %m");
+        /* Ours alone (0700, never the agent's): the pod credential of the MCP servers. */
+        credtmp = xasprintf("%s/nucleus-cred-XXXXXX", isempty(td) ? "/tmp" : td);
+        if (!mkdtemp(credtmp)) {
+                r = log_error_errno(-errno, "cannot create a temporary directory: %m");
+                credtmp = mfree(credtmp);
+                goto out;
+        }
         sockets = xasprintf("%s/run", tmp);
         cfgpath = xasprintf("%s/mcp.json", tmp);
         if (mkdir(sockets, 0700) < 0 ||
@@ -634,7 +673,10 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
                 log_error_errno(r, "nucleus-mcp not found (set NUCLEUS_MCP_PATH)");
                 goto out;
         }
-        if (!socat_safe(tmp) || !socat_safe(mcp) || !socat_safe(s->pod)) {
+        r = mint_pod_credential(s, credtmp, &cred);
+        if (r < 0)
+                goto out;
+        if (!socat_safe(tmp) || !socat_safe(mcp) || !socat_safe(s->pod) || !socat_safe(cred)) {
                 r = log_error_errno(
                         -EINVAL, "the paths of the agent's bridges hold characters socat cannot take");
                 goto out;
@@ -643,18 +685,18 @@ int run_agent_external(const RunAgentSpec *s, RunAgentResult *ret) {
         if (r < 0)
                 goto out;
 
-        /* Outside the sandbox: the pod's MCP server (with the node credential) behind a unix
-         * socket, one nucleus-mcp per connection; the gateway behind another. */
+        /* Outside the sandbox: the pod's MCP server (with the pod's credential, not the node
+         * key) behind a unix socket, one nucleus-mcp per connection; the gateway behind
+         * another. */
         {
                 _cleanup_free_ char *listen = xasprintf(
                                             "UNIX-LISTEN:%s/mcp.sock,fork,mode=0600%s", sockets, owner),
-                                    *exec = xasprintf("EXEC:%s --pod %s", mcp, s->pod),
+                                    *exec = xasprintf("EXEC:%s --pod %s --credential %s", mcp, s->pod, cred),
                                     *tools = mcp_env_tools(s->ops), *sock = xasprintf("%s/mcp.sock", sockets);
                 _cleanup_strv_free_ char **benv = NULL;
                 char *bargv[] = { (char *) "/usr/bin/socat", listen, exec, NULL };
                 env_add(&benv, "PATH", "/usr/local/bin:/usr/bin:/bin");
                 env_add(&benv, "NUCLEUS_NODE_URL", s->node->url);
-                env_add(&benv, "NUCLEUS_NODE_KEY_FILE", s->node->key_file);
                 env_add(&benv, "NUCLEUS_MCP_TOOLS", tools);
                 /* nucleus-mcp reads the same config dir as this run (an ordinary user's is under
                  * a HOME that this environment, built from nothing, does not carry). */
@@ -830,5 +872,7 @@ out:
         pidref_kill_and_wait(&mcp_bridge);
         pidref_kill_and_wait(&gw_bridge);
         remove_tree(tmp);
+        if (credtmp)
+                remove_tree(credtmp);
         return r;
 }

@@ -2,9 +2,10 @@
 /*
  * nucleus-mcp: a stdio MCP server exposing one pod's tools. Each tools/call becomes a signed
  * POST /v1/pods/{id}/tools/{op} on nucleus-node. Configured by the pod id, the node URL and
- * the path of the node secret (flags or environment; the secret itself never travels on a
- * command line or in the environment). stdin is untrusted client input; stdout carries only
- * JSON-RPC messages, logs go to stderr.
+ * the path of the node secret, or instead the path of a credential scoped to the pod
+ * (--credential, docs/api.md "Scoped credentials": then the node key is never read). Flags or
+ * environment; a secret itself never travels on a command line or in the environment. stdin is untrusted
+ * client input; stdout carries only JSON-RPC messages, logs go to stderr.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +36,7 @@ static char *arg_key_file = NULL;
 static char *arg_actor = NULL;
 static char *arg_tools = NULL;
 static char *arg_profile = NULL;
+static char *arg_credential = NULL;
 
 typedef struct McpContext {
         NucleusClient *client;
@@ -77,6 +79,9 @@ static void help(void) {
                "  --node-url URL     nucleus-node API                 ($NUCLEUS_NODE_URL, config, default)\n"
                "  --key-file PATH    node secret file (64 hex)        ($NUCLEUS_NODE_KEY_FILE, config, "
                "default)\n"
+               "  --credential FILE  sign with this pod credential instead of the node key\n"
+               "                     ($NUCLEUS_POD_CREDENTIAL_FILE; the JSON answer of\n"
+               "                     POST /v1/pods/ID/credentials, mode 0600; implies --pod)\n"
                "  --actor NAME       actor recorded in the audit log  (default nucleus-mcp)\n"
                "  --tools LIST       offer exactly these operations   ($NUCLEUS_MCP_TOOLS, "
                "comma-separated)\n"
@@ -93,6 +98,7 @@ static int parse_argv(int argc, char **argv) {
                 ARG_ACTOR,
                 ARG_TOOLS,
                 ARG_PROFILE,
+                ARG_CREDENTIAL,
                 ARG_VERSION
         };
         static const struct option options[] = {
@@ -104,6 +110,7 @@ static int parse_argv(int argc, char **argv) {
                 { "actor", required_argument, NULL, ARG_ACTOR },
                 { "tools", required_argument, NULL, ARG_TOOLS },
                 { "profile", required_argument, NULL, ARG_PROFILE },
+                { "credential", required_argument, NULL, ARG_CREDENTIAL },
                 {},
         };
         int c;
@@ -133,6 +140,9 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_PROFILE:
                         arg_profile = optarg;
                         break;
+                case ARG_CREDENTIAL:
+                        arg_credential = optarg;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -148,7 +158,16 @@ static int parse_argv(int argc, char **argv) {
                 arg_tools = secure_getenv("NUCLEUS_MCP_TOOLS");
         if (!arg_profile)
                 arg_profile = secure_getenv("NUCLEUS_MCP_PROFILE");
-        if (isempty(arg_pod)) {
+        if (!arg_credential)
+                arg_credential = secure_getenv("NUCLEUS_POD_CREDENTIAL_FILE");
+        if (isempty(arg_credential))
+                arg_credential = NULL;
+        if (arg_credential && arg_key_file) {
+                log_error("--credential and --key-file exclude each other (a pod credential replaces the "
+                          "node key)");
+                return -EINVAL;
+        }
+        if (isempty(arg_pod) && !arg_credential) {
                 log_error("no pod given: use --pod ID or $NUCLEUS_MCP_POD");
                 return -EINVAL;
         }
@@ -309,7 +328,29 @@ int main(int argc, char **argv) {
         }
         free(settings.actor);
         settings.actor = xstrdup(arg_actor ? arg_actor : "nucleus-mcp");
-        r = client_open(&settings, &client, &err);
+        if (arg_credential) {
+                /* A credential scoped to one pod: the node key is not read at all. */
+                ClientCredential cred = {};
+                r = client_load_credential_file(arg_credential, &cred, &err);
+                if (r < 0)
+                        return log_error_errno(r, "%s", err ? err : "cannot read the credential"), 1;
+                if (!streq(cred.scope, "pod") || (!isempty(arg_pod) && !streq(arg_pod, cred.pod))) {
+                        log_error(
+                                "%s is not a pod credential for pod %s (it is a %s credential for %s)",
+                                arg_credential,
+                                isempty(arg_pod) ? "(any)" : arg_pod,
+                                cred.scope,
+                                cred.pod);
+                        explicit_bzero_safe(&cred, sizeof cred);
+                        return 1;
+                }
+                static char pod_buf[37];
+                memcpy(pod_buf, cred.pod, sizeof pod_buf);
+                arg_pod = pod_buf;
+                r = client_open_scoped(&settings, &cred, &client, &err);
+                explicit_bzero_safe(&cred, sizeof cred);
+        } else
+                r = client_open(&settings, &client, &err);
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot create the node client"), 1;
         /* Tool calls such as run may take minutes: no total timeout, the pod's deadline bounds them. */

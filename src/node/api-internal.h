@@ -14,16 +14,44 @@
 #include "node.h"
 #include "pod.h"
 
-/* Who may call a route. Today every scope but API_SCOPE_PUBLIC takes the node key (HMAC
- * signature, docs/api.md "Signing"); the column is what narrower credentials are checked
- * against. */
+typedef struct ApiRoute ApiRoute;
+
+/* Who may call a route (docs/api.md "Scoped credentials"): the one column that
+ * api_scope_decide reads for every signed request. */
 typedef enum ApiScope {
         API_SCOPE_PUBLIC, /* no signature at all (GET /v1/health only) */
         API_SCOPE_NODE,   /* the node key only: create, list, delete, workspace, approvals, ... */
-        API_SCOPE_POD,    /* also a credential scoped to the pod named by {id}: tools, status, events */
-        API_SCOPE_RUN,    /* only the run's own credential (budget reserve/settle) */
+        API_SCOPE_POD,    /* the node key, or a POD credential of the pod named by {id}: tools,
+                           * status, events, lease, its approval queue */
+        API_SCOPE_RUN,    /* only a RUN credential of the pod named by {id} (budget reserve/settle) */
         _API_SCOPE_MAX,
 } ApiScope;
+
+/* Who signed a request: the node key, or a credential of one pod. */
+typedef struct ApiCaller {
+        bool scoped;        /* false: the node key */
+        PodCredScope scope; /* scoped: POD_CRED_POD or POD_CRED_RUN */
+        const char *pod_id; /* scoped: the pod the credential belongs to */
+        bool pod_ended;     /* scoped: that pod has ended (or is ending) */
+} ApiCaller;
+
+typedef enum ApiScopeDecision {
+        API_SCOPE_ALLOW,
+        API_SCOPE_DENY_NODE_ONLY, /* a NODE route signed with a credential */
+        API_SCOPE_DENY_RUN_ONLY,  /* a RUN route signed with anything but a RUN credential */
+        API_SCOPE_DENY_POD_CRED,  /* a POD route signed with a RUN credential */
+        API_SCOPE_DENY_OTHER_POD, /* a credential of another pod (or a route without {id}) */
+        API_SCOPE_DENY_ENDED,     /* the credential's pod has ended */
+        _API_SCOPE_DECISION_MAX,
+} ApiScopeDecision;
+
+/* The scope decision for a signed request: route's scope column, the {id} of its path (NULL
+ * when none), the caller. Pure (unit-tested); api.c calls it once per request, right after the
+ * signature verified. */
+ApiScopeDecision api_scope_decide(const ApiRoute *route, const char *path_pod_id, const ApiCaller *who);
+/* Stable short name ("node_key_required", ...) and a sentence for a refusal. */
+const char *api_scope_decision_detail(ApiScopeDecision d);
+const char *api_scope_decision_message(ApiScopeDecision d);
 
 /* Which configured limit caps the request body (checked from Content-Length before any body
  * byte is read, and again while it streams). */
@@ -52,19 +80,20 @@ typedef struct ApiCall {
         const char *body;  /* the verified body (NUL-terminated unless streamed), or NULL */
         size_t n_body;
         Pod *pod;                       /* the pod named by {id} (a reference the dispatcher owns) */
+        const char *key_id;             /* the scoped credential that signed it, or NULL (node key) */
         const char *args[API_ARGS_MAX]; /* the other {name} segments, in pattern order */
 } ApiCall;
 
 typedef enum MHD_Result (*ApiHandler)(ApiCall *a);
 
-typedef struct ApiRoute {
+struct ApiRoute {
         const char *method;  /* "GET", "POST", "PUT", "DELETE" */
         const char *pattern; /* segments; "{id}" is a pod id, any other "{name}" one segment */
         ApiHandler handler;
         ApiBodyCap cap;
         unsigned flags; /* API_STREAM, API_QUERY */
         ApiScope scope;
-} ApiRoute;
+};
 
 /* A request path matched against the table. */
 typedef struct ApiMatch {
@@ -135,6 +164,7 @@ enum MHD_Result api_h_events(ApiCall *a);
 enum MHD_Result api_h_lease(ApiCall *a);
 enum MHD_Result api_h_remove(ApiCall *a);
 enum MHD_Result api_h_prune(ApiCall *a);
+enum MHD_Result api_h_credentials(ApiCall *a);
 /* api-tools.c */
 enum MHD_Result api_h_tool(ApiCall *a);
 enum MHD_Result api_h_workspace_put(ApiCall *a);

@@ -4,6 +4,7 @@
  * /events stream (server-sent events from the pod's audit appends).
  */
 #include <fcntl.h>
+#include <sodium.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
@@ -382,5 +383,70 @@ enum MHD_Result api_h_events(ApiCall *a) {
         api_answer_sign(c, resp, MHD_HTTP_OK, NULL, SIZE_MAX);
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
+        return ret;
+}
+
+/* POST /v1/pods/{id}/credentials (node key): mint a credential scoped to this pod
+ * (docs/api.md "Scoped credentials"). Body {"scope": "pod"|"run"} or nothing (pod). The secret
+ * is in this answer only: the node never shows it again, never logs or audits it (the audit
+ * record names the key id and scope). */
+enum MHD_Result api_h_credentials(ApiCall *a) {
+        _cleanup_json_ json_t *body = NULL;
+        PodCredScope scope = POD_CRED_POD;
+        if (a->n_body > 0) {
+                _cleanup_free_ char *err = NULL;
+                const char *s = NULL;
+                if (json_parse_strict(a->body, a->n_body, 4096, &body, &err) >= 0 && json_is_object(body))
+                        s = json_object_size(body) == 0 ? "pod"
+                                : json_object_size(body) == 1
+                                ? json_string_value(json_object_get(body, "scope"))
+                                : NULL;
+                if (!s || !(streq(s, "pod") || streq(s, "run")))
+                        return api_reply_error(
+                                a->c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "body: {\"scope\": \"pod\"} (tool, status, event, lease and approval-queue "
+                                "routes of this pod), {\"scope\": \"run\"} (its budget reserve and settle) "
+                                "or nothing (pod)");
+                if (streq(s, "run"))
+                        scope = POD_CRED_RUN;
+        }
+        char key_id[POD_CRED_KEY_ID_MAX + 1];
+        uint8_t secret[32];
+        char secret_hex[2 * sizeof secret + 1];
+        int r = pod_credential_mint(a->pod, scope, key_id, secret);
+        if (r == -ESTALE)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_CONFLICT,
+                        "pod_not_running",
+                        "pod %s has ended: no credential can be minted for it",
+                        a->pod->id);
+        if (r == -ENOSPC)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "pod %s already holds %d credentials (the most a pod may hold)",
+                        a->pod->id,
+                        POD_CREDENTIALS_MAX);
+        if (r < 0)
+                return api_reply_error(
+                        a->c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "cannot mint: %s", strerror(-r));
+        const char *scope_s = scope == POD_CRED_RUN ? "run" : "pod";
+        _cleanup_json_ json_t *detail = json_pack("{s:s,s:s}", "key_id", key_id, "scope", scope_s);
+        AuditEvent ev = { .actor = a->actor, .op = "credential_minted", .decision = "info", .detail = detail };
+        (void) pod_audit(a->pod, &ev);
+        sodium_bin2hex(secret_hex, sizeof secret_hex, secret, sizeof secret);
+        explicit_bzero_safe(secret, sizeof secret);
+        _cleanup_json_ json_t *out = json_pack(
+                "{s:s,s:s,s:s,s:s}", "key_id", key_id, "secret", secret_hex, "scope", scope_s, "pod", a->pod->id);
+        explicit_bzero_safe(secret_hex, sizeof secret_hex);
+        enum MHD_Result ret = api_reply_json(a->c, MHD_HTTP_CREATED, out);
+        /* Wipe the copy in the JSON document too. */
+        json_t *sv = json_object_get(out, "secret");
+        if (sv)
+                (void) json_string_set(sv, "");
         return ret;
 }

@@ -16,8 +16,8 @@
  *   flags    API_STREAM: the authenticated body streams into an unlinked temp file instead of
  *            memory (uploads); API_QUERY: the route takes a query string (others answer 400).
  *   scope    who may call it: API_SCOPE_PUBLIC (no signature), API_SCOPE_NODE (node key only),
- *            API_SCOPE_POD (also a credential scoped to that pod), API_SCOPE_RUN (only the
- *            run's credential). Every scope but PUBLIC takes the node key today.
+ *            API_SCOPE_POD (also a POD credential of that pod), API_SCOPE_RUN (only a RUN
+ *            credential of that pod). api_scope_decide below is the one decision.
  *
  * A path no pattern matches is 404; a path that matches with another method is 405.
  */
@@ -41,6 +41,7 @@ static const ApiRoute api_routes[] = {
         { "POST",   "/v1/pods/{id}/cancel",             api_h_delete,             API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/remove",             api_h_remove,             API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/lease",              api_h_lease,              API_CAP_JSON,      0,          API_SCOPE_POD },
+        { "POST",   "/v1/pods/{id}/credentials",        api_h_credentials,        API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/logs",               api_h_logs,               API_CAP_JSON,      API_QUERY,  API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/audit",              api_h_audit,              API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },
@@ -56,6 +57,62 @@ static const ApiRoute api_routes[] = {
         { "POST",   "/v1/approvers",                    api_h_approvers,          API_CAP_JSON,      0,          API_SCOPE_NODE },
 };
 /* clang-format on */
+
+ApiScopeDecision api_scope_decide(const ApiRoute *route, const char *path_pod_id, const ApiCaller *who) {
+        if (!route || route->scope == API_SCOPE_PUBLIC)
+                return API_SCOPE_ALLOW;
+        if (!who->scoped)
+                /* The node key signs everything but the run's own budget operations. */
+                return route->scope == API_SCOPE_RUN ? API_SCOPE_DENY_RUN_ONLY : API_SCOPE_ALLOW;
+        switch (route->scope) {
+        case API_SCOPE_POD:
+                if (who->scope != POD_CRED_POD)
+                        return API_SCOPE_DENY_POD_CRED;
+                break;
+        case API_SCOPE_RUN:
+                if (who->scope != POD_CRED_RUN)
+                        return API_SCOPE_DENY_RUN_ONLY;
+                break;
+        case API_SCOPE_NODE:
+        default:
+                return API_SCOPE_DENY_NODE_ONLY;
+        }
+        if (!path_pod_id || !who->pod_id || !streq(path_pod_id, who->pod_id))
+                return API_SCOPE_DENY_OTHER_POD;
+        if (who->pod_ended)
+                return API_SCOPE_DENY_ENDED;
+        return API_SCOPE_ALLOW;
+}
+
+const char *api_scope_decision_detail(ApiScopeDecision d) {
+        static const char *const t[_API_SCOPE_DECISION_MAX] = {
+                [API_SCOPE_ALLOW] = "allow",
+                [API_SCOPE_DENY_NODE_ONLY] = "node_key_required",
+                [API_SCOPE_DENY_RUN_ONLY] = "run_credential_required",
+                [API_SCOPE_DENY_POD_CRED] = "pod_credential_required",
+                [API_SCOPE_DENY_OTHER_POD] = "other_pod",
+                [API_SCOPE_DENY_ENDED] = "pod_ended",
+        };
+        return (int) d >= 0 && d < _API_SCOPE_DECISION_MAX ? t[d] : "other";
+}
+
+const char *api_scope_decision_message(ApiScopeDecision d) {
+        static const char *const t[_API_SCOPE_DECISION_MAX] = {
+                [API_SCOPE_ALLOW] = "allowed",
+                [API_SCOPE_DENY_NODE_ONLY] = "this route takes the node key; a pod credential may call only "
+                                             "its pod's tool, "
+                                             "status, events, lease and approval-queue routes",
+                [API_SCOPE_DENY_RUN_ONLY] = "only the run's own credential (scope run, minted for this pod) "
+                                            "may reserve or "
+                                            "settle its budget",
+                [API_SCOPE_DENY_POD_CRED] = "a run credential may only reserve and settle its pod's budget; "
+                                            "this route "
+                                            "takes the node key or a pod credential",
+                [API_SCOPE_DENY_OTHER_POD] = "this credential belongs to another pod",
+                [API_SCOPE_DENY_ENDED] = "this credential expired with its pod (the pod has ended)",
+        };
+        return (int) d >= 0 && d < _API_SCOPE_DECISION_MAX ? t[d] : "refused";
+}
 
 void api_match_done(ApiMatch *m) {
         m->pod_id = mfree(m->pod_id);

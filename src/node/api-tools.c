@@ -497,6 +497,14 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         "invalid_request",
                         "'%s' is not a tool call: use the pod's workspace and approvals routes",
                         op);
+        /* A pod credential calls tools; spending the pod's budget is the node key's (and the
+         * run credential's reserve/settle), never the tool route's (docs/api.md). */
+        if (a->key_id && streq(op, "charge"))
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_FORBIDDEN,
+                        "insufficient_capability",
+                        "a pod credential cannot charge the pod's budget (node key only)");
         if (a->n_body == 0)
                 args = json_object();
         else if (json_parse_strict(a->body, a->n_body, a->n_body, &args, &err) < 0 || !json_is_object(args))

@@ -65,8 +65,13 @@ typedef struct Req {
         int body_fd;                   /* temp file holding a streamed upload (API_STREAM), or -1 */
         size_t preauth_reserved;       /* bytes held from the global pre-auth budget */
         char *path;                    /* uri up to '?' */
-        const char *query;             /* in uri after '?', or NULL */
-        ApiMatch match;                /* the route table's answer for method and path */
+        /* Signed with a scoped credential (X-Nucleus-Key-Id): its secret, scope and pod. */
+        bool scoped;
+        uint8_t key[AUTH_KEY_SIZE];
+        PodCredScope cred_scope;
+        Pod *cred_pod;
+        const char *query; /* in uri after '?', or NULL */
+        ApiMatch match;    /* the route table's answer for method and path */
 } Req;
 
 /* Per-connection state (MHD socket context): counted as unauthenticated until one of its
@@ -77,7 +82,15 @@ typedef struct ApiConn {
         bool evicted;
         int fd; /* the connection's socket (MHD owns it) */
         struct sockaddr_storage addr;
-        usec_t accepted;             /* CLOCK_MONOTONIC */
+        usec_t accepted; /* CLOCK_MONOTONIC */
+        /* The key that authenticates answers on this connection's current request: the node
+         * key, the scoped credential's secret that signed it, or none (an unknown key id). */
+        enum {
+                ANSWER_NODE_KEY,
+                ANSWER_SCOPED,
+                ANSWER_NONE
+        } answer;
+        uint8_t answer_key[AUTH_KEY_SIZE];
         struct ApiConn *prev, *next; /* unauthenticated list, under api_conn_lock */
 } ApiConn;
 
@@ -164,7 +177,17 @@ void api_answer_sign(
          * distinguishable from one by a squatter); a malformed one gets none. */
         if (!nonce || !auth_nonce_is_valid(nonce))
                 return;
-        if (auth_sign_response(api_answer_key, nonce, status, body, n, mac) >= 0)
+        /* An answer to a request signed with a scoped credential is authenticated with that
+         * credential's secret (its client does not hold the node key). The metrics server has
+         * no socket context: the node key. */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const ApiConn *ac = ci ? ci->socket_context : NULL;
+        const uint8_t *key = api_answer_key;
+        if (ac && ac->answer == ANSWER_NONE)
+                return;
+        if (ac && ac->answer == ANSWER_SCOPED)
+                key = ac->answer_key;
+        if (auth_sign_response(key, nonce, status, body, n, mac) >= 0)
                 (void) MHD_add_response_header(r, AUTH_HEADER_RESPONSE_MAC, mac);
 }
 
@@ -256,7 +279,62 @@ static AuthRequest auth_request_of(struct MHD_Connection *c, const char *method,
                 .actor = api_header(c, AUTH_HEADER_ACTOR) ?: "",
                 .signature = api_header(c, AUTH_HEADER_SIGNATURE),
                 .body_sha256 = api_header(c, AUTH_HEADER_CONTENT_SHA256),
+                .key_id = api_header(c, AUTH_HEADER_KEY_ID),
         };
+}
+
+static ApiConn *conn_of(struct MHD_Connection *c) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+/* X-Nucleus-Key-Id names the credential whose secret must have signed the request: look it up
+ * (its pod must still be in the table), and answer with that secret from now on. Returns
+ * false with 401 unknown_key queued when no pod holds it. */
+static bool request_resolve_key(
+        struct MHD_Connection *c, Node *n, Req *q, const char *key_id, enum MHD_Result *ret) {
+        ApiConn *ac = conn_of(c);
+        int r = pod_credential_find(n, key_id, &q->cred_pod, q->key, &q->cred_scope);
+        if (r < 0) {
+                if (ac)
+                        ac->answer = ANSWER_NONE;
+                *ret = reply_unauthorized(
+                        c,
+                        "unknown_key",
+                        "X-Nucleus-Key-Id names no credential of this node (never minted, or its pod's "
+                        "record was removed)");
+                return false;
+        }
+        q->scoped = true;
+        if (ac) {
+                memcpy(ac->answer_key, q->key, sizeof ac->answer_key);
+                ac->answer = ANSWER_SCOPED;
+        }
+        return true;
+}
+
+/* The one scope check (docs/api.md "Scoped credentials"), once the signature verified: the
+ * route table's scope column against who signed. Returns false with 403 queued. */
+static bool request_authorize(struct MHD_Connection *c, Req *q, enum MHD_Result *ret) {
+        ApiCaller who = { .scoped = q->scoped };
+        if (q->scoped) {
+                who.scope = q->cred_scope;
+                who.pod_id = q->cred_pod->id;
+                who.pod_ended = pod_has_ended(q->cred_pod);
+        }
+        ApiScopeDecision d = api_scope_decide(q->match.route, q->match.pod_id, &who);
+        if (d == API_SCOPE_ALLOW)
+                return true;
+        _cleanup_json_ json_t *j = json_pack(
+                "{s:s,s:s,s:s}",
+                "error",
+                api_scope_decision_message(d),
+                "kind",
+                "insufficient_capability",
+                "detail",
+                api_scope_decision_detail(d));
+        *ret = api_reply_json(c, MHD_HTTP_FORBIDDEN, j);
+        return false;
 }
 
 /* Does the request need no signature? (Also for a wrong method on such a path: 405 unsigned.) */
@@ -343,13 +421,24 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
         if (public)
                 return true;
 
-        /* Everything about the headers, then (with a declared digest) the MAC itself. */
+        /* Everything about the headers, then (with a declared digest) the MAC itself, with the
+         * node key or the secret of the credential the request names. */
         vr = auth_precheck_request(&ar, (int64_t) time(NULL), &missing);
+        if (vr == AUTH_VERIFY_OK && ar.key_id && !request_resolve_key(c, n, q, ar.key_id, ret)) {
+                q->rejected = true;
+                return false;
+        }
         if (vr == AUTH_VERIFY_OK && declared)
-                vr = auth_verify_request(n->node_key, &ar, n->nonces, (int64_t) time(NULL), &missing);
+                vr = auth_verify_request(
+                        q->scoped ? q->key : n->node_key, &ar, n->nonces, (int64_t) time(NULL), &missing);
         if (vr != AUTH_VERIFY_OK) {
                 q->rejected = true;
                 *ret = reply_auth_failure(c, vr, missing);
+                return false;
+        }
+        /* A scoped credential outside its scope is refused before any body byte is read. */
+        if (declared && !request_authorize(c, q, ret)) {
+                q->rejected = true;
                 return false;
         }
         if (declared) {
@@ -464,14 +553,15 @@ static bool request_complete(struct MHD_Connection *c, Node *n, Req *q, const ch
         ar.body = q->body;
         ar.body_len = q->n_body;
         const char *missing = NULL;
-        AuthVerifyResult vr = auth_verify_request(n->node_key, &ar, n->nonces, (int64_t) time(NULL), &missing);
+        AuthVerifyResult vr = auth_verify_request(
+                q->scoped ? q->key : n->node_key, &ar, n->nonces, (int64_t) time(NULL), &missing);
         preauth_release(q);
         if (vr != AUTH_VERIFY_OK) {
                 *ret = reply_auth_failure(c, vr, missing);
                 return false;
         }
         conn_mark_authed(c);
-        return true;
+        return request_authorize(c, q, ret);
 }
 
 enum MHD_Result api_h_health(ApiCall *a) {
@@ -509,12 +599,20 @@ static enum MHD_Result api_dispatch(struct MHD_Connection *c, Node *n, Req *q, c
                         c, MHD_HTTP_BAD_REQUEST, "invalid_request", "this route takes no query string");
 
         const char *actor_h = api_header(c, AUTH_HEADER_ACTOR);
+        const char *key_id = q->scoped ? api_header(c, AUTH_HEADER_KEY_ID) : NULL;
+        /* The audit log wants a non-empty actor; the signature covered whatever was sent. A
+         * request signed with a credential says which (its id, never its secret). */
+        _cleanup_free_ char *actor = key_id
+                ? xasprintf("%s (credential %s)", isempty(actor_h) ? "unknown" : actor_h, key_id)
+                : NULL;
         ApiCall call = {
                 .c = c,
                 .node = n,
                 .method = method,
-                /* The audit log wants a non-empty actor; the signature covered whatever was sent. */
-                .actor = isempty(actor_h) ? "unknown" : actor_h,
+                .actor = actor
+                        ?: isempty(actor_h) ? "unknown"
+                                            : actor_h,
+                .key_id = key_id,
                 .query = q->query,
                 .body = q->body,
                 .n_body = q->n_body,
@@ -572,8 +670,12 @@ static void *api_uri_log(void *cls, const char *uri, struct MHD_Connection *c) {
         q->path = query ? xstrndup(q->uri, (size_t) (query - q->uri)) : xstrdup(q->uri);
         q->query = query ? query + 1 : NULL;
         /* Until it authenticates, a connection gets a short idle timeout. */
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        ApiConn *ac = ci ? ci->socket_context : NULL;
+        ApiConn *ac = conn_of(c);
+        if (ac) {
+                /* Answers are authenticated with the node key until a key id says otherwise. */
+                ac->answer = ANSWER_NODE_KEY;
+                explicit_bzero_safe(ac->answer_key, sizeof ac->answer_key);
+        }
         if (ac && !ac->authed)
                 (void) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, API_UNAUTH_TIMEOUT_SEC);
         return q;
@@ -615,6 +717,7 @@ static void api_notify_connection(
         pthread_mutex_unlock(&api_conn_lock);
         if (!ac->authed)
                 __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
+        explicit_bzero_safe(ac->answer_key, sizeof ac->answer_key);
         free(ac);
         *socket_context = NULL;
 }
@@ -668,6 +771,8 @@ static void api_completed(
                 free(q->body);
         safe_close(q->body_fd);
         preauth_release(q);
+        explicit_bzero_safe(q->key, sizeof q->key);
+        pod_unref(q->cred_pod);
         free(q);
         *con_cls = NULL;
 }

@@ -28,8 +28,8 @@ static const char *const metric_pool_miss[] = { "disabled", "empty",  "image",  
 static const char *const metric_approvals[] = { "accepted", "rejected", "invalid" };
 static const char *const metric_approval_queue[] = { "held", "approved", "refused", "withdrawn" };
 static const char *const metric_auth[] = {
-        "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor", "bad_request",
-        "bad_signature",  "replay",        "cache_full", "content_mismatch", "other",
+        "missing_header", "bad_timestamp", "skew",       "bad_nonce",        "bad_actor",   "bad_request",
+        "bad_signature",  "replay",        "cache_full", "content_mismatch", "unknown_key", "other",
 };
 
 /* Histogram buckets in seconds (TCG boots take tens of seconds). */

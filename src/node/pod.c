@@ -66,6 +66,7 @@ void pod_free(Pod *p) {
         json_decref(p->pool_events);
         pthread_mutex_destroy(&p->audit_lock);
         pthread_mutex_destroy(&p->net_lock);
+        explicit_bzero_safe(p->creds, sizeof p->creds);
         free(p);
 }
 

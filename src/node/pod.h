@@ -35,6 +35,26 @@ const char *pod_state_to_string(PodState s);
 PodState pod_state_from_string(const char *s);
 
 typedef struct PodSub PodSub; /* a live /events subscriber */
+
+/* A credential scoped to one pod (docs/api.md "Scoped credentials"): a key id and a 32-byte
+ * secret, minted by the node, held in memory only (a node restart ends every pod and with it
+ * every credential), valid while the pod has not ended. POD credentials sign the pod's own
+ * tool, status, event, lease and approval-queue routes; RUN credentials only its budget
+ * reserve and settle routes. */
+typedef enum PodCredScope {
+        POD_CRED_POD,
+        POD_CRED_RUN,
+        _POD_CRED_SCOPE_MAX,
+} PodCredScope;
+
+#define POD_CREDENTIALS_MAX 16
+#define POD_CRED_KEY_ID_MAX 80
+
+typedef struct PodCredential {
+        char key_id[POD_CRED_KEY_ID_MAX + 1]; /* "pod-<pod id>-<16 hex>" or "run-<pod id>-<16 hex>" */
+        uint8_t secret[32];
+        PodCredScope scope;
+} PodCredential;
 typedef struct NetPod NetPod;
 
 struct Pod {
@@ -90,6 +110,8 @@ struct Pod {
         bool claimed;        /* this pod was claimed from the pool (set once, at claim) */
         char *pool_image;    /* the image a pooled pod was booted with */
         json_t *pool_events; /* under node->lock: guest events that arrived while pooled */
+        PodCredential creds[POD_CREDENTIALS_MAX]; /* under node->lock; wiped when freed */
+        size_t n_creds;
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
@@ -114,6 +136,19 @@ json_t *pod_to_json(Pod *p);
 /* Renew p's lease (starting one with the node's default grace if it has none). Returns 0, or
  * -ESTALE when the pod has ended or is ending. */
 int pod_lease_renew(Pod *p);
+
+/* Mint a credential of scope for p (pod-credentials.c). Returns 0 with the key id and the
+ * secret (the caller wipes it), -ESTALE when the pod has ended or is ending, -ENOSPC when p
+ * holds POD_CREDENTIALS_MAX. */
+int pod_credential_mint(
+        Pod *p, PodCredScope scope, char ret_key_id[POD_CRED_KEY_ID_MAX + 1], uint8_t ret_secret[32]);
+/* The credential with this key id: a new reference to its pod, a copy of its secret (the
+ * caller wipes it) and its scope. The id is compared in constant time. -ENOENT when no pod
+ * of this node holds it (never minted, or the pod's record was removed). */
+int pod_credential_find(
+        Node *n, const char *key_id, Pod **ret_pod, uint8_t ret_secret[32], PodCredScope *ret_scope);
+/* Has p ended (or is it ending)? A credential of an ended pod is refused. */
+bool pod_has_ended(Pod *p);
 
 /* Remove an ended pod's record: out of the table, its directory deleted. Returns 0, -EBUSY
  * while the pod is live. */

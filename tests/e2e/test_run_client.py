@@ -540,6 +540,12 @@ def check_confined_agent(env, node, tmp_path, user=None):
     # Nucleus settings beyond its MCP config.
     assert out["cwd"] != str(env.proj) and not out["cwd"].startswith(str(env.proj))
     assert "NUCLEUS_CONFIG_DIR" not in out["env"] and "NUCLEUS_NODE_URL" not in out["env"]
+    # nucleus-mcp signed the agent's calls with a credential scoped to the pod (minted by
+    # `nucleus run`), not with the node key.
+    pod = only_pod(node)
+    scoped_tools = [c for c in node.scoped_calls if "/tools/read" in c[1]]
+    assert len(scoped_tools) >= 2, node.scoped_calls
+    assert all(c[2].startswith(f"pod-{pod.id}-") for c in scoped_tools)
     assert only_pod(node).deleted
     return out
 

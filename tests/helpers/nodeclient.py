@@ -37,8 +37,8 @@ def load_key(key_file):
     return key
 
 
-def string_to_sign(method, path, timestamp, nonce, actor, body):
-    return "\n".join([
+def string_to_sign(method, path, timestamp, nonce, actor, body, key_id=None):
+    lines = [
         "nucleus-v1",
         method,
         path,
@@ -46,11 +46,14 @@ def string_to_sign(method, path, timestamp, nonce, actor, body):
         nonce,
         actor,
         hashlib.sha256(body).hexdigest(),
-    ]).encode()
+    ]
+    if key_id is not None:  # a scoped credential's id is the eighth signed line
+        lines.append(key_id)
+    return "\n".join(lines).encode()
 
 
 def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonce=None,
-                 declare_sha256=True):
+                 declare_sha256=True, key_id=None):
     """The X-Nucleus-* headers for one request. declare_sha256 adds X-Nucleus-Content-SHA256
     (the body digest that is also the signed string's last line), which lets the node check the
     signature before it reads the body; without it the node caps the body at 1 MiB."""
@@ -58,7 +61,7 @@ def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonc
         timestamp = int(time.time())
     if nonce is None:
         nonce = secrets.token_hex(16)
-    sig = hmac.new(key, string_to_sign(method, path, timestamp, nonce, actor, body),
+    sig = hmac.new(key, string_to_sign(method, path, timestamp, nonce, actor, body, key_id),
                    hashlib.sha256).hexdigest()
     h = {
         "X-Nucleus-Timestamp": str(timestamp),
@@ -68,6 +71,8 @@ def sign_headers(key, method, path, body=b"", actor="test", timestamp=None, nonc
     }
     if declare_sha256:
         h["X-Nucleus-Content-SHA256"] = hashlib.sha256(body).hexdigest()
+    if key_id is not None:
+        h["X-Nucleus-Key-Id"] = key_id
     return h
 
 
@@ -110,7 +115,9 @@ class Response:
 
 
 class NodeClient:
-    def __init__(self, base_url, key=None, key_file=None, actor="test", timeout=60):
+    def __init__(self, base_url, key=None, key_file=None, actor="test", timeout=60, key_id=None):
+        """key_id: sign with a scoped credential (docs/api.md "Scoped credentials"); key is then
+        its 32-byte secret."""
         u = urllib.parse.urlsplit(base_url)
         if u.scheme != "http":
             raise ValueError("only http:// node URLs are supported")
@@ -119,6 +126,12 @@ class NodeClient:
         self.key = key if key is not None else (load_key(key_file) if key_file else None)
         self.actor = actor
         self.timeout = timeout
+        self.key_id = key_id
+
+    @classmethod
+    def scoped(cls, base_url, credential, **kw):
+        """A client signing with a credential as minted (POST /v1/pods/{id}/credentials)."""
+        return cls(base_url, key=bytes.fromhex(credential["secret"]), key_id=credential["key_id"], **kw)
 
     # ---- low level -------------------------------------------------------------------
     def _conn(self, timeout=None):
@@ -139,7 +152,7 @@ class NodeClient:
             else:
                 h.update(sign_headers(self.key, method, path, body,
                                       actor if actor is not None else self.actor,
-                                      timestamp, nonce, declare_sha256))
+                                      timestamp, nonce, declare_sha256, self.key_id))
         if headers:
             h.update(headers)
         c = self._conn(timeout)
@@ -172,7 +185,7 @@ class NodeClient:
         (server-sent events). The caller closes the connection."""
         if isinstance(body, str):
             body = body.encode()
-        h = sign_headers(self.key, method, path, body, self.actor)
+        h = sign_headers(self.key, method, path, body, self.actor, key_id=self.key_id)
         if headers:
             h.update(headers)
         c = self._conn(timeout)
@@ -258,6 +271,12 @@ class NodeClient:
 
     def audit(self, pod):
         return self.request("GET", f"/v1/pods/{pod}/audit")
+
+    def mint_credential(self, pod, scope=None):
+        """POST /v1/pods/{id}/credentials (node key): {"key_id","secret","scope","pod"}."""
+        body = json.dumps({"scope": scope}).encode() if scope else b""
+        return self.request("POST", f"/v1/pods/{pod}/credentials", body,
+                            {"Content-Type": "application/json"})
 
     def wait_state(self, pod, states, timeout=120.0, interval=0.2):
         """Poll GET /v1/pods/{id} until its state is in states (a set); returns the last

@@ -81,6 +81,8 @@ class StubNode:
         self.pods = {}
         self.log = []  # (method, path, status)
         self.tool_calls = []  # (pod, op, args, answer)
+        self.credentials = {}  # key_id -> minted credential (POST /v1/pods/{id}/credentials)
+        self.scoped_calls = []  # (method, path, key_id) signed with a credential
         self._httpd = None
 
     # -- lifecycle --
@@ -139,7 +141,9 @@ class StubNode:
         data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
         h.send_response(status)
         # It holds the node key, so it signs its answers like the node (docs/api.md).
-        for k, v in response_mac_header(self.key, h.headers, status, data).items():
+        # An answer to a request signed with a pod credential: MAC'd with its secret.
+        key = getattr(h, "nucleus_answer_key", self.key)
+        for k, v in response_mac_header(key, h.headers, status, data).items():
             h.send_header(k, v)
         h.send_header("Content-Type", ctype)
         h.send_header("Content-Length", str(len(data)))
@@ -155,10 +159,19 @@ class StubNode:
     def _verify(self, h, method, body):
         ts, nonce = h.headers.get("X-Nucleus-Timestamp"), h.headers.get("X-Nucleus-Nonce")
         actor, sig = h.headers.get("X-Nucleus-Actor", ""), h.headers.get("X-Nucleus-Signature")
+        kid = h.headers.get("X-Nucleus-Key-Id")
+        h.nucleus_answer_key, h.nucleus_credential = self.key, None
         if not (ts and nonce and sig) or len(nonce) < 32 or abs(time.time() - int(ts)) > 60:
             return False
-        msg = "\n".join(["nucleus-v1", method, h.path, ts, nonce, actor, hashlib.sha256(body).hexdigest()])
-        want = hmac.new(self.key, msg.encode(), hashlib.sha256).hexdigest()
+        key, lines = self.key, ["nucleus-v1", method, h.path, ts, nonce, actor, hashlib.sha256(body).hexdigest()]
+        if kid is not None:  # a pod credential (docs/api.md "Scoped credentials")
+            cred = self.credentials.get(kid)
+            if not cred:
+                return False
+            key = h.nucleus_answer_key = bytes.fromhex(cred["secret"])
+            h.nucleus_credential = cred
+            lines.append(kid)
+        want = hmac.new(key, "\n".join(lines).encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(want, sig)
 
     def _handle(self, h, method):
@@ -169,6 +182,17 @@ class StubNode:
         if not self._verify(h, method, body):
             return self._err(h, 401, "unauthorized", "bad or missing signature")
         parts = h.path.split("?")[0].strip("/").split("/")
+        cred = getattr(h, "nucleus_credential", None)
+        if cred is not None:
+            # Its own pod's status, tools, lease and approval queue; nothing else.
+            own = len(parts) >= 3 and parts[:2] == ["v1", "pods"] and parts[2] == cred["pod"]
+            rest = parts[3:] if own else None
+            if not own or not (rest == [] and method == "GET" or rest == ["lease"]
+                               or (len(rest) == 2 and rest[0] == "tools" and rest[1] != "charge")
+                               or (rest and rest[0] == "approvals" and method in ("GET", "DELETE"))):
+                return self._err(h, 403, "insufficient_capability", "outside the credential's scope",
+                                 detail="node_key_required" if own else "other_pod")
+            self.scoped_calls.append((method, h.path, cred["key_id"]))
         try:
             if parts == ["v1", "pods"] and method == "POST":
                 return self._create(h, body)
@@ -197,6 +221,12 @@ class StubNode:
                     return self._approval(h, p, body)
                 if len(rest) == 2 and rest[0] == "tools" and method == "POST":
                     return self._tool(h, p, rest[1], body)
+                if rest == ["credentials"] and method == "POST":
+                    scope = (json.loads(body) if body else {}).get("scope", "pod")
+                    c = {"key_id": f"{scope}-{p.id}-{secrets.token_hex(8)}", "secret": secrets.token_hex(32),
+                         "scope": scope, "pod": p.id}
+                    self.credentials[c["key_id"]] = c
+                    return self._reply(h, 201, c)
             return self._err(h, 404, "not_found", f"no route {method} {h.path}")
         except Exception as e:  # a bug in the double must be loud in the test
             return self._err(h, 500, "internal", f"fake node: {type(e).__name__}: {e}")

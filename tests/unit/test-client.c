@@ -23,7 +23,7 @@ static void test_sign(void **state) {
         ClientSignedHeaders a, b;
         (void) state;
 
-        assert_int_equal(client_sign(key, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &a), 0);
+        assert_int_equal(client_sign(key, NULL, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &a), 0);
         assert_string_equal(a.timestamp, "1700000000");
         assert_int_equal(strlen(a.nonce), 32);
         assert_int_equal(strlen(a.signature), 64);
@@ -41,13 +41,13 @@ static void test_sign(void **state) {
         assert_string_equal(sig, a.signature);
 
         /* Fresh nonce each time. */
-        assert_int_equal(client_sign(key, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &b), 0);
+        assert_int_equal(client_sign(key, NULL, "POST", "/v1/pods?x=1", "me", "{}", 2, 1700000000, &b), 0);
         assert_string_not_equal(a.nonce, b.nonce);
 
         /* Newlines cannot smuggle fields. */
-        assert_int_equal(client_sign(key, "GET", "/v1/x\n", "me", NULL, 0, 1, &a), -EINVAL);
-        assert_int_equal(client_sign(key, "GET", "/v1/x", "m\ne", NULL, 0, 1, &a), -EINVAL);
-        assert_int_equal(client_sign(key, "GET", "v1/x", "me", NULL, 0, 1, &a), -EINVAL);
+        assert_int_equal(client_sign(key, NULL, "GET", "/v1/x\n", "me", NULL, 0, 1, &a), -EINVAL);
+        assert_int_equal(client_sign(key, NULL, "GET", "/v1/x", "m\ne", NULL, 0, 1, &a), -EINVAL);
+        assert_int_equal(client_sign(key, NULL, "GET", "v1/x", "me", NULL, 0, 1, &a), -EINVAL);
 }
 
 static void test_url(void **state) {

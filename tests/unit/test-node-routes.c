@@ -97,12 +97,84 @@ static void test_upload_columns(void **state) {
         api_match_done(&m);
 }
 
+#define OTHER "9a6b2d4f-6e8a-4c1e-8b5c-7e2a1f3d4c8e"
+
+static ApiScopeDecision decide(const char *method, const char *path, const ApiCaller *who) {
+        ApiMatch m;
+        assert_true(api_route_match(method, path, &m));
+        assert_non_null(m.route);
+        ApiScopeDecision d = api_scope_decide(m.route, m.pod_id, who);
+        api_match_done(&m);
+        return d;
+}
+
+/* The scope column decides: the node key everything but RUN routes; a pod credential only its
+ * pod's POD routes while the pod lives; a run credential only its pod's RUN routes. */
+static void test_scope_decision(void **state) {
+        const ApiCaller node = { .scoped = false };
+        const ApiCaller pod = { .scoped = true, .scope = POD_CRED_POD, .pod_id = POD };
+        const ApiCaller ended = { .scoped = true, .scope = POD_CRED_POD, .pod_id = POD, .pod_ended = true };
+        const ApiCaller run = { .scoped = true, .scope = POD_CRED_RUN, .pod_id = POD };
+
+        assert_int_equal(decide("GET", "/v1/health", &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("POST", "/v1/pods", &node), API_SCOPE_ALLOW);
+        assert_int_equal(decide("GET", "/v1/pods/" POD, &node), API_SCOPE_ALLOW);
+        assert_int_equal(decide("POST", "/v1/pods/" POD "/tools/read", &node), API_SCOPE_ALLOW);
+
+        /* A pod credential: its pod's tool, status, events, lease, approval queue. */
+        assert_int_equal(decide("GET", "/v1/pods/" POD, &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("POST", "/v1/pods/" POD "/tools/read", &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("GET", "/v1/pods/" POD "/events", &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("POST", "/v1/pods/" POD "/lease", &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("GET", "/v1/pods/" POD "/approvals", &pod), API_SCOPE_ALLOW);
+        assert_int_equal(decide("GET", "/v1/pods/" POD "/approvals/a1", &pod), API_SCOPE_ALLOW);
+        /* ... never the node's routes, the workspace, deletion, logs, audit, minting. */
+        const char *node_only[][2] = {
+                { "POST", "/v1/pods" },
+                { "GET", "/v1/pods" },
+                { "POST", "/v1/pods/prune" },
+                { "PUT", "/v1/pods/" POD "/workspace" },
+                { "GET", "/v1/pods/" POD "/workspace/patch" },
+                { "DELETE", "/v1/pods/" POD },
+                { "POST", "/v1/pods/" POD "/cancel" },
+                { "POST", "/v1/pods/" POD "/remove" },
+                { "GET", "/v1/pods/" POD "/logs" },
+                { "GET", "/v1/pods/" POD "/audit" },
+                { "POST", "/v1/pods/" POD "/credentials" },
+                { "POST", "/v1/pods/" POD "/approvals" },
+                { "POST", "/v1/pods/" POD "/approvals/a1" },
+                { "GET", "/v1/approvals" },
+                { "POST", "/v1/approvers" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(node_only); i++) {
+                assert_int_equal(decide(node_only[i][0], node_only[i][1], &pod), API_SCOPE_DENY_NODE_ONLY);
+                assert_int_equal(decide(node_only[i][0], node_only[i][1], &run), API_SCOPE_DENY_NODE_ONLY);
+                assert_int_equal(decide(node_only[i][0], node_only[i][1], &node), API_SCOPE_ALLOW);
+        }
+        /* ... nor another pod's, nor once its pod ended. */
+        assert_int_equal(decide("GET", "/v1/pods/" OTHER, &pod), API_SCOPE_DENY_OTHER_POD);
+        assert_int_equal(decide("POST", "/v1/pods/" OTHER "/tools/read", &pod), API_SCOPE_DENY_OTHER_POD);
+        assert_int_equal(decide("GET", "/v1/pods/" POD, &ended), API_SCOPE_DENY_ENDED);
+        assert_int_equal(decide("POST", "/v1/pods/" POD "/tools/read", &ended), API_SCOPE_DENY_ENDED);
+
+        /* A run credential signs no POD route. */
+        assert_int_equal(decide("GET", "/v1/pods/" POD, &run), API_SCOPE_DENY_POD_CRED);
+        assert_int_equal(decide("POST", "/v1/pods/" POD "/tools/read", &run), API_SCOPE_DENY_POD_CRED);
+
+        /* A scoped caller without a pod id (defensive) is never taken for any pod. */
+        const ApiCaller nopod = { .scoped = true, .scope = POD_CRED_POD };
+        assert_int_equal(decide("GET", "/v1/pods/" POD, &nopod), API_SCOPE_DENY_OTHER_POD);
+
+        assert_string_equal(api_scope_decision_detail(API_SCOPE_DENY_NODE_ONLY), "node_key_required");
+        assert_string_equal(api_scope_decision_detail(API_SCOPE_DENY_ENDED), "pod_ended");
+        assert_string_equal(api_scope_decision_detail((ApiScopeDecision) 99), "other");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_match_exact),
-                cmocka_unit_test(test_match_placeholders),
-                cmocka_unit_test(test_method_not_allowed),
-                cmocka_unit_test(test_upload_columns),
+                cmocka_unit_test(test_match_exact),        cmocka_unit_test(test_match_placeholders),
+                cmocka_unit_test(test_method_not_allowed), cmocka_unit_test(test_upload_columns),
+                cmocka_unit_test(test_scope_decision),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

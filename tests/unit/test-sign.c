@@ -65,6 +65,66 @@ static void test_known_vector(void **state) {
         assert_string_equal(sig, want);
 }
 
+/* A scoped credential's id is the eighth signed line: the string, its check, and that a
+ * signature cannot move between key ids or lose its id. */
+static void test_key_id(void **state) {
+        const char *kid = "pod-0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e-0011223344556677";
+        char sig[65], plain[65];
+        assert_int_equal(
+                auth_sign_request_key_id(
+                        key, kid, "GET", "/v1/pods", "1764000000", N1, "alice", "", 0, NULL, sig),
+                0);
+        uint8_t d[32], mac[32];
+        char dh[65], want[65];
+        crypto_hash_sha256(d, (const uint8_t *) "", 0);
+        sodium_bin2hex(dh, sizeof(dh), d, 32);
+        _cleanup_free_ char *msg = xasprintf(
+                "nucleus-v1\nGET\n/v1/pods\n1764000000\n%s\nalice\n%s\n%s", N1, dh, kid);
+        crypto_auth_hmacsha256(mac, (const uint8_t *) msg, strlen(msg), key);
+        sodium_bin2hex(want, sizeof(want), mac, 32);
+        assert_string_equal(sig, want);
+        /* Without a key id: the node-key form, identical to auth_sign_request. */
+        assert_int_equal(
+                auth_sign_request_key_id(
+                        key, NULL, "GET", "/v1/pods", "1764000000", N1, "alice", "", 0, NULL, plain),
+                0);
+        assert_string_not_equal(sig, plain);
+
+        AuthNonceCache *c = NULL;
+        assert_int_equal(auth_nonce_cache_new(0, &c), 0);
+        AuthRequest r = { .method = "GET",
+                          .path = "/v1/pods",
+                          .timestamp = "1764000000",
+                          .nonce = N1,
+                          .actor = "alice",
+                          .signature = sig,
+                          .body = "",
+                          .body_len = 0,
+                          .key_id = kid };
+        /* Another key id, or none, with the same signature: refused. */
+        r.key_id = "pod-0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e-0011223344556678";
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        r.key_id = NULL;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
+        r.key_id = "BAD KEY";
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_BAD_REQUEST);
+        r.key_id = kid;
+        assert_int_equal(auth_verify_request(key, &r, c, NOW, NULL), AUTH_VERIFY_OK);
+        auth_nonce_cache_free(c);
+
+        assert_true(auth_key_id_is_valid(kid));
+        assert_false(auth_key_id_is_valid("short"));
+        assert_false(auth_key_id_is_valid("pod-UPPER-0011223344"));
+        assert_false(auth_key_id_is_valid("pod-0b5c7e2a\n1f3d"));
+        char long_id[AUTH_KEY_ID_MAX + 2];
+        memset(long_id, 'a', sizeof long_id - 1);
+        long_id[sizeof long_id - 1] = 0;
+        assert_false(auth_key_id_is_valid(long_id));
+        assert_int_equal(
+                auth_sign_request_key_id(key, "x y z w v", "GET", "/", "1", N1, "a", "", 0, NULL, sig),
+                -EINVAL);
+}
+
 static void test_ok_and_replay(void **state) {
         AuthNonceCache *c = NULL;
         Fixture f;
@@ -344,7 +404,7 @@ int main(void) {
                 cmocka_unit_test(test_header_errors),     cmocka_unit_test(test_make_headers),
                 cmocka_unit_test(test_cache_bounded),     cmocka_unit_test(test_cache_full_verify),
                 cmocka_unit_test(test_concurrent_replay), cmocka_unit_test(test_declared_body_digest),
-                cmocka_unit_test(test_response_mac),
+                cmocka_unit_test(test_response_mac),      cmocka_unit_test(test_key_id),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         if (sodium_init() < 0)

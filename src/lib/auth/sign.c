@@ -76,8 +76,14 @@ static bool auth_sha256_hex_is_valid(const char *s) {
         return n == 64 && strspn(s, "0123456789abcdef") == 64;
 }
 
+bool auth_key_id_is_valid(const char *s) {
+        size_t n = strnlen(s, AUTH_KEY_ID_MAX + 1);
+        return n >= 8 && n <= AUTH_KEY_ID_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
+}
+
 static int compute_mac(
         const uint8_t key[AUTH_KEY_SIZE],
+        const char *key_id,
         const char *method,
         const char *path,
         const char *timestamp,
@@ -99,6 +105,8 @@ static int compute_mac(
                 return -EINVAL;
         if (!body && body_len > 0)
                 return -EINVAL;
+        if (key_id && !auth_key_id_is_valid(key_id))
+                return -EINVAL;
 
         if (body_sha256) {
                 if (!auth_sha256_hex_is_valid(body_sha256))
@@ -110,8 +118,8 @@ static int compute_mac(
         }
 
         crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
-        const char *parts[] = { "nucleus-v1", method, path, timestamp, nonce, actor, digest_hex };
-        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+        const char *parts[] = { "nucleus-v1", method, path, timestamp, nonce, actor, digest_hex, key_id };
+        for (size_t i = 0; i < ELEMENTSOF(parts) && parts[i]; i++) {
                 if (i > 0)
                         crypto_auth_hmacsha256_update(&st, (const uint8_t *) "\n", 1);
                 crypto_auth_hmacsha256_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
@@ -132,7 +140,7 @@ int auth_sign_request(
         size_t body_len,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
         uint8_t mac[crypto_auth_hmacsha256_BYTES];
-        int r = compute_mac(key, method, path, timestamp, nonce, actor, body, body_len, NULL, mac);
+        int r = compute_mac(key, NULL, method, path, timestamp, nonce, actor, body, body_len, NULL, mac);
         if (r < 0)
                 return r;
         sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
@@ -187,7 +195,38 @@ int auth_sign_request_digest(
         uint8_t mac[crypto_auth_hmacsha256_BYTES];
         if (!body_sha256)
                 return -EINVAL;
-        int r = compute_mac(key, method, path, timestamp, nonce, actor, NULL, 0, body_sha256, mac);
+        int r = compute_mac(key, NULL, method, path, timestamp, nonce, actor, NULL, 0, body_sha256, mac);
+        if (r < 0)
+                return r;
+        sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
+        return 0;
+}
+
+int auth_sign_request_key_id(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *key_id,
+        const char *method,
+        const char *path,
+        const char *timestamp,
+        const char *nonce,
+        const char *actor,
+        const void *body,
+        size_t body_len,
+        const char *body_sha256,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
+        uint8_t mac[crypto_auth_hmacsha256_BYTES];
+        int r = compute_mac(
+                key,
+                key_id,
+                method,
+                path,
+                timestamp,
+                nonce,
+                actor,
+                body_sha256 ? NULL : body,
+                body_sha256 ? 0 : body_len,
+                body_sha256,
+                mac);
         if (r < 0)
                 return r;
         sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
@@ -286,6 +325,8 @@ static AuthVerifyResult precheck(
                 return AUTH_VERIFY_BAD_SIGNATURE;
         if (req->body_sha256 && !auth_sha256_hex_is_valid(req->body_sha256))
                 return AUTH_VERIFY_BAD_REQUEST;
+        if (req->key_id && !auth_key_id_is_valid(req->key_id))
+                return AUTH_VERIFY_BAD_REQUEST;
         *ret_ts = ts;
         return AUTH_VERIFY_OK;
 }
@@ -315,6 +356,7 @@ AuthVerifyResult auth_verify_request(
 
         r = compute_mac(
                 key,
+                req->key_id,
                 req->method,
                 req->path,
                 req->timestamp,

@@ -21,6 +21,12 @@
 /* Optional: hex SHA-256 of the body, declared up front so the server can verify the MAC before
  * reading any body byte (the signed string already carries this digest as its last line). */
 #define AUTH_HEADER_CONTENT_SHA256 "X-Nucleus-Content-SHA256"
+/* Optional: the id of a scoped credential (docs/api.md "Scoped credentials"). Absent, the
+ * request is signed with the node key; present, with that credential's secret, and the id is
+ * appended to the signed string as its eighth line (so it cannot be swapped for another). The
+ * node's answer is then authenticated with the same secret. */
+#define AUTH_HEADER_KEY_ID "X-Nucleus-Key-Id"
+#define AUTH_KEY_ID_MAX 80U /* [a-z0-9.-], at least 8 */
 
 /* The node's answer to a signed request: hex HMAC-SHA256 with the node key over
  *   "nucleus-v1-response\nNONCE\nSTATUS\nBODY"
@@ -76,6 +82,9 @@ typedef struct AuthRequest {
          * the MAC is checked over this digest and body/body_len are ignored: the caller must
          * then hash the body it reads and refuse the request if the two differ. */
         const char *body_sha256;
+        /* X-Nucleus-Key-Id, or NULL: signed with the node key. The caller picks the key that
+         * belongs to the id; the id is part of the signed string. */
+        const char *key_id;
 } AuthRequest;
 
 /* Headers a client sends; filled by auth_make_headers(). */
@@ -117,6 +126,25 @@ int auth_sign_request_digest(
         const char *actor,
         const char *body_sha256,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
+
+/* auth_sign_request_key_id: as auth_sign_request (body) or auth_sign_request_digest
+ * (body_sha256 != NULL), for a request sent with X-Nucleus-Key-Id: key_id (NULL = none, then
+ * identical to those) is appended to the signed string. -EINVAL also for a malformed key id. */
+int auth_sign_request_key_id(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *key_id,
+        const char *method,
+        const char *path,
+        const char *timestamp,
+        const char *nonce,
+        const char *actor,
+        const void *body,
+        size_t body_len,
+        const char *body_sha256,
+        char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]);
+
+/* True if s is a well-formed key id: 8..AUTH_KEY_ID_MAX characters of [a-z0-9.-]. */
+bool auth_key_id_is_valid(const char *s);
 
 /*
  * auth_make_headers: the full client-side header set for one request: timestamp = now,

@@ -24,6 +24,7 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(CliConfig *, cli_config_free);
 #endif
 #include "json-util.h"
+#include "sign.h"
 
 void client_settings_done(ClientSettings *s) {
         if (!s)
@@ -205,6 +206,101 @@ int client_open(const ClientSettings *s, NucleusClient **ret, char **reterr) {
                                 "control characters",
                                 actor,
                                 s->actor_source);
+        }
+        return r;
+}
+
+int client_load_credential_file(const char *path, ClientCredential *ret, char **reterr) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_(erase_and_freep) char *text = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        _cleanup_free_ char *perr = NULL;
+        _cleanup_free_ void *raw = NULL;
+        ClientCredential c = {};
+        size_t n = 0, rawlen = 0;
+        struct stat st;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                if (reterr)
+                        *reterr = xasprintf("cannot open the credential file %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        /* A regular file of ours that nobody else can read; a pipe (an inherited descriptor)
+         * is private to the processes that hold it. */
+        if (!(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) || (S_ISREG(st.st_mode) && (st.st_mode & 077)) ||
+            st.st_uid != geteuid()) {
+                if (reterr)
+                        *reterr = xasprintf(
+                                "the credential file %s must be a regular file owned by uid %u with mode "
+                                "0600; fix: chmod 600 %s",
+                                path,
+                                (unsigned) geteuid(),
+                                path);
+                return -EPERM;
+        }
+        r = read_full_fd(fd, 4096, &text, &n);
+        if (r < 0) {
+                if (reterr)
+                        *reterr = xasprintf("cannot read the credential file %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (json_parse_strict(text, n, 4096, &j, &perr) < 0 || !json_is_object(j)) {
+                if (reterr)
+                        *reterr = xasprintf(
+                                "the credential file %s is not a JSON object: %s",
+                                path,
+                                perr ?: "not an object");
+                return -EINVAL;
+        }
+        const char *kid = json_string_value(json_object_get(j, "key_id")),
+                   *sec = json_string_value(json_object_get(j, "secret")),
+                   *pod = json_string_value(json_object_get(j, "pod")),
+                   *scope = json_string_value(json_object_get(j, "scope"));
+        const char *bad = !kid || strlen(kid) >= sizeof c.key_id || !auth_key_id_is_valid(kid) ? "key_id "
+                                                                                                 "(8..80 "
+                                                                                                 "characters"
+                                                                                                 " of a-z, "
+                                                                                                 "0-9, '.', "
+                                                                                                 "'-')"
+                : !sec || strlen(sec) != 2 * CLIENT_KEY_SIZE ||
+                        unhexmem(sec, strlen(sec), &raw, &rawlen) < 0 || rawlen != CLIENT_KEY_SIZE
+                ? "secret (64 hex characters)"
+                : !pod || isempty(pod) || strlen(pod) >= sizeof c.pod ||
+                        strspn(pod, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(pod)
+                ? "pod (a pod id)"
+                : !scope || !(streq(scope, "pod") || streq(scope, "run")) ? "scope (\"pod\" or \"run\")"
+                                                                          : NULL;
+        if (bad) {
+                if (reterr)
+                        *reterr = xasprintf(
+                                "the credential file %s: missing or malformed member %s", path, bad);
+                if (raw)
+                        explicit_bzero_safe(raw, rawlen);
+                return -EINVAL;
+        }
+        strcpy(c.key_id, kid);
+        strcpy(c.pod, pod);
+        strcpy(c.scope, scope);
+        memcpy(c.secret, raw, CLIENT_KEY_SIZE);
+        explicit_bzero_safe(raw, rawlen);
+        *ret = c;
+        explicit_bzero_safe(&c, sizeof c);
+        return 0;
+}
+
+int client_open_scoped(const ClientSettings *s, const ClientCredential *cred, NucleusClient **ret, char **reterr) {
+        int r = client_new_scoped(s->url, cred->secret, cred->key_id, s->actor, ret);
+        if (r < 0 && reterr) {
+                _cleanup_free_ char *url = string_make_visible(s->url ?: "");
+                *reterr = xasprintf(
+                        "Invalid node URL '%s' (from %s) or actor; fix: use http://HOST:PORT",
+                        url,
+                        s->url_source);
         }
         return r;
 }

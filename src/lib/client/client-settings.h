@@ -49,6 +49,29 @@ int client_settings_load(ClientSettings *ret, char **reterr);
  */
 int client_load_key_file(const char *path, uint8_t key[static CLIENT_KEY_SIZE], char **reterr);
 
+/* A scoped credential (docs/api.md "Scoped credentials"), as minted by
+ * POST /v1/pods/{id}/credentials: the answer saved as a file. */
+typedef struct ClientCredential {
+        char key_id[81];
+        uint8_t secret[CLIENT_KEY_SIZE];
+        char pod[37];  /* the pod it is for */
+        char scope[8]; /* "pod" or "run" */
+} ClientCredential;
+
+/*
+ * client_load_credential_file:
+ *   Reads a credential file: the JSON object {"key_id", "secret" (64 hex), "pod", "scope"}
+ *   (other members ignored), a regular file owned by us that no other user can read (0600).
+ *   The secret is only ever read from a file (or an inherited descriptor, path /dev/fd/N),
+ *   never from argv or an environment value.
+ *   Returns: 0, or -ENOENT/-EPERM/-EINVAL with *reterr naming the file and the problem. The
+ *   caller wipes *ret (explicit_bzero) when done.
+ */
+int client_load_credential_file(const char *path, ClientCredential *ret, char **reterr);
+
+/* Settings (URL, actor) + a credential -> a client that signs with the credential. */
+int client_open_scoped(const ClientSettings *s, const ClientCredential *cred, NucleusClient **ret, char **reterr);
+
 /* Settings + key -> a ready client. Returns 0 or a negative errno with *reterr. */
 int client_open(const ClientSettings *s, NucleusClient **ret, char **reterr);
 /* client_settings_load() + client_open(). */

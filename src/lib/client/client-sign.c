@@ -16,6 +16,7 @@
 
 int client_sign(
         const uint8_t key[static 32],
+        const char *key_id,
         const char *method,
         const char *path_query,
         const char *actor,
@@ -38,8 +39,8 @@ int client_sign(
         randombytes_buf(nonce, sizeof(nonce));
         (void) snprintf(h.timestamp, sizeof(h.timestamp), "%" PRIu64, now);
         sodium_bin2hex(h.nonce, sizeof(h.nonce), nonce, sizeof(nonce));
-        r = auth_sign_request(
-                key, method, path_query, h.timestamp, h.nonce, actor, body, body_len, h.signature);
+        r = auth_sign_request_key_id(
+                key, key_id, method, path_query, h.timestamp, h.nonce, actor, body, body_len, NULL, h.signature);
         if (r < 0)
                 return r;
         /* Declared so the node can check the MAC before it reads the body (docs/api.md). */
@@ -52,6 +53,7 @@ int client_sign(
 
 int client_sign_digest(
         const uint8_t key[static 32],
+        const char *key_id,
         const char *method,
         const char *path_query,
         const char *actor,
@@ -71,8 +73,8 @@ int client_sign_digest(
         randombytes_buf(nonce, sizeof(nonce));
         (void) snprintf(h.timestamp, sizeof(h.timestamp), "%" PRIu64, now);
         sodium_bin2hex(h.nonce, sizeof(h.nonce), nonce, sizeof(nonce));
-        int r = auth_sign_request_digest(
-                key, method, path_query, h.timestamp, h.nonce, actor, body_sha256, h.signature);
+        int r = auth_sign_request_key_id(
+                key, key_id, method, path_query, h.timestamp, h.nonce, actor, NULL, 0, body_sha256, h.signature);
         if (r < 0)
                 return r;
         memcpy(h.content_sha256, body_sha256, 64);

@@ -17,9 +17,12 @@ typedef struct ClientSignedHeaders {
 } ClientSignedHeaders;
 
 /* Computes the headers for METHOD path_query body with the 32-byte key at time now (unix
- * seconds). Returns 0 or -EINVAL (actor or method with control characters or newlines). */
+ * seconds). key_id: NULL for the node key, else the id of the scoped credential whose secret
+ * key is (sent as X-Nucleus-Key-Id and signed). Returns 0 or -EINVAL (actor or method with
+ * control characters or newlines, a malformed key id). */
 int client_sign(
         const uint8_t key[static 32],
+        const char *key_id,
         const char *method,
         const char *path_query,
         const char *actor,
@@ -31,6 +34,7 @@ int client_sign(
 /* As client_sign, for a body known by its SHA-256 (64 lowercase hex): a streamed upload. */
 int client_sign_digest(
         const uint8_t key[static 32],
+        const char *key_id,
         const char *method,
         const char *path_query,
         const char *actor,

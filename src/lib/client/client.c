@@ -30,7 +30,8 @@ struct NucleusClient {
         char *base;   /* scheme://authority, no trailing slash */
         char *prefix; /* path prefix of the base URL ("" or "/x"), part of what is signed */
         char *actor;
-        uint8_t key[CLIENT_KEY_SIZE];
+        uint8_t key[CLIENT_KEY_SIZE]; /* the node key, or a scoped credential's secret */
+        char *key_id;                 /* the scoped credential's id (X-Nucleus-Key-Id), or NULL */
         usec_t connect_timeout;
         usec_t total_timeout;
 };
@@ -110,6 +111,7 @@ NucleusClient *client_free(NucleusClient *c) {
         if (!c)
                 return NULL;
         sodium_memzero(c->key, sizeof(c->key));
+        free(c->key_id);
         free(c->base);
         free(c->prefix);
         free(c->actor);
@@ -122,9 +124,29 @@ NucleusClient *client_clone(const NucleusClient *c) {
         n->prefix = xstrdup(c->prefix);
         n->actor = xstrdup(c->actor);
         memcpy(n->key, c->key, CLIENT_KEY_SIZE);
+        n->key_id = c->key_id ? xstrdup(c->key_id) : NULL;
         n->connect_timeout = c->connect_timeout;
         n->total_timeout = c->total_timeout;
         return n;
+}
+
+int client_new_scoped(
+        const char *url,
+        const uint8_t secret[static CLIENT_KEY_SIZE],
+        const char *key_id,
+        const char *actor,
+        NucleusClient **ret) {
+        if (!key_id || !auth_key_id_is_valid(key_id))
+                return -EINVAL;
+        int r = client_new(url, secret, actor, ret);
+        if (r < 0)
+                return r;
+        (*ret)->key_id = xstrdup(key_id);
+        return 0;
+}
+
+bool client_is_scoped(const NucleusClient *c) {
+        return c->key_id;
 }
 
 void client_set_timeouts(NucleusClient *c, usec_t connect, usec_t total) {
@@ -352,7 +374,7 @@ static int
                 char **ret_content_type,
                 ClientError *reterr) {
         _cleanup_free_ char *signed_path = NULL, *url = NULL, *h_ts = NULL, *h_nonce = NULL, *h_actor = NULL,
-                            *h_sig = NULL, *h_ct = NULL, *h_sha = NULL;
+                            *h_sig = NULL, *h_ct = NULL, *h_sha = NULL, *h_kid = NULL;
         ClientSignedHeaders sh;
         char errbuf[CURL_ERROR_SIZE] = "";
         struct curl_slist *headers = NULL;
@@ -368,10 +390,18 @@ static int
 
         if (rv->up_sha256)
                 r = client_sign_digest(
-                        c->key, method, signed_path, c->actor, rv->up_sha256, (uint64_t) time(NULL), &sh);
+                        c->key, c->key_id, method, signed_path, c->actor, rv->up_sha256, (uint64_t) time(NULL), &sh);
         else
                 r = client_sign(
-                        c->key, method, signed_path, c->actor, body, body_len, (uint64_t) time(NULL), &sh);
+                        c->key,
+                        c->key_id,
+                        method,
+                        signed_path,
+                        c->actor,
+                        body,
+                        body_len,
+                        (uint64_t) time(NULL),
+                        &sh);
         if (r < 0) {
                 set_error(reterr, 0, "invalid_request", "Cannot sign request %s %s", method, path_query);
                 return r;
@@ -395,6 +425,10 @@ static int
         headers = curl_slist_append(headers, h_actor);
         headers = curl_slist_append(headers, h_sig);
         headers = curl_slist_append(headers, h_sha);
+        if (c->key_id) {
+                h_kid = xasprintf("X-Nucleus-Key-Id: %s", c->key_id);
+                headers = curl_slist_append(headers, h_kid);
+        }
         if (body || rv->up_sha256)
                 headers = curl_slist_append(headers, h_ct);
         headers = curl_slist_append(headers, "Expect:");

@@ -52,6 +52,21 @@ void client_response_done(ClientResponse *r);
  */
 int client_new(
         const char *url, const uint8_t key[static CLIENT_KEY_SIZE], const char *actor, NucleusClient **ret);
+/*
+ * client_new_scoped:
+ *   As client_new, signing with a scoped credential (docs/api.md "Scoped credentials"): secret
+ *   is its 32-byte secret, key_id its id (sent as X-Nucleus-Key-Id and signed). The node
+ *   authenticates its answers with that secret too. Returns 0, or -EINVAL (also for a
+ *   malformed key id).
+ */
+int client_new_scoped(
+        const char *url,
+        const uint8_t secret[static CLIENT_KEY_SIZE],
+        const char *key_id,
+        const char *actor,
+        NucleusClient **ret);
+/* Does c sign with a scoped credential (not the node key)? */
+bool client_is_scoped(const NucleusClient *c);
 NucleusClient *client_free(NucleusClient *c);
 /* An independent copy (URL, key, actor, timeouts), e.g. for a background thread. */
 NucleusClient *client_clone(const NucleusClient *c);

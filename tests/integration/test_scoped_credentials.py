@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Credentials scoped to one pod (docs/api.md "Scoped credentials"), through a real node with the
+`local` driver: a pod credential signs its pod's tool, status, event, lease and approval-queue
+routes and nothing else (403 naming why); a wrong signature with a valid key id, an unknown key
+id and a credential of an ended or removed pod are refused; answers are authenticated with the
+credential's secret; nucleus-mcp works with the credential alone (no node key readable)."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import binary, require_root
+from helpers.nodeclient import NodeClient
+from helpers.nodeproc import NodeProc, spec_yaml, tar_bytes
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
+
+
+@pytest.fixture
+def node(tmp_path):
+    require_root()
+    with NodeProc(tmp_path, driver="local") as n:
+        yield n
+
+
+def running_pod(c):
+    r = c.create_pod(spec_yaml())
+    assert r.status == 201, r
+    pod = r.json()["id"]
+    assert c.wait_state(pod, {"running", "failed", "exited"}, timeout=60)["state"] == "running"
+    return pod
+
+
+def mint(c, pod, scope=None):
+    r = c.mint_credential(pod, scope)
+    assert r.status == 201, r
+    cred = r.json()
+    assert cred["pod"] == pod and cred["scope"] == (scope or "pod")
+    assert len(cred["secret"]) == 64 and cred["key_id"].startswith(f"{cred['scope']}-{pod}-")
+    return cred
+
+
+def refused(r, detail):
+    assert r.status == 403, r
+    body = r.json()
+    assert body["kind"] == "insufficient_capability" and body["detail"] == detail, body
+    return body
+
+
+def test_pod_credential_scope(node):
+    c = node.client()
+    pod, other = running_pod(c), running_pod(c)
+    assert c.upload_workspace(pod, tar_bytes({"README.md": "hello\n"})).status == 200
+    cred = mint(c, pod)
+    s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred, actor="sdk")
+
+    # Its own pod's status, tools, lease and approval queue; answers carry a MAC with the
+    # credential's secret (the client has no node key to check one with).
+    r = s.get_pod(pod)
+    assert r.status == 200 and r.json()["id"] == pod and r.mac_ok, r
+    r = s.tool(pod, "read", {"path": "README.md"})
+    assert r.status == 200 and "hello" in r.text and r.mac_ok, r
+    assert s.request("POST", f"/v1/pods/{pod}/lease").status == 200
+    r = s.request("GET", f"/v1/pods/{pod}/approvals")
+    assert r.status == 200, r
+    conn, resp = s.stream("GET", f"/v1/pods/{pod}/events", timeout=30)
+    try:
+        assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    finally:
+        conn.close()
+
+    # Never: another pod, the node's routes, the workspace, budget operations, more credentials.
+    refused(s.get_pod(other), "other_pod")
+    refused(s.tool(other, "read", {"path": "README.md"}), "other_pod")
+    refused(s.create_pod(spec_yaml()), "node_key_required")
+    refused(s.list_pods(), "node_key_required")
+    body = refused(s.upload_workspace(pod, tar_bytes({"x": "y\n"})), "node_key_required")
+    assert "node key" in body["error"]
+    refused(s.patch(pod), "node_key_required")
+    refused(s.delete_pod(pod), "node_key_required")
+    refused(s.cancel_pod(pod), "node_key_required")
+    refused(s.logs(pod), "node_key_required")
+    refused(s.audit(pod), "node_key_required")
+    refused(s.mint_credential(pod), "node_key_required")
+    refused(s.request("POST", "/v1/pods/prune", b"{}"), "node_key_required")
+    r = s.tool(pod, "charge", {"usd": "0.01"})
+    assert r.status == 403 and r.json()["kind"] == "insufficient_capability", r
+    assert c.get_pod(pod).json()["state"] == "running"
+
+    # The workspace upload is refused before its body is read (header time).
+    big = tar_bytes({"big.bin": "x" * (2 << 20)})
+    refused(s.upload_workspace(pod, big), "node_key_required")
+
+    # A wrong signature with a valid key id; an unknown key id; a malformed one.
+    bad = NodeClient(f"http://127.0.0.1:{node.port}", key=os.urandom(32), key_id=cred["key_id"])
+    r = bad.get_pod(pod)
+    assert r.status == 401 and r.json()["detail"] == "bad_signature", r
+    assert not r.mac_ok  # signed with the real secret, which this client does not hold
+    swapped = NodeClient(f"http://127.0.0.1:{node.port}", key=bytes.fromhex(cred["secret"]),
+                         key_id=cred["key_id"][:-1] + ("0" if cred["key_id"][-1] != "0" else "1"))
+    r = swapped.get_pod(pod)
+    assert r.status == 401 and r.json()["detail"] == "unknown_key", r
+    r = NodeClient(f"http://127.0.0.1:{node.port}", key=bytes.fromhex(cred["secret"]), key_id="BAD KEY").get_pod(pod)
+    assert r.status == 401, r
+    # The key id is signed: the node key's signature with someone's key id does not pass.
+    r = c.request("GET", f"/v1/pods/{pod}", headers={"X-Nucleus-Key-Id": cred["key_id"]})
+    assert r.status == 401 and r.json()["detail"] == "bad_signature", r
+
+    # A run credential signs only the budget routes of its pod.
+    run = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, pod, "run"))
+    refused(run.get_pod(pod), "pod_credential_required")
+    refused(run.tool(pod, "read", {"path": "README.md"}), "pod_credential_required")
+
+    # The audit log names the credential (never its secret) on the calls it signed.
+    log = c.audit(pod).text
+    assert cred["key_id"] in log and cred["secret"] not in log
+    assert f"sdk (credential {cred['key_id']})" in log
+    assert cred["secret"] not in node.log()
+
+    # Expires with its pod: ended, then removed.
+    assert c.delete_pod(pod).status == 200
+    refused(s.get_pod(pod), "pod_ended")
+    refused(s.tool(pod, "read", {"path": "README.md"}), "pod_ended")
+    r = c.mint_credential(pod)
+    assert r.status == 409 and r.json()["kind"] == "pod_not_running", r
+    assert c.request("POST", f"/v1/pods/{pod}/remove").status == 200
+    r = s.get_pod(pod)
+    assert r.status == 401 and r.json()["detail"] == "unknown_key", r
+    c.delete_pod(other)
+
+
+def test_mint_refuses_bad_scope(node):
+    c = node.client()
+    pod = running_pod(c)
+    for body in (b'{"scope":"node"}', b'{"scope":1}', b'[]', b'{"scope":"pod","x":1}'):
+        r = c.request("POST", f"/v1/pods/{pod}/credentials", body)
+        assert r.status == 400 and r.json()["kind"] == "invalid_request", (body, r)
+    keys = {mint(c, pod)["key_id"] for _ in range(3)}
+    assert len(keys) == 3
+    c.delete_pod(pod)
+
+
+def mcp_call(proc, msg):
+    proc.stdin.write((json.dumps(msg) + "\n").encode())
+    proc.stdin.flush()
+    if "id" not in msg:
+        return None
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read().decode()
+    return json.loads(line)
+
+
+def test_nucleus_mcp_with_the_credential_alone(node, tmp_path):
+    c = node.client()
+    pod = running_pod(c)
+    assert c.upload_workspace(pod, tar_bytes({"README.md": "scoped hello\n"})).status == 200
+    cred = mint(c, pod)
+    path = tmp_path / "pod.cred"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(cred, f)
+    # A home and config dir without any node key; the node key file path points nowhere.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "NUCLEUS_NODE_URL": f"http://127.0.0.1:{node.port}",
+           "NUCLEUS_NODE_KEY_FILE": str(home / "no-such-node.key")}
+
+    # Group-readable credential files are refused before anything is sent.
+    os.chmod(path, 0o640)
+    bad = subprocess.run([str(binary("nucleus-mcp")), "--credential", str(path)], env=env,
+                         input=b"", capture_output=True, timeout=30)
+    assert bad.returncode != 0 and b"0600" in bad.stderr, bad.stderr
+    os.chmod(path, 0o600)
+
+    mcp = subprocess.Popen([str(binary("nucleus-mcp")), "--credential", str(path)], env=env,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        r = mcp_call(mcp, {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                           "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                      "clientInfo": {"name": "t", "version": "1"}}})
+        assert "result" in r, r
+        mcp_call(mcp, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        r = mcp_call(mcp, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        names = {t["name"] for t in r["result"]["tools"]}
+        assert "read" in names, r
+        r = mcp_call(mcp, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                           "params": {"name": "read", "arguments": {"path": "README.md"}}})
+        assert "scoped hello" in json.dumps(r["result"]), r
+        assert not r["result"].get("isError"), r
+    finally:
+        mcp.stdin.close()
+        mcp.wait(timeout=30)
+    err = mcp.stderr.read().decode()
+    assert cred["secret"] not in err
+    assert cred["key_id"] in c.audit(pod).text
+    c.delete_pod(pod)
