@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the proxy's path normalization (src/guest/proxy/proxy-path.c):
  * workspace-relative results, absolute paths only under the root, prefix confusion, repeated
- * slashes, '..' resolved by the kernel (through symlinks), never lexically. */
+ * slashes, '..' resolved by the kernel (through symlinks), never lexically; mkdir -p beneath a
+ * root with a symlink component pointing outside or inside it, followed or not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -175,11 +177,119 @@ static void test_git_component(void **state) {
         assert_false(proxy_path_has_git_component(""));
 }
 
+/* mkdir -p beneath a root, in a tree of its own: ws/ (the root) holds a directory "in" and the
+ * links in_link -> in, in/up -> ../in2 (beneath the root, but not beneath "in"), abs_out ->
+ * <outside> and rel_out -> ../outside; outside/ is a sibling of the root. */
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static bool exists_at(int dfd, const char *rel) {
+        struct stat st;
+        return fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void test_mkdir_beneath(void **state) {
+        char top[] = "/tmp/test-proxy-mkdir-XXXXXX", buf[PATH_MAX];
+        assert_non_null(mkdtemp(top));
+        int tfd = open(top, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(tfd >= 0);
+        assert_int_equal(mkdirat(tfd, "ws", 0755), 0);
+        assert_int_equal(mkdirat(tfd, "outside", 0755), 0);
+        int ws = openat(tfd, "ws", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int out = openat(tfd, "outside", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(ws >= 0 && out >= 0);
+        assert_int_equal(mkdirat(ws, "in", 0755), 0);
+        assert_int_equal(mkdirat(ws, "in2", 0755), 0);
+        assert_int_equal(symlinkat("in", ws, "in_link"), 0);
+        assert_int_equal(symlinkat("../in2", ws, "in/up"), 0);
+        snprintf(buf, sizeof buf, "%s/outside", top);
+        assert_int_equal(symlinkat(buf, ws, "abs_out"), 0);
+        assert_int_equal(symlinkat("../outside", ws, "rel_out"), 0);
+        assert_int_equal(close(openat(ws, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600)), 0);
+
+        char real[PATH_MAX];
+        snprintf(buf, sizeof buf, "%s/ws", top);
+        assert_non_null(realpath(buf, real));
+        Proxy p = {
+                .workspace_path = (char *) "/workspace",
+                .workspace_fd = ws,
+                .workspace_real = real,
+                .have_proc_fd = true,
+                .agent_uid = getuid(),
+                .agent_gid = getgid(),
+        };
+        const ProxyMkdirFlags follow = PROXY_MKDIR_FOLLOW_BENEATH | PROXY_MKDIR_AGENT_OWNED;
+        mode_t um = umask(022);
+        (void) umask(um);
+        int fd;
+
+        /* Plain creation, nested, and again (exists: the same directory). */
+        fd = proxy_mkdir_beneath(&p, -1, "n1/n2/n3", 0750, follow);
+        assert_true(fd >= 0);
+        close(fd);
+        struct stat st;
+        assert_int_equal(fstatat(ws, "n1/n2/n3", &st, 0), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 0777, 0750 & ~um);
+        assert_int_equal(st.st_uid, getuid());
+        fd = proxy_mkdir_beneath(&p, -1, "n1/n2/n3", 0750, 0);
+        assert_true(fd >= 0);
+        close(fd);
+        fd = proxy_mkdir_beneath(&p, -1, ".", 0750, 0);
+        assert_true(fd >= 0);
+        close(fd);
+
+        /* A link pointing outside the root is refused whether links are followed or not, and
+         * nothing is created outside. */
+        for (int i = 0; i < 2; i++) {
+                ProxyMkdirFlags f = i ? follow : PROXY_MKDIR_AGENT_OWNED;
+                fd = proxy_mkdir_beneath(&p, -1, "abs_out/x", 0755, f);
+                assert_true(fd == -EXDEV || fd == -ELOOP);
+                fd = proxy_mkdir_beneath(&p, -1, "rel_out/x/y", 0755, f);
+                assert_true(fd == -EXDEV || fd == -ELOOP);
+                assert_false(exists_at(out, "x"));
+        }
+        /* Without PROXY_MKDIR_FOLLOW_BENEATH a link inside the root is refused too, and
+         * nothing is created through it. */
+        assert_int_equal(proxy_mkdir_beneath(&p, -1, "in_link/x", 0755, PROXY_MKDIR_AGENT_OWNED), -ELOOP);
+        assert_int_equal(proxy_mkdir_beneath(&p, -1, "in_link", 0755, 0), -ELOOP);
+        assert_int_equal(proxy_mkdir_beneath(&p, -1, "in/up/x", 0755, 0), -ELOOP);
+        assert_false(exists_at(ws, "in/x"));
+        assert_false(exists_at(ws, "in2/x"));
+        /* With it, a link inside the root is followed: the directory is made at the target,
+         * and "beneath" means beneath the root, not beneath the link's own directory. */
+        fd = proxy_mkdir_beneath(&p, -1, "in_link/x/y", 0755, follow);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_true(exists_at(ws, "in/x/y"));
+        fd = proxy_mkdir_beneath(&p, -1, "in/up/z", 0755, follow);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_true(exists_at(ws, "in2/z"));
+        /* A component that is a file. */
+        assert_int_equal(proxy_mkdir_beneath(&p, -1, "file/x", 0755, follow), -ENOTDIR);
+
+        /* Another root than the workspace (the export's scratch tree): beneath that root. */
+        fd = proxy_mkdir_beneath(&p, out, "s1/s2", 0700, 0);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(fstatat(out, "s1/s2", &st, 0), 0);
+        assert_int_equal(st.st_mode & 0777, 0700 & ~um);
+        assert_false(exists_at(ws, "s1"));
+
+        close(ws);
+        close(out);
+        close(tfd);
+        assert_int_equal(nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_normalize),   cmocka_unit_test(test_dotdot),
-                cmocka_unit_test(test_escapes),     cmocka_unit_test(test_split),
-                cmocka_unit_test(test_errno_kinds), cmocka_unit_test(test_git_component),
+                cmocka_unit_test(test_normalize),     cmocka_unit_test(test_dotdot),
+                cmocka_unit_test(test_escapes),       cmocka_unit_test(test_split),
+                cmocka_unit_test(test_errno_kinds),   cmocka_unit_test(test_git_component),
+                cmocka_unit_test(test_mkdir_beneath),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -371,21 +371,14 @@ static int scratch_ignores(Proxy *p, Scratch *s, const Tree *t) {
                 size_t n = 0;
                 if (scratch_git(p, s, -1, NULL, NULL, args, 4U * 1024U * 1024U, &data, &n) < 0)
                         continue;
-                /* Parents under our own root-only directory; names come from the baseline. */
-                _cleanup_free_ char *copy = xstrdup(e->path);
-                _cleanup_close_ int dfd = openat(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                char *save = NULL, *c = strtok_r(copy, "/", &save);
-                bool ok = dfd >= 0;
-                for (char *next; ok && c && (next = strtok_r(NULL, "/", &save)); c = next) {
-                        if (mkdirat(dfd, c, 0700) < 0 && errno != EEXIST)
-                                ok = false;
-                        int nfd = ok ? openat(dfd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-                        safe_close(dfd);
-                        dfd = nfd;
-                        ok = dfd >= 0;
-                }
-                if (ok && c)
-                        (void) write_file_atomic_at(dfd, c, data, n, 0600);
+                /* Parents under our own root-only directory, following no link (proxy-path.h
+                 * says why); names come from the baseline. */
+                _cleanup_free_ char *parent = NULL, *leaf = NULL;
+                if (proxy_path_split(e->path, &parent, &leaf) < 0)
+                        continue;
+                _cleanup_close_ int dfd = proxy_mkdir_beneath(p, root, parent, 0700, 0);
+                if (dfd >= 0)
+                        (void) write_file_atomic_at(dfd, leaf, data, n, 0600);
         }
         return 0;
 }

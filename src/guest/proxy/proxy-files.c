@@ -223,34 +223,13 @@ void op_read(Request *req) {
         request_finish(req, j);
 }
 
-/* Open (creating with create_dirs) the parent directory of rel; returns O_PATH dir fd. */
+/* Open (creating with create_dirs) the parent directory of rel; returns O_PATH dir fd. Links
+ * beneath the workspace are followed (proxy-path.h says why). */
 static int open_parent(Request *req, const char *parent, bool create_dirs) {
         Proxy *p = req->proxy;
-        int fd = proxy_openat2(p, -1, parent, O_PATH | O_DIRECTORY, 0, 0);
-        if (fd >= 0 || fd != -ENOENT || !create_dirs)
-                return fd;
-
-        /* mkdir -p, one component at a time, never following symlinks while creating. */
-        _cleanup_close_ int dfd = proxy_openat2(p, -1, ".", O_PATH | O_DIRECTORY, 0, 0);
-        if (dfd < 0)
-                return dfd;
-        _cleanup_free_ char *copy = xstrdup(parent);
-        char *save = NULL;
-        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-                int nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, 0);
-                if (nfd == -ENOENT) {
-                        if (mkdirat(dfd, c, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        if (fchownat(dfd, c, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
-                                return -errno;
-                        nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
-                }
-                if (nfd < 0)
-                        return nfd;
-                safe_close(dfd);
-                dfd = nfd;
-        }
-        return TAKE_FD(dfd);
+        if (!create_dirs)
+                return proxy_openat2(p, -1, parent, O_PATH | O_DIRECTORY, 0, 0);
+        return proxy_mkdir_beneath(p, -1, parent, 0755, PROXY_MKDIR_FOLLOW_BENEATH | PROXY_MKDIR_AGENT_OWNED);
 }
 
 static int write_all_fd(int fd, const void *buf, size_t n) {

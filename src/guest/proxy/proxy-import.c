@@ -536,29 +536,10 @@ static int import_name(ImportJob *ij, const char *raw, char **ret) {
         return 0;
 }
 
-/* mkdir -p parent (never through symlinks) and return an O_PATH fd of it. */
+/* mkdir -p parent (never through symlinks: proxy-path.h says why) and return an O_PATH fd of
+ * it. */
 static int import_parent(ImportJob *ij, const char *parent) {
-        Proxy *p = ij->job.proxy;
-        _cleanup_close_ int dfd = proxy_openat2(p, -1, ".", O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
-        if (dfd < 0 || streq(parent, "."))
-                return dfd < 0 ? dfd : TAKE_FD(dfd);
-        _cleanup_free_ char *copy = xstrdup(parent);
-        char *save = NULL;
-        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-                int nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
-                if (nfd == -ENOENT) {
-                        if (mkdirat(dfd, c, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        if (fchownat(dfd, c, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
-                                return -errno;
-                        nfd = proxy_openat2(p, dfd, c, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
-                }
-                if (nfd < 0)
-                        return nfd;
-                safe_close(dfd);
-                dfd = nfd;
-        }
-        return TAKE_FD(dfd);
+        return proxy_mkdir_beneath(ij->job.proxy, -1, parent, 0755, PROXY_MKDIR_AGENT_OWNED);
 }
 
 /* Remove a non-directory leaf that an earlier entry created (duplicate names). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -175,6 +176,42 @@ int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, 
         if (fd < 0)
                 return -errno;
         return fd;
+}
+
+int proxy_mkdir_beneath(Proxy *p, int rootfd, const char *rel, mode_t mode, ProxyMkdirFlags flags) {
+        uint64_t resolve = (flags & PROXY_MKDIR_FOLLOW_BENEATH) ? 0 : RESOLVE_NO_SYMLINKS;
+        int fd = proxy_openat2(p, rootfd, rel, O_PATH | O_DIRECTORY, 0, resolve);
+        if (fd != -ENOENT)
+                return fd;
+
+        /* Something is missing: walk the components, each prefix resolved from the root. */
+        _cleanup_close_ int dfd = proxy_openat2(p, rootfd, ".", O_PATH | O_DIRECTORY, 0, resolve);
+        if (dfd < 0)
+                return dfd;
+        _cleanup_free_ char *prefix = xstrdup(rel);
+        for (char *s = prefix; *s;) {
+                char *e = strchrnul(s, '/');
+                bool last = *e == 0;
+                *e = 0;
+                int nfd = proxy_openat2(p, rootfd, prefix, O_PATH | O_DIRECTORY, 0, resolve);
+                if (nfd == -ENOENT) {
+                        if (mkdirat(dfd, s, mode) < 0 && errno != EEXIST)
+                                return -errno;
+                        if ((flags & PROXY_MKDIR_AGENT_OWNED) &&
+                            fchownat(dfd, s, p->agent_uid, p->agent_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                                return -errno;
+                        nfd = proxy_openat2(p, dfd, s, O_PATH | O_DIRECTORY, 0, RESOLVE_NO_SYMLINKS);
+                }
+                if (nfd < 0)
+                        return nfd;
+                safe_close(dfd);
+                dfd = nfd;
+                if (last)
+                        break;
+                *e = '/';
+                s = e + 1;
+        }
+        return TAKE_FD(dfd);
 }
 
 int proxy_fd_relpath(Proxy *p, int fd, const char *fallback_rel, char **ret_rel) {

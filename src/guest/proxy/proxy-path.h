@@ -25,6 +25,37 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
  * Returns the fd or -errno (-EXDEV / -ELOOP mean an escape or a refused link). */
 int proxy_openat2(Proxy *p, int dirfd, const char *rel, int flags, mode_t mode, uint64_t resolve);
 
+/* How proxy_mkdir_beneath() treats symbolic links among the components that already exist. */
+typedef enum ProxyMkdirFlags {
+        /* Existing components may be symlinks whose target lies beneath the root. */
+        PROXY_MKDIR_FOLLOW_BENEATH = 1 << 0,
+        /* New directories are given to the agent's uid and gid (else they stay root's). */
+        PROXY_MKDIR_AGENT_OWNED = 1 << 1,
+} ProxyMkdirFlags;
+
+/* mkdir -p of rel beneath a root: rootfd, or the workspace root when rootfd < 0. Returns an
+ * O_PATH fd of the directory rel ("." is the root itself), or -errno: -ELOOP (a symlink where
+ * none may be followed), -EXDEV (a symlink leading out of the root), -ENOTDIR (a component is
+ * not a directory). Existing components are resolved as one path from the root, so "beneath"
+ * always means beneath the root, never beneath the component that holds a link; a missing
+ * component is created with mode and opened at once with RESOLVE_NO_SYMLINKS, so a link
+ * swapped in between is refused.
+ *
+ * Whether existing symlinks are followed is the one difference between the callers, and it
+ * is deliberate:
+ *  - write and edit (proxy-files.c) pass PROXY_MKDIR_FOLLOW_BENEATH. The workspace is the
+ *    agent's project as it sees it, and links in it (uploaded with the project, or made by
+ *    its commands) are part of it: "src/x" through "src -> lib/src" must work as in a shell.
+ *    The kernel keeps the resolution beneath the root, and the caller judges the policy on
+ *    the path the fd really has (proxy_fd_relpath), not on the name that was asked for.
+ *  - import (proxy-import.c) and the export's scratch tree (proxy-export.c) follow none. An
+ *    import unpacks an untrusted archive whose earlier entries can plant links that would
+ *    send later entries elsewhere (into .git, onto a blocked path, out of the root); its
+ *    entries are placed by the names the archive gives, so a followed link would put a file
+ *    under another name than the one accounted for. The scratch tree is the proxy's own,
+ *    where a link is never legitimate. */
+int proxy_mkdir_beneath(Proxy *p, int rootfd, const char *rel, mode_t mode, ProxyMkdirFlags flags);
+
 /* The workspace-relative path an fd really refers to ("." for the root), via
  * /proc/self/fd. -EXDEV if it is not under the workspace. Without procfs (p->have_proc_fd
  * false) every open uses RESOLVE_NO_SYMLINKS, so the path opened is the normalized requested
