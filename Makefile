@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak bench-workspace bench-policy bench-boot bench-density lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-start bench-workspace bench-policy bench-boot bench-density lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -53,6 +53,10 @@ format-check:
 
 demo:
 	@scripts/demo
+
+# Create -> first tool answer: cold vs warm-pool claim (vs fork) as ratios (figures; not in make check).
+bench-start: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/start
 
 # Long-haul figures (not part of make check): 1,000 local-driver and 50 QEMU pod cycles.
 bench-soak: build
