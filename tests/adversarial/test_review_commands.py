@@ -44,7 +44,7 @@ def git_repo(pp):
     subprocess.run(["chown", "-R", f"{pp.uid}:{pp.gid}", pp.ws], check=True)
 
 
-def test_rf1_git_config_through_gitdir_file_runs_a_shell(proxy):
+def test_git_config_through_gitdir_file_runs_a_shell(proxy):
     # fix-issue: no shell is granted; only `git status/diff/log/add/commit` and cargo run.
     configure(proxy)
     assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
@@ -65,7 +65,7 @@ def test_rf1_git_config_through_gitdir_file_runs_a_shell(proxy):
         f"git status ran core.fsmonitor from agent-written config (a shell without run_bash): {r}"
 
 
-def test_rf2_git_log_output_writes_blocked_git_config_then_runs(proxy):
+def test_git_log_output_writes_blocked_git_config_then_runs(proxy):
     git_repo(proxy)
     configure(proxy)
     # The path policy refuses .git/config to the file ops ...
@@ -81,8 +81,8 @@ def test_rf2_git_log_output_writes_blocked_git_config_then_runs(proxy):
         f"git log --output rewrote .git/config ({after!r}) and git status ran it: {r}"
 
 
-def test_rf3_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
-    # Same configuration as the C1 test: the wrapper itself is allowlisted, shells are not.
+def test_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
+    # The configuration of the shell tests in test_proxy_commands.py: the wrapper itself is allowlisted, shells are not.
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["env"]))
     assert "error" in run(proxy, {"argv": ["env", "-S", f"sh -c 'touch {MARK}'"]})
     r = run(proxy, {"argv": ["env", f"--sp=sh -c 'touch {MARK}'"]})
@@ -92,7 +92,7 @@ def test_rf3_env_split_string_abbreviation(proxy_bin, agent_ids, proxy):
 @pytest.mark.parametrize("argv", [["nice", "--adj", "5", "sh", "-c", f"touch {MARK}"],
                                   ["timeout", "--k", "1", "5", "sh", "-c", f"touch {MARK}"],
                                   ["env", "--ch", ".", "sh", "-c", f"touch {MARK}"]])
-def test_rf4_wrapper_abbreviated_option_with_argument(proxy, argv):
+def test_wrapper_abbreviated_option_with_argument(proxy, argv):
     # local-dev: commands unrestricted except the default blocks, which include `sh -c`.
     configure(proxy, profile="local-dev")
     assert "error" in run(proxy, {"argv": ["sh", "-c", f"touch {MARK}"]})
@@ -102,7 +102,7 @@ def test_rf4_wrapper_abbreviated_option_with_argument(proxy, argv):
     assert "error" in r and not os.path.exists(MARK), f"{argv[0]} with an abbreviated option ran sh -c: {r}"
 
 
-def test_rf5_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
+def test_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["sed"]))
     write(proxy, "f.txt", "x\n")
     r = run(proxy, {"argv": ["sed", "-n", f"1e touch {MARK}", "f.txt"]})
@@ -110,7 +110,7 @@ def test_rf5_sed_e_runs_a_shell(proxy_bin, agent_ids, proxy):
 
 
 @pytest.mark.parametrize("opt", [["-E", f"$(shell touch {MARK})"], [f"--ev=$(shell touch {MARK})"]])
-def test_rf6_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
+def test_make_eval_short_and_abbreviated(proxy_bin, agent_ids, proxy, opt):
     if not os.path.exists("/usr/bin/make"):
         pytest.skip("make not installed")
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["make"]))
@@ -127,7 +127,7 @@ PMARK = "/tmp/nx-rv-pwn"  # no 'e'/'E' in the perl case: the analyzer would flag
     ["perl", f"-Mstrict;`touch {PMARK}`", "s.pl"],
     ["node", "--import", "data:text/javascript,import('fs').then(f=>f.writeFileSync('" + PMARK + "','x'))", "s.js"],
 ])
-def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
+def test_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
     if not os.path.exists("/usr/bin/" + argv[0]):
         pytest.skip(argv[0] + " not installed")
     if os.path.exists(PMARK):
@@ -145,7 +145,7 @@ def test_rf9_interpreter_code_in_arguments(proxy_bin, agent_ids, proxy, argv):
     assert "error" in r and not ran, f"{argv[0]} ran code from its arguments: {r}"
 
 
-def test_rf11_blocked_secret_read_through_allowlisted_git(proxy):
+def test_blocked_secret_read_through_allowlisted_git(proxy):
     secret = "API_KEY=sk-review-5ec12e7\n"
     proxy.put(".env", secret)
     configure(proxy)
@@ -169,7 +169,7 @@ def repo_with_local_remote(pp):
 
 
 @pytest.mark.parametrize("case", ["fix-issue+env", "local-dev"])
-def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
+def test_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
     ref = repo_with_local_remote(proxy)
     if case == "fix-issue+env":
         configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["env"]))
@@ -183,7 +183,7 @@ def test_rf3_rf4_git_push_capability_bypass(proxy_bin, agent_ids, proxy, case):
     assert "error" in r and not os.path.exists(ref), f"git push ran although git_push is Never: {r}"
 
 
-def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
+def test_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
     git_repo(proxy)
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["git clone"]))
     r = run(proxy, {"argv": ["git", "clone", "-u", f"touch {MARK}; git-upload-pack", ".", "d1"]})
@@ -192,7 +192,7 @@ def test_rf14_git_clone_attached_upload_pack(proxy_bin, agent_ids, proxy):
     assert "error" in r and not os.path.exists(MARK), f"git clone -u<cmd> ran a shell: {r}"
 
 
-def test_rf15_database_client_shell_escape(proxy):
+def test_database_client_shell_escape(proxy):
     if not os.path.exists("/usr/bin/sqlite3"):
         pytest.skip("sqlite3 not installed")
     configure(proxy, profile="database-client")
@@ -202,7 +202,7 @@ def test_rf15_database_client_shell_escape(proxy):
 
 
 @pytest.mark.parametrize("script", ["/dev/stdin", "/proc/self/fd/0"])
-def test_rf9_interpreter_script_from_stdin_path(proxy_bin, agent_ids, proxy, script):
+def test_interpreter_script_from_stdin_path(proxy_bin, agent_ids, proxy, script):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3"]))
     code = f"open({MARK!r}, 'w')\n"
     assert "error" in run(proxy, {"argv": ["python3", "-"], "stdin": code})

@@ -11,7 +11,7 @@ def flagged(resp):
 
 
 @pytest.mark.parametrize("path", ["crates/a/.cargo/config.toml", "crates/a/.cargo/config"])
-def test_rf8_nested_cargo_config_not_flagged(proxy, path):
+def test_nested_cargo_config_not_flagged(proxy, path):
     configure(proxy)
     tar = make_tar([("Cargo.toml", "file", "[workspace]\nmembers = [\"crates/a\"]\n"),
                     ("crates/a/Cargo.toml", "file", "[package]\nname = \"a\"\n"),

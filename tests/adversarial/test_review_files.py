@@ -8,7 +8,7 @@ import pytest
 from helpers.proxyrun import agent_ids, configure, proxy, proxy_bin  # noqa: F401
 
 
-def test_rf12_grep_backtracking_stalls_the_proxy(proxy):
+def test_grep_backtracking_stalls_the_proxy(proxy):
     configure(proxy)
     # 300 lines of 29 bytes: 9 KB, far below max_grep_file_bytes (8 MiB).
     r = proxy.ch.request("write", {"path": "big.txt", "content": ("a" * 28 + "!\n") * 300})

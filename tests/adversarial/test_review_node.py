@@ -19,7 +19,7 @@ def rss_kib(pid):
     return 0
 
 
-def test_rf10_unauthenticated_body_is_buffered_before_auth(tmp_path):
+def test_unauthenticated_body_is_buffered_before_auth(tmp_path):
     from conftest import require_root
     require_root()
     with NodeProc(tmp_path, driver="local") as node:
@@ -72,7 +72,7 @@ def _read_answer(s, timeout=5):
     return status, head, rest
 
 
-def test_rf10_bad_signature_refused_before_any_body_byte(tmp_path):
+def test_bad_signature_refused_before_any_body_byte(tmp_path):
     """Headers declaring a 200 MiB body and its digest, with a bad MAC: the 401 arrives while the
     client has sent no body byte at all (the node never waits for it)."""
     from conftest import require_root
@@ -103,7 +103,7 @@ def test_rf10_bad_signature_refused_before_any_body_byte(tmp_path):
         assert node.client().health().status == 200
 
 
-def test_rf10_unauthenticated_connections_are_capped(tmp_path):
+def test_unauthenticated_connections_are_capped(tmp_path):
     """Idle connections that never authenticate hold at most API_UNAUTH_CONNECTIONS_MAX (32)
     slots; a signed client still gets through once they time out or close."""
     from conftest import require_root
@@ -139,7 +139,7 @@ def _running_pod(c):
     return r.json()["id"]
 
 
-def test_rf10_declared_digest_mismatch_has_no_side_effect_and_large_upload_works(tmp_path):
+def test_declared_digest_mismatch_has_no_side_effect_and_large_upload_works(tmp_path):
     from conftest import require_root
     from helpers.nodeclient import sign_headers
     from helpers.nodeproc import tar_bytes

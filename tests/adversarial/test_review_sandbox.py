@@ -39,7 +39,7 @@ def no_marker():
         os.unlink(MARK)
 
 
-def test_rf7_descendant_survives_run_via_setsid(proxy_bin, agent_ids, proxy):
+def test_descendant_survives_run_via_setsid(proxy_bin, agent_ids, proxy):
     configure(proxy, policy=fix_issue_policy(proxy_bin, *agent_ids, extra_allowed=["python3"]))
     proxy.put("daemon.py", DAEMON)
     r = proxy.ch.request("run", {"argv": ["python3", "daemon.py"], "timeout_seconds": 1})

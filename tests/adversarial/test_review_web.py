@@ -31,7 +31,7 @@ def host_echo_server():
     srv.shutdown()
 
 
-def test_rf13_host_header_override(proxy_bin, agent_ids, host_echo_server):
+def test_host_header_override(proxy_bin, agent_ids, host_echo_server):
     from conftest import binary
     port, seen = host_echo_server
     pp = ProxyProcess(proxy_bin, *agent_ids, extra_args=["--fetch-helper", str(binary("nucleus-web-fetch"))])

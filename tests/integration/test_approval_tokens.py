@@ -21,14 +21,14 @@ def test_python_tokens():
     other, _, _ = generate_keypair()
     h = args_sha256(ARGV)
     good = mint(sk, "pod-1", "git_push", ARGV)
-    # valid once, then a replay (A2)
+    # valid once, then a replay
     assert check(pub, "pod-1", "git_push", h, good, good) == ["ok", "exhausted"]
-    # A1: signed by another key
+    # signed by another key
     assert check(pub, "pod-1", "git_push", h, mint(other, "pod-1", "git_push", ARGV)) == ["bad_signature"]
-    # A2: expired
+    # expired
     assert check(pub, "pod-1", "git_push", h,
                  mint(sk, "pod-1", "git_push", ARGV, exp=int(time.time()) - 1)) == ["expired"]
-    # A3: another operation, another argv, another pod
+    # another operation, another argv, another pod
     assert check(pub, "pod-1", "run_bash", h, good) == ["wrong_operation"]
     assert check(pub, "pod-1", "git_push", args_sha256(["git", "push", "--force"]), good) == ["wrong_args"]
     assert check(pub, "pod-2", "git_push", h, good) == ["wrong_pod"]

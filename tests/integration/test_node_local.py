@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """nucleus-node with the `local` driver (bubblewrap): the functional suite, request signing
-(adversarial A4) against the live API, malformed input, limits, kills, restart, deadline (B2),
-approvals (A1-A3 at the node), metrics and the audit log. Each test runs its own node on free
-ports with a temp state dir; leaving a NodeProc block asserts nothing was left behind."""
+(unsigned and replayed requests) against the live API, malformed input, limits, kills,
+restart, deadline, approvals (as far as the node checks them), metrics and the audit log. Each
+test runs its own node on free ports with a temp state dir; leaving a NodeProc block asserts
+nothing was left behind."""
 import json
 import os
 import signal
@@ -60,7 +61,7 @@ def test_functional_session(node):
     r = c.tool(pod, "run", {"argv": ["git", "status"]})
     assert r.status == 200, r  # allowed by fix-issue; git's own exit status is in the answer
 
-    # F1 through the node: the proxy's answer comes back unchanged (status from its kind).
+    # A path escape through the node: the proxy's answer comes back unchanged (status from its kind).
     r = c.tool(pod, "read", {"path": "../../etc/shadow"})
     assert r.status == 403 and r.json()["kind"] == "sandbox_escape", r
     r = c.tool(pod, "run", {"argv": ["ls", "-la"]})
@@ -107,9 +108,9 @@ def test_list_and_get(node):
     c.delete_pod(pod)
 
 
-# ---- A4: request signing against the live API ------------------------------------------------
+# ---- request signing against the live API ------------------------------------------------------
 
-def test_a4_unsigned_and_replayed(node):
+def test_unsigned_and_replayed(node):
     c = node.client()
     # Health is the only unauthenticated route; it reveals nothing.
     h = c.health()
@@ -129,7 +130,7 @@ def test_a4_unsigned_and_replayed(node):
     assert future.status == 401 and future.json()["detail"] == "skew"
 
 
-def test_a4_signature_moved_to_other_path_or_method(node):
+def test_signature_moved_to_other_path_or_method(node):
     c = node.client()
     pod = running_pod(c)
     from helpers.nodeclient import sign_headers
@@ -369,14 +370,14 @@ def test_b2_deadline(node):
     assert "pod_exited" in ops and ops[-1] == "seal"
 
 
-# ---- approvals (A1-A3 as far as the node checks them) -------------------------------------
+# ---- approvals (as far as the node checks them) -------------------------------------------
 
 def test_approvals(node):
     c = node.client()
     pod = running_pod(c)
     other = running_pod(c)
     import nacl.signing
-    # A1: signed by a key other than the configured approver key.
+    # Signed by a key other than the configured approver key.
     tok = node.mint_approval(pod, "git_push", key=nacl.signing.SigningKey.generate())
     r = c.approve(pod, {"token": tok})
     assert r.status == 403 and r.json()["kind"] == "approval_invalid" and r.json()["detail"] == "bad_signature", r

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests for approval tokens and the registry (src/lib/auth/approval.c): A1-A3. */
+/* Unit tests for approval tokens and the registry (src/lib/auth/approval.c): a
+ * token signed by another key, replayed or expired, or used for another operation, argv or pod. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,7 +57,7 @@ static void test_roundtrip(void **state) {
 }
 
 static void test_wrong_key(void **state) {
-        /* A1: a token signed by a key other than the configured approver key. */
+        /* A token signed by a key other than the configured approver key. */
         ApprovalToken t = base();
         _cleanup_free_ char *s = mint(sk2, &t), *err = NULL;
         assert_int_equal(approval_token_verify(s, pk, NULL, &err), APPROVAL_BAD_SIGNATURE);
@@ -138,7 +139,7 @@ static void test_registry(void **state) {
         assert_int_equal(approval_registry_new(0, &r), 0);
         _cleanup_free_ char *s = mint(sk, &t);
 
-        /* A3: a token for git_push used for run_bash; bound to one argv used for another;
+        /* A token for git_push used for run_bash; bound to one argv used for another;
          * another pod. None of these consume it. */
         assert_int_equal(
                 approval_registry_use(r, s, pk, "pod-1", "run_bash", h, NOW, NULL), APPROVAL_WRONG_OPERATION);
@@ -148,19 +149,19 @@ static void test_registry(void **state) {
                 approval_registry_use(r, s, pk, "pod-1", "git_push", NULL, NOW, NULL), APPROVAL_WRONG_ARGS);
         assert_int_equal(
                 approval_registry_use(r, s, pk, "pod-2", "git_push", h, NOW, NULL), APPROVAL_WRONG_POD);
-        /* A1 through the registry. */
+        /* Signed by another key, through the registry. */
         assert_int_equal(
                 approval_registry_use(r, s, pk2, "pod-1", "git_push", h, NOW, NULL), APPROVAL_BAD_SIGNATURE);
         /* Valid once. */
         assert_int_equal(approval_registry_use(r, s, pk, "pod-1", "git_push", h, NOW, NULL), APPROVAL_OK);
-        /* A2: replayed after use. */
+        /* Replayed after use. */
         char *err = NULL;
         assert_int_equal(
                 approval_registry_use(r, s, pk, "pod-1", "git_push", h, NOW + 1, &err), APPROVAL_EXHAUSTED);
         assert_non_null(strstr(err, "already used"));
         free(err);
 
-        /* A2: expired token. */
+        /* An expired token. */
         ApprovalToken e = base();
         e.expires_at = NOW;
         _cleanup_free_ char *se = mint(sk, &e);

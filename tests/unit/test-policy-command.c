@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Command decisions: the reference vectors (spec-permissions §6.7) and a decision table for
- * every argument-borne execution case C1-C7 of tests/adversarial/README.md, plus the C8
- * environment-name filter.
+ * every way an argument can carry code to run (shells through wrappers and paths, git
+ * configuration that runs programs, find -exec, tar's command options, xargs and interpreters
+ * with inline code, git push under fix-issue, separators without a shell), plus the filter of
+ * environment names a request may set.
  */
 #include <setjmp.h>
 #include <stdarg.h>

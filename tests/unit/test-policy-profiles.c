@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Profiles (spec-permissions §13, with the documented fixes), aliases, and path decisions:
- * the block_sensitive list (adversarial F7, reference tests 3-5 and 8) without over-blocking.
+ * the block_sensitive list (secret files by name, reference tests 3-5 and 8) without over-blocking.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -248,7 +248,7 @@ static void expect_path(const Policy *p, const char *path, PathAccess acc, Polic
 
 static void test_block_sensitive(void **state) {
         static const char *const denied[] = {
-                /* adversarial F7 */
+                /* secret files by name */
                 ".env",
                 "config/.env.local",
                 "keys/server.pem",

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests for request signing (src/lib/auth/sign.c), including adversarial case A4. */
+/* Unit tests for request signing (src/lib/auth/sign.c), including replays and
+ * signatures moved to another request. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,7 +132,7 @@ static void test_ok_and_replay(void **state) {
         assert_int_equal(auth_nonce_cache_new(0, &c), 0);
         make(&f, "POST", "/v1/pods", NOW, N1, "{}");
         assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_OK);
-        /* A4: the same request again (same nonce) is a replay. */
+        /* The same request again (same nonce) is a replay. */
         assert_int_equal(auth_verify_request(key, &f.req, c, NOW + 5, NULL), AUTH_VERIFY_REPLAY);
         /* Uppercase spelling of the same nonce is the same nonce. */
         Fixture g;
@@ -144,7 +145,7 @@ static void test_old_timestamp(void **state) {
         AuthNonceCache *c = NULL;
         Fixture f;
         assert_int_equal(auth_nonce_cache_new(0, &c), 0);
-        /* A4: 5 minutes old, validly signed. */
+        /* 5 minutes old, validly signed. */
         make(&f, "GET", "/v1/pods", NOW - 300, N1, "");
         assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_SKEW);
         make(&f, "GET", "/v1/pods", NOW + 61, N1, "");
@@ -159,7 +160,7 @@ static void test_other_path_or_method(void **state) {
         Fixture f;
         assert_int_equal(auth_nonce_cache_new(0, &c), 0);
         make(&f, "GET", "/v1/pods", NOW, N1, "");
-        /* A4: same signature sent to another path, another method, another query, another body. */
+        /* The same signature sent to another path, another method, another query, another body. */
         f.req.path = "/v1/pods/abc/cancel";
         assert_int_equal(auth_verify_request(key, &f.req, c, NOW, NULL), AUTH_VERIFY_BAD_SIGNATURE);
         f.req.path = "/v1/pods";

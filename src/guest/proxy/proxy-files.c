@@ -153,7 +153,7 @@ static int check_regular(Request *req, int fd, const char *rel, struct stat *ret
                 return -EPERM;
         }
         if (st.st_nlink > 1) {
-                /* F8: a hard link may share its inode with a file outside the workspace. */
+                /* A hard link may share its inode with a file outside the workspace. */
                 request_fail(
                         req,
                         ERROR_KIND_PATH_DENIED,

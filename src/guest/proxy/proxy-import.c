@@ -664,7 +664,7 @@ static int import_entry(void *ud, const TarEntry *e) {
                 return 0;
         case TAR_ENTRY_HARDLINK: {
                 /* Materialized as a copy of an earlier regular file of this archive's tree:
-                 * no hard links are ever created (F8). */
+                 * no hard links are ever created (read, write and edit refuse them). */
                 _cleanup_free_ char *target = NULL;
                 r = import_name(ij, e->link, &target);
                 if (r < 0)

@@ -96,7 +96,7 @@ int proxy_path_normalize(Proxy *p, const char *path, char **ret_rel, ErrorKind *
         const char *rest = collapsed;
         if (collapsed[0] == '/') {
                 /* Absolute: only under the workspace root, compared component-wise so that
-                 * "/workspace2" or "/workspace_evil" never match "/workspace" (F4). */
+                 * "/workspace2" or "/workspace_evil" never match "/workspace". */
                 const char *after = startswith(collapsed, p->workspace_path);
                 if (!after || (*after != '/' && *after != 0)) {
                         vis = string_make_visible(path);
