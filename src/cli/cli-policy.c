@@ -13,8 +13,9 @@
 
 #define CLI_POLICY_FILE_MAX (1024U * 1024U)
 
-int cli_policy_file_load(const char *path, Policy **ret, char **reterr) {
+int cli_policy_file_load_setup(const char *path, Policy **ret, json_t **ret_setup, char **reterr) {
         _cleanup_free_ char *data = NULL, *err = NULL;
+        _cleanup_json_ json_t *j = NULL;
         size_t n;
         int r = read_full_file_at(AT_FDCWD, path, CLI_POLICY_FILE_MAX, &data, &n);
         if (r < 0) {
@@ -22,18 +23,32 @@ int cli_policy_file_load(const char *path, Policy **ret, char **reterr) {
                 return r;
         }
         if (endswith(path, ".toml")) {
-                _cleanup_json_ json_t *j = NULL;
                 r = toml_parse(data, n, path, &j, NULL, &err);
                 if (r < 0) {
                         *reterr = err ? TAKE_PTR(err) : xasprintf("%s: invalid TOML", path);
                         return r;
                 }
-                r = policy_from_json(j, ret, &err);
-        } else
-                r = policy_from_json_text(data, n, ret, &err);
-        if (r < 0)
+        } else if (json_parse_strict(data, n, CLI_POLICY_FILE_MAX, &j, &err) < 0 || !json_is_object(j)) {
+                *reterr = xasprintf("%s: %s", path, err ?: "a JSON object expected");
+                return -EINVAL;
+        }
+        /* [setup] is for `nucleus run` (the setup step before the agent), not part of the policy
+         * the pod enforces: taken out here, handed to the caller that asked for it. */
+        _cleanup_json_ json_t *setup = json_incref(json_object_get(j, "setup"));
+        if (setup)
+                (void) json_object_del(j, "setup");
+        r = policy_from_json(j, ret, &err);
+        if (r < 0) {
                 *reterr = xasprintf("%s: %s", path, err ?: "invalid policy");
-        return r;
+                return r;
+        }
+        if (ret_setup)
+                *ret_setup = TAKE_PTR(setup);
+        return 0;
+}
+
+int cli_policy_file_load(const char *path, Policy **ret, char **reterr) {
+        return cli_policy_file_load_setup(path, ret, NULL, reterr);
 }
 
 /* ---- TOML ---- */

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stdio.h>
 
 #include "policy.h"
@@ -12,6 +13,9 @@
 /* Read a policy file: .toml (the JSON schema's keys as TOML tables) or .json. Returns 0, or a
  * negative errno with a malloc'd *reterr naming the file and the problem. */
 int cli_policy_file_load(const char *path, Policy **ret, char **reterr);
+/* The same, and the file's [setup] table (nucleus run's setup step; not part of the policy) in
+ * *ret_setup (NULL when absent; a new reference). */
+int cli_policy_file_load_setup(const char *path, Policy **ret, json_t **ret_setup, char **reterr);
 
 /* TOML text that cli_policy_file_load() reads back to an equal policy. NULL with *reterr when
  * the policy holds something TOML cannot say (a time window without limit: use JSON). */

@@ -123,6 +123,37 @@ int run_load_policy(const RunOptions *o, const RunDefaults *d, Policy **ret, Pol
         return 0;
 }
 
+int run_load_setup(const RunOptions *o, RunSetup *ret) {
+        _cleanup_(run_setup_done) RunSetup s = {};
+        _cleanup_free_ char *err = NULL;
+        int r;
+
+        if (o->policy_file) {
+                _cleanup_(policy_freep) Policy *unused = NULL;
+                _cleanup_json_ json_t *table = NULL;
+                r = cli_policy_file_load_setup(o->policy_file, &unused, &table, &err);
+                if (r < 0)
+                        return log_error_errno(r, "%s", err);
+                if (table && run_setup_from_json(&s, table, o->policy_file, &err) < 0)
+                        return log_error_errno(-EINVAL, "%s", err);
+        }
+        for (size_t i = 0; i < o->n_setup_commands; i++)
+                if (run_setup_add_command(&s, "--setup", o->setup_commands[i], &err) < 0)
+                        return log_error_errno(-EINVAL, "%s", err);
+        for (size_t i = 0; i < o->n_setup_hosts; i++)
+                if (run_setup_add_host(&s, "--setup-host", o->setup_hosts[i], &err) < 0)
+                        return log_error_errno(-EINVAL, "%s", err);
+        if (strv_length(s.hosts) > 0 && json_array_size(s.commands) == 0)
+                return log_error_errno(
+                        -EINVAL,
+                        "setup hosts are given (%s) but no setup command: add --setup \"CMD\" or [setup] "
+                        "commands, or drop the hosts",
+                        s.hosts[0]);
+        *ret = s;
+        s = (RunSetup){};
+        return 0;
+}
+
 json_t *run_build_spec(
         const RunOptions *o,
         const Policy *p,

@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "run-agent.h"
 #include "run-gateway.h"
+#include "run-setup.h"
 
 #define RUN_BOOT_TIMEOUT_USEC (600 * USEC_PER_SEC) /* TCG boots are slow */
 #define RUN_APPROVAL_TTL_SEC 300
@@ -65,6 +66,10 @@ typedef struct RunOptions {
         uint32_t history;     /* commits of history to upload (AgentTarOptions.history) */
         uint32_t scratch_mib; /* 0: sized from the workspace */
         const char *image;    /* named guest image (spec.image); NULL: the node's default */
+        const char *setup_commands[RUN_SETUP_COMMANDS_MAX]; /* --setup, in order (run-setup.h) */
+        size_t n_setup_commands;
+        const char *setup_hosts[RUN_SETUP_HOSTS_MAX]; /* --setup-host */
+        size_t n_setup_hosts;
 } RunOptions;
 
 /* Set by the run's signal handler (verb-run.c): the run ends, the pod is still deleted. */
@@ -113,6 +118,9 @@ typedef struct PolicyForm {
 
 /* Returns 0, or a negative errno after logging (a bad policy file, an unknown profile). */
 int run_load_policy(const RunOptions *o, const RunDefaults *d, Policy **ret, PolicyForm *ret_form);
+/* The setup step (run-setup.h): the policy file's [setup] table, then --setup commands and
+ * --setup-host hosts. Returns 0, or -EINVAL after logging (nothing was created). */
+int run_load_setup(const RunOptions *o, RunSetup *ret);
 /* The pod spec. timeout_sec 0 sends none: the node then picks min(its default, the policy's
  * window), so a run without --timeout or [budget] timeout_seconds never asks for more. */
 json_t *run_build_spec(

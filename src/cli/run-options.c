@@ -34,6 +34,11 @@ void run_help(void) {
                "      --timeout S          pod deadline in seconds (default: [budget] timeout_seconds,\n"
                "                           else the node's default capped by the policy's window)\n"
                "      --network allow=IP[:PORT],dns=NAME,...  give the pod a default-deny network\n"
+               "      --setup \"CMD ARGS\"   run CMD in the pod before the agent starts, as the agent's\n"
+               "                           user in /workspace, argv without a shell (repeatable; e.g.\n"
+               "                           'pip install -r requirements.txt'); a failure ends the run\n"
+               "      --setup-host HOST    package-index host the pod may reach during setup only\n"
+               "                           (repeatable; e.g. pypi.org, files.pythonhosted.org)\n"
                "      --max-turns N        model turns (default 50)\n"
                "      --model M            model name (config [model] model)\n"
                "      --provider P         openai (any OpenAI-compatible server) or anthropic\n"
@@ -109,6 +114,8 @@ int run_parse_options(int argc, char **argv, RunOptions *o) {
                 ARG_HISTORY,
                 ARG_SCRATCH_MIB,
                 ARG_IMAGE,
+                ARG_SETUP,
+                ARG_SETUP_HOST,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -138,6 +145,8 @@ int run_parse_options(int argc, char **argv, RunOptions *o) {
                 { "history", required_argument, NULL, ARG_HISTORY },
                 { "scratch-mib", required_argument, NULL, ARG_SCRATCH_MIB },
                 { "image", required_argument, NULL, ARG_IMAGE },
+                { "setup", required_argument, NULL, ARG_SETUP },
+                { "setup-host", required_argument, NULL, ARG_SETUP_HOST },
                 {},
         };
         int c;
@@ -279,6 +288,27 @@ int run_parse_options(int argc, char **argv, RunOptions *o) {
                         if (cli_parse_output(optarg, &o->output) != 0)
                                 return -EINVAL;
                         break;
+                case ARG_SETUP:
+                case ARG_SETUP_HOST: {
+                        /* Checked now (a usage error costs no pod); run_load_setup builds the step. */
+                        _cleanup_(run_setup_done) RunSetup probe = {};
+                        _cleanup_free_ char *serr = NULL;
+                        bool host = c == ARG_SETUP_HOST;
+                        if ((host ? run_setup_add_host(&probe, "--setup-host", optarg, &serr)
+                                  : run_setup_add_command(&probe, "--setup", optarg, &serr)) < 0)
+                                return RUN_USAGE("%s", serr);
+                        if (host) {
+                                if (o->n_setup_hosts >= ELEMENTSOF(o->setup_hosts))
+                                        return RUN_USAGE(
+                                                "--setup-host: at most %zu", ELEMENTSOF(o->setup_hosts));
+                                o->setup_hosts[o->n_setup_hosts++] = optarg;
+                        } else {
+                                if (o->n_setup_commands >= ELEMENTSOF(o->setup_commands))
+                                        return RUN_USAGE("--setup: at most %zu", ELEMENTSOF(o->setup_commands));
+                                o->setup_commands[o->n_setup_commands++] = optarg;
+                        }
+                        break;
+                }
                 case ARG_ALLOW_COMMAND: {
                         _cleanup_strv_free_ char **w = NULL;
                         unsigned meta = 0;

@@ -61,6 +61,7 @@ int verb_run(int argc, char **argv) {
         char dir[PATH_MAX];
         bool applied = false, have_patch = false, stats_set = false, have_model = false;
         _cleanup_(run_defaults_done) RunDefaults defaults = {};
+        _cleanup_(run_setup_done) RunSetup setup = {};
         _cleanup_(client_lease_stopp) ClientLease *lease = NULL;
         _cleanup_(run_gateway_stop_and_free_records) RunGateway gateway = RUN_GATEWAY_NULL;
         _cleanup_json_ json_t *model_calls = NULL;
@@ -100,6 +101,8 @@ int verb_run(int argc, char **argv) {
                 return CLI_EXIT_FAILURE;
         if (run_load_policy(&o, &defaults, &policy, &form) < 0)
                 return o.policy_file ? CLI_EXIT_FAILURE : CLI_EXIT_USAGE;
+        if (run_load_setup(&o, &setup) < 0)
+                return CLI_EXIT_USAGE;
         if (run_workspace_excludes(dir, &exclude, &err) < 0)
                 return log_error_errno(-EPERM, "%s", err), CLI_EXIT_FAILURE;
         if (o.network && run_parse_network(o.network, &network, &err) < 0)
@@ -177,6 +180,11 @@ int verb_run(int argc, char **argv) {
                 timeout_sec,
                 o.scratch_mib ?: run_scratch_for(tar.size),
                 defaults.image);
+        if (strv_length(setup.hosts) > 0)
+                json_object_set_new(
+                        json_object_get(spec, "spec"),
+                        "setup",
+                        json_pack("{s:o}", "hosts", run_strv_to_json(setup.hosts)));
         {
                 _cleanup_client_error_ ClientError e = {};
                 r = client_call_json(client, "POST", "/v1/pods", spec, &created, &e);
@@ -244,6 +252,15 @@ int verb_run(int argc, char **argv) {
                         tar.from_git ? " (git ls-files)" : "",
                         (unsigned long long) (tar.size / 1024),
                         hist ?: "");
+        }
+        /* The setup step: after the upload, before the agent's first turn (docs/run.md
+         * "Dependencies"). A failure ends the run with nothing started for the agent. */
+        if (json_array_size(setup.commands) > 0) {
+                r = run_setup_execute(client, ctx.pod, &setup, &err);
+                if (r < 0) {
+                        run_error = TAKE_PTR(err);
+                        goto cleanup;
+                }
         }
         {
                 _cleanup_free_ char *l = strv_join(ops, " ");

@@ -169,6 +169,7 @@ enum MHD_Result api_h_credentials(ApiCall *a);
 enum MHD_Result api_h_tool(ApiCall *a);
 enum MHD_Result api_h_workspace_put(ApiCall *a);
 enum MHD_Result api_h_workspace_patch(ApiCall *a);
+enum MHD_Result api_h_setup(ApiCall *a);
 /* api-approvals.c */
 enum MHD_Result api_h_approval(ApiCall *a);
 enum MHD_Result api_h_approvals_all(ApiCall *a);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "net.h"
 #include "api-internal.h"
 #include "image.h"
 #include "fd-util.h"
@@ -45,6 +46,23 @@ enum MHD_Result api_h_create(ApiCall *a) {
         if (r < 0) {
                 nodespec_free(spec);
                 return api_reply_error(c, MHD_HTTP_BAD_REQUEST, "invalid_request", "invalid spec: %s", err);
+        }
+        /* The network section and the setup hosts together, as boot will build them: a conflict
+         * between the two is the caller's mistake, said now rather than at boot. */
+        if (spec->has_network || strv_length(spec->setup_hosts) > 0) {
+                _cleanup_(net_policy_freep) NetPolicy *np = NULL;
+                r = net_policy_from_strv(spec->allow, spec->deny, spec->dns_allow, &np, &err);
+                if (r >= 0)
+                        r = net_policy_set_setup_hosts(np, spec->setup_hosts, &err);
+                if (r < 0) {
+                        nodespec_free(spec);
+                        return api_reply_error(
+                                c,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request",
+                                "invalid spec: spec.%s",
+                                err ?: "network");
+                }
         }
         VmmDriver d = spec->driver >= 0 ? (VmmDriver) spec->driver : n->config.driver;
         /* A VM pod needs its image built on this node: refused now, with the command that builds

@@ -47,6 +47,7 @@ static const ApiRoute api_routes[] = {
         { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },
         { "PUT",    "/v1/pods/{id}/workspace",          api_h_workspace_put,      API_CAP_WORKSPACE, API_STREAM, API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/workspace/patch",    api_h_workspace_patch,    API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "POST",   "/v1/pods/{id}/setup",              api_h_setup,              API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_JSON,      API_QUERY,  API_SCOPE_POD },
         { "POST",   "/v1/pods/{id}/approvals",          api_h_approval,           API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/approvals",          api_h_pod_approvals,      API_CAP_NONE,      0,          API_SCOPE_POD },

@@ -490,12 +490,13 @@ enum MHD_Result api_h_tool(ApiCall *a) {
 
         if (!operation_name_valid(op))
                 return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown tool operation");
-        if (streq(op, "configure") || streq(op, "import") || streq(op, "export") || streq(op, "approve"))
+        if (streq(op, "configure") || streq(op, "import") || streq(op, "export") || streq(op, "approve") ||
+            streq(op, "setup") || streq(op, "setup_done"))
                 return api_reply_error(
                         c,
                         MHD_HTTP_BAD_REQUEST,
                         "invalid_request",
-                        "'%s' is not a tool call: use the pod's workspace and approvals routes",
+                        "'%s' is not a tool call: use the pod's workspace, setup and approvals routes",
                         op);
         /* A pod credential calls tools; spending the pod's budget is the node key's (and the
          * run credential's reserve/settle), never the tool route's (docs/api.md). */

@@ -63,6 +63,7 @@ int nodespec_parse(const char *body, size_t n, NodeSpec **ret, char **reterr) {
         s->deny = rules_strv(ps->deny, ps->n_deny);
         s->dns_allow = ps->dns_allow ? strv_copy(ps->dns_allow) : xnew0(char *, 1);
         s->dns_wildcard_names = ps->dns_wildcard_names;
+        s->setup_hosts = ps->setup_hosts ? strv_copy(ps->setup_hosts) : xnew0(char *, 1);
         s->image = xstrdup(ps->image ?: PODSPEC_IMAGE_DEFAULT);
         s->base_cost_usd_micros = ps->base_cost_usd_micros;
         s->cost_per_second_usd_micros = ps->cost_per_second_usd_micros;
@@ -85,6 +86,7 @@ NodeSpec *nodespec_free(NodeSpec *s) {
         strv_free(s->allow);
         strv_free(s->deny);
         strv_free(s->dns_allow);
+        strv_free(s->setup_hosts);
         free(s->image);
         strv_free(s->env);
         free(s);

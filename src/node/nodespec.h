@@ -25,6 +25,7 @@ typedef struct NodeSpec {
         uint64_t memory_mib, scratch_mib;
         bool has_network;
         char **allow, **deny, **dns_allow; /* rule texts as written (strv, never NULL) */
+        char **setup_hosts;                /* spec.setup.hosts, normalised (strv, never NULL) */
         unsigned dns_wildcard_names;       /* 0: the node's [net] dns_wildcard_names */
         char *image;                       /* image name */
         uint64_t base_cost_usd_micros, cost_per_second_usd_micros;

@@ -253,11 +253,16 @@ void *pod_boot_thread(void *userdata) {
                         "driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
                         "than a microVM");
 
-        if (p->spec->has_network) {
+        /* Setup hosts need a NIC even without a network section: everything else stays dropped,
+         * and those names open only while the setup step runs (api-setup.c). */
+        if (p->spec->has_network || strv_length(p->spec->setup_hosts) > 0) {
                 r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, &err);
                 if (r < 0)
                         goto fail;
                 netpol->dns_wildcard_names = p->spec->dns_wildcard_names;
+                r = net_policy_set_setup_hosts(netpol, p->spec->setup_hosts, &err);
+                if (r < 0)
+                        goto fail;
         }
         if (netpol && p->driver != VMM_DRIVER_LOCAL) {
                 NetConfig nc = NET_CONFIG_NULL;

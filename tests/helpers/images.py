@@ -79,7 +79,7 @@ def build_images(images_dir=None, extra_args=(), timeout=1800):
 # into the test image cache, beside the default image, and cached by the builder's input hash
 # (suite + package list), so CI builds it once and every later session reuses it.
 TOOLCHAIN_IMAGE = "nucleus-test-tools"
-TOOLCHAIN_PACKAGES = "python3,python3-pytest,make,gcc,libc6-dev,nodejs,git"
+TOOLCHAIN_PACKAGES = "python3,python3-pytest,python3-pip,make,gcc,libc6-dev,nodejs,git"
 
 
 def _seed_named(images_dir, name):

@@ -235,6 +235,37 @@ static void test_wildcard_budget(void **state) {
         assert_int_equal(net_dns_filter_wildcard_names(d), NET_DNS_WILDCARD_DEFAULT);
 }
 
+/* Setup hosts pass only while the window is open; the policy's own names always pass. */
+static void test_setup_window(void **state) {
+        _cleanup_(net_dns_filter_freep) NetDnsFilter *f = net_dns_filter_new(allow, 4);
+        char *setup[] = { (char *) "pypi.lab.test", (char *) "*.files.lab.test", NULL };
+        net_dns_filter_add_setup(f, setup);
+        uint8_t out[NET_DNS_QUERY_MAX];
+        size_t n;
+        NetDnsQuery q;
+        const char *setup_names[] = { "pypi.lab.test", "PyPI.lab.test", "a.files.lab.test" };
+
+        for (int round = 0; round < 3; round++) {
+                bool open = round == 1; /* closed, open, closed again */
+                net_dns_filter_set_setup_open(f, open);
+                for (size_t i = 0; i < 3; i++) {
+                        Pkt p = query(setup_names[i], NET_DNS_TYPE_A, 1, 0);
+                        assert_int_equal(judge(f, &p, out, &n, &q), open ? NET_DNS_FORWARD : NET_DNS_ANSWER);
+                        if (!open) {
+                                assert_int_equal(q.reason, NET_DNS_NOT_ALLOWED);
+                                assert_int_equal(rcode(out), NET_DNS_RCODE_REFUSED);
+                        }
+                }
+                /* Never more than the entries say, open or not. */
+                Pkt below = query("x.pypi.lab.test", NET_DNS_TYPE_A, 1, 0);
+                assert_int_equal(judge(f, &below, out, &n, &q), NET_DNS_ANSWER);
+                Pkt base = query("files.lab.test", NET_DNS_TYPE_A, 1, 0);
+                assert_int_equal(judge(f, &base, out, &n, &q), NET_DNS_ANSWER);
+                Pkt own = query("exact.test", NET_DNS_TYPE_A, 1, 0);
+                assert_int_equal(judge(f, &own, out, &n, &q), NET_DNS_FORWARD);
+        }
+}
+
 static void test_answer(void **state) {
         _cleanup_(net_dns_filter_freep) NetDnsFilter *f = net_dns_filter_new(allow, 4);
         uint8_t out[NET_DNS_QUERY_MAX];
@@ -281,11 +312,9 @@ static void test_answer(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_forward_lowercases),
-                cmocka_unit_test(test_refusals),
-                cmocka_unit_test(test_malformed),
-                cmocka_unit_test(test_wildcard_budget),
-                cmocka_unit_test(test_answer),
+                cmocka_unit_test(test_forward_lowercases), cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_malformed),          cmocka_unit_test(test_wildcard_budget),
+                cmocka_unit_test(test_setup_window),       cmocka_unit_test(test_answer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -256,6 +256,68 @@ static void test_dnsmasq_argv(void **state) {
         p = net_policy_free(p);
 }
 
+/* Setup hosts: validated, the ones dns_allow already opens dropped, a shared base name refused;
+ * the ruleset and dnsmasq put their answers in sets of their own. */
+static void test_setup_hosts(void **state) {
+        NetPlan plan;
+        NetPolicy *p = NULL;
+        char *err = NULL;
+        char *dns[] = { (char *) "exact.test", (char *) "*.wild.test", NULL };
+        char *bad[] = { (char *) "pypi.org", (char *) "not a host", NULL };
+        char *clash1[] = { (char *) "wild.test", NULL };
+        char *clash2[] = { (char *) "*.exact.test", NULL };
+        char *hosts[] = { (char *) "PyPI.org",
+                          (char *) "files.pythonhosted.org",
+                          (char *) "exact.test",
+                          (char *) "a.wild.test",
+                          (char *) "*.b.wild.test",
+                          (char *) "pypi.org",
+                          NULL };
+
+        assert_int_equal(net_policy_from_strv(NULL, NULL, dns, &p, NULL), 0);
+        assert_int_equal(net_policy_set_setup_hosts(p, bad, &err), -EINVAL);
+        assert_non_null(strstr(err, "setup.hosts[1]"));
+        err = mfree(err);
+        assert_int_equal(net_policy_set_setup_hosts(p, clash1, &err), -EINVAL);
+        assert_non_null(strstr(err, "*.wild.test"));
+        err = mfree(err);
+        assert_int_equal(net_policy_set_setup_hosts(p, clash2, &err), -EINVAL);
+        err = mfree(err);
+        assert_int_equal(net_policy_set_setup_hosts(p, hosts, &err), 0);
+        assert_int_equal(strv_length(p->setup_hosts), 2); /* the rest is open anyway, or repeated */
+        assert_true(strv_contains(p->setup_hosts, "pypi.org"));
+        assert_true(strv_contains(p->setup_hosts, "files.pythonhosted.org"));
+
+        plan_for(&plan, "pod-1");
+        _cleanup_free_ char *plain = net_ruleset_pod(&plan, p);
+        assert_null(strstr(plain, "setup4")); /* without plan.setup nothing changes */
+        plan.setup = true;
+        _cleanup_free_ char *rs = net_ruleset_pod(&plan, p);
+        after(rs, "set setup4 {");
+        after(rs, "set setup6 {");
+        const char *special = after(rs, "ip daddr { 0.0.0.0/8, 10.0.0.0/8");
+        const char *dns4 = after(rs, "ip daddr @dns4 accept");
+        const char *s4 = after(rs, "ip daddr @setup4 accept");
+        after(rs, "ip6 daddr @setup6 accept");
+        assert_true(special < dns4 && dns4 < s4); /* DNS answers never open a special range */
+
+        _cleanup_strv_free_ char **argv = net_dnsmasq_argv(&plan, p, "/usr/sbin/dnsmasq", "/x/pid", "/x/log");
+        assert_true(strv_contains(argv, "--server=/pypi.org/203.0.113.53#53"));
+        assert_true(strv_contains(argv, "--nftset=/pypi.org/4#inet#nucleus#setup4,6#inet#nucleus#setup6"));
+        assert_true(strv_contains(argv, "--nftset=/exact.test/4#inet#nucleus#dns4,6#inet#nucleus#dns6"));
+        assert_false(strv_contains(argv, "--nftset=/exact.test/4#inet#nucleus#setup4,6#inet#nucleus#setup6"));
+        p = net_policy_free(p);
+
+        /* The setup sets' elements are not drift; their rules are. */
+        const char *a = "{\"nftables\":[{\"set\":{\"family\":\"inet\",\"name\":\"setup4\",\"table\":"
+                        "\"nucleus\",\"type\":\"ipv4_addr\",\"elem\":[\"203.0.113.9\"]}}]}";
+        const char *b = "{\"nftables\":[{\"set\":{\"family\":\"inet\",\"name\":\"setup4\",\"table\":"
+                        "\"nucleus\",\"type\":\"ipv4_addr\"}}]}";
+        _cleanup_free_ char *na = net_ruleset_normalize(a, strlen(a));
+        _cleanup_free_ char *nb = net_ruleset_normalize(b, strlen(b));
+        assert_string_equal(na, nb);
+}
+
 static void test_normalize(void **state) {
         const char *a = "{\"nftables\":[{\"metainfo\":{\"version\":\"1.0.6\"}},"
                         "{\"table\":{\"family\":\"inet\",\"name\":\"nucleus\",\"handle\":1}},"
@@ -304,6 +366,7 @@ int main(void) {
                 cmocka_unit_test(test_policy_errors), cmocka_unit_test(test_plan),
                 cmocka_unit_test(test_ruleset_pod),   cmocka_unit_test(test_ruleset_host),
                 cmocka_unit_test(test_dnsmasq_argv),  cmocka_unit_test(test_normalize),
+                cmocka_unit_test(test_setup_hosts),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -244,6 +244,26 @@ static void test_errors(void **state) {
         }
         expect_err(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"a.*.com\"]}\n", "wildcard only");
         expect_err(
+                HEAD "spec:\n  policy: read-only\n  setup: {hosts: [\"pypi.org\", \"no host\"]}\n",
+                "setup.hosts[1]");
+        expect_err(
+                HEAD "spec:\n  policy: read-only\n  setup: {hosts: [\"a.org\", \"A.org\"]}\n", "listed twice");
+        expect_err(HEAD "spec:\n  policy: read-only\n  setup: {commands: []}\n", "spec.setup");
+        expect_err(HEAD "spec:\n  policy: read-only\n  setup: {hosts: \"pypi.org\"}\n", "must be a list");
+        {
+                PodSpec *w = ok(HEAD "spec:\n  policy: read-only\n  setup: {hosts: [\"PyPI.org\", "
+                                     "\"files.pythonhosted.org\"]}\n");
+                assert_int_equal(strv_length(w->setup_hosts), 2);
+                assert_string_equal(w->setup_hosts[0], "pypi.org");
+                _cleanup_free_ char *j = podspec_to_canonical_json(w);
+                assert_non_null(strstr(j, "\"setup\":{\"hosts\":[\"pypi.org\",\"files.pythonhosted.org\"]}"));
+                PodSpec *w2 = NULL;
+                assert_int_equal(podspec_parse(j, strlen(j), NULL, &w2, NULL), 0);
+                assert_int_equal(strv_length(w2->setup_hosts), 2);
+                podspec_free(w2);
+                podspec_free(w);
+        }
+        expect_err(
                 HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"1.2.3.4\"]}\n",
                 "looks like an IP");
         expect_err(HEAD "spec:\n  policy: read-only\n  network: {dns_allow: [\"-a.com\"]}\n", "starts or ends");

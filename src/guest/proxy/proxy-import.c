@@ -339,7 +339,7 @@ json_t *proxy_flag_manifest(Proxy *p) {
         return m;
 }
 
-static int baseline_record(Proxy *p, char **ret_commit) {
+int proxy_baseline_record(Proxy *p, char **ret_commit) {
         _cleanup_free_ char *gitdir = proxy_baseline_dir(p);
         int r;
         struct stat st;
@@ -833,7 +833,7 @@ static void import_on_frame(Job *j, Frame *f) {
                 return;
         }
         bool have_repo = r > 0;
-        r = baseline_record(p, &commit);
+        r = proxy_baseline_record(p, &commit);
         request_settle(req, p->cfg.costs.base_usd_micros);
         if (r == -ENOSPC)
                 request_fail(

@@ -36,6 +36,8 @@ static const OpEntry op_table[] = {
         { "web_fetch", op_web_fetch, false },
         { "import", op_import, false },
         { "export", op_export, false },
+        { "setup", op_setup, false },
+        { "setup_done", op_setup_done, false },
 };
 
 Request *request_free(Request *req) {
@@ -449,6 +451,11 @@ static void proxy_handle_request(Proxy *p, Frame *f) {
                 req->approval_token = xstrdup(json_string_value(tok));
                 json_object_del(req->args, "approval");
         }
+        /* The setup phase ends with the agent's first operation (and with setup_done): only
+         * operations of the node itself may come before a setup command. */
+        if (!proxy_op_is_setup(req->op) && !streq(req->op, "configure") && !streq(req->op, "status") &&
+            !streq(req->op, "charge") && !streq(req->op, "approve") && !streq(req->op, "import"))
+                p->setup_closed = true;
         /* What an approval token binds to; run and web_fetch refine it (argv, request). */
         (void) approval_args_sha256(req->args, req->approval_args);
         e->handler(req);

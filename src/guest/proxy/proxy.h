@@ -122,6 +122,7 @@ typedef struct Proxy {
         unsigned n_jobs;
         Job *graveyard; /* removed during a loop iteration; freed after it */
         bool terminating;
+        bool setup_closed;          /* setup_done ran or an agent operation arrived: no more setup */
         bool commands_share_pid_ns; /* no PID namespace per command: a command's orphans are
                                      * no longer our descendants (export's freeze scans uids) */
 } Proxy;
@@ -196,6 +197,13 @@ void op_run(Request *req);
 void op_web_fetch(Request *req);
 void op_import(Request *req);
 void op_export(Request *req);
+/* The setup step (proxy-setup.c): node-only, before the agent's first operation. */
+void op_setup(Request *req);
+void op_setup_done(Request *req);
+bool proxy_op_is_setup(const char *op);
+/* Record the workspace as the baseline the export compares against (proxy-import.c): a new
+ * commit in the root-only baseline repository. 0 and *ret_commit, or -errno. */
+int proxy_baseline_record(Proxy *p, char **ret_commit);
 
 /* ---- jobs (proxy-run.c, proxy-import.c) ---- */
 struct Job {

@@ -382,6 +382,7 @@ PodSpec *podspec_free(PodSpec *s) {
                 net_rule_done(&s->deny[i]);
         free(s->deny);
         strv_free(s->dns_allow);
+        strv_free(s->setup_hosts);
         free(s->image);
         strv_free(s->env);
         free(s);
@@ -588,7 +589,8 @@ static int build_policy(Ctx *c, PodSpec *s) {
 
 static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
         static const char *const keys[] = { "policy", "timeout_seconds", "resources", "network", "image",
-                                            "driver", "budget_model",    "env",       "lease",   NULL };
+                                            "driver", "budget_model",    "env",       "lease",   "setup",
+                                            NULL };
         json_t *v;
         uint64_t u;
         int r;
@@ -687,6 +689,31 @@ static int parse_spec(Ctx *c, PodSpec *s, const json_t *sp) {
                         if ((r = get_uint_range(c, x, "spec.network.dns_wildcard_names", 1, 4096, &wn)) < 0)
                                 return r;
                         s->dns_wildcard_names = (uint32_t) wn;
+                }
+        }
+
+        if ((v = json_object_get(sp, "setup")) && !json_is_null(v)) {
+                static const char *const sk[] = { "hosts", NULL };
+                json_t *x;
+                if ((r = need_object(c, v, "spec.setup")) < 0 || (r = check_keys(c, v, "spec.setup", sk)) < 0)
+                        return r;
+                if ((x = json_object_get(v, "hosts"))) {
+                        if (!json_is_array(x))
+                                return bad(c, "spec.setup.hosts", "must be a list, not %s", type_name(x));
+                        if (json_array_size(x) > PODSPEC_SETUP_HOSTS_MAX)
+                                return bad(c, "spec.setup.hosts", "at most %u names", PODSPEC_SETUP_HOSTS_MAX);
+                        for (size_t i = 0; i < json_array_size(x); i++) {
+                                _cleanup_free_ char *ip = spec_path_index("spec.setup.hosts", i),
+                                                    *err = NULL, *norm = NULL;
+                                const char *n;
+                                if ((r = get_string(c, json_array_get(x, i), ip, 253, &n)) < 0)
+                                        return r;
+                                if (podspec_check_dns_name(n, &norm, &err) < 0)
+                                        return bad(c, ip, "%s", err);
+                                if (strv_contains(s->setup_hosts, norm))
+                                        return bad(c, ip, "'%s' is listed twice", n);
+                                strv_consume(&s->setup_hosts, TAKE_PTR(norm));
+                        }
                 }
         }
 
@@ -939,6 +966,12 @@ json_t *podspec_to_json(const PodSpec *s) {
                 if (s->dns_wildcard_names)
                         json_object_set_new(net, "dns_wildcard_names", json_integer(s->dns_wildcard_names));
                 json_object_set_new(spec, "network", net);
+        }
+        if (s->setup_hosts) {
+                json_t *h = json_array();
+                STRV_FOREACH(x, s->setup_hosts)
+                        json_array_append_new(h, json_string(*x));
+                json_object_set_new(spec, "setup", json_pack("{s:o}", "hosts", h));
         }
         if (s->env) {
                 json_t *e = json_object();

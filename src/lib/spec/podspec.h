@@ -13,6 +13,7 @@
  *     timeout_seconds: 3600
  *     resources: {vcpus: 1, memory_mib: 512, scratch_mib: 2048}
  *     network: {allow: ["140.82.112.0/20:443/tcp"], deny: [], dns_allow: ["github.com", "*.github.com"]}
+ *     setup: {hosts: ["pypi.org", "files.pythonhosted.org"]}
  *     image: default
  *     driver: qemu
  *     budget_model: {base_cost_usd: 0.000001, cost_per_second_usd: 0.0001}
@@ -44,6 +45,7 @@
 #define PODSPEC_IMAGE_DEFAULT "default"
 #define PODSPEC_NET_RULES_MAX 256U
 #define PODSPEC_DNS_ALLOW_MAX 256U
+#define PODSPEC_SETUP_HOSTS_MAX 32U
 #define PODSPEC_ENV_MAX 64U
 #define PODSPEC_ENV_VALUE_MAX 4096U
 #define PODSPEC_LABELS_MAX 32U
@@ -112,6 +114,10 @@ typedef struct PodSpec {
         char **dns_allow;            /* lowercase names, optional leading "*." (strv, may be NULL) */
         uint32_t dns_wildcard_names; /* distinct names resolvable under each "*." entry, 1..4096;
                                       * 0 = the node's [net] dns_wildcard_names */
+
+        char **setup_hosts; /* spec.setup.hosts: package-index names (dns_allow syntax, normalised)
+                             * the node opens only while the pod's setup step runs; the pod gets a
+                             * NIC for them even without a network section (strv, may be NULL) */
 
         char *image;      /* image name ([a-z0-9][a-z0-9._-]*, <= 64), default "default" */
         PodDriver driver; /* POD_DRIVER_DEFAULT when not given */

@@ -3,6 +3,7 @@
  * are checked before each read, names are bounded (255 wire bytes, labels 1..63, no
  * compression), and anything not exactly a standard query of one question is refused. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc-util.h"
@@ -34,29 +35,51 @@ typedef struct Entry {
         const char *base; /* for a wildcard: the part after "*." */
         char **admitted;  /* wildcard: distinct names admitted so far */
         size_t n_admitted;
+        bool setup; /* a setup host: counts only while the setup window is open */
 } Entry;
 
 struct NetDnsFilter {
         Entry *entries;
         size_t n_entries;
-        char **allow; /* strv copy, for net_dns_name_allowed */
         unsigned limit;
+        atomic_bool setup_open; /* written by the node's API thread, read by the filter thread */
 };
+
+static void add_entries(NetDnsFilter *f, char *const *names, bool setup) {
+        size_t n = strv_length((char **) names);
+        f->entries = xrealloc(f->entries, (f->n_entries + n + 1) * sizeof(Entry));
+        for (size_t i = 0; i < n; i++) {
+                Entry *e = &f->entries[f->n_entries++];
+                *e = (Entry){ .name = xstrdup(names[i]), .setup = setup };
+                e->base = startswith(e->name, "*.");
+        }
+}
 
 NetDnsFilter *net_dns_filter_new(char *const *dns_allow, unsigned wildcard_names) {
         NetDnsFilter *f = xnew0(NetDnsFilter, 1);
-        size_t n = strv_length((char **) dns_allow);
-        f->entries = xnew0(Entry, n + 1);
-        f->allow = xnew0(char *, n + 1);
-        for (size_t i = 0; i < n; i++) {
-                Entry *e = &f->entries[f->n_entries++];
-                e->name = xstrdup(dns_allow[i]);
-                e->base = startswith(e->name, "*.");
-                f->allow[i] = xstrdup(dns_allow[i]);
-        }
+        add_entries(f, dns_allow, false);
         f->limit = wildcard_names ? NUCLEUS_MIN(wildcard_names, NET_DNS_WILDCARD_MAX)
                                   : NET_DNS_WILDCARD_DEFAULT;
+        atomic_init(&f->setup_open, false);
         return f;
+}
+
+void net_dns_filter_add_setup(NetDnsFilter *f, char *const *setup_hosts) {
+        add_entries(f, setup_hosts, true);
+}
+
+void net_dns_filter_set_setup_open(NetDnsFilter *f, bool open) {
+        atomic_store(&f->setup_open, open);
+}
+
+/* Does entry e count now, and does name match it (exact, or strictly below a wildcard)? */
+static bool entry_active(NetDnsFilter *f, const Entry *e) {
+        return !e->setup || atomic_load(&f->setup_open);
+}
+
+static bool entry_matches(const Entry *e, const char *name) {
+        char *one[] = { e->name, NULL };
+        return net_dns_name_allowed(one, name);
 }
 
 NetDnsFilter *net_dns_filter_free(NetDnsFilter *f) {
@@ -69,7 +92,6 @@ NetDnsFilter *net_dns_filter_free(NetDnsFilter *f) {
                 free(f->entries[i].name);
         }
         free(f->entries);
-        strv_free(f->allow);
         free(f);
         return NULL;
 }
@@ -115,7 +137,7 @@ static Entry *wildcard_for(NetDnsFilter *f, const char *name) {
         size_t nl = strlen(name);
         for (size_t i = 0; i < f->n_entries; i++) {
                 Entry *e = &f->entries[i];
-                if (!e->base)
+                if (!e->base || !entry_active(f, e))
                         continue;
                 size_t bl = strlen(e->base);
                 if (nl > bl + 1 && name[nl - bl - 1] == '.' && streq(name + nl - bl, e->base) &&
@@ -126,10 +148,14 @@ static Entry *wildcard_for(NetDnsFilter *f, const char *name) {
 }
 
 static NetDnsReason judge_name(NetDnsFilter *f, NetDnsQuery *q) {
-        if (!net_dns_name_allowed(f->allow, q->name))
+        bool allowed = false;
+        for (size_t i = 0; i < f->n_entries && !allowed; i++)
+                allowed = entry_active(f, &f->entries[i]) && entry_matches(&f->entries[i], q->name);
+        if (!allowed)
                 return NET_DNS_NOT_ALLOWED;
         for (size_t i = 0; i < f->n_entries; i++)
-                if (!f->entries[i].base && streq(f->entries[i].name, q->name)) {
+                if (!f->entries[i].base && entry_active(f, &f->entries[i]) &&
+                    streq(f->entries[i].name, q->name)) {
                         q->entry = f->entries[i].name;
                         return NET_DNS_OK;
                 }

@@ -69,6 +69,11 @@ typedef struct NetDnsFilter NetDnsFilter;
  * names allowed under each "*." entry (0 = NET_DNS_WILDCARD_DEFAULT). */
 NetDnsFilter *net_dns_filter_new(char *const *dns_allow, unsigned wildcard_names);
 NetDnsFilter *net_dns_filter_free(NetDnsFilter *f);
+/* Add the policy's setup hosts (normalised names; copied): judged like dns_allow entries, but
+ * only while the setup window is open. Call before the filter thread starts. */
+void net_dns_filter_add_setup(NetDnsFilter *f, char *const *setup_hosts);
+/* Open or close the setup window; safe from any thread while the filter runs (atomic). */
+void net_dns_filter_set_setup_open(NetDnsFilter *f, bool open);
 DEFINE_TRIVIAL_CLEANUP_FUNC(NetDnsFilter *, net_dns_filter_free);
 unsigned net_dns_filter_wildcard_names(const NetDnsFilter *f);
 

@@ -88,6 +88,8 @@ int net_start_dns_filter(NetPod *pod, const NetConfig *config, const NetPolicy *
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         unsigned limit = policy->dns_wildcard_names ?: config->dns_wildcard_names;
         NetDnsFilter *f = net_dns_filter_new(policy->dns_allow, limit);
+        net_dns_filter_add_setup(f, policy->setup_hosts);
+        pod->filter = f;
         int r = net_dns_proxy_start(
                 pod->netns_fd, &listen, &up, f, config->dns_event, config->dns_event_userdata, &pod->dns_filter);
         if (r < 0)

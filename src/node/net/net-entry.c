@@ -286,6 +286,7 @@ NetPolicy *net_policy_free(NetPolicy *p) {
         free(p->allow);
         free(p->deny);
         strv_free(p->dns_allow);
+        strv_free(p->setup_hosts);
         free(p);
         return NULL;
 }
@@ -318,5 +319,58 @@ int net_policy_from_strv(
         strv_sort_uniq(p->dns_allow);
 
         *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* The name dnsmasq's --nftset line is keyed on: the entry without its leading "*.". */
+static const char *nftset_domain(const char *entry) {
+        return startswith(entry, "*.") ?: entry;
+}
+
+int net_policy_set_setup_hosts(NetPolicy *p, char *const *hosts, char **reterr) {
+        _cleanup_strv_free_ char **out = NULL;
+        size_t n = strv_length(hosts);
+        int r;
+
+        if (n > NET_POLICY_MAX_ENTRIES) {
+                (void) fail(reterr, "setup.hosts has %zu entries (at most %u)", n, NET_POLICY_MAX_ENTRIES);
+                return -E2BIG;
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *err = NULL, *norm = NULL;
+                r = net_dns_name_normalize(hosts[i], &norm, &err);
+                if (r < 0)
+                        return fail(reterr, "setup.hosts[%zu]: %s", i, err ? err : "invalid");
+                /* Already open to the agent: nothing to open or close. An exact name is covered
+                 * when dns_allow matches it; a wildcard only by the same wildcard or one above. */
+                const char *base = startswith(norm, "*.");
+                bool covered = !base && net_dns_name_allowed(p->dns_allow, norm);
+                STRV_FOREACH(a, p->dns_allow) {
+                        const char *ab = startswith(*a, "*.");
+                        char *one[] = { *a, NULL };
+                        if (base && ab && (streq(ab, base) || net_dns_name_allowed(one, base)))
+                                covered = true;
+                }
+                if (covered)
+                        continue;
+                STRV_FOREACH(a, p->dns_allow)
+                        if (streq(nftset_domain(*a), nftset_domain(norm)))
+                                return fail(
+                                        reterr,
+                                        "setup.hosts[%zu]: '%s' and network.dns_allow entry '%s' share the "
+                                        "base "
+                                        "name '%s'; list the setup host in network.dns_allow instead (it "
+                                        "then "
+                                        "stays open for the agent too) or drop one of them",
+                                        i,
+                                        norm,
+                                        *a,
+                                        nftset_domain(norm));
+                if (!strv_contains(out, norm))
+                        strv_consume(&out, TAKE_PTR(norm));
+        }
+        strv_sort_uniq(out);
+        strv_free(p->setup_hosts);
+        p->setup_hosts = TAKE_PTR(out);
         return 0;
 }

@@ -15,6 +15,8 @@
 #define NET_POD_TABLE "nucleus" /* table name inside the pod's namespace (family inet) */
 #define NET_SET_DNS4 "dns4"
 #define NET_SET_DNS6 "dns6"
+#define NET_SET_SETUP4 "setup4" /* answers for setup hosts: reachable only while the window is open */
+#define NET_SET_SETUP6 "setup6"
 #define NET_DNSMASQ_PORT 53U /* dnsmasq's port on the namespace's 127.0.0.1, behind the filter */
 
 /* Addresses and names of one pod. Block B (a /29 of the pool): B+0/30 transit (host veth B+1,
@@ -35,7 +37,8 @@ typedef struct NetPlan {
         struct in_addr host_addr, ns_addr, gw_addr, guest_addr, guest_net, transit_net;
         struct in_addr dns_upstream;
         uint16_t dns_upstream_port;
-        bool dns; /* dnsmasq runs (dns_allow non-empty) */
+        bool dns;   /* dnsmasq runs (dns_allow or setup_hosts non-empty) */
+        bool setup; /* the policy has setup hosts: sets setup4/setup6 and their accept rules */
 } NetPlan;
 
 /* Fill names and MAC from the pod id (SHA-256 based). Returns 0 or -EINVAL (bad id). */

@@ -81,6 +81,24 @@ static char *first_difference(const char *a, const char *b) {
         return xasprintf("applied ...%.120s... now ...%.120s...", a + from, b + from);
 }
 
+int net_pod_setup_window(NetPod *pod, bool open) {
+        if (!pod || !pod->plan.setup || !pod->filter)
+                return -EINVAL;
+        if (open) {
+                net_dns_filter_set_setup_open(pod->filter, true);
+                return 0;
+        }
+        /* Names first (no new answer can add to the sets), then the sets themselves. */
+        net_dns_filter_set_setup_open(pod->filter, false);
+        _cleanup_free_ char *batch = xasprintf(
+                "flush set inet %s %s\nflush set inet %s %s\n",
+                NET_POD_TABLE,
+                NET_SET_SETUP4,
+                NET_POD_TABLE,
+                NET_SET_SETUP6);
+        return net_nft_apply(pod->netns_fd, batch, NULL);
+}
+
 int net_pod_check_drift(NetPod *pod, char **reterr) {
         _cleanup_free_ char *now_pod = NULL, *now_host = NULL;
         int r;

@@ -39,6 +39,7 @@ struct NetPod {
         int netns_fd;
         PidRef dnsmasq;
         NetDnsProxy *dns_filter; /* the guest's DNS goes here first; dnsmasq is behind it */
+        NetDnsFilter *filter;    /* the filter's judge (owned by dns_filter), for the setup window */
         char *state_dir;         /* <state>/pods/<short> */
         char *alloc_path;
         char *baseline_pod;  /* normalised `nft -j list ruleset` in the namespace */

@@ -170,6 +170,10 @@ char *net_ruleset_pod(const NetPlan *p, const NetPolicy *policy) {
         fprintf(f, "table inet %s {\n", NET_POD_TABLE);
         fprintf(f, "\tset %s {\n\t\ttype ipv4_addr\n\t}\n", NET_SET_DNS4);
         fprintf(f, "\tset %s {\n\t\ttype ipv6_addr\n\t}\n", NET_SET_DNS6);
+        if (p->setup) {
+                fprintf(f, "\tset %s {\n\t\ttype ipv4_addr\n\t}\n", NET_SET_SETUP4);
+                fprintf(f, "\tset %s {\n\t\ttype ipv6_addr\n\t}\n", NET_SET_SETUP6);
+        }
 
         /* Traffic to the namespace itself: only the guest's DNS queries to dnsmasq. */
         fprintf(f, "\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n");
@@ -231,6 +235,12 @@ char *net_ruleset_pod(const NetPlan *p, const NetPolicy *policy) {
         }
         fprintf(f, "\t\tip daddr @%s accept\n", NET_SET_DNS4);
         fprintf(f, "\t\tip6 daddr @%s accept\n", NET_SET_DNS6);
+        /* The setup window (net_pod_setup_window): the rules stay, the sets are emptied on close,
+         * so closing changes no rule and the drift check keeps comparing the same ruleset. */
+        if (p->setup) {
+                fprintf(f, "\t\tip daddr @%s accept\n", NET_SET_SETUP4);
+                fprintf(f, "\t\tip6 daddr @%s accept\n", NET_SET_SETUP6);
+        }
         fprintf(f, "\t}\n}\n");
 
         return memstream_finish(f, &buf);
@@ -276,6 +286,44 @@ char *net_ruleset_host(const NetPlan *p) {
         return memstream_finish(f, &buf);
 }
 
+/* dnsmasq's lines for one list of names whose answers go to sets set4/set6. */
+static void dnsmasq_names(
+        char ***argv, char *const *names, const char *up, unsigned port, const char *set4, const char *set6) {
+        STRV_FOREACH(name, (char **) names) {
+                const char *base = startswith(*name, "*.");
+                if (base) {
+                        /* If the bare name is listed too, its /name/ line covers everything. */
+                        if (strv_contains((char **) names, base))
+                                continue;
+                        strv_consume(argv, xasprintf("--server=/*.%s/%s#%u", base, up, port));
+                        strv_consume(
+                                argv,
+                                xasprintf(
+                                        "--nftset=/%s/4#inet#%s#%s,6#inet#%s#%s",
+                                        base,
+                                        NET_POD_TABLE,
+                                        set4,
+                                        NET_POD_TABLE,
+                                        set6));
+                } else {
+                        _cleanup_free_ char *wild = xasprintf("*.%s", *name);
+                        strv_consume(argv, xasprintf("--server=/%s/%s#%u", *name, up, port));
+                        /* Exact entry: names below it are answered locally (NXDOMAIN), never forwarded. */
+                        if (!strv_contains((char **) names, wild))
+                                strv_consume(argv, xasprintf("--server=/*.%s/", *name));
+                        strv_consume(
+                                argv,
+                                xasprintf(
+                                        "--nftset=/%s/4#inet#%s#%s,6#inet#%s#%s",
+                                        *name,
+                                        NET_POD_TABLE,
+                                        set4,
+                                        NET_POD_TABLE,
+                                        set6));
+                }
+        }
+}
+
 char **net_dnsmasq_argv(
         const NetPlan *p, const NetPolicy *policy, const char *binary, const char *pid_file, const char *log_file) {
         char up[INET_ADDRSTRLEN];
@@ -303,39 +351,10 @@ char **net_dnsmasq_argv(
         strv_consume(&argv, xasprintf("--pid-file=%s", pid_file));
         strv_consume(&argv, xasprintf("--log-facility=%s", log_file));
 
-        STRV_FOREACH(name, policy->dns_allow) {
-                const char *base = startswith(*name, "*.");
-                if (base) {
-                        /* If the bare name is listed too, its /name/ line covers everything. */
-                        if (strv_contains(policy->dns_allow, base))
-                                continue;
-                        strv_consume(&argv, xasprintf("--server=/*.%s/%s#%u", base, up, port));
-                        strv_consume(
-                                &argv,
-                                xasprintf(
-                                        "--nftset=/%s/4#inet#%s#%s,6#inet#%s#%s",
-                                        base,
-                                        NET_POD_TABLE,
-                                        NET_SET_DNS4,
-                                        NET_POD_TABLE,
-                                        NET_SET_DNS6));
-                } else {
-                        _cleanup_free_ char *wild = xasprintf("*.%s", *name);
-                        strv_consume(&argv, xasprintf("--server=/%s/%s#%u", *name, up, port));
-                        /* Exact entry: names below it are answered locally (NXDOMAIN), never forwarded. */
-                        if (!strv_contains(policy->dns_allow, wild))
-                                strv_consume(&argv, xasprintf("--server=/*.%s/", *name));
-                        strv_consume(
-                                &argv,
-                                xasprintf(
-                                        "--nftset=/%s/4#inet#%s#%s,6#inet#%s#%s",
-                                        *name,
-                                        NET_POD_TABLE,
-                                        NET_SET_DNS4,
-                                        NET_POD_TABLE,
-                                        NET_SET_DNS6));
-                }
-        }
+        dnsmasq_names(&argv, policy->dns_allow, up, port, NET_SET_DNS4, NET_SET_DNS6);
+        /* Setup hosts never share a base name with a dns_allow entry (net_policy_set_setup_hosts),
+         * so each answer lands in exactly one pair of sets. */
+        dnsmasq_names(&argv, policy->setup_hosts, up, port, NET_SET_SETUP4, NET_SET_SETUP6);
         return argv;
 }
 
@@ -376,7 +395,8 @@ char *net_ruleset_normalize(const char *text, size_t n) {
                         const char *name = json_string_value(json_object_get(set, "name"));
                         const char *table = json_string_value(json_object_get(set, "table"));
                         if (name && table && streq(table, NET_POD_TABLE) &&
-                            (streq(name, NET_SET_DNS4) || streq(name, NET_SET_DNS6)))
+                            (streq(name, NET_SET_DNS4) || streq(name, NET_SET_DNS6) ||
+                             streq(name, NET_SET_SETUP4) || streq(name, NET_SET_SETUP6)))
                                 (void) json_object_del(set, "elem");
                 }
                 (void) json_array_append(keep, it);

@@ -178,7 +178,8 @@ int net_pod_setup(
                         "network pool '%s' is not an IPv4 CIDR with prefix 8..26",
                         cfg_pool(config));
         }
-        pod->plan.dns = strv_length(policy->dns_allow) > 0;
+        pod->plan.setup = strv_length(policy->setup_hosts) > 0;
+        pod->plan.dns = strv_length(policy->dns_allow) > 0 || pod->plan.setup;
         pod->plan.dns_upstream_port = config ? config->dns_upstream_port : 0;
         if (pod->plan.dns) {
                 if (config && config->dns_upstream) {

@@ -42,6 +42,9 @@ typedef struct NetPolicy {
                                       * leading "*." (= every name strictly below, not the name itself) */
         unsigned dns_wildcard_names; /* distinct names the pod may resolve under each "*." entry;
                                       * 0 = the node's setting (NetConfig) */
+        char **setup_hosts;          /* strv of normalised names (as dns_allow) resolvable and reachable only
+                                      * while the setup window is open (net_pod_setup_window); never one
+                                      * dns_allow already matches; NULL or empty = no setup window */
 } NetPolicy;
 
 #define NET_ENTRY_MAX_LEN 128U      /* longest accepted allow/deny entry text */
@@ -71,6 +74,14 @@ bool net_dns_name_allowed(char *const *dns_allow, const char *host);
 int net_policy_from_strv(
         char *const *allow, char *const *deny, char *const *dns_allow, NetPolicy **ret, char **reterr);
 NetPolicy *net_policy_free(NetPolicy *p);
+
+/* Give the policy the package-index hosts of a setup step (docs/network.md "The setup window").
+ * Arguments: hosts: names as in dns_allow (validated and normalised here; NULL = none).
+ * Returns: 0; -EINVAL/-E2BIG with *reterr naming the entry ("setup.hosts[1]: ...").
+ * Notes: a host dns_allow already matches is dropped (it is open anyway); a host whose base name
+ *        is also the base of a dns_allow entry of the other kind ("pypi.org" beside
+ *        "*.pypi.org") is refused: dnsmasq could not tell which set its answers belong to. */
+int net_policy_set_setup_hosts(NetPolicy *p, char *const *hosts, char **reterr);
 DEFINE_TRIVIAL_CLEANUP_FUNC(NetPolicy *, net_policy_free);
 
 /* ---- Node-wide configuration ------------------------------------------------------------- */
@@ -158,6 +169,15 @@ int net_pod_enter(const NetPod *pod);
  * vnet_hdr: set IFF_VNET_HDR. Returns fd >= 0 or -errno. The calling thread's namespace is
  * restored before returning. */
 int net_pod_open_tap(const NetPod *pod, bool vnet_hdr);
+
+/* Open or close the pod's setup window: while open, the DNS filter also admits the policy's
+ * setup_hosts and their answers (set setup4/setup6) are reachable; closing refuses those names
+ * again and empties both sets, so nothing they resolved to stays reachable.
+ * Returns: 0; -EINVAL when the pod has no setup hosts; -errno when emptying the sets failed
+ *          (the caller must then end the pod: fail closed).
+ * Notes: flows already established stay up until they end: close only after every process of
+ *        the setup step is gone (the proxy runs each in a PID namespace that dies with it). */
+int net_pod_setup_window(NetPod *pod, bool open);
 
 /* Compare the namespace's ruleset and the pod's host table with what setup applied.
  * Returns: 0 when identical (dnsmasq's additions to the DNS sets are ignored); 1 when they
