@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "escape.h"
 #include "client-paths.h"
+#include "config.h"
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
@@ -186,6 +187,7 @@ static int image_ls_verb(int argc, char **argv) {
 
 static void image_help(void) {
         printf("Usage: nucleus image build [--name NAME] [OPTIONS]\n"
+               "       nucleus image build --all     (every [images.NAME] table of config.toml)\n"
                "       nucleus image import --name NAME FILE.tar   (docker save / OCI layout archive)\n"
                "       nucleus image ls [--images-dir DIR] [--output text|json]\n"
                "       nucleus image argv --images-dir DIR --console FILE [--scratch FILE --channel SOCK]\n"
@@ -200,8 +202,10 @@ static void image_help(void) {
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
                "  --images-dir DIR        Output directory (default: the configured images dir)\n"
                "  --name NAME             A named image beside the default one (<images dir>/NAME),\n"
-               "                          for spec.image / nucleus run --image NAME. Recipes that\n"
-               "                          need no --packages: python, node, c, rust, go\n"
+               "                          for spec.image / nucleus run --image NAME. Its packages:\n"
+               "                          --packages, else config.toml [images.NAME] packages, else\n"
+               "                          the recipe (python, node, c, rust, go)\n"
+               "  --all                   Build every [images.NAME] table of config.toml\n"
                "  --force                 Rebuild everything\n"
                "  --packages LIST         Comma-separated rootfs packages (default: " IMAGE_DEFAULT_PACKAGES
                ")\n"
@@ -398,6 +402,90 @@ static void print_text(const json_t *m, const char *dir) {
                        json_string_value(json_object_get(v, "sha256")));
 }
 
+/* config.toml's [images.NAME] tables ({} when the file does not exist). Returns 0, or an exit
+ * code after saying what is wrong with the file (FILE:LINE:COL: images.NAME.KEY: problem). */
+static int image_config_tables(json_t **ret, char **ret_path) {
+        _cleanup_free_ char *path = NULL, *err = NULL;
+        CliConfig *cfg = NULL;
+        int r = client_config_file(&path);
+        if (r < 0) {
+                *ret = json_object();
+                return 0;
+        }
+        r = cli_config_load(path, false, &cfg, &err);
+        if (r < 0) {
+                log_error("%s", err ?: "cannot read config.toml");
+                return CLI_EXIT_FAILURE;
+        }
+        *ret = json_incref(cfg->images.named) ?: json_object();
+        *ret_path = TAKE_PTR(path);
+        cli_config_free(cfg);
+        return 0;
+}
+
+static char **table_packages(json_t *t) {
+        char **l = NULL;
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(t, "packages"), i, v)
+                strv_extend(&l, json_string_value(v));
+        return l;
+}
+
+/* Build one image: the default (name NULL) or <images dir>/NAME. packages (NULL: the default
+ * list, or the OCI/tar import in o) gets IMAGE_DEFAULT_PACKAGES added for a named image; from
+ * says where the list came from. With collect, the manifest is added there instead of being
+ * printed as JSON. */
+static int image_build_one(
+        const ImageBuildOptions *base,
+        const char *images_dir,
+        const char *name,
+        char *const *packages,
+        const char *from,
+        OutputMode output,
+        json_t *collect) {
+        ImageBuildOptions o = *base;
+        _cleanup_strv_free_ char **pk = packages ? strv_copy(packages) : NULL;
+        _cleanup_free_ char *dir = name ? xasprintf("%s/%s", images_dir, name) : xstrdup(images_dir);
+        if (name) {
+                /* The proxy's own needs (git for the baseline and export) are always in. */
+                if (pk)
+                        strv_extend_csv(&pk, IMAGE_DEFAULT_PACKAGES);
+                image_share_kernel_cache(images_dir, dir);
+        }
+        o.images_dir = dir;
+        o.packages = pk;
+        o.packages_from = pk ? from : NULL;
+
+        _cleanup_json_ json_t *m = NULL;
+        int r = image_build(&o, &m);
+        if (r < 0) {
+                if (output == OUTPUT_JSON) {
+                        _cleanup_json_ json_t *e = json_pack(
+                                "{s:s, s:s, s:s?}",
+                                "error",
+                                "image build failed (see the images dir's cache/build.log)",
+                                "kind",
+                                "io_error",
+                                "image",
+                                name);
+                        (void) cli_print_json(e);
+                }
+                log_error_errno(r, "Image build failed%s%s: %m", name ? " for " : "", name ?: "");
+                return CLI_EXIT_FAILURE;
+        }
+        if (collect) {
+                json_object_set_new(m, "image", json_string(name));
+                json_array_append(collect, m);
+                if (output == OUTPUT_JSON)
+                        return CLI_EXIT_OK;
+        }
+        if (output == OUTPUT_JSON)
+                return cli_print_json(m) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        print_text(m, dir);
+        return CLI_EXIT_OK;
+}
+
 int verb_image(int argc, char **argv) {
         enum {
                 ARG_IMAGES_DIR = 0x100,
@@ -411,11 +499,13 @@ int verb_image(int argc, char **argv) {
                 ARG_OUTPUT,
                 ARG_NAME,
                 ARG_FROM_OCI,
+                ARG_ALL,
         };
         static const struct option options[] = {
                 { "images-dir", required_argument, NULL, ARG_IMAGES_DIR },
                 { "name", required_argument, NULL, ARG_NAME },
                 { "from-oci", required_argument, NULL, ARG_FROM_OCI },
+                { "all", no_argument, NULL, ARG_ALL },
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "packages", required_argument, NULL, ARG_PACKAGES },
                 { "rootfs-tar", required_argument, NULL, ARG_ROOTFS_TAR },
@@ -427,8 +517,7 @@ int verb_image(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL, *name = NULL, *base_dir = NULL,
-                            *fetch = NULL;
+        _cleanup_free_ char *dir = NULL, *init = NULL, *proxy = NULL, *name = NULL, *fetch = NULL;
         _cleanup_strv_free_ char **packages = NULL;
         ImageBuildOptions o = {};
         OutputMode output = OUTPUT_TEXT;
@@ -447,7 +536,7 @@ int verb_image(int argc, char **argv) {
         if (streq(argv[1], "ls"))
                 return image_ls_verb(argc - 1, argv + 1);
         /* import FILE is build --from-oci FILE. */
-        bool import = streq(argv[1], "import");
+        bool import = streq(argv[1], "import"), all = false;
         if (!streq(argv[1], "build") && !import)
                 return cli_usage_error(
                         "image",
@@ -493,6 +582,9 @@ int verb_image(int argc, char **argv) {
                 case ARG_FROM_OCI:
                         o.oci_archive = optarg;
                         break;
+                case ARG_ALL:
+                        all = true;
+                        break;
                 case ARG_KERNEL_DEB:
                         o.kernel_deb = optarg;
                         break;
@@ -524,6 +616,11 @@ int verb_image(int argc, char **argv) {
         }
         if (optind < argc)
                 return cli_usage_error("image", "unexpected argument '%s'", argv[optind]);
+        if (all && (name || packages || o.rootfs_tar || o.oci_archive))
+                return cli_usage_error(
+                        "image",
+                        "--all builds every [images.NAME] table of config.toml; it takes no --name, "
+                        "--packages, --rootfs-tar or --from-oci");
         if (o.oci_archive && !name)
                 return cli_usage_error("image", "an OCI image archive becomes a named image: pass --name NAME");
         if (o.oci_archive && (packages || o.rootfs_tar))
@@ -540,24 +637,38 @@ int verb_image(int argc, char **argv) {
                 log_error_errno(r, "Cannot determine the images dir (pass --images-dir): %m");
                 return CLI_EXIT_FAILURE;
         }
-        if (name) {
+        /* A named image's package list: --packages, else config.toml's [images.NAME] table,
+         * else the shipped recipe. The config file is read (and must be valid) only then. */
+        _cleanup_json_ json_t *tables = NULL;
+        _cleanup_free_ char *cfgpath = NULL, *from = NULL;
+        if (all || (name && !packages && !o.rootfs_tar && !o.oci_archive)) {
+                r = image_config_tables(&tables, &cfgpath);
+                if (r != 0)
+                        return r;
+        }
+        if (name && !packages && !o.rootfs_tar && !o.oci_archive) {
+                json_t *t = json_object_get(tables, name);
                 const ImageRecipe *rec = image_recipe_find(name);
-                if (!packages && !o.rootfs_tar && !o.oci_archive && !rec)
+                if (t) {
+                        packages = table_packages(t);
+                        from = xasprintf(
+                                "config.toml [images.%s] (%s:%lld)",
+                                name,
+                                cfgpath,
+                                (long long) json_integer_value(json_object_get(t, "line")));
+                } else if (rec) {
+                        strv_extend_csv(&packages, rec->packages);
+                        from = xasprintf("recipe %s", name);
+                } else
                         return cli_usage_error(
                                 "image",
-                                "no recipe for '%s' (recipes: python, node, c, rust, go): pass --packages "
-                                "or "
-                                "--rootfs-tar",
-                                name);
-                if (!packages && !o.rootfs_tar && !o.oci_archive)
-                        strv_extend_csv(&packages, rec->packages);
-                /* The proxy's own needs (git for the baseline and export) are always in. */
-                if (packages)
-                        strv_extend_csv(&packages, IMAGE_DEFAULT_PACKAGES);
-                base_dir = TAKE_PTR(dir);
-                dir = xasprintf("%s/%s", base_dir, name);
-                image_share_kernel_cache(base_dir, dir);
-        }
+                                "no recipe for '%s' (recipes: python, node, c, rust, go) and no [images.%s] "
+                                "table in %s: pass --packages, --from-oci or --rootfs-tar",
+                                name,
+                                name,
+                                cfgpath ?: "config.toml");
+        } else if (packages)
+                from = xstrdup("--packages");
         if (!init && cli_find_helper("nucleus-guest-init", "NUCLEUS_GUEST_INIT", "../guest/init", &init) < 0) {
                 log_error("nucleus-guest-init not found: build it or pass --init / set NUCLEUS_GUEST_INIT");
                 return CLI_EXIT_FAILURE;
@@ -572,30 +683,41 @@ int verb_image(int argc, char **argv) {
         if (cli_find_helper("nucleus-web-fetch", "NUCLEUS_WEB_FETCH", "../guest/proxy", &fetch) < 0)
                 log_notice("nucleus-web-fetch not found: the images will have no web_fetch helper");
         o.fetch_path = fetch;
-        o.images_dir = dir;
         o.init_path = init;
         o.proxy_path = proxy;
-        o.packages = packages;
         o.quiet = log_get_max_level() < LOG_INFO;
 
-        _cleanup_json_ json_t *m = NULL;
-        r = image_build(&o, &m);
-        if (r < 0) {
-                if (output == OUTPUT_JSON) {
-                        _cleanup_json_ json_t *e = json_pack(
-                                "{s:s, s:s}",
-                                "error",
-                                "image build failed (see the images dir's cache/build.log)",
-                                "kind",
-                                "io_error");
-                        (void) cli_print_json(e);
-                }
-                log_error_errno(r, "Image build failed: %m");
+        if (!all)
+                return image_build_one(&o, dir, name, packages, from, output, NULL);
+
+        /* --all: every [images.NAME] table of config.toml, in name order. */
+        if (json_object_size(tables) == 0) {
+                log_error("No [images.NAME] tables in %s: nothing to build with --all", cfgpath ?: "config.toml");
                 return CLI_EXIT_FAILURE;
         }
-        if (output == OUTPUT_JSON)
-                return cli_print_json(m) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
-        print_text(m, dir);
+        _cleanup_strv_free_ char **names = NULL;
+        const char *k;
+        json_t *t;
+        json_object_foreach(tables, k, t)
+                strv_extend(&names, k);
+        strv_sort_uniq(names);
+        _cleanup_json_ json_t *all_out = json_array();
+        STRV_FOREACH(nm, names) {
+                _cleanup_strv_free_ char **pk = table_packages(json_object_get(tables, *nm));
+                _cleanup_free_ char *tfrom = xasprintf(
+                        "config.toml [images.%s] (%s:%lld)",
+                        *nm,
+                        cfgpath,
+                        (long long) json_integer_value(json_object_get(json_object_get(tables, *nm), "line")));
+                log_info("Building image %s (%s)", *nm, tfrom);
+                r = image_build_one(&o, dir, *nm, pk, tfrom, output, all_out);
+                if (r != 0)
+                        return r;
+        }
+        if (output == OUTPUT_JSON) {
+                _cleanup_json_ json_t *doc = json_pack("{s:O}", "images", all_out);
+                return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+        }
         return CLI_EXIT_OK;
 }
 #else

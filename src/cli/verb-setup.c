@@ -249,11 +249,13 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
         log_info("Building or refreshing the guest images in %s (cached by input hash) ...", images_dir);
         /* The rootfs packages: the defaults plus config.toml [images] packages. */
         _cleanup_strv_free_ char **packages = NULL;
+        bool tables = false;
 #        ifdef NUCLEUS_HAVE_SPEC_DEP
         {
                 _cleanup_free_ char *cfgpath = NULL, *cerr = NULL;
                 CliConfig *cfg = NULL;
                 if (client_config_file(&cfgpath) >= 0 && cli_config_load(cfgpath, false, &cfg, &cerr) >= 0) {
+                        tables = json_object_size(cfg->images.named) > 0;
                         if (strv_length(cfg->images.packages) > 0) {
                                 _cleanup_free_ char *def = xstrdup(IMAGE_DEFAULT_PACKAGES);
                                 char *save = NULL;
@@ -294,6 +296,32 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
                 same ? SETUP_UNCHANGED : SETUP_CHANGED,
                 same ? "up to date in %s" : "built in %s",
                 images_dir);
+        /* Then every [images.NAME] table of config.toml, as `nucleus image build --all` does. */
+        if (tables) {
+                char *argv[] = {
+                        (char *) "image",
+                        (char *) "build",
+                        (char *) "--all",
+                        (char *) "--images-dir",
+                        (char *) images_dir,
+                        (char *) "--init",
+                        init,
+                        (char *) "--proxy",
+                        proxy,
+                        NULL,
+                };
+                r = verb_image((int) ELEMENTSOF(argv) - 1, argv);
+                setup_step(
+                        ctx,
+                        "named images",
+                        r == 0 ? SETUP_CHANGED : SETUP_FAILED,
+                        r == 0 ? "every [images.NAME] table of config.toml built (or up to date) in %s"
+                               : "building the [images.NAME] tables failed; see the errors above and "
+                                 "'nucleus image build --all' (images dir %s)",
+                        images_dir);
+                if (r != 0)
+                        return -EIO;
+        }
         return 0;
 #else
         setup_step(

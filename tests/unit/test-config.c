@@ -108,6 +108,54 @@ static void test_cli_errors(void **state) {
         expect_cli_err("[vm]\ncpus = 1\ncpus = 2\n", "duplicate key");
 }
 
+/* [images.NAME] tables: named images with their package lists, checked where they are written. */
+static void test_cli_image_tables(void **state) {
+        _cleanup_free_ char *p = write_tmp("[images]\npackages = [\"jq\"]\n"
+                                           "[images.python]\npackages = [\"python3\", \"python3-pytest\"]\n"
+                                           "\n[images.ml-tools]\npackages = [\"g++\", \"libstdc++6\", "
+                                           "\"python3.11\"]\n");
+        CliConfig *c = NULL;
+        char *err = NULL;
+        if (cli_config_load(p, true, &c, &err) < 0)
+                fail_msg("%s", err);
+        assert_int_equal(json_object_size(c->images.named), 2);
+        json_t *py = json_object_get(c->images.named, "python");
+        assert_string_equal(
+                json_string_value(json_array_get(json_object_get(py, "packages"), 1)), "python3-pytest");
+        assert_int_equal(json_integer_value(json_object_get(py, "line")), 3);
+        json_t *ml = json_object_get(c->images.named, "ml-tools");
+        assert_int_equal(json_array_size(json_object_get(ml, "packages")), 3);
+        assert_int_equal(json_integer_value(json_object_get(ml, "line")), 6);
+        assert_string_equal(c->images.packages[0], "jq");
+        assert_int_equal(c->origins[CLI_IMAGES_NAMED].source, CONFIG_SOURCE_FILE);
+        _cleanup_json_ json_t *j = cli_config_to_json(c, false);
+        assert_non_null(json_object_get(json_object_get(j, "images.NAME"), "python"));
+        cli_config_free(c);
+        unlink(p);
+
+        assert_int_equal(cli_config_load("/nonexistent/config.toml", false, &c, NULL), 0);
+        assert_int_equal(json_object_size(c->images.named), 0);
+        cli_config_free(c);
+
+        /* Errors name the file, the table and the key. */
+        expect_cli_err(
+                "[images.python]\npackages = [\"python3\"]\nsuite = \"trixie\"\n",
+                "images.python.suite: unknown key 'suite'");
+        expect_cli_err(
+                "[images.python]\npackages = [\"python3\", \"Python3\"]\n",
+                ":2:1: images.python.packages: item 1 'Python3' is not a Debian package name");
+        expect_cli_err("[images.x]\npackages = [\"-rf\"]\n", "'-rf' is not a Debian package name");
+        expect_cli_err("[images.x]\npackages = [\"a\"]\n", "'a' is not a Debian package name");
+        expect_cli_err("[images.x]\npackages = [\"libc6:amd64\"]\n", "not a Debian package name");
+        expect_cli_err("[images.x]\npackages = []\n", "images.x.packages: must be a list of 1..256");
+        expect_cli_err("[images.x]\n", "images.x: packages = [...] is required");
+        expect_cli_err("[images.Py]\npackages = [\"python3\"]\n", "images.Py: 'Py' is not an image name");
+        expect_cli_err("[images.cache]\npackages = [\"python3\"]\n", "reserved");
+        expect_cli_err("[images.x]\npackages = \"python3\"\n", "images.x.packages: must be a list");
+        /* The file is named in every message. */
+        expect_cli_err("[images.x]\npackages = [1]\n", "/tmp/nucleus-test-config-");
+}
+
 static void test_node(void **state) {
         NodeConfig *c = NULL;
         char *err = NULL;
@@ -266,7 +314,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cli_defaults),  cmocka_unit_test(test_cli_file),
                 cmocka_unit_test(test_cli_errors),    cmocka_unit_test(test_node),
-                cmocka_unit_test(test_setup_written),
+                cmocka_unit_test(test_setup_written), cmocka_unit_test(test_cli_image_tables),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

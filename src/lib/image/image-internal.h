@@ -120,6 +120,7 @@ typedef struct ImageOciStats {
         uint64_t whiteouts; /* ".wh.*" entries resolved */
         uint64_t dropped;   /* device nodes, fifos, sockets, anything under dev/ proc/ sys/ */
         uint64_t stripped;  /* entries whose setuid/setgid bits were dropped */
+        uint64_t bytes;     /* file bytes written */
 } ImageOciStats;
 
 void image_oci_plan_done(ImageOciPlan *p);

@@ -38,6 +38,10 @@
 #define OCI_SMALL_FILE_MAX (4u << 20)   /* a manifest, index or config */
 #define OCI_SMALL_TOTAL_MAX (64u << 20) /* all of them together */
 #define OCI_MAX_LAYERS 256
+/* What an image may unpack to (file bytes, entries): a layer that decompresses without end
+ * is refused rather than filling the host's disk. */
+#define OCI_MAX_TREE_BYTES (UINT64_C(64) << 30)
+#define OCI_MAX_ENTRIES (UINT64_C(4) << 20)
 #define OCI_WHITEOUT ".wh."
 #define OCI_OPAQUE ".wh..wh..opq"
 
@@ -549,6 +553,15 @@ static mode_t safe_mode(ApplyCtx *c, struct archive_entry *e, bool dir) {
 }
 
 static int write_file(ApplyCtx *c, struct archive *a, int pfd, const char *base, struct archive_entry *e) {
+        la_int64_t size = archive_entry_size(e);
+        if (size < 0 || (uint64_t) size > OCI_MAX_TREE_BYTES - c->st->bytes)
+                return fail(
+                        c->err,
+                        -EFBIG,
+                        "'%s': the image unpacks to more than %llu GiB",
+                        c->name,
+                        (unsigned long long) (OCI_MAX_TREE_BYTES >> 30));
+        c->st->bytes += (uint64_t) size;
         int r = remove_at(pfd, base);
         if (r < 0)
                 return fail(c->err, r, "'%s': cannot replace what is there", c->name);
@@ -564,6 +577,8 @@ static int write_file(ApplyCtx *c, struct archive *a, int pfd, const char *base,
                         break;
                 if (k < ARCHIVE_WARN)
                         return fail(c->err, -EBADMSG, "'%s': %s", c->name, archive_error_string(a));
+                if (off < 0 || len > (size_t) size || off > size - (la_int64_t) len)
+                        return fail(c->err, -EBADMSG, "'%s': data beyond the entry's size", c->name);
                 for (size_t done = 0; done < len;) {
                         ssize_t w = pwrite(fd, (const char *) buf + done, len - done, off + (off_t) done);
                         if (w < 0)
@@ -664,7 +679,9 @@ int image_oci_apply_layer(int rootfd, struct archive *a, ImageOciStats *st, char
                 int n = split_name(raw, &comp, ret_err);
                 if (n < 0)
                         return n;
-                c.st->entries++;
+                if (++c.st->entries > OCI_MAX_ENTRIES)
+                        return fail(
+                                ret_err, -EFBIG, "more than %llu entries", (unsigned long long) OCI_MAX_ENTRIES);
                 if (n == 0)
                         continue; /* "./": the root's own entry */
                 c.name = raw;
@@ -782,7 +799,9 @@ static int collect_small(const char *path, ImageOciFile **ret, size_t *ret_n, ch
                 if (!want)
                         continue;
                 char *data = xmalloc((size_t) size + 1);
-                la_ssize_t got = archive_read_data(a, data, (size_t) size);
+                la_int64_t got = 0;
+                for (la_ssize_t step = 1; got < size && step > 0; got += step > 0 ? step : 0)
+                        step = archive_read_data(a, data + got, (size_t) (size - got));
                 if (got != size) {
                         free(data);
                         r = fail(ret_err, -EBADMSG, "%s: cannot read %s", path, name);

@@ -16,6 +16,7 @@
 
 #include "alloc-util.h"
 #include "config.h"
+#include "escape.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "parse-util.h"
@@ -37,20 +38,22 @@ typedef enum FieldType {
         FT_BOOL,
         FT_U32,
         FT_U64,
-        FT_USD,     /* number of USD -> micro-USD */
-        FT_STRV,    /* list of strings */
-        FT_ENUM,    /* one of choices */
-        FT_LISTEN,  /* HOST:PORT */
-        FT_ABSPATH, /* absolute path */
-        FT_URL,     /* http:// or https:// */
-        FT_ENVNAME, /* [A-Z_][A-Z0-9_]* */
-        FT_CIDR4,   /* IPv4 CIDR */
-        FT_PROFILE, /* policy profile name */
-        FT_NAME,    /* [a-z0-9][a-z0-9._-]* (image / VM names) */
-        FT_BINARY,  /* program name or absolute path */
-        FT_OPTPATH, /* absolute path or empty (= automatic) */
-        FT_OPTIPV4, /* IPv4 address or empty (= automatic) */
-        FT_COUNTS,  /* table of image name -> count min..max (json_t * object) */
+        FT_USD,          /* number of USD -> micro-USD */
+        FT_STRV,         /* list of strings */
+        FT_ENUM,         /* one of choices */
+        FT_LISTEN,       /* HOST:PORT */
+        FT_ABSPATH,      /* absolute path */
+        FT_URL,          /* http:// or https:// */
+        FT_ENVNAME,      /* [A-Z_][A-Z0-9_]* */
+        FT_CIDR4,        /* IPv4 CIDR */
+        FT_PROFILE,      /* policy profile name */
+        FT_NAME,         /* [a-z0-9][a-z0-9._-]* (image / VM names) */
+        FT_BINARY,       /* program name or absolute path */
+        FT_OPTPATH,      /* absolute path or empty (= automatic) */
+        FT_OPTIPV4,      /* IPv4 address or empty (= automatic) */
+        FT_COUNTS,       /* table of image name -> count min..max (json_t * object) */
+        FT_IMAGE_TABLES, /* [SECTION.NAME] tables, one per image name (json_t * object); the
+                          * field's key is "SECTION.NAME" */
 } FieldType;
 
 typedef struct Field {
@@ -133,6 +136,7 @@ static const Field cli_fields[_CLI_CONFIG_FIELD_MAX] = {
                 .def_num = 120),
         [CLI_IMAGES_DEFAULT] = CF("images.default", FT_NAME, images.default_image, .def_str = "default"),
         [CLI_IMAGES_PACKAGES] = CF("images.packages", FT_STRV, images.packages, .max = 128),
+        [CLI_IMAGES_NAMED] = CF("images.NAME", FT_IMAGE_TABLES, images.named, .max = 128),
         [CLI_AUTH_SECRETS_DIR] = CF("auth.secrets_dir", FT_OPTPATH, auth.secrets_dir, .def_str = ""),
         [CLI_APPROVALS_WEBHOOK] = CF("approvals.webhook", FT_URL, approvals.webhook, .def_str = ""),
 };
@@ -328,6 +332,7 @@ static void field_set_default(const Field *f, void *base) {
                 *(char ***) p = strv_free(*(char ***) p);
                 break;
         case FT_COUNTS:
+        case FT_IMAGE_TABLES:
                 json_decref(*(json_t **) p);
                 *(json_t **) p = json_object();
                 break;
@@ -342,7 +347,7 @@ static void field_free(const Field *f, void *base) {
         char *p = (char *) base + f->offset;
         if (f->type == FT_STRV)
                 *(char ***) p = strv_free(*(char ***) p);
-        else if (f->type == FT_COUNTS) {
+        else if (f->type == FT_COUNTS || f->type == FT_IMAGE_TABLES) {
                 json_decref(*(json_t **) p);
                 *(json_t **) p = NULL;
         } else if (f->type != FT_BOOL && f->type != FT_U32 && f->type != FT_U64 && f->type != FT_USD)
@@ -431,6 +436,9 @@ static int field_apply_json(const Field *f, void *base, const json_t *v, char **
                 *(json_t **) p = json_deep_copy(v);
                 return 0;
         }
+        case FT_IMAGE_TABLES:
+                *ret_problem = xstrdup("set in config.toml as [images.NAME] tables with packages = [...]");
+                return -EINVAL;
         default: {
                 if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
                         *ret_problem = xstrdup("must be a string");
@@ -514,6 +522,7 @@ static json_t *field_to_json(const Field *f, const void *base) {
                 return a;
         }
         case FT_COUNTS:
+        case FT_IMAGE_TABLES:
                 return *(json_t *const *) p ? json_deep_copy(*(json_t *const *) p) : json_object();
         default:
                 return *(char *const *) p ? json_string(*(char *const *) p) : json_null();
@@ -530,6 +539,75 @@ static const Field *schema_find(const Schema *s, const char *key) {
                 if (streq(s->fields[i].key, key))
                         return &s->fields[i];
         return NULL;
+}
+
+/* A Debian package name (Debian Policy 5.6.7): lower-case letters, digits, '+', '-' and '.',
+ * at least two characters, starting with a letter or digit. No ":arch" qualifier: the image
+ * builder installs for the guest's one architecture. */
+static bool debian_package_name_valid(const char *s) {
+        size_t n = strlen(s);
+        return n >= 2 && n <= 128 && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')) &&
+                strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789+-.") == n;
+}
+
+/* One [images.NAME] table: only `packages`, a non-empty list of Debian package names. Returns
+ * 0, or -EINVAL with the problem and the key it concerns (for its position). */
+static int image_table_apply(
+        const Field *f, void *base, const char *name, const json_t *v, char **ret_problem, char **ret_subkey) {
+        json_t **p = (json_t **) ((char *) base + f->offset);
+        Field name_field = { .type = FT_NAME };
+        _cleanup_free_ char *bad = check_string(&name_field, name);
+        if (bad || streq(name, "default") || streq(name, "cache")) {
+                *ret_problem = xasprintf(
+                        "'%s' is not an image name: %s",
+                        name,
+                        bad
+                                ?: "'default' and 'cache' are reserved (the default image is built by "
+                                   "nucleus setup with [images] packages)");
+                return -EINVAL;
+        }
+        if (!*p)
+                *p = json_object();
+        if (json_object_size(*p) >= f->max) {
+                *ret_problem = xasprintf("at most %" PRIu64 " [images.NAME] tables", f->max);
+                return -EINVAL;
+        }
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *) v, k, x)
+                if (!streq(k, "packages")) {
+                        *ret_subkey = xstrdup(k);
+                        *ret_problem = xasprintf(
+                                "unknown key '%s' (an [images.NAME] table takes only packages)", k);
+                        return -EINVAL;
+                }
+        json_t *pk = json_object_get(v, "packages");
+        if (!pk) {
+                *ret_problem = xstrdup("packages = [...] is required (the Debian packages of this image)");
+                return -EINVAL;
+        }
+        *ret_subkey = xstrdup("packages");
+        if (!json_is_array(pk) || json_array_size(pk) == 0 || json_array_size(pk) > 256) {
+                *ret_problem = xstrdup("must be a list of 1..256 Debian package names");
+                return -EINVAL;
+        }
+        size_t i;
+        json_array_foreach(pk, i, x)
+                if (!json_is_string(x) || !debian_package_name_valid(json_string_value(x))) {
+                        _cleanup_free_ char *shown = json_is_string(x)
+                                ? string_make_visible(json_string_value(x))
+                                : xstrdup("(not a string)");
+                        *ret_problem = xasprintf(
+                                "item %zu '%s' is not a Debian package name (lower-case letters, digits, "
+                                "'+', '-' "
+                                "and '.', at least two characters, starting with a letter or digit)",
+                                i,
+                                shown);
+                        return -EINVAL;
+                }
+        json_object_set_new(*p, name, json_pack("{s:O}", "packages", pk));
+        *ret_subkey = mfree(*ret_subkey);
+        return 0;
 }
 
 static int schema_load(
@@ -557,6 +635,31 @@ static int schema_load(
                         _cleanup_free_ char *key = section ? xasprintf("%s.%s", k1, k2) : xstrdup(k2);
                         const Field *f = schema_find(sc, key);
                         _cleanup_free_ char *problem = NULL;
+                        if (!f && section && json_is_object(v2)) {
+                                /* [SECTION.NAME] tables: one field stands for every NAME. */
+                                _cleanup_free_ char *wild = xasprintf("%s.NAME", k1);
+                                const Field *t = schema_find(sc, wild);
+                                if (t && t->type == FT_IMAGE_TABLES) {
+                                        _cleanup_free_ char *sub = NULL;
+                                        if (image_table_apply(t, base, k2, v2, &problem, &sub) < 0) {
+                                                _cleanup_free_ char *path = sub ? xasprintf("%s.%s", key, sub)
+                                                                                : xstrdup(key);
+                                                if (reterr)
+                                                        *reterr = spec_error(file, &pos, path, "%s", problem);
+                                                r = -EINVAL;
+                                                break;
+                                        }
+                                        unsigned line = 0, col = 0;
+                                        (void) spec_pos_find(&pos, key, &line, &col);
+                                        json_object_set_new(
+                                                json_object_get(*(json_t **) ((char *) base + t->offset), k2),
+                                                "line",
+                                                json_integer(line));
+                                        origins[t - sc->fields] = (ConfigOrigin){ .source = CONFIG_SOURCE_FILE,
+                                                                                  .line = line };
+                                        continue;
+                                }
+                        }
                         if (!f) {
                                 bool known_section = false;
                                 for (size_t i = 0; i < sc->n; i++)

@@ -51,6 +51,7 @@ typedef enum CliConfigField {
         CLI_MODEL_IDLE_TIMEOUT,
         CLI_IMAGES_DEFAULT,
         CLI_IMAGES_PACKAGES,
+        CLI_IMAGES_NAMED,
         CLI_AUTH_SECRETS_DIR,
         CLI_APPROVALS_WEBHOOK,
         _CLI_CONFIG_FIELD_MAX,
@@ -89,6 +90,8 @@ typedef struct CliConfig {
         struct {
                 char *default_image; /* "default" */
                 char **packages;     /* extra Debian packages for `nucleus setup` rootfs builds (strv) */
+                json_t *named;       /* [images.NAME] packages = [...]: named images to build,
+                                      * {"NAME": {"packages": [...], "line": N}}; {} by default */
         } images;
         struct {
                 char *secrets_dir; /* NULL = secret_dir_default() */
