@@ -74,6 +74,30 @@ static int read_ready_line(int fd, char **ret) {
         }
 }
 
+/* The run credential (scope run) the gateway reserves and settles the pod's budget with
+ * (docs/api.md "Budget reserve and settle"): minted here with the node key; it reaches the
+ * gateway only on its stdin. Returns the node's answer {"key_id","secret",...} or NULL
+ * (logged). */
+static json_t *mint_run_credential(const RunGatewayOptions *o) {
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_free_ char *err = NULL, *route = xasprintf("/v1/pods/%s/credentials", o->pod);
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "scope", "run");
+        json_t *ans = NULL;
+        int r = client_open(o->node, &c, &err);
+        if (r < 0) {
+                log_error_errno(r, "%s", err ?: "cannot open the node client");
+                return NULL;
+        }
+        r = client_call_json(c, "POST", route, body, &ans, &e);
+        if (r < 0) {
+                _cleanup_free_ char *d = client_error_describe(&e);
+                log_error_errno(r, "cannot mint the run's credential for pod %s: %s", o->pod, d);
+                return NULL;
+        }
+        return ans;
+}
+
 int run_gateway_start(const RunGatewayOptions *o, RunGateway *ret) {
         _cleanup_(run_gateway_stop_and_free_records) RunGateway g = RUN_GATEWAY_NULL;
         _cleanup_free_ char *exe = NULL, *line = NULL, *perr = NULL;
@@ -126,23 +150,33 @@ int run_gateway_start(const RunGatewayOptions *o, RunGateway *ret) {
                 return log_oom();
         if (o->model->max_tokens > 0)
                 json_object_set_new(cfg, "max_output_tokens", json_integer(o->model->max_tokens));
-        if (o->node && o->pod)
+        if (o->node && o->pod) {
+                _cleanup_json_ json_t *cred = mint_run_credential(o);
+                if (!cred)
+                        return -EIO;
                 json_object_set_new(
                         cfg,
                         "node",
                         json_pack(
-                                "{s:s, s:s, s:s}",
+                                "{s:s, s:s, s:{s:O, s:O}}",
                                 "url",
                                 o->node->url,
-                                "key_file",
-                                o->node->key_file,
                                 "pod",
-                                o->pod));
+                                o->pod,
+                                "credential",
+                                "key_id",
+                                json_object_get(cred, "key_id"),
+                                "secret",
+                                json_object_get(cred, "secret")));
+        }
         if (!isempty(key))
                 json_object_set_new(cfg, "api_key", json_string(key));
         cfgtext = json_dumps(cfg, JSON_COMPACT);
-        /* The key is in cfgtext only from here on. */
+        /* The key and the run credential are in cfgtext only from here on. */
         json_object_del(cfg, "api_key");
+        json_t *cs = json_object_get(json_object_get(json_object_get(cfg, "node"), "credential"), "secret");
+        if (cs)
+                (void) json_string_set(cs, "");
         if (!cfgtext)
                 return log_oom();
 

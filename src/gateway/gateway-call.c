@@ -3,7 +3,7 @@
  * nucleus-gateway: the forwarded call, shared by the connection thread and its libcurl
  * worker. The worker feeds the answer into a bounded buffer the connection thread drains
  * into the reply, reads the usage on the way, and settles the call's reservation on the
- * budget (and charges the pod) before the agent sees the answer end.
+ * run's meter and on the pod's budget in the node before the agent sees the answer end.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent-node.h"
 #include "alloc-util.h"
 #include "fd-util.h"
 #include "gateway-internal.h"
@@ -36,6 +35,61 @@ void gw_audit_write(json_t *rec) {
         pthread_mutex_lock(&gw.lock);
         (void) loop_write(gw.audit_fd, nl, strlen(nl));
         pthread_mutex_unlock(&gw.lock);
+}
+
+/* ---- the pod's budget on the node ---- */
+
+int gw_node_reserve(uint64_t usd_micros, char ret_id[static 33]) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/budget/reserve", gw.pod);
+        /* Held at most an hour (the node caps it at the pod's deadline); a call that never
+         * settles is charged at its reservation when it expires. */
+        _cleanup_json_ json_t *body = json_pack(
+                "{s:I,s:I}", "usd_micros", (json_int_t) usd_micros, "ttl_seconds", 3600);
+        _cleanup_json_ json_t *ans = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        pthread_mutex_lock(&gw.lock);
+        int r = client_call_json(gw.node, "POST", path, body, &ans, &e);
+        pthread_mutex_unlock(&gw.lock);
+        if (r < 0) {
+                if (streq_ptr(e.kind, "budget_exhausted"))
+                        return -EDQUOT;
+                if (streq_ptr(e.kind, "time_violation") || streq_ptr(e.kind, "pod_not_running"))
+                        return -ETIME;
+                _cleanup_free_ char *d = client_error_describe(&e);
+                log_error("reserving on the pod's budget failed: %s; refusing the call", d);
+                return r;
+        }
+        const char *id = json_string_value(json_object_get(ans, "reservation"));
+        if (!id || strlen(id) != 32)
+                return -EBADMSG;
+        memcpy(ret_id, id, 33);
+        return 0;
+}
+
+int gw_node_settle(const char *id, uint64_t usd_micros, uint64_t in, uint64_t out, bool *ret_exhausted) {
+        _cleanup_free_ char *path = xasprintf("/v1/pods/%s/budget/settle", gw.pod);
+        _cleanup_json_ json_t *body = json_pack(
+                "{s:s,s:I,s:I,s:I}",
+                "reservation",
+                id,
+                "usd_micros",
+                (json_int_t) usd_micros,
+                "input_tokens",
+                (json_int_t) in,
+                "output_tokens",
+                (json_int_t) out);
+        _cleanup_json_ json_t *ans = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        pthread_mutex_lock(&gw.lock);
+        int r = client_call_json(gw.node, "POST", path, body, &ans, &e);
+        pthread_mutex_unlock(&gw.lock);
+        if (r < 0) {
+                _cleanup_free_ char *d = client_error_describe(&e);
+                log_error("settling on the pod's budget failed: %s", d);
+                return r;
+        }
+        *ret_exhausted = json_is_true(json_object_get(ans, "exhausted"));
+        return 0;
 }
 
 void gw_call_unref(Call *c) {
@@ -212,20 +266,24 @@ static void settle(Call *c, CURLcode cc) {
                 else
                         r = budget_meter_release(gw.meter, &c->reservation);
         }
+        bool node_exhausted = false, node_failed = false;
+        if (gw.node && c->node_resv[0]) {
+                /* The node holds the pod's budget: settle there at the same cost (0 releases). */
+                node_failed = gw_node_settle(
+                                      c->node_resv,
+                                      cost,
+                                      c->usage.input_tokens,
+                                      c->usage.output_tokens,
+                                      &node_exhausted) < 0;
+                c->node_resv[0] = 0;
+        }
         pthread_mutex_lock(&gw.lock);
-        if (r == -EDQUOT || budget_meter_exhausted(gw.meter))
+        if (r == -EDQUOT || budget_meter_exhausted(gw.meter) || node_exhausted)
                 gw.exhausted = true;
-        if (gw.node && cost > 0) {
-                _cleanup_free_ char *err = NULL;
-                r = agent_node_charge(
-                        gw.node, gw.pod, cost, c->usage.input_tokens, c->usage.output_tokens, &err);
-                if (r == -EDQUOT)
-                        gw.exhausted = true;
-                else if (r < 0) {
-                        /* Fail closed: spending that cannot be charged stops the run's spending. */
-                        log_error("charging the pod failed: %s; refusing further model calls", err ? err : "?");
-                        gw.exhausted = true;
-                }
+        if (node_failed) {
+                /* Fail closed: spending the node was not told of stops the run's spending. */
+                log_error("refusing further model calls: the pod's budget could not be settled");
+                gw.exhausted = true;
         }
         pthread_mutex_unlock(&gw.lock);
 

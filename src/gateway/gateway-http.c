@@ -181,6 +181,7 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
 
         bool metered = q->format != GATEWAY_ANTHROPIC_COUNT;
         BudgetReservation res = {};
+        char node_resv[33] = "";
         if (metered) {
                 json_t *p = json_object_get(gw.prices, model_copy);
                 if (!json_is_array(p)) {
@@ -204,7 +205,26 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
                 bool exhausted = gw.exhausted;
                 pthread_mutex_unlock(&gw.lock);
                 uint64_t bound = gateway_reserve_bound(q->len, max_out, price.in, price.out, NULL);
-                if (exhausted || budget_meter_reserve(gw.meter, bound, 0, 0, &res) < 0)
+                int nr = 0;
+                if (!exhausted && budget_meter_reserve(gw.meter, bound, 0, 0, &res) >= 0 && gw.node) {
+                        /* And on the pod's budget in the node, which concurrent runs and tool
+                         * calls share. */
+                        nr = gw_node_reserve(bound, node_resv);
+                        if (nr < 0)
+                                (void) budget_meter_release(gw.meter, &res);
+                }
+                if (nr == -ETIME)
+                        return reply_error(
+                                conn,
+                                MHD_HTTP_BAD_REQUEST,
+                                "invalid_request_error",
+                                "run_deadline_passed",
+                                "deadline",
+                                "nucleus: the pod's deadline has passed; no further model calls are "
+                                "allowed. "
+                                "Stop and report what you have.",
+                                model_copy);
+                if (exhausted || !res.active)
                         return reply_error(
                                 conn,
                                 gw.anthropic ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_TOO_MANY_REQUESTS,
@@ -227,6 +247,7 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
         c->model = TAKE_PTR(model_copy);
         c->stream = stream;
         c->reservation = res;
+        memcpy(c->node_resv, node_resv, sizeof c->node_resv);
         c->price = price;
         c->started = now_usec(CLOCK_MONOTONIC);
         c->last_activity = c->started;
@@ -263,6 +284,10 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
         if (!c->curl || !c->body || !c->sse) {
                 if (c->reservation.active)
                         (void) budget_meter_release(gw.meter, &c->reservation);
+                if (c->node_resv[0]) {
+                        bool ex = false;
+                        (void) gw_node_settle(c->node_resv, 0, 0, 0, &ex);
+                }
                 gw_call_unref(c);
                 return MHD_NO;
         }
@@ -299,6 +324,10 @@ static enum MHD_Result forward(struct MHD_Connection *conn, Req *q) {
                 pthread_mutex_unlock(&gw.lock);
                 if (c->reservation.active)
                         (void) budget_meter_release(gw.meter, &c->reservation);
+                if (c->node_resv[0]) {
+                        bool ex = false;
+                        (void) gw_node_settle(c->node_resv, 0, 0, 0, &ex);
+                }
                 c->refs = 1;
                 gw_call_unref(c);
                 return MHD_NO;

@@ -43,7 +43,7 @@ typedef struct Gateway {
         uint64_t connect_timeout_ms, idle_timeout_ms;
         BudgetMeter *meter;
         int audit_fd;        /* -1: none */
-        NucleusClient *node; /* NULL: no node to charge */
+        NucleusClient *node; /* NULL: no node; else signs with the run credential of pod */
         char *pod;
 
         pthread_mutex_t lock; /* everything below, the node client, audit writes */
@@ -69,6 +69,7 @@ typedef struct Call {
         struct curl_slist *hdrs;
         bool stream;
         BudgetReservation reservation;
+        char node_resv[33]; /* the node's reservation id ("" when none) */
         Price price;
         uint64_t started;
 
@@ -102,6 +103,13 @@ int gw_progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_of
 /* The libcurl worker thread of a call: performs it, settles it, then ends its reference. */
 void *gw_worker(void *userdata);
 bool gw_active_add(Call *c);
+/* The pod's budget on the node (docs/api.md "Budget reserve and settle"), with the run
+ * credential. reserve: 0 and the reservation id, -EDQUOT (budget spent), -ETIME (deadline),
+ * other <0 (the node could not be asked: callers refuse the call, fail closed). settle: the
+ * actual cost (0 releases); *ret_exhausted when the pod's budget is now spent; <0 when the
+ * node could not be told. */
+int gw_node_reserve(uint64_t usd_micros, char ret_id[static 33]);
+int gw_node_settle(const char *id, uint64_t usd_micros, uint64_t in, uint64_t out, bool *ret_exhausted);
 /* At shutdown: every call still running is abandoned (its transfer aborts within a second,
  * through the progress callback) and settles as cut, at its reservation, charged to the pod
  * like any other. Waits at most `wait_usec` for the workers. */

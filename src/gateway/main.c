@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent-node.h"
 #include "alloc-util.h"
 #include "budget.h"
 #include "client-settings.h"
@@ -154,22 +153,32 @@ static int load_config(json_t *cfg, char **ret_listen) {
                         return log_error_errno(-errno, "cannot open the audit file %s: %m", audit);
         }
 
+        /* The pod's budget is the node's: every call is reserved and settled there, signed
+         * with the run credential (scope run, docs/api.md "Budget reserve and settle"), which
+         * arrives here only on stdin, in this configuration; never the node key. */
         json_t *node = json_object_get(cfg, "node");
         if (node) {
                 const char *url = json_string_value(json_object_get(node, "url"));
-                const char *key_file = json_string_value(json_object_get(node, "key_file"));
                 const char *pod = json_string_value(json_object_get(node, "pod"));
-                _cleanup_free_ char *err = NULL;
-                if (!url || !key_file || !pod)
-                        return log_error_errno(-EINVAL, "config: \"node\" needs url, key_file and pod");
-                ClientSettings s = { .url = (char *) url,
-                                     .key_file = (char *) key_file,
-                                     .actor = (char *) "nucleus-gateway" };
-                r = client_open(&s, &gw.node, &err);
+                json_t *cred = json_object_get(node, "credential");
+                const char *kid = json_string_value(json_object_get(cred, "key_id"));
+                const char *sec = json_string_value(json_object_get(cred, "secret"));
+                _cleanup_free_ void *raw = NULL;
+                size_t rawlen = 0;
+                if (!url || !pod || !kid || !sec || strlen(sec) != 64 ||
+                    unhexmem(sec, 64, &raw, &rawlen) < 0 || rawlen != CLIENT_KEY_SIZE)
+                        return log_error_errno(
+                                -EINVAL,
+                                "config: \"node\" needs url, pod and credential {key_id, secret} (a run "
+                                "credential of the pod)");
+                r = client_new_scoped(url, raw, kid, "nucleus-gateway", &gw.node);
+                explicit_bzero_safe(raw, rawlen);
                 if (r < 0)
-                        return log_error_errno(r, "%s", err ? err : "cannot create the node client");
+                        return log_error_errno(r, "config: \"node\": bad url or credential key id");
                 client_set_timeouts(gw.node, 5 * USEC_PER_SEC, 30 * USEC_PER_SEC);
                 gw.pod = xstrdup(pod);
+                /* The configuration document is wiped by the caller; so is this copy. */
+                (void) json_string_set(json_object_get(cred, "secret"), "");
         }
 
         const char *listen = json_string_value(json_object_get(cfg, "listen"));

@@ -165,6 +165,9 @@ enum MHD_Result api_h_lease(ApiCall *a);
 enum MHD_Result api_h_remove(ApiCall *a);
 enum MHD_Result api_h_prune(ApiCall *a);
 enum MHD_Result api_h_credentials(ApiCall *a);
+/* api-budget.c */
+enum MHD_Result api_h_budget_reserve(ApiCall *a);
+enum MHD_Result api_h_budget_settle(ApiCall *a);
 /* api-tools.c */
 enum MHD_Result api_h_tool(ApiCall *a);
 enum MHD_Result api_h_workspace_put(ApiCall *a);

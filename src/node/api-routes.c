@@ -42,6 +42,8 @@ static const ApiRoute api_routes[] = {
         { "POST",   "/v1/pods/{id}/remove",             api_h_remove,             API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/lease",              api_h_lease,              API_CAP_JSON,      0,          API_SCOPE_POD },
         { "POST",   "/v1/pods/{id}/credentials",        api_h_credentials,        API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "POST",   "/v1/pods/{id}/budget/reserve",     api_h_budget_reserve,     API_CAP_JSON,      0,          API_SCOPE_RUN },
+        { "POST",   "/v1/pods/{id}/budget/settle",      api_h_budget_settle,      API_CAP_JSON,      0,          API_SCOPE_RUN },
         { "GET",    "/v1/pods/{id}/logs",               api_h_logs,               API_CAP_JSON,      API_QUERY,  API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/audit",              api_h_audit,              API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },

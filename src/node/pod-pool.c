@@ -189,6 +189,7 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         p->weak = p->driver == VMM_DRIVER_LOCAL;
         pthread_mutex_init(&p->audit_lock, NULL);
         pthread_mutex_init(&p->net_lock, NULL);
+        pthread_mutex_init(&p->budget_lock, NULL);
         p->approvals = approval_queue_new(p->id, 0);
         PoolShape shape;
         pool_default_shape(&shape, image, (int) p->driver);

@@ -66,6 +66,8 @@ void pod_free(Pod *p) {
         json_decref(p->pool_events);
         pthread_mutex_destroy(&p->audit_lock);
         pthread_mutex_destroy(&p->net_lock);
+        pthread_mutex_destroy(&p->budget_lock);
+        free(p->resv);
         explicit_bzero_safe(p->creds, sizeof p->creds);
         free(p);
 }
@@ -548,6 +550,7 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         p->weak = driver == VMM_DRIVER_LOCAL;
         pthread_mutex_init(&p->audit_lock, NULL);
         pthread_mutex_init(&p->net_lock, NULL);
+        pthread_mutex_init(&p->budget_lock, NULL);
         p->approvals = approval_queue_new(p->id, 0);
         p->vcpus = spec->vcpus ?: n->config.default_vcpus;
         p->memory_mib = spec->memory_mib ?: n->config.default_memory_mib;

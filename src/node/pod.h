@@ -113,6 +113,12 @@ struct Pod {
         json_t *pool_events; /* under node->lock: guest events that arrived while pooled */
         PodCredential creds[POD_CREDENTIALS_MAX]; /* under node->lock; wiped when freed */
         size_t n_creds;
+        /* Model-call reservations on the pod's budget (api-budget.c, docs/api.md "Budget
+         * reserve and settle"), under budget_lock. */
+        pthread_mutex_t budget_lock;
+        struct PodReservation *resv;
+        size_t n_resv;
+        uint64_t resv_micros; /* sum of the held reservations */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a

@@ -154,6 +154,16 @@ def test_real_agent_fixes_the_bug_through_the_pod(node, proj, tmp_path, kind, pr
         assert q["headers"][hdr].endswith(PROVIDER_KEY)
         assert "nrt-" not in json.dumps(q["headers"])
     assert doc["cost_micros"] == sum(c.get("cost_micros", 0) for c in doc["model_calls"]) > 0
+    # The model calls were reserved and settled on the node with the run's own credential
+    # (scope run), and settled at what the gateway reports; the agent's tool calls were signed
+    # with a credential scoped to the pod, never the node key.
+    every = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    settles = [x for x in every if x.get("op") == "budget_settle"]
+    forwarded = [c for c in doc["model_calls"] if c["outcome"] != "refused"]
+    assert len(settles) == len(forwarded) > 0, settles
+    assert all("(credential run-" in x["actor"] for x in settles)
+    assert sum(x["detail"]["charged_usd_micros"] for x in settles) == doc["cost_micros"]
+    assert all("(credential pod-" in x["actor"] for x in recs), [x["actor"] for x in recs]
 
 
 def test_real_claude_is_stopped_by_the_budget(node, proj, tmp_path):

@@ -263,7 +263,9 @@ def test_budget_exhaustion_stops_the_session(env, node):
     calls = doc["model_calls"]
     assert [c["outcome"] for c in calls] == ["ok"] * forwarded + ["refused"]
     assert calls[-1]["reason"] == "budget"
-    charged = sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+    # Reserved and settled on the node with the run credential, never charged as a tool call.
+    assert not [c for c in node.tool_calls if c[1] == "charge"]
+    charged = sum(usd for _, usd in node.settled)
     assert charged == sum(c.get("cost_micros", 0) for c in calls) == doc["cost_micros"] <= node.budget_micros
     assert only_pod(node).deleted
 
@@ -816,7 +818,7 @@ def test_external_agent_adapter(env, node, tmp_path, kind, provider):
     assert len(doc["model_calls"]) == len(requests) == 5
     assert all(c["outcome"] == "ok" for c in doc["model_calls"])
     assert doc["cost_micros"] == sum(c["cost_micros"] for c in doc["model_calls"]) > 0
-    assert doc["cost_micros"] == sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+    assert doc["cost_micros"] == sum(usd for _, usd in node.settled)
 
     # The agent never saw the provider key: its requests carried the run's token, which the
     # gateway replaced; its environment holds no key and nothing of ours.
@@ -847,7 +849,7 @@ def test_external_agent_budget_stops_it_mid_run(env, node, tmp_path):
     assert 1 <= forwarded < 20
     assert [c["outcome"] for c in calls] == ["ok"] * forwarded + ["refused"]
     assert calls[-1]["reason"] == "budget"
-    charged = sum(c[2]["usd_micros"] for c in node.tool_calls if c[1] == "charge")
+    charged = sum(usd for _, usd in node.settled)
     assert charged == doc["cost_micros"] <= node.budget_micros
 
 

@@ -7,12 +7,16 @@ everything it was asked. It is a TEST DOUBLE: the real node and proxy are tested
 microVMs elsewhere, and the e2e tests run against them when they are available.
 
 Rules it enforces (enough to observe the client's behaviour):
-  * every request but /v1/health must be signed with the node key (401 otherwise);
+  * every request but /v1/health must be signed with the node key (401 otherwise) or a
+    credential it minted (POST /v1/pods/{id}/credentials): a pod credential for that pod's
+    status, tools, lease and approval queue, a run credential for its budget routes (403);
   * paths: absolute or escaping the workspace -> 403 sandbox_escape;
   * web_fetch -> 403 network_denied (the pod has no network);
   * run ["git","push",...] -> 403 approval_required {"operation":"git_push"} unless an approval
     token (Ed25519, approver key) for this pod, operation and exact argv digest was submitted;
-  * charge -> 402 budget_exhausted once the spent amount exceeds budget_micros.
+  * charge -> 402 budget_exhausted once the spent amount exceeds budget_micros;
+  * budget reserve (run credential) -> 402 once spent + held + asked exceeds budget_micros;
+    settle adds the actual cost to the spent amount.
 """
 import base64
 import hashlib
@@ -67,6 +71,7 @@ class Pod:
         self.polls = 0
         self.tokens = []
         self.spent = 0
+        self.reservations = {}  # id -> usd_micros held (POST .../budget/reserve)
         self.audit = []
         self.deleted = False
 
@@ -83,6 +88,7 @@ class StubNode:
         self.tool_calls = []  # (pod, op, args, answer)
         self.credentials = {}  # key_id -> minted credential (POST /v1/pods/{id}/credentials)
         self.scoped_calls = []  # (method, path, key_id) signed with a credential
+        self.settled = []  # (pod, usd_micros) settled through POST .../budget/settle
         self._httpd = None
 
     # -- lifecycle --
@@ -183,13 +189,22 @@ class StubNode:
             return self._err(h, 401, "unauthorized", "bad or missing signature")
         parts = h.path.split("?")[0].strip("/").split("/")
         cred = getattr(h, "nucleus_credential", None)
+        budget_route = len(parts) == 5 and parts[:2] == ["v1", "pods"] and parts[3] == "budget"
+        if budget_route and (cred is None or cred["scope"] != "run"):
+            return self._err(h, 403, "insufficient_capability", "only the run credential",
+                             detail="run_credential_required")
         if cred is not None:
-            # Its own pod's status, tools, lease and approval queue; nothing else.
+            # A pod credential: its own pod's status, tools, lease and approval queue; a run
+            # credential: its pod's budget reserve and settle. Nothing else.
             own = len(parts) >= 3 and parts[:2] == ["v1", "pods"] and parts[2] == cred["pod"]
             rest = parts[3:] if own else None
-            if not own or not (rest == [] and method == "GET" or rest == ["lease"]
-                               or (len(rest) == 2 and rest[0] == "tools" and rest[1] != "charge")
-                               or (rest and rest[0] == "approvals" and method in ("GET", "DELETE"))):
+            if cred["scope"] == "run":
+                allowed = own and budget_route
+            else:
+                allowed = own and (rest == [] and method == "GET" or rest == ["lease"]
+                                   or (len(rest) == 2 and rest[0] == "tools" and rest[1] != "charge")
+                                   or (rest and rest[0] == "approvals" and method in ("GET", "DELETE")))
+            if not allowed:
                 return self._err(h, 403, "insufficient_capability", "outside the credential's scope",
                                  detail="node_key_required" if own else "other_pod")
             self.scoped_calls.append((method, h.path, cred["key_id"]))
@@ -221,6 +236,22 @@ class StubNode:
                     return self._approval(h, p, body)
                 if len(rest) == 2 and rest[0] == "tools" and method == "POST":
                     return self._tool(h, p, rest[1], body)
+                if rest == ["budget", "reserve"] and method == "POST":
+                    a = json.loads(body)
+                    held = sum(p.reservations.values())
+                    if p.spent + held + a["usd_micros"] > self.budget_micros:
+                        return self._err(h, 402, "budget_exhausted", "does not fit")
+                    rid = secrets.token_hex(16)
+                    p.reservations[rid] = a["usd_micros"]
+                    return self._reply(h, 200, {"reservation": rid, "usd_micros": a["usd_micros"]})
+                if rest == ["budget", "settle"] and method == "POST":
+                    a = json.loads(body)
+                    if p.reservations.pop(a["reservation"], None) is None:
+                        return self._err(h, 404, "not_found", "no such reservation")
+                    p.spent += a["usd_micros"]
+                    self.settled.append((p.id, a["usd_micros"]))
+                    return self._reply(h, 200, {"reservation": a["reservation"], "charged_usd_micros": a["usd_micros"],
+                                                "exhausted": p.spent >= self.budget_micros})
                 if rest == ["credentials"] and method == "POST":
                     scope = (json.loads(body) if body else {}).get("scope", "pod")
                     c = {"key_id": f"{scope}-{p.id}-{secrets.token_hex(8)}", "secret": secrets.token_hex(32),

@@ -7,6 +7,7 @@ credential's secret; nucleus-mcp works with the credential alone (no node key re
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -196,4 +197,111 @@ def test_nucleus_mcp_with_the_credential_alone(node, tmp_path):
     err = mcp.stderr.read().decode()
     assert cred["secret"] not in err
     assert cred["key_id"] in c.audit(pod).text
+    c.delete_pod(pod)
+
+
+# ---- budget reserve and settle (scope RUN) ---------------------------------------------------
+
+BUDGET_SPEC = spec_yaml(policy="\n    profile: fix-issue\n    max_cost_usd: 1")
+
+
+def budget_pod(c):
+    r = c.create_pod(BUDGET_SPEC)
+    assert r.status == 201, r
+    pod = r.json()["id"]
+    assert c.wait_state(pod, {"running", "failed", "exited"}, timeout=60)["state"] == "running"
+    return pod
+
+
+def reserve(cl, pod, usd_micros, **kw):
+    return cl.request("POST", f"/v1/pods/{pod}/budget/reserve", json.dumps({"usd_micros": usd_micros, **kw}))
+
+
+def settle(cl, pod, rid, usd_micros, **kw):
+    return cl.request("POST", f"/v1/pods/{pod}/budget/settle",
+                      json.dumps({"reservation": rid, "usd_micros": usd_micros, **kw}))
+
+
+def left(c, pod):
+    return c.tool(pod, "status").json()["budget"]
+
+
+def test_reserve_and_settle_only_with_the_run_credential(node):
+    c = node.client()
+    pod, other = budget_pod(c), budget_pod(c)
+    url = f"http://127.0.0.1:{node.port}"
+    run = NodeClient.scoped(url, mint(c, pod, "run"), actor="gateway")
+    # The node key, a pod credential and another pod's run credential are refused.
+    refused(reserve(c, pod, 1000), "run_credential_required")
+    refused(reserve(NodeClient.scoped(url, mint(c, pod)), pod, 1000), "run_credential_required")
+    refused(reserve(NodeClient.scoped(url, mint(c, other, "run")), pod, 1000), "other_pod")
+    for bad in ({}, {"usd_micros": -1}, {"usd_micros": 1, "ttl_seconds": 0}, {"usd_micros": 1, "x": 1}):
+        r = run.request("POST", f"/v1/pods/{pod}/budget/reserve", json.dumps(bad))
+        assert r.status == 400 and r.json()["kind"] == "invalid_request", (bad, r)
+
+    r = reserve(run, pod, 400_000)
+    assert r.status == 200 and r.mac_ok, r
+    rid = r.json()["reservation"]
+    assert r.json()["free_usd_micros"] == 600_000
+    r = reserve(run, pod, 700_000)  # 0.4 held + 0.7 > 1.0
+    assert r.status == 402 and r.json()["kind"] == "budget_exhausted", r
+    r = settle(run, pod, rid, 250_000, input_tokens=1000, output_tokens=100)
+    assert r.status == 200 and r.json()["charged_usd_micros"] == 250_000 and not r.json()["exhausted"], r
+    assert left(c, pod)["used_usd_micros"] == 250_000
+    assert settle(run, pod, rid, 1).status == 404  # settled once
+    # Settling above what is left spends the rest: exhausted, and further reserves are refused.
+    rid = reserve(run, pod, 700_000).json()["reservation"]
+    r = settle(run, pod, rid, 900_000)
+    assert r.status == 200 and r.json()["exhausted"], r
+    r = reserve(run, pod, 1)
+    assert r.status == 402 and r.json()["kind"] == "budget_exhausted", r
+    log = c.audit(pod).text
+    assert '"budget_reserve"' in log and '"budget_settle"' in log and "credential run-" in log
+
+    # A pod's end takes its run credential with it.
+    c.delete_pod(pod)
+    refused(reserve(run, pod, 1), "pod_ended")
+    c.delete_pod(other)
+
+
+def test_concurrent_reserves_never_overspend(node):
+    c = node.client()
+    pod = budget_pod(c)
+    run = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, pod, "run"))
+    results = []
+    barrier = threading.Barrier(8)
+
+    def one():
+        barrier.wait()
+        results.append(reserve(run, pod, 300_000))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    ok = [r for r in results if r.status == 200]
+    assert len(results) == 8 and len(ok) == 3, [r.status for r in results]  # 3 x 0.3 <= 1.0 < 4 x 0.3
+    assert all(r.status == 402 for r in results if r.status != 200)
+    # Every holder settles at its full reservation: exactly what was promised, never more.
+    for r in ok:
+        assert settle(run, pod, r.json()["reservation"], 300_000).status == 200
+    b = left(c, pod)
+    assert b["used_usd_micros"] == 900_000 and b["used_usd_micros"] <= b["max_usd_micros"], b
+    c.delete_pod(pod)
+
+
+def test_unsettled_reservation_is_charged_at_its_amount(node):
+    c = node.client()
+    pod = budget_pod(c)
+    run = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, pod, "run"))
+    r = reserve(run, pod, 200_000, ttl_seconds=1)
+    assert r.status == 200, r
+    rid = r.json()["reservation"]
+    time.sleep(2.5)
+    # The next reserve finds it expired and charges it at its reservation.
+    r = reserve(run, pod, 100_000)
+    assert r.status == 200 and r.json()["free_usd_micros"] == 700_000, r
+    assert left(c, pod)["used_usd_micros"] == 200_000
+    assert settle(run, pod, rid, 0).status == 404
     c.delete_pod(pod)

@@ -161,6 +161,17 @@ static void test_scope_decision(void **state) {
         assert_int_equal(decide("GET", "/v1/pods/" POD, &run), API_SCOPE_DENY_POD_CRED);
         assert_int_equal(decide("POST", "/v1/pods/" POD "/tools/read", &run), API_SCOPE_DENY_POD_CRED);
 
+        /* Budget reserve and settle: only a run credential of that pod, not the node key. */
+        const ApiCaller run_ended = { .scoped = true, .scope = POD_CRED_RUN, .pod_id = POD, .pod_ended = true };
+        const char *budget[] = { "/v1/pods/" POD "/budget/reserve", "/v1/pods/" POD "/budget/settle" };
+        for (size_t i = 0; i < ELEMENTSOF(budget); i++) {
+                assert_int_equal(decide("POST", budget[i], &run), API_SCOPE_ALLOW);
+                assert_int_equal(decide("POST", budget[i], &node), API_SCOPE_DENY_RUN_ONLY);
+                assert_int_equal(decide("POST", budget[i], &pod), API_SCOPE_DENY_RUN_ONLY);
+                assert_int_equal(decide("POST", budget[i], &run_ended), API_SCOPE_DENY_ENDED);
+        }
+        assert_int_equal(decide("POST", "/v1/pods/" OTHER "/budget/reserve", &run), API_SCOPE_DENY_OTHER_POD);
+
         /* A scoped caller without a pod id (defensive) is never taken for any pod. */
         const ApiCaller nopod = { .scoped = true, .scope = POD_CRED_POD };
         assert_int_equal(decide("GET", "/v1/pods/" POD, &nopod), API_SCOPE_DENY_OTHER_POD);
