@@ -63,6 +63,9 @@ void pod_on_close(void *userdata, int error) {
         Pod *p = userdata;
         bool live;
 
+        if (pod_pool_channel_lost(p))
+                return; /* a pooled pod: the pool replaces it */
+
         /* Runs on the channel's reader thread, which holds no reference: the pod may be in
          * pod_free (n_ref 0, joining this very thread). Only a pod with references that is
          * still running is touched, and the termination job gets its reference under the
@@ -106,7 +109,7 @@ static Configure *pod_configure_message(Pod *p) {
 
 /* The channel's liveness watcher: nothing came from the guest for the bound (a stopped or
  * paused VM, a hung proxy loop). Same reference rules as pod_on_close. */
-static void pod_on_dead(void *userdata, usec_t silent) {
+void pod_on_dead(void *userdata, usec_t silent) {
         Pod *p = userdata;
         bool live;
 
@@ -192,7 +195,7 @@ void pod_now_running(Pod *p) {
         /* From here on the guest must keep answering: pings outside its tool work. */
         int r = channel_liveness_start(
                 p->channel, (usec_t) p->node->config.liveness_sec * USEC_PER_SEC, pod_on_dead);
-        if (r < 0)
+        if (r < 0 && !(r == -EINVAL && p->claimed)) /* a claimed pod is watched since the pool */
                 log_warning_errno(r, "pod %s: cannot watch the guest's liveness: %m", p->id);
         metrics_observe_ready(now_usec(CLOCK_MONOTONIC) - p->created_mono);
         pod_audit_lifecycle(p, "running", vmm_accel(p->vm), NULL);

@@ -52,6 +52,8 @@ void *pod_boot_thread(void *userdata);
 int pod_configure(Pod *p, char **reterr);
 /* Channel callback: the channel closed (a running pod fails with the cause). */
 void pod_on_close(void *userdata, int error);
+/* Channel liveness callback: a running guest silent for the bound fails its pod. */
+void pod_on_dead(void *userdata, usec_t silent);
 /* The pod answered configure: running, liveness watched, ready time and record. */
 void pod_now_running(Pod *p);
 
@@ -64,6 +66,8 @@ Pod *pod_pool_take_locked(Node *n, const PoolShape *want, const char **ret_miss)
 void pod_pool_note(Node *n, bool hit, const char *miss);
 /* Keep a guest event of a pooled pod for its claim (pod_on_event). True when kept/dropped. */
 bool pod_pool_stash_event(Pod *p, json_t *ev);
+/* The channel of p closed: true when p is pooled (the pool then replaces it). */
+bool pod_pool_channel_lost(Pod *p);
 /* The claimed pod's thread: the stashed guest events, configure, running. */
 void *pod_claim_thread(void *userdata);
 /* Does this pod dir (of an earlier run) belong to a pooled pod? (its "pool" marker) */

@@ -102,6 +102,31 @@ bool pod_pool_stash_event(Pod *p, json_t *ev) {
         return pooled;
 }
 
+/* A pooled pod's guest stopped answering or closed its channel (channel threads; no
+ * reference held: only a pod with references is touched, as in pod_on_close). */
+static bool pool_mark_lost(Pod *p) {
+        pthread_mutex_lock(&p->node->lock);
+        bool pooled = p->n_ref > 0 && p->pooled;
+        if (pooled && !p->pool_lost) {
+                p->pool_lost = true;
+                p->pool_ready = false;
+                pool_wake(p->node->pool);
+        }
+        pthread_mutex_unlock(&p->node->lock);
+        return pooled;
+}
+
+bool pod_pool_channel_lost(Pod *p) {
+        return pool_mark_lost(p);
+}
+
+/* Liveness while pooled (the same bound as for running pods); after the claim the pod's own. */
+static void pool_on_dead(void *userdata, usec_t silent) {
+        Pod *p = userdata;
+        if (!pool_mark_lost(p))
+                pod_on_dead(p, silent);
+}
+
 static uint64_t pool_used_mib_locked(PodPool *pl) {
         uint64_t used = 0;
         for (size_t i = 0; i < pl->n_pods; i++)
@@ -290,9 +315,14 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
                 }
         }
 
+        /* A guest that hangs while it waits is noticed and replaced like one whose VMM died. */
+        r = channel_liveness_start(ch, (usec_t) n->config.liveness_sec * USEC_PER_SEC, pool_on_dead);
+        if (r < 0)
+                log_warning_errno(r, "Pool: pod %s: cannot watch the guest's liveness: %m", p->id);
+
         usec_t took = now_usec(CLOCK_MONOTONIC) - t0;
         pthread_mutex_lock(&n->lock);
-        bool still = p->pooled && !p->terminating;
+        bool still = p->pooled && !p->terminating && !p->pool_lost;
         if (still)
                 p->pool_ready = true;
         pthread_mutex_unlock(&n->lock);
@@ -360,6 +390,14 @@ static void *pool_thread(void *userdata) {
                         const char *img = pool_next_image_locked(n, pl, &over);
                         need = img ? xstrdup(img) : NULL;
                 }
+                Pod **lost = xnew0(Pod *, pl->n_pods + 1);
+                size_t n_lost = 0;
+                for (size_t i = 0; i < pl->n_pods;)
+                        if (pl->pods[i]->pool_lost) {
+                                lost[n_lost++] = pl->pods[i];
+                                pool_remove_locked(pl, pl->pods[i]);
+                        } else
+                                i++;
                 struct pollfd *pfds = xnew0(struct pollfd, pl->n_pods + 1);
                 Pod **owners = xnew0(Pod *, pl->n_pods + 1);
                 size_t k = 1;
@@ -376,6 +414,26 @@ static void *pool_thread(void *userdata) {
                         p->n_ref++;
                 }
                 pthread_mutex_unlock(&n->lock);
+
+                for (size_t i = 0; i < n_lost; i++) {
+                        log_warning(
+                                "Pool: idle pod %s of image %s stopped answering on its channel; replacing "
+                                "it",
+                                lost[i]->id,
+                                lost[i]->pool_image);
+                        metrics_pool_lost();
+                        pool_discard(lost[i]);
+                }
+                free(lost);
+                if (n_lost > 0) {
+                        for (size_t i = 1; i < k; i++) {
+                                safe_close(pfds[i].fd);
+                                pod_unref(owners[i]);
+                        }
+                        free(pfds);
+                        free(owners);
+                        continue;
+                }
 
                 if (over && !warned_budget)
                         log_warning(
@@ -532,7 +590,9 @@ void pod_pool_stop(Node *n) {
         pool_wake(pl);
         if (pl->running)
                 (void) pthread_join(pl->thread, NULL);
+        pthread_mutex_lock(&n->lock);
         n->pool = NULL;
+        pthread_mutex_unlock(&n->lock);
         safe_close(pl->wake_fd);
         free(pl->pods);
         free(pl);

@@ -109,6 +109,7 @@ struct Pod {
         bool pooled;         /* under node->lock: in the pool */
         bool pool_ready;     /* under node->lock: its proxy answered; claimable */
         bool claimed;        /* this pod was claimed from the pool (set once, at claim) */
+        bool pool_lost;      /* under node->lock: pooled, its channel closed or went silent */
         char *pool_image;    /* the image a pooled pod was booted with */
         json_t *pool_events; /* under node->lock: guest events that arrived while pooled */
         PodCredential creds[POD_CREDENTIALS_MAX]; /* under node->lock; wiped when freed */

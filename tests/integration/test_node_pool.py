@@ -17,13 +17,13 @@ from helpers.nodeproc import NodeProc, spec_yaml
 WAIT = 120
 
 
-def pool_node(tmp_path, size=1, budget=None, driver="local", **kw):
+def pool_node(tmp_path, size=1, budget=None, driver="local", extra_args=(), **kw):
     cfg = tmp_path / "node.toml"
     text = f"[pool.images]\ndefault = {size}\n"
     if budget is not None:
         text = f"[pool]\nmemory_budget_mib = {budget}\n" + text
     cfg.write_text(text)
-    return NodeProc(tmp_path, driver=driver, extra_args=["--config", str(cfg)], **kw)
+    return NodeProc(tmp_path, driver=driver, extra_args=["--config", str(cfg), *extra_args], **kw)
 
 
 def pool_state(node):
@@ -148,6 +148,60 @@ def test_pool_idle_pod_killed_is_replaced(tmp_path):
         assert node.metric("nucleus_pool_lost_total") == 1
         pod = create_running(node.client())
         assert "pod_claim" in audit_ops(node, pod)
+
+
+def descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def test_pool_idle_pod_that_stops_answering_is_replaced(tmp_path):
+    # A hung guest (here: every process of the sandbox stopped) is noticed by the channel's
+    # liveness pings while it waits in the pool, discarded and replaced.
+    with pool_node(tmp_path, size=1, extra_args=["--liveness-timeout", "2"]) as node:
+        wait_ready(node, 1)
+        victim = pooled_dirs(node)[0]
+        pid = int((node.state_dir / "pods" / victim / "vmm.pid").read_text().split()[0])
+        stopped = descendants(pid)
+        for p in stopped:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                dirs = pooled_dirs(node)
+                if dirs and victim not in dirs and pool_state(node)["images"][0]["ready"] == 1:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"not replaced: {pooled_dirs(node)}\n{node.log()}")
+        finally:
+            for p in stopped:
+                try:
+                    os.kill(p, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        assert "stopped answering on its channel; replacing it" in node.log()
+        assert node.metric("nucleus_pool_lost_total") == 1
+        pod = create_running(node.client())
+        assert "pod_claim" in audit_ops(node, pod)
+        assert c_ok(node, pod)
+
+
+def c_ok(node, pod):
+    r = node.client().tool(pod, "list", {"path": "."})
+    return r.status == 200
 
 
 def test_pool_restart_discards_pool(tmp_path):
