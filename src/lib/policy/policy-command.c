@@ -95,8 +95,7 @@ _printf_(2, 3) static void set_inline(Analysis *a, const char *fmt, ...) {
         if (a->inline_reason)
                 return;
         va_start(ap, fmt);
-        if (vasprintf(&a->inline_reason, fmt, ap) < 0)
-                abort();
+        a->inline_reason = policy_vformat(fmt, ap);
         va_end(ap);
 }
 
@@ -105,8 +104,7 @@ _printf_(2, 3) static void set_fail(Analysis *a, const char *fmt, ...) {
         if (a->fail_reason)
                 return;
         va_start(ap, fmt);
-        if (vasprintf(&a->fail_reason, fmt, ap) < 0)
-                abort();
+        a->fail_reason = policy_vformat(fmt, ap);
         va_end(ap);
 }
 
@@ -133,7 +131,7 @@ static bool long_opt_abbrev(const char *w, const char *const *l) {
         if (!startswith(w, "--"))
                 return false;
         const char *n = w + 2;
-        size_t len = strcspn(n, "=");
+        size_t len = (size_t) (strchrnul(n, '=') - n);
         if (len < 2)
                 return false;
         for (; *l; l++)
@@ -563,7 +561,8 @@ static int wrapper_opt(const WrapperOpt *o, void *userdata, Analysis *a) {
 
 typedef struct OptCheck {
         const OptGrammar *g;
-        const char *prog; /* as shown in messages */
+        const char *prog; /* as shown in messages, with sub after it when set ("git <sub>") */
+        const char *sub;
         Analysis *a;
         OptVisitFn extra; /* program-specific value checks, or NULL */
         void *extra_userdata;
@@ -574,22 +573,24 @@ static int opt_check_visit(const OptItem *it, void *userdata) {
         const OptGrammar *g = c->g;
         if (it->kind == OPT_ITEM_UNKNOWN) {
                 _cleanup_free_ char *vis = policy_visible(it->word);
+                _cleanup_free_ char *gsub = c->sub ? xasprintf("git %s", c->sub) : NULL;
                 set_inline(
                         c->a,
                         "'%s %s': unknown option '-%c' (options of %s are judged by its real grammar)",
-                        c->prog,
+                        gsub ?: c->prog,
                         vis,
                         it->letter,
-                        c->prog);
+                        gsub ?: c->prog);
                 return -1;
         }
         if ((it->kind == OPT_ITEM_SHORT && strchr(g->danger, it->letter)) ||
             (it->kind == OPT_ITEM_LONG && opt_long_matches(it->name, it->name_len, g->long_danger))) {
                 _cleanup_free_ char *vis = policy_visible(it->word);
+                _cleanup_free_ char *gsub = c->sub ? xasprintf("git %s", c->sub) : NULL;
                 if (it->kind == OPT_ITEM_SHORT && !streq(it->word + 1, (char[]){ it->letter, 0 }))
-                        set_inline(c->a, "'%s %s' (option -%c) %s", c->prog, vis, it->letter, g->why);
+                        set_inline(c->a, "'%s %s' (option -%c) %s", gsub ?: c->prog, vis, it->letter, g->why);
                 else
-                        set_inline(c->a, "'%s %s' %s", c->prog, vis, g->why);
+                        set_inline(c->a, "'%s %s' %s", gsub ?: c->prog, vis, g->why);
                 return -1;
         }
         return c->extra ? c->extra(it, c->extra_userdata) : 0;
@@ -620,12 +621,9 @@ static size_t analyze_options(
                                                     : policy_impl_to_string(impl));
                 return SIZE_MAX;
         }
-        OptCheck c = { .g = g, .prog = sub ? "git" : prog, .a = a, .extra = extra, .extra_userdata = userdata };
-        _cleanup_free_ char *gsub = NULL;
-        if (sub) {
-                gsub = xasprintf("git %s", sub);
-                c.prog = gsub;
-        }
+        OptCheck c = {
+                .g = g, .prog = sub ? "git" : prog, .sub = sub, .a = a, .extra = extra, .extra_userdata = userdata
+        };
         return opt_scan(g, argv, start, opt_check_visit, &c);
 }
 
@@ -1020,19 +1018,79 @@ static char *const *compiled_words(const CompiledList *cl, size_t i) {
         return cl && cl->words[i] ? cl->words[i] : NULL;
 }
 
+/* The entries of a compiled command list or rule array that can match some word of a set: a
+ * bitset, or every entry (all) when nothing is compiled or the list is too long to index here. */
+#define CANDIDATE_WORDS 4U
+typedef struct Candidates {
+        bool all;
+        uint64_t bits[CANDIDATE_WORDS];
+} Candidates;
+
+/* The entries whose first byte (by_first, 256 * nw) is the first byte of words[0], or of any
+ * word when any_word. */
+static void candidates_for(Candidates *c, const uint64_t *by_first, size_t nw, char *const *words, bool any_word) {
+        c->all = !by_first || nw > CANDIDATE_WORDS;
+        if (c->all)
+                return;
+        memset(c->bits, 0, sizeof c->bits);
+        if (nw == 1) { /* the usual case: up to 64 entries */
+                for (char *const *w = words; *w; w++) {
+                        c->bits[0] |= by_first[(unsigned char) (*w)[0]];
+                        if (!any_word)
+                                break;
+                }
+                return;
+        }
+        for (char *const *w = words; *w; w++) {
+                const uint64_t *set = by_first + (unsigned char) (*w)[0] * nw;
+                for (size_t k = 0; k < nw; k++)
+                        c->bits[k] |= set[k];
+                if (!any_word)
+                        break;
+        }
+}
+
+/* The first candidate at index i or after it (SIZE_MAX: none). */
+static inline size_t candidate_next(const Candidates *c, size_t i) {
+        if (c->all)
+                return i;
+        size_t w = i / 64;
+        if (w >= CANDIDATE_WORDS)
+                return SIZE_MAX;
+        uint64_t bits = c->bits[w] & (~UINT64_C(0) << (i % 64));
+        while (!bits) {
+                if (++w >= CANDIDATE_WORDS)
+                        return SIZE_MAX;
+                bits = c->bits[w];
+        }
+        return w * 64 + (size_t) __builtin_ctzll(bits);
+}
+
+/* The compiled rules for an array when they were made from it, else NULL. */
+static const CompiledRules *rules_compiled(const CompiledRules *cr, const CommandRules *rules) {
+        return cr->ptr == rules->rules && cr->n == rules->n_rules ? cr : NULL;
+}
+
 /* The command allowlist names this program itself (an allowed string whose first word is it,
  * or an allowed rule for it) and argv matches that entry: the policy author chose to let it
  * run whatever scripts or makefiles it reads. */
 static bool allowlist_names_program(const Policy *p, const PolicyCompiled *pc, char *const *argv) {
         const CommandPolicy *c = &p->commands;
-        for (size_t r = 0; r < c->allowed_rules.n_rules; r++) {
+        const CompiledRules *ra = pc ? rules_compiled(&pc->rules_allowed, &c->allowed_rules) : NULL;
+        const CompiledList *la = pc ? &pc->commands_allowed : NULL;
+        Candidates cand; /* entries whose program or first word shares argv[0]'s first byte */
+        candidates_for(&cand, ra ? ra->by_first : NULL, ra ? ra->nw : 0, argv, false);
+        for (size_t r = candidate_next(&cand, 0); r < c->allowed_rules.n_rules;
+             r = candidate_next(&cand, r + 1)) {
                 const CommandRule *rule = &c->allowed_rules.rules[r];
                 if (streq(rule->program, argv[0]) && command_rule_matches(rule, argv))
                         return true;
         }
-        for (size_t i = 0; c->allowed && c->allowed[i]; i++) {
+        candidates_for(&cand, la ? la->by_first : NULL, la ? la->nw : 0, argv, false);
+        for (size_t i = candidate_next(&cand, 0); i != SIZE_MAX && c->allowed && c->allowed[i];
+             i = candidate_next(&cand, i + 1)) {
                 _cleanup_strv_free_ char **split = NULL;
-                char *const *aw = compiled_words(pc ? &pc->commands_allowed : NULL, i);
+                char *const *aw = compiled_words(la, i);
                 if (!aw) {
                         if (words_split(c->allowed[i], &split, NULL) < 0)
                                 continue;
@@ -1048,6 +1106,8 @@ static bool allowlist_names_program(const Policy *p, const PolicyCompiled *pc, c
 
 /* A script operand that names standard input: the request's stdin is code then. */
 static bool path_is_stdin(const char *w) {
+        if (w[0] != '-' && w[0] != '/') /* every name below starts with one of them */
+                return false;
         return streq(w, "-") || streq(w, "/dev/stdin") || startswith(w, "/dev/fd/") ||
                 (startswith(w, "/proc/") && strstr(w, "/fd/")) || streq(w, "/dev/tty") ||
                 streq(w, "/proc/self/fd/0");
@@ -1362,7 +1422,8 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 }
                 const ProgramClass *pcls = program_class(prog);
                 unsigned cls = pcls->flags;
-                if (startswith(prog, "ld-linux") || startswith(prog, "ld.so") || startswith(prog, "ld-musl")) {
+                if (prog[0] == 'l' && prog[1] == 'd' &&
+                    (startswith(prog, "ld-linux") || startswith(prog, "ld.so") || startswith(prog, "ld-musl"))) {
                         set_inline(a, "'%s' (the dynamic loader) runs arbitrary programs", prog);
                         return;
                 }
@@ -1445,7 +1506,7 @@ static void analyze(const Policy *p, char *const *argv, unsigned depth, Analysis
                 } else if (cls & PROG_SHELL) {
                         analyze_shell(prog, argv, a);
                         return;
-                } else if (startswith(prog, "git-") && prog[4]) {
+                } else if (prog[0] == 'g' && startswith(prog, "git-") && prog[4]) {
                         /* git's dashed programs (/usr/lib/git-core/git-push) are the subcommand:
                          * judge `git-push x` as `git push x`. */
                         char **g = analysis_vector(a, n + 1);
@@ -1614,51 +1675,6 @@ static bool program_path_trusted(const char *prog) {
         return false;
 }
 
-/* The entries of a compiled command list or rule array that can match some word of a set: a
- * bitset, or every entry (all) when nothing is compiled or the list is too long to index here. */
-#define CANDIDATE_WORDS 4U
-typedef struct Candidates {
-        bool all;
-        uint64_t bits[CANDIDATE_WORDS];
-} Candidates;
-
-/* The entries whose first byte (by_first, 256 * nw) is the first byte of words[0], or of any
- * word when any_word. */
-static void candidates_for(Candidates *c, const uint64_t *by_first, size_t nw, char *const *words, bool any_word) {
-        c->all = !by_first || nw > CANDIDATE_WORDS;
-        if (c->all)
-                return;
-        memset(c->bits, 0, sizeof c->bits);
-        for (char *const *w = words; *w; w++) {
-                const uint64_t *set = by_first + (unsigned char) (*w)[0] * nw;
-                for (size_t k = 0; k < nw; k++)
-                        c->bits[k] |= set[k];
-                if (!any_word)
-                        break;
-        }
-}
-
-/* The first candidate at index i or after it (SIZE_MAX: none). */
-static size_t candidate_next(const Candidates *c, size_t i) {
-        if (c->all)
-                return i;
-        size_t w = i / 64;
-        if (w >= CANDIDATE_WORDS)
-                return SIZE_MAX;
-        uint64_t bits = c->bits[w] & (~UINT64_C(0) << (i % 64));
-        while (!bits) {
-                if (++w >= CANDIDATE_WORDS)
-                        return SIZE_MAX;
-                bits = c->bits[w];
-        }
-        return w * 64 + (size_t) __builtin_ctzll(bits);
-}
-
-/* The compiled rules for an array when they were made from it, else NULL. */
-static const CompiledRules *rules_compiled(const CompiledRules *cr, const CommandRules *rules) {
-        return cr->ptr == rules->rules && cr->n == rules->n_rules ? cr : NULL;
-}
-
 /* Judge one Exec against the command component. On denial returns false and a malloc'd
  * reason in *ret_reason. Only the entries whose first byte some word shares are tried (a
  * rule's program and an allowed string's first word must equal the layer's first word; a
@@ -1676,20 +1692,17 @@ static bool command_component_allows(
                 for (size_t r = candidate_next(&cand, 0); r < c->blocked_rules.n_rules;
                      r = candidate_next(&cand, r + 1))
                         if (command_rule_matches(&c->blocked_rules.rules[r], words)) {
-                                if (asprintf(
-                                            ret_reason,
-                                            "matches commands.blocked_rules entry for '%s'",
-                                            c->blocked_rules.rules[r].program) < 0)
-                                        abort();
+                                *ret_reason = policy_format(
+                                        "matches commands.blocked_rules entry for '%s'",
+                                        c->blocked_rules.rules[r].program);
                                 return false;
                         }
                 candidates_for(&cand, lb ? lb->by_first : NULL, lb ? lb->nw : 0, words, true);
                 for (size_t i = candidate_next(&cand, 0); i != SIZE_MAX && c->blocked && c->blocked[i];
                      i = candidate_next(&cand, i + 1))
                         if (blocked_string_matches(c->blocked[i], compiled_words(lb, i), words)) {
-                                if (asprintf(ret_reason, "matches commands.blocked entry '%s'", c->blocked[i]) <
-                                    0)
-                                        abort();
+                                *ret_reason = policy_format(
+                                        "matches commands.blocked entry '%s'", c->blocked[i]);
                                 return false;
                         }
         }
@@ -1698,12 +1711,9 @@ static bool command_component_allows(
         if (!program_path_trusted(e->raw_program)) {
                 /* Blocks match the basename (no bypass by path), but an allowlist entry "cargo test"
                  * means the system's cargo, not ./cargo written into the workspace. */
-                if (asprintf(
-                            ret_reason,
-                            "runs '%s', which is not a system program; allowlists name programs "
-                            "found on PATH",
-                            e->raw_program) < 0)
-                        abort();
+                *ret_reason = policy_format(
+                        "runs '%s', which is not a system program; allowlists name programs found on PATH",
+                        e->raw_program);
                 return false;
         }
         candidates_for(&cand, ra ? ra->by_first : NULL, ra ? ra->nw : 0, e->effective, false);
@@ -1763,7 +1773,7 @@ bool policy_grants_shell(const Policy *p) {
 /* Append the cleaned components of s to out (length *o). */
 static void arg_path_append(char *out, size_t *o, const char *s) {
         for (const char *c = s; *c;) {
-                size_t l = strcspn(c, "/");
+                size_t l = (size_t) (strchrnul(c, '/') - c);
                 if (l == 0 || (l == 1 && c[0] == '.')) {
                 } else if (l == 2 && c[0] == '.' && c[1] == '.') {
                         while (*o > 0 && out[*o - 1] != '/')
@@ -1887,7 +1897,9 @@ static int check_command_words(
         if (!shell)
                 STRV_FOREACH(w, argv) {
                         /* Every word below starts with '-' or one of ";&|<>2". */
-                        if ((*w)[0] == 0 || !strchr("-;&|<>2", (*w)[0]))
+                        char c0 = (*w)[0];
+                        if (c0 != '-' && c0 != ';' && c0 != '&' && c0 != '|' && c0 != '<' && c0 != '>' &&
+                            c0 != '2')
                                 continue;
                         if (in_list(*w, (const char *const[]){ "-exec", "-execdir", "-ok", "-okdir", NULL })) {
                                 in_find_exec = true;

@@ -2,6 +2,8 @@
 /* Helpers shared by the policy implementation files. Not a public API. */
 #pragma once
 
+#include <stdarg.h>
+
 #include "glob.h"
 #include "policy.h"
 
@@ -44,6 +46,9 @@ char *policy_visible(const char *s);
 
 /* An allow decision with the short message "allowed" (no formatting on the hot path). */
 void policy_decision_allow(PolicyDecision *d, Operation op);
+/* vasprintf()/asprintf() that abort on failure (messages, on the decision paths). */
+char *policy_vformat(const char *fmt, va_list ap) _printf_(1, 0);
+char *policy_format(const char *fmt, ...) _printf_(1, 2);
 /* Allocate a decision. */
 void policy_decision_set(PolicyDecision *d, PolicyVerdict v, const char *kind, Operation op, const char *fmt, ...)
         _printf_(5, 6);

@@ -453,15 +453,20 @@ static bool program_matches(const char *pattern, const char *program) {
         return streq(pattern, program);
 }
 
-/* The grammars whose program starts with each byte, as bitsets in table order, built once: a
- * lookup tries only those (program_matches() rejects every other one by its first byte). */
+/* The grammars whose program starts with each byte, and those whose subcommand starts with each
+ * byte (0: no subcommand), as bitsets in table order, built once: a lookup tries only the
+ * grammars in both (program_matches() and the subcommand comparison reject every other one by
+ * a first byte). */
 #define GRAMMAR_WORDS ((ELEMENTSOF(grammars) + 63) / 64)
-static uint64_t grammars_by_first[256][GRAMMAR_WORDS];
+static uint64_t grammars_by_first[256][GRAMMAR_WORDS], grammars_by_sub[256][GRAMMAR_WORDS];
 static pthread_once_t grammars_once = PTHREAD_ONCE_INIT;
 
 static void grammars_index(void) {
-        for (size_t i = 0; i < ELEMENTSOF(grammars); i++)
+        for (size_t i = 0; i < ELEMENTSOF(grammars); i++) {
+                const char *sub = grammars[i].subcommand;
                 grammars_by_first[(unsigned char) grammars[i].program[0]][i / 64] |= UINT64_C(1) << (i % 64);
+                grammars_by_sub[sub ? (unsigned char) sub[0] : 0][i / 64] |= UINT64_C(1) << (i % 64);
+        }
 }
 
 const OptGrammar *opt_grammar_find(const char *program, const char *sub) {
@@ -469,9 +474,10 @@ const OptGrammar *opt_grammar_find(const char *program, const char *sub) {
                 return NULL;
         if (pthread_once(&grammars_once, grammars_index) != 0)
                 abort();
-        const uint64_t *set = grammars_by_first[(unsigned char) program[0]];
+        const uint64_t *set = grammars_by_first[(unsigned char) program[0]],
+                       *subs = grammars_by_sub[sub ? (unsigned char) sub[0] : 0];
         for (size_t w = 0; w < GRAMMAR_WORDS; w++)
-                for (uint64_t bits = set[w]; bits; bits &= bits - 1) {
+                for (uint64_t bits = set[w] & subs[w]; bits; bits &= bits - 1) {
                         const OptGrammar *g = &grammars[w * 64 + (size_t) __builtin_ctzll(bits)];
                         if (!program_matches(g->program, program))
                                 continue;

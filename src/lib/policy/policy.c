@@ -451,13 +451,36 @@ void policy_decision_done(PolicyDecision *d) {
         d->message = mfree(d->message);
 }
 
+char *policy_vformat(const char *fmt, va_list ap) {
+        char *m = NULL, buf[512];
+        va_list aq;
+        /* Into a stack buffer first: most messages fit, and one exact copy is cheaper than
+         * vasprintf's growing buffer. */
+        va_copy(aq, ap);
+        int n = vsnprintf(buf, sizeof buf, fmt, aq);
+        va_end(aq);
+        if (n < 0)
+                abort();
+        if ((size_t) n < sizeof buf)
+                return xmemdup(buf, (size_t) n + 1);
+        if (vasprintf(&m, fmt, ap) < 0)
+                abort();
+        return m;
+}
+
+char *policy_format(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *m = policy_vformat(fmt, ap);
+        va_end(ap);
+        return m;
+}
+
 void policy_decision_set(
         PolicyDecision *d, PolicyVerdict v, const char *kind, Operation op, const char *fmt, ...) {
         va_list ap;
-        char *m = NULL;
         va_start(ap, fmt);
-        if (vasprintf(&m, fmt, ap) < 0)
-                abort();
+        char *m = policy_vformat(fmt, ap);
         va_end(ap);
         free(d->message);
         *d = (PolicyDecision){ .verdict = v, .kind = kind, .operation = op, .message = m };

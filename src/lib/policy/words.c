@@ -228,39 +228,71 @@ int words_split(const char *s, char ***ret, unsigned *ret_meta) {
 }
 
 static bool needs_quoting(const char *w) {
-        static const char special[] = "\n'|&;<>()$`\\\" \t*?[#=%";
-        if (strpbrk(w, special))
-                return true;
-        return strstr(w, "\xcb\x9c") != NULL; /* U+02DC, the upstream quirk (§6.4) */
+        /* One pass over the bytes: a special character, or U+02DC (0xcb 0x9c, the upstream
+         * quirk, §6.4). */
+        static const bool special[256] = {
+                ['\n'] = true, ['\''] = true, ['|'] = true,  ['&'] = true, [';'] = true, ['<'] = true,
+                ['>'] = true,  ['('] = true,  [')'] = true,  ['$'] = true, ['`'] = true, ['\\'] = true,
+                ['"'] = true,  [' '] = true,  ['\t'] = true, ['*'] = true, ['?'] = true, ['['] = true,
+                ['#'] = true,  ['='] = true,  ['%'] = true,
+        };
+        for (const unsigned char *c = (const unsigned char *) w; *c; c++)
+                if (special[*c] || (c[0] == 0xcb && c[1] == 0x9c))
+                        return true;
+        return false;
+}
+
+/* w as words_quote() gives it, written to o unless o is NULL; returns its length. */
+static size_t quote_into(const char *w, char *o) {
+        if (!*w) {
+                if (o)
+                        memcpy(o, "''", 2);
+                return 2;
+        }
+        if (!needs_quoting(w)) {
+                size_t l = strlen(w);
+                if (o)
+                        memcpy(o, w, l);
+                return l;
+        }
+        size_t n = 0;
+        if (o)
+                o[n] = '\'';
+        n++;
+        for (const char *p = w; *p; p++)
+                if (*p == '\'') {
+                        if (o)
+                                memcpy(o + n, "'\\''", 4);
+                        n += 4;
+                } else {
+                        if (o)
+                                o[n] = *p;
+                        n++;
+                }
+        if (o)
+                o[n] = '\'';
+        return n + 1;
 }
 
 char *words_quote(const char *w) {
-        if (!w || !*w)
-                return xstrdup("''");
-        if (!needs_quoting(w))
-                return xstrdup(w);
-        size_t n = 2;
-        for (const char *p = w; *p; p++)
-                n += *p == '\'' ? 4 : 1;
-        char *r = xmalloc(n + 1), *o = r;
-        *o++ = '\'';
-        for (const char *p = w; *p; p++) {
-                if (*p == '\'') {
-                        memcpy(o, "'\\''", 4);
-                        o += 4;
-                } else
-                        *o++ = *p;
-        }
-        *o++ = '\'';
-        *o = 0;
+        if (!w)
+                w = "";
+        char *r = xmalloc(quote_into(w, NULL) + 1);
+        r[quote_into(w, r)] = 0;
         return r;
 }
 
+/* Measured once, written once: no per-word copies (this is on every denial's path). */
 char *words_join(char *const *words) {
-        _cleanup_strv_free_ char **q = NULL;
+        size_t n = 0;
         STRV_FOREACH(w, words)
-                strv_consume(&q, words_quote(*w));
-        if (!q)
-                return xstrdup("");
-        return strv_join(q, " ");
+                n += quote_into(*w, NULL) + (w != words);
+        char *r = xmalloc(n + 1), *o = r;
+        STRV_FOREACH(w, words) {
+                if (w != words)
+                        *o++ = ' ';
+                o += quote_into(*w, o);
+        }
+        *o = 0;
+        return r;
 }
