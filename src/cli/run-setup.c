@@ -6,6 +6,7 @@
  * (`sh -c '...'`). What the node answers (the commands' output) is untrusted text from the pod
  * and is made visible before it is printed.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,13 +179,26 @@ static char *argv_text(const json_t *argv) {
         return string_make_visible(joined);
 }
 
-/* A stream of the command's answer (stdout/stderr, or their base64 forms) on our stderr. */
+/* One stream of the command's answer on our stderr: "stdout"/"stderr", or their base64 forms,
+ * which the proxy sends when the text is not UTF-8 or would not fit a JSON answer. */
 static void print_output(json_t *ans, const char *name) {
+        _cleanup_free_ char *key64 = xasprintf("%s_base64", name);
+        _cleanup_free_ uint8_t *raw = NULL;
         const char *t = json_string_value(json_object_get(ans, name));
-        if (isempty(t))
+        size_t n = t ? json_string_length(json_object_get(ans, name)) : 0;
+        const char *b64 = json_string_value(json_object_get(ans, key64));
+        if (!t && b64) {
+                size_t len = strlen(b64);
+                raw = xmalloc(len / 4 * 3 + 3);
+                if (sodium_base642bin(
+                            raw, len / 4 * 3 + 3, b64, len, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) !=
+                    0)
+                        return;
+                t = (const char *) raw;
+        }
+        if (!t || n == 0)
                 return;
-        _cleanup_free_ char *vis = escape_text(
-                t, json_string_length(json_object_get(ans, name)), ESCAPE_KEEP_NEWLINE);
+        _cleanup_free_ char *vis = escape_text(t, n, ESCAPE_KEEP_NEWLINE);
         fprintf(stderr, "%s%s", vis, endswith(vis, "\n") ? "" : "\n");
 }
 

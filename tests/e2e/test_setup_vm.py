@@ -147,9 +147,18 @@ PIP = ("python3 -m pip install --no-cache-dir --disable-pip-version-check --targ
        "--index-url http://www.lab.test/simple --trusted-host www.lab.test -r requirements.txt")
 
 
-def _run(node, tmp_path, proj, image, plan, *extra):
+def _policy_file(tmp_path, setup_toml):
+    """fix-issue exported as a policy file, with a [setup] table appended."""
+    r = subprocess.run([str(binary("nucleus")), "profiles", "export", "fix-issue", "--format", "toml"],
+                       capture_output=True, text=True, check=True)
+    f = tmp_path / "policy.toml"
+    f.write_text(r.stdout + "\n[setup]\n" + setup_toml)
+    return f
+
+
+def _run(node, tmp_path, proj, image, plan, *extra, policy=("--profile", "fix-issue")):
     (tmp_path / "plan.json").write_text(json.dumps({"steps": plan}))
-    argv = [str(binary("nucleus")), "run", "Fix the failing test", "-d", str(proj), "--profile", "fix-issue",
+    argv = [str(binary("nucleus")), "run", "Fix the failing test", "-d", str(proj), *policy,
             "--image", image, "--script", str(tmp_path / "plan.json"), "--output", "json",
             "--audit-out", str(tmp_path / "audit.jsonl"), *extra]
     return subprocess.run(argv, env=cli_env(node, tmp_path), capture_output=True, text=True, timeout=1500,
@@ -202,12 +211,14 @@ def test_setup_installs_the_dependency_then_closes_the_network(env, tmp_path):
 
 
 def test_failing_setup_fails_the_run_before_the_agent(env, tmp_path):
+    """Through a policy file's [setup] table this time (commands, hosts, timeout_seconds)."""
     node, lab, image = env
     proj = _project(lab)
     (proj / "requirements.txt").write_text("no-such-package-here==9.9\n")
+    policy = _policy_file(tmp_path, f'commands = ["{PIP}"]\nhosts = ["www.lab.test"]\ntimeout_seconds = 600\n')
     try:
         plan = [{"tool": "run", "args": {"argv": TEST}}]
-        r = _run(node, tmp_path, proj, image, plan, "--setup", PIP, "--setup-host", "www.lab.test")
+        r = _run(node, tmp_path, proj, image, plan, policy=("--config", str(policy)))
         assert r.returncode != 0, r.stderr[-3000:]
         assert "exit status" in r.stderr and "no-such-package-here" in r.stderr, r.stderr[-3000:]
         records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -223,13 +234,17 @@ def test_failing_setup_fails_the_run_before_the_agent(env, tmp_path):
     (("--setup", "pip install -r requirements.txt", "--setup-host", "not a host"), "--setup-host 'not a host'"),
     (("--setup", "pip install -r requirements.txt && rm -rf /"), "without a shell"),
     (("--setup-host", "pypi.org"), "no setup command"),
+    (("policy-file",), 'setup: unknown key "hostz"'),
 ])
 def test_bad_setup_input_is_refused_before_anything_starts(env, tmp_path, extra, message):
     node, lab, image = env
     proj = _project(lab)
+    policy = ("--profile", "fix-issue")
+    if extra == ("policy-file",):
+        policy, extra = ("--config", str(_policy_file(tmp_path, 'commands = ["true"]\nhostz = ["pypi.org"]\n'))), ()
     try:
         before = node.client().list_pods().json().get("pods", [])
-        r = _run(node, tmp_path, proj, image, [{"tool": "run", "args": {"argv": TEST}}], *extra)
+        r = _run(node, tmp_path, proj, image, [{"tool": "run", "args": {"argv": TEST}}], *extra, policy=policy)
         assert r.returncode == 2, (r.returncode, r.stderr)
         assert message in r.stderr, r.stderr
         assert node.client().list_pods().json().get("pods", []) == before

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The setup route (POST /v1/pods/{id}/setup, docs/run.md "Dependencies") through a real
+nucleus-node with the `local` driver (no VM, no network): the commands run as argv in the
+workspace before any agent call, what they write becomes part of the baseline (not of the
+patch), the step runs once, a failing command stops the step with its output in the answer and
+in no audit record, and the agent's ways in are closed: the tool route refuses the proxy's
+setup operations, a pod-scoped credential cannot call the route, and bad bodies are 400.
+Network opening is covered with real VMs in tests/e2e/test_setup_vm.py."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import binary, require_root
+from helpers.nodeclient import NodeClient
+from helpers.nodeproc import NodeProc, spec_yaml, tar_bytes
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    require_root()
+    with NodeProc(tmp_path_factory.mktemp("setup-local"), driver="local") as n:
+        yield n
+
+
+def _pod(c):
+    r = c.create_pod(spec_yaml())
+    assert r.status == 201, r
+    pod = r.json()["id"]
+    assert c.wait_state(pod, {"running", "failed", "exited"}, timeout=60)["state"] == "running"
+    assert c.upload_workspace(pod, tar_bytes({"README.md": "hello\n"})).status == 200
+    return pod
+
+
+def _setup(c, pod, commands, **kw):
+    body = json.dumps({"commands": commands, **kw}).encode()
+    return c.request("POST", f"/v1/pods/{pod}/setup", body, {"Content-Type": "application/json"}, timeout=120)
+
+
+def _records(c, pod, op):
+    return [json.loads(line) for line in c.audit(pod).text.splitlines() if json.loads(line).get("op") == op]
+
+
+def test_setup_runs_before_the_agent_and_is_baseline(node):
+    c = node.client()
+    pod = _pod(c)
+    try:
+        # sh -c is the user's own explicit choice here: the route takes argv and never adds a shell.
+        r = _setup(c, pod, [["sh", "-c", "mkdir -p .deps && echo dep > .deps/pkg.py && id -u > uid.txt"],
+                            ["touch", "made-by-setup"]])
+        assert r.status == 200, r
+        ans = r.json()
+        assert ans["ok"] is True and len(ans["results"]) == 2, ans
+        assert all(x["exit_code"] == 0 for x in ans["results"]) and len(ans["baseline"]) == 40, ans
+        assert ans["hosts"] == []  # no setup hosts: nothing opened
+        # Not root: the agent's user ran it, in the workspace.
+        uid = c.tool(pod, "read", {"path": "uid.txt"}).json()
+        assert "1000" in json.dumps(uid), uid
+        # What setup wrote is the baseline: only the agent's own change is in the patch.
+        assert c.tool(pod, "edit", {"path": "README.md", "old": "hello", "new": "bye"}).status == 200
+        p = c.patch(pod).json()
+        assert p["changed"] == ["README.md"], p
+        recs = _records(c, pod, "setup_command")
+        assert [x["detail"]["argv"][0] for x in recs] == ["sh", "touch"], recs
+        assert all(x["decision"] == "allow" and x["detail"]["exit_code"] == 0 for x in recs), recs
+        assert not _records(c, pod, "setup_network")  # nothing to open without hosts and a NIC
+        # Once per pod.
+        r = _setup(c, pod, [["true"]])
+        assert r.status == 409 and r.json()["kind"] == "conflict", r
+    finally:
+        c.delete_pod(pod)
+
+
+def test_failing_setup_command_stops_the_step(node):
+    c = node.client()
+    pod = _pod(c)
+    try:
+        r = _setup(c, pod, [["sh", "-c", "printf 'the-%s\\n' reason >&2; exit 3"], ["touch", "never"]])
+        assert r.status == 200, r
+        ans = r.json()
+        assert ans["ok"] is False and len(ans["results"]) == 1, ans
+        assert ans["results"][0]["exit_code"] == 3 and "the-reason" in ans["results"][0]["stderr"], ans
+        recs = _records(c, pod, "setup_command")
+        assert len(recs) == 1 and recs[0]["decision"] == "error" and recs[0]["detail"]["exit_code"] == 3, recs
+        assert "the-reason" not in c.audit(pod).text  # the output is the user's, not the log's
+        assert c.tool(pod, "read", {"path": "never"}).status == 404
+    finally:
+        c.delete_pod(pod)
+
+
+def test_the_agent_cannot_run_setup(node):
+    c = node.client()
+    pod = _pod(c)
+    try:
+        for op in ("setup", "setup_done"):
+            r = c.tool(pod, op, {"argv": ["touch", "x"]} if op == "setup" else {})
+            assert r.status == 400 and "not a tool call" in r.json()["error"], r
+        cred = c.mint_credential(pod).json()
+        s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+        r = _setup(s, pod, [["touch", "x"]])
+        assert r.status == 403 and r.json()["detail"] == "node_key_required", r
+        for body in ({}, {"commands": []}, {"commands": ["touch x"]}, {"commands": [[""]]},
+                     {"commands": [["true"]], "timeout_seconds": 0}, {"commands": [["true"]], "x": 1}):
+            r = c.request("POST", f"/v1/pods/{pod}/setup", json.dumps(body).encode(),
+                          {"Content-Type": "application/json"})
+            assert r.status == 400 and r.json()["kind"] == "invalid_request", (body, r)
+        # None of it ran anything.
+        assert not _records(c, pod, "setup_command")
+        assert c.tool(pod, "read", {"path": "x"}).status == 404
+    finally:
+        c.delete_pod(pod)
+
+
+def _cli(node, tmp_path, proj, *extra):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(tmp_path / "home"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "NUCLEUS_NODE_URL": f"http://127.0.0.1:{node.port}",
+           "NUCLEUS_NODE_KEY_FILE": str(node.secrets / "node.key"), "LANG": "C.UTF-8"}
+    (tmp_path / "home").mkdir(exist_ok=True)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [{"tool": "read", "args": {"path": "made.txt"}}]}))
+    argv = [str(binary("nucleus")), "run", "t", "-d", str(proj), "--profile", "fix-issue", "--script", str(plan),
+            "--output", "json", "--audit-out", str(tmp_path / "audit.jsonl"), *extra]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+
+
+def test_cli_setup_runs_then_the_agent(node, tmp_path):
+    """nucleus run --setup: the command's file is there for the agent's first step; a failing
+    command ends the run with its output (made visible) on stderr and no agent step."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "README.md").write_text("hi\n")
+    r = _cli(node, tmp_path, proj, "--setup", "sh -c 'echo from-setup > made.txt'")
+    assert r.returncode == 0, r.stderr
+    assert "[nucleus] setup: sh -c 'echo from-setup > made.txt': ok" in r.stderr, r.stderr
+    assert "no network" in r.stderr, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["calls"][0]["outcome"] == "ok" and "from-setup" in json.dumps(doc["calls"][0]), doc["calls"]
+    assert doc["patch"]["changed"] == [], doc["patch"]
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    setup_seq = [x["seq"] for x in records if x.get("op") == "setup_command"]
+    read_seq = [x["seq"] for x in records if x.get("op") == "read"]
+    assert len(setup_seq) == 1 and read_seq and setup_seq[0] < min(read_seq), records
+
+    r = _cli(node, tmp_path, proj, "--setup", r"""sh -c 'printf "\377bad-%s\n" out >&2; exit 4'""")
+    assert r.returncode == 1, r.stderr
+    assert "exit status 4; its output:" in r.stderr and "\\xffbad-out" in r.stderr, r.stderr
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [x["detail"]["exit_code"] for x in records if x.get("op") == "setup_command"] == [4]
+    assert not any(x.get("op") == "read" for x in records), "an agent step ran after a failed setup"
