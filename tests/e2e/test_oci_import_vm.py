@@ -18,7 +18,7 @@ import tarfile
 import pytest
 
 from conftest import binary, require_root
-from helpers.images import build_images, guest_images  # noqa: F401  (session fixture)
+from helpers.images import guest_images  # noqa: F401  (session fixture)
 from helpers.nodeproc import NodeProc
 from test_run_vm import cli_env, pods_gone
 
@@ -86,7 +86,16 @@ def test_docker_save_archive_boots_a_pod(guest_images, tmp_path):  # noqa: F811
     require_root()
     archive = tmp_path / "hello.tar"
     make_docker_save(archive)
-    _, m = build_images(guest_images, extra_args=("--name", IMAGE, "--from-oci", str(archive)))
+    # The import needs a name (it never replaces the default image).
+    r = subprocess.run([str(binary("nucleus")), "image", "import", str(archive), "--images-dir", guest_images],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "pass --name NAME" in r.stderr, r.stderr
+    r = subprocess.run([str(binary("nucleus")), "image", "import", "--name", IMAGE, str(archive), "--images-dir",
+                        guest_images, "--init", str(binary("nucleus-guest-init")), "--proxy",
+                        str(binary("nucleus-tool-proxy")), "--output", "json"],
+                       capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads(r.stdout)
     assert m["rootfs"]["source"] == "oci", m["rootfs"]
     assert m["rootfs"]["oci"]["format"] == "docker-save"
     assert m["rootfs"]["oci"]["setid_stripped"] == 1 and m["rootfs"]["oci"]["dropped_entries"] == 1

@@ -391,9 +391,11 @@ typedef struct Member {
         size_t size;
 } Member;
 
-static void write_archive(const char *path, const Member *m, size_t n) {
+static void write_archive(const char *path, const Member *m, size_t n, bool gzip) {
         struct archive *a = archive_write_new();
         assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+        if (gzip) /* docker save | gzip */
+                assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
         assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
         for (size_t i = 0; i < n; i++) {
                 struct archive_entry *e = archive_entry_new();
@@ -437,7 +439,7 @@ static int import(Fixture *f, const char *archive, char **ret_err_text, json_t *
 
 /* docker save: manifest.json names the config (by its digest) and the layers; the config's
  * diff_ids give each layer's digest. */
-static void docker_archive(Fixture *f, const char *path, bool corrupt_digest, const char *arch) {
+static void docker_archive(Fixture *f, const char *path, bool corrupt_digest, const char *arch, bool gzip) {
         const Ent l1[] = { { "bin/sh", 'f', "shell", 0755 }, { "etc/old", 'f', "old", 0 } };
         const Ent l2[] = { { "usr/local/bin/hello", 'f', "#!/bin/sh\necho hello\n", 0755 },
                            { "etc/.wh.old", 'f', "", 0 } };
@@ -467,7 +469,7 @@ static void docker_archive(Fixture *f, const char *path, bool corrupt_digest, co
                 mem(cname, config, strlen(config)),
                 mem("manifest.json", manifest, strlen(manifest)),
         };
-        write_archive(path, m, ELEMENTSOF(m));
+        write_archive(path, m, ELEMENTSOF(m), gzip);
         members_free(m, ELEMENTSOF(m));
         (void) f;
 }
@@ -475,7 +477,7 @@ static void docker_archive(Fixture *f, const char *path, bool corrupt_digest, co
 static void test_docker_save_import(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *path = xasprintf("%s/image.tar", f->tmp);
-        docker_archive(f, path, false, "amd64");
+        docker_archive(f, path, false, "amd64", false);
         json_t *info = NULL;
         assert_int_equal(import(f, path, NULL, &info), 0);
         _cleanup_free_ char *hello = slurp(f->root, "usr/local/bin/hello");
@@ -488,17 +490,27 @@ static void test_docker_save_import(void **state) {
         json_decref(info);
 }
 
+/* The same archive gzip-compressed as a whole. */
+static void test_docker_save_gzip(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *path = xasprintf("%s/image.tar.gz", f->tmp);
+        docker_archive(f, path, false, "amd64", true);
+        assert_int_equal(import(f, path, NULL, NULL), 0);
+        _cleanup_free_ char *hello = slurp(f->root, "usr/local/bin/hello");
+        assert_string_equal(hello, "#!/bin/sh\necho hello\n");
+}
+
 static void test_docker_save_bad_digest(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *path = xasprintf("%s/image.tar", f->tmp);
-        docker_archive(f, path, true, "amd64");
+        docker_archive(f, path, true, "amd64", false);
         assert_int_equal(import(f, path, NULL, NULL), -EBADMSG);
 }
 
 static void test_docker_save_wrong_arch(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *path = xasprintf("%s/image.tar", f->tmp);
-        docker_archive(f, path, false, "arm64");
+        docker_archive(f, path, false, "arm64", false);
         assert_int_equal(import(f, path, NULL, NULL), -EINVAL);
         assert_false(exists(f->root, "bin"));
 }
@@ -543,7 +555,7 @@ static void oci_archive(const char *path, bool bad_manifest_digest) {
                 mem(nc, config, strlen(config)),
                 mem(n1, t1, s1),
         };
-        write_archive(path, m, ELEMENTSOF(m));
+        write_archive(path, m, ELEMENTSOF(m), false);
         members_free(m, ELEMENTSOF(m));
 }
 
@@ -621,6 +633,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_final_symlink_replaced, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_setuid_stripped_devices_dropped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_import, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_docker_save_gzip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_bad_digest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_wrong_arch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oci_layout_import, setup, teardown),
