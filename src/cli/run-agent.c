@@ -339,6 +339,9 @@ static int build_command(const RunAgentSpec *s, const char *cfgpath, char ***ret
                                           "features.goals=false",
                                           "-c",
                                           "web_search=\"disabled\"",
+                                          /* it would ask a user nobody is there to answer */
+                                          "-c",
+                                          "tools.experimental_request_user_input={enabled=false}",
                                           /* and if one slipped through: no writes, no network */
                                           "-c",
                                           "sandbox_mode=\"read-only\"",

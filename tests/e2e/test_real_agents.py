@@ -132,10 +132,11 @@ def test_real_agent_fixes_the_bug_through_the_pod(node, proj, tmp_path, kind, pr
     doc = json.loads(r.stdout)
     main = [q for q in requests if f"{prefix}read" in tool_names(q["body"])]
     assert main, [q["path"] for q in requests]
-    # Offered only the pod's tools: no built-in tool of the agent that acts on the host
-    # (Codex keeps request_user_input, which only asks the user a question, and its MCP
-    # resource tools, which only reach the configured MCP server: the pod's).
-    harmless = ({"request_user_input", "list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"}
+    # Offered only the pod's tools: no built-in tool of the agent that acts on the host.
+    # Codex 0.171.0 registers its three MCP resource tools whenever an MCP server is configured
+    # (no setting turns them off); they reach only that server, the pod's nucleus-mcp, which
+    # offers no resources. request_user_input is off.
+    harmless = ({"list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource"}
                 if kind == "codex" else set())
     for q in main:
         names = tool_names(q["body"])
