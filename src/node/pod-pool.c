@@ -84,7 +84,10 @@ static void pool_discard(Pod *p) {
 }
 
 bool pod_pool_dir_is_pooled(int dfd) {
-        return faccessat(dfd, POD_POOL_MARKER, F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+        /* Never a dir with an audit log: that pod was claimed (its log is kept whatever else
+         * is found next to it). */
+        return faccessat(dfd, POD_POOL_MARKER, F_OK, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                faccessat(dfd, "audit.jsonl", F_OK, AT_SYMLINK_NOFOLLOW) < 0;
 }
 
 bool pod_pool_stash_event(Pod *p, json_t *ev) {

@@ -491,9 +491,17 @@ static int pod_create_claim(
 
         _cleanup_free_ char *marker = xasprintf("%s/" POD_POOL_MARKER, p->dir);
         _cleanup_free_ char *audit_path = xasprintf("%s/audit.jsonl", p->dir);
-        (void) unlink(marker);
         AuditLog *log = NULL;
-        int r = audit_log_open(audit_path, p->id, n->audit_key, &log);
+        int r = unlink(marker) < 0 && errno != ENOENT ? -errno : 0;
+        if (r < 0) {
+                /* With the marker left, a restart would take the dir for an unclaimed pool pod. */
+                *reterr = xasprintf("cannot remove the pool marker %s: %s", marker, strerror(-r));
+                pod_terminate(p, POD_FAILED, "cannot claim the pooled pod", "internal");
+                pod_forget(n, p);
+                pod_unref(p);
+                return r;
+        }
+        r = audit_log_open(audit_path, p->id, n->audit_key, &log);
         pthread_mutex_lock(&p->audit_lock);
         p->audit = log;
         pthread_mutex_unlock(&p->audit_lock);

@@ -10,7 +10,13 @@
 #include <errno.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fd-util.h"
 #include "json-util.h"
+#include "pod-internal.h"
 #include "pool-shape.h"
 #include "vmm.h"
 
@@ -82,11 +88,29 @@ static void test_budget(void **state) {
         assert_false(pool_fits(0, UINT64_MAX, 1536));
 }
 
+/* The stale cleanup removes a pod dir whole only when it is an unclaimed pooled pod's: the
+ * marker and no audit log (a claimed pod's log is never removed). */
+static void test_pooled_dir(void **state) {
+        char tmpl[] = "/tmp/test-node-pool-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        int dfd = open(tmpl, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_false(pod_pool_dir_is_pooled(dfd));
+        assert_int_equal(write_file_atomic_at(dfd, POD_POOL_MARKER, "default", 7, 0600), 0);
+        assert_true(pod_pool_dir_is_pooled(dfd));
+        assert_int_equal(write_file_atomic_at(dfd, "audit.jsonl", "", 0, 0600), 0);
+        assert_false(pod_pool_dir_is_pooled(dfd));
+        assert_int_equal(unlinkat(dfd, "audit.jsonl", 0), 0);
+        assert_int_equal(unlinkat(dfd, POD_POOL_MARKER, 0), 0);
+        close(dfd);
+        assert_int_equal(rmdir(tmpl), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_default_shape), cmocka_unit_test(test_match),
                 cmocka_unit_test(test_mismatch),      cmocka_unit_test(test_target),
-                cmocka_unit_test(test_budget),
+                cmocka_unit_test(test_budget),        cmocka_unit_test(test_pooled_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
