@@ -137,9 +137,9 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
         if (o->oci_archive && o->rootfs_tar)
                 return log_error_errno(
                         -EINVAL, "image: a rootfs tar and an OCI image archive exclude each other");
-        /* An OCI image brings no git of its own that the proxy could trust to exist (Alpine,
-         * distroless): Nucleus's git goes into the initramfs with its libraries. */
-        const char *git_path = o->oci_archive ? (o->git_path ?: "/usr/bin/git") : NULL;
+        /* An imported rootfs (OCI image, rootfs tar) brings no git the proxy could trust to
+         * exist (Alpine, distroless): Nucleus's git goes into the initramfs with its libraries. */
+        const char *git_path = o->oci_archive || o->rootfs_tar ? (o->git_path ?: "/usr/bin/git") : NULL;
 
         ctx.dir = xstrdup(o->images_dir);
         ctx.cache_dir = xasprintf("%s/cache", ctx.dir);

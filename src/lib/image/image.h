@@ -58,10 +58,11 @@ typedef struct ImageBuildOptions {
         const char *images_dir;    /* output dir; created if missing */
         bool force;                /* rebuild everything even when the inputs did not change */
         char **packages;           /* rootfs packages; NULL: IMAGE_DEFAULT_PACKAGES */
-        const char *rootfs_tar;    /* import this tar (any compression) instead of mmdebstrap */
+        const char *rootfs_tar;    /* import this tar (any compression) instead of mmdebstrap;
+                                    * the initramfs then also carries git (git_path) */
         const char *oci_archive;   /* or this OCI image archive (docker save, OCI layout tar);
                                     * the initramfs then also carries git (git_path) */
-        const char *git_path;      /* git for the initramfs of an imported OCI image; NULL:
+        const char *git_path;      /* git for the initramfs of an imported rootfs; NULL:
                                     * /usr/bin/git */
         const char *packages_from; /* where the package list came from, for the manifest and
                                     * nucleus image ls ("recipe", "config.toml [images.x]", ...);
