@@ -600,6 +600,90 @@ static void test_plan_refusals(void **state) {
         free(err);
 }
 
+static void put(const char *dir, const char *rel, const char *data) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, rel);
+        _cleanup_free_ char *parent = xstrndup(p, (size_t) (strrchr(p, '/') - p));
+        assert_int_equal(mkdir_p_at(AT_FDCWD, parent, 0755), 0);
+        assert_int_equal(write_file_atomic_at(AT_FDCWD, p, data, strlen(data), 0644), 0);
+}
+
+/* The customising step after an import (agent user, mount points, trimming, machine-id) works
+ * on a tree the archive made: a layer whose tmp, etc, var/log, etc/passwd or a doc directory
+ * are absolute symlinks to host paths must not make it delete, empty or rewrite host files,
+ * nor copy a host file into the image. f->host stands for the host's root. */
+static void test_customize_stays_inside(void **state) {
+        Fixture *f = *state;
+        if (geteuid() != 0)
+                skip(); /* the mount points are chowned to root and the agent */
+        put(f->host, "tmp/keep", "host tmp file\n");
+        put(f->host, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        put(f->host, "etc/shadow", "root:$6$hostsecret:19000:0:99999:7:::\n");
+        put(f->host, "etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+        put(f->host, "etc/ssh/ssh_host_ed25519_key", "host key\n");
+        put(f->host, "log/syslog", "host log\n");
+        put(f->host, "doc/changelog.gz", "host changelog\n");
+        put(f->host, "home/agent/.keep", "host home\n");
+        _cleanup_free_ char *htmp = xasprintf("%s/tmp", f->host), *hetc = xasprintf("%s/etc", f->host),
+                            *hlog = xasprintf("%s/log", f->host), *hdoc = xasprintf("%s/doc", f->host),
+                            *hpw = xasprintf("%s/etc/passwd", f->host),
+                            *hsh = xasprintf("%s/etc/shadow", f->host),
+                            *hhome = xasprintf("%s/home", f->host);
+        const Ent l1[] = {
+                { "tmp", 'l', htmp, 0 },     { "home", 'l', hhome, 0 },
+                { "var/log", 'l', hlog, 0 }, { "usr/share/doc/pkg", 'l', hdoc, 0 },
+                { "etc", 'l', hetc, 0 },
+        };
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(apply_ents(f->rootfd, l1, ELEMENTSOF(l1), COMP_NONE, NULL, &err), 0);
+        ImageCtx ctx = { .started = now_usec(CLOCK_MONOTONIC) };
+        assert_int_equal(image_rootfs_customize(&ctx, f->root), 0);
+
+        /* The host is as it was. */
+        _cleanup_free_ char *k = slurp(f->host, "tmp/keep"), *pw = slurp(f->host, "etc/passwd"),
+                            *sh = slurp(f->host, "etc/shadow"), *mid = slurp(f->host, "etc/machine-id");
+        assert_non_null(k);
+        assert_string_equal(pw, "root:x:0:0:root:/root:/bin/sh\n");
+        assert_string_equal(sh, "root:$6$hostsecret:19000:0:99999:7:::\n");
+        assert_string_equal(mid, "0123456789abcdef0123456789abcdef\n");
+        assert_true(exists(f->host, "etc/ssh/ssh_host_ed25519_key"));
+        assert_true(exists(f->host, "log/syslog"));
+        assert_true(exists(f->host, "doc/changelog.gz"));
+        assert_true(exists(f->host, "home/agent/.keep"));
+        assert_int_equal(mode_of(f->host, "home") & 07777, 0755);
+
+        /* The image got real directories in place of the links, and its own user files. */
+        assert_true(S_ISDIR(mode_of(f->root, "tmp")));
+        assert_true(S_ISDIR(mode_of(f->root, "etc")));
+        assert_true(S_ISDIR(mode_of(f->root, "home/agent")));
+        _cleanup_free_ char *ipw = slurp(f->root, "etc/passwd");
+        assert_non_null(ipw);
+        assert_non_null(strstr(ipw, "agent:x:1000:"));
+        assert_null(strstr(ipw, "root:x:0:0"));
+        assert_true(S_ISLNK(mode_of(f->root, "etc/resolv.conf")));
+
+        /* A second layer, over real directories, links single files to the host's. */
+        image_rm_rf(f->root);
+        assert_int_equal(mkdir(f->root, 0755), 0);
+        safe_close(f->rootfd);
+        f->rootfd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        const Ent l2[] = {
+                { "etc/", 'd', NULL, 0755 },
+                { "etc/passwd", 'l', hpw, 0 },
+                { "etc/shadow", 'l', hsh, 0 },
+                { "etc/group", 'l', "../../../../../../../etc/group.host", 0 },
+        };
+        err = mfree(err);
+        assert_int_equal(apply_ents(f->rootfd, l2, ELEMENTSOF(l2), COMP_NONE, NULL, &err), 0);
+        assert_int_equal(image_rootfs_customize(&ctx, f->root), 0);
+        _cleanup_free_ char *pw2 = slurp(f->host, "etc/passwd"), *sh2 = slurp(f->host, "etc/shadow"),
+                            *ipw2 = slurp(f->root, "etc/passwd"), *ish2 = slurp(f->root, "etc/shadow");
+        assert_string_equal(pw2, "root:x:0:0:root:/root:/bin/sh\n");
+        assert_string_equal(sh2, "root:$6$hostsecret:19000:0:99999:7:::\n");
+        assert_true(S_ISREG(mode_of(f->root, "etc/passwd")));
+        assert_null(strstr(ipw2, "root:x:0:0"));
+        assert_null(strstr(ish2, "hostsecret"));
+}
+
 /* The git copied into an imported image's initramfs gets Nucleus's loader as its PT_INTERP. */
 static void test_elf_set_interp(void **state) {
         _cleanup_free_ char *data = NULL;
@@ -639,6 +723,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_oci_layout_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oci_layout_bad_digest, setup, teardown),
                 cmocka_unit_test(test_plan_refusals),
+                cmocka_unit_test_setup_teardown(test_customize_stays_inside, setup, teardown),
                 cmocka_unit_test(test_elf_set_interp),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,6 +92,14 @@ int image_elf_set_interp(char *data, size_t n, const char *interp);
  * first. Returns 0 or -errno (logged). */
 int image_fetch_libs(ImageCtx *ctx, const char *fetch_path, char ***ret);
 
+/* Open path beneath the tree at rootfd with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
+ * RESOLVE_NO_XDEV): ".." and absolute symlinks stay inside the tree. With follow_symlinks
+ * false, any symlink on the way fails the open (ELOOP) instead. O_CLOEXEC is added. Returns
+ * the fd or -errno. */
+int image_open_in_root(int rootfd, const char *path, int flags, bool follow_symlinks);
+/* Remove name in dfd without following it; directories recursively. Missing is fine. */
+int image_remove_at(int dfd, const char *name);
+
 /* Rootfs: populate dir (mmdebstrap or tar import), then customize and trim, then mkfs. */
 int image_rootfs_debootstrap(ImageCtx *ctx, const char *dir, const char *suite, char *const *packages);
 int image_rootfs_import_tar(ImageCtx *ctx, const char *tar, const char *dir);

@@ -400,15 +400,6 @@ int image_oci_plan(const ImageOciFile *files, size_t n, ImageOciPlan *ret, char 
 
 /* ---- Applying one layer -------------------------------------------------------------------- */
 
-static int openat2_in_root(int rootfd, const char *path, int flags) {
-        struct open_how how = {
-                .flags = (uint64_t) (flags | O_CLOEXEC),
-                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-        };
-        int fd = (int) syscall(SYS_openat2, rootfd, path, &how, sizeof how);
-        return fd < 0 ? -errno : fd;
-}
-
 /* Split an entry name into components: "./" prefixes and empty or "." components dropped;
  * absolute names and ".." refused. Returns the number of components (0: the root itself). */
 static int split_name(const char *raw, char ***ret, char **ret_err) {
@@ -435,14 +426,14 @@ static int split_name(const char *raw, char ***ret, char **ret_err) {
  * as a layer may leave its parents out); symlinks on the way resolve inside the root. */
 static int open_parent(int rootfd, char *const *c, int n, bool create, char **ret_err) {
         _cleanup_free_ char *prefix = xstrdup(".");
-        int fd = openat2_in_root(rootfd, ".", O_PATH | O_DIRECTORY);
+        int fd = image_open_in_root(rootfd, ".", O_PATH | O_DIRECTORY, true);
         if (fd < 0)
                 return fail(ret_err, fd, "cannot open the rootfs");
         for (int i = 0; i < n - 1; i++) {
                 char *np = xasprintf("%s/%s", prefix, c[i]);
                 free(prefix);
                 prefix = np;
-                int k = openat2_in_root(rootfd, prefix, O_PATH | O_DIRECTORY);
+                int k = image_open_in_root(rootfd, prefix, O_PATH | O_DIRECTORY, true);
                 if (k == -ENOENT && create) {
                         /* c[i] is absent in fd (the previous component): make it there. A name
                          * that exists (a dangling symlink) is never replaced on the way. */
@@ -451,7 +442,7 @@ static int open_parent(int rootfd, char *const *c, int n, bool create, char **re
                                 safe_close(fd);
                                 return fail(ret_err, k, "cannot create the directory %s", prefix + 2);
                         }
-                        k = openat2_in_root(rootfd, prefix, O_PATH | O_DIRECTORY);
+                        k = image_open_in_root(rootfd, prefix, O_PATH | O_DIRECTORY, true);
                 }
                 safe_close(fd);
                 if (k < 0)
@@ -459,33 +450,6 @@ static int open_parent(int rootfd, char *const *c, int n, bool create, char **re
                 fd = k;
         }
         return fd;
-}
-
-/* Remove name in dirfd without following it; directories recursively. Missing is fine. */
-static int remove_at(int dfd, const char *name) {
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
-                return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                safe_close(fd);
-                return r;
-        }
-        int r = 0;
-        struct dirent *de;
-        while (r == 0 && (de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        r = remove_at(dirfd(d), de->d_name);
-        closedir(d);
-        if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                r = -errno;
-        return r;
 }
 
 static char *join_path(char *const *c, int n) {
@@ -518,7 +482,7 @@ static int opaque_dir(int pfd, const char *dirpath, json_t *seen) {
                 _cleanup_free_ char *p = isempty(dirpath) ? xstrdup(de->d_name)
                                                           : xasprintf("%s/%s", dirpath, de->d_name);
                 if (!json_object_get(seen, p))
-                        r = remove_at(dirfd(d), de->d_name);
+                        r = image_remove_at(dirfd(d), de->d_name);
         }
         closedir(d);
         return r;
@@ -562,7 +526,7 @@ static int write_file(ApplyCtx *c, struct archive *a, int pfd, const char *base,
                         c->name,
                         (unsigned long long) (OCI_MAX_TREE_BYTES >> 30));
         c->st->bytes += (uint64_t) size;
-        int r = remove_at(pfd, base);
+        int r = image_remove_at(pfd, base);
         if (r < 0)
                 return fail(c->err, r, "'%s': cannot replace what is there", c->name);
         _cleanup_close_ int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -595,7 +559,7 @@ static int write_file(ApplyCtx *c, struct archive *a, int pfd, const char *base,
 static int make_dir(ApplyCtx *c, int pfd, const char *base, struct archive_entry *e) {
         struct stat st;
         if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
-                int r = remove_at(pfd, base);
+                int r = image_remove_at(pfd, base);
                 if (r < 0)
                         return fail(c->err, r, "'%s': cannot replace what is there", c->name);
         }
@@ -613,7 +577,7 @@ static int make_symlink(ApplyCtx *c, int pfd, const char *base, struct archive_e
         const char *target = archive_entry_symlink(e);
         if (isempty(target))
                 return fail(c->err, -EBADMSG, "'%s': a symlink without a target", c->name);
-        int r = remove_at(pfd, base);
+        int r = image_remove_at(pfd, base);
         if (r < 0)
                 return fail(c->err, r, "'%s': cannot replace what is there", c->name);
         /* The target is stored as text; it is resolved later inside the guest (or, by this
@@ -654,7 +618,7 @@ static int make_hardlink(ApplyCtx *c, int rootfd, int pfd, const char *base, con
         if (fstatat(pfd, base, &cur, AT_SYMLINK_NOFOLLOW) == 0 && cur.st_dev == st.st_dev &&
             cur.st_ino == st.st_ino)
                 return 0;
-        int r = remove_at(pfd, base);
+        int r = image_remove_at(pfd, base);
         if (r < 0)
                 return fail(c->err, r, "'%s': cannot replace what is there", c->name);
         /* linkat without AT_SYMLINK_FOLLOW: a symlink target is linked as the symlink itself. */
@@ -725,7 +689,7 @@ int image_oci_apply_layer(int rootfd, struct archive *a, ImageOciStats *st, char
                         if (isempty(victim) || streq(victim, ".") || streq(victim, ".."))
                                 return fail(ret_err, -EPERM, "'%s': a whiteout for no name", raw);
                         c.st->whiteouts++;
-                        if ((r = remove_at(pfd, victim)) < 0)
+                        if ((r = image_remove_at(pfd, victim)) < 0)
                                 return fail(ret_err, r, "'%s': cannot remove %s", raw, victim);
                         continue;
                 }

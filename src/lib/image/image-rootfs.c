@@ -8,9 +8,10 @@
  */
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,19 +110,58 @@ out:
         return r;
 }
 
-static int remove_glob(const char *dir, const char *pattern) {
-        _cleanup_free_ char *pat = xasprintf("%s/%s", dir, pattern);
-        glob_t g = {};
+/* Remove what matches the glob components comp[0..n) beneath the directory dfd. Nothing is
+ * followed: a symlink where a directory is expected ends the walk there (trimming is an
+ * economy, never a reason to leave the tree). */
+static int trim_walk(int dfd, char **comp, size_t n) {
+        if (!strpbrk(comp[0], "*?[")) {
+                if (n == 1)
+                        return image_remove_at(dfd, comp[0]);
+                _cleanup_close_ int k = openat(dfd, comp[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (k < 0)
+                        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
+                return trim_walk(k, comp + 1, n - 1);
+        }
+        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        _cleanup_strv_free_ char **names = NULL;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..") && fnmatch(comp[0], de->d_name, 0) == 0)
+                        strv_extend(&names, de->d_name);
+        closedir(d);
         int r = 0;
-        if (glob(pat, GLOB_NOSORT | GLOB_PERIOD, NULL, &g) == 0)
-                for (size_t i = 0; i < g.gl_pathc && r == 0; i++) {
-                        const char *b = strrchr(g.gl_pathv[i], '/');
-                        if (b && (streq(b, "/.") || streq(b, "/..")))
-                                continue;
-                        r = image_rm_rf(g.gl_pathv[i]);
+        STRV_FOREACH(nm, names) {
+                if (n == 1)
+                        r = image_remove_at(dfd, *nm);
+                else {
+                        _cleanup_close_ int k = openat(
+                                dfd, *nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        r = k < 0 ? 0 : trim_walk(k, comp + 1, n - 1);
                 }
-        globfree(&g);
+                if (r < 0)
+                        break;
+        }
         return r;
+}
+
+static int remove_glob(int rootfd, const char *pattern) {
+        _cleanup_strv_free_ char **comp = NULL;
+        _cleanup_free_ char *copy = xstrdup(pattern);
+        char *save = NULL;
+        for (char *t = strtok_r(copy, "/", &save); t; t = strtok_r(NULL, "/", &save))
+                strv_extend(&comp, t);
+        _cleanup_close_ int fd = image_open_in_root(rootfd, ".", O_PATH | O_DIRECTORY, false);
+        if (fd < 0)
+                return fd;
+        return strv_length(comp) == 0 ? 0 : trim_walk(fd, comp, strv_length(comp));
 }
 
 /* True if an /etc/passwd-style file already has an entry with this numeric id (field 3). */
@@ -147,40 +187,85 @@ static bool has_id(const char *data, unsigned id) {
         return false;
 }
 
-static int append_line(const char *dir, const char *file, const char *line, mode_t mode, bool check_id) {
-        _cleanup_free_ char *p = xasprintf("%s/%s", dir, file), *data = NULL;
+/* Append line to etc/FILE of the rootfs unless the user is there. The file is read beneath the
+ * root (a symlink in an imported tree resolves inside it, never to the host's file) and
+ * written in place of whatever etc/FILE was. */
+static int append_line(int rootfd, int etcfd, const char *file, const char *line, mode_t mode, bool check_id) {
+        _cleanup_free_ char *rel = xasprintf("etc/%s", file), *data = NULL;
         size_t n = 0;
-        int r = read_full_file_at(AT_FDCWD, p, 4u << 20, &data, &n);
-        if (r < 0 && r != -ENOENT)
-                return r;
+        _cleanup_close_ int fd = image_open_in_root(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, true);
+        if (fd < 0 && fd != -ENOENT)
+                return log_error_errno(fd, "image: /etc/%s of the rootfs: %m", file);
+        if (fd >= 0) {
+                struct stat st;
+                if (fstat(fd, &st) < 0)
+                        return log_error_errno(-errno, "image: /etc/%s of the rootfs: %m", file);
+                if (!S_ISREG(st.st_mode))
+                        return log_error_errno(
+                                -EINVAL, "image: /etc/%s of the rootfs is not a regular file", file);
+                int r = read_full_fd(fd, 4u << 20, &data, &n);
+                if (r < 0)
+                        return log_error_errno(r, "image: read /etc/%s of the rootfs: %m", file);
+        }
         if (check_id && data && has_id(data, IMAGE_AGENT_UID))
                 return 0;
         if (!check_id && data && (startswith(data, "agent:") || strstr(data, "\nagent:")))
                 return 0; /* shadow: keyed by name */
         _cleanup_free_ char *out = xasprintf(
                 "%s%s%s\n", data ? data : "", (n > 0 && data[n - 1] != '\n') ? "\n" : "", line);
-        return write_file_atomic_at(AT_FDCWD, p, out, strlen(out), mode);
+        return write_file_atomic_at(etcfd, file, out, strlen(out), mode);
 }
 
-static int ensure_dir(const char *dir, const char *sub, mode_t mode, uid_t uid, gid_t gid) {
-        _cleanup_free_ char *p = xasprintf("%s/%s", dir, sub);
+/* sub (one or two components) as a real directory of the rootfs with this mode and owner:
+ * whatever else is there (a symlink, a file) is replaced, never followed. */
+static int ensure_dir(int rootfd, const char *sub, mode_t mode, uid_t uid, gid_t gid) {
+        const char *slash = strrchr(sub, '/');
+        _cleanup_free_ char *parent = slash ? xstrndup(sub, (size_t) (slash - sub)) : xstrdup(".");
+        const char *base = slash ? slash + 1 : sub;
+        _cleanup_close_ int pfd = image_open_in_root(rootfd, parent, O_PATH | O_DIRECTORY, false);
+        if (pfd < 0)
+                return pfd;
         struct stat st;
-        if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
-                int r = image_rm_rf(p);
+        if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+                int r = image_remove_at(pfd, base);
                 if (r < 0)
                         return r;
         }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
+        if (mkdirat(pfd, base, mode) < 0 && errno != EEXIST)
                 return -errno;
-        if (chmod(p, mode) < 0 || lchown(p, uid, gid) < 0)
+        _cleanup_close_ int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
                 return -errno;
         return 0;
 }
 
+/* The tree is untrusted (an imported tar or OCI image may hold "tmp -> /" or "etc -> /etc"):
+ * every step works beneath an fd of it. The mount points and /etc are made real directories
+ * first, so that nothing later goes through a symlink in their place. */
 int image_rootfs_customize(ImageCtx *ctx, const char *dir) {
         int r;
 
         image_progress(ctx, "rootfs: customizing (agent user, mount points) and trimming");
+        _cleanup_close_ int rootfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (rootfd < 0)
+                return log_error_errno(-errno, "image: open %s: %m", dir);
+
+        static const struct {
+                const char *path;
+                mode_t mode;
+                uid_t uid;
+        } dirs[] = {
+                { "proc", 0555, 0 }, { "sys", 0555, 0 },           { "dev", 0755, 0 },
+                { "run", 0755, 0 },  { "tmp", 01777, 0 },          { "nucleus", 0755, 0 },
+                { "home", 0755, 0 }, { "home/agent", 0700, 1000 }, { "workspace", 0755, 1000 },
+                { "etc", 0755, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = ensure_dir(rootfd, dirs[i].path, dirs[i].mode, dirs[i].uid, dirs[i].uid)) < 0)
+                        return log_error_errno(r, "image: create /%s: %m", dirs[i].path);
+
         static const char *const trim[] = {
                 "var/lib/apt/lists/*",
                 "var/cache/apt/*",
@@ -202,39 +287,28 @@ int image_rootfs_customize(ImageCtx *ctx, const char *dir) {
                 "etc/group-",
         };
         for (size_t i = 0; i < ELEMENTSOF(trim); i++)
-                if ((r = remove_glob(dir, trim[i])) < 0)
+                if ((r = remove_glob(rootfd, trim[i])) < 0)
                         return log_error_errno(r, "image: trim %s: %m", trim[i]);
 
-        _cleanup_free_ char *mid = xasprintf("%s/etc/machine-id", dir);
-        if (access(mid, F_OK) == 0 && (r = write_file_atomic_at(AT_FDCWD, mid, "", 0, 0444)) < 0)
-                return log_error_errno(r, "image: empty %s: %m", mid);
+        _cleanup_close_ int etcfd = image_open_in_root(rootfd, "etc", O_PATH | O_DIRECTORY, false);
+        if (etcfd < 0)
+                return log_error_errno(etcfd, "image: open %s/etc: %m", dir);
+        if (faccessat(etcfd, "machine-id", F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (r = write_file_atomic_at(etcfd, "machine-id", "", 0, 0444)) < 0)
+                return log_error_errno(r, "image: empty /etc/machine-id: %m");
 
         if ((r = append_line(
-                     dir, "etc/passwd", "agent:x:1000:1000:Nucleus agent:/home/agent:/bin/sh", 0644, true)) <
+                     rootfd, etcfd, "passwd", "agent:x:1000:1000:Nucleus agent:/home/agent:/bin/sh", 0644, true)) <
                     0 ||
-            (r = append_line(dir, "etc/group", "agent:x:1000:", 0644, true)) < 0 ||
-            (r = append_line(dir, "etc/shadow", "agent:!:19000:0:99999:7:::", 0640, false)) < 0)
-                return log_error_errno(r, "image: add the agent user: %m");
-
-        static const struct {
-                const char *path;
-                mode_t mode;
-                uid_t uid;
-        } dirs[] = {
-                { "proc", 0555, 0 }, { "sys", 0555, 0 },           { "dev", 0755, 0 },
-                { "run", 0755, 0 },  { "tmp", 01777, 0 },          { "nucleus", 0755, 0 },
-                { "home", 0755, 0 }, { "home/agent", 0700, 1000 }, { "workspace", 0755, 1000 },
-                { "etc", 0755, 0 },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
-                if ((r = ensure_dir(dir, dirs[i].path, dirs[i].mode, dirs[i].uid, dirs[i].uid)) < 0)
-                        return log_error_errno(r, "image: create /%s: %m", dirs[i].path);
+            (r = append_line(rootfd, etcfd, "group", "agent:x:1000:", 0644, true)) < 0 ||
+            (r = append_line(rootfd, etcfd, "shadow", "agent:!:19000:0:99999:7:::", 0640, false)) < 0)
+                return log_error_errno(r, "image: add the agent user (/etc/passwd, group, shadow): %m");
 
         /* The rootfs is read-only: DNS comes from a file the init writes under /run. */
-        _cleanup_free_ char *rc = xasprintf("%s/etc/resolv.conf", dir);
-        (void) image_rm_rf(rc);
-        if (symlink("../run/nucleus-net/resolv.conf", rc) < 0)
-                return log_error_errno(-errno, "image: symlink %s: %m", rc);
+        if ((r = image_remove_at(etcfd, "resolv.conf")) < 0)
+                return log_error_errno(r, "image: remove /etc/resolv.conf: %m");
+        if (symlinkat("../run/nucleus-net/resolv.conf", etcfd, "resolv.conf") < 0)
+                return log_error_errno(-errno, "image: symlink /etc/resolv.conf: %m");
         return 0;
 }
 

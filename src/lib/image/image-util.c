@@ -4,16 +4,19 @@
  * output in the build log, hash files, walk and remove trees. Paths come from our own build
  * code, never from a guest.
  */
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -211,6 +214,42 @@ int image_rm_rf(const char *path) {
         if (nftw(path, rm_cb, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
                 return negative_errno();
         return 0;
+}
+
+int image_open_in_root(int rootfd, const char *path, int flags, bool follow_symlinks) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_CLOEXEC),
+                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV |
+                        (follow_symlinks ? 0 : RESOLVE_NO_SYMLINKS),
+        };
+        int fd = (int) syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+        return fd < 0 ? -errno : fd;
+}
+
+int image_remove_at(int dfd, const char *name) {
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        int r = 0;
+        struct dirent *de;
+        while (r == 0 && (de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        r = image_remove_at(dirfd(d), de->d_name);
+        closedir(d);
+        if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                r = -errno;
+        return r;
 }
 
 int image_copy_file(const char *src, const char *dst, mode_t mode) {
