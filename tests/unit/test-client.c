@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc-util.h"
 #include "client-paths.h"
+#include "client-settings.h"
 #include "client-sign.h"
 #include "client-sse.h"
 #include "client.h"
@@ -158,11 +161,82 @@ static void test_sse(void **state) {
         client_sse_done(&p);
 }
 
+static void write_file(const char *path, const char *text, mode_t mode) {
+        (void) unlink(path);
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+/* A scoped credential file: the minted JSON, 0600 and ours; anything else refused with the
+ * member or the fix named. */
+static void test_credential_file(void **state) {
+        char dir[] = "/tmp/test-client-cred-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *path = xasprintf("%s/pod.cred", dir);
+        const char *kid = "pod-0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e-0011223344556677";
+        _cleanup_free_ char *good = xasprintf(
+                "{\"key_id\":\"%s\",\"secret\":\"%s\",\"scope\":\"pod\","
+                "\"pod\":\"0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e\"}",
+                kid,
+                "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20");
+        ClientCredential c;
+        char *err = NULL;
+
+        write_file(path, good, 0600);
+        assert_int_equal(client_load_credential_file(path, &c, &err), 0);
+        assert_string_equal(c.key_id, kid);
+        assert_string_equal(c.scope, "pod");
+        assert_memory_equal(c.secret, key, 32);
+
+        /* Readable by others: refused, naming the fix. */
+        write_file(path, good, 0640);
+        assert_int_equal(client_load_credential_file(path, &c, &err), -EPERM);
+        assert_non_null(strstr(err, "chmod 600"));
+        err = mfree(err);
+
+        static const char *const bad[] = {
+                "not json",
+                "{\"secret\":\"00\",\"key_id\":\"pod-x\",\"scope\":\"pod\",\"pod\":\"p\"}",
+                "{\"key_id\":\"POD "
+                "BAD\",\"secret\":\"0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20\","
+                "\"scope\":\"pod\",\"pod\":\"p\"}",
+                "{\"key_id\":\"pod-abcdefgh\",\"secret\":"
+                "\"0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20\","
+                "\"scope\":\"node\",\"pod\":\"p\"}",
+                "{\"key_id\":\"pod-abcdefgh\",\"secret\":"
+                "\"0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20\","
+                "\"scope\":\"pod\",\"pod\":\"../x\"}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                write_file(path, bad[i], 0600);
+                assert_int_equal(client_load_credential_file(path, &c, &err), -EINVAL);
+                assert_non_null(err);
+                err = mfree(err);
+        }
+        assert_int_equal(unlink(path), 0);
+        assert_true(client_load_credential_file(path, &c, &err) == -ENOENT);
+        err = mfree(err);
+        assert_int_equal(rmdir(dir), 0);
+
+        /* A scoped client needs a well-formed key id. */
+        NucleusClient *cl = NULL;
+        assert_int_equal(client_new_scoped("http://127.0.0.1:1", key, "BAD KEY", NULL, &cl), -EINVAL);
+        assert_int_equal(client_new_scoped("http://127.0.0.1:1", key, kid, NULL, &cl), 0);
+        assert_true(client_is_scoped(cl));
+        NucleusClient *cl2 = client_clone(cl);
+        assert_true(client_is_scoped(cl2));
+        client_free(cl2);
+        client_free(cl);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sign),         cmocka_unit_test(test_url),
                 cmocka_unit_test(test_error_decode), cmocka_unit_test(test_paths),
-                cmocka_unit_test(test_sse),
+                cmocka_unit_test(test_sse),          cmocka_unit_test(test_credential_file),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);
