@@ -69,6 +69,13 @@ json_t *cli_api_answer(const ClientResponse *resp) {
         return j;
 }
 
+int cli_api_answer_object(OutputMode mode, const ClientResponse *resp, json_t **ret) {
+        *ret = cli_api_answer(resp);
+        if (!*ret)
+                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        return 0;
+}
+
 char *cli_api_field(const json_t *o, const char *k) {
         json_t *v = json_object_get(o, k);
         if (json_is_string(v))
@@ -94,12 +101,17 @@ int cli_pod_operand(int argc, char **argv, int want, const char **ret) {
         return 0;
 }
 
-int cli_api_resolve_pod(NucleusClient *c, OutputMode mode, const char **pod, char **ret_owned) {
+int cli_api_open_pod(OutputMode mode, NucleusClient **ret, const char **pod, char **ret_owned) {
+        _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_free_ char *err = NULL;
-        int r = cli_pod_resolve(c, NULL, *pod, ret_owned, &err);
+        int r = cli_api_open(mode, &c);
+        if (r != 0)
+                return r;
+        r = cli_pod_resolve(c, NULL, *pod, ret_owned, &err);
         if (r < 0)
                 return cli_fail(mode, r == -EEXIST ? "ambiguous" : "io_error", "%s", err ?: strerror(-r));
         *pod = *ret_owned;
+        *ret = TAKE_PTR(c);
         return 0;
 }
 

@@ -34,15 +34,18 @@ int cli_api_call(
         ClientError *e);
 /* The answer as a JSON object, or NULL. */
 json_t *cli_api_answer(const ClientResponse *resp);
+/* The answer as a JSON object in *ret (0), or a reported failure and its exit code. */
+int cli_api_answer_object(OutputMode mode, const ClientResponse *resp, json_t **ret);
 /* A string or integer field of an answer, made printable (malloc'd), or NULL. */
 char *cli_api_field(const json_t *o, const char *k);
 
 /* The POD operand of a verb (want: operands in all, the POD first); usage error otherwise. */
 int cli_pod_operand(int argc, char **argv, int want, const char **ret);
-/* Resolve the POD operand (an id, a unique id prefix or a name; cli_pod_resolve()) to the pod's
- * id: *pod then points to *ret_owned. An ambiguous one is a reported failure (the candidates
- * listed) and its exit code is returned; 0 otherwise. */
-int cli_api_resolve_pod(NucleusClient *c, OutputMode mode, const char **pod, char **ret_owned);
+/* The prologue of a verb on one pod, after its operands were checked: open the client
+ * (cli_api_open()) and resolve the POD operand (an id, a unique id prefix or a name;
+ * cli_pod_resolve()) to the pod's id: *pod then points to *ret_owned. A failure (an ambiguous
+ * POD: the candidates listed) is reported and its exit code returned; 0 otherwise. */
+int cli_api_open_pod(OutputMode mode, NucleusClient **ret, const char **pod, char **ret_owned);
 /* Read a whole file (or stdin for "-"), capped. */
 int cli_read_input(const char *path, size_t max, char **ret, size_t *ret_n);
 /* The pod id on stdout, its state (and reason) on stderr. */

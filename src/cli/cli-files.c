@@ -237,3 +237,26 @@ char *cli_local_pod_dir(const char *pod) {
                 return mfree(p);
         return p;
 }
+
+int cli_workspace_excludes(const char *dir, char ***ret, char **reterr) {
+        _cleanup_strv_free_ char **exclude = NULL;
+        _cleanup_free_ char *cfg = NULL, *sec = NULL;
+        char real[PATH_MAX];
+
+        if (client_config_dir(&cfg) >= 0)
+                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
+        if (client_secrets_dir(&sec) >= 0)
+                strv_extend(&exclude, realpath(sec, real) ? real : sec);
+        STRV_FOREACH(e, exclude) {
+                const char *rest = startswith(dir, *e);
+                if (rest && (*rest == 0 || *rest == '/')) {
+                        *reterr = xasprintf(
+                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
+                                dir,
+                                *e);
+                        return -EPERM;
+                }
+        }
+        *ret = TAKE_PTR(exclude);
+        return 0;
+}

@@ -37,6 +37,11 @@ char *cli_toml_set_key(const char *text, const char *section, const char *key, c
 /* Quote s as a TOML basic string (escapes ", \ and control characters). Caller frees. */
 char *cli_toml_quote(const char *s);
 
+/* What a workspace upload (nucleus run, nucleus upload) leaves out: the config dir and the
+ * secret store, canonical, into *ret. Refuses (-EPERM, *reterr says why) a dir that lies inside
+ * one of them. Called before any pod exists. */
+int cli_workspace_excludes(const char *dir, char ***ret, char **reterr);
+
 /* Find a helper program built with us: $env, next to nucleus, in the build tree (build_rel
  * relative to our directory), the libexec dir, then $PATH. Returns 0 or -ENOENT. */
 int cli_find_helper(const char *name, const char *env, const char *build_rel, char **ret);

@@ -157,9 +157,6 @@ typedef struct RunContext {
 /* -d DIR: an existing, readable directory; its canonical path into dir. Logs and returns
  * -errno otherwise (a usage error: nothing was created). */
 int run_check_workspace(const char *path, char dir[static PATH_MAX]);
-/* The paths never uploaded (config dir, secret store), canonical. Refuses (-EPERM) when dir
- * itself lies inside one of them. Called before the pod exists. */
-int run_workspace_excludes(const char *dir, char ***ret, char **reterr);
 /* The scratch disk a workspace needs when the user named none: the files, their baseline
  * pack (about as much again) and the history, room for builds and test output, and never less
  * than the spec's default. */

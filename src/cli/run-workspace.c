@@ -35,32 +35,6 @@ int run_check_workspace(const char *path, char dir[static PATH_MAX]) {
         return 0;
 }
 
-int run_workspace_excludes(const char *dir, char ***ret, char **reterr) {
-        _cleanup_strv_free_ char **exclude = NULL;
-        _cleanup_free_ char *cfg = NULL, *sec = NULL;
-
-        if (client_config_dir(&cfg) >= 0) {
-                char real[PATH_MAX];
-                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
-        }
-        if (client_secrets_dir(&sec) >= 0) {
-                char real[PATH_MAX];
-                strv_extend(&exclude, realpath(sec, real) ? real : sec);
-        }
-        STRV_FOREACH(e, exclude) {
-                const char *rest = startswith(dir, *e);
-                if (rest && (*rest == 0 || *rest == '/')) {
-                        *reterr = xasprintf(
-                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
-                                dir,
-                                *e);
-                        return -EPERM;
-                }
-        }
-        *ret = TAKE_PTR(exclude);
-        return 0;
-}
-
 uint32_t run_scratch_for(uint64_t tar_bytes) {
         uint64_t mib = (tar_bytes * 3) / (1024 * 1024) + 1024;
         if (mib < PODSPEC_SCRATCH_MIB_DEFAULT)

@@ -9,6 +9,7 @@
 
 #include "alloc-util.h"
 #include "cli-api.h"
+#include "cli-opt.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
@@ -27,11 +28,6 @@ static void approve_usage(void) {
 }
 
 int verb_approve(int argc, char **argv) {
-        static const struct option options[] = {
-                CLI_OPTION_HELP,
-                CLI_OPTION_OUTPUT,
-                {},
-        };
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
         _cleanup_(client_response_done) ClientResponse resp = {};
@@ -39,13 +35,12 @@ int verb_approve(int argc, char **argv) {
         OutputMode mode = OUTPUT_TEXT;
         const char *pod, *token;
         _cleanup_free_ char *pod_id = NULL;
-        int ch, r;
+        int r;
 
-        while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                r = cli_option_common(ch, approve_usage, &mode);
-                if (r != CLI_OPTION_CONTINUE)
-                        return r;
-        }
+        bool done;
+        r = cli_parse_simple(argc, argv, approve_usage, &mode, &done);
+        if (done)
+                return r;
         r = cli_pod_operand(argc, argv, 2, &pod);
         if (r != 0)
                 return r;
@@ -60,10 +55,7 @@ int verb_approve(int argc, char **argv) {
         }
         if (isempty(token) || strlen(token) > TOKEN_MAX_BYTES)
                 return cli_usage_error("approve", "the token is empty or too long");
-        r = cli_api_open(mode, &c);
-        if (r != 0)
-                return r;
-        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
+        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_json_ json_t *req = json_pack("{s:s}", "token", token);
@@ -74,9 +66,10 @@ int verb_approve(int argc, char **argv) {
         r = cli_api_call(c, "POST", path, "application/json", body, strlen(body), &resp, &e);
         if (r < 0)
                 return cli_api_fail(mode, &e, &resp);
-        _cleanup_json_ json_t *j = cli_api_answer(&resp);
-        if (!j)
-                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        _cleanup_json_ json_t *j = NULL;
+        r = cli_api_answer_object(mode, &resp, &j);
+        if (r != 0)
+                return r;
         if (mode == OUTPUT_JSON)
                 return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         _cleanup_free_ char *op = cli_api_field(j, "operation"), *uses = cli_api_field(j, "uses");

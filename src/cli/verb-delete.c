@@ -7,6 +7,7 @@
 
 #include "alloc-util.h"
 #include "cli-api.h"
+#include "cli-opt.h"
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
@@ -23,40 +24,32 @@ static void delete_usage(void) {
 }
 
 int verb_delete(int argc, char **argv) {
-        static const struct option options[] = {
-                CLI_OPTION_HELP,
-                CLI_OPTION_OUTPUT,
-                {},
-        };
         _cleanup_client_free_ NucleusClient *c = NULL;
         _cleanup_client_error_ ClientError e = {};
         _cleanup_(client_response_done) ClientResponse resp = {};
         OutputMode mode = OUTPUT_TEXT;
         const char *pod;
         _cleanup_free_ char *pod_id = NULL;
-        int ch, r;
+        int r;
 
-        while ((ch = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                r = cli_option_common(ch, delete_usage, &mode);
-                if (r != CLI_OPTION_CONTINUE)
-                        return r;
-        }
+        bool done;
+        r = cli_parse_simple(argc, argv, delete_usage, &mode, &done);
+        if (done)
+                return r;
         r = cli_pod_operand(argc, argv, 1, &pod);
         if (r != 0)
                 return r;
-        r = cli_api_open(mode, &c);
-        if (r != 0)
-                return r;
-        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
+        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);
         r = cli_api_call(c, "DELETE", path, NULL, NULL, 0, &resp, &e);
         if (r < 0)
                 return cli_api_fail(mode, &e, &resp);
-        _cleanup_json_ json_t *j = cli_api_answer(&resp);
-        if (!j)
-                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        _cleanup_json_ json_t *j = NULL;
+        r = cli_api_answer_object(mode, &resp, &j);
+        if (r != 0)
+                return r;
         if (mode == OUTPUT_JSON)
                 return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         _cleanup_free_ char *state = cli_api_field(j, "state");

@@ -103,7 +103,7 @@ int verb_run(int argc, char **argv) {
                 return o.policy_file ? CLI_EXIT_FAILURE : CLI_EXIT_USAGE;
         if (run_load_setup(&o, &setup) < 0)
                 return CLI_EXIT_USAGE;
-        if (run_workspace_excludes(dir, &exclude, &err) < 0)
+        if (cli_workspace_excludes(dir, &exclude, &err) < 0)
                 return log_error_errno(-EPERM, "%s", err), CLI_EXIT_FAILURE;
         if (o.network && run_parse_network(o.network, &network, &err) < 0)
                 return log_error("%s", err), CLI_EXIT_USAGE;

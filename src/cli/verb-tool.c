@@ -136,10 +136,7 @@ int verb_tool(int argc, char **argv) {
         _cleanup_free_ char *body = json_dumps(args, JSON_COMPACT);
         if (!body)
                 return cli_fail(mode, "internal", "cannot encode the arguments");
-        r = cli_api_open(mode, &c);
-        if (r != 0)
-                return r;
-        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
+        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s/tools/%s", pod, op);
@@ -166,9 +163,10 @@ int verb_tool(int argc, char **argv) {
                 }
                 return CLI_EXIT_FAILURE;
         }
-        _cleanup_json_ json_t *ans = cli_api_answer(&resp);
-        if (!ans)
-                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        _cleanup_json_ json_t *ans = NULL;
+        r = cli_api_answer_object(mode, &resp, &ans);
+        if (r != 0)
+                return r;
         if (cli_print_json(ans) < 0)
                 return CLI_EXIT_FAILURE;
         if (mode == OUTPUT_TEXT && streq(op, "run")) {

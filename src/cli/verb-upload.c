@@ -12,7 +12,7 @@
 #include "agent-workspace.h"
 #include "alloc-util.h"
 #include "cli-api.h"
-#include "client-paths.h"
+#include "cli-files.h"
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
@@ -27,30 +27,6 @@ static void upload_usage(void) {
                "  -d, --dir DIR           The directory (default: the current one)\n"
                "      --output FORMAT     text (default) or json (the node's import answer)\n"
                "  -h, --help              Show this help\n");
-}
-
-/* The config dir and secret store (canonical), never uploaded; refuses a dir inside them. */
-static int upload_excludes(const char *dir, char ***ret, char **reterr) {
-        _cleanup_strv_free_ char **exclude = NULL;
-        _cleanup_free_ char *cfg = NULL, *sec = NULL;
-        char real[PATH_MAX];
-
-        if (client_config_dir(&cfg) >= 0)
-                strv_extend(&exclude, realpath(cfg, real) ? real : cfg);
-        if (client_secrets_dir(&sec) >= 0)
-                strv_extend(&exclude, realpath(sec, real) ? real : sec);
-        STRV_FOREACH(e, exclude) {
-                const char *rest = startswith(dir, *e);
-                if (rest && (*rest == 0 || *rest == '/')) {
-                        *reterr = xasprintf(
-                                "refusing to upload %s: it is inside the Nucleus config/secret store %s",
-                                dir,
-                                *e);
-                        return -EPERM;
-                }
-        }
-        *ret = TAKE_PTR(exclude);
-        return 0;
 }
 
 int verb_upload(int argc, char **argv) {
@@ -87,13 +63,10 @@ int verb_upload(int argc, char **argv) {
                 return r;
         if (!realpath(dir_arg, dir))
                 return cli_fail(mode, "io_error", "cannot use directory %s: %m", dir_arg);
-        r = upload_excludes(dir, &exclude, &err);
+        r = cli_workspace_excludes(dir, &exclude, &err);
         if (r < 0)
                 return cli_fail(mode, "invalid_request", "%s", err);
-        r = cli_api_open(mode, &c);
-        if (r != 0)
-                return r;
-        r = cli_api_resolve_pod(c, mode, &pod, &pod_id);
+        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         r = agent_workspace_tar(dir, exclude, NULL, &tar, &err);
@@ -114,9 +87,10 @@ int verb_upload(int argc, char **argv) {
         }
         if (r < 0)
                 return cli_api_fail(mode, &e, &resp);
-        _cleanup_json_ json_t *j = cli_api_answer(&resp);
-        if (!j)
-                return cli_fail(mode, "internal", "the node's answer is not a JSON object");
+        _cleanup_json_ json_t *j = NULL;
+        r = cli_api_answer_object(mode, &resp, &j);
+        if (r != 0)
+                return r;
         if (mode == OUTPUT_JSON)
                 return cli_print_json(j) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         printf("uploaded %zu files%s (%llu KiB) to pod %s\n",
