@@ -166,7 +166,9 @@ enum MHD_Result api_h_setup(ApiCall *a) {
 
         STRV_FOREACH(h, p->spec->setup_hosts)
                 json_array_append_new(hosts, json_string(*h));
+        pthread_mutex_lock(&p->net_lock);
         bool networked = p->net && json_array_size(hosts) > 0;
+        pthread_mutex_unlock(&p->net_lock);
         if (!networked)
                 json_array_clear(hosts); /* nothing is opened: no hosts, or no network (local driver) */
 
