@@ -389,6 +389,7 @@ typedef struct Member {
         char *name;
         char *data;
         size_t size;
+        const char *symlink; /* a link member instead of data */
 } Member;
 
 static void write_archive(const char *path, const Member *m, size_t n, bool gzip) {
@@ -400,11 +401,14 @@ static void write_archive(const char *path, const Member *m, size_t n, bool gzip
         for (size_t i = 0; i < n; i++) {
                 struct archive_entry *e = archive_entry_new();
                 archive_entry_set_pathname(e, m[i].name);
-                archive_entry_set_filetype(e, AE_IFREG);
+                archive_entry_set_filetype(e, m[i].symlink ? AE_IFLNK : AE_IFREG);
                 archive_entry_set_perm(e, 0644);
-                archive_entry_set_size(e, (la_int64_t) m[i].size);
+                if (m[i].symlink)
+                        archive_entry_set_symlink(e, m[i].symlink);
+                archive_entry_set_size(e, m[i].symlink ? 0 : (la_int64_t) m[i].size);
                 assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-                assert_int_equal(archive_write_data(a, m[i].data, m[i].size), (la_ssize_t) m[i].size);
+                if (!m[i].symlink)
+                        assert_int_equal(archive_write_data(a, m[i].data, m[i].size), (la_ssize_t) m[i].size);
                 archive_entry_free(e);
         }
         assert_int_equal(archive_write_close(a), ARCHIVE_OK);
@@ -488,6 +492,45 @@ static void test_docker_save_import(void **state) {
         assert_string_equal(
                 json_string_value(json_array_get(json_object_get(info, "tags"), 0)), "hello:latest");
         json_decref(info);
+}
+
+/* docker save stores a layer that occurs twice once, the second as a symlink to the first;
+ * a link leaving the archive is refused. */
+static void docker_linked(const char *path, const char *link) {
+        const Ent l1[] = { { "etc/x", 'f', "x", 0 } };
+        size_t s1;
+        _cleanup_free_ char *t1 = build_tar(l1, ELEMENTSOF(l1), COMP_NONE, &s1);
+        char h1[SHA256_HEX_SIZE], hc[SHA256_HEX_SIZE];
+        sha256_hex(t1, s1, h1);
+        _cleanup_free_ char *config = xasprintf(
+                "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\",\"sha256:%s\"]}}", h1, h1);
+        sha256_hex(config, strlen(config), hc);
+        _cleanup_free_ char *cname = xasprintf("%s.json", hc);
+        _cleanup_free_ char *manifest = xasprintf(
+                "[{\"Config\":\"%s\",\"Layers\":[\"a/layer.tar\",\"b/layer.tar\"]}]", cname);
+        Member m[] = {
+                mem("a/layer.tar", t1, s1),
+                mem("b/layer.tar", "", 0),
+                mem(cname, config, strlen(config)),
+                mem("manifest.json", manifest, strlen(manifest)),
+        };
+        m[1].symlink = link;
+        write_archive(path, m, ELEMENTSOF(m), false);
+        members_free(m, ELEMENTSOF(m));
+}
+
+static void test_docker_save_linked_layer(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *path = xasprintf("%s/image.tar", f->tmp);
+        docker_linked(path, "../a/layer.tar");
+        assert_int_equal(import(f, path, NULL, NULL), 0);
+        assert_true(exists(f->root, "etc/x"));
+        docker_linked(path, "../../a/layer.tar");
+        assert_int_equal(import(f, path, NULL, NULL), -EBADMSG);
+        docker_linked(path, "/etc/passwd");
+        assert_int_equal(import(f, path, NULL, NULL), -EBADMSG);
+        docker_linked(path, "layer.tar"); /* itself: a loop */
+        assert_int_equal(import(f, path, NULL, NULL), -ENOENT);
 }
 
 /* The same archive gzip-compressed as a whole. */
@@ -718,6 +761,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_setuid_stripped_devices_dropped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_gzip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_docker_save_linked_layer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_bad_digest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_wrong_arch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oci_layout_import, setup, teardown),

@@ -815,39 +815,92 @@ static la_ssize_t feed_read(struct archive *inner, void *userdata, const void **
 }
 
 /* Apply the member named name (whose bytes must hash to hex) from the archive at path. */
+/* Where a member that is a link in the archive points: docker save stores a layer that occurs
+ * twice as "<id2>/layer.tar -> ../<id1>/layer.tar" (or as a hard link). The target is resolved
+ * lexically inside the archive; leaving it or an absolute target is refused (NULL). */
+static char *member_link_target(const char *member, const char *target, bool hard) {
+        if (isempty(target) || target[0] == '/')
+                return NULL;
+        const char *slash = strrchr(member, '/');
+        _cleanup_free_ char *joined = hard || !slash
+                ? xstrdup(member_name(target))
+                : xasprintf("%.*s/%s", (int) (slash - member), member, target);
+        _cleanup_strv_free_ char **out = NULL;
+        _cleanup_free_ char *d = xstrdup(joined);
+        char *save = NULL;
+        for (char *t = strtok_r(d, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+                if (streq(t, "."))
+                        continue;
+                if (streq(t, "..")) {
+                        size_t n = strv_length(out);
+                        if (n == 0)
+                                return NULL;
+                        out[n - 1] = mfree(out[n - 1]);
+                        continue;
+                }
+                strv_extend(&out, t);
+        }
+        return out ? strv_join(out, "/") : NULL;
+}
+
 static int apply_member(
         ImageCtx *ctx,
         const char *path,
-        const char *name,
+        const char *member,
         const char *hex,
         int rootfd,
         ImageOciStats *st,
         char **ret_err) {
-        struct archive *a = outer_open(path, ret_err), *in = NULL;
+        struct archive *a = NULL, *in = NULL;
         struct archive_entry *e;
         _cleanup_free_ Feed *f = xmalloc(sizeof(Feed));
-        _cleanup_free_ char *got = NULL;
-        bool found = false;
+        _cleanup_free_ char *got = NULL, *name = xstrdup(member);
         int r;
-        if (!a)
-                return -EINVAL;
-        for (;;) {
-                int k = archive_read_next_header(a, &e);
-                if (k == ARCHIVE_EOF)
+        /* Find the member, following links between members (a few hops at most). */
+        for (int hop = 0;; hop++) {
+                bool found = false;
+                _cleanup_free_ char *next = NULL;
+                if (a)
+                        archive_read_free(a);
+                a = outer_open(path, ret_err);
+                if (!a)
+                        return -EINVAL;
+                for (;;) {
+                        int k = archive_read_next_header(a, &e);
+                        if (k == ARCHIVE_EOF)
+                                break;
+                        if (k < ARCHIVE_WARN) {
+                                r = fail(ret_err, -EBADMSG, "%s: %s", path, archive_error_string(a));
+                                goto out;
+                        }
+                        const char *m = member_name(archive_entry_pathname(e));
+                        if (!m || !streq(m, name))
+                                continue;
+                        const char *hl = archive_entry_hardlink(e);
+                        if (hl || archive_entry_filetype(e) == AE_IFLNK) {
+                                next = member_link_target(name, hl ?: archive_entry_symlink(e), !!hl);
+                                if (!next) {
+                                        r = fail(
+                                                ret_err,
+                                                -EBADMSG,
+                                                "layer %s: a link that leaves the archive",
+                                                member);
+                                        goto out;
+                                }
+                                break;
+                        }
+                        if (archive_entry_filetype(e) == AE_IFREG)
+                                found = true;
                         break;
-                if (k < ARCHIVE_WARN) {
-                        r = fail(ret_err, -EBADMSG, "%s: %s", path, archive_error_string(a));
+                }
+                if (found)
+                        break;
+                if (!next || hop >= 8) {
+                        r = fail(ret_err, -ENOENT, "layer %s is not in the archive", member);
                         goto out;
                 }
-                const char *m = member_name(archive_entry_pathname(e));
-                if (m && streq(m, name) && archive_entry_filetype(e) == AE_IFREG) {
-                        found = true;
-                        break;
-                }
-        }
-        if (!found) {
-                r = fail(ret_err, -ENOENT, "layer %s is not in the archive", name);
-                goto out;
+                free(name);
+                name = TAKE_PTR(next);
         }
         f->outer = a;
         f->bytes = 0;
