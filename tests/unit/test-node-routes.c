@@ -133,6 +133,9 @@ static void test_scope_decision(void **state) {
                 { "POST", "/v1/pods" },
                 { "GET", "/v1/pods" },
                 { "POST", "/v1/pods/prune" },
+                { "GET", "/v1/pool" },
+                /* The setup step opens the pod's egress: the agent's credential must never reach it. */
+                { "POST", "/v1/pods/" POD "/setup" },
                 { "PUT", "/v1/pods/" POD "/workspace" },
                 { "GET", "/v1/pods/" POD "/workspace/patch" },
                 { "DELETE", "/v1/pods/" POD },
