@@ -142,10 +142,12 @@ static bool run_one(Pod *p, const char *actor, json_t *argv, uint64_t timeout_s,
         return ok;
 }
 
+static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s);
+
 enum MHD_Result api_h_setup(ApiCall *a) {
         struct MHD_Connection *c = a->c;
         Pod *p = a->pod;
-        _cleanup_json_ json_t *body = NULL, *results = json_array(), *hosts = json_array();
+        _cleanup_json_ json_t *body = NULL;
         _cleanup_free_ char *err = NULL;
         enum MHD_Result ret;
         uint64_t timeout_s;
@@ -159,10 +161,25 @@ enum MHD_Result api_h_setup(ApiCall *a) {
         pthread_mutex_lock(&a->node->lock);
         bool again = p->setup_started;
         p->setup_started = true;
+        p->setup_running = !again;
         pthread_mutex_unlock(&a->node->lock);
         if (again)
                 return api_reply_error(
                         c, MHD_HTTP_CONFLICT, "conflict", "this pod's setup step already ran (it runs once)");
+        /* Until the step has ended (network closed, baseline recorded), the tool route refuses
+         * calls (api_h_tool): nothing of the agent runs while the window is open. */
+        ret = setup_step(a, body, timeout_s);
+        pthread_mutex_lock(&a->node->lock);
+        p->setup_running = false;
+        pthread_mutex_unlock(&a->node->lock);
+        return ret;
+}
+
+static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s) {
+        struct MHD_Connection *c = a->c;
+        Pod *p = a->pod;
+        _cleanup_json_ json_t *results = json_array(), *hosts = json_array();
+        int r;
 
         STRV_FOREACH(h, p->spec->setup_hosts)
                 json_array_append_new(hosts, json_string(*h));
@@ -172,7 +189,7 @@ enum MHD_Result api_h_setup(ApiCall *a) {
         if (!networked)
                 json_array_clear(hosts); /* nothing is opened: no hosts, or no network (local driver) */
 
-        int r = networked ? setup_window(p, true) : 0;
+        r = networked ? setup_window(p, true) : 0;
         if (r < 0) {
                 pod_terminate_async(p, POD_FAILED, "setup: the network could not be opened", "internal");
                 return api_reply_error(

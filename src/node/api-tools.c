@@ -498,6 +498,18 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         "invalid_request",
                         "'%s' is not a tool call: use the pod's workspace, setup and approvals routes",
                         op);
+        /* Nothing of the agent runs while the setup step does: its network window is open and
+         * the baseline is not recorded yet (api-setup.c). */
+        pthread_mutex_lock(&a->node->lock);
+        bool in_setup = a->pod->setup_running;
+        pthread_mutex_unlock(&a->node->lock);
+        if (in_setup)
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "the pod's setup step is running (its network window is open); tool calls wait "
+                        "until it has ended");
         /* A pod credential calls tools; spending the pod's budget is the node key's (and the
          * run credential's reserve/settle), never the tool route's (docs/api.md). */
         if (a->key_id && streq(op, "charge"))

@@ -88,6 +88,7 @@ struct Pod {
         bool weak;                /* local driver */
         bool terminating;         /* someone runs pod_terminate */
         bool setup_started;       /* under node->lock: POST /setup was called (it runs once) */
+        bool setup_running;       /* under node->lock: its commands are running (tool calls wait) */
         bool deadline_fired;      /* the supervisor queued the deadline termination */
         bool events_closed;       /* the final "end" event was published */
         AuditLog *audit;          /* signed, chained log (src/lib/audit); sealed at the end */

@@ -9,6 +9,8 @@ Network opening is covered with real VMs in tests/e2e/test_setup_vm.py."""
 import json
 import os
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -111,6 +113,40 @@ def test_the_agent_cannot_run_setup(node):
         assert not _records(c, pod, "setup_command")
         assert c.tool(pod, "read", {"path": "x"}).status == 404
     finally:
+        c.delete_pod(pod)
+
+
+def test_no_tool_call_while_setup_runs(node):
+    """While the setup step runs (its network window open, the baseline not yet recorded), the
+    tool route refuses every caller, the agent's pod credential included; the step then ends as
+    if nothing had been asked, and tools work again."""
+    c = node.client()
+    pod = _pod(c)
+    cred = c.mint_credential(pod).json()
+    s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+    done = {}
+    # The command waits for the test's "go" file: no race with the machine's speed.
+    cmd = ["sh", "-c", "touch started; while [ ! -e go ]; do sleep 0.1; done"]
+    t = threading.Thread(target=lambda: done.update(r=_setup(c, pod, [cmd], timeout_seconds=120)))
+    try:
+        t.start()
+        started = node.state_dir / "pods" / pod / "workspace" / "started"
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and t.is_alive():
+            time.sleep(0.05)
+        assert started.exists(), done
+        for client in (s, c):
+            r = client.tool(pod, "write", {"path": "agent.txt", "content": "x"})
+            assert r.status == 409 and r.json()["kind"] == "conflict" and "setup" in r.json()["error"], r
+        (started.parent / "go").touch()
+        t.join(120)
+        ans = done["r"].json()
+        assert done["r"].status == 200 and ans["ok"] is True and len(ans["baseline"]) == 40, ans
+        assert not (node.state_dir / "pods" / pod / "workspace" / "agent.txt").exists()
+        assert s.tool(pod, "read", {"path": "started"}).status == 200
+    finally:
+        (node.state_dir / "pods" / pod / "workspace" / "go").touch()
+        t.join(120)
         c.delete_pod(pod)
 
 
