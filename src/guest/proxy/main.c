@@ -278,6 +278,10 @@ int main(int argc, char **argv) {
         p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (p->epoll_fd < 0)
                 return log_error_errno(errno, "epoll_create1: %m"), 1;
+        /* Which implementation of each grammar-parsed program the image holds: read once, before
+         * the channel opens, so that configure (on a pooled pod: the whole claim) does not wait
+         * for it. The image is read-only and no agent command has run yet. */
+        proxy_resolve_implementations(RUN_DEFAULT_PATH);
         r = proxy_channel_start(p);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the channel: %m"), 1;

@@ -204,7 +204,6 @@ void op_configure(Request *req) {
         p->approvals = approvals;
         time_window_start(&p->window, deadline);
         entropy_mix(c);
-        proxy_resolve_implementations(RUN_DEFAULT_PATH);
         p->configured = true;
         log_info("Configured pod %s, policy %s", p->cfg.pod_id, p->cfg.policy_sha256);
 

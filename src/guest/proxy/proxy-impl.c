@@ -3,8 +3,8 @@
  * Which implementation of each program the command analysis parses by a grammar is installed
  * in this image (issue 13 class 2): busybox and toybox applets have other option grammars, so
  * the analysis must know (docs/policy.md, "Installed implementation"). Resolved once, at
- * configure, along the commands' PATH: the first directory holding a name wins, as for execvp.
- * Input: the image's own /usr/bin etc. (root-owned; the agent cannot write there).
+ * the proxy's start (before its channel opens), along the commands' PATH: the first directory holding a name
+ * wins, as for execvp. Input: the image's own /usr/bin etc. (root-owned; the agent cannot write there).
  */
 #include <dirent.h>
 #include <fcntl.h>
