@@ -173,6 +173,10 @@ enum MHD_Result api_h_tool(ApiCall *a);
 enum MHD_Result api_h_workspace_put(ApiCall *a);
 enum MHD_Result api_h_workspace_patch(ApiCall *a);
 enum MHD_Result api_h_setup(ApiCall *a);
+/* api-snapshot.c */
+enum MHD_Result api_h_snapshot(ApiCall *a);
+enum MHD_Result api_h_snapshots(ApiCall *a);
+enum MHD_Result api_h_fork(ApiCall *a);
 /* api-approvals.c */
 enum MHD_Result api_h_approval(ApiCall *a);
 enum MHD_Result api_h_approvals_all(ApiCall *a);

@@ -490,13 +490,13 @@ enum MHD_Result api_h_tool(ApiCall *a) {
 
         if (!operation_name_valid(op))
                 return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown tool operation");
-        if (streq(op, "configure") || streq(op, "import") || streq(op, "export") || streq(op, "approve") ||
+        if (streq(op, "configure") || streq(op, "reconfigure") || streq(op, "import") || streq(op, "export") || streq(op, "approve") ||
             streq(op, "setup") || streq(op, "setup_done"))
                 return api_reply_error(
                         c,
                         MHD_HTTP_BAD_REQUEST,
                         "invalid_request",
-                        "'%s' is not a tool call: use the pod's workspace, setup and approvals routes",
+                        "'%s' is not a tool call: use the pod's workspace, setup, approvals and fork routes",
                         op);
         /* Nothing of the agent runs while the setup step does: its network window is open and
          * the baseline is not recorded yet (api-setup.c). */

@@ -57,6 +57,7 @@ struct Channel {
         pthread_t live_thread;
         bool live_started;
         pthread_cond_t live_cond; /* CLOCK_MONOTONIC; signalled at shutdown */
+        bool held;                /* channel_hold: new calls wait, pings pause */
 };
 
 void channel_reply_done(ChannelReply *r) {
@@ -408,6 +409,12 @@ static void *channel_liveness(void *userdata) {
                         ;
                 if (c->closed)
                         break;
+                if (c->held) {
+                        /* Paused on purpose (a snapshot): not silence, and no ping may reach
+                         * the saved state. */
+                        c->last_progress = now_usec(CLOCK_MONOTONIC);
+                        continue;
+                }
                 usec_t silent = now_usec(CLOCK_MONOTONIC) - c->last_progress;
                 if (silent > c->live_bound) {
                         pthread_mutex_unlock(&c->lock);
@@ -429,6 +436,29 @@ static void *channel_liveness(void *userdata) {
         }
         pthread_mutex_unlock(&c->lock);
         return NULL;
+}
+
+int channel_hold(Channel *c) {
+        int r = 0;
+        pthread_mutex_lock(&c->lock);
+        if (c->closed)
+                r = -ECONNRESET;
+        else if (c->held)
+                r = -EALREADY;
+        else if (c->pending)
+                r = -EBUSY;
+        else
+                c->held = true;
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+void channel_unhold(Channel *c) {
+        pthread_mutex_lock(&c->lock);
+        c->held = false;
+        c->last_progress = now_usec(CLOCK_MONOTONIC);
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
 }
 
 int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead) {
@@ -465,6 +495,8 @@ int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint
 
         Pending *p = xnew0(Pending, 1);
         pthread_mutex_lock(&c->lock);
+        while (c->held && !c->closed)
+                pthread_cond_wait(&c->cond, &c->lock);
         if (c->closed) {
                 pthread_mutex_unlock(&c->lock);
                 free(p);

@@ -82,6 +82,12 @@ int channel_call(
  * that reads nothing cannot hang the watcher. Returns 0, -EINVAL when already started.
  */
 int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead);
+/* Quiesce the channel for a snapshot: returns -EBUSY while any call waits for its answer (a
+ * call in flight), -EALREADY when already held; else 0, and from then on new calls block in
+ * channel_begin and the liveness watcher neither pings nor counts silence, until
+ * channel_unhold. Nothing the node sends can then reach a paused guest's saved state. */
+int channel_hold(Channel *c);
+void channel_unhold(Channel *c);
 /* Bytes sent and received on the channel (payloads only), for metrics. */
 void channel_bytes(Channel *c, uint64_t *ret_tx, uint64_t *ret_rx);
 /* Shut down, join the reader and liveness threads and close the fd: what an ended pod keeps

@@ -477,6 +477,7 @@ int main(int argc, char **argv) {
         r = pod_cleanup_stale(&node);
         if (r > 0)
                 log_info("Cleaned %d pod(s) left by an earlier run", r);
+        pod_snapshots_cleanup_stale(&node);
         {
                 NetConfig nc = NET_CONFIG_NULL;
                 nc.state_dir = node.config.net_state_dir;

@@ -93,6 +93,22 @@ NodeSpec *nodespec_free(NodeSpec *s) {
         return NULL;
 }
 
+NodeSpec *nodespec_copy(const NodeSpec *s) {
+        NodeSpec *c = xnew0(NodeSpec, 1);
+        *c = *s;
+        c->json = json_deep_copy(s->json);
+        c->policy = policy_copy(s->policy);
+        c->name = s->name ? xstrdup(s->name) : NULL;
+        c->allow = strv_copy(s->allow);
+        c->deny = strv_copy(s->deny);
+        c->dns_allow = strv_copy(s->dns_allow);
+        c->image = s->image ? xstrdup(s->image) : NULL;
+        c->env = strv_copy(s->env);
+        if (!c->json)
+                oom_abort();
+        return c;
+}
+
 char *nodespec_image_dir(const NodeSpec *s, const char *images_dir) {
         if (!images_dir)
                 return NULL;

@@ -42,6 +42,8 @@ static inline void nodespec_freep(NodeSpec **s) {
         if (*s)
                 *s = nodespec_free(*s);
 }
+/* Deep copy (a forked pod starts from its parent's spec). Never fails (aborts on OOM). */
+NodeSpec *nodespec_copy(const NodeSpec *s);
 /* images_dir itself for the image "default", else images_dir/<name>. Caller frees. */
 char *nodespec_image_dir(const NodeSpec *s, const char *images_dir);
 /* The pod's deadline, one number: the spec's timeout (already within the policy's window, else

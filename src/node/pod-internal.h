@@ -73,3 +73,9 @@ void *pod_claim_thread(void *userdata);
 /* Does this pod dir (of an earlier run) belong to a pooled pod? (its "pool" marker) */
 bool pod_pool_dir_is_pooled(int dfd);
 #define POD_POOL_MARKER "pool"
+
+/* pod-snapshot.c */
+void *pod_fork_boot_thread(void *userdata);
+PodFork *pod_fork_free(PodFork *f);
+/* What the first audit record of a forked pod says about its origin (new reference). */
+json_t *pod_fork_origin_json(const PodFork *f);

@@ -54,6 +54,7 @@ void pod_free(Pod *p) {
                 (void) net_pod_teardown(TAKE_PTR(p->net));
         p->audit = audit_log_free(p->audit);
         p->approvals = approval_queue_free(p->approvals);
+        p->fork = pod_fork_free(p->fork);
         nodespec_free(p->spec);
         free(p->name);
         free(p->reason);
@@ -324,6 +325,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         if (ch)
                 channel_release(ch);
         pod_dir_prune(p->dir);
+        pod_snapshots_remove(p->node, p->id);
         pod_write_state_file(p);
 
         pthread_mutex_lock(&p->node->lock);
@@ -442,14 +444,17 @@ static void pod_take_spec(Pod *p, NodeSpec *spec) {
 }
 
 static void pod_audit_create(Pod *p, const char *actor) {
-        /* The spec itself is the create call's argument: its digest binds the log to it. */
+        /* The spec itself is the create call's argument: its digest binds the log to it. A
+         * forked pod's first record names its parent and snapshot. */
         const char *drv = vmm_driver_to_string(p->driver);
+        _cleanup_json_ json_t *origin = p->fork ? pod_fork_origin_json(p->fork) : NULL;
         AuditEvent ev = { .actor = actor ?: "",
-                          .op = "pod_create",
+                          .op = p->fork ? "pod_fork" : "pod_create",
                           .decision = "allow",
                           .args = p->spec->json,
                           .result = drv,
-                          .result_len = strlen(drv) };
+                          .result_len = strlen(drv),
+                          .detail = origin };
         pod_audit(p, &ev);
 }
 
@@ -543,14 +548,23 @@ static int pod_create_claim(
 }
 
 int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr) {
+        return pod_create_full(n, spec, driver, actor, NULL, ret, reterr);
+}
+
+int pod_create_full(
+        Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, PodFork *fork, Pod **ret, char **reterr) {
         pthread_t t;
         int r;
 
-        r = pod_create_claim(n, spec, driver, actor, ret, reterr);
-        if (r != 0)
-                return r < 0 ? r : 0;
+        /* A fork restores its parent's memory: never a pooled pod. */
+        if (!fork) {
+                r = pod_create_claim(n, spec, driver, actor, ret, reterr);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
 
         Pod *p = xnew0(Pod, 1);
+        p->fork = fork; /* owned from here on, also on failure */
         p->node = n;
         p->n_ref = 1;
         pod_make_id(p->id);
@@ -611,7 +625,7 @@ int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pod_ref(p); /* the boot thread's */
-        r = -pthread_create(&t, &attr, pod_boot_thread, p);
+        r = -pthread_create(&t, &attr, p->fork ? pod_fork_boot_thread : pod_boot_thread, p);
         pthread_attr_destroy(&attr);
         if (r < 0) {
                 pod_unref(p);

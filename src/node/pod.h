@@ -34,7 +34,8 @@ typedef enum PodState {
 const char *pod_state_to_string(PodState s);
 PodState pod_state_from_string(const char *s);
 
-typedef struct PodSub PodSub; /* a live /events subscriber */
+typedef struct PodSub PodSub;   /* a live /events subscriber */
+typedef struct PodFork PodFork; /* where a forked pod comes from (pod-snapshot.c) */
 
 /* A credential scoped to one pod (docs/api.md "Scoped credentials"): a key id and a 32-byte
  * secret, minted by the node, held in memory only (a node restart ends every pod and with it
@@ -121,11 +122,15 @@ struct Pod {
         struct PodReservation *resv;
         size_t n_resv;
         uint64_t resv_micros; /* sum of the held reservations */
+        PodFork *fork;            /* restored from a snapshot instead of booted, or NULL */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
  * new reference, -EBUSY when max_pods live pods exist, other -errno with *reterr. */
 int pod_create(Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, Pod **ret, char **reterr);
+/* Same for a pod restored from a snapshot (fork, consumed also on failure; NULL: booted). */
+int pod_create_full(
+        Node *n, NodeSpec *spec, VmmDriver driver, const char *actor, PodFork *fork, Pod **ret, char **reterr);
 /* Look up by id (new reference) or NULL. */
 Pod *pod_find(Node *n, const char *id);
 Pod *pod_ref(Pod *p);
@@ -198,3 +203,17 @@ json_t *pod_pool_to_json(Node *n);
 void pod_pool_render_metrics(Node *n, FILE *f);
 /* Count live pods (not exited/failed), under lock. */
 unsigned pod_count_live_locked(Node *n);
+
+/* Snapshots and forks (pod-snapshot.c, docs/snapshot.md). pod_snapshot saves a running qemu
+ * pod without a network and without work in flight: returns 0 and the snapshot's metadata
+ * (new reference), or -errno with *reterr (-EBUSY: a call or command in flight; -EOPNOTSUPP:
+ * driver or network; -ESTALE: not running). pod_fork starts count pods from the snapshot
+ * snapshot_id of p (NULL: take one now), sharing p's remaining budget. */
+int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr);
+int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor, json_t **ret, char **reterr);
+/* The snapshots of p (a JSON array of their metadata). */
+json_t *pod_snapshots_list(Pod *p);
+/* Remove p's snapshots (when p ends: a child's budget is a share of the live parent's). */
+void pod_snapshots_remove(Node *n, const char *pod_id);
+/* At start: remove snapshots an earlier run left (their parents are gone). */
+void pod_snapshots_cleanup_stale(Node *n);

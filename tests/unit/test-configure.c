@@ -207,12 +207,64 @@ static void test_limit_names(void **state) {
         assert_int_equal(configure_limit_from_string("nope"), _CONFIGURE_LIMIT_INVALID);
 }
 
+/* The forked pod's handshake: only the fresh fields, clock and seed required. */
+static void test_reconfigure(void **state) {
+        Configure *c = xnew0(Configure, 1);
+        c->pod_id = xstrdup("child-1");
+        assert_int_equal(policy_profile_new("fix-issue", &c->policy), 0);
+        c->time_remaining = 600 * USEC_PER_SEC;
+        c->wall_clock = UINT64_C(1765000000123) * USEC_PER_MSEC;
+        c->have_seed = true;
+        memset(c->entropy_seed, 0xab, sizeof c->entropy_seed);
+        c->limits[CONFIGURE_LIMIT_MAX_READ_BYTES] = 4096; /* never sent by reconfigure */
+        _cleanup_json_ json_t *j = reconfigure_to_json(c);
+        assert_null(json_object_get(j, "limits"));
+        _cleanup_free_ char *err = NULL;
+        _cleanup_(configure_freep) Configure *back = NULL;
+        assert_int_equal(reconfigure_from_json(j, &back, &err), 0);
+        assert_string_equal(back->pod_id, "child-1");
+        assert_true(back->time_remaining == c->time_remaining);
+        assert_true(back->wall_clock == c->wall_clock);
+        assert_true(back->have_seed);
+        assert_memory_equal(back->entropy_seed, c->entropy_seed, sizeof c->entropy_seed);
+        char h1[65], h2[65];
+        assert_int_equal(policy_sha256(c->policy, h1), 0);
+        assert_int_equal(policy_sha256(back->policy, h2), 0);
+        assert_string_equal(h1, h2);
+
+        static const struct {
+                const char *drop, *add, *path;
+        } bad[] = {
+                { "wall_clock_unix_ms", NULL, "$.wall_clock_unix_ms" },
+                { "entropy_seed", NULL, "$.entropy_seed" },
+                { "policy", NULL, "$.policy" },
+                { "pod_id", NULL, "$.pod_id" },
+                { NULL, "limits", "$.limits" },
+                { NULL, "env", "$.env" },
+                { NULL, "network", "$.network" },
+                { NULL, "approver_public_key", "$.approver_public_key" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_json_ json_t *m = json_deep_copy(j);
+                if (bad[i].drop)
+                        json_object_del(m, bad[i].drop);
+                if (bad[i].add)
+                        json_object_set_new(m, bad[i].add, json_object());
+                _cleanup_free_ char *e = NULL;
+                Configure *x = NULL;
+                assert_int_equal(reconfigure_from_json(m, &x, &e), -EINVAL);
+                assert_null(x);
+                if (strncmp(e, bad[i].path, strlen(bad[i].path)) != 0)
+                        fail_msg("'%s' does not start with '%s'", e, bad[i].path);
+        }
+        configure_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_round_trip),
-                cmocka_unit_test(test_minimal),
-                cmocka_unit_test(test_refusals),
-                cmocka_unit_test(test_limit_names),
+                cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_minimal),
+                cmocka_unit_test(test_refusals),    cmocka_unit_test(test_limit_names),
+                cmocka_unit_test(test_reconfigure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

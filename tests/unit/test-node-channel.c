@@ -253,8 +253,70 @@ static void test_liveness(void **state) {
         close(sp[1]);
 }
 
+/* Guest: answer every request with {} until the peer goes away. */
+static void *guest_echo(void *arg) {
+        int fd = *(int *) arg;
+        for (;;) {
+                uint32_t sid, len;
+                uint8_t type;
+                char *p = NULL;
+                if (read_frame(fd, &type, &sid, &p, &len) < 0) {
+                        free(p);
+                        return NULL;
+                }
+                free(p);
+                if (type == FRAME_REQUEST)
+                        frame_write(fd, FRAME_RESPONSE, sid, "{}", 2);
+        }
+}
+
+/* A snapshot's hold: refused with a call in flight, new calls wait until released. */
+static void test_hold(void **state) {
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        Channel *c = NULL;
+        assert_int_equal(channel_new(sp[0], on_event, on_close, NULL, &c), 0);
+
+        /* A call whose answer has not come: hold refused. */
+        uint32_t stream;
+        assert_int_equal(channel_begin(c, "slow", NULL, 0, &stream), 0);
+        assert_int_equal(channel_hold(c), -EBUSY);
+        uint32_t sid, len;
+        uint8_t type;
+        char *p = NULL;
+        assert_int_equal(read_frame(sp[1], &type, &sid, &p, &len), 0);
+        free(p);
+        frame_write(sp[1], FRAME_RESPONSE, sid, "{}", 2);
+        ChannelReply rep = {};
+        assert_int_equal(channel_wait(c, stream, 5 * USEC_PER_SEC, 0, NULL, NULL, &rep), 0);
+        channel_reply_done(&rep);
+
+        pthread_t g;
+        assert_int_equal(pthread_create(&g, NULL, guest_echo, &sp[1]), 0);
+        assert_int_equal(channel_hold(c), 0);
+        assert_int_equal(channel_hold(c), -EALREADY);
+        CallArg a = { .c = c, .op = "status" };
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, do_call, &a), 0);
+        usleep(200 * 1000);
+        /* Still held: the call has not been sent, so it has no answer yet. */
+        assert_null(a.rep.response);
+        assert_int_equal(a.r, 0);
+        channel_unhold(c);
+        pthread_join(t, NULL);
+        assert_int_equal(a.r, 0);
+        assert_non_null(a.rep.response);
+        channel_reply_done(&a.rep);
+
+        c = channel_free(c);
+        shutdown(sp[1], SHUT_RDWR);
+        pthread_join(g, NULL);
+        safe_close(sp[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_hold),
                 cmocka_unit_test(test_multiplex),
                 cmocka_unit_test(test_oversize_closes),
                 cmocka_unit_test(test_timeout_sends_cancel),

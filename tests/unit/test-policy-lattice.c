@@ -240,6 +240,86 @@ static void test_unrestricted_is_top(void **state) {
         assert_false(policy_leq(b, a)); /* bug 3: open compared as <= restricted */
 }
 
+/* A forked pod's handshake may keep or tighten its policy, never loosen it. */
+static void test_narrows(void **state) {
+        seed_from_env();
+        for (int round = 0; round < ROUNDS; round++) {
+                _cleanup_(policy_freep) Policy *a = gen_policy(rnd() % 2), *b = gen_policy(rnd() % 2);
+                policy_normalize(a);
+                policy_normalize(b);
+                _cleanup_(policy_freep) Policy *ab = policy_meet(a, b), *jab = policy_join(a, b);
+                CHECK(policy_narrows(a, a, NULL), "keeping the policy is allowed");
+                CHECK(policy_narrows(a, ab, NULL), "a meet with anything only tightens");
+                CHECK(policy_narrows(a, jab, NULL) == (policy_leq(jab, a) && (jab->trifecta || !a->trifecta)),
+                      "a join narrows only when it adds nothing");
+                CHECK(policy_narrows(a, b, NULL) == (policy_leq(b, a) && (b->trifecta || !a->trifecta)),
+                      "narrows is leq plus the trifecta flag");
+        }
+
+        _cleanup_(policy_freep) Policy *cur = NULL;
+        assert_int_equal(policy_profile_new("fix-issue", &cur), 0);
+        const char *why = NULL;
+
+        /* Each dimension made looser on its own is refused, with the reason named. */
+        _cleanup_(policy_freep) Policy *more_money = policy_copy(cur);
+        more_money->max_usd_micros = cur->max_usd_micros + 1;
+        assert_false(policy_narrows(cur, more_money, &why));
+        assert_non_null(strstr(why, "budget"));
+        _cleanup_(policy_freep) Policy *more_tokens = policy_copy(cur);
+        more_tokens->max_output_tokens = cur->max_output_tokens + 1;
+        assert_false(policy_narrows(cur, more_tokens, &why));
+        _cleanup_(policy_freep) Policy *longer = policy_copy(cur);
+        longer->max_duration_usec = cur->max_duration_usec == USEC_INFINITY ? USEC_INFINITY
+                                                                            : cur->max_duration_usec + 1;
+        if (cur->max_duration_usec != USEC_INFINITY) {
+                assert_false(policy_narrows(cur, longer, &why));
+                assert_non_null(strstr(why, "time window"));
+        }
+        _cleanup_(policy_freep) Policy *no_trifecta = policy_copy(cur);
+        no_trifecta->trifecta = !cur->trifecta;
+        if (cur->trifecta) {
+                assert_false(policy_narrows(cur, no_trifecta, &why));
+                assert_non_null(strstr(why, "trifecta"));
+        }
+        _cleanup_(policy_freep) Policy *more_cap = policy_copy(cur);
+        bool raised = false;
+        for (size_t i = 0; i < _OPERATION_MAX && !raised; i++)
+                if (more_cap->capabilities.level[i] != CAP_ALWAYS) {
+                        more_cap->capabilities.level[i] = CAP_ALWAYS;
+                        raised = true;
+                }
+        assert_true(raised);
+        assert_false(policy_narrows(cur, more_cap, &why));
+        assert_non_null(strstr(why, "capability"));
+        _cleanup_(policy_freep) Policy *fewer_blocks = policy_copy(cur);
+        assert_non_null(fewer_blocks->paths.blocked);
+        assert_non_null(fewer_blocks->paths.blocked[0]);
+        fewer_blocks->paths.blocked = strv_free(fewer_blocks->paths.blocked);
+        fewer_blocks->paths.blocked = xnew0(char *, 1);
+        policy_compile(fewer_blocks);
+        assert_false(policy_narrows(cur, fewer_blocks, &why));
+        _cleanup_(policy_freep) Policy *open_paths = policy_copy(cur);
+        if (!cur->paths.unrestricted) {
+                open_paths->paths.unrestricted = true;
+                policy_compile(open_paths);
+                assert_false(policy_narrows(cur, open_paths, &why));
+        }
+
+        /* Tighter in each dimension is accepted. */
+        _cleanup_(policy_freep) Policy *less = policy_copy(cur);
+        less->max_usd_micros = cur->max_usd_micros / 3;
+        less->max_input_tokens = cur->max_input_tokens / 3;
+        less->max_output_tokens = cur->max_output_tokens / 3;
+        for (size_t i = 0; i < _OPERATION_MAX; i++)
+                if (less->capabilities.level[i] == CAP_ALWAYS)
+                        less->capabilities.level[i] = CAP_LOW_RISK;
+        policy_normalize(less);
+        assert_true(policy_narrows(cur, less, &why));
+        assert_null(why);
+        assert_false(policy_narrows(less, cur, NULL));
+        assert_false(policy_narrows(NULL, cur, &why));
+}
+
 static void test_json_roundtrip(void **state) {
         seed_from_env();
         for (int round = 0; round < ROUNDS / 4; round++) {
@@ -259,9 +339,8 @@ static void test_json_roundtrip(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_lattice_laws),
-                cmocka_unit_test(test_normalize),
-                cmocka_unit_test(test_unrestricted_is_top),
+                cmocka_unit_test(test_lattice_laws),        cmocka_unit_test(test_normalize),
+                cmocka_unit_test(test_unrestricted_is_top), cmocka_unit_test(test_narrows),
                 cmocka_unit_test(test_json_roundtrip),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);

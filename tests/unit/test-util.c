@@ -155,6 +155,41 @@ static void test_mkdir_p_at(void **state) {
 }
 
 /* The one id grammar (id-util.h) every program checks pod ids and operation names with. */
+static void test_copy_file_sparse(void **state) {
+        char dir[] = "/tmp/nucleus-test-copy-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *a = xasprintf("%s/a", dir), *b = xasprintf("%s/b", dir);
+        _cleanup_close_ int src = open(a, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(src >= 0);
+        /* 64 MiB file: data at 0, at 32 MiB and in the last block; holes elsewhere. */
+        off_t size = 64 << 20;
+        assert_int_equal(ftruncate(src, size), 0);
+        assert_int_equal(pwrite(src, "head", 4, 0), 4);
+        assert_int_equal(pwrite(src, "middle", 6, 32 << 20), 6);
+        assert_int_equal(pwrite(src, "tail", 4, size - 4), 4);
+        _cleanup_close_ int dst = open(b, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(dst >= 0);
+        assert_int_equal(copy_file_sparse(src, dst), 0);
+        struct stat st;
+        assert_int_equal(fstat(dst, &st), 0);
+        assert_int_equal(st.st_size, size);
+        assert_true(st.st_blocks * 512 < (1 << 20)); /* the holes stayed holes */
+        _cleanup_free_ char *data = NULL;
+        size_t n = 0;
+        assert_int_equal(read_full_file_at(AT_FDCWD, b, (size_t) size, &data, &n), 0);
+        assert_int_equal(n, (size_t) size);
+        assert_memory_equal(data, "head", 4);
+        assert_memory_equal(data + (32 << 20), "middle", 6);
+        assert_memory_equal(data + size - 4, "tail", 4);
+        assert_int_equal(data[1 << 20], 0);
+        /* Not a regular file: refused. */
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_int_equal(copy_file_sparse(dfd, dst), -EBADFD);
+        (void) unlink(a);
+        (void) unlink(b);
+        (void) rmdir(dir);
+}
+
 static void test_id_grammar(void **state) {
         assert_true(pod_id_is_uuid("0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"));
         assert_false(pod_id_is_uuid("0B5C7E2A-1F3D-4C8E-9A6B-2D4F6E8A0C1E"));
@@ -190,6 +225,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_id_grammar),
                 cmocka_unit_test(test_mkdir_p_at),
+                cmocka_unit_test(test_copy_file_sparse),
                 cmocka_unit_test(test_safe_atou64),
                 cmocka_unit_test(test_safe_atoi),
                 cmocka_unit_test(test_parse_micros),

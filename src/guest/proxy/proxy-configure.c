@@ -8,7 +8,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <linux/random.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc-util.h"
@@ -224,5 +228,143 @@ void op_configure(Request *req) {
                 p->cfg.have_approver);
         if (p->cfg.policy->name)
                 json_object_set_new(j, "profile", json_string(p->cfg.policy->name));
+        request_finish(req, j);
+}
+
+/* A restored guest's kernel CRNG is its parent's: mix the node's fresh seed into the pool and
+ * force a reseed (RNDRESEEDCRNG: the base key is re-derived from the pool and every per-CPU
+ * key is dropped), so a child's randomness after this point is not predictable from the
+ * parent's state or from a sibling's. Returns true when the reseed happened. */
+static bool entropy_reseed(const Configure *c) {
+        _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || loop_write(fd, c->entropy_seed, sizeof c->entropy_seed) < 0) {
+                log_warning("Cannot mix the node's entropy seed into /dev/urandom: %m");
+                return false;
+        }
+        if (ioctl(fd, RNDRESEEDCRNG) < 0) {
+                log_warning("RNDRESEEDCRNG failed: %m");
+                return false;
+        }
+        return true;
+}
+
+/* reconfigure: the handshake of a pod restored from a snapshot of another (docs/snapshot.md).
+ * The proxy ran in the parent and is configured; it takes the child's identity, a policy that
+ * keeps or tightens the current one (policy_narrows; anything looser is refused and nothing
+ * changes), a fresh time window, the node's wall clock, a reseeded CRNG, a new budget meter
+ * (the policy's budget is the child's share of the parent's remainder) and no approvals: the
+ * parent's pending tokens and registry are dropped. Refused while commands run (a snapshot
+ * is taken with none). Limits, costs, env and dns_allow stay the parent's. */
+void op_reconfigure(Request *req) {
+        Proxy *p = req->proxy;
+        _cleanup_free_ char *err = NULL;
+        _cleanup_(configure_freep) Configure *c = NULL;
+        BudgetMeter *budget = NULL;
+        ApprovalRegistry *approvals = NULL;
+        const char *why = NULL;
+        int r;
+
+        r = reconfigure_from_json(req->args, &c, &err);
+        if (r < 0) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "reconfigure: %s", err);
+                return;
+        }
+        if (p->n_jobs > 0) {
+                request_fail(
+                        req,
+                        ERROR_KIND_CONFLICT,
+                        "reconfigure: %u command(s) still run; a pod is reconfigured only without work in "
+                        "flight",
+                        p->n_jobs);
+                return;
+        }
+        if (!policy_narrows(p->cfg.policy, c->policy, &why)) {
+                request_fail(
+                        req,
+                        ERROR_KIND_INSUFFICIENT_CAPABILITY,
+                        "reconfigure: the new policy is looser than the current one (%s); a restored pod "
+                        "can only keep or tighten its policy",
+                        why);
+                return;
+        }
+        /* The new meter starts at zero, so its maxima must fit in what is left of the current
+         * one: a child's share never exceeds the parent's remainder, and a repeated handshake
+         * cannot refill a budget. */
+        BudgetSnapshot b;
+        budget_meter_snapshot(p->budget, &b);
+        uint64_t left_usd = b.max_usd_micros -
+                NUCLEUS_MIN(b.max_usd_micros, b.consumed_usd_micros + b.reserved_usd_micros);
+        uint64_t left_in = b.max_input_tokens -
+                NUCLEUS_MIN(b.max_input_tokens, b.consumed_input_tokens + b.reserved_input_tokens);
+        uint64_t left_out = b.max_output_tokens -
+                NUCLEUS_MIN(b.max_output_tokens, b.consumed_output_tokens + b.reserved_output_tokens);
+        if (c->policy->max_usd_micros > left_usd || c->policy->max_input_tokens > left_in ||
+            c->policy->max_output_tokens > left_out) {
+                request_fail(
+                        req,
+                        ERROR_KIND_BUDGET_EXHAUSTED,
+                        "reconfigure: the new budget (%llu micro-USD) exceeds what is left of the current "
+                        "one (%llu)",
+                        (unsigned long long) c->policy->max_usd_micros,
+                        (unsigned long long) left_usd);
+                return;
+        }
+        r = budget_meter_new(
+                c->policy->max_usd_micros, c->policy->max_input_tokens, c->policy->max_output_tokens, &budget);
+        if (r < 0) {
+                request_fail(req, ERROR_KIND_INTERNAL, "reconfigure: cannot create the budget meter");
+                return;
+        }
+        r = approval_registry_new(APPROVAL_REGISTRY_DEFAULT_CAPACITY, &approvals);
+        if (r < 0) {
+                budget_meter_free(budget);
+                request_fail(req, ERROR_KIND_INTERNAL, "reconfigure: cannot create the approval registry");
+                return;
+        }
+
+        /* The wall clock first: approval expiry compares tokens with it. */
+        struct timespec ts = { .tv_sec = (time_t) (c->wall_clock / USEC_PER_SEC),
+                               .tv_nsec = (long) ((c->wall_clock % USEC_PER_SEC) * 1000) };
+        bool clock_set = clock_settime(CLOCK_REALTIME, &ts) >= 0;
+        if (!clock_set)
+                log_warning("Cannot set the wall clock: %m");
+        bool reseeded = entropy_reseed(c);
+
+        /* Commit. */
+        free(p->cfg.pod_id);
+        p->cfg.pod_id = TAKE_PTR(c->pod_id);
+        policy_free(p->cfg.policy);
+        p->cfg.policy = TAKE_PTR(c->policy);
+        (void) policy_sha256(p->cfg.policy, p->cfg.policy_sha256);
+        budget_meter_free(p->budget);
+        p->budget = budget;
+        approval_registry_free(p->approvals);
+        p->approvals = approvals;
+        STRV_FOREACH(t, p->pending_tokens)
+                explicit_bzero_safe(*t, strlen(*t));
+        p->pending_tokens = strv_free(p->pending_tokens);
+        p->used_nonces = strv_free(p->used_nonces);
+        time_window_start(&p->window, NUCLEUS_MIN(c->time_remaining, p->cfg.policy->max_duration_usec));
+        log_info("Reconfigured as pod %s, policy %s", p->cfg.pod_id, p->cfg.policy_sha256);
+
+        usec_t left = time_window_remaining(&p->window);
+        char cfg_sha[65];
+        configure_digest(&p->cfg, c, cfg_sha);
+        json_t *j = json_pack(
+                "{s:s, s:s, s:s, s:o, s:b, s:b, s:b}",
+                "policy_sha256",
+                p->cfg.policy_sha256,
+                "configure_sha256",
+                cfg_sha,
+                "pod_id",
+                p->cfg.pod_id,
+                "deadline_remaining_ms",
+                left == USEC_INFINITY ? json_null() : json_integer((json_int_t) (left / USEC_PER_MSEC)),
+                "approvals",
+                p->cfg.have_approver,
+                "crng_reseeded",
+                reseeded,
+                "clock_set",
+                clock_set);
         request_finish(req, j);
 }

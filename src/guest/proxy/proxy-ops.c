@@ -22,19 +22,13 @@ typedef struct OpEntry {
 } OpEntry;
 
 static const OpEntry op_table[] = {
-        { "configure", op_configure, true },
-        { "status", op_status, false },
-        { "charge", op_charge, false },
-        { "approve", op_approve, false },
-        { "read", op_read, false },
-        { "write", op_write, false },
-        { "edit", op_edit, false },
-        { "list", op_list, false },
-        { "glob", op_glob, false },
-        { "grep", op_grep, false },
-        { "run", op_run, false },
-        { "web_fetch", op_web_fetch, false },
-        { "import", op_import, false },
+        { "configure", op_configure, true },  { "reconfigure", op_reconfigure, false },
+        { "status", op_status, false },       { "charge", op_charge, false },
+        { "approve", op_approve, false },     { "read", op_read, false },
+        { "write", op_write, false },         { "edit", op_edit, false },
+        { "list", op_list, false },           { "glob", op_glob, false },
+        { "grep", op_grep, false },           { "run", op_run, false },
+        { "web_fetch", op_web_fetch, false }, { "import", op_import, false },
         { "export", op_export, false },
         { "setup", op_setup, false },
         { "setup_done", op_setup_done, false },
@@ -462,7 +456,7 @@ static void proxy_handle_request(Proxy *p, Frame *f) {
 }
 
 bool proxy_frame_is_control(const Frame *f) {
-        static const char *const control[] = { "configure", "status", "charge", "approve" };
+        static const char *const control[] = { "configure", "reconfigure", "status", "charge", "approve" };
         _cleanup_json_ json_t *j = NULL;
         _cleanup_free_ char *err = NULL;
         json_t *args;

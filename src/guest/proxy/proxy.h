@@ -175,6 +175,7 @@ void request_settle(Request *req, uint64_t actual_usd_micros);
 
 /* ---- ops ---- */
 void op_configure(Request *req);
+void op_reconfigure(Request *req);
 /* The PATH of every command the proxy runs. */
 #define RUN_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 /* Tell the command analysis which implementation (upstream, busybox, toybox) of each program it

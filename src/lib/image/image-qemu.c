@@ -148,6 +148,10 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                 strv_extend(&a, "-qmp");
                 strv_consume(&a, xasprintf("unix:%s,server=on,wait=off", c->qmp_socket));
         }
+        if (c->incoming_defer) {
+                strv_extend(&a, "-incoming");
+                strv_extend(&a, "defer");
+        }
 
         if (c->rootfs) {
                 /* werror/rerror=report: a host-side I/O error (the scratch file's filesystem is

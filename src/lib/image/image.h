@@ -135,6 +135,8 @@ typedef struct ImageQemuConfig {
         const char *extra_cmdline; /* appended verbatim (tests: nucleus.probe=1); NULL: none */
         bool no_sandbox;           /* skip -sandbox (only for debugging) */
         bool stock_boot;           /* leave IMAGE_BOOT_TUNING out (bench/boot's baseline) */
+        bool incoming_defer;       /* -incoming defer: wait for a saved state (migrate-incoming
+                                    * over QMP) instead of booting the kernel */
 } ImageQemuConfig;
 
 /* Kernel command-line settings that cut the guest's boot without changing what it can do:

@@ -421,6 +421,27 @@ bool policy_leq(const Policy *a, const Policy *b) {
                 a->max_output_tokens <= b->max_output_tokens && a->max_duration_usec <= b->max_duration_usec;
 }
 
+bool policy_narrows(const Policy *current, const Policy *next, const char **ret_why) {
+        const char *why = NULL;
+        if (!current || !next)
+                why = "no policy";
+        else if (current->trifecta && !next->trifecta)
+                why = "the trifecta rule would be dropped";
+        else if (
+                next->max_usd_micros > current->max_usd_micros ||
+                next->max_input_tokens > current->max_input_tokens ||
+                next->max_output_tokens > current->max_output_tokens)
+                why = "the budget would grow";
+        else if (next->max_duration_usec > current->max_duration_usec)
+                why = "the time window would grow";
+        else if (!policy_leq(next, current))
+                why = "it grants a capability, path or command the current policy does not, or drops an "
+                      "approval or a block";
+        if (ret_why)
+                *ret_why = why;
+        return !why;
+}
+
 bool policy_equal(const Policy *a, const Policy *b) {
         return capabilities_equal(&a->capabilities, &b->capabilities) && a->obligations == b->obligations &&
                 a->paths.unrestricted == b->paths.unrestricted &&

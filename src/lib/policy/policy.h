@@ -107,6 +107,11 @@ Policy *policy_join(const Policy *a, const Policy *b);
 bool policy_leq(const Policy *a, const Policy *b);
 /* Structural equality of everything but name and description. */
 bool policy_equal(const Policy *a, const Policy *b);
+/* May a running pod under `current` switch to `next` (a forked pod's handshake)? Only when
+ * next grants nothing current does not: policy_leq(next, current), and the trifecta rule
+ * kept when current had it (leq ignores that flag). A refusal names the first looser
+ * dimension in *ret_why (static text) when ret_why is non-NULL. */
+bool policy_narrows(const Policy *current, const Policy *next, const char **ret_why);
 
 /* ---- Profiles --------------------------------------------------------------------------- */
 

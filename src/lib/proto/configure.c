@@ -380,3 +380,53 @@ json_t *configure_to_json(const Configure *c) {
                                 c->net.dns));
         return j;
 }
+
+int reconfigure_from_json(const json_t *args, Configure **ret, char **reterr) {
+        static const char *const keys[] = {
+                "pod_id", "policy", "time_remaining_ms", "wall_clock_unix_ms", "entropy_seed", NULL
+        };
+        _cleanup_(configure_freep) Configure *c = NULL;
+        const char *key;
+        json_t *v;
+        int r;
+
+        if (!json_is_object(args))
+                return fail(reterr, "$: expected an object");
+        json_object_foreach((json_t *) args, key, v)
+                if (!strv_contains((char **) keys, key)) {
+                        _cleanup_free_ char *vis = string_make_visible(key);
+                        return fail(reterr, "$.%s: not allowed in reconfigure", vis);
+                }
+        if (!json_object_get(args, "policy"))
+                return fail(reterr, "$.policy: required (the policy as an object)");
+        r = configure_from_json(args, &c, reterr);
+        if (r < 0)
+                return r;
+        if (c->wall_clock == 0)
+                return fail(reterr, "$.wall_clock_unix_ms: required (a restored guest's clock is stale)");
+        if (!c->have_seed)
+                return fail(
+                        reterr, "$.entropy_seed: required (a restored guest holds its parent's random state)");
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+json_t *reconfigure_to_json(const Configure *c) {
+        json_t *j = json_object();
+        json_object_set_new(j, "pod_id", json_string(c->pod_id));
+        json_object_set_new(j, "policy", policy_to_json(c->policy));
+        if (c->time_remaining != USEC_INFINITY)
+                json_object_set_new(
+                        j,
+                        "time_remaining_ms",
+                        json_integer((json_int_t) NUCLEUS_MAX(c->time_remaining / USEC_PER_MSEC, (usec_t) 1)));
+        if (c->wall_clock > 0)
+                json_object_set_new(
+                        j, "wall_clock_unix_ms", json_integer((json_int_t) (c->wall_clock / USEC_PER_MSEC)));
+        if (c->have_seed) {
+                _cleanup_free_ char *hex = hexmem(c->entropy_seed, sizeof c->entropy_seed);
+                json_object_set_new(j, "entropy_seed", json_string(hex));
+                explicit_bzero_safe(hex, strlen(hex));
+        }
+        return j;
+}

@@ -91,6 +91,17 @@ int configure_from_json(const json_t *args, Configure **ret, char **reterr);
 /* The message for c (a new reference): the policy always as an object. */
 json_t *configure_to_json(const Configure *c);
 
+/* The handshake of a pod restored from a snapshot (docs/snapshot.md): op "reconfigure", sent
+ * to a proxy that is already configured (it ran in the parent). Only what must be fresh in the
+ * child: pod_id, policy (the proxy refuses one looser than its current policy), time_remaining_ms,
+ * wall_clock_unix_ms and entropy_seed, the last two required (a child must not keep the
+ * parent's clock or random state). Other keys are refused (limits, costs, env and the network
+ * are the parent's and stay). Returns 0 and a Configure with only those fields, or -EINVAL
+ * with *reterr naming the JSON path. */
+int reconfigure_from_json(const json_t *args, Configure **ret, char **reterr);
+/* The reconfigure message for c (a new reference): the five fields above. */
+json_t *reconfigure_to_json(const Configure *c);
+
 /* Is name an environment variable configure may set for commands? (Syntax, not one the
  * proxy sets itself, and policy_env_name_allowed().) */
 bool configure_env_name_ok(const char *name);

@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -295,4 +297,41 @@ int mkdir_parents_at(int dirfd, const char *path, mode_t mode) {
         if (!path || !*path)
                 return -EINVAL;
         return mkdir_components_at(dirfd, path, mode, false);
+}
+
+int copy_file_sparse(int src, int dst) {
+        struct stat st;
+        if (fstat(src, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (ioctl(dst, FICLONE, src) >= 0)
+                return 0;
+        off_t pos = 0;
+        while (pos < st.st_size) {
+                off_t data = lseek(src, pos, SEEK_DATA);
+                if (data < 0) {
+                        if (errno == ENXIO)
+                                break; /* only a hole is left */
+                        return -errno;
+                }
+                off_t hole = lseek(src, data, SEEK_HOLE);
+                if (hole < 0)
+                        return -errno;
+                off_t in = data, out = data;
+                while (in < hole) {
+                        ssize_t k = copy_file_range(src, &in, dst, &out, (size_t) (hole - in), 0);
+                        if (k < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                return -errno;
+                        }
+                        if (k == 0)
+                                return -EIO; /* src shrank under us */
+                }
+                pos = hole;
+        }
+        if (ftruncate(dst, st.st_size) < 0)
+                return -errno;
+        return 0;
 }

@@ -67,5 +67,10 @@ int fd_close_all_from(int from, const int *except, size_t n_except);
 int fd_set_nonblock(int fd, bool nonblock);
 int fd_set_cloexec(int fd, bool cloexec);
 
+/* Copy the regular file src into dst (empty, opened for writing) keeping its holes: a reflink
+ * (FICLONE) where the filesystem shares extents, else copy_file_range over each data extent
+ * (SEEK_DATA/SEEK_HOLE), then dst is sized like src. Returns 0 or -errno. */
+int copy_file_sparse(int src, int dst);
+
 /* Move fd to >= 3 with F_DUPFD_CLOEXEC; consumes fd. */
 int fd_move_above_stdio(int fd);

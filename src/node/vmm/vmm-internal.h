@@ -24,6 +24,8 @@ typedef struct VmmOps {
         int (*connect)(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr);
         void (*cleanup)(Vmm *vm); /* after the process is gone: remove files */
         void (*free_data)(Vmm *vm);
+        int (*save_state)(Vmm *vm, int state_fd, int (*paused)(void *, char **), void *userdata, char **reterr);
+        int (*load_state)(Vmm *vm, int state_fd, usec_t timeout, char **reterr);
 } VmmOps;
 
 extern const VmmOps vmm_qemu_ops;

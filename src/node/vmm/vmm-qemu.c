@@ -13,9 +13,11 @@
 
 #include "alloc-util.h"
 #include "fd-util.h"
+#include "json-util.h"
 #include "image.h"
 #include "log.h"
 #include "net.h"
+#include "qmp.h"
 #include "string-util.h"
 #include "vmm-internal.h"
 
@@ -64,10 +66,27 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 *reterr = xasprintf("cannot create %s: %s", vmdir, strerror(-r));
                 return r;
         }
-        r = image_scratch_create(scratch, l->scratch_mib * 1024 * 1024);
-        if (r < 0) {
-                *reterr = xasprintf("cannot create the scratch disk %s: %s", scratch, strerror(-r));
-                return r;
+        if (l->restore_scratch) {
+                /* A restored VM continues with its parent's disk as it was when paused: a copy
+                 * (a reflink where the filesystem shares extents) the child owns alone. */
+                _cleanup_close_ int src = open(l->restore_scratch, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                _cleanup_close_ int dst = open(
+                        scratch, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                r = src < 0 || dst < 0 ? -errno : copy_file_sparse(src, dst);
+                if (r < 0) {
+                        (void) unlink(scratch);
+                        *reterr = xasprintf(
+                                "cannot copy the snapshot's scratch disk %s: %s",
+                                l->restore_scratch,
+                                strerror(-r));
+                        return r;
+                }
+        } else {
+                r = image_scratch_create(scratch, l->scratch_mib * 1024 * 1024);
+                if (r < 0) {
+                        *reterr = xasprintf("cannot create the scratch disk %s: %s", scratch, strerror(-r));
+                        return r;
+                }
         }
         /* The console log is ours (node opens it); QEMU's stdout/stderr go to it as well. */
         logfd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -111,6 +130,8 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .rootfs = rootfs,
                 .scratch = scratch,
                 .channel_socket = "channel.sock", /* relative to vm/ (QEMU's cwd): sun_path is short */
+                .qmp_socket = "qmp.sock", /* snapshots (vmm_save_state); only root and the VMM user reach vm/ */
+                .incoming_defer = l->restore_scratch != NULL,
                 .console_log = console,
                 .accel = streq_ptr(l->accel, "kvm") ? IMAGE_ACCEL_KVM : IMAGE_ACCEL_TCG,
                 .memory_mib = (unsigned) l->memory_mib,
@@ -154,9 +175,80 @@ static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
         return r;
 }
 
+static int qemu_qmp(Vmm *vm, Qmp **ret, char **reterr) {
+        _cleanup_free_ char *path = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
+        int r = qmp_open(vm, path, 10 * USEC_PER_SEC, ret, reterr);
+        if (r >= 0)
+                (void) chmod(path, 0600);
+        return r;
+}
+
+#define QEMU_STATE_FD_NAME "nucleus-state"
+
+static int qemu_save_state(Vmm *vm, int state_fd, int (*paused)(void *, char **), void *userdata, char **reterr) {
+        _cleanup_(qmp_closep) Qmp *q = NULL;
+        _cleanup_json_ json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX);
+        _cleanup_json_ json_t *fdname = json_pack("{s:s}", "fdname", QEMU_STATE_FD_NAME);
+        _cleanup_json_ json_t *uri = json_pack("{s:s}", "uri", "fd:" QEMU_STATE_FD_NAME);
+        _cleanup_free_ char *cont_err = NULL;
+        int r;
+
+        r = qemu_qmp(vm, &q, reterr);
+        if (r < 0)
+                return r;
+        r = qmp_execute(q, "stop", NULL, -1, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r < 0)
+                return r;
+        /* The VM is paused: nothing to converge, so no bandwidth cap (QEMU's default throttles
+         * a local file to 128 MiB/s). */
+        r = qmp_execute(q, "migrate-set-parameters", bw, -1, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r >= 0)
+                r = qmp_execute(q, "getfd", fdname, state_fd, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r >= 0)
+                r = qmp_execute(q, "migrate", uri, -1, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r >= 0)
+                r = qmp_wait_migration(q, 300 * USEC_PER_SEC, reterr);
+        if (r < 0) {
+                _cleanup_free_ char *ignored = NULL;
+                (void) qmp_execute(q, "migrate_cancel", NULL, -1, 10 * USEC_PER_SEC, NULL, &ignored);
+        } else if (paused)
+                r = paused(userdata, reterr);
+        /* Always resume: a failed snapshot must not leave the pod paused. */
+        int k = qmp_execute(q, "cont", NULL, -1, 30 * USEC_PER_SEC, NULL, &cont_err);
+        if (k < 0 && r >= 0) {
+                *reterr = TAKE_PTR(cont_err);
+                r = k;
+        }
+        return r;
+}
+
+static int qemu_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
+        _cleanup_(qmp_closep) Qmp *q = NULL;
+        _cleanup_json_ json_t *fdname = json_pack("{s:s}", "fdname", QEMU_STATE_FD_NAME);
+        _cleanup_json_ json_t *uri = json_pack("{s:s}", "uri", "fd:" QEMU_STATE_FD_NAME);
+        int r;
+
+        r = qemu_qmp(vm, &q, reterr);
+        if (r < 0)
+                return r;
+        r = qmp_execute(q, "getfd", fdname, state_fd, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r < 0)
+                return r;
+        r = qmp_execute(q, "migrate-incoming", uri, -1, 10 * USEC_PER_SEC, NULL, reterr);
+        if (r < 0)
+                return r;
+        r = qmp_wait_migration(q, timeout, reterr);
+        if (r < 0)
+                return r;
+        /* The state was saved from a paused VM, so QEMU keeps it paused after loading. */
+        return qmp_execute(q, "cont", NULL, -1, 30 * USEC_PER_SEC, NULL, reterr);
+}
+
 static void qemu_cleanup(Vmm *vm) {
         _cleanup_free_ char *scratch = xasprintf("%s/vm/scratch.img", vm->pod_dir);
         _cleanup_free_ char *sock = xasprintf("%s/vm/channel.sock", vm->pod_dir);
+        _cleanup_free_ char *qmp = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
+        (void) unlink(qmp);
         _cleanup_free_ char *vmdir = xasprintf("%s/vm", vm->pod_dir);
         (void) unlink(scratch);
         (void) unlink(sock);
@@ -170,4 +262,6 @@ const VmmOps vmm_qemu_ops = {
         .start = qemu_start,
         .connect = qemu_connect,
         .cleanup = qemu_cleanup,
+        .save_state = qemu_save_state,
+        .load_state = qemu_load_state,
 };

@@ -125,6 +125,30 @@ Vmm *vmm_free(Vmm *vm) {
         return NULL;
 }
 
+int vmm_save_state(
+        Vmm *vm, int state_fd, int (*paused)(void *userdata, char **reterr), void *userdata, char **reterr) {
+        if (!vm->ops->save_state) {
+                *reterr = xasprintf(
+                        "driver %s cannot save a VM's state (snapshots need the qemu driver)", vm->ops->name);
+                return -EOPNOTSUPP;
+        }
+        return vm->ops->save_state(vm, state_fd, paused, userdata, reterr);
+}
+
+int vmm_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
+        if (!vm->ops->load_state) {
+                *reterr = xasprintf(
+                        "driver %s cannot restore a VM's state (snapshots need the qemu driver)",
+                        vm->ops->name);
+                return -EOPNOTSUPP;
+        }
+        return vm->ops->load_state(vm, state_fd, timeout, reterr);
+}
+
+char *vmm_scratch_path(Vmm *vm) {
+        return xasprintf("%s/vm/scratch.img", vm->pod_dir);
+}
+
 int vmm_write_pidfile(Vmm *vm) {
         _cleanup_close_ int dfd = -EBADF;
         char buf[32];

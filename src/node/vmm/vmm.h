@@ -41,6 +41,8 @@ typedef struct VmmLaunch {
         const char *proxy_path;   /* local driver: host path of nucleus-tool-proxy */
         const char *firecracker_path; /* firecracker driver: binary */
         const char *jailer_path;      /* firecracker driver: jailer or NULL */
+        const char *restore_scratch;  /* qemu: the scratch disk is a copy of this file (a snapshot's)
+                                       * and the VM waits for vmm_load_state instead of booting */
         uid_t run_uid;                /* drop to this uid/gid (0: stay root, sandboxed) */
         gid_t run_gid;
 } VmmLaunch;
@@ -66,6 +68,17 @@ const char *vmm_accel(const Vmm *vm);
 int vmm_stop(Vmm *vm);
 Vmm *vmm_free(Vmm *vm);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Vmm *, vmm_free);
+
+/* Snapshots (qemu only; -EOPNOTSUPP elsewhere). vmm_save_state pauses the VM, writes its
+ * memory and device state into state_fd (QEMU migration to "fd:", the descriptor passed over
+ * QMP), calls paused(userdata) while the VM is still paused and its disks flushed (copy the
+ * scratch disk there), then resumes the VM, whatever paused() returned. vmm_scratch_path is
+ * the VM's scratch disk. vmm_load_state feeds a VM started with l->restore_scratch the saved
+ * state and runs it. All return 0 or -errno with *reterr. */
+int vmm_save_state(
+        Vmm *vm, int state_fd, int (*paused)(void *userdata, char **reterr), void *userdata, char **reterr);
+int vmm_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr);
+char *vmm_scratch_path(Vmm *vm);
 
 /* Remove leftovers of an earlier node run in a pod dir: kill the process named in vmm.pid if it
  * still is a VMM we started (checked by /proc/<pid>/cmdline naming the pod dir), remove
