@@ -490,8 +490,8 @@ enum MHD_Result api_h_tool(ApiCall *a) {
 
         if (!operation_name_valid(op))
                 return api_reply_error(c, MHD_HTTP_NOT_FOUND, "not_found", "unknown tool operation");
-        if (streq(op, "configure") || streq(op, "reconfigure") || streq(op, "import") || streq(op, "export") || streq(op, "approve") ||
-            streq(op, "setup") || streq(op, "setup_done"))
+        if (streq(op, "configure") || streq(op, "reconfigure") || streq(op, "import") ||
+            streq(op, "export") || streq(op, "approve") || streq(op, "setup") || streq(op, "setup_done"))
                 return api_reply_error(
                         c,
                         MHD_HTTP_BAD_REQUEST,

@@ -93,9 +93,11 @@ NodeSpec *nodespec_free(NodeSpec *s) {
         return NULL;
 }
 
+/* Every pointer nodespec_free frees is copied here (keep the two in step). */
 NodeSpec *nodespec_copy(const NodeSpec *s) {
         NodeSpec *c = xnew0(NodeSpec, 1);
         *c = *s;
+        c->setup_hosts = strv_copy(s->setup_hosts);
         c->json = json_deep_copy(s->json);
         c->policy = policy_copy(s->policy);
         c->name = s->name ? xstrdup(s->name) : NULL;

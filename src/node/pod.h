@@ -122,7 +122,7 @@ struct Pod {
         struct PodReservation *resv;
         size_t n_resv;
         uint64_t resv_micros; /* sum of the held reservations */
-        PodFork *fork;            /* restored from a snapshot instead of booted, or NULL */
+        PodFork *fork;        /* restored from a snapshot instead of booted, or NULL */
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a

@@ -68,6 +68,10 @@ def test_snapshot_and_fork(node):
     token = os.urandom(16).hex()
     assert run(c, parent, ["tee", "/tmp/mem-only"], stdin=token) == token
     before = status(c, parent)["budget"]
+    # A per-pod secret the node holds: a credential scoped to the parent.
+    r = c.request("POST", f"/v1/pods/{parent}/credentials", b"")
+    assert r.status == 201, r
+    cred = r.json()
 
     r = c.request("POST", f"/v1/pods/{parent}/snapshot", b"{}")
     assert r.status == 201, r
@@ -82,7 +86,7 @@ def test_snapshot_and_fork(node):
     node_key_hex = (node.secrets / "node.key").read_text().strip()
     audit_key_hex = (node.secrets / "audit.key").read_text().strip()
     needles = [node_key_hex.encode(), audit_key_hex.encode(), bytes.fromhex(node_key_hex),
-               bytes.fromhex(audit_key_hex)[:32]]
+               bytes.fromhex(audit_key_hex)[:32], cred["secret"].encode(), bytes.fromhex(cred["secret"])]
     for name in os.listdir(sdir):
         with open(sdir / name, "rb") as f:
             data = f.read()
@@ -125,6 +129,11 @@ def test_snapshot_and_fork(node):
         # The guest clock is the node's now, not the snapshot's.
         guest_now = int(run(c, k, ["date", "+%s"]))
         assert abs(guest_now - time.time()) < 120
+    # The parent's credential is the parent's: it signs nothing of a child.
+    from helpers.nodeclient import NodeClient
+    pc = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+    assert pc.get_pod(parent).status == 200
+    assert pc.get_pod(kids[0]).status in (401, 403)
     # A reseeded CRNG: the children's randomness differs (identical memory otherwise).
     assert rnd[0] != rnd[1] and len(rnd[0]) == 64
 

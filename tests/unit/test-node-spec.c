@@ -51,6 +51,29 @@ static void test_yaml(void **state) {
         nodespec_free(s);
 }
 
+/* A fork's spec is a deep copy: both free cleanly (the sanitizer build catches a shared
+ * pointer) and the copy's policy can change without touching the original. */
+static void test_copy(void **state) {
+        static const char j[] = "{\"apiVersion\":\"nucleus/"
+                                "v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"c\"},"
+                                "\"spec\":{\"policy\":\"read-only\",\"env\":{\"A\":\"b\"},\"network\":"
+                                "{\"allow\":[\"10.0.0.0/8:443\"],\"dns_allow\":[\"example.com\"]}}}";
+        NodeSpec *s = NULL;
+        char *err = NULL;
+        assert_int_equal(nodespec_parse(j, strlen(j), &s, &err), 0);
+        NodeSpec *c = nodespec_copy(s);
+        assert_ptr_not_equal(c->policy, s->policy);
+        assert_ptr_not_equal(c->json, s->json);
+        assert_string_equal(c->name, "c");
+        assert_string_equal(c->allow[0], "10.0.0.0/8:443");
+        assert_string_equal(c->dns_allow[0], "example.com");
+        assert_string_equal(c->env[0], "A=b");
+        c->policy->max_usd_micros = 1;
+        assert_true(s->policy->max_usd_micros != 1);
+        nodespec_free(s);
+        nodespec_free(c);
+}
+
 static void test_json_network(void **state) {
         static const char j[] = "{\"apiVersion\":\"nucleus/"
                                 "v1\",\"kind\":\"Pod\",\"spec\":{\"policy\":\"read-only\",\"network\":"
@@ -116,9 +139,8 @@ static void test_bad(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_yaml),
-                cmocka_unit_test(test_json_network),
-                cmocka_unit_test(test_bad),
+                cmocka_unit_test(test_yaml),    cmocka_unit_test(test_json_network),
+                cmocka_unit_test(test_copy),    cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_timeout),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
