@@ -533,6 +533,50 @@ static void test_docker_save_linked_layer(void **state) {
         assert_int_equal(import(f, path, NULL, NULL), -ENOENT);
 }
 
+/* The progress lines quote member names from the archive with their control characters made
+ * visible: a crafted archive cannot drive the terminal of whoever imports it. */
+static void test_progress_names_made_visible(void **state) {
+        Fixture *f = *state;
+        const Ent l1[] = { { "etc/x", 'f', "x", 0 } };
+        size_t s1;
+        _cleanup_free_ char *t1 = build_tar(l1, ELEMENTSOF(l1), COMP_NONE, &s1);
+        char h1[SHA256_HEX_SIZE], hc[SHA256_HEX_SIZE];
+        sha256_hex(t1, s1, h1);
+        _cleanup_free_ char *config = xasprintf("{\"rootfs\":{\"diff_ids\":[\"sha256:%s\"]}}", h1);
+        sha256_hex(config, strlen(config), hc);
+        _cleanup_free_ char *cname = xasprintf("%s.json", hc);
+        const char *evil = "\x1b]0;owned\x07\x1b[2Jlayer.tar";
+        _cleanup_free_ char *manifest = xasprintf(
+                "[{\"Config\":\"%s\",\"Layers\":[\"\\u001b]0;owned\\u0007\\u001b[2Jlayer.tar\"]}]", cname);
+        Member m[] = {
+                mem(evil, t1, s1),
+                mem(cname, config, strlen(config)),
+                mem("manifest.json", manifest, strlen(manifest)),
+        };
+        _cleanup_free_ char *path = xasprintf("%s/image.tar", f->tmp), *log = xasprintf("%s/stderr", f->tmp);
+        write_archive(path, m, ELEMENTSOF(m), false);
+        members_free(m, ELEMENTSOF(m));
+        fflush(stderr);
+        int saved = dup(2), lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(saved >= 0 && lfd >= 0);
+        assert_int_equal(dup2(lfd, 2), 2);
+        ImageBuildOptions o = { .quiet = false };
+        ImageCtx ctx = { .opts = &o, .log_fd = -EBADF };
+        json_t *info = NULL;
+        int r = image_oci_import(&ctx, path, f->root, &info);
+        fflush(stderr);
+        assert_int_equal(dup2(saved, 2), 2);
+        safe_close(saved);
+        safe_close(lfd);
+        json_decref(info);
+        assert_int_equal(r, 0);
+        _cleanup_free_ char *text = slurp(f->tmp, "stderr");
+        assert_non_null(text);
+        assert_non_null(strstr(text, "layer.tar applied"));
+        assert_null(strchr(text, '\x1b'));
+        assert_null(strchr(text, '\x07'));
+}
+
 /* The same archive gzip-compressed as a whole. */
 static void test_docker_save_gzip(void **state) {
         Fixture *f = *state;
@@ -761,6 +805,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_setuid_stripped_devices_dropped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_gzip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_progress_names_made_visible, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_linked_layer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_bad_digest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docker_save_wrong_arch, setup, teardown),

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "escape.h"
 #include "fd-util.h"
 #include "hash-util.h"
 #include "image-internal.h"
@@ -854,7 +855,7 @@ static int apply_member(
         struct archive *a = NULL, *in = NULL;
         struct archive_entry *e;
         _cleanup_free_ Feed *f = xmalloc(sizeof(Feed));
-        _cleanup_free_ char *got = NULL, *name = xstrdup(member);
+        _cleanup_free_ char *got = NULL, *name = xstrdup(member), *shown = NULL;
         int r;
         /* Find the member, following links between members (a few hops at most). */
         for (int hop = 0;; hop++) {
@@ -934,7 +935,10 @@ static int apply_member(
                         got);
                 goto out;
         }
-        image_progress(ctx, "rootfs: layer %s applied (%llu bytes)", name, (unsigned long long) f->bytes);
+        /* Progress goes to stderr as it is (not through the logger, which escapes): the
+         * member name comes from the archive, so its control characters are made visible. */
+        shown = string_make_visible(name);
+        image_progress(ctx, "rootfs: layer %s applied (%llu bytes)", shown, (unsigned long long) f->bytes);
         r = 0;
 out:
         if (in)
