@@ -23,7 +23,7 @@ _nucleus() {
         --state) COMPREPLY=($(compgen -W "pending booting configuring running stopping exited failed" -- "$cur")); return ;;
         --arg|--arg-json) return ;;
         --output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-        --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib|--older-than) return ;;
+        --listen|--metrics-listen|--timeout|--tail|--vm-name|--vm-cpus|--vm-memory-gib|--vm-disk-gib|--pool-size|--older-than) return ;;
         --max-cost|--network|--max-turns|--model|--base-url|--api-key-env|--price-in|--price-out|--agent-cmd) return ;;
         --provider) COMPREPLY=($(compgen -W "openai anthropic" -- "$cur")); return ;;
         --agent) COMPREPLY=($(compgen -W "claude codex mcp" -- "$cur")); return ;;
@@ -38,7 +38,7 @@ _nucleus() {
 
         local opts="-h --help"
         case $verb in
-        setup) opts+=" --force --rotate-secrets --skip-vm --skip-images --skip-deps --listen --metrics-listen --vm-name --vm-cpus --vm-memory-gib --vm-disk-gib --output" ;;
+        setup) opts+=" --force --rotate-secrets --skip-vm --skip-images --skip-deps --listen --metrics-listen --vm-name --vm-cpus --vm-memory-gib --vm-disk-gib --pool-size --output" ;;
         start) opts+=" --no-wait --timeout --output" ;;
         stop) opts+=" --stop-vm --force --output" ;;
         doctor|config) opts+=" --output" ;;
