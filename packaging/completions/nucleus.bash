@@ -5,7 +5,7 @@ _nucleus() {
         local cur prev verb i
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
-        local verbs="setup start stop doctor profiles config secrets ps logs rm prune audit run image create wait upload tool approve approvals console patch delete cancel help"
+        local verbs="setup start stop doctor profiles config secrets ps logs rm prune audit run image create wait upload tool approve credential approvals console patch delete cancel help"
         local global="-c --config -v --verbose -q --quiet -h --help --version"
 
         verb=
@@ -54,7 +54,7 @@ _nucleus() {
                         COMPREPLY=($(compgen -f -- "$cur"))
                         return
                 fi ;;
-        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent --agent-cmd --patch-out --audit-out --apply --apply-flagged --include-untracked-binaries --allow-command --history --image --name --scratch-mib --output" ;;
+        run) opts+=" -d --dir -p --profile -c --config --max-cost --timeout --network --max-turns --model --provider --base-url --api-key-env --price-in --price-out --script --agent --agent-cmd --patch-out --audit-out --apply --apply-flagged --include-untracked-binaries --allow-command --history --image --name --scratch-mib --setup --setup-host --output" ;;
         image) opts+=" --output" ;;
         create) opts+=" -f --file --wait --timeout --output" ;;
         wait) opts+=" --state --timeout --output" ;;
@@ -62,6 +62,7 @@ _nucleus() {
         patch) opts+=" -o --out -d --dir --output" ;;
         tool) opts+=" --arg --arg-json --output read write edit list glob grep run status web_fetch charge" ;;
         approve|delete|cancel) opts+=" --output" ;;
+        credential) opts+=" --out --scope --output" ;;
         approvals) opts+=" --for-pod --reason --output list approve refuse serve" ;;
         console) opts+=" --listen --output" ;;
         esac

@@ -89,5 +89,6 @@ int verb_upload(int argc, char **argv);
 int verb_patch(int argc, char **argv);
 int verb_tool(int argc, char **argv);
 int verb_approve(int argc, char **argv);
+int verb_credential(int argc, char **argv);
 int verb_approvals(int argc, char **argv);
 int verb_console(int argc, char **argv);

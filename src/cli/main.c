@@ -43,6 +43,7 @@ static const Verb verbs[] = {
         { "upload", verb_upload, "Upload a directory as a pod's workspace" },
         { "tool", verb_tool, "Call one tool of a pod (read, write, run, ...) and print the answer" },
         { "approve", verb_approve, "Hand an approval token to a pod" },
+        { "credential", verb_credential, "Mint a credential scoped to one pod (for an MCP server or an SDK)" },
         { "approvals", verb_approvals, "List and decide the calls waiting for a human approval" },
         { "console", verb_console, "Serve a local web page of pods, live tool calls and approvals" },
         { "patch", verb_patch, "Fetch a pod's workspace changes as a git patch" },

@@ -157,11 +157,20 @@ def test_nucleus_mcp_with_the_credential_alone(node, tmp_path):
     c = node.client()
     pod = running_pod(c)
     assert c.upload_workspace(pod, tar_bytes({"README.md": "scoped hello\n"})).status == 200
-    cred = mint(c, pod)
+    # `nucleus credential` mints it with the node key and saves it 0600.
     path = tmp_path / "pod.cred"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(cred, f)
+    cli_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NUCLEUS_CONFIG_DIR": str(node.base),
+               "NUCLEUS_NODE_URL": f"http://127.0.0.1:{node.port}",
+               "NUCLEUS_NODE_KEY_FILE": str(node.secrets / "node.key")}
+    r = subprocess.run([str(binary("nucleus")), "credential", pod, "--out", str(path)], env=cli_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cred = json.loads(path.read_text())
+    assert r.stdout.strip() == cred["key_id"] and cred["secret"] not in r.stdout + r.stderr
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    r = subprocess.run([str(binary("nucleus")), "credential", pod, "--out", str(path)], env=cli_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "exists" in r.stderr, r.stderr
     # A home and config dir without any node key; the node key file path points nowhere.
     home = tmp_path / "home"
     home.mkdir()
