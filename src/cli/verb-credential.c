@@ -72,7 +72,8 @@ int verb_credential(int argc, char **argv) {
         if (isempty(out))
                 return cli_usage_error("credential", "--out FILE is required (the secret goes only there)");
         if (access(out, F_OK) == 0)
-                return cli_fail(mode, "already_exists", "%s exists; choose a new file (it is created 0600)", out);
+                return cli_fail(
+                        mode, "already_exists", "%s exists; choose a new file (it is created 0600)", out);
         r = cli_api_open_pod(mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
