@@ -299,10 +299,7 @@ static void rm_tree_at(int dfd, const char *name, unsigned depth) {
                 return;
         _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
-                int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-                DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-                if (!d)
-                        safe_close(dup_fd);
+                DIR *d = fd_opendir_at(fd);
                 struct dirent *de;
                 while (d && (de = readdir(d)))
                         if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
@@ -503,7 +500,7 @@ static int history_add(struct archive *a, const char *dir, uint32_t depth, Agent
         if (r >= 0) {
                 _cleanup_free_ char *packdir = xasprintf("%s/objects/pack", gitdir);
                 _cleanup_close_ int pfd = open(packdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                DIR *d = pfd >= 0 ? fdopendir(fcntl(pfd, F_DUPFD_CLOEXEC, 3)) : NULL;
+                DIR *d = pfd >= 0 ? fd_opendir_at(pfd) : NULL;
                 struct dirent *de;
                 if (!d)
                         r = -errno;

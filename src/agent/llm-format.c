@@ -317,6 +317,22 @@ static _printf_(3, 4) int set_err(char **reterr, int r, const char *fmt, ...) {
         return r;
 }
 
+/* One OpenAI tool call (a whole one, or a streamed fragment of it) into c: the id and name it
+ * carries replace the ones seen, its arguments are appended (capped). */
+static int openai_tool_call_merge(StreamCall *c, json_t *tc, char **reterr) {
+        json_t *fn = json_object_get(tc, "function");
+        const char *args = json_str(fn, "arguments");
+        c->used = c->is_tool = true;
+        set_str(&c->id, json_str(tc, "id"));
+        set_str(&c->name, json_str(fn, "name"));
+        if (args) {
+                int r = append_capped(&c->args, &c->args_len, args, strlen(args), LLM_MAX_TOOL_ARGS);
+                if (r < 0)
+                        return set_err(reterr, r, "tool call arguments exceed the cap");
+        }
+        return 0;
+}
+
 static void usage_from(LlmStream *s, json_t *usage) {
         json_t *v;
         if (!json_is_object(usage))
@@ -369,18 +385,9 @@ static int openai_event(LlmStream *s, json_t *j, char **reterr) {
                         json_int_t n = json_is_integer(idx) ? json_integer_value(idx) : (json_int_t) k;
                         if (n < 0 || n >= (json_int_t) LLM_MAX_TOOL_CALLS)
                                 return set_err(reterr, -E2BIG, "too many tool calls in one answer");
-                        StreamCall *c = &s->calls[n];
-                        json_t *fn = json_object_get(tc, "function");
-                        const char *args = json_str(fn, "arguments");
-                        c->used = c->is_tool = true;
-                        set_str(&c->id, json_str(tc, "id"));
-                        set_str(&c->name, json_str(fn, "name"));
-                        if (args) {
-                                r = append_capped(
-                                        &c->args, &c->args_len, args, strlen(args), LLM_MAX_TOOL_ARGS);
-                                if (r < 0)
-                                        return set_err(reterr, r, "tool call arguments exceed the cap");
-                        }
+                        r = openai_tool_call_merge(&s->calls[n], tc, reterr);
+                        if (r < 0)
+                                return r;
                 }
                 if (fin)
                         set_str(&s->stop_reason, fin);
@@ -580,18 +587,9 @@ int llm_parse_response(LlmProvider provider, const char *body, size_t n, LlmResp
                 json_array_foreach(json_object_get(msg, "tool_calls"), i, tc) {
                         if (i >= LLM_MAX_TOOL_CALLS)
                                 return set_err(reterr, -E2BIG, "too many tool calls in one answer");
-                        StreamCall *c = &s->calls[i];
-                        json_t *fn = json_object_get(tc, "function");
-                        const char *args = json_str(fn, "arguments");
-                        c->used = c->is_tool = true;
-                        set_str(&c->id, json_str(tc, "id"));
-                        set_str(&c->name, json_str(fn, "name"));
-                        if (args) {
-                                r = append_capped(
-                                        &c->args, &c->args_len, args, strlen(args), LLM_MAX_TOOL_ARGS);
-                                if (r < 0)
-                                        return set_err(reterr, r, "tool call arguments exceed the cap");
-                        }
+                        r = openai_tool_call_merge(&s->calls[i], tc, reterr);
+                        if (r < 0)
+                                return r;
                 }
                 set_str(&s->stop_reason, json_str(choice, "finish_reason"));
         }

@@ -59,15 +59,9 @@ int cli_runs_remove(const char *pod, usec_t older_than, json_t *keep, json_t *re
         _cleanup_close_ int dfd = open(runs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0)
                 return errno == ENOENT ? 0 : -errno;
-        int lfd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
-        if (lfd < 0)
+        DIR *d = fd_opendir_at(dfd);
+        if (!d)
                 return -errno;
-        DIR *d = fdopendir(lfd);
-        if (!d) {
-                r = -errno;
-                safe_close(lfd);
-                return r;
-        }
         struct dirent *de;
         while ((de = readdir(d))) {
                 _cleanup_free_ char *owner = run_file_pod(de->d_name);

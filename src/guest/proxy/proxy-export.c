@@ -186,14 +186,9 @@ static int walk_dir(Walk *w, int dfd, const char *rel, unsigned depth) {
                 w->error = xasprintf("the workspace is deeper than %u levels", EXPORT_MAX_DEPTH);
                 return -ELOOP;
         }
-        int dup_fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dup_fd < 0)
+        DIR *d = fd_opendir_at(dfd);
+        if (!d)
                 return -errno;
-        DIR *d = fdopendir(dup_fd);
-        if (!d) {
-                safe_close(dup_fd);
-                return -errno;
-        }
         _cleanup_strv_free_ char **names = NULL;
         struct dirent *de;
         bool nested = false;

@@ -567,14 +567,9 @@ static void walk_dir(Walk *w, int dirfd, const char *rel, unsigned depth) {
         Proxy *p = w->req->proxy;
         if (depth > 64 || w->truncated)
                 return;
-        int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dup_fd < 0)
+        DIR *d = fd_opendir_at(dirfd);
+        if (!d)
                 return;
-        DIR *d = fdopendir(dup_fd);
-        if (!d) {
-                safe_close(dup_fd);
-                return;
-        }
         struct dirent *de;
         while (!w->truncated && (de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))

@@ -118,14 +118,9 @@ static int check_gitdir_children(GitCheck *c, int gitdir_fd, const char *rel, co
                         ? 0
                         : check_fail(c, "'%s/%s' cannot be read", rel, sub);
         _cleanup_free_ char *srel = join(rel, sub);
-        int dfd = fcntl(sfd, F_DUPFD_CLOEXEC, 3);
-        if (dfd < 0)
-                return check_fail(c, "out of file descriptors");
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-                safe_close(dfd);
-                return check_fail(c, "out of memory");
-        }
+        DIR *d = fd_opendir_at(sfd);
+        if (!d)
+                return check_fail(c, "'%s' cannot be listed: %m", srel);
         struct dirent *de;
         int r = 0;
         while (r == 0 && (de = readdir(d))) {
@@ -205,14 +200,9 @@ static int check_gitfile(GitCheck *c, int dirfd, const char *rel_dir, unsigned d
 static int walk(GitCheck *c, int fd, const char *rel, unsigned depth) {
         if (depth > GITCHECK_MAX_DEPTH || ++c->dirs > GITCHECK_MAX_DIRS)
                 return check_fail(c, "the workspace is too large or too deep to check its git configuration");
-        int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (dfd < 0)
-                return check_fail(c, "out of file descriptors");
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-                safe_close(dfd);
-                return check_fail(c, "out of memory");
-        }
+        DIR *d = fd_opendir_at(fd);
+        if (!d)
+                return check_fail(c, "'%s' cannot be listed: %m", *rel ? rel : ".");
         struct dirent *de;
         int r = 0;
         while (r == 0 && (de = readdir(d))) {

@@ -160,15 +160,9 @@ static int fd_walk_proc(int from, bool close_them, const int *except, size_t n_e
         if (sfs.f_type != PROC_SUPER_MAGIC)
                 return -ENOTSUP;
 
-        int dfd2 = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
-        if (dfd2 < 0)
+        DIR *d = fd_opendir_at(dfd);
+        if (!d)
                 return -errno;
-        DIR *d = fdopendir(dfd2);
-        if (!d) {
-                int r = -errno;
-                (void) close(dfd2);
-                return r;
-        }
         struct dirent *de;
         while ((de = readdir(d))) {
                 uint32_t v;
@@ -259,6 +253,24 @@ int fd_move_above_stdio(int fd) {
         int r = nfd < 0 ? -errno : nfd;
         (void) close(fd);
         return r;
+}
+
+DIR *fd_opendir_at(int dirfd) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        fd = fd_move_above_stdio(fd);
+        if (fd < 0) {
+                errno = -fd;
+                return NULL;
+        }
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int e = errno;
+                (void) close(fd);
+                errno = e;
+        }
+        return d;
 }
 
 static int mkdir_one_at(int dirfd, const char *path, mode_t mode) {

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -74,3 +75,9 @@ int copy_file_sparse(int src, int dst);
 
 /* Move fd to >= 3 with F_DUPFD_CLOEXEC; consumes fd. */
 int fd_move_above_stdio(int fd);
+
+/* A directory stream of the directory dirfd refers to (an O_PATH fd will do), on a new open
+ * of it: the caller keeps dirfd, and the stream reads from the start whatever was read
+ * through dirfd. Its fd is close-on-exec and above stdio. NULL with errno set on failure;
+ * the caller closedir()s it. */
+DIR *fd_opendir_at(int dirfd);
