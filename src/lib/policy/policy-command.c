@@ -1822,7 +1822,13 @@ static const char *arg_blocked_rule(
                 if (!cands[k])
                         continue;
                 char buf[2 * ARG_PATH_MAX + 2];
-                const char *norm = arg_path_clean(cwd, cands[k], buf) ? buf : NULL;
+                const char *c = cands[k], *norm;
+                /* Without a cwd, one component other than "." and ".." is its own cleaned path. */
+                if (isempty(cwd) && *c && !strchr(c, '/') && !streq(c, ".") && !streq(c, "..") &&
+                    strlen(c) <= ARG_PATH_MAX)
+                        norm = c;
+                else
+                        norm = arg_path_clean(cwd, c, buf) ? buf : NULL;
                 if (norm && any_depth) {
                         /* Every blocked glob is "**"-anchored: one that matches a suffix at a
                          * component boundary matches the whole path, and the other way round. */
