@@ -310,6 +310,43 @@ static void check_vmm(CheckList *l, const char *images_dir) {
 #endif
 }
 
+/* Every [images.NAME] table of config.toml should be built: a pod asking for it is refused at
+ * create time until it is. */
+static void check_named_images(CheckList *l, const char *config_file, const char *images_dir) {
+#if defined(NUCLEUS_HAVE_IMAGE_DEP) && defined(NUCLEUS_HAVE_SPEC_DEP)
+        CliConfig *cfg = NULL;
+        _cleanup_free_ char *err = NULL;
+        if (!config_file || cli_config_load(config_file, false, &cfg, &err) < 0)
+                return; /* the config check reports a broken file */
+        const char *name;
+        json_t *t;
+        _cleanup_strv_free_ char **missing = NULL;
+        size_t n = json_object_size(cfg->images.named);
+        json_object_foreach(cfg->images.named, name, t) {
+                _cleanup_free_ char *dir = xasprintf("%s/%s", images_dir, name);
+                _cleanup_json_ json_t *m = NULL;
+                if (image_manifest_load(dir, &m) < 0)
+                        strv_extend(&missing, name);
+        }
+        cli_config_free(cfg);
+        if (n == 0)
+                return;
+        if (missing) {
+                _cleanup_free_ char *list = strv_join(missing, ", ");
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "named images",
+                        "nucleus image build --all",
+                        "[images.NAME] tables of %s not built in %s: %s",
+                        config_file,
+                        images_dir,
+                        list);
+        } else
+                check_add(l, CHECK_OK, "named images", NULL, "all %zu [images.NAME] tables built", n);
+#endif
+}
+
 static void check_images(CheckList *l, const char *images_dir) {
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
         _cleanup_json_ json_t *m = NULL;
@@ -571,6 +608,7 @@ int verb_doctor(int argc, char **argv) {
                 if (client_images_dir(&images_dir) >= 0) {
                         check_vmm(&l, images_dir);
                         check_images(&l, images_dir);
+                        check_named_images(&l, s.config_file, images_dir);
                 }
                 check_network(&l);
                 check_disk(&l);
