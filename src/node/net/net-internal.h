@@ -17,6 +17,9 @@
 #define NET_SET_DNS6 "dns6"
 #define NET_SET_SETUP4 "setup4" /* answers for setup hosts: reachable only while the window is open */
 #define NET_SET_SETUP6 "setup6"
+/* The window's gate: tcp and udp while it is open, empty otherwise. The setup sets alone cannot
+ * be the gate: dnsmasq may add an answer to them after the close (a query forwarded before). */
+#define NET_SET_SETUP_OPEN "setup_open"
 #define NET_DNSMASQ_PORT 53U /* dnsmasq's port on the namespace's 127.0.0.1, behind the filter */
 
 /* Addresses and names of one pod. Block B (a /29 of the pool): B+0/30 transit (host veth B+1,

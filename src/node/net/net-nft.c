@@ -85,13 +85,21 @@ int net_pod_setup_window(NetPod *pod, bool open) {
         if (!pod || !pod->plan.setup || !pod->filter)
                 return -EINVAL;
         if (open) {
+                _cleanup_free_ char *batch = xasprintf(
+                        "add element inet %s %s { tcp, udp }\n", NET_POD_TABLE, NET_SET_SETUP_OPEN);
+                int r = net_nft_apply(pod->netns_fd, batch, NULL);
+                if (r < 0)
+                        return r;
                 net_dns_filter_set_setup_open(pod->filter, true);
                 return 0;
         }
-        /* Names first (no new answer can add to the sets), then the sets themselves. */
+        /* Names first (no new answer for them), then in one transaction the gate and the
+         * address sets: whatever dnsmasq adds to the address sets later is behind a shut gate. */
         net_dns_filter_set_setup_open(pod->filter, false);
         _cleanup_free_ char *batch = xasprintf(
-                "flush set inet %s %s\nflush set inet %s %s\n",
+                "flush set inet %s %s\nflush set inet %s %s\nflush set inet %s %s\n",
+                NET_POD_TABLE,
+                NET_SET_SETUP_OPEN,
                 NET_POD_TABLE,
                 NET_SET_SETUP4,
                 NET_POD_TABLE,

@@ -173,6 +173,7 @@ char *net_ruleset_pod(const NetPlan *p, const NetPolicy *policy) {
         if (p->setup) {
                 fprintf(f, "\tset %s {\n\t\ttype ipv4_addr\n\t}\n", NET_SET_SETUP4);
                 fprintf(f, "\tset %s {\n\t\ttype ipv6_addr\n\t}\n", NET_SET_SETUP6);
+                fprintf(f, "\tset %s {\n\t\ttype inet_proto\n\t}\n", NET_SET_SETUP_OPEN);
         }
 
         /* Traffic to the namespace itself: only the guest's DNS queries to dnsmasq. */
@@ -235,11 +236,13 @@ char *net_ruleset_pod(const NetPlan *p, const NetPolicy *policy) {
         }
         fprintf(f, "\t\tip daddr @%s accept\n", NET_SET_DNS4);
         fprintf(f, "\t\tip6 daddr @%s accept\n", NET_SET_DNS6);
-        /* The setup window (net_pod_setup_window): the rules stay, the sets are emptied on close,
-         * so closing changes no rule and the drift check keeps comparing the same ruleset. */
+        /* The setup window (net_pod_setup_window): the rules stay, the gate set is filled on
+         * open and emptied on close (with the address sets), so opening and closing change no
+         * rule and the drift check keeps comparing the same ruleset. An address dnsmasq adds
+         * after the close (an answer to a query forwarded before it) opens nothing. */
         if (p->setup) {
-                fprintf(f, "\t\tip daddr @%s accept\n", NET_SET_SETUP4);
-                fprintf(f, "\t\tip6 daddr @%s accept\n", NET_SET_SETUP6);
+                fprintf(f, "\t\tmeta l4proto @%s ip daddr @%s accept\n", NET_SET_SETUP_OPEN, NET_SET_SETUP4);
+                fprintf(f, "\t\tmeta l4proto @%s ip6 daddr @%s accept\n", NET_SET_SETUP_OPEN, NET_SET_SETUP6);
         }
         fprintf(f, "\t}\n}\n");
 
@@ -396,7 +399,8 @@ char *net_ruleset_normalize(const char *text, size_t n) {
                         const char *table = json_string_value(json_object_get(set, "table"));
                         if (name && table && streq(table, NET_POD_TABLE) &&
                             (streq(name, NET_SET_DNS4) || streq(name, NET_SET_DNS6) ||
-                             streq(name, NET_SET_SETUP4) || streq(name, NET_SET_SETUP6)))
+                             streq(name, NET_SET_SETUP4) || streq(name, NET_SET_SETUP6) ||
+                             streq(name, NET_SET_SETUP_OPEN)))
                                 (void) json_object_del(set, "elem");
                 }
                 (void) json_array_append(keep, it);

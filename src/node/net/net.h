@@ -171,10 +171,12 @@ int net_pod_enter(const NetPod *pod);
 int net_pod_open_tap(const NetPod *pod, bool vnet_hdr);
 
 /* Open or close the pod's setup window: while open, the DNS filter also admits the policy's
- * setup_hosts and their answers (set setup4/setup6) are reachable; closing refuses those names
- * again and empties both sets, so nothing they resolved to stays reachable.
- * Returns: 0; -EINVAL when the pod has no setup hosts; -errno when emptying the sets failed
- *          (the caller must then end the pod: fail closed).
+ * setup_hosts and their answers (set setup4/setup6) are reachable through the gate set
+ * setup_open (tcp, udp); closing refuses those names again and, in one transaction, empties the
+ * gate and both sets, so nothing they resolved to stays reachable, not even an answer dnsmasq
+ * adds after the close.
+ * Returns: 0; -EINVAL when the pod has no setup hosts; -errno when filling or emptying the sets
+ *          failed (the caller must then end the pod: fail closed).
  * Notes: flows already established stay up until they end: close only after every process of
  *        the setup step is gone (the proxy runs each in a PID namespace that dies with it). */
 int net_pod_setup_window(NetPod *pod, bool open);
