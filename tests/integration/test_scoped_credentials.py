@@ -314,3 +314,23 @@ def test_unsettled_reservation_is_charged_at_its_amount(node):
     assert left(c, pod)["used_usd_micros"] == 200_000
     assert settle(run, pod, rid, 0).status == 404
     c.delete_pod(pod)
+
+
+def test_node_restart_revokes_every_credential(node):
+    """Credentials live in the node's memory only: a restart (which ends every pod) leaves
+    none behind, on disk or accepted."""
+    c = node.client()
+    pod = running_pod(c)
+    cred = mint(c, pod)
+    s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+    assert s.get_pod(pod).status == 200
+    node.restart()
+    r = s.get_pod(pod)
+    assert r.status == 401 and r.json()["detail"] == "unknown_key", r
+    for root, _, files in os.walk(node.state_dir):
+        for f in files:
+            try:
+                data = open(os.path.join(root, f), "rb").read()
+            except OSError:
+                continue
+            assert cred["secret"].encode() not in data, os.path.join(root, f)
