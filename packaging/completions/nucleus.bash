@@ -5,7 +5,7 @@ _nucleus() {
         local cur prev verb i
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
-        local verbs="setup start stop doctor profiles config secrets ps logs rm prune audit run image create wait upload tool approve credential approvals console patch delete cancel help"
+        local verbs="setup start stop doctor profiles config secrets ps logs rm prune audit run image create wait upload tool approve credential approvals console patch snapshot fork delete cancel help"
         local global="-c --config -v --verbose -q --quiet -h --help --version"
 
         verb=
@@ -63,6 +63,8 @@ _nucleus() {
         tool) opts+=" --arg --arg-json --output read write edit list glob grep run status web_fetch charge" ;;
         approve|delete|cancel) opts+=" --output" ;;
         credential) opts+=" --out --scope --output" ;;
+        snapshot) opts+=" --list --output" ;;
+        fork) opts+=" -n --count --snapshot --output" ;;
         approvals) opts+=" --for-pod --reason --output list approve refuse serve" ;;
         console) opts+=" --listen --output" ;;
         esac

@@ -70,6 +70,8 @@ int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 int verb_setup(int argc, char **argv);
 int verb_start(int argc, char **argv);
 int verb_stop(int argc, char **argv);
+int verb_snapshot(int argc, char **argv);
+int verb_fork(int argc, char **argv);
 int verb_doctor(int argc, char **argv);
 int verb_profiles(int argc, char **argv);
 int verb_config(int argc, char **argv);

@@ -47,6 +47,8 @@ static const Verb verbs[] = {
         { "approvals", verb_approvals, "List and decide the calls waiting for a human approval" },
         { "console", verb_console, "Serve a local web page of pods, live tool calls and approvals" },
         { "patch", verb_patch, "Fetch a pod's workspace changes as a git patch" },
+        { "snapshot", verb_snapshot, "Save a running pod's memory and disk on the node" },
+        { "fork", verb_fork, "Start pods from a snapshot of a running pod" },
         { "delete", verb_delete, "Stop and delete a pod" },
         { "cancel", verb_delete, "Same as delete" },
         { "audit", verb_audit, "Verify an audit log, or show it as a transcript" },

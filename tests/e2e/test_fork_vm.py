@@ -7,12 +7,13 @@ policy; the parent keeps running; a snapshot holds none of the node's keys; a sn
 call in flight is refused."""
 import json
 import os
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import require_root
+from conftest import binary, require_root
 from helpers.images import guest_images  # noqa: F401  (session fixture)
 from helpers.nodeproc import NodeProc, spec_yaml, tar_bytes
 
@@ -192,5 +193,24 @@ def test_snapshot_refused_with_a_call_in_flight(node):
     r = c.request("POST", f"/v1/pods/{pod}/fork", b'{"count": 0}')
     assert r.status == 400, r
     assert c.get_pod(pod).json()["state"] == "running"
+
+    # The CLI verbs: snapshot prints the id, --list shows it, fork prints the children.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(node.base), "LANG": "C.UTF-8",
+           "XDG_CONFIG_HOME": str(node.base / "config"), "XDG_STATE_HOME": str(node.base / "state"),
+           "NUCLEUS_NODE_URL": f"http://127.0.0.1:{node.port}",
+           "NUCLEUS_NODE_KEY_FILE": str(node.secrets / "node.key")}
+
+    def cli(*args):
+        p = subprocess.run([str(binary("nucleus")), *args], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+
+    sid = cli("snapshot", pod).strip()
+    assert len(sid) == 36
+    assert sid in cli("snapshot", "--list", pod)
+    [child] = cli("fork", pod, "-n", "1", "--snapshot", sid).split()
+    assert c.wait_state(child, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)["state"] == "running"
+    assert c.tool(child, "status", {}).json()["pod_id"] == child
+    c.delete_pod(child)
     c.delete_pod(pod)
     node.assert_clean()

@@ -24,7 +24,7 @@ from conftest import binary
 
 HELPERS = pathlib.Path(__file__).resolve().parent.parent / "helpers"
 VERBS = ["setup", "start", "stop", "doctor", "profiles", "config", "secrets", "ps", "logs", "audit", "rm", "prune",
-         "run", "approvals", "console", "credential"]
+         "run", "approvals", "console", "credential", "snapshot", "fork"]
 
 
 def free_port():

@@ -591,3 +591,42 @@ def test_data_for_unknown_stream(proxy):
     assert f.stream == 41
     proxy.ch.send(CANCEL, 43)  # harmless
     assert proxy.ch.request("status")["jobs"] == 0
+
+
+# ---------------------------------------------------------------- reconfigure (a forked pod's handshake)
+# Only refusals run here: an accepted reconfigure sets the clock, and this proxy runs on the host
+# (tests/e2e/test_fork_vm.py covers the accepted handshake inside a VM).
+
+def test_reconfigure_refuses_a_looser_policy(proxy_bin, agent_ids, proxy):
+    import json
+    from helpers.proxyrun import ProxyProcess
+    configure(proxy)
+    st = proxy.ch.request("status")
+    cur = st["policy"]
+    base = {"pod_id": "pod-child", "time_remaining_ms": 60000,
+            "wall_clock_unix_ms": 1765000000000, "entropy_seed": "ab" * 32}
+    # A permissive policy, as another proxy configured with that profile reports it.
+    other = ProxyProcess(proxy_bin, *agent_ids)
+    try:
+        configure(other, profile="permissive")
+        permissive = other.ch.request("status")["policy"]
+    finally:
+        other.stop()
+
+    r = proxy.ch.request("reconfigure", dict(base, policy=permissive))
+    assert err_kind(r) == "insufficient_capability" and "looser" in r["error"], r
+    richer = json.loads(json.dumps(cur))
+    richer["budget"]["max_usd_micros"] = cur["budget"]["max_usd_micros"] + 1
+    r = proxy.ch.request("reconfigure", dict(base, policy=richer))
+    assert err_kind(r) == "insufficient_capability" and "budget" in r["error"], r
+    # The fresh fields are required; anything else is refused.
+    for drop in ("wall_clock_unix_ms", "entropy_seed"):
+        args = dict(base, policy=cur)
+        del args[drop]
+        r = proxy.ch.request("reconfigure", args)
+        assert err_kind(r) == "invalid_request" and drop in r["error"], r
+    r = proxy.ch.request("reconfigure", dict(base, policy=cur, limits={"max_read_bytes": 1}))
+    assert err_kind(r) == "invalid_request" and "limits" in r["error"], r
+    # Nothing changed.
+    st2 = proxy.ch.request("status")
+    assert st2["pod_id"] == "pod-test" and st2["policy_sha256"] == st["policy_sha256"]
