@@ -15,7 +15,7 @@
 static void snapshot_usage(void) {
         printf("Usage: nucleus snapshot POD [OPTIONS]\n\n"
                "Save a running pod (its VM's memory and devices, its workspace disk) on the node, for\n"
-               "'nucleus fork POD --snapshot ID'. The pod must be idle: a call or command in flight is\n"
+               "'nucleus fork'. The pod must be idle: a call or command in flight is\n"
                "refused. Pods with a network and the local driver cannot be snapshotted. Snapshots\n"
                "live as long as their pod. Prints the snapshot id.\n\n"
                "Options:\n"
