@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -154,6 +155,42 @@ static void test_mkdir_p_at(void **state) {
         assert_int_equal(system(cmd), 0);
 }
 
+/* fd_opendir_at(): lists the directory an O_PATH fd names, from the start each time (a new
+ * open, never a shared offset), above stdio, leaves the caller's fd open, and sets errno on
+ * failure. */
+static void test_opendir_at(void **state) {
+        char tmpl[] = "/tmp/test-util-opendir-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_close_ int dfd = open(tmpl, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_int_equal(mkdirat(dfd, "sub", 0700), 0);
+        _cleanup_close_ int f = openat(dfd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(f >= 0);
+
+        for (int round = 0; round < 2; round++) {
+                DIR *d = fd_opendir_at(dfd);
+                assert_non_null(d);
+                assert_true(dirfd(d) > 2);
+                assert_int_not_equal(dirfd(d), dfd);
+                int seen = 0;
+                for (struct dirent *de; (de = readdir(d));)
+                        seen += strcmp(de->d_name, "sub") == 0 || strcmp(de->d_name, "file") == 0;
+                assert_int_equal(seen, 2);
+                closedir(d);
+        }
+        struct stat st;
+        assert_int_equal(fstat(dfd, &st), 0); /* still the caller's */
+
+        errno = 0;
+        assert_null(fd_opendir_at(f)); /* a file */
+        assert_int_equal(errno, ENOTDIR);
+        errno = 0;
+        assert_null(fd_opendir_at(-1));
+        assert_int_equal(errno, EBADF);
+        _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmpl);
+        assert_int_equal(system(cmd), 0);
+}
+
 /* The one id grammar (id-util.h) every program checks pod ids and operation names with. */
 static void test_copy_file_sparse(void **state) {
         char dir[] = "/tmp/nucleus-test-copy-XXXXXX";
@@ -225,6 +262,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_id_grammar),
                 cmocka_unit_test(test_mkdir_p_at),
+                cmocka_unit_test(test_opendir_at),
                 cmocka_unit_test(test_copy_file_sparse),
                 cmocka_unit_test(test_safe_atou64),
                 cmocka_unit_test(test_safe_atoi),

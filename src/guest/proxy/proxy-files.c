@@ -232,20 +232,6 @@ static int open_parent(Request *req, const char *parent, bool create_dirs) {
         return proxy_mkdir_beneath(p, -1, parent, 0755, PROXY_MKDIR_FOLLOW_BENEATH | PROXY_MKDIR_AGENT_OWNED);
 }
 
-static int write_all_fd(int fd, const void *buf, size_t n) {
-        const uint8_t *b = buf;
-        while (n > 0) {
-                ssize_t k = write(fd, b, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                b += k, n -= (size_t) k;
-        }
-        return 0;
-}
-
 void op_write(Request *req) {
         Proxy *p = req->proxy;
         static const char *const keys[] = { "path", "content", "content_base64", "create_dirs", "mode", NULL };
@@ -376,7 +362,7 @@ void op_write(Request *req) {
                 }
                 (void) fchmod(fd, (mode_t) mode);
         }
-        r = write_all_fd(fd, content, n);
+        r = loop_write(fd, content, n);
         if (r < 0) {
                 request_fail(
                         req,
@@ -456,7 +442,7 @@ void op_edit(Request *req) {
         memcpy(out + off, new, nn);
         memcpy(out + off + nn, data + off + on, size - off - on);
         size_t outn = size - on + nn;
-        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 || (r = write_all_fd(fd, out, outn)) < 0) {
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 || (r = loop_write(fd, out, outn)) < 0) {
                 request_fail(req, ERROR_KIND_IO_ERROR, "edit: write failed");
                 return;
         }
