@@ -65,6 +65,15 @@ enum MHD_Result api_h_create(ApiCall *a) {
                 }
         }
         VmmDriver d = spec->driver >= 0 ? (VmmDriver) spec->driver : n->config.driver;
+        if (d == VMM_DRIVER_LOCAL && strv_length(spec->setup_hosts) > 0) {
+                nodespec_free(spec);
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "invalid spec: spec.setup.hosts: the local driver cannot give a pod a network; use "
+                        "the qemu driver, or drop the hosts (the setup step then runs offline)");
+        }
         /* A VM pod needs its image built on this node: refused now, with the command that builds
          * it, rather than at boot. (The local driver runs the host's programs: no image.) */
         if (d != VMM_DRIVER_LOCAL && n->config.images_dir) {

@@ -158,6 +158,18 @@ enum MHD_Result api_h_setup(ApiCall *a) {
                         c, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err ?: "body: invalid JSON");
         if (!api_pod_check_callable(c, p, &ret))
                 return ret;
+        /* A pod with setup hosts always has a network (pod-boot.c; the local driver refuses them
+         * at create, and they never claim a warm pod); one without would run the commands
+         * offline and fail for a reason nobody could see. */
+        pthread_mutex_lock(&p->net_lock);
+        bool no_net = strv_length(p->spec->setup_hosts) > 0 && !p->net;
+        pthread_mutex_unlock(&p->net_lock);
+        if (no_net)
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "setup: the pod has no network for its setup hosts (it was not created with them)");
         pthread_mutex_lock(&a->node->lock);
         bool again = p->setup_started;
         p->setup_started = true;
@@ -187,7 +199,7 @@ static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s) 
         bool networked = p->net && json_array_size(hosts) > 0;
         pthread_mutex_unlock(&p->net_lock);
         if (!networked)
-                json_array_clear(hosts); /* nothing is opened: no hosts, or no network (local driver) */
+                json_array_clear(hosts); /* no hosts: nothing is opened */
 
         r = networked ? setup_window(p, true) : 0;
         if (r < 0) {

@@ -468,7 +468,8 @@ static int pod_create_claim(
                 .vcpus = spec->vcpus ?: n->config.default_vcpus,
                 .memory_mib = spec->memory_mib ?: n->config.default_memory_mib,
                 .scratch_mib = spec->scratch_mib ?: n->config.default_scratch_mib,
-                .network = spec->has_network,
+                /* Setup hosts need the NIC a network section gets: never a pooled pod without one. */
+                .network = spec->has_network || strv_length(spec->setup_hosts) > 0,
         };
         const char *miss = NULL;
         pthread_t t;

@@ -187,3 +187,14 @@ def test_cli_setup_runs_then_the_agent(node, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [x["detail"]["exit_code"] for x in records if x.get("op") == "setup_command"] == [4]
     assert not any(x.get("op") == "read" for x in records), "an agent step ran after a failed setup"
+
+
+
+def test_local_driver_refuses_setup_hosts_at_create(node):
+    """The local driver has no network to open: a spec with setup hosts is refused when it is
+    created, naming the key, instead of failing at boot."""
+    c = node.client()
+    r = c.create_pod(spec_yaml(extra="  setup: {hosts: [\"pypi.org\"]}\n"))
+    assert r.status == 400 and "spec.setup.hosts: the local driver" in r.json()["error"], r
+    r = c.create_pod(spec_yaml(extra="  setup: {hosts: [\"pypi.org\", \"-bad\"]}\n"))
+    assert r.status == 400 and "spec.setup.hosts[1]" in r.json()["error"], r
