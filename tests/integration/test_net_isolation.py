@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Network isolation at library level (adversarial N1-N5), without VMs.
+"""Network isolation at library level, without VMs.
 
 net-test-helper sets up a real pod network (namespace, bridge, tap, veth, NAT, nftables,
 dnsmasq); a namespace attached to the pod's bridge plays the guest; NetLab is the "internet"
@@ -75,7 +75,7 @@ def dropped(r):
     return not r["ok"] and r.get("error") == "timeout"
 
 
-def test_allowed_cidr_port_reachable_everything_else_dropped(lab, make_pod):  # N1
+def test_allowed_cidr_port_reachable_everything_else_dropped(lab, make_pod):
     _, g = make_pod({"allow": [f"{lab.web}/32:{lab.port}/tcp"]})
     r = g.tcp(lab.web, lab.port)
     assert r["ok"] and f"nucleus-lab {lab.web}" in r["body"]
@@ -102,7 +102,7 @@ def test_deny_wins_over_allow(lab, make_pod):
     assert g.tcp(lab.web_unresolved, lab.port)["ok"]
 
 
-def test_dns_allowlist(lab, make_pod):  # N2, N3
+def test_dns_allowlist(lab, make_pod):
     p, g = make_pod({"dns_allow": [f"www.{lab.ZONE}"]})
     # Before any lookup nothing in the zone is reachable.
     assert dropped(g.tcp(lab.web, lab.port))
@@ -124,7 +124,7 @@ def test_dns_allowlist(lab, make_pod):  # N2, N3
     assert f"www.{lab.ZONE}" in asked
     for name in (f"secret.{lab.ZONE}", f"deep.www.{lab.ZONE}", "exfil-6e75636c657573.evil.example"):
         assert name not in asked
-    # N3: addresses of the zone that were never resolved stay closed.
+    # Addresses of the zone that were never resolved stay closed.
     assert dropped(g.tcp(lab.web_other, lab.port))
     assert dropped(g.tcp(lab.web_unresolved, lab.port))
     # The guest cannot use the lab resolver directly either (no tunnel around dnsmasq).
@@ -280,7 +280,7 @@ def host_listener():
     s.close()
 
 
-def test_metadata_and_host_addresses_unreachable(lab, make_pod, host_listener, pool):  # N4
+def test_metadata_and_host_addresses_unreachable(lab, make_pod, host_listener, pool):
     # The lab also plays a cloud metadata service, routed for pod traffic only.
     _lab_extra_address(lab, "169.254.169.254")
     p, g = make_pod({"allow": ["0.0.0.0/0"]})
@@ -317,7 +317,7 @@ def test_pods_cannot_reach_each_other(lab, make_pod):
         srv.wait()
 
 
-def test_drift_in_namespace_detected(lab, make_pod):  # N5
+def test_drift_in_namespace_detected(lab, make_pod):
     p, g = make_pod({"allow": [f"{lab.web}/32:{lab.port}/tcp"], "dns_allow": [f"www.{lab.ZONE}"]})
     assert p.drift()["drift"] == 0
     assert dropped(g.tcp(lab.web_other, lab.port))
@@ -327,7 +327,7 @@ def test_drift_in_namespace_detected(lab, make_pod):  # N5
     assert d["drift"] == 1 and "ruleset changed" in d["detail"]
 
 
-def test_drift_monitor_reports_within_period(lab, pool, tmp_path):  # N5, the monitor thread
+def test_drift_monitor_reports_within_period(lab, pool, tmp_path):  # the drift monitor thread
     import time
     sd = tmp_path / "state"
     p = PodNet(binary("net-test-helper"), sd, pool, f"mon-{os.getpid()}", {"dns_allow": [f"www.{lab.ZONE}"]},
@@ -393,7 +393,7 @@ def host_listener6():
     s.close()
 
 
-def test_ipv6_dropped_even_when_plumbed_by_hand(lab, make_pod, host_listener6):  # N1 (IPv6)
+def test_ipv6_dropped_even_when_plumbed_by_hand(lab, make_pod, host_listener6):
     """The pod gets no IPv6; enable it by hand on every hop and the v6 policy still drops."""
     p, g = make_pod({"allow": ["0.0.0.0/0"]})
     ns, short = p.info["netns"], p.info["tap"].split("-", 1)[1]

@@ -740,7 +740,7 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         set_inline(a, "'git %s %s' makes git run a program", sub, w);
                         return;
                 }
-                /* File writes that bypass the path policy (review RF-2): --output (log/diff/show
+                /* File writes that bypass the path policy: --output (log/diff/show
                  * family, archive); format-patch -o and archive -o by their grammars below. */
                 if (long_opt_abbrev(w, (const char *const[]){ "output", "output-directory", NULL })) {
                         set_inline(a, "'git %s %s' writes a file outside the path policy", sub, w);
@@ -755,7 +755,7 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                         return;
                 }
         }
-        /* Short options by the subcommand's grammar (clusters, attached values: review RF-14). */
+        /* Short options by the subcommand's grammar (clusters, attached values). */
         if (analyze_options("git", sub, argv, i + 1, a, streq(sub, "clone") ? git_clone_opt : NULL, a) ==
             SIZE_MAX)
                 return;
@@ -788,7 +788,7 @@ typedef struct InterpState {
         bool has_file; /* awk -f/-E FILE: the program is a file, not text */
 } InterpState;
 
-/* Values of interpreter options that carry code (review RF-9), whatever the spelling. */
+/* Values of interpreter options that carry code, whatever the spelling. */
 static int interp_opt(const OptItem *it, void *userdata) {
         InterpState *s = userdata;
         const char *v = it->value;
@@ -1354,7 +1354,7 @@ static void analyze_make(const Policy *p, const char *prog, char *const *argv, A
         if (!p->commands.unrestricted && !allowlist_names_program(p, a->pc, argv))
                 set_inline(a, "'%s' runs the commands of a makefile; allowlist make explicitly", prog);
 }
-/* Database clients (RF-15): their arguments and input can run shell commands on this machine
+/* Database clients: their arguments and input can run shell commands on this machine
  * (sqlite3 .shell/.system, psql \!, mysql system). sqlite3 only in -safe mode; psql and mysql
  * with no command-bearing argument; mongosh is an interpreter (JavaScript). */
 /* Only for programs on db_clients. */
@@ -1765,7 +1765,7 @@ bool policy_grants_shell(const Policy *p) {
         return grants_shell_compiled(p, policy_compiled(p));
 }
 
-/* RF-11 (best effort): the lexically cleaned path an argument word names, relative to the
+/* Best effort: the lexically cleaned path an argument word names, relative to the
  * workspace root (cwd joined to relative words; "." dropped, ".." pops what it can). Absolute
  * words keep their components. NULL when the word is empty or over-long. */
 #define ARG_PATH_MAX 4096U
@@ -1898,7 +1898,7 @@ static int check_command_words(
                         display_text(dsp));
                 return 0;
         }
-        /* 2. separators given as words (C7): only a shell would read them as such. */
+        /* 2. separators given as words: only a shell would read them as such. */
         bool in_find_exec = false; /* a ';' ending find's -exec is find syntax, not a separator */
         if (!shell)
                 STRV_FOREACH(w, argv) {
@@ -1995,7 +1995,7 @@ static int check_command_words(
                                 reason);
                         return 0;
                 }
-        /* 7. arguments naming blocked paths (best effort, RF-11: commands read as the agent) */
+        /* 7. arguments naming blocked paths (best effort: commands read as the agent) */
         /* Every later layer of an Exec is made of words of its first (wrappers unwrapped, git
          * global options removed), so the first layer's words are all the words there are. */
         for (size_t i = 0; i < a.n_execs; i++)

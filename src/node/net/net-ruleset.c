@@ -264,7 +264,7 @@ char *net_ruleset_host(const NetPlan *p) {
 
         fprintf(f, "add table inet %s\ndelete table inet %s\n", p->host_table, p->host_table);
         fprintf(f, "table inet %s {\n", p->host_table);
-        /* Nothing from the pod reaches the host itself (N4: the host's addresses), except dnsmasq's
+        /* Nothing from the pod reaches the host itself (none of the host's addresses), except dnsmasq's
          * queries when the upstream resolver is on this host. A drop here is final whatever other
          * tables say. */
         fprintf(f, "\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
