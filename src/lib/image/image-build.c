@@ -28,7 +28,8 @@ static const char *const image_accel_table[_IMAGE_ACCEL_MAX] = {
 DEFINE_STRING_TABLE_LOOKUP(image_accel, ImageAccel);
 
 static const char *const default_modules[] = {
-        "virtio_mmio", "virtio_blk", "virtio_console", "virtio_net", "vmw_vsock_virtio_transport", "ext4",
+        "virtio_mmio",    "virtio_blk", "virtio_console", "virtio_net", "vmw_vsock_virtio_transport",
+        "virtio_balloon", "ext4",
 };
 
 static const char *const artifact_names[] = { IMAGE_VMLINUZ, IMAGE_VMLINUX, IMAGE_INITRAMFS, IMAGE_ROOTFS };

@@ -173,6 +173,13 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtio-blk-device,drive=scratch,serial=" IMAGE_SCRATCH_SERIAL);
         }
+        if (c->rootfs) {
+                /* Free-page reporting: the guest hands pages it frees back to QEMU, which drops
+                 * them from its RSS (docs/node.md "Dense pods"). No balloon target is ever set,
+                 * so the guest's memory size never changes. */
+                strv_extend(&a, "-device");
+                strv_extend(&a, "virtio-balloon-device,free-page-reporting=on");
+        }
         if (c->channel_socket) {
                 strv_extend(&a, "-chardev");
                 strv_consume(&a, xasprintf("socket,id=ch0,path=%s,server=on,wait=off", c->channel_socket));
