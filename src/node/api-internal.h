@@ -120,6 +120,9 @@ enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t
 _printf_(4, 5) enum MHD_Result
         api_reply_error(struct MHD_Connection *c, unsigned status, const char *kind, const char *fmt, ...);
 const char *api_header(struct MHD_Connection *c, const char *name);
+/* Has the client of this connection gone (closed or reset its end) while its request is being
+ * handled? For long handlers that can stop between steps. Never reads from the socket. */
+bool api_client_gone(struct MHD_Connection *c);
 
 /* ---- calls into a pod (api-tools.c) ---- */
 /* Running and within its deadline? Otherwise queue the answer and return false. */

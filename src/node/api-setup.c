@@ -220,6 +220,15 @@ static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s) 
         size_t i;
         json_t *argv;
         json_array_foreach(json_object_get(body, "commands"), i, argv) {
+                /* A client that went away (nucleus run interrupted) gets no more commands run
+                 * for it with the window open. */
+                if (i > 0 && api_client_gone(c)) {
+                        ok = false;
+                        _cleanup_json_ json_t *d = json_pack(
+                                "{s:s,s:I}", "reason", "the client went away", "commands_run", (json_int_t) i);
+                        audit_info(p, a->actor, "setup_stopped", "error", d);
+                        break;
+                }
                 ok = run_one(p, a->actor, argv, timeout_s, hosts, results);
                 if (!ok)
                         break;

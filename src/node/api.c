@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <string.h>
@@ -286,6 +287,15 @@ static AuthRequest auth_request_of(struct MHD_Connection *c, const char *method,
 static ApiConn *conn_of(struct MHD_Connection *c) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         return ci ? ci->socket_context : NULL;
+}
+
+bool api_client_gone(struct MHD_Connection *c) {
+        const ApiConn *ac = conn_of(c);
+        if (!ac || ac->fd < 0)
+                return false;
+        /* MHD's thread for this connection is in our handler: nobody else polls the socket. */
+        struct pollfd pfd = { .fd = ac->fd, .events = POLLRDHUP };
+        return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* X-Nucleus-Key-Id names the credential whose secret must have signed the request: look it up

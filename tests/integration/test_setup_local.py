@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import binary, require_root
-from helpers.nodeclient import NodeClient
+from helpers.nodeclient import NodeClient, sign_headers
 from helpers.nodeproc import NodeProc, spec_yaml, tar_bytes
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap")
@@ -147,6 +147,45 @@ def test_no_tool_call_while_setup_runs(node):
     finally:
         (node.state_dir / "pods" / pod / "workspace" / "go").touch()
         t.join(120)
+        c.delete_pod(pod)
+
+
+def test_setup_stops_when_the_client_goes(node):
+    """A client that goes away during the setup step (nucleus run interrupted) gets no further
+    command run for it: the step stops after the running one, says so in the audit log, and the
+    pod's tools answer again."""
+    c = node.client()
+    pod = _pod(c)
+    ws = node.state_dir / "pods" / pod / "workspace"
+    try:
+        path = f"/v1/pods/{pod}/setup"
+        body = json.dumps({"commands": [["sh", "-c", "touch started; while [ ! -e go ]; do sleep 0.1; done"],
+                                        ["touch", "second"]], "timeout_seconds": 120}).encode()
+        h = sign_headers(c.key, "POST", path, body, "test")
+        h.update({"Content-Type": "application/json", "Content-Length": str(len(body))})
+        conn = c._conn(60)
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        for k, v in h.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        conn.send(body)
+        deadline = time.monotonic() + 60
+        while not (ws / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (ws / "started").exists()
+        conn.close()  # the client goes while the first command runs
+        (ws / "go").touch()
+        # The step has ended when the tool route answers again (409 while it runs).
+        deadline = time.monotonic() + 120
+        while c.tool(pod, "status").status == 409 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert c.tool(pod, "status").status == 200
+        assert not (ws / "second").exists()
+        stopped = _records(c, pod, "setup_stopped")
+        assert len(stopped) == 1 and stopped[0]["detail"]["commands_run"] == 1, stopped
+        assert len(_records(c, pod, "setup_command")) == 1
+    finally:
+        (ws / "go").touch()
         c.delete_pod(pod)
 
 
