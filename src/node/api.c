@@ -299,28 +299,35 @@ bool api_client_gone(struct MHD_Connection *c) {
 }
 
 /* X-Nucleus-Key-Id names the credential whose secret must have signed the request: look it up
- * (its pod must still be in the table), and answer with that secret from now on. Returns
- * false with 401 unknown_key queued when no pod holds it. */
-static bool request_resolve_key(
-        struct MHD_Connection *c, Node *n, Req *q, const char *key_id, enum MHD_Result *ret) {
+ * (its pod must still be in the table) first thing, so that every answer to the request, an
+ * early 413 included, is authenticated with that secret; an unknown one gets answers without a
+ * MAC (and 401 unknown_key once the headers are checked: request_check_key). */
+static void request_lookup_key(struct MHD_Connection *c, Node *n, Req *q, const char *key_id) {
         ApiConn *ac = conn_of(c);
-        int r = pod_credential_find(n, key_id, &q->cred_pod, q->key, &q->cred_scope);
-        if (r < 0) {
+        if (!key_id)
+                return;
+        if (!auth_key_id_is_valid(key_id) ||
+            pod_credential_find(n, key_id, &q->cred_pod, q->key, &q->cred_scope) < 0) {
                 if (ac)
                         ac->answer = ANSWER_NONE;
-                *ret = reply_unauthorized(
-                        c,
-                        "unknown_key",
-                        "X-Nucleus-Key-Id names no credential of this node (never minted, or its pod's "
-                        "record was removed)");
-                return false;
+                return;
         }
         q->scoped = true;
         if (ac) {
                 memcpy(ac->answer_key, q->key, sizeof ac->answer_key);
                 ac->answer = ANSWER_SCOPED;
         }
-        return true;
+}
+
+static bool request_check_key(struct MHD_Connection *c, Req *q, const char *key_id, enum MHD_Result *ret) {
+        if (!key_id || q->scoped)
+                return true;
+        *ret = reply_unauthorized(
+                c,
+                "unknown_key",
+                "X-Nucleus-Key-Id names no credential of this node (never minted, or its pod's record "
+                "was removed)");
+        return false;
 }
 
 /* The one scope check (docs/api.md "Scoped credentials"), once the signature verified: the
@@ -406,6 +413,8 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
         bool public = req_public(q);
         AuthRequest ar = auth_request_of(c, method, q->uri);
         bool declared = !public && ar.body_sha256;
+        if (!public)
+                request_lookup_key(c, n, q, ar.key_id);
         q->cap = body_cap_for(n, q->match.route) ?: 1;
         if (!declared)
                 q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
@@ -434,7 +443,7 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
         /* Everything about the headers, then (with a declared digest) the MAC itself, with the
          * node key or the secret of the credential the request names. */
         vr = auth_precheck_request(&ar, (int64_t) time(NULL), &missing);
-        if (vr == AUTH_VERIFY_OK && ar.key_id && !request_resolve_key(c, n, q, ar.key_id, ret)) {
+        if (vr == AUTH_VERIFY_OK && !request_check_key(c, q, ar.key_id, ret)) {
                 q->rejected = true;
                 return false;
         }

@@ -90,6 +90,10 @@ def test_pod_credential_scope(node):
     assert r.status == 403 and r.json()["kind"] == "insufficient_capability", r
     assert c.get_pod(pod).json()["state"] == "running"
 
+    # Answers refused at header time are authenticated with the credential's secret too.
+    r = s.tool(pod, "write", {"path": "big.txt", "content": "a" * (3 << 20)})
+    assert r.status == 413 and r.json()["kind"] == "too_large" and r.mac_ok, r
+
     # The workspace upload is refused before its body is read (header time).
     big = tar_bytes({"big.bin": "x" * (2 << 20)})
     refused(s.upload_workspace(pod, big), "node_key_required")
