@@ -296,6 +296,15 @@ int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr) {
                 *reterr = xasprintf("cannot write %s/" SNAPSHOT_META ": %s", dir, strerror(-r));
                 return r;
         }
+        /* A pod that ended meanwhile has removed its snapshots already: this one goes too. */
+        pthread_mutex_lock(&n->lock);
+        bool ended = p->terminating || pod_state_is_final(p->state);
+        pthread_mutex_unlock(&n->lock);
+        if (ended) {
+                (void) node_rm_rf(dir);
+                *reterr = xasprintf("pod %s ended while it was being snapshotted", p->id);
+                return -ESTALE;
+        }
         {
                 _cleanup_json_ json_t *detail = json_pack("{s:s}", "snapshot", id);
                 AuditEvent ev = { .actor = actor ?: "",
