@@ -251,7 +251,7 @@ enum MHD_Result api_h_budget_settle(ApiCall *a) {
         sweep_expired_locked(p, a->actor);
         size_t i = 0;
         for (; i < p->n_resv; i++)
-                if (streq(p->resv[i].id, id))
+                if (strlen(id) == 32 && memeq_consttime(p->resv[i].id, id, 32))
                         break;
         if (i >= p->n_resv) {
                 pthread_mutex_unlock(&p->budget_lock);
