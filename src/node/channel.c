@@ -343,21 +343,11 @@ void channel_release(Channel *c) {
 Channel *channel_free(Channel *c) {
         if (!c)
                 return NULL;
-        pthread_mutex_lock(&c->lock);
-        bool was_closed = c->closed;
-        c->closed = true;
-        if (c->close_error == 0)
-                c->close_error = -ECONNRESET;
-        pthread_cond_broadcast(&c->cond);
-        pthread_cond_broadcast(&c->live_cond);
-        if (c->fd >= 0)
-                (void) shutdown(c->fd, SHUT_RDWR);
-        pthread_mutex_unlock(&c->lock);
+        channel_shutdown(c);
         if (c->reader_started)
                 (void) pthread_join(c->reader, NULL);
         if (c->live_started)
                 (void) pthread_join(c->live_thread, NULL);
-        (void) was_closed;
         /* Waiters hold no reference after they saw closed; the owner frees only after the
          * pod's users are gone (pod refcount), so the pending list is empty here. */
         while (c->pending) {
