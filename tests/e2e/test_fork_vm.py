@@ -214,3 +214,28 @@ def test_snapshot_refused_with_a_call_in_flight(node):
     c.delete_pod(child)
     c.delete_pod(pod)
     node.assert_clean()
+
+
+def test_fork_drops_the_parents_approvals(node):
+    """An approval given to the parent is not the child's: its proxy starts with none, and the
+    parent's token (bound to the parent's id) is refused for the child; the parent keeps it."""
+    c = node.client()
+    parent = running_pod(c, policy="default")
+    r = c.tool(parent, "write", {"path": "a.txt", "content": "1"})
+    assert r.status == 403 and r.json()["kind"] == "approval_required", r
+    tok = node.mint_approval(parent, "write_files", uses=5)
+    assert c.approve(parent, {"token": tok}).status == 200
+    assert c.tool(parent, "write", {"path": "a.txt", "content": "1"}).status == 200
+    r = c.request("POST", f"/v1/pods/{parent}/fork", b'{"count": 1}')
+    assert r.status == 201, r
+    [kid] = [k["id"] for k in r.json()["children"]]
+    assert c.wait_state(kid, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)["state"] == "running"
+    assert c.tool(kid, "read", {"path": "a.txt"}).json()["content"] == "1"
+    r = c.tool(kid, "write", {"path": "b.txt", "content": "2"})
+    assert r.status == 403 and r.json()["kind"] == "approval_required", r
+    r = c.approve(kid, {"token": tok})
+    assert r.status == 403 and r.json()["detail"] == "wrong_pod", r
+    assert c.tool(parent, "write", {"path": "c.txt", "content": "3"}).status == 200
+    c.delete_pod(kid)
+    c.delete_pod(parent)
+    node.assert_clean()
