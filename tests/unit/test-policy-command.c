@@ -85,6 +85,9 @@ static const Case cases[] = {
         DENY("fix_issue", "git -c alias.x='!id' x", CMD),
         DENY("fix_issue", "git -c core.fsmonitor=id status", CMD),
         DENY("fix_issue", "git --config-env=core.pager=X log", CMD),
+        /* A global option that takes a value, as the last word (no subcommand left). */
+        DENY("fix_issue", "git -C", CMD),
+        DENY("fix_issue", "timeout 5 git --git-dir", CMD),
         DENY("local_dev", "git -c core.hooksPath=h commit -m x", CMD),
         DENY("local_dev", "git config core.hooksPath hooks", CMD),
         DENY("local_dev", "git config alias.x '!id'", CMD),

@@ -710,6 +710,8 @@ static void analyze_git(const Policy *p, char *const *argv, Exec *e, Analysis *a
                 return;
         }
         /* Effective argv: "git" + subcommand and its arguments, global options removed. */
+        if (i > n)
+                i = n; /* "-C" or "-c" as the last word skipped past the end */
         char **eff = analysis_vector(a, 1 + (n - i));
         eff[0] = (char *) "git";
         memcpy(eff + 1, argv + i, (n - i) * sizeof(char *));
