@@ -217,7 +217,8 @@ static char *read_text(const char *path) {
 
 static int step_images(SetupContext *ctx, const char *images_dir) {
 #ifdef NUCLEUS_HAVE_IMAGE_DEP
-        _cleanup_free_ char *init = NULL, *proxy = NULL, *manifest_path = NULL, *before = NULL, *after = NULL;
+        _cleanup_free_ char *init = NULL, *proxy = NULL, *fetch = NULL, *manifest_path = NULL,
+                            *before = NULL, *after = NULL;
         _cleanup_json_ json_t *manifest = NULL;
         int r;
 
@@ -244,6 +245,11 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
                         "fix: build them (ninja) or set NUCLEUS_GUEST_INIT / NUCLEUS_TOOL_PROXY");
                 return -ENOENT;
         }
+        /* Every image carries the web_fetch helper (as `nucleus image build` does); without it,
+         * pods answer web_fetch with "unsupported", so say so. */
+        if (cli_find_helper("nucleus-web-fetch", "NUCLEUS_WEB_FETCH", "../guest/proxy", &fetch) < 0)
+                log_warning("nucleus-web-fetch not found: the images will have no web_fetch helper "
+                            "(fix: build it or set NUCLEUS_WEB_FETCH)");
         manifest_path = xasprintf("%s/manifest.json", images_dir);
         before = read_text(manifest_path);
         log_info("Building or refreshing the guest images in %s (cached by input hash) ...", images_dir);
@@ -275,6 +281,7 @@ static int step_images(SetupContext *ctx, const char *images_dir) {
                 .packages = packages,
                 .init_path = init,
                 .proxy_path = proxy,
+                .fetch_path = fetch,
                 .quiet = log_get_max_level() < LOG_INFO,
         };
         r = image_build(&o, &manifest);

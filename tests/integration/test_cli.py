@@ -447,6 +447,21 @@ def vmm_reachable_dir(env):
     return d
 
 
+def initramfs_names(path):
+    """The member names of a gzip-compressed cpio (newc) archive."""
+    import gzip
+    data, names, off = gzip.decompress(path.read_bytes()), [], 0
+    while data[off:off + 6] == b"070701":
+        size, namesize = int(data[off + 54:off + 62], 16), int(data[off + 94:off + 102], 16)
+        name = data[off + 110:off + 110 + namesize - 1].decode()
+        if name == "TRAILER!!!":
+            break
+        names.append(name)
+        off = (off + 110 + namesize + 3) & ~3
+        off = (off + size + 3) & ~3
+    return names
+
+
 def full_setup(env, *extra):
     # --pool-size 0: no warm pool here (a pooled VM would boot in every test that starts this node).
     return env.run("setup", "--listen", f"127.0.0.1:{env.port}",
@@ -470,6 +485,9 @@ def test_setup_end_to_end_with_images(env):
     assert doc["accel"] in ("kvm", "tcg") and doc["accel_reason"]
     node = (env.config_dir / "node.toml").read_text()
     assert f'accel = "{doc["accel"]}"' in node and f'images_dir = "{IMAGES_CACHE}"' in node
+    # The images setup builds carry the web_fetch helper, as `nucleus image build` does.
+    if built("nucleus-web-fetch"):
+        assert "nucleus/bin/nucleus-web-fetch" in initramfs_names(pathlib.Path(IMAGES_CACHE) / "initramfs.cpio.gz")
 
     d = json.loads(env.run("doctor", "--output", "json").stdout)
     c = checks(d)
