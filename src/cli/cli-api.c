@@ -69,6 +69,14 @@ json_t *cli_api_answer(const ClientResponse *resp) {
         return j;
 }
 
+int cli_api_open_pod_operand(
+        int argc, char **argv, OutputMode mode, NucleusClient **ret, const char **pod, char **ret_owned) {
+        int r = cli_pod_operand(argc, argv, 1, pod);
+        if (r != 0)
+                return r;
+        return cli_api_open_pod(mode, ret, pod, ret_owned);
+}
+
 int cli_api_answer_object(OutputMode mode, const ClientResponse *resp, json_t **ret) {
         *ret = cli_api_answer(resp);
         if (!*ret)

@@ -46,6 +46,10 @@ int cli_pod_operand(int argc, char **argv, int want, const char **ret);
  * cli_pod_resolve()) to the pod's id: *pod then points to *ret_owned. A failure (an ambiguous
  * POD: the candidates listed) is reported and its exit code returned; 0 otherwise. */
 int cli_api_open_pod(OutputMode mode, NucleusClient **ret, const char **pod, char **ret_owned);
+/* The same for a verb whose only operand is POD (cli_pod_operand(), then cli_api_open_pod()):
+ * *pod points to *ret_owned after 0. */
+int cli_api_open_pod_operand(
+        int argc, char **argv, OutputMode mode, NucleusClient **ret, const char **pod, char **ret_owned);
 /* Read a whole file (or stdin for "-"), capped. */
 int cli_read_input(const char *path, size_t max, char **ret, size_t *ret_n);
 /* The pod id on stdout, its state (and reason) on stderr. */

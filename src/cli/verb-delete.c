@@ -36,10 +36,7 @@ int verb_delete(int argc, char **argv) {
         r = cli_parse_simple(argc, argv, delete_usage, &mode, &done);
         if (done)
                 return r;
-        r = cli_pod_operand(argc, argv, 1, &pod);
-        if (r != 0)
-                return r;
-        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
+        r = cli_api_open_pod_operand(argc, argv, mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_free_ char *path = xasprintf("/v1/pods/%s", pod);

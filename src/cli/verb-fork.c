@@ -65,10 +65,7 @@ int verb_fork(int argc, char **argv) {
                 if (r != CLI_OPTION_CONTINUE)
                         return r;
         }
-        r = cli_pod_operand(argc, argv, 1, &pod);
-        if (r != 0)
-                return r;
-        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
+        r = cli_api_open_pod_operand(argc, argv, mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:I}", "count", (json_int_t) count);

@@ -62,10 +62,7 @@ int verb_wait(int argc, char **argv) {
                         if (r != CLI_OPTION_CONTINUE)
                                 return r;
                 }
-        r = cli_pod_operand(argc, argv, 1, &pod);
-        if (r != 0)
-                return r;
-        r = cli_api_open_pod(mode, &c, &pod, &pod_id);
+        r = cli_api_open_pod_operand(argc, argv, mode, &c, &pod, &pod_id);
         if (r != 0)
                 return r;
         r = cli_pod_wait_state(c, mode, pod, want, (usec_t) timeout_s * USEC_PER_SEC, &pod_obj);
