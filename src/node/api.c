@@ -45,6 +45,11 @@
 #define API_AUTH_TIMEOUT_SEC 60u
 #define API_PREAUTH_BODY_MAX (1024u * 1024u)
 #define API_PREAUTH_TOTAL_MAX (8u * 1024u * 1024u)
+/* After authentication (docs/api.md "Scoped credentials"): connections signed with scoped
+ * credentials, all pods together and one pod's, so that one pod's agent (through its MCP
+ * server) cannot take the connections other pods' clients and the node key's holder need. */
+#define API_SCOPED_CONNECTIONS_MAX 96u
+#define API_POD_CONNECTIONS_MAX 16u
 
 struct ApiServer {
         struct MHD_Daemon *d;
@@ -92,6 +97,7 @@ typedef struct ApiConn {
                 ANSWER_NONE
         } answer;
         uint8_t answer_key[AUTH_KEY_SIZE];
+        Pod *scoped_pod;             /* counted against this pod's credentials (a reference), or NULL */
         struct ApiConn *prev, *next; /* unauthenticated list, under api_conn_lock */
 } ApiConn;
 
@@ -134,6 +140,7 @@ static void unauth_evict_locked(ApiConn *ac) {
 }
 
 static unsigned api_unauth_connections; /* __atomic */
+static unsigned api_scoped_connections; /* __atomic: connections held by scoped credentials */
 /* The node key, for authenticating answers (set once by api_start before the daemon runs). */
 static uint8_t api_answer_key[AUTH_KEY_SIZE];
 static size_t api_preauth_bytes; /* __atomic: unsigned body bytes buffered */
@@ -330,6 +337,55 @@ static bool request_check_key(struct MHD_Connection *c, Req *q, const char *key_
         return false;
 }
 
+/* Count this connection against the credential's pod (once per connection, released when it
+ * closes). False when that pod's, or all scoped credentials', share of connections is taken. */
+static bool conn_hold_scoped(struct MHD_Connection *c, Pod *p) {
+        ApiConn *ac = conn_of(c);
+        if (!ac || ac->scoped_pod)
+                return true;
+        unsigned pod_n = __atomic_add_fetch(&p->api_connections, 1, __ATOMIC_SEQ_CST);
+        unsigned all_n = __atomic_add_fetch(&api_scoped_connections, 1, __ATOMIC_SEQ_CST);
+        if (pod_n > API_POD_CONNECTIONS_MAX || all_n > API_SCOPED_CONNECTIONS_MAX) {
+                __atomic_sub_fetch(&p->api_connections, 1, __ATOMIC_SEQ_CST);
+                __atomic_sub_fetch(&api_scoped_connections, 1, __ATOMIC_SEQ_CST);
+                return false;
+        }
+        ac->scoped_pod = pod_ref(p);
+        return true;
+}
+
+static void conn_release_scoped(ApiConn *ac) {
+        if (!ac->scoped_pod)
+                return;
+        __atomic_sub_fetch(&ac->scoped_pod->api_connections, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(&api_scoped_connections, 1, __ATOMIC_SEQ_CST);
+        ac->scoped_pod = pod_unref(ac->scoped_pod);
+}
+
+/* 503 capacity, and the connection closed after it: it holds no slot while it waits. */
+static enum MHD_Result reply_capacity_close(struct MHD_Connection *c) {
+        _cleanup_free_ char *msg = xasprintf(
+                "too many connections signed with scoped credentials (at most %u per pod, %u for all "
+                "pods); close one and retry",
+                API_POD_CONNECTIONS_MAX,
+                API_SCOPED_CONNECTIONS_MAX);
+        _cleanup_json_ json_t *j = json_pack("{s:s,s:s}", "error", msg, "kind", "capacity");
+        _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+        if (!text)
+                return MHD_NO;
+        size_t n = strlen(text);
+        struct MHD_Response *r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_COPY);
+        if (!r)
+                return MHD_NO;
+        (void) MHD_add_response_header(r, "Content-Type", "application/json");
+        (void) MHD_add_response_header(r, "Cache-Control", "no-store");
+        (void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        api_answer_sign(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, text, n);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
 /* The one scope check (docs/api.md "Scoped credentials"), once the signature verified: the
  * route table's scope column against who signed. Returns false with 403 queued. */
 static bool request_authorize(struct MHD_Connection *c, Req *q, enum MHD_Result *ret) {
@@ -340,6 +396,10 @@ static bool request_authorize(struct MHD_Connection *c, Req *q, enum MHD_Result 
                 who.pod_ended = pod_has_ended(q->cred_pod);
         }
         ApiScopeDecision d = api_scope_decide(q->match.route, q->match.pod_id, &who);
+        if (d == API_SCOPE_ALLOW && q->scoped && !conn_hold_scoped(c, q->cred_pod)) {
+                *ret = reply_capacity_close(c);
+                return false;
+        }
         if (d == API_SCOPE_ALLOW)
                 return true;
         _cleanup_json_ json_t *j = json_pack(
@@ -736,6 +796,7 @@ static void api_notify_connection(
         pthread_mutex_unlock(&api_conn_lock);
         if (!ac->authed)
                 __atomic_sub_fetch(&api_unauth_connections, 1, __ATOMIC_SEQ_CST);
+        conn_release_scoped(ac);
         explicit_bzero_safe(ac->answer_key, sizeof ac->answer_key);
         free(ac);
         *socket_context = NULL;

@@ -59,13 +59,14 @@ typedef struct PodCredential {
 typedef struct NetPod NetPod;
 
 struct Pod {
-        Node *node;        /* the node it runs on; its lock guards the fields marked so */
-        unsigned n_ref;    /* under node->lock */
-        char id[37];       /* uuid v4, lower case */
-        char *name;        /* metadata.name or NULL */
-        PodState state;    /* under node->lock */
-        char *reason;      /* why it ended (exited/failed), or NULL */
-        char *reason_kind; /* error kind for calls after the end ("time_violation", ...) */
+        Node *node;               /* the node it runs on; its lock guards the fields marked so */
+        unsigned n_ref;           /* under node->lock */
+        unsigned api_connections; /* __atomic: API connections its credentials authenticated (api.c) */
+        char id[37];              /* uuid v4, lower case */
+        char *name;               /* metadata.name or NULL */
+        PodState state;           /* under node->lock */
+        char *reason;             /* why it ended (exited/failed), or NULL */
+        char *reason_kind;        /* error kind for calls after the end ("time_violation", ...) */
         VmmDriver driver;
         NodeSpec *spec;    /* the validated spec */
         char *dir;         /* <state_dir>/pods/<id>, 0700 */

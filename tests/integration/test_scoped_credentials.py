@@ -338,3 +338,45 @@ def test_node_restart_revokes_every_credential(node):
             except OSError:
                 continue
             assert cred["secret"].encode() not in data, os.path.join(root, f)
+
+
+def _held_get(client, path):
+    """One signed GET on its own keep-alive connection, left open: (connection, status)."""
+    from helpers.nodeclient import sign_headers
+    conn = client._conn(30)
+    h = sign_headers(client.key, "GET", path, b"", "sdk", key_id=client.key_id)
+    conn.request("GET", path, headers=h)
+    r = conn.getresponse()
+    body = r.read()
+    return conn, r.status, body
+
+
+def test_one_pods_credentials_cannot_take_every_connection(node):
+    """Connections signed with one pod's credentials are capped (16), so that pod's agent, through
+    its MCP server, cannot take the node's connections from the node key's holder and other
+    pods' clients; the refusal (503 capacity) closes the connection, and a closed one frees its
+    place."""
+    c = node.client()
+    pod, other = running_pod(c), running_pod(c)
+    s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, pod))
+    t = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, other))
+    held = []
+    try:
+        for _ in range(16):
+            conn, status, _ = _held_get(s, f"/v1/pods/{pod}")
+            held.append(conn)
+            assert status == 200
+        conn, status, body = _held_get(s, f"/v1/pods/{pod}")
+        conn.close()
+        assert status == 503 and json.loads(body)["kind"] == "capacity", body
+        # The node key and another pod's credential are not affected.
+        assert c.get_pod(pod).status == 200
+        assert t.get_pod(other).status == 200
+        held.pop().close()
+        deadline = time.monotonic() + 60
+        while s.get_pod(pod).status != 200:
+            assert time.monotonic() < deadline, "a closed connection did not free its place"
+            time.sleep(0.1)
+    finally:
+        for conn in held:
+            conn.close()
