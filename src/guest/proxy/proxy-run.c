@@ -311,16 +311,17 @@ static char **build_env(Proxy *p) {
         return env;
 }
 
-static int parse_argv(Request *req, json_t *ja, char ***ret) {
+int request_argv(Request *req, json_t *ja, size_t max_args, size_t max_bytes, char ***ret) {
         size_t i, total = 0;
         json_t *e;
         _cleanup_strv_free_ char **argv = NULL;
-        if (!json_is_array(ja) || json_array_size(ja) == 0 || json_array_size(ja) > RUN_MAX_ARGS) {
+        if (!json_is_array(ja) || json_array_size(ja) == 0 || json_array_size(ja) > max_args) {
                 request_fail(
                         req,
                         ERROR_KIND_INVALID_REQUEST,
-                        "run: 'argv' must be an array of 1..%u strings",
-                        RUN_MAX_ARGS);
+                        "%s: 'argv' must be an array of 1..%zu strings",
+                        req->op,
+                        max_args);
                 return -EINVAL;
         }
         json_array_foreach(ja, i, e) {
@@ -328,15 +329,16 @@ static int parse_argv(Request *req, json_t *ja, char ***ret) {
                         request_fail(
                                 req,
                                 ERROR_KIND_INVALID_REQUEST,
-                                "run: argv[%zu] must be a string without NUL",
+                                "%s: argv[%zu] must be a string without NUL",
+                                req->op,
                                 i);
                         return -EINVAL;
                 }
                 total += json_string_length(e) + 1;
                 strv_extend(&argv, json_string_value(e));
         }
-        if (total > RUN_MAX_ARGV_BYTES || streq(argv[0], "")) {
-                request_fail(req, ERROR_KIND_INVALID_REQUEST, "run: argv is empty or too long");
+        if (total > max_bytes || streq(argv[0], "")) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "%s: argv is empty or too long", req->op);
                 return -EINVAL;
         }
         *ret = TAKE_PTR(argv);
@@ -543,7 +545,7 @@ void op_run(Request *req) {
         if (request_check_deadline(req) < 0)
                 return;
         if (ja) {
-                if (parse_argv(req, ja, &argv) < 0)
+                if (request_argv(req, ja, RUN_MAX_ARGS, RUN_MAX_ARGV_BYTES, &argv) < 0)
                         return;
                 if (request_program_missing(req, argv[0]))
                         return;

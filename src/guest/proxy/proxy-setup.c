@@ -37,39 +37,6 @@ static bool setup_refused(Request *req) {
         return true;
 }
 
-static int setup_argv(Request *req, char ***ret) {
-        json_t *ja = json_object_get(req->args, "argv"), *e;
-        _cleanup_strv_free_ char **argv = NULL;
-        size_t i, total = 0;
-
-        if (!json_is_array(ja) || json_array_size(ja) == 0 || json_array_size(ja) > SETUP_MAX_ARGS) {
-                request_fail(
-                        req,
-                        ERROR_KIND_INVALID_REQUEST,
-                        "setup: 'argv' must be an array of 1..%u strings",
-                        SETUP_MAX_ARGS);
-                return -EINVAL;
-        }
-        json_array_foreach(ja, i, e) {
-                if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e)) {
-                        request_fail(
-                                req,
-                                ERROR_KIND_INVALID_REQUEST,
-                                "setup: argv[%zu] must be a string without NUL",
-                                i);
-                        return -EINVAL;
-                }
-                total += json_string_length(e) + 1;
-                strv_extend(&argv, json_string_value(e));
-        }
-        if (total > SETUP_MAX_ARGV_BYTES || streq(argv[0], "")) {
-                request_fail(req, ERROR_KIND_INVALID_REQUEST, "setup: argv is empty or too long");
-                return -EINVAL;
-        }
-        *ret = TAKE_PTR(argv);
-        return 0;
-}
-
 void op_setup(Request *req) {
         Proxy *p = req->proxy;
         static const char *const keys[] = { "argv", "timeout_seconds", NULL };
@@ -79,7 +46,8 @@ void op_setup(Request *req) {
 
         if (setup_refused(req) || args_check_keys(req, keys) < 0 ||
             args_get_u64(req, "timeout_seconds", SETUP_TIMEOUT_DEFAULT, SETUP_TIMEOUT_MAX, &timeout_s) < 0 ||
-            setup_argv(req, &argv) < 0)
+            request_argv(
+                    req, json_object_get(req->args, "argv"), SETUP_MAX_ARGS, SETUP_MAX_ARGV_BYTES, &argv) < 0)
                 return;
         if (timeout_s == 0)
                 timeout_s = 1;

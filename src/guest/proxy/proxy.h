@@ -250,6 +250,10 @@ int args_get_bool(Request *req, const char *key, bool def, bool *ret);
 int args_get_u64(Request *req, const char *key, uint64_t def, uint64_t max, uint64_t *ret);
 /* Reject unknown keys: allowed is NULL-terminated. */
 int args_check_keys(Request *req, const char *const *allowed);
+/* req's "argv" member ja as a strv: 1..max_args strings without NUL, max_bytes in all
+ * (each counted with its terminator), argv[0] not empty. On error the request has failed
+ * (invalid_request, naming req->op) and -EINVAL is returned. */
+int request_argv(Request *req, json_t *ja, size_t max_args, size_t max_bytes, char ***ret);
 /* base64 (libsodium, original variant with padding) helpers. */
 char *base64_encode(const void *p, size_t n);
 int base64_decode(const char *s, size_t len, size_t max, uint8_t **ret, size_t *ret_n);
