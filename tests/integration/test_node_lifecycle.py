@@ -391,13 +391,20 @@ def test_ended_pods_release_fds_and_can_be_removed(node):
         return pod
 
     def fds():
-        return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
+        # The fewest open over a few samples: a connection or a pod's teardown may hold one
+        # for a moment, a leaked descriptor stays.
+        counts = []
+        for _ in range(10):
+            counts.append(len(os.listdir(f"/proc/{node.proc.pid}/fd")))
+            time.sleep(0.1)
+        return min(counts)
 
     pods = [cycle() for _ in range(10)]
     after10 = fds()
     pods += [cycle() for _ in range(90)]
     after100 = fds()
-    assert after100 == after10, (after10, after100)
+    # 90 more cycles leave no descriptor behind (a leak of one per pod would show 90).
+    assert after100 <= after10, (after10, after100)
     # records stay: listed, filterable, readable
     r = c.request("GET", "/v1/pods?state=ended")
     assert r.status == 200 and len(r.json()["pods"]) == 100
