@@ -502,6 +502,10 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
         _cleanup_free_ char *first_err = NULL;
         for (unsigned i = 0; i < count; i++) {
                 NodeSpec *spec = nodespec_copy(p->spec);
+                /* Not the parent's name (names must find one pod) nor its lease (held by the
+                 * parent's client, which does not know the child). */
+                spec->name = mfree(spec->name);
+                spec->has_lease = false;
                 spec->policy->max_usd_micros = share_usd;
                 spec->policy->max_input_tokens = share_in;
                 spec->policy->max_output_tokens = share_out;

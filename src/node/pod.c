@@ -182,6 +182,18 @@ json_t *pod_to_json(Pod *p) {
         if (p->vm)
                 json_object_set_new(j, "accel", json_string(vmm_accel(p->vm)));
         json_object_set_new(j, "network", json_boolean(p->spec->has_network));
+        if (p->fork) {
+                _cleanup_json_ json_t *origin = pod_fork_origin_json(p->fork);
+                json_object_set_new(
+                        j,
+                        "forked_from",
+                        json_pack(
+                                "{s:O,s:O}",
+                                "parent",
+                                json_object_get(origin, "parent"),
+                                "snapshot",
+                                json_object_get(origin, "snapshot")));
+        }
         if (p->net)
                 json_object_set_new(j, "netns", json_string(net_pod_info(p->net)->netns_name));
         if (p->budget_spent_micro_usd)

@@ -123,6 +123,7 @@ def test_snapshot_and_fork(node):
         # Its own identity and deadline.
         kp = c.get_pod(k).json()
         assert kp["id"] == k and kp["deadline"] > ppod["deadline"]
+        assert kp["forked_from"] == {"parent": parent, "snapshot": sid}
         s = status(c, k)
         assert s["pod_id"] == k
         assert s["policy_sha256"] == kp["policy_sha256"]
