@@ -126,6 +126,8 @@ def test_snapshot_and_fork(node):
         assert kp["forked_from"] == {"parent": parent, "snapshot": sid}
         s = status(c, k)
         assert s["pod_id"] == k
+        # The time window restarted with the child: more time left than the older parent has.
+        assert s["deadline_remaining_ms"] > status(c, parent)["deadline_remaining_ms"]
         assert s["policy_sha256"] == kp["policy_sha256"]
         rnd.append("".join(run(c, k, ["od", "-An", "-tx1", "-N32", "/dev/urandom"]).split()))
         # The guest clock is the node's now, not the snapshot's.
