@@ -113,17 +113,17 @@ static int image_digest(const char *image_dir, char ret[65]) {
 static char *pod_snapshot_refusal(Pod *p, int *ret_errno) {
         char *why = NULL;
         pthread_mutex_lock(&p->node->lock);
-        if (p->driver != VMM_DRIVER_QEMU) {
-                why = xasprintf(
-                        "pod %s runs under the %s driver; snapshots need the qemu driver",
-                        p->id,
-                        vmm_driver_to_string(p->driver));
-                *ret_errno = -EOPNOTSUPP;
-        } else if (p->spec->has_network) {
+        if (p->spec->has_network) {
                 why = xasprintf(
                         "pod %s has a network; snapshot and fork of pods with a network are not supported "
                         "(a restored NIC would need the parent's tap and addresses)",
                         p->id);
+                *ret_errno = -EOPNOTSUPP;
+        } else if (p->driver != VMM_DRIVER_QEMU) {
+                why = xasprintf(
+                        "pod %s runs under the %s driver; snapshots need the qemu driver",
+                        p->id,
+                        vmm_driver_to_string(p->driver));
                 *ret_errno = -EOPNOTSUPP;
         } else if (p->state != POD_RUNNING || p->terminating || !p->vm || !p->channel) {
                 why = xasprintf("pod %s is %s, not running", p->id, pod_state_to_string(p->state));

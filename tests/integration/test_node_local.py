@@ -518,3 +518,29 @@ def test_config_file(tmp_path):
     r = subprocess.run([str(binary("nucleus-node")), "--state-dir", str(tmp_path / "s")], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode != 0 and "node key" in r.stderr, r.stderr
+
+
+# ---- snapshot and fork refusals (the functional tests are tests/e2e/test_fork_vm.py) --------
+
+def test_snapshot_and_fork_refused_without_qemu_or_with_a_network(node):
+    c = node.client()
+    pod = running_pod(c)
+    for path in (f"/v1/pods/{pod}/snapshot", f"/v1/pods/{pod}/fork"):
+        r = c.request("POST", path, b"{}")
+        assert r.status == 400 and r.json()["kind"] == "unsupported", r
+        assert "qemu driver" in r.json()["error"], r
+    # A pod with a network is refused for that reason, whatever its driver or state.
+    r = c.create_pod(spec_yaml(extra="  network:\n    allow: [\"10.0.0.0/8:443\"]\n"))
+    assert r.status == 201
+    netpod = r.json()["id"]
+    r = c.request("POST", f"/v1/pods/{netpod}/snapshot", b"")
+    assert r.status == 400 and "has a network" in r.json()["error"], r
+    r = c.request("POST", f"/v1/pods/{netpod}/fork", b'{"count": 2}')
+    assert r.status == 400 and "has a network" in r.json()["error"], r
+    # The tool route never passes the handshake on.
+    r = c.tool(pod, "reconfigure", {"pod_id": "x"})
+    assert r.status == 400 and r.json()["kind"] == "invalid_request", r
+    assert c.request("GET", f"/v1/pods/{pod}/snapshots").json() == {"snapshots": []}
+    c.delete_pod(pod)
+    c.wait_state(netpod, {"failed", "exited"}, timeout=30)
+    node.assert_clean()
