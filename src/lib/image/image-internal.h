@@ -140,5 +140,7 @@ int image_oci_plan(const ImageOciFile *files, size_t n, ImageOciPlan *ret, char 
  * whiteouts; every path opened beneath rootfd with openat2(RESOLVE_IN_ROOT). Returns 0 or
  * -errno with the entry and problem in *ret_err (caller frees). st (optional) is added to. */
 int image_oci_apply_layer(int rootfd, struct archive *layer, ImageOciStats *st, char **ret_err);
+/* Sets *ret_err (when given and still NULL) to the formatted message; returns r. */
+int image_oci_fail(char **ret_err, int r, const char *fmt, ...) _printf_(3, 4);
 /* Import the archive at path into dir (empty); *ret_info describes it for the manifest. */
 int image_oci_import(ImageCtx *ctx, const char *path, const char *dir, json_t **ret_info);
