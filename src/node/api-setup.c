@@ -254,9 +254,12 @@ static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s) 
                 }
         }
 
+        /* The step ends (baseline recorded, setup ops refused from now on) whether or not its
+         * commands succeeded: what a failed command left in the workspace is not the agent's
+         * work, so it must not appear in the patch of a client that goes on. */
         _cleanup_json_ json_t *answer = json_pack(
                 "{s:b,s:O,s:O}", "ok", ok, "results", results, "hosts", hosts);
-        if (ok) {
+        {
                 ChannelReply rep = {};
                 _cleanup_json_ json_t *none = json_object();
                 r = channel_call(p->channel, "setup_done", none, 0, NULL, 0, api_pod_call_timeout(p), 0, &rep);
@@ -274,7 +277,7 @@ static enum MHD_Result setup_step(ApiCall *a, json_t *body, uint64_t timeout_s) 
                         "{s:O}", "baseline", json_object_get(answer, "baseline") ?: json_null());
                 AuditEvent ev = { .actor = a->actor,
                                   .op = "setup_done",
-                                  .decision = json_is_true(json_object_get(answer, "ok")) ? "allow" : "error",
+                                  .decision = json_object_get(answer, "baseline") ? "allow" : "error",
                                   .kind = kind,
                                   .detail = d };
                 (void) pod_audit(p, &ev);

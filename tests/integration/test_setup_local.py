@@ -80,7 +80,8 @@ def test_failing_setup_command_stops_the_step(node):
     c = node.client()
     pod = _pod(c)
     try:
-        r = _setup(c, pod, [["sh", "-c", "printf 'the-%s\\n' reason >&2; exit 3"], ["touch", "never"]])
+        r = _setup(c, pod, [["sh", "-c", "touch partial; printf 'the-%s\\n' reason >&2; exit 3"],
+                            ["touch", "never"]])
         assert r.status == 200, r
         ans = r.json()
         assert ans["ok"] is False and len(ans["results"]) == 1, ans
@@ -89,6 +90,12 @@ def test_failing_setup_command_stops_the_step(node):
         assert len(recs) == 1 and recs[0]["decision"] == "error" and recs[0]["detail"]["exit_code"] == 3, recs
         assert "the-reason" not in c.audit(pod).text  # the output is the user's, not the log's
         assert c.tool(pod, "read", {"path": "never"}).status == 404
+        # The step ended all the same: what the failed command left is baseline, not the
+        # agent's change, and setup cannot run again.
+        assert len(ans["baseline"]) == 40, ans
+        assert c.tool(pod, "edit", {"path": "README.md", "old": "hello", "new": "bye"}).status == 200
+        assert c.patch(pod).json()["changed"] == ["README.md"]
+        assert _setup(c, pod, [["true"]]).status == 409
     finally:
         c.delete_pod(pod)
 
