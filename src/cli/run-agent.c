@@ -512,9 +512,14 @@ static int
                                            "/etc/ssl",          "/etc/ca-certificates", "/etc/localtime",
                                            "/etc/alternatives", "/etc/ld.so.cache",     NULL };
 
+        /* Never an unconfined agent: without bubblewrap (macOS has none) the run stops here. */
         if (cli_find_program("bwrap", &bwrap) < 0)
                 return log_error_errno(
-                        -ENOENT, "bubblewrap (bwrap) is required to confine the agent (scripts/install-deps)");
+                        -ENOENT,
+                        "the agent cannot be confined on this host, so it is not started: bubblewrap "
+                        "(bwrap) "
+                        "is required (scripts/install-deps); on macOS run nucleus run inside the Lima VM "
+                        "('limactl shell nucleus'), or use the built-in loop (no --agent)");
         const char *const base[] = { bwrap,
                                      "--unshare-all",
                                      "--die-with-parent",

@@ -552,6 +552,26 @@ def check_confined_agent(env, node, tmp_path, user=None):
     return out
 
 
+def test_agent_is_never_started_unconfined(env, node, tmp_path):
+    # A host without bubblewrap (macOS has none): the run stops before the agent starts.
+    bindir = tmp_path / "bin-without-bwrap"
+    bindir.mkdir()
+    for prog in ("git", "python3", "socat"):
+        (bindir / prog).symlink_to(shutil.which(prog))
+    marker = tmp_path / "agent-ran"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    agent.chmod(0o755)
+    e = dict(env.env(node), PATH=str(bindir))
+    argv = [str(binary("nucleus")), "run", "Review it", "-d", str(env.proj), "--profile", "read_only",
+            "--agent-cmd", str(agent)]
+    r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "cannot be confined on this host, so it is not started" in r.stderr, r.stderr
+    assert not marker.exists()
+    assert only_pod(node).deleted
+
+
 def test_spec_carries_network_and_budget(env, node):
     with ModelServer([{"text": "a"}, {"text": "b"}]) as ms:
         r = run(env, node, ms, "Look", "--network", "allow=93.184.216.34:443,dns=example.com", "--max-cost", "0.25",
