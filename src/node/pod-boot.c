@@ -231,6 +231,47 @@ static void pod_dns_refused(
         pod_audit(p, &ev);
 }
 
+void pod_launch_prepare(Node *n, Pod *p, const char *image_dir, VmmLaunch *ret) {
+        if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
+                int r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
+                if (r < 0)
+                        log_warning_errno(
+                                r, "pod %s: cannot create its cgroup, running without limits: %m", p->id);
+        }
+        *ret = (VmmLaunch){
+                .pod_id = p->id,
+                .pod_dir = p->dir,
+                .image_dir = image_dir,
+                .accel = n->accel_in_use ?: n->config.accel,
+                .vcpus = p->vcpus,
+                .memory_mib = p->memory_mib,
+                .tcg_tb_mib = n->config.tcg_tb_mib,
+                .ksm = n->config.ksm,
+                .scratch_mib = p->scratch_mib,
+                .cgroup_dir = p->cgroup_dir,
+                .proxy_path = n->config.proxy_path,
+                .firecracker_path = n->config.firecracker_path,
+                .jailer_path = n->config.jailer_path,
+                .run_uid = n->vmm_uid,
+                .run_gid = n->vmm_gid,
+        };
+}
+
+int pod_channel_publish(Node *n, Pod *p, int fd, Channel **ret, char **reterr) {
+        Channel *ch = NULL;
+        int r = channel_new(fd, pod_on_event, pod_on_close, p, &ch);
+        if (r < 0) {
+                *reterr = xasprintf("cannot start the channel reader: %s", strerror(-r));
+                return r;
+        }
+        pthread_mutex_lock(&n->lock);
+        p->channel = ch;
+        bool stop_now = p->terminating;
+        pthread_mutex_unlock(&n->lock);
+        *ret = ch;
+        return stop_now;
+}
+
 void *pod_boot_thread(void *userdata) {
         Pod *p = userdata;
         Node *n = p->node;
@@ -296,37 +337,13 @@ void *pod_boot_thread(void *userdata) {
                         goto out;
         }
 
-        if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
-                r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
-                if (r < 0)
-                        log_warning_errno(
-                                r, "pod %s: cannot create its cgroup, running without limits: %m", p->id);
-        }
-
         image_dir = nodespec_image_dir(p->spec, n->config.images_dir);
-        l = (VmmLaunch){
-                .pod_id = p->id,
-                .pod_dir = p->dir,
-                .image_dir = image_dir,
-                .accel = n->accel_in_use ?: n->config.accel,
-                .vcpus = p->vcpus,
-                .memory_mib = p->memory_mib,
-                .tcg_tb_mib = n->config.tcg_tb_mib,
-                .ksm = n->config.ksm,
-                .scratch_mib = p->scratch_mib,
-                .net_cmdline = p->net ? net_pod_info(p->net)->cmdline
-                                      : (netpol ? "nucleus.net=requested" : NULL),
-                .netns_path = p->net ? net_pod_info(p->net)->netns_path : NULL,
-                .tap_name = p->net ? net_pod_info(p->net)->tap : NULL,
-                .tap_mac = p->net ? net_pod_info(p->net)->mac : NULL,
-                .net = p->net,
-                .cgroup_dir = p->cgroup_dir,
-                .proxy_path = n->config.proxy_path,
-                .firecracker_path = n->config.firecracker_path,
-                .jailer_path = n->config.jailer_path,
-                .run_uid = n->vmm_uid,
-                .run_gid = n->vmm_gid,
-        };
+        pod_launch_prepare(n, p, image_dir, &l);
+        l.net_cmdline = p->net ? net_pod_info(p->net)->cmdline : (netpol ? "nucleus.net=requested" : NULL);
+        l.netns_path = p->net ? net_pod_info(p->net)->netns_path : NULL;
+        l.tap_name = p->net ? net_pod_info(p->net)->tap : NULL;
+        l.tap_mac = p->net ? net_pod_info(p->net)->mac : NULL;
+        l.net = p->net;
         if (pod_stopping(p))
                 goto out;
         r = vmm_start(p->driver, &l, &vm, &err);
@@ -349,16 +366,10 @@ void *pod_boot_thread(void *userdata) {
         metrics_observe_boot(t_boot - t0);
 
         Channel *ch = NULL;
-        r = channel_new(fd, pod_on_event, pod_on_close, p, &ch);
-        if (r < 0) {
-                err = xasprintf("cannot start the channel reader: %s", strerror(-r));
+        r = pod_channel_publish(n, p, fd, &ch, &err);
+        if (r < 0)
                 goto fail;
-        }
-        pthread_mutex_lock(&n->lock);
-        p->channel = ch;
-        stop_now = p->terminating;
-        pthread_mutex_unlock(&n->lock);
-        if (stop_now) {
+        if (r > 0) {
                 channel_shutdown(ch);
                 goto out;
         }

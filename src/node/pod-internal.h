@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "pod.h"
+#include "vmm.h"
 #include "pool-shape.h"
 
 static inline bool pod_state_is_final(PodState s) {
@@ -56,6 +57,15 @@ void pod_on_close(void *userdata, int error);
 void pod_on_dead(void *userdata, usec_t silent);
 /* The pod answered configure: running, liveness watched, ready time and record. */
 void pod_now_running(Pod *p);
+/* What every VMM start of p shares (a cold boot, a warm-pool boot, a fork's restore): its
+ * cgroup (when the node has a cgroup root and p runs in a VM; without one p runs unlimited,
+ * said in the log) and the launch description in *ret, whose strings borrow from n, p and
+ * image_dir. Callers add the network and restore fields. */
+void pod_launch_prepare(Node *n, Pod *p, const char *image_dir, VmmLaunch *ret);
+/* Start p's channel reader on fd (the channel owns fd from here on) and publish it as
+ * p->channel. Returns <0 with *reterr set, else 1 when p began terminating meanwhile (the
+ * caller shuts the channel down or lets the pod's end do it) or 0. */
+int pod_channel_publish(Node *n, Pod *p, int fd, Channel **ret, char **reterr);
 
 /* pod-pool.c */
 /* Take a claimable pooled pod of shape want out of the pool (under node->lock). Returns it

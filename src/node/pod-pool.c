@@ -259,31 +259,10 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         p->pooled = true;
         pthread_mutex_unlock(&n->lock);
 
-        if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
-                r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
-                if (r < 0)
-                        log_warning_errno(
-                                r, "Pool: pod %s: cannot create its cgroup, running without limits: %m", p->id);
-        }
         image_dir = streq(image, "default") ? xstrdup(n->config.images_dir)
                                             : xasprintf("%s/%s", n->config.images_dir, image);
-        VmmLaunch l = {
-                .pod_id = p->id,
-                .pod_dir = p->dir,
-                .image_dir = image_dir,
-                .accel = n->accel_in_use ?: n->config.accel,
-                .vcpus = p->vcpus,
-                .memory_mib = p->memory_mib,
-                .tcg_tb_mib = n->config.tcg_tb_mib,
-                .ksm = n->config.ksm,
-                .scratch_mib = p->scratch_mib,
-                .cgroup_dir = p->cgroup_dir,
-                .proxy_path = n->config.proxy_path,
-                .firecracker_path = n->config.firecracker_path,
-                .jailer_path = n->config.jailer_path,
-                .run_uid = n->vmm_uid,
-                .run_gid = n->vmm_gid,
-        };
+        VmmLaunch l;
+        pod_launch_prepare(n, p, image_dir, &l);
         Vmm *vm = NULL;
         r = vmm_start(p->driver, &l, &vm, &err);
         if (r < 0)
@@ -296,14 +275,10 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         if (r < 0)
                 goto fail;
         Channel *ch = NULL;
-        r = channel_new(fd, pod_on_event, pod_on_close, p, &ch);
-        if (r < 0) {
-                err = xasprintf("cannot start the channel reader: %s", strerror(-r));
+        /* A pooled pod that began ending meanwhile is noticed below (still). */
+        r = pod_channel_publish(n, p, fd, &ch, &err);
+        if (r < 0)
                 goto fail;
-        }
-        pthread_mutex_lock(&n->lock);
-        p->channel = ch;
-        pthread_mutex_unlock(&n->lock);
 
         /* Ready when the proxy itself answers (the channel socket is up long before the guest). */
         {

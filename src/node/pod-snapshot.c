@@ -691,30 +691,12 @@ void *pod_fork_boot_thread(void *userdata) {
                 p->vcpus,
                 p->memory_mib,
                 (uint64_t) (p->timeout / USEC_PER_SEC));
-        if (n->cgroup_root) {
-                r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
-                if (r < 0)
-                        log_warning_errno(
-                                r, "pod %s: cannot create its cgroup, running without limits: %m", p->id);
-        }
         image_dir = nodespec_image_dir(p->spec, n->config.images_dir);
         scratch = xasprintf("%s/" SNAPSHOT_SCRATCH, p->fork->snapshot_dir);
         state = xasprintf("%s/" SNAPSHOT_STATE, p->fork->snapshot_dir);
-        VmmLaunch l = {
-                .pod_id = p->id,
-                .pod_dir = p->dir,
-                .image_dir = image_dir,
-                .accel = n->accel_in_use ?: n->config.accel,
-                .vcpus = p->vcpus,
-                .memory_mib = p->memory_mib,
-                .tcg_tb_mib = n->config.tcg_tb_mib,
-                .ksm = n->config.ksm,
-                .scratch_mib = p->scratch_mib,
-                .cgroup_dir = p->cgroup_dir,
-                .restore_scratch = scratch,
-                .run_uid = n->vmm_uid,
-                .run_gid = n->vmm_gid,
-        };
+        VmmLaunch l;
+        pod_launch_prepare(n, p, image_dir, &l);
+        l.restore_scratch = scratch;
         if (pod_stopping(p))
                 goto out;
         r = vmm_start(VMM_DRIVER_QEMU, &l, &vm, &err);
@@ -751,16 +733,10 @@ void *pod_fork_boot_thread(void *userdata) {
         metrics_observe_boot(now_usec(CLOCK_MONOTONIC) - t0);
 
         Channel *ch = NULL;
-        r = channel_new(fd, pod_on_event, pod_on_close, p, &ch);
-        if (r < 0) {
-                err = xasprintf("cannot start the channel reader: %s", strerror(-r));
+        r = pod_channel_publish(n, p, fd, &ch, &err);
+        if (r < 0)
                 goto fail;
-        }
-        pthread_mutex_lock(&n->lock);
-        p->channel = ch;
-        stop_now = p->terminating;
-        pthread_mutex_unlock(&n->lock);
-        if (stop_now) {
+        if (r > 0) {
                 channel_shutdown(ch);
                 goto out;
         }
