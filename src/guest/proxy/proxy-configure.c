@@ -151,6 +151,26 @@ static void configure_digest(const ProxyConfig *cfg, const Configure *c, char re
         sha256_hex(text ?: "", text ? strlen(text) : 0, ret);
 }
 
+/* What configure and reconfigure answer once committed: the digests the node checks, the pod
+ * id, the time left and whether approvals are on. */
+static json_t *configured_answer(Proxy *p, const Configure *c) {
+        usec_t left = time_window_remaining(&p->window);
+        char cfg_sha[65];
+        configure_digest(&p->cfg, c, cfg_sha);
+        return json_pack(
+                "{s:s, s:s, s:s, s:o, s:b}",
+                "policy_sha256",
+                p->cfg.policy_sha256,
+                "configure_sha256",
+                cfg_sha,
+                "pod_id",
+                p->cfg.pod_id,
+                "deadline_remaining_ms",
+                left == USEC_INFINITY ? json_null() : json_integer((json_int_t) (left / USEC_PER_MSEC)),
+                "approvals",
+                p->cfg.have_approver);
+}
+
 void op_configure(Request *req) {
         Proxy *p = req->proxy;
         _cleanup_free_ char *err = NULL;
@@ -211,21 +231,7 @@ void op_configure(Request *req) {
         p->configured = true;
         log_info("Configured pod %s, policy %s", p->cfg.pod_id, p->cfg.policy_sha256);
 
-        usec_t left = time_window_remaining(&p->window);
-        char cfg_sha[65];
-        configure_digest(&p->cfg, c, cfg_sha);
-        json_t *j = json_pack(
-                "{s:s, s:s, s:s, s:o, s:b}",
-                "policy_sha256",
-                p->cfg.policy_sha256,
-                "configure_sha256",
-                cfg_sha,
-                "pod_id",
-                p->cfg.pod_id,
-                "deadline_remaining_ms",
-                left == USEC_INFINITY ? json_null() : json_integer((json_int_t) (left / USEC_PER_MSEC)),
-                "approvals",
-                p->cfg.have_approver);
+        json_t *j = configured_answer(p, c);
         if (p->cfg.policy->name)
                 json_object_set_new(j, "profile", json_string(p->cfg.policy->name));
         request_finish(req, j);
@@ -347,24 +353,8 @@ void op_reconfigure(Request *req) {
         time_window_start(&p->window, NUCLEUS_MIN(c->time_remaining, p->cfg.policy->max_duration_usec));
         log_info("Reconfigured as pod %s, policy %s", p->cfg.pod_id, p->cfg.policy_sha256);
 
-        usec_t left = time_window_remaining(&p->window);
-        char cfg_sha[65];
-        configure_digest(&p->cfg, c, cfg_sha);
-        json_t *j = json_pack(
-                "{s:s, s:s, s:s, s:o, s:b, s:b, s:b}",
-                "policy_sha256",
-                p->cfg.policy_sha256,
-                "configure_sha256",
-                cfg_sha,
-                "pod_id",
-                p->cfg.pod_id,
-                "deadline_remaining_ms",
-                left == USEC_INFINITY ? json_null() : json_integer((json_int_t) (left / USEC_PER_MSEC)),
-                "approvals",
-                p->cfg.have_approver,
-                "crng_reseeded",
-                reseeded,
-                "clock_set",
-                clock_set);
+        json_t *j = configured_answer(p, c);
+        json_object_set_new(j, "crng_reseeded", json_boolean(reseeded));
+        json_object_set_new(j, "clock_set", json_boolean(clock_set));
         request_finish(req, j);
 }
