@@ -86,6 +86,68 @@ static void stop_started(NodeMode mode, bool already, pid_t pid) {
         (void) cli_daemon_stop(/* force= */ true, 10 * USEC_PER_SEC);
 }
 
+/* The warm pool's fill, summed over its images (GET /v1/pool; docs/node.md "Warm pool").
+ * false when the node has no pool route or no pool configured. */
+static bool pool_fill(NucleusClient *c, long long *ret_size, long long *ret_ready, long long *ret_booting) {
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *res = NULL;
+        long long size = 0, ready = 0, booting = 0;
+        if (client_call_json(c, "GET", "/v1/pool", NULL, &res, &e) < 0)
+                return false;
+        size_t i;
+        json_t *img;
+        json_array_foreach(json_object_get(res, "images"), i, img) {
+                json_int_t n = json_integer_value(json_object_get(img, "size"));
+                if (n <= 0)
+                        continue;
+                size += n;
+                ready += json_integer_value(json_object_get(img, "ready"));
+                booting += json_integer_value(json_object_get(img, "booting"));
+        }
+        *ret_size = size;
+        *ret_ready = ready;
+        *ret_booting = booting;
+        return size > 0;
+}
+
+/* How long a pool that is not full and boots nothing is waited for: the pool thread starts
+ * its first boot as the node starts, so this only ends the wait for a pool that cannot fill
+ * (memory budget, boots failing and backing off; nucleus doctor says which). */
+#define POOL_IDLE_GRACE_USEC (10 * USEC_PER_SEC)
+
+/* Once the node answers, wait (within the same --timeout) until its warm pool is full, so the
+ * first create after `nucleus start` (make demo's run, a script's) claims a pooled pod instead
+ * of booting a second VM cold beside the one still filling the pool. Best effort: a pool that
+ * does not fill in time only means that create boots cold, so the result is reported, never
+ * an error. Returns false when the node has no pool. */
+static bool wait_for_pool(
+        NucleusClient *c, usec_t deadline, OutputMode output, long long *ret_size, long long *ret_ready) {
+        usec_t idle_since = now_usec(CLOCK_MONOTONIC);
+        bool said = false;
+        long long size, ready, booting;
+        for (;;) {
+                if (!pool_fill(c, &size, &ready, &booting))
+                        return false;
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                if (booting > 0)
+                        idle_since = now;
+                if (ready >= size || now >= deadline || now - idle_since >= POOL_IDLE_GRACE_USEC)
+                        break;
+                if (!said && output != OUTPUT_JSON)
+                        fprintf(stderr,
+                                "nucleus start: the node is up; waiting for its warm pool (%lld of %lld "
+                                "pooled "
+                                "pod(s) ready) ...\n",
+                                ready,
+                                size);
+                said = true;
+                (void) usleep(250 * 1000);
+        }
+        *ret_size = size;
+        *ret_ready = ready;
+        return true;
+}
+
 int verb_start(int argc, char **argv) {
         enum {
                 ARG_NO_WAIT = 0x100,
@@ -318,6 +380,8 @@ int verb_start(int argc, char **argv) {
         }
         if (mode == NODE_MODE_DAEMON && pid == 0)
                 (void) cli_daemon_pid(&pid);
+        long long pool_size = 0, pool_ready = 0;
+        bool pool = wait_for_pool(client, deadline, output, &pool_size, &pool_ready);
         if (output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *j = json_pack(
                         "{s:b,s:s,s:s,s:b,s:I}",
@@ -331,8 +395,20 @@ int verb_start(int argc, char **argv) {
                         true,
                         "pid",
                         (json_int_t) pid);
+                if (pool)
+                        json_object_set_new(
+                                j,
+                                "pool",
+                                json_pack(
+                                        "{s:I,s:I}",
+                                        "size",
+                                        (json_int_t) pool_size,
+                                        "ready",
+                                        (json_int_t) pool_ready));
                 (void) cli_print_json(j);
-        } else if (pid > 0)
+                return CLI_EXIT_OK;
+        }
+        if (pid > 0)
                 printf("nucleus-node is %s and ready at %s (%s, pid %d).\n",
                        already ? "already running" : "running",
                        s.url,
@@ -340,5 +416,12 @@ int verb_start(int argc, char **argv) {
                        (int) pid);
         else
                 printf("nucleus-node is ready at %s (%s).\n", s.url, node_mode_to_string(mode));
+        if (pool)
+                printf("warm pool: %lld of %lld pooled pod(s) ready%s\n",
+                       pool_ready,
+                       pool_size,
+                       pool_ready < pool_size ? " (creates boot cold until it fills; nucleus doctor says "
+                                                "why)"
+                                              : "");
         return CLI_EXIT_OK;
 }

@@ -6,6 +6,8 @@ Reads the node config that `nucleus setup` writes ([node] listen, [secrets] node
 GET /v1/health without auth and every other route only with a valid DESIGN.md §4 signature
 (checked independently of the C client with nodeclient.string_to_sign), answering like the
 node: GET /v1/pods -> {"pods": []}, unknown routes 404, bad signatures 401 {"error","kind"}.
+With [pool.images] in node.toml, GET /v1/pool answers its first few polls with every pooled pod
+still booting and then with all of them ready, as a node filling its warm pool does.
 SIGTERM exits cleanly. FAKE_NODE_IGNORE_TERM=1 ignores SIGTERM (tests `stop --force`).
 """
 import hashlib
@@ -24,6 +26,8 @@ from helpers.nodeclient import load_key, response_mac_header, string_to_sign  # 
 SEEN = set()
 # pod-1's console grows by one line per logs request; the pod exits after a few polls.
 POD = {"polls": 0, "state_calls": 0}
+POOL = {"polls": 0}
+POOL_BOOTING_POLLS = 3
 
 
 def main():
@@ -88,6 +92,13 @@ def main():
                                          "detail": bad})
             if self.command == "GET" and self.path == "/v1/pods":
                 return self.answer(200, {"pods": []})
+            pool_images = cfg.get("pool", {}).get("images", {})
+            if self.command == "GET" and self.path == "/v1/pool" and pool_images:
+                POOL["polls"] += 1
+                full = POOL["polls"] > POOL_BOOTING_POLLS
+                return self.answer(200, {"images": [
+                    {"image": k, "size": v, "ready": v if full else 0, "booting": 0 if full else v}
+                    for k, v in pool_images.items()], "polls": POOL["polls"]})
             parts = self.path.split("?")[0].split("/")
             if self.command == "GET" and len(parts) == 4 and parts[1:3] == ["v1", "pods"]:
                 if parts[3] != "pod-1":

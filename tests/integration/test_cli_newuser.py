@@ -367,3 +367,23 @@ def test_start_with_the_port_taken_shows_this_runs_lines_and_the_fix(env):
     assert "OLD RUN LINE" not in p.stderr and "fix: stop that program" in p.stderr
     doc = json.loads(j.stdout)
     assert doc["ok"] is False and doc["kind"] == "address_in_use" and "OLD RUN LINE" not in doc["error"]
+
+
+def test_start_waits_for_the_warm_pool(env):
+    """`nucleus start` returned while the pooled pod was still booting, so the first create
+    (make demo's run) missed the pool and booted a second VM cold beside it."""
+    env.setup("--pool-size", "1")
+    p = env.run("start", "--timeout", "60", check=0)
+    assert "warm pool: 1 of 1 pooled pod(s) ready\n" in p.stdout, p.stdout + p.stderr
+    assert "waiting for its warm pool (0 of 1 pooled pod(s) ready)" in p.stderr, p.stderr
+    # Already running and full: no wait, the same line; JSON carries the figures.
+    j = json.loads(env.run("start", "--timeout", "60", "--output", "json", check=0).stdout)
+    assert j["pool"] == {"size": 1, "ready": 1}, j
+
+
+def test_start_without_a_pool_says_nothing_of_one(env):
+    env.setup("--pool-size", "0")
+    p = env.run("start", "--timeout", "60", check=0)
+    assert "warm pool" not in p.stdout + p.stderr, p.stdout + p.stderr
+    j = json.loads(env.run("start", "--timeout", "60", "--output", "json", check=0).stdout)
+    assert "pool" not in j, j
