@@ -11,6 +11,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "parse-util.h"
+#include "podspec.h"
 #include "string-util.h"
 
 #define SPEC_MAX_BYTES ((size_t) 2 * 1024 * 1024) /* the node's default max_body_bytes */
@@ -81,6 +82,18 @@ int verb_create(int argc, char **argv) {
                 return cli_fail(mode, "too_large", "%s: larger than %zu bytes", file, SPEC_MAX_BYTES);
         if (r < 0)
                 return cli_fail(mode, "io_error", "cannot read %s: %s", file, strerror(-r));
+        /* Checked here first, with the same parser as the node, so an error names this file and
+         * its line (the node can only name its "request body") and nothing reaches the node for
+         * a spec it would refuse. The node checks it again, and everything past the document
+         * (images built, profiles, limits) only it can. */
+        _cleanup_(podspec_freep) PodSpec *parsed = NULL;
+        _cleanup_free_ char *perr = NULL;
+        if (podspec_parse(spec, n, streq(file, "-") ? "stdin" : file, &parsed, &perr) < 0)
+                return cli_fail(
+                        mode,
+                        "invalid_request",
+                        "invalid spec: %s (docs/podspec.md)",
+                        perr ?: "the document could not be parsed");
         const char *p = spec + strspn(spec, " \t\r\n");
         const char *ct = *p == '{' ? "application/json" : "application/yaml";
 

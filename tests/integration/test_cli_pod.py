@@ -164,7 +164,10 @@ def test_bad_spec_and_files(cli, tmp_path):
     bad.write_text("apiVersion: nucleus/v1\nkind: Pod\nspec:\n  policy: fix-issue\n  netwrok: {}\n")
     p = cli.run("create", "-f", str(bad))
     assert p.returncode == 1 and p.stdout == ""
-    assert "invalid spec" in p.stderr and "invalid_request" in p.stderr and "netwrok" in p.stderr, p.stderr
+    assert "invalid spec" in p.stderr and "netwrok" in p.stderr, p.stderr
+    # Checked before the node is asked: the error names the file and line, not the node's
+    # "request body" (JSON below: kind invalid_request, as the node's answer had).
+    assert f"{bad}:5" in p.stderr and "request body" not in p.stderr, p.stderr
     doc, _ = cli.json("create", "-f", str(bad), check=1)
     assert doc["kind"] == "invalid_request" and "netwrok" in doc["error"] and doc["ok"] is False
     p = cli.run("create", "-f", str(tmp_path / "missing.yaml"))
