@@ -881,46 +881,6 @@ static enum MHD_Result metrics_handler(
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
-int api_parse_listen(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len) {
-        _cleanup_free_ char *host = NULL;
-        const char *port;
-        uint32_t p;
-
-        memset(ret, 0, sizeof *ret);
-        if (addr[0] == '[') {
-                const char *end = strchr(addr, ']');
-                if (!end || end[1] != ':')
-                        return -EINVAL;
-                host = xstrndup(addr + 1, (size_t) (end - addr - 1));
-                port = end + 2;
-        } else {
-                const char *colon = strrchr(addr, ':');
-                if (!colon)
-                        return -EINVAL;
-                host = xstrndup(addr, (size_t) (colon - addr));
-                port = colon + 1;
-        }
-        if (safe_atou32(port, &p) < 0 || p > 65535)
-                return -EINVAL;
-        if (streq(host, "localhost"))
-                host = mfree(host), host = xstrdup("127.0.0.1");
-        struct sockaddr_in *in4 = (struct sockaddr_in *) ret;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ret;
-        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-                in4->sin_family = AF_INET;
-                in4->sin_port = htons((uint16_t) p);
-                *ret_len = sizeof *in4;
-                return 0;
-        }
-        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t) p);
-                *ret_len = sizeof *in6;
-                return 0;
-        }
-        return -EINVAL;
-}
-
 static int api_start_internal(Node *n, const char *addr, bool metrics, ApiServer **ret) {
         struct sockaddr_storage sa;
         socklen_t salen;

@@ -3,7 +3,9 @@
  * Helpers of nucleus-node. node_rm_rf walks with dir fds and never follows a symlink, so a
  * workspace that a guest filled with links cannot redirect the removal outside the pod dir.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -11,9 +13,11 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "api.h"
 #include "fd-util.h"
 #include "node-util.h"
 #include "node.h"
+#include "parse-util.h"
 #include "string-util.h"
 
 static int rm_rf_children(int dfd, unsigned depth) {
@@ -87,4 +91,46 @@ int node_raise_nofile(uint64_t *ret_soft, uint64_t *ret_hard) {
         if (ret_hard)
                 *ret_hard = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_max;
         return 0;
+}
+
+/* The node's listen addresses (api.h): HOST:PORT with an IP host, [ADDR]:PORT for IPv6,
+ * "localhost" as 127.0.0.1. */
+int api_parse_listen(const char *addr, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        _cleanup_free_ char *host = NULL;
+        const char *port;
+        uint32_t p;
+
+        memset(ret, 0, sizeof *ret);
+        if (addr[0] == '[') {
+                const char *end = strchr(addr, ']');
+                if (!end || end[1] != ':')
+                        return -EINVAL;
+                host = xstrndup(addr + 1, (size_t) (end - addr - 1));
+                port = end + 2;
+        } else {
+                const char *colon = strrchr(addr, ':');
+                if (!colon)
+                        return -EINVAL;
+                host = xstrndup(addr, (size_t) (colon - addr));
+                port = colon + 1;
+        }
+        if (safe_atou32(port, &p) < 0 || p > 65535)
+                return -EINVAL;
+        if (streq(host, "localhost"))
+                host = mfree(host), host = xstrdup("127.0.0.1");
+        struct sockaddr_in *in4 = (struct sockaddr_in *) ret;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) ret;
+        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons((uint16_t) p);
+                *ret_len = sizeof *in4;
+                return 0;
+        }
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t) p);
+                *ret_len = sizeof *in6;
+                return 0;
+        }
+        return -EINVAL;
 }
