@@ -77,7 +77,11 @@ int verb_stop(int argc, char **argv) {
                                 return r;
                 }
         if (optind < argc)
-                return cli_usage_error("stop", "unexpected argument '%s'", argv[optind]);
+                return cli_usage_error(
+                        "stop",
+                        "unexpected argument '%s': stop ends the node and takes no operand; to end a pod: "
+                        "nucleus delete POD",
+                        argv[optind]);
 
         NodeMode mode = NODE_MODE_DAEMON;
         r = do_stop(stop_vm, force, &mode, &was_running);

@@ -387,3 +387,9 @@ def test_start_without_a_pool_says_nothing_of_one(env):
     assert "warm pool" not in p.stdout + p.stderr, p.stdout + p.stderr
     j = json.loads(env.run("start", "--timeout", "60", "--output", "json", check=0).stdout)
     assert "pool" not in j, j
+
+
+def test_stop_with_a_pod_names_delete(env):
+    """`nucleus stop POD` reads like ending a pod; stop ends the node and says what ends a pod."""
+    p = env.run("stop", "trialpod", check=2)
+    assert "unexpected argument 'trialpod'" in p.stderr and "nucleus delete POD" in p.stderr, p.stderr
