@@ -81,6 +81,23 @@ bool auth_key_id_is_valid(const char *s) {
         return n >= 8 && n <= AUTH_KEY_ID_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
 }
 
+/* HMAC-SHA256 under key of the n lines (joined by "\n", no trailing newline). */
+static void mac_lines(
+        const uint8_t key[AUTH_KEY_SIZE],
+        const char *const *lines,
+        size_t n,
+        uint8_t ret_mac[crypto_auth_hmacsha256_BYTES]) {
+        crypto_auth_hmacsha256_state st;
+        crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        crypto_auth_hmacsha256_update(&st, (const uint8_t *) "\n", 1);
+                crypto_auth_hmacsha256_update(&st, (const uint8_t *) lines[i], strlen(lines[i]));
+        }
+        crypto_auth_hmacsha256_final(&st, ret_mac);
+        sodium_memzero(&st, sizeof(st));
+}
+
 static int compute_mac(
         const uint8_t key[AUTH_KEY_SIZE],
         const char *key_id,
@@ -95,7 +112,6 @@ static int compute_mac(
         uint8_t ret_mac[crypto_auth_hmacsha256_BYTES]) {
         uint8_t digest[crypto_hash_sha256_BYTES];
         char digest_hex[crypto_hash_sha256_BYTES * 2 + 1];
-        crypto_auth_hmacsha256_state st;
 
         if (!method || !path || !timestamp || !nonce || !actor)
                 return -EINVAL;
@@ -117,15 +133,9 @@ static int compute_mac(
                 sodium_bin2hex(digest_hex, sizeof(digest_hex), digest, sizeof(digest));
         }
 
-        crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
+        /* A request without a key id signs seven lines; with one, the key id is the eighth. */
         const char *parts[] = { "nucleus-v1", method, path, timestamp, nonce, actor, digest_hex, key_id };
-        for (size_t i = 0; i < ELEMENTSOF(parts) && parts[i]; i++) {
-                if (i > 0)
-                        crypto_auth_hmacsha256_update(&st, (const uint8_t *) "\n", 1);
-                crypto_auth_hmacsha256_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
-        }
-        crypto_auth_hmacsha256_final(&st, ret_mac);
-        sodium_memzero(&st, sizeof(st));
+        mac_lines(key, parts, key_id ? ELEMENTSOF(parts) : ELEMENTSOF(parts) - 1, ret_mac);
         return 0;
 }
 
@@ -139,12 +149,8 @@ int auth_sign_request(
         const void *body,
         size_t body_len,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
-        uint8_t mac[crypto_auth_hmacsha256_BYTES];
-        int r = compute_mac(key, NULL, method, path, timestamp, nonce, actor, body, body_len, NULL, mac);
-        if (r < 0)
-                return r;
-        sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
-        return 0;
+        return auth_sign_request_key_id(
+                key, NULL, method, path, timestamp, nonce, actor, body, body_len, NULL, ret_hex);
 }
 
 int auth_sign_response(
@@ -156,7 +162,6 @@ int auth_sign_response(
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
         uint8_t digest[crypto_hash_sha256_BYTES], mac[crypto_auth_hmacsha256_BYTES];
         char digest_hex[crypto_hash_sha256_BYTES * 2 + 1], status_text[16];
-        crypto_auth_hmacsha256_state st;
 
         if (!nonce || !auth_nonce_is_valid(nonce) || status < 100 || status > 999)
                 return -EINVAL;
@@ -168,17 +173,10 @@ int auth_sign_response(
                 sodium_bin2hex(digest_hex, sizeof(digest_hex), digest, sizeof(digest));
         }
         (void) snprintf(status_text, sizeof(status_text), "%u", status);
-        crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_SIZE);
         const char *parts[] = {
                 "nucleus-v1-response", nonce, status_text, stream ? AUTH_RESPONSE_STREAM : digest_hex
         };
-        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-                if (i > 0)
-                        crypto_auth_hmacsha256_update(&st, (const uint8_t *) "\n", 1);
-                crypto_auth_hmacsha256_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
-        }
-        crypto_auth_hmacsha256_final(&st, mac);
-        sodium_memzero(&st, sizeof(st));
+        mac_lines(key, parts, ELEMENTSOF(parts), mac);
         sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
         return 0;
 }
@@ -192,14 +190,10 @@ int auth_sign_request_digest(
         const char *actor,
         const char *body_sha256,
         char ret_hex[AUTH_SIGNATURE_HEX_LEN + 1]) {
-        uint8_t mac[crypto_auth_hmacsha256_BYTES];
         if (!body_sha256)
                 return -EINVAL;
-        int r = compute_mac(key, NULL, method, path, timestamp, nonce, actor, NULL, 0, body_sha256, mac);
-        if (r < 0)
-                return r;
-        sodium_bin2hex(ret_hex, AUTH_SIGNATURE_HEX_LEN + 1, mac, sizeof(mac));
-        return 0;
+        return auth_sign_request_key_id(
+                key, NULL, method, path, timestamp, nonce, actor, NULL, 0, body_sha256, ret_hex);
 }
 
 int auth_sign_request_key_id(
