@@ -459,17 +459,53 @@ static bool program_missing(Proxy *p, const char *prog) {
         return true;
 }
 
+/* The shipped image recipe (nucleus image build --name RECIPE, docs/images.md) that installs
+ * prog, for the common toolchains' programs; NULL for others. */
+static const char *program_recipe(const char *prog) {
+        static const struct {
+                const char *prefix; /* a program name, or a prefix ending in '*' */
+                const char *recipe;
+        } table[] = {
+                { "python*", "python" }, { "pip*", "python" }, { "pytest*", "python" }, { "node", "node" },
+                { "nodejs", "node" },    { "npm", "node" },    { "npx", "node" },       { "make", "c" },
+                { "cc", "c" },           { "gcc*", "c" },      { "g++*", "c" },         { "c++", "c" },
+                { "cmake", "c" },        { "ctest", "c" },     { "meson", "c" },        { "ninja", "c" },
+                { "cargo", "rust" },     { "rustc", "rust" },  { "go", "go" },          { "gofmt", "go" },
+        };
+        const char *base = strrchr(prog, '/');
+        base = base ? base + 1 : prog;
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                size_t n = strlen(table[i].prefix);
+                if (table[i].prefix[n - 1] == '*' ? strncmp(base, table[i].prefix, n - 1) == 0
+                                                  : streq(base, table[i].prefix))
+                        return table[i].recipe;
+        }
+        return NULL;
+}
+
 static bool request_program_missing(Request *req, const char *prog) {
         if (!program_missing(req->proxy, prog))
                 return false;
         _cleanup_free_ char *vis = string_make_visible(prog);
-        request_fail(
-                req,
-                ERROR_KIND_NOT_FOUND,
-                "run: '%s' is not installed in this pod's image (not a policy denial); use an image "
-                "that has it: nucleus image build --name NAME --packages PACKAGE, then nucleus run "
-                "--image NAME",
-                vis);
+        const char *recipe = program_recipe(prog);
+        if (recipe)
+                request_fail(
+                        req,
+                        ERROR_KIND_NOT_FOUND,
+                        "run: '%s' is not installed in this pod's image (not a policy denial); the %s "
+                        "image has it: nucleus image build --name %s, then nucleus run --image %s",
+                        vis,
+                        recipe,
+                        recipe,
+                        recipe);
+        else
+                request_fail(
+                        req,
+                        ERROR_KIND_NOT_FOUND,
+                        "run: '%s' is not installed in this pod's image (not a policy denial); use an image "
+                        "that has it: nucleus image build --name NAME --packages PACKAGE, then nucleus run "
+                        "--image NAME",
+                        vis);
         return true;
 }
 
