@@ -118,6 +118,13 @@ int cli_api_open_pod(OutputMode mode, NucleusClient **ret, const char **pod, cha
         r = cli_pod_resolve(c, NULL, *pod, ret_owned, &err);
         if (r < 0)
                 return cli_fail(mode, r == -EEXIST ? "ambiguous" : "io_error", "%s", err ?: strerror(-r));
+        /* Nothing matched a short reference: say so here rather than send it on as an id. */
+        if (strlen(*pod) != CLI_POD_FULL_ID_LEN && streq(*ret_owned, *pod))
+                return cli_fail(
+                        mode,
+                        "not_found",
+                        "no pod has the id, id prefix or name '%s' (nucleus ps -a lists them)",
+                        *pod);
         *pod = *ret_owned;
         *ret = TAKE_PTR(c);
         return 0;

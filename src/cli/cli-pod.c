@@ -14,7 +14,6 @@
 #include "json-util.h"
 #include "string-util.h"
 
-#define CLI_POD_FULL_ID_LEN 36 /* a UUID */
 #define CLI_POD_CANDIDATES_SHOWN 10
 
 bool cli_pod_id_valid(const char *id) {

@@ -8,6 +8,8 @@
 
 #include "client.h"
 
+#define CLI_POD_FULL_ID_LEN 36 /* a pod id: a UUID */
+
 /* pod_id_valid() (id-util.h): one URL path segment that means itself. */
 bool cli_pod_id_valid(const char *id);
 

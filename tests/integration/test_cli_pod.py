@@ -194,6 +194,12 @@ def test_unknown_pod(cli, tmp_path):
         assert "denied" not in p.stderr
         doc, _ = cli.json(*args, check=1)
         assert doc["kind"] == "not_found" and doc["ok"] is False, (args, doc)
+    # A short reference (a name or a prefix) that matches no pod is named as such by the CLI.
+    for args in (["delete", "nosuchpod"], ["snapshot", "nosuchpod"], ["fork", "nosuchpod"],
+                 ["credential", "nosuchpod", "--out", str(tmp_path / "cred")]):
+        p = cli.run(*args)
+        assert p.returncode == 1 and "no pod has the id, id prefix or name 'nosuchpod'" in p.stderr, (args, p.stderr)
+        assert not (tmp_path / "cred").exists()
 
 
 def test_node_down_and_help(tmp_path):
