@@ -95,7 +95,8 @@ static void check_state_reachable(CheckList *l, const char *state_dir) {
 
 #endif
 
-static void check_config(CheckList *l, const ClientSettings *s) {
+/* check_config stores node.toml's [pods] accel here (NULL: not read) for check_vmm. */
+static void check_config(CheckList *l, const ClientSettings *s, char **ret_accel) {
         _cleanup_free_ char *node_config = NULL;
         if (!s->config_found)
                 check_add(l, CHECK_ERR, "config", "nucleus setup", "%s: %s", s->config_file, strerror(ENOENT));
@@ -135,6 +136,7 @@ static void check_config(CheckList *l, const ClientSettings *s) {
                 nc->listen,
                 nc->driver,
                 nc->accel);
+        *ret_accel = xstrdup(nc->accel);
         /* The CLI must talk to the address the node listens on. */
         const char *auth = startswith(s->url, "http://") ?: startswith(s->url, "https://");
         if (auth) {
@@ -245,7 +247,7 @@ static void check_secrets(CheckList *l, const char *settings_dir) {
         }
 }
 
-static void check_vmm(CheckList *l, const char *images_dir) {
+static void check_vmm(CheckList *l, const char *images_dir, const char *configured_accel) {
         _cleanup_free_ char *qemu = NULL;
         if (cli_find_program("qemu-system-x86_64", &qemu) < 0) {
                 check_add(l, CHECK_ERR, "vmm", "apt-get install qemu-system-x86", "qemu-system-x86_64 not found");
@@ -267,7 +269,19 @@ static void check_vmm(CheckList *l, const char *images_dir) {
                         "not probed: no guest image yet; pods would use TCG (software emulation, slower)");
                 return;
         }
-        if (image_kvm_probe(qemu, kernel, initrd, 20 * USEC_PER_SEC, &accel, &reason) < 0) {
+        /* node.toml pins TCG (nucleus setup writes that when its probe failed): the node never
+         * probes, so neither does doctor (a broken /dev/kvm makes each probe wait it out). */
+        if (streq_ptr(configured_accel, "tcg")) {
+                check_add(
+                        l,
+                        CHECK_WARN,
+                        "acceleration",
+                        "none needed: TCG is fully functional, only slower; to try KVM again set [pods] "
+                        "accel = \"auto\" in node.toml (or run nucleus setup --force)",
+                        "TCG (software emulation, slower): node.toml [pods] accel = \"tcg\"; not probed");
+                return;
+        }
+        if (image_kvm_probe(qemu, kernel, initrd, IMAGE_KVM_PROBE_TIMEOUT, &accel, &reason) < 0) {
                 check_add(
                         l,
                         CHECK_WARN,
@@ -289,6 +303,7 @@ static void check_vmm(CheckList *l, const char *images_dir) {
                         reason ?: "the KVM probe boot failed");
 #else
         (void) images_dir;
+        (void) configured_accel;
         int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
         if (fd < 0)
                 check_add(
@@ -559,7 +574,7 @@ static void check_disk(CheckList *l) {
 
 int verb_doctor(int argc, char **argv) {
         _cleanup_(client_settings_done) ClientSettings s = {};
-        _cleanup_free_ char *err = NULL, *images_dir = NULL;
+        _cleanup_free_ char *err = NULL, *images_dir = NULL, *accel = NULL;
         OutputMode output = OUTPUT_TEXT;
         CheckList l;
         int r;
@@ -580,7 +595,7 @@ int verb_doctor(int argc, char **argv) {
                         "%s",
                         err ?: strerror(-r));
         else
-                check_config(&l, &s);
+                check_config(&l, &s, &accel);
         check_secrets(&l, r >= 0 ? s.secrets_dir : NULL);
         if (r >= 0 && cli_node_mode() == NODE_MODE_LIMA) {
                 _cleanup_free_ char *status = NULL;
@@ -606,7 +621,7 @@ int verb_doctor(int argc, char **argv) {
                                 status);
         } else {
                 if (client_images_dir(&images_dir) >= 0) {
-                        check_vmm(&l, images_dir);
+                        check_vmm(&l, images_dir, accel);
                         check_images(&l, images_dir);
                         check_named_images(&l, s.config_file, images_dir);
                 }

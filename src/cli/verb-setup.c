@@ -361,7 +361,7 @@ static void step_accel(SetupContext *ctx, const char *images_dir) {
         if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
                 ctx->accel = xstrdup("tcg");
                 ctx->accel_reason = xstrdup("no guest image to run the KVM probe with; using TCG");
-        } else if (image_kvm_probe(qemu, kernel, initrd, 30 * USEC_PER_SEC, &accel, &reason) < 0) {
+        } else if (image_kvm_probe(qemu, kernel, initrd, IMAGE_KVM_PROBE_TIMEOUT, &accel, &reason) < 0) {
                 ctx->accel = xstrdup("tcg");
                 ctx->accel_reason = xstrdup("KVM probe could not run; using TCG");
         } else {

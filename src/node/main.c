@@ -342,7 +342,7 @@ static void pick_accel(Node *n) {
         _cleanup_free_ char *reason = NULL;
         ImageAccel a = IMAGE_ACCEL_TCG;
         if (access(k, R_OK) >= 0 && access(i, R_OK) >= 0 &&
-            image_kvm_probe("/usr/bin/qemu-system-x86_64", k, i, 20 * USEC_PER_SEC, &a, &reason) >= 0)
+            image_kvm_probe("/usr/bin/qemu-system-x86_64", k, i, IMAGE_KVM_PROBE_TIMEOUT, &a, &reason) >= 0)
                 log_info("Acceleration: %s (%s)", image_accel_to_string(a), reason ?: "probe");
         else
                 log_info("Acceleration: tcg (no images to probe KVM with)");

@@ -7,6 +7,7 @@ for a pod the node forgot. Each test uses its own HOME / XDG dirs / ports.
 """
 import http.server
 import json
+import re
 import os
 import pathlib
 import socket
@@ -288,6 +289,25 @@ def test_doctor_warns_of_ksm_and_names_the_host_switch(env):
     with open("/sys/kernel/mm/ksm/run") as f:
         on = f.read().startswith("1")
     assert c["fix"] == (None if on else "echo 1 > /sys/kernel/mm/ksm/run"), c
+
+
+def test_doctor_does_not_probe_kvm_when_node_toml_pins_tcg(env, tmp_path):
+    # setup wrote accel = "tcg" (its probe failed): the node never probes, nor does doctor (a
+    # broken /dev/kvm made every doctor wait out a probe boot). Stand-in image files: a probe
+    # would fail on them, so the message shows none ran.
+    env.setup()
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("vmlinux", "initramfs.cpio.gz"):
+        (images / name).write_bytes(b"")
+    p = env.config_dir / "node.toml"
+    text = p.read_text()
+    assert "accel = " in text
+    p.write_text(re.sub(r'accel = "[a-z]+"', 'accel = "tcg"', text, count=1))
+    doc = json.loads(env.run("doctor", "--output", "json", env={"NUCLEUS_IMAGES_DIR": str(images)}).stdout)
+    c = {x["name"]: x for x in doc["checks"]}["acceleration"]
+    assert c["status"] == "WARN" and 'accel = "tcg"; not probed' in c["message"], c
+    assert 'accel = \\"auto\\"' in json.dumps(c["fix"]), c
 
 
 def test_doctor_url_from_the_environment_names_the_variable(env):

@@ -164,6 +164,8 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv);
  * Never hangs: the probe VM is killed at the deadline. Returns 0 with *ret_accel (KVM only when
  * the marker appeared) and a human-readable reason (caller frees); -errno only for local
  * errors (temp dir). */
+/* How long setup, doctor and the node wait for a KVM probe boot to reach init. */
+#define IMAGE_KVM_PROBE_TIMEOUT (30 * USEC_PER_SEC)
 int image_kvm_probe(
         const char *qemu_binary,
         const char *kernel,
