@@ -263,6 +263,7 @@ static void test_setup_hosts(void **state) {
         NetPolicy *p = NULL;
         char *err = NULL;
         char *dns[] = { (char *) "exact.test", (char *) "*.wild.test", NULL };
+        char *deny[] = { (char *) "198.51.100.0/24", NULL };
         char *bad[] = { (char *) "pypi.org", (char *) "not a host", NULL };
         char *clash1[] = { (char *) "wild.test", NULL };
         char *clash2[] = { (char *) "*.exact.test", NULL };
@@ -274,7 +275,7 @@ static void test_setup_hosts(void **state) {
                           (char *) "pypi.org",
                           NULL };
 
-        assert_int_equal(net_policy_from_strv(NULL, NULL, dns, &p, NULL), 0);
+        assert_int_equal(net_policy_from_strv(NULL, deny, dns, &p, NULL), 0);
         assert_int_equal(net_policy_set_setup_hosts(p, bad, &err), -EINVAL);
         assert_non_null(strstr(err, "setup.hosts[1]"));
         err = mfree(err);
@@ -303,6 +304,8 @@ static void test_setup_hosts(void **state) {
         after(rs, "meta l4proto @setup_open ip6 daddr @setup6 accept");
         assert_null(strstr(rs, "\t\tip daddr @setup4 accept"));
         assert_true(special < dns4 && dns4 < s4); /* DNS answers never open a special range */
+        /* network.deny holds during setup too: a setup host resolving into it stays closed. */
+        assert_true(after(rs, "ip daddr 198.51.100.0/24 drop") < s4);
 
         _cleanup_strv_free_ char **argv = net_dnsmasq_argv(&plan, p, "/usr/sbin/dnsmasq", "/x/pid", "/x/log");
         assert_true(strv_contains(argv, "--server=/pypi.org/203.0.113.53#53"));
