@@ -13,7 +13,8 @@
  *
  * A reservation that is never settled expires (its ttl, at most the pod's deadline) and is
  * then charged at its full amount, as a cut answer would be: the provider may have billed it.
- * Expired reservations are charged at the pod's next reserve or settle. When the pod ends its
+ * Expired reservations are charged by the node's periodic pod checks (pod_budget_sweep, every
+ * few seconds) and at the pod's next reserve or settle, whichever comes first. When the pod ends its
  * reservations go with it (nothing more can be spent, and the run credential is refused).
  */
 #include <sodium.h>
@@ -93,6 +94,13 @@ static void sweep_expired_locked(Pod *p, const char *actor) {
                 p->resv_micros -= r->usd_micros;
                 p->resv[i] = p->resv[--p->n_resv];
         }
+}
+
+void pod_budget_sweep(Pod *p) {
+        pthread_mutex_lock(&p->budget_lock);
+        if (p->n_resv > 0)
+                sweep_expired_locked(p, "node");
+        pthread_mutex_unlock(&p->budget_lock);
 }
 
 static int body_object(ApiCall *a, json_t **ret) {

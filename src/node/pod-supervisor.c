@@ -148,7 +148,9 @@ static void *pod_supervisor(void *userdata) {
 
 /* Network drift monitor (DESIGN.md §9): every POD_DRIFT_INTERVAL, compare each running pod's
  * rulesets with what was applied; any difference, or a failed check, kills the pod (fail
- * closed). Runs on its own thread because each check runs `nft`. */
+ * closed). The same pass charges expired model-call reservations (pod_budget_sweep), so a
+ * gateway that died mid-call still has its reservation counted. Runs on its own thread because
+ * each check runs `nft` or waits for a proxy answer. */
 #define POD_DRIFT_INTERVAL (5 * USEC_PER_SEC)
 static void *pod_drift_monitor(void *userdata) {
         Node *n = userdata;
@@ -162,7 +164,7 @@ static void *pod_drift_monitor(void *userdata) {
                 stop = n->shutting_down;
                 list = xnew0(Pod *, n->n_pods + 1);
                 for (size_t i = 0; !stop && i < n->n_pods; i++)
-                        if (n->pods[i]->state == POD_RUNNING && n->pods[i]->net && !n->pods[i]->terminating) {
+                        if (n->pods[i]->state == POD_RUNNING && !n->pods[i]->terminating) {
                                 list[k++] = n->pods[i];
                                 n->pods[i]->n_ref++;
                         }
@@ -175,6 +177,7 @@ static void *pod_drift_monitor(void *userdata) {
                         if (p->net)
                                 r = net_pod_check_drift(p->net, &err);
                         pthread_mutex_unlock(&p->net_lock);
+                        pod_budget_sweep(p);
                         if (r != 0) {
                                 _cleanup_free_ char *why = xasprintf(
                                         "network policy drift: %s",

@@ -205,6 +205,10 @@ void pod_pool_render_metrics(Node *n, FILE *f);
 /* Count live pods (not exited/failed), under lock. */
 unsigned pod_count_live_locked(Node *n);
 
+/* Charges the pod's expired, unsettled model-call reservations at their amounts (api-budget.c;
+ * the periodic pod checks call it). Takes budget_lock; may wait for a proxy call. */
+void pod_budget_sweep(Pod *p);
+
 /* Snapshots and forks (pod-snapshot.c, docs/snapshot.md). pod_snapshot saves a running qemu
  * pod without a network and without work in flight: returns 0 and the snapshot's metadata
  * (new reference), or -errno with *reterr (-EBUSY: a call or command in flight; -EOPNOTSUPP:

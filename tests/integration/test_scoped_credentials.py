@@ -320,6 +320,23 @@ def test_unsettled_reservation_is_charged_at_its_amount(node):
     c.delete_pod(pod)
 
 
+def test_expired_reservation_is_charged_without_another_call(node):
+    """A gateway that dies mid-call never reserves or settles again: the node's periodic
+    checks charge its expired reservation anyway, and the audit log says so."""
+    c = node.client()
+    pod = budget_pod(c)
+    run = NodeClient.scoped(f"http://127.0.0.1:{node.port}", mint(c, pod, "run"))
+    r = reserve(run, pod, 250_000, ttl_seconds=1)
+    assert r.status == 200, r
+    deadline = time.monotonic() + 60
+    while left(c, pod)["used_usd_micros"] != 250_000:
+        assert time.monotonic() < deadline, left(c, pod)
+        time.sleep(0.5)
+    log = c.request("GET", f"/v1/pods/{pod}/audit").text
+    assert '"expired"' in log and "node" in log
+    c.delete_pod(pod)
+
+
 def test_node_restart_revokes_every_credential(node):
     """Credentials live in the node's memory only: a restart (which ends every pod) leaves
     none behind, on disk or accepted."""
