@@ -207,12 +207,34 @@ void pod_now_running(Pod *p) {
                 (double) (now_usec(CLOCK_MONOTONIC) - p->created_mono) / 1e6);
 }
 
-static bool pod_stopping(Pod *p) {
+bool pod_stopping(Pod *p) {
         bool r;
         pthread_mutex_lock(&p->node->lock);
         r = p->terminating;
         pthread_mutex_unlock(&p->node->lock);
         return r;
+}
+
+int pod_vmm_start(Node *n, Pod *p, VmmDriver driver, const VmmLaunch *l, Vmm **ret, char **reterr) {
+        Vmm *vm = NULL;
+        if (pod_stopping(p))
+                return 1;
+        int r = vmm_start(driver, l, &vm, reterr);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&n->lock);
+        p->vm = vm;
+        bool stop_now = p->terminating;
+        pthread_mutex_unlock(&n->lock);
+        node_wake(n);
+        if (stop_now) {
+                /* Terminated while the VMM started: pod_terminate may have run before p->vm was
+                 * set, so this VMM is ended here. */
+                (void) vmm_stop(vm);
+                return 1;
+        }
+        *ret = vm;
+        return 0;
 }
 
 /* The pod's DNS filter refused a query (runs on the filter's thread): count it; audit the first
@@ -344,20 +366,11 @@ void *pod_boot_thread(void *userdata) {
         l.tap_name = p->net ? net_pod_info(p->net)->tap : NULL;
         l.tap_mac = p->net ? net_pod_info(p->net)->mac : NULL;
         l.net = p->net;
-        if (pod_stopping(p))
-                goto out;
-        r = vmm_start(p->driver, &l, &vm, &err);
+        r = pod_vmm_start(n, p, p->driver, &l, &vm, &err);
         if (r < 0)
                 goto fail;
-        pthread_mutex_lock(&n->lock);
-        p->vm = vm;
-        bool stop_now = p->terminating;
-        pthread_mutex_unlock(&n->lock);
-        node_wake(n);
-        if (stop_now) {
-                (void) vmm_stop(vm);
+        if (r > 0)
                 goto out;
-        }
 
         r = vmm_connect_channel(vm, (usec_t) n->config.boot_timeout_sec * USEC_PER_SEC, &fd, &err);
         if (r < 0)

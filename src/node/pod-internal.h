@@ -62,6 +62,12 @@ void pod_now_running(Pod *p);
  * said in the log) and the launch description in *ret, whose strings borrow from n, p and
  * image_dir. Callers add the network and restore fields. */
 void pod_launch_prepare(Node *n, Pod *p, const char *image_dir, VmmLaunch *ret);
+/* Whether p is being terminated (someone runs pod_terminate). */
+bool pod_stopping(Pod *p);
+/* Start p's VMM from l and publish it as p->vm (and *ret). Returns <0 with *reterr set, else 1
+ * when p began terminating before or while the VMM started (a VMM that started is stopped
+ * again; the caller just returns), or 0. */
+int pod_vmm_start(Node *n, Pod *p, VmmDriver driver, const VmmLaunch *l, Vmm **ret, char **reterr);
 /* Start p's channel reader on fd (the channel owns fd from here on) and publish it as
  * p->channel. Returns <0 with *reterr set, else 1 when p began terminating meanwhile (the
  * caller shuts the channel down or lets the pod's end do it) or 0. */

@@ -583,14 +583,6 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
 
 /* ---- a forked pod's boot ---------------------------------------------------------------- */
 
-static bool pod_stopping(Pod *p) {
-        bool r;
-        pthread_mutex_lock(&p->node->lock);
-        r = p->terminating;
-        pthread_mutex_unlock(&p->node->lock);
-        return r;
-}
-
 /* The handshake with the restored proxy: the child's identity and policy, a fresh window,
  * the node's clock and fresh entropy. The proxy must answer with the digest of exactly the
  * policy sent, a reseeded CRNG and a set clock. */
@@ -697,20 +689,11 @@ void *pod_fork_boot_thread(void *userdata) {
         VmmLaunch l;
         pod_launch_prepare(n, p, image_dir, &l);
         l.restore_scratch = scratch;
-        if (pod_stopping(p))
-                goto out;
-        r = vmm_start(VMM_DRIVER_QEMU, &l, &vm, &err);
+        r = pod_vmm_start(n, p, VMM_DRIVER_QEMU, &l, &vm, &err);
         if (r < 0)
                 goto fail;
-        pthread_mutex_lock(&n->lock);
-        p->vm = vm;
-        bool stop_now = p->terminating;
-        pthread_mutex_unlock(&n->lock);
-        node_wake(n);
-        if (stop_now) {
-                (void) vmm_stop(vm);
+        if (r > 0)
                 goto out;
-        }
         /* The channel first: the saved virtio-serial port says its host end is connected, and
          * so it is when the state loads, so the restored proxy keeps its connection. */
         r = vmm_connect_channel(vm, (usec_t) n->config.boot_timeout_sec * USEC_PER_SEC, &fd, &err);
