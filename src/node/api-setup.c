@@ -170,16 +170,26 @@ enum MHD_Result api_h_setup(ApiCall *a) {
                         MHD_HTTP_CONFLICT,
                         "conflict",
                         "setup: the pod has no network for its setup hosts (it was not created with them)");
+        /* Until the step has ended (network closed, baseline recorded), the tool route refuses
+         * calls (api_h_tool): nothing of the agent runs while the window is open. Nor may the
+         * agent have acted before: a command it started could still run, and would run on with
+         * the window open (the proxy would refuse the setup commands, but only after the node
+         * had opened the window for them). */
         pthread_mutex_lock(&a->node->lock);
-        bool again = p->setup_started;
-        p->setup_started = true;
-        p->setup_running = !again;
+        bool again = p->setup_started, acted = p->agent_acted;
+        if (!again && !acted)
+                p->setup_started = p->setup_running = true;
         pthread_mutex_unlock(&a->node->lock);
         if (again)
                 return api_reply_error(
                         c, MHD_HTTP_CONFLICT, "conflict", "this pod's setup step already ran (it runs once)");
-        /* Until the step has ended (network closed, baseline recorded), the tool route refuses
-         * calls (api_h_tool): nothing of the agent runs while the window is open. */
+        if (acted)
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "setup: the agent has called the pod's tools already; the setup step runs only "
+                        "before the agent's first call (nothing was run, no network opened)");
         ret = setup_step(a, body, timeout_s);
         pthread_mutex_lock(&a->node->lock);
         p->setup_running = false;

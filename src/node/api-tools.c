@@ -499,9 +499,13 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         "'%s' is not a tool call: use the pod's workspace, setup, approvals and fork routes",
                         op);
         /* Nothing of the agent runs while the setup step does: its network window is open and
-         * the baseline is not recorded yet (api-setup.c). */
+         * the baseline is not recorded yet (api-setup.c). And once the agent has acted, the
+         * setup step never begins (the proxy ends its setup phase at the agent's first
+         * operation, which may still be running): marked in the same lock as the check. */
         pthread_mutex_lock(&a->node->lock);
         bool in_setup = a->pod->setup_running;
+        if (!in_setup && !streq(op, "status") && !streq(op, "charge"))
+                a->pod->agent_acted = true;
         pthread_mutex_unlock(&a->node->lock);
         if (in_setup)
                 return api_reply_error(

@@ -91,6 +91,8 @@ struct Pod {
         bool terminating;         /* someone runs pod_terminate */
         bool setup_started;       /* under node->lock: POST /setup was called (it runs once) */
         bool setup_running;       /* under node->lock: its commands are running (tool calls wait) */
+        bool agent_acted;         /* under node->lock: a tool call other than status or charge was
+                                   * let through (the proxy's setup phase is over from then on) */
         bool deadline_fired;      /* the supervisor queued the deadline termination */
         bool events_closed;       /* the final "end" event was published */
         AuditLog *audit;          /* signed, chained log (src/lib/audit); sealed at the end */

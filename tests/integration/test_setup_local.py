@@ -157,6 +157,61 @@ def test_no_tool_call_while_setup_runs(node):
         c.delete_pod(pod)
 
 
+def test_no_setup_once_the_agent_has_acted(node):
+    """The other direction: the setup step begins only before the agent's first call. A command
+    the agent started (its pod credential minted early) must not run on while the window is
+    open, so the step is refused (409: nothing run, nothing opened) while such a call is under
+    way, by the plain route and by the event stream alike, and after it answered too (the
+    proxy's setup phase ended with it; the node must not open the window to learn that)."""
+    c = node.client()
+    # fix-issue runs the project's tests; this one waits for the test's "go" file.
+    makefile = "test:\n\ttouch agent-started; while [ ! -e go ]; do sleep 0.1; done; touch agent-done\n"
+    for stream in (False, True):
+        pod = _pod(c)
+        ws = node.state_dir / "pods" / pod / "workspace"
+        try:
+            assert c.upload_workspace(pod, tar_bytes({"Makefile": makefile})).status == 200
+            s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", c.mint_credential(pod).json())
+            # The node's own status calls do not end the setup phase.
+            assert s.tool(pod, "status").status == 200
+            done = {}
+
+            def agent():
+                if stream:
+                    conn, resp = s.stream("POST", f"/v1/pods/{pod}/tools/run",
+                                          json.dumps({"argv": ["make", "test"]}).encode(),
+                                          {"Accept": "text/event-stream"}, timeout=180)
+                    try:
+                        done["r"] = (resp.status, list(NodeClient.sse_events(resp)))
+                    finally:
+                        conn.close()
+                else:
+                    done["r"] = s.tool(pod, "run", {"argv": ["make", "test"]}, timeout=180)
+
+            t = threading.Thread(target=agent)
+            t.start()
+            try:
+                deadline = time.monotonic() + 60
+                while not (ws / "agent-started").exists() and time.monotonic() < deadline and t.is_alive():
+                    time.sleep(0.05)
+                assert (ws / "agent-started").exists(), done
+                r = _setup(c, pod, [["touch", "setup-ran"]])
+                assert r.status == 409 and r.json()["kind"] == "conflict", r
+                assert "agent has called" in r.json()["error"], r
+            finally:
+                (ws / "go").touch()
+                t.join(120)
+            assert (ws / "agent-done").exists(), done
+            assert (done["r"][0] if stream else done["r"].status) == 200, done
+            r = _setup(c, pod, [["touch", "setup-ran"]])
+            assert r.status == 409 and r.json()["kind"] == "conflict", r
+            assert not (ws / "setup-ran").exists()
+            assert not _records(c, pod, "setup_command") and not _records(c, pod, "setup_network")
+        finally:
+            (ws / "go").touch()
+            c.delete_pod(pod)
+
+
 def test_setup_stops_when_the_client_goes(node):
     """A client that goes away during the setup step (nucleus run interrupted) gets no further
     command run for it: the step stops after the running one, says so in the audit log, and the
