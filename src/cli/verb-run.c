@@ -39,6 +39,23 @@ static void on_signal(int sig) {
         run_interrupted = 1;
 }
 
+/* What ended an interrupted run, in the user's words: a closed terminal or a kill is not a
+ * Ctrl-C. Returns a new string. */
+static char *run_interrupt_detail(int sig) {
+        switch (sig) {
+        case SIGINT:
+                return xstrdup("interrupted (Ctrl-C)");
+        case SIGHUP:
+                return xstrdup("interrupted (SIGHUP: the terminal closed)");
+        case SIGPIPE:
+                return xstrdup("interrupted (SIGPIPE: the output was closed)");
+        case SIGTERM:
+                return xstrdup("interrupted (SIGTERM)");
+        default:
+                return xasprintf("interrupted (signal %d)", sig);
+        }
+}
+
 /* ---- the verb ---- */
 
 int verb_run(int argc, char **argv) {
@@ -455,6 +472,10 @@ cleanup:
                         .calls = json_array(),
                         .final_text = xstrdup(""),
                 };
+        if (st.stop == AGENT_STOP_INTERRUPTED && run_signal > 0) {
+                free(st.stop_detail);
+                st.stop_detail = run_interrupt_detail(run_signal);
+        }
         if (run_error)
                 log_error("%s", run_error);
         if (o.agent >= 0 && stats_set) {

@@ -279,7 +279,11 @@ def test_max_turns_stops_cleanly(env, node):
     assert only_pod(node).deleted
 
 
-def test_ctrl_c_deletes_the_pod(env, node):
+@pytest.mark.parametrize("sig,why", [(signal.SIGINT, "interrupted (Ctrl-C)"),
+                                     (signal.SIGHUP, "interrupted (SIGHUP: the terminal closed)")])
+def test_ctrl_c_deletes_the_pod(env, node, sig, why):
+    """Ctrl-C, or the terminal closing under the run: the pod is deleted and the summary names
+    what ended the run (a closed terminal is not a Ctrl-C)."""
     def script(body, i):
         if i == 0:
             return {"tool_calls": [{"name": "read", "args": {"path": "README.md"}}]}
@@ -295,12 +299,13 @@ def test_ctrl_c_deletes_the_pod(env, node):
             time.sleep(0.05)
         time.sleep(0.5)
         t0 = time.time()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=30)
     assert time.time() - t0 < 15
-    assert p.returncode == 128 + signal.SIGINT  # the conventional status of a run ended by a signal
+    assert p.returncode == 128 + sig  # the conventional status of a run ended by a signal
     doc = json.loads(out)
     assert doc["stop"] == "interrupted"
+    assert doc["stop_detail"] == why
     assert only_pod(node).deleted, err.decode()
 
 
