@@ -166,7 +166,9 @@ typedef struct CopyCtx {
 static int snapshot_copy_scratch(void *userdata, char **reterr) {
         CopyCtx *c = userdata;
         _cleanup_free_ char *src_path = vmm_scratch_path(c->vm);
-        _cleanup_close_ int src = open(src_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* In the VMM user's dir: no link followed, and a FIFO put there must not block this
+         * thread while the VM is paused (copy_file_sparse takes only a regular file). */
+        _cleanup_close_ int src = open(src_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
         _cleanup_close_ int dst = open(c->dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         int r = src < 0 || dst < 0 ? -errno : copy_file_sparse(src, dst);
         if (r < 0)

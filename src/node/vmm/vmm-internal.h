@@ -36,6 +36,12 @@ extern const VmmOps vmm_local_ops;
 /* Connect to a unix stream socket at path, retrying until timeout while it is absent or
  * refuses (the VMM creates it). Stops early if the VMM process died. */
 int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_fd);
+/* Give the VMM user (uid, gid) the directory dir and the files names[] in it (NULL-terminated):
+ * each file through an fd opened without following a link, blocking or taking a terminal, and
+ * only a regular file with one link; the directory last, so that until then only root can
+ * change what is in it (the VMM user is shared by every pod's QEMU). Returns 0, -EBADFD for a
+ * file that is not a regular single-link file, or -errno (ELOOP or ENOTDIR for a symlink). */
+int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gid);
 /* Write vmm.pid in the pod dir. */
 int vmm_write_pidfile(Vmm *vm);
 /* Fork a child that joins cgroup_dir, changes to cwd (if set; after the privilege drop, so the

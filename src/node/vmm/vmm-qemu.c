@@ -96,10 +96,14 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 return r;
         }
         if (l->run_uid != 0) {
-                /* QEMU runs as the VMM user: hand it its own dir, disk and console, nothing else. */
-                if (chown(vmdir, l->run_uid, l->run_gid) < 0 || chown(scratch, l->run_uid, l->run_gid) < 0 ||
-                    fchown(logfd, l->run_uid, l->run_gid) < 0) {
-                        r = -errno;
+                /* QEMU runs as the VMM user: hand it its own dir, disk and console, nothing else.
+                 * The dir last (vmm_hand_over): the VMM user is every pod's, and once it owns
+                 * vm/ it could put a link where the disk was. */
+                static const char *const files[] = { "scratch.img", NULL };
+                r = fchown(logfd, l->run_uid, l->run_gid) < 0
+                        ? -errno
+                        : vmm_hand_over(vmdir, files, l->run_uid, l->run_gid);
+                if (r < 0) {
                         *reterr = xasprintf("cannot hand %s to the VMM user: %s", vmdir, strerror(-r));
                         return r;
                 }

@@ -149,6 +149,26 @@ char *vmm_scratch_path(Vmm *vm) {
         return xasprintf("%s/vm/scratch.img", vm->pod_dir);
 }
 
+int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gid) {
+        _cleanup_close_ int dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return -errno;
+        for (size_t i = 0; names && names[i]; i++) {
+                struct stat st;
+                _cleanup_close_ int fd = openat(
+                        dfd, names[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0)
+                        return -errno;
+                if (fstat(fd, &st) < 0)
+                        return -errno;
+                if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+                        return -EBADFD;
+                if (fchown(fd, uid, gid) < 0)
+                        return -errno;
+        }
+        return fchown(dfd, uid, gid) < 0 ? -errno : 0;
+}
+
 int vmm_write_pidfile(Vmm *vm) {
         _cleanup_close_ int dfd = -EBADF;
         char buf[32];
