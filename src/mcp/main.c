@@ -371,6 +371,9 @@ int main(int argc, char **argv) {
                 if (r == 0)
                         break;
                 if (r == -E2BIG) {
+                        _cleanup_free_ char *msg = xasprintf(
+                                "Invalid Request: message too large (one line is at most %u bytes)",
+                                MCP_MAX_MESSAGE);
                         _cleanup_json_ json_t *rep = json_pack(
                                 "{s:s, s:n, s:{s:i, s:s}}",
                                 "jsonrpc",
@@ -380,7 +383,7 @@ int main(int argc, char **argv) {
                                 "code",
                                 MCP_INVALID_REQUEST,
                                 "message",
-                                "Invalid Request: message too large");
+                                msg);
                         write_reply(rep);
                         continue;
                 }

@@ -15,7 +15,9 @@
 #include "macro.h"
 
 #define MCP_PROTOCOL_LATEST "2025-06-18"
-#define MCP_MAX_MESSAGE (4U * 1024U * 1024U) /* one JSON-RPC line, bytes */
+/* One JSON-RPC line, bytes: room for a write of the proxy's default max_file_bytes (16 MiB) as
+ * JSON-escaped text or base64 (the node's tool-call cap is twice that plus 1 MiB). */
+#define MCP_MAX_MESSAGE (48U * 1024U * 1024U)
 
 /* JSON-RPC error codes. */
 #define MCP_PARSE_ERROR (-32700)

@@ -59,7 +59,27 @@ typedef enum ApiBodyCap {
         API_CAP_NONE,      /* no body expected: 1 byte at most */
         API_CAP_JSON,      /* [api] max_body_bytes: specs, tool arguments, small JSON */
         API_CAP_WORKSPACE, /* [api] max_workspace_bytes: workspace tar uploads */
+        API_CAP_TOOL,      /* tool calls: api_tool_body_cap() (a write's content may be large) */
 } ApiBodyCap;
+
+/* The body cap of a pod's tool calls with a declared X-Nucleus-Content-SHA256: room for a
+ * write of the pod's max_file_bytes as JSON (2 x max_file_bytes + 1 MiB: escaped text or
+ * base64 with the other arguments), at most [node] max_tool_body_bytes, and never below
+ * max_body_bytes. Pure. */
+uint64_t api_tool_body_cap(uint64_t max_body_bytes, uint64_t max_tool_body_bytes, uint64_t max_file_bytes);
+/* The max_file_bytes the node assumes for a pod: what its configure sent (the proxy's
+ * default; the node sends no limits today). */
+uint64_t api_pod_max_file_bytes(const Pod *p);
+
+/* Streamed writes (api-tools.c) in flight on the node at once; more answer 503 capacity. */
+#define API_WRITE_STREAMS_MAX 8u
+/* The bytes of a write's content: the "content" string or the decoded "content_base64"
+ * (exactly one). Returns 0 with *ret (malloc'd, NUL-terminated) and *ret_n, or -EINVAL with
+ * a malloc'd *reterr. */
+int api_write_content(const json_t *args, uint8_t **ret, size_t *ret_n, char **reterr);
+/* A write's arguments as streamed to the proxy: args without content/content_base64, plus
+ * "content_bytes" (n) and "content_sha256" (of the n bytes). New reference. */
+json_t *api_write_wire_args(const json_t *args, const void *content, size_t n);
 
 /* Route flags. */
 enum {

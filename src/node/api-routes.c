@@ -11,7 +11,9 @@
  *            matches one non-empty segment and reaches the handler in ApiCall.args[], in order.
  *   handler  enum MHD_Result h(ApiCall *a).
  *   cap      which limit caps the body: API_CAP_NONE, API_CAP_JSON (max_body_bytes),
- *            API_CAP_WORKSPACE (max_workspace_bytes). An unsigned-digest body is capped lower
+ *            API_CAP_WORKSPACE (max_workspace_bytes), API_CAP_TOOL (api_tool_body_cap: the
+ *            pod's max_file_bytes as JSON within max_tool_body_bytes; a body over
+ *            max_body_bytes streams into a temp file). An unsigned-digest body is capped lower
  *            still (api.c, "Before authentication").
  *   flags    API_STREAM: the authenticated body streams into an unlinked temp file instead of
  *            memory (uploads); API_QUERY: the route takes a query string (others answer 400).
@@ -53,7 +55,7 @@ static const ApiRoute api_routes[] = {
         { "PUT",    "/v1/pods/{id}/workspace",          api_h_workspace_put,      API_CAP_WORKSPACE, API_STREAM, API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/workspace/patch",    api_h_workspace_patch,    API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/setup",              api_h_setup,              API_CAP_JSON,      0,          API_SCOPE_NODE },
-        { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_JSON,      API_QUERY,  API_SCOPE_POD },
+        { "POST",   "/v1/pods/{id}/tools/{op}",         api_h_tool,               API_CAP_TOOL,      API_QUERY,  API_SCOPE_POD },
         { "POST",   "/v1/pods/{id}/approvals",          api_h_approval,           API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/approvals",          api_h_pod_approvals,      API_CAP_NONE,      0,          API_SCOPE_POD },
         { "GET",    "/v1/pods/{id}/approvals/{aid}",    api_h_pod_approval_get,   API_CAP_NONE,      API_QUERY,  API_SCOPE_POD },

@@ -242,14 +242,41 @@ const char *api_header(struct MHD_Connection *c, const char *name) {
         return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+uint64_t api_tool_body_cap(uint64_t max_body_bytes, uint64_t max_tool_body_bytes, uint64_t max_file_bytes) {
+        uint64_t want = max_file_bytes > (UINT64_MAX - (UINT64_C(1) << 20)) / 2
+                ? UINT64_MAX
+                : 2 * max_file_bytes + (UINT64_C(1) << 20);
+        return NUCLEUS_MAX(max_body_bytes, NUCLEUS_MIN(want, max_tool_body_bytes));
+}
+
+uint64_t api_pod_max_file_bytes(const Pod *p) {
+        /* nodespec_configure() sends no limits: the proxy applies its default. */
+        (void) p;
+        return CONFIGURE_DEFAULT_MAX_FILE_BYTES;
+}
+
 /* The body limit of a route (configured); unknown routes get the JSON limit (they end in 404
- * or 405 after authentication). */
-static size_t body_cap_for(Node *n, const ApiRoute *r) {
+ * or 405 after authentication). A tool call's limit depends on its pod (a pod that does not
+ * exist gets the JSON limit: it ends in 404). */
+static size_t body_cap_for(Node *n, const ApiMatch *m) {
+        const ApiRoute *r = m->route;
         switch (r ? r->cap : API_CAP_JSON) {
         case API_CAP_NONE:
                 return 1;
         case API_CAP_WORKSPACE:
                 return n->config.max_workspace_bytes;
+        case API_CAP_TOOL: {
+                _cleanup_(pod_unrefp)
+                        Pod *p = m->pod_id && pod_id_is_uuid(m->pod_id) ? pod_find(n, m->pod_id) : NULL;
+                if (!p)
+                        return n->config.max_body_bytes;
+                return (size_t) NUCLEUS_MIN(
+                        api_tool_body_cap(
+                                n->config.max_body_bytes,
+                                n->config.max_tool_body_bytes,
+                                api_pod_max_file_bytes(p)),
+                        (uint64_t) SIZE_MAX);
+        }
         case API_CAP_JSON:
         default:
                 return n->config.max_body_bytes;
@@ -460,6 +487,16 @@ static bool workspace_upload_refused(
         return false;
 }
 
+/* What a 413 adds to its limit: where the limit comes from. */
+static const char *body_cap_hint(const Req *q, bool declared) {
+        if (!declared)
+                return " (without X-Nucleus-Content-SHA256)";
+        if (q->match.route && q->match.route->cap == API_CAP_TOOL)
+                return " for this pod's tool calls (twice its max_file_bytes plus 1 MiB, at most [node] "
+                       "max_tool_body_bytes, at least [node] max_body_bytes)";
+        return "";
+}
+
 /* First call of a request (headers only, no body byte read yet): every check that does not
  * need the body. Returns true to go on; false when an answer was queued (*ret). */
 static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char *method, enum MHD_Result *ret) {
@@ -475,7 +512,7 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
         bool declared = !public && ar.body_sha256;
         if (!public)
                 request_lookup_key(c, n, q, ar.key_id);
-        q->cap = body_cap_for(n, q->match.route) ?: 1;
+        q->cap = body_cap_for(n, &q->match) ?: 1;
         if (!declared)
                 q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
         if (public)
@@ -494,7 +531,7 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
                         "request body of %s bytes exceeds the limit of %zu bytes%s",
                         cl,
                         q->cap,
-                        declared || public ? "" : " (without X-Nucleus-Content-SHA256)");
+                        body_cap_hint(q, declared || public));
                 return false;
         }
         if (public)
@@ -525,7 +562,12 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
                 memcpy(q->declared_sha256, ar.body_sha256, sizeof(q->declared_sha256));
                 crypto_hash_sha256_init(&q->hash);
                 conn_mark_authed(c);
-                if (q->match.route && (q->match.route->flags & API_STREAM)) {
+                /* A tool call larger than a JSON body (a big write) waits for its handler in an
+                 * unlinked temp file too, not in memory, however slowly it arrives. */
+                bool to_file = q->match.route &&
+                        ((q->match.route->flags & API_STREAM) ||
+                         (q->match.route->cap == API_CAP_TOOL && (!cl || len > n->config.max_body_bytes)));
+                if (to_file) {
                         q->body_fd = open(n->config.state_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
                         if (q->body_fd < 0) {
                                 q->rejected = true;
@@ -561,7 +603,7 @@ static bool request_body(struct MHD_Connection *c, Req *q, const char *data, siz
                         "too_large",
                         "request body exceeds the limit of %zu bytes%s",
                         q->cap,
-                        q->authed ? "" : " (without X-Nucleus-Content-SHA256)");
+                        body_cap_hint(q, q->authed));
                 return false;
         }
         if (!q->authed && q->n_body + n > q->preauth_reserved &&

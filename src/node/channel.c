@@ -467,6 +467,14 @@ int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead) {
         return 0;
 }
 
+size_t channel_request_size(const char *op, const json_t *args) {
+        /* {"op":"OP","args":ARGS} as channel_begin encodes it (compact; op is [a-z_], unescaped). */
+        size_t n = args ? json_dumpb(args, NULL, 0, JSON_COMPACT) : 2;
+        if (n == 0)
+                return SIZE_MAX;
+        return strlen("{\"op\":\"\",\"args\":}") + strlen(op) + n;
+}
+
 int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint32_t *ret_stream) {
         _cleanup_json_ json_t *req = NULL;
         _cleanup_free_ char *text = NULL;

@@ -44,6 +44,9 @@ Channel *channel_free(Channel *c);
         (1u << 0) /* the answer is followed by data frames and an end frame \
                    * (export): wait for the end unless the answer is an error */
 
+/* Bytes of the request frame channel_begin would send for op and args (SIZE_MAX when args
+ * cannot be encoded); more than CHANNEL_PAYLOAD_MAX is what makes channel_begin fail -E2BIG. */
+size_t channel_request_size(const char *op, const json_t *args);
 /* Start a request: sends {"op": op, "args": args} on a fresh odd stream id. */
 int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint32_t *ret_stream);
 /* Send bytes of an upload on the stream as data frames (split at the payload cap). */

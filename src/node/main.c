@@ -139,6 +139,7 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         c->pool_memory_budget_mib = f->pool_memory_budget_mib;
         c->max_body_bytes = f->max_body_bytes;
         c->max_workspace_bytes = f->max_upload_bytes;
+        c->max_tool_body_bytes = f->max_tool_body_bytes;
         c->default_timeout_sec = (unsigned) f->default_timeout_seconds;
         c->max_timeout_sec = (unsigned) f->max_timeout_seconds;
         c->lease_grace_sec = f->lease_grace_seconds;
@@ -381,6 +382,7 @@ static void node_config_defaults(NodeSettings *c) {
         c->vmm_user = xstrdup("nucleus-vmm");
         c->max_body_bytes = 2 * 1024 * 1024;
         c->max_workspace_bytes = 256 * 1024 * 1024;
+        c->max_tool_body_bytes = 64 * 1024 * 1024;
         c->max_patch_bytes = 64 * 1024 * 1024;
         c->boot_timeout_sec = 180;
         c->tool_timeout_sec = 600;

@@ -34,6 +34,7 @@ typedef struct NodeSettings {
         char *vmm_user;               /* user the VMM runs as ("nucleus-vmm"); absent user: root + sandbox */
         uint64_t max_body_bytes;      /* JSON bodies (specs, tool calls); 413 beyond */
         uint64_t max_workspace_bytes; /* PUT workspace tar ([node] max_upload_bytes); 413 beyond */
+        uint64_t max_tool_body_bytes; /* one tool call's body at most (api_tool_body_cap) */
         uint64_t max_patch_bytes;     /* workspace patch collected from the guest */
         unsigned boot_timeout_sec;    /* VM start to configured proxy */
         unsigned tool_timeout_sec;    /* one tool call at most (still capped by the deadline) */

@@ -121,6 +121,68 @@ def test_write_create_replace_dirs(proxy):
     assert err_kind(proxy.ch.request("write", {"path": "z", "content": "x", "content_base64": "eA=="})) == "invalid_request"
 
 
+def streamed_write(proxy, path, data, announce=None, sha=None, chunk=1024 * 1024, **extra):
+    """A write with its content as data frames (what the node sends for a large write)."""
+    import hashlib
+    args = {"path": path, "content_bytes": len(data) if announce is None else announce,
+            "content_sha256": sha or hashlib.sha256(data).hexdigest(), **extra}
+    return proxy.ch.request_stream_in("write", args, data, chunk=chunk)
+
+
+def test_write_streamed_content(proxy):
+    """docs/proxy.md "Size": the path is judged before any content is accepted; the content
+    reaches the file only when all of it arrived and matches its digest; a refused write
+    swallows the rest of its stream (no error frames) and writes nothing."""
+    import hashlib
+    configure(proxy)
+    blob = os.urandom(3 * 1024 * 1024 + 5)
+    r = streamed_write(proxy, "s/big.bin", blob, create_dirs=True)
+    assert r["bytes"] == len(blob) and r["created"] is True and r["sha256"] == hashlib.sha256(blob).hexdigest(), r
+    assert open(os.path.join(proxy.ws, "s/big.bin"), "rb").read() == blob
+    st = os.stat(os.path.join(proxy.ws, "s/big.bin"))
+    assert (st.st_uid, st.st_gid) == (proxy.uid, proxy.gid)
+    ev = last_audit(proxy)
+    assert ev["op"] == "write" and ev["decision"] == "allow"
+    # Replacing keeps the inode; empty content works too.
+    ino = st.st_ino
+    assert streamed_write(proxy, "s/big.bin", b"")["created"] is False
+    assert os.stat(os.path.join(proxy.ws, "s/big.bin")).st_ino == ino
+    assert os.path.getsize(os.path.join(proxy.ws, "s/big.bin")) == 0
+
+    # Refusals, none of which writes anything or leaves the stream unread.
+    big = os.path.join(proxy.ws, "s/no.bin")
+    cases = [
+        (dict(announce=16 * 1024 * 1024 + 1), "too_large"),  # over max_file_bytes: before any content
+        (dict(announce=10), "invalid_request"),              # more content than announced
+        (dict(announce=10 ** 7), "invalid_request"),         # less content than announced
+        (dict(sha="0" * 64), "invalid_request"),             # digest mismatch
+        (dict(sha="XYZ"), "invalid_request"),
+    ]
+    for kw, kind in cases:
+        r = streamed_write(proxy, "s/no.bin", b"q" * (2 * 1024 * 1024), **kw)
+        assert err_kind(r) == kind, (kw, r)
+        assert "nothing was written" in r["error"] or kind == "invalid_request", r
+        assert not os.path.exists(big)
+    r = streamed_write(proxy, ".git/config", b"x" * (2 * 1024 * 1024))
+    assert err_kind(r) == "path_denied", r
+    r = streamed_write(proxy, "s/no.bin", b"x", mode="bad")
+    assert err_kind(r) == "invalid_request", r
+    assert err_kind(proxy.ch.request("write", {"path": "s/no.bin", "content": "x", "content_bytes": 1})) \
+        == "invalid_request"
+    assert not os.path.exists(big)
+
+    # A cancelled write answers and writes nothing; the channel still works.
+    sid = proxy.ch.start("write", {"path": "s/c.bin", "content_bytes": 4, "content_sha256": "0" * 64})
+    proxy.ch.send(DATA, sid, b"ab")
+    proxy.ch.cancel(sid)
+    assert err_kind(proxy.ch.wait(sid)) == "invalid_request"
+    assert not os.path.exists(os.path.join(proxy.ws, "s/c.bin"))
+    assert proxy.ch.request("write", {"path": "s/ok.txt", "content": "ok"})["bytes"] == 2
+    # Whatever the stream did, nothing but the answer came back on it.
+    stray = [f for q in proxy.ch.pending.values() for f in q if f.type == ERROR]
+    assert not stray, stray
+
+
 def test_edit_unique_replace(proxy):
     configure(proxy)
     proxy.put("e.txt", "one two two three")

@@ -6,9 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api-internal.h"
+#include "channel.h"
 #include "id-util.h"
 
 #define POD "0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"
@@ -95,6 +98,78 @@ static void test_upload_columns(void **state) {
         assert_true(api_route_match("GET", "/v1/pods/" POD "/logs", &m));
         assert_true(m.route->flags & API_QUERY);
         api_match_done(&m);
+}
+
+/* A tool call's body holds a write of the pod's max_file_bytes as JSON, within the node's cap. */
+static void test_tool_body_cap(void **state) {
+        const uint64_t MiB = 1024 * 1024;
+        ApiMatch m;
+        assert_true(api_route_match("POST", "/v1/pods/" POD "/tools/write", &m));
+        assert_int_equal(m.route->cap, API_CAP_TOOL);
+        api_match_done(&m);
+        assert_int_equal(api_tool_body_cap(2 * MiB, 64 * MiB, 16 * MiB), 33 * MiB);
+        assert_int_equal(api_tool_body_cap(2 * MiB, 20 * MiB, 16 * MiB), 20 * MiB);   /* node cap */
+        assert_int_equal(api_tool_body_cap(40 * MiB, 20 * MiB, 16 * MiB), 40 * MiB);  /* never below */
+        assert_int_equal(api_tool_body_cap(2 * MiB, 64 * MiB, UINT64_MAX), 64 * MiB); /* no overflow */
+}
+
+static void test_write_content(void **state) {
+        uint8_t *b = NULL;
+        size_t n = 0;
+        char *err = NULL;
+        json_t *a = json_pack("{s:s, s:s}", "path", "x", "content", "h\"i\n");
+        assert_int_equal(api_write_content(a, &b, &n, &err), 0);
+        assert_int_equal(n, 4);
+        assert_memory_equal(b, "h\"i\n", 4);
+        json_t *w = api_write_wire_args(a, b, n);
+        assert_null(json_object_get(w, "content"));
+        assert_string_equal(json_string_value(json_object_get(w, "path")), "x");
+        assert_int_equal(json_integer_value(json_object_get(w, "content_bytes")), 4);
+        assert_int_equal(strlen(json_string_value(json_object_get(w, "content_sha256"))), 64);
+        json_decref(w);
+        free(b);
+        json_decref(a);
+
+        a = json_pack("{s:s, s:s}", "path", "x", "content_base64", "AP8A");
+        assert_int_equal(api_write_content(a, &b, &n, &err), 0);
+        assert_int_equal(n, 3);
+        assert_memory_equal(b, "\0\xff\0", 3);
+        w = api_write_wire_args(a, b, n);
+        assert_null(json_object_get(w, "content_base64"));
+        assert_string_equal(
+                json_string_value(json_object_get(w, "content_sha256")),
+                "2c8d07cd986f58eb210bd800133d6645c7340c59865377c8ea431cebca0b3113");
+        json_decref(w);
+        free(b);
+        json_decref(a);
+
+        /* Neither, both, or bad base64: refused with a reason. */
+        const char *bad[] = { "{\"path\":\"x\"}",
+                              "{\"content\":\"a\",\"content_base64\":\"YQ==\"}",
+                              "{\"content_base64\":\"!!!\"}",
+                              "{\"content\":1}" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                a = json_loads(bad[i], 0, NULL);
+                assert_non_null(a);
+                assert_int_equal(api_write_content(a, &b, &n, &err), -EINVAL);
+                assert_non_null(err);
+                free(err);
+                err = NULL;
+                json_decref(a);
+        }
+}
+
+/* The size test that picks streaming agrees with what channel_begin encodes. */
+static void test_channel_request_size(void **state) {
+        json_t *a = json_pack("{s:s, s:s}", "path", "a.txt", "content", "q\"\n\u00fc");
+        char *args = json_dumps(a, JSON_COMPACT);
+        char *want = NULL;
+        assert_true(asprintf(&want, "{\"op\":\"write\",\"args\":%s}", args) > 0);
+        assert_int_equal(channel_request_size("write", a), strlen(want));
+        assert_int_equal(channel_request_size("status", NULL), strlen("{\"op\":\"status\",\"args\":{}}"));
+        free(want);
+        free(args);
+        json_decref(a);
 }
 
 #define OTHER "9a6b2d4f-6e8a-4c1e-8b5c-7e2a1f3d4c8e"
@@ -188,7 +263,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_match_exact),        cmocka_unit_test(test_match_placeholders),
                 cmocka_unit_test(test_method_not_allowed), cmocka_unit_test(test_upload_columns),
-                cmocka_unit_test(test_scope_decision),
+                cmocka_unit_test(test_scope_decision),     cmocka_unit_test(test_tool_body_cap),
+                cmocka_unit_test(test_write_content),      cmocka_unit_test(test_channel_request_size),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

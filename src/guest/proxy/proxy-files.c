@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pcre2.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -232,23 +233,396 @@ static int open_parent(Request *req, const char *parent, bool create_dirs) {
         return proxy_mkdir_beneath(p, -1, parent, 0755, PROXY_MKDIR_FOLLOW_BENEATH | PROXY_MKDIR_AGENT_OWNED);
 }
 
+/* Where a write goes, decided (and judged) before its content is used. */
+typedef struct WriteTarget {
+        int dfd;        /* O_PATH of the parent directory, or -EBADF */
+        char *leaf;     /* name in dfd */
+        char *target;   /* workspace-relative resolved path, for answers */
+        bool exists;    /* the leaf existed (a regular file: PATH_ACCESS_EDIT was judged) */
+        struct stat st; /* of the leaf when exists */
+        mode_t mode;    /* for a new file */
+} WriteTarget;
+
+static void write_target_done(WriteTarget *t) {
+        t->dfd = safe_close(t->dfd);
+        t->leaf = mfree(t->leaf);
+        t->target = mfree(t->target);
+}
+
+/* Everything of a write that does not need its content: the path, the policy decision (with
+ * the budget reservation), the parent directory (created with create_dirs). Returns 0 with *t
+ * filled, or <0 when req has been failed. */
+static int write_prepare(Request *req, const char *rel, bool create_dirs, mode_t mode, WriteTarget *t) {
+        Proxy *p = req->proxy;
+        _cleanup_free_ char *parent = NULL, *leaf = NULL, *parent_res = NULL;
+        _cleanup_close_ int dfd = -EBADF;
+        int r;
+
+        if (proxy_path_split(rel, &parent, &leaf) < 0) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: cannot write the workspace root");
+                return -EINVAL;
+        }
+        if (request_check_deadline(req) < 0)
+                return -ETIME;
+
+        /* Judge the requested name before touching anything (mkdir -p is a side effect). */
+        if (refuse_git_write(req, rel) < 0)
+                return -EPERM;
+        PolicyDecision pre = {};
+        if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 &&
+            pre.verdict == POLICY_DENY && !streq(pre.kind ?: "", "approval_required")) {
+                PolicyDecision edit = {};
+                /* Deny only if neither write nor edit would be allowed. */
+                if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_EDIT, &edit) >= 0 &&
+                    edit.verdict == POLICY_DENY) {
+                        policy_decision_done(&edit);
+                        (void) request_gate(req, &pre, 0);
+                        return -EPERM;
+                }
+                policy_decision_done(&edit);
+        }
+        policy_decision_done(&pre);
+
+        dfd = open_parent(req, parent, create_dirs);
+        if (dfd < 0) {
+                fail_errno(req, dfd, "write", parent);
+                return dfd;
+        }
+        r = proxy_fd_relpath(p, dfd, parent, &parent_res);
+        if (r < 0) {
+                fail_errno(req, r, "write", parent);
+                return r;
+        }
+        _cleanup_free_ char *target = streq(parent_res, ".") ? xstrdup(leaf)
+                                                             : xasprintf("%s/%s", parent_res, leaf);
+
+        struct stat st = {};
+        bool exists = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) >= 0;
+        if (exists && S_ISLNK(st.st_mode)) {
+                _cleanup_free_ char *vis = string_make_visible(target);
+                request_fail(
+                        req,
+                        ERROR_KIND_PATH_DENIED,
+                        "write: '%s' is a symbolic link; write to its target instead",
+                        vis);
+                return -ELOOP;
+        }
+        if (exists && S_ISDIR(st.st_mode)) {
+                _cleanup_free_ char *vis = string_make_visible(target);
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: '%s' is a directory", vis);
+                return -EISDIR;
+        }
+        if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->cfg.costs.base_usd_micros) <
+            0)
+                return -EPERM;
+        *t = (WriteTarget){
+                .dfd = TAKE_FD(dfd),
+                .leaf = TAKE_PTR(leaf),
+                .target = TAKE_PTR(target),
+                .exists = exists,
+                .st = st,
+                .mode = mode,
+        };
+        return 0;
+}
+
+/* Put the content in place: the existing file truncated and rewritten (its inode, owner and
+ * mode kept), or a new file created exclusively and given to the agent. The leaf must still be
+ * what write_prepare judged (streamed content arrives later: an agent command may have
+ * changed it meanwhile). content_sha256 (or NULL) goes into the answer. Consumes req. */
+static void write_commit(Request *req, WriteTarget *t, const void *content, size_t n, const char *content_sha256) {
+        Proxy *p = req->proxy;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (t->exists) {
+                fd = openat(t->dfd, t->leaf, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0) {
+                        fail_errno(req, -errno, "write", t->target);
+                        return;
+                }
+                struct stat st;
+                if (check_regular(req, fd, t->target, &st) < 0)
+                        return;
+                if (st.st_dev != t->st.st_dev || st.st_ino != t->st.st_ino) {
+                        _cleanup_free_ char *vis = string_make_visible(t->target);
+                        request_fail(
+                                req,
+                                ERROR_KIND_CONFLICT,
+                                "write: '%s' was replaced while the content arrived; nothing was written",
+                                vis);
+                        return;
+                }
+                if (ftruncate(fd, 0) < 0) {
+                        request_fail(req, ERROR_KIND_IO_ERROR, "write: truncate: %m");
+                        return;
+                }
+        } else {
+                fd = openat(t->dfd, t->leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, t->mode);
+                if (fd < 0) {
+                        if (errno == EEXIST) {
+                                _cleanup_free_ char *vis = string_make_visible(t->target);
+                                request_fail(
+                                        req,
+                                        ERROR_KIND_CONFLICT,
+                                        "write: '%s' was created while the content arrived; nothing was "
+                                        "written",
+                                        vis);
+                                return;
+                        }
+                        fail_errno(req, -errno, "write", t->target);
+                        return;
+                }
+                /* Files belong to the agent, so its commands can change them too. */
+                if (fchown(fd, p->agent_uid, p->agent_gid) < 0) {
+                        request_fail(req, ERROR_KIND_IO_ERROR, "write: chown: %m");
+                        return;
+                }
+                (void) fchmod(fd, t->mode);
+        }
+        r = loop_write(fd, content, n);
+        if (r < 0) {
+                request_fail(
+                        req,
+                        r == -EFBIG || r == -ENOSPC ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
+                        "write: %s",
+                        strerror(-r));
+                return;
+        }
+        request_settle(req, p->cfg.costs.base_usd_micros);
+        json_t *j = json_pack(
+                "{s:s, s:I, s:b}", "path", t->target, "bytes", (json_int_t) n, "created", !t->exists);
+        if (content_sha256)
+                json_object_set_new(j, "sha256", json_string(content_sha256));
+        request_finish(req, j);
+}
+
+/* ---- write with streamed content (docs/proxy.md "Size") ----
+ *
+ * The node sends a write whose request would not fit one frame as the request without its
+ * content ("content_bytes" and "content_sha256" instead), then the decoded bytes as data frames
+ * and an end frame. Everything about the path is decided when the request arrives, before one
+ * byte of content is accepted; the bytes are kept in memory (at most content_bytes, itself at
+ * most max_file_bytes) and reach the file only once all of them arrived and match the digest.
+ * A refused write swallows the rest of its stream. */
+
+/* Streamed writes buffered at once (each up to max_file_bytes). */
+#define WRITE_STREAMS_MAX 4u
+
+typedef struct WriteJob {
+        Job job;
+        WriteTarget t;
+        uint8_t *buf;
+        size_t n;         /* bytes received */
+        size_t allocated; /* bytes allocated in buf */
+        uint64_t want;    /* content_bytes: exactly this many must arrive */
+        char want_sha256[65];
+        bool failed;  /* answered (or never started): swallow the rest of the stream */
+        bool counted; /* holds one of write_streams */
+} WriteJob;
+
+static unsigned write_streams;
+
+static void write_job_release(WriteJob *wj) {
+        if (wj->counted)
+                write_streams--;
+        wj->counted = false;
+        wj->buf = mfree(wj->buf);
+        wj->n = wj->allocated = 0;
+        write_target_done(&wj->t);
+}
+
+static void write_job_free(Job *j) {
+        WriteJob *wj = (WriteJob *) j;
+        write_job_release(wj);
+        request_free(j->req);
+        free(wj);
+}
+
+_printf_(3, 4) static void write_job_fail(WriteJob *wj, ErrorKind kind, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *msg = xvasprintf(fmt, ap);
+        va_end(ap);
+        Request *req = TAKE_PTR(wj->job.req);
+        wj->failed = true;
+        write_job_release(wj);
+        if (req)
+                request_fail(req, kind, "%s", msg);
+}
+
+static void write_on_frame(Job *j, Frame *f) {
+        WriteJob *wj = (WriteJob *) j;
+        Proxy *p = j->proxy;
+
+        if (f->type == FRAME_CANCEL) {
+                if (!wj->failed)
+                        write_job_fail(
+                                wj,
+                                ERROR_KIND_INVALID_REQUEST,
+                                "write: cancelled by the node; nothing was written");
+                proxy_remove_job(p, j);
+                return;
+        }
+        if (wj->failed) {
+                if (f->type == FRAME_END)
+                        proxy_remove_job(p, j);
+                return;
+        }
+        if (f->type == FRAME_DATA) {
+                if (f->length > wj->want - wj->n) {
+                        write_job_fail(
+                                wj,
+                                ERROR_KIND_INVALID_REQUEST,
+                                "write: more content arrived than the %llu bytes announced; nothing was "
+                                "written",
+                                (unsigned long long) wj->want);
+                        return;
+                }
+                if (wj->n + f->length > wj->allocated) {
+                        size_t a = NUCLEUS_MAX(wj->allocated * 2, (size_t) 1024 * 1024);
+                        a = NUCLEUS_MIN(NUCLEUS_MAX(a, wj->n + f->length), (size_t) wj->want);
+                        wj->buf = xrealloc(wj->buf, a);
+                        wj->allocated = a;
+                }
+                if (f->length > 0)
+                        memcpy(wj->buf + wj->n, f->payload, f->length);
+                wj->n += f->length;
+                return;
+        }
+        /* FRAME_END */
+        char got[65];
+        if (wj->n != wj->want) {
+                write_job_fail(
+                        wj,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "write: the content ended after %zu of the %llu bytes announced; nothing was "
+                        "written",
+                        wj->n,
+                        (unsigned long long) wj->want);
+                proxy_remove_job(p, j);
+                return;
+        }
+        sha256_hex(wj->buf ?: (const uint8_t *) "", wj->n, got);
+        if (!streq(got, wj->want_sha256)) {
+                write_job_fail(
+                        wj,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "write: the content does not match content_sha256; nothing was written");
+                proxy_remove_job(p, j);
+                return;
+        }
+        Request *req = TAKE_PTR(j->req);
+        wj->failed = true;
+        write_commit(req, &wj->t, wj->buf ?: (const uint8_t *) "", wj->n, got);
+        write_job_release(wj);
+        proxy_remove_job(p, j);
+}
+
+static bool sha256_hex_valid(const char *s) {
+        return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* A write whose content follows as data frames. The job exists before anything is checked,
+ * so whatever happens to the request its stream is consumed. Consumes req. */
+static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
+        Proxy *p = req->proxy;
+        _cleanup_free_ char *rel = NULL;
+        const char *sha = NULL;
+        bool create_dirs;
+        uint64_t mode;
+
+        WriteJob *wj = xnew0(WriteJob, 1);
+        wj->job = (Job){
+                .proxy = p, .stream_id = req->stream_id, .on_frame = write_on_frame, .free = write_job_free
+        };
+        wj->t.dfd = -EBADF;
+        wj->failed = true;
+        proxy_add_job(p, &wj->job);
+
+        if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0 ||
+            args_get_bool(req, "create_dirs", false, &create_dirs) < 0 ||
+            args_get_u64(req, "mode", 0644, 0777, &mode) < 0)
+                return;
+        if (!json_is_integer(jn) || json_integer_value(jn) < 0) {
+                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: 'content_bytes' must be an integer >= 0");
+                return;
+        }
+        uint64_t want = (uint64_t) json_integer_value(jn);
+        if (args_get_string(req, "content_sha256", true, &sha) < 0)
+                return;
+        if (!sha256_hex_valid(sha)) {
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "write: 'content_sha256' must be 64 lowercase hex digits");
+                return;
+        }
+        if (want > p->cfg.limits.max_file_bytes) {
+                request_fail(
+                        req,
+                        ERROR_KIND_TOO_LARGE,
+                        "write: %llu bytes exceeds the pod's max_file_bytes of %llu; nothing was written",
+                        (unsigned long long) want,
+                        (unsigned long long) p->cfg.limits.max_file_bytes);
+                return;
+        }
+        if (write_streams >= WRITE_STREAMS_MAX) {
+                request_fail(
+                        req,
+                        ERROR_KIND_CAPACITY,
+                        "write: %u large writes are already receiving their content; retry when one ends",
+                        WRITE_STREAMS_MAX);
+                return;
+        }
+        WriteTarget t = { .dfd = -EBADF };
+        if (write_prepare(req, rel, create_dirs, (mode_t) mode, &t) < 0)
+                return;
+        wj->t = t;
+        wj->counted = true;
+        write_streams++;
+        wj->want = want;
+        memcpy(wj->want_sha256, sha, sizeof wj->want_sha256);
+        wj->job.req = req;
+        wj->failed = false;
+}
+
 void op_write(Request *req) {
         Proxy *p = req->proxy;
-        static const char *const keys[] = { "path", "content", "content_base64", "create_dirs", "mode", NULL };
-        _cleanup_free_ char *rel = NULL, *parent = NULL, *leaf = NULL, *parent_res = NULL, *target = NULL;
+        static const char *const keys[] = { "path",           "content",
+                                            "content_base64", "content_bytes",
+                                            "content_sha256", "create_dirs",
+                                            "mode",           NULL };
+        _cleanup_free_ char *rel = NULL;
         _cleanup_free_ uint8_t *decoded = NULL;
-        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
         const char *content = NULL, *b64 = NULL;
         size_t n = 0;
         bool create_dirs;
         uint64_t mode;
         int r;
 
+        json_t *jn = json_object_get(req->args, "content_bytes");
+        json_t *jc = json_object_get(req->args, "content");
+        if (jn && !jc && !json_object_get(req->args, "content_base64")) {
+                write_streamed(req, keys, jn);
+                return;
+        }
+        if (jn) {
+                request_fail(
+                        req,
+                        ERROR_KIND_INVALID_REQUEST,
+                        "write: exactly one of 'content', 'content_base64' or 'content_bytes' is required");
+                return;
+        }
         if (args_check_keys(req, keys) < 0 || get_path(req, "path", true, NULL, &rel) < 0 ||
             args_get_bool(req, "create_dirs", false, &create_dirs) < 0 ||
             args_get_u64(req, "mode", 0644, 0777, &mode) < 0)
                 return;
-        json_t *jc = json_object_get(req->args, "content");
+        if (json_object_get(req->args, "content_sha256")) {
+                request_fail(
+                        req, ERROR_KIND_INVALID_REQUEST, "write: 'content_sha256' goes with 'content_bytes'");
+                return;
+        }
         if (jc && !json_is_string(jc)) {
                 request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: 'content' must be a string");
                 return;
@@ -280,100 +654,11 @@ void op_write(Request *req) {
                 request_fail(req, ERROR_KIND_TOO_LARGE, "write: %zu bytes exceeds the limit", n);
                 return;
         }
-        if (proxy_path_split(rel, &parent, &leaf) < 0) {
-                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: cannot write the workspace root");
+        WriteTarget t = { .dfd = -EBADF };
+        if (write_prepare(req, rel, create_dirs, (mode_t) mode, &t) < 0)
                 return;
-        }
-        if (request_check_deadline(req) < 0)
-                return;
-
-        /* Judge the requested name before touching anything (mkdir -p is a side effect). */
-        if (refuse_git_write(req, rel) < 0)
-                return;
-        PolicyDecision pre = {};
-        if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_WRITE, &pre) >= 0 &&
-            pre.verdict == POLICY_DENY && !streq(pre.kind ?: "", "approval_required")) {
-                PolicyDecision edit = {};
-                /* Deny only if neither write nor edit would be allowed. */
-                if (policy_check_path(p->cfg.policy, rel, PATH_ACCESS_EDIT, &edit) >= 0 &&
-                    edit.verdict == POLICY_DENY) {
-                        policy_decision_done(&edit);
-                        (void) request_gate(req, &pre, 0);
-                        return;
-                }
-                policy_decision_done(&edit);
-        }
-        policy_decision_done(&pre);
-
-        dfd = open_parent(req, parent, create_dirs);
-        if (dfd < 0) {
-                fail_errno(req, dfd, "write", parent);
-                return;
-        }
-        r = proxy_fd_relpath(p, dfd, parent, &parent_res);
-        if (r < 0) {
-                fail_errno(req, r, "write", parent);
-                return;
-        }
-        target = streq(parent_res, ".") ? xstrdup(leaf) : xasprintf("%s/%s", parent_res, leaf);
-
-        struct stat st;
-        bool exists = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) >= 0;
-        if (exists && S_ISLNK(st.st_mode)) {
-                _cleanup_free_ char *vis = string_make_visible(target);
-                request_fail(
-                        req,
-                        ERROR_KIND_PATH_DENIED,
-                        "write: '%s' is a symbolic link; write to its target instead",
-                        vis);
-                return;
-        }
-        if (exists && S_ISDIR(st.st_mode)) {
-                _cleanup_free_ char *vis = string_make_visible(target);
-                request_fail(req, ERROR_KIND_INVALID_REQUEST, "write: '%s' is a directory", vis);
-                return;
-        }
-        if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->cfg.costs.base_usd_micros) <
-            0)
-                return;
-
-        if (exists) {
-                fd = openat(dfd, leaf, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-                if (fd < 0) {
-                        fail_errno(req, -errno, "write", target);
-                        return;
-                }
-                if (check_regular(req, fd, target, &st) < 0)
-                        return;
-                if (ftruncate(fd, 0) < 0) {
-                        request_fail(req, ERROR_KIND_IO_ERROR, "write: truncate: %m");
-                        return;
-                }
-        } else {
-                fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t) mode);
-                if (fd < 0) {
-                        fail_errno(req, -errno, "write", target);
-                        return;
-                }
-                /* Files belong to the agent, so its commands can change them too. */
-                if (fchown(fd, p->agent_uid, p->agent_gid) < 0) {
-                        request_fail(req, ERROR_KIND_IO_ERROR, "write: chown: %m");
-                        return;
-                }
-                (void) fchmod(fd, (mode_t) mode);
-        }
-        r = loop_write(fd, content, n);
-        if (r < 0) {
-                request_fail(
-                        req,
-                        r == -EFBIG || r == -ENOSPC ? ERROR_KIND_TOO_LARGE : ERROR_KIND_IO_ERROR,
-                        "write: %s",
-                        strerror(-r));
-                return;
-        }
-        request_settle(req, p->cfg.costs.base_usd_micros);
-        json_t *j = json_pack("{s:s, s:I, s:b}", "path", target, "bytes", (json_int_t) n, "created", !exists);
-        request_finish(req, j);
+        write_commit(req, &t, content, n, NULL);
+        write_target_done(&t);
 }
 
 void op_edit(Request *req) {

@@ -155,7 +155,7 @@ void json_set_bytes(json_t *obj, const char *key, const void *p, size_t n) {
 void proxy_init_defaults(Proxy *p) {
         p->cfg.limits = (ProxyLimits){
                 .max_read_bytes = 512 * 1024,
-                .max_file_bytes = 16 * 1024 * 1024,
+                .max_file_bytes = CONFIGURE_DEFAULT_MAX_FILE_BYTES,
                 .max_output_bytes = 256 * 1024,
                 .max_import_bytes = UINT64_C(4) << 30,
                 .max_list_entries = 10000,

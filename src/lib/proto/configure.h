@@ -26,6 +26,8 @@
 #define CONFIGURE_DNS_MAX 256u
 #define CONFIGURE_SEED_SIZE 32u /* bytes of entropy for the guest's CRNG */
 #define CONFIGURE_KEY_SIZE 32u  /* Ed25519 public key */
+/* The proxy's max_file_bytes when configure sets none (the node sizes tool-call bodies by it). */
+#define CONFIGURE_DEFAULT_MAX_FILE_BYTES (UINT64_C(16) * 1024 * 1024)
 
 /* Limits the node may set (all optional; each >= 1 and under its own cap). */
 typedef enum ConfigureLimit {

@@ -167,6 +167,13 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 .min = UINT64_C(1048576),
                 .max = UINT64_C(1099511627776),
                 .def_num = 268435456),
+        [NODE_MAX_TOOL_BODY_BYTES] = NF(
+                "node.max_tool_body_bytes",
+                FT_U64,
+                max_tool_body_bytes,
+                .min = UINT64_C(1048576),
+                .max = UINT64_C(1073741824),
+                .def_num = 67108864),
         [NODE_DEFAULT_TIMEOUT] = NF(
                 "pods.default_timeout_seconds",
                 FT_U64,

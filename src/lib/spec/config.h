@@ -133,6 +133,7 @@ typedef enum NodeConfigField {
         NODE_MAX_PODS,
         NODE_MAX_BODY_BYTES,
         NODE_MAX_UPLOAD_BYTES,
+        NODE_MAX_TOOL_BODY_BYTES,
         NODE_DEFAULT_TIMEOUT,
         NODE_MAX_TIMEOUT,
         NODE_QEMU_BINARY,
@@ -156,16 +157,17 @@ typedef enum NodeConfigField {
 } NodeConfigField;
 
 typedef struct NodeConfig {
-        char *path;                /* file loaded, or NULL */
-        char *listen;              /* [node] listen = "127.0.0.1:8080" (HOST:PORT; IPv6 as [::1]:8080) */
-        char *metrics_listen;      /* [node] metrics_listen = "127.0.0.1:9080" */
-        char *state_dir;           /* [node] state_dir = "/var/lib/nucleus" (absolute) */
-        char *images_dir;          /* [node] images_dir = "/var/lib/nucleus/images" (absolute) */
-        char *driver;              /* [pods] driver = "qemu" | "firecracker" | "local" */
-        char *accel;               /* [pods] accel = "auto" | "kvm" | "tcg" */
-        uint32_t max_pods;         /* [pods] max_pods = 16, 1..1024 */
-        uint64_t max_body_bytes;   /* [node] max_body_bytes = 10485760, 1024..1073741824 */
-        uint64_t max_upload_bytes; /* [node] max_upload_bytes = 268435456 (workspace tar), 1 MiB..1 TiB */
+        char *path;                   /* file loaded, or NULL */
+        char *listen;                 /* [node] listen = "127.0.0.1:8080" (HOST:PORT; IPv6 as [::1]:8080) */
+        char *metrics_listen;         /* [node] metrics_listen = "127.0.0.1:9080" */
+        char *state_dir;              /* [node] state_dir = "/var/lib/nucleus" (absolute) */
+        char *images_dir;             /* [node] images_dir = "/var/lib/nucleus/images" (absolute) */
+        char *driver;                 /* [pods] driver = "qemu" | "firecracker" | "local" */
+        char *accel;                  /* [pods] accel = "auto" | "kvm" | "tcg" */
+        uint32_t max_pods;            /* [pods] max_pods = 16, 1..1024 */
+        uint64_t max_body_bytes;      /* [node] max_body_bytes = 10485760, 1024..1073741824 */
+        uint64_t max_upload_bytes;    /* [node] max_upload_bytes = 268435456 (workspace tar), 1 MiB..1 TiB */
+        uint64_t max_tool_body_bytes; /* [node] max_tool_body_bytes = 67108864 (one tool call), 1 MiB..1 GiB */
         uint64_t default_timeout_seconds; /* [pods] default_timeout_seconds = 3600 */
         uint64_t max_timeout_seconds;     /* [pods] max_timeout_seconds = 86400 */
         char *qemu_binary;        /* [pods] qemu_binary = "qemu-system-x86_64" (name or absolute path) */
