@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import binary
+from helpers.channel import DATA, END
 from helpers.images import Vm, build_images, guest_images  # noqa: F401 (fixture)
 
 CAPS = {
@@ -132,6 +133,21 @@ def test_workspace_is_writable(vm):
     assert r["stdout"].split() == ["x", "700:1000"], r
     r = run(vm.ch, "sh", "-c", "grep -E ' /(tmp|home/agent) ' /proc/mounts")
     assert [line.split()[2] for line in r["stdout"].splitlines()] == ["tmpfs", "tmpfs"], r
+
+
+def test_write_larger_than_a_frame(vm):
+    """A write whose content does not fit one channel frame arrives as data frames (what the
+    node sends, docs/proxy.md "Size") over virtio-serial, and reads back whole."""
+    data = os.urandom(3 * 1024 * 1024)
+    sid = vm.ch.start("write", {"path": "big-write.bin", "content_bytes": len(data),
+                                "content_sha256": hashlib.sha256(data).hexdigest()})
+    for i in range(0, len(data), 1024 * 1024):
+        vm.ch.send(DATA, sid, data[i:i + 1024 * 1024])
+    vm.ch.send(END, sid)
+    r = vm.ch.wait(sid, timeout=300)
+    assert r.get("bytes") == len(data) and r["sha256"] == hashlib.sha256(data).hexdigest(), r
+    r = run(vm.ch, "sh", "-c", "stat -c %s:%u /workspace/big-write.bin")
+    assert r["stdout"].split() == [f"{len(data)}:1000"], r
 
 
 def test_scratch_root_is_root_only(vm):

@@ -562,7 +562,8 @@ static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
                 request_fail(
                         req,
                         ERROR_KIND_TOO_LARGE,
-                        "write: %llu bytes exceeds the pod's max_file_bytes of %llu; nothing was written",
+                        "write: %llu bytes exceeds the pod's max_file_bytes of %llu; nothing was written "
+                        "(a file this large cannot be written with a tool call: do not retry it)",
                         (unsigned long long) want,
                         (unsigned long long) p->cfg.limits.max_file_bytes);
                 return;
