@@ -629,6 +629,18 @@ enum MHD_Result api_h_tool(ApiCall *a) {
                         return ret;
                 return h_run_sse(c, a->pod, a->actor, args);
         }
+        /* content_bytes and content_sha256 are how the node itself streams a large write to the
+         * proxy (tool_write_streamed); from a client they would announce content that never
+         * comes, and the proxy would hold one of its few write streams for it until the call
+         * timed out. */
+        if (streq(op, "write") &&
+            (json_object_get(args, "content_bytes") || json_object_get(args, "content_sha256")))
+                return api_reply_error(
+                        c,
+                        MHD_HTTP_BAD_REQUEST,
+                        "invalid_request",
+                        "write: send the content as 'content' or 'content_base64'; 'content_bytes' and "
+                        "'content_sha256' are the node's own wire arguments");
         if (streq(op, "write") && channel_request_size(op, args) > CHANNEL_PAYLOAD_MAX)
                 return tool_write_streamed(a, args, hold_ttl);
         return proxy_call(c, a->pod, a->actor, op, op, args, NULL, NULL, 0, 1024 * 1024, hold_ttl);

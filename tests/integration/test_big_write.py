@@ -158,3 +158,34 @@ def test_nucleus_mcp_writes_2mib(node, pod, tmp_path):
         mcp.wait(timeout=30)
     c = client(node)
     assert read_all(c, pod, "mcp/big.txt") == text.encode()
+
+
+def test_client_cannot_send_the_streamed_write_wire_arguments(node, pod):
+    """content_bytes/content_sha256 are the node's own way of streaming a write to the proxy. From
+    a client (the agent's pod credential included) they announced content that never came: the
+    proxy held one of its few large-write streams, and the call hung until the tool timeout. The
+    node refuses them at once, alone or beside content, and the pod's large writes still work."""
+    c = client(node)
+    c.timeout = 30
+    s = scoped_client(node, pod)
+    sha = hashlib.sha256(b"x" * 10).hexdigest()
+    for who in (c, s):
+        for args in ({"path": "w.txt", "content_bytes": 10, "content_sha256": sha},
+                     {"path": "w.txt", "content_bytes": 10},
+                     {"path": "w.txt", "content": "x" * 10, "content_sha256": sha}):
+            r = who.tool(pod, "write", args)
+            assert r.status == 400 and r.json()["kind"] == "invalid_request", (args, r)
+            assert "wire arguments" in r.json()["error"], r
+    assert c.tool(pod, "read", {"path": "w.txt"}).status == 404
+    big = os.urandom(2 * MiB)
+    r = c.tool(pod, "write", {"path": "w.bin", "content_base64": base64.b64encode(big).decode()})
+    assert r.status == 200, r
+    assert read_all(c, pod, "w.bin") == big
+
+
+def scoped_client(node, pod):
+    from helpers.nodeclient import NodeClient
+    cred = node.client().mint_credential(pod).json()
+    s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+    s.timeout = 30
+    return s
