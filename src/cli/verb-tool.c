@@ -17,7 +17,8 @@
 #include "parse-util.h"
 #include "string-util.h"
 
-#define ARGS_MAX_BYTES ((size_t) 2 * 1024 * 1024)
+/* JSON-ARGS from stdin: the node's default [node] max_tool_body_bytes (a write of a large file). */
+#define ARGS_MAX_BYTES ((size_t) 64 * 1024 * 1024)
 
 static void tool_usage(void) {
         printf("Usage: nucleus tool POD OPERATION [JSON-ARGS] [OPTIONS]\n\n"
@@ -109,8 +110,9 @@ int verb_tool(int argc, char **argv) {
                                 return cli_fail(
                                         mode,
                                         r == -EFBIG ? "too_large" : "io_error",
-                                        "cannot read the arguments from stdin: %s",
-                                        strerror(-r));
+                                        "cannot read the arguments from stdin: %s%s",
+                                        strerror(-r),
+                                        r == -EFBIG ? " (at most 64 MiB)" : "");
                         a = buf;
                 } else
                         n = strlen(a);

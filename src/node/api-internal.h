@@ -67,9 +67,6 @@ typedef enum ApiBodyCap {
  * base64 with the other arguments), at most [node] max_tool_body_bytes, and never below
  * max_body_bytes. Pure. */
 uint64_t api_tool_body_cap(uint64_t max_body_bytes, uint64_t max_tool_body_bytes, uint64_t max_file_bytes);
-/* The max_file_bytes the node assumes for a pod: what its configure sent (the proxy's
- * default; the node sends no limits today). */
-uint64_t api_pod_max_file_bytes(const Pod *p);
 
 /* Streamed writes (api-tools.c) in flight on the node at once; more answer 503 capacity. */
 #define API_WRITE_STREAMS_MAX 8u

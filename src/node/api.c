@@ -249,34 +249,24 @@ uint64_t api_tool_body_cap(uint64_t max_body_bytes, uint64_t max_tool_body_bytes
         return NUCLEUS_MAX(max_body_bytes, NUCLEUS_MIN(want, max_tool_body_bytes));
 }
 
-uint64_t api_pod_max_file_bytes(const Pod *p) {
-        /* nodespec_configure() sends no limits: the proxy applies its default. */
-        (void) p;
-        return CONFIGURE_DEFAULT_MAX_FILE_BYTES;
-}
-
 /* The body limit of a route (configured); unknown routes get the JSON limit (they end in 404
- * or 405 after authentication). A tool call's limit depends on its pod (a pod that does not
- * exist gets the JSON limit: it ends in 404). */
-static size_t body_cap_for(Node *n, const ApiMatch *m) {
-        const ApiRoute *r = m->route;
+ * or 405 after authentication). */
+static size_t body_cap_for(Node *n, const ApiRoute *r) {
         switch (r ? r->cap : API_CAP_JSON) {
         case API_CAP_NONE:
                 return 1;
         case API_CAP_WORKSPACE:
                 return n->config.max_workspace_bytes;
-        case API_CAP_TOOL: {
-                _cleanup_(pod_unrefp)
-                        Pod *p = m->pod_id && pod_id_is_uuid(m->pod_id) ? pod_find(n, m->pod_id) : NULL;
-                if (!p)
-                        return n->config.max_body_bytes;
+        case API_CAP_TOOL:
+                /* Every pod's proxy runs with the default max_file_bytes (nodespec_configure
+                 * sends no limits). The cap is the same for every pod, so an answer given
+                 * before authentication says nothing about which pods exist. */
                 return (size_t) NUCLEUS_MIN(
                         api_tool_body_cap(
                                 n->config.max_body_bytes,
                                 n->config.max_tool_body_bytes,
-                                api_pod_max_file_bytes(p)),
+                                CONFIGURE_DEFAULT_MAX_FILE_BYTES),
                         (uint64_t) SIZE_MAX);
-        }
         case API_CAP_JSON:
         default:
                 return n->config.max_body_bytes;
@@ -512,7 +502,7 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
         bool declared = !public && ar.body_sha256;
         if (!public)
                 request_lookup_key(c, n, q, ar.key_id);
-        q->cap = body_cap_for(n, &q->match) ?: 1;
+        q->cap = body_cap_for(n, q->match.route) ?: 1;
         if (!declared)
                 q->cap = NUCLEUS_MIN(q->cap, (size_t) API_PREAUTH_BODY_MAX);
         if (public)

@@ -524,6 +524,15 @@ int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint
         return 0;
 }
 
+/* Has the stream's call been answered already (a refusal before its upload ended)? */
+static bool channel_answered(Channel *c, uint32_t stream) {
+        pthread_mutex_lock(&c->lock);
+        Pending *p = pending_find(c, stream);
+        bool answered = !p || p->done || p->reply.response || c->closed;
+        pthread_mutex_unlock(&c->lock);
+        return answered;
+}
+
 int channel_send_data(Channel *c, uint32_t stream, const void *p, size_t n) {
         const uint8_t *b = p;
         while (n > 0) {
@@ -624,7 +633,17 @@ int channel_call(
         if (r < 0)
                 return r;
         if (upload) {
-                r = channel_send_data(c, stream, upload, n_upload);
+                /* A refusal may come before the upload ended (a write's path, its size): stop
+                 * sending then; the end frame tells the guest the stream is over. */
+                const uint8_t *b = upload;
+                size_t left = n_upload;
+                r = 0;
+                while (left > 0 && r >= 0 && !channel_answered(c, stream)) {
+                        size_t k = NUCLEUS_MIN(left, (size_t) CHANNEL_PAYLOAD_MAX);
+                        r = channel_send_data(c, stream, b, k);
+                        b += k;
+                        left -= k;
+                }
                 if (r >= 0)
                         r = channel_send_end(c, stream);
                 if (r < 0) {

@@ -64,7 +64,8 @@ int channel_wait(
         ChannelDataFn on_data,
         void *userdata,
         ChannelReply *ret);
-/* begin + wait, with an optional upload (data frames then end-of-stream). */
+/* begin + wait, with an optional upload (data frames then end-of-stream; once the call is
+ * answered, which the guest does early only to refuse it, no more data frames are sent). */
 int channel_call(
         Channel *c,
         const char *op,

@@ -91,7 +91,8 @@ def test_pod_credential_scope(node):
     assert c.get_pod(pod).json()["state"] == "running"
 
     # Answers refused at header time are authenticated with the credential's secret too.
-    r = s.tool(pod, "write", {"path": "big.txt", "content": "a" * (3 << 20)})
+    # (Over a tool call's cap: twice the pod's max_file_bytes plus 1 MiB, 33 MiB.)
+    r = s.tool(pod, "write", {"path": "big.txt", "content": "a" * (34 << 20)})
     assert r.status == 413 and r.json()["kind"] == "too_large" and r.mac_ok, r
 
     # The workspace upload is refused before its body is read (header time).
