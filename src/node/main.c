@@ -528,13 +528,20 @@ int main(int argc, char **argv) {
         r = 0;
 
 finish:
-        api = api_stop(api);
-        metrics = api_stop(metrics);
-        log_debug("API stopped; discarding the warm pool");
+        /* Pods end before the API stops: stopping the API waits for every connection thread,
+         * and a tool call in flight (a command that runs for minutes) holds its thread until
+         * its pod ends. From here on creates are refused (shutting_down), so none slips in
+         * between. */
+        pthread_mutex_lock(&node.lock);
+        node.shutting_down = true;
+        pthread_mutex_unlock(&node.lock);
         pod_pool_stop(&node);
         log_debug("Pool stopped; ending pods");
         pod_terminate_all(&node, "node shutdown");
-        log_debug("Pods ended; stopping the supervisor");
+        log_debug("Pods ended; stopping the API");
+        api = api_stop(api);
+        metrics = api_stop(metrics);
+        log_debug("API stopped; stopping the supervisor");
         pod_supervisor_stop(&node);
         log_debug("Supervisor stopped; freeing pods");
         pthread_mutex_lock(&node.lock);

@@ -352,6 +352,43 @@ def test_sigterm_ends_every_pod(tmp_path):
     node.remove_state()
 
 
+def test_sigterm_with_a_call_in_flight_ends_the_pod(tmp_path):
+    """A tool call that runs for minutes does not hold the node's shutdown: the pods end first
+    (which ends their calls), then the API stops. It used to wait for the command to finish,
+    so `nucleus stop` timed out on any busy pod."""
+    require_root()
+    node = NodeProc(tmp_path, driver="local").start()
+    try:
+        c = node.client()
+        pod = running_pod(c, policy="local-dev")
+        result = {}
+
+        def call():
+            try:
+                result["r"] = c.tool(pod, "run", {"argv": ["sleep", "3600"], "timeout_seconds": 3600},
+                                     timeout=3600)
+            except Exception as e:  # the node may close the connection instead of answering
+                result["e"] = e
+
+        t = threading.Thread(target=call, daemon=True)
+        t.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and "guest.run" not in c.audit(pod).text and \
+                '"op":"run"' not in c.audit(pod).text:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    except BaseException:
+        node.stop(check_clean=False)
+        raise
+    node.stop(timeout=120)  # asserts exit 0 and nothing left behind
+    t.join(30)
+    assert not t.is_alive()
+    st = json.loads((node.state_dir / "pods" / pod / "state.json").read_text())
+    assert st["state"] == "exited" and st["reason"] == "node shutdown", st
+    assert node.verify_audit(pod).returncode == 0
+    node.remove_state()
+
+
 def test_b2_deadline(node):
     c = node.client()
     pod = running_pod(c, timeout=3)
