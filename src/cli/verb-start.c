@@ -328,11 +328,29 @@ int verb_start(int argc, char **argv) {
 
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout * USEC_PER_SEC;
         _cleanup_client_error_ ClientError e = {};
+        bool restarted = false;
         for (;;) {
                 client_error_done(&e);
                 r = cli_node_check(client, &e);
                 if (r >= 0)
                         break;
+                if (mode == NODE_MODE_DAEMON && already && pid > 0 && !restarted && !cli_pid_alive(pid)) {
+                        /* The node of the pid file was on its way out (a SIGTERM, a `nucleus stop`
+                         * that timed out while it ended its pods): it is gone now, so start ours.
+                         * Its exit is not a failed start. */
+                        log_info("nucleus-node (pid %d) was shutting down and has exited; starting it again",
+                                 (int) pid);
+                        restarted = true;
+                        already = false;
+                        pid = 0;
+                        r = cli_daemon_start(node_config, &pid);
+                        if (r == -EALREADY)
+                                already = true;
+                        else if (r < 0)
+                                return cli_fail(
+                                        output, "internal", "Could not start nucleus-node: %s", strerror(-r));
+                        continue;
+                }
                 if (e.status == 401 ||
                     (pid > 0 && !already && streq_ptr(e.kind, "node_unauthenticated") && cli_pid_alive(pid))) {
                         /* The node we just started answers but cannot be verified with our key

@@ -8,7 +8,9 @@ GET /v1/health without auth and every other route only with a valid DESIGN.md §
 node: GET /v1/pods -> {"pods": []}, unknown routes 404, bad signatures 401 {"error","kind"}.
 With [pool.images] in node.toml, GET /v1/pool answers its first few polls with every pooled pod
 still booting and then with all of them ready, as a node filling its warm pool does.
-SIGTERM exits cleanly. FAKE_NODE_IGNORE_TERM=1 ignores SIGTERM (tests `stop --force`).
+SIGTERM exits cleanly. FAKE_NODE_IGNORE_TERM=1 ignores SIGTERM (tests `stop --force`); with
+`[fake] linger_after_term = S` in node.toml it stops answering at SIGTERM and exits S seconds
+later, like a node ending its pods.
 """
 import hashlib
 import hmac
@@ -130,8 +132,15 @@ def main():
         do_GET = do_POST = do_DELETE = do_PUT = handle_any
 
     srv = http.server.ThreadingHTTPServer((host, int(port)), H)
+    linger = cfg.get("fake", {}).get("linger_after_term", 0)
     if os.environ.get("FAKE_NODE_IGNORE_TERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif linger:
+        def on_term(*a):  # a node still ending its pods: no longer answering, not yet gone
+            srv.socket.close()
+            time.sleep(linger)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, on_term)
     else:
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     print(f"fake-node: listening on {host}:{port}", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -296,6 +297,25 @@ def test_stop_force_kills_stubborn_node(env):
     env.run("start", check=0, env={"FAKE_NODE_IGNORE_TERM": "1"})
     p = env.run("stop", "--force", timeout=60)
     assert p.returncode == 0 and "stopped" in p.stdout
+
+
+def test_start_while_the_old_node_is_still_exiting(env):
+    """A node that got SIGTERM (a `nucleus stop` that timed out) still runs for a while and no
+    longer answers. `start` waits for it to go and starts a fresh one; it used to report that
+    node's exit as "exited during startup", with the old node's log lines."""
+    env.setup()
+    with open(env.config_dir / "node.toml", "a") as f:
+        f.write("\n[fake]\nlinger_after_term = 3\n")
+    env.run("start", check=0)
+    pidfile = env.tmp / "state" / "nucleus" / "run" / "nucleus-node.pid"
+    old = int(pidfile.read_text().split()[0])
+    os.kill(old, signal.SIGTERM)
+    p = env.run("start", "--timeout", "60")
+    assert p.returncode == 0, p.stderr
+    assert "exited during startup" not in p.stderr
+    assert "was shutting down" in p.stderr
+    assert int(pidfile.read_text().split()[0]) != old
+    env.stop_quietly()
 
 
 def test_json_output_is_only_json(env):
