@@ -338,8 +338,9 @@ int verb_start(int argc, char **argv) {
                         /* The node of the pid file was on its way out (a SIGTERM, a `nucleus stop`
                          * that timed out while it ended its pods): it is gone now, so start ours.
                          * Its exit is not a failed start. */
-                        log_info("nucleus-node (pid %d) was shutting down and has exited; starting it again",
-                                 (int) pid);
+                        log_info(
+                                "nucleus-node (pid %d) was shutting down and has exited; starting it again",
+                                (int) pid);
                         restarted = true;
                         already = false;
                         pid = 0;
