@@ -18,13 +18,17 @@
 
 static void fork_usage(void) {
         printf("Usage: nucleus fork POD [OPTIONS]\n\n"
-               "Start pods from a snapshot of a running pod: each sees the pod's files and running\n"
-               "state, gets a new id, deadline and audit log (which names POD and the snapshot), a\n"
-               "reseeded random generator and the node's clock, the same policy, and an equal share\n"
-               "of what is left of POD's budget (POD keeps one share). Prints the new pods' ids.\n\n"
+               "Start pods from a snapshot of POD: each sees the pod's files and running state, gets\n"
+               "a new id, deadline and audit log (which names POD and the snapshot), a reseeded\n"
+               "random generator and the node's clock, the same policy, and an equal share of what\n"
+               "is left of POD's budget (POD keeps one share). POD may have ended if it has a\n"
+               "snapshot (taken with 'nucleus snapshot POD' while it ran): the children then share\n"
+               "what POD left at its end (one share stays for later forks). Prints the new pods'\n"
+               "ids.\n\n"
                "Options:\n"
                "  -n, --count N           How many pods (1-16, default 1)\n"
-               "      --snapshot ID       Fork from this snapshot of POD (default: take one now)\n"
+               "      --snapshot ID       Fork from this snapshot of POD (default: take one now; the\n"
+               "                          newest when POD has ended)\n"
                "      --output FORMAT     text (default) or json (the node's answer)\n"
                "  -h, --help              Show this help\n");
 }

@@ -25,12 +25,14 @@
 
 static void usage(void) {
         printf("Usage: nucleus prune [OPTIONS]\n\n"
-               "Remove the node's ended pods (records and directories) and what 'nucleus run' kept\n"
-               "(patches, audit log copies in <state dir>/runs/) for pods that are no longer live.\n\n"
+               "Remove the node's ended pods (records and directories), the snapshots of ended pods,\n"
+               "and what 'nucleus run' kept (patches, audit log copies in <state dir>/runs/) for\n"
+               "pods that are no longer live. An ended pod keeps its record while it has snapshots.\n\n"
                "Options:\n"
                "      --older-than D      Only what is older than D: 90s, 30m, 12h, 7d, 2w (default: all)\n"
                "      --output FORMAT     text (default) or json ({\"ok\", \"pods\": [ids removed from the\n"
-               "                          node], \"removed\": [run files], \"bytes\"})\n"
+               "                          node], \"snapshots\": [ids], \"removed\": [run files],\n"
+               "                          \"bytes\"})\n"
                "  -h, --help              Show this help\n");
 }
 
@@ -95,7 +97,7 @@ int verb_prune(int argc, char **argv) {
         }
 
         /* The node forgets its ended pods older than D (record and directory). */
-        _cleanup_json_ json_t *pods_removed = NULL;
+        _cleanup_json_ json_t *pods_removed = NULL, *snaps_removed = NULL;
         if (c && list) {
                 _cleanup_client_error_ ClientError e = {};
                 _cleanup_json_ json_t *body = json_pack(
@@ -104,8 +106,12 @@ int verb_prune(int argc, char **argv) {
                 if (client_call_json(c, "POST", "/v1/pods/prune", body, &ans, &e) < 0) {
                         _cleanup_free_ char *d = client_error_describe(&e);
                         log_warning("the node did not prune its ended pods: %s", d);
-                } else if (json_is_array(json_object_get(ans, "removed")))
-                        pods_removed = json_incref(json_object_get(ans, "removed"));
+                } else {
+                        if (json_is_array(json_object_get(ans, "removed")))
+                                pods_removed = json_incref(json_object_get(ans, "removed"));
+                        if (json_is_array(json_object_get(ans, "snapshots")))
+                                snaps_removed = json_incref(json_object_get(ans, "snapshots"));
+                }
         }
 
         usec_t now = now_usec(CLOCK_REALTIME);
@@ -114,7 +120,7 @@ int verb_prune(int argc, char **argv) {
                 return cli_fail(output, "io_error", "removing run files: %s", strerror(-r));
         if (output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *doc = json_pack(
-                        "{s:b, s:O, s:I, s:o}",
+                        "{s:b, s:O, s:I, s:o, s:o}",
                         "ok",
                         true,
                         "removed",
@@ -122,9 +128,15 @@ int verb_prune(int argc, char **argv) {
                         "bytes",
                         (json_int_t) bytes,
                         "pods",
-                        pods_removed ? json_incref(pods_removed) : json_array());
+                        pods_removed ? json_incref(pods_removed) : json_array(),
+                        "snapshots",
+                        snaps_removed ? json_incref(snaps_removed) : json_array());
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         }
+        if (snaps_removed && json_array_size(snaps_removed) > 0)
+                printf("removed %zu snapshot%s of ended pods from the node\n",
+                       json_array_size(snaps_removed),
+                       json_array_size(snaps_removed) == 1 ? "" : "s");
         if (pods_removed)
                 printf("removed %zu ended pod%s from the node\n",
                        json_array_size(pods_removed),

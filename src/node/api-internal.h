@@ -196,6 +196,7 @@ enum MHD_Result api_h_setup(ApiCall *a);
 /* api-snapshot.c */
 enum MHD_Result api_h_snapshot(ApiCall *a);
 enum MHD_Result api_h_snapshots(ApiCall *a);
+enum MHD_Result api_h_snapshot_delete(ApiCall *a);
 enum MHD_Result api_h_fork(ApiCall *a);
 /* api-approvals.c */
 enum MHD_Result api_h_approval(ApiCall *a);

@@ -223,7 +223,15 @@ enum MHD_Result api_h_lease(ApiCall *a) {
 }
 
 enum MHD_Result api_h_remove(ApiCall *a) {
-        if (pod_remove(a->pod) < 0)
+        int r = pod_remove(a->pod);
+        if (r == -EAGAIN)
+                return api_reply_error(
+                        a->c,
+                        MHD_HTTP_CONFLICT,
+                        "conflict",
+                        "a pod is being restored from a snapshot of pod %s; retry when it runs",
+                        a->pod->id);
+        if (r < 0)
                 return api_reply_error(
                         a->c,
                         MHD_HTTP_CONFLICT,
@@ -254,12 +262,17 @@ enum MHD_Result api_h_prune(ApiCall *a) {
                 if ((v = json_object_get(body, "older_than_seconds")))
                         older = (uint64_t) json_integer_value(v);
         }
-        /* 0: every ended pod; N: those that ended more than N s ago. */
+        /* Snapshots first (of ended pods, taken more than N s ago; 0: all of them), so their
+         * pods' records can go with the same prune. Then every ended pod (0) or those that
+         * ended more than N s ago; one that still has snapshots keeps its record. */
+        _cleanup_strv_free_ char **snaps = pod_snapshots_prune(a->node, older * USEC_PER_SEC);
         _cleanup_strv_free_ char **ids = pod_prune(a->node, older * USEC_PER_SEC, older ? UINT_MAX : 0);
-        _cleanup_json_ json_t *arr = json_array();
+        _cleanup_json_ json_t *arr = json_array(), *sarr = json_array();
         STRV_FOREACH(id, ids)
                 json_array_append_new(arr, json_string(*id));
-        _cleanup_json_ json_t *out = json_pack("{s:O}", "removed", arr);
+        STRV_FOREACH(id, snaps)
+                json_array_append_new(sarr, json_string(*id));
+        _cleanup_json_ json_t *out = json_pack("{s:O,s:O}", "removed", arr, "snapshots", sarr);
         return api_reply_json(a->c, MHD_HTTP_OK, out);
 }
 

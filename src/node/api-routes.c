@@ -49,6 +49,7 @@ static const ApiRoute api_routes[] = {
         { "POST",   "/v1/pods/{id}/snapshot",           api_h_snapshot,           API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/snapshots",          api_h_snapshots,          API_CAP_NONE,      0,          API_SCOPE_NODE },
         { "POST",   "/v1/pods/{id}/fork",               api_h_fork,               API_CAP_JSON,      0,          API_SCOPE_NODE },
+        { "DELETE", "/v1/snapshots/{sid}",              api_h_snapshot_delete,    API_CAP_NONE,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/logs",               api_h_logs,               API_CAP_JSON,      API_QUERY,  API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/audit",              api_h_audit,              API_CAP_JSON,      0,          API_SCOPE_NODE },
         { "GET",    "/v1/pods/{id}/events",             api_h_events,             API_CAP_JSON,      0,          API_SCOPE_POD },

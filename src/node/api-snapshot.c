@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Snapshot and fork handlers (docs/api.md "Snapshots and forks", docs/snapshot.md):
- * POST /v1/pods/{id}/snapshot, GET /v1/pods/{id}/snapshots, POST /v1/pods/{id}/fork.
+ * POST /v1/pods/{id}/snapshot, GET /v1/pods/{id}/snapshots, POST /v1/pods/{id}/fork,
+ * DELETE /v1/snapshots/{sid}.
  * The work is pod-snapshot.c's; here the body is checked and errors get their status.
  */
 #include <errno.h>
@@ -20,6 +21,7 @@ static enum MHD_Result snapshot_error(struct MHD_Connection *c, int r, const cha
                 : r == -EINVAL                     ? MHD_HTTP_BAD_REQUEST
                 : r == -ENOENT                     ? MHD_HTTP_NOT_FOUND
                 : r == -EDQUOT                     ? MHD_HTTP_CONFLICT
+                : r == -ENOSPC                     ? MHD_HTTP_CONFLICT
                                                    : MHD_HTTP_INTERNAL_SERVER_ERROR;
         const char *kind = r == -EBUSY             ? "conflict"
                 : r == -ESTALE || r == -ECONNRESET ? "pod_not_running"
@@ -27,6 +29,7 @@ static enum MHD_Result snapshot_error(struct MHD_Connection *c, int r, const cha
                 : r == -EINVAL                     ? "invalid_request"
                 : r == -ENOENT                     ? "not_found"
                 : r == -EDQUOT                     ? "budget_exhausted"
+                : r == -ENOSPC                     ? "snapshot_cap"
                                                    : "internal";
         return api_reply_error(c, status, kind, "%s", err ?: strerror(-r));
 }
@@ -95,4 +98,13 @@ enum MHD_Result api_h_fork(ApiCall *a) {
         if (r < 0)
                 return snapshot_error(a->c, r, err);
         return api_reply_json(a->c, MHD_HTTP_CREATED, out);
+}
+
+enum MHD_Result api_h_snapshot_delete(ApiCall *a) {
+        _cleanup_json_ json_t *out = NULL;
+        _cleanup_free_ char *err = NULL;
+        int r = pod_snapshot_delete(a->node, a->args[0], &out, &err);
+        if (r < 0)
+                return snapshot_error(a->c, r, err);
+        return api_reply_json(a->c, MHD_HTTP_OK, out);
 }

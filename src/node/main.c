@@ -137,6 +137,8 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         json_decref(c->pool_images);
         c->pool_images = json_incref(f->pool_images);
         c->pool_memory_budget_mib = f->pool_memory_budget_mib;
+        c->snapshots_max_count = f->snapshots_max_count;
+        c->snapshots_max_bytes = f->snapshots_max_mib * 1024 * 1024;
         c->max_body_bytes = f->max_body_bytes;
         c->max_workspace_bytes = f->max_upload_bytes;
         c->max_tool_body_bytes = f->max_tool_body_bytes;
@@ -366,6 +368,7 @@ static void node_donep(Node *n) {
         node_settings_done(&n->config);
         n->cgroup_root = mfree(n->cgroup_root);
         n->accel_in_use = mfree(n->accel_in_use);
+        n->snapshots_busy = strv_free(n->snapshots_busy);
         arg_config = mfree(arg_config);
 }
 
@@ -398,6 +401,8 @@ static void node_config_defaults(NodeSettings *c) {
         c->default_scratch_mib = 1024;
         c->pool_images = json_object(); /* no warm pool unless [pool.images] names one */
         c->pool_memory_budget_mib = 4096;
+        c->snapshots_max_count = 32;
+        c->snapshots_max_bytes = UINT64_C(16384) * 1024 * 1024;
 }
 
 int main(int argc, char **argv) {

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -133,4 +134,8 @@ int api_parse_listen(const char *addr, struct sockaddr_storage *ret, socklen_t *
                 return 0;
         }
         return -EINVAL;
+}
+
+uint64_t node_json_u64(const json_t *v) {
+        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
 }

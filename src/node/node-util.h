@@ -4,6 +4,7 @@
  * open-files limit.
  */
 #pragma once
+#include <jansson.h>
 #include <stdint.h>
 
 /* Remove path and everything below it without following symlinks (openat + O_NOFOLLOW,
@@ -14,3 +15,7 @@ int node_rm_rf(const char *path);
  * would stop a long-running node after a few hundred pods). Returns 0 and the limits now in
  * force (either out-parameter optional), or -errno (the limits are then unchanged). */
 int node_raise_nofile(uint64_t *ret_soft, uint64_t *ret_hard);
+
+/* A JSON integer as an unsigned amount: its value when it is a positive integer, else 0 (a
+ * missing or malformed field of a proxy's answer counts as nothing). */
+uint64_t node_json_u64(const json_t *v);

@@ -55,6 +55,8 @@ typedef struct NodeSettings {
         unsigned net_dns_wildcard_names; /* NetConfig.dns_wildcard_names ([net] dns_wildcard_names) */
         json_t *pool_images;             /* [pool.images]: image name -> pods kept booted (owned) */
         uint64_t pool_memory_budget_mib; /* [pool] memory_budget_mib */
+        unsigned snapshots_max_count;    /* [snapshots] max_count (0: no cap) */
+        uint64_t snapshots_max_bytes;    /* [snapshots] max_mib in bytes (0: no cap) */
 } NodeSettings;
 
 typedef struct Node {
@@ -79,7 +81,9 @@ typedef struct Node {
         usec_t approvers_until; /* CLOCK_MONOTONIC: a human-facing approver is attached until then (under lock) */
         pthread_t supervisor_thread, drift_thread; /* pod-supervisor.c */
         bool supervisor_running, drift_running;
-        struct PodPool *pool; /* pod-pool.c: the warm pool's thread and pods, or NULL */
+        struct PodPool *pool;  /* pod-pool.c: the warm pool's thread and pods, or NULL */
+        char **snapshots_busy; /* under lock: ids of snapshots children restore from now, one entry
+                                * per child (pod-snapshot.c); such a snapshot is not removed */
 } Node;
 
 void node_wake(Node *n);

@@ -28,6 +28,8 @@ _printf_(3, 4) void pod_log(Pod *p, int level, const char *fmt, ...);
 void pod_set_state(Pod *p, PodState s);
 /* Remove everything in the pod dir except the audit log and the logs. */
 void pod_dir_prune(const char *dir);
+/* Write p's record (pod_to_json) to <pod dir>/state.json, atomically. */
+void pod_write_state_file(Pod *p);
 /* Like pod_terminate_async, consuming a reference the caller already holds. */
 void pod_terminate_async_take(Pod *p, PodState final, const char *reason, const char *kind);
 

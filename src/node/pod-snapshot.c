@@ -11,9 +11,13 @@
  * parent's remaining budget with the parent (each gets an equal share; the parent is charged
  * for what it hands out), so the family never spends more than the parent had left.
  *
+ * A snapshot outlives its parent: when the parent ends, its remainder (reservations counted as
+ * spent) becomes the escrow of its snapshots (Pod.escrow), and forks of the ended parent split
+ * that escrow the same way. Snapshots go with `DELETE /v1/snapshots/{sid}`, prune, the caps of
+ * [snapshots] (oldest of an ended parent first) or the parent's record, and at node start.
+ *
  * Limits: qemu driver only; pods with a network are refused (the child would need a NIC on a
- * new tap the saved device state does not know); the parent must be running to fork (it holds
- * the budget); snapshots end with their parent.
+ * new tap the saved device state does not know).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -46,11 +50,42 @@ struct PodFork {
         char snapshot_id[37];
         char *snapshot_dir;
         uint64_t share_usd_micros, share_input_tokens, share_output_tokens;
+        Node *busy_node; /* holds an entry of busy_node->snapshots_busy until the restore ends */
 };
+
+/* A child restores from snapshot id: it is not removed until snapshot_busy_release. Under
+ * n->lock. */
+static void snapshot_busy_take_locked(Node *n, const char *id) {
+        strv_extend(&n->snapshots_busy, id);
+}
+
+static bool snapshot_busy_locked(Node *n, const char *id) {
+        return strv_contains(n->snapshots_busy, id);
+}
+
+static void snapshot_busy_release(Node *n, const char *id) {
+        pthread_mutex_lock(&n->lock);
+        size_t k = strv_length(n->snapshots_busy);
+        for (size_t i = 0; i < k; i++)
+                if (streq(n->snapshots_busy[i], id)) {
+                        free(n->snapshots_busy[i]);
+                        memmove(n->snapshots_busy + i, n->snapshots_busy + i + 1, (k - i) * sizeof(char *));
+                        break;
+                }
+        pthread_mutex_unlock(&n->lock);
+}
+
+static void pod_fork_release(PodFork *f) {
+        if (f && f->busy_node) {
+                snapshot_busy_release(f->busy_node, f->snapshot_id);
+                f->busy_node = NULL;
+        }
+}
 
 PodFork *pod_fork_free(PodFork *f) {
         if (!f)
                 return NULL;
+        pod_fork_release(f);
         free(f->snapshot_dir);
         free(f);
         return NULL;
@@ -92,6 +127,9 @@ static bool uuid_syntax_ok(const char *s) {
                         return false;
         return true;
 }
+
+static int snapshot_remove(Node *n, const char *id, const char *parent);
+static int snapshots_enforce_cap(Node *n, char **reterr);
 
 static char *snapshots_root(Node *n) {
         return xasprintf("%s/snapshots", n->config.state_dir);
@@ -153,10 +191,6 @@ static int pod_status(Pod *p, json_t **ret, char **reterr) {
         return 0;
 }
 
-static uint64_t json_u64(json_t *v) {
-        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
-}
-
 typedef struct CopyCtx {
         Vmm *vm;
         const char *dst;
@@ -195,7 +229,7 @@ int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr) {
         r = pod_status(p, &status, reterr);
         if (r < 0)
                 return r;
-        uint64_t jobs = json_u64(json_object_get(status, "jobs"));
+        uint64_t jobs = node_json_u64(json_object_get(status, "jobs"));
         if (jobs > 0) {
                 *reterr = xasprintf(
                         "pod %s has %llu command(s) running; a snapshot is taken with no call in flight",
@@ -249,14 +283,17 @@ int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr) {
 
         json_t *budget = json_object_get(status, "budget");
         char created[32];
+        usec_t created_rt = now_usec(CLOCK_REALTIME);
         meta = json_pack(
-                "{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}",
+                "{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I},s:I,s:I,s:I}",
                 "id",
                 id,
                 "parent",
                 p->id,
                 "created",
-                format_timestamp_rfc3339(created, now_usec(CLOCK_REALTIME)),
+                format_timestamp_rfc3339(created, created_rt),
+                "created_usec",
+                (json_int_t) created_rt,
                 "image",
                 p->spec->image ?: "default",
                 "image_manifest_sha256",
@@ -273,15 +310,15 @@ int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr) {
                 (json_int_t) (p->timeout / USEC_PER_SEC),
                 "budget",
                 "max_usd_micros",
-                (json_int_t) json_u64(json_object_get(budget, "max_usd_micros")),
+                (json_int_t) node_json_u64(json_object_get(budget, "max_usd_micros")),
                 "used_usd_micros",
-                (json_int_t) json_u64(json_object_get(budget, "used_usd_micros")),
+                (json_int_t) node_json_u64(json_object_get(budget, "used_usd_micros")),
                 "left_usd_micros",
-                (json_int_t) json_u64(json_object_get(budget, "left_usd_micros")),
+                (json_int_t) node_json_u64(json_object_get(budget, "left_usd_micros")),
                 "input_tokens",
-                (json_int_t) json_u64(json_object_get(budget, "input_tokens")),
+                (json_int_t) node_json_u64(json_object_get(budget, "input_tokens")),
                 "output_tokens",
-                (json_int_t) json_u64(json_object_get(budget, "output_tokens")),
+                (json_int_t) node_json_u64(json_object_get(budget, "output_tokens")),
                 "state_bytes",
                 (json_int_t) st_state.st_size,
                 "scratch_allocated_bytes",
@@ -298,14 +335,26 @@ int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr) {
                 *reterr = xasprintf("cannot write %s/" SNAPSHOT_META ": %s", dir, strerror(-r));
                 return r;
         }
-        /* A pod that ended meanwhile has removed its snapshots already: this one goes too. */
+        /* Counted with its pod, unless the pod began ending meanwhile: its end has read the
+         * remainder for the snapshots it knew, and this one would be taken after its last
+         * state the node trusts. */
         pthread_mutex_lock(&n->lock);
         bool ended = p->terminating || pod_state_is_final(p->state);
+        if (!ended) {
+                p->n_snapshots++;
+                snapshot_busy_take_locked(n, id); /* not chosen by the cap below */
+        }
         pthread_mutex_unlock(&n->lock);
         if (ended) {
                 (void) node_rm_rf(dir);
                 *reterr = xasprintf("pod %s ended while it was being snapshotted", p->id);
                 return -ESTALE;
+        }
+        r = snapshots_enforce_cap(n, reterr);
+        snapshot_busy_release(n, id);
+        if (r < 0) {
+                (void) snapshot_remove(n, id, p->id);
+                return r;
         }
         {
                 _cleanup_json_ json_t *detail = json_pack("{s:s}", "snapshot", id);
@@ -353,72 +402,381 @@ static int snapshot_load(Pod *p, const char *id, json_t **ret, char **ret_dir, c
         return 0;
 }
 
-json_t *pod_snapshots_list(Pod *p) {
-        _cleanup_free_ char *root = snapshots_root(p->node);
-        json_t *list = json_array();
-        DIR *d = opendir(root);
-        if (!d)
-                return list;
-        for (struct dirent *de; (de = readdir(d));) {
-                _cleanup_json_ json_t *meta = NULL;
-                _cleanup_free_ char *dir = NULL, *err = NULL;
-                if (uuid_syntax_ok(de->d_name) && snapshot_load(p, de->d_name, &meta, &dir, &err) >= 0)
-                        json_array_append(list, meta);
-        }
-        closedir(d);
-        return list;
-}
+/* One snapshot on disk as the lifetime rules see it. */
+typedef struct SnapInfo {
+        char id[37];
+        char parent[37];
+        uint64_t created_usec;
+        uint64_t bytes;
+} SnapInfo;
 
-void pod_snapshots_remove(Node *n, const char *pod_id) {
+/* Every snapshot under <state_dir>/snapshots (its metadata readable): *ret (malloc'd), count. */
+static size_t snapshots_scan(Node *n, SnapInfo **ret) {
         _cleanup_free_ char *root = snapshots_root(n);
+        SnapInfo *list = NULL;
+        size_t k = 0, alloc = 0;
         DIR *d = opendir(root);
-        if (!d)
-                return;
-        for (struct dirent *de; (de = readdir(d));) {
+        for (struct dirent *de; d && (de = readdir(d));) {
                 if (!uuid_syntax_ok(de->d_name))
                         continue;
-                _cleanup_free_ char *path = xasprintf("%s/%s/" SNAPSHOT_META, root, de->d_name);
-                _cleanup_free_ char *data = NULL;
+                _cleanup_free_ char *path = xasprintf("%s/%s/" SNAPSHOT_META, root, de->d_name), *data = NULL;
                 _cleanup_json_ json_t *j = NULL;
                 json_error_t e;
                 size_t len = 0;
+                const char *parent;
                 if (read_full_file_at(AT_FDCWD, path, 1 << 20, &data, &len) < 0 ||
                     !(j = json_loadb(data, len, 0, &e)) ||
-                    !streq_ptr(json_string_value(json_object_get(j, "parent")), pod_id))
+                    !uuid_syntax_ok(parent = json_string_value(json_object_get(j, "parent"))))
                         continue;
-                _cleanup_free_ char *dir = xasprintf("%s/%s", root, de->d_name);
-                (void) node_rm_rf(dir);
+                if (k == alloc)
+                        list = xreallocarray(list, alloc = alloc ? alloc * 2 : 16, sizeof(SnapInfo));
+                SnapInfo *si = &list[k++];
+                memcpy(si->id, de->d_name, sizeof si->id);
+                memcpy(si->parent, parent, sizeof si->parent);
+                si->created_usec = node_json_u64(json_object_get(j, "created_usec"));
+                si->bytes = node_json_u64(json_object_get(j, "state_bytes")) +
+                        node_json_u64(json_object_get(j, "scratch_allocated_bytes"));
         }
-        closedir(d);
+        if (d)
+                closedir(d);
+        *ret = list;
+        return k;
+}
+
+/* Has the pod with this id ended (or is its record gone)? Under n->lock. */
+static bool parent_ended_locked(Node *n, const char *id) {
+        for (size_t i = 0; i < n->n_pods; i++)
+                if (streq(n->pods[i]->id, id))
+                        return pod_state_is_final(n->pods[i]->state);
+        return true;
+}
+
+/* Remove snapshot id of pod parent: -EBUSY while a child restores from it. */
+static int snapshot_remove(Node *n, const char *id, const char *parent) {
+        _cleanup_free_ char *root = snapshots_root(n);
+        _cleanup_free_ char *dir = xasprintf("%s/%s", root, id),
+                            *gone = xasprintf("%s/.removing-%s", root, id);
+        /* Out of sight under the lock that marks snapshots busy: a fork either marked it first
+         * (then it stays) or finds it gone. */
+        pthread_mutex_lock(&n->lock);
+        if (snapshot_busy_locked(n, id)) {
+                pthread_mutex_unlock(&n->lock);
+                return -EBUSY;
+        }
+        if (rename(dir, gone) < 0) {
+                int r = -errno;
+                pthread_mutex_unlock(&n->lock);
+                return r;
+        }
+        for (size_t i = 0; i < n->n_pods; i++)
+                if (streq(n->pods[i]->id, parent) && n->pods[i]->n_snapshots > 0)
+                        n->pods[i]->n_snapshots--;
+        pthread_mutex_unlock(&n->lock);
+        (void) node_rm_rf(gone);
+        log_info("Snapshot %s of pod %s removed", id, parent);
+        return 0;
+}
+
+/* After a snapshot was added: remove what the caps of [snapshots] choose (fork-budget.h).
+ * -ENOSPC with *reterr when they cannot be met without a pinned one. */
+static int snapshots_enforce_cap(Node *n, char **reterr) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(n, &list);
+        if (k == 0)
+                return 0;
+        _cleanup_free_ SnapshotCapEntry *e = xnew0(SnapshotCapEntry, k);
+        _cleanup_free_ bool *rm = xnew0(bool, k);
+        pthread_mutex_lock(&n->lock);
+        for (size_t i = 0; i < k; i++)
+                e[i] = (SnapshotCapEntry){ .created_usec = list[i].created_usec,
+                                           .bytes = list[i].bytes,
+                                           .parent_ended = parent_ended_locked(n, list[i].parent),
+                                           .pinned = snapshot_busy_locked(n, list[i].id) };
+        pthread_mutex_unlock(&n->lock);
+        int r = snapshot_cap_choose(e, k, n->config.snapshots_max_count, n->config.snapshots_max_bytes, rm);
+        for (size_t i = 0; i < k; i++)
+                if (rm[i] && snapshot_remove(n, list[i].id, list[i].parent) >= 0)
+                        log_info(
+                                "Snapshot %s removed by the cap ([snapshots] max_count %u, max_mib %" PRIu64
+                                ")",
+                                list[i].id,
+                                n->config.snapshots_max_count,
+                                n->config.snapshots_max_bytes >> 20);
+        if (r < 0)
+                *reterr = xasprintf(
+                        "the node's snapshots would exceed [snapshots] max_count (%u) or max_mib (%" PRIu64
+                        ") even without the ones it may remove (children are restoring from them); "
+                        "retry later, remove snapshots (nucleus snapshot rm ID) or raise the caps",
+                        n->config.snapshots_max_count,
+                        n->config.snapshots_max_bytes >> 20);
+        return r < 0 ? -ENOSPC : 0;
+}
+
+json_t *pod_snapshots_list(Pod *p) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(p->node, &list);
+        json_t *out = json_array();
+        for (size_t i = 0; i < k; i++) {
+                _cleanup_json_ json_t *meta = NULL;
+                _cleanup_free_ char *dir = NULL, *err = NULL;
+                if (streq(list[i].parent, p->id) && snapshot_load(p, list[i].id, &meta, &dir, &err) >= 0)
+                        json_array_append(out, meta);
+        }
+        return out;
+}
+
+int pod_snapshots_remove(Node *n, const char *pod_id) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(n, &list);
+        int ret = 0;
+        for (size_t i = 0; i < k; i++)
+                if (streq(list[i].parent, pod_id)) {
+                        int r = snapshot_remove(n, list[i].id, pod_id);
+                        if (r == -EBUSY)
+                                ret = r;
+                }
+        return ret;
+}
+
+int pod_snapshot_delete(Node *n, const char *id, json_t **ret, char **reterr) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(n, &list);
+        if (!uuid_syntax_ok(id)) {
+                *reterr = xstrdup("expected a snapshot id (a lower-case UUID)");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < k; i++) {
+                if (!streq(list[i].id, id))
+                        continue;
+                int r = snapshot_remove(n, id, list[i].parent);
+                if (r == -EBUSY) {
+                        *reterr = xasprintf("a pod is being restored from snapshot %s; retry when it runs", id);
+                        return r;
+                }
+                if (r < 0) {
+                        *reterr = xasprintf("cannot remove snapshot %s: %s", id, strerror(-r));
+                        return r;
+                }
+                *ret = json_pack("{s:s,s:s}", "removed", id, "parent", list[i].parent);
+                return 0;
+        }
+        *reterr = xasprintf("no snapshot %s on this node", id);
+        return -ENOENT;
+}
+
+char **pod_snapshots_prune(Node *n, usec_t older_than) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(n, &list);
+        usec_t now = now_usec(CLOCK_REALTIME);
+        char **removed = NULL;
+        for (size_t i = 0; i < k; i++) {
+                pthread_mutex_lock(&n->lock);
+                bool ended = parent_ended_locked(n, list[i].parent);
+                pthread_mutex_unlock(&n->lock);
+                bool old = older_than == 0 ||
+                        (now > list[i].created_usec && now - list[i].created_usec > older_than);
+                if (ended && old && snapshot_remove(n, list[i].id, list[i].parent) >= 0)
+                        strv_extend(&removed, list[i].id);
+        }
+        return removed;
+}
+
+void pod_snapshots_parent_ended(Pod *p) {
+        pthread_mutex_lock(&p->node->lock);
+        unsigned k = p->n_snapshots;
+        ForkBudget e = p->escrow;
+        bool set = p->escrow_set;
+        pthread_mutex_unlock(&p->node->lock);
+        if (k == 0)
+                return;
+        if (set)
+                pod_log(p,
+                        LOG_INFO,
+                        "%u snapshot(s) kept; forks of them share what the pod left: %" PRIu64 " micro-USD, "
+                        "%" PRIu64 " input and %" PRIu64 " output tokens",
+                        k,
+                        e.usd_micros,
+                        e.input_tokens,
+                        e.output_tokens);
+        else
+                pod_log(p,
+                        LOG_WARNING,
+                        "%u snapshot(s) kept, but %s: forks of them get no budget",
+                        k,
+                        p->escrow_unknown ?: "the remainder is unknown");
 }
 
 void pod_snapshots_cleanup_stale(Node *n) {
         _cleanup_free_ char *root = snapshots_root(n);
         if (access(root, F_OK) < 0)
                 return;
-        log_info("Removing the snapshots of an earlier run (%s): their parent pods are gone", root);
+        /* The escrow of an ended parent lives in this run's memory, and no pod of an earlier run
+         * is known to this one: their snapshots cannot be forked with a sound budget. */
+        log_info(
+                "Removing the snapshots of an earlier run (%s): forks need their parent's record and "
+                "budget, which a restart does not keep",
+                root);
         (void) node_rm_rf(root);
 }
 
 /* ---- fork ------------------------------------------------------------------------------- */
 
+/* Entries of n->snapshots_busy the fork holds for children it has not created yet. */
+typedef struct BusyHold {
+        Node *n;
+        char id[37];
+        unsigned k;
+} BusyHold;
+
+static void busy_hold_done(BusyHold *h) {
+        for (; h->k > 0; h->k--)
+                snapshot_busy_release(h->n, h->id);
+}
+
+/* The newest snapshot of pod_id into ret; false when it has none. */
+static bool snapshot_newest(Node *n, const char *pod_id, char ret[37]) {
+        _cleanup_free_ SnapInfo *list = NULL;
+        size_t k = snapshots_scan(n, &list), best = k;
+        for (size_t i = 0; i < k; i++)
+                if (streq(list[i].parent, pod_id) &&
+                    (best == k || list[i].created_usec > list[best].created_usec))
+                        best = i;
+        if (best == k)
+                return false;
+        memcpy(ret, list[best].id, 37);
+        return true;
+}
+
+/* A running parent's share for count children: its remainder now (its proxy's meter less the
+ * reservations the node holds for it) split by fork_budget_split, the children's shares
+ * charged to it. Under budget_lock, so no reservation or end slips between read and charge. */
+static int fork_take_from_parent(
+        Pod *p, unsigned count, ForkBudget *ret_share, ForkBudget *ret_keeps, char **reterr) {
+        _cleanup_json_ json_t *status = NULL;
+        ForkBudget share, keeps;
+        pthread_mutex_lock(&p->budget_lock);
+        int r = pod_status(p, &status, reterr);
+        if (r < 0) {
+                pthread_mutex_unlock(&p->budget_lock);
+                return r;
+        }
+        json_t *b = json_object_get(status, "budget");
+        const Policy *pol = p->spec->policy;
+        ForkBudget have = fork_budget_remainder(
+                node_json_u64(json_object_get(b, "left_usd_micros")),
+                p->resv_micros,
+                pol->max_input_tokens,
+                node_json_u64(json_object_get(b, "input_tokens")),
+                pol->max_output_tokens,
+                node_json_u64(json_object_get(b, "output_tokens")));
+        if (fork_budget_split(&have, count, &share, &keeps) < 0) {
+                pthread_mutex_unlock(&p->budget_lock);
+                *reterr = xasprintf(
+                        "pod %s has %" PRIu64 " micro-USD of budget left: nothing to share among %u "
+                        "children",
+                        p->id,
+                        have.usd_micros,
+                        count);
+                return -EDQUOT;
+        }
+        _cleanup_json_ json_t *args = json_pack(
+                "{s:I,s:I,s:I}",
+                "usd_micros",
+                (json_int_t) (share.usd_micros * count),
+                "input_tokens",
+                (json_int_t) (share.input_tokens * count),
+                "output_tokens",
+                (json_int_t) (share.output_tokens * count));
+        ChannelReply rep = {};
+        r = channel_call(p->channel, "charge", args, 0, NULL, 0, 10 * USEC_PER_SEC, 0, &rep);
+        if (r >= 0 && json_object_get(rep.response, "error"))
+                r = -EDQUOT;
+        channel_reply_done(&rep);
+        pthread_mutex_unlock(&p->budget_lock);
+        if (r < 0) {
+                *reterr = xasprintf("cannot take the children's budget from pod %s", p->id);
+                return r;
+        }
+        *ret_share = share;
+        *ret_keeps = keeps;
+        return 0;
+}
+
+/* An ended parent's share for count children: out of the escrow its end left (Pod.escrow), split
+ * the same way; the escrow keeps the rest for later forks. */
+static int fork_take_from_escrow(
+        Pod *p, unsigned count, ForkBudget *ret_share, ForkBudget *ret_keeps, char **reterr) {
+        ForkBudget share, keeps;
+        int r;
+        pthread_mutex_lock(&p->node->lock);
+        if (!p->escrow_set) {
+                *reterr = xasprintf(
+                        "pod %s ended, but %s; its snapshots have no budget to give a fork",
+                        p->id,
+                        p->escrow_unknown ?: "its remainder is unknown");
+                r = -EDQUOT;
+        } else if (fork_budget_split(&p->escrow, count, &share, &keeps) < 0) {
+                *reterr = xasprintf(
+                        "pod %s ended; its snapshots hold %" PRIu64 " micro-USD of what it left: nothing to "
+                        "share among %u children",
+                        p->id,
+                        p->escrow.usd_micros,
+                        count);
+                r = -EDQUOT;
+        } else {
+                p->escrow = keeps;
+                r = 0;
+        }
+        pthread_mutex_unlock(&p->node->lock);
+        if (r < 0)
+                return r;
+        pod_write_state_file(p); /* the record shows what is left */
+        *ret_share = share;
+        *ret_keeps = keeps;
+        return 0;
+}
+
 int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor, json_t **ret, char **reterr) {
         Node *n = p->node;
-        _cleanup_json_ json_t *meta = NULL, *status = NULL, *children = NULL, *taken = NULL;
+        _cleanup_json_ json_t *meta = NULL, *children = NULL, *taken = NULL;
         _cleanup_free_ char *dir = NULL, *image_dir = NULL;
-        char digest[65];
+        _cleanup_(busy_hold_done) BusyHold hold = { .n = p->node };
+        char digest[65], newest[37];
+        ForkBudget share = {}, keeps = {};
         int r = 0;
 
         if (count < 1 || count > FORK_MAX) {
                 *reterr = xasprintf("count: expected 1..%u", FORK_MAX);
                 return -EINVAL;
         }
-        *reterr = pod_snapshot_refusal(p, &r);
-        if (*reterr)
+        /* A network or another driver is refused for that reason, whatever the pod's state. */
+        _cleanup_free_ char *why = pod_snapshot_refusal(p, &r);
+        if (why && r == -EOPNOTSUPP) {
+                *reterr = TAKE_PTR(why);
                 return r;
+        }
         pthread_mutex_lock(&n->lock);
+        bool ended = pod_state_is_final(p->state) && p->ended_rt;
+        bool ending = !ended && (p->terminating || pod_state_is_final(p->state));
+        unsigned n_snapshots = p->n_snapshots;
         unsigned live = pod_count_live_locked(n);
         pthread_mutex_unlock(&n->lock);
+        if (ending) {
+                *reterr = xasprintf("pod %s is ending; fork from its snapshots once it has ended", p->id);
+                return -ESTALE;
+        }
+        if (ended && n_snapshots == 0) {
+                *reterr = xasprintf(
+                        "pod %s has ended and has no snapshot to fork from; a fork of an ended pod needs "
+                        "a snapshot taken while it ran ('nucleus snapshot %s' before it ends)",
+                        p->id,
+                        p->id);
+                return -ESTALE;
+        }
+        if (!ended && why) {
+                *reterr = TAKE_PTR(why);
+                return r;
+        }
         if (live + count > n->config.max_pods) {
                 *reterr = xasprintf(
                         "pod limit: %u live pods and %u children exceed max_pods (%u)",
@@ -427,12 +785,29 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
                         n->config.max_pods);
                 return -EBUSY;
         }
-        if (!snapshot_id) {
+        if (!snapshot_id && ended) {
+                if (!snapshot_newest(n, p->id, newest)) {
+                        *reterr = xasprintf("pod %s has ended and has no snapshot to fork from", p->id);
+                        return -ESTALE;
+                }
+                snapshot_id = newest;
+        } else if (!snapshot_id) {
                 r = pod_snapshot(p, actor, &taken, reterr);
                 if (r < 0)
                         return r;
                 snapshot_id = json_string_value(json_object_get(taken, "id"));
         }
+        if (!uuid_syntax_ok(snapshot_id)) {
+                *reterr = xstrdup("snapshot: expected a snapshot id (a lower-case UUID)");
+                return -EINVAL;
+        }
+        /* Held for the children before it is read: a removal either went first (then the load
+         * fails) or waits until every child has restored. */
+        snprintf(hold.id, sizeof hold.id, "%s", snapshot_id);
+        pthread_mutex_lock(&n->lock);
+        for (; hold.k < count; hold.k++)
+                snapshot_busy_take_locked(n, hold.id);
+        pthread_mutex_unlock(&n->lock);
         r = snapshot_load(p, snapshot_id, &meta, &dir, reterr);
         if (r < 0)
                 return r;
@@ -448,56 +823,15 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
                 return -ESTALE;
         }
 
-        /* The budget: what the parent has left now, split into count + 1 equal shares; each
-         * child gets one and the parent is charged for the ones it hands out (it keeps the
-         * rest, at least one share), so the family can never spend more than it had left. Model-
-         * call reservations the node holds for the parent (api-budget.c) are not the parent's to
-         * give: under the same lock, they are taken off first. */
-        pthread_mutex_lock(&p->budget_lock);
-        r = pod_status(p, &status, reterr);
-        if (r < 0) {
-                pthread_mutex_unlock(&p->budget_lock);
+        /* The budget: count + 1 equal shares of what the holder has, one per child; the holder
+         * keeps the rest (at least one share). A running parent is charged for what it hands
+         * out; an ended one's escrow shrinks by it. So the family never spends more than the
+         * parent had left (docs/snapshot.md "Budget"). */
+        r = ended ? fork_take_from_escrow(p, count, &share, &keeps, reterr)
+                  : fork_take_from_parent(p, count, &share, &keeps, reterr);
+        if (r < 0)
                 return r;
-        }
-        json_t *b = json_object_get(status, "budget");
-        const Policy *pol = p->spec->policy;
-        uint64_t left_usd = json_u64(json_object_get(b, "left_usd_micros"));
-        left_usd = left_usd > p->resv_micros ? left_usd - p->resv_micros : 0;
-        uint64_t used_in = json_u64(json_object_get(b, "input_tokens"));
-        uint64_t used_out = json_u64(json_object_get(b, "output_tokens"));
-        uint64_t left_in = pol->max_input_tokens > used_in ? pol->max_input_tokens - used_in : 0;
-        uint64_t left_out = pol->max_output_tokens > used_out ? pol->max_output_tokens - used_out : 0;
-        uint64_t share_usd = left_usd / (count + 1), share_in = left_in / (count + 1),
-                 share_out = left_out / (count + 1);
-        if (share_usd == 0) {
-                pthread_mutex_unlock(&p->budget_lock);
-                *reterr = xasprintf(
-                        "pod %s has %llu micro-USD of budget left: nothing to share among %u children",
-                        p->id,
-                        (unsigned long long) left_usd,
-                        count);
-                return -EDQUOT;
-        }
-        {
-                _cleanup_json_ json_t *args = json_pack(
-                        "{s:I,s:I,s:I}",
-                        "usd_micros",
-                        (json_int_t) (share_usd * count),
-                        "input_tokens",
-                        (json_int_t) (share_in * count),
-                        "output_tokens",
-                        (json_int_t) (share_out * count));
-                ChannelReply rep = {};
-                r = channel_call(p->channel, "charge", args, 0, NULL, 0, 10 * USEC_PER_SEC, 0, &rep);
-                if (r >= 0 && json_object_get(rep.response, "error"))
-                        r = -EDQUOT;
-                channel_reply_done(&rep);
-                pthread_mutex_unlock(&p->budget_lock);
-                if (r < 0) {
-                        *reterr = xasprintf("cannot take the children's budget from pod %s", p->id);
-                        return r;
-                }
-        }
+        uint64_t share_usd = share.usd_micros, share_in = share.input_tokens, share_out = share.output_tokens;
 
         children = json_array();
         unsigned started = 0;
@@ -518,6 +852,8 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
                 f->share_usd_micros = share_usd;
                 f->share_input_tokens = share_in;
                 f->share_output_tokens = share_out;
+                f->busy_node = n; /* the hold passes to the child (released when it restored) */
+                hold.k--;
                 Pod *child = NULL;
                 _cleanup_free_ char *err = NULL;
                 r = pod_create_full(n, spec, VMM_DRIVER_QEMU, actor, f, &child, &err);
@@ -548,16 +884,23 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
                         (json_int_t) share_in,
                         "share_output_tokens",
                         (json_int_t) share_out);
+                /* An ended parent's log is sealed: the children's own first records name it. */
                 AuditEvent ev = { .actor = actor ?: "", .op = "pod_fork", .decision = "allow", .detail = detail };
-                pod_audit(p, &ev);
+                if (!ended)
+                        pod_audit(p, &ev);
         }
         if (started == 0) {
                 *reterr = xasprintf("no child started: %s", first_err ?: "?");
                 return -EIO;
         }
-        pod_log(p, LOG_INFO, "forked %u pod(s) from snapshot %s", started, snapshot_id);
+        pod_log(p,
+                LOG_INFO,
+                "forked %u pod(s) from snapshot %s%s",
+                started,
+                snapshot_id,
+                ended ? " (of the ended pod, out of its escrow)" : "");
         *ret = json_pack(
-                "{s:s,s:s,s:O,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I},s:s?}",
+                "{s:s,s:s,s:O,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I},s:b,s:s?}",
                 "parent",
                 p->id,
                 "snapshot",
@@ -571,13 +914,15 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
                 (json_int_t) share_in,
                 "output_tokens",
                 (json_int_t) share_out,
-                "parent_keeps",
+                ended ? "escrow_keeps" : "parent_keeps",
                 "usd_micros",
-                (json_int_t) (left_usd - share_usd * count),
+                (json_int_t) keeps.usd_micros,
                 "input_tokens",
-                (json_int_t) (left_in - share_in * count),
+                (json_int_t) keeps.input_tokens,
                 "output_tokens",
-                (json_int_t) (left_out - share_out * count),
+                (json_int_t) keeps.output_tokens,
+                "parent_ended",
+                ended,
                 "error",
                 first_err);
         return 0;
@@ -751,6 +1096,7 @@ fail:
                 pod_terminate(p, POD_FAILED, err ?: "failed to restore", "internal");
         }
 out:
+        pod_fork_release(p->fork); /* the snapshot may go now: the child has its own copy */
         pod_unref(p);
         return NULL;
 }

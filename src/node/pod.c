@@ -64,6 +64,7 @@ void pod_free(Pod *p) {
         free(p->configure_sha256);
         free(p->cgroup_dir);
         free(p->pool_image);
+        free(p->escrow_unknown);
         json_decref(p->pool_events);
         pthread_mutex_destroy(&p->audit_lock);
         pthread_mutex_destroy(&p->net_lock);
@@ -199,6 +200,22 @@ json_t *pod_to_json(Pod *p) {
         if (p->budget_spent_micro_usd)
                 json_object_set_new(
                         j, "budget_spent_usd_micros", json_integer((json_int_t) p->budget_spent_micro_usd));
+        if (p->n_snapshots)
+                json_object_set_new(j, "snapshots", json_integer((json_int_t) p->n_snapshots));
+        /* What an ended pod's snapshots can still hand out to forks. */
+        if (p->n_snapshots && p->ended_rt)
+                json_object_set_new(
+                        j,
+                        "snapshot_escrow",
+                        p->escrow_set ? json_pack(
+                                                "{s:I,s:I,s:I}",
+                                                "usd_micros",
+                                                (json_int_t) p->escrow.usd_micros,
+                                                "input_tokens",
+                                                (json_int_t) p->escrow.input_tokens,
+                                                "output_tokens",
+                                                (json_int_t) p->escrow.output_tokens)
+                                      : json_pack("{s:s}", "unknown", p->escrow_unknown ?: "?"));
         if (p->lease_grace && !p->ended_rt) {
                 char expires[32];
                 usec_t now_mono = now_usec(CLOCK_MONOTONIC), at = p->lease_renewed_mono + p->lease_grace;
@@ -248,7 +265,7 @@ void pod_dir_prune(const char *dir) {
         closedir(d);
 }
 
-static void pod_write_state_file(Pod *p) {
+void pod_write_state_file(Pod *p) {
         _cleanup_json_ json_t *j = pod_to_json(p);
         _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
         _cleanup_close_ int dfd = open(p->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -281,21 +298,45 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         pod_log(p, LOG_INFO, "stopping (%s, was %s)", reason, pod_state_to_string(was));
         /* Whoever waits for a decision learns now that none will come. */
         approval_queue_close(p->approvals, "the pod ended", (int64_t) time(NULL));
-        /* Last word with a live proxy: what the pod spent (for metrics and the pod object). */
+        /* Last word with a live proxy: what the pod spent (for metrics and the pod object) and
+         * what it leaves: its remainder, less the model-call reservations the node holds for it
+         * (counted as spent: a settle after the end is refused), becomes the escrow its
+         * snapshots' forks share (docs/snapshot.md "Budget"). Under budget_lock, like a fork's
+         * read of a running pod's remainder, so a reservation or a fork cannot slip between. */
         if (ch && was == POD_RUNNING) {
                 ChannelReply rep = {};
+                pthread_mutex_lock(&p->budget_lock);
                 if (channel_call(ch, "status", NULL, 0, NULL, 0, 2 * USEC_PER_SEC, 0, &rep) >= 0) {
-                        json_t *used = json_object_get(
-                                json_object_get(rep.response, "budget"), "used_usd_micros");
-                        if (json_is_integer(used) && json_integer_value(used) > 0) {
-                                pthread_mutex_lock(&p->node->lock);
+                        json_t *b = json_object_get(rep.response, "budget");
+                        json_t *used = json_object_get(b, "used_usd_micros");
+                        json_t *left = json_object_get(b, "left_usd_micros");
+                        const Policy *pol = p->spec->policy;
+                        pthread_mutex_lock(&p->node->lock);
+                        if (json_is_integer(used) && json_integer_value(used) > 0)
                                 p->budget_spent_micro_usd = (uint64_t) json_integer_value(used);
-                                pthread_mutex_unlock(&p->node->lock);
-                                metrics_budget_spent((uint64_t) json_integer_value(used));
+                        if (json_is_integer(left) && json_integer_value(left) >= 0 && pol) {
+                                p->escrow = fork_budget_remainder(
+                                        (uint64_t) json_integer_value(left),
+                                        p->resv_micros,
+                                        pol->max_input_tokens,
+                                        node_json_u64(json_object_get(b, "input_tokens")),
+                                        pol->max_output_tokens,
+                                        node_json_u64(json_object_get(b, "output_tokens")));
+                                p->escrow_set = true;
                         }
+                        pthread_mutex_unlock(&p->node->lock);
+                        if (json_is_integer(used) && json_integer_value(used) > 0)
+                                metrics_budget_spent((uint64_t) json_integer_value(used));
                         channel_reply_done(&rep);
                 }
+                pthread_mutex_unlock(&p->budget_lock);
         }
+        pthread_mutex_lock(&p->node->lock);
+        if (!p->escrow_set)
+                p->escrow_unknown = xstrdup(
+                        was != POD_RUNNING ? "the pod ended before it ran"
+                                           : "its proxy did not report the budget at the end");
+        pthread_mutex_unlock(&p->node->lock);
         /* Fail every waiter on the channel first, then end the VM. */
         if (ch)
                 channel_shutdown(ch);
@@ -337,7 +378,8 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
         if (ch)
                 channel_release(ch);
         pod_dir_prune(p->dir);
-        pod_snapshots_remove(p->node, p->id);
+        /* Its snapshots outlive it (docs/snapshot.md "Lifetime"): they fork from the escrow. */
+        pod_snapshots_parent_ended(p);
         pod_write_state_file(p);
 
         pthread_mutex_lock(&p->node->lock);
@@ -696,6 +738,10 @@ int pod_remove(Pod *p) {
         pthread_mutex_unlock(&p->node->lock);
         if (live)
                 return -EBUSY;
+        /* Removing the record removes what forks of it would need: its snapshots. */
+        int r = pod_snapshots_remove(p->node, p->id);
+        if (r < 0)
+                return -EAGAIN;
         pod_log(p, LOG_INFO, "record removed");
         pod_forget(p->node, p);
         return 0;
@@ -709,7 +755,9 @@ char **pod_prune(Node *n, usec_t older_than, unsigned keep) {
         pthread_mutex_lock(&n->lock);
         for (size_t i = 0; i < n->n_pods; i++) {
                 Pod *p = n->pods[i];
-                if (!pod_state_is_final(p->state) || !p->ended_rt)
+                /* An ended pod with snapshots keeps its record: forks of them need its spec
+                 * and escrow. It goes with its last snapshot's removal or the next prune. */
+                if (!pod_state_is_final(p->state) || !p->ended_rt || p->n_snapshots > 0)
                         continue;
                 if (n_list == alloc)
                         list = xreallocarray(list, alloc = alloc ? alloc * 2 : 16, sizeof(Ended));

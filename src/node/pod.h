@@ -14,6 +14,7 @@
 #include "approval-queue.h"
 #include "audit.h"
 #include "channel.h"
+#include "fork-budget.h"
 #include "node.h"
 #include "nodespec.h"
 #include "time-util.h"
@@ -126,6 +127,16 @@ struct Pod {
         size_t n_resv;
         uint64_t resv_micros; /* sum of the held reservations */
         PodFork *fork;        /* restored from a snapshot instead of booted, or NULL */
+        unsigned n_snapshots; /* under node->lock: its snapshots on disk; an ended pod keeps its
+                               * record (no prune, no retention) while it has any */
+        /* What an ended pod's snapshots may still hand out to forks (docs/snapshot.md "Budget"),
+         * under budget_lock: its remainder at its end (reservations counted as spent), less the
+         * shares forks of it took since. Under node->lock (an ended pod's meter no longer
+         * moves). escrow_set false: the end could not read the remainder, so its forks get
+         * nothing; escrow_unknown says why. */
+        ForkBudget escrow;
+        bool escrow_set;
+        char *escrow_unknown;
 };
 
 /* Create a pod from a validated spec (consumed, also on failure) and start its boot thread. Returns 0 and a
@@ -167,8 +178,9 @@ int pod_credential_find(
 /* Has p ended (or is it ending)? A credential of an ended pod is refused. */
 bool pod_has_ended(Pod *p);
 
-/* Remove an ended pod's record: out of the table, its directory deleted. Returns 0, -EBUSY
- * while the pod is live. */
+/* Remove an ended pod's record and its snapshots: out of the table, its directory deleted.
+ * Returns 0, -EBUSY while the pod is live, -EAGAIN while a child restores from one of its
+ * snapshots (nothing of the record is removed then). */
 int pod_remove(Pod *p);
 /* Remove ended pods (in the table and, from earlier runs, in the state dir) that ended more
  * than older_than ago (0: all), or beyond the newest `keep` (keep == UINT_MAX: no count
@@ -213,14 +225,27 @@ void pod_budget_sweep(Pod *p);
 
 /* Snapshots and forks (pod-snapshot.c, docs/snapshot.md). pod_snapshot saves a running qemu
  * pod without a network and without work in flight: returns 0 and the snapshot's metadata
- * (new reference), or -errno with *reterr (-EBUSY: a call or command in flight; -EOPNOTSUPP:
- * driver or network; -ESTALE: not running). pod_fork starts count pods from the snapshot
- * snapshot_id of p (NULL: take one now), sharing p's remaining budget. */
+ * (new reference), or -errno with *reterr (-EBUSY: work in flight; -EOPNOTSUPP: wrong
+ * driver or network; -ESTALE: not running; -ENOSPC: the [snapshots] caps cannot be met).
+ * pod_fork starts count pods from the snapshot snapshot_id of p (NULL: take one now, or the
+ * newest when p ended), sharing p's remaining budget, or its escrow once p ended (-ESTALE: p
+ * is ending, or ended without a snapshot; -EDQUOT: no budget to share). */
 int pod_snapshot(Pod *p, const char *actor, json_t **ret, char **reterr);
 int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor, json_t **ret, char **reterr);
 /* The snapshots of p (a JSON array of their metadata). */
 json_t *pod_snapshots_list(Pod *p);
-/* Remove p's snapshots (when p ends: a child's budget is a share of the live parent's). */
-void pod_snapshots_remove(Node *n, const char *pod_id);
-/* At start: remove snapshots an earlier run left (their parents are gone). */
+/* Remove the snapshots of the pod pod_id. Returns 0, or -EBUSY when a child restores from one
+ * (that one stays; the others are removed). */
+int pod_snapshots_remove(Node *n, const char *pod_id);
+/* Remove snapshot id (DELETE /v1/snapshots/{sid}): 0 and *ret ({"removed", "parent"}, new
+ * reference), -EINVAL (not an id), -ENOENT (no such snapshot), -EBUSY (a child restores from
+ * it) with *reterr. */
+int pod_snapshot_delete(Node *n, const char *id, json_t **ret, char **reterr);
+/* Remove the snapshots of ended pods taken more than older_than ago (0: all of them).
+ * Returns the removed ids (strv, may be NULL). */
+char **pod_snapshots_prune(Node *n, usec_t older_than);
+/* p ended (pod_terminate, after its escrow was set): its snapshots stay; say what they hold. */
+void pod_snapshots_parent_ended(Pod *p);
+/* At start: remove snapshots an earlier run left (their parents' records and escrow are
+ * gone). */
 void pod_snapshots_cleanup_stale(Node *n);

@@ -4,7 +4,10 @@ parent's files and what lived only in guest memory, has its own id, deadline and
 (whose first record names the parent and the snapshot, and which verifies), gets a reseeded
 CRNG and an equal share of the parent's remaining budget (conserved), cannot be handed a looser
 policy; the parent keeps running; a snapshot holds none of the node's keys; a snapshot with a
-call in flight is refused."""
+call in flight is refused. A snapshot outlives its parent: a fork after the parent ended shares
+the escrow the parent left (never more), names parent and snapshot, and leaves the parent's
+sealed log alone; `snapshot rm` and prune remove snapshots."""
+import hashlib
 import json
 import os
 import subprocess
@@ -168,9 +171,48 @@ def test_snapshot_and_fork(node):
         v = node.verify_audit(k)
         assert v.returncode == 0, v.stdout + v.stderr
     assert c.get_pod(parent).json()["state"] == "running"
+    left_at_end = status(c, parent)["budget"]["left_usd_micros"]
     assert c.delete_pod(parent).json()["state"] == "exited"
-    # Snapshots end with their parent.
+
+    # The snapshot outlives its parent; the parent's remainder at its end is the escrow its
+    # snapshots' forks share, never more than it had left.
+    assert os.path.exists(sdir)
+    ended = c.get_pod(parent).json()
+    assert ended["snapshots"] == 1, ended
+    escrow = ended["snapshot_escrow"]["usd_micros"]
+    assert 0 < escrow <= left_at_end, ended
+    with open(node.audit_path(parent), "rb") as f:
+        sealed = hashlib.sha256(f.read()).hexdigest()
+    r = c.request("POST", f"/v1/pods/{parent}/fork", json.dumps({"snapshot": sid, "count": 1}).encode())
+    assert r.status == 201, r
+    late = r.json()
+    assert late["parent_ended"] is True
+    share2 = late["share"]["usd_micros"]
+    assert share2 == escrow // 2 and late["escrow_keeps"]["usd_micros"] == escrow - share2
+    [k2] = [k["id"] for k in late["children"]]
+    st = c.wait_state(k2, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)
+    assert st["state"] == "running", (st, c.logs(k2, tail=50).text)
+    assert run(c, k2, ["cat", "/tmp/mem-only"]) == token
+    assert status(c, k2)["budget"]["max_usd_micros"] == share2
+    assert c.get_pod(parent).json()["snapshot_escrow"]["usd_micros"] == escrow - share2
+    first = audit_records(node, k2)[0]
+    assert first["op"] == "pod_fork" and first["detail"]["parent"] == parent
+    assert first["detail"]["snapshot"] == sid
+    # The parent's sealed log is not touched, and still verifies.
+    with open(node.audit_path(parent), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == sealed
+    v = node.verify_audit(parent)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert c.delete_pod(k2).json()["state"] == "exited"
+
+    # Removed by id; then a fork of the ended parent says what is missing and what to do.
+    r = c.request("DELETE", f"/v1/snapshots/{sid}")
+    assert r.status == 200 and r.json()["removed"] == sid, r
     assert not os.path.exists(sdir)
+    assert c.request("DELETE", f"/v1/snapshots/{sid}").status == 404
+    r = c.request("POST", f"/v1/pods/{parent}/fork", b'{"count": 1}')
+    assert r.status == 409 and "no snapshot" in r.json()["error"], r
+    assert f"nucleus snapshot {parent}" in r.json()["error"], r
     node.assert_clean()
 
 
@@ -214,8 +256,18 @@ def test_snapshot_refused_with_a_call_in_flight(node):
     [child] = cli("fork", pod, "-n", "1", "--snapshot", sid).split()
     assert c.wait_state(child, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)["state"] == "running"
     assert c.tool(child, "status", {}).json()["pod_id"] == child
+    sid2 = cli("snapshot", pod).strip()
     c.delete_pod(child)
     c.delete_pod(pod)
+    # Snapshots outlive the pod: rm removes one, prune the others of ended pods (then the
+    # pod's record can go too).
+    assert cli("snapshot", "rm", sid2).strip() == f"removed snapshot {sid2}"
+    assert not (node.state_dir / "snapshots" / sid2).exists()
+    assert (node.state_dir / "snapshots" / sid).exists()
+    assert c.get_pod(pod).json()["snapshots"] == 1
+    out = json.loads(cli("prune", "--output", "json"))
+    assert out["snapshots"] == [sid] and pod in out["pods"], out
+    assert not (node.state_dir / "snapshots" / sid).exists()
     node.assert_clean()
 
 

@@ -228,6 +228,10 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
         [NODE_POOL_IMAGES] = NF("pool.images", FT_COUNTS, pool_images, .min = 0, .max = 64),
         [NODE_POOL_MEMORY_BUDGET] = NF(
                 "pool.memory_budget_mib", FT_U64, pool_memory_budget_mib, .min = 0, .max = 1048576, .def_num = 4096),
+        [NODE_SNAPSHOTS_MAX_COUNT] = NF(
+                "snapshots.max_count", FT_U32, snapshots_max_count, .min = 0, .max = 10000, .def_num = 32),
+        [NODE_SNAPSHOTS_MAX_MIB] = NF(
+                "snapshots.max_mib", FT_U64, snapshots_max_mib, .min = 0, .max = 16777216, .def_num = 16384),
 };
 #undef NF
 
