@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * nucleus image build: build or refresh the guest images (kernel, initramfs, rootfs, manifest)
+ * nucleus image build: build or refresh the guest images (kernel, initramfs, system disk, rootfs, manifest)
  * in the images dir, reusing every artifact whose inputs did not change. Progress goes to
  * stderr; the result (the manifest) to stdout, as text or one JSON document. Options are the
  * user's own; the paths they name are read, never written, except the images dir.
@@ -31,8 +31,8 @@
 /* Named images: built beside the default one in <images dir>/<name>, selected with spec.image
  * or nucleus run --image. The recipes give the common stacks with no package list; every
  * image also holds IMAGE_DEFAULT_PACKAGES (git for the baseline and export). What the proxy
- * needs beyond that (the proxy and init themselves) comes from the initramfs, never from the
- * rootfs. */
+ * needs beyond that (the proxy and init themselves) comes from the initramfs and the system disk, never from
+ * the rootfs. */
 typedef struct ImageRecipe {
         const char *name;
         const char *packages; /* on top of IMAGE_DEFAULT_PACKAGES */
@@ -198,7 +198,7 @@ static void image_help(void) {
                "baseline)\n"
                "       nucleus image scratch PATH SIZE_MIB\n"
                "       nucleus image probe [--images-dir DIR]\n\n"
-               "Build the guest images (kernel, initramfs, rootfs) into the images dir. Each\n"
+               "Build the guest images (kernel, initramfs, system disk, rootfs) into the images dir. Each\n"
                "artifact is cached by the SHA-256 of its inputs and rebuilt only when they change.\n\n"
                "  --images-dir DIR        Output directory (default: the configured images dir)\n"
                "  --name NAME             A named image beside the default one (<images dir>/NAME),\n"
@@ -260,7 +260,7 @@ static int image_argv_verb(int argc, char **argv) {
                 { "ksm", no_argument, NULL, ARG_KSM },
                 {},
         };
-        _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL;
+        _cleanup_free_ char *dir = NULL, *kernel = NULL, *initramfs = NULL, *rootfs = NULL, *system = NULL;
         ImageQemuConfig q = { .accel = IMAGE_ACCEL_TCG };
         bool no_disks = false;
         int c, r;
@@ -341,9 +341,11 @@ static int image_argv_verb(int argc, char **argv) {
         if (!initramfs)
                 initramfs = xasprintf("%s/%s", dir, IMAGE_INITRAMFS);
         rootfs = xasprintf("%s/%s", dir, IMAGE_ROOTFS);
+        system = xasprintf("%s/%s", dir, IMAGE_SYSTEM);
         q.kernel = kernel;
         q.initramfs = initramfs;
         q.rootfs = no_disks ? NULL : rootfs;
+        q.system = system;
 
         _cleanup_strv_free_ char **a = NULL;
         if ((r = image_qemu_argv(&q, &a)) < 0) {

@@ -71,7 +71,7 @@ def test_images_are_cached(guest_images):  # noqa: F811
     _, m = build_images(guest_images)
     assert time.monotonic() - t < 120, "a cached build should not rebuild anything"
     assert open(manifest_path).read() == before
-    for name in ("vmlinuz", "vmlinux", "initramfs.cpio.gz", "rootfs.ext4"):
+    for name in ("vmlinuz", "vmlinux", "initramfs.cpio.gz", "nucleus.ext4", "rootfs.ext4"):
         art = m["artifacts"][name]
         p = os.path.join(guest_images, name)
         assert os.path.getsize(p) == art["size"]
@@ -97,7 +97,7 @@ def test_vm_boots_and_proxy_answers(vm):
     assert targets["/workspace"]["options"].startswith("rw")
     # QEMU sets the virtio-blk serials, so both disks are found by serial (label path:
     # test_guest_disks.py).
-    assert ev["disks"]["rootfs"]["by"] == "serial" and ev["disks"]["scratch"]["by"] == "serial", ev
+    assert all(ev["disks"][r]["by"] == "serial" for r in ("rootfs", "scratch", "system")), ev
     assert len(vm.configure_answer["policy_sha256"]) == 64
     st = vm.ch.request("status", {})
     assert st["pod_id"] == "pod-guest-test"
@@ -120,6 +120,28 @@ def test_rootfs_is_read_only(vm):
     assert root and root[-1].split()[3].split(",")[0] == "ro", r["stdout"]
     nucleus = [line for line in r["stdout"].splitlines() if line.split()[1] == "/nucleus"]
     assert nucleus and nucleus[-1].split()[3].split(",")[0] == "ro"
+
+
+def test_nucleus_is_the_shared_read_only_system_disk(vm, guest_images):  # noqa: F811
+    """/nucleus (the proxy, its helpers) is the image's system disk, shared by every pod: found
+    by its serial, mounted read-only, nosuid, nodev, and the agent's writes fail. The host file
+    is root's and writable by no one else; the initramfs no longer carries the proxy."""
+    dev = vm.boot_event["disks"]["system"]["device"]
+    r = run(vm.ch, "sh", "-c", "grep ' /nucleus ' /proc/mounts; cat /sys/block/%s/ro" % dev)
+    mount, ro = r["stdout"].splitlines()
+    src, _, fstype, opts = mount.split()[:4]
+    assert src == "/dev/" + dev and fstype == "ext4", mount
+    assert {"ro", "nosuid", "nodev"} <= set(opts.split(",")), mount
+    assert ro == "1", r  # QEMU attached it read-only: not even the guest's root could write it
+    r = run(vm.ch, "sh", "-c", "echo x > /nucleus/bin/nucleus-tool-proxy")
+    assert r["exit_code"] != 0
+    assert "Read-only file system" in r["stderr"] or "Permission denied" in r["stderr"], r
+    r = run(vm.ch, "touch", "/nucleus/new-file")
+    assert r["exit_code"] != 0 and "Read-only file system" in r["stderr"], r
+    r = run(vm.ch, "sh", "-c", "test -x /nucleus/bin/nucleus-tool-proxy && echo ok")
+    assert r["stdout"].strip() == "ok", r
+    st = os.stat(os.path.join(guest_images, "nucleus.ext4"))
+    assert st.st_uid == 0 and st.st_mode & 0o022 == 0, oct(st.st_mode)
 
 
 def test_workspace_is_writable(vm):

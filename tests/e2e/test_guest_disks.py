@@ -32,17 +32,18 @@ def run(ch, *argv):
 
 
 def test_disks_found_by_label_without_serials(guest_images):  # noqa: F811
-    """No serial on either disk (the Firecracker case): the init picks both by ext4 label,
+    """No serial on any disk (the Firecracker case): the init picks all three by ext4 label,
     says so on the console and in the boot report, and the VM works as usual."""
     with Vm(guest_images, disk_serials=False) as v:
         blk = [a for a in v.argv if a.startswith("virtio-blk-device,")]
-        assert len(blk) == 2 and not any("serial=" in a for a in blk), v.argv
+        assert len(blk) == 3 and not any("serial=" in a for a in blk), v.argv
         ch = v.connect()
         boot = ch.read_frame(timeout=180).json()
         assert boot["type"] == "boot"
         assert boot["disks"]["rootfs"]["by"] == "label", boot
         assert boot["disks"]["scratch"]["by"] == "label", boot
-        assert boot["disks"]["rootfs"]["device"] != boot["disks"]["scratch"]["device"]
+        assert boot["disks"]["system"]["by"] == "label", boot
+        assert len({boot["disks"][r]["device"] for r in ("rootfs", "scratch", "system")}) == 3, boot
         con = v.console()
         assert f"rootfs disk /dev/{boot['disks']['rootfs']['device']} (by label)" in con, con[-2000:]
         assert f"scratch disk /dev/{boot['disks']['scratch']['device']} (by label)" in con
@@ -51,14 +52,17 @@ def test_disks_found_by_label_without_serials(guest_images):  # noqa: F811
         # The guest really sees no serial (else this test would prove nothing).
         r = run(ch, "sh", "-c", "for d in /sys/block/vd*; do printf '%s=[%s]\\n' ${d##*/} \"$(cat $d/serial)\"; done")
         lines = r["stdout"].split()
-        assert len(lines) == 2 and all(line.endswith("=[]") for line in lines), r
-        # The right disk went to the right place: rootfs read-only at /, scratch rw at /workspace.
-        r = run(ch, "sh", "-c", "grep -E '^/dev/vd. (/|/workspace) ' /proc/mounts")
+        assert len(lines) == 3 and all(line.endswith("=[]") for line in lines), r
+        # The right disk went to the right place: rootfs read-only at /, scratch rw at
+        # /workspace, the system disk read-only at /nucleus.
+        r = run(ch, "sh", "-c", "grep -E '^/dev/vd. (/|/workspace|/nucleus) ' /proc/mounts")
         mounts = {line.split()[1]: line.split() for line in r["stdout"].splitlines()}
         assert mounts["/"][0] == "/dev/" + boot["disks"]["rootfs"]["device"], r
         assert mounts["/"][3].split(",")[0] == "ro"
         assert mounts["/workspace"][0] == "/dev/" + boot["disks"]["scratch"]["device"], r
         assert mounts["/workspace"][3].split(",")[0] == "rw"
+        assert mounts["/nucleus"][0] == "/dev/" + boot["disks"]["system"]["device"], r
+        assert mounts["/nucleus"][3].split(",")[0] == "ro"
         r = run(ch, "sh", "-c", "echo ok > /workspace/f && cat /workspace/f && stat -c %u /workspace")
         assert r["stdout"].split() == ["ok", "1000"], r
         ch.close()
@@ -89,8 +93,8 @@ def test_unlabelled_scratch_without_serial_powers_off(guest_images):  # noqa: F8
         con = v.console()
         line = [ln for ln in con.splitlines() if "FATAL:" in ln]
         assert len(line) == 1, con[-2000:]
-        assert "rootfs/scratch disks (serial nucleus-rootfs/nucleus-scratch, or ext4 label " \
-               "nucleus-root/nucleus-scratch) not found within 15s" in line[0], line
+        assert "rootfs/scratch/system disks (serial nucleus-rootfs/nucleus-scratch/nucleus-system, or " \
+               "ext4 label nucleus-root/nucleus-scratch/nucleus-system) not found within 15s" in line[0], line
         assert "(serial='',label='nucleus-root')" in line[0] and "(serial='',label='')" in line[0], line
         assert "nucleus-guest-init: ready" not in con
 

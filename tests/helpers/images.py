@@ -108,7 +108,8 @@ def toolchain_image(guest_images):
 
 @pytest.fixture(scope="session")
 def guest_images():
-    """Path of a built image dir (vmlinuz, vmlinux, initramfs.cpio.gz, rootfs.ext4, manifest.json)."""
+    """Path of a built image dir (vmlinuz, vmlinux, initramfs.cpio.gz, nucleus.ext4, rootfs.ext4,
+    manifest.json)."""
     if os.geteuid() != 0:
         pytest.skip("building guest images needs root (mmdebstrap)")
     if not shutil.which("qemu-system-x86_64"):
@@ -135,8 +136,8 @@ def strip_disk_serials(argv):
             stripped += len(parts) - len(kept)
             a = ",".join(kept)
         out.append(a)
-    if stripped != 2:
-        raise AssertionError(f"expected two disk serials to strip, found {stripped}: {argv}")
+    if stripped != 3:
+        raise AssertionError(f"expected three disk serials (rootfs, scratch, system) to strip, found {stripped}: {argv}")
     return out
 
 

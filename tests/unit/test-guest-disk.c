@@ -129,8 +129,13 @@ static void test_match_by_serial(void **state) {
         const InitDisk q[] = {
                 DISK("vda", "nucleus-rootfs", INIT_ROOTFS_LABEL),
                 DISK("vdb", "nucleus-scratch", INIT_SCRATCH_LABEL),
+                DISK("vdc", "nucleus-system", INIT_SYSTEM_LABEL),
         };
-        assert_int_equal(init_disks_match(q, 2, &m, &err, &role), 1);
+        assert_int_equal(init_disks_match(q, 3, &m, &err, &role), 1);
+        assert_int_equal(m.index[INIT_DISK_SYSTEM], 2);
+        assert_int_equal(m.by[INIT_DISK_SYSTEM], INIT_DISK_BY_SERIAL);
+        /* No system disk (an images dir built before it existed): not found, never guessed. */
+        assert_int_equal(init_disks_match(q, 2, &m, &err, &role), 0);
         assert_int_equal(m.index[INIT_DISK_ROOTFS], 0);
         assert_int_equal(m.index[INIT_DISK_SCRATCH], 1);
         assert_int_equal(m.by[INIT_DISK_ROOTFS], INIT_DISK_BY_SERIAL);
@@ -141,10 +146,18 @@ static void test_match_by_serial(void **state) {
         const InitDisk swapped[] = {
                 DISK("vda", "nucleus-scratch", INIT_ROOTFS_LABEL),
                 DISK("vdb", "nucleus-rootfs", INIT_SCRATCH_LABEL),
+                DISK("vdc", "nucleus-system", ""),
         };
-        assert_int_equal(init_disks_match(swapped, 2, &m, &err, &role), 1);
+        assert_int_equal(init_disks_match(swapped, 3, &m, &err, &role), 1);
         assert_int_equal(m.index[INIT_DISK_ROOTFS], 1);
         assert_int_equal(m.index[INIT_DISK_SCRATCH], 0);
+        /* A scratch disk (its label is the guest's to change) labelled as the system disk is
+         * not taken for it while it carries the scratch serial. */
+        const InitDisk relabelled[] = {
+                DISK("vda", "nucleus-rootfs", ""),
+                DISK("vdb", "nucleus-scratch", INIT_SYSTEM_LABEL),
+        };
+        assert_int_equal(init_disks_match(relabelled, 2, &m, &err, &role), 0);
         const InitDisk only_scratch[] = {
                 DISK("vda", "nucleus-scratch", INIT_ROOTFS_LABEL),
         };
@@ -160,8 +173,11 @@ static void test_match_by_label(void **state) {
         const InitDisk fc[] = {
                 DISK("vdb", "2049013107358", INIT_SCRATCH_LABEL),
                 DISK("vda", "2049013107351", INIT_ROOTFS_LABEL),
+                DISK("vdc", "2049013107360", INIT_SYSTEM_LABEL),
         };
-        assert_int_equal(init_disks_match(fc, 2, &m, &err, &role), 1);
+        assert_int_equal(init_disks_match(fc, 3, &m, &err, &role), 1);
+        assert_int_equal(m.index[INIT_DISK_SYSTEM], 2);
+        assert_int_equal(m.by[INIT_DISK_SYSTEM], INIT_DISK_BY_LABEL);
         assert_int_equal(m.index[INIT_DISK_ROOTFS], 1);
         assert_int_equal(m.index[INIT_DISK_SCRATCH], 0);
         assert_int_equal(m.by[INIT_DISK_ROOTFS], INIT_DISK_BY_LABEL);
@@ -172,8 +188,9 @@ static void test_match_by_label(void **state) {
                 DISK("vda", "nucleus-rootfs", ""),
                 DISK("vdb", "", "data"),
                 DISK("vdc", "", INIT_SCRATCH_LABEL),
+                DISK("vdd", "nucleus-system", ""),
         };
-        assert_int_equal(init_disks_match(mixed, 3, &m, &err, &role), 1);
+        assert_int_equal(init_disks_match(mixed, 4, &m, &err, &role), 1);
         assert_int_equal(m.index[INIT_DISK_ROOTFS], 0);
         assert_int_equal(m.by[INIT_DISK_ROOTFS], INIT_DISK_BY_SERIAL);
         assert_int_equal(m.index[INIT_DISK_SCRATCH], 2);
@@ -229,9 +246,20 @@ static void test_match_ambiguous(void **state) {
                 DISK("vda", "nucleus-rootfs", INIT_ROOTFS_LABEL),
                 DISK("vdb", "nucleus-scratch", INIT_SCRATCH_LABEL),
                 DISK("vdc", "", INIT_ROOTFS_LABEL),
+                DISK("vdd", "nucleus-system", INIT_SYSTEM_LABEL),
         };
-        assert_int_equal(init_disks_match(serial_settles, 3, &m, &err, &role), 1);
+        assert_int_equal(init_disks_match(serial_settles, 4, &m, &err, &role), 1);
         assert_int_equal(m.index[INIT_DISK_ROOTFS], 0);
+
+        const InitDisk two_system[] = {
+                DISK("vda", "nucleus-rootfs", ""),
+                DISK("vdb", "nucleus-scratch", ""),
+                DISK("vdc", "", INIT_SYSTEM_LABEL),
+                DISK("vdd", "", INIT_SYSTEM_LABEL),
+        };
+        err = NULL;
+        assert_int_equal(init_disks_match(two_system, 4, &m, &err, &role), -ENOTUNIQ);
+        assert_int_equal(role, INIT_DISK_SYSTEM);
 }
 
 static void test_tables(void **state) {
@@ -243,6 +271,9 @@ static void test_tables(void **state) {
         assert_string_equal(init_disk_role_serial(INIT_DISK_ROOTFS), "nucleus-rootfs");
         assert_string_equal(init_disk_role_label(INIT_DISK_ROOTFS), "nucleus-root");
         assert_string_equal(init_disk_role_label(INIT_DISK_SCRATCH), "nucleus-scratch");
+        assert_string_equal(init_disk_role_to_string(INIT_DISK_SYSTEM), "system");
+        assert_string_equal(init_disk_role_serial(INIT_DISK_SYSTEM), "nucleus-system");
+        assert_string_equal(init_disk_role_label(INIT_DISK_SYSTEM), "nucleus-system");
         assert_null(init_disk_role_serial(_INIT_DISK_ROLE_MAX));
 }
 

@@ -771,7 +771,7 @@ static void test_customize_stays_inside(void **state) {
         assert_null(strstr(ish2, "hostsecret"));
 }
 
-/* The git copied into an imported image's initramfs gets Nucleus's loader as its PT_INTERP. */
+/* The git copied onto an imported image's system disk gets Nucleus's loader as its PT_INTERP. */
 static void test_elf_set_interp(void **state) {
         _cleanup_free_ char *data = NULL;
         size_t n;
@@ -783,13 +783,13 @@ static void test_elf_set_interp(void **state) {
         long_name[0] = '/';
         long_name[sizeof long_name - 1] = 0;
         assert_int_equal(image_elf_set_interp(data, n, long_name), -ENAMETOOLONG);
-        assert_int_equal(image_elf_set_interp(data, n, IMAGE_INITRAMFS_LOADER_SHORT), 0);
+        assert_int_equal(image_elf_set_interp(data, n, IMAGE_SYSTEM_LOADER_SHORT), 0);
         assert_null(memmem(data, n, "/lib64/ld-linux-x86-64.so.2", 28));
-        assert_non_null(memmem(data, n, IMAGE_INITRAMFS_LOADER_SHORT, sizeof IMAGE_INITRAMFS_LOADER_SHORT));
+        assert_non_null(memmem(data, n, IMAGE_SYSTEM_LOADER_SHORT, sizeof IMAGE_SYSTEM_LOADER_SHORT));
         char notelf[64] = "not an ELF file";
-        assert_int_equal(image_elf_set_interp(notelf, sizeof notelf, IMAGE_INITRAMFS_LOADER_SHORT), -ENOEXEC);
+        assert_int_equal(image_elf_set_interp(notelf, sizeof notelf, IMAGE_SYSTEM_LOADER_SHORT), -ENOEXEC);
         /* Truncated program headers are refused, not read past the end. */
-        assert_int_equal(image_elf_set_interp(data, 80, IMAGE_INITRAMFS_LOADER_SHORT), -ENOEXEC);
+        assert_int_equal(image_elf_set_interp(data, 80, IMAGE_SYSTEM_LOADER_SHORT), -ENOEXEC);
 }
 
 int main(void) {

@@ -32,6 +32,7 @@ static void test_qemu_argv(void **state) {
                 .kernel = "/img/vmlinuz",
                 .initramfs = "/img/initramfs.cpio.gz",
                 .rootfs = "/img/rootfs.ext4",
+                .system = "/img/nucleus.ext4",
                 .scratch = "/pod/scratch.ext4",
                 .channel_socket = "/pod/channel.sock",
                 .console_log = "/pod/console.log",
@@ -55,6 +56,11 @@ static void test_qemu_argv(void **state) {
         assert_true(scratch_reports);
         assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=rootfs,serial=nucleus-rootfs"));
         assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=scratch,serial=nucleus-scratch"));
+        assert_true(has_pair(
+                argv,
+                "-drive",
+                "id=system,file=/img/nucleus.ext4,format=raw,if=none,readonly=on,rerror=report"));
+        assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=system,serial=nucleus-system"));
         assert_true(has_pair(argv, "-chardev", "socket,id=ch0,path=/pod/channel.sock,server=on,wait=off"));
         assert_true(has_pair(argv, "-device", "virtserialport,chardev=ch0,name=org.nucleus.channel.0"));
         assert_true(strv_contains(argv, "-nodefaults"));
@@ -126,6 +132,12 @@ static void test_qemu_argv(void **state) {
         c.scratch = "/pod/a,b";
         assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
         c.scratch = "/pod/s";
+        /* A pod with disks has its system disk too. */
+        c.system = NULL;
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.system = "/img/a,b";
+        assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
+        c.system = "/img/nucleus.ext4";
         c.net_cmdline = "10.0.0.2/30 init=/bin/sh";
         assert_int_equal(image_qemu_argv(&c, &argv), -EINVAL);
         c.tap_ifname = NULL;
@@ -203,14 +215,14 @@ static void test_modules_order(void **state) {
                 bin,
                 "\x7f"
                 "ELF fake");
-        assert_int_equal(image_initramfs_write(out, bin, bin, root, "6.1.0-test", order, NULL), 0);
+        assert_int_equal(image_initramfs_write(out, bin, root, "6.1.0-test", order), 0);
 
         struct archive *a = archive_read_new();
         struct archive_entry *e;
         archive_read_support_filter_gzip(a);
         archive_read_support_format_cpio(a);
         assert_int_equal(archive_read_open_filename(a, out, 65536), ARCHIVE_OK);
-        bool have_init = false, have_console = false, have_list = false, have_proxy = false;
+        bool have_init = false, have_console = false, have_list = false, have_bin = false;
         while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
                 const char *p = archive_entry_pathname(e);
                 assert_int_equal(archive_entry_uid(e), 0);
@@ -219,8 +231,8 @@ static void test_modules_order(void **state) {
                         assert_int_equal(archive_entry_perm(e), 0755);
                 } else if (streq(p, "dev/console")) {
                         have_console = archive_entry_filetype(e) == AE_IFCHR;
-                } else if (streq(p, "nucleus/bin/nucleus-tool-proxy")) {
-                        have_proxy = true;
+                } else if (startswith(p, "nucleus/bin")) {
+                        have_bin = true; /* the proxy is on the system disk now */
                 } else if (streq(p, "nucleus/modules/failover.ko")) {
                         char buf[64] = {};
                         assert_int_equal(archive_read_data(a, buf, sizeof(buf) - 1), 8);
@@ -236,7 +248,7 @@ static void test_modules_order(void **state) {
                 }
         }
         archive_read_free(a);
-        assert_true(have_init && have_console && have_list && have_proxy);
+        assert_true(have_init && have_console && have_list && !have_bin);
         strv_free(order);
 
         /* A script is not a static ELF. */

@@ -13,6 +13,7 @@
 static const char *const init_disk_role_table[_INIT_DISK_ROLE_MAX] = {
         [INIT_DISK_ROOTFS] = "rootfs",
         [INIT_DISK_SCRATCH] = "scratch",
+        [INIT_DISK_SYSTEM] = "system",
 };
 DEFINE_STRING_TABLE_LOOKUP(init_disk_role, InitDiskRole);
 
@@ -28,6 +29,8 @@ const char *init_disk_role_serial(InitDiskRole r) {
                 return INIT_ROOTFS_SERIAL;
         case INIT_DISK_SCRATCH:
                 return INIT_SCRATCH_SERIAL;
+        case INIT_DISK_SYSTEM:
+                return INIT_SYSTEM_SERIAL;
         case _INIT_DISK_ROLE_MAX:
         case _INIT_DISK_ROLE_INVALID:
         default:
@@ -41,6 +44,8 @@ const char *init_disk_role_label(InitDiskRole r) {
                 return INIT_ROOTFS_LABEL;
         case INIT_DISK_SCRATCH:
                 return INIT_SCRATCH_LABEL;
+        case INIT_DISK_SYSTEM:
+                return INIT_SYSTEM_LABEL;
         case _INIT_DISK_ROLE_MAX:
         case _INIT_DISK_ROLE_INVALID:
         default:
@@ -124,11 +129,13 @@ int init_disks_match(
                 return 0;
         /* Cannot happen with distinct role serials and labels; checked so that a future change
          * to the tables fails closed instead of mounting one disk twice. */
-        if (m.index[INIT_DISK_ROOTFS] == m.index[INIT_DISK_SCRATCH]) {
-                *reterr_msg = "the same disk matches both the rootfs and the scratch role";
-                *reterr_role = INIT_DISK_SCRATCH;
-                return -ENOTUNIQ;
-        }
+        for (InitDiskRole a = 0; a < _INIT_DISK_ROLE_MAX; a++)
+                for (InitDiskRole b = a + 1; b < _INIT_DISK_ROLE_MAX; b++)
+                        if (m.index[a] == m.index[b]) {
+                                *reterr_msg = "the same disk matches two roles";
+                                *reterr_role = b;
+                                return -ENOTUNIQ;
+                        }
         *ret = m;
         return 1;
 }

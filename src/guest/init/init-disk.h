@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Disk identification for the guest init: which virtio-blk disk is the rootfs and which the
- * scratch disk. The host names them by virtio-blk serial (QEMU: serial=nucleus-rootfs/-scratch)
+ * Disk identification for the guest init: which virtio-blk disk is the rootfs, which the
+ * scratch disk and which the system disk (/nucleus). The host names them by virtio-blk serial
+ * (QEMU: serial=nucleus-rootfs/-scratch/-system)
  * and, for VMMs that cannot set a serial (Firecracker answers GET_ID with a string made from
  * the backing file's st_dev/st_rdev/st_ino), by the ext4 volume label the image builder gave
  * them. Pure functions over bytes and small records, so they can be unit-tested and fuzzed;
@@ -26,9 +27,11 @@
 /* virtio-blk serials the host sets where it can (QEMU), docs/images.md "Disk identification". */
 #define INIT_ROOTFS_SERIAL "nucleus-rootfs"
 #define INIT_SCRATCH_SERIAL "nucleus-scratch"
-/* Volume labels the host's mkfs.ext4 -L sets (src/lib/image: rootfs and scratch disks). */
+#define INIT_SYSTEM_SERIAL "nucleus-system"
+/* Volume labels the host's mkfs.ext4 -L sets (src/lib/image: rootfs, scratch, system disks). */
 #define INIT_ROOTFS_LABEL "nucleus-root"
 #define INIT_SCRATCH_LABEL "nucleus-scratch"
+#define INIT_SYSTEM_LABEL "nucleus-system"
 
 #define INIT_DISK_SERIAL_MAX 20u /* VIRTIO_BLK_ID_BYTES */
 
@@ -49,6 +52,7 @@ typedef struct InitDisk {
 typedef enum InitDiskRole {
         INIT_DISK_ROOTFS,
         INIT_DISK_SCRATCH,
+        INIT_DISK_SYSTEM, /* the image's system disk: the proxy and its helpers, at /nucleus */
         _INIT_DISK_ROLE_MAX,
         _INIT_DISK_ROLE_INVALID = -EINVAL,
 } InitDiskRole;
@@ -65,12 +69,12 @@ typedef struct InitDiskMatch {
         InitDiskBy by[_INIT_DISK_ROLE_MAX];
 } InitDiskMatch;
 
-const char *init_disk_role_to_string(InitDiskRole r); /* "rootfs", "scratch" */
+const char *init_disk_role_to_string(InitDiskRole r); /* "rootfs", "scratch", "system" */
 InitDiskRole init_disk_role_from_string(const char *s);
 const char *init_disk_by_to_string(InitDiskBy b); /* "serial", "label" */
 InitDiskBy init_disk_by_from_string(const char *s);
-const char *init_disk_role_serial(InitDiskRole r); /* "nucleus-rootfs", "nucleus-scratch" */
-const char *init_disk_role_label(InitDiskRole r);  /* "nucleus-root", "nucleus-scratch" */
+const char *init_disk_role_serial(InitDiskRole r); /* "nucleus-rootfs", "nucleus-scratch", "nucleus-system" */
+const char *init_disk_role_label(InitDiskRole r);  /* "nucleus-root", "nucleus-scratch", "nucleus-system" */
 
 /* Decide which disk plays which role.
  * Rules: a role's serial wins; a disk whose serial names any role is never picked by label

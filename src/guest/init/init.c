@@ -3,7 +3,8 @@
  * nucleus-guest-init: PID 1 of every Nucleus microVM. It mounts the pseudo filesystems, loads
  * the kernel modules shipped in the initramfs, finds the disks (virtio-blk serial, else ext4
  * label: init-disk.c) and the channel by the names the host gave them, switches into the
- * read-only rootfs, starts the tool proxy and powers the VM off when the proxy exits.
+ * read-only rootfs with the read-only system disk at /nucleus, starts the tool proxy from it
+ * and powers the VM off when the proxy exits.
  * Single-threaded. It trusts the initramfs (built by the host) and the kernel command line only
  * as far as init-cmdline.c validates it; it never trusts anything in the rootfs or scratch disk
  * (superblock bytes included). Any setup failure prints one line on the console
@@ -48,7 +49,7 @@ typedef struct BootReport {
         unsigned n_modules;
         bool nic;
         json_t *mounts; /* array of {"target","fstype","options"} */
-        json_t *disks;  /* {"rootfs": {"device","by"}, "scratch": {...}} */
+        json_t *disks;  /* {"rootfs": {"device","by"}, "scratch": {...}, "system": {...}} */
 } BootReport;
 
 _noreturn_ static void power_off(void) {
@@ -331,11 +332,14 @@ static void find_disks(DiskScan *s) {
                         break;
                 used += (size_t) k;
         }
-        die("rootfs/scratch disks (serial %s/%s, or ext4 label %s/%s) not found within %llus; disks: %s",
+        die("rootfs/scratch/system disks (serial %s/%s/%s, or ext4 label %s/%s/%s) not found within %llus; "
+            "disks: %s",
             INIT_ROOTFS_SERIAL,
             INIT_SCRATCH_SERIAL,
+            INIT_SYSTEM_SERIAL,
             INIT_ROOTFS_LABEL,
             INIT_SCRATCH_LABEL,
+            INIT_SYSTEM_LABEL,
             (unsigned long long) (INIT_DEVICE_TIMEOUT_USEC / USEC_PER_SEC),
             s->n > 0 ? seen : "none (missing device or driver?)");
 }
@@ -423,6 +427,7 @@ static void mount_root_and_scratch(BootReport *br) {
         report_disks(br, &scan);
         const char *root = scan.disks[scan.match.index[INIT_DISK_ROOTFS]].name;
         const char *scratch = scan.disks[scan.match.index[INIT_DISK_SCRATCH]].name;
+        const char *system = scan.disks[scan.match.index[INIT_DISK_SYSTEM]].name;
 
         (void) snprintf(node, sizeof(node), "/dev/%s", root);
         r = mount_one(node, NEWROOT, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
@@ -461,17 +466,19 @@ static void mount_root_and_scratch(BootReport *br) {
                 die("mount /home/agent: %s", strerror(-r));
         report_mount(br, "/home/agent", "tmpfs", "rw,nosuid,nodev");
 
-        /* The initramfs binaries, read-only, at a fixed place in the new root. */
-        if (mount(INIT_NUCLEUS_DIR, NEWROOT "/nucleus", NULL, MS_BIND, NULL) < 0 ||
-            mount(NULL, NEWROOT "/nucleus", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
-                    0)
-                die("bind /nucleus read-only: %m");
-        report_mount(br, "/nucleus", "initramfs", "ro,nosuid,nodev");
+        /* The system disk (the proxy, its helpers and their libraries), read-only, at a fixed
+         * place in the new root. The host attaches it read-only as well, so not even root in
+         * the guest can change it; the guest reads only the pages it uses, into its page cache. */
+        (void) snprintf(node, sizeof(node), "/dev/%s", system);
+        r = mount_one(node, NEWROOT INIT_NUCLEUS_DIR, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+        if (r < 0)
+                die("mount the system disk %s read-only at " INIT_NUCLEUS_DIR ": %s", node, strerror(-r));
+        report_mount(br, INIT_NUCLEUS_DIR, "ext4", "ro,nosuid,nodev");
 }
 
 /* Move the pseudo filesystems into the new root and make it "/". The initramfs (rootfs) cannot
- * be pivot_root'ed away, so this is the classic MS_MOVE + chroot; the initramfs stays reachable
- * only through the read-only /nucleus bind mount. */
+ * be pivot_root'ed away, so this is the classic MS_MOVE + chroot; nothing in the new root
+ * reaches the initramfs afterwards. */
 static void switch_root(void) {
         static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
         for (size_t i = 0; i < ELEMENTSOF(moves); i++) {

@@ -15,9 +15,10 @@
 #include "time-util.h"
 
 /* Initramfs layout (must match src/lib/image/image-initramfs.c). */
-#define INIT_NUCLEUS_DIR "/nucleus"
 #define INIT_MODULE_DIR "/nucleus/modules"
 #define INIT_MODULE_LIST "/nucleus/modules/load.list" /* one "<name>.ko" per line, load order */
+/* The system disk's mount point in the new root and its layout (src/lib/image IMAGE_SYSTEM). */
+#define INIT_NUCLEUS_DIR "/nucleus"
 #define INIT_PROXY_PATH "/nucleus/bin/nucleus-tool-proxy"
 #define INIT_FETCH_HELPER_PATH "/nucleus/bin/nucleus-web-fetch" /* optional, with its libraries: */
 #define INIT_FETCH_LIBDIR "/nucleus/lib"

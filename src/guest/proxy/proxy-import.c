@@ -32,7 +32,7 @@
 
 #define IMPORT_MAX_ENTRIES 1000000U
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
-/* src/lib/image IMAGE_INITRAMFS_GIT, as the guest sees it. */
+/* src/lib/image IMAGE_SYSTEM_GIT: on the system disk, mounted at /nucleus. */
 #define PROXY_INITRAMFS_GIT "/nucleus/bin/git"
 
 /* ---- flagged paths (docs/policy.md "Flagged paths") ---- */
@@ -149,7 +149,7 @@ int proxy_git_exec(
         envp[ne++] = e_home;
         envp[ne++] = (char *) "LANG=C";
         envp[ne++] = (char *) "GIT_OPTIONAL_LOCKS=0";
-        /* An image imported from an OCI archive has Nucleus's git in the initramfs (its loader
+        /* An image imported from an OCI archive has Nucleus's git on the system disk (its loader
          * and libraries in /nucleus/lib, docs/images.md): git and every git it starts use it. */
         bool own_git = access(PROXY_INITRAMFS_GIT, X_OK) == 0;
         if (own_git) {

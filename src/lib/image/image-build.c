@@ -32,7 +32,9 @@ static const char *const default_modules[] = {
         "virtio_balloon", "ext4",
 };
 
-static const char *const artifact_names[] = { IMAGE_VMLINUZ, IMAGE_VMLINUX, IMAGE_INITRAMFS, IMAGE_ROOTFS };
+static const char *const artifact_names[] = {
+        IMAGE_VMLINUZ, IMAGE_VMLINUX, IMAGE_INITRAMFS, IMAGE_SYSTEM, IMAGE_ROOTFS
+};
 
 int image_manifest_load(const char *images_dir, json_t **ret_manifest) {
         _cleanup_free_ char *p = xasprintf("%s/%s", images_dir, IMAGE_MANIFEST), *data = NULL, *err = NULL;
@@ -199,7 +201,6 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
         } else
                 image_progress(&ctx, "kernel: %s unchanged (cached)", release);
 
-        /* Initramfs: keyed by kernel, both binaries and the module list. */
         if (o->modules)
                 wanted = strv_copy(o->modules);
         else
@@ -251,26 +252,40 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest) {
                         fetch_key = k;
                 }
         }
-        _cleanup_free_ char *ikey_in = xasprintf(
-                "initramfs-v1\n%s\n%s\n%s\n%s\n%s\n", deb_sha, init_sha, proxy_sha, modlist, fetch_key);
+        /* Initramfs: keyed by the kernel, the init and the module list. */
+        _cleanup_free_ char *ikey_in = xasprintf("initramfs-v2\n%s\n%s\n%s\n", deb_sha, init_sha, modlist);
         image_sha256_buf(ikey_in, strlen(ikey_in), key);
         if (!reuse(old, arts, ctx.dir, IMAGE_INITRAMFS, key)) {
                 image_progress(&ctx, "initramfs: writing (%zu modules)", strv_length(mods));
                 _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_INITRAMFS);
-                ImageInitramfsExtra extra = {
-                        .fetch_path = o->fetch_path,
-                        .fetch_libs = fetch_libs,
-                        .git_path = git_path,
-                        .git_libs = git_libs,
-                };
-                if ((r = image_initramfs_write(
-                             out, o->init_path, o->proxy_path, kroot, release, mods, &extra)) < 0)
+                if ((r = image_initramfs_write(out, o->init_path, kroot, release, mods)) < 0)
                         return r;
                 if ((r = record(arts, ctx.dir, IMAGE_INITRAMFS, key)) < 0)
                         return r;
                 changed = true;
         } else
                 image_progress(&ctx, "initramfs: unchanged (cached)");
+
+        /* System disk: keyed by the proxy and what else it carries (fetch helper, git, every
+         * library of theirs). */
+        _cleanup_free_ char *skey_in = xasprintf("system-v1\n%s\n%s\n", proxy_sha, fetch_key);
+        image_sha256_buf(skey_in, strlen(skey_in), key);
+        if (!reuse(old, arts, ctx.dir, IMAGE_SYSTEM, key)) {
+                image_progress(&ctx, "system disk: writing");
+                _cleanup_free_ char *out = xasprintf("%s/%s", ctx.dir, IMAGE_SYSTEM);
+                ImageSystemExtra extra = {
+                        .fetch_path = o->fetch_path,
+                        .fetch_libs = fetch_libs,
+                        .git_path = git_path,
+                        .git_libs = git_libs,
+                };
+                if ((r = image_system_write(&ctx, out, o->proxy_path, &extra)) < 0)
+                        return r;
+                if ((r = record(arts, ctx.dir, IMAGE_SYSTEM, key)) < 0)
+                        return r;
+                changed = true;
+        } else
+                image_progress(&ctx, "system disk: unchanged (cached)");
 
         /* Rootfs: keyed by the tar's hash, or by suite + package list. */
         const char *suite = o->suite ? o->suite : IMAGE_DEFAULT_SUITE;

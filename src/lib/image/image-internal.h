@@ -59,29 +59,35 @@ int image_kernel_modules(const char *kroot, const char *release, char *const *wa
 /* Extract the uncompressed vmlinux ELF from a bzImage. */
 int image_kernel_extract_vmlinux(const char *bzimage, const char *out);
 
-/* What the initramfs carries beyond init, proxy and modules; each *_libs is image_fetch_libs()
- * output ("SONAME\tPATH", the loader first). */
-typedef struct ImageInitramfsExtra {
+/* What the system disk carries beyond the proxy; each *_libs is image_fetch_libs() output
+ * ("SONAME\tPATH", the loader first). */
+typedef struct ImageSystemExtra {
         const char *fetch_path; /* nucleus-web-fetch, or NULL */
         char *const *fetch_libs;
         const char *git_path; /* git for an imported rootfs, or NULL */
         char *const *git_libs;
-} ImageInitramfsExtra;
+} ImageSystemExtra;
 
-/* Where git goes in the initramfs, and the loader path written into its PT_INTERP (short
- * enough to replace "/lib64/ld-linux-x86-64.so.2" in place). Must match the proxy. */
-#define IMAGE_INITRAMFS_GIT "nucleus/bin/git"
-#define IMAGE_INITRAMFS_LOADER_SHORT "/nucleus/lib/ld.so"
+/* Where git is in the guest (on the system disk, mounted at /nucleus), and the loader path
+ * written into its PT_INTERP (short enough to replace "/lib64/ld-linux-x86-64.so.2" in place).
+ * Must match the proxy. */
+#define IMAGE_SYSTEM_GIT "/nucleus/bin/git"
+#define IMAGE_SYSTEM_LOADER_SHORT "/nucleus/lib/ld.so"
 
-/* Write initramfs.cpio.gz to out_path. */
+/* Write initramfs.cpio.gz to out_path: init and the modules (module_paths relative to
+ * <kroot>/lib/modules/<release>/, in load order). Returns 0 or -errno (logged). */
 int image_initramfs_write(
         const char *out_path,
         const char *init_path,
-        const char *proxy_path,
         const char *kroot,
         const char *release,
-        char *const *module_paths,
-        const ImageInitramfsExtra *extra);
+        char *const *module_paths);
+
+/* Write the system disk (IMAGE_SYSTEM) to out_path: a read-only ext4 labelled
+ * IMAGE_SYSTEM_LABEL holding bin/nucleus-tool-proxy and what extra names (NULL: nothing more),
+ * owned by root, mode 0644. Staged under <cache>/system-build; mkfs.ext4 -d writes it. Needs
+ * root (the files on the disk must be root's). Returns 0 or -errno (logged). */
+int image_system_write(ImageCtx *ctx, const char *out_path, const char *proxy_path, const ImageSystemExtra *extra);
 
 /* Rewrite the PT_INTERP of the ELF image in data (n bytes) to interp, which must fit in the
  * segment's existing size. Returns 0, -ENOEXEC (not a 64-bit little-endian ELF, no PT_INTERP)

@@ -60,7 +60,7 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
 
         if (!qemu_opt_ok(c->kernel) || !qemu_opt_ok(c->initramfs) || !qemu_opt_ok(c->console_log))
                 return -EINVAL;
-        if (c->rootfs && (!qemu_opt_ok(c->rootfs) || !qemu_opt_ok(c->scratch)))
+        if (c->rootfs && (!qemu_opt_ok(c->rootfs) || !qemu_opt_ok(c->scratch) || !qemu_opt_ok(c->system)))
                 return -EINVAL;
         if (c->channel_socket && !qemu_opt_ok(c->channel_socket))
                 return -EINVAL;
@@ -172,6 +172,14 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                                 c->scratch));
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtio-blk-device,drive=scratch,serial=" IMAGE_SCRATCH_SERIAL);
+                /* The system disk (/nucleus in the guest), shared by every pod of the image:
+                 * read-only to QEMU and so to the guest, cached once in the host's page cache. */
+                strv_extend(&a, "-drive");
+                strv_consume(
+                        &a,
+                        xasprintf("id=system,file=%s,format=raw,if=none,readonly=on,rerror=report", c->system));
+                strv_extend(&a, "-device");
+                strv_extend(&a, "virtio-blk-device,drive=system,serial=" IMAGE_SYSTEM_SERIAL);
         }
         if (c->rootfs) {
                 /* Free-page reporting: the guest hands pages it frees back to QEMU, which drops
@@ -239,6 +247,29 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
         if (r != 0) {
                 (void) unlink(path);
                 return r < 0 ? r : -EIO;
+        }
+        return 0;
+}
+
+int image_system_check(const char *path, char **reterr) {
+        struct stat st;
+        if (!path)
+                return -EINVAL;
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode)) {
+                *reterr = xasprintf("the system disk %s is not a regular file", path);
+                return -EPERM;
+        }
+        if (st.st_uid != 0 || (st.st_mode & 022)) {
+                *reterr = xasprintf(
+                        "the system disk %s must be owned by root and writable by no one else "
+                        "(owner uid %u, mode %04o): every pod of the image runs its proxy from it; "
+                        "rebuild it with 'nucleus image build' as root",
+                        path,
+                        (unsigned) st.st_uid,
+                        (unsigned) (st.st_mode & 07777));
+                return -EPERM;
         }
         return 0;
 }

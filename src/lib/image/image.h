@@ -2,18 +2,22 @@
 /*
  * Guest images and the QEMU microVM invocation (DESIGN.md §8, docs/images.md).
  * Builds, into one image dir: vmlinuz (bzImage for QEMU), vmlinux (uncompressed, Firecracker),
- * initramfs.cpio.gz (static nucleus-guest-init as /init, the static proxy, kernel modules),
- * rootfs.ext4 (read-only Debian minbase or an imported tar) and manifest.json. Artifacts are
+ * initramfs.cpio.gz (static nucleus-guest-init as /init and the kernel modules), nucleus.ext4
+ * (the system disk: the proxy and the guest's other Nucleus files, mounted read-only at
+ * /nucleus), rootfs.ext4 (read-only Debian minbase or an imported tar) and manifest.json. Artifacts are
  * cached by the SHA-256 of their inputs and rebuilt only when those change. Also: per-pod
  * sparse scratch disks, the QEMU argv, and the KVM probe with TCG fallback.
  * Inputs trusted: the caller's options; distrusted: tar archives (extracted with libarchive's
  * secure flags), kernel packages (checked against a SHA-256 when given as a file).
  *
  * Image dir layout (every name fixed):
- *   <dir>/vmlinuz  <dir>/vmlinux  <dir>/initramfs.cpio.gz  <dir>/rootfs.ext4  <dir>/manifest.json
+ *   <dir>/vmlinuz  <dir>/vmlinux  <dir>/initramfs.cpio.gz  <dir>/nucleus.ext4  <dir>/rootfs.ext4
+ *   <dir>/manifest.json
  *   <dir>/cache/   kernel packages, unpacked kernels, build logs (safe to delete)
- * Initramfs layout (src/guest/init/init.h): /init, /nucleus/bin/nucleus-tool-proxy,
- *   /nucleus/modules/<name>.ko, /nucleus/modules/load.list (load order), /dev/console.
+ * Initramfs layout (src/guest/init/init.h): /init, /nucleus/modules/<name>.ko,
+ *   /nucleus/modules/load.list (load order), /dev/console.
+ * System disk layout (mounted at /nucleus): bin/nucleus-tool-proxy, and when given
+ *   bin/nucleus-web-fetch, bin/git, lib/ (their libraries and loader).
  */
 #pragma once
 
@@ -36,14 +40,22 @@
 #define IMAGE_TCG_TB_MIB_DEFAULT 32
 #define IMAGE_INITRAMFS "initramfs.cpio.gz"
 #define IMAGE_ROOTFS "rootfs.ext4"
+/* The system disk: a read-only ext4 with what the guest runs of Nucleus's own beyond init (the
+ * proxy, the web-fetch helper, git for imported images, their libraries), attached read-only to
+ * every pod of the image and mounted at /nucleus. Files on a disk are read into the guest's page
+ * cache as used (and can be dropped again), where an initramfs is unpacked whole into guest RAM
+ * for the pod's life; on the host, the one file's page cache serves every pod. */
+#define IMAGE_SYSTEM "nucleus.ext4"
 #define IMAGE_MANIFEST "manifest.json"
 
 #define IMAGE_ROOTFS_SERIAL "nucleus-rootfs"
 #define IMAGE_SCRATCH_SERIAL "nucleus-scratch"
+#define IMAGE_SYSTEM_SERIAL "nucleus-system"
 /* ext4 volume labels: the guest init finds the disks by these when the VMM sets no serial
  * (Firecracker). Must match src/guest/init/init-disk.h. */
 #define IMAGE_ROOTFS_LABEL "nucleus-root"
 #define IMAGE_SCRATCH_LABEL "nucleus-scratch"
+#define IMAGE_SYSTEM_LABEL "nucleus-system"
 #define IMAGE_CHANNEL_NAME "org.nucleus.channel.0"
 #define IMAGE_INIT_MARKER "nucleus-guest-init: started"
 #define IMAGE_PROBE_MARKER "nucleus-guest-init: probe ok"
@@ -98,6 +110,12 @@ int image_manifest_load(const char *images_dir, json_t **ret_manifest);
  * size_bytes is clamped to >= 16 MiB. Returns 0 or -errno (the file is removed on failure). */
 int image_scratch_create(const char *path, uint64_t size_bytes);
 
+/* Check that the system disk at path may be attached: a regular file owned by root and
+ * writable by nobody else (no group or other write bit), so neither the VMM user nor anyone
+ * but root can change what every pod of the image runs as its proxy. Returns 0, -ENOENT when
+ * it is missing, -EPERM (with the reason in *reterr, caller frees) when it fails the check. */
+int image_system_check(const char *path, char **reterr);
+
 typedef enum ImageAccel {
         IMAGE_ACCEL_TCG,
         IMAGE_ACCEL_KVM,
@@ -113,6 +131,7 @@ typedef struct ImageQemuConfig {
         const char *kernel;         /* vmlinux (PVH ELF, IMAGE_QEMU_KERNEL) or bzImage path */
         const char *initramfs;      /* initramfs.cpio.gz path */
         const char *rootfs;         /* rootfs.ext4 (attached read-only); NULL: no disks (probe) */
+        const char *system;         /* nucleus.ext4 (attached read-only); required with rootfs */
         const char *scratch;        /* per-pod scratch ext4; required with rootfs */
         const char *channel_socket; /* unix socket QEMU listens on (server, no wait); NULL: no channel */
         const char *console_log;    /* serial console output file (required) */
@@ -151,7 +170,8 @@ typedef struct ImageQemuConfig {
 /* Build the qemu-system-x86_64 argv for a microVM (docs/images.md "Booting"): -M microvm,
  * -nodefaults -no-user-config -nographic, -no-reboot, -sandbox on,..., kernel + initramfs +
  * command line (console=ttyS0 quiet panic=-1 IMAGE_BOOT_TUNING nucleus.channel=...), virtio-blk rootfs
- * (read-only, serial nucleus-rootfs) and scratch (serial nucleus-scratch), virtio-serial port
+ * (read-only, serial nucleus-rootfs), scratch (serial nucleus-scratch) and system disk
+ * (read-only, serial nucleus-system), virtio-serial port
  * org.nucleus.channel.0 on channel_socket, serial console to console_log, virtio-net only with
  * a tap. Returns 0 and a NULL-terminated strv (caller frees with strv_free), or -EINVAL when a
  * required field is missing or a value contains a ',' that QEMU would misparse.

@@ -131,14 +131,16 @@ static int fc_probe(const VmmLaunch *l, char **reterr) {
                 *reterr = xstrdup("driver firecracker: /dev/kvm exists but KVM is not usable on this host");
                 return -ENODEV;
         }
-        for (const char *f = "vmlinux"; f; f = streq(f, "vmlinux") ? "rootfs.ext4" : NULL) {
-                _cleanup_free_ char *p = xasprintf("%s/%s", l->image_dir ?: "", f);
+        static const char *const files[] = { IMAGE_VMLINUX, IMAGE_INITRAMFS, IMAGE_SYSTEM, IMAGE_ROOTFS };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_free_ char *p = xasprintf("%s/%s", l->image_dir ?: "", files[i]);
                 if (access(p, R_OK) < 0) {
                         *reterr = xasprintf("guest image incomplete: %s is missing", p);
                         return -ENOENT;
                 }
         }
-        return 0;
+        _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir ?: "");
+        return image_system_check(system, reterr);
 }
 
 static size_t fc_discard(void *p, size_t sz, size_t nm, void *ud) {
@@ -190,6 +192,7 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *kernel = xasprintf("%s/vmlinux", l->image_dir);
         _cleanup_free_ char *initrd = xasprintf("%s/initramfs.cpio.gz", l->image_dir);
         _cleanup_free_ char *rootfs = xasprintf("%s/rootfs.ext4", l->image_dir);
+        _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir);
         _cleanup_free_ char *scratch = NULL, *args = NULL, *body = NULL, *id = NULL;
         _cleanup_close_ int logfd = -EBADF;
         char **argv = NULL;
@@ -264,7 +267,7 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         free(body);
         /* Firecracker does not pass drive_id to the guest as the virtio-blk serial (its GET_ID
          * answer is built from the backing file's st_dev/st_rdev/st_ino), so the guest init
-         * finds these disks by their ext4 labels (nucleus-root, nucleus-scratch; see
+         * finds these disks by their ext4 labels (nucleus-root, nucleus-scratch, nucleus-system; see
          * src/guest/init/init-disk.h). The ids only name the drives in the API and logs. */
         body = firecracker_body_drive("nucleus-rootfs", rootfs, false, true);
         r = fc_put(d->api_sock, "/drives/nucleus-rootfs", body, reterr);
@@ -273,6 +276,11 @@ static int fc_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         free(body);
         body = firecracker_body_drive("nucleus-scratch", scratch, false, false);
         r = fc_put(d->api_sock, "/drives/nucleus-scratch", body, reterr);
+        if (r < 0)
+                return r;
+        free(body);
+        body = firecracker_body_drive("nucleus-system", system, false, true);
+        r = fc_put(d->api_sock, "/drives/nucleus-system", body, reterr);
         if (r < 0)
                 return r;
         free(body);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Driver "qemu" (default): the microVM invocation of src/lib/image (image_qemu_argv:
- * -M microvm, -nodefaults, read-only rootfs + per-pod scratch on virtio-blk, the channel on a
+ * -M microvm, -nodefaults, read-only rootfs and system disk + per-pod scratch on virtio-blk, the channel on a
  * virtio-serial port backed by a unix socket in the pod's 0700 vm/ dir, console to
  * console.log, -sandbox on with every deny option, a NIC only with a tap). The VMM joins its
  * cgroup and the pod's netns before exec and runs as the nucleus-vmm user when it exists.
@@ -24,7 +24,7 @@
 #define QEMU_PATH "/usr/bin/qemu-system-x86_64"
 
 static int qemu_probe(const VmmLaunch *l, char **reterr) {
-        static const char *const files[] = { IMAGE_QEMU_KERNEL, IMAGE_INITRAMFS, IMAGE_ROOTFS };
+        static const char *const files[] = { IMAGE_QEMU_KERNEL, IMAGE_INITRAMFS, IMAGE_SYSTEM, IMAGE_ROOTFS };
 
         if (access(QEMU_PATH, X_OK) < 0) {
                 *reterr = xstrdup("driver qemu needs " QEMU_PATH ": install the 'qemu-system-x86' package");
@@ -45,7 +45,8 @@ static int qemu_probe(const VmmLaunch *l, char **reterr) {
                         return -ENOENT;
                 }
         }
-        return 0;
+        _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir);
+        return image_system_check(system, reterr);
 }
 
 static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
@@ -56,6 +57,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *kernel = xasprintf("%s/" IMAGE_QEMU_KERNEL, l->image_dir);
         _cleanup_free_ char *initrd = xasprintf("%s/" IMAGE_INITRAMFS, l->image_dir);
         _cleanup_free_ char *rootfs = xasprintf("%s/" IMAGE_ROOTFS, l->image_dir);
+        _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir);
         _cleanup_free_ char *net_arg = NULL;
         _cleanup_close_ int logfd = -EBADF, tapfd = -EBADF;
         char **argv = NULL;
@@ -132,6 +134,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .kernel = kernel,
                 .initramfs = initrd,
                 .rootfs = rootfs,
+                .system = system,
                 .scratch = scratch,
                 .channel_socket = "channel.sock", /* relative to vm/ (QEMU's cwd): sun_path is short */
                 .qmp_socket = "qmp.sock", /* snapshots (vmm_save_state); only root and the VMM user reach vm/ */
