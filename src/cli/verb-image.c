@@ -31,8 +31,8 @@
 /* Named images: built beside the default one in <images dir>/<name>, selected with spec.image
  * or nucleus run --image. The recipes give the common stacks with no package list; every
  * image also holds IMAGE_DEFAULT_PACKAGES (git for the baseline and export). What the proxy
- * needs beyond that (the proxy and init themselves) comes from the initramfs and the system disk, never from
- * the rootfs. */
+ * needs beyond that (the proxy and init themselves) comes from the initramfs and the system
+ * disk, never from the rootfs. */
 typedef struct ImageRecipe {
         const char *name;
         const char *packages; /* on top of IMAGE_DEFAULT_PACKAGES */

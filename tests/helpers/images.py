@@ -16,7 +16,8 @@ disks (no serial the guest can match), so the init must find them by ext4 volume
 `extra_disks` attaches more raw images without a serial (ambiguity tests); `prepare_scratch`
 (a callable taking the scratch path) may alter the fresh scratch disk before QEMU starts.
 `stock_boot=True` boots the bzImage without the boot tuning (bench/boot's baseline);
-`argv_extra` passes more options to `nucleus image argv` (bench/density: --tcg-tb-mib, --ksm).
+`argv_extra` passes more options to `nucleus image argv` (bench/density: --tcg-tb-mib, --ksm);
+`prefix` is put before QEMU's argv (a wrapper that execs it).
 """
 import fcntl
 import json
@@ -147,7 +148,7 @@ class Vm:
     def __init__(self, images_dir, memory=VM_MEMORY_MIB, channel=True, disks=True,
                  initramfs=None, cmdline_extra=None, workdir=None, netns=None, tap=None,
                  mac=None, net=None, disk_serials=True, extra_disks=(), prepare_scratch=None,
-                 stock_boot=False, argv_extra=()):
+                 stock_boot=False, argv_extra=(), prefix=()):
         self.dir = workdir or tempfile.mkdtemp(prefix="nucleus-vm-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.console_path = os.path.join(self.dir, "console.log")
@@ -183,6 +184,7 @@ class Vm:
         if netns:
             # QEMU opens the tap inside the pod's network namespace (as the node does).
             self.argv = ["ip", "netns", "exec", netns] + self.argv
+        self.argv = list(prefix) + self.argv
         self.stderr = open(os.path.join(self.dir, "qemu.stderr"), "w+")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.stderr,
