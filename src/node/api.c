@@ -70,6 +70,7 @@ typedef struct Req {
         crypto_hash_sha256_state hash; /* running digest of the body (authed) */
         int body_fd;                   /* temp file holding a streamed upload (API_STREAM), or -1 */
         size_t preauth_reserved;       /* bytes held from the global pre-auth budget */
+        Pod *big_body_pod;             /* holds one of its (and the node's) big tool bodies */
         char *path;                    /* uri up to '?' */
         /* Signed with a scoped credential (X-Nucleus-Key-Id): its secret, scope and pod. */
         bool scoped;
@@ -159,6 +160,35 @@ static void preauth_release(Req *q) {
         if (q->preauth_reserved > 0)
                 __atomic_sub_fetch(&api_preauth_bytes, q->preauth_reserved, __ATOMIC_SEQ_CST);
         q->preauth_reserved = 0;
+}
+
+/* A tool call whose body is larger than a JSON body (a big write) is read into a temp file,
+ * but its handler then parses and decodes it whole, in memory, at several times its size: only
+ * API_BIG_TOOL_BODIES_MAX run on the node at once and API_POD_BIG_TOOL_BODIES_MAX per pod, each
+ * taken before one byte of the body is read, so that a pod's credentials cannot make the node
+ * hold gigabytes with a few connections. */
+#define API_BIG_TOOL_BODIES_MAX 4u
+#define API_POD_BIG_TOOL_BODIES_MAX 2u
+static unsigned api_big_tool_bodies; /* __atomic */
+
+static bool big_body_hold(Req *q, Pod *p) {
+        unsigned all = __atomic_add_fetch(&api_big_tool_bodies, 1, __ATOMIC_SEQ_CST);
+        unsigned mine = __atomic_add_fetch(&p->api_big_bodies, 1, __ATOMIC_SEQ_CST);
+        if (all > API_BIG_TOOL_BODIES_MAX || mine > API_POD_BIG_TOOL_BODIES_MAX) {
+                __atomic_sub_fetch(&api_big_tool_bodies, 1, __ATOMIC_SEQ_CST);
+                __atomic_sub_fetch(&p->api_big_bodies, 1, __ATOMIC_SEQ_CST);
+                return false;
+        }
+        q->big_body_pod = pod_ref(p);
+        return true;
+}
+
+static void big_body_release(Req *q) {
+        if (!q->big_body_pod)
+                return;
+        __atomic_sub_fetch(&api_big_tool_bodies, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(&q->big_body_pod->api_big_bodies, 1, __ATOMIC_SEQ_CST);
+        q->big_body_pod = pod_unref(q->big_body_pod);
 }
 
 /* The connection authenticated: out of the unauthenticated count, normal idle timeout. */
@@ -557,6 +587,21 @@ static bool request_begin(struct MHD_Connection *c, Node *n, Req *q, const char 
                 bool to_file = q->match.route &&
                         ((q->match.route->flags & API_STREAM) ||
                          (q->match.route->cap == API_CAP_TOOL && (!cl || len > n->config.max_body_bytes)));
+                if (to_file && !(q->match.route->flags & API_STREAM) && q->cap > n->config.max_body_bytes) {
+                        _cleanup_(pod_unrefp) Pod *p = q->match.pod_id ? pod_find(n, q->match.pod_id) : NULL;
+                        if (p && !big_body_hold(q, p)) {
+                                q->rejected = true;
+                                *ret = api_reply_error(
+                                        c,
+                                        MHD_HTTP_SERVICE_UNAVAILABLE,
+                                        "capacity",
+                                        "too many large tool calls in flight (at most %u per pod, %u on the "
+                                        "node); retry when one has answered",
+                                        API_POD_BIG_TOOL_BODIES_MAX,
+                                        API_BIG_TOOL_BODIES_MAX);
+                                return false;
+                        }
+                }
                 if (to_file) {
                         q->body_fd = open(n->config.state_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
                         if (q->body_fd < 0) {
@@ -883,6 +928,7 @@ static void api_completed(
                 free(q->body);
         safe_close(q->body_fd);
         preauth_release(q);
+        big_body_release(q);
         explicit_bzero_safe(q->key, sizeof q->key);
         pod_unref(q->cred_pod);
         free(q);

@@ -63,6 +63,7 @@ struct Pod {
         Node *node;               /* the node it runs on; its lock guards the fields marked so */
         unsigned n_ref;           /* under node->lock */
         unsigned api_connections; /* __atomic: API connections its credentials authenticated (api.c) */
+        unsigned api_big_bodies;  /* __atomic: its tool calls with a body over max_body_bytes in flight */
         char id[37];              /* uuid v4, lower case */
         char *name;               /* metadata.name or NULL */
         PodState state;           /* under node->lock */

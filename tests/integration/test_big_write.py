@@ -7,7 +7,9 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -189,3 +191,51 @@ def scoped_client(node, pod):
     s = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
     s.timeout = 30
     return s
+
+
+def test_large_tool_calls_in_flight_are_bounded(node, pod):
+    """A tool call over the JSON body limit (a big write) is parsed and decoded whole in memory by
+    its handler: a pod's credentials could make the node hold gigabytes with their 16
+    connections. At most 2 per pod are under way at once: with two held open (part of their body
+    sent), another is refused 503 capacity from its headers; small calls still answer; once the
+    two are gone a big write works again."""
+    from helpers.nodeclient import sign_headers
+    cred = node.client().mint_credential(pod).json()
+    key, key_id = bytes.fromhex(cred["secret"]), cred["key_id"]
+    path = f"/v1/pods/{pod}/tools/write"
+    body = json.dumps({"path": "held.txt", "content": "a" * (3 * MiB)}).encode()
+
+    def open_request():
+        h = sign_headers(key, "POST", path, body, key_id=key_id)
+        lines = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}",
+                 "Content-Type: application/json"] + [f"{k}: {v}" for k, v in h.items()]
+        s = socket.create_connection(("127.0.0.1", node.port))
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        s.sendall(body[:MiB])  # under way: the rest never comes while the test holds it
+        return s
+
+    s = scoped_client(node, pod)
+    held = [open_request(), open_request()]
+    try:
+        # The node takes the two when it has read their headers; no clock: ask until it says so.
+        deadline = time.monotonic() + 60
+        while True:
+            r = s.tool(pod, "write", {"path": "third.txt", "content": "b" * (3 * MiB)})
+            if r.status == 503 or time.monotonic() > deadline:
+                break
+            assert r.status == 200, r
+        assert r.status == 503 and r.json()["kind"] == "capacity", r
+        assert "large tool calls" in r.json()["error"], r
+        assert s.tool(pod, "write", {"path": "small.txt", "content": "c"}).status == 200
+    finally:
+        for h in held:
+            h.close()
+    deadline = time.monotonic() + 60
+    while True:
+        r = s.tool(pod, "write", {"path": "after.txt", "content": "d" * (3 * MiB)})
+        if r.status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status == 200, r
+    assert read_all(s, pod, "after.txt") == b"d" * (3 * MiB)
+    assert s.tool(pod, "read", {"path": "held.txt"}).status == 404
