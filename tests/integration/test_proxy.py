@@ -171,6 +171,36 @@ def test_write_streamed_content(proxy):
         == "invalid_request"
     assert not os.path.exists(big)
 
+    # What was judged must still be there when the content has arrived (an agent command runs
+    # meanwhile): a renamed directory or a replaced file is a conflict, and nothing is written.
+    import hashlib
+    os.makedirs(os.path.join(proxy.ws, "m"))
+    data = b"m" * (2 * 1024 * 1024)
+    sid = proxy.ch.start("write", {"path": "m/f.txt", "content_bytes": len(data),
+                                   "content_sha256": hashlib.sha256(data).hexdigest()})
+    proxy.ch.send(DATA, sid, data[:1024 * 1024])
+    assert proxy.ch.request("status")  # the write's request has been handled
+    os.rename(os.path.join(proxy.ws, "m"), os.path.join(proxy.ws, "m2"))
+    proxy.ch.send(DATA, sid, data[1024 * 1024:])
+    proxy.ch.send(END, sid)
+    r = proxy.ch.wait(sid)
+    assert err_kind(r) == "conflict" and "moved" in r["error"], r
+    assert os.listdir(os.path.join(proxy.ws, "m2")) == []
+    with open(os.path.join(proxy.ws, "m2/e.txt"), "w") as f:
+        f.write("old")
+    sid = proxy.ch.start("write", {"path": "m2/e.txt", "content_bytes": len(data),
+                                   "content_sha256": hashlib.sha256(data).hexdigest()})
+    assert proxy.ch.request("status")
+    os.unlink(os.path.join(proxy.ws, "m2/e.txt"))
+    with open(os.path.join(proxy.ws, "m2/e.txt"), "w") as f:
+        f.write("new")
+    proxy.ch.send(DATA, sid, data[:1024 * 1024])
+    proxy.ch.send(DATA, sid, data[1024 * 1024:])
+    proxy.ch.send(END, sid)
+    r = proxy.ch.wait(sid)
+    assert err_kind(r) == "conflict" and "replaced" in r["error"], r
+    assert open(os.path.join(proxy.ws, "m2/e.txt")).read() == "new"
+
     # A cancelled write answers and writes nothing; the channel still works.
     sid = proxy.ch.start("write", {"path": "s/c.bin", "content_bytes": 4, "content_sha256": "0" * 64})
     proxy.ch.send(DATA, sid, b"ab")

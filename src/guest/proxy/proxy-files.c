@@ -235,18 +235,22 @@ static int open_parent(Request *req, const char *parent, bool create_dirs) {
 
 /* Where a write goes, decided (and judged) before its content is used. */
 typedef struct WriteTarget {
-        int dfd;        /* O_PATH of the parent directory, or -EBADF */
-        char *leaf;     /* name in dfd */
-        char *target;   /* workspace-relative resolved path, for answers */
-        bool exists;    /* the leaf existed (a regular file: PATH_ACCESS_EDIT was judged) */
-        struct stat st; /* of the leaf when exists */
-        mode_t mode;    /* for a new file */
+        int dfd;      /* O_PATH of the parent directory, or -EBADF */
+        char *leaf;   /* name in dfd */
+        char *target; /* workspace-relative resolved path, for answers */
+        char *parent; /* workspace-relative resolved path of dfd, as judged */
+        bool exists;  /* the leaf existed (a regular file: PATH_ACCESS_EDIT was judged) */
+        int fd;       /* the existing leaf opened for writing (held: its inode cannot be
+                       * reused while content arrives), or -EBADF */
+        mode_t mode;  /* for a new file */
 } WriteTarget;
 
 static void write_target_done(WriteTarget *t) {
         t->dfd = safe_close(t->dfd);
+        t->fd = safe_close(t->fd);
         t->leaf = mfree(t->leaf);
         t->target = mfree(t->target);
+        t->parent = mfree(t->parent);
 }
 
 /* Everything of a write that does not need its content: the path, the policy decision (with
@@ -315,12 +319,24 @@ static int write_prepare(Request *req, const char *rel, bool create_dirs, mode_t
         if (judge(req, rel, target, exists ? PATH_ACCESS_EDIT : PATH_ACCESS_WRITE, p->cfg.costs.base_usd_micros) <
             0)
                 return -EPERM;
+        _cleanup_close_ int fd = -EBADF;
+        if (exists) {
+                fd = openat(dfd, leaf, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0) {
+                        r = -errno;
+                        fail_errno(req, r, "write", target);
+                        return r;
+                }
+                if (check_regular(req, fd, target, &st) < 0)
+                        return -EPERM;
+        }
         *t = (WriteTarget){
                 .dfd = TAKE_FD(dfd),
+                .fd = TAKE_FD(fd),
                 .leaf = TAKE_PTR(leaf),
                 .target = TAKE_PTR(target),
+                .parent = TAKE_PTR(parent_res),
                 .exists = exists,
-                .st = st,
                 .mode = mode,
         };
         return 0;
@@ -328,23 +344,42 @@ static int write_prepare(Request *req, const char *rel, bool create_dirs, mode_t
 
 /* Put the content in place: the existing file truncated and rewritten (its inode, owner and
  * mode kept), or a new file created exclusively and given to the agent. The leaf must still be
- * what write_prepare judged (streamed content arrives later: an agent command may have
- * changed it meanwhile). content_sha256 (or NULL) goes into the answer. Consumes req. */
+ * what write_prepare judged. content_sha256 is non-NULL for streamed content, which arrives
+ * later (an agent command may have changed things meanwhile): then the deadline and the
+ * directory's path are checked again too, and the digest goes into the answer. Consumes req. */
 static void write_commit(Request *req, WriteTarget *t, const void *content, size_t n, const char *content_sha256) {
         Proxy *p = req->proxy;
         _cleanup_close_ int fd = -EBADF;
         int r;
 
-        if (t->exists) {
-                fd = openat(t->dfd, t->leaf, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-                if (fd < 0) {
-                        fail_errno(req, -errno, "write", t->target);
+        if (content_sha256) {
+                /* Streamed: time passed since write_prepare. The deadline still holds, and the
+                 * directory must still be where its path was judged (an agent command could
+                 * have renamed it under a name the policy refuses). */
+                _cleanup_free_ char *now = NULL;
+                if (request_check_deadline(req) < 0)
+                        return;
+                r = proxy_fd_relpath(p, t->dfd, t->parent, &now);
+                if (r < 0 || !streq(now, t->parent)) {
+                        _cleanup_free_ char *vis = string_make_visible(t->target);
+                        request_fail(
+                                req,
+                                ERROR_KIND_CONFLICT,
+                                "write: the directory of '%s' was moved while the content arrived; nothing "
+                                "was written",
+                                vis);
                         return;
                 }
-                struct stat st;
+        }
+        if (t->exists) {
+                /* The name must still be the file opened (and judged), and that file still a
+                 * regular one with one link. */
+                struct stat st, now;
+                fd = TAKE_FD(t->fd);
                 if (check_regular(req, fd, t->target, &st) < 0)
                         return;
-                if (st.st_dev != t->st.st_dev || st.st_ino != t->st.st_ino) {
+                if (fstatat(t->dfd, t->leaf, &now, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != now.st_dev ||
+                    st.st_ino != now.st_ino) {
                         _cleanup_free_ char *vis = string_make_visible(t->target);
                         request_fail(
                                 req,
@@ -536,7 +571,7 @@ static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
         wj->job = (Job){
                 .proxy = p, .stream_id = req->stream_id, .on_frame = write_on_frame, .free = write_job_free
         };
-        wj->t.dfd = -EBADF;
+        wj->t.dfd = wj->t.fd = -EBADF;
         wj->failed = true;
         proxy_add_job(p, &wj->job);
 
@@ -576,7 +611,7 @@ static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
                         WRITE_STREAMS_MAX);
                 return;
         }
-        WriteTarget t = { .dfd = -EBADF };
+        WriteTarget t = { .dfd = -EBADF, .fd = -EBADF };
         if (write_prepare(req, rel, create_dirs, (mode_t) mode, &t) < 0)
                 return;
         wj->t = t;
@@ -655,7 +690,7 @@ void op_write(Request *req) {
                 request_fail(req, ERROR_KIND_TOO_LARGE, "write: %zu bytes exceeds the limit", n);
                 return;
         }
-        WriteTarget t = { .dfd = -EBADF };
+        WriteTarget t = { .dfd = -EBADF, .fd = -EBADF };
         if (write_prepare(req, rel, create_dirs, (mode_t) mode, &t) < 0)
                 return;
         write_commit(req, &t, content, n, NULL);
