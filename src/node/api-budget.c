@@ -154,6 +154,13 @@ enum MHD_Result api_h_budget_reserve(ApiCall *a) {
                 return ret;
 
         pthread_mutex_lock(&p->budget_lock);
+        /* Again under budget_lock: a pod that began ending has read its remainder for the
+         * escrow under this lock (pod_terminate), its channel still open for a moment after;
+         * a reservation taken now would be spent upstream but in neither. */
+        if (!api_pod_check_callable(a->c, p, &ret)) {
+                pthread_mutex_unlock(&p->budget_lock);
+                return ret;
+        }
         sweep_expired_locked(p, a->actor);
         int cherr = 0;
         _cleanup_json_ json_t *noargs = json_object();

@@ -655,6 +655,17 @@ static int fork_take_from_parent(
         _cleanup_json_ json_t *status = NULL;
         ForkBudget share, keeps;
         pthread_mutex_lock(&p->budget_lock);
+        /* Still running, under budget_lock: a pod that began ending has read its remainder for
+         * its escrow under this lock and its channel is still open for a moment after; shares
+         * charged now would be counted in the escrow as well. */
+        pthread_mutex_lock(&p->node->lock);
+        bool ending = p->terminating || p->state != POD_RUNNING;
+        pthread_mutex_unlock(&p->node->lock);
+        if (ending) {
+                pthread_mutex_unlock(&p->budget_lock);
+                *reterr = xasprintf("pod %s is ending; fork from its snapshots once it has ended", p->id);
+                return -ESTALE;
+        }
         int r = pod_status(p, &status, reterr);
         if (r < 0) {
                 pthread_mutex_unlock(&p->budget_lock);
