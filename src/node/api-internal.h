@@ -71,9 +71,13 @@ uint64_t api_tool_body_cap(uint64_t max_body_bytes, uint64_t max_tool_body_bytes
 /* Streamed writes (api-tools.c) in flight on the node at once; more answer 503 capacity. */
 #define API_WRITE_STREAMS_MAX 8u
 /* The bytes of a write's content: the "content" string or the decoded "content_base64"
- * (exactly one). Returns 0 with *ret (malloc'd, NUL-terminated) and *ret_n, or -EINVAL with
- * a malloc'd *reterr. */
-int api_write_content(const json_t *args, uint8_t **ret, size_t *ret_n, char **reterr);
+ * (exactly one). Returns 0 with *ret pointing into args (content) or at *ret_owned (the
+ * decoded base64, malloc'd; NULL for content) and *ret_n; or -EINVAL with a malloc'd *reterr. */
+int api_write_content(const json_t *args, const uint8_t **ret, size_t *ret_n, uint8_t **ret_owned, char **reterr);
+/* SHA-256 (hex) of json_dump_canonical(j) (what an audit record's args_sha256 is), computed
+ * as the text is produced: a write's arguments hold its whole content, and their text is then
+ * never in memory at once. */
+void api_args_sha256(const json_t *j, char ret[static 65]);
 /* A write's arguments as streamed to the proxy: args without content/content_base64, plus
  * "content_bytes" (n) and "content_sha256" (of the n bytes). New reference. */
 json_t *api_write_wire_args(const json_t *args, const void *content, size_t n);

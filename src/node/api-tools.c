@@ -216,6 +216,22 @@ static void export_set_flags(json_t *response, const char *data, size_t n) {
         patch_summary_done(&s);
 }
 
+static int canonical_hash_chunk(const char *buf, size_t n, void *userdata) {
+        crypto_hash_sha256_update(userdata, (const unsigned char *) buf, n);
+        return 0;
+}
+
+void api_args_sha256(const json_t *j, char ret[static 65]) {
+        crypto_hash_sha256_state st;
+        uint8_t d[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256_init(&st);
+        if (json_dump_callback(j, canonical_hash_chunk, &st, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) <
+            0)
+                oom_abort();
+        crypto_hash_sha256_final(&st, d);
+        sodium_bin2hex(ret, 65, d, sizeof d);
+}
+
 /* One proxy call on behalf of a client, with audit and metrics. Takes args. */
 static enum MHD_Result proxy_call(
         struct MHD_Connection *c,
@@ -231,21 +247,27 @@ static enum MHD_Result proxy_call(
         int64_t hold_ttl) {
         ChannelReply rep = {};
         /* An upload is the call's arguments (import) unless wire_args carries the call and the
-         * upload is a write's content: that call is audited by its full arguments. */
+         * upload is a write's content: that call is audited by its full arguments, digested
+         * once here (they hold the whole content) instead of by every audit record. */
         bool upload_is_args = upload && !wire_args;
         enum MHD_Result ret;
         char args_sha[65];
+        const char *digest = NULL;
         int r;
 
         if (!api_pod_check_callable(c, p, &ret))
                 return ret;
-        if (upload_is_args)
+        if (upload_is_args) {
                 sha256_hex(upload, n_upload, args_sha);
+                digest = args_sha;
+        } else if (wire_args) {
+                api_args_sha256(args, args_sha);
+                digest = args_sha;
+        }
         /* What the record shows of the arguments (redacted; docs/audit.md). */
         _cleanup_json_ json_t *detail = upload_is_args ? NULL : audit_detail_for_call(op, args);
         uint64_t req_seq = 0;
-        if (api_audit_request(
-                    c, p, actor, audit_op, args, upload_is_args ? args_sha : NULL, detail, &req_seq, &ret) < 0)
+        if (api_audit_request(c, p, actor, audit_op, args, digest, detail, &req_seq, &ret) < 0)
                 return ret;
         r = channel_call(
                 p->channel,
@@ -262,8 +284,8 @@ static enum MHD_Result proxy_call(
                                   .op = audit_op,
                                   .decision = "error",
                                   .kind = r == -ETIMEDOUT ? "timeout" : "pod_not_running",
-                                  .args = upload_is_args ? NULL : args,
-                                  .args_sha256 = upload_is_args ? args_sha : NULL,
+                                  .args = digest ? NULL : args,
+                                  .args_sha256 = digest,
                                   .detail = detail,
                                   .request_seq = req_seq };
                 (void) pod_audit(p, &ev);
@@ -285,8 +307,8 @@ static enum MHD_Result proxy_call(
                           .op = audit_op,
                           .decision = decision,
                           .kind = kind,
-                          .args = upload_is_args ? NULL : args,
-                          .args_sha256 = upload_is_args ? args_sha : NULL,
+                          .args = digest ? NULL : args,
+                          .args_sha256 = digest,
                           .detail = detail,
                           .result = text,
                           .result_len = text ? strlen(text) : 0,
@@ -495,7 +517,7 @@ enum MHD_Result api_h_workspace_patch(ApiCall *a) {
 /* Streamed writes in flight on this node: each holds its decoded content in memory. */
 static unsigned api_write_streams;
 
-int api_write_content(const json_t *args, uint8_t **ret, size_t *ret_n, char **reterr) {
+int api_write_content(const json_t *args, const uint8_t **ret, size_t *ret_n, uint8_t **ret_owned, char **reterr) {
         const json_t *jc = json_object_get(args, "content"), *jb = json_object_get(args, "content_base64");
         if (!!jc == !!jb || (jc && !json_is_string(jc)) || (jb && !json_is_string(jb))) {
                 *reterr = xstrdup("write: exactly one of 'content' or 'content_base64' (a string) is "
@@ -503,12 +525,9 @@ int api_write_content(const json_t *args, uint8_t **ret, size_t *ret_n, char **r
                 return -EINVAL;
         }
         if (jc) {
-                size_t n = json_string_length(jc);
-                uint8_t *b = xmalloc(n + 1);
-                memcpy(b, json_string_value(jc), n);
-                b[n] = 0;
-                *ret = b;
-                *ret_n = n;
+                *ret = (const uint8_t *) json_string_value(jc);
+                *ret_n = json_string_length(jc);
+                *ret_owned = NULL;
                 return 0;
         }
         const char *s = json_string_value(jb);
@@ -519,15 +538,17 @@ int api_write_content(const json_t *args, uint8_t **ret, size_t *ret_n, char **r
                 return -EINVAL;
         }
         b[n] = 0;
-        *ret = TAKE_PTR(b);
+        *ret = b;
         *ret_n = n;
+        *ret_owned = TAKE_PTR(b);
         return 0;
 }
 
 json_t *api_write_wire_args(const json_t *args, const void *content, size_t n) {
         char sha[65];
         sha256_hex(content, n, sha);
-        json_t *w = json_deep_copy(args);
+        /* Shallow: the other arguments are shared, the content is never copied. */
+        json_t *w = json_copy((json_t *) args);
         if (!w)
                 oom_abort();
         json_object_del(w, "content");
@@ -542,11 +563,12 @@ json_t *api_write_wire_args(const json_t *args, const void *content, size_t n) {
  * the path and the size before it accepts a byte of the content; what the audit log records
  * is the call as the client made it. */
 static enum MHD_Result tool_write_streamed(ApiCall *a, json_t *args, int64_t hold_ttl) {
-        _cleanup_free_ uint8_t *content = NULL;
+        _cleanup_free_ uint8_t *owned = NULL;
         _cleanup_free_ char *err = NULL;
+        const uint8_t *content = NULL;
         size_t n = 0;
 
-        if (api_write_content(args, &content, &n, &err) < 0)
+        if (api_write_content(args, &content, &n, &owned, &err) < 0)
                 return api_reply_error(a->c, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", err);
         /* The content stays in memory until the guest has it: bound how many do at once. */
         if (__atomic_add_fetch(&api_write_streams, 1, __ATOMIC_SEQ_CST) > API_WRITE_STREAMS_MAX) {

@@ -12,6 +12,7 @@
 
 #include "api-internal.h"
 #include "channel.h"
+#include "json-util.h"
 #include "id-util.h"
 
 #define POD "0b5c7e2a-1f3d-4c8e-9a6b-2d4f6e8a0c1e"
@@ -114,25 +115,28 @@ static void test_tool_body_cap(void **state) {
 }
 
 static void test_write_content(void **state) {
-        uint8_t *b = NULL;
+        const uint8_t *b = NULL;
+        uint8_t *owned = NULL;
         size_t n = 0;
         char *err = NULL;
         json_t *a = json_pack("{s:s, s:s}", "path", "x", "content", "h\"i\n");
-        assert_int_equal(api_write_content(a, &b, &n, &err), 0);
+        assert_int_equal(api_write_content(a, &b, &n, &owned, &err), 0);
         assert_int_equal(n, 4);
+        assert_null(owned); /* text is not copied */
         assert_memory_equal(b, "h\"i\n", 4);
         json_t *w = api_write_wire_args(a, b, n);
         assert_null(json_object_get(w, "content"));
+        assert_non_null(json_object_get(a, "content")); /* the caller's arguments are untouched */
         assert_string_equal(json_string_value(json_object_get(w, "path")), "x");
         assert_int_equal(json_integer_value(json_object_get(w, "content_bytes")), 4);
         assert_int_equal(strlen(json_string_value(json_object_get(w, "content_sha256"))), 64);
         json_decref(w);
-        free(b);
         json_decref(a);
 
         a = json_pack("{s:s, s:s}", "path", "x", "content_base64", "AP8A");
-        assert_int_equal(api_write_content(a, &b, &n, &err), 0);
+        assert_int_equal(api_write_content(a, &b, &n, &owned, &err), 0);
         assert_int_equal(n, 3);
+        assert_ptr_equal(b, owned);
         assert_memory_equal(b, "\0\xff\0", 3);
         w = api_write_wire_args(a, b, n);
         assert_null(json_object_get(w, "content_base64"));
@@ -140,7 +144,8 @@ static void test_write_content(void **state) {
                 json_string_value(json_object_get(w, "content_sha256")),
                 "2c8d07cd986f58eb210bd800133d6645c7340c59865377c8ea431cebca0b3113");
         json_decref(w);
-        free(b);
+        free(owned);
+        owned = NULL;
         json_decref(a);
 
         /* Neither, both, or bad base64: refused with a reason. */
@@ -151,12 +156,34 @@ static void test_write_content(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 a = json_loads(bad[i], 0, NULL);
                 assert_non_null(a);
-                assert_int_equal(api_write_content(a, &b, &n, &err), -EINVAL);
+                assert_int_equal(api_write_content(a, &b, &n, &owned, &err), -EINVAL);
                 assert_non_null(err);
+                assert_null(owned);
                 free(err);
                 err = NULL;
                 json_decref(a);
         }
+}
+
+/* The streamed digest of a call's arguments is the audit log's args_sha256. */
+static void test_args_sha256(void **state) {
+        json_t *a = json_pack(
+                "{s:s, s:s, s:b, s:i}",
+                "path",
+                "d/\u00fc.txt",
+                "content",
+                "a\"\\\n\x01/z",
+                "create_dirs",
+                1,
+                "mode",
+                420);
+        char *t = json_dump_canonical(a);
+        char want[65], got[65];
+        sha256_hex(t, strlen(t), want);
+        api_args_sha256(a, got);
+        assert_string_equal(got, want);
+        free(t);
+        json_decref(a);
 }
 
 /* The size test that picks streaming agrees with what channel_begin encodes. */
@@ -265,6 +292,7 @@ int main(void) {
                 cmocka_unit_test(test_method_not_allowed), cmocka_unit_test(test_upload_columns),
                 cmocka_unit_test(test_scope_decision),     cmocka_unit_test(test_tool_body_cap),
                 cmocka_unit_test(test_write_content),      cmocka_unit_test(test_channel_request_size),
+                cmocka_unit_test(test_args_sha256),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
