@@ -350,6 +350,29 @@ def test_approval_required_then_approved(proxy_bin, agent_ids, proxy, approver):
     assert err_kind(proxy.ch.request("run", {"argv": argv})) == "approval_required"  # single use
 
 
+def test_streamed_write_approval(proxy_bin, agent_ids, proxy, approver):
+    """A streamed write that needs an approval: the token binds to the wire arguments, whose
+    content_sha256 stands for the content, so the same write sent again goes through and other
+    content under the same token does not."""
+    import hashlib
+    pol = policy(proxy_bin, agent_ids)
+    pol["obligations"] = {"approvals": sorted(set(pol.get("obligations", {}).get("approvals", [])) | {"write_files"})}
+    configure(proxy, policy=pol, approver=approver)
+    data = b"w" * (2 * 1024 * 1024)
+    args = {"path": "ap.bin", "content_bytes": len(data), "content_sha256": hashlib.sha256(data).hexdigest()}
+    r = proxy.ch.request_stream_in("write", args, data, chunk=1024 * 1024)
+    assert err_kind(r) == "approval_required" and r["args_sha256"] == args_sha256(args), r
+    assert not os.path.exists(os.path.join(proxy.ws, "ap.bin"))
+    tok = approver.mint("pod-test", "write_files", args=args)
+    other = b"v" * len(data)
+    r = proxy.ch.request_stream_in("write", {**args, "content_sha256": hashlib.sha256(other).hexdigest(),
+                                             "approval": tok}, other, chunk=1024 * 1024)
+    assert err_kind(r) == "approval_invalid", r
+    r = proxy.ch.request_stream_in("write", {**args, "approval": tok}, data, chunk=1024 * 1024)
+    assert r.get("bytes") == len(data), r
+    assert open(os.path.join(proxy.ws, "ap.bin"), "rb").read() == data
+
+
 def test_approve_errors(proxy, approver):
     configure(proxy, approver=approver)
     assert err_kind(proxy.ch.request("approve", {"token": "nat1.garbage"})) == "approval_invalid"
