@@ -350,6 +350,33 @@ def test_approval_required_then_approved(proxy_bin, agent_ids, proxy, approver):
     assert err_kind(proxy.ch.request("run", {"argv": argv})) == "approval_required"  # single use
 
 
+def test_streamed_writes_at_once_are_bounded(proxy):
+    """At most 4 streamed writes receive content at once, announcing 64 MiB together (guest
+    memory); beyond: capacity, at once, and the stream is swallowed. A cancel frees the room."""
+    M = 1024 * 1024
+    configure(proxy, limits={"max_file_bytes": 32 * M})
+
+    def start(path, n):
+        return proxy.ch.start("write", {"path": path, "content_bytes": n, "content_sha256": "0" * 64})
+
+    sids = [start("w0", 32 * M), start("w1", 32 * M)]
+    assert proxy.ch.request("status")
+    r = proxy.ch.request_stream_in("write", {"path": "x", "content_bytes": 1, "content_sha256": "0" * 64}, b"")
+    assert err_kind(r) == "capacity" and "67108864 bytes" in r["error"], r
+    for sid in sids:
+        proxy.ch.cancel(sid)
+        assert err_kind(proxy.ch.wait(sid)) == "invalid_request"
+    sids = [start(f"v{i}", 1) for i in range(4)]
+    assert proxy.ch.request("status")
+    r = proxy.ch.request_stream_in("write", {"path": "y", "content_bytes": 1, "content_sha256": "0" * 64}, b"")
+    assert err_kind(r) == "capacity" and "4 large writes" in r["error"], r
+    for sid in sids:
+        proxy.ch.cancel(sid)
+        assert err_kind(proxy.ch.wait(sid)) == "invalid_request"
+    data = b"z" * (32 * M)
+    assert streamed_write(proxy, "after.bin", data)["bytes"] == len(data)  # a lone write: max_file_bytes
+
+
 def test_streamed_write_approval(proxy_bin, agent_ids, proxy, approver):
     """A streamed write that needs an approval: the token binds to the wire arguments, whose
     content_sha256 stands for the content, so the same write sent again goes through and other

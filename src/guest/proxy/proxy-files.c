@@ -441,8 +441,10 @@ static void write_commit(Request *req, WriteTarget *t, const void *content, size
  * most max_file_bytes) and reach the file only once all of them arrived and match the digest.
  * A refused write swallows the rest of its stream. */
 
-/* Streamed writes buffered at once (each up to max_file_bytes). */
+/* Streamed writes buffered at once (each up to max_file_bytes), and the bytes they may announce
+ * together (guest memory; a lone write may always announce up to max_file_bytes). */
 #define WRITE_STREAMS_MAX 4u
+#define WRITE_ANNOUNCED_MAX (UINT64_C(64) * 1024 * 1024)
 
 typedef struct WriteJob {
         Job job;
@@ -457,10 +459,13 @@ typedef struct WriteJob {
 } WriteJob;
 
 static unsigned write_streams;
+static uint64_t write_announced; /* sum of want over the counted jobs */
 
 static void write_job_release(WriteJob *wj) {
-        if (wj->counted)
+        if (wj->counted) {
                 write_streams--;
+                write_announced -= wj->want;
+        }
         wj->counted = false;
         wj->buf = mfree(wj->buf);
         wj->n = wj->allocated = 0;
@@ -603,12 +608,16 @@ static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
                         (unsigned long long) p->cfg.limits.max_file_bytes);
                 return;
         }
-        if (write_streams >= WRITE_STREAMS_MAX) {
+        if (write_streams > 0 &&
+            (write_streams >= WRITE_STREAMS_MAX ||
+             want > WRITE_ANNOUNCED_MAX - NUCLEUS_MIN(write_announced, WRITE_ANNOUNCED_MAX))) {
                 request_fail(
                         req,
                         ERROR_KIND_CAPACITY,
-                        "write: %u large writes are already receiving their content; retry when one ends",
-                        WRITE_STREAMS_MAX);
+                        "write: %u large writes (%llu bytes) are already receiving their content; retry "
+                        "when one has ended",
+                        write_streams,
+                        (unsigned long long) write_announced);
                 return;
         }
         WriteTarget t = { .dfd = -EBADF, .fd = -EBADF };
@@ -616,8 +625,9 @@ static void write_streamed(Request *req, const char *const *keys, json_t *jn) {
                 return;
         wj->t = t;
         wj->counted = true;
-        write_streams++;
         wj->want = want;
+        write_streams++;
+        write_announced += want;
         memcpy(wj->want_sha256, sha, sizeof wj->want_sha256);
         wj->job.req = req;
         wj->failed = false;
