@@ -157,6 +157,12 @@ int qmp_open(Vmm *vm, const char *path, usec_t timeout, Qmp **ret, char **reterr
                 *reterr = xasprintf("cannot connect to QEMU's QMP socket %s: %s", path, strerror(-r));
                 return r;
         }
+        /* vm/ belongs to the VMM user, which every pod's QEMU shares: the socket must be the one
+         * this pod's QEMU listens on, not one another put in its place. */
+        if (pidref_is_set(&vm->pid) && (r = vmm_socket_peer_is(q->fd, vm->pid.pid)) < 0) {
+                *reterr = xasprintf("the QMP socket %s is not this pod's QEMU's", path);
+                return r;
+        }
         r = qmp_read_message(q, now_usec(CLOCK_MONOTONIC) + timeout, &greeting);
         if (r < 0 || !json_object_get(greeting, "QMP")) {
                 *reterr = xasprintf("QEMU's QMP socket %s sent no greeting", path);

@@ -42,6 +42,13 @@ int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_f
  * change what is in it (the VMM user is shared by every pod's QEMU). Returns 0, -EBADFD for a
  * file that is not a regular single-link file, or -errno (ELOOP or ENOTDIR for a symlink). */
 int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gid);
+/* Is the peer of the connected unix socket fd the process pid (SO_PEERCRED: the process that
+ * listened)? 0, -EPERM when another process listens there (a socket some other process of the
+ * shared VMM user put in place of the VMM's), or -errno. */
+int vmm_socket_peer_is(int fd, pid_t pid);
+/* chmod a socket the VMM created in its dir, without following a link put in its place: only
+ * a socket is changed. 0, -ENOTSOCK for anything else, or -errno. */
+int vmm_socket_chmod(const char *path, mode_t mode);
 /* Write vmm.pid in the pod dir. */
 int vmm_write_pidfile(Vmm *vm);
 /* Fork a child that joins cgroup_dir, changes to cwd (if set; after the privilege drop, so the

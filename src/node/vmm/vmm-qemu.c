@@ -172,13 +172,19 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
 
 static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
         int r = vmm_connect_unix_retry(vm, vm->channel_path, timeout, ret_fd);
+        if (r >= 0 && pidref_is_set(&vm->pid) && (r = vmm_socket_peer_is(*ret_fd, vm->pid.pid)) < 0)
+                *ret_fd = safe_close(*ret_fd);
         if (r == -ECHILD)
                 *reterr = xstrdup("QEMU exited before the channel came up (see the pod's logs)");
+        else if (r == -EPERM)
+                /* vm/ belongs to the VMM user, which every pod's QEMU shares: another one may have
+                 * put its own socket there. */
+                *reterr = xasprintf("the channel socket %s is not this pod's QEMU's", vm->channel_path);
         else if (r < 0)
                 *reterr = xasprintf(
                         "cannot connect to the channel socket %s: %s", vm->channel_path, strerror(-r));
         else
-                (void) chmod(vm->channel_path, 0600);
+                (void) vmm_socket_chmod(vm->channel_path, 0600);
         return r;
 }
 
@@ -186,7 +192,7 @@ static int qemu_qmp(Vmm *vm, Qmp **ret, char **reterr) {
         _cleanup_free_ char *path = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
         int r = qmp_open(vm, path, 10 * USEC_PER_SEC, ret, reterr);
         if (r >= 0)
-                (void) chmod(path, 0600);
+                (void) vmm_socket_chmod(path, 0600);
         return r;
 }
 

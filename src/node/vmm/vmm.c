@@ -169,6 +169,28 @@ int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gi
         return fchown(dfd, uid, gid) < 0 ? -errno : 0;
 }
 
+int vmm_socket_peer_is(int fd, pid_t pid) {
+        struct ucred uc = {};
+        socklen_t n = sizeof uc;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &n) < 0)
+                return -errno;
+        return uc.pid == pid ? 0 : -EPERM;
+}
+
+int vmm_socket_chmod(const char *path, mode_t mode) {
+        struct stat st;
+        _cleanup_close_ int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        return chmod(p, mode) < 0 ? -errno : 0;
+}
+
 int vmm_write_pidfile(Vmm *vm) {
         _cleanup_close_ int dfd = -EBADF;
         char buf[32];
