@@ -485,7 +485,9 @@ int channel_begin(Channel *c, const char *op, json_t *args, unsigned flags, uint
                    : json_pack("{s:s,s:{}}", "op", op, "args");
         if (!req)
                 return -ENOMEM;
-        text = json_dumps(req, JSON_COMPACT);
+        /* Sorted keys: a ping sent as a call (the warm pool's readiness check) is then the
+         * very frame the proxy answers from its channel loop, not an unknown operation. */
+        text = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
         if (!text)
                 return -ENOMEM;
         if (strlen(text) > CHANNEL_PAYLOAD_MAX)
