@@ -138,11 +138,11 @@ int verb_ps(int argc, char **argv) {
                 _cleanup_json_ json_t *doc = json_pack("{s:O}", "pods", shown);
                 return cli_print_json(doc) < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
         }
-        printf("%-38s %-20s %-12s %-22s %s\n", "ID", "NAME", "STATE", "CREATED", "REASON");
+        printf("%-38s %-20s %-12s %-24s %s\n", "ID", "NAME", "STATE", "CREATED", "REASON");
         json_array_foreach(shown, i, p) {
                 _cleanup_free_ char *id = field(p, "id"), *name = field(p, "name"), *st = field(p, "state"),
                                     *created = field(p, "created"), *reason = field(p, "reason");
-                printf("%-38s %-20s %-12s %-22s %s\n", id, name, st, created, reason);
+                printf("%-38s %-20s %-12s %-24s %s\n", id, name, st, created, reason);
         }
         print_pool_line(c);
         return CLI_EXIT_OK;

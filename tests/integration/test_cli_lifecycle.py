@@ -341,6 +341,12 @@ def test_ps_filters_and_json(node, tmp_path):
     assert live in ids(["--state", "running"])
     text = cli.run("ps").stdout
     assert live in text and gone not in text and text.startswith("ID ")
+    # The columns line up with the header: a creation time (24 characters) does not push the
+    # REASON of an ended pod out of its column.
+    lines = cli.run("ps", "-a").stdout.splitlines()
+    col = lines[0].index("REASON")
+    row = next(l for l in lines if l.startswith(gone))
+    assert row[col - 1] == " " and row[col:].startswith("deleted"), lines
     node.client().delete_pod(live)
 
 
