@@ -246,6 +246,11 @@ static json_t *do_call(
                         "invalid_request");
 
         int r = h->call_tool(h->userdata, name, args, &answer, &err);
+        if (r == -EINTR)
+                /* Ctrl-C while the call ran (a long command): the run ends; the pod's deletion
+                 * ends the command. */
+                return json_pack(
+                        "{s:s, s:s}", "error", "interrupted before the call finished", "kind", "interrupted");
         if (r < 0) {
                 *ret_transport_err = err ? TAKE_PTR(err) : xasprintf("tool call failed: %s", strerror(-r));
                 return json_pack("{s:s, s:s}", "error", "the sandbox could not be reached", "kind", "internal");
@@ -289,7 +294,8 @@ static json_t *do_call(
  * for another reason: a program missing from the image, a malformed request, our own error. */
 static bool kind_is_denial(const char *kind) {
         static const char *const not_denials[] = {
-                "not_found", "invalid_request", "internal", "too_large", "unsupported", "io_error", NULL,
+                "not_found",   "invalid_request", "internal",    "too_large",
+                "unsupported", "io_error",        "interrupted", NULL,
         };
         for (const char *const *k = not_denials; *k; k++)
                 if (streq(kind, *k))
@@ -518,6 +524,9 @@ int agent_run(LlmClient *c, const AgentOptions *o, const AgentHooks *h, AgentSta
                                         ret,
                                         AGENT_STOP_DEADLINE,
                                         xstrdup("deadline reached (the sandbox refused for time)"));
+                                stop = true;
+                        } else if (streq_ptr(kind, "interrupted")) {
+                                set_stop(ret, AGENT_STOP_INTERRUPTED, xstrdup("interrupted (Ctrl-C)"));
                                 stop = true;
                         } else if (streq_ptr(kind, "pod_not_running")) {
                                 set_stop(ret, AGENT_STOP_ERROR, xstrdup("the pod is no longer running"));

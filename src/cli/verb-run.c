@@ -154,6 +154,10 @@ int verb_run(int argc, char **argv) {
         if (r < 0)
                 return log_error_errno(r, "%s", err ? err : "cannot reach the node"), CLI_EXIT_FAILURE;
         client_set_timeouts(client, 10 * USEC_PER_SEC, 0);
+        /* Ctrl-C (or a closed terminal) ends what the run waits for, a tool call running a long
+         * command included, instead of waiting for it to finish; it is turned off again for
+         * the patch and the cleanup. */
+        client_set_interrupt(client, &run_interrupted);
         ctx.client = client;
         if (client_secrets_dir(&ctx.secrets_dir) < 0)
                 ctx.secrets_dir = NULL;
@@ -364,6 +368,7 @@ int verb_run(int argc, char **argv) {
         }
 
         /* The patch (also after Ctrl-C: what was done is worth keeping for review). */
+        client_set_interrupt(client, NULL);
         {
                 _cleanup_free_ char *ct = NULL, *body = NULL,
                                     *path = xasprintf("/v1/pods/%s/workspace/patch", ctx.pod);
@@ -436,6 +441,7 @@ int verb_run(int argc, char **argv) {
         }
 
 cleanup:
+        client_set_interrupt(client, NULL);
         /* The gateway's records of this run's model calls (before the pod goes). */
         model_calls = run_gateway_stop(&gateway);
 

@@ -309,6 +309,48 @@ def test_ctrl_c_deletes_the_pod(env, node, sig, why):
     assert only_pod(node).deleted, err.decode()
 
 
+def _child_sleeping(arg):
+    """The pid of this process's child `sleep ARG` (the stub node runs commands for real)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if cmd[:2] == [b"sleep", arg.encode()] and ppid == os.getpid():
+            return int(d)
+    return None
+
+
+def test_ctrl_c_during_a_long_command_ends_the_run(env, node):
+    """Ctrl-C while a tool call runs a long command ends the run at once (the pod is deleted,
+    which ends the command); it used to wait until the command finished."""
+    turn = {"tool_calls": [{"name": "run", "args": {"argv": ["sleep", "97"], "timeout_seconds": 120}}]}
+    with ModelServer([turn, {"text": "too late"}]) as ms:
+        argv = [str(binary("nucleus")), "run", "Slow task", "-d", str(env.proj), "--model", "m", "--base-url",
+                ms.base_url, "--provider", "openai", "--output", "json", "--allow-command", "sleep"]
+        p = subprocess.Popen(argv, env=env.env(node), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while _child_sleeping("97") is None and time.time() < deadline:
+            time.sleep(0.05)
+        child = _child_sleeping("97")
+        assert child, "the command never started"
+        try:
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=45)  # well before the command's 97 s
+        finally:
+            os.kill(child, signal.SIGKILL)
+    assert p.returncode == 128 + signal.SIGINT, err.decode()
+    doc = json.loads(out)
+    assert doc["stop"] == "interrupted" and doc["stop_detail"] == "interrupted (Ctrl-C)", doc
+    assert only_pod(node).deleted, err.decode()
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",

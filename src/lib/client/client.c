@@ -34,6 +34,7 @@ struct NucleusClient {
         char *key_id;                 /* the scoped credential's id (X-Nucleus-Key-Id), or NULL */
         usec_t connect_timeout;
         usec_t total_timeout;
+        const volatile sig_atomic_t *interrupt; /* client_set_interrupt(); not cloned */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -313,6 +314,17 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
+static int interrupt_cb(
+        void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const NucleusClient *c = userdata;
+        (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+        return c->interrupt && *c->interrupt ? 1 : 0;
+}
+
+void client_set_interrupt(NucleusClient *c, const volatile sig_atomic_t *flag) {
+        c->interrupt = flag;
+}
+
 static int map_curl_error(CURLcode cc) {
         switch (cc) {
         case CURLE_COULDNT_CONNECT:
@@ -407,6 +419,11 @@ static int
                 return r;
         }
 
+        if (c->interrupt && *c->interrupt) {
+                set_error(reterr, 0, "interrupted", "%s %s: interrupted", method, path_query);
+                return -EINTR;
+        }
+
         CURL *curl = curl_easy_init();
         if (!curl)
                 return log_oom();
@@ -465,6 +482,12 @@ static int
                 (void) curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
         } else if (streq(method, "HEAD"))
                 (void) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+        if (c->interrupt) {
+                /* Called about once a second even while the answer is awaited. */
+                (void) curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, interrupt_cb);
+                (void) curl_easy_setopt(curl, CURLOPT_XFERINFODATA, c);
+                (void) curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        }
 
         cc = curl_easy_perform(curl);
         long status = 0;
@@ -484,6 +507,10 @@ static int
         if (rv->overflow) {
                 set_error(reterr, status, "too_large", "Response from %s exceeds %zu bytes", c->base, rv->max);
                 return -EFBIG;
+        }
+        if (cc == CURLE_ABORTED_BY_CALLBACK && c->interrupt && *c->interrupt) {
+                set_error(reterr, 0, "interrupted", "%s %s: interrupted", method, path_query);
+                return -EINTR;
         }
         if (cc != CURLE_OK) {
                 r = map_curl_error(cc);

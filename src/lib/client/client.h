@@ -8,6 +8,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,6 +76,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(NucleusClient *, client_free);
 
 /* Connect timeout and total timeout (0 = none, for streams). Defaults 5 s and 60 s. */
 void client_set_timeouts(NucleusClient *c, usec_t connect, usec_t total);
+
+/* While *flag (the caller's, e.g. set by a SIGINT handler; it must outlive the setting) is
+ * non-zero, this client's requests fail with -EINTR (kind "interrupted"): a new one at once,
+ * one in flight within about a second (a tool call that runs a long command included). NULL
+ * turns it off again, e.g. for the cleanup that follows an interrupt. Clones do not inherit
+ * it. */
+void client_set_interrupt(NucleusClient *c, const volatile sig_atomic_t *flag);
 const char *client_url(const NucleusClient *c);
 
 /*
