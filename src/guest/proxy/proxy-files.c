@@ -455,7 +455,7 @@ typedef struct WriteJob {
         uint64_t want;    /* content_bytes: exactly this many must arrive */
         char want_sha256[65];
         bool failed;  /* answered (or never started): swallow the rest of the stream */
-        bool counted; /* holds one of write_streams */
+        bool counted; /* counted in write_streams and write_announced */
 } WriteJob;
 
 static unsigned write_streams;
