@@ -557,6 +557,31 @@ def test_import_export_roundtrip(proxy):
     assert resp["flagged"] == []
 
 
+def test_export_leaves_out_self_ignoring_tool_caches(proxy):
+    """The caches test tools write into the project (.pytest_cache, .mypy_cache, .ruff_cache)
+    carry their own `.gitignore` with `*`, so a host's git never shows them; the export, which
+    reads no ignore file the agent wrote, used to put them into every Python fix's patch. New
+    files there stay out; a tracked file under such a name and everything else still count."""
+    configure(proxy)
+    tar = make_tar([("calc.py", "file", "x = 1\n"), ("keep", "dir", None),
+                    ("keep/.pytest_cache", "file", "tracked on purpose\n")])
+    assert "error" not in proxy.ch.request_stream_in("import", {}, tar)
+    proxy.ch.request("write", {"path": "calc.py", "content": "x = 2\n"})
+    def put(rel, text):  # what pytest, mypy and ruff do in the pod
+        path = os.path.join(proxy.ws, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    for d in (".pytest_cache", "sub/.mypy_cache", ".ruff_cache"):
+        put(f"{d}/.gitignore", "# Created by the tool.\n*\n")
+        put(f"{d}/v/cache/lastfailed", "{}\n")
+    put("keep/.pytest_cache", "changed\n")
+    put("notes/.pytest_cache.txt", "a note\n")
+    resp, patch, end = proxy.ch.request_stream_out("export", {})
+    assert "error" not in resp, resp
+    assert set(resp["changed"]) == {"calc.py", "keep/.pytest_cache", "notes/.pytest_cache.txt"}, resp
+
+
 def test_import_names_are_bytes(proxy):
     """A workspace name that is not valid UTF-8 (or not valid in any locale) travels as bytes:
     pax hdrcharset=BINARY (what the CLI writes) is imported byte for byte, listed, read and

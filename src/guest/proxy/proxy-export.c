@@ -349,13 +349,29 @@ static int tree_load(Proxy *p, Scratch *s, const char *commit, Tree *ret) {
         return 0;
 }
 
+/* The caches test tools write into a project and mark ignored with a `.gitignore` of their
+ * own (`*`), so that a host's git never shows them. That ignore file is the agent's, which the
+ * export does not read; these names stand in for it. New files only: tracked ones are always
+ * exported. */
+static const char export_tool_caches[] = ".pytest_cache/\n.mypy_cache/\n.ruff_cache/\n";
+
 /* Write each .gitignore of the baseline (the project's own rules, as uploaded) into the
  * scratch directory, so that `git check-ignore` there judges new files without reading any
- * ignore file the agent wrote. */
+ * ignore file the agent wrote; and the tool caches above as <scratch>/git/ignore, the
+ * check's core.excludesFile. */
 static int scratch_ignores(Proxy *p, Scratch *s, const Tree *t) {
         _cleanup_close_ int root = open(s->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (root < 0)
                 return -errno;
+        {
+                _cleanup_close_ int gfd = proxy_mkdir_beneath(p, root, "git", 0700, 0);
+                if (gfd < 0)
+                        return gfd;
+                int r = write_file_atomic_at(
+                        gfd, "ignore", export_tool_caches, sizeof export_tool_caches - 1, 0600);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < t->n; i++) {
                 const TreeEntry *e = &t->e[i];
                 const char *base = strrchr(e->path, '/');
@@ -601,9 +617,14 @@ void op_export(Request *req) {
                 _cleanup_close_ int mfd = memfd_create("export-candidates", MFD_CLOEXEC);
                 if (mfd < 0 || loop_write(mfd, cands, cn) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
                         r = -EIO;
-                char *ci[] = {
-                        (char *) "check-ignore", (char *) "--no-index", (char *) "-z", (char *) "--stdin", NULL
-                };
+                _cleanup_free_ char *excludes = xasprintf("core.excludesFile=%s/git/ignore", s.dir);
+                char *ci[] = { (char *) "-c",
+                               excludes,
+                               (char *) "check-ignore",
+                               (char *) "--no-index",
+                               (char *) "-z",
+                               (char *) "--stdin",
+                               NULL };
                 size_t in = 0;
                 if (r >= 0) {
                         r = scratch_git(p, &s, mfd, NULL, NULL, ci, 256U * 1024U * 1024U, &ignored, &in);
