@@ -31,6 +31,15 @@ def node(tmp_path, guest_images):  # noqa: F811
         yield n
 
 
+def _has_vmm_user():
+    import pwd
+    try:
+        pwd.getpwnam("nucleus-vmm")
+        return True
+    except KeyError:
+        return False
+
+
 def running_pod(c, policy="local-dev"):
     r = c.create_pod(spec_yaml(driver="qemu", policy=policy, timeout=900, extra=RES))
     assert r.status == 201, r
@@ -60,10 +69,39 @@ def audit_records(node, pod):
         return [json.loads(line) for line in f if line.strip()]
 
 
+# What another pod's QEMU could do (they all run as the one VMM user, which owns every pod's
+# vm/ dir): connect to a pod's QMP socket and wait for the monitor's greeting.
+QMP_PROBE = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(float(sys.argv[2]))
+try:
+    data = s.recv(4096)
+except socket.timeout:
+    data = b""
+sys.stdout.write(data.decode(errors="replace"))
+"""
+
+
+def qmp_probe(node, pod, seconds):
+    """Start a process as the VMM user that connects to the pod's QMP socket; its stdout is
+    what the monitor sent it within seconds."""
+    import pwd
+    vmm = pwd.getpwnam("nucleus-vmm")
+    sock = node.state_dir / "pods" / pod / "vm" / "qmp.sock"
+    return subprocess.Popen(["/usr/bin/python3", "-c", QMP_PROBE, str(sock), str(seconds)],
+                            user=vmm.pw_uid, group=vmm.pw_gid, extra_groups=[],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_snapshot_and_fork(node):
     c = node.client()
     t_cold = time.monotonic()
     parent = running_pod(c)
+    # The node holds the parent's monitor from its boot on: another process of the VMM user
+    # gets no greeting (QEMU serves one monitor client), not even while the node snapshots.
+    probe = qmp_probe(node, parent, 20) if _has_vmm_user() else None
     assert c.upload_workspace(parent, tar_bytes({"README.md": "from the host\n"})).status == 200
     cold_first_answer = time.monotonic() - t_cold
     assert c.tool(parent, "write", {"path": "parent.txt", "content": "written by the parent\n"}).status == 200
@@ -84,6 +122,10 @@ def test_snapshot_and_fork(node):
     assert snap["parent"] == parent and snap["state_bytes"] > 0
     sdir = node.state_dir / "snapshots" / sid
     assert sorted(os.listdir(sdir)) == ["scratch.img", "snapshot.json", "state"]
+    if probe:
+        out, err = probe.communicate(timeout=120)
+        assert probe.returncode == 0, err
+        assert "QMP" not in out, f"another process of the VMM user got the pod's monitor: {out[:200]}"
 
     # The snapshot holds none of the node's secrets (the node key, the audit signing key), as
     # text or as bytes: the guest never had them, and the metadata is not written from them.

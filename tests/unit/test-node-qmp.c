@@ -90,6 +90,16 @@ static void *fake_qemu(void *arg) {
                                     : n == 2 ? "{\"return\": {\"status\": \"completed\"}}\n"
                                              : "{\"return\": {\"status\": \"failed\", \"error-desc\": "
                                                "\"disk \\u202e full\"}}\n");
+                } else if (streq(cmd, "query-status")) {
+                        /* A late answer to an earlier command first (another id), then this one's
+                         * (the node keeps one monitor connection for the VM's life). */
+                        json_int_t id = json_integer_value(json_object_get(j, "id"));
+                        _cleanup_free_ char *a = xasprintf(
+                                "{\"return\": {\"status\": \"stale\"}, \"id\": %lld}\n"
+                                "{\"return\": {\"status\": \"running\"}, \"id\": %lld}\n",
+                                (long long) id - 1,
+                                (long long) id);
+                        say(fd, a);
                 } else if (streq(cmd, "stop"))
                         say(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}\n");
                 else if (streq(cmd, "cont")) {
@@ -146,6 +156,10 @@ static void test_qmp(void **state) {
         assert_non_null(strstr(err, "failed"));
         assert_null(strstr(err, "\u202e"));
         err = mfree(err);
+        /* An answer with another command's id is a late one: skipped. */
+        assert_int_equal(qmp_execute(q, "query-status", NULL, -1, 5 * USEC_PER_SEC, &ret, &err), 0);
+        assert_string_equal(json_string_value(json_object_get(ret, "status")), "running");
+        json_decref(ret);
         /* An error answer. */
         assert_int_equal(qmp_execute(q, "stop", NULL, -1, 5 * USEC_PER_SEC, NULL, &err), -EIO);
         assert_non_null(strstr(err, "nope"));

@@ -19,6 +19,7 @@ struct Qmp {
         int fd;
         char *buf; /* bytes read and not consumed */
         size_t n;
+        uint64_t id; /* of the last command: an answer with another id is a late one, skipped */
 };
 
 Qmp *qmp_close(Qmp *q) {
@@ -101,8 +102,12 @@ static int qmp_send(Qmp *q, const char *text, int pass_fd) {
 }
 
 int qmp_execute(Qmp *q, const char *cmd, json_t *args, int pass_fd, usec_t timeout, json_t **ret, char **reterr) {
-        _cleanup_json_ json_t *req = args ? json_pack("{s:s,s:O}", "execute", cmd, "arguments", args)
-                                          : json_pack("{s:s}", "execute", cmd);
+        /* An id per command: the node keeps one monitor connection for the VM's life, so the
+         * answer to a command that timed out may still arrive before the next one's. */
+        uint64_t id = ++q->id;
+        _cleanup_json_ json_t *req = args
+                ? json_pack("{s:s,s:O,s:I}", "execute", cmd, "arguments", args, "id", (json_int_t) id)
+                : json_pack("{s:s,s:I}", "execute", cmd, "id", (json_int_t) id);
         _cleanup_free_ char *text = NULL;
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         int r;
@@ -128,6 +133,9 @@ int qmp_execute(Qmp *q, const char *cmd, json_t *args, int pass_fd, usec_t timeo
                 }
                 if (json_object_get(m, "event"))
                         continue;
+                json_t *mid = json_object_get(m, "id");
+                if (mid && !(json_is_integer(mid) && (uint64_t) json_integer_value(mid) == id))
+                        continue; /* a late answer to an earlier command */
                 json_t *e = json_object_get(m, "error");
                 if (e) {
                         const char *desc = json_string_value(json_object_get(e, "desc"));

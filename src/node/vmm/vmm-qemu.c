@@ -170,6 +170,8 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         return 0;
 }
 
+static int qemu_qmp_open(Vmm *vm, char **reterr);
+
 static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
         int r = vmm_connect_unix_retry(vm, vm->channel_path, timeout, ret_fd);
         if (r >= 0 && pidref_is_set(&vm->pid) && (r = vmm_socket_peer_is(*ret_fd, vm->pid.pid)) < 0)
@@ -185,21 +187,48 @@ static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
                         "cannot connect to the channel socket %s: %s", vm->channel_path, strerror(-r));
         else
                 (void) vmm_socket_chmod(vm->channel_path, 0600);
+        if (r < 0)
+                return r;
+        /* QEMU serves one QMP client at a time, and vm/ belongs to the VMM user every pod's
+         * QEMU shares: the node takes the monitor now and keeps it for the VM's life (vm->data),
+         * so no other process can drive this VM (pause it, read its memory, migrate it out). */
+        r = qemu_qmp_open(vm, reterr);
+        if (r < 0)
+                *ret_fd = safe_close(*ret_fd);
         return r;
 }
 
-static int qemu_qmp(Vmm *vm, Qmp **ret, char **reterr) {
+static int qemu_qmp_open(Vmm *vm, char **reterr) {
         _cleanup_free_ char *path = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
-        int r = qmp_open(vm, path, 10 * USEC_PER_SEC, ret, reterr);
-        if (r >= 0)
-                (void) vmm_socket_chmod(path, 0600);
-        return r;
+        Qmp *q = NULL;
+        if (vm->data)
+                return 0;
+        int r = qmp_open(vm, path, 10 * USEC_PER_SEC, &q, reterr);
+        if (r < 0)
+                return r;
+        (void) vmm_socket_chmod(path, 0600);
+        vm->data = q;
+        return 0;
+}
+
+/* The monitor the node holds (qemu_connect took it); borrowed. */
+static int qemu_qmp(Vmm *vm, Qmp **ret, char **reterr) {
+        if (!vm->data) {
+                *reterr = xstrdup("QEMU's monitor was not taken when the channel connected");
+                return -ENOTCONN;
+        }
+        *ret = vm->data;
+        return 0;
+}
+
+static void qemu_free_data(Vmm *vm) {
+        vm->data = qmp_close(vm->data);
 }
 
 #define QEMU_STATE_FD_NAME "nucleus-state"
 
 static int qemu_save_state(Vmm *vm, int state_fd, int (*paused)(void *, char **), void *userdata, char **reterr) {
-        _cleanup_(qmp_closep) Qmp *q = NULL;
+        Qmp *q = NULL;
         _cleanup_json_ json_t *bw = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX);
         _cleanup_json_ json_t *fdname = json_pack("{s:s}", "fdname", QEMU_STATE_FD_NAME);
         _cleanup_json_ json_t *uri = json_pack("{s:s}", "uri", "fd:" QEMU_STATE_FD_NAME);
@@ -236,7 +265,7 @@ static int qemu_save_state(Vmm *vm, int state_fd, int (*paused)(void *, char **)
 }
 
 static int qemu_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
-        _cleanup_(qmp_closep) Qmp *q = NULL;
+        Qmp *q = NULL;
         _cleanup_json_ json_t *fdname = json_pack("{s:s}", "fdname", QEMU_STATE_FD_NAME);
         _cleanup_json_ json_t *uri = json_pack("{s:s}", "uri", "fd:" QEMU_STATE_FD_NAME);
         int r;
@@ -277,4 +306,5 @@ const VmmOps vmm_qemu_ops = {
         .cleanup = qemu_cleanup,
         .save_state = qemu_save_state,
         .load_state = qemu_load_state,
+        .free_data = qemu_free_data,
 };
