@@ -468,8 +468,8 @@ int channel_liveness_start(Channel *c, usec_t bound, ChannelDeadFn on_dead) {
 }
 
 size_t channel_request_size(const char *op, const json_t *args) {
-        /* {"op":"OP","args":ARGS} as channel_begin encodes it (compact; op is [a-z_], unescaped). */
-        size_t n = args ? json_dumpb(args, NULL, 0, JSON_COMPACT) : 2;
+        /* {"args":ARGS,"op":"OP"} as channel_begin encodes it (compact; op is [a-z_], unescaped). */
+        size_t n = args ? json_dumpb(args, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS) : 2;
         if (n == 0)
                 return SIZE_MAX;
         return strlen("{\"op\":\"\",\"args\":}") + strlen(op) + n;
