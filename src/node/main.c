@@ -137,6 +137,7 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         json_decref(c->pool_images);
         c->pool_images = json_incref(f->pool_images);
         c->pool_memory_budget_mib = f->pool_memory_budget_mib;
+        c->pool_restore = !streq_ptr(f->pool_restore, "off");
         c->snapshots_max_count = f->snapshots_max_count;
         c->snapshots_max_bytes = f->snapshots_max_mib * 1024 * 1024;
         c->max_body_bytes = f->max_body_bytes;
@@ -401,6 +402,7 @@ static void node_config_defaults(NodeSettings *c) {
         c->default_scratch_mib = 1024;
         c->pool_images = json_object(); /* no warm pool unless [pool.images] names one */
         c->pool_memory_budget_mib = 4096;
+        c->pool_restore = true;
         c->snapshots_max_count = 32;
         c->snapshots_max_bytes = UINT64_C(16384) * 1024 * 1024;
 }

@@ -55,6 +55,7 @@ typedef struct NodeSettings {
         unsigned net_dns_wildcard_names; /* NetConfig.dns_wildcard_names ([net] dns_wildcard_names) */
         json_t *pool_images;             /* [pool.images]: image name -> pods kept booted (owned) */
         uint64_t pool_memory_budget_mib; /* [pool] memory_budget_mib */
+        bool pool_restore;               /* [pool] restore = "auto" (true) | "off" */
         unsigned snapshots_max_count;    /* [snapshots] max_count (0: no cap) */
         uint64_t snapshots_max_bytes;    /* [snapshots] max_mib in bytes (0: no cap) */
 } NodeSettings;

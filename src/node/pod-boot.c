@@ -171,6 +171,18 @@ int pod_configure(Pod *p, char **reterr) {
                 channel_reply_done(&reply);
                 return -EPROTO;
         }
+        /* A guest restored from the pool's snapshot has the CRNG state and the stopped clock of
+         * every guest restored from it: it runs nothing until both are fresh. */
+        if (p->pool_restored &&
+            (!json_is_true(json_object_get(reply.response, "crng_reseeded")) ||
+             !json_is_true(json_object_get(reply.response, "clock_set")))) {
+                *reterr = xasprintf(
+                        "configure: the guest restored from the pool's snapshot could not %s",
+                        json_is_true(json_object_get(reply.response, "crng_reseeded")) ? "set its clock"
+                                                                                       : "reseed its CRNG");
+                channel_reply_done(&reply);
+                return -EPROTO;
+        }
         pthread_mutex_lock(&p->node->lock);
         p->policy_sha256 = xstrdup(sha);
         p->configure_sha256 = cfg_sha ? xstrdup(cfg_sha) : NULL;

@@ -97,3 +97,18 @@ void *pod_fork_boot_thread(void *userdata);
 PodFork *pod_fork_free(PodFork *f);
 /* What the first audit record of a forked pod says about its origin (new reference). */
 json_t *pod_fork_origin_json(const PodFork *f);
+/* The warm pool's snapshot (docs/node.md "Warm pool"): one per image and shape, of the first
+ * pod the pool booted, under <state_dir>/pool-snapshots; later refills restore it. On the
+ * pool thread only. pod_pool_snapshot_find returns its dir (malloc'd) when [pool] restore is
+ * on, the shape is qemu without a network, nic is false and a snapshot of the current image
+ * exists (one of a rebuilt image is removed), and its scratch copy in *ret_scratch, else NULL.
+ * pod_pool_snapshot_take snapshots the ready, unclaimed pooled pod p when there is none yet (a failure is
+ * logged; refills keep booting). pod_pool_snapshot_load feeds a VM started with its scratch.img the saved
+ * state. pod_pool_snapshot_discard removes one (a restore that failed); pod_pool_snapshots_remove all (node
+ * start, pool stop). */
+char *pod_pool_snapshot_find(
+        Node *n, const char *image_dir, const char *image, const PoolShape *s, bool nic, char **ret_scratch);
+void pod_pool_snapshot_take(Node *n, Pod *p, const char *image_dir, const char *image, const PoolShape *s);
+int pod_pool_snapshot_load(Vmm *vm, const char *dir, usec_t timeout, char **reterr);
+void pod_pool_snapshot_discard(Node *n, const char *dir);
+void pod_pool_snapshots_remove(Node *n);

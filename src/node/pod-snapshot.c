@@ -608,6 +608,7 @@ void pod_snapshots_parent_ended(Pod *p) {
 
 void pod_snapshots_cleanup_stale(Node *n) {
         _cleanup_free_ char *root = snapshots_root(n);
+        pod_pool_snapshots_remove(n);
         if (access(root, F_OK) < 0)
                 return;
         /* The escrow of an ended parent lives in this run's memory, and no pod of an earlier run
@@ -1110,4 +1111,158 @@ out:
         pod_fork_release(p->fork); /* the snapshot may go now: the child has its own copy */
         pod_unref(p);
         return NULL;
+}
+
+/* ---- the warm pool's snapshot ----------------------------------------------------------- */
+
+#define POOL_SNAPSHOTS "pool-snapshots"
+
+/* <state_dir>/pool-snapshots/<image>-<vcpus>-<memory MiB>-<scratch MiB>: one per image and
+ * shape, or NULL for an image name that cannot be a file name. */
+static char *pool_snapshot_path(Node *n, const char *image, const PoolShape *s) {
+        if (isempty(image) || image[0] == '.' || strchr(image, '/'))
+                return NULL;
+        return xasprintf(
+                "%s/" POOL_SNAPSHOTS "/%s-%u-%" PRIu64 "-%" PRIu64,
+                n->config.state_dir,
+                image,
+                s->vcpus,
+                s->memory_mib,
+                s->scratch_mib);
+}
+
+static bool pool_snapshot_wanted(Node *n, const PoolShape *s, bool nic) {
+        /* A NIC's device state is bound to one tap and MAC: pooled pods with one always boot. */
+        return n->config.pool_restore && s->driver == VMM_DRIVER_QEMU && !s->network && !nic;
+}
+
+char *pod_pool_snapshot_find(
+        Node *n, const char *image_dir, const char *image, const PoolShape *s, bool nic, char **ret_scratch) {
+        if (!pool_snapshot_wanted(n, s, nic))
+                return NULL;
+        _cleanup_free_ char *dir = pool_snapshot_path(n, image, s);
+        if (!dir)
+                return NULL;
+        _cleanup_free_ char *path = xasprintf("%s/" SNAPSHOT_META, dir), *data = NULL;
+        _cleanup_json_ json_t *meta = NULL;
+        json_error_t e;
+        size_t len = 0;
+        char digest[65];
+        if (read_full_file_at(AT_FDCWD, path, 1 << 20, &data, &len) < 0)
+                return NULL;
+        if (!(meta = json_loadb(data, len, 0, &e)) || image_digest(image_dir, digest) < 0 ||
+            !streq_ptr(json_string_value(json_object_get(meta, "image_manifest_sha256")), digest)) {
+                log_info("Pool: the snapshot of image %s no longer matches the image; booting again", image);
+                (void) node_rm_rf(dir);
+                return NULL;
+        }
+        *ret_scratch = xasprintf("%s/" SNAPSHOT_SCRATCH, dir);
+        return TAKE_PTR(dir);
+}
+
+void pod_pool_snapshot_discard(Node *n, const char *dir) {
+        if (dir)
+                (void) node_rm_rf(dir);
+}
+
+int pod_pool_snapshot_load(Vmm *vm, const char *dir, usec_t timeout, char **reterr) {
+        _cleanup_free_ char *state = xasprintf("%s/" SNAPSHOT_STATE, dir);
+        _cleanup_close_ int fd = open(state, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                int r = -errno;
+                *reterr = xasprintf("cannot open the pool's snapshot %s: %s", state, strerror(-r));
+                return r;
+        }
+        return vmm_load_state(vm, fd, timeout, reterr);
+}
+
+void pod_pool_snapshot_take(Node *n, Pod *p, const char *image_dir, const char *image, const PoolShape *s) {
+        _cleanup_free_ char *dir = NULL, *root = xasprintf("%s/" POOL_SNAPSHOTS, n->config.state_dir);
+        _cleanup_free_ char *tmp = NULL, *err = NULL, *state = NULL, *scratch = NULL, *meta_path = NULL;
+        char digest[65];
+        int r;
+
+        if (!pool_snapshot_wanted(n, s, p->net != NULL) || !p->vm || !p->channel ||
+            !(dir = pool_snapshot_path(n, image, s)))
+                return;
+        meta_path = xasprintf("%s/" SNAPSHOT_META, dir);
+        if (access(meta_path, F_OK) == 0 || image_digest(image_dir, digest) < 0)
+                return;
+        tmp = xasprintf("%s/.taking-%s", root, p->id);
+        if ((mkdir(root, 0700) < 0 && errno != EEXIST) || mkdir(tmp, 0700) < 0) {
+                log_warning_errno(-errno, "Pool: cannot create %s: %m", tmp);
+                return;
+        }
+        /* Nothing may be in flight (a liveness ping), and nothing may start while paused. */
+        r = channel_hold(p->channel);
+        if (r < 0) {
+                (void) node_rm_rf(tmp);
+                return; /* the next cold refill tries again */
+        }
+        usec_t t0 = now_usec(CLOCK_MONOTONIC);
+        state = xasprintf("%s/" SNAPSHOT_STATE, tmp);
+        scratch = xasprintf("%s/" SNAPSHOT_SCRATCH, tmp);
+        _cleanup_close_ int fd = open(state, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                r = -errno;
+        else {
+                CopyCtx ctx = { .vm = p->vm, .dst = scratch };
+                r = vmm_save_state(p->vm, fd, snapshot_copy_scratch, &ctx, &err);
+        }
+        channel_unhold(p->channel);
+        usec_t took = now_usec(CLOCK_MONOTONIC) - t0;
+        struct stat st = {};
+        if (r >= 0)
+                (void) fstat(fd, &st);
+        _cleanup_json_ json_t *meta = json_pack(
+                "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}",
+                "image",
+                image,
+                "image_manifest_sha256",
+                digest,
+                "from_pod",
+                p->id,
+                "vcpus",
+                (json_int_t) s->vcpus,
+                "memory_mib",
+                (json_int_t) s->memory_mib,
+                "scratch_mib",
+                (json_int_t) s->scratch_mib,
+                "state_bytes",
+                (json_int_t) st.st_size,
+                "took_ms",
+                (json_int_t) (took / USEC_PER_MSEC));
+        _cleanup_free_ char *text = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        _cleanup_close_ int dfd = -EBADF;
+        if (r >= 0) {
+                dfd = open(tmp, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+                r = dfd < 0 || !text ? -EIO
+                                     : write_file_atomic_at(dfd, SNAPSHOT_META, text, strlen(text), 0600);
+        }
+        if (r >= 0 && rename(tmp, dir) < 0)
+                r = -errno;
+        if (r < 0) {
+                log_warning(
+                        "Pool: snapshot of pod %s failed (refills keep booting): %s",
+                        p->id,
+                        err ?: strerror(-r));
+                (void) node_rm_rf(tmp);
+                return;
+        }
+        log_info(
+                "Pool: snapshot of pod %s (image %s, %" PRIu64 " MiB of state) taken in %" PRIu64 " ms; "
+                                                                                                  "later "
+                                                                                                  "refills "
+                                                                                                  "restore "
+                                                                                                  "it",
+                p->id,
+                image,
+                (uint64_t) (st.st_size >> 20),
+                (uint64_t) (took / USEC_PER_MSEC));
+}
+
+void pod_pool_snapshots_remove(Node *n) {
+        _cleanup_free_ char *root = xasprintf("%s/" POOL_SNAPSHOTS, n->config.state_dir);
+        if (access(root, F_OK) == 0)
+                (void) node_rm_rf(root);
 }

@@ -577,11 +577,12 @@ static int pod_create_claim(
                 /* The one record that tells a claimed pod from a cold one: what was booted ahead. */
                 _cleanup_free_ char *what = xasprintf(
                         "claimed from the warm pool: image %s, %u vCPU, %" PRIu64 " MiB, scratch %" PRIu64
-                        " MiB, booted ahead without identity, secret or network",
+                        " MiB, %s ahead without identity, secret or network",
                         pool_image_name(p->pool_image),
                         p->vcpus,
                         p->memory_mib,
-                        p->scratch_mib);
+                        p->scratch_mib,
+                        p->pool_restored ? "restored from the pool's snapshot" : "booted");
                 pod_audit_lifecycle(p, "claim", what, NULL);
         }
         metrics_pod_created();

@@ -116,6 +116,8 @@ struct Pod {
         bool pooled;         /* under node->lock: in the pool */
         bool pool_ready;     /* under node->lock: its proxy answered; claimable */
         bool claimed;        /* this pod was claimed from the pool (set once, at claim) */
+        bool pool_restored;  /* restored from the pool's snapshot, not booted: its configure must
+                              * reseed the guest CRNG and set its clock */
         bool pool_lost;      /* under node->lock: pooled, its channel closed or went silent */
         char *pool_image;    /* the image a pooled pod was booted with */
         json_t *pool_events; /* under node->lock: guest events that arrived while pooled */

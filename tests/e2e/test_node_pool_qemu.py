@@ -2,8 +2,9 @@
 """The warm pool with real microVMs (driver qemu, TCG here): a create claims a booted,
 unconfigured VM (its tools work, its audit log states the claim and verifies), the pool is
 refilled, an exhausted pool falls back to a cold boot, an idle pooled VM that dies is replaced,
-and a node restart discards the pool (no QEMU, no files). Pool size 1: each test boots at most
-three VMs. The quick local-driver variant: tests/integration/test_node_pool.py."""
+and a node restart discards the pool (no QEMU, no files); refills after the first restore a
+snapshot of it, and pods claimed from it get a reseeded CRNG and the node's clock. Pool size 1:
+each test boots at most three VMs (restores are cheaper). The quick local-driver variant: tests/integration/test_node_pool.py."""
 import json
 import os
 import signal
@@ -60,8 +61,8 @@ def qemu_pids(node):
     return out
 
 
-def create_running(c):
-    r = c.create_pod(spec_yaml(driver="qemu"))
+def create_running(c, policy=None):
+    r = c.create_pod(spec_yaml(driver="qemu", **({"policy": policy} if policy else {})))
     assert r.status == 201, r
     st = c.wait_state(r.json()["id"], {"running", "failed", "exited"}, timeout=WAIT)
     assert st["state"] == "running", st
@@ -97,7 +98,26 @@ def test_pool_claim_refill_exhaustion(pool_node):
     wait_ready(node, exclude=(pod, second))
     assert node.metric("nucleus_pool_pods", image="default", state="ready") == 1
     assert sorted(p["id"] for p in c.list_pods().json()["pods"]) == sorted([pod, second])
-    for p in (pod, second):
+    # Later refills restore a snapshot of the first pooled VM ([pool] restore = "auto"): two
+    # pods claimed from it are not twins (the CRNG reseeded at configure), keep the node's clock,
+    # and their claim records say so.
+    assert "restored from the pool's snapshot" in node.log()
+    assert len(list((node.state_dir / "pool-snapshots").iterdir())) == 1
+    restored = []
+    for _ in range(2):
+        wait_ready(node, exclude=(pod, second, *restored))
+        restored.append(create_running(c, policy="local-dev"))
+    rnd = []
+    for p in restored:
+        claim = [json.loads(line) for line in node.audit_path(p).read_text().splitlines()][1]
+        assert claim["op"] == "pod_claim", claim
+        r = c.tool(p, "run", {"argv": ["od", "-An", "-tx1", "-N32", "/dev/urandom"]})
+        assert r.status == 200 and r.json()["exit_code"] == 0, r
+        rnd.append("".join(r.json()["stdout"].split()))
+        r = c.tool(p, "run", {"argv": ["date", "+%s"]})
+        assert r.status == 200 and abs(int(r.json()["stdout"]) - time.time()) < 120, r
+    assert rnd[0] != rnd[1] and len(rnd[0]) == 64
+    for p in (pod, second, *restored):
         assert c.delete_pod(p).json()["state"] == "exited"
     ops = audit_ops(node, pod)
     assert ops[:2] == ["pod_create", "pod_claim"] and ops.count("pod_claim") == 1

@@ -55,14 +55,32 @@ static void limits_apply(ProxyLimits *l, const Configure *c) {
                 l->default_command_timeout = l->max_command_timeout;
 }
 
-/* Mix the node's seed into the kernel's pool (a write credits no entropy, it only adds to it:
- * a guest booted from an identical image does not start from identical randomness). */
-static void entropy_mix(const Configure *c) {
+/* A restored guest's kernel CRNG is the snapshotted guest's: mix the node's fresh seed into the
+ * pool and force a reseed (RNDRESEEDCRNG: the base key is re-derived from the pool and every
+ * per-CPU key is dropped), so randomness after this point is not predictable from the
+ * snapshot or from a sibling's. A write alone credits no entropy, it only adds to the pool.
+ * Returns true when the reseed happened; non-logging (the callers say what failed). */
+static bool entropy_reseed(const Configure *c) {
         if (!c->have_seed)
-                return;
+                return false;
         _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 || loop_write(fd, c->entropy_seed, sizeof c->entropy_seed) < 0)
-                log_debug("Cannot mix the node's entropy seed into /dev/urandom: %m");
+                return false;
+        return ioctl(fd, RNDRESEEDCRNG) >= 0;
+}
+
+/* Set the wall clock to the node's (approval expiry compares tokens with it; a restored guest's
+ * clock stopped at its snapshot). A clock already within a second of it is left alone. Returns
+ * true when the clock is right now; non-logging. */
+static bool wall_clock_sync(usec_t want) {
+        if (want == 0)
+                return false;
+        usec_t now = now_usec(CLOCK_REALTIME);
+        if ((now > want ? now - want : want - now) <= USEC_PER_SEC)
+                return true;
+        struct timespec ts = { .tv_sec = (time_t) (want / USEC_PER_SEC),
+                               .tv_nsec = (long) ((want % USEC_PER_SEC) * 1000) };
+        return clock_settime(CLOCK_REALTIME, &ts) >= 0;
 }
 
 /* policy_sha256 attests the policy only. configure_sha256 covers everything else configure
@@ -227,31 +245,25 @@ void op_configure(Request *req) {
         p->budget = budget;
         p->approvals = approvals;
         time_window_start(&p->window, deadline);
-        entropy_mix(c);
+        /* A guest restored from the warm pool's snapshot shares its CRNG state and a stale clock
+         * with every guest restored from it: reseed and set the clock as reconfigure does (a
+         * booted guest gets the same; the node requires both of a restored one). */
+        bool reseeded = entropy_reseed(c);
+        bool clock_set = wall_clock_sync(c->wall_clock);
+        if (!reseeded || !clock_set)
+                log_debug(
+                        "configure: CRNG %s, clock %s",
+                        reseeded ? "reseeded" : "not reseeded",
+                        clock_set ? "set" : "not set");
         p->configured = true;
         log_info("Configured pod %s, policy %s", p->cfg.pod_id, p->cfg.policy_sha256);
 
         json_t *j = configured_answer(p, c);
+        json_object_set_new(j, "crng_reseeded", json_boolean(reseeded));
+        json_object_set_new(j, "clock_set", json_boolean(clock_set));
         if (p->cfg.policy->name)
                 json_object_set_new(j, "profile", json_string(p->cfg.policy->name));
         request_finish(req, j);
-}
-
-/* A restored guest's kernel CRNG is its parent's: mix the node's fresh seed into the pool and
- * force a reseed (RNDRESEEDCRNG: the base key is re-derived from the pool and every per-CPU
- * key is dropped), so a child's randomness after this point is not predictable from the
- * parent's state or from a sibling's. Returns true when the reseed happened. */
-static bool entropy_reseed(const Configure *c) {
-        _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0 || loop_write(fd, c->entropy_seed, sizeof c->entropy_seed) < 0) {
-                log_warning("Cannot mix the node's entropy seed into /dev/urandom: %m");
-                return false;
-        }
-        if (ioctl(fd, RNDRESEEDCRNG) < 0) {
-                log_warning("RNDRESEEDCRNG failed: %m");
-                return false;
-        }
-        return true;
 }
 
 /* reconfigure: the handshake of a pod restored from a snapshot of another (docs/snapshot.md).
@@ -329,12 +341,12 @@ void op_reconfigure(Request *req) {
         }
 
         /* The wall clock first: approval expiry compares tokens with it. */
-        struct timespec ts = { .tv_sec = (time_t) (c->wall_clock / USEC_PER_SEC),
-                               .tv_nsec = (long) ((c->wall_clock % USEC_PER_SEC) * 1000) };
-        bool clock_set = clock_settime(CLOCK_REALTIME, &ts) >= 0;
+        bool clock_set = wall_clock_sync(c->wall_clock);
         if (!clock_set)
                 log_warning("Cannot set the wall clock: %m");
         bool reseeded = entropy_reseed(c);
+        if (!reseeded)
+                log_warning("Cannot reseed the CRNG with the node's seed: %m");
 
         /* Commit. */
         free(p->cfg.pod_id);

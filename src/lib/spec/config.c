@@ -69,6 +69,7 @@ typedef struct Field {
 static const char *const providers[] = { "openai", "anthropic", NULL };
 static const char *const drivers[] = { "qemu", "firecracker", "local", NULL };
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
+static const char *const pool_restores[] = { "auto", "off", NULL };
 
 #define CF(k, t, member, ...) \
         { .key = (k), .type = (t), .offset = offsetof(CliConfig, member), __VA_ARGS__ }
@@ -228,6 +229,8 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
         [NODE_POOL_IMAGES] = NF("pool.images", FT_COUNTS, pool_images, .min = 0, .max = 64),
         [NODE_POOL_MEMORY_BUDGET] = NF(
                 "pool.memory_budget_mib", FT_U64, pool_memory_budget_mib, .min = 0, .max = 1048576, .def_num = 4096),
+        [NODE_POOL_RESTORE] = NF(
+                "pool.restore", FT_ENUM, pool_restore, .def_str = "auto", .choices = pool_restores),
         [NODE_SNAPSHOTS_MAX_COUNT] = NF(
                 "snapshots.max_count", FT_U32, snapshots_max_count, .min = 0, .max = 10000, .def_num = 32),
         [NODE_SNAPSHOTS_MAX_MIB] = NF(

@@ -153,6 +153,7 @@ typedef enum NodeConfigField {
         NODE_KSM,
         NODE_POOL_IMAGES,
         NODE_POOL_MEMORY_BUDGET,
+        NODE_POOL_RESTORE,
         NODE_SNAPSHOTS_MAX_COUNT,
         NODE_SNAPSHOTS_MAX_MIB,
         _NODE_CONFIG_FIELD_MAX,
@@ -196,6 +197,8 @@ typedef struct NodeConfig {
         json_t *pool_images;               /* [pool.images] NAME = N (0..64): pods of image NAME booted
                                             * ahead for create to claim; {} by default (no pool) */
         uint64_t pool_memory_budget_mib;   /* [pool] memory_budget_mib = 4096: most the pool may hold */
+        char *pool_restore;                /* [pool] restore = "auto" | "off": refill the pool by restoring
+                                            * a snapshot of its first booted pod (qemu, no NIC) */
         uint32_t snapshots_max_count;      /* [snapshots] max_count = 32, 0..10000 (0: no cap): snapshots
                                             * kept; past it the oldest of an ended parent goes first */
         uint64_t snapshots_max_mib;        /* [snapshots] max_mib = 16384, 0..16777216 (0: no cap): the
