@@ -1251,10 +1251,10 @@ void pod_pool_snapshot_take(Node *n, Pod *p, const char *image_dir, const char *
         }
         log_info(
                 "Pool: snapshot of pod %s (image %s, %" PRIu64 " MiB of state) taken in %" PRIu64 " ms; "
-                                                                                                  "later "
-                                                                                                  "refills "
-                                                                                                  "restore "
-                                                                                                  "it",
+                "later "
+                "refills "
+                "restore "
+                "it",
                 p->id,
                 image,
                 (uint64_t) (st.st_size >> 20),
