@@ -1250,11 +1250,7 @@ void pod_pool_snapshot_take(Node *n, Pod *p, const char *image_dir, const char *
                 return;
         }
         log_info(
-                "Pool: snapshot of pod %s (image %s, %" PRIu64 " MiB of state) taken in %" PRIu64 " ms; "
-                "later "
-                "refills "
-                "restore "
-                "it",
+                "Pool: snapshot of pod %s (image %s, %" PRIu64 " MiB) taken in %" PRIu64 " ms",
                 p->id,
                 image,
                 (uint64_t) (st.st_size >> 20),
