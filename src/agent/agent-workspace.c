@@ -32,6 +32,8 @@ void agent_tar_done(AgentTar *t) {
         t->fd = safe_close(t->fd);
         t->size = 0;
         t->branch = mfree(t->branch);
+        t->largest = mfree(t->largest);
+        t->largest_bytes = 0;
 }
 
 void agent_patch_done(AgentPatch *p) {
@@ -591,6 +593,13 @@ int agent_workspace_tar(
                 if (r < 0)
                         break;
                 t.n_files++;
+                struct stat fst;
+                if (fstatat(dfd, *f, &fst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(fst.st_mode) &&
+                    (uint64_t) fst.st_size > t.largest_bytes) {
+                        t.largest_bytes = (uint64_t) fst.st_size;
+                        free(t.largest);
+                        t.largest = xstrdup(*f);
+                }
         }
         strv_free(files);
         if (r >= 0 && t.from_git && o->history > 0)

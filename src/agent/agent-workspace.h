@@ -27,15 +27,17 @@ typedef struct AgentTarOptions {
 } AgentTarOptions;
 
 typedef struct AgentTar {
-        int fd;               /* unlinked temp file holding the tar stream, or -EBADF */
-        uint64_t size;        /* bytes in fd */
-        char sha256[65];      /* hex SHA-256 of the stream (the request is signed with it) */
-        size_t n_files;       /* regular files and symlinks packed */
-        size_t n_excluded;    /* paths skipped because they are in the secret store/config dir */
-        bool from_git;        /* file list from `git ls-files` */
-        uint64_t n_commits;   /* commits of history sent (0: none) */
-        bool history_shallow; /* older commits were left out */
-        char *branch;         /* branch the history is of (NULL: detached or none) */
+        int fd;                 /* unlinked temp file holding the tar stream, or -EBADF */
+        uint64_t size;          /* bytes in fd */
+        char sha256[65];        /* hex SHA-256 of the stream (the request is signed with it) */
+        size_t n_files;         /* regular files and symlinks packed */
+        size_t n_excluded;      /* paths skipped because they are in the secret store/config dir */
+        bool from_git;          /* file list from `git ls-files` */
+        uint64_t n_commits;     /* commits of history sent (0: none) */
+        bool history_shallow;   /* older commits were left out */
+        char *branch;           /* branch the history is of (NULL: detached or none) */
+        char *largest;          /* the path that took the most bytes of the tar (NULL: no file) */
+        uint64_t largest_bytes; /* those bytes (its content and header) */
 } AgentTar;
 
 void agent_tar_done(AgentTar *t);

@@ -42,22 +42,42 @@ uint32_t run_scratch_for(uint64_t tar_bytes) {
         return (uint32_t) NUCLEUS_MIN(mib, (uint64_t) PODSPEC_SCRATCH_MIB_MAX);
 }
 
+/* What makes a tar large, for the refusals below: its largest file, and how to leave it out
+ * (a file git does not track goes with an ignore rule). Returns a new string ("" when there
+ * is no file to name). */
+static char *largest_hint(const AgentTar *tar) {
+        if (!tar->largest || tar->largest_bytes < (uint64_t) 1 << 20)
+                return xstrdup("");
+        _cleanup_free_ char *vis = string_make_visible(tar->largest);
+        return xasprintf(
+                "; the largest file is %s (%llu MiB)%s",
+                vis,
+                (unsigned long long) (tar->largest_bytes >> 20),
+                tar->from_git ? ": if it need not go, list it in .gitignore or .git/info/exclude (untracked "
+                                "files), or run from a directory without it"
+                              : ": if it need not go, run from a directory without it");
+}
+
 int run_upload_fits(const json_t *pod, const AgentTar *tar, char **reterr) {
         json_t *cap = json_object_get(pod, "max_upload_bytes"), *scratch = json_object_get(pod, "scratch_mib");
         if (json_is_integer(cap) && tar->size > (uint64_t) json_integer_value(cap)) {
+                _cleanup_free_ char *hint = largest_hint(tar);
                 *reterr = xasprintf(
                         "the workspace tar is %llu MiB, over the node's upload cap of %llu MiB ([node] "
-                        "max_upload_bytes in node.toml)",
+                        "max_upload_bytes in node.toml)%s",
                         (unsigned long long) (tar->size >> 20),
-                        (unsigned long long) ((uint64_t) json_integer_value(cap) >> 20));
+                        (unsigned long long) ((uint64_t) json_integer_value(cap) >> 20),
+                        hint);
                 return -EFBIG;
         }
         if (json_is_integer(scratch) && tar->size > ((uint64_t) json_integer_value(scratch) << 20) / 2) {
+                _cleanup_free_ char *hint = largest_hint(tar);
                 *reterr = xasprintf(
                         "the workspace tar is %llu MiB, too large for the pod's %llu MiB scratch disk (the "
-                        "files and their baseline need about twice that); use --scratch-mib",
+                        "files and their baseline need about twice that); use --scratch-mib%s",
                         (unsigned long long) (tar->size >> 20),
-                        (unsigned long long) json_integer_value(scratch));
+                        (unsigned long long) json_integer_value(scratch),
+                        hint);
                 return -EFBIG;
         }
         return 0;

@@ -351,6 +351,21 @@ def test_ctrl_c_during_a_long_command_ends_the_run(env, node):
     assert only_pod(node).deleted, err.decode()
 
 
+def test_upload_over_the_cap_names_the_largest_file(env):
+    """A workspace over the node's upload cap is refused with the largest file named and how to
+    leave it out (a user with a forgotten 600 MiB dump otherwise has to go looking)."""
+    with open(env.proj / "dump.sql", "wb") as f:
+        f.write(os.urandom(3 * 1024 * 1024))
+    with StubNode(env.node_key, approver_pub=env.approver_pub, max_upload_bytes=1024 * 1024) as n:
+        with ModelServer([{"text": "never asked"}]) as ms:
+            r = run(env, n, ms, "Task")
+        assert r.returncode == 1
+        assert "over the node's upload cap of 1 MiB" in r.stderr, r.stderr
+        assert "the largest file is dump.sql (3 MiB)" in r.stderr, r.stderr
+        assert ".gitignore" in r.stderr
+        assert only_pod(n).deleted
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",

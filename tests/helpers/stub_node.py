@@ -77,11 +77,12 @@ class Pod:
 
 
 class StubNode:
-    def __init__(self, key, approver_pub=None, budget_micros=5_000_000, boot_polls=1):
+    def __init__(self, key, approver_pub=None, budget_micros=5_000_000, boot_polls=1, max_upload_bytes=None):
         self.key = key
         self.approver_pub = approver_pub
         self.budget_micros = budget_micros
         self.boot_polls = boot_polls
+        self.max_upload_bytes = max_upload_bytes  # announced in the create answer when set
         self.root = tempfile.mkdtemp(prefix="fake-node-")
         self.pods = {}
         self.log = []  # (method, path, status)
@@ -269,7 +270,10 @@ class StubNode:
             return self._err(h, 400, "invalid_request", "not a pod spec")
         pid = "pod-" + secrets.token_hex(6)
         self.pods[pid] = Pod(pid, spec, self.root)
-        return self._reply(h, 201, {"id": pid, "state": "booting"})
+        answer = {"id": pid, "state": "booting"}
+        if self.max_upload_bytes is not None:
+            answer["max_upload_bytes"] = self.max_upload_bytes
+        return self._reply(h, 201, answer)
 
     def _get(self, h, p):
         p.polls += 1
