@@ -8,7 +8,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PYTEST_ARGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: bench-soak bench-start bench-workspace bench-policy bench-boot bench-density lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
+.PHONY: bench-soak bench-start bench-workspace bench-policy bench-boot bench-density bench-density-ksm lint all build deps check check-unit check-asan check-integration fuzz-smoke format format-check demo clean
 
 all: build
 
@@ -74,9 +74,14 @@ bench-policy: build
 bench-boot: build
 	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/boot
 
-# Host memory per idle pod for 1 and 10 pods (figures, not pass/fail; not in make check).
+# Host memory per idle pod for 1, 10 and 50 pods (figures, not pass/fail; not in make check;
+# 50 idle pods take ~8 GiB). bench-density-ksm: the same with guest RAM mergeable and the host's
+# ksmd switched on for the run (a host-wide setting, restored afterwards).
 bench-density: build
-	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/density
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/density --counts 1,10,50
+
+bench-density-ksm: build
+	NUCLEUS_BUILD_DIR=$(abspath $(BUILD)) bench/density --counts 1,10,50 --ksm --ksm-run
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)
