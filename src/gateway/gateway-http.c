@@ -400,8 +400,12 @@ enum MHD_Result gw_on_request(
                         q->refused_status = MHD_HTTP_UNAUTHORIZED;
                         q->refused_type = xstrdup("authentication_error");
                         q->refused_kind = "auth";
-                        q->refused_msg = xstrdup("nucleus gateway: invalid credential (use the run's "
-                                                 "token)");
+                        /* What was refused, for the run's records (an agent's side request
+                         * without the token shows up as such). */
+                        q->refused_msg = xasprintf(
+                                "nucleus gateway: invalid credential for %.16s %.200s (use the run's token)",
+                                method,
+                                url);
                 } else if ((int) q->format < 0) {
                         q->refused_status = MHD_HTTP_NOT_FOUND;
                         q->refused_type = xstrdup("not_found_error");

@@ -149,6 +149,8 @@ def test_wrong_token_and_endpoints_refused_before_the_provider(gw_factory):
             status, _, data, _ = g.post("/v1/messages", anthropic_body(), token=tok)
             assert status == 401, (tok, data)
             assert json.loads(data)["error"]["type"] == "authentication_error"
+        # The records say which request it was (an agent's side call without the token).
+        assert all("POST /v1/messages" in r["detail"] for r in g.records() if r["reason"] == "auth"), g.records()
         for path in ("/v1/files", "/v1/messages/batches", "/v1/chat/completions", "/v1/responses", "/v1/models"):
             status, _, data, _ = g.post(path, {})
             assert status == 404, (path, data)
