@@ -165,6 +165,12 @@ uint32_t run_scratch_for(uint64_t tar_bytes);
  * checks the same from Content-Length; this says it without a half-sent stream). */
 int run_upload_fits(const json_t *pod, const AgentTar *tar, char **reterr);
 int run_upload_workspace(RunContext *c, const AgentTar *tar, bool progress, char **reterr);
+/* The project in dir needs a toolchain (a Python, Node, Rust or Go project by its marker
+ * files) that the image (NULL: the default one) lacks, by the package list of its manifest in
+ * this machine's images dir: a hint naming the image that has it, for before any pod exists
+ * (otherwise the agent finds out by failing its first test run, turns and money later).
+ * Returns a new string, or NULL when there is nothing to say or nothing known. */
+char *run_toolchain_hint(const char *dir, const char *image);
 
 /* ---- the pod (run-pod.c) ---- */
 

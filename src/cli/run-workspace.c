@@ -14,6 +14,7 @@
 #include "alloc-util.h"
 #include "client-paths.h"
 #include "fd-util.h"
+#include "json-util.h"
 #include "log.h"
 #include "podspec.h"
 #include "run-internal.h"
@@ -97,4 +98,68 @@ int run_upload_workspace(RunContext *c, const AgentTar *tar, bool progress, char
                 return -EREMOTEIO;
         }
         return 0;
+}
+
+char *run_toolchain_hint(const char *dir, const char *image) {
+        static const struct {
+                const char *marker;  /* a file at the project's top */
+                const char *package; /* the Debian package that brings its toolchain */
+                const char *recipe;  /* the shipped image recipe that has it (docs/images.md) */
+                const char *what;
+        } table[] = {
+                { "pyproject.toml", "python3", "python", "Python" },
+                { "setup.py", "python3", "python", "Python" },
+                { "setup.cfg", "python3", "python", "Python" },
+                { "requirements.txt", "python3", "python", "Python" },
+                { "package.json", "nodejs", "node", "Node" },
+                { "Cargo.toml", "cargo", "rust", "Rust" },
+                { "go.mod", "golang-go", "go", "Go" },
+        };
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return NULL;
+        size_t i;
+        for (i = 0; i < ELEMENTSOF(table); i++)
+                if (faccessat(dfd, table[i].marker, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                        break;
+        if (i == ELEMENTSOF(table))
+                return NULL;
+
+        /* The image's package list; an image imported from a container image has none (its
+         * contents are unknown here), and another machine's node has its own images. */
+        _cleanup_free_ char *images = NULL, *path = NULL, *data = NULL, *err = NULL;
+        _cleanup_json_ json_t *m = NULL;
+        size_t n = 0;
+        if (client_images_dir(&images) < 0)
+                return NULL;
+        path = image && !streq(image, "default") ? xasprintf("%s/%s/manifest.json", images, image)
+                                                 : xasprintf("%s/manifest.json", images);
+        if (read_full_file_at(AT_FDCWD, path, 1U << 20, &data, &n) < 0 ||
+            json_parse_strict(data, n, 1U << 20, &m, &err) < 0)
+                return NULL;
+        json_t *pk = json_object_get(json_object_get(m, "rootfs"), "packages"), *v;
+        if (!json_is_array(pk) || json_array_size(pk) == 0)
+                return NULL;
+        size_t j;
+        json_array_foreach(pk, j, v)
+                if (streq_ptr(json_string_value(v), table[i].package))
+                        return NULL;
+        _cleanup_free_ char *built = xasprintf("%s/%s/manifest.json", images, table[i].recipe);
+        _cleanup_free_ char *how = access(built, F_OK) == 0
+                ? xasprintf("the %s image is built here: add --image %s", table[i].recipe, table[i].recipe)
+                : xasprintf(
+                          "build the image that has it once with 'nucleus image build --name %s', then add "
+                          "--image %s",
+                          table[i].recipe,
+                          table[i].recipe);
+        return xasprintf(
+                "%s looks like a %s project (%s) but the %s image has no %s, so its tests cannot run "
+                "in the pod; %s (or set [images] default = \"%s\" in config.toml)",
+                dir,
+                table[i].what,
+                table[i].marker,
+                image ?: "default",
+                table[i].package,
+                how,
+                table[i].recipe);
 }

@@ -190,6 +190,12 @@ int verb_run(int argc, char **argv) {
                                 dir);
         }
 
+        {
+                _cleanup_free_ char *hint = run_toolchain_hint(dir, o.image ?: defaults.image);
+                if (hint)
+                        log_warning("%s", hint);
+        }
+
         /* Create the pod. From here on, every path goes through `cleanup:`. */
         timeout_sec = o.timeout_sec ?: defaults.timeout_sec;
         spec = run_build_spec(

@@ -366,6 +366,35 @@ def test_upload_over_the_cap_names_the_largest_file(env):
         assert only_pod(n).deleted
 
 
+def test_toolchain_missing_from_the_image_is_said_before_the_pod(env, node):
+    """A Python project on an image without python3 (the default one): said before any pod
+    exists, naming the image that has it, instead of the agent finding out by failing its
+    first test run. Quiet when the image has it, or when the image's contents are unknown."""
+    images = env.state / "images"
+    (images / "python").mkdir(parents=True)
+    def manifest(d, packages):
+        (d / "manifest.json").write_text(json.dumps({"rootfs": {"packages": packages}}))
+    manifest(images, ["busybox", "ca-certificates", "git"])
+    (env.proj / "pyproject.toml").write_text("[project]\nname = 'calc'\n")
+    with ModelServer([{"text": "done"}]) as ms:
+        r = run(env, node, ms, "Task")
+    assert r.returncode == 0, r.stderr
+    hint = r.stderr.split("\n")[0]
+    assert "looks like a Python project (pyproject.toml) but the default image has no python3" in hint, r.stderr
+    assert "nucleus image build --name python" in hint and "--image python" in hint
+    manifest(images / "python", ["busybox", "git", "python3", "python3-pytest"])
+    with ModelServer([{"text": "done"}]) as ms:
+        r = run(env, node, ms, "Task")
+    assert "the python image is built here: add --image python" in r.stderr, r.stderr
+    with ModelServer([{"text": "done"}]) as ms:
+        r = run(env, node, ms, "Task", "--image", "python")
+    assert r.returncode == 0 and "looks like" not in r.stderr, r.stderr
+    (images / "manifest.json").write_text(json.dumps({"rootfs": {"source": "oci"}}))
+    with ModelServer([{"text": "done"}]) as ms:
+        r = run(env, node, ms, "Task")
+    assert r.returncode == 0 and "looks like" not in r.stderr, r.stderr
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",
