@@ -95,6 +95,30 @@ def qmp_probe(node, pod, seconds):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+SWAP_PROBE = r"""
+import os, sys
+try:
+    os.rename(sys.argv[1], sys.argv[1] + ".swapped")
+    os.rename(sys.argv[1] + ".swapped", sys.argv[1])
+    print("swapped")
+except PermissionError:
+    print("refused")
+"""
+
+
+def disk_swap_probe(node, pod):
+    """As the VMM user (any pod's QEMU): can the pod's scratch disk be renamed away (and another
+    file put in its place, which its snapshot and its children would then carry)?"""
+    import pwd
+    vmm = pwd.getpwnam("nucleus-vmm")
+    pdir = node.state_dir / "pods" / pod
+    disk = pdir / "scratch.img" if (pdir / "scratch.img").exists() else pdir / "vm" / "scratch.img"
+    assert disk.exists(), sorted(os.listdir(pdir))
+    r = subprocess.run(["/usr/bin/python3", "-c", SWAP_PROBE, str(disk)], user=vmm.pw_uid, group=vmm.pw_gid,
+                       extra_groups=[], capture_output=True, text=True, timeout=60)
+    return r.stdout.strip() or r.stderr
+
+
 def test_snapshot_and_fork(node):
     c = node.client()
     t_cold = time.monotonic()
@@ -102,6 +126,8 @@ def test_snapshot_and_fork(node):
     # The node holds the parent's monitor from its boot on: another process of the VMM user
     # gets no greeting (QEMU serves one monitor client), not even while the node snapshots.
     probe = qmp_probe(node, parent, 20) if _has_vmm_user() else None
+    if _has_vmm_user():
+        assert disk_swap_probe(node, parent) == "refused"
     assert c.upload_workspace(parent, tar_bytes({"README.md": "from the host\n"})).status == 200
     cold_first_answer = time.monotonic() - t_cold
     assert c.tool(parent, "write", {"path": "parent.txt", "content": "written by the parent\n"}).status == 200

@@ -56,7 +56,7 @@ static void test_hand_over_regular(void **state) {
         assert_int_equal(mkdir(vm, 0700), 0);
         touch(vm, "scratch.img");
         /* Our own uid: no privilege needed, and every check runs all the same. */
-        assert_int_equal(vmm_hand_over(vm, files, getuid(), getgid()), 0);
+        assert_int_equal(vmm_hand_over(vm, true, files, getuid(), getgid()), 0);
         cleanup(root);
 }
 
@@ -88,7 +88,7 @@ static void test_hand_over_refuses_what_is_not_the_disk(void **state) {
                         want = -EBADFD;
                         break;
                 }
-                assert_int_equal(vmm_hand_over(vm, files, getuid(), getgid()), want);
+                assert_int_equal(vmm_hand_over(vm, true, files, getuid(), getgid()), want);
                 if (kind == 3)
                         (void) rmdir(disk);
                 cleanup(root);
@@ -101,7 +101,7 @@ static void test_hand_over_refuses_a_linked_dir(void **state) {
         _cleanup_free_ char *target = xasprintf("%s/target", root);
         assert_int_equal(mkdir(target, 0700), 0);
         assert_int_equal(symlink(target, vm), 0);
-        int r = vmm_hand_over(vm, NULL, getuid(), getgid());
+        int r = vmm_hand_over(vm, true, NULL, getuid(), getgid());
         assert_true(r == -ELOOP || r == -ENOTDIR); /* O_DIRECTORY | O_NOFOLLOW on a link */
         (void) unlink(vm);
         (void) rmdir(target);

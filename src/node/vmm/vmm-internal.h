@@ -36,12 +36,13 @@ extern const VmmOps vmm_local_ops;
 /* Connect to a unix stream socket at path, retrying until timeout while it is absent or
  * refuses (the VMM creates it). Stops early if the VMM process died. */
 int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_fd);
-/* Give the VMM user (uid, gid) the directory dir and the files names[] in it (NULL-terminated):
- * each file through an fd opened without following a link, blocking or taking a terminal, and
- * only a regular file with one link; the directory last, so that until then only root can
- * change what is in it (the VMM user is shared by every pod's QEMU). Returns 0, -EBADFD for a
- * file that is not a regular single-link file, or -errno (ELOOP or ENOTDIR for a symlink). */
-int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gid);
+/* Give the VMM user (uid, gid) the files names[] (NULL-terminated) in the directory dir and,
+ * with give_dir, the directory itself: each file through an fd opened without following a
+ * link, blocking or taking a terminal, and only a regular file with one link; the directory
+ * last, so that until then only root can change what is in it (the VMM user is shared by every
+ * pod's QEMU). Returns 0, -EBADFD for a file that is not a regular single-link file, or -errno
+ * (ELOOP or ENOTDIR for a symlink). */
+int vmm_hand_over(const char *dir, bool give_dir, const char *const *names, uid_t uid, gid_t gid);
 /* Is the peer of the connected unix socket fd the process pid (SO_PEERCRED: the process that
  * listened)? 0, -EPERM when another process listens there (a socket some other process of the
  * shared VMM user put in place of the VMM's), or -errno. */

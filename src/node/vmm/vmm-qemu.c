@@ -51,7 +51,10 @@ static int qemu_probe(const VmmLaunch *l, char **reterr) {
 
 static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *vmdir = xasprintf("%s/vm", l->pod_dir);
-        _cleanup_free_ char *scratch = xasprintf("%s/scratch.img", vmdir);
+        /* The disk beside vm/, in the pod dir only root writes: the VMM user may open it, but
+         * no QEMU (they all run as that user) can put another file in its place. vm/ holds only
+         * QEMU's sockets. */
+        _cleanup_free_ char *scratch = xasprintf("%s/scratch.img", l->pod_dir);
         _cleanup_free_ char *sock = xasprintf("%s/channel.sock", vmdir);
         _cleanup_free_ char *console = xasprintf("%s/console.log", l->pod_dir);
         _cleanup_free_ char *kernel = xasprintf("%s/" IMAGE_QEMU_KERNEL, l->image_dir);
@@ -98,13 +101,14 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 return r;
         }
         if (l->run_uid != 0) {
-                /* QEMU runs as the VMM user: hand it its own dir, disk and console, nothing else.
-                 * The dir last (vmm_hand_over): the VMM user is every pod's, and once it owns
-                 * vm/ it could put a link where the disk was. */
+                /* QEMU runs as the VMM user: hand it its disk (in the pod dir, which stays
+                 * root's), its console and vm/ for its sockets, nothing else. */
                 static const char *const files[] = { "scratch.img", NULL };
                 r = fchown(logfd, l->run_uid, l->run_gid) < 0
                         ? -errno
-                        : vmm_hand_over(vmdir, files, l->run_uid, l->run_gid);
+                        : vmm_hand_over(l->pod_dir, false, files, l->run_uid, l->run_gid);
+                if (r >= 0)
+                        r = vmm_hand_over(vmdir, true, NULL, l->run_uid, l->run_gid);
                 if (r < 0) {
                         *reterr = xasprintf("cannot hand %s to the VMM user: %s", vmdir, strerror(-r));
                         return r;
@@ -287,7 +291,7 @@ static int qemu_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr)
 }
 
 static void qemu_cleanup(Vmm *vm) {
-        _cleanup_free_ char *scratch = xasprintf("%s/vm/scratch.img", vm->pod_dir);
+        _cleanup_free_ char *scratch = vmm_scratch_path(vm);
         _cleanup_free_ char *sock = xasprintf("%s/vm/channel.sock", vm->pod_dir);
         _cleanup_free_ char *qmp = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
         (void) unlink(qmp);

@@ -146,10 +146,10 @@ int vmm_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
 }
 
 char *vmm_scratch_path(Vmm *vm) {
-        return xasprintf("%s/vm/scratch.img", vm->pod_dir);
+        return xasprintf("%s/scratch.img", vm->pod_dir);
 }
 
-int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gid) {
+int vmm_hand_over(const char *dir, bool give_dir, const char *const *names, uid_t uid, gid_t gid) {
         _cleanup_close_ int dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (dfd < 0)
                 return -errno;
@@ -166,6 +166,8 @@ int vmm_hand_over(const char *dir, const char *const *names, uid_t uid, gid_t gi
                 if (fchown(fd, uid, gid) < 0)
                         return -errno;
         }
+        if (!give_dir)
+                return 0;
         return fchown(dfd, uid, gid) < 0 ? -errno : 0;
 }
 
