@@ -24,6 +24,7 @@
 #include "client-settings.h"
 #include "fd-util.h"
 #include "json-util.h"
+#include "parse-util.h"
 #include "string-util.h"
 #ifdef NUCLEUS_HAVE_AUTH_DEP
 #        include "secrets.h"
@@ -169,6 +170,21 @@ static void check_config(CheckList *l, const ClientSettings *s, char **ret_accel
                 size_t n;
                 bool on = read_full_file_at(AT_FDCWD, "/sys/kernel/mm/ksm/run", 16, &run, &n) >= 0 &&
                         startswith(run, "1");
+                /* What merging saves right now: pages_sharing is the number of page mappings
+                 * that point at a merged page instead of their own copy. */
+                _cleanup_free_ char *sharing = NULL, *state = NULL;
+                uint64_t pages = 0;
+                if (on &&
+                    read_full_file_at(AT_FDCWD, "/sys/kernel/mm/ksm/pages_sharing", 32, &sharing, &n) >= 0) {
+                        sharing[strcspn(sharing, "\n")] = 0;
+                        if (safe_atou64(sharing, &pages) < 0)
+                                pages = 0;
+                }
+                state = on ? xasprintf(
+                                     "on (pages_sharing %llu, ~%llu MiB saved)",
+                                     (unsigned long long) pages,
+                                     (unsigned long long) (pages * 4096 >> 20))
+                           : xstrdup("off, so nothing is merged");
                 check_add(
                         l,
                         CHECK_WARN,
@@ -176,7 +192,7 @@ static void check_config(CheckList *l, const ClientSettings *s, char **ret_accel
                         on ? NULL : "echo 1 > /sys/kernel/mm/ksm/run",
                         "[pods] ksm = true: pods' identical pages are merged, a timing side channel "
                         "between pods (SECURITY.md); the host's ksmd is %s",
-                        on ? "on" : "off, so nothing is merged");
+                        state);
         }
         node_config_free(nc);
 #else
