@@ -43,23 +43,30 @@ static int read_frame(int fd, uint8_t *type, uint32_t *sid, char **payload, uint
         return 0;
 }
 
-/* Guest: answer two requests in reverse order; the second gets data frames first. */
+/* Guest: answer the export before the read (whichever was sent first), with data frames
+ * before the export's answer. Which stream is which comes from the request, not from the
+ * order the two calling threads happened to send in. */
 static void *guest_reverse(void *arg) {
         int fd = *(int *) arg;
-        uint32_t sids[2], len;
+        uint32_t sid, sid_read = 0, sid_export = 0, len;
         uint8_t type;
         char *p;
         for (int i = 0; i < 2; i++) {
-                assert_int_equal(read_frame(fd, &type, &sids[i], &p, &len), 0);
+                assert_int_equal(read_frame(fd, &type, &sid, &p, &len), 0);
                 assert_int_equal(type, FRAME_REQUEST);
-                assert_true(sids[i] % 2 == 1);
+                assert_true(sid % 2 == 1);
+                if (strstr(p, "\"op\":\"export\""))
+                        sid_export = sid;
+                else
+                        sid_read = sid;
                 free(p);
         }
+        assert_true(sid_read != 0 && sid_export != 0);
         frame_write(fd, FRAME_EVENT, 0, "{\"type\":\"boot\"}", 15);
-        frame_write(fd, FRAME_DATA, sids[1], "hello ", 6);
-        frame_write(fd, FRAME_DATA, sids[1], "world", 5);
-        frame_write(fd, FRAME_RESPONSE, sids[1], "{\"n\":2}", 7);
-        frame_write(fd, FRAME_RESPONSE, sids[0], "{\"error\":\"no\",\"kind\":\"path_denied\"}", 35);
+        frame_write(fd, FRAME_DATA, sid_export, "hello ", 6);
+        frame_write(fd, FRAME_DATA, sid_export, "world", 5);
+        frame_write(fd, FRAME_RESPONSE, sid_export, "{\"n\":2}", 7);
+        frame_write(fd, FRAME_RESPONSE, sid_read, "{\"error\":\"no\",\"kind\":\"path_denied\"}", 35);
         return NULL;
 }
 
