@@ -236,8 +236,8 @@ static void test_liveness(void **state) {
         assert_int_equal(channel_new(sp[0], on_event, on_close, NULL, &c), 0);
         pthread_create(&t, NULL, guest_pong, &sp[1]);
         n_dead = 0;
-        assert_int_equal(channel_liveness_start(c, 2 * USEC_PER_SEC, on_dead), 0);
-        usleep(5 * 1000 * 1000); /* 2.5 bounds: alive only because pings are answered */
+        assert_int_equal(channel_liveness_start(c, 3 * USEC_PER_SEC, on_dead), 0);
+        usleep(6 * 1000 * 1000); /* 2 bounds: alive only because pings are answered */
         assert_int_equal(__atomic_load_n(&n_dead, __ATOMIC_SEQ_CST), 0);
         channel_release(c);
         pthread_join(t, NULL); /* the guest saw EOF: the fd is closed */
