@@ -58,7 +58,24 @@ static char *run_interrupt_detail(int sig) {
 
 /* ---- the verb ---- */
 
+/* --output json promises one document on stdout: run_main() says whether it was asked for
+ * and whether the run's document went out. */
+static bool run_json_wanted = false, run_json_printed = false;
+
+static int run_main(int argc, char **argv);
+
 int verb_run(int argc, char **argv) {
+        run_json_wanted = run_json_printed = false;
+        int r = run_main(argc, argv);
+        /* A run that failed before it began (the node unreachable, the pod refused, a bad
+         * plan) still answers a script with a document; usage errors (2) print none. */
+        if (r == CLI_EXIT_FAILURE && run_json_wanted && !run_json_printed)
+                cli_print_json_failure(
+                        OUTPUT_JSON, "error", log_last_error()[0] ? log_last_error() : "nucleus run failed");
+        return r;
+}
+
+static int run_main(int argc, char **argv) {
         RunOptions o;
         _cleanup_(policy_freep) Policy *policy = NULL;
         _cleanup_(client_settings_done) ClientSettings settings = {};
@@ -89,6 +106,7 @@ int verb_run(int argc, char **argv) {
         if (r <= 0)
                 return r < 0 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
         ctx.opts = &o;
+        run_json_wanted = o.output == OUTPUT_JSON;
 
         if (streq(o.task, "-")) {
                 size_t n;
@@ -563,6 +581,7 @@ cleanup:
                         json_object_set_new(doc, "audit_log", json_string(audit_path));
                 json_object_set(doc, "model_calls", model_calls);
                 (void) cli_print_json(doc);
+                run_json_printed = true;
         } else if (ctx.pod)
                 run_print_summary(
                         ctx.pod,

@@ -395,6 +395,26 @@ def test_toolchain_missing_from_the_image_is_said_before_the_pod(env, node):
     assert r.returncode == 0 and "looks like" not in r.stderr, r.stderr
 
 
+def test_json_output_when_the_run_cannot_begin(env, node):
+    """--output json answers with one document even when the run fails before it begins (a
+    script piping it into jq got nothing); usage errors stay on stderr only."""
+    argv = [str(binary("nucleus")), "run", "Task", "-d", str(env.proj), "--output", "json"]
+    e = dict(env.env(node), NUCLEUS_NODE_URL="http://127.0.0.1:1")
+    plan = env.tmp / "plan.json"
+    plan.write_text(json.dumps({"steps": [], "final": "done"}))
+    r = subprocess.run(argv + ["--script", str(plan)], env=e, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and "creating the pod failed" in doc["error"], doc
+    r = subprocess.run(argv + ["--script", str(env.tmp / "missing.json")], env=env.env(node),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and "missing.json" in doc["error"], doc
+    r = subprocess.run(argv + ["--max-turns", "0"], env=env.env(node), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",

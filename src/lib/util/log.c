@@ -15,6 +15,7 @@
 static int log_max_level = LOG_INFO;
 static const char *log_prefix = NULL;
 static int log_fd = STDERR_FILENO;
+static _Thread_local char log_last_error_msg[2048];
 
 void log_set_max_level(int level) {
         log_max_level = level;
@@ -30,6 +31,10 @@ void log_set_prefix(const char *prefix) {
 
 void log_set_fd(int fd) {
         log_fd = fd;
+}
+
+const char *log_last_error(void) {
+        return log_last_error_msg;
 }
 
 int log_level_from_string(const char *s) {
@@ -67,6 +72,8 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         /* Log lines stay one line each and show no hidden character raw (escape.h); callers
          * have escaped the agent's text already, so a backslash stays itself. */
         _cleanup_free_ char *vis = escape_text(msg, strlen(msg), ESCAPE_KEEP_BACKSLASH);
+        if (level <= LOG_ERR)
+                (void) snprintf(log_last_error_msg, sizeof(log_last_error_msg), "%s", vis ?: msg);
 
         int n;
         if (log_max_level >= LOG_DEBUG)

@@ -20,6 +20,10 @@ void log_set_prefix(const char *prefix);
 void log_set_fd(int fd);
 /* Parse "err|warning|notice|info|debug"; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
+/* The last message this thread logged at LOG_ERR (or more severe), as printed but without
+ * the prefix; "" when none. For a program that must also say it elsewhere (a JSON document).
+ * Valid until this thread logs the next error. */
+const char *log_last_error(void);
 
 /* Logs if level <= max level. error is a positive or negative errno (0: none) used for %m.
  * Returns -abs(error) (or 0 when error is 0) so callers can `return log_..._errno()`. */
