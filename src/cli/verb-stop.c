@@ -14,8 +14,11 @@
 #include "macro.h"
 #include "cli-lima.h"
 #include "cli-node.h"
+#include "cli-pod.h"
 #include "cli.h"
 #include "client-settings.h"
+#include "client.h"
+#include "string-util.h"
 #include "json-util.h"
 #include "log.h"
 #include "string-util.h"
@@ -46,6 +49,7 @@ static int stop_fail(const char *fmt, ...) {
 }
 
 static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_running);
+static json_t *live_pods(void);
 
 int verb_stop(int argc, char **argv) {
         enum {
@@ -83,6 +87,31 @@ int verb_stop(int argc, char **argv) {
                         "nucleus delete POD",
                         argv[optind]);
 
+        /* Said before, not after: a user who did not mean to end them learns what went. */
+        _cleanup_json_ json_t *ended = live_pods();
+        if (json_array_size(ended) > 0) {
+                _cleanup_free_ char *list = NULL;
+                size_t i;
+                json_t *p;
+                json_array_foreach(ended, i, p) {
+                        const char *name = json_string_value(json_object_get(p, "name"));
+                        _cleanup_free_ char *item = xasprintf(
+                                "%s%s%s%s",
+                                json_string_value(json_object_get(p, "id")),
+                                name ? " (" : "",
+                                name ?: "",
+                                name ? ")" : "");
+                        _cleanup_free_ char *vis = string_make_visible(item);
+                        char *l = list ? xasprintf("%s, %s", list, vis) : xstrdup(vis);
+                        free(list);
+                        list = l;
+                }
+                log_warning(
+                        "ending %zu live pod(s) with the node (their runs fail): %s",
+                        json_array_size(ended),
+                        list);
+        }
+
         NodeMode mode = NODE_MODE_DAEMON;
         r = do_stop(stop_vm, force, &mode, &was_running);
         if (r != 0) {
@@ -92,12 +121,46 @@ int verb_stop(int argc, char **argv) {
         }
         if (output == OUTPUT_JSON) {
                 _cleanup_json_ json_t *j = json_pack(
-                        "{s:b,s:s,s:b}", "ok", true, "mode", node_mode_to_string(mode), "was_running", was_running);
+                        "{s:b,s:s,s:b,s:O}",
+                        "ok",
+                        true,
+                        "mode",
+                        node_mode_to_string(mode),
+                        "was_running",
+                        was_running,
+                        "ended_pods",
+                        ended);
                 (void) cli_print_json(j);
         } else
                 printf(was_running ? "nucleus-node stopped.\n"
                                    : "nucleus-node was not running; nothing to stop.\n");
         return CLI_EXIT_OK;
+}
+
+/* The node's live pods, which stopping it ends (their runs fail, their agents lose their
+ * sandbox): asked with a short timeout, best effort (a node that does not answer is stopped
+ * all the same). Returns a JSON array of {id, name}. */
+static json_t *live_pods(void) {
+        _cleanup_client_free_ NucleusClient *c = NULL;
+        _cleanup_free_ char *err = NULL;
+        _cleanup_client_error_ ClientError e = {};
+        _cleanup_json_ json_t *res = NULL;
+        json_t *out = json_array(), *p;
+        size_t i;
+        if (client_open_default(&c, &err) < 0)
+                return out;
+        client_set_timeouts(c, USEC_PER_SEC, 3 * USEC_PER_SEC);
+        if (client_call_json(c, "GET", "/v1/pods", NULL, &res, &e) < 0)
+                return out;
+        json_array_foreach(json_object_get(res, "pods"), i, p) {
+                const char *id = json_string_value(json_object_get(p, "id"));
+                const char *st = json_string_value(json_object_get(p, "state"));
+                if (!id || cli_pod_state_ended(st))
+                        continue;
+                const char *name = json_string_value(json_object_get(p, "name"));
+                json_array_append_new(out, json_pack("{s:s, s:s?}", "id", id, "name", name));
+        }
+        return out;
 }
 
 static int do_stop(bool stop_vm, bool force, NodeMode *ret_mode, bool *ret_was_running) {

@@ -93,7 +93,10 @@ def main():
                 return self.answer(401, {"error": "signature check failed", "kind": "unauthorized",
                                          "detail": bad})
             if self.command == "GET" and self.path == "/v1/pods":
-                return self.answer(200, {"pods": []})
+                # [fake] live_pod = "NAME" in node.toml: one running pod of that name.
+                live = cfg.get("fake", {}).get("live_pod")
+                return self.answer(200, {"pods": [{"id": "0f0f0f0f-0000-4000-8000-000000000001", "name": live,
+                                                   "state": "running"}] if live else []})
             pool_images = cfg.get("pool", {}).get("images", {})
             if self.command == "GET" and self.path == "/v1/pool" and pool_images:
                 POOL["polls"] += 1

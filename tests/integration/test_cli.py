@@ -318,6 +318,22 @@ def test_start_while_the_old_node_is_still_exiting(env):
     env.stop_quietly()
 
 
+def test_stop_names_the_live_pods_it_ends(env):
+    """Stopping the node ends its live pods (and the runs on them): stop says which, before."""
+    env.setup()
+    with open(env.config_dir / "node.toml", "a") as f:
+        f.write("\n[fake]\nlive_pod = \"run-proj\"\n")
+    env.run("start", check=0)
+    p = env.run("stop", check=0)
+    assert "ending 1 live pod(s) with the node" in p.stderr, p.stderr
+    assert "0f0f0f0f-0000-4000-8000-000000000001 (run-proj)" in p.stderr
+    env.run("start", check=0)
+    j = json.loads(env.run("stop", "--output", "json", check=0).stdout)
+    assert [x["name"] for x in j["ended_pods"]] == ["run-proj"], j
+    j = json.loads(env.run("stop", "--output", "json", check=0).stdout)
+    assert j["ended_pods"] == [] and j["was_running"] is False
+
+
 def test_json_output_is_only_json(env):
     env.setup()
     for args in (["doctor"], ["config"], ["secrets", "show-paths"], ["profiles"], ["stop"],
