@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests for src/lib/image: QEMU argv, module dependency order, initramfs contents. */
+/* Unit tests for src/lib/image: QEMU argv, module dependency order, initramfs contents, the system
+ * disk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,11 +263,77 @@ static void test_accel_table(void **state) {
         assert_int_equal(image_accel_from_string("hvf"), _IMAGE_ACCEL_INVALID);
 }
 
+/* The system disk: a read-only ext4 labelled nucleus-system with the proxy, and for an imported
+ * image git (its loader rewritten) with its libraries and the ld.so link; root's, 0644. Needs
+ * root (the files on it are root's), mkfs.ext4 and debugfs (to read it back) and a host git. */
+static void test_system_disk(void **state) {
+        if (geteuid() != 0 || access("/sbin/mkfs.ext4", X_OK) < 0 || access("/sbin/debugfs", X_OK) < 0 ||
+            access("/usr/bin/git", X_OK) < 0)
+                skip();
+        char tmpl[] = "/tmp/nucleus-test-system-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *cache = xasprintf("%s/cache", tmpl),
+                            *logp = xasprintf("%s/cache/build.log", tmpl);
+        _cleanup_free_ char *proxy = xasprintf("%s/proxy", tmpl), *out = xasprintf("%s/nucleus.ext4", tmpl);
+        assert_int_equal(mkdir(cache, 0755), 0);
+        ImageBuildOptions o = { .quiet = true };
+        ImageCtx ctx = { .opts = &o, .dir = tmpl, .cache_dir = cache, .log_fd = -EBADF };
+        ctx.log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        assert_true(ctx.log_fd >= 0);
+        write_text(proxy, "proxy bytes");
+
+        char **git_libs = NULL;
+        assert_int_equal(image_fetch_libs(&ctx, "/usr/bin/git", &git_libs), 0);
+        ImageSystemExtra extra = { .git_path = "/usr/bin/git", .git_libs = git_libs };
+        assert_int_equal(image_system_write(&ctx, out, proxy, &extra), 0);
+
+        struct stat st;
+        assert_int_equal(stat(out, &st), 0);
+        assert_int_equal(st.st_uid, 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        _cleanup_free_ char *err = NULL;
+        assert_int_equal(image_system_check(out, &err), 0);
+        _cleanup_free_ char *staged = xasprintf("%s/system-build", cache);
+        assert_int_equal(access(staged, F_OK), -1); /* the staging tree is gone */
+
+        char *const label_argv[] = { (char *) "e2label", out, NULL };
+        _cleanup_free_ char *label = NULL;
+        assert_int_equal(image_run_capture(&ctx, label_argv, 4096, &label), 0);
+        assert_string_equal(label, IMAGE_SYSTEM_LABEL "\n");
+
+        char *const ls_bin[] = { (char *) "debugfs", (char *) "-R", (char *) "ls -p /bin", out, NULL };
+        _cleanup_free_ char *bin = NULL;
+        assert_int_equal(image_run_capture(&ctx, ls_bin, 1 << 20, &bin), 0);
+        assert_non_null(strstr(bin, "/nucleus-tool-proxy/"));
+        assert_non_null(strstr(bin, "/git/"));
+        assert_null(strstr(bin, "/nucleus-web-fetch/")); /* not given */
+        char *const ls_lib[] = { (char *) "debugfs", (char *) "-R", (char *) "ls -p /lib", out, NULL };
+        _cleanup_free_ char *lib = NULL;
+        assert_int_equal(image_run_capture(&ctx, ls_lib, 1 << 20, &lib), 0);
+        assert_non_null(strstr(lib, "/ld-linux-x86-64.so.2/"));
+        assert_non_null(strstr(lib, "/ld.so/")); /* the link git's PT_INTERP names */
+        /* git's loader now points into /nucleus/lib. */
+        _cleanup_free_ char *gitcopy = xasprintf("%s/git", tmpl);
+        _cleanup_free_ char *dump = xasprintf("dump /bin/git %s", gitcopy);
+        char *const dump_argv[] = { (char *) "debugfs", (char *) "-R", dump, out, NULL };
+        _cleanup_free_ char *ignored = NULL;
+        assert_int_equal(image_run_capture(&ctx, dump_argv, 1 << 20, &ignored), 0);
+        _cleanup_free_ char *data = NULL;
+        size_t n = 0;
+        assert_int_equal(read_full_file_at(AT_FDCWD, gitcopy, 256u << 20, &data, &n), 0);
+        assert_non_null(memmem(data, n, IMAGE_SYSTEM_LOADER_SHORT, sizeof IMAGE_SYSTEM_LOADER_SHORT));
+
+        strv_free(git_libs);
+        ctx.log_fd = safe_close(ctx.log_fd);
+        assert_int_equal(image_rm_rf(tmpl), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_qemu_argv),
                 cmocka_unit_test(test_modules_order),
                 cmocka_unit_test(test_accel_table),
+                cmocka_unit_test(test_system_disk),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
  */
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -318,9 +319,12 @@ int image_system_write(
                         goto out;
                 }
                 /* IMAGE_SYSTEM_GIT and the loader link are paths under /nucleus, the disk's root. */
-                if ((r = stage_data(stage, IMAGE_SYSTEM_GIT + strlen("/nucleus/"), data, n, 0755)) < 0)
+                const char *git_rel = startswith(IMAGE_SYSTEM_GIT, "/nucleus/"),
+                           *loader_rel = startswith(IMAGE_SYSTEM_LOADER_SHORT, "/nucleus/");
+                assert(git_rel && loader_rel);
+                if ((r = stage_data(stage, git_rel, data, n, 0755)) < 0)
                         goto out;
-                link = xasprintf("%s%s", stage, IMAGE_SYSTEM_LOADER_SHORT + strlen("/nucleus"));
+                link = xasprintf("%s/%s", stage, loader_rel);
                 if (symlink("ld-linux-x86-64.so.2", link) < 0) {
                         r = log_error_errno(-errno, "image: system disk: symlink %s: %m", link);
                         goto out;
