@@ -294,8 +294,8 @@ static json_t *do_call(
  * for another reason: a program missing from the image, a malformed request, our own error. */
 static bool kind_is_denial(const char *kind) {
         static const char *const not_denials[] = {
-                "not_found",   "invalid_request", "internal",    "too_large",
-                "unsupported", "io_error",        "interrupted", NULL,
+                "not_found", "invalid_request", "internal",        "too_large", "unsupported",
+                "io_error",  "interrupted",     "pod_not_running", NULL,
         };
         for (const char *const *k = not_denials; *k; k++)
                 if (streq(kind, *k))

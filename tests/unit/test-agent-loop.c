@@ -58,6 +58,9 @@ static int fake_call(void *userdata, const char *op, json_t *args, json_t **ret,
                         "'pytest' is not installed in this pod's image",
                         "kind",
                         "not_found");
+        else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "gone"))
+                *ret = json_pack(
+                        "{s:s, s:s}", "error", "pod is exited: node shutdown", "kind", "pod_not_running");
         else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "spend"))
                 *ret = json_pack("{s:s, s:s}", "error", "budget exhausted", "kind", "budget_exhausted");
         else
@@ -113,6 +116,24 @@ static const char demo_plan[] = "{\"steps\":["
                                 "{\"tool\":\"web_fetch\",\"args\":{\"url\":\"http://evil\"}},"
                                 "{\"tool\":\"run\",\"args\":{\"argv\":[\"git\",\"push\"]}}"
                                 "],\"final\":\"All done.\"}";
+
+/* A pod that ended under the run (the node stopped) ends the run; it is not a denial. */
+static void test_pod_gone_is_not_a_denial(void **state) {
+        Fake f = { .approve_answer = 0 };
+        AgentStats st = {};
+        run_plan(
+                "{\"steps\":[{\"tool\":\"run\",\"args\":{\"argv\":[\"gone\"]}},"
+                "{\"tool\":\"read\",\"args\":{\"path\":\"a\"}}],\"final\":\"x\"}",
+                &f,
+                0,
+                NULL,
+                &st);
+        assert_int_equal(st.tool_calls, 1);
+        assert_int_equal(st.denials, 0);
+        assert_null(json_object_get(st.denials_by_kind, "pod_not_running"));
+        assert_int_equal(st.stop, AGENT_STOP_ERROR);
+        agent_stats_done(&st);
+}
 
 /* A program missing from the image is a failed call, not a denial. */
 static void test_not_found_is_not_a_denial(void **state) {
@@ -248,6 +269,7 @@ int main(void) {
                 cmocka_unit_test(test_max_turns),
                 cmocka_unit_test(test_budget_stop),
                 cmocka_unit_test(test_interrupt),
+                cmocka_unit_test(test_pod_gone_is_not_a_denial),
                 cmocka_unit_test(test_bad_plans),
                 cmocka_unit_test(test_describe),
         };
