@@ -140,6 +140,7 @@ static int apply_config_file(const char *path, NodeSettings *c) {
         c->pool_restore = !streq_ptr(f->pool_restore, "off");
         c->snapshots_max_count = f->snapshots_max_count;
         c->snapshots_max_bytes = f->snapshots_max_mib * 1024 * 1024;
+        c->pool_network = f->pool_network;
         c->max_body_bytes = f->max_body_bytes;
         c->max_workspace_bytes = f->max_upload_bytes;
         c->max_tool_body_bytes = f->max_tool_body_bytes;

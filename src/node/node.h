@@ -58,6 +58,7 @@ typedef struct NodeSettings {
         bool pool_restore;               /* [pool] restore = "auto" (true) | "off" */
         unsigned snapshots_max_count;    /* [snapshots] max_count (0: no cap) */
         uint64_t snapshots_max_bytes;    /* [snapshots] max_mib in bytes (0: no cap) */
+        bool pool_network;               /* [pool] network: pooled pods get a parked NIC (qemu only) */
 } NodeSettings;
 
 typedef struct Node {

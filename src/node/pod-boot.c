@@ -97,14 +97,18 @@ static Configure *pod_configure_message(Pod *p) {
         c->wall_clock = now_usec(CLOCK_REALTIME);
         if (getrandom(c->entropy_seed, sizeof c->entropy_seed, 0) == (ssize_t) sizeof c->entropy_seed)
                 c->have_seed = true;
-        if (p->net) {
-                const NetPodInfo *ni = net_pod_info(p->net);
-                c->have_net = true;
-                c->net.address = xasprintf("%s/%u", ni->guest_addr, ni->guest_prefix);
-                c->net.gateway = xstrdup(ni->gateway);
-                c->net.dns = xstrdup(ni->dns);
-        }
+        pod_configure_net(p, c);
         return c;
+}
+
+void pod_configure_net(Pod *p, Configure *c) {
+        if (!p->net || net_pod_info(p->net)->parked)
+                return;
+        const NetPodInfo *ni = net_pod_info(p->net);
+        c->have_net = true;
+        c->net.address = xasprintf("%s/%u", ni->guest_addr, ni->guest_prefix);
+        c->net.gateway = xstrdup(ni->gateway);
+        c->net.dns = xstrdup(ni->dns);
 }
 
 /* The channel's liveness watcher: nothing came from the guest for the bound (a stopped or
@@ -265,6 +269,73 @@ static void pod_dns_refused(
         pod_audit(p, &ev);
 }
 
+void pod_net_config(Node *n, Pod *p, NetConfig *ret) {
+        NetConfig nc = NET_CONFIG_NULL;
+        nc.state_dir = n->config.net_state_dir;
+        nc.pool = n->config.net_pool;
+        nc.dns_upstream = n->config.net_dns_upstream;
+        nc.dns_wildcard_names = n->config.net_dns_wildcard_names;
+        nc.dns_event = pod_dns_refused;
+        nc.dns_event_userdata = p;
+        if (n->vmm_uid != 0) {
+                nc.tap_uid = n->vmm_uid;
+                nc.tap_gid = n->vmm_gid;
+        }
+        *ret = nc;
+}
+
+int pod_net_policy(Pod *p, NetPolicy **ret, char **reterr) {
+        _cleanup_(net_policy_freep) NetPolicy *netpol = NULL;
+        int r;
+
+        /* Setup hosts need a NIC even without a network section: everything else stays dropped,
+         * and those names open only while the setup step runs (api-setup.c). */
+        if (!p->spec->has_network && strv_length(p->spec->setup_hosts) == 0) {
+                *ret = NULL;
+                return 0;
+        }
+        r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, reterr);
+        if (r < 0)
+                return r;
+        netpol->dns_wildcard_names = p->spec->dns_wildcard_names;
+        r = net_policy_set_setup_hosts(netpol, p->spec->setup_hosts, reterr);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(netpol);
+        return 1;
+}
+
+int pod_net_build(Pod *p, const NetPolicy *netpol, char **reterr) {
+        Node *n = p->node;
+        NetConfig nc;
+        NetPod *np = NULL;
+        pod_net_config(n, p, &nc);
+        int r = net_pod_setup(&nc, p->id, netpol, &np, reterr);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&p->net_lock);
+        pthread_mutex_lock(&n->lock);
+        bool late = p->terminating;
+        pthread_mutex_unlock(&n->lock);
+        if (late) /* terminated while the network was being built: nobody else tears it down */
+                (void) net_pod_teardown(np);
+        else
+                p->net = np;
+        pthread_mutex_unlock(&p->net_lock);
+        return late ? 1 : 0;
+}
+
+void pod_launch_net(Pod *p, VmmLaunch *l) {
+        if (!p->net)
+                return;
+        const NetPodInfo *ni = net_pod_info(p->net);
+        l->net_cmdline = ni->cmdline;
+        l->netns_path = ni->netns_path;
+        l->tap_name = ni->tap;
+        l->tap_mac = ni->mac;
+        l->net = p->net;
+}
+
 void pod_launch_prepare(Node *n, Pod *p, const char *image_dir, VmmLaunch *ret) {
         if (n->cgroup_root && p->driver != VMM_DRIVER_LOCAL) {
                 int r = cgroup_pod_create(n->cgroup_root, p->id, p->memory_mib, p->vcpus, 512, &p->cgroup_dir);
@@ -331,53 +402,22 @@ void *pod_boot_thread(void *userdata) {
                         "driver local: the proxy runs on the host in bubblewrap; this is weaker isolation "
                         "than a microVM");
 
-        /* Setup hosts need a NIC even without a network section: everything else stays dropped,
-         * and those names open only while the setup step runs (api-setup.c). */
-        if (p->spec->has_network || strv_length(p->spec->setup_hosts) > 0) {
-                r = net_policy_from_strv(p->spec->allow, p->spec->deny, p->spec->dns_allow, &netpol, &err);
-                if (r < 0)
-                        goto fail;
-                netpol->dns_wildcard_names = p->spec->dns_wildcard_names;
-                r = net_policy_set_setup_hosts(netpol, p->spec->setup_hosts, &err);
-                if (r < 0)
-                        goto fail;
-        }
+        r = pod_net_policy(p, &netpol, &err);
+        if (r < 0)
+                goto fail;
         if (netpol && p->driver != VMM_DRIVER_LOCAL) {
-                NetConfig nc = NET_CONFIG_NULL;
-                nc.state_dir = n->config.net_state_dir;
-                nc.pool = n->config.net_pool;
-                nc.dns_upstream = n->config.net_dns_upstream;
-                nc.dns_wildcard_names = n->config.net_dns_wildcard_names;
-                nc.dns_event = pod_dns_refused;
-                nc.dns_event_userdata = p;
-                if (n->vmm_uid != 0) {
-                        nc.tap_uid = n->vmm_uid;
-                        nc.tap_gid = n->vmm_gid;
-                }
-                NetPod *np = NULL;
-                r = net_pod_setup(&nc, p->id, netpol, &np, &err);
+                r = pod_net_build(p, netpol, &err);
                 if (r < 0)
                         goto fail;
-                pthread_mutex_lock(&p->net_lock);
-                pthread_mutex_lock(&n->lock);
-                bool late = p->terminating;
-                pthread_mutex_unlock(&n->lock);
-                if (late) /* terminated while the network was being built: nobody else tears it down */
-                        (void) net_pod_teardown(np);
-                else
-                        p->net = np;
-                pthread_mutex_unlock(&p->net_lock);
-                if (late)
+                if (r > 0)
                         goto out;
         }
 
         image_dir = nodespec_image_dir(p->spec, n->config.images_dir);
         pod_launch_prepare(n, p, image_dir, &l);
-        l.net_cmdline = p->net ? net_pod_info(p->net)->cmdline : (netpol ? "nucleus.net=requested" : NULL);
-        l.netns_path = p->net ? net_pod_info(p->net)->netns_path : NULL;
-        l.tap_name = p->net ? net_pod_info(p->net)->tap : NULL;
-        l.tap_mac = p->net ? net_pod_info(p->net)->mac : NULL;
-        l.net = p->net;
+        pod_launch_net(p, &l);
+        if (!p->net && netpol)
+                l.net_cmdline = "nucleus.net=requested";
         r = pod_vmm_start(n, p, p->driver, &l, &vm, &err);
         if (r < 0)
                 goto fail;

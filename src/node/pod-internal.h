@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "net.h"
 #include "pod.h"
 #include "vmm.h"
 #include "pool-shape.h"
@@ -70,6 +71,18 @@ bool pod_stopping(Pod *p);
  * when p began terminating before or while the VMM started (a VMM that started is stopped
  * again; the caller just returns), or 0. */
 int pod_vmm_start(Node *n, Pod *p, VmmDriver driver, const VmmLaunch *l, Vmm **ret, char **reterr);
+/* Build p's network (net_pod_setup) and attach it: 0; 1 when p began ending meanwhile (the
+ * network is torn down again, the caller stops); -errno with *reterr. */
+int pod_net_build(Pod *p, const NetPolicy *netpol, char **reterr);
+/* The NIC part of l from p's network (nothing without one): namespace, tap, MAC, command line. */
+void pod_launch_net(Pod *p, VmmLaunch *l);
+/* Fill c's network from p's (nothing without one, or while it is parked). */
+void pod_configure_net(Pod *p, Configure *c);
+/* The network library's settings for p (its DNS refusals are counted and audited on p). */
+void pod_net_config(Node *n, Pod *p, NetConfig *ret);
+/* p's network policy from its spec: 1 and *ret, 0 and NULL when the pod gets no NIC (no
+ * network section, no setup hosts), -errno with *reterr naming the spec entry. */
+int pod_net_policy(Pod *p, NetPolicy **ret, char **reterr);
 /* Start p's channel reader on fd (the channel owns fd from here on) and publish it as
  * p->channel. Returns <0 with *reterr set, else 1 when p began terminating meanwhile (the
  * caller shuts the channel down or lets the pod's end do it) or 0. */

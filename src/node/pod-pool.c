@@ -144,7 +144,7 @@ static void pool_shape_of(const Pod *p, PoolShape *ret) {
                 .vcpus = p->vcpus,
                 .memory_mib = p->memory_mib,
                 .scratch_mib = p->scratch_mib,
-                .network = false,
+                .network = p->net != NULL, /* booted with a parked NIC */
         };
 }
 
@@ -220,7 +220,7 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
         pthread_mutex_init(&p->budget_lock, NULL);
         p->approvals = approval_queue_new(p->id, 0);
         PoolShape shape;
-        pool_default_shape(&shape, image, (int) p->driver);
+        pool_default_shape(&shape, image, (int) p->driver, n->config.pool_network);
         p->vcpus = shape.vcpus;
         p->memory_mib = shape.memory_mib;
         p->scratch_mib = shape.scratch_mib;
@@ -261,13 +261,26 @@ static int pool_boot_one(Node *n, PodPool *pl, const char *image) {
 
         image_dir = streq(image, "default") ? xstrdup(n->config.images_dir)
                                             : xasprintf("%s/%s", n->config.images_dir, image);
+        _cleanup_free_ char *snap_scratch = NULL, *snap = NULL;
+        if (shape.network) {
+                /* The namespace the pod will have, holding only its tap and a drop-everything
+                 * table; the pod's network is built in it at the claim (net_pod_unpark). */
+                NetConfig nc;
+                pod_net_config(n, p, &nc);
+                NetPod *np = NULL;
+                r = net_pod_park(&nc, p->id, &np, &err);
+                if (r < 0)
+                        goto fail;
+                pthread_mutex_lock(&p->net_lock);
+                p->net = np;
+                pthread_mutex_unlock(&p->net_lock);
+        }
         VmmLaunch l;
         pod_launch_prepare(n, p, image_dir, &l);
+        pod_launch_net(p, &l); /* "nucleus.net=parked": a NIC, no address */
         /* Restored from the snapshot of the first pod booted for this image and shape when there
          * is one ([pool] restore): under TCG a restore is several times faster than a boot. */
-        _cleanup_free_ char *snap_scratch = NULL;
-        _cleanup_free_ char *snap = pod_pool_snapshot_find(
-                n, image_dir, image, &shape, p->net != NULL, &snap_scratch);
+        snap = pod_pool_snapshot_find(n, image_dir, image, &shape, p->net != NULL, &snap_scratch);
         l.restore_scratch = snap_scratch;
         p->pool_restored = snap != NULL;
         Vmm *vm = NULL;
@@ -352,7 +365,7 @@ static const char *pool_next_image_locked(Node *n, PodPool *pl, bool *ret_over_b
         json_t *v;
         uint64_t used = pool_used_mib_locked(pl);
         PoolShape shape;
-        pool_default_shape(&shape, NULL, (int) n->config.driver);
+        pool_default_shape(&shape, NULL, (int) n->config.driver, n->config.pool_network);
         uint64_t charge = pool_pod_charge_mib(shape.memory_mib);
         *ret_over_budget = false;
         json_object_foreach(n->config.pool_images, name, v) {
@@ -527,7 +540,7 @@ int pod_pool_start(Node *n) {
         }
         n->pool = pl;
         PoolShape shape;
-        pool_default_shape(&shape, NULL, (int) n->config.driver);
+        pool_default_shape(&shape, NULL, (int) n->config.driver, n->config.pool_network);
         uint64_t charge = pool_pod_charge_mib(shape.memory_mib);
         if (!pool_fits(0, charge, n->config.pool_memory_budget_mib))
                 log_warning(
@@ -565,10 +578,16 @@ int pod_pool_start(Node *n) {
                 return r;
         }
         pl->running = true;
+        if (n->config.pool_network && !shape.network)
+                log_warning(
+                        "Pool: [pool] network = true needs the qemu driver (pods.driver = %s): pooled pods "
+                        "boot without a NIC",
+                        vmm_driver_to_string(n->config.driver));
         log_info(
-                "Pool: keeping %u pod(s) booted ahead ([pool.images]; budget %" PRIu64 " MiB)",
+                "Pool: keeping %u pod(s) booted ahead ([pool.images]; budget %" PRIu64 " MiB%s)",
                 total,
-                n->config.pool_memory_budget_mib);
+                n->config.pool_memory_budget_mib,
+                shape.network ? "; each with a parked NIC for a spec with a network" : "");
         return 0;
 }
 
@@ -606,7 +625,7 @@ json_t *pod_pool_to_json(Node *n) {
         json_t *v;
 
         PoolShape shape;
-        pool_default_shape(&shape, NULL, (int) n->config.driver);
+        pool_default_shape(&shape, NULL, (int) n->config.driver, n->config.pool_network);
         pthread_mutex_lock(&n->lock);
         uint64_t used = pl ? pool_used_mib_locked(pl) : 0;
         if (n->config.pool_images)
@@ -647,6 +666,7 @@ json_t *pod_pool_to_json(Node *n) {
                 "driver",
                 vmm_driver_to_string(n->config.driver));
         json_object_set_new(j, "scratch_mib", json_integer((json_int_t) shape.scratch_mib));
+        json_object_set_new(j, "network", json_boolean(shape.network));
         pthread_mutex_unlock(&n->lock);
         return j;
 }
@@ -684,6 +704,37 @@ void pod_pool_render_metrics(Node *n, FILE *f) {
 
 /* ---- the claimed pod ------------------------------------------------------------------------ */
 
+/* A claimed pod booted with a parked NIC: build its network in the namespace it already has,
+ * as a cold pod's is built, before configure gives the guest the address. */
+static int pod_pool_unpark(Pod *p, char **reterr) {
+        _cleanup_(net_policy_freep) NetPolicy *netpol = NULL;
+        int r;
+
+        pthread_mutex_lock(&p->net_lock);
+        bool parked = p->net && net_pod_info(p->net)->parked;
+        pthread_mutex_unlock(&p->net_lock);
+        if (!parked)
+                return 0; /* booted without a NIC */
+        r = pod_net_policy(p, &netpol, reterr);
+        if (r == 0) {
+                *reterr = xstrdup("internal: a pooled pod with a NIC claimed for a spec without a network");
+                return -EINVAL;
+        }
+        if (r < 0)
+                return r;
+        NetConfig nc;
+        pod_net_config(p->node, p, &nc);
+        /* Under the pod's net lock: a termination meanwhile tears the network down after this. */
+        pthread_mutex_lock(&p->net_lock);
+        r = p->net ? net_pod_unpark(p->net, &nc, netpol, reterr) : -ECANCELED;
+        if (r >= 0)
+                pod_log(p, LOG_DEBUG, "network %s plumbed at the claim", net_pod_info(p->net)->netns_name);
+        pthread_mutex_unlock(&p->net_lock);
+        if (r == -ECANCELED)
+                *reterr = xstrdup("the pod ended during its claim");
+        return r;
+}
+
 void *pod_claim_thread(void *userdata) {
         Pod *p = userdata;
         _cleanup_free_ char *err = NULL;
@@ -701,8 +752,11 @@ void *pod_claim_thread(void *userdata) {
         bool stop = p->terminating;
         pthread_mutex_unlock(&p->node->lock);
         if (!stop) {
-                pod_set_state(p, POD_CONFIGURING);
-                int r = pod_configure(p, &err);
+                int r = pod_pool_unpark(p, &err);
+                if (r >= 0) {
+                        pod_set_state(p, POD_CONFIGURING);
+                        r = pod_configure(p, &err);
+                }
                 if (r >= 0)
                         pod_now_running(p);
                 else {

@@ -577,13 +577,38 @@ static int pod_create_claim(
                 /* The one record that tells a claimed pod from a cold one: what was booted ahead. */
                 _cleanup_free_ char *what = xasprintf(
                         "claimed from the warm pool: image %s, %u vCPU, %" PRIu64 " MiB, scratch %" PRIu64
-                        " MiB, %s ahead without identity, secret or network",
+                        " MiB, %s ahead without identity, secret or network%s",
                         pool_image_name(p->pool_image),
                         p->vcpus,
                         p->memory_mib,
                         p->scratch_mib,
-                        p->pool_restored ? "restored from the pool's snapshot" : "booted");
-                pod_audit_lifecycle(p, "claim", what, NULL);
+                        p->pool_restored ? "restored from the pool's snapshot" : "booted",
+                        p->net ? " (its NIC parked: no address, every packet dropped; the pod's network is "
+                                 "built at the claim)"
+                               : "");
+                /* The shape in the clear as well: a reader of the log sees what was booted ahead
+                 * (the result text is recorded as its digest). */
+                _cleanup_json_ json_t *shape = json_pack(
+                        "{s:s,s:I,s:I,s:I,s:b,s:s?}",
+                        "image",
+                        pool_image_name(p->pool_image),
+                        "vcpus",
+                        (json_int_t) p->vcpus,
+                        "memory_mib",
+                        (json_int_t) p->memory_mib,
+                        "scratch_mib",
+                        (json_int_t) p->scratch_mib,
+                        "restored",
+                        p->pool_restored,
+                        "nic",
+                        p->net ? "parked" : NULL);
+                AuditEvent ev = { .actor = "node",
+                                  .op = "pod_claim",
+                                  .decision = "info",
+                                  .result = what,
+                                  .result_len = strlen(what),
+                                  .detail = shape };
+                pod_audit(p, &ev);
         }
         metrics_pod_created();
         pod_log(p, LOG_INFO, "claimed from the warm pool (image %s)", pool_image_name(p->pool_image));

@@ -5,6 +5,7 @@
 #include "podspec.h"
 #include "pool-shape.h"
 #include "string-util.h"
+#include "vmm.h"
 
 const char *pool_shape_mismatch(const PoolShape *pooled, const PoolShape *want) {
         if (!streq(pool_image_name(pooled->image), pool_image_name(want->image)))
@@ -41,13 +42,17 @@ const char *pool_image_name(const char *spec_image) {
         return isempty(spec_image) ? "default" : spec_image;
 }
 
-void pool_default_shape(PoolShape *ret, const char *image, int driver) {
+bool pool_network_supported(int driver, bool network) {
+        return network && driver == VMM_DRIVER_QEMU;
+}
+
+void pool_default_shape(PoolShape *ret, const char *image, int driver, bool network) {
         *ret = (PoolShape){
                 .image = pool_image_name(image),
                 .driver = driver,
                 .vcpus = PODSPEC_VCPUS_DEFAULT,
                 .memory_mib = PODSPEC_MEMORY_MIB_DEFAULT,
                 .scratch_mib = PODSPEC_SCRATCH_MIB_DEFAULT,
-                .network = false,
+                .network = pool_network_supported(driver, network),
         };
 }

@@ -19,8 +19,14 @@ typedef struct PoolShape {
 } PoolShape;
 
 /* The shape pooled pods are booted with: what a spec without `resources` gets (podspec.h
- * defaults), for image and driver. */
-void pool_default_shape(PoolShape *ret, const char *image, int driver);
+ * defaults), for image and driver. network: [pool] network; only the qemu driver boots a
+ * pooled pod with a (parked) NIC, so under any other driver the shape has none and specs with
+ * a network miss the pool (reason "network"). */
+void pool_default_shape(PoolShape *ret, const char *image, int driver, bool network);
+
+/* Whether a pool configured with [pool] network = network can boot pods with a NIC under
+ * driver (only qemu: the node opens the tap and passes QEMU the fd). */
+bool pool_network_supported(int driver, bool network);
 
 /* NULL when a pod booted as `pooled` serves `want`, else the first field that differs, one of
  * "image", "driver", "vcpus", "memory", "scratch", "network" (metric label values). */

@@ -179,6 +179,13 @@ static void test_node(void **state) {
         assert_non_null(strstr(err, "pool.images: default: must be an integer 0..64"));
         free(err);
         err = NULL;
+        assert_false(c->pool_network); /* pooled pods have no NIC unless asked */
+        assert_int_equal(node_config_set(c, "pool.network", "true", NULL), 0);
+        assert_true(c->pool_network);
+        assert_int_equal(node_config_set(c, "pool.network", "maybe", &err), -EINVAL);
+        assert_non_null(strstr(err, "pool.network"));
+        free(err);
+        err = NULL;
         assert_int_equal(node_config_set(c, "node.listen", "[::1]:18080", NULL), 0);
         assert_int_equal(node_config_set(c, "node.listen", "localhost:80", &err), -EINVAL);
         free(err);

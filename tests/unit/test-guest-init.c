@@ -65,6 +65,13 @@ static void test_cmdline_parse(void **state) {
         assert_true(c.probe);
         init_cmdline_done(&c);
 
+        /* A warm pool pod: a NIC the init leaves down and unaddressed (the proxy configures it). */
+        assert_int_equal(init_cmdline_parse("nucleus.net=parked", &c, &err), 0);
+        assert_false(c.have_net);
+        assert_true(c.net_parked);
+        init_cmdline_done(&c);
+        assert_int_equal(init_cmdline_parse("nucleus.net=parked nucleus.net=parked", &c, &err), -EINVAL);
+
         assert_int_equal(init_cmdline_parse("nucleus.channel=vsock:5005", &c, &err), 0);
         assert_int_equal(c.vsock_port, 5005);
         init_cmdline_done(&c);

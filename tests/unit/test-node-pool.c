@@ -27,9 +27,30 @@ static const PoolShape pooled = {
 static void test_default_shape(void **state) {
         /* Pooled pods get what a spec without resources gets, so plain creates are hits. */
         PoolShape d;
-        pool_default_shape(&d, NULL, VMM_DRIVER_QEMU);
+        pool_default_shape(&d, NULL, VMM_DRIVER_QEMU, false);
         assert_null(pool_shape_mismatch(&d, &pooled));
         assert_string_equal(d.image, "default");
+        assert_false(d.network);
+}
+
+static void test_network_shape(void **state) {
+        /* [pool] network = true: pooled pods boot with a parked NIC and serve exactly the specs
+         * with a network (a spec without one would see a NIC a cold pod does not have). */
+        PoolShape d, want = pooled;
+        pool_default_shape(&d, "python", VMM_DRIVER_QEMU, true);
+        assert_true(d.network);
+        assert_true(pool_network_supported(VMM_DRIVER_QEMU, true));
+        want.image = "python";
+        assert_string_equal(pool_shape_mismatch(&d, &want), "network");
+        want.network = true;
+        assert_null(pool_shape_mismatch(&d, &want));
+        /* Only qemu boots a pooled pod with a NIC: elsewhere the shape has none. */
+        assert_false(pool_network_supported(VMM_DRIVER_LOCAL, true));
+        assert_false(pool_network_supported(VMM_DRIVER_FIRECRACKER, true));
+        assert_false(pool_network_supported(VMM_DRIVER_QEMU, false));
+        pool_default_shape(&d, NULL, VMM_DRIVER_LOCAL, true);
+        assert_false(d.network);
+        pool_default_shape(&d, NULL, VMM_DRIVER_FIRECRACKER, true);
         assert_false(d.network);
 }
 
@@ -108,9 +129,10 @@ static void test_pooled_dir(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_default_shape), cmocka_unit_test(test_match),
-                cmocka_unit_test(test_mismatch),      cmocka_unit_test(test_target),
-                cmocka_unit_test(test_budget),        cmocka_unit_test(test_pooled_dir),
+                cmocka_unit_test(test_default_shape), cmocka_unit_test(test_network_shape),
+                cmocka_unit_test(test_match),         cmocka_unit_test(test_mismatch),
+                cmocka_unit_test(test_target),        cmocka_unit_test(test_budget),
+                cmocka_unit_test(test_pooled_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

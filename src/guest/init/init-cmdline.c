@@ -117,8 +117,12 @@ int init_cmdline_parse(const char *cmdline, InitCmdline *ret, const char **reter
                                 goto fail;
                         }
                         seen_net = true;
+                        if (streq(v, INIT_NET_PARKED)) {
+                                c.net_parked = true;
+                                continue;
+                        }
                         if (init_net_parse(v, &c.net) < 0) {
-                                *reterr = "nucleus.net= is not <ipv4>/<prefix>,<gateway>,<dns>";
+                                *reterr = "nucleus.net= is not <ipv4>/<prefix>,<gateway>,<dns> or parked";
                                 goto fail;
                         }
                         c.have_net = true;

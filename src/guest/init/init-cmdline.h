@@ -26,10 +26,13 @@ typedef struct InitCmdline {
         uint32_t vsock_port; /* nucleus.channel=vsock:<port> (Firecracker): > 0, else 0 */
         bool have_net;       /* nucleus.net= was given and parsed */
         InitNetConfig net;   /* valid when have_net */
+        bool net_parked;     /* nucleus.net=parked: a NIC without an address (a warm pool pod;
+                              * the proxy configures it from configure's network) */
         bool probe;          /* nucleus.probe=1: print the marker and power off */
 } InitCmdline;
 
 #define INIT_DEFAULT_CHANNEL "org.nucleus.channel.0"
+#define INIT_NET_PARKED "parked" /* nucleus.net=parked */
 
 void init_cmdline_done(InitCmdline *c);
 

@@ -34,6 +34,7 @@
 #include "init.h"
 #include "json-util.h"
 #include "log.h"
+#include "netif-util.h"
 #include "string-util.h"
 #include "time-util.h"
 
@@ -498,37 +499,35 @@ static void switch_root(void) {
 }
 
 static void setup_network(BootReport *br) {
-        int r = init_net_loopback_up();
+        int r = netif_loopback_up();
         if (r < 0)
                 die("bring up lo: %s", strerror(-r));
 
+        /* nucleus.net=parked (a pod booted ahead for the warm pool): the NIC stays down and
+         * unaddressed until the proxy applies configure's network at the claim. */
         if (!arg_cmdline.have_net)
                 return;
 
         char ifname[IFNAMSIZ_INIT] = {};
-        r = init_net_wait_nic(ifname, sizeof(ifname), INIT_NIC_TIMEOUT_USEC);
+        r = netif_wait_first(ifname, sizeof(ifname), INIT_NIC_TIMEOUT_USEC);
         if (r < 0) {
                 log_warning("nucleus.net= given but no network interface appeared; loopback only");
                 return;
         }
-        r = init_net_configure(ifname, &arg_cmdline.net);
+        NetifAddress a = {
+                .addr = arg_cmdline.net.addr,
+                .prefix = arg_cmdline.net.prefix,
+                .gateway = arg_cmdline.net.gateway,
+                .dns = arg_cmdline.net.dns,
+        };
+        r = netif_configure(ifname, &a);
         if (r < 0)
                 die("configure %s as %s: %s", ifname, arg_cmdline.net.text, strerror(-r));
-
         /* /etc/resolv.conf in the image points at /run/nucleus-net/resolv.conf (the rootfs is
-         * read-only); if it is a plain file instead, bind the generated one over it. */
-        char ns[INET_ADDRSTRLEN], buf[64];
-        if (!inet_ntop(AF_INET, &arg_cmdline.net.dns, ns, sizeof(ns)))
-                die("format DNS address");
-        int n = snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
-        (void) mkdir("/run/nucleus-net", 0755);
-        r = write_file_atomic_at(AT_FDCWD, "/run/nucleus-net/resolv.conf", buf, (size_t) n, 0644);
+         * read-only); if it is a plain file instead, the generated one is bound over it. */
+        r = netif_write_resolv_conf(a.dns);
         if (r < 0)
-                die("write /run/nucleus-net/resolv.conf: %s", strerror(-r));
-        struct stat st;
-        if (lstat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode) &&
-            mount("/run/nucleus-net/resolv.conf", "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
-                die("bind resolv.conf: %m");
+                die("write the resolver configuration: %s", strerror(-r));
         br->nic = true;
 }
 

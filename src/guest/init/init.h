@@ -42,11 +42,3 @@ static inline void closedirp(DIR **d) {
         if (*d)
                 (void) closedir(*d);
 }
-
-/* Bring lo up (the kernel adds 127.0.0.1/8 itself). Returns 0 or -errno. */
-int init_net_loopback_up(void);
-/* Wait up to timeout for the first non-loopback interface; its name goes to ifname.
- * Returns 0 or -ETIMEDOUT. */
-int init_net_wait_nic(char *ifname, size_t size, usec_t timeout);
-/* Address, netmask, up, default route via gateway. Returns 0 or -errno. */
-int init_net_configure(const char *ifname, const InitNetConfig *c);

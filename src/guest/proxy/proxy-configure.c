@@ -20,6 +20,7 @@
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
+#include "netif-util.h"
 #include "proxy.h"
 #include "string-util.h"
 
@@ -189,6 +190,34 @@ static json_t *configured_answer(Proxy *p, const Configure *c) {
                 p->cfg.have_approver);
 }
 
+/* The pod's NIC as configure's $.network says (docs/node.md "Warm pool"): a cold pod's init
+ * configured it from the kernel command line already (nothing changes then); a pod claimed
+ * from the warm pool booted with it down and unaddressed; a restored pod has its parent's
+ * address. Under the local driver there is no NIC and the node sends no network. Returns 0 or
+ * -errno with *reterr. */
+#define PROXY_NIC_TIMEOUT_USEC (3 * USEC_PER_SEC)
+static int network_apply(const Configure *c, char **reterr) {
+        NetifAddress a;
+        bool changed = false;
+        int r;
+
+        if (!c->have_net)
+                return 0;
+        r = netif_address_parse(c->net.address, c->net.gateway, c->net.dns, &a);
+        if (r < 0) {
+                *reterr = xasprintf("$.network: cannot use %s via %s", c->net.address, c->net.gateway);
+                return r;
+        }
+        r = netif_apply(&a, PROXY_NIC_TIMEOUT_USEC, &changed);
+        if (r < 0) {
+                *reterr = xasprintf("cannot configure the NIC as %s: %s", c->net.address, strerror(-r));
+                return r;
+        }
+        if (changed)
+                log_info("NIC configured as %s via %s", c->net.address, c->net.gateway);
+        return 0;
+}
+
 void op_configure(Request *req) {
         Proxy *p = req->proxy;
         _cleanup_free_ char *err = NULL;
@@ -233,6 +262,15 @@ void op_configure(Request *req) {
         if (r < 0) {
                 budget_meter_free(budget);
                 request_fail(req, ERROR_KIND_INTERNAL, "configure: cannot create the approval registry");
+                return;
+        }
+        /* The only step with an effect outside the proxy, last before the commit: a NIC that
+         * cannot be configured refuses the configure (the node then fails the pod). */
+        r = network_apply(c, &err);
+        if (r < 0) {
+                budget_meter_free(budget);
+                approval_registry_free(approvals);
+                request_fail(req, ERROR_KIND_INTERNAL, "configure: %s", err);
                 return;
         }
         cfg.pod_id = TAKE_PTR(c->pod_id);

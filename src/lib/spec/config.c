@@ -235,6 +235,7 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
                 "snapshots.max_count", FT_U32, snapshots_max_count, .min = 0, .max = 10000, .def_num = 32),
         [NODE_SNAPSHOTS_MAX_MIB] = NF(
                 "snapshots.max_mib", FT_U64, snapshots_max_mib, .min = 0, .max = 16777216, .def_num = 16384),
+        [NODE_POOL_NETWORK] = NF("pool.network", FT_BOOL, pool_network, .def_num = 0),
 };
 #undef NF
 

@@ -156,6 +156,7 @@ typedef enum NodeConfigField {
         NODE_POOL_RESTORE,
         NODE_SNAPSHOTS_MAX_COUNT,
         NODE_SNAPSHOTS_MAX_MIB,
+        NODE_POOL_NETWORK,
         _NODE_CONFIG_FIELD_MAX,
 } NodeConfigField;
 
@@ -203,6 +204,8 @@ typedef struct NodeConfig {
                                             * kept; past it the oldest of an ended parent goes first */
         uint64_t snapshots_max_mib;        /* [snapshots] max_mib = 16384, 0..16777216 (0: no cap): the
                                             * most their files hold, MiB (state + scratch copy) */
+        bool pool_network;                 /* [pool] network = false: pooled pods boot with a parked NIC
+                                            * and serve only specs with a network (driver qemu) */
         ConfigOrigin origins[_NODE_CONFIG_FIELD_MAX];
 } NodeConfig;
 

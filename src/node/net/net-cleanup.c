@@ -2,7 +2,8 @@
 /*
  * Removing a pod's network (docs/network.md): its namespace and the processes in it, the
  * host veth and host table, dnsmasq and the state files, and the block's allocation record,
- * which stays while anything is left so the next node start retries.
+ * which stays while anything is left so the next node start retries. A parked namespace (a
+ * warm pool pod's, net_pod_park) is named and recorded like any other and goes the same way.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -56,6 +56,9 @@ int net_pool_parse(const char *text, uint32_t *ret_base, unsigned *ret_prefix);
 /* The ruleset applied inside the pod's namespace (one `nft -f` transaction; it deletes a
  * previous table of the same name first). Caller frees. */
 char *net_ruleset_pod(const NetPlan *plan, const NetPolicy *policy);
+/* The ruleset of a parked namespace (a warm pool pod's, before its claim): table NET_POD_TABLE
+ * with input, forward and output all policy drop and no rule. Caller frees. */
+char *net_ruleset_parked(void);
 /* The host table: input drop from the pod's veth, forward/anti-spoof, masquerade. */
 char *net_ruleset_host(const NetPlan *plan);
 

@@ -37,6 +37,7 @@ struct NetPod {
         char cmdline[128];
         char host_table_full[48];
         int netns_fd;
+        bool parked; /* net_pod_park: only the namespace, its tap and a drop-everything table */
         PidRef dnsmasq;
         NetDnsProxy *dns_filter; /* the guest's DNS goes here first; dnsmasq is behind it */
         NetDnsFilter *filter;    /* the filter's judge (owned by dns_filter), for the setup window */

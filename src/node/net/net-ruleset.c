@@ -152,6 +152,19 @@ static char *memstream_finish(FILE *f, char **buf) {
         return *buf;
 }
 
+char *net_ruleset_parked(void) {
+        /* The same table name as the pod's ruleset, whose "add + delete" then replaces this one
+         * in the claim's first transaction: no moment without one of the two. */
+        return xasprintf(
+                "add table inet %1$s\ndelete table inet %1$s\n"
+                "table inet %1$s {\n"
+                "\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n"
+                "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n"
+                "\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n\t}\n"
+                "}\n",
+                NET_POD_TABLE);
+}
+
 char *net_ruleset_pod(const NetPlan *p, const NetPolicy *policy) {
         char gw[INET_ADDRSTRLEN], guest[INET_ADDRSTRLEN], up[INET_ADDRSTRLEN], pool[INET_ADDRSTRLEN];
         char *buf = NULL;

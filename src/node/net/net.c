@@ -148,18 +148,15 @@ static char *ip4s(struct in_addr a, char *buf) {
         return (char *) inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
 }
 
-int net_pod_setup(
-        const NetConfig *config, const char *pod_id, const NetPolicy *policy, NetPod **ret, char **reterr) {
-        _cleanup_free_ char *pod_rules = NULL, *host_rules = NULL, *ns_batch = NULL, *host_batch1 = NULL,
-                            *host_batch2 = NULL, *sysctl_path = NULL;
-        char h[INET_ADDRSTRLEN], n[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN], gn[INET_ADDRSTRLEN];
+/* The first half of a pod's network, common to a cold pod and a parked one: the plan's names,
+ * the address block, the per-pod state dir and an empty namespace (open in pod->netns_fd).
+ * Returns 0 and *ret; -errno with nothing left behind. */
+static int pod_begin(const NetConfig *config, const char *pod_id, NetPod **ret, char **reterr) {
         NetPod *pod = NULL;
         uint32_t base;
         unsigned prefix;
         int r;
 
-        if (!policy)
-                return net_set_err(reterr, -EINVAL, "no network policy");
         pod = xcalloc(1, sizeof(NetPod));
         pod->netns_fd = -EBADF;
         pod->monitor_stop_fd = -EBADF;
@@ -178,28 +175,6 @@ int net_pod_setup(
                         "network pool '%s' is not an IPv4 CIDR with prefix 8..26",
                         cfg_pool(config));
         }
-        pod->plan.setup = strv_length(policy->setup_hosts) > 0;
-        pod->plan.dns = strv_length(policy->dns_allow) > 0 || pod->plan.setup;
-        pod->plan.dns_upstream_port = config ? config->dns_upstream_port : 0;
-        if (pod->plan.dns) {
-                if (config && config->dns_upstream) {
-                        if (inet_pton(AF_INET, config->dns_upstream, &pod->plan.dns_upstream) != 1) {
-                                pod_free(pod);
-                                return net_set_err(
-                                        reterr,
-                                        -EINVAL,
-                                        "DNS upstream '%s' is not an IPv4 address",
-                                        config->dns_upstream);
-                        }
-                } else if (net_resolv_conf_upstream(&pod->plan.dns_upstream) < 0) {
-                        pod_free(pod);
-                        return net_set_err(
-                                reterr,
-                                -ENOENT,
-                                "no usable IPv4 nameserver in /etc/resolv.conf; configure the DNS upstream");
-                }
-        }
-
         pod->state_dir = xasprintf("%s/pods/%s", net_cfg_state_dir(config), pod->plan.short_id);
         r = mkdir_p_at(AT_FDCWD, pod->state_dir, 0700);
         if (r < 0) {
@@ -232,28 +207,7 @@ int net_pod_setup(
                 goto fail;
         }
 
-        /* 1. Policy before any link exists. */
-        pod_rules = net_ruleset_pod(&pod->plan, policy);
-        host_rules = net_ruleset_host(&pod->plan);
-        if (!pod_rules || !host_rules) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        {
-                _cleanup_free_ char *f = xasprintf("%s/pod.nft", pod->state_dir);
-                (void) write_file_atomic_at(AT_FDCWD, f, pod_rules, strlen(pod_rules), 0600);
-                f = mfree(f);
-                f = xasprintf("%s/host.nft", pod->state_dir);
-                (void) write_file_atomic_at(AT_FDCWD, f, host_rules, strlen(host_rules), 0600);
-        }
-        r = net_nft_apply(pod->netns_fd, pod_rules, reterr);
-        if (r < 0)
-                goto fail;
-        r = net_nft_apply(-1, host_rules, reterr);
-        if (r < 0)
-                goto fail;
-
-        /* 2. Namespace settings: route for the guest, no IPv6 at all. */
+        /* No IPv6 at all in the namespace; forwarding only matters once it is plumbed. */
         static const char *const ns_sysctls[][2] = {
                 { "/proc/sys/net/ipv6/conf/all/disable_ipv6", "1" },
                 { "/proc/sys/net/ipv6/conf/default/disable_ipv6", "1" },
@@ -271,8 +225,105 @@ int net_pod_setup(
                         goto fail;
                 }
         }
+        ip4s(pod->plan.gw_addr, pod->gw);
+        ip4s(pod->plan.guest_addr, pod->guest);
+        *ret = pod;
+        return 0;
 
-        /* 3. Links. */
+fail:
+        pod->netns_fd = safe_close(pod->netns_fd);
+        (void) net_plan_remove(&pod->plan, pod->state_dir, pod->alloc_path);
+        pod_free(pod);
+        return r;
+}
+
+static char *tap_owner_opts(const NetConfig *config) {
+        if (config && config->tap_uid != (uid_t) -1 && config->tap_gid != (gid_t) -1)
+                return xasprintf(" user %u group %u", (unsigned) config->tap_uid, (unsigned) config->tap_gid);
+        if (config && config->tap_uid != (uid_t) -1)
+                return xasprintf(" user %u", (unsigned) config->tap_uid);
+        return xstrdup("");
+}
+
+/* What the VMM and the node see of the pod (parked: only the namespace, tap and MAC). */
+static void pod_info_fill(NetPod *pod, bool parked) {
+        if (parked)
+                (void) snprintf(pod->cmdline, sizeof(pod->cmdline), "nucleus.net=%s", NET_CMDLINE_PARKED);
+        else
+                (void) snprintf(
+                        pod->cmdline,
+                        sizeof(pod->cmdline),
+                        "nucleus.net=%s/30,%s,%s",
+                        pod->guest,
+                        pod->gw,
+                        pod->gw);
+        (void) snprintf(pod->host_table_full, sizeof(pod->host_table_full), "inet %s", pod->plan.host_table);
+        pod->info = (NetPodInfo){
+                .netns_name = pod->plan.netns,
+                .netns_path = pod->netns_path,
+                .netns_fd = pod->netns_fd,
+                .tap = pod->plan.tap,
+                .mac = pod->plan.mac,
+                .guest_addr = parked ? NULL : pod->guest,
+                .guest_prefix = parked ? 0 : 30,
+                .gateway = parked ? NULL : pod->gw,
+                .dns = parked ? NULL : pod->gw,
+                .cmdline = pod->cmdline,
+                .host_veth = parked ? NULL : pod->plan.host_veth,
+                .host_table = parked ? NULL : pod->host_table_full,
+                .parked = parked,
+        };
+}
+
+/* The second half: the policy, the links around the tap (created here unless it was parked
+ * with the namespace), routes, DNS and the drift baselines. On failure the caller removes the
+ * plan (everything created here is named by it). */
+static int pod_plumb(
+        NetPod *pod, const NetConfig *config, const NetPolicy *policy, bool tap_exists, char **reterr) {
+        _cleanup_free_ char *pod_rules = NULL, *host_rules = NULL, *ns_batch = NULL, *host_batch1 = NULL,
+                            *host_batch2 = NULL, *sysctl_path = NULL, *tapopts = NULL;
+        char h[INET_ADDRSTRLEN], n[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN], gn[INET_ADDRSTRLEN];
+        int r;
+
+        pod->plan.setup = strv_length(policy->setup_hosts) > 0;
+        pod->plan.dns = strv_length(policy->dns_allow) > 0 || pod->plan.setup;
+        pod->plan.dns_upstream_port = config ? config->dns_upstream_port : 0;
+        if (pod->plan.dns) {
+                if (config && config->dns_upstream) {
+                        if (inet_pton(AF_INET, config->dns_upstream, &pod->plan.dns_upstream) != 1)
+                                return net_set_err(
+                                        reterr,
+                                        -EINVAL,
+                                        "DNS upstream '%s' is not an IPv4 address",
+                                        config->dns_upstream);
+                } else if (net_resolv_conf_upstream(&pod->plan.dns_upstream) < 0)
+                        return net_set_err(
+                                reterr,
+                                -ENOENT,
+                                "no usable IPv4 nameserver in /etc/resolv.conf; configure the DNS upstream");
+        }
+
+        /* 1. Policy before any link exists (a parked namespace's drop-everything table is
+         *    replaced by it in the same transaction). */
+        pod_rules = net_ruleset_pod(&pod->plan, policy);
+        host_rules = net_ruleset_host(&pod->plan);
+        if (!pod_rules || !host_rules)
+                return -ENOMEM;
+        {
+                _cleanup_free_ char *f = xasprintf("%s/pod.nft", pod->state_dir);
+                (void) write_file_atomic_at(AT_FDCWD, f, pod_rules, strlen(pod_rules), 0600);
+                f = mfree(f);
+                f = xasprintf("%s/host.nft", pod->state_dir);
+                (void) write_file_atomic_at(AT_FDCWD, f, host_rules, strlen(host_rules), 0600);
+        }
+        r = net_nft_apply(pod->netns_fd, pod_rules, reterr);
+        if (r < 0)
+                return r;
+        r = net_nft_apply(-1, host_rules, reterr);
+        if (r < 0)
+                return r;
+
+        /* 2. Links. */
         host_batch1 = xasprintf(
                 "link add %s type veth peer name %s netns %s\n",
                 pod->plan.host_veth,
@@ -280,43 +331,37 @@ int net_pod_setup(
                 pod->plan.netns);
         r = ip_batch(-1, host_batch1, reterr);
         if (r < 0)
-                goto fail;
+                return r;
         sysctl_path = xasprintf("/proc/sys/net/ipv6/conf/%s/disable_ipv6", pod->plan.host_veth);
         r = net_sysctl_write(-1, sysctl_path, "1");
-        if (r < 0) {
-                (void) net_set_err(
+        if (r < 0)
+                return net_set_err(
                         reterr, r, "cannot disable IPv6 on %s: %s", pod->plan.host_veth, strerror(-r));
-                goto fail;
-        }
-        {
-                _cleanup_free_ char *tapopts = NULL;
-                if (config && config->tap_uid != (uid_t) -1 && config->tap_gid != (gid_t) -1)
-                        tapopts = xasprintf(
-                                " user %u group %u", (unsigned) config->tap_uid, (unsigned) config->tap_gid);
-                else if (config && config->tap_uid != (uid_t) -1)
-                        tapopts = xasprintf(" user %u", (unsigned) config->tap_uid);
-                ns_batch = xasprintf(
-                        "link set lo up\n"
-                        "link add %1$s type bridge\n"
-                        "tuntap add dev %2$s mode tap vnet_hdr%3$s\n"
-                        "link set %2$s master %1$s\n"
-                        "addr add %4$s/30 dev %1$s\n"
-                        "link set %1$s up\n"
-                        "link set %2$s up\n"
-                        "addr add %5$s/30 dev %6$s\n"
-                        "link set %6$s up\n"
-                        "route add default via %7$s dev %6$s\n",
-                        pod->plan.bridge,
-                        pod->plan.tap,
-                        tapopts ? tapopts : "",
-                        ip4s(pod->plan.gw_addr, g),
-                        ip4s(pod->plan.ns_addr, n),
-                        pod->plan.ns_veth,
-                        ip4s(pod->plan.host_addr, h));
-        }
+        tapopts = tap_owner_opts(config);
+        _cleanup_free_ char *tapadd = tap_exists
+                ? xstrdup("")
+                : xasprintf("tuntap add dev %s mode tap vnet_hdr%s\n", pod->plan.tap, tapopts);
+        ns_batch = xasprintf(
+                "link set lo up\n"
+                "link add %1$s type bridge\n"
+                "%3$s"
+                "link set %2$s master %1$s\n"
+                "addr add %4$s/30 dev %1$s\n"
+                "link set %1$s up\n"
+                "link set %2$s up\n"
+                "addr add %5$s/30 dev %6$s\n"
+                "link set %6$s up\n"
+                "route add default via %7$s dev %6$s\n",
+                pod->plan.bridge,
+                pod->plan.tap,
+                tapadd,
+                ip4s(pod->plan.gw_addr, g),
+                ip4s(pod->plan.ns_addr, n),
+                pod->plan.ns_veth,
+                ip4s(pod->plan.host_addr, h));
         r = ip_batch(pod->netns_fd, ns_batch, reterr);
         if (r < 0)
-                goto fail;
+                return r;
         host_batch2 = xasprintf(
                 "addr add %s/30 dev %s\n"
                 "link set %s up\n"
@@ -329,62 +374,88 @@ int net_pod_setup(
                 pod->plan.host_veth);
         r = ip_batch(-1, host_batch2, reterr);
         if (r < 0)
-                goto fail;
+                return r;
         /* The host must route for the pods (like any NAT router); doctor reports it. */
         r = net_sysctl_write(-1, "/proc/sys/net/ipv4/ip_forward", "1");
-        if (r < 0) {
-                (void) net_set_err(
+        if (r < 0)
+                return net_set_err(
                         reterr, r, "cannot enable net.ipv4.ip_forward on the host: %s", strerror(-r));
-                goto fail;
-        }
 
-        /* 4. DNS: dnsmasq on the namespace's loopback, our filter where the guest asks. */
+        /* 3. DNS: dnsmasq on the namespace's loopback, our filter where the guest asks. */
         if (pod->plan.dns) {
                 r = net_start_dnsmasq(pod, policy, reterr);
                 if (r < 0)
-                        goto fail;
+                        return r;
                 r = net_start_dns_filter(pod, config, policy, reterr);
                 if (r < 0)
-                        goto fail;
+                        return r;
         }
 
-        /* 5. Drift baselines: what the kernel holds right after we applied it. */
+        /* 4. Drift baselines: what the kernel holds right after we applied it. */
         r = net_nft_snapshot(pod->netns_fd, NULL, &pod->baseline_pod, reterr);
         if (r < 0)
-                goto fail;
+                return r;
         r = net_nft_snapshot(-1, pod->plan.host_table, &pod->baseline_host, reterr);
         if (r < 0)
-                goto fail;
+                return r;
+        pod_info_fill(pod, false);
+        return 0;
+}
 
-        ip4s(pod->plan.gw_addr, pod->gw);
-        ip4s(pod->plan.guest_addr, pod->guest);
-        (void) snprintf(
-                pod->cmdline, sizeof(pod->cmdline), "nucleus.net=%s/30,%s,%s", pod->guest, pod->gw, pod->gw);
-        (void) snprintf(pod->host_table_full, sizeof(pod->host_table_full), "inet %s", pod->plan.host_table);
-        pod->info = (NetPodInfo){
-                .netns_name = pod->plan.netns,
-                .netns_path = pod->netns_path,
-                .netns_fd = pod->netns_fd,
-                .tap = pod->plan.tap,
-                .mac = pod->plan.mac,
-                .guest_addr = pod->guest,
-                .guest_prefix = 30,
-                .gateway = pod->gw,
-                .dns = pod->gw,
-                .cmdline = pod->cmdline,
-                .host_veth = pod->plan.host_veth,
-                .host_table = pod->host_table_full,
-        };
+int net_pod_setup(
+        const NetConfig *config, const char *pod_id, const NetPolicy *policy, NetPod **ret, char **reterr) {
+        NetPod *pod = NULL;
+        int r;
+
+        if (!policy)
+                return net_set_err(reterr, -EINVAL, "no network policy");
+        r = pod_begin(config, pod_id, &pod, reterr);
+        if (r < 0)
+                return r;
+        r = pod_plumb(pod, config, policy, false, reterr);
+        if (r < 0) {
+                (void) net_pod_teardown(pod);
+                return r;
+        }
         *ret = pod;
         return 0;
+}
 
-fail:
-        pod->dns_filter = net_dns_proxy_stop(pod->dns_filter);
-        pidref_kill_and_wait(&pod->dnsmasq);
-        pod->netns_fd = safe_close(pod->netns_fd);
-        (void) net_plan_remove(&pod->plan, pod->state_dir, pod->alloc_path);
-        pod_free(pod);
-        return r;
+int net_pod_park(const NetConfig *config, const char *pod_id, NetPod **ret, char **reterr) {
+        _cleanup_free_ char *rules = NULL, *tapopts = NULL, *batch = NULL;
+        NetPod *pod = NULL;
+        int r;
+
+        r = pod_begin(config, pod_id, &pod, reterr);
+        if (r < 0)
+                return r;
+        /* The table before the tap exists, as for a cold pod; no other link, no address, no
+         * route: nothing the guest sends has anywhere to go. */
+        rules = net_ruleset_parked();
+        r = net_nft_apply(pod->netns_fd, rules, reterr);
+        if (r >= 0) {
+                tapopts = tap_owner_opts(config);
+                batch = xasprintf("tuntap add dev %s mode tap vnet_hdr%s\n", pod->plan.tap, tapopts);
+                r = ip_batch(pod->netns_fd, batch, reterr);
+        }
+        if (r < 0) {
+                (void) net_pod_teardown(pod);
+                return r;
+        }
+        pod->parked = true;
+        pod_info_fill(pod, true);
+        *ret = pod;
+        return 0;
+}
+
+int net_pod_unpark(NetPod *pod, const NetConfig *config, const NetPolicy *policy, char **reterr) {
+        if (!pod || !policy || !pod->parked)
+                return net_set_err(reterr, -EINVAL, "internal: not a parked network");
+        int r = pod_plumb(pod, config, policy, true, reterr);
+        if (r < 0)
+                return r; /* the caller ends the pod; teardown removes what the plan names */
+        pod->parked = false;
+        return 0;
 }
 
 const NetPodInfo *net_pod_info(const NetPod *pod) {

@@ -140,7 +140,12 @@ typedef struct NetPodInfo {
         const char *cmdline;    /* "nucleus.net=10.201.0.6/30,10.201.0.5,10.201.0.5" */
         const char *host_veth;  /* host side veth, "nuh-<short>" */
         const char *host_table; /* nft table on the host, "inet nucleus_<short>" */
+        bool parked;            /* net_pod_park: the addresses, host_veth and host_table are NULL and
+                                 * cmdline is "nucleus.net=parked" until net_pod_unpark */
 } NetPodInfo;
+
+/* The guest's kernel command line value for a NIC without an address (src/guest/init). */
+#define NET_CMDLINE_PARKED "parked"
 
 /* Set up the pod's network.
  * Arguments: config: node settings (NULL fields take defaults); pod_id: the pod's id (1..128
@@ -154,6 +159,24 @@ typedef struct NetPodInfo {
  *        <state_dir>/alloc/<index> (O_EXCL) and released by teardown. Not thread-safe per pod. */
 int net_pod_setup(
         const NetConfig *config, const char *pod_id, const NetPolicy *policy, NetPod **ret, char **reterr);
+
+/* The network of a pod booted ahead for the warm pool (docs/node.md "Warm pool"): the pod's
+ * namespace (named from pod_id, as net_pod_setup names it) holding only the pod's tap and a
+ * drop-everything nftables table (input, forward and output policy drop, no rule), its address
+ * block claimed and nothing else: no bridge, veth, address, route, host table or dnsmasq, so
+ * the guest on the tap reaches nothing. The VMM joins it and opens the tap as for a cold pod
+ * (net_pod_open_tap); the guest's command line carries "nucleus.net=parked".
+ * Returns: 0 and *ret (net_pod_unpark at the claim, or net_pod_teardown); -errno with nothing
+ * left and *reterr naming the step. Not thread-safe per pod. */
+int net_pod_park(const NetConfig *config, const char *pod_id, NetPod **ret, char **reterr);
+
+/* At the claim: give a parked network the pod's policy, exactly as net_pod_setup builds it for
+ * a cold pod (the pod's ruleset replaces the parked table in one transaction before any link
+ * is added; then bridge around the existing tap, veth, host table, routes, dnsmasq and the DNS
+ * filter, drift baselines), and fill the addresses of net_pod_info.
+ * Returns: 0; -EINVAL when pod is not parked; -errno with *reterr: the pod must then be ended
+ * (net_pod_teardown removes whatever was built). */
+int net_pod_unpark(NetPod *pod, const NetConfig *config, const NetPolicy *policy, char **reterr);
 
 /* Read-only view of the pod's network; valid until net_pod_teardown. */
 const NetPodInfo *net_pod_info(const NetPod *pod);
