@@ -16,8 +16,11 @@
  * that escrow the same way. Snapshots go with `DELETE /v1/snapshots/{sid}`, prune, the caps of
  * [snapshots] (oldest of an ended parent first) or the parent's record, and at node start.
  *
- * Limits: qemu driver only; pods with a network are refused (the child would need a NIC on a
- * new tap the saved device state does not know).
+ * A child of a pod with a network gets a network of its own, built as for a cold pod before
+ * its QEMU starts (its namespace, tap, address block, ruleset from the same network section),
+ * and reconfigure carries its address, so the guest drops the parent's and takes its own.
+ *
+ * Limits: qemu driver only.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -151,13 +154,7 @@ static int image_digest(const char *image_dir, char ret[65]) {
 static char *pod_snapshot_refusal(Pod *p, int *ret_errno) {
         char *why = NULL;
         pthread_mutex_lock(&p->node->lock);
-        if (p->spec->has_network) {
-                why = xasprintf(
-                        "pod %s has a network; snapshot and fork of pods with a network are not supported "
-                        "(a restored NIC would need the parent's tap and addresses)",
-                        p->id);
-                *ret_errno = -EOPNOTSUPP;
-        } else if (p->driver != VMM_DRIVER_QEMU) {
+        if (p->driver != VMM_DRIVER_QEMU) {
                 why = xasprintf(
                         "pod %s runs under the %s driver; snapshots need the qemu driver",
                         p->id,
@@ -961,6 +958,7 @@ static int pod_reconfigure(Pod *p, char **reterr) {
                 return -EIO;
         }
         c->have_seed = true;
+        pod_configure_net(p, c); /* the child's own address in place of the parent's */
         if (policy_sha256(c->policy, want) < 0) {
                 *reterr = xstrdup("reconfigure: cannot compute the policy's digest");
                 return -EIO;
@@ -1045,8 +1043,24 @@ void *pod_fork_boot_thread(void *userdata) {
         image_dir = nodespec_image_dir(p->spec, n->config.images_dir);
         scratch = xasprintf("%s/" SNAPSHOT_SCRATCH, p->fork->snapshot_dir);
         state = xasprintf("%s/" SNAPSHOT_STATE, p->fork->snapshot_dir);
+        {
+                /* The parent's NIC is in the saved device state: the child needs one too, on a tap
+                 * in a namespace of its own with its own address block and the same rules. */
+                _cleanup_(net_policy_freep) NetPolicy *netpol = NULL;
+                r = pod_net_policy(p, &netpol, &err);
+                if (r < 0)
+                        goto fail;
+                if (netpol) {
+                        r = pod_net_build(p, netpol, &err);
+                        if (r < 0)
+                                goto fail;
+                        if (r > 0)
+                                goto out;
+                }
+        }
         VmmLaunch l;
         pod_launch_prepare(n, p, image_dir, &l);
+        pod_launch_net(p, &l);
         l.restore_scratch = scratch;
         r = pod_vmm_start(n, p, VMM_DRIVER_QEMU, &l, &vm, &err);
         if (r < 0)

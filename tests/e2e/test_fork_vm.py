@@ -362,3 +362,90 @@ def test_fork_drops_the_parents_approvals(node):
     c.delete_pod(kid)
     c.delete_pod(parent)
     node.assert_clean()
+
+
+def test_fork_of_a_networked_pod(tmp_path, guest_images):  # noqa: F811
+    """A child of a pod with a network gets its own namespace, tap and address block, and its
+    guest re-addresses the NIC at reconfigure: it reaches an allowed lab host (its namespace's
+    ruleset drops anything not from the child's own address), a denied one stays refused, and
+    the parent keeps its network."""
+    import hashlib
+    import ipaddress
+    import random
+    import shutil
+    import sys
+    import tempfile
+    from helpers.netlab import NetLab, host_ipv4_addrs, netns_exec, netns_list
+    require_root()
+    if not shutil.which("dnsmasq"):
+        pytest.skip("needs dnsmasq")
+    used = host_ipv4_addrs()
+    pool = next(f"10.{a}.{b}.0/24" for a, b in ((random.randrange(100, 250), random.randrange(256))
+                                                 for _ in range(200))
+                if not any(u.startswith(f"10.{a}.{b}.") for u in used))
+    lab = NetLab(tmp_path, pool)
+    www = tempfile.mkdtemp(prefix="nucleus-lab-www-")
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("hello from the lab\n")
+    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
+                            lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f'[net]\npool = "{pool}"\ndns_upstream = "{lab.dns_addr}"\n')
+    short = lambda pod: hashlib.sha256(pod.encode()).hexdigest()[:10]  # noqa: E731
+    allowed = f"www.{lab.ZONE}"
+
+    def fetch(c, pod, url):
+        r = c.tool(pod, "web_fetch", {"url": url}, timeout=180)
+        return r.status, r.json()
+
+    try:
+        with NodeProc(tmp_path, driver="qemu", images_dir=guest_images, accel="tcg",
+                      extra_args=["--config", str(cfg)]) as node:
+            c = node.client()
+            probe = f"import socket; socket.create_connection(('{lab.web}', 80), timeout=2).close()"
+            deadline = time.monotonic() + 60
+            while subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", probe],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+                assert time.monotonic() < deadline and srv.poll() is None, "the lab web server did not start"
+                time.sleep(0.2)
+            r = c.create_pod(spec_yaml(driver="qemu", policy="web_research", timeout=900,
+                                       extra="  resources: {memory_mib: 256, scratch_mib: 64}\n"
+                                             f'  network:\n    dns_allow: ["{allowed}"]\n'))
+            assert r.status == 201, r
+            parent = r.json()["id"]
+            st = c.wait_state(parent, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)
+            assert st["state"] == "running", (st, c.logs(parent, tail=50).text)
+            r = c.request("POST", f"/v1/pods/{parent}/fork", b'{"count": 1}')
+            assert r.status == 201, r
+            [kid] = [k["id"] for k in r.json()["children"]]
+            st = c.wait_state(kid, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)
+            assert st["state"] == "running", (st, c.logs(kid, tail=50).text)
+            kp, pp = c.get_pod(kid).json(), c.get_pod(parent).json()
+            assert kp["netns"] == f"nucleus-{short(kid)}" != pp["netns"], (kp, pp)
+            assert kp["netns"] in netns_list() and pp["netns"] in netns_list()
+            # The child's address is in its own block, not the parent's: its bridge's /30.
+            addrs = json.loads(netns_exec(kp["netns"], "ip", "-j", "-4", "addr").stdout)
+            [gw] = [a for l in addrs if l["ifname"] == f"nub-{short(kid)}" for a in l["addr_info"]]
+            child_guest = str(ipaddress.ip_address(gw["local"]) + 1)
+            status, res = fetch(c, kid, f"http://{allowed}/hello.txt")
+            assert status == 200 and res.get("body") == "hello from the lab\n", res
+            # Anything from another source is dropped in the child's namespace, so the answer
+            # came to the child's own address; the guest says so too.
+            neigh = netns_exec(kp["netns"], "ip", "-4", "neigh").stdout
+            assert child_guest in neigh, neigh
+            status, res = fetch(c, kid, f"http://secret.{lab.ZONE}:{lab.port}/x")
+            assert status != 200 and res.get("kind") == "network_denied", res
+            recs = audit_records(node, kid)
+            rec = [x for x in recs if x["op"] == "reconfigure"]
+            assert rec and rec[0]["decision"] == "allow", recs
+            # The parent keeps its network.
+            status, res = fetch(c, parent, f"http://{allowed}/hello.txt")
+            assert status == 200 and res.get("body") == "hello from the lab\n", res
+            c.delete_pod(kid)
+            c.delete_pod(parent)
+            node.assert_clean()
+    finally:
+        srv.kill()
+        srv.wait()
+        shutil.rmtree(www, ignore_errors=True)
+        lab.close()

@@ -231,6 +231,20 @@ static void test_reconfigure(void **state) {
         assert_int_equal(policy_sha256(c->policy, h1), 0);
         assert_int_equal(policy_sha256(back->policy, h2), 0);
         assert_string_equal(h1, h2);
+        assert_false(back->have_net);
+
+        /* A networked parent's child: its own address comes with the handshake. */
+        c->have_net = true;
+        c->net.address = xstrdup("10.201.0.14/30");
+        c->net.gateway = xstrdup("10.201.0.13");
+        c->net.dns = xstrdup("10.201.0.13");
+        _cleanup_json_ json_t *jn = reconfigure_to_json(c);
+        _cleanup_(configure_freep) Configure *backn = NULL;
+        assert_int_equal(reconfigure_from_json(jn, &backn, &err), 0);
+        assert_true(backn->have_net);
+        assert_string_equal(backn->net.address, "10.201.0.14/30");
+        assert_string_equal(backn->net.gateway, "10.201.0.13");
+        assert_string_equal(backn->net.dns, "10.201.0.13");
 
         static const struct {
                 const char *drop, *add, *path;

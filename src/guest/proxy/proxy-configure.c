@@ -310,7 +310,9 @@ void op_configure(Request *req) {
  * changes), a fresh time window, the node's wall clock, a reseeded CRNG, a new budget meter
  * (the policy's budget is the child's share of the parent's remainder) and no approvals: the
  * parent's pending tokens and registry are dropped. Refused while commands run (a snapshot
- * is taken with none). Limits, costs, env and dns_allow stay the parent's. */
+ * is taken with none). With network (the parent had a NIC), the NIC gets the child's own
+ * address, route and resolver in place of the parent's, the same code as configure's. Limits,
+ * costs, env and dns_allow stay the parent's. */
 void op_reconfigure(Request *req) {
         Proxy *p = req->proxy;
         _cleanup_free_ char *err = NULL;
@@ -375,6 +377,16 @@ void op_reconfigure(Request *req) {
         if (r < 0) {
                 budget_meter_free(budget);
                 request_fail(req, ERROR_KIND_INTERNAL, "reconfigure: cannot create the approval registry");
+                return;
+        }
+
+        /* The child's address before anything is committed: a NIC left with the parent's
+         * address refuses the handshake (the node then ends the child). */
+        r = network_apply(c, &err);
+        if (r < 0) {
+                budget_meter_free(budget);
+                approval_registry_free(approvals);
+                request_fail(req, ERROR_KIND_INTERNAL, "reconfigure: %s", err);
                 return;
         }
 

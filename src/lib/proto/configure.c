@@ -383,7 +383,8 @@ json_t *configure_to_json(const Configure *c) {
 
 int reconfigure_from_json(const json_t *args, Configure **ret, char **reterr) {
         static const char *const keys[] = {
-                "pod_id", "policy", "time_remaining_ms", "wall_clock_unix_ms", "entropy_seed", NULL
+                "pod_id",  "policy", "time_remaining_ms", "wall_clock_unix_ms", "entropy_seed",
+                "network", NULL
         };
         _cleanup_(configure_freep) Configure *c = NULL;
         const char *key;
@@ -428,5 +429,17 @@ json_t *reconfigure_to_json(const Configure *c) {
                 json_object_set_new(j, "entropy_seed", json_string(hex));
                 explicit_bzero_safe(hex, strlen(hex));
         }
+        if (c->have_net)
+                json_object_set_new(
+                        j,
+                        "network",
+                        json_pack(
+                                "{s:s,s:s,s:s}",
+                                "address",
+                                c->net.address,
+                                "gateway",
+                                c->net.gateway,
+                                "dns",
+                                c->net.dns));
         return j;
 }

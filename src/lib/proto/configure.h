@@ -55,8 +55,9 @@ const char *configure_limit_to_string(ConfigureLimit l);
 ConfigureLimit configure_limit_from_string(const char *s);
 uint64_t configure_limit_cap(ConfigureLimit l);
 
-/* The pod's network as the guest configures it (today also on the kernel command line,
- * nucleus.net=ADDRESS/PREFIX,GATEWAY,DNS; IPv4 literals). */
+/* The pod's network as the guest configures it (a cold pod's also on the kernel command line,
+ * nucleus.net=ADDRESS/PREFIX,GATEWAY,DNS; IPv4 literals). The proxy applies it when the NIC
+ * does not have it yet (a pod claimed from the warm pool, a restored child). */
 typedef struct ConfigureNet {
         char *address; /* "10.201.0.6/30" */
         char *gateway; /* "10.201.0.5" */
@@ -97,11 +98,12 @@ json_t *configure_to_json(const Configure *c);
  * to a proxy that is already configured (it ran in the parent). Only what must be fresh in the
  * child: pod_id, policy (the proxy refuses one looser than its current policy), time_remaining_ms,
  * wall_clock_unix_ms and entropy_seed, the last two required (a child must not keep the
- * parent's clock or random state). Other keys are refused (limits, costs, env and the network
- * are the parent's and stay). Returns 0 and a Configure with only those fields, or -EINVAL
- * with *reterr naming the JSON path. */
+ * parent's clock or random state), and network, optional: the child's own address, gateway and
+ * DNS when the parent had a NIC (the guest re-addresses it). Other keys are refused (limits,
+ * costs, env and dns_allow are the parent's and stay). Returns 0 and a Configure with only
+ * those fields, or -EINVAL with *reterr naming the JSON path. */
 int reconfigure_from_json(const json_t *args, Configure **ret, char **reterr);
-/* The reconfigure message for c (a new reference): the five fields above. */
+/* The reconfigure message for c (a new reference): the fields above (network when have_net). */
 json_t *reconfigure_to_json(const Configure *c);
 
 /* Is name an environment variable configure may set for commands? (Syntax, not one the
