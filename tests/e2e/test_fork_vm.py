@@ -373,7 +373,6 @@ def test_fork_of_a_networked_pod(tmp_path, guest_images):  # noqa: F811
     import ipaddress
     import random
     import shutil
-    import sys
     import tempfile
     from helpers.netlab import NetLab, host_ipv4_addrs, netns_exec, netns_list
     require_root()
@@ -387,8 +386,7 @@ def test_fork_of_a_networked_pod(tmp_path, guest_images):  # noqa: F811
     www = tempfile.mkdtemp(prefix="nucleus-lab-www-")
     with open(os.path.join(www, "hello.txt"), "w") as f:
         f.write("hello from the lab\n")
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
-                            lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lab.serve_files(lab.web, 80, www)
     cfg = tmp_path / "node.toml"
     cfg.write_text(f'[net]\npool = "{pool}"\ndns_upstream = "{lab.dns_addr}"\n')
     short = lambda pod: hashlib.sha256(pod.encode()).hexdigest()[:10]  # noqa: E731
@@ -402,12 +400,6 @@ def test_fork_of_a_networked_pod(tmp_path, guest_images):  # noqa: F811
         with NodeProc(tmp_path, driver="qemu", images_dir=guest_images, accel="tcg",
                       extra_args=["--config", str(cfg)]) as node:
             c = node.client()
-            probe = f"import socket; socket.create_connection(('{lab.web}', 80), timeout=2).close()"
-            deadline = time.monotonic() + 60
-            while subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", probe],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-                assert time.monotonic() < deadline and srv.poll() is None, "the lab web server did not start"
-                time.sleep(0.2)
             r = c.create_pod(spec_yaml(driver="qemu", policy="web_research", timeout=900,
                                        extra="  resources: {memory_mib: 256, scratch_mib: 64}\n"
                                              f'  network:\n    dns_allow: ["{allowed}"]\n'))
@@ -445,7 +437,5 @@ def test_fork_of_a_networked_pod(tmp_path, guest_images):  # noqa: F811
             c.delete_pod(parent)
             node.assert_clean()
     finally:
-        srv.kill()
-        srv.wait()
         shutil.rmtree(www, ignore_errors=True)
         lab.close()

@@ -16,8 +16,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -229,16 +227,8 @@ def test_pool_network_pod_claimed(netpool_node):
     www = tempfile.mkdtemp(prefix="nucleus-lab-www-")
     with open(os.path.join(www, "hello.txt"), "w") as f:
         f.write("hello from the lab\n")
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
-                            lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # The fetch must not race the server's start: wait until it accepts connections.
-        probe = f"import socket; socket.create_connection(('{lab.web}', 80), timeout=2).close()"
-        deadline = time.monotonic() + 60
-        while subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", probe],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-            assert time.monotonic() < deadline and srv.poll() is None, "the lab web server did not start"
-            time.sleep(0.2)
+        lab.serve_files(lab.web, 80, www)
         pooled = wait_ready(node)
         assert c.request("GET", "/v1/pool").json()["network"] is True
         _assert_parked(node, pool, pooled)
@@ -287,6 +277,4 @@ def test_pool_network_pod_claimed(netpool_node):
         assert not [a for a in (node.state_dir / "net" / "alloc").iterdir()
                     if a.read_text().strip() in (pod, refill)]
     finally:
-        srv.kill()
-        srv.wait()
         shutil.rmtree(www, ignore_errors=True)

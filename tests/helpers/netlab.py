@@ -75,6 +75,11 @@ _SERVER = textwrap.dedent(
     class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
         allow_reuse_address = True
+        def server_bind(self):
+            # HTTPServer.server_bind asks getfqdn() for the name: a reverse lookup the lab
+            # cannot answer, ~10 s per address before the server is up.
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = self.server_address[:2]
     def udp(a):
         s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((a, port))
@@ -92,6 +97,25 @@ _SERVER = textwrap.dedent(
         threading.Thread(target=udp, args=(a,), daemon=True).start()
     print("ready", flush=True)
     threading.Event().wait()
+    '''
+)
+
+# A static file server (GET of files under a directory) on one address and port.
+_FILES = textwrap.dedent(
+    r'''
+    import functools, http.server, socketserver, sys
+    class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+        def server_bind(self):
+            socketserver.TCPServer.server_bind(self)  # no getfqdn() (see _SERVER)
+            self.server_name, self.server_port = self.server_address[:2]
+    class H(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+    srv = S((sys.argv[1], int(sys.argv[2])), functools.partial(H, directory=sys.argv[3]))
+    print("ready", flush=True)
+    srv.serve_forever()
     '''
 )
 
@@ -287,6 +311,15 @@ class NetLab:
         self.procs.append(srv)
         if srv.stdout.readline().strip() != "ready":
             raise RuntimeError("lab server did not start: " + srv.stderr.read())
+
+    def serve_files(self, addr, port, directory):
+        """Serve the files under directory over HTTP on addr:port (a lab address); returns once
+        it accepts connections. Stopped by close()."""
+        srv = subprocess.Popen(["ip", "netns", "exec", self.ns, PY, "-c", _FILES, addr, str(port), directory],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(srv)
+        if srv.stdout.readline().strip() != "ready":
+            raise RuntimeError("lab file server did not start: " + srv.stderr.read())
 
     def dns_queries(self):
         """Names the lab DNS server was asked for (from its query log)."""
