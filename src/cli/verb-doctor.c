@@ -438,12 +438,17 @@ static void check_pool(CheckList *l, NucleusClient *c) {
                                                  "node "
                                                  "log for failing boots"
                                                : NULL,
-                        "image %s: %lld of %lld pooled pod(s) ready, %lld booting (memory %lld of %lld MiB; "
+                        "image %s: %lld of %lld pooled pod(s) ready, %lld booting%s (memory %lld of %lld "
+                        "MiB; "
                         "%lld hit(s), %lld miss(es))",
                         name,
                         (long long) ready,
                         (long long) size,
                         (long long) booting,
+                        json_is_true(json_object_get(res, "network")) ? ", each with a parked NIC (for "
+                                                                        "specs with a network, [pool] "
+                                                                        "network)"
+                                                                      : "",
                         (long long) json_integer_value(json_object_get(res, "memory_used_mib")),
                         (long long) json_integer_value(json_object_get(res, "memory_budget_mib")),
                         (long long) json_integer_value(json_object_get(res, "hits")),
