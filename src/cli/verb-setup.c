@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "client-paths.h"
 #include "client.h"
+#include "config.h"
 #include "fd-util.h"
 #include "json-util.h"
 #include "log.h"
@@ -731,6 +732,17 @@ int verb_setup(int argc, char **argv) {
                                         "--%s needs ADDR:PORT, not '%s'",
                                         c == ARG_LISTEN ? "listen" : "metrics-listen",
                                         optarg);
+                        {
+                                /* The node's own rule, before setup changes anything. */
+                                _cleanup_free_ char *why = config_check_listen(optarg);
+                                if (why)
+                                        return cli_usage_error(
+                                                "setup",
+                                                "--%s '%s': %s",
+                                                c == ARG_LISTEN ? "listen" : "metrics-listen",
+                                                optarg,
+                                                why);
+                        }
                         if (c == ARG_LISTEN) {
                                 ctx.listen = optarg;
                                 ctx.listen_given = true;

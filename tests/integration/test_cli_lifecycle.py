@@ -116,6 +116,8 @@ USAGE_ERRORS = [
     ("run", ["--image", "../etc", "t"]),
     ("run", ["  ", "--script", "{plan}", "-d", "{ws}"]),
     ("setup", ["--listen", "nowhere"]),
+    ("setup", ["--listen", "127.0.0.1:99999"]),
+    ("setup", ["--metrics-listen", "nohost:9080"]),
     ("setup", ["--vm-cpus", "0"]),
     ("setup", ["--pool-size", "65"]),
     ("setup", ["extra"]),

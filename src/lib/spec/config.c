@@ -240,6 +240,26 @@ static const Field node_fields[_NODE_CONFIG_FIELD_MAX] = {
 #undef NF
 
 /* Check a string value for its type; NULL if fine, else a malloc'd problem. */
+
+char *config_check_listen(const char *s) {
+        const char *colon = strrchr(s, ':');
+        uint32_t port;
+        if (!colon || colon == s || safe_atou32(colon + 1, &port) < 0 || port == 0 || port > 65535)
+                return xstrdup("must be HOST:PORT (IPv6 as [ADDR]:PORT), port 1..65535");
+        _cleanup_free_ char *host = xstrndup(s, (size_t) (colon - s));
+        uint8_t buf[16];
+        if (host[0] == '[') {
+                size_t hl = strlen(host);
+                if (hl < 3 || host[hl - 1] != ']')
+                        return xstrdup("must be HOST:PORT (IPv6 as [ADDR]:PORT)");
+                host[hl - 1] = 0;
+                if (inet_pton(AF_INET6, host + 1, buf) != 1)
+                        return xstrdup("host must be an IP address");
+        } else if (inet_pton(AF_INET, host, buf) != 1)
+                return xstrdup("host must be an IPv4 address (IPv6 as [ADDR]:PORT)");
+        return NULL;
+}
+
 static char *check_string(const Field *f, const char *s) {
         size_t n = strlen(s);
         if (n > 4096)
@@ -286,24 +306,8 @@ static char *check_string(const Field *f, const char *s) {
                 if (n == 0 || (strchr(s, '/') && s[0] != '/'))
                         return xstrdup("must be a program name or an absolute path");
                 return NULL;
-        case FT_LISTEN: {
-                const char *colon = strrchr(s, ':');
-                uint32_t port;
-                if (!colon || colon == s || safe_atou32(colon + 1, &port) < 0 || port == 0 || port > 65535)
-                        return xstrdup("must be HOST:PORT (IPv6 as [ADDR]:PORT), port 1..65535");
-                _cleanup_free_ char *host = xstrndup(s, (size_t) (colon - s));
-                uint8_t buf[16];
-                if (host[0] == '[') {
-                        size_t hl = strlen(host);
-                        if (hl < 3 || host[hl - 1] != ']')
-                                return xstrdup("must be HOST:PORT (IPv6 as [ADDR]:PORT)");
-                        host[hl - 1] = 0;
-                        if (inet_pton(AF_INET6, host + 1, buf) != 1)
-                                return xstrdup("host must be an IP address");
-                } else if (inet_pton(AF_INET, host, buf) != 1)
-                        return xstrdup("host must be an IPv4 address (IPv6 as [ADDR]:PORT)");
-                return NULL;
-        }
+        case FT_LISTEN:
+                return config_check_listen(s);
         case FT_OPTIPV4: {
                 uint8_t a[4];
                 if (n > 0 && inet_pton(AF_INET, s, a) != 1)

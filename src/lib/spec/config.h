@@ -212,6 +212,9 @@ typedef struct NodeConfig {
 #define NODE_CONFIG_DEFAULT_PATH "/etc/nucleus/node.toml"
 
 int node_config_load(const char *path, bool must_exist, NodeConfig **ret, char **reterr);
+/* NULL when s is an address the node can listen on ([node] listen / metrics_listen: IPv4
+ * HOST:PORT or [IPv6]:PORT, port 1..65535), else a new message saying what is wrong. */
+char *config_check_listen(const char *s);
 NodeConfig *node_config_free(NodeConfig *c);
 /* Flag override, e.g. ("node.listen", "127.0.0.1:18080"). */
 int node_config_set(NodeConfig *c, const char *key, const char *value, char **reterr);
