@@ -380,6 +380,17 @@ static int history_add(struct archive *a, const char *dir, uint32_t depth, Agent
                            NULL };
         if (host_git(verify, NULL, 128, &commit, &n) != 0)
                 return 0; /* no commit yet: nothing to send */
+
+        /* A subdirectory of the work tree (a package of a monorepo): the files are the
+         * subdirectory's, the commits the whole repository's, so git in the pod would see
+         * everything else as deleted. No history then; the caller says so. */
+        _cleanup_free_ char *prefix = NULL;
+        char *pfx[] = { (char *) "-C", (char *) dir, (char *) "rev-parse", (char *) "--show-prefix", NULL };
+        if (host_git(pfx, NULL, PATH_MAX, &prefix, &n) == 0 && prefix[strcspn(prefix, "\n")] != 0 &&
+            prefix[0] != '\n') {
+                t->history_subdir = true;
+                return 0;
+        }
         commit[strcspn(commit, "\n")] = 0;
         char *sym[] = { (char *) "-C", (char *) dir,    (char *) "symbolic-ref",
                         (char *) "-q", (char *) "HEAD", NULL };

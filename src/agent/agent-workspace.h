@@ -36,8 +36,9 @@ typedef struct AgentTar {
         uint64_t n_commits;     /* commits of history sent (0: none) */
         bool history_shallow;   /* older commits were left out */
         char *branch;           /* branch the history is of (NULL: detached or none) */
-        char *largest;          /* the path that took the most bytes of the tar (NULL: no file) */
-        uint64_t largest_bytes; /* those bytes (its content and header) */
+        bool history_subdir;    /* none sent: the directory is a subdirectory of its work tree */
+        char *largest;          /* the largest regular file packed (NULL: none) */
+        uint64_t largest_bytes; /* its size in bytes */
 } AgentTar;
 
 void agent_tar_done(AgentTar *t);

@@ -291,6 +291,11 @@ static int run_main(int argc, char **argv) {
                                 tar.n_commits == 1 ? "" : "s",
                                 tar.branch ?: "a detached HEAD",
                                 tar.history_shallow ? " (shallow; --history all for more)" : "");
+                else if (tar.history_subdir)
+                        hist = xstrdup(", no history: a subdirectory of its git work tree (git in the pod "
+                                       "would "
+                                       "see the rest of the repository as deleted; run from the top for "
+                                       "history)");
                 fprintf(stderr,
                         "[nucleus] workspace uploaded: %zu files%s, %llu KiB%s\n",
                         tar.n_files,

@@ -415,6 +415,25 @@ def test_json_output_when_the_run_cannot_begin(env, node):
     assert r.returncode == 2 and r.stdout == ""
 
 
+def test_subdirectory_of_a_work_tree_runs_without_history(env, node):
+    """-d a package of a monorepo (a subdirectory of the work tree): the run goes ahead with the
+    subdirectory's files and no history, and says why; it used to fail packing (git fetch from
+    a subdirectory)."""
+    pkg = env.proj / "pkg"
+    pkg.mkdir()
+    (pkg / "mod.py").write_text("x = 1\n")
+    g = {"cwd": env.proj, "check": True, "capture_output": True}
+    subprocess.run(["git", "add", "pkg"], **g)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pkg"], **g)
+    with ModelServer([{"text": "done"}]) as ms:
+        argv = [str(binary("nucleus")), "run", "Task", "-d", str(pkg), "--model", "test-model", "--provider",
+                "openai", "--base-url", ms.base_url, "--api-key-env", "TEST_MODEL_KEY"]
+        r = subprocess.run(argv, env=env.env(node), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "workspace uploaded: 1 files (git ls-files)" in r.stderr, r.stderr
+    assert "no history: a subdirectory of its git work tree" in r.stderr
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",
