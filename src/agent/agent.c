@@ -150,9 +150,12 @@ static char *answer_detail(json_t *answer) {
         _cleanup_free_ char *line = xstrndup(text ? text : "", 100);
         line[strcspn(line, "\n")] = 0;
         _cleanup_free_ char *vis = string_make_visible(line);
-        _cleanup_free_ char *status = json_is_integer(code)
-                ? xasprintf("exit %lld", (long long) json_integer_value(code))
-                : xasprintf("signal %lld", (long long) json_integer_value(sig));
+        /* A command the proxy killed at its timeout says so: "signal 9" alone reads like a crash. */
+        bool timed_out = json_is_true(json_object_get(answer, "timed_out"));
+        _cleanup_free_ char *status = timed_out ? xstrdup("timed out and killed; a longer command needs "
+                                                          "timeout_seconds")
+                : json_is_integer(code) ? xasprintf("exit %lld", (long long) json_integer_value(code))
+                                        : xasprintf("signal %lld", (long long) json_integer_value(sig));
         return isempty(vis) ? xasprintf(" (%s)", status) : xasprintf(" (%s: %s)", status, vis);
 }
 
@@ -180,6 +183,8 @@ static void call_record_add_result(json_t *rec, json_t *answer, uint64_t duratio
         json_t *sig = json_object_get(answer, "signal");
         if (json_is_integer(sig) && json_integer_value(sig) > 0)
                 json_object_set_new(rec, "signal", json_integer(json_integer_value(sig)));
+        if (json_is_true(json_object_get(answer, "timed_out")))
+                json_object_set_new(rec, "timed_out", json_true());
         static const struct {
                 const char *from, *to;
         } heads[] = {

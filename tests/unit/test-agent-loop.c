@@ -58,6 +58,18 @@ static int fake_call(void *userdata, const char *op, json_t *args, json_t **ret,
                         "'pytest' is not installed in this pod's image",
                         "kind",
                         "not_found");
+        else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "slow"))
+                *ret = json_pack(
+                        "{s:n, s:i, s:b, s:s, s:s}",
+                        "exit_code",
+                        "signal",
+                        9,
+                        "timed_out",
+                        1,
+                        "stdout",
+                        "",
+                        "stderr",
+                        "");
         else if (streq(op, "run") && streq_ptr(json_string_value(json_array_get(json_object_get(args, "argv"), 0)), "gone"))
                 *ret = json_pack(
                         "{s:s, s:s}", "error", "pod is exited: node shutdown", "kind", "pod_not_running");
@@ -116,6 +128,36 @@ static const char demo_plan[] = "{\"steps\":["
                                 "{\"tool\":\"web_fetch\",\"args\":{\"url\":\"http://evil\"}},"
                                 "{\"tool\":\"run\",\"args\":{\"argv\":[\"git\",\"push\"]}}"
                                 "],\"final\":\"All done.\"}";
+
+/* A command killed at its timeout is shown as such, not as a bare "signal 9". */
+static void test_timed_out_command_says_so(void **state) {
+        Fake f = { .approve_answer = 0 };
+        AgentStats st = {};
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *log = open_memstream(&buf, &len);
+        assert_non_null(log);
+        _cleanup_free_ char *path = write_plan("{\"steps\":[{\"tool\":\"run\",\"args\":{\"argv\":[\"slow\"]}"
+                                               "}],\"final\":\"x\"}");
+        LlmConfig cfg = { .provider = LLM_PROVIDER_SCRIPT, .script_path = path };
+        _cleanup_(llm_client_freep) LlmClient *c = NULL;
+        _cleanup_free_ char *err = NULL;
+        char *ops[] = { "read", "run", "write", NULL };
+        _cleanup_json_ json_t *tools = agent_tools_for_ops(ops);
+        AgentHooks h = {
+                .call_tool = fake_call, .approve = fake_approve, .charge = fake_charge, .userdata = &f
+        };
+        AgentOptions o = { .task = "t", .tools = tools, .log_out = log };
+        assert_int_equal(llm_client_new(&cfg, &c, &err), 0);
+        assert_int_equal(agent_run(c, &o, &h, &st), 0);
+        fclose(log);
+        unlink(path);
+        assert_non_null(strstr(buf, "-> ok (timed out and killed; a longer command needs timeout_seconds)"));
+        assert_null(strstr(buf, "signal 9"));
+        assert_true(json_is_true(json_object_get(json_array_get(st.calls, 0), "timed_out")));
+        free(buf);
+        agent_stats_done(&st);
+}
 
 /* A pod that ended under the run (the node stopped) ends the run; it is not a denial. */
 static void test_pod_gone_is_not_a_denial(void **state) {
@@ -270,6 +312,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_stop),
                 cmocka_unit_test(test_interrupt),
                 cmocka_unit_test(test_pod_gone_is_not_a_denial),
+                cmocka_unit_test(test_timed_out_command_says_so),
                 cmocka_unit_test(test_bad_plans),
                 cmocka_unit_test(test_describe),
         };
