@@ -191,13 +191,16 @@ int run_start_gateway(
         LlmClient **llm);
 int run_wait_running(NucleusClient *client, const char *pod, char **reterr);
 int run_delete_pod(NucleusClient *client, const char *pod);
+/* GET path_query into file (0600) and/or *ret_body. On failure *reterr (when not NULL) gets
+ * what went wrong, the node's own message for a refusal (a pod that has ended). */
 int run_fetch_to_file(
         NucleusClient *client,
         const char *path_query,
         const char *file,
         char **ret_ct,
         char **ret_body,
-        size_t *ret_size);
+        size_t *ret_size,
+        char **reterr);
 /* Runs argv (no shell) with a minimal environment; captures stdout (capped). */
 int run_capture(char *const argv[], char **ret_out, int *ret_status);
 /* Starts renewing the lease of a pod created with spec.lease (docs/api.md "Leases"), a third of

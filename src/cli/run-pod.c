@@ -300,14 +300,23 @@ int run_fetch_to_file(
         const char *file,
         char **ret_ct,
         char **ret_body,
-        size_t *ret_size) {
+        size_t *ret_size,
+        char **reterr) {
         _cleanup_(client_response_done) ClientResponse resp = {};
         _cleanup_client_error_ ClientError e = {};
         int r = client_request(client, "GET", path_query, NULL, NULL, 0, &resp, &e);
-        if (r < 0)
+        if (r < 0) {
+                if (reterr)
+                        *reterr = client_error_describe(&e);
                 return r;
-        if (resp.status < 200 || resp.status >= 300)
+        }
+        if (resp.status < 200 || resp.status >= 300) {
+                if (reterr) {
+                        client_error_from_response(&resp, &e);
+                        *reterr = client_error_describe(&e);
+                }
                 return -EREMOTEIO;
+        }
         if (file) {
                 r = write_file_atomic_at(AT_FDCWD, file, resp.body, resp.size, 0600);
                 if (r < 0)

@@ -402,9 +402,10 @@ static int run_main(int argc, char **argv) {
                 _cleanup_free_ char *ct = NULL, *body = NULL,
                                     *path = xasprintf("/v1/pods/%s/workspace/patch", ctx.pod);
                 size_t n = 0;
-                r = run_fetch_to_file(client, path, NULL, &ct, &body, &n);
+                _cleanup_free_ char *why = NULL;
+                r = run_fetch_to_file(client, path, NULL, &ct, &body, &n, &why);
                 if (r < 0)
-                        log_warning("could not fetch the patch: %s", strerror(-r));
+                        log_warning("could not fetch the patch: %s", why ?: strerror(-r));
                 else if (agent_patch_parse(ct, body, n, &patch, &err) < 0)
                         log_warning("%s", err);
                 else {
@@ -486,13 +487,13 @@ cleanup:
                 }
                 /* Before the delete (the node may drop the pod's files), then again after it
                  * to get the sealed log when the node keeps it. */
-                if (audit_path && run_fetch_to_file(client, apath, audit_path, NULL, NULL, NULL) < 0)
+                if (audit_path && run_fetch_to_file(client, apath, audit_path, NULL, NULL, NULL, NULL) < 0)
                         audit_path = mfree(audit_path);
                 lease = client_lease_stop(lease);
                 int d = run_delete_pod(client, ctx.pod);
                 if (d >= 0) {
                         _cleanup_free_ char *sealed = audit_path ? xasprintf("%s.sealed", audit_path) : NULL;
-                        if (sealed && run_fetch_to_file(client, apath, sealed, NULL, NULL, NULL) >= 0)
+                        if (sealed && run_fetch_to_file(client, apath, sealed, NULL, NULL, NULL, NULL) >= 0)
                                 (void) rename(sealed, audit_path);
                         else if (sealed)
                                 (void) unlink(sealed);

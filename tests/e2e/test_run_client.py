@@ -434,6 +434,23 @@ def test_subdirectory_of_a_work_tree_runs_without_history(env, node):
     assert "no history: a subdirectory of its git work tree" in r.stderr
 
 
+def test_pod_ended_under_the_run_is_named(env, node):
+    """The pod ends under the run (the node was stopped, a deadline): the run names the node's
+    reason when the patch cannot be fetched (was "Remote I/O error"), and a call refused for it
+    is not a policy denial."""
+    def script(body, i):
+        if i == 0:
+            return {"tool_calls": [{"name": "read", "args": {"path": "README.md"}}]}
+        for p in node.pods.values():
+            p.deleted = True  # as if the node had ended it
+        return {"tool_calls": [{"name": "read", "args": {"path": "README.md"}}]}
+    with ModelServer(script) as ms:
+        r = run(env, node, ms, "Task", "--output", "json")
+    doc = json.loads(r.stdout)
+    assert doc["denials"] == 0, doc
+    assert "could not fetch the patch: pod is gone (pod_not_running)" in r.stderr, r.stderr
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",
