@@ -323,6 +323,14 @@ int verb_logs(int argc, char **argv) {
                                 "stay in %s (console.log, node.log)",
                                 d,
                                 local);
+                if (e.status == 404 && strlen(ref) != CLI_POD_FULL_ID_LEN && streq(pod, ref))
+                        /* A short reference (a name, a prefix) that matched nothing: the node's
+                         * "not a UUID" would miss the point. */
+                        return cli_fail(
+                                output,
+                                "not_found",
+                                "no pod has the id, id prefix or name '%s' (nucleus ps -a lists them)",
+                                ref);
                 return cli_fail(output, e.kind ?: "io_error", "%s", d);
         }
         if (doc)

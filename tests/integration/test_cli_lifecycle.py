@@ -355,6 +355,8 @@ def test_ps_filters_and_json(node, tmp_path):
 def test_pods_by_prefix_and_name(node, tmp_path):
     cli = Cli(tmp_path, node)
     pod = new_pod(node, "by-name")
+    p = cli.run("logs", "no-such-name")
+    assert p.returncode == 1 and "no pod has the id, id prefix or name 'no-such-name'" in p.stderr, p.stderr
     for ref in (pod, pod[:8], "by-name"):
         p = cli.run("logs", ref, "--output", "json")
         assert p.returncode == 0, (ref, p.stderr)
