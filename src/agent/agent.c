@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "alloc-util.h"
+#include "escape.h"
 #include "json-util.h"
 #include "pricing.h"
 #include "string-util.h"
@@ -83,8 +84,12 @@ json_t *agent_stats_to_json(const AgentStats *s) {
 
 char *agent_describe_call(const char *op, json_t *args, size_t max) {
         _cleanup_free_ char *a = args ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        _cleanup_free_ char *raw = xasprintf("%s %s", op ? op : "?", a ? a : "{}");
-        char *vis = string_make_visible(raw);
+        /* The arguments are JSON already (control characters escaped by it): hidden code points
+         * become JSON escapes too and nothing else changes, so a quote shows as \" rather than
+         * the doubly escaped \\\". The name is the model's: escaped as any text. */
+        _cleanup_free_ char *vop = string_make_visible(op ? op : "?");
+        _cleanup_free_ char *vargs = a ? escape_text(a, strlen(a), ESCAPE_JSON) : xstrdup("{}");
+        char *vis = xasprintf("%s %s", vop, vargs);
         if (max >= 4 && strlen(vis) > max)
                 strcpy(vis + max - 3, "...");
         return vis;

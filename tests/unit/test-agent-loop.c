@@ -301,6 +301,12 @@ static void test_describe(void **state) {
         assert_non_null(strstr(d, "read {\"path\":"));
         _cleanup_free_ char *s = agent_describe_call("read", a, 10);
         assert_int_equal(strlen(s), 10);
+        /* The arguments read as the JSON they are: a quote is \", not \\\". */
+        _cleanup_json_ json_t *q = json_pack("{s:s}", "new", "b\"\\x00\" \xe2\x80\xae");
+        _cleanup_free_ char *e = agent_describe_call("edit", q, 200);
+        assert_string_equal(e, "edit {\"new\":\"b\\\"\\\\x00\\\" \\u202e\"}");
+        _cleanup_free_ char *n = agent_describe_call("x\x1b[2J", NULL, 200);
+        assert_null(strchr(n, 0x1b));
 }
 
 int main(void) {
