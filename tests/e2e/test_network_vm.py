@@ -294,8 +294,6 @@ def test_vm_web_fetch_reaches_an_allowed_lab_host(env):
     """web_fetch works in a pod: the helper (shipped in the initramfs with its libraries, not in
     the rootfs) fetches from the lab's web server by an allowed name; a name off the list is
     refused before any connection."""
-    import subprocess
-    import sys
     node, lab = env
     c = node.client()
     allowed = f"www.{lab.ZONE}"
@@ -303,15 +301,7 @@ def test_vm_web_fetch_reaches_an_allowed_lab_host(env):
     www = tempfile.mkdtemp(prefix="nucleus-lab-www-")
     with open(os.path.join(www, "hello.txt"), "w") as f:
         f.write("hello from the lab\n")
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns, sys.executable, "-m", "http.server", "80", "--bind",
-                            lab.web, "--directory", www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The fetch must not race the server's start: wait until it accepts connections in the lab.
-    probe = f"import socket; socket.create_connection(('{lab.web}', 80), timeout=2).close()"
-    deadline = time.monotonic() + 60
-    while subprocess.run(["ip", "netns", "exec", lab.ns, sys.executable, "-c", probe],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-        assert time.monotonic() < deadline and srv.poll() is None, "the lab web server did not start"
-        time.sleep(0.2)
+    lab.serve_files(lab.web, 80, www)  # stopped with the lab
     pod = _start(c, _spec(f'    dns_allow: ["{allowed}"]\n', policy="web_research"))
     try:
         r = c.tool(pod, "web_fetch", {"url": f"http://{allowed}/hello.txt"}, timeout=180)
@@ -323,7 +313,5 @@ def test_vm_web_fetch_reaches_an_allowed_lab_host(env):
         assert r.status != 200 and r.json().get("kind") == "network_denied", r.json()
     finally:
         c.delete_pod(pod)
-        srv.kill()
-        srv.wait()
         shutil.rmtree(www, ignore_errors=True)
     assert c.wait_state(pod, {"exited", "failed"}, timeout=60)["state"] == "exited"
