@@ -421,6 +421,21 @@ static void check_pool(CheckList *l, NucleusClient *c) {
         size_t i;
         json_t *img;
         unsigned configured = 0;
+        /* What a full pool needs: each pooled pod is charged its guest memory plus 256 MiB
+         * (the node's pool_pod_charge_mib). A pool short of it is told the number to write. */
+        json_int_t total = 0, budget = json_integer_value(json_object_get(res, "memory_budget_mib"));
+        json_int_t charge = json_integer_value(json_object_get(res, "memory_mib")) + 256;
+        json_array_foreach(images, i, img)
+                total += NUCLEUS_MAX(json_integer_value(json_object_get(img, "size")), (json_int_t) 0);
+        _cleanup_free_ char *fix = total * charge > budget ? xasprintf(
+                                                                     "raise [pool] memory_budget_mib in "
+                                                                     "node.toml to %lld (%lld pooled pod(s) "
+                                                                     "x %lld MiB), "
+                                                                     "then restart the node",
+                                                                     (long long) (total * charge),
+                                                                     (long long) total,
+                                                                     (long long) charge)
+                                                           : xstrdup("see the node log for failing boots");
         json_array_foreach(images, i, img) {
                 _cleanup_free_ char *name = string_make_visible(
                         json_string_value(json_object_get(img, "image")) ?: "?");
@@ -434,10 +449,7 @@ static void check_pool(CheckList *l, NucleusClient *c) {
                         l,
                         ready + booting < size ? CHECK_WARN : CHECK_OK,
                         "warm-pool",
-                        ready + booting < size ? "raise [pool] memory_budget_mib in node.toml, or see the "
-                                                 "node "
-                                                 "log for failing boots"
-                                               : NULL,
+                        ready + booting < size ? fix : NULL,
                         "image %s: %lld of %lld pooled pod(s) ready, %lld booting%s (memory %lld of %lld "
                         "MiB; "
                         "%lld hit(s), %lld miss(es))",

@@ -241,6 +241,11 @@ def test_pool_budget_bounds_the_pool(tmp_path):
         assert st["images"][0]["ready"] + st["images"][0]["booting"] == 2, st
         assert st["memory_used_mib"] <= st["memory_budget_mib"] == 1600
         assert "memory_budget_mib = 1600 is reached" in node.log()
+        # doctor names the budget that holds the whole pool.
+        d = nucleus(node, tmp_path, "doctor", "--output", "json")
+        pool = [c for c in json.loads(d.stdout)["checks"] if c["name"] == "warm-pool"]
+        assert pool[0]["status"] == "WARN", pool
+        assert "memory_budget_mib in node.toml to 2304 (3 pooled pod(s) x 768 MiB)" in pool[0]["fix"], pool
 
 
 def nucleus(node, tmp_path, *args):
