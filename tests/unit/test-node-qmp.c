@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the QMP client (src/node/vmm/qmp.c) against a fake QEMU on a unix socket:
  * greeting and capabilities, events skipped, a descriptor passed with getfd (SCM_RIGHTS),
- * migration status polling (completed, failed with QEMU's text made visible), errors, and an
- * endless line refused instead of buffered. */
+ * migration status polling (completed, failed with QEMU's text made visible), errors, an
+ * endless line refused instead of buffered, and the monitor connection closed when the VM
+ * stops (not when the ended pod's record is freed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,12 +25,14 @@
 #include "json-util.h"
 #include "qmp.h"
 #include "string-util.h"
+#include "vmm-internal.h"
 
 typedef struct Fake {
         int listen_fd;
         bool got_fd;       /* getfd arrived with a descriptor */
         char cmds[16][32]; /* commands seen, in order */
         int n_cmds;
+        bool done; /* __atomic: the client hung up and the fake ended */
 } Fake;
 
 /* One line from fd (with any descriptor that came along stored in *ret_fd). */
@@ -118,6 +122,7 @@ static void *fake_qemu(void *arg) {
                 json_decref(j);
         }
         safe_close(fd);
+        __atomic_store_n(&f->done, true, __ATOMIC_RELEASE);
         return NULL;
 }
 
@@ -176,9 +181,67 @@ static void test_qmp(void **state) {
         (void) rmdir(dir);
 }
 
+static int count_fds(void) {
+        int n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* The node holds QEMU's monitor for the VM's life; the VM's end (vmm_stop) closes it, while
+ * the Vmm itself lives on with the ended pod's record (up to keep_ended of them). */
+static void test_monitor_closed_when_vm_stops(void **state) {
+        char dir[] = "/tmp/nucleus-test-qmp-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        _cleanup_free_ char *vmdir = xasprintf("%s/vm", dir);
+        assert_int_equal(mkdir(vmdir, 0700), 0);
+        _cleanup_free_ char *path = xasprintf("%s/qmp.sock", vmdir);
+        Fake f = { .listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        assert_int_equal(bind(f.listen_fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(f.listen_fd, 1), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, fake_qemu, &f), 0);
+
+        Vmm *vm = xnew0(Vmm, 1);
+        pthread_mutex_init(&vm->data_lock, NULL);
+        vm->ops = &vmm_qemu_ops;
+        vm->pid = PIDREF_NULL;
+        vm->channel_fd = -EBADF;
+        vm->pod_dir = xstrdup(dir);
+        int before = count_fds();
+        Qmp *q = NULL;
+        char *err = NULL;
+        assert_int_equal(qmp_open(vm, path, 5 * USEC_PER_SEC, &q, &err), 0);
+        vm->data = q;
+        assert_true(count_fds() > before); /* ours, and the fake QEMU's end (a thread here) */
+
+        (void) vmm_stop(vm);
+        /* The connection is closed: the fake QEMU reads its end, and the descriptor is gone.
+         * (Still open, the fake would wait forever: a generous bound, then the failure.) */
+        for (int i = 0; i < 600 && !__atomic_load_n(&f.done, __ATOMIC_ACQUIRE); i++)
+                (void) usleep(50 * 1000);
+        assert_true(__atomic_load_n(&f.done, __ATOMIC_ACQUIRE));
+        pthread_join(t, NULL);
+        assert_int_equal(count_fds(), before);
+        /* A snapshot after the end is refused, not run on a closed monitor. */
+        assert_int_equal(vmm_save_state(vm, -1, NULL, NULL, &err), -ESHUTDOWN);
+        assert_non_null(err);
+        err = mfree(err);
+        vm = vmm_free(vm);
+
+        safe_close(f.listen_fd);
+        (void) rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_qmp),
+                cmocka_unit_test(test_monitor_closed_when_vm_stops),
         };
         cmocka_set_message_output(CM_OUTPUT_TAP);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,8 @@
  * Backend table for the VMM drivers. Only vmm*.c include this.
  */
 #pragma once
+#include <pthread.h>
+
 #include "vmm.h"
 
 struct Vmm {
@@ -13,6 +15,10 @@ struct Vmm {
         int channel_fd;     /* pre-connected channel (local driver), or -EBADF */
         char *accel;        /* what is actually in use */
         void *data;         /* backend private */
+        /* Serialises the backend's use of data with its cleanup at the VMM's end (qemu: the
+         * monitor connection, used by snapshots while the pod may be ending). */
+        pthread_mutex_t data_lock;
+        bool data_closed; /* under data_lock: cleanup released what data held */
         bool stopped;
 };
 
@@ -22,7 +28,7 @@ typedef struct VmmOps {
         int (*probe)(const VmmLaunch *l, char **reterr);
         int (*start)(const VmmLaunch *l, Vmm *vm, char **reterr);
         int (*connect)(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr);
-        void (*cleanup)(Vmm *vm); /* after the process is gone: remove files */
+        void (*cleanup)(Vmm *vm); /* after the process is gone: remove files, close descriptors */
         void (*free_data)(Vmm *vm);
         int (*save_state)(Vmm *vm, int state_fd, int (*paused)(void *, char **), void *userdata, char **reterr);
         int (*load_state)(Vmm *vm, int state_fd, usec_t timeout, char **reterr);

@@ -194,8 +194,9 @@ static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
         if (r < 0)
                 return r;
         /* QEMU serves one QMP client at a time, and vm/ belongs to the VMM user every pod's
-         * QEMU shares: the node takes the monitor now and keeps it for the VM's life (vm->data),
-         * so no other process can drive this VM (pause it, read its memory, migrate it out). */
+         * QEMU shares: the node takes the monitor now and keeps it for the VM's life (vm->data,
+         * closed by qemu_cleanup when the VM ends), so no other process can drive this VM
+         * (pause it, read its memory, migrate it out). */
         r = qemu_qmp_open(vm, reterr);
         if (r < 0)
                 *ret_fd = safe_close(*ret_fd);
@@ -205,18 +206,29 @@ static int qemu_connect(Vmm *vm, usec_t timeout, int *ret_fd, char **reterr) {
 static int qemu_qmp_open(Vmm *vm, char **reterr) {
         _cleanup_free_ char *path = xasprintf("%s/vm/qmp.sock", vm->pod_dir);
         Qmp *q = NULL;
-        if (vm->data)
-                return 0;
-        int r = qmp_open(vm, path, 10 * USEC_PER_SEC, &q, reterr);
-        if (r < 0)
-                return r;
-        (void) vmm_socket_chmod(path, 0600);
-        vm->data = q;
-        return 0;
+        int r = 0;
+        pthread_mutex_lock(&vm->data_lock);
+        if (vm->data_closed) {
+                *reterr = xstrdup("QEMU ended before its monitor was taken");
+                r = -ESHUTDOWN;
+        } else if (!vm->data) {
+                r = qmp_open(vm, path, 10 * USEC_PER_SEC, &q, reterr);
+                if (r >= 0) {
+                        (void) vmm_socket_chmod(path, 0600);
+                        vm->data = q;
+                }
+        }
+        pthread_mutex_unlock(&vm->data_lock);
+        return r;
 }
 
-/* The monitor the node holds (qemu_connect took it); borrowed. */
+/* The monitor the node holds (qemu_connect took it); borrowed, under vm->data_lock (held by
+ * vmm_save_state and vmm_load_state). */
 static int qemu_qmp(Vmm *vm, Qmp **ret, char **reterr) {
+        if (vm->data_closed) {
+                *reterr = xstrdup("QEMU has ended");
+                return -ESHUTDOWN;
+        }
         if (!vm->data) {
                 *reterr = xstrdup("QEMU's monitor was not taken when the channel connected");
                 return -ENOTCONN;
@@ -291,6 +303,13 @@ static int qemu_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr)
 }
 
 static void qemu_cleanup(Vmm *vm) {
+        /* QEMU is gone: its monitor connection goes now, not with the pod's record (an ended
+         * pod's record stays for keep_ended pods, and each held a socket). A snapshot that was
+         * using it has failed on the closed peer and let go of the lock. */
+        pthread_mutex_lock(&vm->data_lock);
+        vm->data = qmp_close(vm->data);
+        vm->data_closed = true;
+        pthread_mutex_unlock(&vm->data_lock);
         _cleanup_free_ char *scratch = vmm_scratch_path(vm);
         _cleanup_free_ char *sock = xasprintf("%s/vm/channel.sock", vm->pod_dir);
         _cleanup_free_ char *qmp = xasprintf("%s/vm/qmp.sock", vm->pod_dir);

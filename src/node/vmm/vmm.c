@@ -58,6 +58,7 @@ int vmm_start(VmmDriver d, const VmmLaunch *l, Vmm **ret, char **reterr) {
         if (!ops)
                 return -EINVAL;
         vm = xnew0(Vmm, 1);
+        pthread_mutex_init(&vm->data_lock, NULL);
         vm->ops = ops;
         vm->pid = PIDREF_NULL;
         vm->channel_fd = -EBADF;
@@ -121,6 +122,7 @@ Vmm *vmm_free(Vmm *vm) {
         free(vm->pod_dir);
         free(vm->channel_path);
         free(vm->accel);
+        pthread_mutex_destroy(&vm->data_lock);
         free(vm);
         return NULL;
 }
@@ -132,7 +134,10 @@ int vmm_save_state(
                         "driver %s cannot save a VM's state (snapshots need the qemu driver)", vm->ops->name);
                 return -EOPNOTSUPP;
         }
-        return vm->ops->save_state(vm, state_fd, paused, userdata, reterr);
+        pthread_mutex_lock(&vm->data_lock);
+        int r = vm->ops->save_state(vm, state_fd, paused, userdata, reterr);
+        pthread_mutex_unlock(&vm->data_lock);
+        return r;
 }
 
 int vmm_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
@@ -142,7 +147,10 @@ int vmm_load_state(Vmm *vm, int state_fd, usec_t timeout, char **reterr) {
                         vm->ops->name);
                 return -EOPNOTSUPP;
         }
-        return vm->ops->load_state(vm, state_fd, timeout, reterr);
+        pthread_mutex_lock(&vm->data_lock);
+        int r = vm->ops->load_state(vm, state_fd, timeout, reterr);
+        pthread_mutex_unlock(&vm->data_lock);
+        return r;
 }
 
 char *vmm_scratch_path(Vmm *vm) {
