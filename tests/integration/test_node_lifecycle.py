@@ -385,32 +385,85 @@ def test_call_in_flight_at_node_kill_gets_an_interrupted_record(tmp_path):
         n.remove_state()
 
 
+def _cut_call(node, pod):
+    """A client that sends a tool call's headers and half its body, then goes away."""
+    import socket
+    from helpers.nodeclient import sign_headers
+    path = f"/v1/pods/{pod}/tools/write"
+    body = json.dumps({"path": "cut.txt", "content": "x" * 100000}).encode()
+    h = sign_headers(node.node_key, "POST", path, body, "test")
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+        req = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/json",
+               f"Content-Length: {len(body)}"] + [f"{k}: {v}" for k, v in h.items()]
+        s.sendall(("\r\n".join(req) + "\r\n\r\n").encode() + body[:len(body) // 2])
+
+
 def test_ended_pods_release_fds_and_can_be_removed(node):
-    """fd count after 100 local-driver create -> call -> delete cycles equals the count after
-    10; ended pods keep their record until removed or pruned."""
+    """fd and thread counts after 100 local-driver create -> call -> delete cycles equal those
+    after 10, with what long-lived nodes see mixed in (an /events stream dropped, a scoped
+    credential used, an approval left pending, a client gone mid-call, a lease left to lapse);
+    ended pods keep their record until removed or pruned."""
     c = node.client()
 
-    def cycle():
-        pod = running_pod(c)
+    def cycle(i=0):
+        leased = i % 30 == 15
+        if leased:
+            # Held while it boots (however long that takes here), then left to lapse.
+            r = c.create_pod(spec_yaml(extra="  lease: {grace_seconds: 2}\n"))
+            assert r.status == 201, r
+            pod = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while (st := c.get_pod(pod).json())["state"] not in ("running", "failed", "exited"):
+                assert c.request("POST", f"/v1/pods/{pod}/lease").status == 200
+                assert time.monotonic() < deadline, st
+                time.sleep(0.2)
+            assert st["state"] == "running", st
+        else:
+            pod = running_pod(c)
         assert c.tool(pod, "read", {"path": "."}).status in (200, 400, 404)
-        assert c.delete_pod(pod).status == 200
+        if i % 10 == 1:
+            conn, resp = c.stream("GET", f"/v1/pods/{pod}/events", timeout=30)
+            assert resp.status == 200
+            assert c.tool(pod, "write", {"path": "e.txt", "content": "1"}).status == 200
+            assert next(c.sse_events(resp, limit=1))[0] == "audit"
+            conn.close()
+        if i % 10 == 2:
+            from helpers.nodeclient import NodeClient
+            cred = c.mint_credential(pod).json()
+            sc = NodeClient.scoped(f"http://127.0.0.1:{node.port}", cred)
+            assert sc.tool(pod, "read", {"path": "."}).status in (200, 400, 404)
+        if i % 10 == 3:
+            r = c.request("POST", f"/v1/pods/{pod}/tools/run?approval=hold",
+                          json.dumps({"argv": ["git", "commit", "--allow-empty", "-m", "held"]}),
+                          {"Content-Type": "application/json"})
+            assert r.status == 403 and r.json()["kind"] == "approval_required", r
+        if i % 10 == 4:
+            _cut_call(node, pod)
+        if leased:
+            st = c.wait_state(pod, {"exited", "failed"}, timeout=60)
+            assert st.get("reason_kind") == "lease_expired", st
+        else:
+            assert c.delete_pod(pod).status == 200
         return pod
 
-    def fds():
-        # The fewest open over a few samples: a connection or a pod's teardown may hold one
-        # for a moment, a leaked descriptor stays.
-        counts = []
+    def usage():
+        # The fewest open over a few samples: a connection or a pod's teardown may hold a
+        # descriptor or a thread for a moment, a leaked one stays.
+        fds, threads = [], []
         for _ in range(10):
-            counts.append(len(os.listdir(f"/proc/{node.proc.pid}/fd")))
+            fds.append(len(os.listdir(f"/proc/{node.proc.pid}/fd")))
+            threads.append(len(os.listdir(f"/proc/{node.proc.pid}/task")))
             time.sleep(0.1)
-        return min(counts)
+        return min(fds), min(threads)
 
     pods = [cycle() for _ in range(10)]
-    after10 = fds()
-    pods += [cycle() for _ in range(90)]
-    after100 = fds()
-    # 90 more cycles leave no descriptor behind (a leak of one per pod would show 90).
-    assert after100 <= after10, (after10, after100)
+    after10 = usage()
+    pods += [cycle(i) for i in range(10, 100)]
+    for p in pods:  # the lapsed leases end on the supervisor's tick
+        c.wait_state(p, {"exited", "failed"}, timeout=60)
+    after100 = usage()
+    # 90 more cycles leave no descriptor or thread behind (a leak of one per pod would show 90).
+    assert after100[0] <= after10[0] and after100[1] <= after10[1], (after10, after100)
     # records stay: listed, filterable, readable
     r = c.request("GET", "/v1/pods?state=ended")
     assert r.status == 200 and len(r.json()["pods"]) == 100
