@@ -98,6 +98,11 @@ def qmp_probe(node, pod, seconds):
 SWAP_PROBE = r"""
 import os, sys
 try:
+    open(sys.argv[1], "rb").close()
+    print("read")
+except PermissionError:
+    pass
+try:
     os.rename(sys.argv[1], sys.argv[1] + ".swapped")
     os.rename(sys.argv[1] + ".swapped", sys.argv[1])
     print("swapped")
@@ -107,8 +112,9 @@ except PermissionError:
 
 
 def disk_swap_probe(node, pod):
-    """As the VMM user (any pod's QEMU): can the pod's scratch disk be renamed away (and another
-    file put in its place, which its snapshot and its children would then carry)?"""
+    """As the VMM user (any pod's QEMU): can the pod's scratch disk be read (its workspace), or
+    renamed away (and another file put in its place, which its snapshot and its children would
+    then carry)?"""
     import pwd
     vmm = pwd.getpwnam("nucleus-vmm")
     pdir = node.state_dir / "pods" / pod

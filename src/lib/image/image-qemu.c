@@ -168,8 +168,13 @@ int image_qemu_argv(const ImageQemuConfig *c, char ***ret_argv) {
                         &a,
                         xasprintf(
                                 "id=scratch,file=%s,format=raw,if=none,discard=unmap,werror=report,rerror="
-                                "report",
-                                c->scratch));
+                                "report%s",
+                                c->scratch,
+                                /* Descriptors passed in an fd set (the node's qemu driver): QEMU
+                                 * re-takes them from the set on every reopen (after a migration
+                                 * too), and its image locks between those would conflict; the
+                                 * disk is this pod's alone. */
+                                startswith(c->scratch, "/dev/fdset/") ? ",file.locking=off" : ""));
                 strv_extend(&a, "-device");
                 strv_extend(&a, "virtio-blk-device,drive=scratch,serial=" IMAGE_SCRATCH_SERIAL);
                 /* The system disk (/nucleus in the guest), shared by every pod of the image:

@@ -64,6 +64,17 @@ int vmm_write_pidfile(Vmm *vm);
  * argv with an empty environment. */
 #define VMM_KEEP_FD 3 /* the number keep_fd has in the VMM */
 int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_fd, int keep_fd, PidRef *ret);
+/* The same with n_keep descriptors (at most VMM_KEEP_FDS_MAX): keep[i] is VMM_KEEP_FD + i in
+ * the VMM. */
+#define VMM_KEEP_FDS_MAX 4
+int vmm_spawn_fds(
+        const VmmLaunch *l,
+        const char *cwd,
+        char *const argv[],
+        int log_fd,
+        const int *keep,
+        size_t n_keep,
+        PidRef *ret);
 
 /* Append each string argument to *l (NULL-terminated list). */
 void vmm_strv_extend_many(char ***l, ...);

@@ -22,6 +22,8 @@
 #include "vmm-internal.h"
 
 #define QEMU_PATH "/usr/bin/qemu-system-x86_64"
+#define QEMU_SCRATCH_FDSET_ID "1"
+#define QEMU_SCRATCH_FDSET "/dev/fdset/" QEMU_SCRATCH_FDSET_ID
 
 static int qemu_probe(const VmmLaunch *l, char **reterr) {
         static const char *const files[] = { IMAGE_QEMU_KERNEL, IMAGE_INITRAMFS, IMAGE_SYSTEM, IMAGE_ROOTFS };
@@ -62,7 +64,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
         _cleanup_free_ char *rootfs = xasprintf("%s/" IMAGE_ROOTFS, l->image_dir);
         _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir);
         _cleanup_free_ char *net_arg = NULL;
-        _cleanup_close_ int logfd = -EBADF, tapfd = -EBADF;
+        _cleanup_close_ int logfd = -EBADF, tapfd = -EBADF, diskfd = -EBADF, diskfd_ro = -EBADF;
         char **argv = NULL;
         int r;
 
@@ -100,15 +102,33 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 *reterr = xasprintf("cannot open %s: %s", console, strerror(-r));
                 return r;
         }
+        /* The disk reaches QEMU as a descriptor (-add-fd, file=/dev/fdset/N): the file stays
+         * root's and 0600, so no other process of the VMM user (every pod's QEMU is one) can
+         * open another pod's disk. */
+        {
+                struct stat st;
+                diskfd = open(scratch, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+                if (diskfd < 0 || fstat(diskfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+                        r = diskfd < 0 ? -errno : -EBADFD;
+                        *reterr = xasprintf("cannot open the scratch disk %s: %s", scratch, strerror(-r));
+                        return r;
+                }
+                /* QEMU takes from the set the descriptor whose access mode matches each open it
+                 * makes (it probes read-only first): one of each, both of this file. */
+                _cleanup_free_ char *self = xasprintf("/proc/self/fd/%d", diskfd);
+                diskfd_ro = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (diskfd_ro < 0) {
+                        r = -errno;
+                        *reterr = xasprintf("cannot open the scratch disk %s: %s", scratch, strerror(-r));
+                        return r;
+                }
+        }
         if (l->run_uid != 0) {
-                /* QEMU runs as the VMM user: hand it its disk (in the pod dir, which stays
-                 * root's), its console and vm/ for its sockets, nothing else. */
-                static const char *const files[] = { "scratch.img", NULL };
+                /* QEMU runs as the VMM user: hand it its console and vm/ for its sockets,
+                 * nothing else. */
                 r = fchown(logfd, l->run_uid, l->run_gid) < 0
                         ? -errno
-                        : vmm_hand_over(l->pod_dir, false, files, l->run_uid, l->run_gid);
-                if (r >= 0)
-                        r = vmm_hand_over(vmdir, true, NULL, l->run_uid, l->run_gid);
+                        : vmm_hand_over(vmdir, true, NULL, l->run_uid, l->run_gid);
                 if (r < 0) {
                         *reterr = xasprintf("cannot hand %s to the VMM user: %s", vmdir, strerror(-r));
                         return r;
@@ -139,7 +159,7 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 .initramfs = initrd,
                 .rootfs = rootfs,
                 .system = system,
-                .scratch = scratch,
+                .scratch = QEMU_SCRATCH_FDSET,
                 .channel_socket = "channel.sock", /* relative to vm/ (QEMU's cwd): sun_path is short */
                 .qmp_socket = "qmp.sock", /* snapshots (vmm_save_state); only root and the VMM user reach vm/ */
                 .incoming_defer = l->restore_scratch != NULL,
@@ -158,8 +178,20 @@ static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
                 *reterr = xasprintf("cannot build the QEMU command line: %s", strerror(-r));
                 return r;
         }
+        /* Descriptors QEMU inherits: the tap (if any) first, at VMM_KEEP_FD as -netdev says, then
+         * the disk, in the fd set the drive names. */
+        int keep[3];
+        size_t n_keep = 0;
+        if (tapfd >= 0)
+                keep[n_keep++] = tapfd;
+        for (int i = 0; i < 2; i++) {
+                keep[n_keep] = i == 0 ? diskfd : diskfd_ro;
+                strv_extend(&argv, "-add-fd");
+                strv_consume(&argv, xasprintf("fd=%d,set=" QEMU_SCRATCH_FDSET_ID, VMM_KEEP_FD + (int) n_keep));
+                n_keep++;
+        }
         (void) unlink(sock);
-        r = vmm_spawn(l, vmdir, argv, logfd, tapfd, &vm->pid);
+        r = vmm_spawn_fds(l, vmdir, argv, logfd, keep, n_keep, &vm->pid);
         strv_free(argv);
         if (r < 0) {
                 *reterr = xasprintf("cannot start QEMU: %s", strerror(-r));

@@ -257,7 +257,21 @@ int vmm_connect_unix_retry(Vmm *vm, const char *path, usec_t timeout, int *ret_f
 }
 
 int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_fd, int keep_fd, PidRef *ret) {
+        int keep[1] = { keep_fd };
+        return vmm_spawn_fds(l, cwd, argv, log_fd, keep, keep_fd >= 0 ? 1 : 0, ret);
+}
+
+int vmm_spawn_fds(
+        const VmmLaunch *l,
+        const char *cwd,
+        char *const argv[],
+        int log_fd,
+        const int *keep,
+        size_t n_keep,
+        PidRef *ret) {
         char *const envp[] = { NULL };
+        if (n_keep > VMM_KEEP_FDS_MAX)
+                return -E2BIG;
         pid_t pid;
         int r;
 
@@ -283,14 +297,16 @@ int vmm_spawn(const VmmLaunch *l, const char *cwd, char *const argv[], int log_f
                         _exit(126);
                 if (dup2(log_fd >= 0 ? log_fd : nullfd, 1) < 0 || dup2(log_fd >= 0 ? log_fd : nullfd, 2) < 0)
                         _exit(126);
-                if (keep_fd >= 0) {
-                        if (keep_fd == VMM_KEEP_FD) {
-                                if (fcntl(VMM_KEEP_FD, F_SETFD, 0) < 0)
-                                        _exit(126);
-                        } else if (dup2(keep_fd, VMM_KEEP_FD) < 0)
+                /* keep[i] becomes VMM_KEEP_FD + i: first out of the way (above every target), so
+                 * that no dup2 overwrites a descriptor still to be moved. */
+                int high[VMM_KEEP_FDS_MAX];
+                for (size_t i = 0; i < n_keep; i++)
+                        if (keep[i] < 0 || (high[i] = fcntl(keep[i], F_DUPFD, VMM_KEEP_FD + 64)) < 0)
                                 _exit(126);
-                }
-                if (fd_close_all_from(keep_fd >= 0 ? VMM_KEEP_FD + 1 : 3, NULL, 0) < 0)
+                for (size_t i = 0; i < n_keep; i++)
+                        if (dup2(high[i], VMM_KEEP_FD + (int) i) < 0)
+                                _exit(126);
+                if (fd_close_all_from(VMM_KEEP_FD + (int) n_keep, NULL, 0) < 0)
                         _exit(126);
                 if (l->run_uid != 0) {
                         /* Drop to the dedicated VMM user: no supplementary groups, then gid, then uid. */
