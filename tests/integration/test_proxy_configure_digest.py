@@ -3,6 +3,7 @@
 configure decided (limits, env, dns_allow, approver key, time left, network, pod id) and is
 stable for the same configuration; the wall clock and the entropy seed do not change it."""
 import re
+import time
 
 import pytest
 
@@ -47,9 +48,14 @@ def test_digest_covers_each_setting(proxy_bin, agent_ids, base_answer, change):
 
 
 def test_digest_ignores_clock_and_seed(proxy_bin, agent_ids, base_answer):
-    cfg = dict(BASE, wall_clock_unix_ms=1765000000000, entropy_seed="ab" * 32)
+    # A clock a year off. This proxy runs on the host (a unix socket, as under the local driver):
+    # it must leave the host's clock alone (it once set it, to this value, for every process).
+    before = time.time()
+    cfg = dict(BASE, wall_clock_unix_ms=int(before * 1000) - 365 * 86400 * 1000, entropy_seed="ab" * 32)
     r = answer(proxy_bin, agent_ids, cfg)
     assert r["configure_sha256"] == base_answer["configure_sha256"]
+    assert time.time() >= before, "the proxy set the host's clock"
+    assert r["clock_set"] is False, r
 
 
 def test_old_timeout_key_refused(proxy_bin, agent_ids):

@@ -71,14 +71,19 @@ static bool entropy_reseed(const Configure *c) {
 }
 
 /* Set the wall clock to the node's (approval expiry compares tokens with it; a restored guest's
- * clock stopped at its snapshot). A clock already within a second of it is left alone. Returns
- * true when the clock is right now; non-logging. */
-static bool wall_clock_sync(usec_t want) {
+ * clock stopped at its snapshot). A clock already within a second of it is left alone. Only in
+ * a guest (the channel is a virtio-serial port or vsock): a proxy on the host (the local
+ * driver, tests) shares the host's clock and must never set it, whatever a configure says.
+ * Returns true when the clock is right now; non-logging. */
+static bool wall_clock_sync(const Proxy *p, usec_t want) {
         if (want == 0)
                 return false;
         usec_t now = now_usec(CLOCK_REALTIME);
         if ((now > want ? now - want : want - now) <= USEC_PER_SEC)
                 return true;
+        if (!p->transport ||
+            (p->transport->kind != TRANSPORT_CHARDEV && p->transport->kind != TRANSPORT_VSOCK))
+                return false;
         struct timespec ts = { .tv_sec = (time_t) (want / USEC_PER_SEC),
                                .tv_nsec = (long) ((want % USEC_PER_SEC) * 1000) };
         return clock_settime(CLOCK_REALTIME, &ts) >= 0;
@@ -287,7 +292,7 @@ void op_configure(Request *req) {
          * with every guest restored from it: reseed and set the clock as reconfigure does (a
          * booted guest gets the same; the node requires both of a restored one). */
         bool reseeded = entropy_reseed(c);
-        bool clock_set = wall_clock_sync(c->wall_clock);
+        bool clock_set = wall_clock_sync(p, c->wall_clock);
         if (!reseeded || !clock_set)
                 log_debug(
                         "configure: CRNG %s, clock %s",
@@ -391,7 +396,7 @@ void op_reconfigure(Request *req) {
         }
 
         /* The wall clock first: approval expiry compares tokens with it. */
-        bool clock_set = wall_clock_sync(c->wall_clock);
+        bool clock_set = wall_clock_sync(p, c->wall_clock);
         if (!clock_set)
                 log_warning("Cannot set the wall clock: %m");
         bool reseeded = entropy_reseed(c);
