@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,31 @@ int run_check_workspace(const char *path, char dir[static PATH_MAX]) {
         _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0 || access(dir, R_OK | X_OK) < 0)
                 return log_error_errno(-errno, "--dir %s: cannot read it: %m", path);
+
+        /* A run started from the home directory (no -d, the usual slip) would pack everything
+         * in it, ~/.ssh and ~/.aws included, into the pod; so would / or a directory above the
+         * home directory. Those are refused: a project is a directory of its own. */
+        const char *homes[] = { secure_getenv("HOME"), NULL };
+        struct passwd *pw = getpwuid(getuid());
+        homes[1] = pw ? pw->pw_dir : NULL;
+        for (size_t i = 0; i < ELEMENTSOF(homes); i++) {
+                char home[PATH_MAX];
+                if (isempty(homes[i]) || !realpath(homes[i], home) || streq(home, "/"))
+                        continue;
+                size_t n = strlen(dir);
+                if (streq(dir, home) || streq(dir, "/") || (strncmp(home, dir, n) == 0 && home[n] == '/'))
+                        return log_error_errno(
+                                -EPERM,
+                                "--dir %s: %s %s your home directory: its keys and credentials "
+                                "(~/.ssh, ~/.aws, ...) would be uploaded into the pod; run from the "
+                                "project instead (-d ~/src/PROJECT, or cd there first)",
+                                path,
+                                dir,
+                                streq(dir, home) ? "is" : "holds");
+        }
+        if (streq(dir, "/"))
+                return log_error_errno(
+                        -EPERM, "--dir %s: / is the whole machine; run from the project instead", path);
         return 0;
 }
 

@@ -451,6 +451,18 @@ def test_pod_ended_under_the_run_is_named(env, node):
     assert "could not fetch the patch: pod is gone (pod_not_running)" in r.stderr, r.stderr
 
 
+def test_home_directory_is_not_a_workspace(env, node):
+    """`nucleus run` from the home directory (no -d: the usual slip), /, or a directory above
+    home would upload ~/.ssh, ~/.aws and the rest into the pod: a usage error, before anything."""
+    e = env.env(node)  # HOME is env.tmp
+    for d, word in ((env.tmp, "is"), (env.tmp.parent, "holds"), (pathlib.Path("/"), "holds")):
+        r = subprocess.run([str(binary("nucleus")), "run", "Task", "--script", str(env.tmp / "x.json")],
+                           env=e, cwd=d, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (d, r.stderr)
+        assert f"{word} your home directory" in r.stderr and "~/.ssh" in r.stderr, r.stderr
+    assert node.pods == {}
+
+
 def test_anthropic_session(env, node):
     with ModelServer(fix_script("Reading calc.py first.")) as ms:
         r = run(env, node, ms, "Fix the failing test", "--profile", "local_dev", "--output", "json",

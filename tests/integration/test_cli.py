@@ -426,7 +426,7 @@ def test_logs_ps_audit_against_node(env):
                         r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ audit \{"op":"run","x":"\\x1b\[2J"\}\n', p.stdout), p.stdout
     assert env.run("logs", "pod-1", "--events", "--follow").returncode == 2
     p = env.run("logs", "nope")
-    assert p.returncode == 1 and "not_found" in p.stderr
+    assert p.returncode == 1 and "no pod has the id, id prefix or name 'nope'" in p.stderr, p.stderr
 
     if not writer:
         pytest.skip("test-audit-writer not built (unit tests disabled)")
