@@ -16,6 +16,7 @@
 
 #include "alloc-util.h"
 #include "cli-check.h"
+#include "cli-files.h"
 #include "cli-lima.h"
 #include "cli-node.h"
 #include "cli-opt.h"
@@ -393,8 +394,34 @@ static void check_images(CheckList *l, const char *images_dir) {
                         "%s/manifest.json is invalid: %s",
                         images_dir,
                         strerror(-r));
-        else
-                check_add(l, CHECK_OK, "images", NULL, "%s (manifest valid, all artifacts present)", images_dir);
+        else {
+                /* The images carry the guest binaries they were built with: after an upgrade of
+                 * Nucleus without `nucleus setup`, pods would boot the old proxy, which fails
+                 * what the new node asks of it (a reseed, a new op) with a confusing message. */
+                _cleanup_free_ char *init = NULL, *proxy = NULL;
+                const char *which = NULL;
+                if (cli_find_helper("nucleus-guest-init", "NUCLEUS_GUEST_INIT", "../guest/init", &init) >= 0 &&
+                    cli_find_helper("nucleus-tool-proxy", "NUCLEUS_TOOL_PROXY", "../guest/proxy", &proxy) >= 0 &&
+                    image_guest_binaries_match(m, init, proxy, &which) == 0)
+                        check_add(
+                                l,
+                                CHECK_ERR,
+                                "images",
+                                "nucleus setup (rebuilds what changed), then nucleus stop && nucleus start",
+                                "%s was built with another %s than this installation's %s (Nucleus upgraded "
+                                "since?): pods would run the old one",
+                                images_dir,
+                                which,
+                                streq(which, "nucleus-guest-init") ? init : proxy);
+                else
+                        check_add(
+                                l,
+                                CHECK_OK,
+                                "images",
+                                NULL,
+                                "%s (manifest valid, all artifacts present)",
+                                images_dir);
+        }
 #else
         _cleanup_free_ char *m = xasprintf("%s/manifest.json", images_dir);
         if (access(m, R_OK) < 0)

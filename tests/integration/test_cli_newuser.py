@@ -415,3 +415,35 @@ def test_stop_with_a_pod_names_delete(env):
     """`nucleus stop POD` reads like ending a pod; stop ends the node and says what ends a pod."""
     p = env.run("stop", "trialpod", check=2)
     assert "unexpected argument 'trialpod'" in p.stderr and "nucleus delete POD" in p.stderr, p.stderr
+
+
+def test_doctor_names_images_built_with_other_guest_binaries(env, tmp_path):
+    # After an upgrade that skipped `nucleus setup`, the images still carry the old proxy:
+    # pods would boot it and fail what the new node asks of them. Doctor says so and how to
+    # fix it. Stand-in artifacts with the sizes the manifest records.
+    import hashlib
+    env.setup()
+    p = env.config_dir / "node.toml"
+    p.write_text(re.sub(r'accel = "[a-z]+"', 'accel = "tcg"', p.read_text(), count=1))
+    images = tmp_path / "images"
+    images.mkdir()
+    arts = {}
+    for name in ("vmlinuz", "vmlinux", "initramfs.cpio.gz", "nucleus.ext4", "rootfs.ext4"):
+        (images / name).write_bytes(b"x")
+        arts[name] = {"key": "k", "sha256": "0" * 64, "size": 1}
+
+    def sha(name):
+        return hashlib.sha256(binary(name).read_bytes()).hexdigest()
+
+    def doctor(proxy_sha):
+        (images / "manifest.json").write_text(json.dumps({
+            "artifacts": arts, "init_sha256": sha("nucleus-guest-init"), "proxy_sha256": proxy_sha}))
+        doc = json.loads(env.run("doctor", "--output", "json",
+                                 env={"NUCLEUS_IMAGES_DIR": str(images)}).stdout)
+        return {x["name"]: x for x in doc["checks"]}["images"]
+
+    c = doctor(sha("nucleus-tool-proxy"))
+    assert c["status"] == "OK", c
+    c = doctor("1" * 64)
+    assert c["status"] == "ERR" and "another nucleus-tool-proxy" in c["message"], c
+    assert str(binary("nucleus-tool-proxy")) in c["message"] and c["fix"].startswith("nucleus setup"), c

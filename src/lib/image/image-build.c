@@ -36,6 +36,30 @@ static const char *const artifact_names[] = {
         IMAGE_VMLINUZ, IMAGE_VMLINUX, IMAGE_INITRAMFS, IMAGE_SYSTEM, IMAGE_ROOTFS
 };
 
+int image_guest_binaries_match(
+        const json_t *manifest, const char *init_path, const char *proxy_path, const char **ret_which) {
+        const struct {
+                const char *key, *path, *name;
+        } bins[] = {
+                { "init_sha256", init_path, "nucleus-guest-init" },
+                { "proxy_sha256", proxy_path, "nucleus-tool-proxy" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bins); i++) {
+                const char *want = json_string_value(json_object_get(manifest, bins[i].key));
+                char have[IMAGE_SHA256_HEX];
+                if (!want)
+                        return -ENODATA;
+                int r = image_sha256_file(bins[i].path, have);
+                if (r < 0)
+                        return r;
+                if (!streq(want, have)) {
+                        *ret_which = bins[i].name;
+                        return 0;
+                }
+        }
+        return 1;
+}
+
 int image_manifest_load(const char *images_dir, json_t **ret_manifest) {
         _cleanup_free_ char *p = xasprintf("%s/%s", images_dir, IMAGE_MANIFEST), *data = NULL, *err = NULL;
         _cleanup_json_ json_t *m = NULL;

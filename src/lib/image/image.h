@@ -103,6 +103,14 @@ int image_build(const ImageBuildOptions *o, json_t **ret_manifest);
  * Returns 0 and the manifest, -ENOENT when no image was built, -EBADMSG when it is corrupt. */
 int image_manifest_load(const char *images_dir, json_t **ret_manifest);
 
+/* Whether the guest binaries an image was built with (the manifest's init_sha256 and
+ * proxy_sha256) are the files at init_path and proxy_path, e.g. after an upgrade of Nucleus
+ * that did not rebuild its images. Returns 1 when both match, 0 when one differs (*ret_which,
+ * static: "nucleus-guest-init" or "nucleus-tool-proxy"), -errno when a file cannot be read or
+ * the manifest has no such field (built before it recorded them). */
+int image_guest_binaries_match(
+        const json_t *manifest, const char *init_path, const char *proxy_path, const char **ret_which);
+
 /* Create a per-pod scratch disk: a sparse file of size_bytes at path (must not exist; created
  * 0600) holding an empty ext4 labelled IMAGE_SCRATCH_LABEL whose root directory is owned by
  * root (the guest init makes its "workspace" subdirectory for the agent, uid 1000, and keeps
