@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 
 #include "alloc-util.h"
@@ -78,6 +79,13 @@ static int script_load(LlmClient *c, const char *path, char **reterr) {
         json_t *step;
         int r;
 
+        /* A FIFO or a device would block or never end: a plan is a regular file. */
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+                if (reterr)
+                        *reterr = xasprintf("%s: not a regular file (a plan is a JSON file)", path);
+                return -EINVAL;
+        }
         r = read_full_file_at(AT_FDCWD, path, LLM_SCRIPT_MAX_BYTES, &data, &n);
         if (r < 0) {
                 if (reterr)

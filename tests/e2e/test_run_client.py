@@ -411,6 +411,12 @@ def test_json_output_when_the_run_cannot_begin(env, node):
     assert r.returncode == 1
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and "missing.json" in doc["error"], doc
+    # A FIFO (or a device) as the plan: refused at once instead of blocking on the read.
+    fifo = env.tmp / "plan.fifo"
+    os.mkfifo(fifo)
+    r = subprocess.run(argv + ["--script", str(fifo)], env=env.env(node), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "not a regular file" in json.loads(r.stdout)["error"], r
     r = subprocess.run(argv + ["--max-turns", "0"], env=env.env(node), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == ""
 
