@@ -75,7 +75,7 @@ def create_running(c, policy=None):
     r = c.create_pod(spec_yaml(driver="qemu", **({"policy": policy} if policy else {})))
     assert r.status == 201, r
     st = c.wait_state(r.json()["id"], {"running", "failed", "exited"}, timeout=WAIT)
-    assert st["state"] == "running", st
+    assert st["state"] == "running", (st.get("reason"), st)
     return st["id"]
 
 

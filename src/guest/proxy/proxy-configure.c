@@ -72,8 +72,8 @@ static bool entropy_reseed(const Configure *c) {
 
 /* Set the wall clock to the node's (approval expiry compares tokens with it; a restored guest's
  * clock stopped at its snapshot). A clock already within a second of it is left alone. Only in
- * a guest (the channel is a virtio-serial port or vsock): a proxy on the host (the local
- * driver, tests) shares the host's clock and must never set it, whatever a configure says.
+ * a guest (--set-clock, which the guest init passes): a proxy on the host (the local driver,
+ * tests) shares the host's clock and must never set it, whatever a configure says.
  * Returns true when the clock is right now; non-logging. */
 static bool wall_clock_sync(const Proxy *p, usec_t want) {
         if (want == 0)
@@ -81,8 +81,7 @@ static bool wall_clock_sync(const Proxy *p, usec_t want) {
         usec_t now = now_usec(CLOCK_REALTIME);
         if ((now > want ? now - want : want - now) <= USEC_PER_SEC)
                 return true;
-        if (!p->transport ||
-            (p->transport->kind != TRANSPORT_CHARDEV && p->transport->kind != TRANSPORT_VSOCK))
+        if (!p->set_clock)
                 return false;
         struct timespec ts = { .tv_sec = (time_t) (want / USEC_PER_SEC),
                                .tv_nsec = (long) ((want % USEC_PER_SEC) * 1000) };

@@ -87,6 +87,7 @@ typedef struct Proxy {
         gid_t agent_gid;
         char *agent_home; /* HOME for commands */
         char *state_dir;  /* root-only dir outside the workspace (baseline git) */
+        bool set_clock;   /* --set-clock: this proxy runs in a guest and owns its wall clock */
 
         /* channel */
         Transport *transport;
