@@ -132,6 +132,7 @@ static void test_socket_peer(void **state) {
         (void) state;
         _cleanup_free_ char *root = make_tmpdir(), *sock = xasprintf("%s/channel.sock", root);
         _cleanup_close_ int l = listen_at(sock);
+        assert_true(l >= 0);
         _cleanup_close_ int c = connect_to(sock);
         assert_int_equal(vmm_socket_peer_is(c, getpid()), 0);
         pid_t other = fork();
@@ -154,6 +155,7 @@ static void test_socket_chmod(void **state) {
                             *target = xasprintf("%s/target", root), *link = xasprintf("%s/link.sock", root);
         struct stat st;
         _cleanup_close_ int l = listen_at(sock);
+        assert_true(l >= 0);
         assert_int_equal(chmod(sock, 0777), 0);
         assert_int_equal(vmm_socket_chmod(sock, 0600), 0);
         assert_int_equal(stat(sock, &st), 0);
