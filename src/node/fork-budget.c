@@ -9,17 +9,31 @@ static uint64_t sub0(uint64_t a, uint64_t b) {
         return a > b ? a - b : 0;
 }
 
+static uint64_t min64(uint64_t a, uint64_t b) {
+        return a < b ? a : b;
+}
+
+static uint64_t max64(uint64_t a, uint64_t b) {
+        return a > b ? a : b;
+}
+
 ForkBudget fork_budget_remainder(
         uint64_t left_usd_micros,
         uint64_t reserved_usd_micros,
+        uint64_t max_usd_micros,
+        const ForkBudget *given,
         uint64_t max_input_tokens,
         uint64_t used_input_tokens,
         uint64_t max_output_tokens,
         uint64_t used_output_tokens) {
+        static const ForkBudget none = {};
+        if (!given)
+                given = &none;
+        uint64_t left = min64(left_usd_micros, sub0(max_usd_micros, given->usd_micros));
         return (ForkBudget){
-                .usd_micros = sub0(left_usd_micros, reserved_usd_micros),
-                .input_tokens = sub0(max_input_tokens, used_input_tokens),
-                .output_tokens = sub0(max_output_tokens, used_output_tokens),
+                .usd_micros = sub0(left, reserved_usd_micros),
+                .input_tokens = sub0(max_input_tokens, max64(used_input_tokens, given->input_tokens)),
+                .output_tokens = sub0(max_output_tokens, max64(used_output_tokens, given->output_tokens)),
         };
 }
 

@@ -23,10 +23,17 @@ typedef struct ForkBudget {
 
 /* What a pod can still hand out: the proxy's left_usd_micros less the model-call reservations
  * the node holds for it (a reservation counts as spent: its call may have been paid), and the
- * policy's token maxima less what was consumed. Never underflows (0 at worst). */
+ * policy's token maxima less what was consumed. The proxy's figures are the guest's word, so
+ * they are bounded by what the node knows: left never counts above the policy's
+ * max_usd_micros less what the node already handed to this pod's children (given; NULL:
+ * nothing), and consumed tokens never below what was handed out. A guest reporting an
+ * untouched budget after every fork thus cannot mint more for its children than its policy
+ * held. Never underflows (0 at worst). */
 ForkBudget fork_budget_remainder(
         uint64_t left_usd_micros,
         uint64_t reserved_usd_micros,
+        uint64_t max_usd_micros,
+        const ForkBudget *given,
         uint64_t max_input_tokens,
         uint64_t used_input_tokens,
         uint64_t max_output_tokens,

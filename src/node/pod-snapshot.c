@@ -674,6 +674,8 @@ static int fork_take_from_parent(
         ForkBudget have = fork_budget_remainder(
                 node_json_u64(json_object_get(b, "left_usd_micros")),
                 p->resv_micros,
+                pol->max_usd_micros,
+                &p->fork_given,
                 pol->max_input_tokens,
                 node_json_u64(json_object_get(b, "input_tokens")),
                 pol->max_output_tokens,
@@ -701,6 +703,11 @@ static int fork_take_from_parent(
         if (r >= 0 && json_object_get(rep.response, "error"))
                 r = -EDQUOT;
         channel_reply_done(&rep);
+        if (r >= 0) {
+                p->fork_given.usd_micros += share.usd_micros * count;
+                p->fork_given.input_tokens += share.input_tokens * count;
+                p->fork_given.output_tokens += share.output_tokens * count;
+        }
         pthread_mutex_unlock(&p->budget_lock);
         if (r < 0) {
                 *reterr = xasprintf("cannot take the children's budget from pod %s", p->id);

@@ -129,6 +129,9 @@ struct Pod {
         struct PodReservation *resv;
         size_t n_resv;
         uint64_t resv_micros; /* sum of the held reservations */
+        /* Under budget_lock: what forks of this pod while it ran charged it for their children,
+         * counted by the node (the proxy's meter is the guest's word; fork_budget_remainder). */
+        ForkBudget fork_given;
         PodFork *fork;        /* restored from a snapshot instead of booted, or NULL */
         unsigned n_snapshots; /* under node->lock: its snapshots on disk; an ended pod keeps its
                                * record (no prune, no retention) while it has any */

@@ -16,11 +16,32 @@
 
 static void test_remainder(void **state) {
         /* Held reservations count as spent; nothing underflows. */
-        ForkBudget r = fork_budget_remainder(1000, 300, 50, 20, 10, 15);
+        ForkBudget r = fork_budget_remainder(1000, 300, 5000, NULL, 50, 20, 10, 15);
         assert_int_equal(r.usd_micros, 700);
         assert_int_equal(r.input_tokens, 30);
         assert_int_equal(r.output_tokens, 0);
-        r = fork_budget_remainder(100, 300, 0, 0, 0, 0);
+        r = fork_budget_remainder(100, 300, 5000, NULL, 0, 0, 0, 0);
+        assert_int_equal(r.usd_micros, 0);
+}
+
+/* The proxy's report is the guest's word: a guest that claims more than its policy held, or
+ * an untouched meter after its children were charged, hands out no more than the node knows
+ * is left. */
+static void test_remainder_bounded_by_node(void **state) {
+        ForkBudget r = fork_budget_remainder(UINT64_MAX / 2, 0, 1000, NULL, 50, 0, 10, 0);
+        assert_int_equal(r.usd_micros, 1000);
+        ForkBudget given = { .usd_micros = 600, .input_tokens = 30, .output_tokens = 10 };
+        r = fork_budget_remainder(1000, 100, 1000, &given, 50, 0, 10, 0);
+        assert_int_equal(r.usd_micros, 300);
+        assert_int_equal(r.input_tokens, 20);
+        assert_int_equal(r.output_tokens, 0);
+        /* An honest report below the bound is kept. */
+        r = fork_budget_remainder(200, 50, 1000, &given, 50, 40, 10, 10);
+        assert_int_equal(r.usd_micros, 150);
+        assert_int_equal(r.input_tokens, 10);
+        /* Everything handed out: nothing left, whatever the guest says. */
+        given.usd_micros = 5000;
+        r = fork_budget_remainder(1000, 0, 1000, &given, 0, 0, 0, 0);
         assert_int_equal(r.usd_micros, 0);
 }
 
@@ -55,7 +76,7 @@ static void test_escrow_conserved(void **state) {
         for (int round = 0; round < 2000; round++) {
                 uint64_t left = (uint64_t) rand() % 5000000, resv = (uint64_t) rand() % 1000000;
                 ForkBudget escrow = fork_budget_remainder(
-                        left, resv, 100000, (uint64_t) rand() % 200000, 5000, 0);
+                        left, resv, 5000000, NULL, 100000, (uint64_t) rand() % 200000, 5000, 0);
                 ForkBudget start = escrow;
                 uint64_t given_usd = 0, given_in = 0, given_out = 0;
                 for (int fork = 0; fork < 50; fork++) {
@@ -109,6 +130,7 @@ static void test_cap(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_remainder),
+                cmocka_unit_test(test_remainder_bounded_by_node),
                 cmocka_unit_test(test_split),
                 cmocka_unit_test(test_escrow_conserved),
                 cmocka_unit_test(test_cap),
