@@ -129,10 +129,8 @@ static void test_cap(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_remainder),
-                cmocka_unit_test(test_remainder_bounded_by_node),
-                cmocka_unit_test(test_split),
-                cmocka_unit_test(test_escrow_conserved),
+                cmocka_unit_test(test_remainder), cmocka_unit_test(test_remainder_bounded_by_node),
+                cmocka_unit_test(test_split),     cmocka_unit_test(test_escrow_conserved),
                 cmocka_unit_test(test_cap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
