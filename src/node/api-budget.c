@@ -59,6 +59,9 @@ static void audit_budget(
 }
 
 static int charge_locked(Pod *p, uint64_t usd, uint64_t in, uint64_t out, json_t **ret_answer, int *ret_cherr) {
+        /* Counted by the node whatever the proxy answers: the model call was made. */
+        ForkBudget add = { usd, in, out };
+        fork_budget_add(&p->charged, &add);
         _cleanup_json_ json_t *args = json_pack(
                 "{s:I,s:I,s:I}",
                 "usd_micros",
@@ -176,7 +179,17 @@ enum MHD_Result api_h_budget_reserve(ApiCall *a) {
                         a->c, MHD_HTTP_BAD_GATEWAY, "internal", "the pod's proxy did not report its budget");
         }
         uint64_t left = (uint64_t) NUCLEUS_MAX(json_integer_value(leftj), (json_int_t) 0);
-        uint64_t free_micros = left > p->resv_micros ? left - p->resv_micros : 0;
+        /* The proxy's left is the guest's word: never more than the node knows is left. */
+        uint64_t free_micros = fork_budget_remainder(
+                                       left,
+                                       p->resv_micros,
+                                       p->spec->policy ? p->spec->policy->max_usd_micros : 0,
+                                       &p->charged,
+                                       0,
+                                       0,
+                                       0,
+                                       0)
+                                       .usd_micros;
         if (json_is_true(json_object_get(st, "expired"))) {
                 pthread_mutex_unlock(&p->budget_lock);
                 return api_reply_error(

@@ -37,6 +37,17 @@ ForkBudget fork_budget_remainder(
         };
 }
 
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+        uint64_t r;
+        return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+void fork_budget_add(ForkBudget *to, const ForkBudget *add) {
+        to->usd_micros = add_sat(to->usd_micros, add->usd_micros);
+        to->input_tokens = add_sat(to->input_tokens, add->input_tokens);
+        to->output_tokens = add_sat(to->output_tokens, add->output_tokens);
+}
+
 int fork_budget_split(const ForkBudget *have, unsigned count, ForkBudget *ret_share, ForkBudget *ret_keeps) {
         if (count == 0)
                 return -EINVAL;

@@ -25,8 +25,8 @@ typedef struct ForkBudget {
  * the node holds for it (a reservation counts as spent: its call may have been paid), and the
  * policy's token maxima less what was consumed. The proxy's figures are the guest's word, so
  * they are bounded by what the node knows: left never counts above the policy's
- * max_usd_micros less what the node already handed to this pod's children (given; NULL:
- * nothing), and consumed tokens never below what was handed out. A guest reporting an
+ * max_usd_micros less what the node itself charged this pod (given: settled model calls and
+ * children's shares; NULL: nothing), and consumed tokens never below that either. A guest reporting an
  * untouched budget after every fork thus cannot mint more for its children than its policy
  * held. Never underflows (0 at worst). */
 ForkBudget fork_budget_remainder(
@@ -38,6 +38,9 @@ ForkBudget fork_budget_remainder(
         uint64_t used_input_tokens,
         uint64_t max_output_tokens,
         uint64_t used_output_tokens);
+
+/* *to += add per amount, saturating at UINT64_MAX. */
+void fork_budget_add(ForkBudget *to, const ForkBudget *add);
 
 /* Split have among count children and the holder: *ret_share = have / (count + 1) per amount
  * (rounded down), *ret_keeps = have - count * share (at least one share). Returns 0, -EINVAL

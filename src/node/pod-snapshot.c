@@ -675,7 +675,7 @@ static int fork_take_from_parent(
                 node_json_u64(json_object_get(b, "left_usd_micros")),
                 p->resv_micros,
                 pol->max_usd_micros,
-                &p->fork_given,
+                &p->charged,
                 pol->max_input_tokens,
                 node_json_u64(json_object_get(b, "input_tokens")),
                 pol->max_output_tokens,
@@ -704,9 +704,10 @@ static int fork_take_from_parent(
                 r = -EDQUOT;
         channel_reply_done(&rep);
         if (r >= 0) {
-                p->fork_given.usd_micros += share.usd_micros * count;
-                p->fork_given.input_tokens += share.input_tokens * count;
-                p->fork_given.output_tokens += share.output_tokens * count;
+                ForkBudget given = { share.usd_micros * count,
+                                     share.input_tokens * count,
+                                     share.output_tokens * count };
+                fork_budget_add(&p->charged, &given);
         }
         pthread_mutex_unlock(&p->budget_lock);
         if (r < 0) {

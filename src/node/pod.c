@@ -319,7 +319,7 @@ void pod_terminate(Pod *p, PodState final, const char *reason, const char *kind)
                                         (uint64_t) json_integer_value(left),
                                         p->resv_micros,
                                         pol->max_usd_micros,
-                                        &p->fork_given,
+                                        &p->charged,
                                         pol->max_input_tokens,
                                         node_json_u64(json_object_get(b, "input_tokens")),
                                         pol->max_output_tokens,

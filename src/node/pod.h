@@ -129,9 +129,11 @@ struct Pod {
         struct PodReservation *resv;
         size_t n_resv;
         uint64_t resv_micros; /* sum of the held reservations */
-        /* Under budget_lock: what forks of this pod while it ran charged it for their children,
-         * counted by the node (the proxy's meter is the guest's word; fork_budget_remainder). */
-        ForkBudget fork_given;
+        /* Under budget_lock: everything the node charged this pod's meter (settled and expired
+         * model-call reservations, its children's shares), counted by the node itself: the
+         * proxy's meter is the guest's word, and what it reports as left is never believed
+         * above the policy's maximum less this (fork_budget_remainder, budget reserve). */
+        ForkBudget charged;
         PodFork *fork;        /* restored from a snapshot instead of booted, or NULL */
         unsigned n_snapshots; /* under node->lock: its snapshots on disk; an ended pod keeps its
                                * record (no prune, no retention) while it has any */

@@ -45,6 +45,15 @@ static void test_remainder_bounded_by_node(void **state) {
         assert_int_equal(r.usd_micros, 0);
 }
 
+static void test_add_saturates(void **state) {
+        ForkBudget to = { .usd_micros = 5, .input_tokens = UINT64_MAX - 1, .output_tokens = 0 };
+        ForkBudget add = { .usd_micros = 7, .input_tokens = 5, .output_tokens = 3 };
+        fork_budget_add(&to, &add);
+        assert_int_equal(to.usd_micros, 12);
+        assert_true(to.input_tokens == UINT64_MAX);
+        assert_int_equal(to.output_tokens, 3);
+}
+
 static void test_split(void **state) {
         ForkBudget have = { .usd_micros = 1000, .input_tokens = 10, .output_tokens = 7 }, share, keeps;
         assert_int_equal(fork_budget_split(&have, 2, &share, &keeps), 0);
@@ -129,9 +138,9 @@ static void test_cap(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_remainder), cmocka_unit_test(test_remainder_bounded_by_node),
-                cmocka_unit_test(test_split),     cmocka_unit_test(test_escrow_conserved),
-                cmocka_unit_test(test_cap),
+                cmocka_unit_test(test_remainder),        cmocka_unit_test(test_remainder_bounded_by_node),
+                cmocka_unit_test(test_add_saturates),    cmocka_unit_test(test_split),
+                cmocka_unit_test(test_escrow_conserved), cmocka_unit_test(test_cap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
