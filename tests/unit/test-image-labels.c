@@ -91,6 +91,24 @@ static void test_system_check(void **state) {
         assert_int_equal(chmod(path, 0644), 0);
         if (geteuid() == 0) {
                 assert_int_equal(image_system_check(path, &err), 0);
+                /* Its directory: anyone who may write it may rename the disk away and put their
+                 * own file in its place. */
+                assert_int_equal(chmod(dir, 0777), 0);
+                assert_int_equal(image_system_check(path, &err), -EPERM);
+                assert_non_null(strstr(err, "directory"));
+                free(err);
+                err = NULL;
+                assert_int_equal(chmod(dir, 01777), 0); /* sticky: only root renames root's file */
+                assert_int_equal(image_system_check(path, &err), 0);
+                assert_int_equal(chmod(dir, 0755), 0);
+                assert_int_equal(chown(dir, 1000, 1000), 0);
+                assert_int_equal(image_system_check(path, &err), -EPERM);
+                assert_non_null(strstr(err, "directory"));
+                free(err);
+                err = NULL;
+                assert_int_equal(chown(dir, 0, 0), 0);
+                assert_int_equal(chmod(dir, 0700), 0);
+                assert_int_equal(image_system_check(path, &err), 0);
                 assert_int_equal(chmod(path, 0664), 0);
                 assert_int_equal(image_system_check(path, &err), -EPERM);
                 assert_non_null(strstr(err, "writable by no one else"));

@@ -256,6 +256,46 @@ int image_scratch_create(const char *path, uint64_t size_bytes) {
         return 0;
 }
 
+/* Every directory from path's own up to / is root's, and none lets anyone else add, remove or
+ * rename its entries (no group or other write bit, unless sticky: then only the owner of an
+ * entry, root for each one checked here, may rename it). */
+static int system_dirs_check(const char *path, char **reterr) {
+        _cleanup_free_ char *dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                dir = mfree(dir), dir = xstrdup(".");
+        else if (slash == dir)
+                slash[1] = 0;
+        else
+                *slash = 0;
+        _cleanup_free_ char *real = realpath(dir, NULL);
+        if (!real)
+                return -errno;
+        for (;;) {
+                struct stat st;
+                if (stat(real, &st) < 0)
+                        return -errno;
+                if (st.st_uid != 0 || ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))) {
+                        *reterr = xasprintf(
+                                "the directory %s of the system disk %s must be owned by root and writable "
+                                "by no one else (owner uid %u, mode %04o): whoever may write it can put "
+                                "another file in the disk's place",
+                                real,
+                                path,
+                                (unsigned) st.st_uid,
+                                (unsigned) (st.st_mode & 07777));
+                        return -EPERM;
+                }
+                char *s = strrchr(real, '/');
+                if (!s || streq(real, "/"))
+                        return 0;
+                if (s == real)
+                        s[1] = 0;
+                else
+                        *s = 0;
+        }
+}
+
 int image_system_check(const char *path, char **reterr) {
         struct stat st;
         if (!path)
@@ -276,7 +316,7 @@ int image_system_check(const char *path, char **reterr) {
                         (unsigned) (st.st_mode & 07777));
                 return -EPERM;
         }
-        return 0;
+        return system_dirs_check(path, reterr);
 }
 
 /* Spawn a probe VM (no disks, no channel) and wait for a marker on its console. */

@@ -119,8 +119,9 @@ int image_guest_binaries_match(
 int image_scratch_create(const char *path, uint64_t size_bytes);
 
 /* Check that the system disk at path may be attached: a regular file owned by root and
- * writable by nobody else (no group or other write bit), so neither the VMM user nor anyone
- * but root can change what every pod of the image runs as its proxy. Returns 0, -ENOENT when
+ * writable by nobody else (no group or other write bit), in directories that are root's and
+ * writable by nobody else up to / (sticky ones allowed), so neither the VMM user nor anyone
+ * but root can change or replace what every pod of the image runs as its proxy. Returns 0, -ENOENT when
  * it is missing, -EPERM (with the reason in *reterr, caller frees) when it fails the check. */
 int image_system_check(const char *path, char **reterr);
 
