@@ -109,6 +109,16 @@ static void test_system_check(void **state) {
                 assert_int_equal(chown(dir, 0, 0), 0);
                 assert_int_equal(chmod(dir, 0700), 0);
                 assert_int_equal(image_system_check(path, &err), 0);
+
+                /* The files a pod boots from: root's, writable by no one else. */
+                static const char *const names[] = { "nucleus.ext4" };
+                assert_int_equal(image_boot_files_check(dir, names, 1, &err), 0);
+                assert_int_equal(chmod(path, 0666), 0);
+                assert_int_equal(image_boot_files_check(dir, names, 1, &err), -EPERM);
+                assert_non_null(strstr(err, "guest image file"));
+                free(err);
+                err = NULL;
+                assert_int_equal(chmod(path, 0644), 0);
                 assert_int_equal(chmod(path, 0664), 0);
                 assert_int_equal(image_system_check(path, &err), -EPERM);
                 assert_non_null(strstr(err, "writable by no one else"));

@@ -319,6 +319,26 @@ int image_system_check(const char *path, char **reterr) {
         return system_dirs_check(path, reterr);
 }
 
+int image_boot_files_check(const char *image_dir, const char *const *names, size_t n, char **reterr) {
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", image_dir, names[i]);
+                struct stat st;
+                if (stat(path, &st) < 0)
+                        return -errno;
+                if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022)) {
+                        *reterr = xasprintf(
+                                "the guest image file %s must be a regular file owned by root and writable "
+                                "by no one else (owner uid %u, mode %04o): every pod of the image boots "
+                                "from it; rebuild it with 'nucleus image build' as root",
+                                path,
+                                (unsigned) st.st_uid,
+                                (unsigned) (st.st_mode & 07777));
+                        return -EPERM;
+                }
+        }
+        return 0;
+}
+
 /* Spawn a probe VM (no disks, no channel) and wait for a marker on its console. */
 static int probe_run_in(
         const char *tmpl,

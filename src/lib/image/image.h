@@ -125,6 +125,12 @@ int image_scratch_create(const char *path, uint64_t size_bytes);
  * it is missing, -EPERM (with the reason in *reterr, caller frees) when it fails the check. */
 int image_system_check(const char *path, char **reterr);
 
+/* The same for the files every pod of the image boots from (names: the kernel, the initramfs,
+ * the rootfs, in image_dir, whose directories image_system_check covers): each a regular file
+ * owned by root and writable by no one else, or a pod's VMM user could put its own init in
+ * every later pod. Returns 0, -errno when one is missing, -EPERM with the reason in *reterr. */
+int image_boot_files_check(const char *image_dir, const char *const *names, size_t n, char **reterr);
+
 typedef enum ImageAccel {
         IMAGE_ACCEL_TCG,
         IMAGE_ACCEL_KVM,

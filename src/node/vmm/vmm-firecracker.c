@@ -140,7 +140,10 @@ static int fc_probe(const VmmLaunch *l, char **reterr) {
                 }
         }
         _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir ?: "");
-        return image_system_check(system, reterr);
+        int r = image_system_check(system, reterr);
+        if (r < 0)
+                return r;
+        return image_boot_files_check(l->image_dir ?: "", files, ELEMENTSOF(files), reterr);
 }
 
 static size_t fc_discard(void *p, size_t sz, size_t nm, void *ud) {

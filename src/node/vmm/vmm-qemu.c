@@ -48,7 +48,10 @@ static int qemu_probe(const VmmLaunch *l, char **reterr) {
                 }
         }
         _cleanup_free_ char *system = xasprintf("%s/" IMAGE_SYSTEM, l->image_dir);
-        return image_system_check(system, reterr);
+        int r = image_system_check(system, reterr);
+        if (r < 0)
+                return r;
+        return image_boot_files_check(l->image_dir, files, ELEMENTSOF(files), reterr);
 }
 
 static int qemu_start(const VmmLaunch *l, Vmm *vm, char **reterr) {
