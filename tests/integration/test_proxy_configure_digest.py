@@ -67,3 +67,33 @@ def test_old_timeout_key_refused(proxy_bin, agent_ids):
         assert pp.ch.configure(BASE)["pod_id"] == "pod-digest"  # nothing half-applied
     finally:
         pp.stop()
+
+
+def _host_system_state():
+    import subprocess
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    with open("/etc/resolv.conf", "rb") as f:
+        resolv = f.read()
+    return {
+        "addresses": subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout,
+        "routes": subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout,
+        "links": subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout,
+        "resolv.conf": resolv,
+        "resolv.conf mounted": "/etc/resolv.conf" in mounts,
+        "/run/nucleus-net": __import__("os").path.exists("/run/nucleus-net"),
+    }
+
+
+def test_host_proxy_leaves_the_hosts_system_alone(proxy_bin, agent_ids):
+    """A proxy on the host (the local driver, these tests) is not its system's owner: a
+    configure with a network, a seed and a clock leaves the host's NICs, routes, resolver and
+    random pool alone. It once addressed the host's first NIC, added a default route and bound
+    its resolv.conf over the host's, which cut the machine's DNS."""
+    before = _host_system_state()
+    cfg = dict(BASE, network={"address": "10.201.0.6/30", "gateway": "10.201.0.5", "dns": "10.201.0.5"},
+               entropy_seed="cd" * 32, wall_clock_unix_ms=int(time.time() * 1000) - 86400 * 1000)
+    r = answer(proxy_bin, agent_ids, cfg)
+    assert r["pod_id"] == "pod-digest", r
+    assert r["crng_reseeded"] is False and r["clock_set"] is False, r
+    assert _host_system_state() == before

@@ -629,7 +629,7 @@ static pid_t start_proxy(int chan) {
         char *const argv_fd[] = { (char *) INIT_PROXY_PATH,
                                   (char *) "--fd",
                                   (char *) "3",
-                                  (char *) "--set-clock",
+                                  (char *) "--guest-system",
                                   (char *) "--fetch-helper",
                                   (char *) INIT_FETCH_HELPER_PATH,
                                   (char *) "--fetch-libdir",
@@ -637,7 +637,7 @@ static pid_t start_proxy(int chan) {
                                   NULL };
         char *const argv_vsock[] = {
                 (char *) INIT_PROXY_PATH,  (char *) "--vsock-port",    port,
-                (char *) "--set-clock",    (char *) "--fetch-helper",  (char *) INIT_FETCH_HELPER_PATH,
+                (char *) "--guest-system", (char *) "--fetch-helper",  (char *) INIT_FETCH_HELPER_PATH,
                 (char *) "--fetch-libdir", (char *) INIT_FETCH_LIBDIR, NULL
         };
         char *const *argv = chan >= 0 ? argv_fd : argv_vsock;

@@ -27,7 +27,7 @@ static char *arg_channel_dev = NULL;
 static char *arg_unix = NULL;
 static uint32_t arg_vsock_port = 0;
 static int arg_fd = -1;
-static bool arg_set_clock = false;
+static bool arg_guest_system = false;
 static char *arg_workspace = NULL;
 static char *arg_agent_user = NULL;
 static char *arg_state_dir = NULL;
@@ -49,8 +49,10 @@ static void help(void) {
                "  --agent-user U       NAME or UID:GID commands run as (default agent, else 1000:1000)\n"
                "  --state-dir DIR      root-only directory outside the workspace (default /run/nucleus)\n"
                "  --fetch-helper PATH  nucleus-web-fetch helper for web_fetch (default: none)\n"
-               "  --set-clock          configure/reconfigure may set the wall clock (the guest\n"
-               "                       init passes it; never on a host: the clock is the host's)\n"
+               "  --guest-system       this proxy owns the system it runs on (the guest init passes\n"
+               "                       it): configure/reconfigure may set the wall clock, reseed\n"
+               "                       the CRNG, address the NIC and write the resolver. Never on\n"
+               "                       a host: those are the host's\n"
                "  --fetch-libdir DIR   run the helper through DIR/ld-linux-x86-64.so.2 with DIR's\n"
                "                       libraries (the guest's own copy, independent of the rootfs)\n"
                "  --log-level LEVEL    err|warning|notice|info|debug\n"
@@ -123,7 +125,7 @@ static int parse_argv(int argc, char **argv) {
                 ARG_FETCH,
                 ARG_FETCH_LIBDIR,
                 ARG_LOG,
-                ARG_SET_CLOCK
+                ARG_GUEST_SYSTEM
         };
         static const struct option options[] = {
                 { "channel-dev", required_argument, NULL, ARG_CHANNEL_DEV },
@@ -136,7 +138,7 @@ static int parse_argv(int argc, char **argv) {
                 { "fetch-helper", required_argument, NULL, ARG_FETCH },
                 { "fetch-libdir", required_argument, NULL, ARG_FETCH_LIBDIR },
                 { "log-level", required_argument, NULL, ARG_LOG },
-                { "set-clock", no_argument, NULL, ARG_SET_CLOCK },
+                { "guest-system", no_argument, NULL, ARG_GUEST_SYSTEM },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -156,8 +158,8 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_UNIX:
                         arg_unix = optarg, n++;
                         break;
-                case ARG_SET_CLOCK:
-                        arg_set_clock = true;
+                case ARG_GUEST_SYSTEM:
+                        arg_guest_system = true;
                         break;
                 case ARG_FD: {
                         int32_t v;
@@ -264,7 +266,7 @@ int main(int argc, char **argv) {
                 p->fetch_helper = xstrdup(arg_fetch_helper);
         if (arg_fetch_libdir)
                 p->fetch_libdir = xstrdup(arg_fetch_libdir);
-        p->set_clock = arg_set_clock;
+        p->guest_system = arg_guest_system;
 
         if (sandbox_landlock_abi() < 0)
                 log_warning("Landlock is not available on this kernel: commands are confined by uid, "

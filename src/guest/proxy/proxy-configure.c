@@ -60,9 +60,10 @@ static void limits_apply(ProxyLimits *l, const Configure *c) {
  * pool and force a reseed (RNDRESEEDCRNG: the base key is re-derived from the pool and every
  * per-CPU key is dropped), so randomness after this point is not predictable from the
  * snapshot or from a sibling's. A write alone credits no entropy, it only adds to the pool.
+ * Only in a guest (--guest-system): a host's random pool is the host's.
  * Returns true when the reseed happened; non-logging (the callers say what failed). */
-static bool entropy_reseed(const Configure *c) {
-        if (!c->have_seed)
+static bool entropy_reseed(const Proxy *p, const Configure *c) {
+        if (!c->have_seed || !p->guest_system)
                 return false;
         _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 || loop_write(fd, c->entropy_seed, sizeof c->entropy_seed) < 0)
@@ -72,8 +73,8 @@ static bool entropy_reseed(const Configure *c) {
 
 /* Set the wall clock to the node's (approval expiry compares tokens with it; a restored guest's
  * clock stopped at its snapshot). A clock already within a second of it is left alone. Only in
- * a guest (--set-clock, which the guest init passes): a proxy on the host (the local driver,
- * tests) shares the host's clock and must never set it, whatever a configure says.
+ * a guest (--guest-system, which the guest init passes): a proxy on the host (the local
+ * driver, tests) shares the host's clock and must never set it, whatever a configure says.
  * Returns true when the clock is right now; non-logging. */
 static bool wall_clock_sync(const Proxy *p, usec_t want) {
         if (want == 0)
@@ -81,7 +82,7 @@ static bool wall_clock_sync(const Proxy *p, usec_t want) {
         usec_t now = now_usec(CLOCK_REALTIME);
         if ((now > want ? now - want : want - now) <= USEC_PER_SEC)
                 return true;
-        if (!p->set_clock)
+        if (!p->guest_system)
                 return false;
         struct timespec ts = { .tv_sec = (time_t) (want / USEC_PER_SEC),
                                .tv_nsec = (long) ((want % USEC_PER_SEC) * 1000) };
@@ -197,15 +198,16 @@ static json_t *configured_answer(Proxy *p, const Configure *c) {
 /* The pod's NIC as configure's $.network says (docs/node.md "Warm pool"): a cold pod's init
  * configured it from the kernel command line already (nothing changes then); a pod claimed
  * from the warm pool booted with it down and unaddressed; a restored pod has its parent's
- * address. Under the local driver there is no NIC and the node sends no network. Returns 0 or
- * -errno with *reterr. */
+ * address. Only in a guest (--guest-system): on a host (the local driver, tests) the NICs,
+ * routes and resolver are the host's and a configure never touches them, whatever its
+ * $.network says. Returns 0 or -errno with *reterr. */
 #define PROXY_NIC_TIMEOUT_USEC (3 * USEC_PER_SEC)
-static int network_apply(const Configure *c, char **reterr) {
+static int network_apply(const Proxy *p, const Configure *c, char **reterr) {
         NetifAddress a;
         bool changed = false;
         int r;
 
-        if (!c->have_net)
+        if (!c->have_net || !p->guest_system)
                 return 0;
         r = netif_address_parse(c->net.address, c->net.gateway, c->net.dns, &a);
         if (r < 0) {
@@ -270,7 +272,7 @@ void op_configure(Request *req) {
         }
         /* The only step with an effect outside the proxy, last before the commit: a NIC that
          * cannot be configured refuses the configure (the node then fails the pod). */
-        r = network_apply(c, &err);
+        r = network_apply(p, c, &err);
         if (r < 0) {
                 budget_meter_free(budget);
                 approval_registry_free(approvals);
@@ -290,7 +292,7 @@ void op_configure(Request *req) {
         /* A guest restored from the warm pool's snapshot shares its CRNG state and a stale clock
          * with every guest restored from it: reseed and set the clock as reconfigure does (a
          * booted guest gets the same; the node requires both of a restored one). */
-        bool reseeded = entropy_reseed(c);
+        bool reseeded = entropy_reseed(p, c);
         bool clock_set = wall_clock_sync(p, c->wall_clock);
         if (!reseeded || !clock_set)
                 log_debug(
@@ -386,7 +388,7 @@ void op_reconfigure(Request *req) {
 
         /* The child's address before anything is committed: a NIC left with the parent's
          * address refuses the handshake (the node then ends the child). */
-        r = network_apply(c, &err);
+        r = network_apply(p, c, &err);
         if (r < 0) {
                 budget_meter_free(budget);
                 approval_registry_free(approvals);
@@ -398,7 +400,7 @@ void op_reconfigure(Request *req) {
         bool clock_set = wall_clock_sync(p, c->wall_clock);
         if (!clock_set)
                 log_warning("Cannot set the wall clock: %m");
-        bool reseeded = entropy_reseed(c);
+        bool reseeded = entropy_reseed(p, c);
         if (!reseeded)
                 log_warning("Cannot reseed the CRNG with the node's seed: %m");
 

@@ -85,9 +85,10 @@ typedef struct Proxy {
         bool have_proc_fd;    /* /proc/self/fd usable; else symlinks are never followed */
         uid_t agent_uid;
         gid_t agent_gid;
-        char *agent_home; /* HOME for commands */
-        char *state_dir;  /* root-only dir outside the workspace (baseline git) */
-        bool set_clock;   /* --set-clock: this proxy runs in a guest and owns its wall clock */
+        char *agent_home;  /* HOME for commands */
+        char *state_dir;   /* root-only dir outside the workspace (baseline git) */
+        bool guest_system; /* --guest-system: this proxy runs in a guest and owns its system state
+                            * (wall clock, CRNG, NIC, resolver); false on a host */
 
         /* channel */
         Transport *transport;
