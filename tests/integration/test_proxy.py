@@ -129,6 +129,17 @@ def streamed_write(proxy, path, data, announce=None, sha=None, chunk=1024 * 1024
     return proxy.ch.request_stream_in("write", args, data, chunk=chunk)
 
 
+def proxy_holds(proxy, path):
+    fd_dir = f"/proc/{proxy.proc.pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) == path:
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def test_write_streamed_content(proxy):
     """docs/proxy.md "Size": the path is judged before any content is accepted; the content
     reaches the file only when all of it arrived and matches its digest; a refused write
@@ -179,7 +190,10 @@ def test_write_streamed_content(proxy):
     sid = proxy.ch.start("write", {"path": "m/f.txt", "content_bytes": len(data),
                                    "content_sha256": hashlib.sha256(data).hexdigest()})
     proxy.ch.send(DATA, sid, data[:1024 * 1024])
-    assert proxy.ch.request("status")  # the write's request has been handled
+    deadline = time.monotonic() + 60
+    while not proxy_holds(proxy, os.path.join(proxy.ws, "m")):  # the directory it judged
+        assert time.monotonic() < deadline, "the streamed write never opened its directory"
+        time.sleep(0.02)
     os.rename(os.path.join(proxy.ws, "m"), os.path.join(proxy.ws, "m2"))
     proxy.ch.send(DATA, sid, data[1024 * 1024:])
     proxy.ch.send(END, sid)
@@ -190,7 +204,13 @@ def test_write_streamed_content(proxy):
         f.write("old")
     sid = proxy.ch.start("write", {"path": "m2/e.txt", "content_bytes": len(data),
                                    "content_sha256": hashlib.sha256(data).hexdigest()})
-    assert proxy.ch.request("status")
+    # The write's request is handled on its own thread: a status answer does not prove it has
+    # opened the file yet. It has once the proxy holds a descriptor of it.
+    held = os.path.join(proxy.ws, "m2/e.txt")
+    deadline = time.monotonic() + 60
+    while not proxy_holds(proxy, held):
+        assert time.monotonic() < deadline, "the streamed write never opened the file it judged"
+        time.sleep(0.02)
     os.unlink(os.path.join(proxy.ws, "m2/e.txt"))
     with open(os.path.join(proxy.ws, "m2/e.txt"), "w") as f:
         f.write("new")
