@@ -855,9 +855,20 @@ int pod_fork(Pod *p, const char *snapshot_id, unsigned count, const char *actor,
         _cleanup_free_ char *first_err = NULL;
         for (unsigned i = 0; i < count; i++) {
                 NodeSpec *spec = nodespec_copy(p->spec);
-                /* Not the parent's name (names must find one pod) nor its lease (held by the
+                /* Not the parent's name (names must find one pod) but one derived from it,
+                 * PARENT-fN, numbered over the parent's life; nor its lease (held by the
                  * parent's client, which does not know the child). */
-                spec->name = mfree(spec->name);
+                if (spec->name) {
+                        unsigned k = __atomic_add_fetch(&p->n_children, 1, __ATOMIC_SEQ_CST);
+                        char suffix[16];
+                        int ns = snprintf(suffix, sizeof suffix, "-f%u", k);
+                        size_t keep = strnlen(spec->name, 63 - (size_t) ns);
+                        while (keep > 0 && spec->name[keep - 1] == '-')
+                                keep--;
+                        char *name = xasprintf("%.*s%s", (int) keep, spec->name, suffix);
+                        free(spec->name);
+                        spec->name = name;
+                }
                 spec->has_lease = false;
                 spec->policy->max_usd_micros = share_usd;
                 spec->policy->max_input_tokens = share_in;

@@ -134,6 +134,7 @@ struct Pod {
          * proxy's meter is the guest's word, and what it reports as left is never believed
          * above the policy's maximum less this (fork_budget_remainder, budget reserve). */
         ForkBudget charged;
+        unsigned n_children;  /* children forked from it so far (atomic; names their names) */
         PodFork *fork;        /* restored from a snapshot instead of booted, or NULL */
         unsigned n_snapshots; /* under node->lock: its snapshots on disk; an ended pod keeps its
                                * record (no prune, no retention) while it has any */

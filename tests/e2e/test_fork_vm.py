@@ -40,8 +40,11 @@ def _has_vmm_user():
         return False
 
 
-def running_pod(c, policy="local-dev"):
-    r = c.create_pod(spec_yaml(driver="qemu", policy=policy, timeout=900, extra=RES))
+def running_pod(c, policy="local-dev", name=None):
+    spec = spec_yaml(driver="qemu", policy=policy, timeout=900, extra=RES)
+    if name:
+        spec = spec.replace("kind: Pod\n", f"kind: Pod\nmetadata:\n  name: {name}\n", 1)
+    r = c.create_pod(spec)
     assert r.status == 201, r
     st = c.wait_state(r.json()["id"], {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)
     assert st["state"] == "running", st
@@ -128,7 +131,7 @@ def disk_swap_probe(node, pod):
 def test_snapshot_and_fork(node):
     c = node.client()
     t_cold = time.monotonic()
-    parent = running_pod(c)
+    parent = running_pod(c, name="explore")
     # The node holds the parent's monitor from its boot on: another process of the VMM user
     # gets no greeting (QEMU serves one monitor client), not even while the node snapshots.
     probe = qmp_probe(node, parent, 20) if _has_vmm_user() else None
@@ -181,6 +184,8 @@ def test_snapshot_and_fork(node):
     out = r.json()
     kids = [k["id"] for k in out["children"]]
     assert len(kids) == 2 and parent not in kids and kids[0] != kids[1]
+    # Children are named after the parent, numbered over its life, so a name finds one pod.
+    assert sorted(k["name"] for k in out["children"]) == ["explore-f1", "explore-f2"], out
     for k in kids:
         st = c.wait_state(k, {"running", "failed", "exited"}, timeout=BOOT_TIMEOUT)
         assert st["state"] == "running", (st, c.logs(k, tail=50).text)
