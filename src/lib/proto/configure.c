@@ -308,6 +308,12 @@ int configure_from_json(const json_t *args, Configure **ret, char **reterr) {
         return 0;
 }
 
+/* $.network of configure and reconfigure: {address, gateway, dns}. */
+static json_t *network_to_json(const Configure *c) {
+        return json_pack(
+                "{s:s,s:s,s:s}", "address", c->net.address, "gateway", c->net.gateway, "dns", c->net.dns);
+}
+
 json_t *configure_to_json(const Configure *c) {
         json_t *j = json_object();
         json_object_set_new(j, "pod_id", json_string(c->pod_id));
@@ -367,17 +373,7 @@ json_t *configure_to_json(const Configure *c) {
                 json_object_set_new(j, "dns_allow", d);
         }
         if (c->have_net)
-                json_object_set_new(
-                        j,
-                        "network",
-                        json_pack(
-                                "{s:s,s:s,s:s}",
-                                "address",
-                                c->net.address,
-                                "gateway",
-                                c->net.gateway,
-                                "dns",
-                                c->net.dns));
+                json_object_set_new(j, "network", network_to_json(c));
         return j;
 }
 
@@ -430,16 +426,6 @@ json_t *reconfigure_to_json(const Configure *c) {
                 explicit_bzero_safe(hex, strlen(hex));
         }
         if (c->have_net)
-                json_object_set_new(
-                        j,
-                        "network",
-                        json_pack(
-                                "{s:s,s:s,s:s}",
-                                "address",
-                                c->net.address,
-                                "gateway",
-                                c->net.gateway,
-                                "dns",
-                                c->net.dns));
+                json_object_set_new(j, "network", network_to_json(c));
         return j;
 }
